@@ -1,1 +1,16 @@
-//! frontdesk
+//! frontdesk: a standalone OAuth 2.0 token-exchange authorization server (security token
+//! service). It trades enterprise SSO tokens for short-lived, audience-bound grants (ID-JAGs,
+//! identity-chaining grants, RFC 9068 access tokens) and redeems such grants from other issuers.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod oauth;
+pub mod policy;
+pub mod secret;
+pub mod store;
+pub mod telemetry;
+pub mod trust;

@@ -1,0 +1,267 @@
+//! The composition root: turns a validated [`Config`] into a running server — key-encryption
+//! key, database (migrated), trust configuration, key ring, router, listener, background tasks —
+//! and shuts it down gracefully. Each startup failure becomes one line saying what is wrong and
+//! how to fix it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::unix_now;
+use crate::config::{Config, DEVELOPMENT_KEK_FILE};
+use crate::http::{AppState, router};
+use crate::keys::{Kek, KeyPolicy, KeyRing, SigningAlgorithm};
+use crate::store::{ReplayStore, Store};
+
+/// A startup failure, printed as one line before exiting non-zero.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(pub String);
+
+fn fail<T>(message: impl Into<String>) -> Result<T, StartupError> {
+    Err(StartupError(message.into()))
+}
+
+/// The key-encryption key named by the configuration. In development without one, a KEK file is
+/// created next to the database with mode 0600, and a warning says so.
+pub fn load_kek(config: &Config) -> Result<Kek, StartupError> {
+    if let Some(key) = &config.keys.encryption_key {
+        return Kek::from_base64(key.expose()).map_err(StartupError);
+    }
+    if let Some(path) = &config.keys.encryption_key_file {
+        return Kek::from_file(path).map_err(|message| {
+            StartupError(format!(
+                "{message}; set keys.encryption_key_file or FRONTDESK_KEY_ENCRYPTION_KEY_FILE to a readable file"
+            ))
+        });
+    }
+    if config.development {
+        let path = PathBuf::from(DEVELOPMENT_KEK_FILE);
+        let (kek, created) = Kek::load_or_create_file(&path).map_err(StartupError)?;
+        if created {
+            tracing::warn!(path = %path.display(), "generated a development key-encryption key; production deployments must supply FRONTDESK_KEY_ENCRYPTION_KEY");
+        }
+        return Ok(kek);
+    }
+    fail("no key-encryption key: set FRONTDESK_KEY_ENCRYPTION_KEY (32 random bytes, base64) or keys.encryption_key_file")
+}
+
+/// Connects to the database (without migrating), with a message that names the URL's scheme
+/// and host but never its password.
+pub async fn connect_store(config: &Config) -> Result<Store, StartupError> {
+    let url = config.database.url.expose();
+    Store::connect(url, config.database.max_connections)
+        .await
+        .map_err(|error| {
+            StartupError(format!(
+                "cannot open the database {}: {error}; check database.url / FRONTDESK_DATABASE_URL and that the server is running",
+                redact_url(url)
+            ))
+        })
+}
+
+/// Connects and applies migrations (each in a transaction).
+pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
+    let store = connect_store(config).await?;
+    store.migrate().await.map_err(|error| {
+        StartupError(format!(
+            "database migration failed on {}: {error}; nothing was half-applied (each migration runs in a transaction)",
+            redact_url(config.database.url.expose())
+        ))
+    })?;
+    Ok(store)
+}
+
+/// The key policy implied by the configuration.
+pub fn key_policy(config: &Config) -> KeyPolicy {
+    let longest = config
+        .tokens
+        .id_jag_lifetime_secs
+        .max(config.tokens.access_token_lifetime_secs)
+        .max(config.tokens.chaining_grant_lifetime_secs)
+        .max(config.audiences.iter().filter_map(|a| a.lifetime_secs).max().unwrap_or(0));
+    KeyPolicy {
+        algorithm: SigningAlgorithm::parse(&config.keys.algorithm).unwrap_or(SigningAlgorithm::Es256),
+        rsa_bits: config.keys.rsa_bits,
+        promote_after_secs: i64::try_from(config.keys.promote_after_secs).unwrap_or(i64::MAX / 4),
+        retired_publish_secs: i64::try_from(longest + config.tokens.clock_skew_secs + config.keys.jwks_max_age_secs)
+            .unwrap_or(i64::MAX / 4),
+    }
+}
+
+/// Opens the key ring, with a clear message if stored keys do not open under this KEK.
+pub async fn open_key_ring(config: &Config, store: Store) -> Result<KeyRing, StartupError> {
+    let kek = load_kek(config)?;
+    KeyRing::open(store, kek, key_policy(config), unix_now())
+        .await
+        .map_err(|error| StartupError(format!("cannot load the signing keys: {error}")))
+}
+
+/// Hides the password of a database URL.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A server running in the background (tests, embedding).
+pub struct RunningServer {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The shared state (tests inspect the store and keys through it).
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    handle: JoinHandle<Result<(), StartupError>>,
+}
+
+impl RunningServer {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes in-flight requests, and waits for the end.
+    pub async fn shutdown(self) -> Result<(), StartupError> {
+        let _ = self.shutdown.send(true);
+        self.handle
+            .await
+            .map_err(|error| StartupError(format!("server task failed: {error}")))?
+    }
+}
+
+/// Builds everything and starts serving in a background task. The returned server is ready:
+/// the listener is bound and migrations, trust and keys are loaded.
+pub async fn spawn(config: Config) -> Result<RunningServer, StartupError> {
+    let config = Arc::new(config);
+    crate::http::metrics_handle();
+    let store = open_store(&config).await?;
+    crate::trust::sync_config(&store, &config, unix_now())
+        .await
+        .map_err(|error| StartupError(format!("cannot load the configured trust into the database: {error}")))?;
+    let keys = Arc::new(open_key_ring(&config, store.clone()).await?);
+    let listen = config.server.listen.clone();
+    let listener = TcpListener::bind(&listen).await.map_err(|error| {
+        StartupError(format!(
+            "cannot listen on {listen}: {error}; stop the other process or choose another address with server.listen / FRONTDESK_LISTEN"
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|error| StartupError(format!("cannot read the bound address: {error}")))?;
+    let state = AppState {
+        config: config.clone(),
+        store: store.clone(),
+        keys: keys.clone(),
+    };
+    let app = router(state.clone());
+    let (shutdown, mut stop) = watch::channel(false);
+    let background = spawn_background(state.clone(), stop.clone());
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let handle = tokio::spawn(async move {
+        let mut stopping = stop.clone();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        });
+        let result = tokio::select! {
+            result = serve.into_future() => result,
+            () = async {
+                let _ = stop.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("in-flight requests did not finish within the shutdown grace period");
+                Ok(())
+            }
+        };
+        background.abort();
+        store.close().await;
+        result.map_err(|error| StartupError(format!("server error: {error}")))
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown,
+        handle,
+    })
+}
+
+/// Periodic work: key promotion and reload (so several instances and the CLI agree), and purging
+/// expired replay records.
+fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut keys = tokio::time::interval(Duration::from_secs(5));
+        let mut purge = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tokio::select! {
+                _ = keys.tick() => {
+                    if let Err(error) = state.keys.tick(unix_now()).await {
+                        tracing::error!(%error, "key ring refresh failed");
+                    }
+                }
+                _ = purge.tick() => {
+                    if let Err(error) = state.store.purge_expired(unix_now()).await {
+                        tracing::warn!(%error, "purging expired replay records failed");
+                    }
+                }
+                // The only value ever sent is `true`: any change means stop.
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn serve(config: Config) -> Result<(), StartupError> {
+    let development = config.development;
+    let database = redact_url(config.database.url.expose());
+    let issuer = config.issuer.clone();
+    let server = spawn(config).await?;
+    let kid = server
+        .state
+        .keys
+        .active_kid()
+        .map(|(kid, alg)| format!("{alg} key {kid}"))
+        .unwrap_or_default();
+    eprintln!("frontdesk listening on http://{} (issuer {issuer})", server.addr);
+    eprintln!("  data: {database}");
+    eprintln!("  signing with {kid}");
+    if development {
+        eprintln!(
+            "  DEVELOPMENT SETUP: no configuration file was given, so this instance uses a local SQLite file and a generated key-encryption key ({DEVELOPMENT_KEK_FILE}) in {}. Do not use it in production; see docs/deployment.md.",
+            std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_else(|_| ".".into())
+        );
+    }
+    tracing::info!(addr = %server.addr, %issuer, development, "frontdesk started");
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    server.shutdown().await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

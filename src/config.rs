@@ -1,0 +1,697 @@
+//! Typed configuration: built-in defaults, then one TOML file, then `FRONTDESK_*` environment
+//! variables, then `*_FILE` secrets. Validation runs once, at load, so a bad setting stops startup
+//! with a message naming the key and where it came from, instead of failing on the first request.
+//!
+//! Environment variables (every one is optional):
+//!
+//! | variable | key |
+//! |---|---|
+//! | `FRONTDESK_CONFIG` | path of the TOML file (same as `--config`) |
+//! | `FRONTDESK_ISSUER` | `issuer` |
+//! | `FRONTDESK_LISTEN` | `server.listen` |
+//! | `FRONTDESK_DATABASE_URL` | `database.url` |
+//! | `FRONTDESK_KEY_ENCRYPTION_KEY` | `keys.encryption_key` |
+//! | `FRONTDESK_<SECTION>__<KEY>` | `<section>.<key>` for every scalar key of a section |
+//!
+//! Any of them may instead be given as `<NAME>_FILE`, naming a file whose content (trimmed) is the
+//! value — the usual way to mount secrets. `FRONTDESK_TEST_*` variables belong to the test suite
+//! and are ignored here; any other unknown `FRONTDESK_*` variable is an error, so typos surface.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretString;
+
+/// The issuer of a development instance started without any configuration.
+pub const DEVELOPMENT_ISSUER: &str = "http://127.0.0.1:8080";
+/// File name of the embedded database of a development instance (in the working directory).
+pub const DEVELOPMENT_DATABASE_FILE: &str = "frontdesk.db";
+/// File name of the generated key-encryption key of a development instance.
+pub const DEVELOPMENT_KEK_FILE: &str = "frontdesk.kek";
+
+/// The whole configuration. Field names are the TOML keys documented in `docs/configuration.md`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Format version of the file, so the format can evolve without guessing.
+    pub version: u32,
+    /// This server's issuer identifier (RFC 8414 §2): the exact string put in `iss` and metadata.
+    pub issuer: String,
+    /// HTTP listener settings.
+    pub server: ServerConfig,
+    /// Database location and pool size.
+    pub database: DatabaseConfig,
+    /// Signing keys and the key-encryption key that protects them at rest.
+    pub keys: KeysConfig,
+    /// Lifetimes and error-code choices for the tokens frontdesk issues.
+    pub tokens: TokensConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Enterprise IdPs and other issuers whose tokens frontdesk accepts (inbound trust).
+    pub identity_providers: Vec<IdentityProviderConfig>,
+    /// Authorization servers and trust domains frontdesk issues grants for (outbound trust).
+    pub audiences: Vec<AudienceConfig>,
+    /// Confidential clients allowed to call the token endpoint.
+    pub clients: Vec<ClientConfig>,
+    /// Set when no configuration file was given: a local, single-user development instance.
+    #[serde(skip)]
+    pub development: bool,
+    /// Where the settings came from, for error messages.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// HTTP listener settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Socket address to listen on.
+    pub listen: String,
+    /// Requests that take longer are answered 408 and their work dropped.
+    pub request_timeout_secs: u64,
+    /// Largest accepted request body; token requests are small, so this stays low.
+    pub max_body_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` (embedded) or `postgres://…` (shared by several instances).
+    pub url: SecretString,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+/// Signing-key settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Algorithm of newly generated signing keys: ES256, RS256, PS256 or EdDSA.
+    pub algorithm: String,
+    /// Key-encryption key: 32 bytes, base64 (standard or URL-safe). Protects private keys at rest.
+    pub encryption_key: Option<SecretString>,
+    /// File holding the key-encryption key (base64), as an alternative to `encryption_key`.
+    pub encryption_key_file: Option<PathBuf>,
+    /// How long a new key stays published as `next` before it signs. Must exceed how long
+    /// relying parties cache our JWKS, so nobody sees a signature from a key they have not fetched.
+    pub promote_after_secs: u64,
+    /// `Cache-Control: max-age` of `/jwks.json`.
+    pub jwks_max_age_secs: u64,
+    /// RSA modulus size for RS256/PS256 keys.
+    pub rsa_bits: u32,
+}
+
+/// Token lifetimes and error-code decisions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// Default lifetime of an ID-JAG (IDJAG-JWT-08: at most 300 s by default).
+    pub id_jag_lifetime_secs: u64,
+    /// Default lifetime of an identity-chaining JWT grant.
+    pub chaining_grant_lifetime_secs: u64,
+    /// Default lifetime of an RFC 9068 access token.
+    pub access_token_lifetime_secs: u64,
+    /// Allowed clock skew when checking `exp`, `nbf` and `iat` of tokens we accept (BCP-11).
+    pub clock_skew_secs: u64,
+    /// Error code for a bad subject token: `invalid_request` (RFC 8693 §2.2.2) or
+    /// `invalid_grant` (the ID-JAG draft's example). See docs/decisions.md.
+    pub subject_token_error: String,
+    /// Largest token accepted as a subject token, actor token or assertion.
+    pub max_token_bytes: usize,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `json` (structured, for production) or `pretty` (for a terminal).
+    pub format: String,
+    /// A tracing filter such as `info` or `frontdesk=debug,info`.
+    pub level: String,
+}
+
+/// An issuer whose tokens frontdesk accepts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityProviderConfig {
+    /// Stable name used by clients' `idp_client_ids` and in the audit log.
+    pub id: String,
+    /// The exact `iss` value (no trailing-slash normalisation, FED-02).
+    pub issuer: String,
+    /// Where the keys come from: an explicit JWKS URL; when neither this nor `jwks` is set the
+    /// issuer's metadata is discovered.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Inline JWKS document (JSON text).
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Signature algorithms accepted from this issuer (never `none`, never HMAC).
+    #[serde(default = "default_idp_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Subject token types accepted from this issuer: `id_token`, `jwt`, `access_token`.
+    #[serde(default = "default_idp_token_types")]
+    pub token_types: Vec<String>,
+    /// Audiences accepted in JWT access tokens / generic JWTs from this issuer. ID tokens are
+    /// checked against the authenticated client's identifier at this IdP instead.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Clock skew for this issuer's tokens; defaults to `tokens.clock_skew_secs`.
+    #[serde(default)]
+    pub clock_skew_secs: Option<u64>,
+    /// Oldest acceptable `iat`, in seconds.
+    #[serde(default)]
+    pub max_token_age_secs: Option<u64>,
+    /// CEL condition over `subject`, `actor`, `client`, `request`; false or error denies.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Disabled providers are kept but refuse every token.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// A resource authorization server or trust domain frontdesk issues grants for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceConfig {
+    /// Stable name used by clients' `audiences` lists.
+    pub id: String,
+    /// The audience's issuer identifier, written into `aud`.
+    pub issuer: String,
+    /// Other values a client may send as `audience` (e.g. URNs); they resolve to `issuer`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Resource indicators (RFC 8707) this audience governs.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Scopes that may be granted for this audience.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// What to issue: `id-jag`, `jwt` (identity-chaining grant) or `access_token`.
+    #[serde(default = "default_token_type")]
+    pub token_type: String,
+    /// Lifetime of issued grants; defaults from `[tokens]`.
+    #[serde(default)]
+    pub lifetime_secs: Option<u64>,
+    /// CEL expressions deriving claims for the target domain: keys `sub`, `aud_sub`, `email`,
+    /// `tenant`, `aud_tenant`.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+    /// Subject-token claims copied when present: any of `auth_time`, `acr`, `amr`, `email`.
+    #[serde(default)]
+    pub release: Vec<String>,
+    /// CEL condition deciding who may get a grant.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Step-up: at least one of these `acr` values is required.
+    #[serde(default)]
+    pub require_acr: Vec<String>,
+    /// Step-up: the user must have authenticated within this many seconds.
+    #[serde(default)]
+    pub max_auth_age_secs: Option<u64>,
+}
+
+/// A confidential client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client's identifier at frontdesk.
+    pub client_id: String,
+    /// `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
+    pub auth_method: String,
+    /// argon2id PHC string of the secret (from `frontdesk hash-secret`).
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+    /// Inline JWKS for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// JWKS URL for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Grant types this client may use (full URNs or short names).
+    #[serde(default = "default_client_grants")]
+    pub grant_types: Vec<String>,
+    /// Audience ids this client may request grants for.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Scopes this client may be granted (empty: whatever the audience allows).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The client's identifier at each IdP (IdP id → the `aud` its ID tokens carry).
+    #[serde(default)]
+    pub idp_client_ids: BTreeMap<String, String>,
+    /// The client's identifier at each audience (audience id → the ID-JAG `client_id` claim).
+    #[serde(default)]
+    pub audience_client_ids: BTreeMap<String, String>,
+    /// Disabled clients are refused with `invalid_client`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_idp_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+fn default_idp_token_types() -> Vec<String> {
+    vec!["id_token".into()]
+}
+fn default_token_type() -> String {
+    "id-jag".into()
+}
+fn default_client_grants() -> Vec<String> {
+    vec!["urn:ietf:params:oauth:grant-type:token-exchange".into()]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            version: 1,
+            issuer: DEVELOPMENT_ISSUER.into(),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            keys: KeysConfig::default(),
+            tokens: TokensConfig::default(),
+            log: LogConfig::default(),
+            identity_providers: Vec::new(),
+            audiences: Vec::new(),
+            clients: Vec::new(),
+            development: false,
+            source: None,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            request_timeout_secs: 15,
+            max_body_bytes: 64 * 1024,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretString::new(format!("sqlite://{DEVELOPMENT_DATABASE_FILE}")),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: "ES256".into(),
+            encryption_key: None,
+            encryption_key_file: None,
+            promote_after_secs: 3600,
+            jwks_max_age_secs: 300,
+            rsa_bits: 2048,
+        }
+    }
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            id_jag_lifetime_secs: 300,
+            chaining_grant_lifetime_secs: 60,
+            access_token_lifetime_secs: 600,
+            clock_skew_secs: 60,
+            subject_token_error: "invalid_request".into(),
+            max_token_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration problem: which key, where it came from, and what is wrong.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// Dotted key path, or the environment variable's name.
+    pub key: String,
+    /// The file or environment variable that supplied the bad value.
+    pub origin: String,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: `{}` in {}: {}",
+            self.key, self.origin, self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Variables that are not configuration keys but are read elsewhere.
+const NON_CONFIG_VARIABLES: &[&str] = &["FRONTDESK_CONFIG", "FRONTDESK_LOG"];
+/// Short aliases for the most common settings.
+const ALIASES: &[(&str, &str)] = &[
+    ("FRONTDESK_ISSUER", "issuer"),
+    ("FRONTDESK_LISTEN", "server.listen"),
+    ("FRONTDESK_DATABASE_URL", "database.url"),
+    ("FRONTDESK_KEY_ENCRYPTION_KEY", "keys.encryption_key"),
+];
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (if any), then the environment.
+    /// With no file, the result is a development instance (see [`Config::development`]).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (mut value, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+                    key: "(file)".into(),
+                    origin: path.display().to_string(),
+                    message: format!("cannot read the configuration file: {error}"),
+                })?;
+                // Deserialize the file alone first, so errors carry its line numbers.
+                let deserializer = toml::Deserializer::parse(&text).map_err(|error| ConfigError {
+                    key: "(syntax)".into(),
+                    origin: path.display().to_string(),
+                    message: one_line(&error.to_string()),
+                })?;
+                let parsed: Config = serde_path_to_error::deserialize(deserializer).map_err(
+                    |error| ConfigError {
+                        key: error.path().to_string(),
+                        origin: path.display().to_string(),
+                        message: one_line(&error.inner().to_string()),
+                    },
+                )?;
+                (
+                    toml::Value::try_from(&parsed).map_err(internal)?,
+                    path.display().to_string(),
+                )
+            }
+            None => (
+                toml::Value::try_from(Config::default()).map_err(internal)?,
+                "built-in defaults".to_string(),
+            ),
+        };
+        let defaults = toml::Value::try_from(Config::default()).map_err(internal)?;
+        let applied = apply_environment(&mut value, &defaults, env)?;
+        let origin_of = |key: &str| {
+            applied
+                .iter()
+                .find(|(_, path)| path == key)
+                .map(|(var, _)| format!("environment variable {var}"))
+                .unwrap_or_else(|| origin.clone())
+        };
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|error| {
+            let key = error.path().to_string();
+            ConfigError {
+                origin: origin_of(&key),
+                message: one_line(&error.inner().to_string()),
+                key,
+            }
+        })?;
+        config.development = file.is_none();
+        config.source = file.map(Path::to_path_buf);
+        config.validate().map_err(|(key, message): (String, String)| ConfigError {
+            origin: origin_of(&key),
+            key,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense. Returns the key and what is wrong.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        fn err<T>(key: &str, message: impl Into<String>) -> Result<T, (String, String)> {
+            Err((key.to_string(), message.into()))
+        }
+        if self.version != 1 {
+            return err("version", "only version 1 is understood");
+        }
+        validate_issuer(&self.issuer).or_else(|message| err("issuer", message))?;
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return err(
+                "server.listen",
+                format!(
+                    "`{}` is not a socket address such as 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            );
+        }
+        if self.server.request_timeout_secs == 0 || self.server.request_timeout_secs > 300 {
+            return err("server.request_timeout_secs", "must be between 1 and 300");
+        }
+        if !(1024..=10 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            return err(
+                "server.max_body_bytes",
+                "must be between 1024 and 10485760",
+            );
+        }
+        let url = self.database.url.expose();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return err(
+                "database.url",
+                "must start with sqlite:// (embedded) or postgres:// (shared)",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return err("database.max_connections", "must be at least 1");
+        }
+        if crate::keys::SigningAlgorithm::parse(&self.keys.algorithm).is_none() {
+            return err(
+                "keys.algorithm",
+                format!(
+                    "`{}` is not supported; use ES256, RS256, PS256 or EdDSA",
+                    self.keys.algorithm
+                ),
+            );
+        }
+        if self.keys.encryption_key.is_some() && self.keys.encryption_key_file.is_some() {
+            return err(
+                "keys.encryption_key",
+                "set either encryption_key or encryption_key_file, not both",
+            );
+        }
+        if !self.development
+            && self.keys.encryption_key.is_none()
+            && self.keys.encryption_key_file.is_none()
+        {
+            return err(
+                "keys.encryption_key",
+                "a key-encryption key is required outside development: set FRONTDESK_KEY_ENCRYPTION_KEY (32 random bytes, base64; `openssl rand -base64 32`) or keys.encryption_key_file",
+            );
+        }
+        if let Some(key) = &self.keys.encryption_key {
+            crate::keys::Kek::from_base64(key.expose())
+                .map_err(|message| ("keys.encryption_key".to_string(), message))?;
+        }
+        if !(2048..=4096).contains(&self.keys.rsa_bits) || self.keys.rsa_bits % 1024 != 0 {
+            return err("keys.rsa_bits", "must be 2048, 3072 or 4096");
+        }
+        if self.keys.jwks_max_age_secs > self.keys.promote_after_secs {
+            return err(
+                "keys.promote_after_secs",
+                "must be at least keys.jwks_max_age_secs, so caches see a key before it signs",
+            );
+        }
+        for (key, value, max) in [
+            ("tokens.id_jag_lifetime_secs", self.tokens.id_jag_lifetime_secs, 3600),
+            (
+                "tokens.chaining_grant_lifetime_secs",
+                self.tokens.chaining_grant_lifetime_secs,
+                3600,
+            ),
+            (
+                "tokens.access_token_lifetime_secs",
+                self.tokens.access_token_lifetime_secs,
+                86400,
+            ),
+            ("tokens.clock_skew_secs", self.tokens.clock_skew_secs, 300),
+        ] {
+            if value == 0 && key != "tokens.clock_skew_secs" || value > max {
+                return err(key, format!("must be between 1 and {max}"));
+            }
+        }
+        if !["invalid_request", "invalid_grant"].contains(&self.tokens.subject_token_error.as_str())
+        {
+            return err(
+                "tokens.subject_token_error",
+                "must be invalid_request or invalid_grant",
+            );
+        }
+        if !["json", "pretty"].contains(&self.log.format.as_str()) {
+            return err("log.format", "must be json or pretty");
+        }
+        crate::trust::validate_config(self)
+    }
+
+    /// True when the issuer is plain http on a loopback address: allowed for development and
+    /// tests only (TOK-12), and then cookies cannot be `Secure`.
+    pub fn issuer_is_loopback_http(&self) -> bool {
+        issuer_is_loopback_http(&self.issuer)
+    }
+}
+
+fn issuer_is_loopback_http(issuer: &str) -> bool {
+    url::Url::parse(issuer).is_ok_and(|url| {
+        url.scheme() == "http"
+            && matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+            || url.scheme() == "http"
+                && matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+            || url.scheme() == "http" && url.host_str() == Some("localhost")
+    })
+}
+
+/// RFC 8414 §2: https, no query, no fragment. Plain http only on loopback (development, tests).
+fn validate_issuer(issuer: &str) -> Result<(), String> {
+    let url = url::Url::parse(issuer).map_err(|e| format!("`{issuer}` is not a URL: {e}"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("an issuer has no query and no fragment (RFC 8414 §2)".into());
+    }
+    if url.scheme() != "https" && !issuer_is_loopback_http(issuer) {
+        return Err("must be https (plain http is allowed only on a loopback address)".into());
+    }
+    Ok(())
+}
+
+/// Applies `FRONTDESK_*` variables to `value`. Returns (variable, key path) for each one applied.
+fn apply_environment(
+    value: &mut toml::Value,
+    defaults: &toml::Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut applied = Vec::new();
+    let mut variables: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("FRONTDESK_"))
+        .filter(|(name, _)| !name.starts_with("FRONTDESK_TEST_"))
+        .filter(|(name, _)| !NON_CONFIG_VARIABLES.contains(&name.as_str()))
+        .collect();
+    variables.sort();
+    for (name, raw) in variables {
+        let (base, from_file) = match name.strip_suffix("_FILE") {
+            Some(base) if env_key_path(base, defaults).is_some() => (base.to_string(), true),
+            _ => (name.clone(), false),
+        };
+        let Some(path) = env_key_path(&base, defaults) else {
+            return Err(ConfigError {
+                key: name.clone(),
+                origin: "the environment".into(),
+                message: "unknown FRONTDESK_ variable; see docs/configuration.md for the list"
+                    .into(),
+            });
+        };
+        let text = if from_file {
+            std::fs::read_to_string(&raw)
+                .map(|content| content.trim().to_string())
+                .map_err(|error| ConfigError {
+                    key: path.clone(),
+                    origin: format!("environment variable {name}"),
+                    message: format!("cannot read file `{raw}`: {error}"),
+                })?
+        } else {
+            raw
+        };
+        let typed = typed_like(lookup(defaults, &path), &text).ok_or_else(|| ConfigError {
+            key: path.clone(),
+            origin: format!("environment variable {name}"),
+            message: format!("`{text}` is not a valid value for this key"),
+        })?;
+        set(value, &path, typed);
+        applied.push((name, path));
+    }
+    Ok(applied)
+}
+
+/// Maps a variable name to a key path, or None when it names no known scalar key.
+fn env_key_path(name: &str, defaults: &toml::Value) -> Option<String> {
+    if let Some((_, path)) = ALIASES.iter().find(|(alias, _)| *alias == name) {
+        return Some((*path).to_string());
+    }
+    let rest = name.strip_prefix("FRONTDESK_")?;
+    let path = rest.to_ascii_lowercase().replace("__", ".");
+    let (section, key) = path.split_once('.')?;
+    let table = defaults.get(section)?.as_table()?;
+    // Optional keys are absent from the serialized defaults; accept those the structs declare.
+    let known = table.contains_key(key) || OPTIONAL_KEYS.contains(&path.as_str());
+    (known && !key.contains('.')).then_some(path.clone())
+}
+
+/// Optional scalar keys (no default value, so not in the serialized defaults).
+const OPTIONAL_KEYS: &[&str] = &["keys.encryption_key", "keys.encryption_key_file"];
+
+fn lookup<'a>(value: &'a toml::Value, path: &str) -> Option<&'a toml::Value> {
+    path.split('.').try_fold(value, |value, key| value.get(key))
+}
+
+fn set(value: &mut toml::Value, path: &str, new: toml::Value) {
+    let mut current = value;
+    let mut keys = path.split('.').peekable();
+    while let Some(key) = keys.next() {
+        let Some(table) = current.as_table_mut() else {
+            return;
+        };
+        if keys.peek().is_none() {
+            table.insert(key.to_string(), new);
+            return;
+        }
+        current = table
+            .entry(key.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+}
+
+/// Converts an environment string to the type the key has in the defaults.
+fn typed_like(example: Option<&toml::Value>, text: &str) -> Option<toml::Value> {
+    match example {
+        Some(toml::Value::Integer(_)) => text.trim().parse().ok().map(toml::Value::Integer),
+        Some(toml::Value::Boolean(_)) => text.trim().parse().ok().map(toml::Value::Boolean),
+        Some(toml::Value::Float(_)) => text.trim().parse().ok().map(toml::Value::Float),
+        Some(toml::Value::Array(_)) => Some(toml::Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_string()))
+                .collect(),
+        )),
+        _ => Some(toml::Value::String(text.to_string())),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn internal(error: impl fmt::Display) -> ConfigError {
+    ConfigError {
+        key: "(internal)".into(),
+        origin: "frontdesk".into(),
+        message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

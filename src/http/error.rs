@@ -1,0 +1,52 @@
+//! The single mapping from protocol errors to HTTP responses (RFC 6749 §5.2): JSON body,
+//! `Cache-Control: no-store`, and `WWW-Authenticate` on a 401 after header authentication.
+//! Internal failures get a generic body; their cause is logged by whoever produced them.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+
+use crate::oauth::{ErrorCode, OAuthError};
+
+/// Renders an OAuth error response.
+pub fn error_response(error: &OAuthError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut body = json!({
+        "error": error.code.as_str(),
+        "error_description": error.description,
+    });
+    if let Some(max_age) = error.max_age {
+        body["max_age"] = json!(max_age);
+    }
+    if let Some(acr_values) = &error.acr_values {
+        body["acr_values"] = json!(acr_values);
+    }
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    if error.code == ErrorCode::InvalidClient && error.used_authorization_header {
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"frontdesk\", charset=\"UTF-8\""),
+        );
+    }
+    response
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        error_response(&self)
+    }
+}
+
+/// Unknown paths: a JSON 404 rather than an empty body.
+pub async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "not_found", "error_description": "No such endpoint"})),
+    )
+        .into_response()
+}

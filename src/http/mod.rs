@@ -1,0 +1,74 @@
+//! The axum adapter: routes, middleware and the mapping of protocol errors to responses.
+//! Handlers stay thin; decisions live in `oauth`.
+
+mod error;
+mod health;
+mod metadata;
+mod metrics;
+mod state;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::routing::get;
+use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use http::{HeaderName, StatusCode};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::error_response;
+pub use metadata::metadata_document;
+pub use metrics::metrics_handle;
+pub use state::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the router with every layer in the order that keeps secrets out of logs: credentials
+/// are marked sensitive before the trace layer sees them, and spans carry the path only — never
+/// the query string, where a careless client might have put a token (TOK-13).
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.server.max_body_bytes;
+    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
+    let routes = Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata::oauth_metadata))
+        .route("/.well-known/openid-configuration", get(metadata::oauth_metadata))
+        .route("/jwks.json", get(metadata::jwks))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(error::not_found);
+    routes
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, COOKIE]))
+                .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        let path = request
+                            .extensions()
+                            .get::<MatchedPath>()
+                            .map(MatchedPath::as_str)
+                            .unwrap_or_else(|| request.uri().path());
+                        let request_id = request
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", method = %request.method(), path = %path, request_id = %request_id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::new())
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+                .layer(RequestBodyLimitLayer::new(max_body)),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,18 @@
+//! Shared state of the HTTP handlers: cheap to clone, built once in `app`.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::keys::KeyRing;
+use crate::store::Store;
+
+/// What every handler may reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub store: Store,
+    /// Our signing keys.
+    pub keys: Arc<KeyRing>,
+}

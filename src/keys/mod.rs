@@ -1,0 +1,326 @@
+//! Signing keys: generation, encryption at rest, rotation (next → active → retired) and the
+//! in-memory key ring that signs on the hot path and renders `/jwks.json`.
+//!
+//! Rotation is data, not code: `keys rotate` inserts a `next` key that is published at once and
+//! promoted after `keys.promote_after_secs`, so every relying party that caches our JWKS for at
+//! most that long has seen the key before its first signature. The retired key stays published
+//! until every token it signed has expired.
+
+mod kek;
+mod material;
+
+use std::sync::{Arc, RwLock};
+
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{EncodingKey, Header};
+use serde::Serialize;
+
+pub use kek::{KEK_LEN, Kek};
+pub use material::{PrivateKey, SigningAlgorithm};
+
+use crate::store::{KeyRecord, KeyState, KeyStore, Store, StoreError};
+
+/// Errors of key management.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A key could not be generated, sealed, opened or used.
+    #[error("{0}")]
+    Crypto(String),
+    /// There is no active signing key.
+    #[error("no active signing key")]
+    NoActiveKey,
+}
+
+/// Settings the key ring needs.
+#[derive(Debug, Clone)]
+pub struct KeyPolicy {
+    /// Algorithm for new keys.
+    pub algorithm: SigningAlgorithm,
+    /// RSA modulus size.
+    pub rsa_bits: u32,
+    /// Delay between publishing a `next` key and promoting it.
+    pub promote_after_secs: i64,
+    /// How long a retired key stays published: the longest lifetime of anything we sign, plus skew.
+    pub retired_publish_secs: i64,
+}
+
+/// The active key, ready to sign.
+struct ActiveKey {
+    kid: String,
+    algorithm: SigningAlgorithm,
+    encoding: EncodingKey,
+}
+
+/// An immutable view of the keys, swapped atomically on change.
+struct Snapshot {
+    active: Option<ActiveKey>,
+    jwks: Arc<Vec<u8>>,
+    records: Vec<KeyRecord>,
+}
+
+/// The key ring: signs with the active key and serves the published set. Cheap to share.
+pub struct KeyRing {
+    store: Store,
+    kek: Kek,
+    policy: KeyPolicy,
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key as shown by `keys list` and the admin page.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeySummary {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub algorithm: String,
+    /// `next`, `active` or `retired`.
+    pub state: &'static str,
+    /// Creation time.
+    pub created_at: i64,
+    /// Promotion due time of a `next` key.
+    pub activate_at: Option<i64>,
+    /// When it became active.
+    pub activated_at: Option<i64>,
+    /// When it was retired.
+    pub retired_at: Option<i64>,
+    /// When it leaves the JWKS.
+    pub publish_until: Option<i64>,
+}
+
+impl KeyRing {
+    /// Opens the key ring, creating and activating a first key if the database has none.
+    /// Promotes a due `next` key. Fails if stored keys cannot be decrypted with this KEK.
+    pub async fn open(store: Store, kek: Kek, policy: KeyPolicy, now: i64) -> Result<KeyRing, KeyError> {
+        let ring = KeyRing {
+            store,
+            kek,
+            policy,
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                active: None,
+                jwks: Arc::new(b"{\"keys\":[]}".to_vec()),
+                records: Vec::new(),
+            })),
+        };
+        let keys = ring.store.published_keys(now).await?;
+        if !keys.iter().any(|key| key.state == KeyState::Active) {
+            if let Some(next) = keys.iter().find(|key| key.state == KeyState::Next) {
+                ring.store.promote_key(&next.kid, now, now).await?;
+            } else {
+                ring.create_key(KeyState::Active, now).await?;
+            }
+        }
+        ring.tick(now).await?;
+        Ok(ring)
+    }
+
+    /// Periodic work: promotes a due `next` key and reloads the snapshot from the database (so
+    /// changes made by other instances or the CLI are picked up). Returns true if something changed.
+    pub async fn tick(&self, now: i64) -> Result<bool, KeyError> {
+        let keys = self.store.published_keys(now).await?;
+        if let Some(due) = keys.iter().find(|key| {
+            key.state == KeyState::Next && key.activate_at.is_some_and(|at| at <= now)
+        }) {
+            self.store
+                .promote_key(&due.kid, now, now + self.policy.retired_publish_secs)
+                .await?;
+            let keys = self.store.published_keys(now).await?;
+            self.install(keys)?;
+            return Ok(true);
+        }
+        let changed = {
+            let current = self.read();
+            current.records.iter().map(|key| (&key.kid, key.state)).collect::<Vec<_>>()
+                != keys.iter().map(|key| (&key.kid, key.state)).collect::<Vec<_>>()
+        };
+        if changed {
+            self.install(keys)?;
+        }
+        Ok(changed)
+    }
+
+    /// Publishes a new `next` key, promoted after the configured delay (or at once when
+    /// `immediately`, for emergencies: relying parties with a cached JWKS will refetch on the
+    /// unknown `kid`). Returns its kid.
+    pub async fn rotate(&self, now: i64, immediately: bool) -> Result<String, KeyError> {
+        let kid = self.create_key(KeyState::Next, now).await?;
+        if immediately {
+            self.store
+                .promote_key(&kid, now, now + self.policy.retired_publish_secs)
+                .await?;
+        }
+        let keys = self.store.published_keys(now).await?;
+        self.install(keys)?;
+        Ok(kid)
+    }
+
+    /// Retires a key at once; it stays published until its tokens have expired. Refuses to
+    /// retire the active key unless a `next` key exists to take over (it is promoted).
+    pub async fn retire(&self, kid: &str, now: i64) -> Result<bool, KeyError> {
+        let keys = self.store.published_keys(now).await?;
+        let Some(target) = keys.iter().find(|key| key.kid == kid) else {
+            return Ok(false);
+        };
+        if target.state == KeyState::Active {
+            let Some(next) = keys.iter().find(|key| key.state == KeyState::Next) else {
+                return Err(KeyError::Crypto(
+                    "cannot retire the active key: rotate first so another key can sign".into(),
+                ));
+            };
+            self.store
+                .promote_key(&next.kid, now, now + self.policy.retired_publish_secs)
+                .await?;
+        } else {
+            self.store
+                .retire_key(kid, now, now + self.policy.retired_publish_secs)
+                .await?;
+        }
+        let keys = self.store.published_keys(now).await?;
+        self.install(keys)?;
+        Ok(true)
+    }
+
+    /// Signs `claims` as a compact JWS with the active key and the given `typ` header.
+    pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
+        let snapshot = self.read();
+        let active = snapshot.active.as_ref().ok_or(KeyError::NoActiveKey)?;
+        let mut header = Header::new(active.algorithm.jwt_algorithm());
+        header.typ = Some(typ.to_string());
+        header.kid = Some(active.kid.clone());
+        jsonwebtoken::encode(&header, claims, &active.encoding)
+            .map_err(|error| KeyError::Crypto(format!("signing failed: {error}")))
+    }
+
+    /// The kid and algorithm of the active key, if any (readiness).
+    pub fn active_kid(&self) -> Option<(String, SigningAlgorithm)> {
+        self.read()
+            .active
+            .as_ref()
+            .map(|active| (active.kid.clone(), active.algorithm))
+    }
+
+    /// The published JWKS document, pre-rendered.
+    pub fn jwks_json(&self) -> Arc<Vec<u8>> {
+        self.read().jwks.clone()
+    }
+
+    /// Algorithms of all published keys (for metadata).
+    pub fn published_algorithms(&self) -> Vec<String> {
+        let mut algorithms: Vec<String> = self
+            .read()
+            .records
+            .iter()
+            .map(|key| key.algorithm.clone())
+            .collect();
+        algorithms.sort();
+        algorithms.dedup();
+        algorithms
+    }
+
+    /// Every key, for `keys list` and the admin page.
+    pub async fn list(store: &Store) -> Result<Vec<KeySummary>, KeyError> {
+        Ok(store
+            .all_keys()
+            .await?
+            .into_iter()
+            .map(|key| KeySummary {
+                kid: key.kid,
+                algorithm: key.algorithm,
+                state: key.state.as_str(),
+                created_at: key.created_at,
+                activate_at: key.activate_at,
+                activated_at: key.activated_at,
+                retired_at: key.retired_at,
+                publish_until: key.publish_until,
+            })
+            .collect())
+    }
+
+    fn read(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    async fn create_key(&self, state: KeyState, now: i64) -> Result<String, KeyError> {
+        let (algorithm, rsa_bits) = (self.policy.algorithm, self.policy.rsa_bits);
+        // RSA generation takes tens of milliseconds or more: keep it off the async workers.
+        let private = tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm, rsa_bits))
+            .await
+            .map_err(|error| KeyError::Crypto(format!("key generation task failed: {error}")))?
+            .map_err(KeyError::Crypto)?;
+        let jwk = private.public_jwk().map_err(KeyError::Crypto)?;
+        let kid = jwk
+            .common
+            .key_id
+            .clone()
+            .ok_or_else(|| KeyError::Crypto("generated key has no kid".into()))?;
+        let sealed = self.kek.seal(&kid, private.pkcs8()).map_err(KeyError::Crypto)?;
+        let record = KeyRecord {
+            kid: kid.clone(),
+            algorithm: algorithm.as_str().to_string(),
+            state,
+            sealed_private_key: sealed,
+            public_jwk: serde_json::to_string(&jwk)
+                .map_err(|error| KeyError::Crypto(error.to_string()))?,
+            created_at: now,
+            activate_at: (state == KeyState::Next).then_some(now + self.policy.promote_after_secs),
+            activated_at: (state == KeyState::Active).then_some(now),
+            retired_at: None,
+            publish_until: None,
+        };
+        self.store.insert_key(&record).await?;
+        Ok(kid)
+    }
+
+    fn install(&self, records: Vec<KeyRecord>) -> Result<(), KeyError> {
+        let mut active = None;
+        let mut keys: Vec<Jwk> = Vec::with_capacity(records.len());
+        for record in &records {
+            let jwk: Jwk = serde_json::from_str(&record.public_jwk)
+                .map_err(|error| KeyError::Crypto(format!("stored JWK is corrupt: {error}")))?;
+            keys.push(jwk);
+            if record.state == KeyState::Active {
+                let algorithm = SigningAlgorithm::parse(&record.algorithm).ok_or_else(|| {
+                    KeyError::Crypto(format!("stored key has unknown algorithm {}", record.algorithm))
+                })?;
+                let pkcs8 = self
+                    .kek
+                    .open(&record.kid, &record.sealed_private_key)
+                    .map_err(KeyError::Crypto)?;
+                let private = PrivateKey::from_pkcs8(algorithm, pkcs8);
+                active = Some(ActiveKey {
+                    kid: record.kid.clone(),
+                    algorithm,
+                    encoding: private.encoding_key().map_err(KeyError::Crypto)?,
+                });
+            }
+        }
+        let jwks = serde_json::to_vec(&JwkSet { keys })
+            .map_err(|error| KeyError::Crypto(error.to_string()))?;
+        let snapshot = Arc::new(Snapshot {
+            active,
+            jwks: Arc::new(jwks),
+            records,
+        });
+        match self.snapshot.write() {
+            Ok(mut guard) => *guard = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

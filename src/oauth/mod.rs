@@ -1,0 +1,54 @@
+//! The OAuth protocol core: grants, errors, and the decisions behind `POST /token`. Nothing here
+//! knows about HTTP or SQL; handlers call in, and the store is reached through its traits.
+
+mod error;
+
+pub use error::{OAuthError, ErrorCode};
+
+/// Token-exchange grant (RFC 8693).
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// JWT bearer grant (RFC 7523).
+pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// ID-JAG token type and `requested_token_type` value.
+pub const TOKEN_TYPE_ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
+/// Generic JWT token type (identity-chaining grants).
+pub const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// Access token type.
+pub const TOKEN_TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// ID token type.
+pub const TOKEN_TYPE_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// Refresh token type.
+pub const TOKEN_TYPE_REFRESH_TOKEN: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+/// The ID-JAG grant profile advertised in metadata (IDJAG §7.2).
+pub const GRANT_PROFILE_ID_JAG: &str = "urn:ietf:params:oauth:grant-profile:id-jag";
+/// Client assertion type for `private_key_jwt`.
+pub const CLIENT_ASSERTION_TYPE_JWT_BEARER: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The grant types frontdesk knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    /// RFC 8693 token exchange.
+    TokenExchange,
+    /// RFC 7523 JWT bearer.
+    JwtBearer,
+}
+
+impl GrantType {
+    /// Parses the full URN, or the short names `token-exchange` / `jwt-bearer` used in config.
+    pub fn parse(text: &str) -> Option<GrantType> {
+        match text {
+            GRANT_TOKEN_EXCHANGE | "token-exchange" | "token_exchange" => Some(GrantType::TokenExchange),
+            GRANT_JWT_BEARER | "jwt-bearer" | "jwt_bearer" => Some(GrantType::JwtBearer),
+            _ => None,
+        }
+    }
+
+    /// The full URN.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::TokenExchange => GRANT_TOKEN_EXCHANGE,
+            GrantType::JwtBearer => GRANT_JWT_BEARER,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The audit log: one row per decision. Rows hold who, what and why — never a token or secret —
+//! and are committed before the response that depends on them is sent.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, on_pool};
+
+/// Outcome recorded for an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// A token was issued.
+    Issued,
+    /// The request was refused.
+    Denied,
+    /// An administrative change was made.
+    Changed,
+}
+
+impl Decision {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Issued => "issued",
+            Decision::Denied => "denied",
+            Decision::Changed => "changed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Decision, StoreError> {
+        match text {
+            "issued" => Ok(Decision::Issued),
+            "denied" => Ok(Decision::Denied),
+            "changed" => Ok(Decision::Changed),
+            other => Err(StoreError::Corrupt(format!("unknown decision {other}"))),
+        }
+    }
+}
+
+/// One audit event. Every field is safe to show an auditor.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEvent {
+    /// Unix seconds.
+    pub occurred_at: i64,
+    /// Request id (also in the logs and the `x-request-id` response header).
+    pub request_id: Option<String>,
+    /// What happened: `token_exchange`, `jwt_bearer`, `key_rotated`, `client_created`, …
+    pub event: String,
+    /// Issued, denied or changed.
+    pub decision: Decision,
+    /// Stable reason code (e.g. `subject_token_expired`, `audience_unknown`).
+    pub reason: Option<String>,
+    /// OAuth error code returned, if any.
+    pub error_code: Option<String>,
+    /// Authenticated (or claimed) client.
+    pub client_id: Option<String>,
+    /// Grant type of the request.
+    pub grant_type: Option<String>,
+    /// `iss` of the subject token or assertion.
+    pub subject_issuer: Option<String>,
+    /// `sub` of the subject token or assertion.
+    pub subject: Option<String>,
+    /// Requested or resolved audience.
+    pub audience: Option<String>,
+    /// Requested resources.
+    pub resources: Vec<String>,
+    /// Scopes asked for.
+    pub scopes_requested: Vec<String>,
+    /// Scopes granted.
+    pub scopes_granted: Vec<String>,
+    /// `jti` of the issued token.
+    pub issued_jti: Option<String>,
+    /// Expiry of the issued token.
+    pub issued_expires_at: Option<i64>,
+    /// Extra structured detail (lineage, before/after of a change). Never a token.
+    pub detail: Option<serde_json::Value>,
+}
+
+impl AuditEvent {
+    /// An event with only the required fields set.
+    pub fn new(occurred_at: i64, event: &str, decision: Decision) -> AuditEvent {
+        AuditEvent {
+            occurred_at,
+            request_id: None,
+            event: event.to_string(),
+            decision,
+            reason: None,
+            error_code: None,
+            client_id: None,
+            grant_type: None,
+            subject_issuer: None,
+            subject: None,
+            audience: None,
+            resources: Vec::new(),
+            scopes_requested: Vec::new(),
+            scopes_granted: Vec::new(),
+            issued_jti: None,
+            issued_expires_at: None,
+            detail: None,
+        }
+    }
+}
+
+/// A stored event with its id (for pagination).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditRecord {
+    /// Monotonic id.
+    pub id: i64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+/// Filters for reading the log; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Inclusive lower bound on `occurred_at`.
+    pub since: Option<i64>,
+    /// Exclusive upper bound on `occurred_at`.
+    pub until: Option<i64>,
+    /// Exact client id.
+    pub client_id: Option<String>,
+    /// Exact subject.
+    pub subject: Option<String>,
+    /// Exact audience.
+    pub audience: Option<String>,
+    /// Exact decision.
+    pub decision: Option<Decision>,
+    /// Exact reason code.
+    pub reason: Option<String>,
+    /// Only rows with an id below this (keyset pagination).
+    pub before_id: Option<i64>,
+    /// Maximum rows (capped at 1000).
+    pub limit: Option<u32>,
+}
+
+/// Audit persistence.
+pub trait AuditLog {
+    /// Appends one event durably.
+    fn record(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Reads events, newest first.
+    fn audit_events(&self, filter: &AuditFilter) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+}
+
+fn join(items: &[String]) -> Option<String> {
+    (!items.is_empty()).then(|| serde_json::to_string(items).unwrap_or_default())
+}
+
+fn split(text: Option<String>) -> Vec<String> {
+    text.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default()
+}
+
+impl AuditLog for Store {
+    async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let detail = event.detail.as_ref().map(|detail| detail.to_string());
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            )
+            .bind(event.occurred_at)
+            .bind(&event.request_id)
+            .bind(&event.event)
+            .bind(event.decision.as_str())
+            .bind(&event.reason)
+            .bind(&event.error_code)
+            .bind(&event.client_id)
+            .bind(&event.grant_type)
+            .bind(&event.subject_issuer)
+            .bind(&event.subject)
+            .bind(&event.audience)
+            .bind(join(&event.resources))
+            .bind(join(&event.scopes_requested))
+            .bind(join(&event.scopes_granted))
+            .bind(&event.issued_jti)
+            .bind(event.issued_expires_at)
+            .bind(&detail)
+            .execute(pool)
+            .await
+            .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 1000));
+        let decision = filter.decision.map(Decision::as_str);
+        on_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT id, occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail FROM audit_events \
+                 WHERE ($1 IS NULL OR occurred_at >= $1) AND ($2 IS NULL OR occurred_at < $2) \
+                 AND ($3 IS NULL OR client_id = $3) AND ($4 IS NULL OR subject = $4) \
+                 AND ($5 IS NULL OR audience = $5) AND ($6 IS NULL OR decision = $6) \
+                 AND ($7 IS NULL OR reason = $7) AND ($8 IS NULL OR id < $8) \
+                 ORDER BY id DESC LIMIT $9",
+            )
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(&filter.client_id)
+            .bind(&filter.subject)
+            .bind(&filter.audience)
+            .bind(decision)
+            .bind(&filter.reason)
+            .bind(filter.before_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(AuditRecord {
+                        id: row.try_get("id")?,
+                        event: AuditEvent {
+                            occurred_at: row.try_get("occurred_at")?,
+                            request_id: row.try_get("request_id")?,
+                            event: row.try_get("event")?,
+                            decision: Decision::parse(row.try_get::<&str, _>("decision")?)?,
+                            reason: row.try_get("reason")?,
+                            error_code: row.try_get("error_code")?,
+                            client_id: row.try_get("client_id")?,
+                            grant_type: row.try_get("grant_type")?,
+                            subject_issuer: row.try_get("subject_issuer")?,
+                            subject: row.try_get("subject")?,
+                            audience: row.try_get("audience")?,
+                            resources: split(row.try_get("resources")?),
+                            scopes_requested: split(row.try_get("scopes_requested")?),
+                            scopes_granted: split(row.try_get("scopes_granted")?),
+                            issued_jti: row.try_get("issued_jti")?,
+                            issued_expires_at: row.try_get("issued_expires_at")?,
+                            detail: row
+                                .try_get::<Option<String>, _>("detail")?
+                                .and_then(|text| serde_json::from_str(&text).ok()),
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+    }
+}

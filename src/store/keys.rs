@@ -1,0 +1,205 @@
+//! Signing-key rows. State changes are conditional updates, so two instances promoting at the
+//! same moment cannot both win, and the partial unique index keeps at most one active key.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Store, StoreError, on_pool};
+
+/// Life cycle of a signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published in the JWKS, not yet signing: relying parties fetch it before first use.
+    Next,
+    /// The one key that signs.
+    Active,
+    /// No longer signs; published until every token it signed has expired.
+    Retired,
+}
+
+impl KeyState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    fn parse(text: &str) -> Result<KeyState, StoreError> {
+        match text {
+            "next" => Ok(KeyState::Next),
+            "active" => Ok(KeyState::Active),
+            "retired" => Ok(KeyState::Retired),
+            other => Err(StoreError::Corrupt(format!("unknown key state {other}"))),
+        }
+    }
+}
+
+/// One signing key as stored. The private key is sealed; `Debug` omits it.
+#[derive(Clone)]
+pub struct KeyRecord {
+    /// Key id (RFC 7638 thumbprint).
+    pub kid: String,
+    /// JOSE algorithm name.
+    pub algorithm: String,
+    /// Life-cycle state.
+    pub state: KeyState,
+    /// PKCS#8 private key sealed under the KEK (nonce ‖ ciphertext ‖ tag).
+    pub sealed_private_key: Vec<u8>,
+    /// Public JWK, JSON text.
+    pub public_jwk: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// When a `next` key becomes due for promotion.
+    pub activate_at: Option<i64>,
+    /// When it started signing.
+    pub activated_at: Option<i64>,
+    /// When it stopped signing.
+    pub retired_at: Option<i64>,
+    /// Removed from the JWKS after this time.
+    pub publish_until: Option<i64>,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("state", &self.state)
+            .field("created_at", &self.created_at)
+            .field("activate_at", &self.activate_at)
+            .field("retired_at", &self.retired_at)
+            .field("publish_until", &self.publish_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Signing-key persistence.
+pub trait KeyStore {
+    /// All keys that are still published (not past `publish_until`) at `now`, newest first.
+    fn published_keys(&self, now: i64) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+    /// Every key row, newest first (for `keys list`).
+    fn all_keys(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+    /// Inserts a new key.
+    fn insert_key(&self, key: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Makes `kid` (a `next` key) the active key and retires the previous active key, which stays
+    /// published until `retired_publish_until`. Returns false if someone else already did.
+    fn promote_key(
+        &self,
+        kid: &str,
+        now: i64,
+        retired_publish_until: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Retires a key (stops signing), publishing it until `publish_until`.
+    fn retire_key(&self, kid: &str, now: i64, publish_until: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+const COLUMNS: &str = "kid, algorithm, state, sealed_private_key, public_jwk, created_at, activate_at, activated_at, retired_at, publish_until";
+
+macro_rules! key_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        Ok::<KeyRecord, StoreError>(KeyRecord {
+            kid: row.try_get("kid")?,
+            algorithm: row.try_get("algorithm")?,
+            state: KeyState::parse(row.try_get::<&str, _>("state")?)?,
+            sealed_private_key: row.try_get("sealed_private_key")?,
+            public_jwk: row.try_get("public_jwk")?,
+            created_at: row.try_get("created_at")?,
+            activate_at: row.try_get("activate_at")?,
+            activated_at: row.try_get("activated_at")?,
+            retired_at: row.try_get("retired_at")?,
+            publish_until: row.try_get("publish_until")?,
+        })
+    }};
+}
+
+impl KeyStore for Store {
+    async fn published_keys(&self, now: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM signing_keys WHERE publish_until IS NULL OR publish_until > $1 ORDER BY created_at DESC, kid"
+        );
+        on_pool!(self, pool => {
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(now).fetch_all(pool).await?;
+            rows.iter().map(|row| key_from_row!(row)).collect()
+        })
+    }
+
+    async fn all_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM signing_keys ORDER BY created_at DESC, kid");
+        on_pool!(self, pool => {
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str())).fetch_all(pool).await?;
+            rows.iter().map(|row| key_from_row!(row)).collect()
+        })
+    }
+
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO signing_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        on_pool!(self, pool => {
+            sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(&key.kid)
+                .bind(&key.algorithm)
+                .bind(key.state.as_str())
+                .bind(&key.sealed_private_key)
+                .bind(&key.public_jwk)
+                .bind(key.created_at)
+                .bind(key.activate_at)
+                .bind(key.activated_at)
+                .bind(key.retired_at)
+                .bind(key.publish_until)
+                .execute(pool)
+                .await
+                .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn promote_key(&self, kid: &str, now: i64, retired_publish_until: i64) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Claim the candidate first: a concurrent promoter blocks on this row and then finds
+            // nothing to claim, so it never retires the key this transaction activates.
+            let claimed = sqlx::query(
+                "UPDATE signing_keys SET activated_at = $1 WHERE kid = $2 AND state = 'next' AND activated_at IS NULL",
+            )
+            .bind(now)
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE state = 'active'",
+            )
+            .bind(now)
+            .bind(retired_publish_until)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE signing_keys SET state = 'active' WHERE kid = $1")
+                .bind(kid)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::classify)?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    async fn retire_key(&self, kid: &str, now: i64, publish_until: i64) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE kid = $3 AND state <> 'retired'",
+            )
+            .bind(now)
+            .bind(publish_until)
+            .bind(kid)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! Persistence. The only module that talks SQL. One implementation serves SQLite (embedded,
+//! default) and PostgreSQL (several instances): the SQL is written once in the dialect both
+//! accept (`$n` placeholders, BIGINT unix-second timestamps), and [`on_pool!`] runs it on
+//! whichever pool the URL chose, with each backend's own driver. Schema differences live in
+//! `migrations/sqlite` and `migrations/postgres`, applied in transactions at start.
+//!
+//! The traits below are the contract the rest of the server uses; [`Store`] implements them all.
+
+mod audit;
+mod keys;
+mod replay;
+mod trust;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
+pub use keys::{KeyRecord, KeyState, KeyStore};
+pub use replay::ReplayStore;
+pub use trust::{TrustDocument, TrustKind, TrustStore};
+
+/// Runs `$body` with `$pool` bound to the concrete sqlx pool of either backend. The body is
+/// compiled once per backend, so it must only use SQL both understand.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// A storage failure, classified so callers can answer correctly.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint refused the write (e.g. a replayed `jti`).
+    #[error("conflict")]
+    Conflict,
+    /// Stored data could not be decoded (a bug or manual tampering).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database failed or is unreachable.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub(crate) fn classify(error: sqlx::Error) -> StoreError {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            _ => StoreError::Database(error),
+        }
+    }
+}
+
+/// The concrete connection pool.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    /// Embedded SQLite file.
+    Sqlite(SqlitePool),
+    /// PostgreSQL server.
+    Postgres(PgPool),
+}
+
+/// The database, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool,
+}
+
+/// Which backend a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres://` or `postgresql://` URLs.
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from the URL scheme.
+    pub fn of(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Connects to the database named by `url` (creating an SQLite file if needed) without
+    /// migrating. Fails fast (a few seconds) if the database is unreachable.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let pool = match Backend::of(url) {
+            Some(Backend::Sqlite) => {
+                let options = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true);
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(Duration::from_secs(5))
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+            Some(Backend::Postgres) => {
+                let options = PgConnectOptions::from_str(url)?;
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(Duration::from_secs(5))
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+            None => {
+                return Err(StoreError::Database(sqlx::Error::Configuration(
+                    "database URL must start with sqlite:// or postgres://".into(),
+                )));
+            }
+        };
+        Ok(Store { pool })
+    }
+
+    /// Applies pending migrations, each in its own transaction, so nothing is half-migrated.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// True if a trivial query succeeds: used by `/readyz`.
+    pub async fn ping(&self) -> bool {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
+    }
+
+    /// Closes the pool, waiting for connections to be returned (graceful shutdown).
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests;

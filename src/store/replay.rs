@@ -1,0 +1,49 @@
+//! Replay records: a `jti` seen once is refused until its token has expired, on every instance,
+//! because the check is a primary-key insert in the shared database (CAUTH-06, JWTB-06, EMA-06).
+
+use super::{Store, StoreError, on_pool};
+
+/// Single-use identifiers.
+pub trait ReplayStore {
+    /// Records (`issuer`, `jti`) until `expires_at`. Returns `false` if it was already recorded:
+    /// the caller must refuse the token.
+    fn record_once(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes records whose tokens expired before `now`. Returns how many were deleted.
+    fn purge_expired(&self, now: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+impl ReplayStore for Store {
+    async fn record_once(&self, issuer: &str, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let result = on_pool!(self, pool => {
+            sqlx::query("INSERT INTO replay_records (issuer, jti, expires_at) VALUES ($1, $2, $3)")
+                .bind(issuer)
+                .bind(jti)
+                .bind(expires_at)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        });
+        match result.map_err(StoreError::classify) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let result = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM replay_records WHERE expires_at < $1")
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        });
+        result.map_err(StoreError::classify)
+    }
+}

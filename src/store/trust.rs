@@ -1,0 +1,162 @@
+//! Trust configuration rows (identity providers, audiences, clients) stored as validated JSON
+//! documents: the config file, the admin page and the API all produce the same shape, so one
+//! validation path serves all three.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Store, StoreError, on_pool};
+
+/// Which kind of trust object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustKind {
+    /// Inbound trust: issuers whose tokens we accept.
+    IdentityProvider,
+    /// Outbound trust: domains we issue grants for.
+    Audience,
+    /// Clients of the token endpoint.
+    Client,
+}
+
+impl TrustKind {
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            TrustKind::IdentityProvider => ("identity_providers", "id"),
+            TrustKind::Audience => ("audiences", "id"),
+            TrustKind::Client => ("clients", "client_id"),
+        }
+    }
+}
+
+/// One stored trust object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustDocument {
+    /// Its identifier (`id`, or `client_id` for clients).
+    pub id: String,
+    /// The JSON document (the config struct's serde form).
+    pub document: serde_json::Value,
+    /// Loaded from the config file: read-only in the admin page.
+    pub managed_by_config: bool,
+    /// Last change, unix seconds.
+    pub updated_at: i64,
+}
+
+/// Trust persistence.
+pub trait TrustStore {
+    /// All objects of a kind, ordered by id.
+    fn list_trust(&self, kind: TrustKind) -> impl Future<Output = Result<Vec<TrustDocument>, StoreError>> + Send;
+    /// Inserts or replaces one object.
+    fn upsert_trust(&self, kind: TrustKind, document: &TrustDocument) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes one object; false if it did not exist.
+    fn delete_trust(&self, kind: TrustKind, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Makes the config-managed objects of a kind exactly `documents`, in one transaction:
+    /// upserts each, and deletes config-managed rows no longer in the file. Rows created in the
+    /// admin page are left alone.
+    fn sync_config_trust(
+        &self,
+        kind: TrustKind,
+        documents: &[TrustDocument],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A value that changes whenever any trust object changes (for cache refresh).
+    fn trust_version(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
+}
+
+impl TrustStore for Store {
+    async fn list_trust(&self, kind: TrustKind) -> Result<Vec<TrustDocument>, StoreError> {
+        let (table, id) = kind.table();
+        let sql = format!(
+            "SELECT {id} AS id, document, managed_by_config, updated_at FROM {table} ORDER BY {id}"
+        );
+        on_pool!(self, pool => {
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str())).fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| {
+                    let text: String = row.try_get("document")?;
+                    Ok(TrustDocument {
+                        id: row.try_get("id")?,
+                        document: serde_json::from_str(&text)
+                            .map_err(|error| StoreError::Corrupt(error.to_string()))?,
+                        managed_by_config: row.try_get("managed_by_config")?,
+                        updated_at: row.try_get("updated_at")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn upsert_trust(&self, kind: TrustKind, document: &TrustDocument) -> Result<(), StoreError> {
+        let (table, id) = kind.table();
+        let sql = format!(
+            "INSERT INTO {table} ({id}, document, managed_by_config, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT ({id}) DO UPDATE SET document = excluded.document, managed_by_config = excluded.managed_by_config, updated_at = excluded.updated_at"
+        );
+        on_pool!(self, pool => {
+            sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(&document.id)
+                .bind(document.document.to_string())
+                .bind(document.managed_by_config)
+                .bind(document.updated_at)
+                .execute(pool)
+                .await
+                .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn delete_trust(&self, kind: TrustKind, id_value: &str) -> Result<bool, StoreError> {
+        let (table, id) = kind.table();
+        let sql = format!("DELETE FROM {table} WHERE {id} = $1");
+        on_pool!(self, pool => {
+            let done = sqlx::query(AssertSqlSafe(sql.as_str())).bind(id_value).execute(pool).await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    async fn sync_config_trust(&self, kind: TrustKind, documents: &[TrustDocument]) -> Result<(), StoreError> {
+        let (table, id) = kind.table();
+        let upsert = format!(
+            "INSERT INTO {table} ({id}, document, managed_by_config, updated_at) VALUES ($1, $2, TRUE, $3) \
+             ON CONFLICT ({id}) DO UPDATE SET document = excluded.document, managed_by_config = TRUE, updated_at = excluded.updated_at \
+             WHERE {table}.document <> excluded.document OR {table}.managed_by_config = FALSE"
+        );
+        let select = format!("SELECT {id} AS id FROM {table} WHERE managed_by_config = TRUE");
+        let delete = format!("DELETE FROM {table} WHERE {id} = $1");
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for document in documents {
+                sqlx::query(AssertSqlSafe(upsert.as_str()))
+                    .bind(&document.id)
+                    .bind(document.document.to_string())
+                    .bind(document.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::classify)?;
+            }
+            let existing = sqlx::query(AssertSqlSafe(select.as_str())).fetch_all(&mut *tx).await?;
+            for row in existing {
+                let existing_id: String = row.try_get("id")?;
+                if !documents.iter().any(|document| document.id == existing_id) {
+                    sqlx::query(AssertSqlSafe(delete.as_str())).bind(&existing_id).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn trust_version(&self) -> Result<String, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT (SELECT COUNT(*) FROM identity_providers) AS a, (SELECT COALESCE(MAX(updated_at), 0) FROM identity_providers) AS b, \
+                        (SELECT COUNT(*) FROM audiences) AS c, (SELECT COALESCE(MAX(updated_at), 0) FROM audiences) AS d, \
+                        (SELECT COUNT(*) FROM clients) AS e, (SELECT COALESCE(MAX(updated_at), 0) FROM clients) AS f",
+            )
+            .fetch_one(pool)
+            .await?;
+            let mut parts = Vec::new();
+            for column in ["a", "b", "c", "d", "e", "f"] {
+                parts.push(row.try_get::<i64, _>(column)?.to_string());
+            }
+            Ok(parts.join(":"))
+        })
+    }
+}

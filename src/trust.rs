@@ -1,0 +1,286 @@
+//! Trust configuration: identity providers (inbound), audiences (outbound) and clients, as
+//! declared in the config file or created through the admin page. This module validates them
+//! (one path for every source) and loads the config-declared ones into the database, where they
+//! are marked "managed by config".
+
+use std::collections::BTreeSet;
+
+use crate::config::{AudienceConfig, ClientConfig, Config, IdentityProviderConfig};
+use crate::store::{StoreError, TrustDocument, TrustKind, TrustStore};
+
+/// Subject token types an identity provider may be trusted for.
+pub const IDP_TOKEN_TYPES: &[&str] = &["id_token", "jwt", "access_token"];
+/// Signature algorithms an identity provider may be trusted for: asymmetric only (BCP-02, BCP-03).
+pub const IDP_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+/// What an audience may be issued.
+pub const AUDIENCE_TOKEN_TYPES: &[&str] = &["id-jag", "jwt", "access_token"];
+/// Client authentication methods (confidential clients only).
+pub const CLIENT_AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+/// Claims an audience may derive by CEL mapping.
+pub const MAPPABLE_CLAIMS: &[&str] = &["sub", "aud_sub", "email", "tenant", "aud_tenant"];
+/// Subject-token claims an audience may release.
+pub const RELEASABLE_CLAIMS: &[&str] = &["auth_time", "acr", "amr", "email"];
+
+type Invalid = (String, String);
+
+fn invalid<T>(key: String, message: impl Into<String>) -> Result<T, Invalid> {
+    Err((key, message.into()))
+}
+
+/// Validates every trust object of the configuration; returns the offending key and why.
+pub fn validate_config(config: &Config) -> Result<(), Invalid> {
+    let mut seen = BTreeSet::new();
+    for (index, idp) in config.identity_providers.iter().enumerate() {
+        let key = format!("identity_providers[{index}]");
+        validate_identity_provider(idp).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
+        if !seen.insert(idp.id.clone()) {
+            return invalid(format!("{key}.id"), format!("duplicate identity provider id `{}`", idp.id));
+        }
+    }
+    let idp_ids = seen;
+    let mut seen = BTreeSet::new();
+    let mut audience_values = BTreeSet::new();
+    for (index, audience) in config.audiences.iter().enumerate() {
+        let key = format!("audiences[{index}]");
+        validate_audience(audience).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
+        if !seen.insert(audience.id.clone()) {
+            return invalid(format!("{key}.id"), format!("duplicate audience id `{}`", audience.id));
+        }
+        for value in std::iter::once(&audience.issuer).chain(&audience.aliases) {
+            if !audience_values.insert(value.clone()) {
+                return invalid(
+                    format!("{key}.aliases"),
+                    format!("`{value}` already names another audience"),
+                );
+            }
+        }
+        if audience.issuer == config.issuer && audience.token_type != "access_token" {
+            return invalid(
+                format!("{key}.issuer"),
+                "an audience cannot be this server's own issuer: frontdesk does not redeem grants it issued itself within one domain (IDJAG-ISSUE-31)",
+            );
+        }
+    }
+    let audience_ids = seen;
+    let mut seen = BTreeSet::new();
+    for (index, client) in config.clients.iter().enumerate() {
+        let key = format!("clients[{index}]");
+        validate_client(client).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
+        if !seen.insert(client.client_id.clone()) {
+            return invalid(format!("{key}.client_id"), format!("duplicate client_id `{}`", client.client_id));
+        }
+        for audience in client.audiences.iter().chain(client.audience_client_ids.keys()) {
+            if !audience_ids.contains(audience) {
+                return invalid(format!("{key}.audiences"), format!("no audience has id `{audience}`"));
+            }
+        }
+        for idp in client.idp_client_ids.keys() {
+            if !idp_ids.contains(idp) {
+                return invalid(
+                    format!("{key}.idp_client_ids"),
+                    format!("no identity provider has id `{idp}`"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1-128 characters of letters, digits, - _ . :".into())
+    }
+}
+
+fn validate_url(text: &str, allow_http_loopback: bool) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|error| format!("`{text}` is not a URL: {error}"))?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if url.scheme() == "https" || (allow_http_loopback && url.scheme() == "http" && loopback) {
+        Ok(url)
+    } else {
+        Err(format!("`{text}` must be an https URL (http only on a loopback address)"))
+    }
+}
+
+/// Validates one identity provider; the key in the error is relative to the provider.
+pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), Invalid> {
+    validate_id(&idp.id).or_else(|m| invalid("id".into(), m))?;
+    validate_url(&idp.issuer, true).or_else(|m| invalid("issuer".into(), m))?;
+    if let Some(uri) = &idp.jwks_uri {
+        validate_url(uri, true).or_else(|m| invalid("jwks_uri".into(), m))?;
+    }
+    if idp.jwks_uri.is_some() && idp.jwks.is_some() {
+        return invalid("jwks".into(), "set either jwks or jwks_uri, not both");
+    }
+    if let Some(jwks) = &idp.jwks {
+        serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(jwks)
+            .or_else(|e| invalid("jwks".into(), format!("not a JWK set: {e}")))?;
+    }
+    if idp.algorithms.is_empty() {
+        return invalid("algorithms".into(), "list at least one algorithm");
+    }
+    for alg in &idp.algorithms {
+        if !IDP_ALGORITHMS.contains(&alg.as_str()) {
+            return invalid(
+                "algorithms".into(),
+                format!("`{alg}` is not allowed; use asymmetric algorithms only ({})", IDP_ALGORITHMS.join(", ")),
+            );
+        }
+    }
+    if idp.token_types.is_empty() {
+        return invalid("token_types".into(), "list at least one token type");
+    }
+    for token_type in &idp.token_types {
+        if !IDP_TOKEN_TYPES.contains(&token_type.as_str()) {
+            return invalid(
+                "token_types".into(),
+                format!("`{token_type}` is not one of {}", IDP_TOKEN_TYPES.join(", ")),
+            );
+        }
+    }
+    let needs_audiences = idp.token_types.iter().any(|t| t != "id_token");
+    if needs_audiences && idp.audiences.is_empty() {
+        return invalid(
+            "audiences".into(),
+            "jwt and access_token subject tokens are checked against these audiences: list at least one",
+        );
+    }
+    if idp.clock_skew_secs.is_some_and(|skew| skew > 300) {
+        return invalid("clock_skew_secs".into(), "must be at most 300");
+    }
+    if let Some(condition) = &idp.condition {
+        crate::policy::Expression::compile(condition)
+            .map_err(|e| ("condition".to_string(), e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Validates one audience; the key in the error is relative to the audience.
+pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
+    validate_id(&audience.id).or_else(|m| invalid("id".into(), m))?;
+    if audience.issuer.is_empty() {
+        return invalid("issuer".into(), "must not be empty");
+    }
+    url::Url::parse(&audience.issuer)
+        .or_else(|e| invalid("issuer".into(), format!("`{}` is not a URI: {e}", audience.issuer)))?;
+    if !AUDIENCE_TOKEN_TYPES.contains(&audience.token_type.as_str()) {
+        return invalid(
+            "token_type".into(),
+            format!("must be one of {}", AUDIENCE_TOKEN_TYPES.join(", ")),
+        );
+    }
+    for resource in &audience.resources {
+        let url = url::Url::parse(resource)
+            .or_else(|e| invalid("resources".into(), format!("`{resource}` is not an absolute URI: {e}")))?;
+        if url.fragment().is_some() {
+            return invalid("resources".into(), format!("`{resource}` has a fragment (RFC 8707 §2)"));
+        }
+    }
+    for scope in &audience.scopes {
+        if scope.is_empty() || scope.chars().any(|c| c == ' ' || c == '"' || c == '\\' || !c.is_ascii_graphic()) {
+            return invalid("scopes".into(), format!("`{scope}` is not a valid scope token (RFC 6749 §3.3)"));
+        }
+    }
+    if audience.lifetime_secs.is_some_and(|secs| secs == 0 || secs > 3600) {
+        return invalid("lifetime_secs".into(), "must be between 1 and 3600");
+    }
+    for (claim, expression) in &audience.claims {
+        if !MAPPABLE_CLAIMS.contains(&claim.as_str()) {
+            return invalid(
+                format!("claims.{claim}"),
+                format!("only {} can be mapped", MAPPABLE_CLAIMS.join(", ")),
+            );
+        }
+        crate::policy::Expression::compile(expression)
+            .map_err(|e| (format!("claims.{claim}"), e.to_string()))?;
+    }
+    for claim in &audience.release {
+        if !RELEASABLE_CLAIMS.contains(&claim.as_str()) {
+            return invalid("release".into(), format!("only {} can be released", RELEASABLE_CLAIMS.join(", ")));
+        }
+    }
+    if let Some(condition) = &audience.condition {
+        crate::policy::Expression::compile(condition)
+            .map_err(|e| ("condition".to_string(), e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Validates one client; the key in the error is relative to the client.
+pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
+    validate_id(&client.client_id).or_else(|m| invalid("client_id".into(), m))?;
+    if !CLIENT_AUTH_METHODS.contains(&client.auth_method.as_str()) {
+        return invalid(
+            "auth_method".into(),
+            format!("must be one of {} (confidential clients only)", CLIENT_AUTH_METHODS.join(", ")),
+        );
+    }
+    if client.auth_method.starts_with("client_secret") {
+        match &client.secret_hash {
+            Some(hash) if crate::secret::is_argon2id_phc(hash) => {}
+            Some(_) => {
+                return invalid(
+                    "secret_hash".into(),
+                    "must be an argon2id PHC string; create one with `frontdesk hash-secret`",
+                );
+            }
+            None => return invalid("secret_hash".into(), "required for client_secret_* authentication"),
+        }
+    } else {
+        if client.jwks.is_none() && client.jwks_uri.is_none() {
+            return invalid("jwks".into(), "private_key_jwt needs jwks or jwks_uri");
+        }
+        if let Some(jwks) = &client.jwks {
+            serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(jwks)
+                .or_else(|e| invalid("jwks".into(), format!("not a JWK set: {e}")))?;
+        }
+        if let Some(uri) = &client.jwks_uri {
+            validate_url(uri, true).or_else(|m| invalid("jwks_uri".into(), m))?;
+        }
+    }
+    for grant in &client.grant_types {
+        if crate::oauth::GrantType::parse(grant).is_none() {
+            return invalid("grant_types".into(), format!("`{grant}` is not a supported grant type"));
+        }
+    }
+    Ok(())
+}
+
+/// Loads the config-declared trust objects into the database ("managed by config"), replacing
+/// what an earlier version of the file declared.
+pub async fn sync_config<S: TrustStore>(store: &S, config: &Config, now: i64) -> Result<(), StoreError> {
+    fn documents<T: serde::Serialize>(items: &[T], id: impl Fn(&T) -> String, now: i64) -> Vec<TrustDocument> {
+        items
+            .iter()
+            .map(|item| TrustDocument {
+                id: id(item),
+                document: serde_json::to_value(item).unwrap_or_default(),
+                managed_by_config: true,
+                updated_at: now,
+            })
+            .collect()
+    }
+    store
+        .sync_config_trust(
+            TrustKind::IdentityProvider,
+            &documents(&config.identity_providers, |i| i.id.clone(), now),
+        )
+        .await?;
+    store
+        .sync_config_trust(TrustKind::Audience, &documents(&config.audiences, |a| a.id.clone(), now))
+        .await?;
+    store
+        .sync_config_trust(TrustKind::Client, &documents(&config.clients, |c| c.client_id.clone(), now))
+        .await
+}
