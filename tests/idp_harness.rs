@@ -22,7 +22,11 @@ fn jwks_kids(jwks: &Value) -> Vec<String> {
 
 async fn get_json(url: &str) -> anyhow::Result<Value> {
     let client = reqwest::Client::builder().no_proxy().build()?;
-    let resp = client.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     ensure!(resp.status().is_success(), "GET {url} -> {}", resp.status());
     Ok(resp.json().await?)
 }
@@ -30,7 +34,11 @@ async fn get_json(url: &str) -> anyhow::Result<Value> {
 #[tokio::test]
 async fn discovery_and_jwks_are_served_over_http() -> anyhow::Result<()> {
     let idp = TestIdp::start().await?;
-    ensure!(idp.issuer.starts_with("http://127.0.0.1:"), "issuer {}", idp.issuer);
+    ensure!(
+        idp.issuer.starts_with("http://127.0.0.1:"),
+        "issuer {}",
+        idp.issuer
+    );
 
     let disco = get_json(&format!("{}/.well-known/openid-configuration", idp.issuer)).await?;
     assert_eq!(disco["issuer"], json!(idp.issuer));
@@ -42,12 +50,18 @@ async fn discovery_and_jwks_are_served_over_http() -> anyhow::Result<()> {
     ensure!(keys.len() == 2, "expected RS256 + ES256 keys, got {jwks}");
     for k in keys {
         ensure!(k.get("d").is_none(), "private key material published: {k}");
-        ensure!(k["kid"].is_string() && k["alg"].is_string(), "kid/alg missing: {k}");
+        ensure!(
+            k["kid"].is_string() && k["alg"].is_string(),
+            "kid/alg missing: {k}"
+        );
     }
     let kids = jwks_kids(&jwks);
     for alg in ["RS256", "ES256"] {
         let kid = idp.initial_kids[alg].as_str().context("initial kid")?;
-        ensure!(kids.contains(&kid.to_owned()), "{alg} kid {kid} not in {kids:?}");
+        ensure!(
+            kids.contains(&kid.to_owned()),
+            "{alg} kid {kid} not in {kids:?}"
+        );
     }
     Ok(())
 }
@@ -83,13 +97,22 @@ async fn minted_tokens_verify_independently() -> anyhow::Result<()> {
             json!({"alg": "ES256", "typ": "oauth-id-jag+jwt"}),
         )
         .await?;
-    let out = verify_independently(&es, &idp.jwks_uri, &idp.issuer, "frontdesk", "oauth-id-jag+jwt").await?;
+    let out = verify_independently(
+        &es,
+        &idp.jwks_uri,
+        &idp.issuer,
+        "frontdesk",
+        "oauth-id-jag+jwt",
+    )
+    .await?;
     assert_eq!(out["header"]["alg"], "ES256");
     assert_eq!(out["header"]["kid"], idp.initial_kids["ES256"]);
     assert_eq!(out["payload"]["sub"], "bob");
 
     // A null claim is removed; header members can be removed too.
-    let bare = idp.mint_with_header(json!({"aud": "x", "exp": null}), json!({"typ": null})).await?;
+    let bare = idp
+        .mint_with_header(json!({"aud": "x", "exp": null}), json!({"typ": null}))
+        .await?;
     let (h, p) = decode_unverified(&bare)?;
     ensure!(h.get("typ").is_none() && p.get("exp").is_none(), "{h} {p}");
     Ok(())
@@ -103,31 +126,52 @@ async fn independent_verification_rejects_bad_tokens() -> anyhow::Result<()> {
     let err = verify_independently(&token, &idp.jwks_uri, &idp.issuer, "someone-else", "JWT")
         .await
         .expect_err("wrong audience must fail");
-    ensure!(format!("{err:#}").contains("aud"), "unexpected error: {err:#}");
+    ensure!(
+        format!("{err:#}").contains("aud"),
+        "unexpected error: {err:#}"
+    );
 
-    let err = verify_independently(&token, &idp.jwks_uri, "http://127.0.0.1:1", "frontdesk", "JWT")
-        .await
-        .expect_err("wrong issuer must fail");
-    ensure!(format!("{err:#}").contains("iss"), "unexpected error: {err:#}");
+    let err = verify_independently(
+        &token,
+        &idp.jwks_uri,
+        "http://127.0.0.1:1",
+        "frontdesk",
+        "JWT",
+    )
+    .await
+    .expect_err("wrong issuer must fail");
+    ensure!(
+        format!("{err:#}").contains("iss"),
+        "unexpected error: {err:#}"
+    );
 
     let err = verify_independently(&token, &idp.jwks_uri, &idp.issuer, "frontdesk", "at+jwt")
         .await
         .expect_err("wrong typ must fail");
-    ensure!(format!("{err:#}").contains("typ"), "unexpected error: {err:#}");
+    ensure!(
+        format!("{err:#}").contains("typ"),
+        "unexpected error: {err:#}"
+    );
 
-    let expired = idp.mint(json!({"aud": "frontdesk", "iat": 1_000_000, "exp": 1_000_300})).await?;
+    let expired = idp
+        .mint(json!({"aud": "frontdesk", "iat": 1_000_000, "exp": 1_000_300}))
+        .await?;
     verify_independently(&expired, &idp.jwks_uri, &idp.issuer, "frontdesk", "JWT")
         .await
         .expect_err("expired token must fail");
 
-    let unsigned = idp.mint_with_header(json!({"aud": "frontdesk"}), json!({"alg": "none"})).await?;
+    let unsigned = idp
+        .mint_with_header(json!({"aud": "frontdesk"}), json!({"alg": "none"}))
+        .await?;
     verify_independently(&unsigned, &idp.jwks_uri, &idp.issuer, "frontdesk", "JWT")
         .await
         .expect_err("alg none must fail");
 
     // A token from another IdP does not verify against this IdP's JWKS.
     let other = TestIdp::start().await?;
-    let foreign = other.mint(json!({"aud": "frontdesk", "iss": idp.issuer})).await?;
+    let foreign = other
+        .mint(json!({"aud": "frontdesk", "iss": idp.issuer}))
+        .await?;
     verify_independently(&foreign, &idp.jwks_uri, &idp.issuer, "frontdesk", "JWT")
         .await
         .expect_err("token signed by another IdP must fail");
@@ -138,12 +182,18 @@ async fn independent_verification_rejects_bad_tokens() -> anyhow::Result<()> {
 async fn rotation_publishes_new_kid_and_keeps_old() -> anyhow::Result<()> {
     let idp = TestIdp::start().await?;
     let old = idp.mint(json!({"aud": "frontdesk"})).await?;
-    let old_kid = idp.initial_kids["RS256"].as_str().context("kid")?.to_owned();
+    let old_kid = idp.initial_kids["RS256"]
+        .as_str()
+        .context("kid")?
+        .to_owned();
 
     let new_kid = idp.rotate_key().await?;
     ensure!(new_kid != old_kid, "rotation kept kid {old_kid}");
     let kids = jwks_kids(&get_json(&idp.jwks_uri).await?);
-    ensure!(kids.contains(&new_kid) && kids.contains(&old_kid), "{kids:?}");
+    ensure!(
+        kids.contains(&new_kid) && kids.contains(&old_kid),
+        "{kids:?}"
+    );
 
     let new = idp.mint(json!({"aud": "frontdesk"})).await?;
     let (h, _) = decode_unverified(&new)?;
@@ -153,7 +203,9 @@ async fn rotation_publishes_new_kid_and_keeps_old() -> anyhow::Result<()> {
     }
 
     let new_es = idp.rotate_key_alg("ES256").await?;
-    let es = idp.mint_with_header(json!({"aud": "frontdesk"}), json!({"alg": "ES256"})).await?;
+    let es = idp
+        .mint_with_header(json!({"aud": "frontdesk"}), json!({"alg": "ES256"}))
+        .await?;
     assert_eq!(decode_unverified(&es)?.0["kid"], json!(new_es));
     Ok(())
 }
@@ -207,6 +259,9 @@ async fn dropping_the_handle_stops_the_idp() -> anyhow::Result<()> {
     get_json(&url).await?;
     idp.shutdown().await?;
     let client = reqwest::Client::builder().no_proxy().build()?;
-    ensure!(client.get(&url).send().await.is_err(), "IdP still answering after shutdown");
+    ensure!(
+        client.get(&url).send().await.is_err(),
+        "IdP still answering after shutdown"
+    );
     Ok(())
 }

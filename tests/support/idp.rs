@@ -29,7 +29,9 @@ const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn idp_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("idp")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("idp")
 }
 
 /// The Node binary to run the helpers with: `$FRONTDESK_TEST_NODE`, else the
@@ -49,7 +51,12 @@ fn node_binary() -> PathBuf {
 fn check_installed() -> anyhow::Result<()> {
     let dir = idp_dir();
     for pkg in ["oauth2-mock-server", "jose"] {
-        if !dir.join("node_modules").join(pkg).join("package.json").is_file() {
+        if !dir
+            .join("node_modules")
+            .join(pkg)
+            .join("package.json")
+            .is_file()
+        {
             bail!(
                 "tests/idp/node_modules/{pkg} is missing: run `scripts/test-deps` \
                  (from {}) to install the test IdP's Node packages",
@@ -189,11 +196,15 @@ impl TestIdp {
             .await
             .with_context(|| format!("POST {url}"))?;
         let status = resp.status();
-        let text = resp.text().await.with_context(|| format!("reading POST {url} response"))?;
+        let text = resp
+            .text()
+            .await
+            .with_context(|| format!("reading POST {url} response"))?;
         if !status.is_success() {
             bail!("POST {url} -> {status}: {text}");
         }
-        serde_json::from_str(&text).with_context(|| format!("POST {url}: non-JSON response {text:?}"))
+        serde_json::from_str(&text)
+            .with_context(|| format!("POST {url}: non-JSON response {text:?}"))
     }
 
     /// Mints a signed ID token with the IdP's current RS256 key. `claims`
@@ -209,7 +220,9 @@ impl TestIdp {
     /// (default "JWT"), `kid` and any other member are set as given, `null`
     /// removes one.
     pub async fn mint_with_header(&self, claims: Value, header: Value) -> anyhow::Result<String> {
-        let resp = self.control_post("mint", json!({ "claims": claims, "header": header })).await?;
+        let resp = self
+            .control_post("mint", json!({ "claims": claims, "header": header }))
+            .await?;
         resp.get("token")
             .and_then(Value::as_str)
             .map(str::to_owned)
@@ -233,7 +246,9 @@ impl TestIdp {
 
     /// Makes `/jwks` answer 503 (`true`) or serve keys again (`false`).
     pub async fn set_jwks_failing(&self, failing: bool) -> anyhow::Result<()> {
-        let resp = self.control_post("jwks-fail", json!({ "fail": failing })).await?;
+        let resp = self
+            .control_post("jwks-fail", json!({ "fail": failing }))
+            .await?;
         if resp.get("jwks_failing") != Some(&Value::Bool(failing)) {
             bail!("jwks-fail did not take effect: {resp}");
         }
@@ -244,12 +259,19 @@ impl TestIdp {
     /// "token_requests","jwks_failing","signing_kids"}.
     pub async fn stats(&self) -> anyhow::Result<Value> {
         let url = format!("{}/__test/stats", self.control);
-        let resp = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
         let status = resp.status();
         if !status.is_success() {
             bail!("GET {url} -> {status}");
         }
-        resp.json().await.with_context(|| format!("GET {url}: bad JSON"))
+        resp.json()
+            .await
+            .with_context(|| format!("GET {url}: bad JSON"))
     }
 
     /// Number of `/jwks` requests served so far (including failed ones).
@@ -262,13 +284,19 @@ impl TestIdp {
 
     /// The IdP's recent stderr lines (for diagnostics).
     pub fn stderr_tail(&self) -> String {
-        self.stderr_tail.lock().map(|t| t.join("\n")).unwrap_or_default()
+        self.stderr_tail
+            .lock()
+            .map(|t| t.join("\n"))
+            .unwrap_or_default()
     }
 
     /// Stops the IdP and waits for it to exit (dropping also stops it).
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.child.start_kill().ok();
-        self.child.wait().await.context("waiting for test IdP to exit")?;
+        self.child
+            .wait()
+            .await
+            .context("waiting for test IdP to exit")?;
         Ok(())
     }
 }
@@ -298,7 +326,10 @@ pub async fn verify_independently(
         .spawn()
         .with_context(|| format!("spawning {} tests/idp/verify.mjs", node.display()))?;
     let mut stdin = child.stdin.take().context("child stdin not piped")?;
-    stdin.write_all(token.as_bytes()).await.context("writing token to verify.mjs")?;
+    stdin
+        .write_all(token.as_bytes())
+        .await
+        .context("writing token to verify.mjs")?;
     stdin.shutdown().await.ok();
     drop(stdin);
     let out = tokio::time::timeout(VERIFY_TIMEOUT, child.wait_with_output())
@@ -307,7 +338,11 @@ pub async fn verify_independently(
         .context("running verify.mjs")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        bail!("independent verification failed ({}): {}", out.status, stderr.trim());
+        bail!(
+            "independent verification failed ({}): {}",
+            out.status,
+            stderr.trim()
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim())
