@@ -262,12 +262,11 @@ impl JwksCache {
         // Read the generation BEFORE the keys: if a fetch lands in between we
         // see a changed generation and skip fetching again (single-flight).
         let observed = state.generation.load(Ordering::Acquire);
-        if let Some(c) = state.current() {
-            if self.clock.now() < c.expires_at {
-                if let Some(k) = select_key(&c.set, unverified) {
-                    return Ok(k.clone());
-                }
-            }
+        if let Some(c) = state.current()
+            && self.clock.now() < c.expires_at
+            && let Some(k) = select_key(&c.set, unverified)
+        {
+            return Ok(k.clone());
         }
         // Unknown kid, expired, or cold: one rate-limited, single-flight fetch.
         self.refresh_source(source_id, &state, observed).await;
@@ -356,10 +355,10 @@ impl JwksCache {
     }
 
     fn state_for(&self, source_id: &str, source: &KeySource) -> Arc<SourceState> {
-        if let Some(s) = self.get_state(source_id) {
-            if s.source == *source {
-                return s;
-            }
+        if let Some(s) = self.get_state(source_id)
+            && s.source == *source
+        {
+            return s;
         }
         let mut map = match self.sources.write() {
             Ok(g) => g,
@@ -383,10 +382,10 @@ impl JwksCache {
             return false; // someone else fetched while we waited
         }
         let now = self.clock.now();
-        if let Some(last) = fs.last_attempt {
-            if now.saturating_duration_since(last) < self.config.min_refetch_interval {
-                return false;
-            }
+        if let Some(last) = fs.last_attempt
+            && now.saturating_duration_since(last) < self.config.min_refetch_interval
+        {
+            return false;
         }
         fs.last_attempt = Some(now);
         state.fetch_count.fetch_add(1, Ordering::AcqRel);

@@ -575,15 +575,15 @@ pub fn key_usable_for(jwk: &Jwk, alg: Algorithm) -> bool {
         None | Some(PublicKeyUse::Signature) => {}
         Some(_) => return false,
     }
-    if let Some(ops) = &jwk.common.key_operations {
-        if !ops.contains(&KeyOperations::Verify) {
-            return false;
-        }
+    if let Some(ops) = &jwk.common.key_operations
+        && !ops.contains(&KeyOperations::Verify)
+    {
+        return false;
     }
-    if let Some(kalg) = jwk.common.key_algorithm {
-        if kalg != KeyAlgorithm::from(alg) {
-            return false;
-        }
+    if let Some(kalg) = jwk.common.key_algorithm
+        && kalg != KeyAlgorithm::from(alg)
+    {
+        return false;
     }
     key_type_fits(jwk, alg)
 }
@@ -806,10 +806,10 @@ pub fn verify(
         return Err(JoseError::Expired);
     }
     let nbf = numeric_date(claims, "nbf")?; // JWTB-05
-    if let Some(nbf) = nbf {
-        if nbf > now.saturating_add(leeway) {
-            return Err(JoseError::NotYetValid);
-        }
+    if let Some(nbf) = nbf
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(JoseError::NotYetValid);
     }
     let iat = numeric_date(claims, "iat")?.ok_or(JoseError::MissingClaim("iat"))?;
     if iat > now.saturating_add(leeway) {
@@ -853,4 +853,800 @@ pub fn verify(
         nbf,
         jti,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::jose::testutil::*;
+    use serde_json::json;
+
+    const ISS: &str = "https://idp.example.com";
+    const CLIENT: &str = "client-a";
+    const NOW: i64 = 1_700_000_000;
+
+    fn id_token_rules() -> VerifyRules {
+        VerifyRules::new(
+            vec![Algorithm::RS256, Algorithm::ES256],
+            TypRule::id_token(),
+            ISS,
+            AudienceRule::id_token_for(CLIENT),
+        )
+    }
+
+    fn id_jag_rules() -> VerifyRules {
+        let mut r = VerifyRules::new(
+            vec![Algorithm::RS256, Algorithm::ES256],
+            TypRule::id_jag(),
+            ISS,
+            AudienceRule::Single("https://ras.example.com".into()),
+        );
+        r.require_jti = true;
+        r
+    }
+
+    fn claims() -> Value {
+        json!({"iss": ISS, "sub": "alice", "aud": CLIENT, "exp": NOW + 300, "iat": NOW, "jti": "j1"})
+    }
+
+    fn es_header() -> Value {
+        json!({"alg": "ES256", "kid": "ec-1"})
+    }
+
+    fn with(mut v: Value, k: &str, new: Value) -> Value {
+        v[k] = new;
+        v
+    }
+
+    fn without(mut v: Value, k: &str) -> Value {
+        v.as_object_mut().unwrap().remove(k);
+        v
+    }
+
+    /// inspect + verify with the EC key.
+    fn check(token: &str, rules: &VerifyRules, now: i64) -> Result<VerifiedClaims, JoseError> {
+        let u = inspect(token, DEFAULT_MAX_TOKEN_LEN)?;
+        verify(&u, token, &ec_key().jwk(), rules, now)
+    }
+
+    fn es(header: &Value, payload: &Value) -> String {
+        es256(ec_key(), header, payload)
+    }
+
+    fn reason(r: Result<VerifiedClaims, JoseError>) -> &'static str {
+        r.expect_err("token must be rejected").reason()
+    }
+
+    // --- happy paths -------------------------------------------------------
+
+    #[test]
+    fn valid_es256_id_token_verifies_with_accessors() {
+        let t = es(&es_header(), &claims());
+        let v = check(&t, &id_token_rules(), NOW).unwrap();
+        assert_eq!(v.sub(), "alice");
+        assert_eq!(v.iss(), ISS);
+        assert_eq!(v.aud(), [CLIENT.to_string()]);
+        assert_eq!(v.exp(), NOW + 300);
+        assert_eq!(v.iat(), NOW);
+        assert_eq!(v.jti(), Some("j1"));
+        assert_eq!(v.kid(), Some("ec-1"));
+        assert_eq!(v.alg(), Algorithm::ES256);
+        assert_eq!(v.str_claim("sub"), Some("alice"));
+        assert_eq!(v.str_claim("exp"), None);
+        // Debug prints no claim values.
+        assert!(!format!("{v:?}").contains("alice"));
+    }
+
+    #[test]
+    fn valid_rs256_token_verifies() {
+        let t = rs256(
+            rsa_key(),
+            &json!({"alg": "RS256", "kid": "rsa-1"}),
+            &claims(),
+        );
+        let u = inspect(&t, DEFAULT_MAX_TOKEN_LEN).unwrap();
+        let v = verify(&u, &t, &rsa_key().jwk(), &id_token_rules(), NOW).unwrap();
+        assert_eq!(v.sub(), "alice");
+    }
+
+    #[test]
+    fn token_from_jsonwebtoken_encoder_verifies() {
+        // Interop: a token produced by jsonwebtoken's own encoder.
+        let pkcs8 = ec_key().pair.to_pkcs8v1().unwrap();
+        let ek = jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref());
+        let mut h = jsonwebtoken::Header::new(Algorithm::ES256);
+        h.kid = Some("ec-1".into());
+        let t = jsonwebtoken::encode(&h, &claims(), &ek).unwrap();
+        check(&t, &id_token_rules(), NOW).unwrap();
+    }
+
+    #[test]
+    fn inspect_exposes_untrusted_fields_only_for_selection() {
+        let t = es(
+            &json!({"alg": "ES256", "kid": "ec-1", "typ": "JWT"}),
+            &claims(),
+        );
+        let u = inspect(&t, DEFAULT_MAX_TOKEN_LEN).unwrap();
+        assert_eq!(u.alg(), Algorithm::ES256);
+        assert_eq!(u.kid(), Some("ec-1"));
+        assert_eq!(u.typ(), Some("JWT"));
+        assert_eq!(u.unverified_iss(), Some(ISS));
+        let dbg = format!("{u:?}");
+        assert!(!dbg.contains("ec-1") && !dbg.contains("idp.example"));
+    }
+
+    // --- BCP-02 alg none ---------------------------------------------------
+
+    #[test]
+    fn bcp02_alg_none_rejected_in_any_case() {
+        for alg in ["none", "None", "NONE"] {
+            let input = signing_input(&format!(r#"{{"alg":"{alg}"}}"#), &claims().to_string());
+            // Unsigned token with empty signature, and with a junk signature.
+            assert_eq!(
+                inspect(&format!("{input}."), 10_000).unwrap_err().reason(),
+                "malformed"
+            );
+            let t = format!("{input}.{}", b64(b"sig"));
+            assert_eq!(inspect(&t, 10_000).unwrap_err(), JoseError::AlgNone);
+        }
+    }
+
+    // --- BCP-01 / BCP-03 algorithms and keys --------------------------------
+
+    #[test]
+    fn bcp03_hs256_signed_with_rsa_public_key_rejected() {
+        use aws_lc_rs::hmac;
+        let k = rsa_key();
+        for secret in [k.public_der(), serde_json::to_vec(&k.jwk_value()).unwrap()] {
+            let input = signing_input(r#"{"alg":"HS256","kid":"rsa-1"}"#, &claims().to_string());
+            let tag = hmac::sign(
+                &hmac::Key::new(hmac::HMAC_SHA256, &secret),
+                input.as_bytes(),
+            );
+            let t = format!("{input}.{}", b64(tag.as_ref()));
+            let u = inspect(&t, DEFAULT_MAX_TOKEN_LEN).unwrap();
+            // Even a misconfigured allow-list containing HS256 must not help.
+            let mut rules = id_token_rules();
+            rules.algorithms.push(Algorithm::HS256);
+            let e = verify(&u, &t, &k.jwk(), &rules, NOW).unwrap_err();
+            assert_eq!(e, JoseError::AlgNotAllowed);
+            // And select_key never offers a key for HS*.
+            let set = JwkSet {
+                keys: vec![k.jwk()],
+            };
+            assert!(select_key(&set, &u).is_none());
+        }
+    }
+
+    #[test]
+    fn bcp03_hs256_with_oct_jwk_rejected() {
+        let oct: Jwk =
+            serde_json::from_value(json!({"kty":"oct","k": b64(b"secret"),"kid":"o"})).unwrap();
+        let input = signing_input(r#"{"alg":"HS256","kid":"o"}"#, &claims().to_string());
+        let tag = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"secret"),
+            input.as_bytes(),
+        );
+        let t = format!("{input}.{}", b64(tag.as_ref()));
+        let u = inspect(&t, DEFAULT_MAX_TOKEN_LEN).unwrap();
+        let mut rules = id_token_rules();
+        rules.algorithms = vec![Algorithm::HS256];
+        assert_eq!(
+            verify(&u, &t, &oct, &rules, NOW).unwrap_err(),
+            JoseError::AlgNotAllowed
+        );
+    }
+
+    #[test]
+    fn bcp01_rs384_rejected_when_only_rs256_es256_allowed() {
+        let k = rsa_key();
+        let input = signing_input(r#"{"alg":"RS384","kid":"rsa-1"}"#, &claims().to_string());
+        let t = format!("{input}.{}", b64(&k.sign_rs384(input.as_bytes())));
+        let u = inspect(&t, DEFAULT_MAX_TOKEN_LEN).unwrap();
+        let mut jwk = k.jwk();
+        jwk.common.key_algorithm = None; // even with no JWK alg pin
+        assert_eq!(
+            verify(&u, &t, &jwk, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::AlgNotAllowed
+        );
+    }
+
+    #[test]
+    fn unknown_alg_name_rejected() {
+        let t = es256_raw(ec_key(), r#"{"alg":"ES999"}"#, &claims().to_string());
+        assert_eq!(inspect(&t, 10_000).unwrap_err(), JoseError::AlgNotAllowed);
+    }
+
+    #[test]
+    fn jwks08_key_type_must_match_alg() {
+        // ES256 header verified with an RSA key -> refused before crypto.
+        let t = es(&json!({"alg": "ES256"}), &claims());
+        let u = inspect(&t, DEFAULT_MAX_TOKEN_LEN).unwrap();
+        let e = verify(&u, &t, &rsa_key().jwk(), &id_token_rules(), NOW).unwrap_err();
+        assert_eq!(e, JoseError::KeyAlgMismatch);
+        // JWK alg present and different from header alg -> refused.
+        let mut jwk = ec_key().jwk();
+        jwk.common.key_algorithm = Some(KeyAlgorithm::ES384);
+        assert_eq!(
+            verify(&u, &t, &jwk, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::KeyAlgMismatch
+        );
+        // use=enc keys are never used.
+        let mut jwk = ec_key().jwk();
+        jwk.common.public_key_use = Some(PublicKeyUse::Encryption);
+        assert_eq!(
+            verify(&u, &t, &jwk, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::KeyAlgMismatch
+        );
+    }
+
+    #[test]
+    fn jwks08_small_rsa_modulus_rejected() {
+        assert_eq!(
+            rsa_modulus_bits(rsa_key().jwk_value()["n"].as_str().unwrap()),
+            2048
+        );
+        let small: Jwk = serde_json::from_value(
+            json!({"kty":"RSA","n": b64(&[0xC0u8; 128]),"e":"AQAB"}), // 1024-bit
+        )
+        .unwrap();
+        assert!(!key_usable_for(&small, Algorithm::RS256));
+    }
+
+    // --- tampering / malformed --------------------------------------------
+
+    #[test]
+    fn jwtb07_tampered_signature_and_payload_rejected() {
+        let t = es(&es_header(), &claims());
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let mut sig_bytes = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        sig_bytes[5] ^= 0x01;
+        let bad = format!("{input}.{}", b64(&sig_bytes));
+        assert_eq!(reason(check(&bad, &id_token_rules(), NOW)), "bad_signature");
+
+        // Payload swapped for another (sub=mallory), original signature kept.
+        let (h, _) = input.split_once('.').unwrap();
+        let evil = with(claims(), "sub", json!("mallory"));
+        let forged = format!("{h}.{}.{sig}", b64(evil.to_string().as_bytes()));
+        assert_eq!(
+            reason(check(&forged, &id_token_rules(), NOW)),
+            "bad_signature"
+        );
+
+        // Signature by another key with the same kid.
+        let other = es256(ec_key2(), &es_header(), &claims());
+        assert_eq!(
+            reason(check(&other, &id_token_rules(), NOW)),
+            "bad_signature"
+        );
+    }
+
+    #[test]
+    fn bcp10_malformed_inputs_rejected_cleanly() {
+        let good = es(&es_header(), &claims());
+        let (h, rest) = good.split_once('.').unwrap();
+        let cases: Vec<String> = vec![
+            String::new(),
+            "abc".into(),
+            "a.b".into(),
+            format!("{good}.x"),                                // four parts
+            format!("{good}.x.y.z"),                            // six parts
+            format!(".{rest}"),                                 // empty header
+            format!("{h}..{}", b64(b"s")),                      // empty payload
+            format!("{}", &good[..good.len() - 3]), // truncated signature (non-canonical)
+            format!("{h}=.{rest}"),                 // padding
+            format!("{h}+.{rest}"),                 // non-url-safe alphabet
+            format!("{}.{rest}", b64(b"[1,2]")),    // header not an object
+            format!("{}.{rest}", b64(b"{\"alg\":")), // truncated JSON
+            format!("{}.{}.{}", h, b64(b"\"str\""), b64(b"s")), // payload not an object
+            format!("{}.{rest}", b64(br#"{"alg":5}"#)), // alg wrong type
+            format!("{}.{rest}", b64(br#"{"kid":"x"}"#)), // alg missing
+            format!("{}.{rest}", b64(br#"{"alg":"ES256","kid":7}"#)),
+            format!("{}.{rest}", b64(br#"{"alg":"ES256","kid":""}"#)),
+            format!("{}.{rest}", b64(br#"{"alg":"ES256","typ":["JWT"]}"#)),
+        ];
+        for c in &cases {
+            let e = inspect(c, DEFAULT_MAX_TOKEN_LEN).expect_err("must be refused");
+            assert_eq!(e.reason(), "malformed");
+            assert!(!e.description().contains(c.as_str()) || c.is_empty());
+        }
+    }
+
+    #[test]
+    fn bcp10_duplicate_json_members_rejected() {
+        let payload = format!(
+            r#"{{"iss":"{ISS}","sub":"alice","sub":"admin","aud":"{CLIENT}","exp":{},"iat":{NOW}}}"#,
+            NOW + 300
+        );
+        let t = es256_raw(ec_key(), r#"{"alg":"ES256","kid":"ec-1"}"#, &payload);
+        assert_eq!(inspect(&t, 10_000).unwrap_err().reason(), "malformed");
+        // Duplicate via escape sequence.
+        let t = es256_raw(
+            ec_key(),
+            r#"{"alg":"ES256","\u0061lg":"none"}"#,
+            &claims().to_string(),
+        );
+        assert_eq!(inspect(&t, 10_000).unwrap_err().reason(), "malformed");
+        // Duplicate nested member.
+        let payload = with(claims(), "x", json!(null))
+            .to_string()
+            .replace("\"x\":null", "\"x\":{\"a\":1,\"a\":2}");
+        let t = es256_raw(ec_key(), r#"{"alg":"ES256"}"#, &payload);
+        assert_eq!(inspect(&t, 10_000).unwrap_err().reason(), "malformed");
+    }
+
+    #[test]
+    fn jwe_five_parts_rejected_as_encrypted() {
+        let t = format!(
+            "{}.{}.{}.{}.{}",
+            b64(br#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#),
+            "a",
+            "b",
+            "c",
+            "d"
+        );
+        assert_eq!(inspect(&t, 10_000).unwrap_err(), JoseError::Encrypted);
+    }
+
+    #[test]
+    fn oversized_token_rejected_before_parsing() {
+        let big = with(claims(), "pad", json!("x".repeat(1024 * 1024)));
+        let t = es(&es_header(), &big);
+        assert!(t.len() > 1024 * 1024);
+        assert_eq!(
+            inspect(&t, DEFAULT_MAX_TOKEN_LEN).unwrap_err(),
+            JoseError::TokenTooLarge
+        );
+        // A 1 MB blob of garbage also fails on size, not on parsing.
+        assert_eq!(
+            inspect(&"a".repeat(1 << 20), 8192).unwrap_err(),
+            JoseError::TokenTooLarge
+        );
+    }
+
+    // --- BCP-07 / BCP-09 headers -------------------------------------------
+
+    #[test]
+    fn bcp07_key_bearing_headers_rejected() {
+        let cases = [
+            ("jku", json!("https://evil.example/jwks")),
+            ("x5u", json!("https://evil.example/cert")),
+            ("jwk", ec_key2().jwk_value()),
+            ("x5c", json!(["MIIB"])),
+        ];
+        for (name, value) in cases {
+            let h = with(es_header(), name, value);
+            let t = es(&h, &claims());
+            assert_eq!(
+                inspect(&t, 10_000).unwrap_err(),
+                JoseError::ForbiddenHeader(name)
+            );
+        }
+    }
+
+    #[test]
+    fn bcp07_hostile_kid_is_just_unknown() {
+        let t = es(
+            &json!({"alg":"ES256","kid":"../../etc/passwd' OR 1=1 --"}),
+            &claims(),
+        );
+        let u = inspect(&t, 10_000).unwrap();
+        let set = JwkSet {
+            keys: vec![ec_key().jwk()],
+        };
+        assert!(select_key(&set, &u).is_none());
+        // Over-long and control-character kids are refused outright.
+        let long = es(
+            &json!({"alg":"ES256","kid":"k".repeat(MAX_KID_LEN + 1)}),
+            &claims(),
+        );
+        assert_eq!(inspect(&long, 10_000).unwrap_err().reason(), "malformed");
+        let ctl = es(&json!({"alg":"ES256","kid":"a\nb"}), &claims());
+        assert_eq!(inspect(&ctl, 10_000).unwrap_err().reason(), "malformed");
+    }
+
+    #[test]
+    fn bcp09_crit_rejected() {
+        for crit in [json!(["x"]), json!(["exp"]), json!([])] {
+            let t = es(&with(es_header(), "crit", crit), &claims());
+            assert_eq!(inspect(&t, 10_000).unwrap_err(), JoseError::CritUnsupported);
+        }
+    }
+
+    #[test]
+    fn bcp10_nested_and_jwe_headers_rejected() {
+        let t = es(&with(es_header(), "cty", json!("JWT")), &claims());
+        assert_eq!(inspect(&t, 10_000).unwrap_err(), JoseError::NestedToken);
+        for name in ["enc", "zip", "b64"] {
+            let t = es(&with(es_header(), name, json!("x")), &claims());
+            assert_eq!(
+                inspect(&t, 10_000).unwrap_err(),
+                JoseError::ForbiddenHeader(name)
+            );
+        }
+    }
+
+    // --- BCP-08 typ ---------------------------------------------------------
+
+    #[test]
+    fn idjag_issue13_id_jag_presented_as_id_token_refused() {
+        for typ in NOT_ID_TOKEN_TYPS.iter().map(|t| t.to_string()).chain([
+            "application/oauth-id-jag+jwt".to_string(),
+            "AT+JWT".to_string(),
+        ]) {
+            let t = es(&with(es_header(), "typ", json!(typ)), &claims());
+            assert_eq!(
+                reason(check(&t, &id_token_rules(), NOW)),
+                "wrong_typ",
+                "{typ}"
+            );
+        }
+        // ID tokens: absent or JWT accepted.
+        check(&es(&es_header(), &claims()), &id_token_rules(), NOW).unwrap();
+        for typ in ["JWT", "jwt", "application/jwt"] {
+            let t = es(&with(es_header(), "typ", json!(typ)), &claims());
+            check(&t, &id_token_rules(), NOW).unwrap();
+        }
+    }
+
+    #[test]
+    fn bcp08_id_jag_rule_accepts_only_id_jag_typ() {
+        let c = with(claims(), "aud", json!("https://ras.example.com"));
+        for typ in [
+            "oauth-id-jag+jwt",
+            "application/oauth-id-jag+jwt",
+            "OAuth-ID-JAG+JWT",
+        ] {
+            let t = es(&with(es_header(), "typ", json!(typ)), &c);
+            check(&t, &id_jag_rules(), NOW).unwrap();
+        }
+        for typ in ["JWT", "at+jwt", "oauth-id-jag", "application/at+jwt"] {
+            let t = es(&with(es_header(), "typ", json!(typ)), &c);
+            assert_eq!(
+                reason(check(&t, &id_jag_rules(), NOW)),
+                "wrong_typ",
+                "{typ}"
+            );
+        }
+        let t = es(&es_header(), &c); // absent
+        assert_eq!(reason(check(&t, &id_jag_rules(), NOW)), "wrong_typ");
+    }
+
+    #[test]
+    fn cauth05_client_assertion_typ_rule() {
+        let r = TypRule::client_assertion();
+        assert!(r.check(None).is_ok());
+        assert!(r.check(Some("client-authentication+jwt")).is_ok());
+        assert!(r.check(Some("oauth-id-jag+jwt")).is_err());
+        assert!(r.check(Some("JWT")).is_err());
+    }
+
+    // --- BCP-05 / FED-02 issuer ----------------------------------------------
+
+    #[test]
+    fn fed02_issuer_exact_match_no_trailing_slash_normalisation() {
+        for iss in [
+            json!(format!("{ISS}/")),
+            json!("https://IDP.example.com"),
+            json!("https://other.example.com"),
+            json!(""),
+        ] {
+            let t = es(&es_header(), &with(claims(), "iss", iss.clone()));
+            assert!(
+                matches!(
+                    check(&t, &id_token_rules(), NOW),
+                    Err(JoseError::WrongIssuer | JoseError::MissingClaim("iss"))
+                ),
+                "{iss}"
+            );
+        }
+        let mut rules = id_token_rules();
+        rules.issuer = format!("{ISS}/");
+        assert_eq!(
+            reason(check(&es(&es_header(), &claims()), &rules, NOW)),
+            "wrong_issuer"
+        );
+        let t = es(&es_header(), &without(claims(), "iss"));
+        assert_eq!(
+            check(&t, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::MissingClaim("iss")
+        );
+        let t = es(
+            &es_header(),
+            &with(claims(), "iss", json!(["https://idp.example.com"])),
+        );
+        assert_eq!(
+            check(&t, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::InvalidClaim("iss")
+        );
+    }
+
+    // --- BCP-06 audience -------------------------------------------------------
+
+    #[test]
+    fn bcp06_wrong_audience_rejected() {
+        for aud in [
+            json!("client-b"),
+            json!(["client-b", "client-c"]),
+            json!([]),
+        ] {
+            let t = es(&es_header(), &with(claims(), "aud", aud));
+            assert_eq!(reason(check(&t, &id_token_rules(), NOW)), "wrong_audience");
+        }
+        let t = es(&es_header(), &without(claims(), "aud"));
+        assert_eq!(
+            check(&t, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::MissingClaim("aud")
+        );
+        let t = es(&es_header(), &with(claims(), "aud", json!([CLIENT, 5])));
+        assert_eq!(
+            check(&t, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::InvalidClaim("aud")
+        );
+    }
+
+    #[test]
+    fn idjag_issue09_multi_aud_requires_matching_azp() {
+        let multi = with(claims(), "aud", json!([CLIENT, "client-b"]));
+        let t = es(&es_header(), &multi);
+        assert_eq!(reason(check(&t, &id_token_rules(), NOW)), "wrong_azp");
+        let t = es(&es_header(), &with(multi.clone(), "azp", json!("client-b")));
+        assert_eq!(reason(check(&t, &id_token_rules(), NOW)), "wrong_azp");
+        let t = es(&es_header(), &with(multi, "azp", json!(CLIENT)));
+        check(&t, &id_token_rules(), NOW).unwrap();
+        // Single aud with a foreign azp is also refused.
+        let t = es(&es_header(), &with(claims(), "azp", json!("client-b")));
+        assert_eq!(reason(check(&t, &id_token_rules(), NOW)), "wrong_azp");
+    }
+
+    #[test]
+    fn single_audience_rule_for_id_jag() {
+        let ras = "https://ras.example.com";
+        let hdr = with(es_header(), "typ", json!(ID_JAG_TYP));
+        for ok in [json!(ras), json!([ras])] {
+            check(&es(&hdr, &with(claims(), "aud", ok)), &id_jag_rules(), NOW).unwrap();
+        }
+        for bad in [
+            json!([ras, "https://other"]),
+            json!(format!("{ras}/")),
+            json!([]),
+        ] {
+            let t = es(&hdr, &with(claims(), "aud", bad));
+            assert_eq!(reason(check(&t, &id_jag_rules(), NOW)), "wrong_audience");
+        }
+    }
+
+    // --- BCP-11 time -------------------------------------------------------
+
+    #[test]
+    fn bcp11_exp_boundaries() {
+        let c = with(with(claims(), "exp", json!(NOW)), "iat", json!(NOW - 100));
+        let t = es(&es_header(), &c);
+        let r = id_token_rules(); // leeway 60
+        check(&t, &r, NOW + 59).unwrap();
+        assert_eq!(reason(check(&t, &r, NOW + 60)), "expired");
+        let mut strict = id_token_rules();
+        strict.leeway_secs = 0;
+        assert_eq!(reason(check(&t, &strict, NOW)), "expired");
+        check(&t, &strict, NOW - 1).unwrap();
+        let t = es(&es_header(), &without(claims(), "exp"));
+        assert_eq!(
+            check(&t, &r, NOW).unwrap_err(),
+            JoseError::MissingClaim("exp")
+        );
+        let t = es(&es_header(), &with(claims(), "exp", json!("tomorrow")));
+        assert_eq!(
+            check(&t, &r, NOW).unwrap_err(),
+            JoseError::InvalidClaim("exp")
+        );
+    }
+
+    #[test]
+    fn bcp11_nbf_in_future_rejected() {
+        let t = es(&es_header(), &with(claims(), "nbf", json!(NOW + 61)));
+        assert_eq!(reason(check(&t, &id_token_rules(), NOW)), "not_yet_valid");
+        let t = es(&es_header(), &with(claims(), "nbf", json!(NOW + 60)));
+        check(&t, &id_token_rules(), NOW).unwrap();
+    }
+
+    #[test]
+    fn bcp11_iat_future_beyond_and_within_leeway() {
+        let t = es(&es_header(), &with(claims(), "iat", json!(NOW + 61)));
+        assert_eq!(
+            reason(check(&t, &id_token_rules(), NOW)),
+            "issued_in_future"
+        );
+        let t = es(&es_header(), &with(claims(), "iat", json!(NOW + 60)));
+        check(&t, &id_token_rules(), NOW).unwrap();
+        let t = es(&es_header(), &without(claims(), "iat"));
+        assert_eq!(
+            check(&t, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::MissingClaim("iat")
+        );
+    }
+
+    #[test]
+    fn bcp11_leeway_is_bounded() {
+        let t = es(&es_header(), &with(claims(), "exp", json!(NOW)));
+        let mut r = id_token_rules();
+        r.leeway_secs = 86_400; // misconfiguration is clamped to MAX_LEEWAY_SECS
+        check(&t, &r, NOW + MAX_LEEWAY_SECS as i64 - 1).unwrap();
+        assert_eq!(
+            reason(check(&t, &r, NOW + MAX_LEEWAY_SECS as i64)),
+            "expired"
+        );
+    }
+
+    #[test]
+    fn jwtb05_too_old_and_lifetime_caps() {
+        let c = with(
+            with(claims(), "iat", json!(NOW - 1000)),
+            "exp",
+            json!(NOW + 100),
+        );
+        let t = es(&es_header(), &c);
+        let mut r = id_token_rules();
+        r.max_age_secs = Some(940);
+        check(&t, &r, NOW).unwrap(); // 1000 <= 940 + 60
+        r.max_age_secs = Some(939);
+        assert_eq!(reason(check(&t, &r, NOW)), "too_old");
+        let mut r = id_token_rules();
+        r.max_lifetime_secs = Some(1099);
+        assert_eq!(reason(check(&t, &r, NOW)), "lifetime_too_long");
+        r.max_lifetime_secs = Some(1100);
+        check(&t, &r, NOW).unwrap();
+    }
+
+    #[test]
+    fn numeric_dates_accept_fractions_and_extremes_safely() {
+        let t = es(
+            &es_header(),
+            &with(claims(), "exp", json!((NOW + 10) as f64 + 0.5)),
+        );
+        assert_eq!(check(&t, &id_token_rules(), NOW).unwrap().exp(), NOW + 10);
+        let t = es(&es_header(), &with(claims(), "exp", json!(i64::MAX)));
+        check(&t, &id_token_rules(), NOW).unwrap();
+        let t = es(&es_header(), &with(claims(), "iat", json!(i64::MIN)));
+        let mut r = id_token_rules();
+        r.max_age_secs = Some(u64::MAX);
+        check(&t, &r, NOW).unwrap();
+        r.max_age_secs = Some(3600);
+        assert_eq!(reason(check(&t, &r, NOW)), "too_old");
+    }
+
+    // --- required claims ------------------------------------------------------
+
+    #[test]
+    fn jwtb02_sub_required_non_empty() {
+        let t = es(&es_header(), &without(claims(), "sub"));
+        assert_eq!(
+            check(&t, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::MissingClaim("sub")
+        );
+        let t = es(&es_header(), &with(claims(), "sub", json!("")));
+        assert_eq!(
+            check(&t, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::MissingClaim("sub")
+        );
+        let t = es(&es_header(), &with(claims(), "sub", json!(42)));
+        assert_eq!(
+            check(&t, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::InvalidClaim("sub")
+        );
+    }
+
+    #[test]
+    fn jti_required_when_asked() {
+        let mut r = id_token_rules();
+        r.require_jti = true;
+        let t = es(&es_header(), &without(claims(), "jti"));
+        check(&t, &id_token_rules(), NOW).unwrap();
+        assert_eq!(
+            check(&t, &r, NOW).unwrap_err(),
+            JoseError::MissingClaim("jti")
+        );
+        let t = es(&es_header(), &with(claims(), "jti", json!("")));
+        assert_eq!(
+            check(&t, &r, NOW).unwrap_err(),
+            JoseError::MissingClaim("jti")
+        );
+    }
+
+    // --- select_key -----------------------------------------------------------
+
+    #[test]
+    fn select_key_by_kid_and_by_alg() {
+        let set = JwkSet {
+            keys: vec![rsa_key().jwk(), ec_key().jwk(), ec_key2().jwk()],
+        };
+        let u = inspect(&es(&json!({"alg":"ES256","kid":"ec-2"}), &claims()), 10_000).unwrap();
+        assert_eq!(
+            select_key(&set, &u).unwrap().common.key_id.as_deref(),
+            Some("ec-2")
+        );
+        // kid of an RSA key with an ES256 header: no key.
+        let u = inspect(
+            &es(&json!({"alg":"ES256","kid":"rsa-1"}), &claims()),
+            10_000,
+        )
+        .unwrap();
+        assert!(select_key(&set, &u).is_none());
+        // No kid: two EC keys -> ambiguous -> none; one RSA key -> it.
+        let u = inspect(&es(&json!({"alg":"ES256"}), &claims()), 10_000).unwrap();
+        assert!(select_key(&set, &u).is_none());
+        let u = inspect(
+            &rs256(rsa_key(), &json!({"alg":"RS256"}), &claims()),
+            10_000,
+        )
+        .unwrap();
+        assert_eq!(
+            select_key(&set, &u).unwrap().common.key_id.as_deref(),
+            Some("rsa-1")
+        );
+        // enc keys never chosen.
+        let mut enc = ec_key().jwk();
+        enc.common.public_key_use = Some(PublicKeyUse::Encryption);
+        let set = JwkSet { keys: vec![enc] };
+        let u = inspect(&es(&es_header(), &claims()), 10_000).unwrap();
+        assert!(select_key(&set, &u).is_none());
+    }
+
+    #[test]
+    fn verify_refuses_a_different_token_than_inspected() {
+        let a = es(&es_header(), &claims());
+        let b = es(&es_header(), &with(claims(), "sub", json!("bob")));
+        let u = inspect(&a, 10_000).unwrap();
+        assert_eq!(
+            verify(&u, &b, &ec_key().jwk(), &id_token_rules(), NOW).unwrap_err(),
+            JoseError::InspectMismatch
+        );
+    }
+
+    // --- error hygiene ----------------------------------------------------------
+
+    #[test]
+    fn error_descriptions_are_rfc6749_safe_and_reasons_snake_case() {
+        let all = [
+            JoseError::TokenTooLarge,
+            JoseError::Malformed("header is not base64url"),
+            JoseError::Encrypted,
+            JoseError::AlgNone,
+            JoseError::AlgNotAllowed,
+            JoseError::ForbiddenHeader("jku"),
+            JoseError::CritUnsupported,
+            JoseError::NestedToken,
+            JoseError::WrongTyp,
+            JoseError::UnknownKid,
+            JoseError::KeyAlgMismatch,
+            JoseError::BadSignature,
+            JoseError::WrongIssuer,
+            JoseError::WrongAudience,
+            JoseError::WrongAuthorizedParty,
+            JoseError::Expired,
+            JoseError::NotYetValid,
+            JoseError::IssuedInFuture,
+            JoseError::TooOld,
+            JoseError::LifetimeTooLong,
+            JoseError::MissingClaim("sub"),
+            JoseError::InvalidClaim("aud"),
+            JoseError::KeyUnavailable,
+            JoseError::InspectMismatch,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for e in all {
+            let d = e.description();
+            assert!(
+                d.bytes()
+                    .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)),
+                "{d}"
+            );
+            assert!(
+                e.reason()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
+            assert!(seen.insert(e.reason()), "duplicate reason {}", e.reason());
+        }
+    }
 }
