@@ -178,6 +178,8 @@ struct SourceState {
     /// Bumped after every completed fetch attempt.
     generation: AtomicU64,
     fetch_count: AtomicU64,
+    /// Lookups currently waiting for the fetch guard (observability/tests).
+    waiting: AtomicU64,
 }
 
 impl SourceState {
@@ -188,6 +190,7 @@ impl SourceState {
             fetch: tokio::sync::Mutex::new(FetchState::default()),
             generation: AtomicU64::new(0),
             fetch_count: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
         }
     }
 
@@ -204,6 +207,22 @@ impl SourceState {
             Err(poisoned) => poisoned.into_inner(),
         };
         *g = Some(Arc::new(keys));
+    }
+}
+
+/// Counts a waiter; decrements on drop (also when the lookup is cancelled).
+struct WaitGuard<'a>(&'a AtomicU64);
+
+impl<'a> WaitGuard<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -298,6 +317,12 @@ impl JwksCache {
             .map_or(0, |s| s.fetch_count.load(Ordering::Acquire))
     }
 
+    /// Number of lookups currently waiting on an in-flight fetch of `source_id`.
+    pub fn waiting_count(&self, source_id: &str) -> u64 {
+        self.get_state(source_id)
+            .map_or(0, |s| s.waiting.load(Ordering::Acquire))
+    }
+
     /// Number of keys currently cached for `source_id`.
     pub fn cached_key_count(&self, source_id: &str) -> usize {
         self.get_state(source_id)
@@ -377,7 +402,9 @@ impl JwksCache {
 
     /// Single-flight, rate-limited fetch. Returns whether a fetch was attempted.
     async fn refresh_source(&self, source_id: &str, state: &SourceState, observed: u64) -> bool {
+        let waiting = WaitGuard::enter(&state.waiting);
         let mut fs = state.fetch.lock().await;
+        drop(waiting);
         if state.generation.load(Ordering::Acquire) != observed {
             return false; // someone else fetched while we waited
         }
@@ -615,5 +642,599 @@ pub fn ttl_from_cache_control(header: Option<&str>, cfg: &JwksCacheConfig) -> Du
     match max_age {
         None => cfg.default_ttl,
         Some(secs) => Duration::from_secs(secs).clamp(cfg.min_ttl, cfg.max_ttl),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::jose::testutil::*;
+    use crate::jose::verify::inspect;
+    use axum::Router;
+    use axum::extract::State;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use serde_json::json;
+    use std::net::SocketAddr;
+    use std::sync::Mutex;
+    use tokio::sync::{Notify, Semaphore};
+
+    /// A real HTTP JWKS/discovery server on 127.0.0.1:0 that counts requests.
+    struct Srv {
+        jwks: Mutex<Value>,
+        status: Mutex<u16>,
+        content_type: Mutex<&'static str>,
+        cache_control: Mutex<Option<String>>,
+        /// Served at `/.well-known/openid-configuration`.
+        oidc_doc: Mutex<Option<Value>>,
+        /// Served at `/.well-known/oauth-authorization-server/tenant`.
+        oauth_doc: Mutex<Option<Value>>,
+        jwks_hits: AtomicU64,
+        disc_hits: AtomicU64,
+        /// When set, `/jwks` waits for a permit before answering.
+        gate: Mutex<Option<Arc<Semaphore>>>,
+        arrived: Notify,
+    }
+
+    impl Srv {
+        fn new(keys: Vec<Value>) -> Arc<Self> {
+            Arc::new(Self {
+                jwks: Mutex::new(json!({ "keys": keys })),
+                status: Mutex::new(200),
+                content_type: Mutex::new("application/json"),
+                cache_control: Mutex::new(None),
+                oidc_doc: Mutex::new(None),
+                oauth_doc: Mutex::new(None),
+                jwks_hits: AtomicU64::new(0),
+                disc_hits: AtomicU64::new(0),
+                gate: Mutex::new(None),
+                arrived: Notify::new(),
+            })
+        }
+        fn set_keys(&self, keys: Vec<Value>) {
+            *self.jwks.lock().unwrap() = json!({ "keys": keys });
+        }
+        fn hits(&self) -> u64 {
+            self.jwks_hits.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn jwks_handler(State(s): State<Arc<Srv>>) -> Response {
+        s.jwks_hits.fetch_add(1, Ordering::SeqCst);
+        s.arrived.notify_one();
+        let gate = s.gate.lock().unwrap().clone();
+        if let Some(g) = gate {
+            let _permit = g.acquire().await.unwrap();
+        }
+        let status = http::StatusCode::from_u16(*s.status.lock().unwrap()).unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(*s.content_type.lock().unwrap()),
+        );
+        if let Some(cc) = s.cache_control.lock().unwrap().clone() {
+            headers.insert(http::header::CACHE_CONTROL, cc.parse().unwrap());
+        }
+        let body = s.jwks.lock().unwrap().to_string();
+        (status, headers, body).into_response()
+    }
+
+    fn doc_response(doc: Option<Value>) -> Response {
+        match doc {
+            Some(d) => (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                d.to_string(),
+            )
+                .into_response(),
+            None => http::StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+
+    async fn oidc_handler(State(s): State<Arc<Srv>>) -> Response {
+        s.disc_hits.fetch_add(1, Ordering::SeqCst);
+        doc_response(s.oidc_doc.lock().unwrap().clone())
+    }
+
+    async fn oauth_handler(State(s): State<Arc<Srv>>) -> Response {
+        s.disc_hits.fetch_add(1, Ordering::SeqCst);
+        doc_response(s.oauth_doc.lock().unwrap().clone())
+    }
+
+    async fn serve(s: Arc<Srv>) -> SocketAddr {
+        let app = Router::new()
+            .route("/jwks", get(jwks_handler))
+            .route("/.well-known/openid-configuration", get(oidc_handler))
+            .route(
+                "/tenant/.well-known/openid-configuration",
+                get(oidc_handler),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server/tenant",
+                get(oauth_handler),
+            )
+            .with_state(s);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        addr
+    }
+
+    fn test_config() -> JwksCacheConfig {
+        JwksCacheConfig {
+            allow_insecure_http: true,
+            ..JwksCacheConfig::default()
+        }
+    }
+
+    fn http_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    struct Fixture {
+        srv: Arc<Srv>,
+        addr: SocketAddr,
+        clock: Arc<ManualClock>,
+        cache: Arc<JwksCache>,
+        source: KeySource,
+    }
+
+    async fn fixture_with(config: JwksCacheConfig, keys: Vec<Value>) -> Fixture {
+        let srv = Srv::new(keys);
+        let addr = serve(srv.clone()).await;
+        let clock = Arc::new(ManualClock::new());
+        let cache = Arc::new(JwksCache::with_clock(http_client(), config, clock.clone()));
+        let source = KeySource::JwksUri(Url::parse(&format!("http://{addr}/jwks")).unwrap());
+        Fixture {
+            srv,
+            addr,
+            clock,
+            cache,
+            source,
+        }
+    }
+
+    async fn fixture() -> Fixture {
+        fixture_with(test_config(), vec![ec_key().jwk_value()]).await
+    }
+
+    fn token_for(kid: &str) -> Unverified {
+        let t = es256(
+            ec_key(),
+            &json!({"alg":"ES256","kid": kid}),
+            &json!({"iss":"x"}),
+        );
+        inspect(&t, 10_000).unwrap()
+    }
+
+    fn kid_of(k: &Jwk) -> &str {
+        k.common.key_id.as_deref().unwrap()
+    }
+
+    #[tokio::test]
+    async fn jwks06_warm_lookups_are_served_from_memory() {
+        let f = fixture().await;
+        let u = token_for("ec-1");
+        let k = f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        assert_eq!(kid_of(&k), "ec-1");
+        for _ in 0..100 {
+            f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        }
+        assert_eq!(f.srv.hits(), 1);
+        assert_eq!(f.cache.fetch_count("idp"), 1);
+        assert_eq!(f.cache.cached_key_count("idp"), 1);
+    }
+
+    #[tokio::test]
+    async fn jwks05_rotation_is_picked_up_on_unknown_kid_rate_limited() {
+        let f = fixture().await;
+        f.cache
+            .key_for("idp", &f.source, &token_for("ec-1"))
+            .await
+            .unwrap();
+        // The IdP publishes a new key.
+        f.srv
+            .set_keys(vec![ec_key().jwk_value(), ec_key2().jwk_value()]);
+        // Within min_refetch_interval of the last fetch: no refetch.
+        f.clock.advance(Duration::from_secs(29));
+        let e = f
+            .cache
+            .key_for("idp", &f.source, &token_for("ec-2"))
+            .await
+            .unwrap_err();
+        assert_eq!(e, JoseError::UnknownKid);
+        assert_eq!(f.srv.hits(), 1);
+        // Interval elapsed: the unknown kid triggers exactly one refetch.
+        f.clock.advance(Duration::from_secs(1));
+        let k = f
+            .cache
+            .key_for("idp", &f.source, &token_for("ec-2"))
+            .await
+            .unwrap();
+        assert_eq!(kid_of(&k), "ec-2");
+        assert_eq!(f.srv.hits(), 2);
+        // A second unknown kid right after: no new fetch.
+        let e = f
+            .cache
+            .key_for("idp", &f.source, &token_for("nope"))
+            .await
+            .unwrap_err();
+        assert_eq!(e, JoseError::UnknownKid);
+        assert_eq!(f.srv.hits(), 2);
+        assert_eq!(f.cache.fetch_count("idp"), 2);
+    }
+
+    #[tokio::test]
+    async fn jwks07_removed_keys_are_not_rolled_back() {
+        let f = fixture_with(
+            test_config(),
+            vec![ec_key().jwk_value(), ec_key2().jwk_value()],
+        )
+        .await;
+        f.cache
+            .key_for("idp", &f.source, &token_for("ec-1"))
+            .await
+            .unwrap();
+        f.srv.set_keys(vec![ec_key2().jwk_value()]); // ec-1 retired by the IdP
+        f.clock.advance(Duration::from_secs(30));
+        // Some other unknown kid causes a refetch; ec-1 disappears with it.
+        let _ = f.cache.key_for("idp", &f.source, &token_for("other")).await;
+        assert_eq!(f.srv.hits(), 2);
+        let e = f
+            .cache
+            .key_for("idp", &f.source, &token_for("ec-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e, JoseError::UnknownKid);
+        f.cache
+            .key_for("idp", &f.source, &token_for("ec-2"))
+            .await
+            .unwrap();
+    }
+
+    async fn burst(f: &Fixture, kid: &'static str, n: usize) -> Vec<Result<Jwk, JoseError>> {
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let cache = f.cache.clone();
+            let source = f.source.clone();
+            tasks.push(tokio::spawn(async move {
+                cache.key_for("idp", &source, &token_for(kid)).await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn jwks06_burst_of_unknown_kids_causes_exactly_one_fetch() {
+        let f = fixture().await;
+        f.cache
+            .key_for("idp", &f.source, &token_for("ec-1"))
+            .await
+            .unwrap();
+        f.srv
+            .set_keys(vec![ec_key().jwk_value(), ec_key2().jwk_value()]);
+        f.clock.advance(Duration::from_secs(31));
+        let results = burst(&f, "unknown-kid", 50).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().err() == Some(&JoseError::UnknownKid))
+        );
+        assert_eq!(f.srv.hits(), 2, "initial fetch + exactly one refetch");
+        assert_eq!(f.cache.fetch_count("idp"), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn single_flight_concurrent_callers_share_one_in_flight_fetch() {
+        // Rate limit disabled, so only single-flight can prevent extra fetches.
+        let cfg = JwksCacheConfig {
+            min_refetch_interval: Duration::ZERO,
+            ..test_config()
+        };
+        let f = fixture_with(cfg, vec![ec_key().jwk_value(), ec_key2().jwk_value()]).await;
+        let gate = Arc::new(Semaphore::new(0));
+        *f.srv.gate.lock().unwrap() = Some(gate.clone());
+
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let cache = f.cache.clone();
+            let source = f.source.clone();
+            let kid = if i % 2 == 0 { "ec-1" } else { "ec-2" };
+            tasks.push(tokio::spawn(async move {
+                cache.key_for("idp", &source, &token_for(kid)).await
+            }));
+        }
+        // The first fetch reaches the server and is held there...
+        f.srv.arrived.notified().await;
+        // ...until the other 49 lookups are queued behind it.
+        while f.cache.waiting_count("idp") < 49 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(1000);
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(f.srv.hits(), 1);
+        assert_eq!(f.cache.fetch_count("idp"), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_if_error_keeps_serving_cached_keys() {
+        let f = fixture().await;
+        let u = token_for("ec-1");
+        f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        *f.srv.status.lock().unwrap() = 500;
+        // Past the TTL (default 5 min): the lookup tries to refresh, fails,
+        // and still serves the cached key.
+        f.clock.advance(Duration::from_secs(301));
+        let k = f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        assert_eq!(kid_of(&k), "ec-1");
+        assert_eq!(f.srv.hits(), 2);
+        // Background refresh fails too: still served.
+        f.clock.advance(Duration::from_secs(30));
+        assert_eq!(f.cache.refresh_due().await, 1);
+        assert_eq!(f.srv.hits(), 3);
+        f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        // Garbage (non-JWKS JSON) is a failure as well, not an empty key set.
+        *f.srv.status.lock().unwrap() = 200;
+        *f.srv.jwks.lock().unwrap() = json!({"nokeys": true});
+        f.clock.advance(Duration::from_secs(30));
+        f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        assert_eq!(f.cache.cached_key_count("idp"), 1);
+        // Beyond max_stale the keys are no longer trusted.
+        f.clock.advance(f.cache.config().max_stale);
+        let e = f.cache.key_for("idp", &f.source, &u).await.unwrap_err();
+        assert_eq!(e, JoseError::KeyUnavailable);
+    }
+
+    #[tokio::test]
+    async fn never_any_keys_is_key_unavailable_and_retries_are_rate_limited() {
+        let f = fixture().await;
+        *f.srv.status.lock().unwrap() = 503;
+        let u = token_for("ec-1");
+        let e = f.cache.key_for("idp", &f.source, &u).await.unwrap_err();
+        assert_eq!(e, JoseError::KeyUnavailable);
+        assert!(e.is_server_side());
+        let _ = f.cache.key_for("idp", &f.source, &u).await;
+        assert_eq!(f.srv.hits(), 1);
+        *f.srv.status.lock().unwrap() = 200;
+        f.clock.advance(Duration::from_secs(30));
+        f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        assert_eq!(f.srv.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn jwks01_non_json_content_type_and_oversized_bodies_refused() {
+        let f = fixture().await;
+        *f.srv.content_type.lock().unwrap() = "text/html";
+        let u = token_for("ec-1");
+        assert_eq!(
+            f.cache.key_for("idp", &f.source, &u).await.unwrap_err(),
+            JoseError::KeyUnavailable
+        );
+        // application/jwk-set+json with parameters is fine.
+        *f.srv.content_type.lock().unwrap() = "application/jwk-set+json; charset=utf-8";
+        f.clock.advance(Duration::from_secs(30));
+        f.cache.key_for("idp", &f.source, &u).await.unwrap();
+
+        let cfg = JwksCacheConfig {
+            max_body_bytes: 64,
+            ..test_config()
+        };
+        let f = fixture_with(cfg, vec![ec_key().jwk_value()]).await;
+        assert_eq!(
+            f.cache.key_for("idp", &f.source, &u).await.unwrap_err(),
+            JoseError::KeyUnavailable
+        );
+        assert_eq!(f.srv.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn jwks07_http_urls_refused_without_request_in_production_config() {
+        let srv = Srv::new(vec![ec_key().jwk_value()]);
+        let addr = serve(srv.clone()).await;
+        let cache = JwksCache::new(http_client(), JwksCacheConfig::default());
+        let source = KeySource::JwksUri(Url::parse(&format!("http://{addr}/jwks")).unwrap());
+        let e = cache
+            .key_for("idp", &source, &token_for("ec-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e, JoseError::KeyUnavailable);
+        assert_eq!(srv.hits(), 0);
+    }
+
+    #[test]
+    fn cache_control_max_age_parsed_and_clamped() {
+        let cfg = JwksCacheConfig::default();
+        let ttl = |h: Option<&str>| ttl_from_cache_control(h, &cfg).as_secs();
+        assert_eq!(ttl(None), 300);
+        assert_eq!(ttl(Some("public, max-age=3600")), 3600);
+        assert_eq!(ttl(Some("Max-Age=120, must-revalidate")), 120);
+        assert_eq!(ttl(Some("max-age=\"900\"")), 900);
+        assert_eq!(ttl(Some("max-age=5")), 60); // clamped up to min_ttl
+        assert_eq!(ttl(Some("max-age=999999999")), 24 * 3600); // clamped to max_ttl
+        assert_eq!(ttl(Some("no-store")), 60);
+        assert_eq!(ttl(Some("no-cache, max-age=600")), 60);
+        assert_eq!(ttl(Some("max-age=abc")), 300);
+        assert_eq!(ttl(Some("s-maxage=100")), 300);
+    }
+
+    #[tokio::test]
+    async fn jwks06_cache_control_from_response_drives_refresh() {
+        let f = fixture().await;
+        *f.srv.cache_control.lock().unwrap() = Some("public, max-age=120".into());
+        f.cache
+            .key_for("idp", &f.source, &token_for("ec-1"))
+            .await
+            .unwrap();
+        // Refresh point is 80 % of 120 s = 96 s.
+        f.clock.advance(Duration::from_secs(95));
+        assert_eq!(f.cache.refresh_due().await, 0);
+        f.clock.advance(Duration::from_secs(2));
+        assert_eq!(f.cache.refresh_due().await, 1);
+        assert_eq!(f.srv.hits(), 2);
+
+        // max-age below the minimum is clamped to 60 s (refresh at 48 s).
+        *f.srv.cache_control.lock().unwrap() = Some("max-age=1".into());
+        f.clock.advance(Duration::from_secs(200));
+        assert_eq!(f.cache.refresh_due().await, 1); // picks up the new header
+        f.clock.advance(Duration::from_secs(47));
+        assert_eq!(f.cache.refresh_due().await, 0);
+        f.clock.advance(Duration::from_secs(2));
+        assert_eq!(f.cache.refresh_due().await, 1);
+        assert_eq!(f.srv.hits(), 4);
+    }
+
+    #[tokio::test]
+    async fn discovery_resolves_jwks_uri_and_caches_it() {
+        let f = fixture().await;
+        let issuer = format!("http://{}", f.addr);
+        *f.srv.oidc_doc.lock().unwrap() =
+            Some(json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")}));
+        let source = KeySource::Discovery {
+            issuer: issuer.clone(),
+        };
+        f.cache
+            .key_for("idp", &source, &token_for("ec-1"))
+            .await
+            .unwrap();
+        assert_eq!(f.srv.disc_hits.load(Ordering::SeqCst), 1);
+        f.clock.advance(Duration::from_secs(30));
+        let _ = f.cache.key_for("idp", &source, &token_for("unknown")).await;
+        assert_eq!(f.srv.hits(), 2);
+        assert_eq!(f.srv.disc_hits.load(Ordering::SeqCst), 1, "jwks_uri reused");
+    }
+
+    #[tokio::test]
+    async fn fed02_discovery_with_mismatched_issuer_refused() {
+        let f = fixture().await;
+        let issuer = format!("http://{}", f.addr);
+        // The document claims the trailing-slash variant: not the same issuer.
+        *f.srv.oidc_doc.lock().unwrap() =
+            Some(json!({"issuer": format!("{issuer}/"), "jwks_uri": format!("{issuer}/jwks")}));
+        let source = KeySource::Discovery { issuer };
+        let e = f
+            .cache
+            .key_for("idp", &source, &token_for("ec-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e, JoseError::KeyUnavailable);
+        assert_eq!(
+            f.srv.hits(),
+            0,
+            "jwks_uri of a mismatched document is never fetched"
+        );
+    }
+
+    #[tokio::test]
+    async fn discovery_falls_back_to_rfc8414_path_insertion() {
+        let f = fixture().await;
+        let issuer = format!("http://{}/tenant", f.addr);
+        // No OIDC document at {issuer}/.well-known/openid-configuration (404),
+        // RFC 8414 document at /.well-known/oauth-authorization-server/tenant.
+        *f.srv.oauth_doc.lock().unwrap() =
+            Some(json!({"issuer": issuer, "jwks_uri": format!("http://{}/jwks", f.addr)}));
+        let source = KeySource::Discovery { issuer };
+        f.cache
+            .key_for("idp", &source, &token_for("ec-1"))
+            .await
+            .unwrap();
+        assert_eq!(f.srv.disc_hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn discovery_url_construction() {
+        let urls = |i: &str| {
+            discovery_urls(i)
+                .unwrap()
+                .iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            urls("https://idp.example.com"),
+            [
+                "https://idp.example.com/.well-known/openid-configuration",
+                "https://idp.example.com/.well-known/oauth-authorization-server",
+            ]
+        );
+        assert_eq!(
+            urls("https://idp.example.com/"),
+            [
+                "https://idp.example.com/.well-known/openid-configuration",
+                "https://idp.example.com/.well-known/oauth-authorization-server",
+            ]
+        );
+        assert_eq!(
+            urls("https://idp.example.com/t/1"),
+            [
+                "https://idp.example.com/t/1/.well-known/openid-configuration",
+                "https://idp.example.com/.well-known/oauth-authorization-server/t/1",
+            ]
+        );
+        assert!(discovery_urls("https://idp.example.com/?q=1").is_err());
+        assert!(discovery_urls("not a url").is_err());
+    }
+
+    #[tokio::test]
+    async fn invalidate_forces_a_new_fetch_and_inline_never_fetches() {
+        let f = fixture().await;
+        let u = token_for("ec-1");
+        f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        f.cache.invalidate("idp");
+        assert_eq!(f.cache.fetch_count("idp"), 0);
+        f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        assert_eq!(f.srv.hits(), 2);
+
+        let inline = KeySource::Inline(JwkSet {
+            keys: vec![ec_key().jwk()],
+        });
+        f.cache.key_for("static", &inline, &u).await.unwrap();
+        assert_eq!(
+            f.cache
+                .key_for("static", &inline, &token_for("x"))
+                .await
+                .unwrap_err(),
+            JoseError::UnknownKid
+        );
+        assert_eq!(f.cache.fetch_count("static"), 0);
+    }
+
+    #[tokio::test]
+    async fn changed_source_for_same_id_starts_afresh() {
+        let f = fixture().await;
+        let u = token_for("ec-1");
+        f.cache.key_for("idp", &f.source, &u).await.unwrap();
+        let other = KeySource::JwksUri(Url::parse(&format!("http://{}/jwks?v=2", f.addr)).unwrap());
+        f.cache.key_for("idp", &other, &u).await.unwrap();
+        assert_eq!(f.srv.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn refresher_task_ends_when_cache_is_dropped() {
+        let f = fixture().await;
+        let handle = f.cache.clone().spawn_refresher(Duration::from_millis(1));
+        drop(f.cache);
+        handle.await.unwrap();
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json_content_type("application/json"));
+        assert!(is_json_content_type("Application/JSON; charset=UTF-8"));
+        assert!(is_json_content_type("application/jwk-set+json"));
+        assert!(!is_json_content_type("text/json"));
+        assert!(!is_json_content_type(""));
+        assert!(!is_json_content_type("application/jsonp"));
     }
 }
