@@ -414,9 +414,13 @@ impl JwksCache {
         {
             return false;
         }
-        fs.last_attempt = Some(now);
         state.fetch_count.fetch_add(1, Ordering::AcqRel);
-        match self.fetch_source(&state.source, &mut fs).await {
+        let result = self.fetch_source(&state.source, &mut fs).await;
+        // Recorded only once the attempt completed: if this lookup is
+        // cancelled mid-fetch, the next caller may fetch instead of being
+        // rate-limited by an attempt that never finished.
+        fs.last_attempt = Some(now);
+        match result {
             Ok((set, ttl)) => {
                 let fetched = self.clock.now();
                 state.store(CachedKeys {
