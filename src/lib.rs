@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod jose;
 pub mod keys;
 pub mod oauth;
 pub mod policy;
