@@ -16,6 +16,10 @@ use crate::clock::unix_now;
 use crate::config::{Config, DEVELOPMENT_KEK_FILE};
 use crate::http::{AppState, router};
 use crate::keys::{Kek, KeyPolicy, KeyRing, SigningAlgorithm};
+use crate::jose::jwks_cache::{JwksCache, JwksCacheConfig};
+use crate::oauth::TokenService;
+use crate::oauth::client_auth::SecretCache;
+use crate::registry::Trust;
 use crate::store::{ReplayStore, Store};
 
 /// A startup failure, printed as one line before exiting non-zero.
@@ -157,10 +161,12 @@ pub async fn spawn(config: Config) -> Result<RunningServer, StartupError> {
     let addr = listener
         .local_addr()
         .map_err(|error| StartupError(format!("cannot read the bound address: {error}")))?;
+    let tokens = Arc::new(build_token_service(config.clone(), store.clone(), keys.clone()).await?);
     let state = AppState {
         config: config.clone(),
         store: store.clone(),
         keys: keys.clone(),
+        tokens,
     };
     let app = router(state.clone());
     let (shutdown, mut stop) = watch::channel(false);
@@ -193,17 +199,58 @@ pub async fn spawn(config: Config) -> Result<RunningServer, StartupError> {
     })
 }
 
+/// The token endpoint's service: trust registry, IdP key cache, verified-secret cache.
+pub async fn build_token_service(
+    config: Arc<Config>,
+    store: Store,
+    keys: Arc<KeyRing>,
+) -> Result<TokenService, StartupError> {
+    let trust = Trust::load(store.clone())
+        .await
+        .map_err(|error| StartupError(format!("cannot load the trust configuration: {error}")))?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("frontdesk/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|error| StartupError(format!("cannot build the HTTP client: {error}")))?;
+    let jwks = Arc::new(JwksCache::new(
+        http,
+        JwksCacheConfig {
+            allow_loopback_http: true,
+            ..JwksCacheConfig::default()
+        },
+    ));
+    let token_endpoint = format!("{}/token", config.issuer.trim_end_matches('/'));
+    Ok(TokenService {
+        config,
+        store,
+        keys,
+        trust: Arc::new(trust),
+        jwks,
+        secrets: SecretCache::new(),
+        token_endpoint,
+    })
+}
+
 /// Periodic work: key promotion and reload (so several instances and the CLI agree), and purging
 /// expired replay records.
 fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut keys = tokio::time::interval(Duration::from_secs(5));
         let mut purge = tokio::time::interval(Duration::from_secs(300));
+        let mut trust = tokio::time::interval(Duration::from_secs(5));
+        let refresher = state.tokens.jwks.clone().spawn_refresher(Duration::from_secs(15));
         loop {
             tokio::select! {
                 _ = keys.tick() => {
                     if let Err(error) = state.keys.tick(unix_now()).await {
                         tracing::error!(%error, "key ring refresh failed");
+                    }
+                }
+                _ = trust.tick() => {
+                    if let Err(error) = state.tokens.trust.refresh().await {
+                        tracing::error!(%error, "trust refresh failed");
                     }
                 }
                 _ = purge.tick() => {
@@ -212,7 +259,10 @@ fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
                     }
                 }
                 // The only value ever sent is `true`: any change means stop.
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    refresher.abort();
+                    return;
+                }
             }
         }
     })

@@ -14,4 +14,5 @@ pub mod policy;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod registry;
 pub mod trust;

@@ -160,7 +160,7 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
         return invalid("clock_skew_secs".into(), "must be at most 300");
     }
     if let Some(condition) = &idp.condition {
-        crate::policy::Expression::compile(condition)
+        crate::policy::compile(condition)
             .map_err(|e| ("condition".to_string(), e.to_string()))?;
     }
     Ok(())
@@ -202,7 +202,7 @@ pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
                 format!("only {} can be mapped", MAPPABLE_CLAIMS.join(", ")),
             );
         }
-        crate::policy::Expression::compile(expression)
+        crate::policy::compile(expression)
             .map_err(|e| (format!("claims.{claim}"), e.to_string()))?;
     }
     for claim in &audience.release {
@@ -211,7 +211,7 @@ pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
         }
     }
     if let Some(condition) = &audience.condition {
-        crate::policy::Expression::compile(condition)
+        crate::policy::compile(condition)
             .map_err(|e| ("condition".to_string(), e.to_string()))?;
     }
     Ok(())

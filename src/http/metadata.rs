@@ -10,14 +10,33 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::config::Config;
+use crate::oauth::{GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_JWT};
 
 /// The metadata document for `config`, with endpoint URLs on the issuer's origin (META-17).
 pub fn metadata_document(config: &Config) -> Value {
     let base = config.issuer.trim_end_matches('/');
+    let signing_algs: Vec<&str> = crate::oauth::client_auth::CLIENT_ASSERTION_ALGORITHMS
+        .iter()
+        .map(|alg| match alg {
+            jsonwebtoken::Algorithm::RS256 => "RS256",
+            jsonwebtoken::Algorithm::PS256 => "PS256",
+            jsonwebtoken::Algorithm::ES256 => "ES256",
+            jsonwebtoken::Algorithm::ES384 => "ES384",
+            _ => "EdDSA",
+        })
+        .collect();
     json!({
         "issuer": config.issuer,
         "jwks_uri": format!("{base}/jwks.json"),
+        "token_endpoint": format!("{base}/token"),
+        // RFC 8414 requires this member; frontdesk has no authorization endpoint (yet), so it
+        // supports no response type.
         "response_types_supported": [],
+        "grant_types_supported": [GRANT_TOKEN_EXCHANGE],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        // CHAIN §3, IDJAG §7.1 (META-06).
+        "identity_chaining_requested_token_types_supported": [TOKEN_TYPE_ID_JAG, TOKEN_TYPE_JWT],
     })
 }
 

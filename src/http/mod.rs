@@ -6,6 +6,7 @@ mod health;
 mod metadata;
 mod metrics;
 mod state;
+mod token;
 
 use std::time::Duration;
 
@@ -16,7 +17,6 @@ use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderName, StatusCode};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .route("/token", axum::routing::post(token::token).fallback(token::method_not_allowed))
         .fallback(error::not_found);
     routes
         .layer(axum::middleware::from_fn(metrics::track))
@@ -68,7 +69,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::new())
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-                .layer(RequestBodyLimitLayer::new(max_body)),
+                // Extractors refuse larger bodies with 413; the token endpoint reads its body
+                // itself under the same limit so it can answer in OAuth's error format.
+                .layer(axum::extract::DefaultBodyLimit::max(max_body)),
         )
         .with_state(state)
 }

@@ -15,4 +15,6 @@ pub struct AppState {
     pub store: Store,
     /// Our signing keys.
     pub keys: Arc<KeyRing>,
+    /// The token endpoint's service.
+    pub tokens: Arc<crate::oauth::TokenService>,
 }

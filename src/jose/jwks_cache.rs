@@ -110,6 +110,9 @@ pub struct JwksCacheConfig {
     pub max_keys: usize,
     /// Permit `http://` URLs (tests only; JWKS-07 requires https).
     pub allow_insecure_http: bool,
+    /// Permit `http://` URLs whose host is a loopback address (development instances and
+    /// local test IdPs); remote keys still need https.
+    pub allow_loopback_http: bool,
 }
 
 impl Default for JwksCacheConfig {
@@ -123,6 +126,7 @@ impl Default for JwksCacheConfig {
             max_body_bytes: 1024 * 1024,
             max_keys: 100,
             allow_insecure_http: false,
+            allow_loopback_http: false,
         }
     }
 }
@@ -474,6 +478,12 @@ impl JwksCache {
         match url.scheme() {
             "https" => Ok(()),
             "http" if self.config.allow_insecure_http => Ok(()),
+            "http"
+                if self.config.allow_loopback_http
+                    && matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) =>
+            {
+                Ok(())
+            }
             _ => Err(FetchError::InsecureUrl),
         }
     }

@@ -1,9 +1,14 @@
 //! The OAuth protocol core: grants, errors, and the decisions behind `POST /token`. Nothing here
 //! knows about HTTP or SQL; handlers call in, and the store is reached through its traits.
 
+pub mod client_auth;
 mod error;
+pub mod exchange;
+pub mod request;
+pub mod service;
 
-pub use error::{OAuthError, ErrorCode};
+pub use error::{ErrorCode, OAuthError};
+pub use service::{RequestContext, TokenResponse, TokenService};
 
 /// Token-exchange grant (RFC 8693).
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

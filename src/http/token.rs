@@ -1,0 +1,100 @@
+//! `POST /token`: thin. Checks the transport rules (form content type, no query parameters,
+//! TOK-02/TOK-13), decodes the form strictly, and hands over to `oauth::TokenService`.
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+
+use super::AppState;
+use super::error::error_response;
+use crate::clock::unix_now;
+use crate::oauth::request::FormParams;
+use crate::oauth::{ErrorCode, OAuthError, RequestContext};
+use crate::secret::SecretString;
+
+/// `POST /token`.
+pub async fn token(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let limit = state.config.server.max_body_bytes;
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
+        return error_response(&OAuthError::invalid_request(
+            "request_too_large",
+            "The request body is larger than this server accepts",
+        ));
+    };
+    match handle(&state, &parts.uri, &parts.headers, &body).await {
+        Ok(body) => {
+            let mut response = axum::Json(body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+            response
+        }
+        Err(error) => error_response(&error),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<serde_json::Value, OAuthError> {
+    if uri.query().is_some_and(|query| !query.is_empty()) {
+        // TOK-13: tokens and credentials are never taken from the URL.
+        return Err(OAuthError::invalid_request(
+            "query_parameters_refused",
+            "Token requests must carry their parameters in the form body, not the URL",
+        ));
+    }
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        // TOK-02.
+        return Err(OAuthError::invalid_request(
+            "wrong_content_type",
+            "The request body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let form = FormParams::parse(body)?;
+    let authorization = headers
+        .get(AUTHORIZATION)
+        .map(|value| value.to_str().map(SecretString::new))
+        .transpose()
+        .map_err(|_| {
+            let mut error = OAuthError::new(
+                ErrorCode::InvalidClient,
+                "malformed_authorization",
+                "The Authorization header is not valid",
+            );
+            error.used_authorization_header = true;
+            error
+        })?;
+    let context = RequestContext {
+        authorization,
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .map(|id| id.chars().take(100).collect()),
+        now: unix_now(),
+    };
+    state.tokens.token(form, context).await.map(|response| response.body)
+}
+
+/// Other methods on `/token` (TOK-01): 405 with an OAuth error body.
+pub async fn method_not_allowed() -> Response {
+    let mut response = error_response(&OAuthError::invalid_request(
+        "method_not_allowed",
+        "The token endpoint accepts POST only",
+    ));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}

@@ -1,0 +1,413 @@
+//! Client authentication at the token endpoint (RFC 6749 §2.3, RFC 7523 §3; REQUIREMENTS §13):
+//! `client_secret_basic`, `client_secret_post` and `private_key_jwt`, exactly one per request,
+//! confidential clients only. argon2 runs once per distinct secret value: verified secrets are
+//! remembered under a keyed hash that also covers the stored hash, so changing a client's secret
+//! invalidates the entry by construction.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::request::FormParams;
+use super::{CLIENT_ASSERTION_TYPE_JWT_BEARER, ErrorCode, OAuthError};
+use crate::jose::jwks_cache::{JwksCache, KeySource};
+use crate::jose::{AudienceRule, TypRule, VerifyRules, inspect, select_key, verify};
+use crate::registry::{Client, Registry};
+use crate::secret::SecretString;
+use crate::store::ReplayStore;
+
+/// Longest accepted client-assertion lifetime (CAUTH-06).
+pub const MAX_CLIENT_ASSERTION_LIFETIME_SECS: u64 = 300;
+/// Largest accepted client assertion.
+const MAX_CLIENT_ASSERTION_BYTES: usize = 8 * 1024;
+/// Verified-secret cache bound; cleared when full (a flood of distinct valid secrets is not a
+/// realistic workload, and clearing only costs argon2 runs).
+const SECRET_CACHE_CAPACITY: usize = 10_000;
+
+/// Algorithms accepted for client assertions (never `none`, never HMAC).
+pub const CLIENT_ASSERTION_ALGORITHMS: &[jsonwebtoken::Algorithm] = &[
+    jsonwebtoken::Algorithm::RS256,
+    jsonwebtoken::Algorithm::PS256,
+    jsonwebtoken::Algorithm::ES256,
+    jsonwebtoken::Algorithm::ES384,
+    jsonwebtoken::Algorithm::EdDSA,
+];
+
+/// How a client authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic.
+    ClientSecretBasic,
+    /// Secret in the form body.
+    ClientSecretPost,
+    /// Signed client assertion.
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    /// The registered name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// A client that proved its identity in this request.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedClient {
+    /// The registered client.
+    pub client: Arc<Client>,
+    /// How it authenticated.
+    pub method: AuthMethod,
+}
+
+/// Remembers secrets that passed argon2, keyed by an HMAC under a per-process random key.
+pub struct SecretCache {
+    key: hmac::Key,
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for SecretCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretCache")
+    }
+}
+
+impl Default for SecretCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SecretCache {
+    /// A cache with a fresh random key.
+    pub fn new() -> SecretCache {
+        let mut seed = [0u8; 32];
+        // If the system RNG fails the key is all zeros: entries are still bound to the client,
+        // the stored hash and the secret, only not unpredictable across processes.
+        let _ = SystemRandom::new().fill(&mut seed);
+        SecretCache {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &seed),
+            verified: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn entry(&self, client_id: &str, phc: &str, secret: &str) -> [u8; 32] {
+        let mut context = hmac::Context::with_key(&self.key);
+        for part in [client_id, phc, secret] {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part.as_bytes());
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.sign().as_ref());
+        out
+    }
+
+    /// Verifies `secret` against `phc`, running argon2 (on the blocking pool) only on a miss.
+    pub async fn verify(&self, client_id: &str, phc: &str, secret: &str) -> bool {
+        let entry = self.entry(client_id, phc, secret);
+        if self.lock().contains(&entry) {
+            return true;
+        }
+        let (phc_owned, secret_owned) = (phc.to_string(), SecretString::new(secret));
+        let ok = tokio::task::spawn_blocking(move || {
+            crate::secret::verify_secret(secret_owned.expose(), &phc_owned)
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            let mut verified = self.lock();
+            if verified.len() >= SECRET_CACHE_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(entry);
+        }
+        ok
+    }
+
+    /// Number of remembered secrets (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
+        match self.verified.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// What client authentication needs from the server.
+pub struct ClientAuthContext<'a, R: ReplayStore> {
+    /// Our issuer (the expected `aud` of client assertions, RFC 7523bis).
+    pub issuer: &'a str,
+    /// Our token endpoint URL (tolerated as `aud`, legacy RFC 7523).
+    pub token_endpoint: &'a str,
+    /// Trust snapshot.
+    pub registry: &'a Registry,
+    /// Verified-secret cache.
+    pub secrets: &'a SecretCache,
+    /// Keys of clients with a `jwks_uri`.
+    pub jwks: &'a JwksCache,
+    /// Replay records for assertion `jti`s.
+    pub replay: &'a R,
+    /// Current time.
+    pub now: i64,
+}
+
+fn invalid_client(reason: &'static str, description: &str, header: bool) -> OAuthError {
+    let mut error = OAuthError::new(ErrorCode::InvalidClient, reason, description);
+    error.used_authorization_header = header;
+    error
+}
+
+/// Decodes `Authorization: Basic` into (client_id, secret). Both parts are form-urlencoded per
+/// RFC 6749 §2.3.1; clients that send them raw are tolerated (INT-06) by also trying the raw form.
+fn parse_basic(header: &str) -> Option<(String, String, String, String)> {
+    let (scheme, value) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(value.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (raw_id, raw_secret) = text.split_once(':')?;
+    let unescape = |part: &str| -> String {
+        form_urlencoded::parse(format!("x={part}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_else(|| part.to_string())
+    };
+    Some((unescape(raw_id), unescape(raw_secret), raw_id.to_string(), raw_secret.to_string()))
+}
+
+/// Authenticates the client of a token request. Exactly one method must be used (TOK-04 /
+/// REQUIREMENTS §19: two methods is `invalid_request`); none is `invalid_client` (TX-13).
+pub async fn authenticate<R: ReplayStore>(
+    authorization: Option<&str>,
+    form: &FormParams,
+    context: &ClientAuthContext<'_, R>,
+) -> Result<AuthenticatedClient, OAuthError> {
+    let body_id = form.single("client_id")?;
+    let body_secret = form.single("client_secret")?;
+    let assertion_type = form.single("client_assertion_type")?;
+    let assertion = form.single("client_assertion")?;
+    let basic = match authorization {
+        Some(header) if header.trim().to_ascii_lowercase().starts_with("basic ") => Some(
+            parse_basic(header).ok_or_else(|| {
+                invalid_client("malformed_basic", "The Basic authorization header is malformed", true)
+            })?,
+        ),
+        Some(_) => {
+            return Err(invalid_client(
+                "unsupported_authorization_scheme",
+                "Only the Basic authorization scheme is accepted for client authentication",
+                true,
+            ));
+        }
+        None => None,
+    };
+    let methods = usize::from(basic.is_some())
+        + usize::from(body_secret.is_some())
+        + usize::from(assertion.is_some() || assertion_type.is_some());
+    if methods > 1 {
+        return Err(OAuthError::invalid_request(
+            "multiple_client_authentication",
+            "The client used more than one authentication method",
+        ));
+    }
+    if let Some((client_id, secret, raw_id, raw_secret)) = basic {
+        if body_id.is_some_and(|id| id != client_id && id != raw_id) {
+            return Err(OAuthError::invalid_request(
+                "client_id_mismatch",
+                "The client_id in the body differs from the authenticated client",
+            ));
+        }
+        let client_id = if context.registry.client(&client_id).is_some() {
+            client_id
+        } else {
+            raw_id
+        };
+        let result =
+            secret_client(&client_id, &secret, AuthMethod::ClientSecretBasic, context, true).await;
+        // Raw (un-encoded) Basic secrets from clients that skip form encoding (INT-06).
+        return match result {
+            Err(error) if error.reason == "bad_client_credentials" && raw_secret != secret => {
+                secret_client(&client_id, &raw_secret, AuthMethod::ClientSecretBasic, context, true)
+                    .await
+                    .map_err(|_| error)
+            }
+            other => other,
+        };
+    }
+    if let Some(secret) = body_secret {
+        let Some(client_id) = body_id else {
+            return Err(OAuthError::invalid_request(
+                "missing_parameter",
+                "client_secret was sent without client_id",
+            ));
+        };
+        return secret_client(client_id, secret, AuthMethod::ClientSecretPost, context, false).await;
+    }
+    if assertion.is_some() || assertion_type.is_some() {
+        if assertion_type != Some(CLIENT_ASSERTION_TYPE_JWT_BEARER) {
+            return Err(OAuthError::invalid_request(
+                "unsupported_client_assertion_type",
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
+        }
+        let Some(assertion) = assertion else {
+            return Err(OAuthError::invalid_request(
+                "missing_parameter",
+                "client_assertion_type was sent without client_assertion",
+            ));
+        };
+        return assertion_client(body_id, assertion, context).await;
+    }
+    Err(invalid_client(
+        "no_client_authentication",
+        "Client authentication is required",
+        false,
+    ))
+}
+
+async fn secret_client<R: ReplayStore>(
+    client_id: &str,
+    secret: &str,
+    method: AuthMethod,
+    context: &ClientAuthContext<'_, R>,
+    header: bool,
+) -> Result<AuthenticatedClient, OAuthError> {
+    let failed = || invalid_client("bad_client_credentials", "Client authentication failed", header);
+    let Some(client) = context.registry.client(client_id) else {
+        // Spend the same effort as a real verification so unknown ids are not distinguishable
+        // by timing.
+        let _ = context.secrets.verify("", &DUMMY_HASH, secret).await;
+        return Err(failed());
+    };
+    if !client.config.enabled {
+        return Err(invalid_client("client_disabled", "Client authentication failed", header));
+    }
+    if client.config.auth_method != method.as_str() {
+        return Err(invalid_client(
+            "wrong_authentication_method",
+            "The client is not registered for this authentication method",
+            header,
+        ));
+    }
+    let Some(phc) = client.config.secret_hash.as_deref() else {
+        return Err(failed());
+    };
+    if !context.secrets.verify(client_id, phc, secret).await {
+        return Err(failed());
+    }
+    Ok(AuthenticatedClient {
+        client: client.clone(),
+        method,
+    })
+}
+
+/// An argon2id hash of a random value, verified against when the client is unknown.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut random = [0u8; 16];
+    let _ = SystemRandom::new().fill(&mut random);
+    crate::secret::hash_secret(&STANDARD.encode(random)).unwrap_or_default()
+});
+
+async fn assertion_client<R: ReplayStore>(
+    body_id: Option<&str>,
+    assertion: &str,
+    context: &ClientAuthContext<'_, R>,
+) -> Result<AuthenticatedClient, OAuthError> {
+    let unverified = inspect(assertion, MAX_CLIENT_ASSERTION_BYTES).map_err(|error| {
+        invalid_client(error.reason(), &error.description(), false)
+    })?;
+    // RFC 7523 §3: iss and sub are the client_id. Peek at iss only to choose the client.
+    let Some(client_id) = body_id.or(unverified.unverified_iss()) else {
+        return Err(invalid_client(
+            "missing_client_id",
+            "The client assertion names no client",
+            false,
+        ));
+    };
+    let Some(client) = context.registry.client(client_id) else {
+        return Err(invalid_client("unknown_client", "Client authentication failed", false));
+    };
+    if !client.config.enabled {
+        return Err(invalid_client("client_disabled", "Client authentication failed", false));
+    }
+    if client.config.auth_method != AuthMethod::PrivateKeyJwt.as_str() {
+        return Err(invalid_client(
+            "wrong_authentication_method",
+            "The client is not registered for this authentication method",
+            false,
+        ));
+    }
+    let key = if let Some(set) = &client.jwks {
+        select_key(set, &unverified)
+            .cloned()
+            .ok_or_else(|| invalid_client("unknown_kid", "No registered key of the client matches the assertion", false))?
+    } else if let Some(uri) = &client.config.jwks_uri {
+        let url = url::Url::parse(uri)
+            .map_err(|_| invalid_client("bad_jwks_uri", "The client's registered jwks_uri is invalid", false))?;
+        context
+            .jwks
+            .key_for(&format!("client:{client_id}"), &KeySource::JwksUri(url), &unverified)
+            .await
+            .map_err(|error| invalid_client(error.reason(), &error.description(), false))?
+    } else {
+        return Err(invalid_client("no_client_keys", "The client has no registered keys", false));
+    };
+    let mut rules = VerifyRules::new(
+        CLIENT_ASSERTION_ALGORITHMS.to_vec(),
+        TypRule::client_assertion(),
+        client_id,
+        AudienceRule::AnyOf {
+            values: vec![context.issuer.to_string(), context.token_endpoint.to_string()],
+            azp: None,
+        },
+    );
+    rules.require_jti = true;
+    rules.max_lifetime_secs = Some(MAX_CLIENT_ASSERTION_LIFETIME_SECS);
+    let claims = verify(&unverified, assertion, &key, &rules, context.now)
+        .map_err(|error| invalid_client(error.reason(), &error.description(), false))?;
+    if claims.sub() != client_id {
+        return Err(invalid_client(
+            "assertion_subject_mismatch",
+            "The client assertion sub must equal its iss (the client_id)",
+            false,
+        ));
+    }
+    let jti = claims.jti().unwrap_or_default();
+    let fresh = context
+        .replay
+        .record_once(&format!("client-assertion:{client_id}"), jti, claims.exp())
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "recording a client assertion jti failed");
+            OAuthError::server_error()
+        })?;
+    if !fresh {
+        return Err(invalid_client(
+            "assertion_replayed",
+            "The client assertion was already used (jti replay)",
+            false,
+        ));
+    }
+    Ok(AuthenticatedClient {
+        client: client.clone(),
+        method: AuthMethod::PrivateKeyJwt,
+    })
+}

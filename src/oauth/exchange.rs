@@ -1,0 +1,700 @@
+//! RFC 8693 token exchange (leg 1): verify a subject token from a trusted IdP, decide what this
+//! client may get for which audience, and mint an ID-JAG, an identity-chaining grant or an
+//! RFC 9068 access token. `requested_token_type` selects the profile (TX-14, REQUIREMENTS §20.3).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::client_auth::AuthenticatedClient;
+use super::request::{FormParams, parse_scope};
+use super::service::{TokenResponse, TokenService};
+use super::{
+    ErrorCode, OAuthError, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN,
+    TOKEN_TYPE_JWT,
+};
+use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, VerifyRules, inspect, verify};
+use crate::policy::{Decision as PolicyDecision, PolicyInput};
+use crate::registry::{Audience, IdentityProvider, IssueKind, Registry};
+use crate::store::AuditEvent;
+
+/// JOSE `typ` of an ID-JAG (IDJAG-JWT-01).
+pub const TYP_ID_JAG: &str = "oauth-id-jag+jwt";
+/// JOSE `typ` of an RFC 9068 access token (AT-01).
+pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
+/// JOSE `typ` of an identity-chaining grant (the draft defines none since -14).
+pub const TYP_CHAINING_GRANT: &str = "JWT";
+
+/// Subject token types frontdesk verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubjectTokenType {
+    IdToken,
+    Jwt,
+    AccessToken,
+}
+
+impl SubjectTokenType {
+    fn parse(uri: &str) -> Result<SubjectTokenType, OAuthError> {
+        match uri {
+            TOKEN_TYPE_ID_TOKEN => Ok(SubjectTokenType::IdToken),
+            TOKEN_TYPE_JWT => Ok(SubjectTokenType::Jwt),
+            TOKEN_TYPE_ACCESS_TOKEN => Ok(SubjectTokenType::AccessToken),
+            "urn:ietf:params:oauth:token-type:saml2"
+            | "urn:ietf:params:oauth:token-type:saml1"
+            | "urn:ietf:params:oauth:token-type:refresh_token" => Err(OAuthError::invalid_request(
+                "unsupported_subject_token_type",
+                "This subject_token_type is not supported by this server; use an ID token or a JWT",
+            )),
+            _ => Err(OAuthError::invalid_request(
+                "unknown_subject_token_type",
+                "The subject_token_type is not a token type this server knows (TX-09)",
+            )),
+        }
+    }
+
+    /// The name used in identity provider configuration.
+    fn config_name(self) -> &'static str {
+        match self {
+            SubjectTokenType::IdToken => "id_token",
+            SubjectTokenType::Jwt => "jwt",
+            SubjectTokenType::AccessToken => "access_token",
+        }
+    }
+}
+
+fn requested_kind(uri: Option<&str>) -> Result<Option<IssueKind>, OAuthError> {
+    match uri {
+        None => Ok(None),
+        Some(TOKEN_TYPE_ID_JAG) => Ok(Some(IssueKind::IdJag)),
+        Some(TOKEN_TYPE_JWT) => Ok(Some(IssueKind::ChainingGrant)),
+        Some(TOKEN_TYPE_ACCESS_TOKEN) => Ok(Some(IssueKind::AccessToken)),
+        Some(_) => Err(OAuthError::invalid_request(
+            "unsupported_requested_token_type",
+            "The requested_token_type is not one this server issues (id-jag, jwt or access_token)",
+        )),
+    }
+}
+
+fn issued_token_type(kind: IssueKind) -> &'static str {
+    match kind {
+        IssueKind::IdJag => TOKEN_TYPE_ID_JAG,
+        IssueKind::ChainingGrant => TOKEN_TYPE_JWT,
+        IssueKind::AccessToken => TOKEN_TYPE_ACCESS_TOKEN,
+    }
+}
+
+fn invalid_target(reason: &'static str, description: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidTarget, reason, description)
+}
+
+/// Validates `resource` values: absolute URIs without a fragment (RFC 8707 §2, TX-03).
+fn parse_resources(values: Vec<&str>) -> Result<Vec<String>, OAuthError> {
+    let mut resources: Vec<String> = Vec::new();
+    for value in values {
+        let Ok(url) = url::Url::parse(value) else {
+            return Err(invalid_target(
+                "invalid_resource",
+                "Each resource must be an absolute URI (RFC 8707)",
+            ));
+        };
+        if url.fragment().is_some() || value.contains('#') {
+            return Err(invalid_target(
+                "invalid_resource",
+                "A resource must not contain a fragment (RFC 8707)",
+            ));
+        }
+        if !resources.iter().any(|existing| existing == value) {
+            resources.push(value.to_string());
+        }
+    }
+    Ok(resources)
+}
+
+/// Parses `authorization_details` (RFC 9396 §2): a JSON array of objects with a string `type`.
+fn parse_authorization_details(text: Option<&str>) -> Result<Option<Value>, OAuthError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let invalid = || {
+        OAuthError::new(
+            ErrorCode::InvalidAuthorizationDetails,
+            "invalid_authorization_details",
+            "authorization_details must be a JSON array of objects, each with a string type (RFC 9396)",
+        )
+    };
+    let value: Value = serde_json::from_str(text).map_err(|_| invalid())?;
+    let Some(items) = value.as_array() else {
+        return Err(invalid());
+    };
+    if items.is_empty()
+        || !items
+            .iter()
+            .all(|item| item.get("type").is_some_and(Value::is_string))
+    {
+        return Err(invalid());
+    }
+    Ok(Some(value))
+}
+
+/// Finds the one audience a request targets, per the profile's rules.
+fn resolve_target(
+    registry: &Registry,
+    kind: Option<IssueKind>,
+    audiences: &[&str],
+    resources: &[String],
+) -> Result<Arc<Audience>, OAuthError> {
+    if audiences.len() > 1 {
+        // IDJAG-ISSUE-05, CHAIN-A-04: one audience per grant.
+        return Err(invalid_target(
+            "multiple_audiences",
+            "Only one audience may be requested per token",
+        ));
+    }
+    if kind == Some(IssueKind::IdJag) && audiences.is_empty() {
+        // IDJAG-ISSUE-02.
+        return Err(OAuthError::invalid_request(
+            "missing_audience",
+            "The audience parameter (the resource authorization server's issuer) is required for an ID-JAG",
+        ));
+    }
+    let audience = if let Some(value) = audiences.first() {
+        registry.audience(value).cloned().ok_or_else(|| {
+            invalid_target("unknown_audience", "The requested audience is not a trusted target")
+        })?
+    } else {
+        // Chaining (CHAIN §2.3.1: resource may name the other domain's AS) and access tokens:
+        // the resources identify the target.
+        let Some(first) = resources.first() else {
+            return Err(OAuthError::invalid_request(
+                "missing_target",
+                "Name the target with the audience or resource parameter",
+            ));
+        };
+        let mut candidates: Vec<Arc<Audience>> = registry.audience(first).cloned().into_iter().collect();
+        candidates.extend(registry.audiences_for_resource(first).iter().cloned());
+        if let Some(kind) = kind {
+            candidates.retain(|audience| audience.kind == kind);
+        }
+        candidates.dedup_by(|a, b| a.config.id == b.config.id);
+        match candidates.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(invalid_target("unknown_resource", "The requested resource is not a trusted target")),
+            _ => {
+                return Err(invalid_target(
+                    "ambiguous_resource",
+                    "The resource belongs to several audiences; name one with the audience parameter",
+                ));
+            }
+        }
+    };
+    if let Some(kind) = kind
+        && audience.kind != kind
+    {
+        return Err(invalid_target(
+            "token_type_not_offered",
+            "The requested audience is not issued this token type",
+        ));
+    }
+    for resource in resources {
+        let governed = audience.config.resources.iter().any(|r| r == resource)
+            || (audience.kind == IssueKind::ChainingGrant
+                && (audience.config.issuer == *resource || audience.config.aliases.contains(resource)));
+        if !governed {
+            // IDJAG-ISSUE-17 / EMA-07: (audience, resource) pairs are checked.
+            return Err(invalid_target(
+                "resource_not_governed",
+                "A requested resource does not belong to the requested audience",
+            ));
+        }
+    }
+    Ok(audience)
+}
+
+/// Verifies the subject token against the trusted issuer it claims (IDJAG-ISSUE-09/14).
+async fn verify_subject(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    token: &str,
+    token_type: SubjectTokenType,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<(Arc<IdentityProvider>, VerifiedClaims), OAuthError> {
+    let code = subject_error_code(service);
+    let fail = |error: JoseError| OAuthError::new(code, subject_reason(&error), error.description());
+    let unverified = inspect(token, service.config.tokens.max_token_bytes).map_err(fail)?;
+    let claimed_issuer = unverified.unverified_iss().unwrap_or_default();
+    let Some(idp) = registry.idp_by_issuer(claimed_issuer).filter(|idp| idp.config.enabled) else {
+        return Err(OAuthError::new(
+            code,
+            "subject_untrusted_issuer",
+            "The subject token was not issued by a trusted identity provider",
+        ));
+    };
+    audit.subject_issuer = Some(idp.config.issuer.clone());
+    if !idp.config.token_types.iter().any(|t| t == token_type.config_name()) {
+        return Err(OAuthError::new(
+            code,
+            "subject_token_type_not_accepted",
+            "This identity provider is not trusted for this subject_token_type",
+        ));
+    }
+    let key = service
+        .jwks
+        .key_for(&format!("idp:{}", idp.config.id), &idp.key_source, &unverified)
+        .await
+        .map_err(fail)?;
+    let (typ, audience) = match token_type {
+        SubjectTokenType::IdToken => (
+            TypRule::id_token(),
+            AudienceRule::id_token_for(client.client.id_at_idp(&idp.config.id)),
+        ),
+        SubjectTokenType::Jwt => (
+            TypRule::id_token(),
+            AudienceRule::AnyOf {
+                values: idp.config.audiences.clone(),
+                azp: None,
+            },
+        ),
+        SubjectTokenType::AccessToken => (
+            TypRule::OneOf {
+                values: vec!["at+jwt".into(), "JWT".into()],
+                allow_absent: true,
+            },
+            AudienceRule::AnyOf {
+                values: idp.config.audiences.clone(),
+                azp: None,
+            },
+        ),
+    };
+    let mut rules = VerifyRules::new(idp.algorithms.clone(), typ, idp.config.issuer.clone(), audience);
+    rules.leeway_secs = idp
+        .config
+        .clock_skew_secs
+        .unwrap_or(service.config.tokens.clock_skew_secs);
+    rules.max_age_secs = idp.config.max_token_age_secs;
+    let claims = verify(&unverified, token, &key, &rules, now).map_err(fail)?;
+    audit.subject = Some(claims.sub().to_string());
+    Ok((idp.clone(), claims))
+}
+
+fn subject_error_code(service: &TokenService) -> ErrorCode {
+    if service.config.tokens.subject_token_error == "invalid_grant" {
+        ErrorCode::InvalidGrant
+    } else {
+        ErrorCode::InvalidRequest
+    }
+}
+
+/// Prefixes verification reasons so the audit log tells subject and actor failures apart.
+fn subject_reason(error: &JoseError) -> &'static str {
+    match error.reason() {
+        "token_too_large" => "subject_token_too_large",
+        "malformed" => "subject_token_malformed",
+        "encrypted_token" => "subject_token_encrypted",
+        "alg_none" => "subject_alg_none",
+        "alg_not_allowed" => "subject_alg_not_allowed",
+        "forbidden_header" => "subject_forbidden_header",
+        "crit_unsupported" => "subject_crit_unsupported",
+        "wrong_typ" => "subject_wrong_typ",
+        "unknown_kid" => "subject_unknown_kid",
+        "bad_signature" => "subject_bad_signature",
+        "wrong_issuer" => "subject_wrong_issuer",
+        "wrong_audience" => "subject_wrong_audience",
+        "wrong_azp" => "subject_wrong_azp",
+        "expired" => "subject_token_expired",
+        "not_yet_valid" => "subject_not_yet_valid",
+        "issued_in_future" => "subject_issued_in_future",
+        "too_old" => "subject_token_too_old",
+        "missing_claim" => "subject_missing_claim",
+        "key_unavailable" => "subject_keys_unavailable",
+        _ => "subject_token_invalid",
+    }
+}
+
+/// The scopes granted: request ∩ audience ∩ client (∩ the subject token's own scope for access
+/// tokens, CHAIN-A-07). Never more than asked (TX-08, IDJAG-ISSUE-18).
+fn grant_scopes(
+    requested: &[String],
+    audience: &Audience,
+    client: &AuthenticatedClient,
+    subject: &VerifiedClaims,
+    subject_type: SubjectTokenType,
+) -> Result<Vec<String>, OAuthError> {
+    let subject_scopes: Option<Vec<&str>> = match subject_type {
+        SubjectTokenType::IdToken => None,
+        _ => subject
+            .str_claim("scope")
+            .map(|scope| scope.split(' ').filter(|s| !s.is_empty()).collect()),
+    };
+    let granted: Vec<String> = requested
+        .iter()
+        .filter(|scope| audience.config.scopes.contains(scope))
+        .filter(|scope| client.client.config.scopes.is_empty() || client.client.config.scopes.contains(scope))
+        .filter(|scope| subject_scopes.as_ref().is_none_or(|allowed| allowed.contains(&scope.as_str())))
+        .cloned()
+        .collect();
+    if !requested.is_empty() && granted.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope_not_allowed",
+            "None of the requested scopes may be granted for this audience",
+        ));
+    }
+    Ok(granted)
+}
+
+/// Step-up (IDJAG-ISSUE-24, RFC 9470): required `acr` values and authentication age.
+fn check_authentication_context(audience: &Audience, subject: &VerifiedClaims, now: i64) -> Result<(), OAuthError> {
+    if !audience.config.require_acr.is_empty() {
+        let acr = subject.str_claim("acr");
+        if !acr.is_some_and(|acr| audience.config.require_acr.iter().any(|required| required == acr)) {
+            let mut error = OAuthError::new(
+                ErrorCode::InsufficientUserAuthentication,
+                "acr_insufficient",
+                "A stronger user authentication is required for this audience",
+            );
+            error.acr_values = Some(audience.config.require_acr.join(" "));
+            return Err(error);
+        }
+    }
+    if let Some(max_age) = audience.config.max_auth_age_secs {
+        let auth_time = subject.claim("auth_time").and_then(Value::as_i64);
+        let fresh = auth_time.is_some_and(|at| now.saturating_sub(at) <= i64::try_from(max_age).unwrap_or(i64::MAX));
+        if !fresh {
+            let mut error = OAuthError::new(
+                ErrorCode::InsufficientUserAuthentication,
+                "authentication_too_old",
+                "The user must authenticate again: the authentication is older than this audience allows",
+            );
+            error.max_age = Some(max_age);
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Performs a token exchange for an authenticated client.
+pub async fn exchange(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    form: &FormParams,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    // TX-01, TX-02: required and paired parameters.
+    let subject_token = form.required("subject_token")?;
+    let subject_type = SubjectTokenType::parse(form.required("subject_token_type")?)?;
+    let actor_token = form.single("actor_token")?;
+    let actor_token_type = form.single("actor_token_type")?;
+    if actor_token.is_some() != actor_token_type.is_some() {
+        return Err(OAuthError::invalid_request(
+            "actor_token_type_mismatch",
+            "actor_token and actor_token_type must be sent together",
+        ));
+    }
+    let requested = requested_kind(form.single("requested_token_type")?)?;
+    let audiences = form.all("audience");
+    let resources = parse_resources(form.all("resource"))?;
+    let requested_scopes = parse_scope(form.single("scope")?)?;
+    let authorization_details = parse_authorization_details(form.single("authorization_details")?)?;
+    audit.audience = audiences.first().map(|value| value.chars().take(300).collect());
+    audit.resources = resources.clone();
+    audit.scopes_requested = requested_scopes.clone();
+
+    let audience = resolve_target(registry, requested, &audiences, &resources)?;
+    audit.audience = Some(audience.config.issuer.clone());
+    let kind = audience.kind;
+    if !client.client.config.audiences.contains(&audience.config.id) {
+        return Err(invalid_target(
+            "audience_not_allowed_for_client",
+            "This client may not request tokens for the requested audience",
+        ));
+    }
+
+    let (idp, subject) =
+        verify_subject(service, registry, client, subject_token, subject_type, now, audit).await?;
+
+    let actor = match (actor_token, actor_token_type) {
+        (Some(token), Some(token_type)) if kind == IssueKind::AccessToken => {
+            let actor_type = SubjectTokenType::parse(token_type)?;
+            let (_, actor) =
+                verify_actor(service, registry, client, token, actor_type, now).await?;
+            check_may_act(&subject, &actor)?;
+            Some(actor)
+        }
+        // IDJAG-ISSUE-15: an actor token is accepted syntactically for ID-JAGs and chaining
+        // grants and ignored; no `act` is ever fabricated (TX-11).
+        _ => None,
+    };
+
+    let granted_scopes = grant_scopes(&requested_scopes, &audience, client, &subject, subject_type)?;
+    audit.scopes_granted = granted_scopes.clone();
+    check_authentication_context(&audience, &subject, now)?;
+
+    let input = PolicyInput {
+        subject: Value::Object(subject.claims().clone()),
+        actor: actor.as_ref().map(|actor| Value::Object(actor.claims().clone())),
+        client: json!({
+            "id": client.client.config.client_id,
+            "audiences": client.client.config.audiences,
+            "auth_method": client.method.as_str(),
+        }),
+        request: json!({
+            "audience": audience.config.issuer,
+            "audience_id": audience.config.id,
+            "resources": resources,
+            "scopes": granted_scopes,
+            "requested_token_type": issued_token_type(kind),
+        }),
+    };
+    let prepared = input.prepare();
+    match prepared.allows(idp.condition.as_ref()) {
+        PolicyDecision::Allow => {}
+        PolicyDecision::Deny => {
+            return Err(OAuthError::new(
+                subject_error_code(service),
+                "idp_condition_denied",
+                "The identity provider's policy does not accept this subject",
+            ));
+        }
+        PolicyDecision::Error(message) => {
+            tracing::warn!(idp = %idp.config.id, %message, "identity provider condition failed; denying");
+            return Err(OAuthError::new(
+                subject_error_code(service),
+                "idp_condition_error",
+                "The identity provider's policy could not be evaluated for this subject",
+            ));
+        }
+    }
+    match prepared.allows(audience.condition.as_ref()) {
+        PolicyDecision::Allow => {}
+        PolicyDecision::Deny => {
+            return Err(invalid_target(
+                "audience_condition_denied",
+                "Policy does not allow this subject to obtain a token for the requested audience",
+            ));
+        }
+        PolicyDecision::Error(message) => {
+            tracing::warn!(audience = %audience.config.id, %message, "audience condition failed; denying");
+            return Err(invalid_target(
+                "audience_condition_error",
+                "The audience policy could not be evaluated for this subject",
+            ));
+        }
+    }
+
+    // Claims for the target domain (CHAIN-A-06, IDJAG-JWT-05/13/15).
+    let mut mapped: Map<String, Value> = Map::new();
+    for (claim, expression) in &audience.claims {
+        match prepared.string(expression) {
+            Ok(Some(value)) => {
+                mapped.insert(claim.clone(), Value::String(value));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(audience = %audience.config.id, claim = %claim, %error, "claim mapping failed; denying");
+                return Err(invalid_target(
+                    "claim_mapping_error",
+                    "The subject could not be mapped into the target domain",
+                ));
+            }
+        }
+    }
+
+    let lifetime = audience.config.lifetime_secs.unwrap_or(match kind {
+        IssueKind::IdJag => service.config.tokens.id_jag_lifetime_secs,
+        IssueKind::ChainingGrant => service.config.tokens.chaining_grant_lifetime_secs,
+        IssueKind::AccessToken => service.config.tokens.access_token_lifetime_secs,
+    });
+    let lifetime = i64::try_from(lifetime).unwrap_or(300);
+    let jti = uuid::Uuid::new_v4().to_string();
+    let expires_at = now + lifetime;
+    let sub = mapped
+        .remove("sub")
+        .unwrap_or_else(|| Value::String(subject.sub().to_string()));
+
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(service.config.issuer));
+    claims.insert("sub".into(), sub);
+    claims.insert("jti".into(), json!(jti));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("exp".into(), json!(expires_at));
+    match kind {
+        IssueKind::IdJag | IssueKind::ChainingGrant => {
+            claims.insert("aud".into(), json!(audience.config.issuer));
+            claims.insert(
+                "client_id".into(),
+                json!(client.client.id_at_audience(&audience.config.id)),
+            );
+        }
+        IssueKind::AccessToken => {
+            // AT-03: the granted resources, or the audience's identifier when none was named.
+            let aud = match resources.as_slice() {
+                [] => json!(audience.config.issuer),
+                [one] => json!(one),
+                many => json!(many),
+            };
+            claims.insert("aud".into(), aud);
+            claims.insert("client_id".into(), json!(client.client.config.client_id));
+        }
+    }
+    if kind != IssueKind::AccessToken {
+        match resources.as_slice() {
+            [] => {}
+            [one] => {
+                claims.insert("resource".into(), json!(one));
+            }
+            many => {
+                claims.insert("resource".into(), json!(many));
+            }
+        }
+    }
+    if !granted_scopes.is_empty() {
+        claims.insert("scope".into(), json!(granted_scopes.join(" ")));
+    }
+    if let Some(details) = &authorization_details {
+        claims.insert("authorization_details".into(), details.clone());
+    }
+    for claim in &audience.config.release {
+        if let Some(value) = subject.claim(claim) {
+            claims.insert(claim.clone(), value.clone());
+        }
+    }
+    for (claim, value) in mapped {
+        claims.insert(claim, value);
+    }
+    if let Some(actor) = &actor {
+        claims.insert("act".into(), act_claim(&subject, actor));
+    }
+
+    let typ = match kind {
+        IssueKind::IdJag => TYP_ID_JAG,
+        IssueKind::ChainingGrant => TYP_CHAINING_GRANT,
+        IssueKind::AccessToken => TYP_ACCESS_TOKEN,
+    };
+    let token = service.keys.sign(typ, &claims).map_err(|error| {
+        tracing::error!(%error, "signing failed");
+        OAuthError::server_error()
+    })?;
+    audit.issued_jti = Some(jti.clone());
+    audit.issued_expires_at = Some(expires_at);
+    audit.detail = Some(json!({
+        "issued_token_type": issued_token_type(kind),
+        "audience_id": audience.config.id,
+        "identity_provider": idp.config.id,
+        "subject_jti": subject.jti(),
+    }));
+
+    let mut body = json!({
+        "access_token": token,
+        "issued_token_type": issued_token_type(kind),
+        "token_type": if kind == IssueKind::AccessToken { "Bearer" } else { "N_A" },
+        "expires_in": lifetime,
+    });
+    // TOK-07, IDJAG-ISSUE-27, INT-03: scope whenever something was granted.
+    if !granted_scopes.is_empty() {
+        body["scope"] = json!(granted_scopes.join(" "));
+    }
+    if let Some(details) = authorization_details {
+        body["authorization_details"] = details;
+    }
+    Ok(TokenResponse { body })
+}
+
+/// Verifies an actor token like a subject token (same trust rules), for delegation.
+async fn verify_actor(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    token: &str,
+    token_type: SubjectTokenType,
+    now: i64,
+) -> Result<(Arc<IdentityProvider>, VerifiedClaims), OAuthError> {
+    let mut scratch = AuditEvent::new(now, "actor", crate::store::Decision::Denied);
+    verify_subject(service, registry, client, token, token_type, now, &mut scratch)
+        .await
+        .map_err(|mut error| {
+            error.reason = match error.reason {
+                "subject_token_expired" => "actor_token_expired",
+                "subject_untrusted_issuer" => "actor_untrusted_issuer",
+                "subject_bad_signature" => "actor_bad_signature",
+                _ => "actor_token_invalid",
+            };
+            error.description = format!("actor_token: {}", error.description);
+            error
+        })
+}
+
+/// Delegation is allowed only when the subject token's `may_act` names the actor (RFC 8693 §4.4).
+fn check_may_act(subject: &VerifiedClaims, actor: &VerifiedClaims) -> Result<(), OAuthError> {
+    let allowed = subject.claim("may_act").is_some_and(|may_act| {
+        may_act.get("sub").and_then(Value::as_str) == Some(actor.sub())
+            && may_act
+                .get("iss")
+                .and_then(Value::as_str)
+                .is_none_or(|iss| iss == actor.iss())
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_request(
+            "delegation_not_permitted",
+            "The subject token does not permit this actor (may_act)",
+        ))
+    }
+}
+
+/// The `act` claim: the actor, with any delegation chain of the subject nested inside (TX-11).
+fn act_claim(subject: &VerifiedClaims, actor: &VerifiedClaims) -> Value {
+    let mut act = json!({ "sub": actor.sub(), "iss": actor.iss() });
+    if let Some(prior) = subject.claim("act") {
+        act["act"] = prior.clone();
+    }
+    act
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_must_be_absolute_without_fragment_tx_03() {
+        assert!(parse_resources(vec!["https://api.example/mcp"]).is_ok());
+        assert_eq!(
+            parse_resources(vec!["https://x/#f"]).expect_err("fragment").code,
+            ErrorCode::InvalidTarget
+        );
+        assert_eq!(
+            parse_resources(vec!["not a uri"]).expect_err("relative").code,
+            ErrorCode::InvalidTarget
+        );
+        assert_eq!(
+            parse_resources(vec!["https://a/", "https://a/"]).expect("dedup").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn authorization_details_must_be_an_array_of_typed_objects_idjag_issue_19() {
+        assert!(parse_authorization_details(Some(r#"[{"type":"payment"}]"#)).is_ok());
+        for bad in [r#"{"type":"x"}"#, "[]", r#"[{"kind":"x"}]"#, "[1]", "not json", r#"[{"type":1}]"#] {
+            let error = parse_authorization_details(Some(bad)).expect_err(bad);
+            assert_eq!(error.code, ErrorCode::InvalidAuthorizationDetails, "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_token_types_are_invalid_request_tx_09() {
+        assert_eq!(
+            SubjectTokenType::parse("urn:x:unknown").expect_err("unknown").code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            requested_kind(Some("urn:x:unknown")).expect_err("unknown").code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(requested_kind(Some(TOKEN_TYPE_ID_JAG)).expect("id-jag"), Some(IssueKind::IdJag));
+    }
+}

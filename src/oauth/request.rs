@@ -1,0 +1,153 @@
+//! Strict decoding of token-endpoint form bodies (RFC 6749 §3.2): a parameter sent twice is an
+//! error unless the spec lets it repeat (`resource`, `audience`, RFC 8693 §2.1), an empty value
+//! counts as absent (TOK-03), and unknown parameters are ignored (TOK-05).
+
+use std::fmt;
+
+use super::OAuthError;
+
+/// Parameters that may appear more than once.
+const REPEATABLE: &[&str] = &["resource", "audience"];
+
+/// A decoded form. `Debug` prints parameter names only: values may be tokens or secrets.
+pub struct FormParams {
+    pairs: Vec<(String, String)>,
+}
+
+impl fmt::Debug for FormParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
+
+impl FormParams {
+    /// Decodes `application/x-www-form-urlencoded` bytes. Empty values are dropped.
+    pub fn parse(body: &[u8]) -> Result<FormParams, OAuthError> {
+        if std::str::from_utf8(body).is_err() {
+            return Err(OAuthError::invalid_request(
+                "malformed_body",
+                "The request body is not valid UTF-8",
+            ));
+        }
+        let pairs = form_urlencoded::parse(body)
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        Ok(FormParams { pairs })
+    }
+
+    /// A single-valued parameter: `None` if absent, an error if repeated (TOK-04).
+    pub fn single(&self, name: &'static str) -> Result<Option<&str>, OAuthError> {
+        debug_assert!(!REPEATABLE.contains(&name));
+        let mut values = self.pairs.iter().filter(|(key, _)| key == name);
+        let first = values.next().map(|(_, value)| value.as_str());
+        if values.next().is_some() {
+            return Err(OAuthError::invalid_request(
+                "repeated_parameter",
+                format!("The parameter {name} was sent more than once"),
+            ));
+        }
+        Ok(first)
+    }
+
+    /// A required single-valued parameter.
+    pub fn required(&self, name: &'static str) -> Result<&str, OAuthError> {
+        self.single(name)?.ok_or_else(|| {
+            OAuthError::invalid_request("missing_parameter", format!("The parameter {name} is required"))
+        })
+    }
+
+    /// All values of a repeatable parameter.
+    pub fn all(&self, name: &'static str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+
+    /// Rejects any parameter sent twice that may not repeat, whether or not it is known, so a
+    /// smuggled second value can never be read by a later layer.
+    pub fn reject_repeats(&self) -> Result<(), OAuthError> {
+        for (index, (name, _)) in self.pairs.iter().enumerate() {
+            if REPEATABLE.contains(&name.as_str()) {
+                continue;
+            }
+            if self.pairs[..index].iter().any(|(earlier, _)| earlier == name) {
+                return Err(OAuthError::invalid_request(
+                    "repeated_parameter",
+                    format!("The parameter {} was sent more than once", printable(name)),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A parameter name made safe for an error description.
+fn printable(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(40)
+        .collect()
+}
+
+/// Splits a space-delimited scope string into unique tokens, preserving order (RFC 6749 §3.3).
+pub fn parse_scope(scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
+    let mut scopes: Vec<String> = Vec::new();
+    for token in scope.unwrap_or("").split(' ').filter(|token| !token.is_empty()) {
+        if token.chars().any(|c| c == '"' || c == '\\' || !c.is_ascii_graphic()) {
+            return Err(OAuthError::new(
+                super::ErrorCode::InvalidScope,
+                "malformed_scope",
+                "The scope parameter contains characters not allowed by RFC 6749 section 3.3",
+            ));
+        }
+        if !scopes.iter().any(|existing| existing == token) {
+            scopes.push(token.to_string());
+        }
+    }
+    Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_single_parameters_are_refused_tok_04() {
+        let form = FormParams::parse(b"grant_type=a&grant_type=b").expect("parse");
+        assert_eq!(form.single("grant_type").expect_err("dup").reason, "repeated_parameter");
+        assert!(form.reject_repeats().is_err());
+    }
+
+    #[test]
+    fn resource_and_audience_may_repeat_tok_04() {
+        let form = FormParams::parse(b"resource=a&resource=b&audience=x&audience=y").expect("parse");
+        assert!(form.reject_repeats().is_ok());
+        assert_eq!(form.all("resource"), vec!["a", "b"]);
+        assert_eq!(form.all("audience"), vec!["x", "y"]);
+    }
+
+    #[test]
+    fn empty_values_are_absent_tok_03() {
+        let form = FormParams::parse(b"scope=&grant_type=x").expect("parse");
+        assert_eq!(form.single("scope").expect("ok"), None);
+    }
+
+    #[test]
+    fn values_are_percent_decoded_and_debug_hides_them() {
+        let form = FormParams::parse(b"subject_token=a%2Bb+c").expect("parse");
+        assert_eq!(form.single("subject_token").expect("ok"), Some("a+b c"));
+        assert_eq!(format!("{form:?}"), "[\"subject_token\"]");
+    }
+
+    #[test]
+    fn scopes_are_split_deduplicated_and_case_sensitive_tok_11() {
+        assert_eq!(parse_scope(Some("b a  B a")).expect("ok"), vec!["b", "a", "B"]);
+        assert!(parse_scope(Some("a\"b")).is_err());
+        assert!(parse_scope(None).expect("ok").is_empty());
+    }
+}

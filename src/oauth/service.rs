@@ -1,0 +1,141 @@
+//! The token service: everything `POST /token` needs, and the dispatch on `grant_type`.
+//! Every decision, issued or denied, is written to the audit log before the answer is returned;
+//! if the audit write fails the client gets `server_error`, never an unaudited token.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::client_auth::{AuthenticatedClient, ClientAuthContext, SecretCache, authenticate};
+use super::request::FormParams;
+use super::{ErrorCode, GrantType, OAuthError};
+use crate::config::Config;
+use crate::jose::jwks_cache::JwksCache;
+use crate::keys::KeyRing;
+use crate::registry::Trust;
+use crate::store::{AuditEvent, AuditLog, Decision, Store};
+
+/// A successful token response body (RFC 6749 §5.1 / RFC 8693 §2.2.1).
+#[derive(Debug)]
+pub struct TokenResponse {
+    /// The JSON object to send.
+    pub body: Value,
+}
+
+/// Per-request facts from the HTTP layer.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// `Authorization` header value, if any. Never logged.
+    pub authorization: Option<crate::secret::SecretString>,
+    /// Request id for the audit log.
+    pub request_id: Option<String>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// What the token endpoint needs, shared by all requests.
+#[derive(Debug)]
+pub struct TokenService {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Database (audit, replay).
+    pub store: Store,
+    /// Our signing keys.
+    pub keys: Arc<KeyRing>,
+    /// Trust registry.
+    pub trust: Arc<Trust>,
+    /// External issuers' keys.
+    pub jwks: Arc<JwksCache>,
+    /// Verified-secret cache.
+    pub secrets: SecretCache,
+    /// `{issuer}/token`.
+    pub token_endpoint: String,
+}
+
+impl TokenService {
+    /// Handles one token request end to end.
+    pub async fn token(&self, form: FormParams, context: RequestContext) -> Result<TokenResponse, OAuthError> {
+        let mut audit = AuditEvent::new(context.now, "token_request", Decision::Denied);
+        audit.request_id = context.request_id.clone();
+        let result = self.dispatch(&form, &context, &mut audit).await;
+        match &result {
+            Ok(_) => audit.decision = Decision::Issued,
+            Err(error) => {
+                audit.decision = Decision::Denied;
+                audit.error_code = Some(error.code.as_str().to_string());
+                audit.reason = Some(error.reason.to_string());
+            }
+        }
+        if let Err(error) = self.store.record(&audit).await {
+            tracing::error!(%error, "writing the audit event failed; refusing to answer without it");
+            return Err(OAuthError::server_error());
+        }
+        match &result {
+            Ok(_) => metrics::counter!("frontdesk_token_requests_total", "event" => audit.event.clone(), "decision" => "issued").increment(1),
+            Err(error) => metrics::counter!("frontdesk_token_requests_total", "event" => audit.event.clone(), "decision" => "denied", "error" => error.code.as_str()).increment(1),
+        }
+        result
+    }
+
+    async fn dispatch(
+        &self,
+        form: &FormParams,
+        context: &RequestContext,
+        audit: &mut AuditEvent,
+    ) -> Result<TokenResponse, OAuthError> {
+        form.reject_repeats()?;
+        let grant_type = form.required("grant_type")?;
+        audit.grant_type = Some(grant_type.chars().take(100).collect());
+        let Some(grant) = GrantType::parse(grant_type).filter(|grant| grant.as_str() == grant_type) else {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "unsupported_grant_type",
+                "This grant_type is not supported",
+            ));
+        };
+        let registry = self.trust.current();
+        let client = {
+            let auth_context = ClientAuthContext {
+                issuer: &self.config.issuer,
+                token_endpoint: &self.token_endpoint,
+                registry: &registry,
+                secrets: &self.secrets,
+                jwks: &self.jwks,
+                replay: &self.store,
+                now: context.now,
+            };
+            let authorization = context.authorization.as_ref().map(|value| value.expose());
+            authenticate(authorization, form, &auth_context).await
+        };
+        let client: AuthenticatedClient = match client {
+            Ok(client) => client,
+            Err(error) => {
+                audit.client_id = form
+                    .single("client_id")
+                    .ok()
+                    .flatten()
+                    .map(|id| id.chars().take(200).collect());
+                return Err(error);
+            }
+        };
+        audit.client_id = Some(client.client.config.client_id.clone());
+        if !client.client.grant_types.contains(&grant) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "grant_not_allowed",
+                "The client is not allowed to use this grant type",
+            ));
+        }
+        match grant {
+            GrantType::TokenExchange => {
+                audit.event = "token_exchange".into();
+                super::exchange::exchange(self, &registry, &client, form, context.now, audit).await
+            }
+            GrantType::JwtBearer => Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "unsupported_grant_type",
+                "This grant_type is not supported",
+            )),
+        }
+    }
+}

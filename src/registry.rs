@@ -1,0 +1,320 @@
+//! The in-memory view of trust configuration used on the hot path: identity providers indexed by
+//! exact issuer, audiences by every value a client may send, clients by id — with CEL compiled
+//! and JWKS parsed once. Rebuilt from the database when it changes, so several instances and the
+//! admin page agree without a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
+
+use crate::config::{AudienceConfig, ClientConfig, IdentityProviderConfig};
+use crate::jose::jwks_cache::KeySource;
+use crate::oauth::GrantType;
+use crate::policy::{Expression, compile};
+use crate::store::{Store, StoreError, TrustKind, TrustStore};
+
+/// A trusted issuer, ready to verify tokens.
+#[derive(Debug)]
+pub struct IdentityProvider {
+    /// The validated configuration.
+    pub config: IdentityProviderConfig,
+    /// Allowed algorithms, parsed.
+    pub algorithms: Vec<Algorithm>,
+    /// Where its keys come from.
+    pub key_source: KeySource,
+    /// Compiled condition.
+    pub condition: Option<Expression>,
+}
+
+/// What an audience is issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueKind {
+    /// An ID-JAG (`typ: oauth-id-jag+jwt`).
+    IdJag,
+    /// An identity-chaining JWT authorization grant.
+    ChainingGrant,
+    /// An RFC 9068 access token for a resource of this deployment.
+    AccessToken,
+}
+
+/// An outbound trust.
+#[derive(Debug)]
+pub struct Audience {
+    /// The validated configuration.
+    pub config: AudienceConfig,
+    /// What it is issued.
+    pub kind: IssueKind,
+    /// Compiled condition.
+    pub condition: Option<Expression>,
+    /// Compiled claim mappings (`sub`, `aud_sub`, `email`, `tenant`, `aud_tenant`).
+    pub claims: BTreeMap<String, Expression>,
+}
+
+/// A registered confidential client.
+#[derive(Debug)]
+pub struct Client {
+    /// The validated configuration.
+    pub config: ClientConfig,
+    /// Parsed inline JWKS for `private_key_jwt`.
+    pub jwks: Option<JwkSet>,
+    /// Allowed grants.
+    pub grant_types: Vec<GrantType>,
+}
+
+impl Client {
+    /// The identifier this client is known by at `idp` (the `aud` of its ID tokens).
+    pub fn id_at_idp(&self, idp: &str) -> &str {
+        self.config
+            .idp_client_ids
+            .get(idp)
+            .map_or(self.config.client_id.as_str(), String::as_str)
+    }
+
+    /// The identifier this client is known by at `audience` (the ID-JAG `client_id` claim).
+    pub fn id_at_audience(&self, audience: &str) -> &str {
+        self.config
+            .audience_client_ids
+            .get(audience)
+            .map_or(self.config.client_id.as_str(), String::as_str)
+    }
+}
+
+/// One consistent snapshot of all trust objects.
+#[derive(Debug, Default)]
+pub struct Registry {
+    idps_by_issuer: HashMap<String, Arc<IdentityProvider>>,
+    audiences_by_value: HashMap<String, Arc<Audience>>,
+    audiences_by_resource: HashMap<String, Vec<Arc<Audience>>>,
+    clients: HashMap<String, Arc<Client>>,
+    version: String,
+}
+
+impl Registry {
+    /// The provider whose issuer is exactly `issuer` (FED-02: no normalisation).
+    pub fn idp_by_issuer(&self, issuer: &str) -> Option<&Arc<IdentityProvider>> {
+        self.idps_by_issuer.get(issuer)
+    }
+
+    /// The audience named by `value` (its issuer identifier or an alias).
+    pub fn audience(&self, value: &str) -> Option<&Arc<Audience>> {
+        self.audiences_by_value.get(value)
+    }
+
+    /// The audiences that govern `resource`.
+    pub fn audiences_for_resource(&self, resource: &str) -> &[Arc<Audience>] {
+        self.audiences_by_resource
+            .get(resource)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The client with this id.
+    pub fn client(&self, client_id: &str) -> Option<&Arc<Client>> {
+        self.clients.get(client_id)
+    }
+
+    /// Builds a registry from stored documents. Invalid documents are skipped with an error log
+    /// (they were validated when written, so this means tampering or a version skew).
+    pub fn build(
+        idps: Vec<IdentityProviderConfig>,
+        audiences: Vec<AudienceConfig>,
+        clients: Vec<ClientConfig>,
+        version: String,
+    ) -> Registry {
+        let mut registry = Registry {
+            version,
+            ..Registry::default()
+        };
+        for config in idps {
+            match build_idp(config) {
+                Ok(idp) => {
+                    registry.idps_by_issuer.insert(idp.config.issuer.clone(), Arc::new(idp));
+                }
+                Err(error) => tracing::error!(%error, "skipping an invalid identity provider"),
+            }
+        }
+        for config in audiences {
+            match build_audience(config) {
+                Ok(audience) => {
+                    let audience = Arc::new(audience);
+                    for value in std::iter::once(&audience.config.issuer).chain(&audience.config.aliases) {
+                        registry.audiences_by_value.insert(value.clone(), audience.clone());
+                    }
+                    for resource in &audience.config.resources {
+                        registry
+                            .audiences_by_resource
+                            .entry(resource.clone())
+                            .or_default()
+                            .push(audience.clone());
+                    }
+                }
+                Err(error) => tracing::error!(%error, "skipping an invalid audience"),
+            }
+        }
+        for config in clients {
+            match build_client(config) {
+                Ok(client) => {
+                    registry.clients.insert(client.config.client_id.clone(), Arc::new(client));
+                }
+                Err(error) => tracing::error!(%error, "skipping an invalid client"),
+            }
+        }
+        registry
+    }
+}
+
+fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "RS256" => Some(Algorithm::RS256),
+        "RS384" => Some(Algorithm::RS384),
+        "RS512" => Some(Algorithm::RS512),
+        "PS256" => Some(Algorithm::PS256),
+        "PS384" => Some(Algorithm::PS384),
+        "PS512" => Some(Algorithm::PS512),
+        "ES256" => Some(Algorithm::ES256),
+        "ES384" => Some(Algorithm::ES384),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+fn build_idp(config: IdentityProviderConfig) -> Result<IdentityProvider, String> {
+    crate::trust::validate_identity_provider(&config)
+        .map_err(|(key, message)| format!("identity provider {}: {key}: {message}", config.id))?;
+    let algorithms = config.algorithms.iter().filter_map(|name| parse_algorithm(name)).collect();
+    let key_source = if let Some(jwks) = &config.jwks {
+        KeySource::Inline(serde_json::from_str(jwks).map_err(|error| error.to_string())?)
+    } else if let Some(uri) = &config.jwks_uri {
+        KeySource::JwksUri(url::Url::parse(uri).map_err(|error| error.to_string())?)
+    } else {
+        KeySource::Discovery {
+            issuer: config.issuer.clone(),
+        }
+    };
+    let condition = config
+        .condition
+        .as_deref()
+        .map(compile)
+        .transpose()
+        .map_err(|error| error.to_string())?;
+    Ok(IdentityProvider {
+        config,
+        algorithms,
+        key_source,
+        condition,
+    })
+}
+
+fn build_audience(config: AudienceConfig) -> Result<Audience, String> {
+    crate::trust::validate_audience(&config)
+        .map_err(|(key, message)| format!("audience {}: {key}: {message}", config.id))?;
+    let kind = match config.token_type.as_str() {
+        "id-jag" => IssueKind::IdJag,
+        "jwt" => IssueKind::ChainingGrant,
+        _ => IssueKind::AccessToken,
+    };
+    let condition = config
+        .condition
+        .as_deref()
+        .map(compile)
+        .transpose()
+        .map_err(|error| error.to_string())?;
+    let mut claims = BTreeMap::new();
+    for (claim, source) in &config.claims {
+        claims.insert(claim.clone(), compile(source).map_err(|error| error.to_string())?);
+    }
+    Ok(Audience {
+        config,
+        kind,
+        condition,
+        claims,
+    })
+}
+
+fn build_client(config: ClientConfig) -> Result<Client, String> {
+    crate::trust::validate_client(&config)
+        .map_err(|(key, message)| format!("client {}: {key}: {message}", config.client_id))?;
+    let jwks = config
+        .jwks
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|error| error.to_string())?;
+    let grant_types = config.grant_types.iter().filter_map(|grant| GrantType::parse(grant)).collect();
+    Ok(Client {
+        config,
+        jwks,
+        grant_types,
+    })
+}
+
+/// The live registry, refreshed from the store when the trust version changes.
+#[derive(Debug)]
+pub struct Trust {
+    store: Store,
+    current: RwLock<Arc<Registry>>,
+}
+
+impl Trust {
+    /// Loads the registry from the store.
+    pub async fn load(store: Store) -> Result<Trust, StoreError> {
+        let registry = load_registry(&store).await?;
+        Ok(Trust {
+            store,
+            current: RwLock::new(Arc::new(registry)),
+        })
+    }
+
+    /// The current snapshot (cheap: an `Arc` clone).
+    pub fn current(&self) -> Arc<Registry> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reloads if the stored trust changed. Returns true if it did.
+    pub async fn refresh(&self) -> Result<bool, StoreError> {
+        let version = self.store.trust_version().await?;
+        if version == self.current().version {
+            return Ok(false);
+        }
+        let registry = load_registry(&self.store).await?;
+        match self.current.write() {
+            Ok(mut guard) => *guard = Arc::new(registry),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(registry),
+        }
+        Ok(true)
+    }
+
+    /// Reloads unconditionally (after an admin change on this instance).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let registry = load_registry(&self.store).await?;
+        match self.current.write() {
+            Ok(mut guard) => *guard = Arc::new(registry),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(registry),
+        }
+        Ok(())
+    }
+}
+
+async fn load_registry(store: &Store) -> Result<Registry, StoreError> {
+    let version = store.trust_version().await?;
+    fn decode<T: serde::de::DeserializeOwned>(documents: Vec<crate::store::TrustDocument>) -> Vec<T> {
+        documents
+            .into_iter()
+            .filter_map(|document| match serde_json::from_value(document.document) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    tracing::error!(id = %document.id, %error, "skipping an undecodable trust document");
+                    None
+                }
+            })
+            .collect()
+    }
+    let idps = decode(store.list_trust(TrustKind::IdentityProvider).await?);
+    let audiences = decode(store.list_trust(TrustKind::Audience).await?);
+    let clients = decode(store.list_trust(TrustKind::Client).await?);
+    Ok(Registry::build(idps, audiences, clients, version))
+}
