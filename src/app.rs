@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 use crate::clock::unix_now;
 use crate::config::{Config, DEVELOPMENT_KEK_FILE};
 use crate::http::{AppState, router};
-use crate::keys::{Kek, KeyPolicy, KeyRing, SigningAlgorithm};
 use crate::jose::jwks_cache::{JwksCache, JwksCacheConfig};
+use crate::keys::{Kek, KeyPolicy, KeyRing, SigningAlgorithm};
 use crate::oauth::TokenService;
 use crate::oauth::client_auth::SecretCache;
 use crate::registry::Trust;
@@ -52,7 +52,9 @@ pub fn load_kek(config: &Config) -> Result<Kek, StartupError> {
         }
         return Ok(kek);
     }
-    fail("no key-encryption key: set FRONTDESK_KEY_ENCRYPTION_KEY (32 random bytes, base64) or keys.encryption_key_file")
+    fail(
+        "no key-encryption key: set FRONTDESK_KEY_ENCRYPTION_KEY (32 random bytes, base64) or keys.encryption_key_file",
+    )
 }
 
 /// Connects to the database (without migrating), with a message that names the URL's scheme
@@ -88,13 +90,23 @@ pub fn key_policy(config: &Config) -> KeyPolicy {
         .id_jag_lifetime_secs
         .max(config.tokens.access_token_lifetime_secs)
         .max(config.tokens.chaining_grant_lifetime_secs)
-        .max(config.audiences.iter().filter_map(|a| a.lifetime_secs).max().unwrap_or(0));
+        .max(
+            config
+                .audiences
+                .iter()
+                .filter_map(|a| a.lifetime_secs)
+                .max()
+                .unwrap_or(0),
+        );
     KeyPolicy {
-        algorithm: SigningAlgorithm::parse(&config.keys.algorithm).unwrap_or(SigningAlgorithm::Es256),
+        algorithm: SigningAlgorithm::parse(&config.keys.algorithm)
+            .unwrap_or(SigningAlgorithm::Es256),
         rsa_bits: config.keys.rsa_bits,
         promote_after_secs: i64::try_from(config.keys.promote_after_secs).unwrap_or(i64::MAX / 4),
-        retired_publish_secs: i64::try_from(longest + config.tokens.clock_skew_secs + config.keys.jwks_max_age_secs)
-            .unwrap_or(i64::MAX / 4),
+        retired_publish_secs: i64::try_from(
+            longest + config.tokens.clock_skew_secs + config.keys.jwks_max_age_secs,
+        )
+        .unwrap_or(i64::MAX / 4),
     }
 }
 
@@ -145,19 +157,32 @@ impl RunningServer {
 /// Builds everything and starts serving in a background task. The returned server is ready:
 /// the listener is bound and migrations, trust and keys are loaded.
 pub async fn spawn(config: Config) -> Result<RunningServer, StartupError> {
-    let config = Arc::new(config);
-    crate::http::metrics_handle();
-    let store = open_store(&config).await?;
-    crate::trust::sync_config(&store, &config, unix_now())
-        .await
-        .map_err(|error| StartupError(format!("cannot load the configured trust into the database: {error}")))?;
-    let keys = Arc::new(open_key_ring(&config, store.clone()).await?);
     let listen = config.server.listen.clone();
     let listener = TcpListener::bind(&listen).await.map_err(|error| {
         StartupError(format!(
             "cannot listen on {listen}: {error}; stop the other process or choose another address with server.listen / FRONTDESK_LISTEN"
         ))
     })?;
+    spawn_on(config, listener).await
+}
+
+/// Like [`spawn`], on a listener the caller bound (tests bind port 0 first so the issuer can name
+/// the real port).
+pub async fn spawn_on(
+    config: Config,
+    listener: TcpListener,
+) -> Result<RunningServer, StartupError> {
+    let config = Arc::new(config);
+    crate::http::metrics_handle();
+    let store = open_store(&config).await?;
+    crate::trust::sync_config(&store, &config, unix_now())
+        .await
+        .map_err(|error| {
+            StartupError(format!(
+                "cannot load the configured trust into the database: {error}"
+            ))
+        })?;
+    let keys = Arc::new(open_key_ring(&config, store.clone()).await?);
     let addr = listener
         .local_addr()
         .map_err(|error| StartupError(format!("cannot read the bound address: {error}")))?;
@@ -209,7 +234,7 @@ pub async fn build_token_service(
         .await
         .map_err(|error| StartupError(format!("cannot load the trust configuration: {error}")))?;
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(config.federation.http_timeout_secs))
         .redirect(reqwest::redirect::Policy::limited(3))
         .user_agent(concat!("frontdesk/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -218,6 +243,8 @@ pub async fn build_token_service(
         http,
         JwksCacheConfig {
             allow_loopback_http: true,
+            min_refetch_interval: Duration::from_secs(config.federation.jwks_min_refetch_secs),
+            default_ttl: Duration::from_secs(config.federation.jwks_default_ttl_secs),
             ..JwksCacheConfig::default()
         },
     ));
@@ -240,7 +267,11 @@ fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
         let mut keys = tokio::time::interval(Duration::from_secs(5));
         let mut purge = tokio::time::interval(Duration::from_secs(300));
         let mut trust = tokio::time::interval(Duration::from_secs(5));
-        let refresher = state.tokens.jwks.clone().spawn_refresher(Duration::from_secs(15));
+        let refresher = state
+            .tokens
+            .jwks
+            .clone()
+            .spawn_refresher(Duration::from_secs(15));
         loop {
             tokio::select! {
                 _ = keys.tick() => {
@@ -280,13 +311,18 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         .active_kid()
         .map(|(kid, alg)| format!("{alg} key {kid}"))
         .unwrap_or_default();
-    eprintln!("frontdesk listening on http://{} (issuer {issuer})", server.addr);
+    eprintln!(
+        "frontdesk listening on http://{} (issuer {issuer})",
+        server.addr
+    );
     eprintln!("  data: {database}");
     eprintln!("  signing with {kid}");
     if development {
         eprintln!(
             "  DEVELOPMENT SETUP: no configuration file was given, so this instance uses a local SQLite file and a generated key-encryption key ({DEVELOPMENT_KEK_FILE}) in {}. Do not use it in production; see docs/deployment.md.",
-            std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_else(|_| ".".into())
+            std::env::current_dir()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_else(|_| ".".into())
         );
     }
     tracing::info!(addr = %server.addr, %issuer, development, "frontdesk started");

@@ -51,6 +51,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// Logging.
     pub log: LogConfig,
+    /// How keys of trusted issuers are fetched and cached.
+    pub federation: FederationConfig,
     /// Enterprise IdPs and other issuers whose tokens frontdesk accepts (inbound trust).
     pub identity_providers: Vec<IdentityProviderConfig>,
     /// Authorization servers and trust domains frontdesk issues grants for (outbound trust).
@@ -125,6 +127,30 @@ pub struct TokensConfig {
     pub subject_token_error: String,
     /// Largest token accepted as a subject token, actor token or assertion.
     pub max_token_bytes: usize,
+}
+
+/// Fetching and caching the keys of trusted issuers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// A token with an unknown `kid` triggers at most one JWKS refetch per issuer in this many
+    /// seconds (JWKS-06); protects IdPs from floods of forged `kid`s. 0 disables the limit
+    /// (tests only).
+    pub jwks_min_refetch_secs: u64,
+    /// Cache lifetime of a JWKS whose response has no `Cache-Control: max-age`.
+    pub jwks_default_ttl_secs: u64,
+    /// Timeout of one HTTP request to an issuer.
+    pub http_timeout_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            jwks_min_refetch_secs: 30,
+            jwks_default_ttl_secs: 300,
+            http_timeout_secs: 10,
+        }
+    }
 }
 
 /// Logging settings.
@@ -280,6 +306,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             tokens: TokensConfig::default(),
             log: LogConfig::default(),
+            federation: FederationConfig::default(),
             identity_providers: Vec::new(),
             audiences: Vec::new(),
             clients: Vec::new(),
@@ -392,18 +419,20 @@ impl Config {
                     message: format!("cannot read the configuration file: {error}"),
                 })?;
                 // Deserialize the file alone first, so errors carry its line numbers.
-                let deserializer = toml::Deserializer::parse(&text).map_err(|error| ConfigError {
-                    key: "(syntax)".into(),
-                    origin: path.display().to_string(),
-                    message: one_line(&error.to_string()),
-                })?;
-                let parsed: Config = serde_path_to_error::deserialize(deserializer).map_err(
-                    |error| ConfigError {
-                        key: error.path().to_string(),
+                let deserializer =
+                    toml::Deserializer::parse(&text).map_err(|error| ConfigError {
+                        key: "(syntax)".into(),
                         origin: path.display().to_string(),
-                        message: one_line(&error.inner().to_string()),
-                    },
-                )?;
+                        message: one_line(&error.to_string()),
+                    })?;
+                let parsed: Config =
+                    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                        ConfigError {
+                            key: error.path().to_string(),
+                            origin: path.display().to_string(),
+                            message: one_line(&error.inner().to_string()),
+                        }
+                    })?;
                 (
                     toml::Value::try_from(&parsed).map_err(internal)?,
                     path.display().to_string(),
@@ -433,11 +462,13 @@ impl Config {
         })?;
         config.development = file.is_none();
         config.source = file.map(Path::to_path_buf);
-        config.validate().map_err(|(key, message): (String, String)| ConfigError {
-            origin: origin_of(&key),
-            key,
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, message): (String, String)| ConfigError {
+                origin: origin_of(&key),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -463,13 +494,11 @@ impl Config {
             return err("server.request_timeout_secs", "must be between 1 and 300");
         }
         if !(1024..=10 * 1024 * 1024).contains(&self.server.max_body_bytes) {
-            return err(
-                "server.max_body_bytes",
-                "must be between 1024 and 10485760",
-            );
+            return err("server.max_body_bytes", "must be between 1024 and 10485760");
         }
         let url = self.database.url.expose();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://")
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
             || url.starts_with("postgresql://"))
         {
             return err(
@@ -518,7 +547,11 @@ impl Config {
             );
         }
         for (key, value, max) in [
-            ("tokens.id_jag_lifetime_secs", self.tokens.id_jag_lifetime_secs, 3600),
+            (
+                "tokens.id_jag_lifetime_secs",
+                self.tokens.id_jag_lifetime_secs,
+                3600,
+            ),
             (
                 "tokens.chaining_grant_lifetime_secs",
                 self.tokens.chaining_grant_lifetime_secs,
@@ -541,6 +574,18 @@ impl Config {
                 "tokens.subject_token_error",
                 "must be invalid_request or invalid_grant",
             );
+        }
+        if self.federation.jwks_min_refetch_secs > 3600 {
+            return err("federation.jwks_min_refetch_secs", "must be at most 3600");
+        }
+        if !(60..=86400).contains(&self.federation.jwks_default_ttl_secs) {
+            return err(
+                "federation.jwks_default_ttl_secs",
+                "must be between 60 and 86400",
+            );
+        }
+        if !(1..=60).contains(&self.federation.http_timeout_secs) {
+            return err("federation.http_timeout_secs", "must be between 1 and 60");
         }
         if !["json", "pretty"].contains(&self.log.format.as_str()) {
             return err("log.format", "must be json or pretty");

@@ -23,7 +23,11 @@ impl PolicyInput {
 pub struct PreparedInput;
 impl PreparedInput {
     pub fn allows(&self, expr: Option<&Expression>) -> Decision {
-        if expr.is_some() { Decision::Deny } else { Decision::Allow }
+        if expr.is_some() {
+            Decision::Deny
+        } else {
+            Decision::Allow
+        }
     }
     pub fn string(&self, _expr: &Expression) -> Result<Option<String>, PolicyError> {
         Ok(None)

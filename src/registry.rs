@@ -129,7 +129,9 @@ impl Registry {
         for config in idps {
             match build_idp(config) {
                 Ok(idp) => {
-                    registry.idps_by_issuer.insert(idp.config.issuer.clone(), Arc::new(idp));
+                    registry
+                        .idps_by_issuer
+                        .insert(idp.config.issuer.clone(), Arc::new(idp));
                 }
                 Err(error) => tracing::error!(%error, "skipping an invalid identity provider"),
             }
@@ -138,8 +140,12 @@ impl Registry {
             match build_audience(config) {
                 Ok(audience) => {
                     let audience = Arc::new(audience);
-                    for value in std::iter::once(&audience.config.issuer).chain(&audience.config.aliases) {
-                        registry.audiences_by_value.insert(value.clone(), audience.clone());
+                    for value in
+                        std::iter::once(&audience.config.issuer).chain(&audience.config.aliases)
+                    {
+                        registry
+                            .audiences_by_value
+                            .insert(value.clone(), audience.clone());
                     }
                     for resource in &audience.config.resources {
                         registry
@@ -155,7 +161,9 @@ impl Registry {
         for config in clients {
             match build_client(config) {
                 Ok(client) => {
-                    registry.clients.insert(client.config.client_id.clone(), Arc::new(client));
+                    registry
+                        .clients
+                        .insert(client.config.client_id.clone(), Arc::new(client));
                 }
                 Err(error) => tracing::error!(%error, "skipping an invalid client"),
             }
@@ -182,7 +190,11 @@ fn parse_algorithm(name: &str) -> Option<Algorithm> {
 fn build_idp(config: IdentityProviderConfig) -> Result<IdentityProvider, String> {
     crate::trust::validate_identity_provider(&config)
         .map_err(|(key, message)| format!("identity provider {}: {key}: {message}", config.id))?;
-    let algorithms = config.algorithms.iter().filter_map(|name| parse_algorithm(name)).collect();
+    let algorithms = config
+        .algorithms
+        .iter()
+        .filter_map(|name| parse_algorithm(name))
+        .collect();
     let key_source = if let Some(jwks) = &config.jwks {
         KeySource::Inline(serde_json::from_str(jwks).map_err(|error| error.to_string())?)
     } else if let Some(uri) = &config.jwks_uri {
@@ -222,7 +234,10 @@ fn build_audience(config: AudienceConfig) -> Result<Audience, String> {
         .map_err(|error| error.to_string())?;
     let mut claims = BTreeMap::new();
     for (claim, source) in &config.claims {
-        claims.insert(claim.clone(), compile(source).map_err(|error| error.to_string())?);
+        claims.insert(
+            claim.clone(),
+            compile(source).map_err(|error| error.to_string())?,
+        );
     }
     Ok(Audience {
         config,
@@ -241,7 +256,11 @@ fn build_client(config: ClientConfig) -> Result<Client, String> {
         .map(serde_json::from_str)
         .transpose()
         .map_err(|error| error.to_string())?;
-    let grant_types = config.grant_types.iter().filter_map(|grant| GrantType::parse(grant)).collect();
+    let grant_types = config
+        .grant_types
+        .iter()
+        .filter_map(|grant| GrantType::parse(grant))
+        .collect();
     Ok(Client {
         config,
         jwks,
@@ -301,7 +320,9 @@ impl Trust {
 
 async fn load_registry(store: &Store) -> Result<Registry, StoreError> {
     let version = store.trust_version().await?;
-    fn decode<T: serde::de::DeserializeOwned>(documents: Vec<crate::store::TrustDocument>) -> Vec<T> {
+    fn decode<T: serde::de::DeserializeOwned>(
+        documents: Vec<crate::store::TrustDocument>,
+    ) -> Vec<T> {
         documents
             .into_iter()
             .filter_map(|document| match serde_json::from_value(document.document) {

@@ -83,7 +83,11 @@ async fn handle(
             .map(|id| id.chars().take(100).collect()),
         now: unix_now(),
     };
-    state.tokens.token(form, context).await.map(|response| response.body)
+    state
+        .tokens
+        .token(form, context)
+        .await
+        .map(|response| response.body)
 }
 
 /// Other methods on `/token` (TOK-01): 405 with an OAuth error body.

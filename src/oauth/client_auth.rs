@@ -190,7 +190,12 @@ fn parse_basic(header: &str) -> Option<(String, String, String, String)> {
             .map(|(_, value)| value.into_owned())
             .unwrap_or_else(|| part.to_string())
     };
-    Some((unescape(raw_id), unescape(raw_secret), raw_id.to_string(), raw_secret.to_string()))
+    Some((
+        unescape(raw_id),
+        unescape(raw_secret),
+        raw_id.to_string(),
+        raw_secret.to_string(),
+    ))
 }
 
 /// Authenticates the client of a token request. Exactly one method must be used (TOK-04 /
@@ -205,11 +210,15 @@ pub async fn authenticate<R: ReplayStore>(
     let assertion_type = form.single("client_assertion_type")?;
     let assertion = form.single("client_assertion")?;
     let basic = match authorization {
-        Some(header) if header.trim().to_ascii_lowercase().starts_with("basic ") => Some(
-            parse_basic(header).ok_or_else(|| {
-                invalid_client("malformed_basic", "The Basic authorization header is malformed", true)
-            })?,
-        ),
+        Some(header) if header.trim().to_ascii_lowercase().starts_with("basic ") => {
+            Some(parse_basic(header).ok_or_else(|| {
+                invalid_client(
+                    "malformed_basic",
+                    "The Basic authorization header is malformed",
+                    true,
+                )
+            })?)
+        }
         Some(_) => {
             return Err(invalid_client(
                 "unsupported_authorization_scheme",
@@ -240,14 +249,26 @@ pub async fn authenticate<R: ReplayStore>(
         } else {
             raw_id
         };
-        let result =
-            secret_client(&client_id, &secret, AuthMethod::ClientSecretBasic, context, true).await;
+        let result = secret_client(
+            &client_id,
+            &secret,
+            AuthMethod::ClientSecretBasic,
+            context,
+            true,
+        )
+        .await;
         // Raw (un-encoded) Basic secrets from clients that skip form encoding (INT-06).
         return match result {
             Err(error) if error.reason == "bad_client_credentials" && raw_secret != secret => {
-                secret_client(&client_id, &raw_secret, AuthMethod::ClientSecretBasic, context, true)
-                    .await
-                    .map_err(|_| error)
+                secret_client(
+                    &client_id,
+                    &raw_secret,
+                    AuthMethod::ClientSecretBasic,
+                    context,
+                    true,
+                )
+                .await
+                .map_err(|_| error)
             }
             other => other,
         };
@@ -259,7 +280,14 @@ pub async fn authenticate<R: ReplayStore>(
                 "client_secret was sent without client_id",
             ));
         };
-        return secret_client(client_id, secret, AuthMethod::ClientSecretPost, context, false).await;
+        return secret_client(
+            client_id,
+            secret,
+            AuthMethod::ClientSecretPost,
+            context,
+            false,
+        )
+        .await;
     }
     if assertion.is_some() || assertion_type.is_some() {
         if assertion_type != Some(CLIENT_ASSERTION_TYPE_JWT_BEARER) {
@@ -290,7 +318,13 @@ async fn secret_client<R: ReplayStore>(
     context: &ClientAuthContext<'_, R>,
     header: bool,
 ) -> Result<AuthenticatedClient, OAuthError> {
-    let failed = || invalid_client("bad_client_credentials", "Client authentication failed", header);
+    let failed = || {
+        invalid_client(
+            "bad_client_credentials",
+            "Client authentication failed",
+            header,
+        )
+    };
     let Some(client) = context.registry.client(client_id) else {
         // Spend the same effort as a real verification so unknown ids are not distinguishable
         // by timing.
@@ -298,7 +332,11 @@ async fn secret_client<R: ReplayStore>(
         return Err(failed());
     };
     if !client.config.enabled {
-        return Err(invalid_client("client_disabled", "Client authentication failed", header));
+        return Err(invalid_client(
+            "client_disabled",
+            "Client authentication failed",
+            header,
+        ));
     }
     if client.config.auth_method != method.as_str() {
         return Err(invalid_client(
@@ -331,9 +369,8 @@ async fn assertion_client<R: ReplayStore>(
     assertion: &str,
     context: &ClientAuthContext<'_, R>,
 ) -> Result<AuthenticatedClient, OAuthError> {
-    let unverified = inspect(assertion, MAX_CLIENT_ASSERTION_BYTES).map_err(|error| {
-        invalid_client(error.reason(), &error.description(), false)
-    })?;
+    let unverified = inspect(assertion, MAX_CLIENT_ASSERTION_BYTES)
+        .map_err(|error| invalid_client(error.reason(), &error.description(), false))?;
     // RFC 7523 §3: iss and sub are the client_id. Peek at iss only to choose the client.
     let Some(client_id) = body_id.or(unverified.unverified_iss()) else {
         return Err(invalid_client(
@@ -343,10 +380,18 @@ async fn assertion_client<R: ReplayStore>(
         ));
     };
     let Some(client) = context.registry.client(client_id) else {
-        return Err(invalid_client("unknown_client", "Client authentication failed", false));
+        return Err(invalid_client(
+            "unknown_client",
+            "Client authentication failed",
+            false,
+        ));
     };
     if !client.config.enabled {
-        return Err(invalid_client("client_disabled", "Client authentication failed", false));
+        return Err(invalid_client(
+            "client_disabled",
+            "Client authentication failed",
+            false,
+        ));
     }
     if client.config.auth_method != AuthMethod::PrivateKeyJwt.as_str() {
         return Err(invalid_client(
@@ -356,26 +401,51 @@ async fn assertion_client<R: ReplayStore>(
         ));
     }
     let key = if let Some(set) = &client.jwks {
-        select_key(set, &unverified)
-            .cloned()
-            .ok_or_else(|| invalid_client("unknown_kid", "No registered key of the client matches the assertion", false))?
+        select_key(set, &unverified).cloned().ok_or_else(|| {
+            invalid_client(
+                "unknown_kid",
+                "No registered key of the client matches the assertion",
+                false,
+            )
+        })?
     } else if let Some(uri) = &client.config.jwks_uri {
-        let url = url::Url::parse(uri)
-            .map_err(|_| invalid_client("bad_jwks_uri", "The client's registered jwks_uri is invalid", false))?;
+        let url = url::Url::parse(uri).map_err(|_| {
+            invalid_client(
+                "bad_jwks_uri",
+                "The client's registered jwks_uri is invalid",
+                false,
+            )
+        })?;
         context
             .jwks
-            .key_for(&format!("client:{client_id}"), &KeySource::JwksUri(url), &unverified)
+            .key_for(
+                &format!("client:{client_id}"),
+                &KeySource::JwksUri(url),
+                &unverified,
+            )
             .await
             .map_err(|error| invalid_client(error.reason(), &error.description(), false))?
     } else {
-        return Err(invalid_client("no_client_keys", "The client has no registered keys", false));
+        return Err(invalid_client(
+            "no_client_keys",
+            "The client has no registered keys",
+            false,
+        ));
     };
     let mut rules = VerifyRules::new(
         CLIENT_ASSERTION_ALGORITHMS.to_vec(),
-        TypRule::client_assertion(),
+        // CAUTH-05: the 7523bis type, no type, or the generic `JWT` that most client libraries
+        // set by default (see docs/decisions.md).
+        TypRule::OneOf {
+            values: vec!["client-authentication+jwt".into(), "JWT".into()],
+            allow_absent: true,
+        },
         client_id,
         AudienceRule::AnyOf {
-            values: vec![context.issuer.to_string(), context.token_endpoint.to_string()],
+            values: vec![
+                context.issuer.to_string(),
+                context.token_endpoint.to_string(),
+            ],
             azp: None,
         },
     );

@@ -159,7 +159,10 @@ fn resolve_target(
     }
     let audience = if let Some(value) = audiences.first() {
         registry.audience(value).cloned().ok_or_else(|| {
-            invalid_target("unknown_audience", "The requested audience is not a trusted target")
+            invalid_target(
+                "unknown_audience",
+                "The requested audience is not a trusted target",
+            )
         })?
     } else {
         // Chaining (CHAIN §2.3.1: resource may name the other domain's AS) and access tokens:
@@ -170,7 +173,8 @@ fn resolve_target(
                 "Name the target with the audience or resource parameter",
             ));
         };
-        let mut candidates: Vec<Arc<Audience>> = registry.audience(first).cloned().into_iter().collect();
+        let mut candidates: Vec<Arc<Audience>> =
+            registry.audience(first).cloned().into_iter().collect();
         candidates.extend(registry.audiences_for_resource(first).iter().cloned());
         if let Some(kind) = kind {
             candidates.retain(|audience| audience.kind == kind);
@@ -178,7 +182,12 @@ fn resolve_target(
         candidates.dedup_by(|a, b| a.config.id == b.config.id);
         match candidates.as_slice() {
             [one] => one.clone(),
-            [] => return Err(invalid_target("unknown_resource", "The requested resource is not a trusted target")),
+            [] => {
+                return Err(invalid_target(
+                    "unknown_resource",
+                    "The requested resource is not a trusted target",
+                ));
+            }
             _ => {
                 return Err(invalid_target(
                     "ambiguous_resource",
@@ -198,7 +207,8 @@ fn resolve_target(
     for resource in resources {
         let governed = audience.config.resources.iter().any(|r| r == resource)
             || (audience.kind == IssueKind::ChainingGrant
-                && (audience.config.issuer == *resource || audience.config.aliases.contains(resource)));
+                && (audience.config.issuer == *resource
+                    || audience.config.aliases.contains(resource)));
         if !governed {
             // IDJAG-ISSUE-17 / EMA-07: (audience, resource) pairs are checked.
             return Err(invalid_target(
@@ -221,10 +231,14 @@ async fn verify_subject(
     audit: &mut AuditEvent,
 ) -> Result<(Arc<IdentityProvider>, VerifiedClaims), OAuthError> {
     let code = subject_error_code(service);
-    let fail = |error: JoseError| OAuthError::new(code, subject_reason(&error), error.description());
+    let fail =
+        |error: JoseError| OAuthError::new(code, subject_reason(&error), error.description());
     let unverified = inspect(token, service.config.tokens.max_token_bytes).map_err(fail)?;
     let claimed_issuer = unverified.unverified_iss().unwrap_or_default();
-    let Some(idp) = registry.idp_by_issuer(claimed_issuer).filter(|idp| idp.config.enabled) else {
+    let Some(idp) = registry
+        .idp_by_issuer(claimed_issuer)
+        .filter(|idp| idp.config.enabled)
+    else {
         return Err(OAuthError::new(
             code,
             "subject_untrusted_issuer",
@@ -232,7 +246,12 @@ async fn verify_subject(
         ));
     };
     audit.subject_issuer = Some(idp.config.issuer.clone());
-    if !idp.config.token_types.iter().any(|t| t == token_type.config_name()) {
+    if !idp
+        .config
+        .token_types
+        .iter()
+        .any(|t| t == token_type.config_name())
+    {
         return Err(OAuthError::new(
             code,
             "subject_token_type_not_accepted",
@@ -241,7 +260,11 @@ async fn verify_subject(
     }
     let key = service
         .jwks
-        .key_for(&format!("idp:{}", idp.config.id), &idp.key_source, &unverified)
+        .key_for(
+            &format!("idp:{}", idp.config.id),
+            &idp.key_source,
+            &unverified,
+        )
         .await
         .map_err(fail)?;
     let (typ, audience) = match token_type {
@@ -267,7 +290,12 @@ async fn verify_subject(
             },
         ),
     };
-    let mut rules = VerifyRules::new(idp.algorithms.clone(), typ, idp.config.issuer.clone(), audience);
+    let mut rules = VerifyRules::new(
+        idp.algorithms.clone(),
+        typ,
+        idp.config.issuer.clone(),
+        audience,
+    );
     rules.leeway_secs = idp
         .config
         .clock_skew_secs
@@ -330,8 +358,14 @@ fn grant_scopes(
     let granted: Vec<String> = requested
         .iter()
         .filter(|scope| audience.config.scopes.contains(scope))
-        .filter(|scope| client.client.config.scopes.is_empty() || client.client.config.scopes.contains(scope))
-        .filter(|scope| subject_scopes.as_ref().is_none_or(|allowed| allowed.contains(&scope.as_str())))
+        .filter(|scope| {
+            client.client.config.scopes.is_empty() || client.client.config.scopes.contains(scope)
+        })
+        .filter(|scope| {
+            subject_scopes
+                .as_ref()
+                .is_none_or(|allowed| allowed.contains(&scope.as_str()))
+        })
         .cloned()
         .collect();
     if !requested.is_empty() && granted.is_empty() {
@@ -345,10 +379,20 @@ fn grant_scopes(
 }
 
 /// Step-up (IDJAG-ISSUE-24, RFC 9470): required `acr` values and authentication age.
-fn check_authentication_context(audience: &Audience, subject: &VerifiedClaims, now: i64) -> Result<(), OAuthError> {
+fn check_authentication_context(
+    audience: &Audience,
+    subject: &VerifiedClaims,
+    now: i64,
+) -> Result<(), OAuthError> {
     if !audience.config.require_acr.is_empty() {
         let acr = subject.str_claim("acr");
-        if !acr.is_some_and(|acr| audience.config.require_acr.iter().any(|required| required == acr)) {
+        if !acr.is_some_and(|acr| {
+            audience
+                .config
+                .require_acr
+                .iter()
+                .any(|required| required == acr)
+        }) {
             let mut error = OAuthError::new(
                 ErrorCode::InsufficientUserAuthentication,
                 "acr_insufficient",
@@ -360,7 +404,8 @@ fn check_authentication_context(audience: &Audience, subject: &VerifiedClaims, n
     }
     if let Some(max_age) = audience.config.max_auth_age_secs {
         let auth_time = subject.claim("auth_time").and_then(Value::as_i64);
-        let fresh = auth_time.is_some_and(|at| now.saturating_sub(at) <= i64::try_from(max_age).unwrap_or(i64::MAX));
+        let fresh = auth_time
+            .is_some_and(|at| now.saturating_sub(at) <= i64::try_from(max_age).unwrap_or(i64::MAX));
         if !fresh {
             let mut error = OAuthError::new(
                 ErrorCode::InsufficientUserAuthentication,
@@ -399,7 +444,9 @@ pub async fn exchange(
     let resources = parse_resources(form.all("resource"))?;
     let requested_scopes = parse_scope(form.single("scope")?)?;
     let authorization_details = parse_authorization_details(form.single("authorization_details")?)?;
-    audit.audience = audiences.first().map(|value| value.chars().take(300).collect());
+    audit.audience = audiences
+        .first()
+        .map(|value| value.chars().take(300).collect());
     audit.resources = resources.clone();
     audit.scopes_requested = requested_scopes.clone();
 
@@ -413,8 +460,16 @@ pub async fn exchange(
         ));
     }
 
-    let (idp, subject) =
-        verify_subject(service, registry, client, subject_token, subject_type, now, audit).await?;
+    let (idp, subject) = verify_subject(
+        service,
+        registry,
+        client,
+        subject_token,
+        subject_type,
+        now,
+        audit,
+    )
+    .await?;
 
     let actor = match (actor_token, actor_token_type) {
         (Some(token), Some(token_type)) if kind == IssueKind::AccessToken => {
@@ -429,13 +484,16 @@ pub async fn exchange(
         _ => None,
     };
 
-    let granted_scopes = grant_scopes(&requested_scopes, &audience, client, &subject, subject_type)?;
+    let granted_scopes =
+        grant_scopes(&requested_scopes, &audience, client, &subject, subject_type)?;
     audit.scopes_granted = granted_scopes.clone();
     check_authentication_context(&audience, &subject, now)?;
 
     let input = PolicyInput {
         subject: Value::Object(subject.claims().clone()),
-        actor: actor.as_ref().map(|actor| Value::Object(actor.claims().clone())),
+        actor: actor
+            .as_ref()
+            .map(|actor| Value::Object(actor.claims().clone())),
         client: json!({
             "id": client.client.config.client_id,
             "audiences": client.client.config.audiences,
@@ -613,18 +671,26 @@ async fn verify_actor(
     now: i64,
 ) -> Result<(Arc<IdentityProvider>, VerifiedClaims), OAuthError> {
     let mut scratch = AuditEvent::new(now, "actor", crate::store::Decision::Denied);
-    verify_subject(service, registry, client, token, token_type, now, &mut scratch)
-        .await
-        .map_err(|mut error| {
-            error.reason = match error.reason {
-                "subject_token_expired" => "actor_token_expired",
-                "subject_untrusted_issuer" => "actor_untrusted_issuer",
-                "subject_bad_signature" => "actor_bad_signature",
-                _ => "actor_token_invalid",
-            };
-            error.description = format!("actor_token: {}", error.description);
-            error
-        })
+    verify_subject(
+        service,
+        registry,
+        client,
+        token,
+        token_type,
+        now,
+        &mut scratch,
+    )
+    .await
+    .map_err(|mut error| {
+        error.reason = match error.reason {
+            "subject_token_expired" => "actor_token_expired",
+            "subject_untrusted_issuer" => "actor_untrusted_issuer",
+            "subject_bad_signature" => "actor_bad_signature",
+            _ => "actor_token_invalid",
+        };
+        error.description = format!("actor_token: {}", error.description);
+        error
+    })
 }
 
 /// Delegation is allowed only when the subject token's `may_act` names the actor (RFC 8693 §4.4).
@@ -663,15 +729,21 @@ mod tests {
     fn resources_must_be_absolute_without_fragment_tx_03() {
         assert!(parse_resources(vec!["https://api.example/mcp"]).is_ok());
         assert_eq!(
-            parse_resources(vec!["https://x/#f"]).expect_err("fragment").code,
+            parse_resources(vec!["https://x/#f"])
+                .expect_err("fragment")
+                .code,
             ErrorCode::InvalidTarget
         );
         assert_eq!(
-            parse_resources(vec!["not a uri"]).expect_err("relative").code,
+            parse_resources(vec!["not a uri"])
+                .expect_err("relative")
+                .code,
             ErrorCode::InvalidTarget
         );
         assert_eq!(
-            parse_resources(vec!["https://a/", "https://a/"]).expect("dedup").len(),
+            parse_resources(vec!["https://a/", "https://a/"])
+                .expect("dedup")
+                .len(),
             1
         );
     }
@@ -679,7 +751,14 @@ mod tests {
     #[test]
     fn authorization_details_must_be_an_array_of_typed_objects_idjag_issue_19() {
         assert!(parse_authorization_details(Some(r#"[{"type":"payment"}]"#)).is_ok());
-        for bad in [r#"{"type":"x"}"#, "[]", r#"[{"kind":"x"}]"#, "[1]", "not json", r#"[{"type":1}]"#] {
+        for bad in [
+            r#"{"type":"x"}"#,
+            "[]",
+            r#"[{"kind":"x"}]"#,
+            "[1]",
+            "not json",
+            r#"[{"type":1}]"#,
+        ] {
             let error = parse_authorization_details(Some(bad)).expect_err(bad);
             assert_eq!(error.code, ErrorCode::InvalidAuthorizationDetails, "{bad}");
         }
@@ -688,13 +767,20 @@ mod tests {
     #[test]
     fn unknown_token_types_are_invalid_request_tx_09() {
         assert_eq!(
-            SubjectTokenType::parse("urn:x:unknown").expect_err("unknown").code,
+            SubjectTokenType::parse("urn:x:unknown")
+                .expect_err("unknown")
+                .code,
             ErrorCode::InvalidRequest
         );
         assert_eq!(
-            requested_kind(Some("urn:x:unknown")).expect_err("unknown").code,
+            requested_kind(Some("urn:x:unknown"))
+                .expect_err("unknown")
+                .code,
             ErrorCode::InvalidRequest
         );
-        assert_eq!(requested_kind(Some(TOKEN_TYPE_ID_JAG)).expect("id-jag"), Some(IssueKind::IdJag));
+        assert_eq!(
+            requested_kind(Some(TOKEN_TYPE_ID_JAG)).expect("id-jag"),
+            Some(IssueKind::IdJag)
+        );
     }
 }

@@ -55,7 +55,10 @@ impl FormParams {
     /// A required single-valued parameter.
     pub fn required(&self, name: &'static str) -> Result<&str, OAuthError> {
         self.single(name)?.ok_or_else(|| {
-            OAuthError::invalid_request("missing_parameter", format!("The parameter {name} is required"))
+            OAuthError::invalid_request(
+                "missing_parameter",
+                format!("The parameter {name} is required"),
+            )
         })
     }
 
@@ -75,7 +78,10 @@ impl FormParams {
             if REPEATABLE.contains(&name.as_str()) {
                 continue;
             }
-            if self.pairs[..index].iter().any(|(earlier, _)| earlier == name) {
+            if self.pairs[..index]
+                .iter()
+                .any(|(earlier, _)| earlier == name)
+            {
                 return Err(OAuthError::invalid_request(
                     "repeated_parameter",
                     format!("The parameter {} was sent more than once", printable(name)),
@@ -97,8 +103,15 @@ fn printable(name: &str) -> String {
 /// Splits a space-delimited scope string into unique tokens, preserving order (RFC 6749 §3.3).
 pub fn parse_scope(scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
     let mut scopes: Vec<String> = Vec::new();
-    for token in scope.unwrap_or("").split(' ').filter(|token| !token.is_empty()) {
-        if token.chars().any(|c| c == '"' || c == '\\' || !c.is_ascii_graphic()) {
+    for token in scope
+        .unwrap_or("")
+        .split(' ')
+        .filter(|token| !token.is_empty())
+    {
+        if token
+            .chars()
+            .any(|c| c == '"' || c == '\\' || !c.is_ascii_graphic())
+        {
             return Err(OAuthError::new(
                 super::ErrorCode::InvalidScope,
                 "malformed_scope",
@@ -119,13 +132,17 @@ mod tests {
     #[test]
     fn repeated_single_parameters_are_refused_tok_04() {
         let form = FormParams::parse(b"grant_type=a&grant_type=b").expect("parse");
-        assert_eq!(form.single("grant_type").expect_err("dup").reason, "repeated_parameter");
+        assert_eq!(
+            form.single("grant_type").expect_err("dup").reason,
+            "repeated_parameter"
+        );
         assert!(form.reject_repeats().is_err());
     }
 
     #[test]
     fn resource_and_audience_may_repeat_tok_04() {
-        let form = FormParams::parse(b"resource=a&resource=b&audience=x&audience=y").expect("parse");
+        let form =
+            FormParams::parse(b"resource=a&resource=b&audience=x&audience=y").expect("parse");
         assert!(form.reject_repeats().is_ok());
         assert_eq!(form.all("resource"), vec!["a", "b"]);
         assert_eq!(form.all("audience"), vec!["x", "y"]);
@@ -146,7 +163,10 @@ mod tests {
 
     #[test]
     fn scopes_are_split_deduplicated_and_case_sensitive_tok_11() {
-        assert_eq!(parse_scope(Some("b a  B a")).expect("ok"), vec!["b", "a", "B"]);
+        assert_eq!(
+            parse_scope(Some("b a  B a")).expect("ok"),
+            vec!["b", "a", "B"]
+        );
         assert!(parse_scope(Some("a\"b")).is_err());
         assert!(parse_scope(None).expect("ok").is_empty());
     }

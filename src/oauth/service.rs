@@ -54,7 +54,11 @@ pub struct TokenService {
 
 impl TokenService {
     /// Handles one token request end to end.
-    pub async fn token(&self, form: FormParams, context: RequestContext) -> Result<TokenResponse, OAuthError> {
+    pub async fn token(
+        &self,
+        form: FormParams,
+        context: RequestContext,
+    ) -> Result<TokenResponse, OAuthError> {
         let mut audit = AuditEvent::new(context.now, "token_request", Decision::Denied);
         audit.request_id = context.request_id.clone();
         let result = self.dispatch(&form, &context, &mut audit).await;
@@ -86,7 +90,8 @@ impl TokenService {
         form.reject_repeats()?;
         let grant_type = form.required("grant_type")?;
         audit.grant_type = Some(grant_type.chars().take(100).collect());
-        let Some(grant) = GrantType::parse(grant_type).filter(|grant| grant.as_str() == grant_type) else {
+        let Some(grant) = GrantType::parse(grant_type).filter(|grant| grant.as_str() == grant_type)
+        else {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "unsupported_grant_type",

@@ -1,0 +1,240 @@
+//! A frontdesk server on a random loopback port, on a fresh SQLite file, trusting a real test IdP
+//! (tests/support/idp.rs), with one audience of each kind and a few clients. Include with
+//! `#[path = "support/env.rs"] mod env;` next to `#[path = "support/idp.rs"] mod idp;`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use frontdesk::app::{RunningServer, spawn_on};
+use frontdesk::config::{AudienceConfig, ClientConfig, Config, IdentityProviderConfig};
+use frontdesk::keys::{PrivateKey, SigningAlgorithm};
+use frontdesk::secret::{SecretString, hash_secret};
+use serde_json::{Value, json};
+
+use super::idp::TestIdp;
+
+/// The secret of every secret-authenticated test client.
+pub const SECRET: &str = "s3cret-for-tests-only";
+/// The ID-JAG audience (a resource authorization server) and its MCP resource.
+pub const RAS_ISSUER: &str = "https://as.saas.example";
+pub const RAS_ALIAS: &str = "urn:example:saas";
+pub const MCP_RESOURCE: &str = "https://mcp.saas.example/mcp";
+/// Another RAS, whose resource must not pair with the first.
+pub const OTHER_RAS_ISSUER: &str = "https://as.other.example/";
+pub const OTHER_RESOURCE: &str = "https://api.other.example/";
+/// The chaining-grant audience (another trust domain's AS).
+pub const DOMAIN_B_ISSUER: &str = "https://as.domain-b.example";
+/// A resource of this deployment, issued RFC 9068 access tokens.
+pub const LOCAL_API: &str = "https://api.local.example/";
+/// Client ids.
+pub const AGENT: &str = "agent";
+pub const AGENT_AT_IDP: &str = "0oa-agent-at-idp";
+pub const AGENT_AT_RAS: &str = "agent-at-saas";
+pub const POST_CLIENT: &str = "post-client";
+pub const JWT_CLIENT: &str = "jwt-client";
+
+pub struct Env {
+    pub idp: TestIdp,
+    pub server: RunningServer,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub client_key: PrivateKey,
+    _dir: tempfile::TempDir,
+}
+
+pub fn audience(id: &str, issuer: &str, token_type: &str) -> AudienceConfig {
+    AudienceConfig {
+        id: id.into(),
+        issuer: issuer.into(),
+        aliases: vec![],
+        resources: vec![],
+        scopes: vec![],
+        token_type: token_type.into(),
+        lifetime_secs: None,
+        claims: BTreeMap::new(),
+        release: vec![],
+        condition: None,
+        require_acr: vec![],
+        max_auth_age_secs: None,
+    }
+}
+
+pub fn client(id: &str, method: &str, audiences: &[&str]) -> ClientConfig {
+    ClientConfig {
+        client_id: id.into(),
+        auth_method: method.into(),
+        secret_hash: None,
+        jwks: None,
+        jwks_uri: None,
+        grant_types: vec!["urn:ietf:params:oauth:grant-type:token-exchange".into()],
+        audiences: audiences.iter().map(|a| a.to_string()).collect(),
+        scopes: vec![],
+        idp_client_ids: BTreeMap::new(),
+        audience_client_ids: BTreeMap::new(),
+        enabled: true,
+    }
+}
+
+impl Env {
+    /// Starts an IdP and a frontdesk trusting it; `customize` may change the config first.
+    pub async fn start_with(customize: impl FnOnce(&mut Config)) -> anyhow::Result<Env> {
+        let idp = TestIdp::start().await?;
+        let dir = tempfile::tempdir()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let client_key =
+            PrivateKey::generate(SigningAlgorithm::Es256, 2048).map_err(anyhow::Error::msg)?;
+        let client_jwk = client_key.public_jwk().map_err(anyhow::Error::msg)?;
+        let secret_hash = hash_secret(SECRET).map_err(anyhow::Error::msg)?;
+
+        let mut config = Config::default();
+        config.issuer = url.clone();
+        config.server.listen = listener.local_addr()?.to_string();
+        config.database.url =
+            SecretString::new(format!("sqlite://{}", dir.path().join("fd.db").display()));
+        config.keys.encryption_key = Some(SecretString::new(
+            base64::engine::general_purpose::STANDARD.encode([42u8; 32]),
+        ));
+        config.federation.jwks_min_refetch_secs = 0;
+        config.identity_providers.push(IdentityProviderConfig {
+            id: "corp".into(),
+            issuer: idp.issuer.clone(),
+            jwks_uri: None,
+            jwks: None,
+            algorithms: vec!["RS256".into(), "ES256".into()],
+            token_types: vec!["id_token".into(), "access_token".into(), "jwt".into()],
+            audiences: vec!["frontdesk-api".into()],
+            clock_skew_secs: Some(30),
+            max_token_age_secs: Some(3600),
+            condition: None,
+            enabled: true,
+        });
+        let mut ras = audience("saas", RAS_ISSUER, "id-jag");
+        ras.aliases = vec![RAS_ALIAS.into()];
+        ras.resources = vec![MCP_RESOURCE.into()];
+        ras.scopes = vec!["read".into(), "write".into()];
+        ras.release = vec![
+            "auth_time".into(),
+            "acr".into(),
+            "amr".into(),
+            "email".into(),
+        ];
+        let mut other = audience("other", OTHER_RAS_ISSUER, "id-jag");
+        other.resources = vec![OTHER_RESOURCE.into()];
+        other.scopes = vec!["read".into()];
+        let mut domain_b = audience("domain-b", DOMAIN_B_ISSUER, "jwt");
+        domain_b.scopes = vec!["read".into()];
+        let mut local = audience("local-api", LOCAL_API, "access_token");
+        local.resources = vec![LOCAL_API.into()];
+        local.scopes = vec!["read".into(), "write".into()];
+        config.audiences = vec![ras, other, domain_b, local];
+
+        let all = ["saas", "other", "domain-b", "local-api"];
+        let mut agent = client(AGENT, "client_secret_basic", &all);
+        agent.secret_hash = Some(secret_hash.clone());
+        agent
+            .idp_client_ids
+            .insert("corp".into(), AGENT_AT_IDP.into());
+        agent
+            .audience_client_ids
+            .insert("saas".into(), AGENT_AT_RAS.into());
+        let mut post = client(POST_CLIENT, "client_secret_post", &["saas"]);
+        post.secret_hash = Some(secret_hash);
+        let mut jwt = client(JWT_CLIENT, "private_key_jwt", &["saas"]);
+        jwt.jwks = Some(json!({ "keys": [client_jwk] }).to_string());
+        config.clients = vec![agent, post, jwt];
+        customize(&mut config);
+
+        let server = spawn_on(config, listener)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Env {
+            idp,
+            server,
+            url,
+            http: reqwest::Client::builder().no_proxy().build()?,
+            client_key,
+            _dir: dir,
+        })
+    }
+
+    pub async fn start() -> anyhow::Result<Env> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// An ID token for `agent` (audience = its id at the IdP).
+    pub async fn id_token(&self) -> anyhow::Result<String> {
+        self.idp
+            .mint(
+                json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "email": "ada@example.com",
+                          "auth_time": now() - 60, "acr": "phr", "amr": ["pwd", "otp"] }),
+            )
+            .await
+    }
+
+    /// POSTs a form to /token with Basic auth as `agent`.
+    pub async fn exchange_as_agent(
+        &self,
+        form: &(impl serde::Serialize + ?Sized),
+    ) -> anyhow::Result<(u16, Value)> {
+        self.post_token(form, Some((AGENT, SECRET))).await
+    }
+
+    /// POSTs a form to /token, optionally with Basic credentials.
+    pub async fn post_token(
+        &self,
+        form: &(impl serde::Serialize + ?Sized),
+        basic: Option<(&str, &str)>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self
+            .http
+            .post(format!("{}/token", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form)?);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let cache = response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        anyhow::ensure!(
+            cache == "no-store",
+            "token responses must carry Cache-Control: no-store, got {cache:?}"
+        );
+        Ok((status, response.json().await?))
+    }
+
+    /// A `private_key_jwt` client assertion for `jwt-client`.
+    pub fn client_assertion(&self, jti: &str, aud: &str) -> anyhow::Result<String> {
+        let jwk = self.client_key.public_jwk().map_err(anyhow::Error::msg)?;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = jwk.common.key_id.clone();
+        let claims = json!({ "iss": JWT_CLIENT, "sub": JWT_CLIENT, "aud": aud, "jti": jti,
+                             "iat": now(), "exp": now() + 120 });
+        Ok(jsonwebtoken::encode(
+            &header,
+            &claims,
+            &self.client_key.encoding_key().map_err(anyhow::Error::msg)?,
+        )?)
+    }
+
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/jwks.json", self.url)
+    }
+}
+
+pub fn now() -> i64 {
+    frontdesk::clock::unix_now()
+}
+
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+pub const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
+pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";

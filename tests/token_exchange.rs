@@ -1,0 +1,151 @@
+//! Leg 1 end to end: a real IdP (oauth2-mock-server over HTTP) issues ID tokens, frontdesk
+//! exchanges them over a real socket, and an independent JOSE library (npm `jose`) verifies
+//! what frontdesk issued against its published JWKS. Row IDs refer to REQUIREMENTS.md.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use env::*;
+use idp::{decode_unverified, verify_independently};
+use serde_json::json;
+
+#[tokio::test]
+async fn id_jag_exchange_issues_a_verifiable_id_jag_idjag_issue_26() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let id_token = env.id_token().await?;
+    let (status, body) = env
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", RAS_ISSUER),
+            ("resource", MCP_RESOURCE),
+            ("scope", "read write admin"),
+            ("subject_token", &id_token),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    // IDJAG-ISSUE-26, INT-02, INT-05, IDJAG-ISSUE-29.
+    assert_eq!(body["issued_token_type"], ID_JAG);
+    assert_eq!(body["token_type"], "N_A");
+    assert!(body.get("refresh_token").is_none());
+    // IDJAG-ISSUE-27, INT-03: narrowed scope reported.
+    assert_eq!(body["scope"], "read write");
+    let token = body["access_token"].as_str().expect("token");
+
+    let verified = verify_independently(
+        token,
+        &env.jwks_uri(),
+        &env.url,
+        RAS_ISSUER,
+        "oauth-id-jag+jwt",
+    )
+    .await?;
+    let claims = &verified["payload"];
+    assert_eq!(verified["header"]["typ"], "oauth-id-jag+jwt"); // IDJAG-JWT-01
+    assert_eq!(claims["iss"], env.url); // IDJAG-JWT-03
+    assert_eq!(claims["aud"], RAS_ISSUER); // IDJAG-JWT-04
+    assert_eq!(claims["sub"], "user-1"); // IDJAG-JWT-05
+    assert_eq!(claims["client_id"], AGENT_AT_RAS); // IDJAG-JWT-06
+    assert!(claims["jti"].as_str().is_some_and(|jti| !jti.is_empty())); // IDJAG-JWT-07
+    assert_eq!(claims["resource"], MCP_RESOURCE); // INT-04
+    assert_eq!(claims["scope"], "read write"); // IDJAG-JWT-10
+    assert_eq!(claims["email"], "ada@example.com");
+    assert_eq!(claims["acr"], "phr"); // IDJAG-JWT-14
+    assert!(claims.get("act").is_none()); // IDJAG-JWT-12
+    let lifetime = claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat");
+    assert_eq!(body["expires_in"].as_i64(), Some(lifetime)); // IDJAG-ISSUE-29
+    assert!(lifetime <= 300); // IDJAG-JWT-08
+
+    // The decision is in the audit log, with the issued jti and no token (IDJAG-ISSUE-25).
+    use frontdesk::store::{AuditFilter, AuditLog};
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    let event = events.first().expect("one audit event");
+    assert_eq!(event.event.decision.as_str(), "issued");
+    assert_eq!(event.event.client_id.as_deref(), Some(AGENT));
+    assert_eq!(event.event.issued_jti.as_deref(), claims["jti"].as_str());
+    assert_eq!(event.event.scopes_granted, vec!["read", "write"]);
+    let serialized = serde_json::to_string(&events)?;
+    assert!(!serialized.contains(&id_token) && !serialized.contains(token));
+    Ok(())
+}
+
+#[tokio::test]
+async fn audience_alias_resolves_to_the_issuer_idjag_issue_04() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let id_token = env.id_token().await?;
+    let (status, body) = env
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", RAS_ALIAS),
+            ("subject_token", &id_token),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
+    assert_eq!(claims["aud"], RAS_ISSUER);
+    assert!(claims.get("scope").is_none() && body.get("scope").is_none()); // INT-03
+    assert!(claims.get("resource").is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn idp_key_rotation_is_picked_up_without_restart() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let first = env.id_token().await?;
+    let form = |token: &str| {
+        vec![
+            ("grant_type", TOKEN_EXCHANGE.to_string()),
+            ("requested_token_type", ID_JAG.to_string()),
+            ("audience", RAS_ISSUER.to_string()),
+            ("subject_token", token.to_string()),
+            ("subject_token_type", ID_TOKEN.to_string()),
+        ]
+    };
+    let (status, body) = env.exchange_as_agent(&form(&first)).await?;
+    assert_eq!(status, 200, "{body}");
+    let new_kid = env.idp.rotate_key().await?;
+    let second = env.id_token().await?;
+    let (header, _) = decode_unverified(&second)?;
+    assert_eq!(header["kid"], new_kid);
+    let (status, body) = env.exchange_as_agent(&form(&second)).await?;
+    assert_eq!(
+        status, 200,
+        "a token signed by the rotated-in key is accepted: {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn private_key_jwt_authenticates_once_per_assertion_cauth_06() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let id_token = env.idp.mint(json!({ "aud": JWT_CLIENT })).await?;
+    let assertion = env.client_assertion("assertion-1", &env.url)?;
+    let form = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("requested_token_type", ID_JAG),
+        ("audience", RAS_ISSUER),
+        ("subject_token", id_token.as_str()),
+        ("subject_token_type", ID_TOKEN),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion.as_str()),
+    ];
+    let (status, body) = env.post_token(&form, None).await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = env.post_token(&form, None).await?;
+    assert_eq!(status, 401, "replayed client assertion: {body}");
+    assert_eq!(body["error"], "invalid_client");
+    Ok(())
+}
