@@ -37,6 +37,27 @@ pub enum Command {
     Keys(KeysCommand),
     /// Read a secret from standard input and print its argon2id PHC string.
     HashSecret,
+    /// Manage clients stored in the database (clients in the config file are read-only).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Perform a token exchange against a frontdesk (or any RFC 8693 server) and print the
+    /// decoded result: a client-side helper for trying a deployment out.
+    Exchange(crate::exchange_cli::ExchangeArgs),
+}
+
+/// Client commands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a confidential client. With a secret method, a random secret is generated and
+    /// printed once; only its argon2id hash is stored.
+    Add(crate::client_cli::ClientAddArgs),
+    /// List clients (from the config file and the database).
+    List,
+    /// Remove a client created with `client add`.
+    Remove {
+        /// The client_id.
+        client_id: String,
+    },
 }
 
 /// Key commands.
@@ -59,8 +80,10 @@ pub enum KeysCommand {
 
 /// Runs the parsed command. Errors are one line for the terminal.
 pub async fn run(cli: Cli) -> Result<(), StartupError> {
-    if let Command::HashSecret = cli.command {
-        return hash_secret();
+    match cli.command {
+        Command::HashSecret => return hash_secret(),
+        Command::Exchange(args) => return crate::exchange_cli::run(args).await,
+        _ => {}
     }
     let config = load_config(cli.config.as_deref())?;
     crate::telemetry::init(&config.log.format, &config.log.level);
@@ -86,7 +109,15 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
         Command::Keys(command) => keys(command, &config).await,
+        Command::Client(command) => {
+            let store = app::open_store(&config).await?;
+            crate::trust::sync_config(&store, &config, unix_now())
+                .await
+                .map_err(|error| StartupError(format!("cannot load the configured trust: {error}")))?;
+            crate::client_cli::run(command, &store).await
+        }
         Command::HashSecret => hash_secret(),
+        Command::Exchange(args) => crate::exchange_cli::run(args).await,
     }
 }
 

@@ -7,6 +7,8 @@
 //! | variable | key |
 //! |---|---|
 //! | `FRONTDESK_CONFIG` | path of the TOML file (same as `--config`) |
+//! | `FRONTDESK_LOG` | tracing filter overriding `log.level` |
+//! | `FRONTDESK_CLIENT_SECRET` | read by `frontdesk exchange` only |
 //! | `FRONTDESK_ISSUER` | `issuer` |
 //! | `FRONTDESK_LISTEN` | `server.listen` |
 //! | `FRONTDESK_DATABASE_URL` | `database.url` |
@@ -395,7 +397,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Variables that are not configuration keys but are read elsewhere.
-const NON_CONFIG_VARIABLES: &[&str] = &["FRONTDESK_CONFIG", "FRONTDESK_LOG"];
+const NON_CONFIG_VARIABLES: &[&str] =
+    &["FRONTDESK_CONFIG", "FRONTDESK_LOG", "FRONTDESK_CLIENT_SECRET"];
 /// Short aliases for the most common settings.
 const ALIASES: &[(&str, &str)] = &[
     ("FRONTDESK_ISSUER", "issuer"),

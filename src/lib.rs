@@ -4,8 +4,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod client_cli;
 pub mod clock;
 pub mod config;
+pub mod exchange_cli;
 pub mod http;
 pub mod jose;
 pub mod keys;

@@ -1,0 +1,162 @@
+//! `frontdesk client add|list|remove`: clients stored in the database (the admin page's
+//! territory); config-file clients are listed but never changed here.
+
+use std::collections::BTreeMap;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::app::StartupError;
+use crate::cli::ClientCommand;
+use crate::clock::unix_now;
+use crate::config::ClientConfig;
+use crate::store::{AuditEvent, AuditLog, Decision, Store, TrustDocument, TrustKind, TrustStore};
+
+/// Arguments of `client add`.
+#[derive(Debug, clap::Args)]
+pub struct ClientAddArgs {
+    /// The client_id.
+    #[arg(long)]
+    pub id: String,
+    /// client_secret_basic, client_secret_post or private_key_jwt.
+    #[arg(long, default_value = "client_secret_basic")]
+    pub auth_method: String,
+    /// For private_key_jwt: the client's JWKS URL.
+    #[arg(long)]
+    pub jwks_uri: Option<String>,
+    /// For private_key_jwt: a file holding the client's public JWKS.
+    #[arg(long)]
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// An audience id the client may request (repeatable).
+    #[arg(long = "audience")]
+    pub audiences: Vec<String>,
+    /// A scope the client may be granted (repeatable; none = whatever the audience allows).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// `IDP=ID`: the client's identifier at an identity provider (repeatable).
+    #[arg(long = "idp-client-id", value_parser = parse_pair)]
+    pub idp_client_ids: Vec<(String, String)>,
+    /// `AUDIENCE=ID`: the client's identifier at an audience (repeatable).
+    #[arg(long = "audience-client-id", value_parser = parse_pair)]
+    pub audience_client_ids: Vec<(String, String)>,
+    /// A grant type (repeatable; default: token-exchange).
+    #[arg(long = "grant-type")]
+    pub grant_types: Vec<String>,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{text}`"))
+}
+
+/// Runs a client command.
+pub async fn run(command: ClientCommand, store: &Store) -> Result<(), StartupError> {
+    let fail = |error: crate::store::StoreError| StartupError(format!("database error: {error}"));
+    match command {
+        ClientCommand::List => {
+            for document in store.list_trust(TrustKind::Client).await.map_err(fail)? {
+                let method = document.document["auth_method"].as_str().unwrap_or("?");
+                let origin = if document.managed_by_config { "config" } else { "database" };
+                println!("{:<32} {:<22} {origin}", document.id, method);
+            }
+            Ok(())
+        }
+        ClientCommand::Remove { client_id } => {
+            let existing = store.list_trust(TrustKind::Client).await.map_err(fail)?;
+            match existing.iter().find(|document| document.id == client_id) {
+                None => Err(StartupError(format!("no client has id {client_id}"))),
+                Some(document) if document.managed_by_config => Err(StartupError(format!(
+                    "{client_id} is managed by the configuration file; remove it there"
+                ))),
+                Some(_) => {
+                    store.delete_trust(TrustKind::Client, &client_id).await.map_err(fail)?;
+                    audit(store, "client_removed", &client_id).await?;
+                    println!("removed {client_id}");
+                    Ok(())
+                }
+            }
+        }
+        ClientCommand::Add(args) => add(args, store).await,
+    }
+}
+
+async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
+    let fail = |error: crate::store::StoreError| StartupError(format!("database error: {error}"));
+    let existing = store.list_trust(TrustKind::Client).await.map_err(fail)?;
+    if existing.iter().any(|document| document.id == args.id) {
+        return Err(StartupError(format!("a client with id {} already exists", args.id)));
+    }
+    let secret = args.auth_method.starts_with("client_secret").then(|| {
+        let mut bytes = [0u8; 32];
+        let _ = SystemRandom::new().fill(&mut bytes);
+        URL_SAFE_NO_PAD.encode(bytes)
+    });
+    let secret_hash = secret
+        .as_deref()
+        .map(crate::secret::hash_secret)
+        .transpose()
+        .map_err(StartupError)?;
+    let jwks = args
+        .jwks_file
+        .as_ref()
+        .map(std::fs::read_to_string)
+        .transpose()
+        .map_err(|error| StartupError(format!("cannot read the JWKS file: {error}")))?;
+    let client = ClientConfig {
+        client_id: args.id.clone(),
+        auth_method: args.auth_method,
+        secret_hash,
+        jwks,
+        jwks_uri: args.jwks_uri,
+        grant_types: if args.grant_types.is_empty() {
+            vec![crate::oauth::GRANT_TOKEN_EXCHANGE.to_string()]
+        } else {
+            args.grant_types
+        },
+        audiences: args.audiences,
+        scopes: args.scopes,
+        idp_client_ids: args.idp_client_ids.into_iter().collect::<BTreeMap<_, _>>(),
+        audience_client_ids: args.audience_client_ids.into_iter().collect::<BTreeMap<_, _>>(),
+        enabled: true,
+    };
+    crate::trust::validate_client(&client)
+        .map_err(|(key, message)| StartupError(format!("invalid client: {key}: {message}")))?;
+    let audiences = store.list_trust(TrustKind::Audience).await.map_err(fail)?;
+    for audience in client.audiences.iter().chain(client.audience_client_ids.keys()) {
+        if !audiences.iter().any(|document| &document.id == audience) {
+            return Err(StartupError(format!("no audience has id {audience}")));
+        }
+    }
+    let idps = store.list_trust(TrustKind::IdentityProvider).await.map_err(fail)?;
+    for idp in client.idp_client_ids.keys() {
+        if !idps.iter().any(|document| &document.id == idp) {
+            return Err(StartupError(format!("no identity provider has id {idp}")));
+        }
+    }
+    let document = TrustDocument {
+        id: client.client_id.clone(),
+        document: serde_json::to_value(&client).map_err(|error| StartupError(error.to_string()))?,
+        managed_by_config: false,
+        updated_at: unix_now(),
+    };
+    store.upsert_trust(TrustKind::Client, &document).await.map_err(fail)?;
+    audit(store, "client_created", &client.client_id).await?;
+    println!("created client {}", client.client_id);
+    if let Some(secret) = secret {
+        println!("client_secret: {secret}");
+        println!("(shown once; only its argon2id hash is stored)");
+    }
+    Ok(())
+}
+
+async fn audit(store: &Store, event: &str, client_id: &str) -> Result<(), StartupError> {
+    let mut record = AuditEvent::new(unix_now(), event, Decision::Changed);
+    record.client_id = Some(client_id.to_string());
+    record.detail = Some(serde_json::json!({ "actor": "cli" }));
+    store
+        .record(&record)
+        .await
+        .map_err(|error| StartupError(format!("cannot write the audit event: {error}")))
+}
