@@ -1,1 +1,3 @@
 //! frontdesk
+
+pub mod policy;
