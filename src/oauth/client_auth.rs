@@ -400,6 +400,11 @@ async fn assertion_client<R: ReplayStore>(
             false,
         ));
     }
+    // Refuse a disallowed algorithm before any key lookup (no JWKS fetch for an HS256 assertion).
+    if !CLIENT_ASSERTION_ALGORITHMS.contains(&unverified.alg()) {
+        let error = crate::jose::JoseError::AlgNotAllowed;
+        return Err(invalid_client(error.reason(), &error.description(), false));
+    }
     let key = if let Some(set) = &client.jwks {
         select_key(set, &unverified).cloned().ok_or_else(|| {
             invalid_client(

@@ -258,6 +258,12 @@ async fn verify_subject(
             "This identity provider is not trusted for this subject_token_type",
         ));
     }
+    // BCP-01/BCP-03: refuse an algorithm the issuer may not use before looking up a key, so an
+    // HS256 token naming the issuer's RSA kid is reported as such, and a token with a disallowed
+    // algorithm and an unknown kid cannot make us refetch the issuer's JWKS.
+    if !idp.algorithms.contains(&unverified.alg()) {
+        return Err(fail(JoseError::AlgNotAllowed));
+    }
     let key = service
         .jwks
         .key_for(

@@ -88,8 +88,10 @@ impl Env {
         let client_jwk = client_key.public_jwk().map_err(anyhow::Error::msg)?;
         let secret_hash = hash_secret(SECRET).map_err(anyhow::Error::msg)?;
 
-        let mut config = Config::default();
-        config.issuer = url.clone();
+        let mut config = Config {
+            issuer: url.clone(),
+            ..Config::default()
+        };
         config.server.listen = listener.local_addr()?.to_string();
         config.database.url =
             SecretString::new(format!("sqlite://{}", dir.path().join("fd.db").display()));
