@@ -113,7 +113,9 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             let store = app::open_store(&config).await?;
             crate::trust::sync_config(&store, &config, unix_now())
                 .await
-                .map_err(|error| StartupError(format!("cannot load the configured trust: {error}")))?;
+                .map_err(|error| {
+                    StartupError(format!("cannot load the configured trust: {error}"))
+                })?;
             crate::client_cli::run(command, &store).await
         }
         Command::HashSecret => hash_secret(),
@@ -134,8 +136,7 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
                 .await
                 .map_err(|error| StartupError(error.to_string()))?;
             println!(
-                "{:<8} {:<6} {:<44} {:<12} {}",
-                "STATE", "ALG", "KID", "CREATED", "NOTE"
+                "STATE    ALG    KID                                          CREATED      NOTE"
             );
             for key in keys {
                 let note = match key.state {

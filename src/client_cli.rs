@@ -58,7 +58,11 @@ pub async fn run(command: ClientCommand, store: &Store) -> Result<(), StartupErr
         ClientCommand::List => {
             for document in store.list_trust(TrustKind::Client).await.map_err(fail)? {
                 let method = document.document["auth_method"].as_str().unwrap_or("?");
-                let origin = if document.managed_by_config { "config" } else { "database" };
+                let origin = if document.managed_by_config {
+                    "config"
+                } else {
+                    "database"
+                };
                 println!("{:<32} {:<22} {origin}", document.id, method);
             }
             Ok(())
@@ -71,7 +75,10 @@ pub async fn run(command: ClientCommand, store: &Store) -> Result<(), StartupErr
                     "{client_id} is managed by the configuration file; remove it there"
                 ))),
                 Some(_) => {
-                    store.delete_trust(TrustKind::Client, &client_id).await.map_err(fail)?;
+                    store
+                        .delete_trust(TrustKind::Client, &client_id)
+                        .await
+                        .map_err(fail)?;
                     audit(store, "client_removed", &client_id).await?;
                     println!("removed {client_id}");
                     Ok(())
@@ -86,7 +93,10 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
     let fail = |error: crate::store::StoreError| StartupError(format!("database error: {error}"));
     let existing = store.list_trust(TrustKind::Client).await.map_err(fail)?;
     if existing.iter().any(|document| document.id == args.id) {
-        return Err(StartupError(format!("a client with id {} already exists", args.id)));
+        return Err(StartupError(format!(
+            "a client with id {} already exists",
+            args.id
+        )));
     }
     let secret = args.auth_method.starts_with("client_secret").then(|| {
         let mut bytes = [0u8; 32];
@@ -118,18 +128,28 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
         audiences: args.audiences,
         scopes: args.scopes,
         idp_client_ids: args.idp_client_ids.into_iter().collect::<BTreeMap<_, _>>(),
-        audience_client_ids: args.audience_client_ids.into_iter().collect::<BTreeMap<_, _>>(),
+        audience_client_ids: args
+            .audience_client_ids
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
         enabled: true,
     };
     crate::trust::validate_client(&client)
         .map_err(|(key, message)| StartupError(format!("invalid client: {key}: {message}")))?;
     let audiences = store.list_trust(TrustKind::Audience).await.map_err(fail)?;
-    for audience in client.audiences.iter().chain(client.audience_client_ids.keys()) {
+    for audience in client
+        .audiences
+        .iter()
+        .chain(client.audience_client_ids.keys())
+    {
         if !audiences.iter().any(|document| &document.id == audience) {
             return Err(StartupError(format!("no audience has id {audience}")));
         }
     }
-    let idps = store.list_trust(TrustKind::IdentityProvider).await.map_err(fail)?;
+    let idps = store
+        .list_trust(TrustKind::IdentityProvider)
+        .await
+        .map_err(fail)?;
     for idp in client.idp_client_ids.keys() {
         if !idps.iter().any(|document| &document.id == idp) {
             return Err(StartupError(format!("no identity provider has id {idp}")));
@@ -141,7 +161,10 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
         managed_by_config: false,
         updated_at: unix_now(),
     };
-    store.upsert_trust(TrustKind::Client, &document).await.map_err(fail)?;
+    store
+        .upsert_trust(TrustKind::Client, &document)
+        .await
+        .map_err(fail)?;
     audit(store, "client_created", &client.client_id).await?;
     println!("created client {}", client.client_id);
     if let Some(secret) = secret {

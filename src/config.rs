@@ -397,8 +397,11 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Variables that are not configuration keys but are read elsewhere.
-const NON_CONFIG_VARIABLES: &[&str] =
-    &["FRONTDESK_CONFIG", "FRONTDESK_LOG", "FRONTDESK_CLIENT_SECRET"];
+const NON_CONFIG_VARIABLES: &[&str] = &[
+    "FRONTDESK_CONFIG",
+    "FRONTDESK_LOG",
+    "FRONTDESK_CLIENT_SECRET",
+];
 /// Short aliases for the most common settings.
 const ALIASES: &[(&str, &str)] = &[
     ("FRONTDESK_ISSUER", "issuer"),
@@ -540,7 +543,8 @@ impl Config {
             crate::keys::Kek::from_base64(key.expose())
                 .map_err(|message| ("keys.encryption_key".to_string(), message))?;
         }
-        if !(2048..=4096).contains(&self.keys.rsa_bits) || self.keys.rsa_bits % 1024 != 0 {
+        if !(2048..=4096).contains(&self.keys.rsa_bits) || !self.keys.rsa_bits.is_multiple_of(1024)
+        {
             return err("keys.rsa_bits", "must be 2048, 3072 or 4096");
         }
         if self.keys.jwks_max_age_secs > self.keys.promote_after_secs {

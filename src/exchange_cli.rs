@@ -90,11 +90,25 @@ pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", crate::oauth::GRANT_TOKEN_EXCHANGE.to_string()),
         ("subject_token", subject_token),
-        ("subject_token_type", token_type_uri(&args.subject_token_type)),
-        ("requested_token_type", token_type_uri(&args.requested_token_type)),
+        (
+            "subject_token_type",
+            token_type_uri(&args.subject_token_type),
+        ),
+        (
+            "requested_token_type",
+            token_type_uri(&args.requested_token_type),
+        ),
     ];
-    form.extend(args.audience.iter().map(|value| ("audience", value.clone())));
-    form.extend(args.resource.iter().map(|value| ("resource", value.clone())));
+    form.extend(
+        args.audience
+            .iter()
+            .map(|value| ("audience", value.clone())),
+    );
+    form.extend(
+        args.resource
+            .iter()
+            .map(|value| ("resource", value.clone())),
+    );
     if let Some(scope) = &args.scope {
         form.push(("scope", scope.clone()));
     }
@@ -113,7 +127,11 @@ pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
         .await
         .map_err(|error| fail(format!("the token endpoint did not answer JSON: {error}")))?;
     if !status.is_success() {
-        println!("{}", serde_json::to_string_pretty(&json!({ "status": status.as_u16(), "error": body })).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "status": status.as_u16(), "error": body }))
+                .unwrap_or_default()
+        );
         return Err(fail(format!("the exchange was refused ({status})")));
     }
     let token = body["access_token"].as_str().unwrap_or_default();
@@ -124,6 +142,9 @@ pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
         "response": body,
         "decoded": { "header": header, "claims": claims },
     });
-    println!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&output).unwrap_or_default()
+    );
     Ok(())
 }

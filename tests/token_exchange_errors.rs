@@ -245,8 +245,8 @@ async fn assert_denied_because(
     Ok(())
 }
 
-/// A rejection that happens before the request reaches the token service (transport rules):
-/// answered in OAuth format but, by design, not a token request and so not audited.
+/// A rejection that happens before the form reaches the token service (transport rules):
+/// answered in OAuth format and audited like any other denial.
 async fn assert_rejected_at_transport(
     env: &Env,
     label: &str,
@@ -256,9 +256,12 @@ async fn assert_rejected_at_transport(
     sensitive: &[&str],
 ) -> anyhow::Result<()> {
     check_error_body(label, reply, status, error, sensitive)?;
+    let records = audit_for(env, &reply.request_id).await?;
     anyhow::ensure!(
-        audit_for(env, &reply.request_id).await?.is_empty(),
-        "{label}: a transport-level rejection was audited as a token request"
+        records.len() == 1
+            && records[0].event.decision.as_str() == "denied"
+            && records[0].event.error_code.as_deref() == Some(error),
+        "{label}: expected one denied audit record with {error}, found {records:?}"
     );
     Ok(())
 }

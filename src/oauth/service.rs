@@ -81,6 +81,23 @@ impl TokenService {
         result
     }
 
+    /// Audits a request refused before its form could be handled (body too large, wrong content
+    /// type, query parameters). `Err` means the audit write failed.
+    pub async fn audit_rejection(
+        &self,
+        error: &OAuthError,
+        request_id: Option<String>,
+        now: i64,
+    ) -> Result<(), ()> {
+        let mut audit = AuditEvent::new(now, "token_request", Decision::Denied);
+        audit.request_id = request_id;
+        audit.error_code = Some(error.code.as_str().to_string());
+        audit.reason = Some(error.reason.to_string());
+        self.store.record(&audit).await.map_err(|error| {
+            tracing::error!(%error, "writing the audit event failed");
+        })
+    }
+
     async fn dispatch(
         &self,
         form: &FormParams,
