@@ -230,7 +230,7 @@ pub async fn build_token_service(
     store: Store,
     keys: Arc<KeyRing>,
 ) -> Result<TokenService, StartupError> {
-    let trust = Trust::load(store.clone())
+    let trust = Trust::load(store.clone(), config.resources.clone())
         .await
         .map_err(|error| StartupError(format!("cannot load the trust configuration: {error}")))?;
     let http = reqwest::Client::builder()

@@ -61,6 +61,8 @@ pub struct Config {
     pub audiences: Vec<AudienceConfig>,
     /// Confidential clients allowed to call the token endpoint.
     pub clients: Vec<ClientConfig>,
+    /// Resources this deployment protects (the jwt-bearer side).
+    pub resources: Vec<ResourceConfig>,
     /// Set when no configuration file was given: a local, single-user development instance.
     #[serde(skip)]
     pub development: bool,
@@ -199,9 +201,43 @@ pub struct IdentityProviderConfig {
     /// CEL condition over `subject`, `actor`, `client`, `request`; false or error denies.
     #[serde(default)]
     pub condition: Option<String>,
+    /// Leg 2: how an assertion's `iss`+`sub` becomes the local subject: `federated` (use
+    /// `sub` as is, unique per issuer), `mapped` (the CEL `subject_mapping`), or `linked`
+    /// (a subject linked beforehand with `frontdesk subject link`; unknown → `invalid_grant`).
+    #[serde(default = "default_subject_mode")]
+    pub subject_mode: String,
+    /// CEL expression over `subject` (the assertion's claims) giving the local subject, for
+    /// `subject_mode = "mapped"`.
+    #[serde(default)]
+    pub subject_mapping: Option<String>,
+    /// Leg 2: the clients this issuer may vouch for (IDJAG-ACCEPT-22); empty = any client.
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
     /// Disabled providers are kept but refuse every token.
     #[serde(default = "default_true")]
     pub enabled: bool,
+}
+
+/// A resource this deployment protects (leg 2): access tokens are audience-restricted to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// The resource identifier, exactly as the resource publishes it in its RFC 9728
+    /// protected resource metadata (e.g. `https://mcp.example.com/mcp`).
+    pub resource: String,
+    /// Scopes that may be granted for it.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Access-token lifetime; defaults to `tokens.access_token_lifetime_secs`.
+    #[serde(default)]
+    pub access_token_lifetime_secs: Option<u64>,
+    /// Refuse a second presentation of the same assertion `jti` (the MCP profile requires it,
+    /// the ID-JAG draft allows re-use). On by default. See docs/decisions.md.
+    #[serde(default = "default_true")]
+    pub single_use_assertions: bool,
+    /// Used when neither the assertion nor the request names a resource.
+    #[serde(default)]
+    pub default: bool,
 }
 
 /// A resource authorization server or trust domain frontdesk issues grants for.
@@ -291,6 +327,9 @@ fn default_idp_algorithms() -> Vec<String> {
 fn default_idp_token_types() -> Vec<String> {
     vec!["id_token".into()]
 }
+fn default_subject_mode() -> String {
+    "federated".into()
+}
 fn default_token_type() -> String {
     "id-jag".into()
 }
@@ -312,6 +351,7 @@ impl Default for Config {
             identity_providers: Vec::new(),
             audiences: Vec::new(),
             clients: Vec::new(),
+            resources: Vec::new(),
             development: false,
             source: None,
         }

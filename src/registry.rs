@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 
-use crate::config::{AudienceConfig, ClientConfig, IdentityProviderConfig};
+use crate::config::{AudienceConfig, ClientConfig, IdentityProviderConfig, ResourceConfig};
 use crate::jose::jwks_cache::KeySource;
 use crate::oauth::GrantType;
 use crate::policy::{Expression, compile};
@@ -26,6 +26,21 @@ pub struct IdentityProvider {
     pub key_source: KeySource,
     /// Compiled condition.
     pub condition: Option<Expression>,
+    /// Compiled leg-2 subject mapping.
+    pub subject_mapping: Option<Expression>,
+}
+
+impl IdentityProvider {
+    /// True if this issuer is trusted for the given token type name (`id_token`, `id_jag`, …).
+    pub fn accepts(&self, token_type: &str) -> bool {
+        self.config.enabled && self.config.token_types.iter().any(|t| t == token_type)
+    }
+
+    /// True if this issuer may vouch for `client_id` (IDJAG-ACCEPT-22).
+    pub fn vouches_for(&self, client_id: &str) -> bool {
+        self.config.allowed_clients.is_empty()
+            || self.config.allowed_clients.iter().any(|c| c == client_id)
+    }
 }
 
 /// What an audience is issued.
@@ -88,6 +103,8 @@ pub struct Registry {
     audiences_by_value: HashMap<String, Arc<Audience>>,
     audiences_by_resource: HashMap<String, Vec<Arc<Audience>>>,
     clients: HashMap<String, Arc<Client>>,
+    resources: HashMap<String, Arc<ResourceConfig>>,
+    default_resource: Option<Arc<ResourceConfig>>,
     version: String,
 }
 
@@ -112,6 +129,27 @@ impl Registry {
     /// The client with this id.
     pub fn client(&self, client_id: &str) -> Option<&Arc<Client>> {
         self.clients.get(client_id)
+    }
+
+    /// A protected resource by its exact identifier.
+    pub fn resource(&self, resource: &str) -> Option<&Arc<ResourceConfig>> {
+        self.resources.get(resource)
+    }
+
+    /// The resource used when none is named.
+    pub fn default_resource(&self) -> Option<&Arc<ResourceConfig>> {
+        self.default_resource.as_ref()
+    }
+
+    fn with_resources(mut self, resources: &[ResourceConfig]) -> Registry {
+        for resource in resources {
+            let resource = Arc::new(resource.clone());
+            if resource.default {
+                self.default_resource = Some(resource.clone());
+            }
+            self.resources.insert(resource.resource.clone(), resource);
+        }
+        self
     }
 
     /// Builds a registry from stored documents. Invalid documents are skipped with an error log
@@ -210,11 +248,18 @@ fn build_idp(config: IdentityProviderConfig) -> Result<IdentityProvider, String>
         .map(compile)
         .transpose()
         .map_err(|error| error.to_string())?;
+    let subject_mapping = config
+        .subject_mapping
+        .as_deref()
+        .map(compile)
+        .transpose()
+        .map_err(|error| error.to_string())?;
     Ok(IdentityProvider {
         config,
         algorithms,
         key_source,
         condition,
+        subject_mapping,
     })
 }
 
@@ -272,15 +317,17 @@ fn build_client(config: ClientConfig) -> Result<Client, String> {
 #[derive(Debug)]
 pub struct Trust {
     store: Store,
+    resources: Vec<ResourceConfig>,
     current: RwLock<Arc<Registry>>,
 }
 
 impl Trust {
-    /// Loads the registry from the store.
-    pub async fn load(store: Store) -> Result<Trust, StoreError> {
-        let registry = load_registry(&store).await?;
+    /// Loads the registry from the store; protected resources come from the configuration.
+    pub async fn load(store: Store, resources: Vec<ResourceConfig>) -> Result<Trust, StoreError> {
+        let registry = load_registry(&store).await?.with_resources(&resources);
         Ok(Trust {
             store,
+            resources,
             current: RwLock::new(Arc::new(registry)),
         })
     }
@@ -299,7 +346,9 @@ impl Trust {
         if version == self.current().version {
             return Ok(false);
         }
-        let registry = load_registry(&self.store).await?;
+        let registry = load_registry(&self.store)
+            .await?
+            .with_resources(&self.resources);
         match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(registry),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(registry),
@@ -309,7 +358,9 @@ impl Trust {
 
     /// Reloads unconditionally (after an admin change on this instance).
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let registry = load_registry(&self.store).await?;
+        let registry = load_registry(&self.store)
+            .await?
+            .with_resources(&self.resources);
         match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(registry),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(registry),

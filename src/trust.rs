@@ -9,7 +9,11 @@ use crate::config::{AudienceConfig, ClientConfig, Config, IdentityProviderConfig
 use crate::store::{StoreError, TrustDocument, TrustKind, TrustStore};
 
 /// Subject token types an identity provider may be trusted for.
-pub const IDP_TOKEN_TYPES: &[&str] = &["id_token", "jwt", "access_token"];
+/// `id_jag` and `jwt_grant` are accepted as jwt-bearer assertions (leg 2); the others as
+/// subject tokens (leg 1).
+pub const IDP_TOKEN_TYPES: &[&str] = &["id_token", "jwt", "access_token", "id_jag", "jwt_grant"];
+/// How leg 2 resolves an assertion's subject.
+pub const SUBJECT_MODES: &[&str] = &["federated", "mapped", "linked"];
 /// Signature algorithms an identity provider may be trusted for: asymmetric only (BCP-02, BCP-03).
 pub const IDP_ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
@@ -47,6 +51,18 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
             );
         }
     }
+    let mut issuers = BTreeSet::new();
+    for (index, idp) in config.identity_providers.iter().enumerate() {
+        if !issuers.insert(idp.issuer.clone()) {
+            return invalid(
+                format!("identity_providers[{index}].issuer"),
+                format!(
+                    "another identity provider already has issuer `{}`",
+                    idp.issuer
+                ),
+            );
+        }
+    }
     let idp_ids = seen;
     let mut seen = BTreeSet::new();
     let mut audience_values = BTreeSet::new();
@@ -76,6 +92,39 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
         }
     }
     let audience_ids = seen;
+    let mut resources = BTreeSet::new();
+    let mut defaults = 0;
+    for (index, resource) in config.resources.iter().enumerate() {
+        let key = format!("resources[{index}]");
+        validate_resource(resource)
+            .map_err(|(field, message)| (format!("{key}.{field}"), message))?;
+        if !resources.insert(resource.resource.clone()) {
+            return invalid(
+                format!("{key}.resource"),
+                format!("duplicate resource `{}`", resource.resource),
+            );
+        }
+        defaults += usize::from(resource.default);
+    }
+    if defaults > 1 {
+        return invalid(
+            "resources".into(),
+            "at most one resource may be the default",
+        );
+    }
+    for (index, idp) in config.identity_providers.iter().enumerate() {
+        if idp.issuer == config.issuer
+            && idp
+                .token_types
+                .iter()
+                .any(|t| t == "id_jag" || t == "jwt_grant")
+        {
+            return invalid(
+                format!("identity_providers[{index}].issuer"),
+                "frontdesk never redeems grants it issued itself (IDJAG-ACCEPT-23)",
+            );
+        }
+    }
     let mut seen = BTreeSet::new();
     for (index, client) in config.clients.iter().enumerate() {
         let key = format!("clients[{index}]");
@@ -177,7 +226,10 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
             );
         }
     }
-    let needs_audiences = idp.token_types.iter().any(|t| t != "id_token");
+    let needs_audiences = idp
+        .token_types
+        .iter()
+        .any(|t| t == "jwt" || t == "access_token");
     if needs_audiences && idp.audiences.is_empty() {
         return invalid(
             "audiences".into(),
@@ -189,6 +241,69 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
     }
     if let Some(condition) = &idp.condition {
         crate::policy::compile(condition).map_err(|e| ("condition".to_string(), e.to_string()))?;
+    }
+    if !SUBJECT_MODES.contains(&idp.subject_mode.as_str()) {
+        return invalid(
+            "subject_mode".into(),
+            format!("must be one of {}", SUBJECT_MODES.join(", ")),
+        );
+    }
+    match (idp.subject_mode.as_str(), &idp.subject_mapping) {
+        ("mapped", None) => {
+            return invalid(
+                "subject_mapping".into(),
+                "subject_mode = \"mapped\" needs a subject_mapping expression",
+            );
+        }
+        ("mapped", Some(mapping)) => {
+            crate::policy::compile(mapping)
+                .map_err(|e| ("subject_mapping".to_string(), e.to_string()))?;
+        }
+        (_, Some(_)) => {
+            return invalid(
+                "subject_mapping".into(),
+                "only used with subject_mode = \"mapped\"",
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Validates one protected resource.
+pub fn validate_resource(resource: &crate::config::ResourceConfig) -> Result<(), Invalid> {
+    let url = url::Url::parse(&resource.resource).or_else(|e| {
+        invalid(
+            "resource".into(),
+            format!("`{}` is not an absolute URI: {e}", resource.resource),
+        )
+    })?;
+    if url.fragment().is_some() {
+        return invalid(
+            "resource".into(),
+            "a resource identifier has no fragment (RFC 8707 §2)",
+        );
+    }
+    for scope in &resource.scopes {
+        if scope.is_empty()
+            || scope
+                .chars()
+                .any(|c| c == '"' || c == '\\' || !c.is_ascii_graphic())
+        {
+            return invalid(
+                "scopes".into(),
+                format!("`{scope}` is not a valid scope token (RFC 6749 §3.3)"),
+            );
+        }
+    }
+    if resource
+        .access_token_lifetime_secs
+        .is_some_and(|secs| secs == 0 || secs > 86400)
+    {
+        return invalid(
+            "access_token_lifetime_secs".into(),
+            "must be between 1 and 86400",
+        );
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::config::Config;
-use crate::oauth::{GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_JWT};
+use crate::oauth::{
+    GRANT_JWT_BEARER, GRANT_PROFILE_ID_JAG, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_JWT,
+};
 
 /// The metadata document for `config`, with endpoint URLs on the issuer's origin (META-17).
 pub fn metadata_document(config: &Config) -> Value {
@@ -32,7 +34,13 @@ pub fn metadata_document(config: &Config) -> Value {
         // RFC 8414 requires this member; frontdesk has no authorization endpoint (yet), so it
         // supports no response type.
         "response_types_supported": [],
-        "grant_types_supported": [GRANT_TOKEN_EXCHANGE],
+        "grant_types_supported": [GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER],
+        // IDJAG §7.2, EMA §6 (META-07..09): ID-JAGs are redeemed with the jwt-bearer grant.
+        "authorization_grant_profiles_supported": [GRANT_PROFILE_ID_JAG],
+        "introspection_endpoint": format!("{base}/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "revocation_endpoint": format!("{base}/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": signing_algs,
         // CHAIN §3, IDJAG §7.1 (META-06).

@@ -51,6 +51,14 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .route(
+            "/introspect",
+            axum::routing::post(token::introspect).fallback(token::method_not_allowed),
+        )
+        .route(
+            "/revoke",
+            axum::routing::post(token::revoke).fallback(token::method_not_allowed),
+        )
+        .route(
             "/token",
             axum::routing::post(token::token).fallback(token::method_not_allowed),
         )

@@ -22,12 +22,34 @@ enum Rejection {
     Service(OAuthError),
 }
 
+/// Which form endpoint a request is for.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Token,
+    Introspect,
+    Revoke,
+}
+
 /// `POST /token`.
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
+    form_endpoint(state, request, Endpoint::Token).await
+}
+
+/// `POST /introspect` (RFC 7662).
+pub async fn introspect(State(state): State<AppState>, request: Request) -> Response {
+    form_endpoint(state, request, Endpoint::Introspect).await
+}
+
+/// `POST /revoke` (RFC 7009).
+pub async fn revoke(State(state): State<AppState>, request: Request) -> Response {
+    form_endpoint(state, request, Endpoint::Revoke).await
+}
+
+async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) -> Response {
     let (parts, body) = request.into_parts();
     let limit = state.config.server.max_body_bytes;
     let result = match axum::body::to_bytes(body, limit).await {
-        Ok(body) => handle(&state, &parts.uri, &parts.headers, &body).await,
+        Ok(body) => handle(&state, &parts.uri, &parts.headers, &body, endpoint).await,
         Err(_) => Err(Rejection::Transport(OAuthError::invalid_request(
             "request_too_large",
             "The request body is larger than this server accepts",
@@ -72,6 +94,7 @@ async fn handle(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
+    endpoint: Endpoint,
 ) -> Result<serde_json::Value, Rejection> {
     transport_checks(uri, headers).map_err(Rejection::Transport)?;
     let form = FormParams::parse(body).map_err(Rejection::Transport)?;
@@ -93,12 +116,20 @@ async fn handle(
         request_id: request_id(headers),
         now: unix_now(),
     };
-    state
-        .tokens
-        .token(form, context)
-        .await
-        .map(|response| response.body)
-        .map_err(Rejection::Service)
+    let tokens = &state.tokens;
+    match endpoint {
+        Endpoint::Token => tokens
+            .token(form, context)
+            .await
+            .map(|response| response.body),
+        Endpoint::Introspect => {
+            crate::oauth::introspection::introspect(tokens, &form, &context).await
+        }
+        Endpoint::Revoke => crate::oauth::introspection::revoke(tokens, &form, &context)
+            .await
+            .map(|()| serde_json::json!({})),
+    }
+    .map_err(Rejection::Service)
 }
 
 /// TOK-13: tokens and credentials are never taken from the URL. TOK-02: form bodies only.

@@ -469,6 +469,9 @@ pub enum AudienceRule {
     /// `aud` is exactly this one value: a string, or a one-element array
     /// (ID-JAG acceptance, REQUIREMENTS section 20 item 4).
     Single(String),
+    /// `aud` must be present and well-formed, but any value is accepted. Only for tokens this
+    /// server signed itself (introspection, revocation): the signature proves we chose it.
+    Present,
 }
 
 impl AudienceRule {
@@ -732,6 +735,11 @@ fn check_audience(
         Some(_) => return Err(JoseError::InvalidClaim("aud")),
     };
     match rule {
+        AudienceRule::Present => {
+            if aud.is_empty() {
+                return Err(JoseError::MissingClaim("aud"));
+            }
+        }
         AudienceRule::Single(expected) => {
             if aud.len() != 1 || aud[0] != *expected {
                 return Err(JoseError::WrongAudience);

@@ -4,6 +4,8 @@
 pub mod client_auth;
 mod error;
 pub mod exchange;
+pub mod introspection;
+pub mod jwt_bearer;
 pub mod request;
 pub mod service;
 

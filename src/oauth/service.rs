@@ -153,11 +153,10 @@ impl TokenService {
                 audit.event = "token_exchange".into();
                 super::exchange::exchange(self, &registry, &client, form, context.now, audit).await
             }
-            GrantType::JwtBearer => Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                "unsupported_grant_type",
-                "This grant_type is not supported",
-            )),
+            GrantType::JwtBearer => {
+                audit.event = "jwt_bearer".into();
+                super::jwt_bearer::redeem(self, &registry, &client, form, context.now, audit).await
+            }
         }
     }
 }

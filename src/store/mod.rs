@@ -9,6 +9,7 @@
 mod audit;
 mod keys;
 mod replay;
+mod tokens;
 mod trust;
 
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
+pub use tokens::{IssuedToken, TokenStore};
 pub use trust::{TrustDocument, TrustKind, TrustStore};
 
 /// Runs `$body` with `$pool` bound to the concrete sqlx pool of either backend. The body is

@@ -110,6 +110,9 @@ impl Env {
             clock_skew_secs: Some(30),
             max_token_age_secs: Some(3600),
             condition: None,
+            subject_mode: "federated".into(),
+            subject_mapping: None,
+            allowed_clients: vec![],
             enabled: true,
         });
         let mut ras = audience("saas", RAS_ISSUER, "id-jag");

@@ -1,0 +1,189 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009) for the access tokens frontdesk
+//! issued. A token counts only if it carries our signature, `typ: at+jwt` and our issuer, and its
+//! `jti` is on record, unrevoked and unexpired; everything else is simply inactive (INTRO-03/04).
+
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
+use serde_json::{Value, json};
+
+use super::client_auth::{AuthenticatedClient, ClientAuthContext, authenticate};
+use super::exchange::TYP_ACCESS_TOKEN;
+use super::request::FormParams;
+use super::service::{RequestContext, TokenService};
+use super::{ErrorCode, OAuthError};
+use crate::jose::{
+    AudienceRule, TypRule, VerifiedClaims, VerifyRules, inspect, select_key, verify,
+};
+use crate::store::{AuditEvent, AuditLog, Decision, TokenStore};
+
+/// Algorithms frontdesk signs with.
+const OUR_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+/// What a token turned out to be.
+enum Ours {
+    /// One of our access tokens, signature and claims valid.
+    AccessToken(VerifiedClaims),
+    /// Signed by us but another kind (an ID-JAG, a chaining grant).
+    OtherKind,
+    /// Not ours, malformed, or expired.
+    Unknown,
+}
+
+fn classify(service: &TokenService, token: &str, now: i64) -> Ours {
+    let Ok(unverified) = inspect(token, service.config.tokens.max_token_bytes) else {
+        return Ours::Unknown;
+    };
+    if unverified.unverified_iss() != Some(service.config.issuer.as_str()) {
+        return Ours::Unknown;
+    }
+    let Ok(set) = serde_json::from_slice::<JwkSet>(&service.keys.jwks_json()) else {
+        return Ours::Unknown;
+    };
+    let Some(key) = select_key(&set, &unverified) else {
+        return Ours::Unknown;
+    };
+    // Any typ here: the kind is decided below, after the signature proved the token is ours.
+    let mut rules = VerifyRules::new(
+        OUR_ALGORITHMS.to_vec(),
+        TypRule::AnyExcept(vec![]),
+        service.config.issuer.clone(),
+        AudienceRule::Present,
+    );
+    rules.leeway_secs = 0;
+    rules.require_jti = true;
+    match verify(&unverified, token, key, &rules, now) {
+        Ok(claims)
+            if claims
+                .typ()
+                .is_some_and(|typ| typ.eq_ignore_ascii_case(TYP_ACCESS_TOKEN)) =>
+        {
+            Ours::AccessToken(claims)
+        }
+        Ok(_) => Ours::OtherKind,
+        Err(_) => Ours::Unknown,
+    }
+}
+
+async fn authenticate_caller(
+    service: &TokenService,
+    form: &FormParams,
+    context: &RequestContext,
+) -> Result<AuthenticatedClient, OAuthError> {
+    form.reject_repeats()?;
+    let registry = service.trust.current();
+    let auth_context = ClientAuthContext {
+        issuer: &service.config.issuer,
+        token_endpoint: &service.token_endpoint,
+        registry: &registry,
+        secrets: &service.secrets,
+        jwks: &service.jwks,
+        replay: &service.store,
+        now: context.now,
+    };
+    let authorization = context.authorization.as_ref().map(|value| value.expose());
+    authenticate(authorization, form, &auth_context).await
+}
+
+/// `POST /introspect`: the caller must authenticate as a registered client (INTRO-01).
+pub async fn introspect(
+    service: &TokenService,
+    form: &FormParams,
+    context: &RequestContext,
+) -> Result<Value, OAuthError> {
+    authenticate_caller(service, form, context).await?;
+    let token = form.required("token")?;
+    let Ours::AccessToken(claims) = classify(service, token, context.now) else {
+        return Ok(json!({ "active": false }));
+    };
+    let record = service
+        .store
+        .issued_token(claims.jti().unwrap_or_default())
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "issued token lookup failed");
+            OAuthError::server_error()
+        })?;
+    let Some(record) =
+        record.filter(|record| record.revoked_at.is_none() && record.expires_at > context.now)
+    else {
+        return Ok(json!({ "active": false }));
+    };
+    let mut body = json!({
+        "active": true,
+        "iss": claims.iss(),
+        "sub": claims.sub(),
+        "aud": claims.claim("aud"),
+        "client_id": record.client_id,
+        "exp": claims.exp(),
+        "iat": claims.iat(),
+        "jti": record.jti,
+        "token_type": "Bearer",
+    });
+    for member in ["scope", "act", "auth_time", "acr", "cnf"] {
+        if let Some(value) = claims.claim(member) {
+            body[member] = value.clone();
+        }
+    }
+    Ok(body)
+}
+
+/// `POST /revoke` (RFC 7009): 200 for unknown tokens (REVOKE-02); a token issued to another
+/// client is refused (REVOKE-03); our non-access tokens are `unsupported_token_type` (REVOKE-04).
+/// The revocation is committed before the answer.
+pub async fn revoke(
+    service: &TokenService,
+    form: &FormParams,
+    context: &RequestContext,
+) -> Result<(), OAuthError> {
+    let client = authenticate_caller(service, form, context).await?;
+    let token = form.required("token")?;
+    let claims = match classify(service, token, context.now) {
+        Ours::AccessToken(claims) => claims,
+        Ours::OtherKind => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedTokenType,
+                "unsupported_token_type",
+                "Only access tokens issued by this server can be revoked",
+            ));
+        }
+        Ours::Unknown => return Ok(()),
+    };
+    let jti = claims.jti().unwrap_or_default().to_string();
+    let record = service.store.issued_token(&jti).await.map_err(|error| {
+        tracing::error!(%error, "issued token lookup failed");
+        OAuthError::server_error()
+    })?;
+    let Some(record) = record else {
+        return Ok(());
+    };
+    if record.client_id != client.client.config.client_id {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidGrant,
+            "token_of_another_client",
+            "The token was issued to another client",
+        ));
+    }
+    service
+        .store
+        .revoke_token(&jti, context.now)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "revocation failed");
+            OAuthError::server_error()
+        })?;
+    let mut audit = AuditEvent::new(context.now, "token_revoked", Decision::Changed);
+    audit.request_id = context.request_id.clone();
+    audit.client_id = Some(record.client_id);
+    audit.subject = Some(record.subject);
+    audit.issued_jti = Some(jti);
+    service.store.record(&audit).await.map_err(|error| {
+        tracing::error!(%error, "writing the audit event failed");
+        OAuthError::server_error()
+    })?;
+    Ok(())
+}

@@ -1,0 +1,456 @@
+//! The RFC 7523 jwt-bearer grant (leg 2): redeem an ID-JAG or an identity-chaining grant issued
+//! by another trusted issuer for an RFC 9068 access token. Every assertion failure is
+//! `invalid_grant` (IDJAG-ACCEPT-26); only client authentication answers `invalid_client`.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::client_auth::AuthenticatedClient;
+use super::exchange::{TYP_ACCESS_TOKEN, TYP_ID_JAG};
+use super::request::{FormParams, parse_scope};
+use super::service::{TokenResponse, TokenService};
+use super::{ErrorCode, OAuthError};
+use crate::config::ResourceConfig;
+use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, VerifyRules, inspect, verify};
+use crate::policy::PolicyInput;
+use crate::registry::{IdentityProvider, Registry};
+use crate::store::{AuditEvent, IssuedToken, ReplayStore, TokenStore};
+
+/// Longest assertion lifetime accepted (`exp - iat`, IDJAG-ACCEPT-08).
+pub const MAX_ASSERTION_LIFETIME_SECS: u64 = 3600;
+/// Largest accepted assertion.
+const MAX_ASSERTION_BYTES: usize = 16 * 1024;
+
+fn invalid_grant(reason: &'static str, description: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, reason, description)
+}
+
+fn assertion_error(error: JoseError) -> OAuthError {
+    let reason = match error.reason() {
+        "token_too_large" => "assertion_too_large",
+        "malformed" => "assertion_malformed",
+        "encrypted_token" => "assertion_encrypted",
+        "alg_none" => "assertion_alg_none",
+        "alg_not_allowed" => "assertion_alg_not_allowed",
+        "forbidden_header" => "assertion_forbidden_header",
+        "wrong_typ" => "assertion_wrong_typ",
+        "unknown_kid" => "assertion_unknown_kid",
+        "bad_signature" => "assertion_bad_signature",
+        "wrong_issuer" => "assertion_wrong_issuer",
+        "wrong_audience" => "assertion_wrong_audience",
+        "expired" => "assertion_expired",
+        "not_yet_valid" => "assertion_not_yet_valid",
+        "issued_in_future" => "assertion_issued_in_future",
+        "lifetime_too_long" => "assertion_lifetime_too_long",
+        "missing_claim" => "assertion_missing_claim",
+        "key_unavailable" => "assertion_keys_unavailable",
+        _ => "assertion_invalid",
+    };
+    invalid_grant(reason, error.description())
+}
+
+/// Which profile an assertion follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    /// `typ: oauth-id-jag+jwt`: the ID-JAG draft's rules.
+    IdJag,
+    /// Any other JWT grant: the identity-chaining draft's rules.
+    Chaining,
+}
+
+fn is_id_jag_typ(typ: Option<&str>) -> bool {
+    typ.is_some_and(|typ| {
+        let typ = typ.to_ascii_lowercase();
+        typ == TYP_ID_JAG || typ == format!("application/{TYP_ID_JAG}")
+    })
+}
+
+/// Verifies the assertion against its issuer's keys and the profile's rules.
+async fn verify_assertion(
+    service: &TokenService,
+    registry: &Registry,
+    assertion: &str,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<(Arc<IdentityProvider>, Profile, VerifiedClaims), OAuthError> {
+    let unverified = inspect(assertion, MAX_ASSERTION_BYTES).map_err(assertion_error)?;
+    let claimed_issuer = unverified.unverified_iss().unwrap_or_default();
+    if claimed_issuer == service.config.issuer {
+        // IDJAG-ACCEPT-23: never redeem what this server issued itself.
+        return Err(invalid_grant(
+            "self_issued_assertion",
+            "This server does not redeem grants it issued itself",
+        ));
+    }
+    let profile = if is_id_jag_typ(unverified.typ()) {
+        Profile::IdJag
+    } else {
+        Profile::Chaining
+    };
+    let accepted_type = match profile {
+        Profile::IdJag => "id_jag",
+        Profile::Chaining => "jwt_grant",
+    };
+    let Some(idp) = registry
+        .idp_by_issuer(claimed_issuer)
+        .filter(|idp| idp.accepts(accepted_type))
+    else {
+        return Err(invalid_grant(
+            "untrusted_assertion_issuer",
+            "The assertion was not issued by an issuer trusted for this grant",
+        ));
+    };
+    audit.subject_issuer = Some(idp.config.issuer.clone());
+    if !idp.algorithms.contains(&unverified.alg()) {
+        return Err(assertion_error(JoseError::AlgNotAllowed));
+    }
+    let key = service
+        .jwks
+        .key_for(
+            &format!("idp:{}", idp.config.id),
+            &idp.key_source,
+            &unverified,
+        )
+        .await
+        .map_err(assertion_error)?;
+    let (typ, audience) = match profile {
+        // IDJAG-ACCEPT-04, -06: exact typ; aud exactly our issuer (string or one-element array).
+        Profile::IdJag => (
+            TypRule::id_jag(),
+            AudienceRule::Single(service.config.issuer.clone()),
+        ),
+        // CHAIN-B-02: our issuer or our token endpoint; JWTB-11: never another kind of token.
+        Profile::Chaining => (
+            TypRule::id_token(),
+            AudienceRule::AnyOf {
+                values: vec![
+                    service.config.issuer.clone(),
+                    service.token_endpoint.clone(),
+                ],
+                azp: None,
+            },
+        ),
+    };
+    let mut rules = VerifyRules::new(
+        idp.algorithms.clone(),
+        typ,
+        idp.config.issuer.clone(),
+        audience,
+    );
+    rules.leeway_secs = idp
+        .config
+        .clock_skew_secs
+        .unwrap_or(service.config.tokens.clock_skew_secs);
+    rules.require_jti = true;
+    rules.max_lifetime_secs = Some(MAX_ASSERTION_LIFETIME_SECS);
+    rules.max_age_secs = idp.config.max_token_age_secs;
+    let claims = verify(&unverified, assertion, &key, &rules, now).map_err(assertion_error)?;
+    audit.subject = Some(claims.sub().to_string());
+    Ok((idp.clone(), profile, claims))
+}
+
+/// Resolves the local subject (IDJAG-ACCEPT-12, CHAIN-B-03).
+async fn resolve_subject(
+    service: &TokenService,
+    idp: &IdentityProvider,
+    claims: &VerifiedClaims,
+) -> Result<String, OAuthError> {
+    match idp.config.subject_mode.as_str() {
+        "mapped" => {
+            let Some(mapping) = &idp.subject_mapping else {
+                return Err(invalid_grant(
+                    "subject_unmapped",
+                    "The subject cannot be mapped",
+                ));
+            };
+            let input = PolicyInput {
+                subject: Value::Object(claims.claims().clone()),
+                ..PolicyInput::default()
+            };
+            match input.prepare().string(mapping) {
+                Ok(Some(subject)) if !subject.is_empty() => Ok(subject),
+                Ok(_) => Err(invalid_grant(
+                    "subject_unmapped",
+                    "The assertion's subject does not map to a local subject",
+                )),
+                Err(error) => {
+                    tracing::warn!(idp = %idp.config.id, %error, "subject mapping failed; denying");
+                    Err(invalid_grant(
+                        "subject_mapping_error",
+                        "The assertion's subject could not be mapped",
+                    ))
+                }
+            }
+        }
+        "linked" => {
+            let linked = service
+                .store
+                .linked_subject(&idp.config.issuer, claims.sub())
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "subject link lookup failed");
+                    OAuthError::server_error()
+                })?;
+            linked.ok_or_else(|| {
+                invalid_grant(
+                    "subject_not_linked",
+                    "The assertion's subject is not linked to a local subject",
+                )
+            })
+        }
+        // Federated: `sub` is unique per issuer (TEN-03), so the pair is the identity; the
+        // access token's `sub` is the issuer's `sub`, and `iss` of the assertion is audited.
+        _ => Ok(claims.sub().to_string()),
+    }
+}
+
+/// Picks the resources to grant (IDJAG-ACCEPT-14/15, EMA-04/08).
+fn grant_resources(
+    registry: &Registry,
+    asserted: &[String],
+    requested: &[String],
+) -> Result<Vec<Arc<ResourceConfig>>, OAuthError> {
+    for resource in asserted {
+        if registry.resource(resource).is_none() {
+            return Err(invalid_grant(
+                "assertion_resource_unknown",
+                "The assertion names a resource this server does not protect",
+            ));
+        }
+    }
+    let chosen: Vec<&String> = if !requested.is_empty() {
+        if !asserted.is_empty() && requested.iter().any(|r| !asserted.contains(r)) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "resource_outside_assertion",
+                "A requested resource is not among the assertion's resources",
+            ));
+        }
+        requested.iter().collect()
+    } else {
+        asserted.iter().collect()
+    };
+    if chosen.is_empty() {
+        return registry
+            .default_resource()
+            .map(|resource| vec![resource.clone()])
+            .ok_or_else(|| {
+                OAuthError::new(
+                    ErrorCode::InvalidTarget,
+                    "no_resource",
+                    "Name the resource the access token is for (the resource parameter)",
+                )
+            });
+    }
+    chosen
+        .into_iter()
+        .map(|resource| {
+            registry.resource(resource).cloned().ok_or_else(|| {
+                OAuthError::new(
+                    ErrorCode::InvalidTarget,
+                    "unknown_resource",
+                    "The requested resource is not protected by this server",
+                )
+            })
+        })
+        .collect()
+}
+
+fn string_or_array(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Array(many)) => many
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Redeems an assertion for an access token.
+pub async fn redeem(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    form: &FormParams,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    // IDJAG-ACCEPT-01.
+    let assertion = form.required("assertion")?;
+    let requested_resources: Vec<String> =
+        form.all("resource").iter().map(|r| r.to_string()).collect();
+    let requested_scopes = parse_scope(form.single("scope")?)?;
+    audit.resources = requested_resources.clone();
+    audit.scopes_requested = requested_scopes.clone();
+
+    let (idp, profile, claims) = verify_assertion(service, registry, assertion, now, audit).await?;
+    let client_id = &client.client.config.client_id;
+    // IDJAG-ACCEPT-09/10: the ID-JAG names the client it was issued to, and only that client may
+    // redeem it. Chaining grants may omit the claim; when present it must match too.
+    match (profile, claims.str_claim("client_id")) {
+        (_, Some(claimed)) if claimed == client_id => {}
+        (Profile::Chaining, None) => {}
+        (Profile::IdJag, None) => {
+            return Err(assertion_error(JoseError::MissingClaim("client_id")));
+        }
+        (_, Some(_)) => {
+            return Err(invalid_grant(
+                "client_id_mismatch",
+                "The assertion was issued to another client",
+            ));
+        }
+    }
+    if !idp.vouches_for(client_id) {
+        return Err(invalid_grant(
+            "issuer_not_trusted_for_client",
+            "The assertion's issuer is not trusted for this client",
+        ));
+    }
+
+    let asserted_resources = string_or_array(claims.claim("resource"));
+    let resources = grant_resources(registry, &asserted_resources, &requested_resources)?;
+    audit.resources = resources.iter().map(|r| r.resource.clone()).collect();
+    audit.audience = audit.resources.first().cloned();
+
+    // Scopes: assertion ∩ request (if sent) ∩ resources ∩ client (IDJAG-ACCEPT-16, EMA-09).
+    let asserted_scopes: Vec<String> = claims
+        .str_claim("scope")
+        .map(|scope| {
+            scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let candidates = if requested_scopes.is_empty() {
+        asserted_scopes.clone()
+    } else {
+        requested_scopes.clone()
+    };
+    let granted_scopes: Vec<String> = candidates
+        .into_iter()
+        .filter(|scope| asserted_scopes.contains(scope))
+        .filter(|scope| {
+            resources
+                .iter()
+                .all(|resource| resource.scopes.contains(scope))
+        })
+        .filter(|scope| {
+            client.client.config.scopes.is_empty() || client.client.config.scopes.contains(scope)
+        })
+        .collect();
+    if !requested_scopes.is_empty() && granted_scopes.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope_not_granted",
+            "None of the requested scopes is granted by the assertion for this resource",
+        ));
+    }
+    audit.scopes_granted = granted_scopes.clone();
+
+    let subject = resolve_subject(service, &idp, &claims).await?;
+
+    // IDJAG-ACCEPT-11 / EMA-06: single use unless every granted resource allows re-use.
+    if resources
+        .iter()
+        .any(|resource| resource.single_use_assertions)
+    {
+        let jti = claims.jti().unwrap_or_default();
+        let fresh = service
+            .store
+            .record_once(
+                &format!("assertion:{}", idp.config.issuer),
+                jti,
+                claims.exp(),
+            )
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "recording an assertion jti failed");
+                OAuthError::server_error()
+            })?;
+        if !fresh {
+            return Err(invalid_grant(
+                "assertion_replayed",
+                "This assertion was already redeemed (jti replay)",
+            ));
+        }
+    }
+
+    let lifetime = resources
+        .iter()
+        .filter_map(|resource| resource.access_token_lifetime_secs)
+        .min()
+        .unwrap_or(service.config.tokens.access_token_lifetime_secs);
+    let lifetime = i64::try_from(lifetime).unwrap_or(600);
+    let jti = uuid::Uuid::new_v4().to_string();
+    let expires_at = now + lifetime;
+    let aud = match resources.as_slice() {
+        [one] => json!(one.resource),
+        many => json!(many.iter().map(|r| r.resource.clone()).collect::<Vec<_>>()),
+    };
+    let mut access = Map::new();
+    access.insert("iss".into(), json!(service.config.issuer));
+    access.insert("sub".into(), json!(subject));
+    access.insert("aud".into(), aud.clone());
+    access.insert("client_id".into(), json!(client_id));
+    access.insert("iat".into(), json!(now));
+    access.insert("exp".into(), json!(expires_at));
+    access.insert("jti".into(), json!(jti));
+    if !granted_scopes.is_empty() {
+        access.insert("scope".into(), json!(granted_scopes.join(" ")));
+    }
+    // AT-05 and AT-10: authentication context and delegation carried over.
+    for claim in ["auth_time", "acr", "amr", "act", "tenant"] {
+        if let Some(value) = claims.claim(claim) {
+            access.insert(claim.into(), value.clone());
+        }
+    }
+    let token = service
+        .keys
+        .sign(TYP_ACCESS_TOKEN, &access)
+        .map_err(|error| {
+            tracing::error!(%error, "signing failed");
+            OAuthError::server_error()
+        })?;
+    service
+        .store
+        .record_issued(&IssuedToken {
+            jti: jti.clone(),
+            client_id: client_id.clone(),
+            subject: subject.clone(),
+            token_type: "access_token".into(),
+            issued_at: now,
+            expires_at,
+            revoked_at: None,
+        })
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "recording the issued token failed");
+            OAuthError::server_error()
+        })?;
+    audit.issued_jti = Some(jti);
+    audit.issued_expires_at = Some(expires_at);
+    // Lineage: the incoming assertion's iss/jti linked to the issued token.
+    audit.detail = Some(json!({
+        "profile": if profile == Profile::IdJag { "id-jag" } else { "chaining" },
+        "identity_provider": idp.config.id,
+        "assertion_issuer": claims.iss(),
+        "assertion_jti": claims.jti(),
+        "assertion_subject": claims.sub(),
+    }));
+
+    let mut body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+    });
+    if !granted_scopes.is_empty() {
+        body["scope"] = json!(granted_scopes.join(" "));
+    }
+    // IDJAG-ACCEPT-19.
+    body["resource"] = aud;
+    Ok(TokenResponse { body })
+}

@@ -1,0 +1,157 @@
+//! Issued access tokens (for introspection and revocation) and leg-2 subject links.
+//! Only identifiers and metadata are stored, never a token.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, on_pool};
+
+/// One issued access token's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The token's `jti`.
+    pub jti: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Its `sub`.
+    pub subject: String,
+    /// `access_token` (the only kind recorded today).
+    pub token_type: String,
+    /// `iat`.
+    pub issued_at: i64,
+    /// `exp`.
+    pub expires_at: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// Issued-token and subject-link persistence.
+pub trait TokenStore {
+    /// Records an issued token.
+    fn record_issued(
+        &self,
+        token: &IssuedToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Looks a token up by `jti`.
+    fn issued_token(
+        &self,
+        jti: &str,
+    ) -> impl Future<Output = Result<Option<IssuedToken>, StoreError>> + Send;
+    /// Marks a token revoked (idempotent). Returns false if it is unknown.
+    fn revoke_token(
+        &self,
+        jti: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The local subject linked to (`issuer`, `external_subject`), if any.
+    fn linked_subject(
+        &self,
+        issuer: &str,
+        external_subject: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Links (`issuer`, `external_subject`) to `local_subject`, replacing an earlier link.
+    fn link_subject(
+        &self,
+        issuer: &str,
+        external_subject: &str,
+        local_subject: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl TokenStore for Store {
+    async fn record_issued(&self, token: &IssuedToken) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO issued_tokens (jti, client_id, subject, token_type, issued_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&token.jti)
+            .bind(&token.client_id)
+            .bind(&token.subject)
+            .bind(&token.token_type)
+            .bind(token.issued_at)
+            .bind(token.expires_at)
+            .bind(token.revoked_at)
+            .execute(pool)
+            .await
+            .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn issued_token(&self, jti: &str) -> Result<Option<IssuedToken>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT jti, client_id, subject, token_type, issued_at, expires_at, revoked_at FROM issued_tokens WHERE jti = $1",
+            )
+            .bind(jti)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| {
+                Ok(IssuedToken {
+                    jti: row.try_get("jti")?,
+                    client_id: row.try_get("client_id")?,
+                    subject: row.try_get("subject")?,
+                    token_type: row.try_get("token_type")?,
+                    issued_at: row.try_get("issued_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    async fn revoke_token(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE issued_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE jti = $2",
+            )
+            .bind(now)
+            .bind(jti)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    async fn linked_subject(
+        &self,
+        issuer: &str,
+        external_subject: &str,
+    ) -> Result<Option<String>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT local_subject FROM subject_links WHERE issuer = $1 AND external_subject = $2",
+            )
+            .bind(issuer)
+            .bind(external_subject)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| row.try_get::<String, _>("local_subject").map_err(StoreError::from))
+                .transpose()
+        })
+    }
+
+    async fn link_subject(
+        &self,
+        issuer: &str,
+        external_subject: &str,
+        local_subject: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO subject_links (issuer, external_subject, local_subject, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (issuer, external_subject) DO UPDATE SET local_subject = excluded.local_subject, created_at = excluded.created_at",
+            )
+            .bind(issuer)
+            .bind(external_subject)
+            .bind(local_subject)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+}

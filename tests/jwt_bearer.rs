@@ -1,0 +1,660 @@
+//! Leg 2 end to end with two frontdesk instances: A plays the enterprise side (trusts the real
+//! test IdP, issues ID-JAGs for B), B plays the resource side (trusts A as an ID-JAG issuer and
+//! issues RFC 9068 access tokens for an MCP resource). Row IDs refer to REQUIREMENTS.md.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use base64::Engine;
+use env::*;
+use frontdesk::app::{RunningServer, spawn_on};
+use frontdesk::config::{Config, IdentityProviderConfig, ResourceConfig};
+use frontdesk::secret::{SecretString, hash_secret};
+use frontdesk::store::{AuditFilter, AuditLog};
+use idp::verify_independently;
+use serde_json::{Value, json};
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+struct Legs {
+    a: Env,
+    b: RunningServer,
+    b_url: String,
+    _dir: tempfile::TempDir,
+}
+
+/// B's configuration: trusts A for ID-JAGs, protects MCP_RESOURCE.
+fn resource_side(
+    b_url: &str,
+    a_url: &str,
+    db: &str,
+    customize: impl FnOnce(&mut Config),
+) -> anyhow::Result<Config> {
+    let mut config = Config::default();
+    config.issuer = b_url.to_string();
+    config.server.listen = b_url.trim_start_matches("http://").to_string();
+    config.database.url = SecretString::new(db.to_string());
+    config.keys.encryption_key = Some(SecretString::new(
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+    ));
+    config.federation.jwks_min_refetch_secs = 0;
+    config.identity_providers.push(IdentityProviderConfig {
+        id: "frontdesk-a".into(),
+        issuer: a_url.to_string(),
+        jwks_uri: Some(format!("{a_url}/jwks.json")),
+        jwks: None,
+        algorithms: vec!["ES256".into()],
+        token_types: vec!["id_jag".into()],
+        audiences: vec![],
+        clock_skew_secs: Some(30),
+        max_token_age_secs: None,
+        condition: None,
+        subject_mode: "federated".into(),
+        subject_mapping: None,
+        allowed_clients: vec![],
+        enabled: true,
+    });
+    config.resources.push(ResourceConfig {
+        resource: MCP_RESOURCE.into(),
+        scopes: vec!["read".into(), "write".into()],
+        access_token_lifetime_secs: Some(300),
+        single_use_assertions: true,
+        default: true,
+    });
+    let mut redeemer = client(AGENT_AT_RAS, "client_secret_basic", &[]);
+    redeemer.secret_hash = Some(hash_secret(SECRET).map_err(anyhow::Error::msg)?);
+    redeemer.grant_types = vec![JWT_BEARER.into()];
+    let mut other = client("other-client", "client_secret_basic", &[]);
+    other.secret_hash = redeemer.secret_hash.clone();
+    other.grant_types = vec![JWT_BEARER.into()];
+    config.clients = vec![redeemer, other];
+    customize(&mut config);
+    Ok(config)
+}
+
+impl Legs {
+    async fn start() -> anyhow::Result<Legs> {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(customize_b: impl FnOnce(&mut Config)) -> anyhow::Result<Legs> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let b_url = format!("http://{}", listener.local_addr()?);
+        let b_issuer = b_url.clone();
+        let a = Env::start_with(move |config| {
+            // A issues ID-JAGs whose audience is B.
+            for audience in &mut config.audiences {
+                if audience.id == "saas" {
+                    audience.issuer = b_issuer.clone();
+                }
+            }
+        })
+        .await?;
+        let dir = tempfile::tempdir()?;
+        let db = format!("sqlite://{}", dir.path().join("b.db").display());
+        let config = resource_side(&b_url, &a.url, &db, customize_b)?;
+        let b = spawn_on(config, listener)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Legs {
+            a,
+            b,
+            b_url,
+            _dir: dir,
+        })
+    }
+
+    /// Leg 1 at A: an ID-JAG for B.
+    async fn id_jag(&self, scope: &str) -> anyhow::Result<String> {
+        let id_token = self.a.id_token().await?;
+        let (status, body) = self
+            .a
+            .exchange_as_agent(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", ID_JAG),
+                ("audience", self.b_url.as_str()),
+                ("resource", MCP_RESOURCE),
+                ("scope", scope),
+                ("subject_token", id_token.as_str()),
+                ("subject_token_type", ID_TOKEN),
+            ])
+            .await?;
+        anyhow::ensure!(status == 200, "leg 1 failed: {body}");
+        Ok(body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// An ID-JAG signed by A's active key with arbitrary claims (for hostile cases).
+    fn forged_by_a(&self, claims: Value, typ: &str) -> anyhow::Result<String> {
+        Ok(self.a.server.state.keys.sign(typ, &claims)?)
+    }
+
+    fn valid_claims(&self) -> Value {
+        json!({
+            "iss": self.a.url, "sub": "user-1", "aud": self.b_url, "client_id": AGENT_AT_RAS,
+            "jti": uuid(), "iat": now(), "exp": now() + 120, "resource": MCP_RESOURCE, "scope": "read",
+        })
+    }
+
+    async fn redeem(&self, form: &[(&str, &str)], client_id: &str) -> anyhow::Result<(u16, Value)> {
+        post(&self.b_url, "/token", form, client_id).await
+    }
+}
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn post(
+    base: &str,
+    path: &str,
+    form: &[(&str, &str)],
+    client_id: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .post(format!("{base}{path}"))
+        .basic_auth(client_id, Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form)?)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await?))
+}
+
+#[tokio::test]
+async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let id_jag = legs.id_jag("read write").await?;
+    let (status, body) = legs
+        .redeem(
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &id_jag),
+                ("scope", "read"),
+            ],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    // IDJAG-ACCEPT-20/21, INT-07.
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body.get("refresh_token").is_none());
+    assert_eq!(body["scope"], "read"); // EMA-09: request ∩ ID-JAG
+    assert_eq!(body["resource"], MCP_RESOURCE); // IDJAG-ACCEPT-19
+    let token = body["access_token"].as_str().expect("access token");
+    let verified = verify_independently(
+        token,
+        &format!("{}/jwks.json", legs.b_url),
+        &legs.b_url,
+        MCP_RESOURCE,
+        "at+jwt",
+    )
+    .await?;
+    let claims = &verified["payload"];
+    assert_eq!(claims["aud"], MCP_RESOURCE); // EMA-04, AT-03
+    assert_eq!(claims["client_id"], AGENT_AT_RAS); // AT-06
+    assert_eq!(claims["sub"], "user-1");
+    assert_eq!(claims["scope"], "read"); // AT-04
+    assert_eq!(claims["acr"], "phr"); // AT-05, carried from the ID-JAG
+    assert_eq!(
+        body["expires_in"].as_i64(),
+        Some(claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0))
+    );
+
+    // Introspection (RFC 7662) and revocation (RFC 7009) at B.
+    let (status, active) = post(
+        &legs.b_url,
+        "/introspect",
+        &[("token", token)],
+        AGENT_AT_RAS,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(active["active"], true, "{active}");
+    assert_eq!(active["client_id"], AGENT_AT_RAS);
+    assert_eq!(active["scope"], "read");
+    // INTRO-04: the ID-JAG itself is not an access token of B's.
+    let (_, inactive) = post(
+        &legs.b_url,
+        "/introspect",
+        &[("token", &id_jag)],
+        AGENT_AT_RAS,
+    )
+    .await?;
+    assert_eq!(inactive, json!({"active": false}));
+    // REVOKE-03: another client cannot revoke it.
+    let (status, refused) =
+        post(&legs.b_url, "/revoke", &[("token", token)], "other-client").await?;
+    assert_eq!(status, 400, "{refused}");
+    let (status, _) = post(&legs.b_url, "/revoke", &[("token", token)], AGENT_AT_RAS).await?;
+    assert_eq!(status, 200);
+    let (_, after) = post(
+        &legs.b_url,
+        "/introspect",
+        &[("token", token)],
+        AGENT_AT_RAS,
+    )
+    .await?;
+    assert_eq!(
+        after,
+        json!({"active": false}),
+        "a revoked token is inactive"
+    );
+    // REVOKE-02: garbage is fine.
+    let (status, _) = post(
+        &legs.b_url,
+        "/revoke",
+        &[("token", "garbage")],
+        AGENT_AT_RAS,
+    )
+    .await?;
+    assert_eq!(status, 200);
+
+    // Lineage in B's audit log: the incoming assertion's iss/jti linked to the issued jti.
+    let events = legs
+        .b
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    let redemption = events
+        .iter()
+        .find(|record| {
+            record.event.event == "jwt_bearer" && record.event.decision.as_str() == "issued"
+        })
+        .expect("audited redemption");
+    let detail = redemption.event.detail.as_ref().expect("detail");
+    assert_eq!(detail["assertion_issuer"], legs.a.url);
+    assert!(detail["assertion_jti"].as_str().is_some());
+    assert_eq!(
+        redemption.event.issued_jti.as_deref(),
+        claims["jti"].as_str()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn replayed_id_jag_is_refused_idjag_accept_11() -> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let id_jag = legs.id_jag("read").await?;
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
+    let (status, body) = legs.redeem(&form, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = legs.redeem(&form, AGENT_AT_RAS).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn reuse_is_allowed_when_the_resource_permits_it() -> anyhow::Result<()> {
+    let legs = Legs::start_with(|config| config.resources[0].single_use_assertions = false).await?;
+    let id_jag = legs.id_jag("read").await?;
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
+    for _ in 0..2 {
+        let (status, body) = legs.redeem(&form, AGENT_AT_RAS).await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let base = legs.valid_claims();
+    let with = |changes: Value| {
+        let mut claims = base.clone();
+        for (key, value) in changes.as_object().into_iter().flatten() {
+            if value.is_null() {
+                claims.as_object_mut().map(|c| c.remove(key));
+            } else {
+                claims[key] = value.clone();
+            }
+        }
+        claims["jti"] = json!(uuid());
+        claims
+    };
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "valid control",
+            legs.forged_by_a(with(json!({})), "oauth-id-jag+jwt")?,
+            "",
+            "ok",
+        ),
+        (
+            "wrong typ JWT (IDJAG-ACCEPT-04)",
+            legs.forged_by_a(with(json!({})), "JWT")?,
+            "invalid_grant",
+            "untrusted_assertion_issuer",
+        ),
+        (
+            "typ at+jwt",
+            legs.forged_by_a(with(json!({})), "at+jwt")?,
+            "invalid_grant",
+            "untrusted_assertion_issuer",
+        ),
+        (
+            "foreign aud (IDJAG-ACCEPT-06)",
+            legs.forged_by_a(
+                with(json!({"aud": "https://elsewhere.example"})),
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "assertion_wrong_audience",
+        ),
+        (
+            "aud array of two",
+            legs.forged_by_a(
+                with(json!({"aud": [legs.b_url.clone(), "https://x.example"]})),
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "assertion_wrong_audience",
+        ),
+        (
+            "aud = token endpoint",
+            legs.forged_by_a(
+                with(json!({"aud": format!("{}/token", legs.b_url)})),
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "assertion_wrong_audience",
+        ),
+        (
+            "client_id mismatch (IDJAG-ACCEPT-10)",
+            legs.forged_by_a(
+                with(json!({"client_id": "someone-else"})),
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "client_id_mismatch",
+        ),
+        (
+            "client_id missing (IDJAG-ACCEPT-09)",
+            legs.forged_by_a(with(json!({"client_id": null})), "oauth-id-jag+jwt")?,
+            "invalid_grant",
+            "assertion_missing_claim",
+        ),
+        (
+            "jti missing",
+            legs.forged_by_a(
+                {
+                    let mut c = with(json!({}));
+                    c.as_object_mut().map(|c| c.remove("jti"));
+                    c
+                },
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "assertion_missing_claim",
+        ),
+        (
+            "expired (IDJAG-ACCEPT-07)",
+            legs.forged_by_a(
+                with(json!({"exp": now() - 120, "iat": now() - 300})),
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "assertion_expired",
+        ),
+        (
+            "not yet valid",
+            legs.forged_by_a(with(json!({"nbf": now() + 600})), "oauth-id-jag+jwt")?,
+            "invalid_grant",
+            "assertion_not_yet_valid",
+        ),
+        (
+            "iat in the future (IDJAG-ACCEPT-08)",
+            legs.forged_by_a(
+                with(json!({"iat": now() + 600, "exp": now() + 700})),
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "assertion_issued_in_future",
+        ),
+        (
+            "exp a day ahead",
+            legs.forged_by_a(with(json!({"exp": now() + 86400})), "oauth-id-jag+jwt")?,
+            "invalid_grant",
+            "assertion_lifetime_too_long",
+        ),
+        (
+            "unknown issuer",
+            legs.forged_by_a(
+                with(json!({"iss": "https://unknown.example"})),
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "untrusted_assertion_issuer",
+        ),
+        (
+            "self-issued (IDJAG-ACCEPT-23)",
+            legs.b.state.keys.sign(
+                "oauth-id-jag+jwt",
+                &with(json!({"iss": legs.b_url.clone()})),
+            )?,
+            "invalid_grant",
+            "self_issued_assertion",
+        ),
+        (
+            "foreign resource (IDJAG-ACCEPT-15)",
+            legs.forged_by_a(
+                with(json!({"resource": "https://other.example/mcp"})),
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "assertion_resource_unknown",
+        ),
+        (
+            "garbage",
+            "not-a-jwt".to_string(),
+            "invalid_grant",
+            "assertion_malformed",
+        ),
+    ];
+    for (label, assertion, error, reason) in cases {
+        let request_id = uuid();
+        let response = reqwest::Client::new()
+            .post(format!("{}/token", legs.b_url))
+            .basic_auth(AGENT_AT_RAS, Some(SECRET))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-request-id", &request_id)
+            .body(serde_urlencoded::to_string([
+                ("grant_type", JWT_BEARER),
+                ("assertion", assertion.as_str()),
+            ])?)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await?;
+        if reason == "ok" {
+            assert_eq!(status, 200, "{label}: {body}");
+            continue;
+        }
+        assert_eq!(status, 400, "{label}: {body}");
+        assert_eq!(body["error"], error, "{label}: {body}");
+        assert!(body.get("access_token").is_none(), "{label}");
+        let events = legs
+            .b
+            .state
+            .store
+            .audit_events(&AuditFilter::default())
+            .await?;
+        let event = events
+            .iter()
+            .find(|record| record.event.request_id.as_deref() == Some(request_id.as_str()))
+            .unwrap_or_else(|| panic!("{label}: no audit record"));
+        assert_eq!(event.event.decision.as_str(), "denied", "{label}");
+        assert_eq!(event.event.reason.as_deref(), Some(reason), "{label}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn assertion_signed_by_an_untrusted_key_with_a_trusted_kid_is_refused() -> anyhow::Result<()>
+{
+    let legs = Legs::start().await?;
+    let (kid, _) = legs.a.server.state.keys.active_kid().expect("A has a key");
+    let rogue =
+        frontdesk::keys::PrivateKey::generate(frontdesk::keys::SigningAlgorithm::Es256, 2048)
+            .map_err(anyhow::Error::msg)?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("oauth-id-jag+jwt".into());
+    header.kid = Some(kid);
+    let forged = jsonwebtoken::encode(
+        &header,
+        &legs.valid_claims(),
+        &rogue.encoding_key().map_err(anyhow::Error::msg)?,
+    )?;
+    let (status, body) = legs
+        .redeem(
+            &[("grant_type", JWT_BEARER), ("assertion", &forged)],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    // IDJAG-ACCEPT-01: missing assertion.
+    let (status, body) = legs
+        .redeem(&[("grant_type", JWT_BEARER)], AGENT_AT_RAS)
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    // IDJAG-ACCEPT-14: a requested resource outside the assertion's.
+    let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
+    let (status, body) = legs
+        .redeem(
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &assertion),
+                ("resource", "https://other.example/"),
+            ],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    // IDJAG-ACCEPT-16: a scope the assertion does not carry is never granted.
+    let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
+    let (status, body) = legs
+        .redeem(
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &assertion),
+                ("scope", "write"),
+            ],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{body}"
+    );
+    // A client without the jwt-bearer grant (TOK-10) — A's agent is not registered at B at all.
+    let (status, body) = post(
+        &legs.b_url,
+        "/token",
+        &[("grant_type", JWT_BEARER), ("assertion", "x")],
+        AGENT,
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn linked_subject_mode_requires_a_link() -> anyhow::Result<()> {
+    let legs =
+        Legs::start_with(|config| config.identity_providers[0].subject_mode = "linked".into())
+            .await?;
+    let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
+    let (status, body) = legs
+        .redeem(
+            &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(
+        (status, body["reason"].as_str().or(body["error"].as_str())),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    use frontdesk::store::TokenStore;
+    legs.b
+        .state
+        .store
+        .link_subject(&legs.a.url, "user-1", "local-42", now())
+        .await?;
+    let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
+    let (status, body) = legs
+        .redeem(
+            &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
+    assert_eq!(claims["sub"], "local-42");
+    Ok(())
+}
+
+#[tokio::test]
+async fn metadata_advertises_the_jwt_bearer_profile_meta_07_09() -> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        legs.b_url
+    ))
+    .await?
+    .json()
+    .await?;
+    assert!(
+        metadata["grant_types_supported"]
+            .as_array()
+            .expect("array")
+            .contains(&json!(JWT_BEARER))
+    );
+    assert_eq!(
+        metadata["authorization_grant_profiles_supported"],
+        json!(["urn:ietf:params:oauth:grant-profile:id-jag"])
+    );
+    assert_eq!(
+        metadata["introspection_endpoint"],
+        format!("{}/introspect", legs.b_url)
+    );
+    assert_eq!(
+        metadata["revocation_endpoint"],
+        format!("{}/revoke", legs.b_url)
+    );
+    Ok(())
+}
