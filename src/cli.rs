@@ -99,7 +99,7 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
             let keys = KeyRing::list(&store)
                 .await
                 .map_err(|error| StartupError(error.to_string()))?;
-            println!("{:<8} {:<6} {:<44} {:<12} {}", "STATE", "ALG", "KID", "CREATED", "NOTE");
+            println!("{:<8} {:<6} {:<44} {:<12} NOTE", "STATE", "ALG", "KID", "CREATED");
             for key in keys {
                 let note = match key.state {
                     "next" => key.activate_at.map(|at| format!("promoted at {at}")).unwrap_or_default(),

@@ -508,7 +508,7 @@ impl Config {
             crate::keys::Kek::from_base64(key.expose())
                 .map_err(|message| ("keys.encryption_key".to_string(), message))?;
         }
-        if !(2048..=4096).contains(&self.keys.rsa_bits) || self.keys.rsa_bits % 1024 != 0 {
+        if !(2048..=4096).contains(&self.keys.rsa_bits) || !self.keys.rsa_bits.is_multiple_of(1024) {
             return err("keys.rsa_bits", "must be 2048, 3072 or 4096");
         }
         if self.keys.jwks_max_age_secs > self.keys.promote_after_secs {
