@@ -592,8 +592,15 @@ fn apply_environment(
         .collect();
     variables.sort();
     for (name, raw) in variables {
+        // A name that is itself a key (FRONTDESK_KEYS__ENCRYPTION_KEY_FILE names the path key
+        // `keys.encryption_key_file`) wins over reading it as `<key>_FILE`.
         let (base, from_file) = match name.strip_suffix("_FILE") {
-            Some(base) if env_key_path(base, defaults).is_some() => (base.to_string(), true),
+            Some(base)
+                if env_key_path(&name, defaults).is_none()
+                    && env_key_path(base, defaults).is_some() =>
+            {
+                (base.to_string(), true)
+            }
             _ => (name.clone(), false),
         };
         let Some(path) = env_key_path(&base, defaults) else {
