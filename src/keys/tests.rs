@@ -120,7 +120,9 @@ async fn rotation_publishes_next_then_promotes_then_unpublishes_the_old_key() {
     let ring = ring(&database, SigningAlgorithm::Es256).await;
     let (old, _) = ring.active_kid().expect("active");
 
-    let new = ring.rotate(T0, false).await.expect("rotate");
+    // One second later, so `keys list` order (newest first) is deterministic.
+    let rotated_at = T0 + 1;
+    let new = ring.rotate(rotated_at, false).await.expect("rotate");
     assert_ne!(new, old);
     assert_eq!(states(&ring).await, [(new.clone(), "next"), (old.clone(), "active")]);
     let published = published_kids(&ring);
@@ -129,10 +131,10 @@ async fn rotation_publishes_next_then_promotes_then_unpublishes_the_old_key() {
     assert_eq!(kid, old, "a next key must not sign before promotion");
 
     // One second before it is due nothing changes.
-    assert!(!ring.tick(T0 + PROMOTE_AFTER - 1).await.expect("tick"));
+    assert!(!ring.tick(rotated_at + PROMOTE_AFTER - 1).await.expect("tick"));
     assert_eq!(sign(&ring).1, old);
 
-    let promoted_at = T0 + PROMOTE_AFTER;
+    let promoted_at = rotated_at + PROMOTE_AFTER;
     assert!(ring.tick(promoted_at).await.expect("tick"));
     let (new_token, kid) = sign(&ring);
     assert_eq!(kid, new);
@@ -204,7 +206,7 @@ async fn retire_a_next_key_or_the_active_key_with_a_successor() {
     assert_eq!(sign(&ring).1, first);
 
     // A next key that is retired never signs.
-    let abandoned = ring.rotate(T0, false).await.expect("rotate");
+    let abandoned = ring.rotate(T0 + 1, false).await.expect("rotate");
     assert!(ring.retire(&abandoned, T0 + 1).await.expect("retire next"));
     // (By then it has also left the JWKS, so the tick reports a change.)
     ring.tick(T0 + PROMOTE_AFTER + 1).await.expect("tick");
