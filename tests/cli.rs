@@ -53,14 +53,21 @@ fn plain_lines(stderr: &str) -> Vec<&str> {
 #[track_caller]
 fn assert_one_line_failure(output: &Output, needles: &[&str]) -> String {
     let stderr = text(&output.stderr);
-    assert!(!output.status.success(), "expected failure, stderr: {stderr}");
+    assert!(
+        !output.status.success(),
+        "expected failure, stderr: {stderr}"
+    );
     let lines: Vec<&str> = plain_lines(&stderr)
         .into_iter()
         .filter(|line| line.starts_with("frontdesk: "))
         .collect();
     assert_eq!(lines.len(), 1, "expected one error line, stderr: {stderr}");
     for needle in needles {
-        assert!(lines[0].contains(needle), "`{needle}` missing from: {}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "`{needle}` missing from: {}",
+            lines[0]
+        );
     }
     lines[0].to_string()
 }
@@ -87,7 +94,11 @@ fn check_config_accepts_a_good_file() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("configuration OK"));
     // Through FRONTDESK_CONFIG as well.
-    let output = run(dir.path(), &["check-config"], &[("FRONTDESK_CONFIG", &config)]);
+    let output = run(
+        dir.path(),
+        &["check-config"],
+        &[("FRONTDESK_CONFIG", &config)],
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains(&config));
 }
@@ -111,9 +122,16 @@ fn check_config_names_a_bad_environment_variable() {
     );
     assert_one_line_failure(
         &output,
-        &["server.request_timeout_secs", "FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS"],
+        &[
+            "server.request_timeout_secs",
+            "FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS",
+        ],
     );
-    let output = run(dir.path(), &["--config", &config, "check-config"], &[("FRONTDESK_FOO", "1")]);
+    let output = run(
+        dir.path(),
+        &["--config", &config, "check-config"],
+        &[("FRONTDESK_FOO", "1")],
+    );
     assert_one_line_failure(&output, &["FRONTDESK_FOO"]);
 }
 
@@ -138,8 +156,14 @@ fn hash_secret_prints_an_argon2id_hash_that_verifies() {
     let phc = stdout.trim();
     assert!(phc.starts_with("$argon2id$"), "{phc}");
     assert!(!stdout.contains("correct horse"));
-    assert!(frontdesk::secret::verify_secret("correct horse battery staple", phc));
-    assert!(!frontdesk::secret::verify_secret("correct horse battery staple\n", phc));
+    assert!(frontdesk::secret::verify_secret(
+        "correct horse battery staple",
+        phc
+    ));
+    assert!(!frontdesk::secret::verify_secret(
+        "correct horse battery staple\n",
+        phc
+    ));
 }
 
 #[test]
@@ -177,19 +201,44 @@ fn migrate_then_keys_rotate_shows_a_next_key_in_keys_list() {
         })
         .collect();
     assert!(listed.starts_with("STATE"), "{listed}");
-    assert!(states.contains(&("next".into(), next_kid.clone())), "{listed}");
-    assert_eq!(states.iter().filter(|(state, _)| state == "active").count(), 1, "{listed}");
+    assert!(
+        states.contains(&("next".into(), next_kid.clone())),
+        "{listed}"
+    );
+    assert_eq!(
+        states.iter().filter(|(state, _)| state == "active").count(),
+        1,
+        "{listed}"
+    );
 
     // Emergency rotation: the new key signs at once and the earlier ones are retired.
-    let output = run(dir.path(), &["--config", &config, "keys", "rotate", "--now"], &[]);
+    let output = run(
+        dir.path(),
+        &["--config", &config, "keys", "rotate", "--now"],
+        &[],
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("is now the active key"));
     let output = run(dir.path(), &["--config", &config, "keys", "list"], &[]);
     let listed = text(&output.stdout);
-    assert_eq!(listed.lines().filter(|line| line.starts_with("active")).count(), 1, "{listed}");
-    assert!(listed.lines().any(|line| line.starts_with("retired")), "{listed}");
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|line| line.starts_with("active"))
+            .count(),
+        1,
+        "{listed}"
+    );
+    assert!(
+        listed.lines().any(|line| line.starts_with("retired")),
+        "{listed}"
+    );
 
-    let output = run(dir.path(), &["--config", &config, "keys", "retire", "no-such-kid"], &[]);
+    let output = run(
+        dir.path(),
+        &["--config", &config, "keys", "retire", "no-such-kid"],
+        &[],
+    );
     assert_one_line_failure(&output, &["no-such-kid"]);
 }
 
@@ -218,7 +267,9 @@ fn wait_exit(mut child: Child) -> ExitStatus {
     match receiver.recv_timeout(WAIT) {
         Ok(status) => status.expect("wait"),
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("frontdesk (pid {pid}) did not exit within {WAIT:?}");
         }
     }
@@ -230,16 +281,23 @@ fn wait_exit(mut child: Child) -> ExitStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_without_configuration_starts_a_development_instance_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = frontdesk(dir.path(), &["serve"], &[("FRONTDESK_LISTEN", "127.0.0.1:0")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
+    let mut child = frontdesk(
+        dir.path(),
+        &["serve"],
+        &[("FRONTDESK_LISTEN", "127.0.0.1:0")],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn serve");
     let lines = stderr_lines(&mut child);
     let mut seen = Vec::new();
     let mut address = None;
-    while !seen.iter().any(|line: &String| line.contains("DEVELOPMENT")) {
+    while !seen
+        .iter()
+        .any(|line: &String| line.contains("DEVELOPMENT"))
+    {
         let line = match lines.recv_timeout(WAIT) {
             Ok(line) => line,
             Err(error) => {
@@ -253,15 +311,27 @@ async fn serve_without_configuration_starts_a_development_instance_and_stops_on_
         seen.push(line);
     }
     let address = address.expect("the listening line names the address");
-    assert!(!address.ends_with(":0"), "the real bound port is shown: {address}");
+    assert!(
+        !address.ends_with(":0"),
+        "the real bound port is shown: {address}"
+    );
     let message = seen.join("\n");
-    assert!(message.contains("issuer http://127.0.0.1:8080"), "{message}");
+    assert!(
+        message.contains("issuer http://127.0.0.1:8080"),
+        "{message}"
+    );
     assert!(message.contains("data: sqlite://frontdesk.db"), "{message}");
     assert!(message.contains("signing with ES256 key"), "{message}");
-    assert!(message.contains(&dir.path().display().to_string()), "{message}");
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
 
     // It serves: readiness over HTTP on the announced address.
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
     let response = client
         .get(format!("http://{address}/readyz"))
         .send()
@@ -269,7 +339,9 @@ async fn serve_without_configuration_starts_a_development_instance_and_stops_on_
         .expect("GET /readyz");
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     let response = client
-        .get(format!("http://{address}/.well-known/oauth-authorization-server"))
+        .get(format!(
+            "http://{address}/.well-known/oauth-authorization-server"
+        ))
         .send()
         .await
         .expect("GET metadata");
@@ -283,7 +355,10 @@ async fn serve_without_configuration_starts_a_development_instance_and_stops_on_
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&kek).expect("kek metadata").permissions().mode();
+        let mode = std::fs::metadata(&kek)
+            .expect("kek metadata")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "frontdesk.kek mode {mode:o}");
     }
     // The KEK never appears in the output.
@@ -306,7 +381,12 @@ async fn serve_without_configuration_starts_a_development_instance_and_stops_on_
     // A restart reuses the same KEK and keys (no second key is created).
     let output = run(dir.path(), &["keys", "list"], &[]);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(text(&output.stdout).lines().count(), 2, "{}", text(&output.stdout));
+    assert_eq!(
+        text(&output.stdout).lines().count(),
+        2,
+        "{}",
+        text(&output.stdout)
+    );
 }
 
 #[test]
@@ -351,12 +431,19 @@ fn serve_fails_in_one_line_when_the_database_is_unreachable_without_showing_the_
         &["serve"],
         &[
             ("FRONTDESK_LISTEN", "127.0.0.1:0"),
-            ("FRONTDESK_DATABASE_URL", "postgres://postgres:hunter2@127.0.0.1:1/x"),
+            (
+                "FRONTDESK_DATABASE_URL",
+                "postgres://postgres:hunter2@127.0.0.1:1/x",
+            ),
         ],
     );
     let line = assert_one_line_failure(&output, &["cannot open the database", "127.0.0.1:1"]);
     assert!(line.contains("***"), "{line}");
-    assert!(!text(&output.stderr).contains("hunter2"), "{}", text(&output.stderr));
+    assert!(
+        !text(&output.stderr).contains("hunter2"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]
@@ -365,5 +452,8 @@ fn serve_fails_in_one_line_on_a_broken_configuration() {
     let config = write_config(dir.path(), "algorithm = \"HS256\"\n");
     let output = run(dir.path(), &["--config", &config, "serve"], &[]);
     assert_one_line_failure(&output, &["keys.algorithm", &config]);
-    assert!(!dir.path().join("data.db").exists(), "nothing is created before validation");
+    assert!(
+        !dir.path().join("data.db").exists(),
+        "nothing is created before validation"
+    );
 }

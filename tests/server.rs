@@ -120,7 +120,10 @@ fn assert_no_nulls(value: &Value, path: &str) {
 }
 
 fn path_of(url: &str) -> String {
-    url::Url::parse(url).expect("absolute URL").path().to_string()
+    url::Url::parse(url)
+        .expect("absolute URL")
+        .path()
+        .to_string()
 }
 
 fn kids(set: &JwkSet) -> Vec<String> {
@@ -156,9 +159,7 @@ async fn exercise(database: TestDatabase) {
         .await;
     assert!(header(&headers, "content-type").starts_with("application/json"));
     assert!(header(&headers, "cache-control").contains("max-age"));
-    let (_, openid) = harness
-        .get_json("/.well-known/openid-configuration")
-        .await;
+    let (_, openid) = harness.get_json("/.well-known/openid-configuration").await;
     assert_eq!(metadata, openid);
     // META-02: byte-identical issuer.
     assert_eq!(metadata["issuer"].as_str(), Some(ISSUER));
@@ -173,7 +174,10 @@ async fn exercise(database: TestDatabase) {
     assert_no_nulls(&metadata, "metadata");
     // Nothing advertises `none` (META-12 and RFC 8725).
     assert!(
-        !metadata.to_string().to_ascii_lowercase().contains("\"none\""),
+        !metadata
+            .to_string()
+            .to_ascii_lowercase()
+            .contains("\"none\""),
         "{metadata}"
     );
 
@@ -199,7 +203,10 @@ async fn exercise(database: TestDatabase) {
         assert_eq!(key["kty"], "EC");
         assert!(key["kid"].is_string());
         for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-            assert!(key.get(private).is_none(), "private member {private} published");
+            assert!(
+                key.get(private).is_none(),
+                "private member {private} published"
+            );
         }
     }
     let set: JwkSet = serde_json::from_value(document).expect("JWK set");
@@ -229,7 +236,11 @@ async fn exercise(database: TestDatabase) {
     assert_eq!(published, expected);
     let token = keys.sign("JWT", &claims).expect("sign after rotate");
     let kid = jsonwebtoken::decode_header(&token).expect("header").kid;
-    assert_eq!(kid.as_deref(), Some(old_kid.as_str()), "next key must not sign yet");
+    assert_eq!(
+        kid.as_deref(),
+        Some(old_kid.as_str()),
+        "next key must not sign yet"
+    );
     verify(&token, &set);
     verify(&old_token, &set);
 
@@ -252,7 +263,10 @@ async fn exercise(database: TestDatabase) {
         .send()
         .await
         .expect("GET");
-    assert_eq!(header(response.headers(), "x-request-id"), "test-request-42");
+    assert_eq!(
+        header(response.headers(), "x-request-id"),
+        "test-request-42"
+    );
 
     // Unknown paths: JSON 404.
     let response = harness.get("/no/such/endpoint").await;
@@ -278,7 +292,10 @@ async fn exercise(database: TestDatabase) {
     assert!(header(response.headers(), "content-type").starts_with("text/plain"));
     let text = response.text().await.expect("metrics text");
     assert!(text.contains("frontdesk_http_requests_total"), "{text}");
-    assert!(text.contains("# TYPE frontdesk_http_requests_total counter"), "{text}");
+    assert!(
+        text.contains("# TYPE frontdesk_http_requests_total counter"),
+        "{text}"
+    );
 
     harness.server.shutdown().await.expect("graceful shutdown");
     drop(database);

@@ -26,9 +26,7 @@ fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// A minimal production file: https issuer and a KEK.
 fn production(extra: &str) -> String {
-    format!(
-        "issuer = \"https://sts.example.com\"\n[keys]\nencryption_key = \"{KEK}\"\n{extra}"
-    )
+    format!("issuer = \"https://sts.example.com\"\n[keys]\nencryption_key = \"{KEK}\"\n{extra}")
 }
 
 fn load_file(text: &str, variables: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -120,7 +118,12 @@ idp_client_ids = { okta = "0oa-agent" }
     .expect("file loads");
     assert!(!config.development);
     assert_eq!(config.issuer, "https://sts.example.com");
-    assert!(config.source.as_deref().is_some_and(|p| p.ends_with("frontdesk.toml")));
+    assert!(
+        config
+            .source
+            .as_deref()
+            .is_some_and(|p| p.ends_with("frontdesk.toml"))
+    );
     assert_eq!(config.keys.algorithm, "EdDSA");
     assert_eq!(config.keys.promote_after_secs, 7200);
     assert_eq!(config.server.listen, "0.0.0.0:9000");
@@ -148,12 +151,17 @@ idp_client_ids = { okta = "0oa-agent" }
 
 #[test]
 fn unknown_key_in_the_file_names_the_key_the_file_and_the_line() {
-    let (dir, path) = write_config(&production("\n[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n"));
+    let (dir, path) = write_config(&production(
+        "\n[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n",
+    ));
     let error = Config::load(Some(&path), env(&[])).expect_err("unknown key");
     assert!(error.key.contains("server"), "{error}");
     let line = error.to_string();
     assert!(line.contains("lisen"), "does not name the key: {line}");
-    assert!(line.contains(&path.display().to_string()), "does not name the file: {line}");
+    assert!(
+        line.contains(&path.display().to_string()),
+        "does not name the file: {line}"
+    );
     assert!(line.contains("line 7"), "does not give the line: {line}");
     drop(dir);
 }
@@ -183,8 +191,11 @@ fn a_missing_file_names_the_file() {
 
 #[test]
 fn a_wrong_type_names_the_key() {
-    let error = load_file(&production("[server]\nrequest_timeout_secs = \"soon\"\n"), &[])
-        .expect_err("type");
+    let error = load_file(
+        &production("[server]\nrequest_timeout_secs = \"soon\"\n"),
+        &[],
+    )
+    .expect_err("type");
     assert_error(&error, "server.request_timeout_secs", "frontdesk.toml");
 }
 
@@ -194,20 +205,47 @@ fn invalid_values_name_the_key_and_the_file() {
     let cases: &[(&str, &str)] = &[
         ("[server]\nlisten = \"localhost\"\n", "server.listen"),
         ("[server]\nlisten = \"127.0.0.1:99999\"\n", "server.listen"),
-        ("[server]\nrequest_timeout_secs = 0\n", "server.request_timeout_secs"),
+        (
+            "[server]\nrequest_timeout_secs = 0\n",
+            "server.request_timeout_secs",
+        ),
         ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
         ("[database]\nurl = \"mysql://db/x\"\n", "database.url"),
-        ("[database]\nmax_connections = 0\n", "database.max_connections"),
+        (
+            "[database]\nmax_connections = 0\n",
+            "database.max_connections",
+        ),
         ("[keys]\nalgorithm = \"HS256\"\n", "keys.algorithm"),
         ("[keys]\nalgorithm = \"none\"\n", "keys.algorithm"),
         ("[keys]\nrsa_bits = 1024\n", "keys.rsa_bits"),
-        ("[keys]\njwks_max_age_secs = 7200\n", "keys.promote_after_secs"),
-        ("[tokens]\nid_jag_lifetime_secs = 0\n", "tokens.id_jag_lifetime_secs"),
-        ("[tokens]\naccess_token_lifetime_secs = 0\n", "tokens.access_token_lifetime_secs"),
-        ("[tokens]\nchaining_grant_lifetime_secs = 0\n", "tokens.chaining_grant_lifetime_secs"),
-        ("[tokens]\nid_jag_lifetime_secs = 3601\n", "tokens.id_jag_lifetime_secs"),
-        ("[tokens]\nclock_skew_secs = 301\n", "tokens.clock_skew_secs"),
-        ("[tokens]\nsubject_token_error = \"access_denied\"\n", "tokens.subject_token_error"),
+        (
+            "[keys]\njwks_max_age_secs = 7200\n",
+            "keys.promote_after_secs",
+        ),
+        (
+            "[tokens]\nid_jag_lifetime_secs = 0\n",
+            "tokens.id_jag_lifetime_secs",
+        ),
+        (
+            "[tokens]\naccess_token_lifetime_secs = 0\n",
+            "tokens.access_token_lifetime_secs",
+        ),
+        (
+            "[tokens]\nchaining_grant_lifetime_secs = 0\n",
+            "tokens.chaining_grant_lifetime_secs",
+        ),
+        (
+            "[tokens]\nid_jag_lifetime_secs = 3601\n",
+            "tokens.id_jag_lifetime_secs",
+        ),
+        (
+            "[tokens]\nclock_skew_secs = 301\n",
+            "tokens.clock_skew_secs",
+        ),
+        (
+            "[tokens]\nsubject_token_error = \"access_denied\"\n",
+            "tokens.subject_token_error",
+        ),
         ("[log]\nformat = \"xml\"\n", "log.format"),
         ("version = 2\n", "version"),
     ];
@@ -370,12 +408,19 @@ fn file_variants_read_the_value_from_a_file() {
         &[
             ("FRONTDESK_KEY_ENCRYPTION_KEY_FILE", path_str(&kek_file)),
             ("FRONTDESK_DATABASE_URL_FILE", path_str(&url_file)),
-            ("FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS_FILE", path_str(&timeout_file)),
+            (
+                "FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS_FILE",
+                path_str(&timeout_file),
+            ),
         ],
     )
     .expect("file variants");
     assert_eq!(
-        config.keys.encryption_key.as_ref().map(SecretString::expose),
+        config
+            .keys
+            .encryption_key
+            .as_ref()
+            .map(SecretString::expose),
         Some(KEK)
     );
     assert_eq!(config.database.url.expose(), "postgres://u:secret@db/x");
@@ -411,7 +456,10 @@ fn the_encryption_key_file_setting_is_a_path_not_a_value() {
 fn a_kek_is_required_outside_development() {
     let error = load_file("issuer = \"https://sts.example.com\"\n", &[]).expect_err("no kek");
     assert_error(&error, "keys.encryption_key", "frontdesk.toml");
-    assert!(error.message.contains("FRONTDESK_KEY_ENCRYPTION_KEY"), "{error}");
+    assert!(
+        error.message.contains("FRONTDESK_KEY_ENCRYPTION_KEY"),
+        "{error}"
+    );
     // Development needs none: a key file is generated at startup.
     assert!(load_env(&[]).expect("dev").keys.encryption_key.is_none());
 }
@@ -419,13 +467,14 @@ fn a_kek_is_required_outside_development() {
 #[test]
 fn a_malformed_kek_is_refused_at_load() {
     let error = load_env(&[("FRONTDESK_KEY_ENCRYPTION_KEY", "c2hvcnQ=")]).expect_err("short");
-    assert_error(&error, "keys.encryption_key", "FRONTDESK_KEY_ENCRYPTION_KEY");
+    assert_error(
+        &error,
+        "keys.encryption_key",
+        "FRONTDESK_KEY_ENCRYPTION_KEY",
+    );
     assert!(error.message.contains("32 bytes"), "{error}");
-    let error = load_file(
-        &production("encryption_key_file = \"/run/kek\"\n"),
-        &[],
-    )
-    .expect_err("both");
+    let error =
+        load_file(&production("encryption_key_file = \"/run/kek\"\n"), &[]).expect_err("both");
     assert_error(&error, "keys.encryption_key", "frontdesk.toml");
 }
 
@@ -433,12 +482,18 @@ fn a_malformed_kek_is_refused_at_load() {
 fn debug_of_config_redacts_secrets() {
     let config = load_file(
         &production(""),
-        &[("FRONTDESK_DATABASE_URL", "postgres://frontdesk:hunter2@db/x")],
+        &[(
+            "FRONTDESK_DATABASE_URL",
+            "postgres://frontdesk:hunter2@db/x",
+        )],
     )
     .expect("load");
     let debug = format!("{config:?}");
     assert!(!debug.contains(KEK), "KEK in Debug: {debug}");
-    assert!(!debug.contains("hunter2"), "database password in Debug: {debug}");
+    assert!(
+        !debug.contains("hunter2"),
+        "database password in Debug: {debug}"
+    );
     assert!(debug.contains("[redacted]"), "{debug}");
     // The error for a bad KEK does not echo it either.
     let error = load_env(&[("FRONTDESK_KEY_ENCRYPTION_KEY", "c2VjcmV0LXZhbHVl")]).expect_err("bad");

@@ -64,14 +64,19 @@ fn sign(ring: &KeyRing) -> (String, String) {
     let token = ring.sign("JWT", &claims()).expect("sign");
     let header = jsonwebtoken::decode_header(&token).expect("header");
     assert_eq!(header.typ.as_deref(), Some("JWT"));
-    (token, header.kid.expect("signed tokens carry a kid (JWKS-04)"))
+    (
+        token,
+        header.kid.expect("signed tokens carry a kid (JWKS-04)"),
+    )
 }
 
 /// Verifies `token` with the key of its `kid` in `set`, as a relying party would.
 fn verify(token: &str, set: &JwkSet) -> Result<Value, String> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
     let kid = header.kid.ok_or("no kid")?;
-    let jwk = set.find(&kid).ok_or_else(|| format!("kid {kid} is not published"))?;
+    let jwk = set
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} is not published"))?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
     let mut validation = Validation::new(header.alg);
     validation.validate_aud = false;
@@ -105,9 +110,14 @@ async fn opening_an_empty_database_creates_one_active_key() {
     assert_eq!(ring.published_algorithms(), ["ES256"]);
 
     // Opening again (a restart, or a second instance) reuses the key instead of making another.
-    let again = KeyRing::open(ring.store.clone(), kek(), policy(SigningAlgorithm::Es256), T0 + 5)
-        .await
-        .expect("reopen");
+    let again = KeyRing::open(
+        ring.store.clone(),
+        kek(),
+        policy(SigningAlgorithm::Es256),
+        T0 + 5,
+    )
+    .await
+    .expect("reopen");
     assert_eq!(again.active_kid().expect("active").0, kid);
     assert_eq!(KeyRing::list(&ring.store).await.expect("list").len(), 1);
 }
@@ -124,21 +134,35 @@ async fn rotation_publishes_next_then_promotes_then_unpublishes_the_old_key() {
     let rotated_at = T0 + 1;
     let new = ring.rotate(rotated_at, false).await.expect("rotate");
     assert_ne!(new, old);
-    assert_eq!(states(&ring).await, [(new.clone(), "next"), (old.clone(), "active")]);
+    assert_eq!(
+        states(&ring).await,
+        [(new.clone(), "next"), (old.clone(), "active")]
+    );
     let published = published_kids(&ring);
-    assert!(published.contains(&new) && published.contains(&old), "{published:?}");
+    assert!(
+        published.contains(&new) && published.contains(&old),
+        "{published:?}"
+    );
     let (old_token, kid) = sign(&ring);
     assert_eq!(kid, old, "a next key must not sign before promotion");
 
     // One second before it is due nothing changes.
-    assert!(!ring.tick(rotated_at + PROMOTE_AFTER - 1).await.expect("tick"));
+    assert!(
+        !ring
+            .tick(rotated_at + PROMOTE_AFTER - 1)
+            .await
+            .expect("tick")
+    );
     assert_eq!(sign(&ring).1, old);
 
     let promoted_at = rotated_at + PROMOTE_AFTER;
     assert!(ring.tick(promoted_at).await.expect("tick"));
     let (new_token, kid) = sign(&ring);
     assert_eq!(kid, new);
-    assert_eq!(states(&ring).await, [(new.clone(), "active"), (old.clone(), "retired")]);
+    assert_eq!(
+        states(&ring).await,
+        [(new.clone(), "active"), (old.clone(), "retired")]
+    );
     let retired = KeyRing::list(&ring.store).await.expect("list").remove(1);
     assert_eq!(retired.retired_at, Some(promoted_at));
     assert_eq!(retired.publish_until, Some(promoted_at + RETIRED_PUBLISH));
@@ -147,9 +171,18 @@ async fn rotation_publishes_next_then_promotes_then_unpublishes_the_old_key() {
     verify(&old_token, &set).expect("old token still verifies");
     verify(&new_token, &set).expect("new token verifies");
 
-    assert!(!ring.tick(promoted_at + RETIRED_PUBLISH - 1).await.expect("tick"));
+    assert!(
+        !ring
+            .tick(promoted_at + RETIRED_PUBLISH - 1)
+            .await
+            .expect("tick")
+    );
     assert_eq!(published_kids(&ring).len(), 2);
-    assert!(ring.tick(promoted_at + RETIRED_PUBLISH).await.expect("tick"));
+    assert!(
+        ring.tick(promoted_at + RETIRED_PUBLISH)
+            .await
+            .expect("tick")
+    );
     assert_eq!(published_kids(&ring), [new.clone()]);
     assert!(verify(&old_token, &jwks(&ring)).is_err());
     // The row is kept for the record (keys list), only unpublished.
@@ -161,9 +194,14 @@ async fn rotation_publishes_next_then_promotes_then_unpublishes_the_old_key() {
 async fn tick_picks_up_changes_made_elsewhere() {
     let database = TestDatabase::sqlite();
     let ring = ring(&database, SigningAlgorithm::Es256).await;
-    let other = KeyRing::open(ring.store.clone(), kek(), policy(SigningAlgorithm::Es256), T0)
-        .await
-        .expect("second instance");
+    let other = KeyRing::open(
+        ring.store.clone(),
+        kek(),
+        policy(SigningAlgorithm::Es256),
+        T0,
+    )
+    .await
+    .expect("second instance");
     let new = other.rotate(T0 + 1, false).await.expect("rotate elsewhere");
     assert!(!published_kids(&ring).contains(&new));
     assert!(ring.tick(T0 + 2).await.expect("tick"));
@@ -176,7 +214,14 @@ async fn tick_picks_up_changes_made_elsewhere() {
     assert_eq!(ring.active_kid().expect("active").0, new);
     assert_eq!(other.active_kid().expect("active").0, new);
     let listed = states(&ring).await;
-    assert_eq!(listed.iter().filter(|(_, state)| *state == "active").count(), 1, "{listed:?}");
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|(_, state)| *state == "active")
+            .count(),
+        1,
+        "{listed:?}"
+    );
 }
 
 #[tokio::test]
@@ -186,7 +231,10 @@ async fn emergency_rotation_promotes_at_once() {
     let (old, _) = ring.active_kid().expect("active");
     let new = ring.rotate(T0 + 10, true).await.expect("rotate --now");
     assert_eq!(sign(&ring).1, new);
-    assert_eq!(states(&ring).await, [(new.clone(), "active"), (old.clone(), "retired")]);
+    assert_eq!(
+        states(&ring).await,
+        [(new.clone(), "active"), (old.clone(), "retired")]
+    );
     // The compromised key stays published so tokens already issued keep verifying until expiry.
     assert!(published_kids(&ring).contains(&old));
     let retired = KeyRing::list(&ring.store).await.expect("list").remove(1);
@@ -246,7 +294,10 @@ async fn every_algorithm_signs_tokens_the_jwks_verifies() {
         assert_eq!(key["alg"], algorithm.as_str());
         assert_eq!(key["use"], "sig");
         for private in ["d", "p", "q", "dp", "dq", "qi", "k", "oth"] {
-            assert!(key.get(private).is_none(), "{algorithm}: `{private}` published");
+            assert!(
+                key.get(private).is_none(),
+                "{algorithm}: `{private}` published"
+            );
         }
         let (token, kid) = sign(&ring);
         assert_eq!(key["kid"], kid.as_str());
@@ -266,12 +317,18 @@ async fn every_algorithm_signs_tokens_the_jwks_verifies() {
 /// JWK `d`; and the sealed bytes do not open under another KEK.
 #[tokio::test]
 async fn the_database_never_holds_a_plaintext_private_key() {
-    for algorithm in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa, SigningAlgorithm::Rs256] {
+    for algorithm in [
+        SigningAlgorithm::Es256,
+        SigningAlgorithm::EdDsa,
+        SigningAlgorithm::Rs256,
+    ] {
         let database = TestDatabase::sqlite();
         let ring = ring(&database, algorithm).await;
         ring.rotate(T0, false).await.expect("rotate: a second key");
 
-        let mut connection = sqlx::SqliteConnection::connect(database.url()).await.expect("raw");
+        let mut connection = sqlx::SqliteConnection::connect(database.url())
+            .await
+            .expect("raw");
         let rows: Vec<(String, Vec<u8>, String)> =
             sqlx::query_as("SELECT kid, sealed_private_key, public_jwk FROM signing_keys")
                 .fetch_all(&mut connection)
@@ -287,22 +344,42 @@ async fn the_database_never_holds_a_plaintext_private_key() {
         disk.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
 
         for (kid, sealed, public_jwk) in rows {
-            let pkcs8 = kek().open(&kid, &sealed).expect("opens under the right KEK");
+            let pkcs8 = kek()
+                .open(&kid, &sealed)
+                .expect("opens under the right KEK");
             let plaintext = PrivateKey::from_pkcs8(algorithm, pkcs8);
             let der = plaintext.pkcs8();
             assert!(der.len() > 40, "{algorithm}: implausible PKCS#8");
             for window in der.windows(24) {
-                assert!(!contains(&sealed, window), "{algorithm}: PKCS#8 bytes in the sealed column");
-                assert!(!contains(&disk, window), "{algorithm}: PKCS#8 bytes in the database file");
+                assert!(
+                    !contains(&sealed, window),
+                    "{algorithm}: PKCS#8 bytes in the sealed column"
+                );
+                assert!(
+                    !contains(&disk, window),
+                    "{algorithm}: PKCS#8 bytes in the database file"
+                );
             }
             let pem_body = base64::engine::general_purpose::STANDARD.encode(der);
-            assert!(!contains(&disk, &pem_body.as_bytes()[..40]), "{algorithm}: PEM body on disk");
-            assert!(!contains(&disk, b"PRIVATE KEY"), "{algorithm}: PEM marker on disk");
+            assert!(
+                !contains(&disk, &pem_body.as_bytes()[..40]),
+                "{algorithm}: PEM body on disk"
+            );
+            assert!(
+                !contains(&disk, b"PRIVATE KEY"),
+                "{algorithm}: PEM marker on disk"
+            );
             let jwk: Value = serde_json::from_str(&public_jwk).expect("jwk");
-            assert!(jwk.get("d").is_none(), "{algorithm}: private member in the stored JWK");
+            assert!(
+                jwk.get("d").is_none(),
+                "{algorithm}: private member in the stored JWK"
+            );
 
             let other = Kek::from_bytes(&[10u8; KEK_LEN]).expect("other kek");
-            assert!(other.open(&kid, &sealed).is_err(), "{algorithm}: opens under another KEK");
+            assert!(
+                other.open(&kid, &sealed).is_err(),
+                "{algorithm}: opens under another KEK"
+            );
         }
     }
 }
@@ -312,9 +389,14 @@ async fn opening_with_another_kek_fails_clearly() {
     let database = TestDatabase::sqlite();
     let ring = ring(&database, SigningAlgorithm::Es256).await;
     let other = Kek::from_bytes(&[10u8; KEK_LEN]).expect("other kek");
-    let error = KeyRing::open(ring.store.clone(), other, policy(SigningAlgorithm::Es256), T0)
-        .await
-        .expect_err("wrong KEK");
+    let error = KeyRing::open(
+        ring.store.clone(),
+        other,
+        policy(SigningAlgorithm::Es256),
+        T0,
+    )
+    .await
+    .expect_err("wrong KEK");
     assert!(error.to_string().contains("key-encryption key"), "{error}");
 }
 
@@ -327,15 +409,24 @@ async fn debug_output_never_shows_key_material() {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect();
-    for debug in [format!("{ring:?}"), format!("{records:?}"), format!("{:?}", kek())] {
+    for debug in [
+        format!("{ring:?}"),
+        format!("{records:?}"),
+        format!("{:?}", kek()),
+    ] {
         assert!(!debug.contains("sealed_private_key"), "{debug}");
         assert!(!debug.contains(&sealed_hex), "{debug}");
-        assert!(!debug.contains(&format!("{:?}", &records[0].sealed_private_key[..4])), "{debug}");
+        assert!(
+            !debug.contains(&format!("{:?}", &records[0].sealed_private_key[..4])),
+            "{debug}"
+        );
     }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 use base64::Engine;

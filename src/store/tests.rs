@@ -76,18 +76,53 @@ async fn ping_answers(store: Store) {
 
 /// CAUTH-06, JWTB-06: a `jti` is accepted once per issuer until its token has expired.
 async fn replay_records_are_single_use_until_purged(store: Store) {
-    assert!(store.record_once("https://idp", "jti-1", 100).await.expect("first"));
-    assert!(!store.record_once("https://idp", "jti-1", 100).await.expect("replay"));
-    assert!(!store.record_once("https://idp", "jti-1", 999).await.expect("replay, other exp"));
+    assert!(
+        store
+            .record_once("https://idp", "jti-1", 100)
+            .await
+            .expect("first")
+    );
+    assert!(
+        !store
+            .record_once("https://idp", "jti-1", 100)
+            .await
+            .expect("replay")
+    );
+    assert!(
+        !store
+            .record_once("https://idp", "jti-1", 999)
+            .await
+            .expect("replay, other exp")
+    );
     // The same jti from another issuer is a different token.
-    assert!(store.record_once("https://other", "jti-1", 200).await.expect("other issuer"));
-    assert!(store.record_once("https://idp", "jti-2", 300).await.expect("second jti"));
+    assert!(
+        store
+            .record_once("https://other", "jti-1", 200)
+            .await
+            .expect("other issuer")
+    );
+    assert!(
+        store
+            .record_once("https://idp", "jti-2", 300)
+            .await
+            .expect("second jti")
+    );
 
     // Only records whose tokens expired before `now` go; a record expiring at `now` stays.
     assert_eq!(store.purge_expired(100).await.expect("purge none"), 0);
     assert_eq!(store.purge_expired(201).await.expect("purge two"), 2);
-    assert!(!store.record_once("https://idp", "jti-2", 300).await.expect("still recorded"));
-    assert!(store.record_once("https://idp", "jti-1", 400).await.expect("purged, usable"));
+    assert!(
+        !store
+            .record_once("https://idp", "jti-2", 300)
+            .await
+            .expect("still recorded")
+    );
+    assert!(
+        store
+            .record_once("https://idp", "jti-1", 400)
+            .await
+            .expect("purged, usable")
+    );
 }
 
 fn key(kid: &str, state: KeyState, created_at: i64) -> KeyRecord {
@@ -106,39 +141,74 @@ fn key(kid: &str, state: KeyState, created_at: i64) -> KeyRecord {
 }
 
 fn states(keys: &[KeyRecord]) -> Vec<(String, KeyState)> {
-    keys.iter().map(|key| (key.kid.clone(), key.state)).collect()
+    keys.iter()
+        .map(|key| (key.kid.clone(), key.state))
+        .collect()
 }
 
 async fn keys_insert_list_and_promote(store: Store) {
-    store.insert_key(&key("a", KeyState::Active, 10)).await.expect("insert a");
-    store.insert_key(&key("b", KeyState::Next, 20)).await.expect("insert b");
+    store
+        .insert_key(&key("a", KeyState::Active, 10))
+        .await
+        .expect("insert a");
+    store
+        .insert_key(&key("b", KeyState::Next, 20))
+        .await
+        .expect("insert b");
     let keys = store.published_keys(20).await.expect("published");
     // Newest first; the sealed bytes round-trip exactly (BLOB / BYTEA).
-    assert_eq!(states(&keys), [("b".into(), KeyState::Next), ("a".into(), KeyState::Active)]);
+    assert_eq!(
+        states(&keys),
+        [("b".into(), KeyState::Next), ("a".into(), KeyState::Active)]
+    );
     assert_eq!(keys[1].sealed_private_key, vec![0, 1, 2, 255, 1]);
     assert_eq!(keys[0].activate_at, Some(80));
 
     // A duplicate kid is a conflict, not a database failure.
     let duplicate = store.insert_key(&key("a", KeyState::Next, 30)).await;
-    assert!(matches!(duplicate, Err(StoreError::Conflict)), "{duplicate:?}");
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict)),
+        "{duplicate:?}"
+    );
 
     assert!(store.promote_key("b", 80, 500).await.expect("promote"));
     let keys = store.published_keys(80).await.expect("published");
-    assert_eq!(states(&keys), [("b".into(), KeyState::Active), ("a".into(), KeyState::Retired)]);
+    assert_eq!(
+        states(&keys),
+        [
+            ("b".into(), KeyState::Active),
+            ("a".into(), KeyState::Retired)
+        ]
+    );
     assert_eq!(keys[0].activated_at, Some(80));
-    assert_eq!((keys[1].retired_at, keys[1].publish_until), (Some(80), Some(500)));
+    assert_eq!(
+        (keys[1].retired_at, keys[1].publish_until),
+        (Some(80), Some(500))
+    );
     // Promoting again, or promoting a key that is not `next`, does nothing.
     assert!(!store.promote_key("b", 90, 600).await.expect("again"));
     assert!(!store.promote_key("a", 90, 600).await.expect("retired"));
     assert!(!store.promote_key("nope", 90, 600).await.expect("unknown"));
     let keys = store.all_keys().await.expect("all");
-    assert_eq!(keys.iter().filter(|key| key.state == KeyState::Active).count(), 1);
-    assert_eq!(keys[1].publish_until, Some(500), "a later no-op promote must not touch the retired key");
+    assert_eq!(
+        keys.iter()
+            .filter(|key| key.state == KeyState::Active)
+            .count(),
+        1
+    );
+    assert_eq!(
+        keys[1].publish_until,
+        Some(500),
+        "a later no-op promote must not touch the retired key"
+    );
 }
 
 /// The partial unique index keeps at most one active key, whatever the caller does.
 async fn at_most_one_active_key(store: Store) {
-    store.insert_key(&key("a", KeyState::Active, 10)).await.expect("insert a");
+    store
+        .insert_key(&key("a", KeyState::Active, 10))
+        .await
+        .expect("insert a");
     let second = store.insert_key(&key("b", KeyState::Active, 20)).await;
     assert!(matches!(second, Err(StoreError::Conflict)), "{second:?}");
     assert_eq!(store.all_keys().await.expect("all").len(), 1);
@@ -150,36 +220,70 @@ async fn concurrent_promotion_of_one_key_has_one_winner(store: Store) {
     for round in 0..5_i64 {
         let (old, new) = (format!("old-{round}"), format!("new-{round}"));
         if round == 0 {
-            store.insert_key(&key(&old, KeyState::Active, 0)).await.expect("insert old");
+            store
+                .insert_key(&key(&old, KeyState::Active, 0))
+                .await
+                .expect("insert old");
         }
-        store.insert_key(&key(&new, KeyState::Next, 10 * round + 1)).await.expect("insert next");
+        store
+            .insert_key(&key(&new, KeyState::Next, 10 * round + 1))
+            .await
+            .expect("insert next");
         let (first, second) = tokio::join!(
             store.promote_key(&new, 10 * round + 2, 1_000),
             store.promote_key(&new, 10 * round + 2, 1_000),
         );
         let winners = [first.expect("first"), second.expect("second")];
-        assert_eq!(winners.iter().filter(|won| **won).count(), 1, "round {round}: {winners:?}");
+        assert_eq!(
+            winners.iter().filter(|won| **won).count(),
+            1,
+            "round {round}: {winners:?}"
+        );
         let keys = store.all_keys().await.expect("all");
-        let active: Vec<_> = keys.iter().filter(|key| key.state == KeyState::Active).collect();
+        let active: Vec<_> = keys
+            .iter()
+            .filter(|key| key.state == KeyState::Active)
+            .collect();
         assert_eq!(active.len(), 1, "round {round}: {:?}", states(&keys));
-        assert_eq!(active[0].kid, new, "round {round}: the new key must be the active one");
+        assert_eq!(
+            active[0].kid, new,
+            "round {round}: the new key must be the active one"
+        );
         // Next round promotes over this one.
         store
-            .insert_key(&key(&format!("old-{}", round + 1), KeyState::Retired, 10 * round + 3))
+            .insert_key(&key(
+                &format!("old-{}", round + 1),
+                KeyState::Retired,
+                10 * round + 3,
+            ))
             .await
             .expect("filler");
     }
 }
 
 async fn retire_and_publish_until(store: Store) {
-    store.insert_key(&key("a", KeyState::Active, 10)).await.expect("insert a");
-    store.insert_key(&key("b", KeyState::Next, 20)).await.expect("insert b");
+    store
+        .insert_key(&key("a", KeyState::Active, 10))
+        .await
+        .expect("insert a");
+    store
+        .insert_key(&key("b", KeyState::Next, 20))
+        .await
+        .expect("insert b");
     assert!(store.retire_key("b", 30, 100).await.expect("retire next"));
-    assert!(!store.retire_key("b", 31, 200).await.expect("already retired"));
+    assert!(
+        !store
+            .retire_key("b", 31, 200)
+            .await
+            .expect("already retired")
+    );
     assert!(!store.retire_key("zz", 31, 200).await.expect("unknown"));
     // Published while publish_until is in the future, gone from that second on; still listed.
     assert_eq!(store.published_keys(99).await.expect("99").len(), 2);
-    assert_eq!(states(&store.published_keys(100).await.expect("100")), [("a".into(), KeyState::Active)]);
+    assert_eq!(
+        states(&store.published_keys(100).await.expect("100")),
+        [("a".into(), KeyState::Active)]
+    );
     assert_eq!(store.all_keys().await.expect("all").len(), 2);
 }
 
@@ -210,7 +314,10 @@ async fn audit_round_trips_every_field(store: Store) {
     store.record(&event).await.expect("record full");
     let minimal = AuditEvent::new(1_001, "key_rotated", Decision::Changed);
     store.record(&minimal).await.expect("record minimal");
-    let records = store.audit_events(&AuditFilter::default()).await.expect("read");
+    let records = store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("read");
     assert_eq!(records.len(), 2);
     assert!(records[0].id > records[1].id, "newest first");
     assert_eq!(records[0].event, minimal);
@@ -233,21 +340,44 @@ async fn audit_filters_and_pages(store: Store) {
         store.record(&event).await.expect("record");
     }
     let times = |records: Vec<AuditRecord>| -> Vec<i64> {
-        records.into_iter().map(|record| record.event.occurred_at).collect()
+        records
+            .into_iter()
+            .map(|record| record.event.occurred_at)
+            .collect()
     };
     let query = |filter: AuditFilter| {
         let store = store.clone();
         async move { times(store.audit_events(&filter).await.expect("query")) }
     };
-    assert_eq!(query(AuditFilter::default()).await, [104, 103, 102, 101, 100]);
-    let by_client = AuditFilter { client_id: Some("a".into()), ..Default::default() };
+    assert_eq!(
+        query(AuditFilter::default()).await,
+        [104, 103, 102, 101, 100]
+    );
+    let by_client = AuditFilter {
+        client_id: Some("a".into()),
+        ..Default::default()
+    };
     assert_eq!(query(by_client).await, [103, 102, 100]);
-    let denied = AuditFilter { decision: Some(Decision::Denied), ..Default::default() };
+    let denied = AuditFilter {
+        decision: Some(Decision::Denied),
+        ..Default::default()
+    };
     assert_eq!(query(denied).await, [102, 101]);
-    let reason = AuditFilter { reason: Some("audience_unknown".into()), ..Default::default() };
+    let reason = AuditFilter {
+        reason: Some("audience_unknown".into()),
+        ..Default::default()
+    };
     assert_eq!(query(reason).await, [101]);
-    let window = AuditFilter { since: Some(101), until: Some(103), ..Default::default() };
-    assert_eq!(query(window).await, [102, 101], "since inclusive, until exclusive");
+    let window = AuditFilter {
+        since: Some(101),
+        until: Some(103),
+        ..Default::default()
+    };
+    assert_eq!(
+        query(window).await,
+        [102, 101],
+        "since inclusive, until exclusive"
+    );
     let combined = AuditFilter {
         subject: Some("user-0".into()),
         audience: Some("wiki".into()),
@@ -259,7 +389,11 @@ async fn audit_filters_and_pages(store: Store) {
     let mut pages = Vec::new();
     let mut before_id = None;
     loop {
-        let filter = AuditFilter { limit: Some(2), before_id, ..Default::default() };
+        let filter = AuditFilter {
+            limit: Some(2),
+            before_id,
+            ..Default::default()
+        };
         let page = store.audit_events(&filter).await.expect("page");
         if page.is_empty() {
             break;
@@ -280,43 +414,88 @@ fn document(id: &str, version: u32, managed: bool, updated_at: i64) -> TrustDocu
 }
 
 async fn trust_upsert_list_delete(store: Store) {
-    for kind in [TrustKind::IdentityProvider, TrustKind::Audience, TrustKind::Client] {
+    for kind in [
+        TrustKind::IdentityProvider,
+        TrustKind::Audience,
+        TrustKind::Client,
+    ] {
         let before = store.trust_version().await.expect("version");
-        store.upsert_trust(kind, &document("zeta", 1, false, 10)).await.expect("upsert zeta");
-        store.upsert_trust(kind, &document("alpha", 1, false, 11)).await.expect("upsert alpha");
+        store
+            .upsert_trust(kind, &document("zeta", 1, false, 10))
+            .await
+            .expect("upsert zeta");
+        store
+            .upsert_trust(kind, &document("alpha", 1, false, 11))
+            .await
+            .expect("upsert alpha");
         let listed = store.list_trust(kind).await.expect("list");
-        assert_eq!(listed, [document("alpha", 1, false, 11), document("zeta", 1, false, 10)]);
+        assert_eq!(
+            listed,
+            [
+                document("alpha", 1, false, 11),
+                document("zeta", 1, false, 10)
+            ]
+        );
         let after = store.trust_version().await.expect("version");
         assert_ne!(before, after, "{kind:?}");
 
-        store.upsert_trust(kind, &document("alpha", 2, true, 12)).await.expect("replace");
-        assert_eq!(store.list_trust(kind).await.expect("list")[0], document("alpha", 2, true, 12));
+        store
+            .upsert_trust(kind, &document("alpha", 2, true, 12))
+            .await
+            .expect("replace");
+        assert_eq!(
+            store.list_trust(kind).await.expect("list")[0],
+            document("alpha", 2, true, 12)
+        );
         assert!(store.delete_trust(kind, "zeta").await.expect("delete"));
-        assert!(!store.delete_trust(kind, "zeta").await.expect("delete again"));
+        assert!(
+            !store
+                .delete_trust(kind, "zeta")
+                .await
+                .expect("delete again")
+        );
         assert_eq!(store.list_trust(kind).await.expect("list").len(), 1);
     }
     // The three kinds are separate tables.
-    assert_eq!(store.list_trust(TrustKind::Client).await.expect("list")[0].id, "alpha");
+    assert_eq!(
+        store.list_trust(TrustKind::Client).await.expect("list")[0].id,
+        "alpha"
+    );
 }
 
 async fn sync_config_trust_replaces_only_config_rows(store: Store) {
     let kind = TrustKind::Audience;
-    store.upsert_trust(kind, &document("admin-made", 1, false, 5)).await.expect("admin row");
     store
-        .sync_config_trust(kind, &[document("a", 1, true, 10), document("b", 1, true, 10)])
+        .upsert_trust(kind, &document("admin-made", 1, false, 5))
+        .await
+        .expect("admin row");
+    store
+        .sync_config_trust(
+            kind,
+            &[document("a", 1, true, 10), document("b", 1, true, 10)],
+        )
         .await
         .expect("first sync");
     let ids = |list: Vec<TrustDocument>| -> Vec<(String, bool)> {
-        list.into_iter().map(|doc| (doc.id, doc.managed_by_config)).collect()
+        list.into_iter()
+            .map(|doc| (doc.id, doc.managed_by_config))
+            .collect()
     };
     assert_eq!(
         ids(store.list_trust(kind).await.expect("list")),
-        [("a".into(), true), ("admin-made".into(), false), ("b".into(), true)]
+        [
+            ("a".into(), true),
+            ("admin-made".into(), false),
+            ("b".into(), true)
+        ]
     );
 
     // The file changed: `a` removed, `b` edited, `c` added. The admin row is untouched.
     store
-        .sync_config_trust(kind, &[document("b", 2, true, 20), document("c", 1, true, 20)])
+        .sync_config_trust(
+            kind,
+            &[document("b", 2, true, 20), document("c", 1, true, 20)],
+        )
         .await
         .expect("second sync");
     let listed = store.list_trust(kind).await.expect("list");
@@ -331,17 +510,29 @@ async fn sync_config_trust_replaces_only_config_rows(store: Store) {
 
     // Syncing an unchanged file does not bump `updated_at` (so caches are not refreshed for nothing).
     store
-        .sync_config_trust(kind, &[document("b", 2, true, 30), document("c", 1, true, 30)])
+        .sync_config_trust(
+            kind,
+            &[document("b", 2, true, 30), document("c", 1, true, 30)],
+        )
         .await
         .expect("unchanged sync");
     assert_eq!(store.list_trust(kind).await.expect("list"), listed);
 
     // An empty file removes every config row and still leaves the admin row.
-    store.sync_config_trust(kind, &[]).await.expect("empty sync");
+    store
+        .sync_config_trust(kind, &[])
+        .await
+        .expect("empty sync");
     assert_eq!(
         ids(store.list_trust(kind).await.expect("list")),
         [("admin-made".into(), false)]
     );
     // Other kinds were never touched.
-    assert!(store.list_trust(TrustKind::Client).await.expect("clients").is_empty());
+    assert!(
+        store
+            .list_trust(TrustKind::Client)
+            .await
+            .expect("clients")
+            .is_empty()
+    );
 }
