@@ -48,7 +48,9 @@ pub fn load_kek(config: &Config) -> Result<Kek, StartupError> {
         }
         return Ok(kek);
     }
-    fail("no key-encryption key: set FRONTDESK_KEY_ENCRYPTION_KEY (32 random bytes, base64) or keys.encryption_key_file")
+    fail(
+        "no key-encryption key: set FRONTDESK_KEY_ENCRYPTION_KEY (32 random bytes, base64) or keys.encryption_key_file",
+    )
 }
 
 /// Connects to the database (without migrating), with a message that names the URL's scheme
@@ -84,13 +86,23 @@ pub fn key_policy(config: &Config) -> KeyPolicy {
         .id_jag_lifetime_secs
         .max(config.tokens.access_token_lifetime_secs)
         .max(config.tokens.chaining_grant_lifetime_secs)
-        .max(config.audiences.iter().filter_map(|a| a.lifetime_secs).max().unwrap_or(0));
+        .max(
+            config
+                .audiences
+                .iter()
+                .filter_map(|a| a.lifetime_secs)
+                .max()
+                .unwrap_or(0),
+        );
     KeyPolicy {
-        algorithm: SigningAlgorithm::parse(&config.keys.algorithm).unwrap_or(SigningAlgorithm::Es256),
+        algorithm: SigningAlgorithm::parse(&config.keys.algorithm)
+            .unwrap_or(SigningAlgorithm::Es256),
         rsa_bits: config.keys.rsa_bits,
         promote_after_secs: i64::try_from(config.keys.promote_after_secs).unwrap_or(i64::MAX / 4),
-        retired_publish_secs: i64::try_from(longest + config.tokens.clock_skew_secs + config.keys.jwks_max_age_secs)
-            .unwrap_or(i64::MAX / 4),
+        retired_publish_secs: i64::try_from(
+            longest + config.tokens.clock_skew_secs + config.keys.jwks_max_age_secs,
+        )
+        .unwrap_or(i64::MAX / 4),
     }
 }
 
@@ -146,7 +158,11 @@ pub async fn spawn(config: Config) -> Result<RunningServer, StartupError> {
     let store = open_store(&config).await?;
     crate::trust::sync_config(&store, &config, unix_now())
         .await
-        .map_err(|error| StartupError(format!("cannot load the configured trust into the database: {error}")))?;
+        .map_err(|error| {
+            StartupError(format!(
+                "cannot load the configured trust into the database: {error}"
+            ))
+        })?;
     let keys = Arc::new(open_key_ring(&config, store.clone()).await?);
     let listen = config.server.listen.clone();
     let listener = TcpListener::bind(&listen).await.map_err(|error| {
@@ -230,13 +246,18 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         .active_kid()
         .map(|(kid, alg)| format!("{alg} key {kid}"))
         .unwrap_or_default();
-    eprintln!("frontdesk listening on http://{} (issuer {issuer})", server.addr);
+    eprintln!(
+        "frontdesk listening on http://{} (issuer {issuer})",
+        server.addr
+    );
     eprintln!("  data: {database}");
     eprintln!("  signing with {kid}");
     if development {
         eprintln!(
             "  DEVELOPMENT SETUP: no configuration file was given, so this instance uses a local SQLite file and a generated key-encryption key ({DEVELOPMENT_KEK_FILE}) in {}. Do not use it in production; see docs/deployment.md.",
-            std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_else(|_| ".".into())
+            std::env::current_dir()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_else(|_| ".".into())
         );
     }
     tracing::info!(addr = %server.addr, %issuer, development, "frontdesk started");

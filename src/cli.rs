@@ -68,7 +68,10 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         Command::Serve => app::serve(config).await,
         Command::Migrate => {
             app::open_store(&config).await?;
-            println!("migrations applied to {}", app::redact_url(config.database.url.expose()));
+            println!(
+                "migrations applied to {}",
+                app::redact_url(config.database.url.expose())
+            );
             Ok(())
         }
         Command::CheckConfig => {
@@ -99,14 +102,26 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
             let keys = KeyRing::list(&store)
                 .await
                 .map_err(|error| StartupError(error.to_string()))?;
-            println!("{:<8} {:<6} {:<44} {:<12} NOTE", "STATE", "ALG", "KID", "CREATED");
+            println!(
+                "{:<8} {:<6} {:<44} {:<12} NOTE",
+                "STATE", "ALG", "KID", "CREATED"
+            );
             for key in keys {
                 let note = match key.state {
-                    "next" => key.activate_at.map(|at| format!("promoted at {at}")).unwrap_or_default(),
-                    "retired" => key.publish_until.map(|at| format!("published until {at}")).unwrap_or_default(),
+                    "next" => key
+                        .activate_at
+                        .map(|at| format!("promoted at {at}"))
+                        .unwrap_or_default(),
+                    "retired" => key
+                        .publish_until
+                        .map(|at| format!("published until {at}"))
+                        .unwrap_or_default(),
                     _ => String::new(),
                 };
-                println!("{:<8} {:<6} {:<44} {:<12} {}", key.state, key.algorithm, key.kid, key.created_at, note);
+                println!(
+                    "{:<8} {:<6} {:<44} {:<12} {}",
+                    key.state, key.algorithm, key.kid, key.created_at, note
+                );
             }
             Ok(())
         }
@@ -144,7 +159,11 @@ fn hash_secret() -> Result<(), StartupError> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
-        .map_err(|error| StartupError(format!("cannot read the secret from standard input: {error}")))?;
+        .map_err(|error| {
+            StartupError(format!(
+                "cannot read the secret from standard input: {error}"
+            ))
+        })?;
     let secret = input.trim_end_matches(['\r', '\n']);
     if secret.is_empty() {
         return Err(StartupError("the secret on standard input is empty".into()));

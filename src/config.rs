@@ -392,18 +392,20 @@ impl Config {
                     message: format!("cannot read the configuration file: {error}"),
                 })?;
                 // Deserialize the file alone first, so errors carry its line numbers.
-                let deserializer = toml::Deserializer::parse(&text).map_err(|error| ConfigError {
-                    key: "(syntax)".into(),
-                    origin: path.display().to_string(),
-                    message: one_line(&error.to_string()),
-                })?;
-                let parsed: Config = serde_path_to_error::deserialize(deserializer).map_err(
-                    |error| ConfigError {
-                        key: error.path().to_string(),
+                let deserializer =
+                    toml::Deserializer::parse(&text).map_err(|error| ConfigError {
+                        key: "(syntax)".into(),
                         origin: path.display().to_string(),
-                        message: one_line(&error.inner().to_string()),
-                    },
-                )?;
+                        message: one_line(&error.to_string()),
+                    })?;
+                let parsed: Config =
+                    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                        ConfigError {
+                            key: error.path().to_string(),
+                            origin: path.display().to_string(),
+                            message: one_line(&error.inner().to_string()),
+                        }
+                    })?;
                 (
                     toml::Value::try_from(&parsed).map_err(internal)?,
                     path.display().to_string(),
@@ -433,11 +435,13 @@ impl Config {
         })?;
         config.development = file.is_none();
         config.source = file.map(Path::to_path_buf);
-        config.validate().map_err(|(key, message): (String, String)| ConfigError {
-            origin: origin_of(&key),
-            key,
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, message): (String, String)| ConfigError {
+                origin: origin_of(&key),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -463,13 +467,11 @@ impl Config {
             return err("server.request_timeout_secs", "must be between 1 and 300");
         }
         if !(1024..=10 * 1024 * 1024).contains(&self.server.max_body_bytes) {
-            return err(
-                "server.max_body_bytes",
-                "must be between 1024 and 10485760",
-            );
+            return err("server.max_body_bytes", "must be between 1024 and 10485760");
         }
         let url = self.database.url.expose();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://")
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
             || url.starts_with("postgresql://"))
         {
             return err(
@@ -508,7 +510,8 @@ impl Config {
             crate::keys::Kek::from_base64(key.expose())
                 .map_err(|message| ("keys.encryption_key".to_string(), message))?;
         }
-        if !(2048..=4096).contains(&self.keys.rsa_bits) || !self.keys.rsa_bits.is_multiple_of(1024) {
+        if !(2048..=4096).contains(&self.keys.rsa_bits) || !self.keys.rsa_bits.is_multiple_of(1024)
+        {
             return err("keys.rsa_bits", "must be 2048, 3072 or 4096");
         }
         if self.keys.jwks_max_age_secs > self.keys.promote_after_secs {
@@ -518,7 +521,11 @@ impl Config {
             );
         }
         for (key, value, max) in [
-            ("tokens.id_jag_lifetime_secs", self.tokens.id_jag_lifetime_secs, 3600),
+            (
+                "tokens.id_jag_lifetime_secs",
+                self.tokens.id_jag_lifetime_secs,
+                3600,
+            ),
             (
                 "tokens.chaining_grant_lifetime_secs",
                 self.tokens.chaining_grant_lifetime_secs,

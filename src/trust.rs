@@ -38,9 +38,13 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
     let mut seen = BTreeSet::new();
     for (index, idp) in config.identity_providers.iter().enumerate() {
         let key = format!("identity_providers[{index}]");
-        validate_identity_provider(idp).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
+        validate_identity_provider(idp)
+            .map_err(|(field, message)| (format!("{key}.{field}"), message))?;
         if !seen.insert(idp.id.clone()) {
-            return invalid(format!("{key}.id"), format!("duplicate identity provider id `{}`", idp.id));
+            return invalid(
+                format!("{key}.id"),
+                format!("duplicate identity provider id `{}`", idp.id),
+            );
         }
     }
     let idp_ids = seen;
@@ -48,9 +52,13 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
     let mut audience_values = BTreeSet::new();
     for (index, audience) in config.audiences.iter().enumerate() {
         let key = format!("audiences[{index}]");
-        validate_audience(audience).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
+        validate_audience(audience)
+            .map_err(|(field, message)| (format!("{key}.{field}"), message))?;
         if !seen.insert(audience.id.clone()) {
-            return invalid(format!("{key}.id"), format!("duplicate audience id `{}`", audience.id));
+            return invalid(
+                format!("{key}.id"),
+                format!("duplicate audience id `{}`", audience.id),
+            );
         }
         for value in std::iter::once(&audience.issuer).chain(&audience.aliases) {
             if !audience_values.insert(value.clone()) {
@@ -73,11 +81,21 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
         let key = format!("clients[{index}]");
         validate_client(client).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
         if !seen.insert(client.client_id.clone()) {
-            return invalid(format!("{key}.client_id"), format!("duplicate client_id `{}`", client.client_id));
+            return invalid(
+                format!("{key}.client_id"),
+                format!("duplicate client_id `{}`", client.client_id),
+            );
         }
-        for audience in client.audiences.iter().chain(client.audience_client_ids.keys()) {
+        for audience in client
+            .audiences
+            .iter()
+            .chain(client.audience_client_ids.keys())
+        {
             if !audience_ids.contains(audience) {
-                return invalid(format!("{key}.audiences"), format!("no audience has id `{audience}`"));
+                return invalid(
+                    format!("{key}.audiences"),
+                    format!("no audience has id `{audience}`"),
+                );
             }
         }
         for idp in client.idp_client_ids.keys() {
@@ -95,7 +113,9 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
 fn validate_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
     if ok {
         Ok(())
     } else {
@@ -109,7 +129,9 @@ fn validate_url(text: &str, allow_http_loopback: bool) -> Result<url::Url, Strin
     if url.scheme() == "https" || (allow_http_loopback && url.scheme() == "http" && loopback) {
         Ok(url)
     } else {
-        Err(format!("`{text}` must be an https URL (http only on a loopback address)"))
+        Err(format!(
+            "`{text}` must be an https URL (http only on a loopback address)"
+        ))
     }
 }
 
@@ -134,7 +156,10 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
         if !IDP_ALGORITHMS.contains(&alg.as_str()) {
             return invalid(
                 "algorithms".into(),
-                format!("`{alg}` is not allowed; use asymmetric algorithms only ({})", IDP_ALGORITHMS.join(", ")),
+                format!(
+                    "`{alg}` is not allowed; use asymmetric algorithms only ({})",
+                    IDP_ALGORITHMS.join(", ")
+                ),
             );
         }
     }
@@ -145,7 +170,10 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
         if !IDP_TOKEN_TYPES.contains(&token_type.as_str()) {
             return invalid(
                 "token_types".into(),
-                format!("`{token_type}` is not one of {}", IDP_TOKEN_TYPES.join(", ")),
+                format!(
+                    "`{token_type}` is not one of {}",
+                    IDP_TOKEN_TYPES.join(", ")
+                ),
             );
         }
     }
@@ -172,8 +200,12 @@ pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
     if audience.issuer.is_empty() {
         return invalid("issuer".into(), "must not be empty");
     }
-    url::Url::parse(&audience.issuer)
-        .or_else(|e| invalid("issuer".into(), format!("`{}` is not a URI: {e}", audience.issuer)))?;
+    url::Url::parse(&audience.issuer).or_else(|e| {
+        invalid(
+            "issuer".into(),
+            format!("`{}` is not a URI: {e}", audience.issuer),
+        )
+    })?;
     if !AUDIENCE_TOKEN_TYPES.contains(&audience.token_type.as_str()) {
         return invalid(
             "token_type".into(),
@@ -181,18 +213,35 @@ pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
         );
     }
     for resource in &audience.resources {
-        let url = url::Url::parse(resource)
-            .or_else(|e| invalid("resources".into(), format!("`{resource}` is not an absolute URI: {e}")))?;
+        let url = url::Url::parse(resource).or_else(|e| {
+            invalid(
+                "resources".into(),
+                format!("`{resource}` is not an absolute URI: {e}"),
+            )
+        })?;
         if url.fragment().is_some() {
-            return invalid("resources".into(), format!("`{resource}` has a fragment (RFC 8707 §2)"));
+            return invalid(
+                "resources".into(),
+                format!("`{resource}` has a fragment (RFC 8707 §2)"),
+            );
         }
     }
     for scope in &audience.scopes {
-        if scope.is_empty() || scope.chars().any(|c| c == ' ' || c == '"' || c == '\\' || !c.is_ascii_graphic()) {
-            return invalid("scopes".into(), format!("`{scope}` is not a valid scope token (RFC 6749 §3.3)"));
+        if scope.is_empty()
+            || scope
+                .chars()
+                .any(|c| c == ' ' || c == '"' || c == '\\' || !c.is_ascii_graphic())
+        {
+            return invalid(
+                "scopes".into(),
+                format!("`{scope}` is not a valid scope token (RFC 6749 §3.3)"),
+            );
         }
     }
-    if audience.lifetime_secs.is_some_and(|secs| secs == 0 || secs > 3600) {
+    if audience
+        .lifetime_secs
+        .is_some_and(|secs| secs == 0 || secs > 3600)
+    {
         return invalid("lifetime_secs".into(), "must be between 1 and 3600");
     }
     for (claim, expression) in &audience.claims {
@@ -207,7 +256,10 @@ pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
     }
     for claim in &audience.release {
         if !RELEASABLE_CLAIMS.contains(&claim.as_str()) {
-            return invalid("release".into(), format!("only {} can be released", RELEASABLE_CLAIMS.join(", ")));
+            return invalid(
+                "release".into(),
+                format!("only {} can be released", RELEASABLE_CLAIMS.join(", ")),
+            );
         }
     }
     if let Some(condition) = &audience.condition {
@@ -223,7 +275,10 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
     if !CLIENT_AUTH_METHODS.contains(&client.auth_method.as_str()) {
         return invalid(
             "auth_method".into(),
-            format!("must be one of {} (confidential clients only)", CLIENT_AUTH_METHODS.join(", ")),
+            format!(
+                "must be one of {} (confidential clients only)",
+                CLIENT_AUTH_METHODS.join(", ")
+            ),
         );
     }
     if client.auth_method.starts_with("client_secret") {
@@ -235,7 +290,12 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
                     "must be an argon2id PHC string; create one with `frontdesk hash-secret`",
                 );
             }
-            None => return invalid("secret_hash".into(), "required for client_secret_* authentication"),
+            None => {
+                return invalid(
+                    "secret_hash".into(),
+                    "required for client_secret_* authentication",
+                );
+            }
         }
     } else {
         if client.jwks.is_none() && client.jwks_uri.is_none() {
@@ -251,7 +311,10 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
     }
     for grant in &client.grant_types {
         if crate::oauth::GrantType::parse(grant).is_none() {
-            return invalid("grant_types".into(), format!("`{grant}` is not a supported grant type"));
+            return invalid(
+                "grant_types".into(),
+                format!("`{grant}` is not a supported grant type"),
+            );
         }
     }
     Ok(())
@@ -259,8 +322,16 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
 
 /// Loads the config-declared trust objects into the database ("managed by config"), replacing
 /// what an earlier version of the file declared.
-pub async fn sync_config<S: TrustStore>(store: &S, config: &Config, now: i64) -> Result<(), StoreError> {
-    fn documents<T: serde::Serialize>(items: &[T], id: impl Fn(&T) -> String, now: i64) -> Vec<TrustDocument> {
+pub async fn sync_config<S: TrustStore>(
+    store: &S,
+    config: &Config,
+    now: i64,
+) -> Result<(), StoreError> {
+    fn documents<T: serde::Serialize>(
+        items: &[T],
+        id: impl Fn(&T) -> String,
+        now: i64,
+    ) -> Vec<TrustDocument> {
         items
             .iter()
             .map(|item| TrustDocument {
@@ -278,9 +349,15 @@ pub async fn sync_config<S: TrustStore>(store: &S, config: &Config, now: i64) ->
         )
         .await?;
     store
-        .sync_config_trust(TrustKind::Audience, &documents(&config.audiences, |a| a.id.clone(), now))
+        .sync_config_trust(
+            TrustKind::Audience,
+            &documents(&config.audiences, |a| a.id.clone(), now),
+        )
         .await?;
     store
-        .sync_config_trust(TrustKind::Client, &documents(&config.clients, |c| c.client_id.clone(), now))
+        .sync_config_trust(
+            TrustKind::Client,
+            &documents(&config.clients, |c| c.client_id.clone(), now),
+        )
         .await
 }

@@ -24,9 +24,10 @@ pub fn metadata_document(config: &Config) -> Value {
 /// `GET /.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`.
 pub async fn oauth_metadata(State(state): State<AppState>) -> Response {
     let mut response = Json(metadata_document(&state.config)).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }
 
@@ -35,7 +36,10 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     let body = state.keys.jwks_json();
     let mut response = body.as_ref().clone().into_response();
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
     if let Ok(value) = HeaderValue::from_str(&format!(
         "public, max-age={}",
         state.config.keys.jwks_max_age_secs

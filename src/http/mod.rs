@@ -18,7 +18,9 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer};
+use tower_http::sensitive_headers::{
+    SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -36,8 +38,14 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
     let routes = Router::new()
-        .route("/.well-known/oauth-authorization-server", get(metadata::oauth_metadata))
-        .route("/.well-known/openid-configuration", get(metadata::oauth_metadata))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::oauth_metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(metadata::oauth_metadata),
+        )
         .route("/jwks.json", get(metadata::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -63,8 +63,7 @@ impl Kek {
                 path.display()
             )
         })?);
-        Self::from_base64(&text)
-            .map_err(|message| format!("{message} (in {})", path.display()))
+        Self::from_base64(&text).map_err(|message| format!("{message} (in {})", path.display()))
     }
 
     /// Development only: reads the KEK file, or creates it with mode 0600 if it does not exist.

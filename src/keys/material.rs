@@ -92,7 +92,8 @@ impl PrivateKey {
         let failed = |_| format!("generating a {algorithm} key failed");
         let pkcs8: Vec<u8> = match algorithm {
             SigningAlgorithm::Es256 => {
-                let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(failed)?;
+                let key =
+                    EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(failed)?;
                 key.to_pkcs8v1().map_err(failed)?.as_ref().to_vec()
             }
             SigningAlgorithm::Rs256 | SigningAlgorithm::Ps256 => {

@@ -101,7 +101,12 @@ pub struct KeySummary {
 impl KeyRing {
     /// Opens the key ring, creating and activating a first key if the database has none.
     /// Promotes a due `next` key. Fails if stored keys cannot be decrypted with this KEK.
-    pub async fn open(store: Store, kek: Kek, policy: KeyPolicy, now: i64) -> Result<KeyRing, KeyError> {
+    pub async fn open(
+        store: Store,
+        kek: Kek,
+        policy: KeyPolicy,
+        now: i64,
+    ) -> Result<KeyRing, KeyError> {
         let ring = KeyRing {
             store,
             kek,
@@ -128,9 +133,10 @@ impl KeyRing {
     /// changes made by other instances or the CLI are picked up). Returns true if something changed.
     pub async fn tick(&self, now: i64) -> Result<bool, KeyError> {
         let keys = self.store.published_keys(now).await?;
-        if let Some(due) = keys.iter().find(|key| {
-            key.state == KeyState::Next && key.activate_at.is_some_and(|at| at <= now)
-        }) {
+        if let Some(due) = keys
+            .iter()
+            .find(|key| key.state == KeyState::Next && key.activate_at.is_some_and(|at| at <= now))
+        {
             self.store
                 .promote_key(&due.kid, now, now + self.policy.retired_publish_secs)
                 .await?;
@@ -140,8 +146,15 @@ impl KeyRing {
         }
         let changed = {
             let current = self.read();
-            current.records.iter().map(|key| (&key.kid, key.state)).collect::<Vec<_>>()
-                != keys.iter().map(|key| (&key.kid, key.state)).collect::<Vec<_>>()
+            current
+                .records
+                .iter()
+                .map(|key| (&key.kid, key.state))
+                .collect::<Vec<_>>()
+                != keys
+                    .iter()
+                    .map(|key| (&key.kid, key.state))
+                    .collect::<Vec<_>>()
         };
         if changed {
             self.install(keys)?;
@@ -256,17 +269,21 @@ impl KeyRing {
     async fn create_key(&self, state: KeyState, now: i64) -> Result<String, KeyError> {
         let (algorithm, rsa_bits) = (self.policy.algorithm, self.policy.rsa_bits);
         // RSA generation takes tens of milliseconds or more: keep it off the async workers.
-        let private = tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm, rsa_bits))
-            .await
-            .map_err(|error| KeyError::Crypto(format!("key generation task failed: {error}")))?
-            .map_err(KeyError::Crypto)?;
+        let private =
+            tokio::task::spawn_blocking(move || PrivateKey::generate(algorithm, rsa_bits))
+                .await
+                .map_err(|error| KeyError::Crypto(format!("key generation task failed: {error}")))?
+                .map_err(KeyError::Crypto)?;
         let jwk = private.public_jwk().map_err(KeyError::Crypto)?;
         let kid = jwk
             .common
             .key_id
             .clone()
             .ok_or_else(|| KeyError::Crypto("generated key has no kid".into()))?;
-        let sealed = self.kek.seal(&kid, private.pkcs8()).map_err(KeyError::Crypto)?;
+        let sealed = self
+            .kek
+            .seal(&kid, private.pkcs8())
+            .map_err(KeyError::Crypto)?;
         let record = KeyRecord {
             kid: kid.clone(),
             algorithm: algorithm.as_str().to_string(),
@@ -293,7 +310,10 @@ impl KeyRing {
             keys.push(jwk);
             if record.state == KeyState::Active {
                 let algorithm = SigningAlgorithm::parse(&record.algorithm).ok_or_else(|| {
-                    KeyError::Crypto(format!("stored key has unknown algorithm {}", record.algorithm))
+                    KeyError::Crypto(format!(
+                        "stored key has unknown algorithm {}",
+                        record.algorithm
+                    ))
                 })?;
                 let pkcs8 = self
                     .kek

@@ -121,7 +121,13 @@ impl OAuthError {
 
 impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}): {}", self.code.as_str(), self.reason, self.description)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code.as_str(),
+            self.reason,
+            self.description
+        )
     }
 }
 
@@ -134,16 +140,21 @@ mod tests {
     #[test]
     fn descriptions_are_restricted_to_the_rfc_6749_charset() {
         let error = OAuthError::invalid_request("x", "bad \"value\" \\ with\nnewline é");
-        assert!(error
-            .description
-            .chars()
-            .all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')));
+        assert!(
+            error
+                .description
+                .chars()
+                .all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e'))
+        );
         assert_eq!(error.description, "bad 'value'   with newline  ");
     }
 
     #[test]
     fn invalid_client_is_401_and_server_error_500() {
-        assert_eq!(OAuthError::new(ErrorCode::InvalidClient, "x", "y").status(), 401);
+        assert_eq!(
+            OAuthError::new(ErrorCode::InvalidClient, "x", "y").status(),
+            401
+        );
         assert_eq!(OAuthError::server_error().status(), 500);
         assert_eq!(OAuthError::invalid_request("x", "y").status(), 400);
     }

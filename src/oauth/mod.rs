@@ -3,7 +3,7 @@
 
 mod error;
 
-pub use error::{OAuthError, ErrorCode};
+pub use error::{ErrorCode, OAuthError};
 
 /// Token-exchange grant (RFC 8693).
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -38,7 +38,9 @@ impl GrantType {
     /// Parses the full URN, or the short names `token-exchange` / `jwt-bearer` used in config.
     pub fn parse(text: &str) -> Option<GrantType> {
         match text {
-            GRANT_TOKEN_EXCHANGE | "token-exchange" | "token_exchange" => Some(GrantType::TokenExchange),
+            GRANT_TOKEN_EXCHANGE | "token-exchange" | "token_exchange" => {
+                Some(GrantType::TokenExchange)
+            }
             GRANT_JWT_BEARER | "jwt-bearer" | "jwt_bearer" => Some(GrantType::JwtBearer),
             _ => None,
         }

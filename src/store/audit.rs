@@ -139,7 +139,10 @@ pub trait AuditLog {
     /// Appends one event durably.
     fn record(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Reads events, newest first.
-    fn audit_events(&self, filter: &AuditFilter) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+    fn audit_events(
+        &self,
+        filter: &AuditFilter,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
 
 fn join(items: &[String]) -> Option<String> {
@@ -147,7 +150,8 @@ fn join(items: &[String]) -> Option<String> {
 }
 
 fn split(text: Option<String>) -> Vec<String> {
-    text.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default()
+    text.and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
 }
 
 impl AuditLog for Store {

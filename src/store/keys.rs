@@ -78,7 +78,10 @@ impl std::fmt::Debug for KeyRecord {
 /// Signing-key persistence.
 pub trait KeyStore {
     /// All keys that are still published (not past `publish_until`) at `now`, newest first.
-    fn published_keys(&self, now: i64) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+    fn published_keys(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
     /// Every key row, newest first (for `keys list`).
     fn all_keys(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
     /// Inserts a new key.
@@ -92,7 +95,12 @@ pub trait KeyStore {
         retired_publish_until: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Retires a key (stops signing), publishing it until `publish_until`.
-    fn retire_key(&self, kid: &str, now: i64, publish_until: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn retire_key(
+        &self,
+        kid: &str,
+        now: i64,
+        publish_until: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 const COLUMNS: &str = "kid, algorithm, state, sealed_private_key, public_jwk, created_at, activate_at, activated_at, retired_at, publish_until";
@@ -157,7 +165,12 @@ impl KeyStore for Store {
         Ok(())
     }
 
-    async fn promote_key(&self, kid: &str, now: i64, retired_publish_until: i64) -> Result<bool, StoreError> {
+    async fn promote_key(
+        &self,
+        kid: &str,
+        now: i64,
+        retired_publish_until: i64,
+    ) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Claim the candidate first: a concurrent promoter blocks on this row and then finds
@@ -189,7 +202,12 @@ impl KeyStore for Store {
         })
     }
 
-    async fn retire_key(&self, kid: &str, now: i64, publish_until: i64) -> Result<bool, StoreError> {
+    async fn retire_key(
+        &self,
+        kid: &str,
+        now: i64,
+        publish_until: i64,
+    ) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
             let done = sqlx::query(
                 "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE kid = $3 AND state <> 'retired'",

@@ -19,7 +19,12 @@ pub trait ReplayStore {
 }
 
 impl ReplayStore for Store {
-    async fn record_once(&self, issuer: &str, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
+    async fn record_once(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
         let result = on_pool!(self, pool => {
             sqlx::query("INSERT INTO replay_records (issuer, jti, expires_at) VALUES ($1, $2, $3)")
                 .bind(issuer)

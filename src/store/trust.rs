@@ -43,11 +43,22 @@ pub struct TrustDocument {
 /// Trust persistence.
 pub trait TrustStore {
     /// All objects of a kind, ordered by id.
-    fn list_trust(&self, kind: TrustKind) -> impl Future<Output = Result<Vec<TrustDocument>, StoreError>> + Send;
+    fn list_trust(
+        &self,
+        kind: TrustKind,
+    ) -> impl Future<Output = Result<Vec<TrustDocument>, StoreError>> + Send;
     /// Inserts or replaces one object.
-    fn upsert_trust(&self, kind: TrustKind, document: &TrustDocument) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn upsert_trust(
+        &self,
+        kind: TrustKind,
+        document: &TrustDocument,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Deletes one object; false if it did not exist.
-    fn delete_trust(&self, kind: TrustKind, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn delete_trust(
+        &self,
+        kind: TrustKind,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Makes the config-managed objects of a kind exactly `documents`, in one transaction:
     /// upserts each, and deletes config-managed rows no longer in the file. Rows created in the
     /// admin page are left alone.
@@ -83,7 +94,11 @@ impl TrustStore for Store {
         })
     }
 
-    async fn upsert_trust(&self, kind: TrustKind, document: &TrustDocument) -> Result<(), StoreError> {
+    async fn upsert_trust(
+        &self,
+        kind: TrustKind,
+        document: &TrustDocument,
+    ) -> Result<(), StoreError> {
         let (table, id) = kind.table();
         let sql = format!(
             "INSERT INTO {table} ({id}, document, managed_by_config, updated_at) VALUES ($1, $2, $3, $4) \
@@ -111,7 +126,11 @@ impl TrustStore for Store {
         })
     }
 
-    async fn sync_config_trust(&self, kind: TrustKind, documents: &[TrustDocument]) -> Result<(), StoreError> {
+    async fn sync_config_trust(
+        &self,
+        kind: TrustKind,
+        documents: &[TrustDocument],
+    ) -> Result<(), StoreError> {
         let (table, id) = kind.table();
         let upsert = format!(
             "INSERT INTO {table} ({id}, document, managed_by_config, updated_at) VALUES ($1, $2, TRUE, $3) \
