@@ -15,7 +15,7 @@
 //!
 //! Any of them may instead be given as `<NAME>_FILE`, naming a file whose content (trimmed) is the
 //! value — the usual way to mount secrets. `FRONTDESK_TEST_*` variables belong to the test suite
-//! and are ignored here; any other unknown `FRONTDESK_*` variable is an error, so typos surface.
+//! (as does `FRONTDESK_REQUIRE_POSTGRES`) and are ignored here; any other unknown `FRONTDESK_*` variable is an error, so typos surface.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -368,7 +368,12 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Variables that are not configuration keys but are read elsewhere.
-const NON_CONFIG_VARIABLES: &[&str] = &["FRONTDESK_CONFIG", "FRONTDESK_LOG"];
+/// `FRONTDESK_REQUIRE_POSTGRES` is the test suite's (scripts/test, .ci/run), like `FRONTDESK_TEST_*`.
+const NON_CONFIG_VARIABLES: &[&str] = &[
+    "FRONTDESK_CONFIG",
+    "FRONTDESK_LOG",
+    "FRONTDESK_REQUIRE_POSTGRES",
+];
 /// Short aliases for the most common settings.
 const ALIASES: &[(&str, &str)] = &[
     ("FRONTDESK_ISSUER", "issuer"),

@@ -387,6 +387,7 @@ fn test_and_non_config_variables_are_ignored() {
         ("FRONTDESK_TEST_ANYTHING", "whatever"),
         ("FRONTDESK_CONFIG", "/nonexistent.toml"),
         ("FRONTDESK_LOG", "debug"),
+        ("FRONTDESK_REQUIRE_POSTGRES", "1"),
         ("PATH", "/usr/bin"),
         ("FRONTDESKX", "not ours"),
     ])
