@@ -15,7 +15,8 @@
 //!
 //! Any of them may instead be given as `<NAME>_FILE`, naming a file whose content (trimmed) is the
 //! value — the usual way to mount secrets. `FRONTDESK_TEST_*` variables belong to the test suite
-//! (as does `FRONTDESK_REQUIRE_POSTGRES`) and are ignored here; any other unknown `FRONTDESK_*` variable is an error, so typos surface.
+//! (as does `FRONTDESK_REQUIRE_POSTGRES`) and are ignored here; any other unknown `FRONTDESK_*`
+//! variable is an error, so typos surface.
 
 use std::collections::BTreeMap;
 use std::fmt;
