@@ -1,1 +1,506 @@
+//! Configuration loading: defaults, the TOML file, `FRONTDESK_*` variables and `*_FILE` secrets,
+//! and the errors that stop startup. The environment is always passed explicitly, never read from
+//! the process, so these tests run in parallel without interfering.
 
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// A valid key-encryption key (32 bytes of 0x01, base64).
+const KEK: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_string(), (*value).to_string()))
+        .collect()
+}
+
+/// Writes `text` as `frontdesk.toml` in a fresh directory.
+fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("frontdesk.toml");
+    std::fs::write(&path, text).expect("write config");
+    (dir, path)
+}
+
+/// A minimal production file: https issuer and a KEK.
+fn production(extra: &str) -> String {
+    format!("issuer = \"https://sts.example.com\"\n[keys]\nencryption_key = \"{KEK}\"\n{extra}")
+}
+
+fn load_file(text: &str, variables: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let (_dir, path) = write_config(text);
+    Config::load(Some(&path), env(variables))
+}
+
+fn load_env(variables: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::load(None, env(variables))
+}
+
+#[track_caller]
+fn assert_error(error: &ConfigError, key: &str, origin_contains: &str) {
+    assert_eq!(error.key, key, "wrong key in: {error}");
+    assert!(
+        error.origin.contains(origin_contains),
+        "origin `{}` does not mention `{origin_contains}` (error: {error})",
+        error.origin
+    );
+    let line = error.to_string();
+    assert!(line.contains(key), "message does not name the key: {line}");
+    assert!(!line.contains('\n'), "message is not one line: {line}");
+}
+
+#[test]
+fn defaults_make_a_valid_development_instance() {
+    let config = load_env(&[]).expect("defaults load");
+    assert!(config.development);
+    assert!(config.source.is_none());
+    assert_eq!(config.issuer, DEVELOPMENT_ISSUER);
+    assert_eq!(config.server.listen, "127.0.0.1:8080");
+    assert_eq!(
+        config.database.url.expose(),
+        format!("sqlite://{DEVELOPMENT_DATABASE_FILE}")
+    );
+    assert_eq!(config.keys.algorithm, "ES256");
+    assert!(config.keys.encryption_key.is_none());
+    assert!(config.issuer_is_loopback_http());
+    assert_eq!(config.validate(), Ok(()));
+    // The same defaults without the development flag lack a key-encryption key.
+    let error = Config::default().validate().expect_err("not development");
+    assert_eq!(error.0, "keys.encryption_key");
+}
+
+#[test]
+fn a_file_sets_every_section() {
+    let config = load_file(
+        &production(
+            r#"algorithm = "EdDSA"
+promote_after_secs = 7200
+jwks_max_age_secs = 600
+
+[server]
+listen = "0.0.0.0:9000"
+request_timeout_secs = 30
+max_body_bytes = 2048
+
+[database]
+url = "postgres://frontdesk:pw@db.internal/frontdesk"
+max_connections = 3
+
+[tokens]
+id_jag_lifetime_secs = 120
+subject_token_error = "invalid_grant"
+
+[log]
+format = "pretty"
+level = "debug"
+
+[[identity_providers]]
+id = "okta"
+issuer = "https://example.okta.com"
+
+[[audiences]]
+id = "wiki"
+issuer = "https://wiki.example.com"
+scopes = ["read", "write"]
+
+[[clients]]
+client_id = "agent"
+auth_method = "private_key_jwt"
+jwks_uri = "https://agent.example.com/jwks.json"
+audiences = ["wiki"]
+idp_client_ids = { okta = "0oa-agent" }
+"#,
+        ),
+        &[],
+    )
+    .expect("file loads");
+    assert!(!config.development);
+    assert_eq!(config.issuer, "https://sts.example.com");
+    assert!(
+        config
+            .source
+            .as_deref()
+            .is_some_and(|p| p.ends_with("frontdesk.toml"))
+    );
+    assert_eq!(config.keys.algorithm, "EdDSA");
+    assert_eq!(config.keys.promote_after_secs, 7200);
+    assert_eq!(config.server.listen, "0.0.0.0:9000");
+    assert_eq!(config.server.request_timeout_secs, 30);
+    assert_eq!(config.server.max_body_bytes, 2048);
+    // Keys not in the file keep their defaults.
+    assert_eq!(config.server.shutdown_grace_secs, 20);
+    assert_eq!(config.database.max_connections, 3);
+    assert_eq!(config.tokens.id_jag_lifetime_secs, 120);
+    assert_eq!(config.tokens.access_token_lifetime_secs, 600);
+    assert_eq!(config.tokens.subject_token_error, "invalid_grant");
+    assert_eq!(config.log.format, "pretty");
+    assert_eq!(config.identity_providers.len(), 1);
+    assert_eq!(config.identity_providers[0].algorithms, ["RS256", "ES256"]);
+    assert_eq!(config.identity_providers[0].token_types, ["id_token"]);
+    assert!(config.identity_providers[0].enabled);
+    assert_eq!(config.audiences[0].token_type, "id-jag");
+    assert_eq!(config.audiences[0].scopes, ["read", "write"]);
+    assert_eq!(config.clients[0].idp_client_ids["okta"], "0oa-agent");
+    assert_eq!(
+        config.clients[0].grant_types,
+        ["urn:ietf:params:oauth:grant-type:token-exchange"]
+    );
+}
+
+#[test]
+fn unknown_key_in_the_file_names_the_key_the_file_and_the_line() {
+    let (dir, path) = write_config(&production(
+        "\n[server]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n",
+    ));
+    let error = Config::load(Some(&path), env(&[])).expect_err("unknown key");
+    assert!(error.key.contains("server"), "{error}");
+    let line = error.to_string();
+    assert!(line.contains("lisen"), "does not name the key: {line}");
+    assert!(
+        line.contains(&path.display().to_string()),
+        "does not name the file: {line}"
+    );
+    assert!(line.contains("line 7"), "does not give the line: {line}");
+    drop(dir);
+}
+
+#[test]
+fn unknown_top_level_key_and_unknown_section_are_errors() {
+    let error = load_file(&production("").replace("issuer", "isuer"), &[]).expect_err("typo");
+    assert!(error.to_string().contains("isuer"), "{error}");
+    let error = load_file(&production("[metrics]\nenabled = true\n"), &[]).expect_err("section");
+    assert!(error.to_string().contains("metrics"), "{error}");
+}
+
+#[test]
+fn a_syntax_error_names_the_file() {
+    let (_dir, path) = write_config("issuer = \"https://sts.example.com\n");
+    let error = Config::load(Some(&path), env(&[])).expect_err("syntax");
+    assert_error(&error, "(syntax)", &path.display().to_string());
+}
+
+#[test]
+fn a_missing_file_names_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("absent.toml");
+    let error = Config::load(Some(&path), env(&[])).expect_err("missing");
+    assert_error(&error, "(file)", "absent.toml");
+}
+
+#[test]
+fn a_wrong_type_names_the_key() {
+    let error = load_file(
+        &production("[server]\nrequest_timeout_secs = \"soon\"\n"),
+        &[],
+    )
+    .expect_err("type");
+    assert_error(&error, "server.request_timeout_secs", "frontdesk.toml");
+}
+
+/// Each invalid value stops loading with an error naming the key and the file.
+#[test]
+fn invalid_values_name_the_key_and_the_file() {
+    let cases: &[(&str, &str)] = &[
+        ("[server]\nlisten = \"localhost\"\n", "server.listen"),
+        ("[server]\nlisten = \"127.0.0.1:99999\"\n", "server.listen"),
+        (
+            "[server]\nrequest_timeout_secs = 0\n",
+            "server.request_timeout_secs",
+        ),
+        ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
+        ("[database]\nurl = \"mysql://db/x\"\n", "database.url"),
+        (
+            "[database]\nmax_connections = 0\n",
+            "database.max_connections",
+        ),
+        ("[keys]\nalgorithm = \"HS256\"\n", "keys.algorithm"),
+        ("[keys]\nalgorithm = \"none\"\n", "keys.algorithm"),
+        ("[keys]\nrsa_bits = 1024\n", "keys.rsa_bits"),
+        (
+            "[keys]\njwks_max_age_secs = 7200\n",
+            "keys.promote_after_secs",
+        ),
+        (
+            "[tokens]\nid_jag_lifetime_secs = 0\n",
+            "tokens.id_jag_lifetime_secs",
+        ),
+        (
+            "[tokens]\naccess_token_lifetime_secs = 0\n",
+            "tokens.access_token_lifetime_secs",
+        ),
+        (
+            "[tokens]\nchaining_grant_lifetime_secs = 0\n",
+            "tokens.chaining_grant_lifetime_secs",
+        ),
+        (
+            "[tokens]\nid_jag_lifetime_secs = 3601\n",
+            "tokens.id_jag_lifetime_secs",
+        ),
+        (
+            "[tokens]\nclock_skew_secs = 301\n",
+            "tokens.clock_skew_secs",
+        ),
+        (
+            "[tokens]\nsubject_token_error = \"access_denied\"\n",
+            "tokens.subject_token_error",
+        ),
+        ("[log]\nformat = \"xml\"\n", "log.format"),
+        ("version = 2\n", "version"),
+    ];
+    for (body, key) in cases {
+        // The production header has a [keys] table; put a [keys] case's lines there.
+        let text = match body.strip_prefix("[keys]\n") {
+            Some(lines) => production(lines),
+            None if body.starts_with('[') => production(body),
+            None => format!("{body}{}", production("")),
+        };
+        let error = load_file(&text, &[]).expect_err(key);
+        assert_error(&error, key, "frontdesk.toml");
+    }
+}
+
+#[test]
+fn zero_clock_skew_is_allowed() {
+    let config = load_file(&production("[tokens]\nclock_skew_secs = 0\n"), &[]).expect("zero skew");
+    assert_eq!(config.tokens.clock_skew_secs, 0);
+}
+
+/// TOK-12, META-03: plain http only on loopback, https with no query or fragment.
+#[test]
+fn issuer_must_be_https_unless_loopback() {
+    for bad in [
+        "http://sts.example.com",
+        "http://10.0.0.1:8080",
+        "https://sts.example.com/?tenant=1",
+        "https://sts.example.com/#x",
+        "sts.example.com",
+    ] {
+        let error = load_env(&[("FRONTDESK_ISSUER", bad)]).expect_err(bad);
+        assert_error(&error, "issuer", "FRONTDESK_ISSUER");
+    }
+    for good in [
+        "http://127.0.0.1:8080",
+        "http://localhost:3000",
+        "http://[::1]:8080",
+        "https://sts.example.com",
+        "https://sts.example.com/tenant1",
+    ] {
+        load_env(&[("FRONTDESK_ISSUER", good)]).expect(good);
+    }
+}
+
+#[test]
+fn trust_objects_are_validated_with_their_index() {
+    let error = load_file(
+        &production(
+            "[[identity_providers]]\nid = \"okta\"\nissuer = \"https://okta\"\nalgorithms = [\"HS256\"]\n",
+        ),
+        &[],
+    )
+    .expect_err("hmac idp");
+    assert_error(&error, "identity_providers[0].algorithms", "frontdesk.toml");
+
+    let error = load_file(
+        &production("[[clients]]\nclient_id = \"c\"\nauth_method = \"client_secret_basic\"\nsecret_hash = \"plain\"\n"),
+        &[],
+    )
+    .expect_err("plaintext secret");
+    assert_error(&error, "clients[0].secret_hash", "frontdesk.toml");
+
+    let error = load_file(
+        &production(
+            "[[clients]]\nclient_id = \"c\"\nauth_method = \"private_key_jwt\"\njwks_uri = \"https://c/jwks\"\naudiences = [\"nowhere\"]\n",
+        ),
+        &[],
+    )
+    .expect_err("unknown audience");
+    assert_error(&error, "clients[0].audiences", "frontdesk.toml");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let config = load_file(
+        &production("[server]\nlisten = \"127.0.0.1:9000\"\n"),
+        &[
+            ("FRONTDESK_LISTEN", "127.0.0.1:9100"),
+            ("FRONTDESK_ISSUER", "https://other.example.com"),
+            ("FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS", "42"),
+            ("FRONTDESK_DATABASE_URL", "postgres://u:p@db/x"),
+            ("FRONTDESK_TOKENS__SUBJECT_TOKEN_ERROR", "invalid_grant"),
+            ("FRONTDESK_LOG__LEVEL", "warn"),
+        ],
+    )
+    .expect("env applies");
+    assert_eq!(config.server.listen, "127.0.0.1:9100");
+    assert_eq!(config.issuer, "https://other.example.com");
+    assert_eq!(config.server.request_timeout_secs, 42);
+    assert_eq!(config.database.url.expose(), "postgres://u:p@db/x");
+    assert_eq!(config.tokens.subject_token_error, "invalid_grant");
+    assert_eq!(config.log.level, "warn");
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let error = load_env(&[("FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS", "abc")]).expect_err("abc");
+    assert_error(
+        &error,
+        "server.request_timeout_secs",
+        "FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS",
+    );
+    // A value that parses but fails validation also names the variable, not the file.
+    let error = load_file(
+        &production(""),
+        &[("FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS", "0")],
+    )
+    .expect_err("zero");
+    assert_error(
+        &error,
+        "server.request_timeout_secs",
+        "FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS",
+    );
+    let error = load_env(&[("FRONTDESK_KEYS__ALGORITHM", "HS256")]).expect_err("hs256");
+    assert_error(&error, "keys.algorithm", "FRONTDESK_KEYS__ALGORITHM");
+}
+
+#[test]
+fn unknown_frontdesk_variables_are_errors() {
+    for name in [
+        "FRONTDESK_FOO",
+        "FRONTDESK_SERVER__LISEN",
+        "FRONTDESK_NOPE__LISTEN",
+        "FRONTDESK_SERVER_LISTEN",
+        "FRONTDESK_IDENTITY_PROVIDERS",
+    ] {
+        let error = load_env(&[(name, "1")]).expect_err(name);
+        assert_eq!(error.key, name);
+        assert!(error.to_string().contains(name), "{error}");
+        assert!(error.to_string().contains("unknown"), "{error}");
+    }
+}
+
+#[test]
+fn test_and_non_config_variables_are_ignored() {
+    let config = load_env(&[
+        ("FRONTDESK_TEST_POSTGRES_URL", "postgres://x"),
+        ("FRONTDESK_TEST_ANYTHING", "whatever"),
+        ("FRONTDESK_CONFIG", "/nonexistent.toml"),
+        ("FRONTDESK_LOG", "debug"),
+        ("FRONTDESK_REQUIRE_POSTGRES", "1"),
+        ("PATH", "/usr/bin"),
+        ("FRONTDESKX", "not ours"),
+    ])
+    .expect("ignored");
+    assert!(config.development);
+}
+
+#[test]
+fn file_variants_read_the_value_from_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kek_file = dir.path().join("kek");
+    std::fs::write(&kek_file, format!("{KEK}\n")).expect("write");
+    let url_file = dir.path().join("url");
+    std::fs::write(&url_file, "postgres://u:secret@db/x\n").expect("write");
+    let timeout_file = dir.path().join("timeout");
+    std::fs::write(&timeout_file, " 7 \n").expect("write");
+    let config = load_file(
+        "issuer = \"https://sts.example.com\"\n",
+        &[
+            ("FRONTDESK_KEY_ENCRYPTION_KEY_FILE", path_str(&kek_file)),
+            ("FRONTDESK_DATABASE_URL_FILE", path_str(&url_file)),
+            (
+                "FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS_FILE",
+                path_str(&timeout_file),
+            ),
+        ],
+    )
+    .expect("file variants");
+    assert_eq!(
+        config
+            .keys
+            .encryption_key
+            .as_ref()
+            .map(SecretString::expose),
+        Some(KEK)
+    );
+    assert_eq!(config.database.url.expose(), "postgres://u:secret@db/x");
+    assert_eq!(config.server.request_timeout_secs, 7);
+}
+
+#[test]
+fn an_unreadable_file_variant_names_the_variable_and_the_file() {
+    let error = load_env(&[("FRONTDESK_KEY_ENCRYPTION_KEY_FILE", "/nonexistent/kek")])
+        .expect_err("missing file");
+    assert_error(
+        &error,
+        "keys.encryption_key",
+        "FRONTDESK_KEY_ENCRYPTION_KEY_FILE",
+    );
+    assert!(error.message.contains("/nonexistent/kek"), "{error}");
+}
+
+#[test]
+fn the_encryption_key_file_setting_is_a_path_not_a_value() {
+    let config = load_file(
+        "issuer = \"https://sts.example.com\"\n",
+        &[("FRONTDESK_KEYS__ENCRYPTION_KEY_FILE", "/run/secrets/kek")],
+    )
+    .expect("path");
+    assert_eq!(
+        config.keys.encryption_key_file.as_deref(),
+        Some(Path::new("/run/secrets/kek"))
+    );
+}
+
+#[test]
+fn a_kek_is_required_outside_development() {
+    let error = load_file("issuer = \"https://sts.example.com\"\n", &[]).expect_err("no kek");
+    assert_error(&error, "keys.encryption_key", "frontdesk.toml");
+    assert!(
+        error.message.contains("FRONTDESK_KEY_ENCRYPTION_KEY"),
+        "{error}"
+    );
+    // Development needs none: a key file is generated at startup.
+    assert!(load_env(&[]).expect("dev").keys.encryption_key.is_none());
+}
+
+#[test]
+fn a_malformed_kek_is_refused_at_load() {
+    let error = load_env(&[("FRONTDESK_KEY_ENCRYPTION_KEY", "c2hvcnQ=")]).expect_err("short");
+    assert_error(
+        &error,
+        "keys.encryption_key",
+        "FRONTDESK_KEY_ENCRYPTION_KEY",
+    );
+    assert!(error.message.contains("32 bytes"), "{error}");
+    let error =
+        load_file(&production("encryption_key_file = \"/run/kek\"\n"), &[]).expect_err("both");
+    assert_error(&error, "keys.encryption_key", "frontdesk.toml");
+}
+
+#[test]
+fn debug_of_config_redacts_secrets() {
+    let config = load_file(
+        &production(""),
+        &[(
+            "FRONTDESK_DATABASE_URL",
+            "postgres://frontdesk:hunter2@db/x",
+        )],
+    )
+    .expect("load");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(KEK), "KEK in Debug: {debug}");
+    assert!(
+        !debug.contains("hunter2"),
+        "database password in Debug: {debug}"
+    );
+    assert!(debug.contains("[redacted]"), "{debug}");
+    // The error for a bad KEK does not echo it either.
+    let error = load_env(&[("FRONTDESK_KEY_ENCRYPTION_KEY", "c2VjcmV0LXZhbHVl")]).expect_err("bad");
+    assert!(!error.to_string().contains("c2VjcmV0LXZhbHVl"), "{error}");
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}

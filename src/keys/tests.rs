@@ -1,1 +1,434 @@
+//! The key ring against a real database: first key, rotation through next → active → retired →
+//! unpublished with explicit times (no sleeping), retirement, all four algorithms, and private
+//! keys that are only ever stored sealed under the KEK.
 
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use super::*;
+
+// Also included by src/store/tests.rs; a private copy keeps both test modules self-contained.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../tests/support/test_db.rs"]
+mod test_db;
+
+use test_db::TestDatabase;
+
+const T0: i64 = 1_700_000_000;
+const PROMOTE_AFTER: i64 = 3_600;
+const RETIRED_PUBLISH: i64 = 900;
+
+fn kek() -> Kek {
+    Kek::from_bytes(&[9u8; KEK_LEN]).expect("kek")
+}
+
+fn policy(algorithm: SigningAlgorithm) -> KeyPolicy {
+    KeyPolicy {
+        algorithm,
+        rsa_bits: 2048,
+        promote_after_secs: PROMOTE_AFTER,
+        retired_publish_secs: RETIRED_PUBLISH,
+    }
+}
+
+async fn store(database: &TestDatabase) -> Store {
+    let store = Store::connect(database.url(), 4).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+async fn ring(database: &TestDatabase, algorithm: SigningAlgorithm) -> KeyRing {
+    KeyRing::open(store(database).await, kek(), policy(algorithm), T0)
+        .await
+        .expect("open key ring")
+}
+
+fn jwks(ring: &KeyRing) -> JwkSet {
+    serde_json::from_slice(&ring.jwks_json()).expect("JWKS is a JWK set")
+}
+
+fn published_kids(ring: &KeyRing) -> Vec<String> {
+    jwks(ring)
+        .keys
+        .iter()
+        .map(|key| key.common.key_id.clone().expect("every key has a kid"))
+        .collect()
+}
+
+fn claims() -> Value {
+    json!({"iss": "https://sts.example.com", "sub": "alice", "exp": 4_000_000_000_i64})
+}
+
+/// Signs a token and returns it with the kid of its header.
+fn sign(ring: &KeyRing) -> (String, String) {
+    let token = ring.sign("JWT", &claims()).expect("sign");
+    let header = jsonwebtoken::decode_header(&token).expect("header");
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    (
+        token,
+        header.kid.expect("signed tokens carry a kid (JWKS-04)"),
+    )
+}
+
+/// Verifies `token` with the key of its `kid` in `set`, as a relying party would.
+fn verify(token: &str, set: &JwkSet) -> Result<Value, String> {
+    let header = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?;
+    let kid = header.kid.ok_or("no kid")?;
+    let jwk = set
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} is not published"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut validation = Validation::new(header.alg);
+    validation.validate_aud = false;
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| e.to_string())
+}
+
+async fn states(ring: &KeyRing) -> Vec<(String, &'static str)> {
+    KeyRing::list(&ring.store)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|key| (key.kid, key.state))
+        .collect()
+}
+
+#[tokio::test]
+async fn opening_an_empty_database_creates_one_active_key() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let listed = KeyRing::list(&ring.store).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, "active");
+    assert_eq!(listed[0].algorithm, "ES256");
+    assert_eq!(listed[0].activated_at, Some(T0));
+    let (kid, algorithm) = ring.active_kid().expect("active key");
+    assert_eq!(algorithm, SigningAlgorithm::Es256);
+    assert_eq!(published_kids(&ring), std::slice::from_ref(&kid));
+    assert_eq!(sign(&ring).1, kid);
+    assert_eq!(ring.published_algorithms(), ["ES256"]);
+
+    // Opening again (a restart, or a second instance) reuses the key instead of making another.
+    let again = KeyRing::open(
+        ring.store.clone(),
+        kek(),
+        policy(SigningAlgorithm::Es256),
+        T0 + 5,
+    )
+    .await
+    .expect("reopen");
+    assert_eq!(again.active_kid().expect("active").0, kid);
+    assert_eq!(KeyRing::list(&ring.store).await.expect("list").len(), 1);
+}
+
+/// JWKS-05: a rotated key is published before it signs; the old key signs until promotion and
+/// stays published until its tokens have expired; then it leaves the JWKS.
+#[tokio::test]
+async fn rotation_publishes_next_then_promotes_then_unpublishes_the_old_key() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let (old, _) = ring.active_kid().expect("active");
+
+    // One second later, so `keys list` order (newest first) is deterministic.
+    let rotated_at = T0 + 1;
+    let new = ring.rotate(rotated_at, false).await.expect("rotate");
+    assert_ne!(new, old);
+    assert_eq!(
+        states(&ring).await,
+        [(new.clone(), "next"), (old.clone(), "active")]
+    );
+    let published = published_kids(&ring);
+    assert!(
+        published.contains(&new) && published.contains(&old),
+        "{published:?}"
+    );
+    let (old_token, kid) = sign(&ring);
+    assert_eq!(kid, old, "a next key must not sign before promotion");
+
+    // One second before it is due nothing changes.
+    assert!(
+        !ring
+            .tick(rotated_at + PROMOTE_AFTER - 1)
+            .await
+            .expect("tick")
+    );
+    assert_eq!(sign(&ring).1, old);
+
+    let promoted_at = rotated_at + PROMOTE_AFTER;
+    assert!(ring.tick(promoted_at).await.expect("tick"));
+    let (new_token, kid) = sign(&ring);
+    assert_eq!(kid, new);
+    assert_eq!(
+        states(&ring).await,
+        [(new.clone(), "active"), (old.clone(), "retired")]
+    );
+    let retired = KeyRing::list(&ring.store).await.expect("list").remove(1);
+    assert_eq!(retired.retired_at, Some(promoted_at));
+    assert_eq!(retired.publish_until, Some(promoted_at + RETIRED_PUBLISH));
+    // Tokens signed before and after the promotion both verify against the published set.
+    let set = jwks(&ring);
+    verify(&old_token, &set).expect("old token still verifies");
+    verify(&new_token, &set).expect("new token verifies");
+
+    assert!(
+        !ring
+            .tick(promoted_at + RETIRED_PUBLISH - 1)
+            .await
+            .expect("tick")
+    );
+    assert_eq!(published_kids(&ring).len(), 2);
+    assert!(
+        ring.tick(promoted_at + RETIRED_PUBLISH)
+            .await
+            .expect("tick")
+    );
+    assert_eq!(published_kids(&ring), std::slice::from_ref(&new));
+    assert!(verify(&old_token, &jwks(&ring)).is_err());
+    // The row is kept for the record (keys list), only unpublished.
+    assert_eq!(states(&ring).await.len(), 2);
+}
+
+/// Another instance (or the CLI) rotating through the database is picked up by `tick`.
+#[tokio::test]
+async fn tick_picks_up_changes_made_elsewhere() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let other = KeyRing::open(
+        ring.store.clone(),
+        kek(),
+        policy(SigningAlgorithm::Es256),
+        T0,
+    )
+    .await
+    .expect("second instance");
+    let new = other.rotate(T0 + 1, false).await.expect("rotate elsewhere");
+    assert!(!published_kids(&ring).contains(&new));
+    assert!(ring.tick(T0 + 2).await.expect("tick"));
+    assert!(published_kids(&ring).contains(&new));
+    // Both instances promote when due; only one promotion happens.
+    let due = T0 + 1 + PROMOTE_AFTER;
+    let (a, b) = tokio::join!(ring.tick(due), other.tick(due));
+    a.expect("tick a");
+    b.expect("tick b");
+    assert_eq!(ring.active_kid().expect("active").0, new);
+    assert_eq!(other.active_kid().expect("active").0, new);
+    let listed = states(&ring).await;
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|(_, state)| *state == "active")
+            .count(),
+        1,
+        "{listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn emergency_rotation_promotes_at_once() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let (old, _) = ring.active_kid().expect("active");
+    let new = ring.rotate(T0 + 10, true).await.expect("rotate --now");
+    assert_eq!(sign(&ring).1, new);
+    assert_eq!(
+        states(&ring).await,
+        [(new.clone(), "active"), (old.clone(), "retired")]
+    );
+    // The compromised key stays published so tokens already issued keep verifying until expiry.
+    assert!(published_kids(&ring).contains(&old));
+    let retired = KeyRing::list(&ring.store).await.expect("list").remove(1);
+    assert_eq!(retired.publish_until, Some(T0 + 10 + RETIRED_PUBLISH));
+}
+
+#[tokio::test]
+async fn retire_a_next_key_or_the_active_key_with_a_successor() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let (first, _) = ring.active_kid().expect("active");
+
+    assert!(!ring.retire("no-such-kid", T0).await.expect("unknown kid"));
+    // The only signing key cannot be retired: nothing would sign.
+    let error = ring.retire(&first, T0).await.expect_err("sole active key");
+    assert!(error.to_string().contains("rotate first"), "{error}");
+    assert_eq!(sign(&ring).1, first);
+
+    // A next key that is retired never signs.
+    let abandoned = ring.rotate(T0 + 1, false).await.expect("rotate");
+    assert!(ring.retire(&abandoned, T0 + 1).await.expect("retire next"));
+    // (By then it has also left the JWKS, so the tick reports a change.)
+    ring.tick(T0 + PROMOTE_AFTER + 1).await.expect("tick");
+    assert_eq!(sign(&ring).1, first);
+    assert!(!published_kids(&ring).contains(&abandoned));
+
+    // Retiring the active key when a successor is published hands over to it at once.
+    let successor = ring.rotate(T0 + 2, false).await.expect("rotate");
+    assert!(ring.retire(&first, T0 + 3).await.expect("retire active"));
+    assert_eq!(sign(&ring).1, successor);
+    let listed = states(&ring).await;
+    assert_eq!(
+        listed,
+        [
+            (successor.clone(), "active"),
+            (abandoned.clone(), "retired"),
+            (first.clone(), "retired"),
+        ]
+    );
+}
+
+/// Each algorithm: the JWKS member has the right `kty`, `alg` and `use`, no private member
+/// (JWKS-02, JWKS-03), and a signed token verifies against it with `DecodingKey::from_jwk`.
+#[tokio::test]
+async fn every_algorithm_signs_tokens_the_jwks_verifies() {
+    for (algorithm, kty) in [
+        (SigningAlgorithm::Es256, "EC"),
+        (SigningAlgorithm::Rs256, "RSA"),
+        (SigningAlgorithm::Ps256, "RSA"),
+        (SigningAlgorithm::EdDsa, "OKP"),
+    ] {
+        let database = TestDatabase::sqlite();
+        let ring = ring(&database, algorithm).await;
+        let document: Value = serde_json::from_slice(&ring.jwks_json()).expect("json");
+        let key = &document["keys"][0];
+        assert_eq!(key["kty"], kty, "{algorithm}");
+        assert_eq!(key["alg"], algorithm.as_str());
+        assert_eq!(key["use"], "sig");
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k", "oth"] {
+            assert!(
+                key.get(private).is_none(),
+                "{algorithm}: `{private}` published"
+            );
+        }
+        let (token, kid) = sign(&ring);
+        assert_eq!(key["kid"], kid.as_str());
+        let header = jsonwebtoken::decode_header(&token).expect("header");
+        assert_eq!(header.alg, algorithm.jwt_algorithm());
+        let verified = verify(&token, &jwks(&ring)).expect("verifies");
+        assert_eq!(verified["sub"], "alice");
+        // Reopening (decrypting the stored key) signs with the same key.
+        let reopened = KeyRing::open(ring.store.clone(), kek(), policy(algorithm), T0 + 1)
+            .await
+            .expect("reopen");
+        verify(&sign(&reopened).0, &jwks(&ring)).expect("reopened key verifies");
+    }
+}
+
+/// The raw database holds the private key only sealed: not as PKCS#8 DER, not as PEM, not as a
+/// JWK `d`; and the sealed bytes do not open under another KEK.
+#[tokio::test]
+async fn the_database_never_holds_a_plaintext_private_key() {
+    for algorithm in [
+        SigningAlgorithm::Es256,
+        SigningAlgorithm::EdDsa,
+        SigningAlgorithm::Rs256,
+    ] {
+        let database = TestDatabase::sqlite();
+        let ring = ring(&database, algorithm).await;
+        ring.rotate(T0, false).await.expect("rotate: a second key");
+
+        let mut connection = sqlx::SqliteConnection::connect(database.url())
+            .await
+            .expect("raw");
+        let rows: Vec<(String, Vec<u8>, String)> =
+            sqlx::query_as("SELECT kid, sealed_private_key, public_jwk FROM signing_keys")
+                .fetch_all(&mut connection)
+                .await
+                .expect("read raw rows");
+        assert_eq!(rows.len(), 2);
+        connection.close().await.expect("close");
+        ring.store.close().await;
+
+        // Everything on disk: the database file and its write-ahead log.
+        let path = database.url().trim_start_matches("sqlite://").to_string();
+        let mut disk = std::fs::read(&path).expect("db file");
+        disk.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+
+        for (kid, sealed, public_jwk) in rows {
+            let pkcs8 = kek()
+                .open(&kid, &sealed)
+                .expect("opens under the right KEK");
+            let plaintext = PrivateKey::from_pkcs8(algorithm, pkcs8);
+            let der = plaintext.pkcs8();
+            assert!(der.len() > 40, "{algorithm}: implausible PKCS#8");
+            for window in der.windows(24) {
+                assert!(
+                    !contains(&sealed, window),
+                    "{algorithm}: PKCS#8 bytes in the sealed column"
+                );
+                assert!(
+                    !contains(&disk, window),
+                    "{algorithm}: PKCS#8 bytes in the database file"
+                );
+            }
+            let pem_body = base64::engine::general_purpose::STANDARD.encode(der);
+            assert!(
+                !contains(&disk, &pem_body.as_bytes()[..40]),
+                "{algorithm}: PEM body on disk"
+            );
+            assert!(
+                !contains(&disk, b"PRIVATE KEY"),
+                "{algorithm}: PEM marker on disk"
+            );
+            let jwk: Value = serde_json::from_str(&public_jwk).expect("jwk");
+            assert!(
+                jwk.get("d").is_none(),
+                "{algorithm}: private member in the stored JWK"
+            );
+
+            let other = Kek::from_bytes(&[10u8; KEK_LEN]).expect("other kek");
+            assert!(
+                other.open(&kid, &sealed).is_err(),
+                "{algorithm}: opens under another KEK"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn opening_with_another_kek_fails_clearly() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let other = Kek::from_bytes(&[10u8; KEK_LEN]).expect("other kek");
+    let error = KeyRing::open(
+        ring.store.clone(),
+        other,
+        policy(SigningAlgorithm::Es256),
+        T0,
+    )
+    .await
+    .expect_err("wrong KEK");
+    assert!(error.to_string().contains("key-encryption key"), "{error}");
+}
+
+#[tokio::test]
+async fn debug_output_never_shows_key_material() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let records = ring.store.all_keys().await.expect("keys");
+    let sealed_hex: String = records[0].sealed_private_key[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    for debug in [
+        format!("{ring:?}"),
+        format!("{records:?}"),
+        format!("{:?}", kek()),
+    ] {
+        assert!(!debug.contains("sealed_private_key"), "{debug}");
+        assert!(!debug.contains(&sealed_hex), "{debug}");
+        assert!(
+            !debug.contains(&format!("{:?}", &records[0].sealed_private_key[..4])),
+            "{debug}"
+        );
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+use base64::Engine;

@@ -1,0 +1,459 @@
+//! The real `frontdesk` binary, run in a temporary working directory with a clean environment
+//! (no inherited `FRONTDESK_*` variable): `check-config`, `hash-secret`, `keys`, `migrate`, a
+//! development `serve` from no configuration at all with a graceful SIGTERM, and the startup
+//! failures that must end in one clear line and a non-zero exit.
+//!
+//! Waits are bounded and event-driven (a line on stderr, the process exiting), never sleeps.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+/// Generous: the first run in a fresh process may create the database and generate keys.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// `frontdesk <args>` in `dir`, with the given `FRONTDESK_*` variables only.
+fn frontdesk(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_frontdesk"));
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FRONTDESK_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    frontdesk(dir, args, env)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run frontdesk")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Lines of stderr that are not JSON log records: what a person reads.
+fn plain_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('{') && !line.trim().is_empty())
+        .collect()
+}
+
+/// Asserts a failed start: non-zero exit, exactly one `frontdesk: ...` line containing every
+/// `needles`. Returns that line.
+#[track_caller]
+fn assert_one_line_failure(output: &Output, needles: &[&str]) -> String {
+    let stderr = text(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "expected failure, stderr: {stderr}"
+    );
+    let lines: Vec<&str> = plain_lines(&stderr)
+        .into_iter()
+        .filter(|line| line.starts_with("frontdesk: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one error line, stderr: {stderr}");
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "`{needle}` missing from: {}",
+            lines[0]
+        );
+    }
+    lines[0].to_string()
+}
+
+/// A production-style configuration file in `dir` (explicit KEK, SQLite in `dir`).
+fn write_config(dir: &Path, extra: &str) -> String {
+    let path = dir.join("frontdesk.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "issuer = \"https://sts.example.com\"\n\n[database]\nurl = \"sqlite://{}\"\n\n[keys]\nencryption_key = \"{KEK}\"\n{extra}",
+            dir.join("data.db").display()
+        ),
+    )
+    .expect("write config");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let output = run(dir.path(), &["--config", &config, "check-config"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("configuration OK"));
+    // Through FRONTDESK_CONFIG as well.
+    let output = run(
+        dir.path(),
+        &["check-config"],
+        &[("FRONTDESK_CONFIG", &config)],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains(&config));
+}
+
+#[test]
+fn check_config_names_an_unknown_key_and_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "\n[server]\nlisten_adress = \"0.0.0.0:80\"\n");
+    let output = run(dir.path(), &["--config", &config, "check-config"], &[]);
+    assert_one_line_failure(&output, &["listen_adress", &config]);
+}
+
+#[test]
+fn check_config_names_a_bad_environment_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let output = run(
+        dir.path(),
+        &["--config", &config, "check-config"],
+        &[("FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS", "abc")],
+    );
+    assert_one_line_failure(
+        &output,
+        &[
+            "server.request_timeout_secs",
+            "FRONTDESK_SERVER__REQUEST_TIMEOUT_SECS",
+        ],
+    );
+    let output = run(
+        dir.path(),
+        &["--config", &config, "check-config"],
+        &[("FRONTDESK_FOO", "1")],
+    );
+    assert_one_line_failure(&output, &["FRONTDESK_FOO"]);
+}
+
+#[test]
+fn hash_secret_prints_an_argon2id_hash_that_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = frontdesk(dir.path(), &["hash-secret"], &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"correct horse battery staple\n")
+        .expect("write secret");
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let phc = stdout.trim();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(!stdout.contains("correct horse"));
+    assert!(frontdesk::secret::verify_secret(
+        "correct horse battery staple",
+        phc
+    ));
+    assert!(!frontdesk::secret::verify_secret(
+        "correct horse battery staple\n",
+        phc
+    ));
+}
+
+#[test]
+fn hash_secret_refuses_an_empty_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run(dir.path(), &["hash-secret"], &[]);
+    assert_one_line_failure(&output, &["empty"]);
+}
+
+#[test]
+fn migrate_then_keys_rotate_shows_a_next_key_in_keys_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let output = run(dir.path(), &["--config", &config, "migrate"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("migrations applied"));
+
+    let output = run(dir.path(), &["--config", &config, "keys", "rotate"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let rotated = text(&output.stdout);
+    assert!(rotated.contains("published as next"), "{rotated}");
+    let next_kid = rotated.split_whitespace().next().expect("kid").to_string();
+
+    let output = run(dir.path(), &["--config", &config, "keys", "list"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let listed = text(&output.stdout);
+    let states: Vec<(String, String)> = listed
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let mut columns = line.split_whitespace();
+            let state = columns.next().expect("state").to_string();
+            let _alg = columns.next();
+            (state, columns.next().expect("kid").to_string())
+        })
+        .collect();
+    assert!(listed.starts_with("STATE"), "{listed}");
+    assert!(
+        states.contains(&("next".into(), next_kid.clone())),
+        "{listed}"
+    );
+    assert_eq!(
+        states.iter().filter(|(state, _)| state == "active").count(),
+        1,
+        "{listed}"
+    );
+
+    // Emergency rotation: the new key signs at once and the earlier ones are retired.
+    let output = run(
+        dir.path(),
+        &["--config", &config, "keys", "rotate", "--now"],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("is now the active key"));
+    let output = run(dir.path(), &["--config", &config, "keys", "list"], &[]);
+    let listed = text(&output.stdout);
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|line| line.starts_with("active"))
+            .count(),
+        1,
+        "{listed}"
+    );
+    assert!(
+        listed.lines().any(|line| line.starts_with("retired")),
+        "{listed}"
+    );
+
+    let output = run(
+        dir.path(),
+        &["--config", &config, "keys", "retire", "no-such-kid"],
+        &[],
+    );
+    assert_one_line_failure(&output, &["no-such-kid"]);
+}
+
+/// Reads a child's stderr on a thread, forwarding lines, so waits can be bounded.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// Waits (bounded) for the child to exit.
+fn wait_exit(mut child: Child) -> ExitStatus {
+    let (sender, receiver) = mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait());
+    });
+    match receiver.recv_timeout(WAIT) {
+        Ok(status) => status.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("frontdesk (pid {pid}) did not exit within {WAIT:?}");
+        }
+    }
+}
+
+/// With no configuration at all, `serve` starts a development instance in the working
+/// directory, says where it listens, where its data is and that it is a development setup, then
+/// stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_configuration_starts_a_development_instance_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = frontdesk(
+        dir.path(),
+        &["serve"],
+        &[("FRONTDESK_LISTEN", "127.0.0.1:0")],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn serve");
+    let lines = stderr_lines(&mut child);
+    let mut seen = Vec::new();
+    let mut address = None;
+    while !seen
+        .iter()
+        .any(|line: &String| line.contains("DEVELOPMENT"))
+    {
+        let line = match lines.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(error) => {
+                let _ = child.kill();
+                panic!("no startup message ({error}); stderr so far: {seen:#?}");
+            }
+        };
+        if let Some(rest) = line.strip_prefix("frontdesk listening on http://") {
+            address = rest.split_whitespace().next().map(str::to_string);
+        }
+        seen.push(line);
+    }
+    let address = address.expect("the listening line names the address");
+    assert!(
+        !address.ends_with(":0"),
+        "the real bound port is shown: {address}"
+    );
+    let message = seen.join("\n");
+    assert!(
+        message.contains("issuer http://127.0.0.1:8080"),
+        "{message}"
+    );
+    assert!(message.contains("data: sqlite://frontdesk.db"), "{message}");
+    assert!(message.contains("signing with ES256 key"), "{message}");
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+
+    // It serves: readiness over HTTP on the announced address.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let response = client
+        .get(format!("http://{address}/readyz"))
+        .send()
+        .await
+        .expect("GET /readyz");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let response = client
+        .get(format!(
+            "http://{address}/.well-known/oauth-authorization-server"
+        ))
+        .send()
+        .await
+        .expect("GET metadata");
+    let metadata: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(metadata["issuer"], "http://127.0.0.1:8080");
+
+    // The data lives in the working directory; the generated KEK is owner-only.
+    assert!(dir.path().join("frontdesk.db").exists());
+    let kek = dir.path().join("frontdesk.kek");
+    assert!(kek.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kek)
+            .expect("kek metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "frontdesk.kek mode {mode:o}");
+    }
+    // The KEK never appears in the output.
+    let kek_value = std::fs::read_to_string(&kek).expect("read kek");
+    assert!(!message.contains(kek_value.trim()));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let status = wait_exit(child);
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(
+        rest.iter().any(|line| line.contains("shutting down")),
+        "no shutdown log: {rest:#?}"
+    );
+
+    // A restart reuses the same KEK and keys (no second key is created).
+    let output = run(dir.path(), &["keys", "list"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout).lines().count(),
+        2,
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn serve_fails_in_one_line_when_the_port_is_in_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("addr").to_string();
+    let output = run(dir.path(), &["serve"], &[("FRONTDESK_LISTEN", &address)]);
+    assert_one_line_failure(&output, &["cannot listen on", &address]);
+    drop(taken);
+}
+
+#[test]
+fn serve_fails_in_one_line_when_the_kek_file_is_unreadable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("secrets").join("kek");
+    let missing = missing.to_str().expect("utf-8");
+    let path = dir.path().join("frontdesk.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "issuer = \"https://sts.example.com\"\n[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}\"\n[keys]\nencryption_key_file = \"{missing}\"\n",
+            dir.path().join("data.db").display()
+        ),
+    )
+    .expect("write");
+    let config = path.to_str().expect("utf-8");
+    let output = run(dir.path(), &["--config", config, "serve"], &[]);
+    assert_one_line_failure(&output, &["key-encryption key", missing]);
+    // A KEK file that is not a KEK is named too.
+    std::fs::create_dir_all(dir.path().join("secrets")).expect("mkdir");
+    std::fs::write(missing, "not base64!").expect("write");
+    let output = run(dir.path(), &["--config", config, "serve"], &[]);
+    assert_one_line_failure(&output, &["base64", missing]);
+}
+
+#[test]
+fn serve_fails_in_one_line_when_the_database_is_unreachable_without_showing_the_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run(
+        dir.path(),
+        &["serve"],
+        &[
+            ("FRONTDESK_LISTEN", "127.0.0.1:0"),
+            (
+                "FRONTDESK_DATABASE_URL",
+                "postgres://postgres:hunter2@127.0.0.1:1/x",
+            ),
+        ],
+    );
+    let line = assert_one_line_failure(&output, &["cannot open the database", "127.0.0.1:1"]);
+    assert!(line.contains("***"), "{line}");
+    assert!(
+        !text(&output.stderr).contains("hunter2"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn serve_fails_in_one_line_on_a_broken_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "algorithm = \"HS256\"\n");
+    let output = run(dir.path(), &["--config", &config, "serve"], &[]);
+    assert_one_line_failure(&output, &["keys.algorithm", &config]);
+    assert!(
+        !dir.path().join("data.db").exists(),
+        "nothing is created before validation"
+    );
+}

@@ -1,0 +1,345 @@
+//! The real server over a real socket: `frontdesk::app::spawn` on `127.0.0.1:0`, configured from a
+//! TOML file in a temporary directory, exercised with reqwest. The same checks run on SQLite and
+//! on PostgreSQL (a fresh database per test; skipped, or failed under
+//! `FRONTDESK_REQUIRE_POSTGRES=1`, when PostgreSQL is unreachable).
+//!
+//! The issuer is a fixed configured value (`https://sts.frontdesk.test`), not derived from the
+//! random port: the metadata must reflect exactly what the operator configured (META-02), and
+//! endpoints are fetched on the bound address by the *path* of the URLs the metadata advertises.
+
+#[path = "support/test_db.rs"]
+mod test_db;
+
+use frontdesk::app::{RunningServer, spawn};
+use frontdesk::clock::unix_now;
+use frontdesk::config::Config;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use test_db::TestDatabase;
+
+const ISSUER: &str = "https://sts.frontdesk.test";
+/// 32 bytes, base64: an explicit KEK, as production requires.
+const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+const MAX_BODY: usize = 2048;
+const JWKS_MAX_AGE: u64 = 123;
+
+/// A running server and what keeps its files alive.
+struct Harness {
+    server: RunningServer,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(database: &TestDatabase) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("frontdesk.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"issuer = "{ISSUER}"
+
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = {MAX_BODY}
+
+[database]
+url = "{url}"
+
+[keys]
+encryption_key = "{KEK}"
+jwks_max_age_secs = {JWKS_MAX_AGE}
+
+[log]
+format = "json"
+level = "warn"
+"#,
+                url = database.url()
+            ),
+        )
+        .expect("write config");
+        let config = Config::load(Some(&path), Vec::new()).expect("valid configuration");
+        let server = spawn(config).await.expect("server starts");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("http client");
+        Harness {
+            server,
+            client,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"))
+    }
+
+    async fn get_json(&self, path: &str) -> (reqwest::header::HeaderMap, Value) {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        let headers = response.headers().clone();
+        (headers, response.json().await.expect("JSON body"))
+    }
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .unwrap_or_else(|| panic!("missing {name} header"))
+        .to_str()
+        .expect("ascii header")
+}
+
+/// META-19: absent values are omitted, never `null`.
+fn assert_no_nulls(value: &Value, path: &str) {
+    match value {
+        Value::Null => panic!("null at {path}"),
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                assert_no_nulls(item, &format!("{path}[{index}]"));
+            }
+        }
+        Value::Object(members) => {
+            for (key, item) in members {
+                assert_no_nulls(item, &format!("{path}.{key}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn path_of(url: &str) -> String {
+    url::Url::parse(url)
+        .expect("absolute URL")
+        .path()
+        .to_string()
+}
+
+fn kids(set: &JwkSet) -> Vec<String> {
+    set.keys
+        .iter()
+        .map(|key| key.common.key_id.clone().expect("kid"))
+        .collect()
+}
+
+/// Verifies a compact JWS against a fetched JWKS, as a relying party would (JWKS-04).
+fn verify(token: &str, set: &JwkSet) -> Value {
+    let header = jsonwebtoken::decode_header(token).expect("header");
+    let kid = header.kid.expect("our tokens carry a kid");
+    let jwk = set
+        .find(&kid)
+        .unwrap_or_else(|| panic!("kid {kid} not in the JWKS"));
+    let key = DecodingKey::from_jwk(jwk).expect("decoding key from the JWK");
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&["https://rs.example.com"]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .expect("signature verifies against the fetched JWKS")
+        .claims
+}
+
+/// Every check, on whichever database `database` is.
+async fn exercise(database: TestDatabase) {
+    let harness = Harness::start(&database).await;
+
+    // META-01, META-16: both well-known documents, identical.
+    let (headers, metadata) = harness
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert!(header(&headers, "content-type").starts_with("application/json"));
+    assert!(header(&headers, "cache-control").contains("max-age"));
+    let (_, openid) = harness.get_json("/.well-known/openid-configuration").await;
+    assert_eq!(metadata, openid);
+    // META-02: byte-identical issuer.
+    assert_eq!(metadata["issuer"].as_str(), Some(ISSUER));
+    // META-04, META-17: jwks_uri on the issuer's origin.
+    let jwks_uri = metadata["jwks_uri"].as_str().expect("jwks_uri");
+    let issuer_url = url::Url::parse(ISSUER).expect("issuer");
+    assert_eq!(
+        url::Url::parse(jwks_uri).expect("jwks_uri").origin(),
+        issuer_url.origin()
+    );
+    assert!(metadata["response_types_supported"].is_array());
+    assert_no_nulls(&metadata, "metadata");
+    // Nothing advertises `none` (META-12 and RFC 8725).
+    assert!(
+        !metadata
+            .to_string()
+            .to_ascii_lowercase()
+            .contains("\"none\""),
+        "{metadata}"
+    );
+
+    // JWKS-01..03, JWKS-06.
+    let jwks_path = path_of(jwks_uri);
+    let response = harness.get(&jwks_path).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = header(response.headers(), "content-type").to_string();
+    assert!(
+        content_type == "application/jwk-set+json" || content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    assert_eq!(
+        header(response.headers(), "cache-control"),
+        format!("public, max-age={JWKS_MAX_AGE}")
+    );
+    let document: Value = response.json().await.expect("JWKS JSON");
+    let keys = document["keys"].as_array().expect("keys array");
+    assert_eq!(keys.len(), 1);
+    for key in keys {
+        assert_eq!(key["use"], "sig");
+        assert_eq!(key["alg"], "ES256", "ES256 is the default");
+        assert_eq!(key["kty"], "EC");
+        assert!(key["kid"].is_string());
+        for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            assert!(
+                key.get(private).is_none(),
+                "private member {private} published"
+            );
+        }
+    }
+    let set: JwkSet = serde_json::from_value(document).expect("JWK set");
+
+    // JWKS-04: a token signed by the active key verifies against the fetched JWKS.
+    let now = unix_now();
+    let claims = json!({
+        "iss": ISSUER,
+        "sub": "alice",
+        "aud": "https://rs.example.com",
+        "iat": now,
+        "exp": now + 300,
+    });
+    let keys = &harness.server.state.keys;
+    let old_token = keys.sign("JWT", &claims).expect("sign");
+    assert_eq!(verify(&old_token, &set)["sub"], "alice");
+    let (old_kid, _) = keys.active_kid().expect("active key");
+
+    // JWKS-05: after a rotation the new key is served before it signs.
+    let new_kid = keys.rotate(unix_now(), false).await.expect("rotate");
+    let (_, document) = harness.get_json(&jwks_path).await;
+    let set: JwkSet = serde_json::from_value(document).expect("JWK set");
+    let mut published = kids(&set);
+    published.sort();
+    let mut expected = vec![new_kid.clone(), old_kid.clone()];
+    expected.sort();
+    assert_eq!(published, expected);
+    let token = keys.sign("JWT", &claims).expect("sign after rotate");
+    let kid = jsonwebtoken::decode_header(&token).expect("header").kid;
+    assert_eq!(
+        kid.as_deref(),
+        Some(old_kid.as_str()),
+        "next key must not sign yet"
+    );
+    verify(&token, &set);
+    verify(&old_token, &set);
+
+    // Liveness and readiness (database and active key).
+    let (_, health) = harness.get_json("/healthz").await;
+    assert_eq!(health["status"], "ok");
+    let (_, ready) = harness.get_json("/readyz").await;
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "database": "ok", "signing_key": "active"})
+    );
+
+    // Request ids: generated when absent, echoed when sent.
+    let response = harness.get("/healthz").await;
+    assert!(!header(response.headers(), "x-request-id").is_empty());
+    let response = harness
+        .client
+        .get(harness.url("/healthz"))
+        .header("x-request-id", "test-request-42")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        header(response.headers(), "x-request-id"),
+        "test-request-42"
+    );
+
+    // Unknown paths: JSON 404.
+    let response = harness.get("/no/such/endpoint").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(header(response.headers(), "x-request-id").len() > 8);
+    let body: Value = response.json().await.expect("JSON 404");
+    assert_eq!(body["error"], "not_found");
+
+    // Body limit: refused before any handler runs.
+    let response = harness
+        .client
+        .post(harness.url("/healthz"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; MAX_BODY * 2])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Prometheus text with the request counter (requests above were counted).
+    let response = harness.get("/metrics").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(header(response.headers(), "content-type").starts_with("text/plain"));
+    let text = response.text().await.expect("metrics text");
+    assert!(text.contains("frontdesk_http_requests_total"), "{text}");
+    assert!(
+        text.contains("# TYPE frontdesk_http_requests_total counter"),
+        "{text}"
+    );
+
+    harness.server.shutdown().await.expect("graceful shutdown");
+    drop(database);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_on_sqlite() {
+    exercise(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_on_postgres() {
+    if let Some(database) = TestDatabase::postgres("server_on_postgres").await {
+        exercise(database).await;
+    }
+}
+
+/// A second instance on the same database sees the first one's keys: the JWKS of both agree,
+/// and a token signed by one verifies with the other's JWKS (several instances behind a load
+/// balancer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_database_publish_the_same_keys() {
+    let Some(database) = TestDatabase::postgres("two_instances").await else {
+        return;
+    };
+    let first = Harness::start(&database).await;
+    let second = Harness::start(&database).await;
+    assert_eq!(
+        first.server.state.keys.active_kid(),
+        second.server.state.keys.active_kid()
+    );
+    let (_, document) = second.get_json("/jwks.json").await;
+    let set: JwkSet = serde_json::from_value(document).expect("JWK set");
+    let now = unix_now();
+    let token = first
+        .server
+        .state
+        .keys
+        .sign(
+            "JWT",
+            &json!({"iss": ISSUER, "sub": "bob", "aud": "https://rs.example.com", "exp": now + 60}),
+        )
+        .expect("sign");
+    assert_eq!(verify(&token, &set)["sub"], "bob");
+    first.server.shutdown().await.expect("shutdown first");
+    second.server.shutdown().await.expect("shutdown second");
+}
