@@ -441,6 +441,8 @@ const NON_CONFIG_VARIABLES: &[&str] = &[
     "FRONTDESK_CONFIG",
     "FRONTDESK_LOG",
     "FRONTDESK_CLIENT_SECRET",
+    // The test suite's switch (scripts/test, .ci/run), like FRONTDESK_TEST_*.
+    "FRONTDESK_REQUIRE_POSTGRES",
 ];
 /// Short aliases for the most common settings.
 const ALIASES: &[(&str, &str)] = &[
@@ -684,8 +686,15 @@ fn apply_environment(
         .collect();
     variables.sort();
     for (name, raw) in variables {
+        // A name that is itself a key (FRONTDESK_KEYS__ENCRYPTION_KEY_FILE names the path key
+        // `keys.encryption_key_file`) wins over reading it as `<key>_FILE`.
         let (base, from_file) = match name.strip_suffix("_FILE") {
-            Some(base) if env_key_path(base, defaults).is_some() => (base.to_string(), true),
+            Some(base)
+                if env_key_path(&name, defaults).is_none()
+                    && env_key_path(base, defaults).is_some() =>
+            {
+                (base.to_string(), true)
+            }
             _ => (name.clone(), false),
         };
         let Some(path) = env_key_path(&base, defaults) else {
