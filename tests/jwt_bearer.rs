@@ -32,8 +32,10 @@ fn resource_side(
     db: &str,
     customize: impl FnOnce(&mut Config),
 ) -> anyhow::Result<Config> {
-    let mut config = Config::default();
-    config.issuer = b_url.to_string();
+    let mut config = Config {
+        issuer: b_url.to_string(),
+        ..Config::default()
+    };
     config.server.listen = b_url.trim_start_matches("http://").to_string();
     config.database.url = SecretString::new(db.to_string());
     config.keys.encryption_key = Some(SecretString::new(

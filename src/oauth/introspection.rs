@@ -27,7 +27,7 @@ const OUR_ALGORITHMS: &[Algorithm] = &[
 /// What a token turned out to be.
 enum Ours {
     /// One of our access tokens, signature and claims valid.
-    AccessToken(VerifiedClaims),
+    AccessToken(Box<VerifiedClaims>),
     /// Signed by us but another kind (an ID-JAG, a chaining grant).
     OtherKind,
     /// Not ours, malformed, or expired.
@@ -62,7 +62,7 @@ fn classify(service: &TokenService, token: &str, now: i64) -> Ours {
                 .typ()
                 .is_some_and(|typ| typ.eq_ignore_ascii_case(TYP_ACCESS_TOKEN)) =>
         {
-            Ours::AccessToken(claims)
+            Ours::AccessToken(Box::new(claims))
         }
         Ok(_) => Ours::OtherKind,
         Err(_) => Ours::Unknown,
