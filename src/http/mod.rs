@@ -17,6 +17,7 @@ use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderName, StatusCode};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
@@ -37,7 +38,10 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
-    let routes = Router::new()
+    // The protocol form endpoints read their bodies themselves under `max_body`, so an
+    // over-long body is answered in OAuth's error format; everything else is cut off by the
+    // body-limit layer before any handler runs.
+    let limited = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
             get(metadata::oauth_metadata),
@@ -50,6 +54,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .fallback(error::not_found)
+        .layer(RequestBodyLimitLayer::new(max_body));
+    let forms = Router::new()
         .route(
             "/introspect",
             axum::routing::post(token::introspect).fallback(token::method_not_allowed),
@@ -61,9 +68,9 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/token",
             axum::routing::post(token::token).fallback(token::method_not_allowed),
-        )
-        .fallback(error::not_found);
-    routes
+        );
+    limited
+        .merge(forms)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(
             ServiceBuilder::new()
