@@ -139,6 +139,7 @@ fn parse_authorization_details(text: Option<&str>) -> Result<Option<Value>, OAut
 /// Finds the one audience a request targets, per the profile's rules.
 fn resolve_target(
     registry: &Registry,
+    own_issuer: &str,
     kind: Option<IssueKind>,
     audiences: &[&str],
     resources: &[String],
@@ -196,6 +197,15 @@ fn resolve_target(
             }
         }
     };
+    if audience.kind != IssueKind::AccessToken
+        && audience.config.issuer.trim_end_matches('/') == own_issuer.trim_end_matches('/')
+    {
+        // IDJAG-ISSUE-31: never issue a grant whose audience is this server itself.
+        return Err(invalid_target(
+            "audience_is_self",
+            "This server does not issue grants addressed to itself",
+        ));
+    }
     if let Some(kind) = kind
         && audience.kind != kind
     {
@@ -357,9 +367,14 @@ fn grant_scopes(
 ) -> Result<Vec<String>, OAuthError> {
     let subject_scopes: Option<Vec<&str>> = match subject_type {
         SubjectTokenType::IdToken => None,
-        _ => subject
-            .str_claim("scope")
-            .map(|scope| scope.split(' ').filter(|s| !s.is_empty()).collect()),
+        // `scope` (RFC 9068, space-separated) or `scp` (Okta, Entra: a string or an array).
+        _ => match subject.claim("scope").or_else(|| subject.claim("scp")) {
+            Some(Value::String(scope)) => {
+                Some(scope.split(' ').filter(|s| !s.is_empty()).collect())
+            }
+            Some(Value::Array(items)) => Some(items.iter().filter_map(Value::as_str).collect()),
+            _ => None,
+        },
     };
     let granted: Vec<String> = requested
         .iter()
@@ -456,7 +471,13 @@ pub async fn exchange(
     audit.resources = resources.clone();
     audit.scopes_requested = requested_scopes.clone();
 
-    let audience = resolve_target(registry, requested, &audiences, &resources)?;
+    let audience = resolve_target(
+        registry,
+        &service.config.issuer,
+        requested,
+        &audiences,
+        &resources,
+    )?;
     audit.audience = Some(audience.config.issuer.clone());
     let kind = audience.kind;
     if !client.client.config.audiences.contains(&audience.config.id) {
@@ -605,6 +626,12 @@ pub async fn exchange(
         }
     }
     if kind != IssueKind::AccessToken {
+        // A chaining request may name the other domain's AS itself as `resource` (CHAIN
+        // §2.3.1); that is the grant's `aud`, not a resource to carry.
+        let resources: Vec<&String> = resources
+            .iter()
+            .filter(|resource| audience.config.resources.contains(resource))
+            .collect();
         match resources.as_slice() {
             [] => {}
             [one] => {
