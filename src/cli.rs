@@ -40,9 +40,30 @@ pub enum Command {
     /// Manage clients stored in the database (clients in the config file are read-only).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Link an external subject (issuer + sub) to a local subject, for identity providers with
+    /// `subject_mode = "linked"` (leg 2).
+    #[command(subcommand)]
+    Subject(SubjectCommand),
     /// Perform a token exchange against a frontdesk (or any RFC 8693 server) and print the
     /// decoded result: a client-side helper for trying a deployment out.
     Exchange(crate::exchange_cli::ExchangeArgs),
+}
+
+/// Subject-link commands.
+#[derive(Debug, Subcommand)]
+pub enum SubjectCommand {
+    /// Link `--issuer` + `--sub` to `--local`.
+    Link {
+        /// The assertion issuer (exactly as in `iss`).
+        #[arg(long)]
+        issuer: String,
+        /// The subject at that issuer (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// The local subject that access tokens will carry.
+        #[arg(long)]
+        local: String,
+    },
 }
 
 /// Client commands.
@@ -117,6 +138,23 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
                     StartupError(format!("cannot load the configured trust: {error}"))
                 })?;
             crate::client_cli::run(command, &store).await
+        }
+        Command::Subject(SubjectCommand::Link { issuer, sub, local }) => {
+            use crate::store::{AuditEvent, AuditLog, Decision, TokenStore};
+            let store = app::open_store(&config).await?;
+            let fail =
+                |error: crate::store::StoreError| StartupError(format!("database error: {error}"));
+            store
+                .link_subject(&issuer, &sub, &local, unix_now())
+                .await
+                .map_err(fail)?;
+            let mut event = AuditEvent::new(unix_now(), "subject_linked", Decision::Changed);
+            event.subject_issuer = Some(issuer.clone());
+            event.subject = Some(sub.clone());
+            event.detail = Some(serde_json::json!({ "actor": "cli", "local_subject": local }));
+            store.record(&event).await.map_err(fail)?;
+            println!("linked {sub} at {issuer} to {local}");
+            Ok(())
         }
         Command::HashSecret => hash_secret(),
         Command::Exchange(args) => crate::exchange_cli::run(args).await,

@@ -6,6 +6,8 @@
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
+#[path = "support/test_db.rs"]
+mod test_db;
 
 use base64::Engine;
 use env::*;
@@ -658,5 +660,60 @@ async fn metadata_advertises_the_jwt_bearer_profile_meta_07_09() -> anyhow::Resu
         metadata["revocation_endpoint"],
         format!("{}/revoke", legs.b_url)
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replay_across_two_instances_sharing_postgresql_is_refused() -> anyhow::Result<()> {
+    // Two resource-side instances (B1, B2) with the same issuer and one PostgreSQL database, as
+    // behind a load balancer: the jti recorded by B1 must stop the replay at B2 (EMA-06).
+    let Some(database) = test_db::TestDatabase::postgres("cross_instance_replay").await else {
+        return Ok(());
+    };
+    let listener_1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener_2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let b_url = format!("http://{}", listener_1.local_addr()?);
+    let b_issuer = b_url.clone();
+    let a = Env::start_with(move |config| {
+        for audience in &mut config.audiences {
+            if audience.id == "saas" {
+                audience.issuer = b_issuer.clone();
+            }
+        }
+    })
+    .await?;
+    let config_1 = resource_side(&b_url, &a.url, database.url(), |_| {})?;
+    let mut config_2 = resource_side(&b_url, &a.url, database.url(), |_| {})?;
+    config_2.server.listen = listener_2.local_addr()?.to_string();
+    let b1 = spawn_on(config_1, listener_1)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let b2 = spawn_on(config_2, listener_2)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id_token = a.id_token().await?;
+    let (status, body) = a
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", b_url.as_str()),
+            ("resource", MCP_RESOURCE),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let id_jag = body["access_token"].as_str().unwrap_or_default();
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag)];
+    let (status, body) = post(&b1.url(), "/token", &form, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "first redemption at B1: {body}");
+    let (status, body) = post(&b2.url(), "/token", &form, AGENT_AT_RAS).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "replay at B2: {body}"
+    );
+    b1.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    b2.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
