@@ -1,0 +1,246 @@
+//! The client-side CLI: `frontdesk client add|list|remove` on a real database file, and
+//! `frontdesk exchange` against a real server trusting a real IdP.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use std::path::Path;
+
+use env::*;
+use frontdesk::store::{Store, TrustKind, TrustStore};
+use serde_json::Value;
+
+const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+async fn frontdesk(dir: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"));
+    command
+        .current_dir(dir)
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FRONTDESK_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(extra_env.iter().copied());
+    command.output().await.expect("run frontdesk")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn config_with_trust(dir: &Path) -> String {
+    let path = dir.join("frontdesk.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"issuer = "https://sts.example.com"
+[database]
+url = "sqlite://{db}"
+[keys]
+encryption_key = "{KEK}"
+[[identity_providers]]
+id = "corp"
+issuer = "https://idp.example.com"
+jwks = '{{"keys":[]}}'
+[[audiences]]
+id = "saas"
+issuer = "https://as.saas.example"
+scopes = ["read"]
+[[clients]]
+client_id = "from-config"
+auth_method = "private_key_jwt"
+jwks = '{{"keys":[]}}'
+"#,
+            db = dir.join("data.db").display()
+        ),
+    )
+    .expect("write config");
+    path.to_str().expect("utf-8").to_string()
+}
+
+#[tokio::test]
+async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = config_with_trust(dir.path());
+    let output = frontdesk(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "client",
+            "add",
+            "--id",
+            "bot",
+            "--audience",
+            "saas",
+            "--idp-client-id",
+            "corp=0oa1",
+            "--scope",
+            "read",
+        ],
+        &[],
+    )
+    .await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", text(&output.stderr));
+    let secret = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("client_secret: "))
+        .expect("the secret is printed once")
+        .to_string();
+    assert!(secret.len() >= 40, "a strong generated secret");
+
+    let store = Store::connect(
+        &format!("sqlite://{}", dir.path().join("data.db").display()),
+        1,
+    )
+    .await?;
+    let clients = store.list_trust(TrustKind::Client).await?;
+    let bot = clients.iter().find(|c| c.id == "bot").expect("stored");
+    assert!(!bot.managed_by_config);
+    let stored = bot.document.to_string();
+    assert!(
+        !stored.contains(&secret),
+        "the plaintext secret is not stored"
+    );
+    let hash = bot.document["secret_hash"].as_str().expect("hash");
+    assert!(frontdesk::secret::verify_secret(&secret, hash));
+    assert_eq!(bot.document["idp_client_ids"]["corp"], "0oa1");
+    store.close().await;
+
+    let listed = frontdesk(dir.path(), &["--config", &config, "client", "list"], &[]).await;
+    let listed = text(&listed.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("bot ") && l.ends_with("database")),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("from-config ") && l.ends_with("config")),
+        "{listed}"
+    );
+
+    // Unknown references and duplicates are refused with a clear line.
+    let bad = frontdesk(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "client",
+            "add",
+            "--id",
+            "bot2",
+            "--audience",
+            "nope",
+        ],
+        &[],
+    )
+    .await;
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("no audience has id nope"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let again = frontdesk(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "client",
+            "add",
+            "--id",
+            "bot",
+            "--audience",
+            "saas",
+        ],
+        &[],
+    )
+    .await;
+    assert!(!again.status.success());
+
+    // Config-managed clients cannot be removed from the CLI; database ones can.
+    let managed = frontdesk(
+        dir.path(),
+        &["--config", &config, "client", "remove", "from-config"],
+        &[],
+    )
+    .await;
+    assert!(!managed.status.success());
+    assert!(text(&managed.stderr).contains("managed by the configuration file"));
+    let removed = frontdesk(
+        dir.path(),
+        &["--config", &config, "client", "remove", "bot"],
+        &[],
+    )
+    .await;
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    let listed = text(
+        &frontdesk(dir.path(), &["--config", &config, "client", "list"], &[])
+            .await
+            .stdout,
+    );
+    assert!(!listed.lines().any(|l| l.starts_with("bot ")), "{listed}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn exchange_prints_the_response_and_the_decoded_id_jag() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let id_token = env.id_token().await?;
+    let dir = tempfile::tempdir()?;
+    let output = frontdesk(
+        dir.path(),
+        &[
+            "exchange",
+            "--issuer",
+            &env.url,
+            "--client-id",
+            AGENT,
+            "--subject-token",
+            &id_token,
+            "--audience",
+            RAS_ISSUER,
+            "--scope",
+            "read",
+        ],
+        &[("FRONTDESK_CLIENT_SECRET", SECRET)],
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(printed["response"]["issued_token_type"], ID_JAG);
+    assert_eq!(printed["decoded"]["header"]["typ"], "oauth-id-jag+jwt");
+    assert_eq!(printed["decoded"]["claims"]["aud"], RAS_ISSUER);
+    assert_eq!(printed["decoded"]["claims"]["scope"], "read");
+
+    // A refused exchange exits non-zero and shows the OAuth error.
+    let refused = frontdesk(
+        dir.path(),
+        &[
+            "exchange",
+            "--issuer",
+            &env.url,
+            "--client-id",
+            AGENT,
+            "--subject-token",
+            "garbage",
+            "--audience",
+            RAS_ISSUER,
+        ],
+        &[("FRONTDESK_CLIENT_SECRET", SECRET)],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let shown: Value = serde_json::from_slice(&refused.stdout)?;
+    assert_eq!(shown["error"]["error"], "invalid_request");
+    Ok(())
+}
