@@ -439,6 +439,12 @@ async fn trust_upsert_list_delete(store: Store) {
         let after = store.trust_version().await.expect("version");
         assert_ne!(before, after, "{kind:?}");
 
+        // An edit in the same second that keeps the row count still changes the version.
+        store
+            .upsert_trust(kind, &document("alpha", 3, false, 11))
+            .await
+            .expect("same-second edit");
+        assert_ne!(after, store.trust_version().await.expect("version"), "{kind:?}");
         store
             .upsert_trust(kind, &document("alpha", 2, true, 12))
             .await
