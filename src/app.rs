@@ -97,6 +97,14 @@ pub fn key_policy(config: &Config) -> KeyPolicy {
                 .filter_map(|a| a.lifetime_secs)
                 .max()
                 .unwrap_or(0),
+        )
+        .max(
+            config
+                .resources
+                .iter()
+                .filter_map(|r| r.access_token_lifetime_secs)
+                .max()
+                .unwrap_or(0),
         );
     KeyPolicy {
         algorithm: SigningAlgorithm::parse(&config.keys.algorithm)
@@ -250,6 +258,7 @@ pub async fn build_token_service(
     ));
     let token_endpoint = format!("{}/token", config.issuer.trim_end_matches('/'));
     Ok(TokenService {
+        audit: crate::store::AuditWriter::spawn(store.clone()),
         config,
         store,
         keys,

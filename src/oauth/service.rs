@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::jose::jwks_cache::JwksCache;
 use crate::keys::KeyRing;
 use crate::registry::Trust;
-use crate::store::{AuditEvent, AuditLog, Decision, Store};
+use crate::store::{AuditEvent, AuditWriter, Decision, Store};
 
 /// A successful token response body (RFC 6749 §5.1 / RFC 8693 §2.2.1).
 #[derive(Debug)]
@@ -50,6 +50,8 @@ pub struct TokenService {
     pub secrets: SecretCache,
     /// `{issuer}/token`.
     pub token_endpoint: String,
+    /// Group-committing audit writer.
+    pub audit: AuditWriter,
 }
 
 impl TokenService {
@@ -70,13 +72,14 @@ impl TokenService {
                 audit.reason = Some(error.reason.to_string());
             }
         }
-        if let Err(error) = self.store.record(&audit).await {
+        let event_name = audit.event.clone();
+        if let Err(error) = self.audit.record(audit).await {
             tracing::error!(%error, "writing the audit event failed; refusing to answer without it");
             return Err(OAuthError::server_error());
         }
         match &result {
-            Ok(_) => metrics::counter!("frontdesk_token_requests_total", "event" => audit.event.clone(), "decision" => "issued").increment(1),
-            Err(error) => metrics::counter!("frontdesk_token_requests_total", "event" => audit.event.clone(), "decision" => "denied", "error" => error.code.as_str()).increment(1),
+            Ok(_) => metrics::counter!("frontdesk_token_requests_total", "event" => event_name, "decision" => "issued").increment(1),
+            Err(error) => metrics::counter!("frontdesk_token_requests_total", "event" => event_name, "decision" => "denied", "error" => error.code.as_str()).increment(1),
         }
         result
     }
@@ -93,7 +96,7 @@ impl TokenService {
         audit.request_id = request_id;
         audit.error_code = Some(error.code.as_str().to_string());
         audit.reason = Some(error.reason.to_string());
-        self.store.record(&audit).await.map_err(|error| {
+        self.audit.record(audit).await.map_err(|error| {
             tracing::error!(%error, "writing the audit event failed");
         })
     }

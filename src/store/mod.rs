@@ -7,6 +7,7 @@
 //! The traits below are the contract the rest of the server uses; [`Store`] implements them all.
 
 mod audit;
+mod audit_writer;
 mod keys;
 mod replay;
 mod tokens;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
+pub use audit_writer::AuditWriter;
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
 pub use tokens::{IssuedToken, TokenStore};
@@ -50,6 +52,9 @@ pub enum StoreError {
     /// Stored data could not be decoded (a bug or manual tampering).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A store component (such as the audit writer) is not available.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -444,7 +444,11 @@ async fn trust_upsert_list_delete(store: Store) {
             .upsert_trust(kind, &document("alpha", 3, false, 11))
             .await
             .expect("same-second edit");
-        assert_ne!(after, store.trust_version().await.expect("version"), "{kind:?}");
+        assert_ne!(
+            after,
+            store.trust_version().await.expect("version"),
+            "{kind:?}"
+        );
         store
             .upsert_trust(kind, &document("alpha", 2, true, 12))
             .await
