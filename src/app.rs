@@ -207,7 +207,11 @@ pub async fn spawn_on(
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let handle = tokio::spawn(async move {
         let mut stopping = stop.clone();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         });
         let result = tokio::select! {
@@ -259,6 +263,9 @@ pub async fn build_token_service(
     let token_endpoint = format!("{}/token", config.issuer.trim_end_matches('/'));
     Ok(TokenService {
         audit: crate::store::AuditWriter::spawn(store.clone()),
+        throttle: crate::oauth::throttle::FailedAuthThrottle::new(
+            config.server.failed_auth_per_minute,
+        ),
         config,
         store,
         keys,

@@ -31,6 +31,8 @@ pub struct RequestContext {
     pub request_id: Option<String>,
     /// Unix seconds.
     pub now: i64,
+    /// The peer address, for throttling failed authentication.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// What the token endpoint needs, shared by all requests.
@@ -52,6 +54,8 @@ pub struct TokenService {
     pub token_endpoint: String,
     /// Group-committing audit writer.
     pub audit: AuditWriter,
+    /// Failed-authentication throttle.
+    pub throttle: super::throttle::FailedAuthThrottle,
 }
 
 impl TokenService {
@@ -118,6 +122,18 @@ impl TokenService {
                 "This grant_type is not supported",
             ));
         };
+        if let Some(wait) = context
+            .peer
+            .and_then(|peer| self.throttle.retry_after(peer))
+        {
+            let mut error = OAuthError::new(
+                ErrorCode::SlowDown,
+                "throttled",
+                "Too many failed client authentications from this address; retry later",
+            );
+            error.retry_after = Some(wait.as_secs().max(1));
+            return Err(error);
+        }
         let registry = self.trust.current();
         let client = {
             let auth_context = ClientAuthContext {
@@ -135,6 +151,11 @@ impl TokenService {
         let client: AuthenticatedClient = match client {
             Ok(client) => client,
             Err(error) => {
+                if error.code == ErrorCode::InvalidClient
+                    && let Some(peer) = context.peer
+                {
+                    self.throttle.record_failure(peer);
+                }
                 audit.client_id = form
                     .single("client_id")
                     .ok()
