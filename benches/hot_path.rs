@@ -317,10 +317,9 @@ async fn token_service(keys: &Keys, database_url: String) -> TokenService {
         .unwrap()
 }
 
-fn id_jag(c: &mut Criterion, rt: &Runtime, service: &TokenService) {
+fn id_jag(c: &mut Criterion, service: &TokenService) {
     let mut group = c.benchmark_group("id_jag");
     let claims = id_jag_claims();
-    let _ = rt;
     group.bench_function("keyring_sign_es256", |b| {
         b.iter(|| {
             service
@@ -482,7 +481,7 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
     let service = rt.block_on(token_service(&keys, sqlite));
-    id_jag(c, &rt, &service);
+    id_jag(c, &service);
     storage(c, &rt, "sqlite", &service.store);
     exchange_core(c, &rt, "sqlite", &keys, &service);
 
