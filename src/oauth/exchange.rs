@@ -516,23 +516,30 @@ pub async fn exchange(
     audit.scopes_granted = granted_scopes.clone();
     check_authentication_context(&audience, &subject, now)?;
 
-    let input = PolicyInput {
-        subject: Value::Object(subject.claims().clone()),
-        actor: actor
-            .as_ref()
-            .map(|actor| Value::Object(actor.claims().clone())),
-        client: json!({
-            "id": client.client.config.client_id,
-            "audiences": client.client.config.audiences,
-            "auth_method": client.method.as_str(),
-        }),
-        request: json!({
-            "audience": audience.config.issuer,
-            "audience_id": audience.config.id,
-            "resources": resources,
-            "scopes": granted_scopes,
-            "requested_token_type": issued_token_type(kind),
-        }),
+    // Converting the claims for CEL costs microseconds per request: only when policy exists.
+    let needs_policy =
+        idp.condition.is_some() || audience.condition.is_some() || !audience.claims.is_empty();
+    let input = if needs_policy {
+        PolicyInput {
+            subject: Value::Object(subject.claims().clone()),
+            actor: actor
+                .as_ref()
+                .map(|actor| Value::Object(actor.claims().clone())),
+            client: json!({
+                "id": client.client.config.client_id,
+                "audiences": client.client.config.audiences,
+                "auth_method": client.method.as_str(),
+            }),
+            request: json!({
+                "audience": audience.config.issuer,
+                "audience_id": audience.config.id,
+                "resources": resources,
+                "scopes": granted_scopes,
+                "requested_token_type": issued_token_type(kind),
+            }),
+        }
+    } else {
+        PolicyInput::default()
     };
     let prepared = input.prepare();
     match prepared.allows(idp.condition.as_ref()) {
