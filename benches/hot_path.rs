@@ -258,6 +258,9 @@ fn config(keys: &Keys, database_url: String) -> Config {
         clock_skew_secs: Some(30),
         max_token_age_secs: Some(3600),
         condition: None,
+        subject_mode: "federated".into(),
+        subject_mapping: None,
+        allowed_clients: vec![],
         enabled: true,
     });
     config.audiences.push(AudienceConfig {
@@ -426,6 +429,7 @@ fn exchange_core(c: &mut Criterion, rt: &Runtime, name: &str, keys: &Keys, servi
         authorization: Some(SecretString::new(basic.clone())),
         request_id: Some(uuid::Uuid::new_v4().to_string()),
         now: now(),
+        peer: None,
     };
     // The first request pays argon2 once; every timed one hits the warm secret cache.
     let first = rt.block_on(service.token(FormParams::parse(body.as_bytes()).unwrap(), context()));
