@@ -12,7 +12,7 @@ use super::request::{FormParams, parse_scope};
 use super::service::{TokenResponse, TokenService};
 use super::{ErrorCode, OAuthError};
 use crate::config::ResourceConfig;
-use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, VerifyRules, inspect, verify};
+use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
 use crate::policy::PolicyInput;
 use crate::registry::{IdentityProvider, Registry};
 use crate::store::{AuditEvent, IssuedToken, ReplayStore, TokenStore};
@@ -106,18 +106,6 @@ async fn verify_assertion(
         ));
     };
     audit.subject_issuer = Some(idp.config.issuer.clone());
-    if !idp.algorithms.contains(&unverified.alg()) {
-        return Err(assertion_error(JoseError::AlgNotAllowed));
-    }
-    let key = service
-        .jwks
-        .key_for(
-            &format!("idp:{}", idp.config.id),
-            &idp.key_source,
-            &unverified,
-        )
-        .await
-        .map_err(assertion_error)?;
     let (typ, audience) = match profile {
         // IDJAG-ACCEPT-04, -06: exact typ; aud exactly our issuer (string or one-element array).
         Profile::IdJag => (
@@ -136,20 +124,18 @@ async fn verify_assertion(
             },
         ),
     };
-    let mut rules = VerifyRules::new(
-        idp.algorithms.clone(),
-        typ,
-        idp.config.issuer.clone(),
-        audience,
-    );
-    rules.leeway_secs = idp
-        .config
-        .clock_skew_secs
-        .unwrap_or(service.config.tokens.clock_skew_secs);
-    rules.require_jti = true;
-    rules.max_lifetime_secs = Some(MAX_ASSERTION_LIFETIME_SECS);
-    rules.max_age_secs = idp.config.max_token_age_secs;
-    let claims = verify(&unverified, assertion, &key, &rules, now).map_err(assertion_error)?;
+    let claims = service
+        .verify_from_issuer(
+            idp,
+            &unverified,
+            assertion,
+            typ,
+            audience,
+            Some(MAX_ASSERTION_LIFETIME_SECS),
+            now,
+        )
+        .await
+        .map_err(assertion_error)?;
     audit.subject = Some(claims.sub().to_string());
     Ok((idp.clone(), profile, claims))
 }
