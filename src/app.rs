@@ -263,6 +263,7 @@ pub async fn build_token_service(
     let token_endpoint = format!("{}/token", config.issuer.trim_end_matches('/'));
     Ok(TokenService {
         audit: crate::store::AuditWriter::spawn(store.clone()),
+        replay: crate::store::ReplayWriter::spawn(store.clone()),
         throttle: crate::oauth::throttle::FailedAuthThrottle::new(
             config.server.failed_auth_per_minute,
         ),

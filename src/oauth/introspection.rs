@@ -82,7 +82,7 @@ async fn authenticate_caller(
         registry: &registry,
         secrets: &service.secrets,
         jwks: &service.jwks,
-        replay: &service.store,
+        replay: &service.replay,
         now: context.now,
     };
     let authorization = context.authorization.as_ref().map(|value| value.expose());

@@ -388,7 +388,7 @@ pub async fn redeem(
     {
         let jti = claims.jti().unwrap_or_default();
         let fresh = service
-            .store
+            .replay
             .record_once(
                 &format!("assertion:{}", idp.config.issuer),
                 jti,

@@ -17,7 +17,7 @@ use crate::jose::{
 use crate::keys::KeyRing;
 use crate::registry::IdentityProvider;
 use crate::registry::Trust;
-use crate::store::{AuditEvent, AuditWriter, Decision, Store};
+use crate::store::{AuditEvent, AuditWriter, Decision, ReplayWriter, Store};
 
 /// A successful token response body (RFC 6749 §5.1 / RFC 8693 §2.2.1).
 #[derive(Debug)]
@@ -58,6 +58,8 @@ pub struct TokenService {
     pub token_endpoint: String,
     /// Group-committing audit writer.
     pub audit: AuditWriter,
+    /// Group-committing replay records.
+    pub replay: ReplayWriter,
     /// Failed-authentication throttle.
     pub throttle: super::throttle::FailedAuthThrottle,
 }
@@ -190,7 +192,7 @@ impl TokenService {
                 registry: &registry,
                 secrets: &self.secrets,
                 jwks: &self.jwks,
-                replay: &self.store,
+                replay: &self.replay,
                 now: context.now,
             };
             let authorization = context.authorization.as_ref().map(|value| value.expose());

@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
-pub use audit_writer::AuditWriter;
+pub use audit_writer::{AuditWriter, ReplayWriter};
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
 pub use tokens::{IssuedToken, TokenStore};

@@ -14,6 +14,13 @@ pub trait ReplayStore {
         expires_at: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Records several (`issuer`, `jti`, `expires_at`) in one transaction; `true` for each one
+    /// that was new. A pair repeated within the batch is new only the first time.
+    fn record_once_batch(
+        &self,
+        records: &[(String, String, i64)],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
     /// Deletes records whose tokens expired before `now`. Returns how many were deleted.
     fn purge_expired(&self, now: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
@@ -39,6 +46,29 @@ impl ReplayStore for Store {
             Err(StoreError::Conflict) => Ok(false),
             Err(other) => Err(other),
         }
+    }
+
+    async fn record_once_batch(
+        &self,
+        records: &[(String, String, i64)],
+    ) -> Result<Vec<bool>, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut fresh = Vec::with_capacity(records.len());
+            for (issuer, jti, expires_at) in records {
+                let done = sqlx::query(
+                    "INSERT INTO replay_records (issuer, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (issuer, jti) DO NOTHING",
+                )
+                .bind(issuer)
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                fresh.push(done.rows_affected() == 1);
+            }
+            tx.commit().await?;
+            Ok(fresh)
+        })
     }
 
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {

@@ -76,6 +76,20 @@ async fn ping_answers(store: Store) {
 
 /// CAUTH-06, JWTB-06: a `jti` is accepted once per issuer until its token has expired.
 async fn replay_records_are_single_use_until_purged(store: Store) {
+    // A batch (group commit) answers per record: new, already recorded, repeated in the batch.
+    let batch = [
+        ("https://batch".to_string(), "a".to_string(), 1000),
+        ("https://batch".to_string(), "b".to_string(), 1000),
+        ("https://batch".to_string(), "a".to_string(), 1000),
+    ];
+    assert_eq!(
+        store.record_once_batch(&batch).await.expect("batch"),
+        [true, true, false]
+    );
+    assert_eq!(
+        store.record_once_batch(&batch[1..2]).await.expect("batch"),
+        [false]
+    );
     assert!(
         store
             .record_once("https://idp", "jti-1", 100)
