@@ -51,6 +51,7 @@ macro_rules! both_backends {
 
 both_backends!(
     migrations_are_idempotent,
+    audit_batches_commit_every_event_in_order,
     ping_answers,
     replay_records_are_single_use_until_purged,
     keys_insert_list_and_promote,
@@ -336,6 +337,26 @@ async fn audit_round_trips_every_field(store: Store) {
     assert!(records[0].id > records[1].id, "newest first");
     assert_eq!(records[0].event, minimal);
     assert_eq!(records[1].event, event);
+}
+
+async fn audit_batches_commit_every_event_in_order(store: Store) {
+    let batch = vec![
+        full_event(2_000),
+        AuditEvent::new(2_001, "key_rotated", Decision::Changed),
+        full_event(2_002),
+    ];
+    store.record_batch(&batch).await.expect("batch");
+    store.record_batch(&[]).await.expect("empty batch");
+    let records = store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("read");
+    let events: Vec<AuditEvent> = records
+        .into_iter()
+        .rev()
+        .map(|record| record.event)
+        .collect();
+    assert_eq!(events, batch);
 }
 
 async fn audit_filters_and_pages(store: Store) {
