@@ -371,7 +371,9 @@ async fn secret_client<R: ReplayStore>(
             header,
         ));
     }
-    if client.config.auth_method != method.as_str() {
+    // A client with a secret may present it either way (INT-06: SDKs differ in their default,
+    // e.g. the MCP Python SDK posts it); a private_key_jwt client has no secret to present.
+    if !client.config.auth_method.starts_with("client_secret") {
         return Err(invalid_client(
             "wrong_authentication_method",
             "The client is not registered for this authentication method",

@@ -1,0 +1,106 @@
+//! The real MCP Python SDK (PyPI `mcp`, its `IdentityAssertionOAuthProvider`) as the client of
+//! two frontdesk instances: A issues the ID-JAG (leg 1, from a real IdP's ID token), B is the MCP
+//! server's authorization server (leg 2). A protected resource written in Python answers 401
+//! until it gets an access token that PyJWT verifies against B's JWKS; the test passes only when
+//! it answers 200. See tests/python/mcp_e2e.py.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+#[path = "support/legs.rs"]
+mod legs;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use env::*;
+use frontdesk::app::spawn_on;
+use legs::resource_side;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn python() -> std::path::PathBuf {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("tests/python/.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "tests/python/.venv is missing: run scripts/test-deps (it installs the MCP Python SDK)"
+    );
+    venv
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "the SDK refuses metadata without authorization_endpoint; runs once /authorize exists"]
+async fn mcp_python_sdk_reaches_a_protected_resource_through_both_legs() -> anyhow::Result<()> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut child = tokio::process::Command::new(python())
+        .arg(root.join("tests/python/mcp_e2e.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let first = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
+        .await??
+        .expect("the resource URL");
+    let resource = serde_json::from_str::<Value>(&first)?["resource"]
+        .as_str()
+        .expect("resource")
+        .to_string();
+
+    // B: the MCP server's authorization server, protecting exactly that resource identifier.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let b_url = format!("http://{}", listener.local_addr()?);
+    let (b_issuer, a_resource) = (b_url.clone(), resource.clone());
+    let a = Env::start_with(move |config| {
+        for audience in &mut config.audiences {
+            if audience.id == "saas" {
+                audience.issuer = b_issuer.clone();
+                audience.resources = vec![a_resource.clone()];
+            }
+        }
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let db = format!("sqlite://{}", dir.path().join("b.db").display());
+    let b_resource = resource.clone();
+    let config = resource_side(&b_url, &a.url, &db, move |config| {
+        config.resources[0].resource = b_resource;
+    })?;
+    let b = spawn_on(config, listener)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let settings = json!({
+        "a_issuer": a.url, "a_client_id": AGENT, "a_client_secret": SECRET,
+        "idp_control": a.idp.control, "idp_client_id": AGENT_AT_IDP,
+        "b_issuer": b_url, "b_client_id": AGENT_AT_RAS, "b_client_secret": SECRET,
+        "scope": "read",
+    });
+    stdin.write_all(format!("{settings}\n").as_bytes()).await?;
+    stdin.flush().await?;
+    let line = tokio::time::timeout(Duration::from_secs(120), stdout.next_line())
+        .await??
+        .expect("the outcome line");
+    let outcome: Value = serde_json::from_str(&line)?;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+
+    assert_eq!(outcome["status"], 200, "{outcome}");
+    assert!(status.success(), "{outcome}");
+    assert_eq!(
+        outcome["unauthorized"], 1,
+        "the first call was refused: {outcome}"
+    );
+    assert_eq!(outcome["authorized"], 1, "{outcome}");
+    let claims = &outcome["claims"];
+    assert_eq!(claims["iss"], b_url);
+    assert_eq!(claims["aud"], resource); // EMA-04
+    assert_eq!(claims["client_id"], AGENT_AT_RAS);
+    assert_eq!(claims["sub"], "user-1");
+    assert_eq!(claims["scope"], "read");
+    b.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
