@@ -6,6 +6,7 @@
 //!
 //! The traits below are the contract the rest of the server uses; [`Store`] implements them all.
 
+mod admin;
 mod audit;
 mod keys;
 mod replay;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use admin::{AdminRole, AdminSessionRecord, AdminStore, AdminUser, TrustChange};
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
