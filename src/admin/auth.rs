@@ -80,7 +80,9 @@ impl RateLimiter {
         };
         failures
             .get(&Self::key(username, ip))
-            .is_some_and(|(start, count)| now - start < RATE_WINDOW_SECS && *count >= MAX_FAILED_SIGN_INS)
+            .is_some_and(|(start, count)| {
+                now - start < RATE_WINDOW_SECS && *count >= MAX_FAILED_SIGN_INS
+            })
     }
 
     fn fail(&self, username: &str, ip: &str, now: i64) {
@@ -135,7 +137,8 @@ impl AdminRuntime {
             Err(poisoned) => poisoned.into_inner(),
         };
         slot.as_ref().is_some_and(|held| {
-            held.expires_at > self.now() && constant_time_eq(held.token.as_bytes(), token.as_bytes())
+            held.expires_at > self.now()
+                && constant_time_eq(held.token.as_bytes(), token.as_bytes())
         })
     }
 
@@ -146,7 +149,8 @@ impl AdminRuntime {
             Err(poisoned) => poisoned.into_inner(),
         };
         let valid = slot.as_ref().is_some_and(|held| {
-            held.expires_at > self.now() && constant_time_eq(held.token.as_bytes(), token.as_bytes())
+            held.expires_at > self.now()
+                && constant_time_eq(held.token.as_bytes(), token.as_bytes())
         });
         if valid {
             *slot = None;
@@ -355,9 +359,10 @@ pub async fn sign_in(
         return Err(AdminError::TooManyAttempts);
     }
     let user = state.store.admin_user(&username).await?;
-    let phc = user
-        .as_ref()
-        .map_or_else(|| dummy_hash().to_string(), |user| user.password_hash.clone());
+    let phc = user.as_ref().map_or_else(
+        || dummy_hash().to_string(),
+        |user| user.password_hash.clone(),
+    );
     let matches = tokio::task::spawn_blocking(move || verify_secret(&password, &phc))
         .await
         .unwrap_or(false);
@@ -480,12 +485,19 @@ pub async fn bootstrap(
     if !state.admin.take_bootstrap(&token) {
         return Err(bootstrap_gone());
     }
-    create_user(&state.store, &username, &password, AdminRole::Admin, "bootstrap", now_of(&state))
-        .await
-        .map_err(|error| match error {
-            CreateUserError::Invalid(message) => AdminError::BadRequest(message),
-            CreateUserError::Store(error) => AdminError::from(error),
-        })?;
+    create_user(
+        &state.store,
+        &username,
+        &password,
+        AdminRole::Admin,
+        "bootstrap",
+        now_of(&state),
+    )
+    .await
+    .map_err(|error| match error {
+        CreateUserError::Invalid(message) => AdminError::BadRequest(message),
+        CreateUserError::Store(error) => AdminError::from(error),
+    })?;
     start_session(&state, &username).await
 }
 

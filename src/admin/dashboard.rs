@@ -41,13 +41,16 @@ pub async fn page(State(state): State<AppState>, session: Session) -> Result<Res
     let keys = KeyRing::list(&state.store).await?;
     let active_key = keys.iter().find(|key| key.state == "active").map(|key| {
         let since = key.activated_at.unwrap_or(key.created_at);
-        (key.kid.clone(), key.algorithm.clone(), format_duration(now - since))
+        (
+            key.kid.clone(),
+            key.algorithm.clone(),
+            format_duration(now - since),
+        )
     });
     let next_key = keys.iter().find(|key| key.state == "next").map(|key| {
         (
             key.kid.clone(),
-            key.activate_at
-                .map_or_else(|| "—".to_string(), format_time),
+            key.activate_at.map_or_else(|| "—".to_string(), format_time),
         )
     });
     let denials = state

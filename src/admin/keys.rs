@@ -60,7 +60,9 @@ pub async fn page(
         .collect();
     let notice = match query.notice.as_str() {
         "rotated" => Some("A new key was published.".to_string()),
-        "retired" => Some("The key was retired; it stays published until its tokens have expired.".to_string()),
+        "retired" => Some(
+            "The key was retired; it stays published until its tokens have expired.".to_string(),
+        ),
         _ => None,
     };
     Ok(render(&KeysPage {
@@ -71,7 +73,12 @@ pub async fn page(
     }))
 }
 
-async fn audit(state: &AppState, session: &Session, event: &str, detail: serde_json::Value) -> Result<(), AdminError> {
+async fn audit(
+    state: &AppState,
+    session: &Session,
+    event: &str,
+    detail: serde_json::Value,
+) -> Result<(), AdminError> {
     let mut record = AuditEvent::new(crate::clock::unix_now(), event, Decision::Changed);
     let mut detail = detail;
     detail["actor"] = serde_json::Value::String(session.username.clone());
@@ -89,7 +96,10 @@ pub async fn rotate(
     session.authorize_change(&form)?;
     let immediately = form.checked("immediately");
     let before = state.keys.active_kid().map(|(kid, _)| kid);
-    let kid = state.keys.rotate(crate::clock::unix_now(), immediately).await?;
+    let kid = state
+        .keys
+        .rotate(crate::clock::unix_now(), immediately)
+        .await?;
     audit(
         &state,
         &session,

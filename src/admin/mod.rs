@@ -22,7 +22,7 @@ use http::{HeaderValue, header};
 
 use crate::http::AppState;
 
-pub use auth::{ADMIN_COOKIE, ABSOLUTE_TIMEOUT_SECS, IDLE_TIMEOUT_SECS};
+pub use auth::{ABSOLUTE_TIMEOUT_SECS, ADMIN_COOKIE, IDLE_TIMEOUT_SECS};
 pub use views::AdminError;
 
 /// The Content-Security-Policy of every admin response: no scripts at all, styles and images
@@ -77,7 +77,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin", get(dashboard::page))
         .route("/admin/", get(dashboard::page))
         .route("/admin/static/admin.css", get(stylesheet))
-        .route("/admin/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+        .route(
+            "/admin/sign-in",
+            get(auth::sign_in_page).post(auth::sign_in),
+        )
         .route("/admin/sign-out", post(auth::sign_out))
         .route(
             "/admin/bootstrap",

@@ -20,8 +20,7 @@ use super::views::{AdminError, FormData, Layout, render, render_with_status};
 use crate::config::{AudienceConfig, ClientConfig, IdentityProviderConfig};
 use crate::http::AppState;
 use crate::store::{
-    AdminStore, AuditEvent, Decision, StoreError, TrustChange, TrustDocument, TrustKind,
-    TrustStore,
+    AdminStore, AuditEvent, Decision, StoreError, TrustChange, TrustDocument, TrustKind, TrustStore,
 };
 
 /// The three kinds of trust object the page manages.
@@ -79,9 +78,15 @@ impl Kind {
     }
     fn intro(self) -> &'static str {
         match self {
-            Kind::Idp => "Issuers whose tokens frontdesk accepts: ID tokens and JWTs as subject tokens, ID-JAGs and chaining grants as assertions.",
-            Kind::Audience => "Resource authorization servers and trust domains frontdesk issues grants for, with the CEL conditions and claim mappings that decide who gets what.",
-            Kind::Client => "Confidential clients of the token endpoint. Secrets are shown once when created or rotated; only their argon2id hashes are stored.",
+            Kind::Idp => {
+                "Issuers whose tokens frontdesk accepts: ID tokens and JWTs as subject tokens, ID-JAGs and chaining grants as assertions."
+            }
+            Kind::Audience => {
+                "Resource authorization servers and trust domains frontdesk issues grants for, with the CEL conditions and claim mappings that decide who gets what."
+            }
+            Kind::Client => {
+                "Confidential clients of the token endpoint. Secrets are shown once when created or rotated; only their argon2id hashes are stored."
+            }
         }
     }
     fn columns(self) -> Vec<&'static str> {
@@ -159,48 +164,223 @@ const fn spec(name: &'static str, label: &'static str, format: Format, help: &'s
 }
 
 const IDP_FIELDS: &[Spec] = &[
-    spec("id", "Id", Format::Text, "Stable name used by clients' ids at each IdP and in the audit log."),
-    spec("issuer", "Issuer", Format::Text, "The exact iss value (https; http only on loopback)."),
-    spec("jwks_uri", "JWKS URI", Format::OptText, "Leave empty (and JWKS empty) to discover it from the issuer's metadata."),
-    spec("jwks", "Inline JWKS", Format::OptTextarea, "A JWK set as JSON, instead of a JWKS URI."),
-    spec("algorithms", "Algorithms", Format::List, "Asymmetric only, e.g. RS256 ES256."),
-    spec("token_types", "Token types", Format::List, "Any of id_token jwt access_token id_jag jwt_grant."),
-    spec("audiences", "Audiences", Format::List, "Expected aud of JWT access tokens from this issuer."),
-    spec("clock_skew_secs", "Clock skew (s)", Format::Number, "At most 300; empty = the server default."),
-    spec("max_token_age_secs", "Max token age (s)", Format::Number, "Oldest acceptable iat; empty = no limit."),
-    spec("condition", "Condition (CEL)", Format::OptTextarea, "Over subject, actor, client, request; false or an error denies."),
-    spec("subject_mode", "Subject mode", Format::Select(crate::trust::SUBJECT_MODES), "Leg 2: how an assertion's subject becomes the local subject."),
-    spec("subject_mapping", "Subject mapping (CEL)", Format::OptTextarea, "For subject mode mapped."),
-    spec("allowed_clients", "Allowed clients", Format::List, "Leg 2: clients this issuer may vouch for; empty = any."),
+    spec(
+        "id",
+        "Id",
+        Format::Text,
+        "Stable name used by clients' ids at each IdP and in the audit log.",
+    ),
+    spec(
+        "issuer",
+        "Issuer",
+        Format::Text,
+        "The exact iss value (https; http only on loopback).",
+    ),
+    spec(
+        "jwks_uri",
+        "JWKS URI",
+        Format::OptText,
+        "Leave empty (and JWKS empty) to discover it from the issuer's metadata.",
+    ),
+    spec(
+        "jwks",
+        "Inline JWKS",
+        Format::OptTextarea,
+        "A JWK set as JSON, instead of a JWKS URI.",
+    ),
+    spec(
+        "algorithms",
+        "Algorithms",
+        Format::List,
+        "Asymmetric only, e.g. RS256 ES256.",
+    ),
+    spec(
+        "token_types",
+        "Token types",
+        Format::List,
+        "Any of id_token jwt access_token id_jag jwt_grant.",
+    ),
+    spec(
+        "audiences",
+        "Audiences",
+        Format::List,
+        "Expected aud of JWT access tokens from this issuer.",
+    ),
+    spec(
+        "clock_skew_secs",
+        "Clock skew (s)",
+        Format::Number,
+        "At most 300; empty = the server default.",
+    ),
+    spec(
+        "max_token_age_secs",
+        "Max token age (s)",
+        Format::Number,
+        "Oldest acceptable iat; empty = no limit.",
+    ),
+    spec(
+        "condition",
+        "Condition (CEL)",
+        Format::OptTextarea,
+        "Over subject, actor, client, request; false or an error denies.",
+    ),
+    spec(
+        "subject_mode",
+        "Subject mode",
+        Format::Select(crate::trust::SUBJECT_MODES),
+        "Leg 2: how an assertion's subject becomes the local subject.",
+    ),
+    spec(
+        "subject_mapping",
+        "Subject mapping (CEL)",
+        Format::OptTextarea,
+        "For subject mode mapped.",
+    ),
+    spec(
+        "allowed_clients",
+        "Allowed clients",
+        Format::List,
+        "Leg 2: clients this issuer may vouch for; empty = any.",
+    ),
     spec("enabled", "Enabled", Format::Bool, ""),
 ];
 
 const AUDIENCE_FIELDS: &[Spec] = &[
-    spec("id", "Id", Format::Text, "Stable name used in clients' audience lists."),
-    spec("issuer", "Issuer", Format::Text, "The audience's issuer identifier, written into aud."),
-    spec("aliases", "Aliases", Format::List, "Other values a client may send as audience (e.g. URNs)."),
-    spec("resources", "Resources", Format::List, "Resource indicators (RFC 8707) this audience governs."),
-    spec("scopes", "Scopes", Format::List, "Scopes that may be granted."),
-    spec("token_type", "Issues", Format::Select(crate::trust::AUDIENCE_TOKEN_TYPES), "id-jag, jwt (identity-chaining grant) or access_token."),
-    spec("lifetime_secs", "Lifetime (s)", Format::Number, "1-3600; empty = the server default."),
-    spec("claims", "Claim mappings (CEL)", Format::Map, "One claim=expression per line; claims sub, aud_sub, email, tenant, aud_tenant."),
-    spec("release", "Released claims", Format::List, "Copied from the subject token: auth_time acr amr email."),
-    spec("condition", "Condition (CEL)", Format::OptTextarea, "Who may get a grant; false or an error denies."),
-    spec("require_acr", "Required acr", Format::List, "Step-up: at least one of these acr values."),
-    spec("max_auth_age_secs", "Max auth age (s)", Format::Number, "Step-up: the user authenticated within this many seconds."),
+    spec(
+        "id",
+        "Id",
+        Format::Text,
+        "Stable name used in clients' audience lists.",
+    ),
+    spec(
+        "issuer",
+        "Issuer",
+        Format::Text,
+        "The audience's issuer identifier, written into aud.",
+    ),
+    spec(
+        "aliases",
+        "Aliases",
+        Format::List,
+        "Other values a client may send as audience (e.g. URNs).",
+    ),
+    spec(
+        "resources",
+        "Resources",
+        Format::List,
+        "Resource indicators (RFC 8707) this audience governs.",
+    ),
+    spec(
+        "scopes",
+        "Scopes",
+        Format::List,
+        "Scopes that may be granted.",
+    ),
+    spec(
+        "token_type",
+        "Issues",
+        Format::Select(crate::trust::AUDIENCE_TOKEN_TYPES),
+        "id-jag, jwt (identity-chaining grant) or access_token.",
+    ),
+    spec(
+        "lifetime_secs",
+        "Lifetime (s)",
+        Format::Number,
+        "1-3600; empty = the server default.",
+    ),
+    spec(
+        "claims",
+        "Claim mappings (CEL)",
+        Format::Map,
+        "One claim=expression per line; claims sub, aud_sub, email, tenant, aud_tenant.",
+    ),
+    spec(
+        "release",
+        "Released claims",
+        Format::List,
+        "Copied from the subject token: auth_time acr amr email.",
+    ),
+    spec(
+        "condition",
+        "Condition (CEL)",
+        Format::OptTextarea,
+        "Who may get a grant; false or an error denies.",
+    ),
+    spec(
+        "require_acr",
+        "Required acr",
+        Format::List,
+        "Step-up: at least one of these acr values.",
+    ),
+    spec(
+        "max_auth_age_secs",
+        "Max auth age (s)",
+        Format::Number,
+        "Step-up: the user authenticated within this many seconds.",
+    ),
 ];
 
 const CLIENT_FIELDS: &[Spec] = &[
-    spec("client_id", "Client id", Format::Text, "The client's identifier at frontdesk."),
-    spec("auth_method", "Authentication", Format::Select(crate::trust::CLIENT_AUTH_METHODS), "A secret is generated for the client_secret_* methods."),
-    spec("jwks", "Inline JWKS", Format::OptTextarea, "private_key_jwt: the client's public keys as a JWK set."),
-    spec("jwks_uri", "JWKS URI", Format::OptText, "private_key_jwt: where the client publishes its keys."),
-    spec("grant_types", "Grant types", Format::List, "Full URNs or short names."),
-    spec("audiences", "Audiences", Format::List, "Audience ids this client may request."),
-    spec("scopes", "Scopes", Format::List, "Empty = whatever the audience allows."),
-    spec("idp_client_ids", "Ids at identity providers", Format::Map, "One idp-id=client-id per line: the aud of its ID tokens at that IdP."),
-    spec("audience_client_ids", "Ids at audiences", Format::Map, "One audience-id=client-id per line: the ID-JAG client_id claim."),
-    spec("enabled", "Enabled", Format::Bool, "Disabled clients are refused with invalid_client."),
+    spec(
+        "client_id",
+        "Client id",
+        Format::Text,
+        "The client's identifier at frontdesk.",
+    ),
+    spec(
+        "auth_method",
+        "Authentication",
+        Format::Select(crate::trust::CLIENT_AUTH_METHODS),
+        "A secret is generated for the client_secret_* methods.",
+    ),
+    spec(
+        "jwks",
+        "Inline JWKS",
+        Format::OptTextarea,
+        "private_key_jwt: the client's public keys as a JWK set.",
+    ),
+    spec(
+        "jwks_uri",
+        "JWKS URI",
+        Format::OptText,
+        "private_key_jwt: where the client publishes its keys.",
+    ),
+    spec(
+        "grant_types",
+        "Grant types",
+        Format::List,
+        "Full URNs or short names.",
+    ),
+    spec(
+        "audiences",
+        "Audiences",
+        Format::List,
+        "Audience ids this client may request.",
+    ),
+    spec(
+        "scopes",
+        "Scopes",
+        Format::List,
+        "Empty = whatever the audience allows.",
+    ),
+    spec(
+        "idp_client_ids",
+        "Ids at identity providers",
+        Format::Map,
+        "One idp-id=client-id per line: the aud of its ID tokens at that IdP.",
+    ),
+    spec(
+        "audience_client_ids",
+        "Ids at audiences",
+        Format::Map,
+        "One audience-id=client-id per line: the ID-JAG client_id claim.",
+    ),
+    spec(
+        "enabled",
+        "Enabled",
+        Format::Bool,
+        "Disabled clients are refused with invalid_client.",
+    ),
 ];
 
 fn specs(kind: Kind) -> &'static [Spec] {
@@ -245,14 +425,19 @@ fn fields_from(kind: Kind, document: &Value, locked_id: bool) -> Vec<Field> {
             let (html_kind, value) = match spec.format {
                 Format::Text | Format::OptText => ("text", raw.as_str().unwrap_or("").to_string()),
                 Format::OptTextarea => ("textarea", raw.as_str().unwrap_or("").to_string()),
-                Format::Number => ("text", raw.as_u64().map(|n| n.to_string()).unwrap_or_default()),
+                Format::Number => (
+                    "text",
+                    raw.as_u64().map(|n| n.to_string()).unwrap_or_default(),
+                ),
                 Format::List => ("text", words(raw).join(" ")),
                 Format::Map => (
                     "textarea",
                     raw.as_object()
                         .map(|map| {
                             map.iter()
-                                .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or("")))
+                                .map(|(key, value)| {
+                                    format!("{key}={}", value.as_str().unwrap_or(""))
+                                })
                                 .collect::<Vec<_>>()
                                 .join("\n")
                         })
@@ -260,7 +445,12 @@ fn fields_from(kind: Kind, document: &Value, locked_id: bool) -> Vec<Field> {
                 ),
                 Format::Bool => (
                     "checkbox",
-                    if raw.as_bool().unwrap_or(true) { "on" } else { "" }.to_string(),
+                    if raw.as_bool().unwrap_or(true) {
+                        "on"
+                    } else {
+                        ""
+                    }
+                    .to_string(),
                 ),
                 Format::Select(_) => ("select", raw.as_str().unwrap_or("").to_string()),
             };
@@ -321,7 +511,10 @@ fn document_from_form(kind: Kind, form: &FormData) -> Result<Value, Vec<(String,
                         Ok(number) => {
                             map.insert(spec.name.into(), Value::from(number));
                         }
-                        Err(_) => errors.push((spec.name.to_string(), "must be a whole number of seconds".to_string())),
+                        Err(_) => errors.push((
+                            spec.name.to_string(),
+                            "must be a whole number of seconds".to_string(),
+                        )),
                     }
                 }
             }
@@ -338,10 +531,16 @@ fn document_from_form(kind: Kind, form: &FormData) -> Result<Value, Vec<(String,
                 for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
                     match line.split_once('=') {
                         Some((key, value)) if !key.trim().is_empty() => {
-                            entries.insert(key.trim().to_string(), Value::String(value.trim().to_string()));
+                            entries.insert(
+                                key.trim().to_string(),
+                                Value::String(value.trim().to_string()),
+                            );
                         }
                         _ => {
-                            errors.push((spec.name.to_string(), format!("`{line}` is not key=value")));
+                            errors.push((
+                                spec.name.to_string(),
+                                format!("`{line}` is not key=value"),
+                            ));
                             break;
                         }
                     }
@@ -353,7 +552,11 @@ fn document_from_form(kind: Kind, form: &FormData) -> Result<Value, Vec<(String,
             }
         }
     }
-    if errors.is_empty() { Ok(Value::Object(map)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(Value::Object(map))
+    } else {
+        Err(errors)
+    }
 }
 
 /// Which form field a validation key (`claims.sub`, `secret_hash`) belongs to.
@@ -369,43 +572,74 @@ fn field_of(kind: Kind, key: &str) -> String {
 
 /// Deserializes and validates a document of `kind`, including checks against the other stored
 /// objects. Returns (field, message) on the first problem.
-async fn validate(
-    state: &AppState,
-    kind: Kind,
-    document: &Value,
-) -> Result<(), (String, String)> {
-    let typed = |error: serde_json::Error| (String::new(), format!("invalid {}: {error}", kind.singular()));
+async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), (String, String)> {
+    let typed = |error: serde_json::Error| {
+        (
+            String::new(),
+            format!("invalid {}: {error}", kind.singular()),
+        )
+    };
     let others = |list: Vec<TrustDocument>, id: &str| -> Vec<Value> {
-        list.into_iter().filter(|d| d.id != id).map(|d| d.document).collect()
+        list.into_iter()
+            .filter(|d| d.id != id)
+            .map(|d| d.document)
+            .collect()
     };
     let load = |kind: TrustKind| {
         let store = state.store.clone();
-        async move { store.list_trust(kind).await.map_err(|e| (String::new(), e.to_string())) }
+        async move {
+            store
+                .list_trust(kind)
+                .await
+                .map_err(|e| (String::new(), e.to_string()))
+        }
     };
     match kind {
         Kind::Idp => {
-            let idp: IdentityProviderConfig = serde_json::from_value(document.clone()).map_err(typed)?;
+            let idp: IdentityProviderConfig =
+                serde_json::from_value(document.clone()).map_err(typed)?;
             crate::trust::validate_identity_provider(&idp)?;
             for other in others(load(TrustKind::IdentityProvider).await?, &idp.id) {
                 if other["issuer"].as_str() == Some(idp.issuer.as_str()) {
-                    return Err(("issuer".into(), format!("identity provider `{}` already has this issuer", other["id"].as_str().unwrap_or("?"))));
+                    return Err((
+                        "issuer".into(),
+                        format!(
+                            "identity provider `{}` already has this issuer",
+                            other["id"].as_str().unwrap_or("?")
+                        ),
+                    ));
                 }
             }
         }
         Kind::Audience => {
-            let audience: AudienceConfig = serde_json::from_value(document.clone()).map_err(typed)?;
+            let audience: AudienceConfig =
+                serde_json::from_value(document.clone()).map_err(typed)?;
             crate::trust::validate_audience(&audience)?;
             if audience.issuer == state.config.issuer && audience.token_type != "access_token" {
-                return Err(("issuer".into(), "an audience cannot be this server's own issuer (IDJAG-ISSUE-31)".into()));
+                return Err((
+                    "issuer".into(),
+                    "an audience cannot be this server's own issuer (IDJAG-ISSUE-31)".into(),
+                ));
             }
             for other in others(load(TrustKind::Audience).await?, &audience.id) {
-                let taken: Vec<String> = std::iter::once(other["issuer"].as_str().unwrap_or("").to_string())
-                    .chain(words(&other["aliases"]))
-                    .collect();
+                let taken: Vec<String> =
+                    std::iter::once(other["issuer"].as_str().unwrap_or("").to_string())
+                        .chain(words(&other["aliases"]))
+                        .collect();
                 for value in std::iter::once(&audience.issuer).chain(&audience.aliases) {
                     if taken.contains(value) {
-                        let field = if *value == audience.issuer { "issuer" } else { "aliases" };
-                        return Err((field.into(), format!("`{value}` already names audience `{}`", other["id"].as_str().unwrap_or("?"))));
+                        let field = if *value == audience.issuer {
+                            "issuer"
+                        } else {
+                            "aliases"
+                        };
+                        return Err((
+                            field.into(),
+                            format!(
+                                "`{value}` already names audience `{}`",
+                                other["id"].as_str().unwrap_or("?")
+                            ),
+                        ));
                     }
                 }
             }
@@ -416,18 +650,27 @@ async fn validate(
             let audiences = load(TrustKind::Audience).await?;
             for audience in &client.audiences {
                 if !audiences.iter().any(|d| &d.id == audience) {
-                    return Err(("audiences".into(), format!("no audience has id `{audience}`")));
+                    return Err((
+                        "audiences".into(),
+                        format!("no audience has id `{audience}`"),
+                    ));
                 }
             }
             for audience in client.audience_client_ids.keys() {
                 if !audiences.iter().any(|d| &d.id == audience) {
-                    return Err(("audience_client_ids".into(), format!("no audience has id `{audience}`")));
+                    return Err((
+                        "audience_client_ids".into(),
+                        format!("no audience has id `{audience}`"),
+                    ));
                 }
             }
             let idps = load(TrustKind::IdentityProvider).await?;
             for idp in client.idp_client_ids.keys() {
                 if !idps.iter().any(|d| &d.id == idp) {
-                    return Err(("idp_client_ids".into(), format!("no identity provider has id `{idp}`")));
+                    return Err((
+                        "idp_client_ids".into(),
+                        format!("no identity provider has id `{idp}`"),
+                    ));
                 }
             }
         }
@@ -438,10 +681,10 @@ async fn validate(
 /// A document without secret material, for the audit log.
 fn redacted(document: &Value) -> Value {
     let mut document = document.clone();
-    if let Some(map) = document.as_object_mut() {
-        if map.contains_key("secret_hash") {
-            map.insert("secret_hash".into(), Value::String("[redacted]".into()));
-        }
+    if let Some(map) = document.as_object_mut()
+        && map.contains_key("secret_hash")
+    {
+        map.insert("secret_hash".into(), Value::String("[redacted]".into()));
     }
     document
 }
@@ -455,14 +698,24 @@ fn audit_event(
     before: Option<&Value>,
     after: Option<&Value>,
 ) -> AuditEvent {
-    let mut event = AuditEvent::new(now_of(state), &format!("{}_{action}", kind.event()), Decision::Changed);
+    let mut event = AuditEvent::new(
+        now_of(state),
+        &format!("{}_{action}", kind.event()),
+        Decision::Changed,
+    );
     match kind {
         Kind::Client => event.client_id = Some(id.to_string()),
         Kind::Audience => {
-            event.audience = after.or(before).and_then(|d| d["issuer"].as_str()).map(str::to_string);
+            event.audience = after
+                .or(before)
+                .and_then(|d| d["issuer"].as_str())
+                .map(str::to_string);
         }
         Kind::Idp => {
-            event.subject_issuer = after.or(before).and_then(|d| d["issuer"].as_str()).map(str::to_string);
+            event.subject_issuer = after
+                .or(before)
+                .and_then(|d| d["issuer"].as_str())
+                .map(str::to_string);
         }
     }
     event.detail = Some(json!({
@@ -503,7 +756,10 @@ async fn apply(
     change: TrustChange<'_>,
     event: &AuditEvent,
 ) -> Result<bool, StoreError> {
-    let changed = state.store.apply_trust_change(kind.trust(), change, event).await?;
+    let changed = state
+        .store
+        .apply_trust_change(kind.trust(), change, event)
+        .await?;
     if changed {
         state.tokens.trust.reload().await?;
     }
@@ -588,7 +844,12 @@ pub struct NoticeQuery {
     notice: String,
 }
 
-async fn list(state: AppState, session: Session, kind: Kind, query: NoticeQuery) -> Result<Response, AdminError> {
+async fn list(
+    state: AppState,
+    session: Session,
+    kind: Kind,
+    query: NoticeQuery,
+) -> Result<Response, AdminError> {
     let rows = state
         .store
         .list_trust(kind.trust())
@@ -620,29 +881,66 @@ fn form_page(
     document: Option<&Value>,
 ) -> FormPage {
     let (title, action, submit) = match id {
-        Some(id) => (format!("{} {id}", capitalize(kind.singular())), format!("/admin/{}/{}", kind.path(), encode(id)), "Save"),
-        None => (format!("New {}", kind.singular()), format!("/admin/{}", kind.path()), "Create"),
+        Some(id) => (
+            format!("{} {id}", capitalize(kind.singular())),
+            format!("/admin/{}/{}", kind.path(), encode(id)),
+            "Save",
+        ),
+        None => (
+            format!("New {}", kind.singular()),
+            format!("/admin/{}", kind.path()),
+            "Create",
+        ),
     };
     let mut actions = Vec::new();
     if let Some(id) = id {
         let base = format!("/admin/{}/{}", kind.path(), encode(id));
         if kind == Kind::Idp {
-            actions.push(Action { url: format!("{base}/test"), label: "Test connection", class: "secondary", id: "test-connection" });
+            actions.push(Action {
+                url: format!("{base}/test"),
+                label: "Test connection",
+                class: "secondary",
+                id: "test-connection",
+            });
         }
         if session.can_change() && !managed {
             if kind == Kind::Client {
-                let method = document.and_then(|d| d["auth_method"].as_str()).unwrap_or("");
+                let method = document
+                    .and_then(|d| d["auth_method"].as_str())
+                    .unwrap_or("");
                 if method.starts_with("client_secret") {
-                    actions.push(Action { url: format!("{base}/rotate-secret"), label: "Rotate secret", class: "secondary", id: "rotate-secret" });
+                    actions.push(Action {
+                        url: format!("{base}/rotate-secret"),
+                        label: "Rotate secret",
+                        class: "secondary",
+                        id: "rotate-secret",
+                    });
                 }
-                let enabled = document.and_then(|d| d["enabled"].as_bool()).unwrap_or(true);
+                let enabled = document
+                    .and_then(|d| d["enabled"].as_bool())
+                    .unwrap_or(true);
                 if enabled {
-                    actions.push(Action { url: format!("{base}/disable"), label: "Disable", class: "secondary", id: "disable" });
+                    actions.push(Action {
+                        url: format!("{base}/disable"),
+                        label: "Disable",
+                        class: "secondary",
+                        id: "disable",
+                    });
                 } else {
-                    actions.push(Action { url: format!("{base}/enable"), label: "Enable", class: "secondary", id: "enable" });
+                    actions.push(Action {
+                        url: format!("{base}/enable"),
+                        label: "Enable",
+                        class: "secondary",
+                        id: "enable",
+                    });
                 }
             }
-            actions.push(Action { url: format!("{base}/delete"), label: "Delete", class: "danger", id: "delete" });
+            actions.push(Action {
+                url: format!("{base}/delete"),
+                label: "Delete",
+                class: "danger",
+                id: "delete",
+            });
         }
     }
     FormPage {
@@ -669,17 +967,34 @@ fn capitalize(text: &str) -> String {
 }
 
 fn encode(id: &str) -> String {
-    form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>().replace('+', "%20")
+    form_urlencoded::byte_serialize(id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 async fn new_form(session: Session, kind: Kind) -> Result<Response, AdminError> {
     if !session.can_change() {
-        return Err(AdminError::Forbidden("Your role is auditor: you can read everything but change nothing.".into()));
+        return Err(AdminError::Forbidden(
+            "Your role is auditor: you can read everything but change nothing.".into(),
+        ));
     }
-    Ok(render(&form_page(&session, kind, None, fields_from(kind, &new_document(kind), false), false, None)))
+    Ok(render(&form_page(
+        &session,
+        kind,
+        None,
+        fields_from(kind, &new_document(kind), false),
+        false,
+        None,
+    )))
 }
 
-async fn edit_form(state: AppState, session: Session, kind: Kind, id: String, query: NoticeQuery) -> Result<Response, AdminError> {
+async fn edit_form(
+    state: AppState,
+    session: Session,
+    kind: Kind,
+    id: String,
+    query: NoticeQuery,
+) -> Result<Response, AdminError> {
     let document = find(&state, kind, &id).await?;
     let mut page = form_page(
         &session,
@@ -694,11 +1009,23 @@ async fn edit_form(state: AppState, session: Session, kind: Kind, id: String, qu
 }
 
 /// Re-renders the submitted form with the error next to its field; nothing was saved.
-fn invalid_form(session: &Session, kind: Kind, id: Option<&str>, form: &FormData, errors: Vec<(String, String)>) -> Response {
+fn invalid_form(
+    session: &Session,
+    kind: Kind,
+    id: Option<&str>,
+    form: &FormData,
+    errors: Vec<(String, String)>,
+) -> Response {
     let mut fields = fields_from(kind, &json!({}), id.is_some());
     for field in &mut fields {
         field.value = match field.kind {
-            "checkbox" => if form.checked(field.name) { "on".into() } else { String::new() },
+            "checkbox" => {
+                if form.checked(field.name) {
+                    "on".into()
+                } else {
+                    String::new()
+                }
+            }
             _ => form.get(field.name).to_string(),
         };
         if let Some(id) = id.filter(|_| field.locked) {
@@ -712,17 +1039,29 @@ fn invalid_form(session: &Session, kind: Kind, id: Option<&str>, form: &FormData
     for (key, message) in errors {
         let name = field_of(kind, &key);
         match fields.iter_mut().find(|field| field.name == name) {
-            Some(field) => field.error = Some(if key.contains('.') { format!("{key}: {message}") } else { message }),
+            Some(field) => {
+                field.error = Some(if key.contains('.') {
+                    format!("{key}: {message}")
+                } else {
+                    message
+                })
+            }
             None => form_error = Some(message),
         }
     }
     let mut page = form_page(session, kind, id, fields, false, None);
     page.actions.clear();
-    page.form_error = form_error.or_else(|| Some("Nothing was saved: fix the fields marked below.".into()));
+    page.form_error =
+        form_error.or_else(|| Some("Nothing was saved: fix the fields marked below.".into()));
     render_with_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
-async fn create(state: AppState, session: Session, kind: Kind, form: FormData) -> Result<Response, AdminError> {
+async fn create(
+    state: AppState,
+    session: Session,
+    kind: Kind,
+    form: FormData,
+) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
     let mut document = match document_from_form(kind, &form) {
         Ok(document) => document,
@@ -730,7 +1069,9 @@ async fn create(state: AppState, session: Session, kind: Kind, form: FormData) -
     };
     let id = document[kind.id_field()].as_str().unwrap_or("").to_string();
     let secret = (kind == Kind::Client
-        && document["auth_method"].as_str().is_some_and(|m| m.starts_with("client_secret")))
+        && document["auth_method"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("client_secret")))
     .then(random_token);
     if let Some(secret) = &secret {
         document["secret_hash"] = Value::String(hash(secret).await?);
@@ -738,18 +1079,49 @@ async fn create(state: AppState, session: Session, kind: Kind, form: FormData) -
     if let Err(error) = validate(&state, kind, &document).await {
         return Ok(invalid_form(&session, kind, None, &form, vec![error]));
     }
-    let stored = TrustDocument { id: id.clone(), document: document.clone(), managed_by_config: false, updated_at: now_of(&state) };
-    let event = audit_event(&state, &session, kind, "created", &id, None, Some(&document));
+    let stored = TrustDocument {
+        id: id.clone(),
+        document: document.clone(),
+        managed_by_config: false,
+        updated_at: now_of(&state),
+    };
+    let event = audit_event(
+        &state,
+        &session,
+        kind,
+        "created",
+        &id,
+        None,
+        Some(&document),
+    );
     match apply(&state, kind, TrustChange::Create(&stored), &event).await {
         Ok(_) => {}
         Err(StoreError::Conflict) => {
-            return Ok(invalid_form(&session, kind, None, &form, vec![(kind.id_field().into(), format!("a {} with this id already exists", kind.singular()))]));
+            return Ok(invalid_form(
+                &session,
+                kind,
+                None,
+                &form,
+                vec![(
+                    kind.id_field().into(),
+                    format!("a {} with this id already exists", kind.singular()),
+                )],
+            ));
         }
         Err(error) => return Err(error.into()),
     }
     match secret {
-        Some(secret) => Ok(render(&SecretPage { layout: Layout::new("Client secret", kind.path(), &session), client_id: id, secret })),
-        None => Ok(Redirect::to(&format!("/admin/{}/{}?notice=created", kind.path(), encode(&id))).into_response()),
+        Some(secret) => Ok(render(&SecretPage {
+            layout: Layout::new("Client secret", kind.path(), &session),
+            client_id: id,
+            secret,
+        })),
+        None => Ok(Redirect::to(&format!(
+            "/admin/{}/{}?notice=created",
+            kind.path(),
+            encode(&id)
+        ))
+        .into_response()),
     }
 }
 
@@ -761,7 +1133,13 @@ async fn hash(secret: &str) -> Result<String, AdminError> {
         .map_err(AdminError::Internal)
 }
 
-async fn update(state: AppState, session: Session, kind: Kind, id: String, form: FormData) -> Result<Response, AdminError> {
+async fn update(
+    state: AppState,
+    session: Session,
+    kind: Kind,
+    id: String,
+    form: FormData,
+) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
     let existing = find(&state, kind, &id).await?;
     refuse_managed(kind, &existing)?;
@@ -772,8 +1150,14 @@ async fn update(state: AppState, session: Session, kind: Kind, id: String, form:
     document[kind.id_field()] = Value::String(id.clone());
     let mut secret = None;
     if kind == Kind::Client {
-        let secret_method = document["auth_method"].as_str().is_some_and(|m| m.starts_with("client_secret"));
-        match existing.document.get("secret_hash").filter(|hash| hash.is_string()) {
+        let secret_method = document["auth_method"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("client_secret"));
+        match existing
+            .document
+            .get("secret_hash")
+            .filter(|hash| hash.is_string())
+        {
             Some(hash) if secret_method => document["secret_hash"] = hash.clone(),
             None if secret_method => {
                 let new_secret = random_token();
@@ -788,14 +1172,43 @@ async fn update(state: AppState, session: Session, kind: Kind, id: String, form:
     }
     save(&state, &session, kind, &existing, document, "updated").await?;
     match secret {
-        Some(secret) => Ok(render(&SecretPage { layout: Layout::new("Client secret", kind.path(), &session), client_id: id, secret })),
-        None => Ok(Redirect::to(&format!("/admin/{}/{}?notice=saved", kind.path(), encode(&id))).into_response()),
+        Some(secret) => Ok(render(&SecretPage {
+            layout: Layout::new("Client secret", kind.path(), &session),
+            client_id: id,
+            secret,
+        })),
+        None => Ok(Redirect::to(&format!(
+            "/admin/{}/{}?notice=saved",
+            kind.path(),
+            encode(&id)
+        ))
+        .into_response()),
     }
 }
 
-async fn save(state: &AppState, session: &Session, kind: Kind, existing: &TrustDocument, document: Value, action: &str) -> Result<(), AdminError> {
-    let stored = TrustDocument { id: existing.id.clone(), document, managed_by_config: false, updated_at: now_of(state).max(existing.updated_at + 1) };
-    let event = audit_event(state, session, kind, action, &existing.id, Some(&existing.document), Some(&stored.document));
+async fn save(
+    state: &AppState,
+    session: &Session,
+    kind: Kind,
+    existing: &TrustDocument,
+    document: Value,
+    action: &str,
+) -> Result<(), AdminError> {
+    let stored = TrustDocument {
+        id: existing.id.clone(),
+        document,
+        managed_by_config: false,
+        updated_at: now_of(state).max(existing.updated_at + 1),
+    };
+    let event = audit_event(
+        state,
+        session,
+        kind,
+        action,
+        &existing.id,
+        Some(&existing.document),
+        Some(&stored.document),
+    );
     if apply(state, kind, TrustChange::Update(&stored), &event).await? {
         Ok(())
     } else {
@@ -803,18 +1216,38 @@ async fn save(state: &AppState, session: &Session, kind: Kind, existing: &TrustD
     }
 }
 
-async fn delete(state: AppState, session: Session, kind: Kind, id: String, form: FormData) -> Result<Response, AdminError> {
+async fn delete(
+    state: AppState,
+    session: Session,
+    kind: Kind,
+    id: String,
+    form: FormData,
+) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
     let existing = find(&state, kind, &id).await?;
     refuse_managed(kind, &existing)?;
-    let event = audit_event(&state, &session, kind, "deleted", &id, Some(&existing.document), None);
+    let event = audit_event(
+        &state,
+        &session,
+        kind,
+        "deleted",
+        &id,
+        Some(&existing.document),
+        None,
+    );
     if !apply(&state, kind, TrustChange::Delete(&id), &event).await? {
         return Err(AdminError::NotFound);
     }
     Ok(Redirect::to(&format!("/admin/{}?notice=deleted", kind.path())).into_response())
 }
 
-async fn client_toggle(state: AppState, session: Session, id: String, form: FormData, enabled: bool) -> Result<Response, AdminError> {
+async fn client_toggle(
+    state: AppState,
+    session: Session,
+    id: String,
+    form: FormData,
+    enabled: bool,
+) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
     let existing = find(&state, Kind::Client, &id).await?;
     refuse_managed(Kind::Client, &existing)?;
@@ -825,32 +1258,66 @@ async fn client_toggle(state: AppState, session: Session, id: String, form: Form
     Ok(Redirect::to(&format!("/admin/clients/{}?notice={action}", encode(&id))).into_response())
 }
 
-async fn rotate_secret(state: AppState, session: Session, id: String, form: FormData) -> Result<Response, AdminError> {
+async fn rotate_secret(
+    state: AppState,
+    session: Session,
+    id: String,
+    form: FormData,
+) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
     let existing = find(&state, Kind::Client, &id).await?;
     refuse_managed(Kind::Client, &existing)?;
-    if !existing.document["auth_method"].as_str().is_some_and(|m| m.starts_with("client_secret")) {
-        return Err(AdminError::BadRequest("This client authenticates with private_key_jwt: it has no secret.".into()));
+    if !existing.document["auth_method"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("client_secret"))
+    {
+        return Err(AdminError::BadRequest(
+            "This client authenticates with private_key_jwt: it has no secret.".into(),
+        ));
     }
     let secret = random_token();
     let mut document = existing.document.clone();
     document["secret_hash"] = Value::String(hash(&secret).await?);
-    save(&state, &session, Kind::Client, &existing, document, "secret_rotated").await?;
+    save(
+        &state,
+        &session,
+        Kind::Client,
+        &existing,
+        document,
+        "secret_rotated",
+    )
+    .await?;
     // The verified-secret cache is keyed by the stored hash, so the old secret stops working
     // as soon as the registry is reloaded.
-    Ok(render(&SecretPage { layout: Layout::new("Client secret", Kind::Client.path(), &session), client_id: id, secret }))
+    Ok(render(&SecretPage {
+        layout: Layout::new("Client secret", Kind::Client.path(), &session),
+        client_id: id,
+        secret,
+    }))
 }
 
 /// `POST /admin/identity-providers/{id}/test`: fetches the issuer's discovery document and
 /// JWKS (or parses the inline JWKS) and shows what was found or why it failed. Read-only, so
 /// auditors may use it too; still a CSRF-checked POST because it makes outbound requests.
-async fn test_connection(state: AppState, session: Session, id: String, form: FormData) -> Result<Response, AdminError> {
+async fn test_connection(
+    state: AppState,
+    session: Session,
+    id: String,
+    form: FormData,
+) -> Result<Response, AdminError> {
     session.check_csrf(&form)?;
     let document = find(&state, Kind::Idp, &id).await?;
     let idp: IdentityProviderConfig = serde_json::from_value(document.document.clone())
         .map_err(|error| AdminError::Internal(error.to_string()))?;
     let test = probe(&state.admin.http, &idp).await;
-    let mut page = form_page(&session, Kind::Idp, Some(&id), fields_from(Kind::Idp, &document.document, true), document.managed_by_config, Some(&document.document));
+    let mut page = form_page(
+        &session,
+        Kind::Idp,
+        Some(&id),
+        fields_from(Kind::Idp, &document.document, true),
+        document.managed_by_config,
+        Some(&document.document),
+    );
     page.test = Some(test);
     Ok(render(&page))
 }
@@ -861,18 +1328,28 @@ fn fetchable(url: &str) -> Result<(), String> {
     if parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback) {
         Ok(())
     } else {
-        Err(format!("`{url}` must be https (http only on a loopback address)"))
+        Err(format!(
+            "`{url}` must be https (http only on a loopback address)"
+        ))
     }
 }
 
 async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
     fetchable(url)?;
-    let response = http.get(url).header("accept", "application/json").send().await.map_err(|error| format!("GET {url} failed: {error}"))?;
+    let response = http
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|error| format!("GET {url} failed: {error}"))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("GET {url} answered HTTP {status}"));
     }
-    let bytes = response.bytes().await.map_err(|error| format!("reading {url} failed: {error}"))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|error| format!("reading {url} failed: {error}"))?;
     if bytes.len() > 512 * 1024 {
         return Err(format!("{url} returned more than 512 KiB"));
     }
@@ -883,7 +1360,11 @@ async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResu
     let mut lines = Vec::new();
     let fail = |mut lines: Vec<String>, message: String| {
         lines.push(message);
-        TestResult { ok: false, lines, keys: Vec::new() }
+        TestResult {
+            ok: false,
+            lines,
+            keys: Vec::new(),
+        }
     };
     let jwks = if let Some(inline) = &idp.jwks {
         lines.push("Keys: inline JWKS (no request made).".into());
@@ -896,7 +1377,10 @@ async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResu
             lines.push(format!("JWKS URI (configured): {uri}"));
             uri.clone()
         } else {
-            let discovery = format!("{}/.well-known/openid-configuration", idp.issuer.trim_end_matches('/'));
+            let discovery = format!(
+                "{}/.well-known/openid-configuration",
+                idp.issuer.trim_end_matches('/')
+            );
             let metadata = match fetch_json(http, &discovery).await {
                 Ok(metadata) => metadata,
                 Err(error) => return fail(lines, error),
@@ -904,7 +1388,13 @@ async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResu
             lines.push(format!("Discovery document: {discovery}"));
             let issuer = metadata["issuer"].as_str().unwrap_or("");
             if issuer != idp.issuer {
-                return fail(lines, format!("The discovery document names issuer `{issuer}`, not `{}` (they must match exactly).", idp.issuer));
+                return fail(
+                    lines,
+                    format!(
+                        "The discovery document names issuer `{issuer}`, not `{}` (they must match exactly).",
+                        idp.issuer
+                    ),
+                );
             }
             lines.push(format!("Issuer: {issuer} (matches)"));
             let Some(uri) = metadata["jwks_uri"].as_str() else {
@@ -936,7 +1426,11 @@ async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResu
         return fail(lines, "The JWK set has no keys.".into());
     }
     lines.push(format!("{} key(s) found.", keys.len()));
-    TestResult { ok: true, lines, keys }
+    TestResult {
+        ok: true,
+        lines,
+        keys,
+    }
 }
 
 macro_rules! kind_routes {
@@ -971,18 +1465,38 @@ pub fn routes() -> Router<AppState> {
     router
         .route(
             "/admin/identity-providers/{id}/test",
-            post(|State(state): State<AppState>, session: Session, Path(id): Path<String>, form: FormData| test_connection(state, session, id, form)),
+            post(
+                |State(state): State<AppState>,
+                 session: Session,
+                 Path(id): Path<String>,
+                 form: FormData| test_connection(state, session, id, form),
+            ),
         )
         .route(
             "/admin/clients/{id}/rotate-secret",
-            post(|State(state): State<AppState>, session: Session, Path(id): Path<String>, form: FormData| rotate_secret(state, session, id, form)),
+            post(
+                |State(state): State<AppState>,
+                 session: Session,
+                 Path(id): Path<String>,
+                 form: FormData| rotate_secret(state, session, id, form),
+            ),
         )
         .route(
             "/admin/clients/{id}/enable",
-            post(|State(state): State<AppState>, session: Session, Path(id): Path<String>, form: FormData| client_toggle(state, session, id, form, true)),
+            post(
+                |State(state): State<AppState>,
+                 session: Session,
+                 Path(id): Path<String>,
+                 form: FormData| client_toggle(state, session, id, form, true),
+            ),
         )
         .route(
             "/admin/clients/{id}/disable",
-            post(|State(state): State<AppState>, session: Session, Path(id): Path<String>, form: FormData| client_toggle(state, session, id, form, false)),
+            post(
+                |State(state): State<AppState>,
+                 session: Session,
+                 Path(id): Path<String>,
+                 form: FormData| client_toggle(state, session, id, form, false),
+            ),
         )
 }

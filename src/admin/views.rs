@@ -169,7 +169,9 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(request, state)
             .await
-            .map_err(|_| AdminError::BadRequest("The form could not be read (too large?).".into()))?;
+            .map_err(|_| {
+                AdminError::BadRequest("The form could not be read (too large?).".into())
+            })?;
         Ok(FormData(
             form_urlencoded::parse(&bytes)
                 .map(|(key, value)| (key.into_owned(), value.into_owned()))
