@@ -706,6 +706,14 @@ async fn the_bootstrap_link_creates_the_first_admin_once() -> anyhow::Result<()>
         .send()
         .await?;
     assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    let cross = http
+        .post(format!("{}/admin/sign-in", env.url))
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "null")
+        .form(&[("username", "root"), ("password", PASSWORD)])
+        .send()
+        .await?;
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
     Ok(())
 }
 

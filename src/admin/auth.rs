@@ -324,21 +324,33 @@ pub async fn sign_in_page() -> Response {
     })
 }
 
-/// Refuses a cross-site POST to the forms that work without a session (login CSRF): browsers
-/// send `Origin` on POST, and it must be this server's issuer origin.
+/// Refuses a cross-site POST to the forms that work without a session (login CSRF). Browsers
+/// send `Sec-Fetch-Site`, which must say `same-origin` (or `none`, typed by the user); `Origin`,
+/// when it names an origin, must be the issuer's. (Under `Referrer-Policy: no-referrer` browsers
+/// send `Origin: null` for same-origin form posts, so `null` alone proves nothing either way.)
 fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return Ok(());
-    };
     let expected = url::Url::parse(&state.config.issuer)
         .map(|url| url.origin().ascii_serialization())
         .unwrap_or_default();
-    if origin == expected {
-        Ok(())
-    } else {
+    let refuse = || {
         Err(AdminError::Forbidden(format!(
             "This form must be submitted from {expected}, the server's issuer origin."
         )))
+    };
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(site) = header("sec-fetch-site")
+        && site != "same-origin"
+        && site != "none"
+    {
+        return refuse();
+    }
+    match header("origin") {
+        Some(origin) if origin != "null" && origin != expected => refuse(),
+        _ => Ok(()),
     }
 }
 

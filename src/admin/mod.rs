@@ -30,6 +30,7 @@ pub use views::AdminError;
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLESHEET: &str = include_str!("../../static/admin.css");
+const FAVICON: &str = include_str!("../../static/favicon.svg");
 
 /// In-memory state of the admin page on this instance: the sign-in rate limiter, the one-time
 /// development bootstrap token, an HTTP client for "test connection", and a clock offset that
@@ -77,6 +78,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin", get(dashboard::page))
         .route("/admin/", get(dashboard::page))
         .route("/admin/static/admin.css", get(stylesheet))
+        .route("/admin/static/favicon.svg", get(favicon))
         .route(
             "/admin/sign-in",
             get(auth::sign_in_page).post(auth::sign_in),
@@ -107,6 +109,17 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "no-store"),
         ],
         STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        FAVICON,
     )
         .into_response()
 }
