@@ -97,6 +97,14 @@ pub fn key_policy(config: &Config) -> KeyPolicy {
                 .filter_map(|a| a.lifetime_secs)
                 .max()
                 .unwrap_or(0),
+        )
+        .max(
+            config
+                .resources
+                .iter()
+                .filter_map(|r| r.access_token_lifetime_secs)
+                .max()
+                .unwrap_or(0),
         );
     KeyPolicy {
         algorithm: SigningAlgorithm::parse(&config.keys.algorithm)
@@ -202,8 +210,11 @@ pub async fn spawn_on(
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let handle = tokio::spawn(async move {
         let mut stopping = stop.clone();
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         });
         let result = tokio::select! {
@@ -254,6 +265,11 @@ pub async fn build_token_service(
     ));
     let token_endpoint = format!("{}/token", config.issuer.trim_end_matches('/'));
     Ok(TokenService {
+        audit: crate::store::AuditWriter::spawn(store.clone()),
+        replay: crate::store::ReplayWriter::spawn(store.clone()),
+        throttle: crate::oauth::throttle::FailedAuthThrottle::new(
+            config.server.failed_auth_per_minute,
+        ),
         config,
         store,
         keys,

@@ -115,6 +115,13 @@ pub enum KeysCommand {
         /// The key id.
         kid: String,
     },
+    /// Remove a retired (or next) key from the JWKS now, after a compromise: tokens it signed
+    /// stop verifying as soon as relying parties refresh. The active key must be rotated away
+    /// first (`keys rotate --now`).
+    Withdraw {
+        /// The key id.
+        kid: String,
+    },
 }
 
 /// Runs the parsed command. Errors are one line for the terminal.
@@ -241,6 +248,19 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
             }
             Ok(())
         }
+        KeysCommand::Withdraw { kid } => {
+            let ring = app::open_key_ring(config, store).await?;
+            match ring.withdraw(&kid, unix_now()).await {
+                Ok(true) => {
+                    println!("{kid} withdrawn from the JWKS");
+                    Ok(())
+                }
+                Ok(false) => Err(StartupError(format!(
+                    "no withdrawable key has kid {kid} (unknown, or the active key: run `keys rotate --now` first)"
+                ))),
+                Err(error) => Err(StartupError(error.to_string())),
+            }
+        }
         KeysCommand::Retire { kid } => {
             let ring = app::open_key_ring(config, store).await?;
             match ring.retire(&kid, unix_now()).await {
@@ -248,7 +268,9 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
                     println!("{kid} retired");
                     Ok(())
                 }
-                Ok(false) => Err(StartupError(format!("no published key has kid {kid}"))),
+                Ok(false) => Err(StartupError(format!(
+                    "no published key with kid {kid} is left to retire (unknown or already retired)"
+                ))),
                 Err(error) => Err(StartupError(error.to_string())),
             }
         }

@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// Failed client authentications allowed per minute from one address before its token
+    /// requests are answered `429 slow_down` (TOK-14). 0 disables throttling.
+    pub failed_auth_per_minute: u32,
 }
 
 /// Database settings.
@@ -365,6 +368,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 15,
             max_body_bytes: 64 * 1024,
             shutdown_grace_secs: 20,
+            failed_auth_per_minute: 30,
         }
     }
 }

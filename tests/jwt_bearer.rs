@@ -465,6 +465,15 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "invalid_grant",
             "assertion_malformed",
         ),
+        (
+            "sender-constrained without DPoP (DPOP-06)",
+            legs.forged_by_a(
+                with(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})),
+                "oauth-id-jag+jwt",
+            )?,
+            "invalid_grant",
+            "assertion_sender_constrained",
+        ),
     ];
     for (label, assertion, error, reason) in cases {
         let request_id = uuid();
@@ -715,5 +724,36 @@ async fn a_replay_across_two_instances_sharing_postgresql_is_refused() -> anyhow
     );
     b1.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     b2.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_issuer_condition_applies_to_redemptions_too() -> anyhow::Result<()> {
+    let legs = Legs::start_with(|config| {
+        config.identity_providers[0].condition = Some("subject.sub == \"user-1\"".into());
+    })
+    .await?;
+    let allowed = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
+    let (status, body) = legs
+        .redeem(
+            &[("grant_type", JWT_BEARER), ("assertion", &allowed)],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let mut claims = legs.valid_claims();
+    claims["sub"] = json!("user-2");
+    let denied = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
+    let (status, body) = legs
+        .redeem(
+            &[("grant_type", JWT_BEARER), ("assertion", &denied)],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
     Ok(())
 }

@@ -149,3 +149,41 @@ async fn private_key_jwt_authenticates_once_per_assertion_cauth_06() -> anyhow::
     assert_eq!(body["error"], "invalid_client");
     Ok(())
 }
+
+#[tokio::test]
+async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::Result<()> {
+    let env = Env::start_with(|config| config.server.failed_auth_per_minute = 3).await?;
+    let form = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", "x"),
+        ("subject_token_type", ID_TOKEN),
+    ];
+    for _ in 0..4 {
+        let (status, body) = env.post_token(&form, Some((AGENT, "wrong secret"))).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{body}"
+        );
+    }
+    // Past the quota even the right secret is turned away for a while, with Retry-After.
+    let response = env
+        .http
+        .post(format!("{}/token", env.url))
+        .basic_auth(AGENT, Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form)?)
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("Retry-After seconds");
+    assert!((1..=60).contains(&retry_after));
+    let body: serde_json::Value = response.json().await?;
+    assert_eq!(body["error"], "slow_down");
+    Ok(())
+}

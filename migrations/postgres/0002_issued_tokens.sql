@@ -19,3 +19,11 @@ CREATE TABLE subject_links (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (issuer, external_subject)
 );
+
+-- Bumped in the same transaction as every trust change, so every instance notices any change
+-- (even two edits within one second) by reading one row.
+CREATE TABLE trust_generation (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    value BIGINT NOT NULL
+);
+INSERT INTO trust_generation (id, value) VALUES (1, 0);

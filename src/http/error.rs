@@ -27,6 +27,11 @@ pub fn error_response(error: &OAuthError) -> Response {
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Some(seconds) = error.retry_after
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        headers.insert(http::header::RETRY_AFTER, value);
+    }
     if error.code == ErrorCode::InvalidClient && error.used_authorization_header {
         headers.insert(
             WWW_AUTHENTICATE,

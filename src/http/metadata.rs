@@ -43,6 +43,9 @@ pub fn metadata_document(config: &Config) -> Value {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        // RFC 8414 §2 (META-12): required wherever private_key_jwt is listed.
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         // CHAIN §3, IDJAG §7.1 (META-06).
         "identity_chaining_requested_token_types_supported": [TOKEN_TYPE_ID_JAG, TOKEN_TYPE_JWT],
     })

@@ -49,7 +49,13 @@ async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) ->
     let (parts, body) = request.into_parts();
     let limit = state.config.server.max_body_bytes;
     let result = match axum::body::to_bytes(body, limit).await {
-        Ok(body) => handle(&state, &parts.uri, &parts.headers, &body, endpoint).await,
+        Ok(body) => {
+            let peer = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip());
+            handle(&state, &parts.uri, &parts.headers, &body, endpoint, peer).await
+        }
         Err(_) => Err(Rejection::Transport(OAuthError::invalid_request(
             "request_too_large",
             "The request body is larger than this server accepts",
@@ -95,6 +101,7 @@ async fn handle(
     headers: &HeaderMap,
     body: &Bytes,
     endpoint: Endpoint,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<serde_json::Value, Rejection> {
     transport_checks(uri, headers).map_err(Rejection::Transport)?;
     let form = FormParams::parse(body).map_err(Rejection::Transport)?;
@@ -115,6 +122,7 @@ async fn handle(
         authorization,
         request_id: request_id(headers),
         now: unix_now(),
+        peer,
     };
     let tokens = &state.tokens;
     match endpoint {

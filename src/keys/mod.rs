@@ -193,14 +193,26 @@ impl KeyRing {
             self.store
                 .promote_key(&next.kid, now, now + self.policy.retired_publish_secs)
                 .await?;
-        } else {
-            self.store
-                .retire_key(kid, now, now + self.policy.retired_publish_secs)
-                .await?;
+        } else if !self
+            .store
+            .retire_key(kid, now, now + self.policy.retired_publish_secs)
+            .await?
+        {
+            // Already retired: nothing changed, and the caller should hear so.
+            return Ok(false);
         }
         let keys = self.store.published_keys(now).await?;
         self.install(keys)?;
         Ok(true)
+    }
+
+    /// Withdraws a compromised key from the JWKS at once. The active key cannot be withdrawn:
+    /// rotate with `now` first, which retires it, then withdraw it.
+    pub async fn withdraw(&self, kid: &str, now: i64) -> Result<bool, KeyError> {
+        let withdrawn = self.store.withdraw_key(kid, now).await?;
+        let keys = self.store.published_keys(now).await?;
+        self.install(keys)?;
+        Ok(withdrawn)
     }
 
     /// Signs `claims` as a compact JWS with the active key and the given `typ` header.

@@ -244,6 +244,31 @@ async fn emergency_rotation_promotes_at_once() {
 }
 
 #[tokio::test]
+async fn a_compromised_key_can_be_withdrawn_from_the_jwks_at_once() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let (old, _) = ring.active_kid().expect("active");
+    assert!(
+        !ring.withdraw(&old, T0 + 5).await.expect("withdraw"),
+        "the active key cannot be withdrawn"
+    );
+    let (token, _) = sign(&ring);
+    let new = ring.rotate(T0 + 10, true).await.expect("rotate --now");
+    assert!(verify(&token, &jwks(&ring)).is_ok());
+    assert!(ring.withdraw(&old, T0 + 11).await.expect("withdraw"));
+    assert_eq!(published_kids(&ring), std::slice::from_ref(&new));
+    assert!(
+        verify(&token, &jwks(&ring)).is_err(),
+        "its tokens no longer verify"
+    );
+    assert!(
+        !ring.retire(&old, T0 + 12).await.expect("retire"),
+        "retiring it again reports that nothing changed"
+    );
+    assert_eq!(sign(&ring).1, new);
+}
+
+#[tokio::test]
 async fn retire_a_next_key_or_the_active_key_with_a_successor() {
     let database = TestDatabase::sqlite();
     let ring = ring(&database, SigningAlgorithm::Es256).await;

@@ -4,7 +4,8 @@
 //! remembered under a keyed hash that also covers the stored hash, so changing a client's secret
 //! invalidates the entry by construction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::hmac;
@@ -69,9 +70,13 @@ pub struct AuthenticatedClient {
 }
 
 /// Remembers secrets that passed argon2, keyed by an HMAC under a per-process random key.
+/// Concurrent misses for the same (client, hash, secret) share one argon2 run (single flight),
+/// so a burst of new connections cannot start dozens of 19 MiB verifications at once.
 pub struct SecretCache {
     key: hmac::Key,
     verified: Mutex<HashSet<[u8; 32]>>,
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+    argon2_runs: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SecretCache {
@@ -96,6 +101,8 @@ impl SecretCache {
         SecretCache {
             key: hmac::Key::new(hmac::HMAC_SHA256, &seed),
             verified: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            argon2_runs: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -116,12 +123,33 @@ impl SecretCache {
         if self.lock().contains(&entry) {
             return true;
         }
+        let cell = {
+            let mut in_flight = match self.in_flight.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            in_flight.entry(entry).or_default().clone()
+        };
         let (phc_owned, secret_owned) = (phc.to_string(), SecretString::new(secret));
-        let ok = tokio::task::spawn_blocking(move || {
-            crate::secret::verify_secret(secret_owned.expose(), &phc_owned)
-        })
-        .await
-        .unwrap_or(false);
+        let runs = self.argon2_runs.clone();
+        let ok = *cell
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("frontdesk_argon2_verifications_total").increment(1);
+                    crate::secret::verify_secret(secret_owned.expose(), &phc_owned)
+                })
+                .await
+                .unwrap_or(false)
+            })
+            .await;
+        {
+            let mut in_flight = match self.in_flight.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            in_flight.remove(&entry);
+        }
         if ok {
             let mut verified = self.lock();
             if verified.len() >= SECRET_CACHE_CAPACITY {
@@ -130,6 +158,11 @@ impl SecretCache {
             verified.insert(entry);
         }
         ok
+    }
+
+    /// How many argon2 verifications this cache has run (tests prove the hot path runs none).
+    pub fn argon2_runs(&self) -> u64 {
+        self.argon2_runs.load(Ordering::Relaxed)
     }
 
     /// Number of remembered secrets (for tests and metrics).
@@ -485,4 +518,42 @@ async fn assertion_client<R: ReplayStore>(
         client: client.clone(),
         method: AuthMethod::PrivateKeyJwt,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn argon2_runs_once_per_secret_even_under_a_burst_of_misses() {
+        let cache = Arc::new(SecretCache::new());
+        let phc = crate::secret::hash_secret("s3cret").expect("hash");
+        let burst: Vec<_> = (0..32)
+            .map(|_| {
+                let (cache, phc) = (cache.clone(), phc.clone());
+                tokio::spawn(async move { cache.verify("client", &phc, "s3cret").await })
+            })
+            .collect();
+        for task in burst {
+            assert!(task.await.expect("join"));
+        }
+        assert_eq!(
+            cache.argon2_runs(),
+            1,
+            "concurrent misses share one argon2 run"
+        );
+        for _ in 0..100 {
+            assert!(cache.verify("client", &phc, "s3cret").await);
+        }
+        assert_eq!(
+            cache.argon2_runs(),
+            1,
+            "verified secrets never run argon2 again"
+        );
+        // A wrong secret, or the same secret under a changed hash, is verified afresh.
+        assert!(!cache.verify("client", &phc, "wrong").await);
+        let rotated = crate::secret::hash_secret("s3cret").expect("hash");
+        assert!(cache.verify("client", &rotated, "s3cret").await);
+        assert_eq!(cache.argon2_runs(), 3);
+    }
 }

@@ -69,6 +69,8 @@ pub struct OAuthError {
     pub max_age: Option<u64>,
     /// `acr_values` for `insufficient_user_authentication` (RFC 9470).
     pub acr_values: Option<String>,
+    /// Seconds for a `Retry-After` header (throttling).
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -91,6 +93,7 @@ impl OAuthError {
             used_authorization_header: false,
             max_age: None,
             acr_values: None,
+            retry_after: None,
         }
     }
 

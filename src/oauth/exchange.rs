@@ -13,7 +13,7 @@ use super::{
     ErrorCode, OAuthError, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN,
     TOKEN_TYPE_JWT,
 };
-use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, VerifyRules, inspect, verify};
+use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
 use crate::policy::{Decision as PolicyDecision, PolicyInput};
 use crate::registry::{Audience, IdentityProvider, IssueKind, Registry};
 use crate::store::{AuditEvent, TokenStore};
@@ -268,21 +268,6 @@ async fn verify_subject(
             "This identity provider is not trusted for this subject_token_type",
         ));
     }
-    // BCP-01/BCP-03: refuse an algorithm the issuer may not use before looking up a key, so an
-    // HS256 token naming the issuer's RSA kid is reported as such, and a token with a disallowed
-    // algorithm and an unknown kid cannot make us refetch the issuer's JWKS.
-    if !idp.algorithms.contains(&unverified.alg()) {
-        return Err(fail(JoseError::AlgNotAllowed));
-    }
-    let key = service
-        .jwks
-        .key_for(
-            &format!("idp:{}", idp.config.id),
-            &idp.key_source,
-            &unverified,
-        )
-        .await
-        .map_err(fail)?;
     let (typ, audience) = match token_type {
         SubjectTokenType::IdToken => (
             TypRule::id_token(),
@@ -306,18 +291,10 @@ async fn verify_subject(
             },
         ),
     };
-    let mut rules = VerifyRules::new(
-        idp.algorithms.clone(),
-        typ,
-        idp.config.issuer.clone(),
-        audience,
-    );
-    rules.leeway_secs = idp
-        .config
-        .clock_skew_secs
-        .unwrap_or(service.config.tokens.clock_skew_secs);
-    rules.max_age_secs = idp.config.max_token_age_secs;
-    let claims = verify(&unverified, token, &key, &rules, now).map_err(fail)?;
+    let claims = service
+        .verify_from_issuer(idp, &unverified, token, typ, audience, None, now)
+        .await
+        .map_err(fail)?;
     audit.subject = Some(claims.sub().to_string());
     Ok((idp.clone(), claims))
 }
@@ -516,23 +493,30 @@ pub async fn exchange(
     audit.scopes_granted = granted_scopes.clone();
     check_authentication_context(&audience, &subject, now)?;
 
-    let input = PolicyInput {
-        subject: Value::Object(subject.claims().clone()),
-        actor: actor
-            .as_ref()
-            .map(|actor| Value::Object(actor.claims().clone())),
-        client: json!({
-            "id": client.client.config.client_id,
-            "audiences": client.client.config.audiences,
-            "auth_method": client.method.as_str(),
-        }),
-        request: json!({
-            "audience": audience.config.issuer,
-            "audience_id": audience.config.id,
-            "resources": resources,
-            "scopes": granted_scopes,
-            "requested_token_type": issued_token_type(kind),
-        }),
+    // Converting the claims for CEL costs microseconds per request: only when policy exists.
+    let needs_policy =
+        idp.condition.is_some() || audience.condition.is_some() || !audience.claims.is_empty();
+    let input = if needs_policy {
+        PolicyInput {
+            subject: Value::Object(subject.claims().clone()),
+            actor: actor
+                .as_ref()
+                .map(|actor| Value::Object(actor.claims().clone())),
+            client: json!({
+                "id": client.client.config.client_id,
+                "audiences": client.client.config.audiences,
+                "auth_method": client.method.as_str(),
+            }),
+            request: json!({
+                "audience": audience.config.issuer,
+                "audience_id": audience.config.id,
+                "resources": resources,
+                "scopes": granted_scopes,
+                "requested_token_type": issued_token_type(kind),
+            }),
+        }
+    } else {
+        PolicyInput::default()
     };
     let prepared = input.prepare();
     match prepared.allows(idp.condition.as_ref()) {

@@ -14,7 +14,7 @@ use super::{ErrorCode, OAuthError};
 use crate::jose::{
     AudienceRule, TypRule, VerifiedClaims, VerifyRules, inspect, select_key, verify,
 };
-use crate::store::{AuditEvent, AuditLog, Decision, TokenStore};
+use crate::store::{AuditEvent, Decision, TokenStore};
 
 /// Algorithms frontdesk signs with.
 const OUR_ALGORITHMS: &[Algorithm] = &[
@@ -82,7 +82,7 @@ async fn authenticate_caller(
         registry: &registry,
         secrets: &service.secrets,
         jwks: &service.jwks,
-        replay: &service.store,
+        replay: &service.replay,
         now: context.now,
     };
     let authorization = context.authorization.as_ref().map(|value| value.expose());
@@ -181,7 +181,7 @@ pub async fn revoke(
     audit.client_id = Some(record.client_id);
     audit.subject = Some(record.subject);
     audit.issued_jti = Some(jti);
-    service.store.record(&audit).await.map_err(|error| {
+    service.audit.record(audit).await.map_err(|error| {
         tracing::error!(%error, "writing the audit event failed");
         OAuthError::server_error()
     })?;

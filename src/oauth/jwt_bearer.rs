@@ -12,15 +12,13 @@ use super::request::{FormParams, parse_scope};
 use super::service::{TokenResponse, TokenService};
 use super::{ErrorCode, OAuthError};
 use crate::config::ResourceConfig;
-use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, VerifyRules, inspect, verify};
+use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
 use crate::policy::PolicyInput;
 use crate::registry::{IdentityProvider, Registry};
 use crate::store::{AuditEvent, IssuedToken, ReplayStore, TokenStore};
 
 /// Longest assertion lifetime accepted (`exp - iat`, IDJAG-ACCEPT-08).
 pub const MAX_ASSERTION_LIFETIME_SECS: u64 = 3600;
-/// Largest accepted assertion.
-const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 
 fn invalid_grant(reason: &'static str, description: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, reason, description)
@@ -44,6 +42,11 @@ fn assertion_error(error: JoseError) -> OAuthError {
         "issued_in_future" => "assertion_issued_in_future",
         "lifetime_too_long" => "assertion_lifetime_too_long",
         "missing_claim" => "assertion_missing_claim",
+        "invalid_claim" => "assertion_invalid_claim",
+        "too_old" => "assertion_too_old",
+        "crit_unsupported" => "assertion_crit_unsupported",
+        "nested_token" => "assertion_nested_token",
+        "key_alg_mismatch" => "assertion_key_alg_mismatch",
         "key_unavailable" => "assertion_keys_unavailable",
         _ => "assertion_invalid",
     };
@@ -74,7 +77,8 @@ async fn verify_assertion(
     now: i64,
     audit: &mut AuditEvent,
 ) -> Result<(Arc<IdentityProvider>, Profile, VerifiedClaims), OAuthError> {
-    let unverified = inspect(assertion, MAX_ASSERTION_BYTES).map_err(assertion_error)?;
+    let unverified =
+        inspect(assertion, service.config.tokens.max_token_bytes).map_err(assertion_error)?;
     let claimed_issuer = unverified.unverified_iss().unwrap_or_default();
     if claimed_issuer == service.config.issuer {
         // IDJAG-ACCEPT-23: never redeem what this server issued itself.
@@ -102,18 +106,6 @@ async fn verify_assertion(
         ));
     };
     audit.subject_issuer = Some(idp.config.issuer.clone());
-    if !idp.algorithms.contains(&unverified.alg()) {
-        return Err(assertion_error(JoseError::AlgNotAllowed));
-    }
-    let key = service
-        .jwks
-        .key_for(
-            &format!("idp:{}", idp.config.id),
-            &idp.key_source,
-            &unverified,
-        )
-        .await
-        .map_err(assertion_error)?;
     let (typ, audience) = match profile {
         // IDJAG-ACCEPT-04, -06: exact typ; aud exactly our issuer (string or one-element array).
         Profile::IdJag => (
@@ -132,20 +124,18 @@ async fn verify_assertion(
             },
         ),
     };
-    let mut rules = VerifyRules::new(
-        idp.algorithms.clone(),
-        typ,
-        idp.config.issuer.clone(),
-        audience,
-    );
-    rules.leeway_secs = idp
-        .config
-        .clock_skew_secs
-        .unwrap_or(service.config.tokens.clock_skew_secs);
-    rules.require_jti = true;
-    rules.max_lifetime_secs = Some(MAX_ASSERTION_LIFETIME_SECS);
-    rules.max_age_secs = idp.config.max_token_age_secs;
-    let claims = verify(&unverified, assertion, &key, &rules, now).map_err(assertion_error)?;
+    let claims = service
+        .verify_from_issuer(
+            idp,
+            &unverified,
+            assertion,
+            typ,
+            audience,
+            Some(MAX_ASSERTION_LIFETIME_SECS),
+            now,
+        )
+        .await
+        .map_err(assertion_error)?;
     audit.subject = Some(claims.sub().to_string());
     Ok((idp.clone(), profile, claims))
 }
@@ -309,6 +299,44 @@ pub async fn redeem(
         ));
     }
 
+    // DPOP-06: a sender-constrained assertion needs a DPoP proof, which this server does not
+    // support yet; redeeming it as a bearer grant would drop the binding the issuer asked for.
+    if claims.claim("cnf").is_some() {
+        return Err(invalid_grant(
+            "assertion_sender_constrained",
+            "The assertion is bound to a key (cnf) and DPoP is not supported here",
+        ));
+    }
+    let input = PolicyInput {
+        subject: Value::Object(claims.claims().clone()),
+        actor: None,
+        client: json!({
+            "id": client_id,
+            "auth_method": client.method.as_str(),
+        }),
+        request: json!({
+            "grant_type": super::GRANT_JWT_BEARER,
+            "resources": requested_resources,
+            "scopes": requested_scopes,
+        }),
+    };
+    match input.prepare().allows(idp.condition.as_ref()) {
+        crate::policy::Decision::Allow => {}
+        crate::policy::Decision::Deny => {
+            return Err(invalid_grant(
+                "idp_condition_denied",
+                "The issuer's policy does not accept this assertion",
+            ));
+        }
+        crate::policy::Decision::Error(message) => {
+            tracing::warn!(idp = %idp.config.id, %message, "identity provider condition failed; denying");
+            return Err(invalid_grant(
+                "idp_condition_error",
+                "The issuer's policy could not be evaluated for this assertion",
+            ));
+        }
+    }
+
     let asserted_resources = string_or_array(claims.claim("resource"));
     let resources = grant_resources(registry, &asserted_resources, &requested_resources)?;
     audit.resources = resources.iter().map(|r| r.resource.clone()).collect();
@@ -360,7 +388,7 @@ pub async fn redeem(
     {
         let jti = claims.jti().unwrap_or_default();
         let fresh = service
-            .store
+            .replay
             .record_once(
                 &format!("assertion:{}", idp.config.issuer),
                 jti,

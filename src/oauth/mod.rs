@@ -8,6 +8,7 @@ pub mod introspection;
 pub mod jwt_bearer;
 pub mod request;
 pub mod service;
+pub mod throttle;
 
 pub use error::{ErrorCode, OAuthError};
 pub use service::{RequestContext, TokenResponse, TokenService};

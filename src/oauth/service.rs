@@ -11,9 +11,13 @@ use super::request::FormParams;
 use super::{ErrorCode, GrantType, OAuthError};
 use crate::config::Config;
 use crate::jose::jwks_cache::JwksCache;
+use crate::jose::{
+    AudienceRule, JoseError, TypRule, Unverified, VerifiedClaims, VerifyRules, verify,
+};
 use crate::keys::KeyRing;
+use crate::registry::IdentityProvider;
 use crate::registry::Trust;
-use crate::store::{AuditEvent, AuditLog, Decision, Store};
+use crate::store::{AuditEvent, AuditWriter, Decision, ReplayWriter, Store};
 
 /// A successful token response body (RFC 6749 §5.1 / RFC 8693 §2.2.1).
 #[derive(Debug)]
@@ -31,6 +35,8 @@ pub struct RequestContext {
     pub request_id: Option<String>,
     /// Unix seconds.
     pub now: i64,
+    /// The peer address, for throttling failed authentication.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// What the token endpoint needs, shared by all requests.
@@ -50,9 +56,59 @@ pub struct TokenService {
     pub secrets: SecretCache,
     /// `{issuer}/token`.
     pub token_endpoint: String,
+    /// Group-committing audit writer.
+    pub audit: AuditWriter,
+    /// Group-committing replay records.
+    pub replay: ReplayWriter,
+    /// Failed-authentication throttle.
+    pub throttle: super::throttle::FailedAuthThrottle,
 }
 
 impl TokenService {
+    /// Verifies a token issued by the trusted issuer `idp` (a subject token, an actor token or an
+    /// assertion): the issuer's algorithm allow-list first (BCP-01/BCP-03: an HS256 token naming
+    /// the issuer's RSA kid is refused as such, and a disallowed algorithm with an unknown kid
+    /// never makes us refetch the issuer's JWKS), then its key by `kid` from the cache, then the
+    /// signature and every claim rule, with the issuer's clock skew and maximum token age.
+    /// `lifetime` optionally bounds `exp - iat`; assertions also require a `jti`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn verify_from_issuer(
+        &self,
+        idp: &IdentityProvider,
+        unverified: &Unverified,
+        token: &str,
+        typ: TypRule,
+        audience: AudienceRule,
+        lifetime: Option<u64>,
+        now: i64,
+    ) -> Result<VerifiedClaims, JoseError> {
+        if !idp.algorithms.contains(&unverified.alg()) {
+            return Err(JoseError::AlgNotAllowed);
+        }
+        let key = self
+            .jwks
+            .key_for(
+                &format!("idp:{}", idp.config.id),
+                &idp.key_source,
+                unverified,
+            )
+            .await?;
+        let mut rules = VerifyRules::new(
+            idp.algorithms.clone(),
+            typ,
+            idp.config.issuer.clone(),
+            audience,
+        );
+        rules.require_jti = lifetime.is_some();
+        rules.max_lifetime_secs = lifetime;
+        rules.leeway_secs = idp
+            .config
+            .clock_skew_secs
+            .unwrap_or(self.config.tokens.clock_skew_secs);
+        rules.max_age_secs = idp.config.max_token_age_secs;
+        verify(unverified, token, &key, &rules, now)
+    }
+
     /// Handles one token request end to end.
     pub async fn token(
         &self,
@@ -70,13 +126,14 @@ impl TokenService {
                 audit.reason = Some(error.reason.to_string());
             }
         }
-        if let Err(error) = self.store.record(&audit).await {
+        let event_name = audit.event.clone();
+        if let Err(error) = self.audit.record(audit).await {
             tracing::error!(%error, "writing the audit event failed; refusing to answer without it");
             return Err(OAuthError::server_error());
         }
         match &result {
-            Ok(_) => metrics::counter!("frontdesk_token_requests_total", "event" => audit.event.clone(), "decision" => "issued").increment(1),
-            Err(error) => metrics::counter!("frontdesk_token_requests_total", "event" => audit.event.clone(), "decision" => "denied", "error" => error.code.as_str()).increment(1),
+            Ok(_) => metrics::counter!("frontdesk_token_requests_total", "event" => event_name, "decision" => "issued").increment(1),
+            Err(error) => metrics::counter!("frontdesk_token_requests_total", "event" => event_name, "decision" => "denied", "error" => error.code.as_str()).increment(1),
         }
         result
     }
@@ -93,7 +150,7 @@ impl TokenService {
         audit.request_id = request_id;
         audit.error_code = Some(error.code.as_str().to_string());
         audit.reason = Some(error.reason.to_string());
-        self.store.record(&audit).await.map_err(|error| {
+        self.audit.record(audit).await.map_err(|error| {
             tracing::error!(%error, "writing the audit event failed");
         })
     }
@@ -115,6 +172,18 @@ impl TokenService {
                 "This grant_type is not supported",
             ));
         };
+        if let Some(wait) = context
+            .peer
+            .and_then(|peer| self.throttle.retry_after(peer))
+        {
+            let mut error = OAuthError::new(
+                ErrorCode::SlowDown,
+                "throttled",
+                "Too many failed client authentications from this address; retry later",
+            );
+            error.retry_after = Some(wait.as_secs().max(1));
+            return Err(error);
+        }
         let registry = self.trust.current();
         let client = {
             let auth_context = ClientAuthContext {
@@ -123,7 +192,7 @@ impl TokenService {
                 registry: &registry,
                 secrets: &self.secrets,
                 jwks: &self.jwks,
-                replay: &self.store,
+                replay: &self.replay,
                 now: context.now,
             };
             let authorization = context.authorization.as_ref().map(|value| value.expose());
@@ -132,6 +201,11 @@ impl TokenService {
         let client: AuthenticatedClient = match client {
             Ok(client) => client,
             Err(error) => {
+                if error.code == ErrorCode::InvalidClient
+                    && let Some(peer) = context.peer
+                {
+                    self.throttle.record_failure(peer);
+                }
                 audit.client_id = form
                     .single("client_id")
                     .ok()

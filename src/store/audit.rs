@@ -138,6 +138,11 @@ pub struct AuditFilter {
 pub trait AuditLog {
     /// Appends one event durably.
     fn record(&self, event: &AuditEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Appends several events in one transaction (group commit): all or none.
+    fn record_batch(
+        &self,
+        events: &[AuditEvent],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Reads events, newest first.
     fn audit_events(
         &self,
@@ -154,33 +159,87 @@ fn split(text: Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Inserts one event with any executor (a pool or a transaction).
+macro_rules! insert_event {
+    ($executor:expr, $event:expr) => {{
+        let event: &AuditEvent = $event;
+        let detail = event.detail.as_ref().map(|detail| detail.to_string());
+        sqlx::query(
+            "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(event.occurred_at)
+        .bind(&event.request_id)
+        .bind(&event.event)
+        .bind(event.decision.as_str())
+        .bind(&event.reason)
+        .bind(&event.error_code)
+        .bind(&event.client_id)
+        .bind(&event.grant_type)
+        .bind(&event.subject_issuer)
+        .bind(&event.subject)
+        .bind(&event.audience)
+        .bind(join(&event.resources))
+        .bind(join(&event.scopes_requested))
+        .bind(join(&event.scopes_granted))
+        .bind(&event.issued_jti)
+        .bind(event.issued_expires_at)
+        .bind(detail)
+        .execute($executor)
+        .await
+        .map_err(StoreError::classify)
+    }};
+}
+
 impl AuditLog for Store {
     async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let detail = event.detail.as_ref().map(|detail| detail.to_string());
         on_pool!(self, pool => {
-            sqlx::query(
-                "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-            )
-            .bind(event.occurred_at)
-            .bind(&event.request_id)
-            .bind(&event.event)
-            .bind(event.decision.as_str())
-            .bind(&event.reason)
-            .bind(&event.error_code)
-            .bind(&event.client_id)
-            .bind(&event.grant_type)
-            .bind(&event.subject_issuer)
-            .bind(&event.subject)
-            .bind(&event.audience)
-            .bind(join(&event.resources))
-            .bind(join(&event.scopes_requested))
-            .bind(join(&event.scopes_granted))
-            .bind(&event.issued_jti)
-            .bind(event.issued_expires_at)
-            .bind(&detail)
-            .execute(pool)
-            .await
-            .map_err(StoreError::classify)?;
+            insert_event!(pool, event)?;
+        });
+        Ok(())
+    }
+
+    async fn record_batch(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // One multi-row INSERT: one statement and one hand-off to the database per batch, and
+        // atomic on its own.
+        let rows: Vec<_> = events
+            .iter()
+            .map(|event| {
+                (
+                    event,
+                    join(&event.resources),
+                    join(&event.scopes_requested),
+                    join(&event.scopes_granted),
+                    event.detail.as_ref().map(|detail| detail.to_string()),
+                )
+            })
+            .collect();
+        on_pool!(self, pool => {
+            let mut builder = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) ",
+            );
+            builder.push_values(&rows, |mut row, (event, resources, requested, granted, detail)| {
+                row.push_bind(event.occurred_at)
+                    .push_bind(&event.request_id)
+                    .push_bind(&event.event)
+                    .push_bind(event.decision.as_str())
+                    .push_bind(&event.reason)
+                    .push_bind(&event.error_code)
+                    .push_bind(&event.client_id)
+                    .push_bind(&event.grant_type)
+                    .push_bind(&event.subject_issuer)
+                    .push_bind(&event.subject)
+                    .push_bind(&event.audience)
+                    .push_bind(resources)
+                    .push_bind(requested)
+                    .push_bind(granted)
+                    .push_bind(&event.issued_jti)
+                    .push_bind(event.issued_expires_at)
+                    .push_bind(detail);
+            });
+            builder.build().execute(pool).await.map_err(StoreError::classify)?;
         });
         Ok(())
     }

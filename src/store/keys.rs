@@ -94,6 +94,14 @@ pub trait KeyStore {
         now: i64,
         retired_publish_until: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Removes a non-active key from the JWKS at once (after a compromise): tokens it signed stop
+    /// verifying at relying parties as soon as they refresh. Returns false if there is no such
+    /// non-active key.
+    fn withdraw_key(
+        &self,
+        kid: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Retires a key (stops signing), publishing it until `publish_until`.
     fn retire_key(
         &self,
@@ -199,6 +207,19 @@ impl KeyStore for Store {
                 .map_err(StoreError::classify)?;
             tx.commit().await?;
             Ok(true)
+        })
+    }
+
+    async fn withdraw_key(&self, kid: &str, now: i64) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE signing_keys SET state = 'retired', retired_at = COALESCE(retired_at, $1), publish_until = $1 WHERE kid = $2 AND state <> 'active'",
+            )
+            .bind(now)
+            .bind(kid)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
         })
     }
 

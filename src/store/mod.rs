@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod audit_writer;
 mod keys;
 mod replay;
 mod tokens;
@@ -23,6 +24,7 @@ use sqlx::sqlite::{
 
 pub use admin::{AdminRole, AdminSessionRecord, AdminStore, AdminUser, TrustChange};
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
+pub use audit_writer::{AuditWriter, ReplayWriter};
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
 pub use tokens::{IssuedToken, TokenStore};
@@ -52,6 +54,9 @@ pub enum StoreError {
     /// Stored data could not be decoded (a bug or manual tampering).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A store component (such as the audit writer) is not available.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -51,6 +51,7 @@ macro_rules! both_backends {
 
 both_backends!(
     migrations_are_idempotent,
+    audit_batches_commit_every_event_in_order,
     ping_answers,
     replay_records_are_single_use_until_purged,
     keys_insert_list_and_promote,
@@ -76,6 +77,20 @@ async fn ping_answers(store: Store) {
 
 /// CAUTH-06, JWTB-06: a `jti` is accepted once per issuer until its token has expired.
 async fn replay_records_are_single_use_until_purged(store: Store) {
+    // A batch (group commit) answers per record: new, already recorded, repeated in the batch.
+    let batch = [
+        ("https://batch".to_string(), "a".to_string(), 1000),
+        ("https://batch".to_string(), "b".to_string(), 1000),
+        ("https://batch".to_string(), "a".to_string(), 1000),
+    ];
+    assert_eq!(
+        store.record_once_batch(&batch).await.expect("batch"),
+        [true, true, false]
+    );
+    assert_eq!(
+        store.record_once_batch(&batch[1..2]).await.expect("batch"),
+        [false]
+    );
     assert!(
         store
             .record_once("https://idp", "jti-1", 100)
@@ -324,6 +339,26 @@ async fn audit_round_trips_every_field(store: Store) {
     assert_eq!(records[1].event, event);
 }
 
+async fn audit_batches_commit_every_event_in_order(store: Store) {
+    let batch = vec![
+        full_event(2_000),
+        AuditEvent::new(2_001, "key_rotated", Decision::Changed),
+        full_event(2_002),
+    ];
+    store.record_batch(&batch).await.expect("batch");
+    store.record_batch(&[]).await.expect("empty batch");
+    let records = store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("read");
+    let events: Vec<AuditEvent> = records
+        .into_iter()
+        .rev()
+        .map(|record| record.event)
+        .collect();
+    assert_eq!(events, batch);
+}
+
 async fn audit_filters_and_pages(store: Store) {
     for (index, client, decision, reason) in [
         (0, "a", Decision::Issued, None),
@@ -439,6 +474,16 @@ async fn trust_upsert_list_delete(store: Store) {
         let after = store.trust_version().await.expect("version");
         assert_ne!(before, after, "{kind:?}");
 
+        // An edit in the same second that keeps the row count still changes the version.
+        store
+            .upsert_trust(kind, &document("alpha", 3, false, 11))
+            .await
+            .expect("same-second edit");
+        assert_ne!(
+            after,
+            store.trust_version().await.expect("version"),
+            "{kind:?}"
+        );
         store
             .upsert_trust(kind, &document("alpha", 2, true, 12))
             .await

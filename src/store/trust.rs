@@ -6,6 +6,9 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::{Store, StoreError, on_pool};
 
+/// Bumps the trust generation; runs inside every trust-changing transaction.
+const BUMP_GENERATION: &str = "UPDATE trust_generation SET value = value + 1 WHERE id = 1";
+
 /// Which kind of trust object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustKind {
@@ -105,14 +108,17 @@ impl TrustStore for Store {
              ON CONFLICT ({id}) DO UPDATE SET document = excluded.document, managed_by_config = excluded.managed_by_config, updated_at = excluded.updated_at"
         );
         on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(&document.id)
                 .bind(document.document.to_string())
                 .bind(document.managed_by_config)
                 .bind(document.updated_at)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(StoreError::classify)?;
+            sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -121,7 +127,13 @@ impl TrustStore for Store {
         let (table, id) = kind.table();
         let sql = format!("DELETE FROM {table} WHERE {id} = $1");
         on_pool!(self, pool => {
-            let done = sqlx::query(AssertSqlSafe(sql.as_str())).bind(id_value).execute(pool).await?;
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(id_value)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
+            tx.commit().await?;
             Ok(done.rows_affected() == 1)
         })
     }
@@ -150,6 +162,7 @@ impl TrustStore for Store {
                     .await
                     .map_err(StoreError::classify)?;
             }
+            sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
             let existing = sqlx::query(AssertSqlSafe(select.as_str())).fetch_all(&mut *tx).await?;
             for row in existing {
                 let existing_id: String = row.try_get("id")?;
@@ -164,18 +177,10 @@ impl TrustStore for Store {
 
     async fn trust_version(&self) -> Result<String, StoreError> {
         on_pool!(self, pool => {
-            let row = sqlx::query(
-                "SELECT (SELECT COUNT(*) FROM identity_providers) AS a, (SELECT COALESCE(MAX(updated_at), 0) FROM identity_providers) AS b, \
-                        (SELECT COUNT(*) FROM audiences) AS c, (SELECT COALESCE(MAX(updated_at), 0) FROM audiences) AS d, \
-                        (SELECT COUNT(*) FROM clients) AS e, (SELECT COALESCE(MAX(updated_at), 0) FROM clients) AS f",
-            )
-            .fetch_one(pool)
-            .await?;
-            let mut parts = Vec::new();
-            for column in ["a", "b", "c", "d", "e", "f"] {
-                parts.push(row.try_get::<i64, _>(column)?.to_string());
-            }
-            Ok(parts.join(":"))
+            let row = sqlx::query("SELECT value FROM trust_generation WHERE id = 1")
+                .fetch_one(pool)
+                .await?;
+            Ok(row.try_get::<i64, _>("value")?.to_string())
         })
     }
 }

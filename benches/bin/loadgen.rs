@@ -1,0 +1,563 @@
+//! Load generator and test-key helper for `scripts/loadtest` (docs/performance.md).
+//!
+//! * `keys --dir D`: a local test IdP key (RS256) and a `private_key_jwt` client key (ES256),
+//!   as PKCS#8 DER plus their public JWK sets. Nothing leaves the machine.
+//! * `run ...`: pre-mints a pool of distinct subject tokens (cycled) and, for `private_key_jwt`,
+//!   one distinct client assertion per request (never reused: each `jti` is fresh), then drives
+//!   `POST /token` over N keep-alive HTTP/1.1 connections to 127.0.0.1 for a fixed time on one
+//!   thread (a raw-socket client, so the generator takes as little CPU from the server as
+//!   possible), and appends one JSON line: requests/s, p50, p99, errors and the server's idle and
+//!   peak RSS (`/proc/<pid>/status` VmRSS before, VmHWM after).
+//! * `report --results F`: a Markdown table of a results file with ratios against the reference
+//!   server measured in the same run.
+//!
+//! Every loop is bounded in time and count; the run stops by itself.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use base64::Engine;
+use clap::{Parser, Subcommand, ValueEnum};
+use frontdesk::keys::{PrivateKey, SigningAlgorithm};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Parser)]
+#[command(name = "frontdesk-loadgen", about = "frontdesk load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the test IdP key and the private_key_jwt client key into a directory.
+    Keys {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Drive token exchanges against one server and append a JSON result line.
+    Run(Box<RunArgs>),
+    /// Print a Markdown table (with ratios against the reference server) of a results file.
+    Report {
+        #[arg(long)]
+        results: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Auth {
+    /// client_secret_basic
+    Basic,
+    /// private_key_jwt
+    Jwt,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenario label, e.g. `frontdesk-sqlite`.
+    #[arg(long)]
+    label: String,
+    /// `reference` or `frontdesk` (used by `report` to pair rows).
+    #[arg(long)]
+    server: String,
+    /// Server address (loopback only).
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Key directory written by `keys`.
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long, value_enum)]
+    auth: Auth,
+    #[arg(long)]
+    client_id: String,
+    /// Secret for client_secret_basic.
+    #[arg(long, default_value = "")]
+    secret: String,
+    /// `audience` parameter (the resource AS).
+    #[arg(long, default_value = "https://as.saas.example")]
+    audience: String,
+    /// `aud` of client assertions (the server's issuer).
+    #[arg(long, default_value = "")]
+    assertion_aud: String,
+    #[arg(long, default_value = "https://idp.perf.example")]
+    idp_issuer: String,
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Distinct subject tokens, cycled.
+    #[arg(long, default_value_t = 4096)]
+    subject_pool: usize,
+    /// Upper bound on requests (and on pre-minted client assertions for private_key_jwt).
+    #[arg(long, default_value_t = 150_000)]
+    max_requests: usize,
+    /// Server process whose RSS is reported.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Database label for the report (`sqlite`, `postgres`, `-`).
+    #[arg(long, default_value = "-")]
+    db: String,
+    /// File to append the JSON result line to.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Keys { dir } => keys(&dir),
+        Command::Run(args) => run(*args),
+        Command::Report { results } => report(&results),
+    }
+}
+
+fn keys(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, algorithm) in [
+        ("idp", SigningAlgorithm::Rs256),
+        ("client", SigningAlgorithm::Es256),
+    ] {
+        let key = PrivateKey::generate(algorithm, 2048).map_err(anyhow::Error::msg)?;
+        std::fs::write(dir.join(format!("{name}.pk8")), key.pkcs8())?;
+        let jwk = key.public_jwk().map_err(anyhow::Error::msg)?;
+        std::fs::write(
+            dir.join(format!("{name}.jwks.json")),
+            json!({ "keys": [jwk] }).to_string(),
+        )?;
+    }
+    eprintln!("loadgen: wrote test keys to {}", dir.display());
+    Ok(())
+}
+
+fn load_key(dir: &Path, name: &str, algorithm: SigningAlgorithm) -> anyhow::Result<PrivateKey> {
+    let bytes = std::fs::read(dir.join(format!("{name}.pk8")))
+        .with_context(|| format!("reading {name}.pk8 (run `keys` first)"))?;
+    Ok(PrivateKey::from_pkcs8(algorithm, Zeroizing::new(bytes)))
+}
+
+/// Signs `count` JWTs on all cores; `claims(i)` gives the i-th payload.
+fn mint(
+    key: &PrivateKey,
+    count: usize,
+    claims: impl Fn(usize) -> Value + Sync,
+) -> anyhow::Result<Vec<String>> {
+    let encoding = key.encoding_key().map_err(anyhow::Error::msg)?;
+    let jwk = key.public_jwk().map_err(anyhow::Error::msg)?;
+    let mut header = jsonwebtoken::Header::new(key.algorithm().jwt_algorithm());
+    header.kid = jwk.common.key_id.clone();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = count.div_ceil(threads).max(1);
+    let parts: Vec<anyhow::Result<Vec<String>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .step_by(chunk)
+            .map(|start| {
+                let (header, encoding, claims) = (&header, &encoding, &claims);
+                scope.spawn(move || {
+                    (start..(start + chunk).min(count))
+                        .map(|i| Ok(jsonwebtoken::encode(header, &claims(i), encoding)?))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("minting panicked")))
+            })
+            .collect()
+    });
+    let mut all = Vec::with_capacity(count);
+    for part in parts {
+        all.extend(part?);
+    }
+    Ok(all)
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+const FORM_HEAD: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid-jag\
+&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token&scope=read";
+
+struct Plan {
+    /// Request bytes up to (excluding) `Content-Length`.
+    head: String,
+    /// Body prefix (form parameters other than the tokens).
+    body_head: String,
+    subjects: Vec<String>,
+    /// One per request (private_key_jwt); empty for Basic.
+    assertions: Vec<String>,
+    max_requests: usize,
+}
+
+impl Plan {
+    fn build(&self, i: usize, out: &mut Vec<u8>) -> bool {
+        let subject = &self.subjects[i % self.subjects.len()];
+        let assertion = if self.assertions.is_empty() {
+            None
+        } else {
+            match self.assertions.get(i) {
+                Some(a) => Some(a.as_str()),
+                None => return false,
+            }
+        };
+        if i >= self.max_requests {
+            return false;
+        }
+        const TYPE: &str = "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=";
+        let body_len = self.body_head.len()
+            + "&subject_token=".len()
+            + subject.len()
+            + assertion.map_or(0, |a| TYPE.len() + a.len());
+        out.clear();
+        let _ = write!(out, "{}Content-Length: {body_len}\r\n\r\n", self.head);
+        out.extend_from_slice(self.body_head.as_bytes());
+        out.extend_from_slice(b"&subject_token=");
+        out.extend_from_slice(subject.as_bytes());
+        if let Some(a) = assertion {
+            out.extend_from_slice(TYPE.as_bytes());
+            out.extend_from_slice(a.as_bytes());
+        }
+        true
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    last_done: Option<Instant>,
+}
+
+/// Reads one HTTP/1.1 response (Content-Length framed). Returns (status, body).
+async fn read_response(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    buf.clear();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed by the server");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 64 * 1024 {
+            bail!("response headers too large");
+        }
+    };
+    let head = std::str::from_utf8(&buf[..header_end]).context("non-UTF-8 response head")?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status code")?;
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .context("response without Content-Length")?;
+    while buf.len() < header_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed mid-body");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok((status, buf[header_end..header_end + length].to_vec()))
+}
+
+async fn connection(
+    addr: SocketAddr,
+    plan: Arc<Plan>,
+    next: Arc<AtomicUsize>,
+    exhausted: Arc<AtomicBool>,
+    measure_from: Instant,
+    deadline: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut request = Vec::with_capacity(4096);
+    let mut response = Vec::with_capacity(4096);
+    let mut stream: Option<tokio::net::TcpStream> = None;
+    let mut reconnects = 0u32;
+    while Instant::now() < deadline {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if !plan.build(i, &mut request) {
+            exhausted.store(true, Ordering::Relaxed);
+            break;
+        }
+        if stream.is_none() {
+            reconnects += 1;
+            if reconnects > 1000 {
+                break;
+            }
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    stream = Some(s);
+                }
+                Err(error) => {
+                    tally.errors += 1;
+                    tally.first_error.get_or_insert_with(|| error.to_string());
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else { continue };
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+            s.write_all(&request).await?;
+            read_response(s, &mut response).await
+        })
+        .await;
+        let done = Instant::now();
+        let measured = started >= measure_from && done <= deadline;
+        match outcome {
+            Ok(Ok((200, _))) => {
+                if measured {
+                    tally.ok += 1;
+                    let us = done.duration_since(started).as_micros();
+                    tally
+                        .latencies_us
+                        .push(u32::try_from(us).unwrap_or(u32::MAX));
+                    tally.last_done = Some(done);
+                }
+            }
+            Ok(Ok((status, body))) => {
+                tally.errors += 1;
+                tally.first_error.get_or_insert_with(|| {
+                    format!("HTTP {status}: {}", String::from_utf8_lossy(&body))
+                });
+            }
+            Ok(Err(error)) => {
+                tally.errors += 1;
+                tally.first_error.get_or_insert_with(|| error.to_string());
+                stream = None;
+            }
+            Err(_) => {
+                tally.errors += 1;
+                tally
+                    .first_error
+                    .get_or_insert_with(|| "request timed out (10 s)".into());
+                stream = None;
+            }
+        }
+    }
+    tally
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    if !args.addr.ip().is_loopback() {
+        bail!("the load generator only talks to loopback addresses");
+    }
+    let now = frontdesk::clock::unix_now();
+    let idp = load_key(&args.dir, "idp", SigningAlgorithm::Rs256)?;
+    let minting = Instant::now();
+    let subjects = mint(&idp, args.subject_pool.max(1), |i| {
+        json!({ "iss": args.idp_issuer, "sub": format!("user-{i}"), "aud": args.client_id,
+                "iat": now, "exp": now + 3600, "auth_time": now - 60,
+                "email": format!("user{i}@example.com"), "acr": "phr", "amr": ["pwd", "otp"],
+                "jti": uuid::Uuid::new_v4().to_string() })
+    })?;
+    let mut head = format!(
+        "POST /token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n",
+        args.addr
+    );
+    let mut body_head = format!(
+        "{FORM_HEAD}&audience={}",
+        form_urlencoded::byte_serialize(args.audience.as_bytes()).collect::<String>()
+    );
+    let assertions = match args.auth {
+        Auth::Basic => {
+            let credentials = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", args.client_id, args.secret));
+            head.push_str(&format!("Authorization: Basic {credentials}\r\n"));
+            Vec::new()
+        }
+        Auth::Jwt => {
+            body_head.push_str(&format!("&client_id={}", args.client_id));
+            let client = load_key(&args.dir, "client", SigningAlgorithm::Es256)?;
+            mint(&client, args.max_requests, |_| {
+                json!({ "iss": args.client_id, "sub": args.client_id, "aud": args.assertion_aud,
+                        "jti": uuid::Uuid::new_v4().to_string(), "iat": now, "exp": now + 240 })
+            })?
+        }
+    };
+    eprintln!(
+        "loadgen[{}]: minted {} subject tokens and {} client assertions in {:.1} s",
+        args.label,
+        subjects.len(),
+        assertions.len(),
+        minting.elapsed().as_secs_f64()
+    );
+    let plan = Arc::new(Plan {
+        head,
+        body_head,
+        subjects,
+        assertions,
+        max_requests: args.max_requests,
+    });
+    let idle_rss = args.pid.and_then(|pid| proc_status_kib(pid, "VmRSS:"));
+
+    // One thread: the generator must leave the CPU to the server as far as possible.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs(args.warmup_secs);
+    let deadline = measure_from + Duration::from_secs(args.duration_secs);
+    let next = Arc::new(AtomicUsize::new(0));
+    let exhausted = Arc::new(AtomicBool::new(false));
+    let tallies: Vec<Tally> = runtime.block_on(async {
+        let tasks: Vec<_> = (0..args.connections.clamp(1, 1024))
+            .map(|_| {
+                tokio::spawn(connection(
+                    args.addr,
+                    plan.clone(),
+                    next.clone(),
+                    exhausted.clone(),
+                    measure_from,
+                    deadline,
+                ))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for task in tasks {
+            out.push(task.await.unwrap_or_default());
+        }
+        out
+    });
+    let peak_rss = args.pid.and_then(|pid| proc_status_kib(pid, "VmHWM:"));
+
+    let mut latencies: Vec<u32> = Vec::new();
+    let (mut ok, mut errors, mut first_error, mut last_done) = (0u64, 0u64, None, None);
+    for tally in tallies {
+        latencies.extend(tally.latencies_us);
+        ok += tally.ok;
+        errors += tally.errors;
+        first_error = first_error.or(tally.first_error);
+        last_done = last_done.max(tally.last_done);
+    }
+    latencies.sort_unstable();
+    let pct = |p: usize| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        f64::from(latencies[(latencies.len() * p / 100).min(latencies.len() - 1)]) / 1000.0
+    };
+    let window = last_done
+        .map(|done| done.duration_since(measure_from))
+        .unwrap_or_default()
+        .as_secs_f64();
+    let rps = if window > 0.0 {
+        ok as f64 / window
+    } else {
+        0.0
+    };
+    let result = json!({
+        "label": args.label,
+        "server": args.server,
+        "db": args.db,
+        "auth": match args.auth { Auth::Basic => "client_secret_basic", Auth::Jwt => "private_key_jwt" },
+        "connections": args.connections,
+        "window_s": (window * 100.0).round() / 100.0,
+        "requests": ok,
+        "errors": errors,
+        "first_error": first_error,
+        "ended_early": exhausted.load(Ordering::Relaxed),
+        "rps": rps.round(),
+        "p50_ms": (pct(50) * 100.0).round() / 100.0,
+        "p99_ms": (pct(99) * 100.0).round() / 100.0,
+        "max_ms": (f64::from(latencies.last().copied().unwrap_or(0)) / 10.0).round() / 100.0,
+        "idle_rss_kib": idle_rss,
+        "peak_rss_kib": peak_rss,
+    });
+    eprintln!("loadgen[{}]: {result}", args.label);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.out)?;
+    writeln!(file, "{result}")?;
+    Ok(())
+}
+
+fn report(path: &Path) -> anyhow::Result<()> {
+    let rows: Vec<Value> = std::fs::read_to_string(path)?
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let num = |row: &Value, key: &str| row.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+    let reference = |auth: &str, key: &str| -> f64 {
+        let values: Vec<f64> = rows
+            .iter()
+            .filter(|r| r["server"] == "reference" && r["auth"] == auth)
+            .map(|r| num(r, key))
+            .collect();
+        if values.is_empty() {
+            0.0
+        } else {
+            values.iter().sum::<f64>() / values.len() as f64
+        }
+    };
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}×", a / b)
+        } else {
+            "–".into()
+        }
+    };
+    let mib = |row: &Value, key: &str| {
+        row.get(key)
+            .and_then(Value::as_f64)
+            .map_or("–".into(), |kib| format!("{:.1}", kib / 1024.0))
+    };
+    println!(
+        "| scenario | auth | req/s | p50 ms | p99 ms | errors | idle RSS MiB | peak RSS MiB | req/s ÷ ref | p99 ÷ ref |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let auth = row["auth"].as_str().unwrap_or("");
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+            row["label"].as_str().unwrap_or(""),
+            auth,
+            num(row, "rps"),
+            num(row, "p50_ms"),
+            num(row, "p99_ms"),
+            num(row, "errors"),
+            mib(row, "idle_rss_kib"),
+            mib(row, "peak_rss_kib"),
+            ratio(num(row, "rps"), reference(auth, "rps")),
+            ratio(num(row, "p99_ms"), reference(auth, "p99_ms")),
+        );
+    }
+    println!(
+        "\nRatios are against the mean of the reference rows with the same client authentication."
+    );
+    Ok(())
+}
