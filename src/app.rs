@@ -200,6 +200,9 @@ pub async fn spawn_on(
         store: store.clone(),
         keys: keys.clone(),
         tokens,
+        admin: Arc::new(crate::admin::AdminRuntime::new(Duration::from_secs(
+            config.federation.http_timeout_secs,
+        ))),
     };
     let app = router(state.clone());
     let (shutdown, mut stop) = watch::channel(false);
@@ -340,6 +343,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
             std::env::current_dir()
                 .map(|dir| dir.display().to_string())
                 .unwrap_or_else(|_| ".".into())
+        );
+    }
+    if let Some(link) = crate::admin::bootstrap_link(&server.state).await {
+        eprintln!(
+            "  ADMIN PAGE: no admin account exists yet. Open this one-time link within an hour to create one:\n    {link}"
         );
     }
     tracing::info!(addr = %server.addr, %issuer, development, "frontdesk started");

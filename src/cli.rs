@@ -44,6 +44,9 @@ pub enum Command {
     /// `subject_mode = "linked"` (leg 2).
     #[command(subcommand)]
     Subject(SubjectCommand),
+    /// Manage local accounts of the web admin page.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Perform a token exchange against a frontdesk (or any RFC 8693 server) and print the
     /// decoded result: a client-side helper for trying a deployment out.
     Exchange(crate::exchange_cli::ExchangeArgs),
@@ -63,6 +66,21 @@ pub enum SubjectCommand {
         /// The local subject that access tokens will carry.
         #[arg(long)]
         local: String,
+    },
+}
+
+/// Admin-page account commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a local admin account; the password is read from standard input, so
+    /// it never appears in the shell history or the process list.
+    CreateUser {
+        /// Sign-in name (letters, digits, - _ . @).
+        #[arg(long)]
+        username: String,
+        /// `admin` (reads and changes everything) or `auditor` (reads only).
+        #[arg(long, default_value = "admin")]
+        role: String,
     },
 }
 
@@ -145,6 +163,18 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
                     StartupError(format!("cannot load the configured trust: {error}"))
                 })?;
             crate::client_cli::run(command, &store).await
+        }
+        Command::Admin(AdminCommand::CreateUser { username, role }) => {
+            let role = crate::store::AdminRole::parse(&role).ok_or_else(|| {
+                StartupError(format!("--role must be admin or auditor, not {role}"))
+            })?;
+            let password = read_stdin("the password")?;
+            let store = app::open_store(&config).await?;
+            crate::admin::auth::create_user(&store, &username, &password, role, "cli", unix_now())
+                .await
+                .map_err(|error| StartupError(error.to_string()))?;
+            println!("created {} user {username}", role.as_str());
+            Ok(())
         }
         Command::Subject(SubjectCommand::Link { issuer, sub, local }) => {
             use crate::store::{AuditEvent, AuditLog, Decision, TokenStore};
@@ -247,20 +277,24 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
     }
 }
 
-fn hash_secret() -> Result<(), StartupError> {
+/// Reads one secret from standard input, without its trailing line end.
+fn read_stdin(what: &str) -> Result<String, StartupError> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
         .map_err(|error| {
-            StartupError(format!(
-                "cannot read the secret from standard input: {error}"
-            ))
+            StartupError(format!("cannot read {what} from standard input: {error}"))
         })?;
-    let secret = input.trim_end_matches(['\r', '\n']);
-    if secret.is_empty() {
-        return Err(StartupError("the secret on standard input is empty".into()));
+    let value = input.trim_end_matches(['\r', '\n']).to_string();
+    if value.is_empty() {
+        return Err(StartupError(format!("{what} on standard input is empty")));
     }
-    let phc = crate::secret::hash_secret(secret).map_err(StartupError)?;
+    Ok(value)
+}
+
+fn hash_secret() -> Result<(), StartupError> {
+    let secret = read_stdin("the secret")?;
+    let phc = crate::secret::hash_secret(&secret).map_err(StartupError)?;
     println!("{phc}");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! service). It trades enterprise SSO tokens for short-lived, audience-bound grants (ID-JAGs,
 //! identity-chaining grants, RFC 9068 access tokens) and redeems such grants from other issuers.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod client_cli;

@@ -17,4 +17,6 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// The token endpoint's service.
     pub tokens: Arc<crate::oauth::TokenService>,
+    /// The admin page's in-memory state (rate limiter, bootstrap token, test clock).
+    pub admin: Arc<crate::admin::AdminRuntime>,
 }

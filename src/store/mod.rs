@@ -6,6 +6,7 @@
 //!
 //! The traits below are the contract the rest of the server uses; [`Store`] implements them all.
 
+mod admin;
 mod audit;
 mod audit_writer;
 mod keys;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use admin::{AdminRole, AdminSessionRecord, AdminStore, AdminUser, TrustChange};
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::{AuditWriter, ReplayWriter};
 pub use keys::{KeyRecord, KeyState, KeyStore};

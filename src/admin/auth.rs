@@ -1,0 +1,581 @@
+//! Admin sign-in: local accounts (argon2id), server-side sessions, CSRF tokens, the failed
+//! sign-in rate limiter, and the one-time development bootstrap link.
+//!
+//! The cookie holds 32 random bytes (base64url); the database holds only their SHA-256, so a
+//! copy of the database does not let anyone ride a session. Sessions end after
+//! [`IDLE_TIMEOUT_SECS`] without a request or [`ABSOLUTE_TIMEOUT_SECS`] after sign-in.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
+
+use askama::Template;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::views::{AdminError, FormData, Layout, render, render_with_status};
+use super::{AdminRuntime, now_of};
+use crate::http::AppState;
+use crate::secret::{constant_time_eq, hash_secret, verify_secret};
+use crate::store::{
+    AdminRole, AdminSessionRecord, AdminStore, AdminUser, AuditEvent, AuditLog, Decision, Store,
+    StoreError,
+};
+
+/// Name of the session cookie (scoped to `Path=/admin`).
+pub const ADMIN_COOKIE: &str = "frontdesk_admin";
+/// A session ends after this long without a request (30 min).
+pub const IDLE_TIMEOUT_SECS: i64 = 30 * 60;
+/// A session ends this long after sign-in, however active (12 h).
+pub const ABSOLUTE_TIMEOUT_SECS: i64 = 12 * 3600;
+/// Failed sign-ins allowed per username and client address within [`RATE_WINDOW_SECS`].
+pub const MAX_FAILED_SIGN_INS: u32 = 5;
+/// The rate limiter's window.
+pub const RATE_WINDOW_SECS: i64 = 15 * 60;
+/// The development bootstrap link is valid this long.
+pub const BOOTSTRAP_TTL_SECS: i64 = 3600;
+/// Shortest accepted admin password.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// Random bytes as base64url: session ids, CSRF tokens, bootstrap tokens.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    // SystemRandom only fails if the OS has no entropy source, in which case nothing is safe;
+    // an all-zero token would then be refused below by length-independent checks, so surface it.
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        tracing::error!("the system random number generator failed");
+    }
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn sha256(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        text.as_bytes(),
+    ))
+}
+
+/// The in-memory failed sign-in counter, per username and client address, over a fixed window.
+/// Per instance: several instances each allow the limit (documented; good enough against
+/// online guessing given argon2id's cost).
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    failures: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl RateLimiter {
+    fn key(username: &str, ip: &str) -> String {
+        format!("{username}\n{ip}")
+    }
+
+    fn blocked(&self, username: &str, ip: &str, now: i64) -> bool {
+        let failures = match self.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        failures
+            .get(&Self::key(username, ip))
+            .is_some_and(|(start, count)| {
+                now - start < RATE_WINDOW_SECS && *count >= MAX_FAILED_SIGN_INS
+            })
+    }
+
+    fn fail(&self, username: &str, ip: &str, now: i64) {
+        let mut failures = match self.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if failures.len() > 10_000 {
+            failures.retain(|_, (start, _)| now - *start < RATE_WINDOW_SECS);
+        }
+        let entry = failures.entry(Self::key(username, ip)).or_insert((now, 0));
+        if now - entry.0 >= RATE_WINDOW_SECS {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+    }
+
+    fn clear(&self, username: &str, ip: &str) {
+        let mut failures = match self.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        failures.remove(&Self::key(username, ip));
+    }
+}
+
+/// The one-time development bootstrap token (kept in memory only).
+#[derive(Debug)]
+pub struct BootstrapToken {
+    token: String,
+    expires_at: i64,
+}
+
+impl AdminRuntime {
+    /// Issues (replacing any earlier one) the single-use bootstrap token, valid for an hour.
+    pub fn issue_bootstrap_token(&self) -> String {
+        let token = random_token();
+        let mut slot = match self.bootstrap.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Some(BootstrapToken {
+            token: token.clone(),
+            expires_at: self.now() + BOOTSTRAP_TTL_SECS,
+        });
+        token
+    }
+
+    fn bootstrap_valid(&self, token: &str) -> bool {
+        let slot = match self.bootstrap.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slot.as_ref().is_some_and(|held| {
+            held.expires_at > self.now()
+                && constant_time_eq(held.token.as_bytes(), token.as_bytes())
+        })
+    }
+
+    /// Consumes the token if it is valid; true if it was.
+    fn take_bootstrap(&self, token: &str) -> bool {
+        let mut slot = match self.bootstrap.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let valid = slot.as_ref().is_some_and(|held| {
+            held.expires_at > self.now()
+                && constant_time_eq(held.token.as_bytes(), token.as_bytes())
+        });
+        if valid {
+            *slot = None;
+        }
+        valid
+    }
+}
+
+/// A signed-in admin, extracted from the session cookie on every admin page. Missing, unknown
+/// or expired sessions redirect to the sign-in page.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Who.
+    pub username: String,
+    /// What they may do.
+    pub role: AdminRole,
+    /// The session's CSRF token.
+    pub csrf: String,
+}
+
+impl Session {
+    /// Admins may change things; auditors may only read.
+    pub fn can_change(&self) -> bool {
+        self.role == AdminRole::Admin
+    }
+
+    /// Checks a state-changing form: the CSRF token (constant time) first, then the role.
+    pub fn authorize_change(&self, form: &FormData) -> Result<(), AdminError> {
+        self.check_csrf(form)?;
+        if !self.can_change() {
+            return Err(AdminError::Forbidden(
+                "Your role is auditor: you can read everything but change nothing.".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks only the CSRF token (for forms every role may submit, such as sign-out).
+    pub fn check_csrf(&self, form: &FormData) -> Result<(), AdminError> {
+        if constant_time_eq(form.get("csrf").as_bytes(), self.csrf.as_bytes()) {
+            Ok(())
+        } else {
+            Err(AdminError::Forbidden(
+                "The form's security token is missing or does not match your session. Reload the page and try again.".into(),
+            ))
+        }
+    }
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == ADMIN_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(cookie) = cookie_value(&parts.headers) else {
+            return Err(AdminError::SignIn);
+        };
+        let id_hash = sha256(&cookie);
+        let Some(record) = state.store.admin_session(&id_hash).await? else {
+            return Err(AdminError::SignIn);
+        };
+        let now = now_of(state);
+        if now - record.last_seen_at >= IDLE_TIMEOUT_SECS
+            || now - record.created_at >= ABSOLUTE_TIMEOUT_SECS
+        {
+            state.store.delete_admin_session(&id_hash).await?;
+            return Err(AdminError::SignIn);
+        }
+        // Refresh the idle clock at most every few seconds, not on every request.
+        if now - record.last_seen_at >= 10 {
+            state.store.touch_admin_session(&id_hash, now).await?;
+        }
+        Ok(Session {
+            username: record.username,
+            role: record.role,
+            csrf: record.csrf_token,
+        })
+    }
+}
+
+/// The client's address for the rate limiter ("unknown" if the server was not started with
+/// connection info).
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string()),
+        ))
+    }
+}
+
+fn session_cookie(state: &AppState, value: &str, max_age: Option<i64>) -> HeaderValue {
+    let secure = if state.config.issuer_is_loopback_http() {
+        ""
+    } else {
+        "; Secure"
+    };
+    let max_age = max_age.map_or_else(String::new, |secs| format!("; Max-Age={secs}"));
+    HeaderValue::from_str(&format!(
+        "{ADMIN_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/admin{secure}{max_age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("frontdesk_admin=; Path=/admin; Max-Age=0"))
+}
+
+/// Starts a session for `username` and redirects to the dashboard with the cookie set.
+async fn start_session(state: &AppState, username: &str) -> Result<Response, AdminError> {
+    let now = now_of(state);
+    let _ = state
+        .store
+        .purge_admin_sessions(now - IDLE_TIMEOUT_SECS, now - ABSOLUTE_TIMEOUT_SECS)
+        .await;
+    let id = random_token();
+    state
+        .store
+        .create_admin_session(&AdminSessionRecord {
+            id_hash: sha256(&id),
+            username: username.to_string(),
+            role: AdminRole::Admin, // not stored: the role is joined from admin_users
+            csrf_token: random_token(),
+            created_at: now,
+            last_seen_at: now,
+        })
+        .await?;
+    let mut response = Redirect::to("/admin").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(state, &id, None));
+    Ok(response)
+}
+
+/// A PHC hash of a random password, verified against for unknown usernames so that a wrong
+/// username costs as much time as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_secret(&random_token()).unwrap_or_default())
+}
+
+#[derive(Template)]
+#[template(path = "admin/sign_in.html")]
+struct SignInPage {
+    layout: Layout,
+    username: String,
+    error: Option<String>,
+}
+
+/// `GET /admin/sign-in`.
+pub async fn sign_in_page() -> Response {
+    render(&SignInPage {
+        layout: Layout::anonymous("Sign in"),
+        username: String::new(),
+        error: None,
+    })
+}
+
+/// Refuses a cross-site POST to the forms that work without a session (login CSRF). Browsers
+/// send `Sec-Fetch-Site`, which must say `same-origin` (or `none`, typed by the user); `Origin`,
+/// when it names an origin, must be the issuer's. (Under `Referrer-Policy: no-referrer` browsers
+/// send `Origin: null` for same-origin form posts, so `null` alone proves nothing either way.)
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
+    let expected = url::Url::parse(&state.config.issuer)
+        .map(|url| url.origin().ascii_serialization())
+        .unwrap_or_default();
+    let refuse = || {
+        Err(AdminError::Forbidden(format!(
+            "This form must be submitted from {expected}, the server's issuer origin."
+        )))
+    };
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(site) = header("sec-fetch-site")
+        && site != "same-origin"
+        && site != "none"
+    {
+        return refuse();
+    }
+    match header("origin") {
+        Some(origin) if origin != "null" && origin != expected => refuse(),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /admin/sign-in`: verifies the password (argon2id, on the blocking pool), rate limits
+/// and audits failures, and starts a session.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    form: FormData,
+) -> Result<Response, AdminError> {
+    check_origin(&state, &headers)?;
+    let username = form.get("username").trim().to_string();
+    let password = form.get("password").to_string();
+    let now = now_of(&state);
+    if state.admin.limiter.blocked(&username, &ip, now) {
+        audit_sign_in_failure(&state.store, now, &username, &ip, "rate_limited").await?;
+        return Err(AdminError::TooManyAttempts);
+    }
+    let user = state.store.admin_user(&username).await?;
+    let phc = user.as_ref().map_or_else(
+        || dummy_hash().to_string(),
+        |user| user.password_hash.clone(),
+    );
+    let matches = tokio::task::spawn_blocking(move || verify_secret(&password, &phc))
+        .await
+        .unwrap_or(false);
+    if let (true, Some(user)) = (matches, user) {
+        state.admin.limiter.clear(&username, &ip);
+        let mut event = AuditEvent::new(now, "admin_sign_in", Decision::Changed);
+        event.detail = Some(serde_json::json!({ "actor": user.username, "ip": ip }));
+        state.store.record(&event).await?;
+        return start_session(&state, &user.username).await;
+    }
+    state.admin.limiter.fail(&username, &ip, now);
+    audit_sign_in_failure(&state.store, now, &username, &ip, "bad_credentials").await?;
+    Ok(render_with_status(
+        StatusCode::UNAUTHORIZED,
+        &SignInPage {
+            layout: Layout::anonymous("Sign in"),
+            username,
+            error: Some("Wrong username or password.".into()),
+        },
+    ))
+}
+
+async fn audit_sign_in_failure(
+    store: &Store,
+    now: i64,
+    username: &str,
+    ip: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let mut event = AuditEvent::new(now, "admin_sign_in", Decision::Denied);
+    event.reason = Some(reason.to_string());
+    event.subject = Some(username.to_string());
+    event.detail = Some(serde_json::json!({ "username": username, "ip": ip }));
+    store.record(&event).await
+}
+
+/// `POST /admin/sign-out`: ends the session and clears the cookie.
+pub async fn sign_out(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    form: FormData,
+) -> Result<Response, AdminError> {
+    session.check_csrf(&form)?;
+    if let Some(cookie) = cookie_value(&headers) {
+        state.store.delete_admin_session(&sha256(&cookie)).await?;
+    }
+    let mut response = Redirect::to("/admin/sign-in").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state, "", Some(0)));
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "admin/bootstrap.html")]
+struct BootstrapPage {
+    layout: Layout,
+    token: String,
+    username: String,
+    error: Option<String>,
+}
+
+/// Query of the bootstrap link.
+#[derive(Debug, serde::Deserialize)]
+pub struct BootstrapQuery {
+    #[serde(default)]
+    token: String,
+}
+
+fn bootstrap_gone() -> AdminError {
+    AdminError::Forbidden(
+        "This bootstrap link is invalid, used or expired. Restart the development server for a new one, or create a user with `frontdesk admin create-user`.".into(),
+    )
+}
+
+/// `GET /admin/bootstrap?token=…`: the form to create the first admin account.
+pub async fn bootstrap_page(
+    State(state): State<AppState>,
+    Query(query): Query<BootstrapQuery>,
+) -> Result<Response, AdminError> {
+    if !state.admin.bootstrap_valid(&query.token) || state.store.count_admin_users().await? > 0 {
+        return Err(bootstrap_gone());
+    }
+    Ok(render(&BootstrapPage {
+        layout: Layout::anonymous("Create the first admin account"),
+        token: query.token,
+        username: String::new(),
+        error: None,
+    }))
+}
+
+/// `POST /admin/bootstrap`: creates the first admin (consuming the token) and signs them in.
+pub async fn bootstrap(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: FormData,
+) -> Result<Response, AdminError> {
+    check_origin(&state, &headers)?;
+    let token = form.get("token").to_string();
+    if !state.admin.bootstrap_valid(&token) || state.store.count_admin_users().await? > 0 {
+        return Err(bootstrap_gone());
+    }
+    let username = form.get("username").trim().to_string();
+    let password = form.get("password").to_string();
+    let problem = check_new_user(&username, &password)
+        .err()
+        .or_else(|| (password != form.get("confirm")).then(|| "The passwords differ.".to_string()));
+    if let Some(error) = problem {
+        return Ok(render_with_status(
+            StatusCode::BAD_REQUEST,
+            &BootstrapPage {
+                layout: Layout::anonymous("Create the first admin account"),
+                token,
+                username,
+                error: Some(error),
+            },
+        ));
+    }
+    if !state.admin.take_bootstrap(&token) {
+        return Err(bootstrap_gone());
+    }
+    create_user(
+        &state.store,
+        &username,
+        &password,
+        AdminRole::Admin,
+        "bootstrap",
+        now_of(&state),
+    )
+    .await
+    .map_err(|error| match error {
+        CreateUserError::Invalid(message) => AdminError::BadRequest(message),
+        CreateUserError::Store(error) => AdminError::from(error),
+    })?;
+    start_session(&state, &username).await
+}
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Bad username or password, or the name is taken.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Store(StoreError),
+}
+
+/// Checks a new account's username (1-64 of letters, digits, `-_.@`) and password length.
+pub fn check_new_user(username: &str, password: &str) -> Result<(), String> {
+    if username.is_empty()
+        || username.len() > 64
+        || !username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        return Err("The username must be 1-64 letters, digits, - _ . or @.".into());
+    }
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(format!(
+            "The password must be at least {MIN_PASSWORD_LEN} characters long."
+        ));
+    }
+    Ok(())
+}
+
+/// Creates an admin user (hashing on the blocking pool) and audits it in the same transaction;
+/// used by the bootstrap page and `frontdesk admin create-user`.
+pub async fn create_user(
+    store: &Store,
+    username: &str,
+    password: &str,
+    role: AdminRole,
+    actor: &str,
+    now: i64,
+) -> Result<(), CreateUserError> {
+    check_new_user(username, password).map_err(CreateUserError::Invalid)?;
+    let secret = password.to_string();
+    let password_hash = tokio::task::spawn_blocking(move || hash_secret(&secret))
+        .await
+        .map_err(|error| CreateUserError::Invalid(format!("hashing failed: {error}")))?
+        .map_err(CreateUserError::Invalid)?;
+    let mut event = AuditEvent::new(now, "admin_user_created", Decision::Changed);
+    event.subject = Some(username.to_string());
+    event.detail = Some(serde_json::json!({
+        "actor": actor,
+        "before": null,
+        "after": { "username": username, "role": role.as_str() },
+    }));
+    let user = AdminUser {
+        username: username.to_string(),
+        password_hash,
+        role,
+        created_at: now,
+    };
+    match store.create_admin_user(&user, &event).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Conflict) => Err(CreateUserError::Invalid(format!(
+            "an admin user named {username} already exists"
+        ))),
+        Err(error) => Err(CreateUserError::Store(error)),
+    }
+}

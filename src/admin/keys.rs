@@ -1,0 +1,129 @@
+//! Signing keys: list with state and dates, rotate (publish a `next` key, or promote at once in
+//! an emergency), retire. Each change is audited.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::auth::Session;
+use super::views::{AdminError, FormData, Layout, format_optional_time, format_time, render};
+use crate::http::AppState;
+use crate::keys::{KeyError, KeyRing};
+use crate::store::{AuditEvent, AuditLog, Decision};
+
+struct KeyRow {
+    kid: String,
+    algorithm: String,
+    state: &'static str,
+    created: String,
+    activate_at: String,
+    activated: String,
+    retired: String,
+    publish_until: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/keys.html")]
+struct KeysPage {
+    layout: Layout,
+    notice: Option<String>,
+    promote_after: u64,
+    keys: Vec<KeyRow>,
+}
+
+/// Query of the keys page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct KeysQuery {
+    #[serde(default)]
+    notice: String,
+}
+
+/// `GET /admin/keys`.
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    axum::extract::Query(query): axum::extract::Query<KeysQuery>,
+) -> Result<Response, AdminError> {
+    let keys = KeyRing::list(&state.store)
+        .await?
+        .into_iter()
+        .map(|key| KeyRow {
+            kid: key.kid,
+            algorithm: key.algorithm,
+            state: key.state,
+            created: format_time(key.created_at),
+            activate_at: format_optional_time(key.activate_at),
+            activated: format_optional_time(key.activated_at),
+            retired: format_optional_time(key.retired_at),
+            publish_until: format_optional_time(key.publish_until),
+        })
+        .collect();
+    let notice = match query.notice.as_str() {
+        "rotated" => Some("A new key was published.".to_string()),
+        "retired" => Some(
+            "The key was retired; it stays published until its tokens have expired.".to_string(),
+        ),
+        _ => None,
+    };
+    Ok(render(&KeysPage {
+        layout: Layout::new("Signing keys", "keys", &session),
+        notice,
+        promote_after: state.config.keys.promote_after_secs,
+        keys,
+    }))
+}
+
+async fn audit(
+    state: &AppState,
+    session: &Session,
+    event: &str,
+    detail: serde_json::Value,
+) -> Result<(), AdminError> {
+    let mut record = AuditEvent::new(crate::clock::unix_now(), event, Decision::Changed);
+    let mut detail = detail;
+    detail["actor"] = serde_json::Value::String(session.username.clone());
+    record.detail = Some(detail);
+    state.store.record(&record).await?;
+    Ok(())
+}
+
+/// `POST /admin/keys/rotate` (`immediately` checkbox for emergency rotation).
+pub async fn rotate(
+    State(state): State<AppState>,
+    session: Session,
+    form: FormData,
+) -> Result<Response, AdminError> {
+    session.authorize_change(&form)?;
+    let immediately = form.checked("immediately");
+    let before = state.keys.active_kid().map(|(kid, _)| kid);
+    let kid = state
+        .keys
+        .rotate(crate::clock::unix_now(), immediately)
+        .await?;
+    audit(
+        &state,
+        &session,
+        "key_rotated",
+        serde_json::json!({ "before": { "active": before }, "after": { "kid": kid, "immediately": immediately } }),
+    )
+    .await?;
+    Ok(Redirect::to("/admin/keys?notice=rotated").into_response())
+}
+
+/// `POST /admin/keys/{kid}/retire`.
+pub async fn retire(
+    State(state): State<AppState>,
+    session: Session,
+    Path(kid): Path<String>,
+    form: FormData,
+) -> Result<Response, AdminError> {
+    session.authorize_change(&form)?;
+    match state.keys.retire(&kid, crate::clock::unix_now()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AdminError::NotFound),
+        Err(KeyError::Crypto(message)) => return Err(AdminError::BadRequest(message)),
+        Err(error) => return Err(error.into()),
+    }
+    audit(&state, &session, "key_retired", serde_json::json!({ "before": { "kid": kid }, "after": { "kid": kid, "state": "retired" } })).await?;
+    Ok(Redirect::to("/admin/keys?notice=retired").into_response())
+}

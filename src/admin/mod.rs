@@ -1,0 +1,166 @@
+//! The web admin page under `/admin`: server-rendered askama pages, usable without JavaScript,
+//! one stylesheet served from the binary. Sign-in is local (argon2id) with server-side sessions;
+//! every state-changing form is a POST carrying the session's CSRF token; every change is
+//! audited in the same transaction as the change itself.
+//!
+//! Not here yet: OIDC single sign-on for admins, and the JSON API under `/admin/api`.
+
+mod audit;
+pub mod auth;
+mod dashboard;
+mod keys;
+mod trust;
+mod views;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderValue, header};
+
+use crate::http::AppState;
+
+pub use auth::{ABSOLUTE_TIMEOUT_SECS, ADMIN_COOKIE, IDLE_TIMEOUT_SECS};
+pub use views::AdminError;
+
+/// The Content-Security-Policy of every admin response: no scripts at all, styles and images
+/// only from frontdesk, forms only to frontdesk, never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLESHEET: &str = include_str!("../../static/admin.css");
+const FAVICON: &str = include_str!("../../static/favicon.svg");
+
+/// In-memory state of the admin page on this instance: the sign-in rate limiter, the one-time
+/// development bootstrap token, an HTTP client for "test connection", and a clock offset that
+/// tests use to expire sessions without sleeping.
+#[derive(Debug)]
+pub struct AdminRuntime {
+    pub(crate) limiter: auth::RateLimiter,
+    pub(crate) bootstrap: std::sync::Mutex<Option<auth::BootstrapToken>>,
+    pub(crate) http: reqwest::Client,
+    clock_offset: AtomicI64,
+}
+
+impl AdminRuntime {
+    /// Builds the runtime; `http_timeout` bounds each outbound request of "test connection".
+    pub fn new(http_timeout: Duration) -> AdminRuntime {
+        let http = reqwest::Client::builder()
+            .timeout(http_timeout)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("frontdesk/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        AdminRuntime {
+            limiter: auth::RateLimiter::default(),
+            bootstrap: std::sync::Mutex::new(None),
+            http,
+            clock_offset: AtomicI64::new(0),
+        }
+    }
+
+    /// The admin page's notion of now (unix seconds): the system clock plus the test offset.
+    pub fn now(&self) -> i64 {
+        crate::clock::unix_now() + self.clock_offset.load(Ordering::Relaxed)
+    }
+
+    /// Moves the admin page's clock forward, so tests can expire sessions without sleeping.
+    pub fn advance_clock(&self, secs: i64) {
+        self.clock_offset.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+/// The `/admin` routes. Merged into the plain routes of [`crate::http::router`], so the
+/// body-limit layer applies.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(dashboard::page))
+        .route("/admin/", get(dashboard::page))
+        .route("/admin/static/admin.css", get(stylesheet))
+        .route("/admin/static/favicon.svg", get(favicon))
+        .route(
+            "/admin/sign-in",
+            get(auth::sign_in_page).post(auth::sign_in),
+        )
+        .route("/admin/sign-out", post(auth::sign_out))
+        .route(
+            "/admin/bootstrap",
+            get(auth::bootstrap_page).post(auth::bootstrap),
+        )
+        .merge(trust::routes())
+        .route("/admin/keys", get(keys::page))
+        .route("/admin/keys/rotate", post(keys::rotate))
+        .route("/admin/keys/{kid}/retire", post(keys::retire))
+        .route("/admin/audit", get(audit::page))
+        .route("/admin/audit/export", get(audit::export))
+        .route("/admin/{*rest}", get(not_found).post(not_found))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+async fn not_found() -> AdminError {
+    AdminError::NotFound
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        FAVICON,
+    )
+        .into_response()
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// On a development instance with no admin users, issues the one-time bootstrap link (valid for
+/// an hour, single use) that lets the person at the terminal create the first admin account.
+pub async fn bootstrap_link(state: &AppState) -> Option<String> {
+    use crate::store::AdminStore;
+    if !state.config.development {
+        return None;
+    }
+    match state.store.count_admin_users().await {
+        Ok(0) => {}
+        Ok(_) => return None,
+        Err(error) => {
+            tracing::warn!(%error, "cannot count admin users; no bootstrap link");
+            return None;
+        }
+    }
+    let token = state.admin.issue_bootstrap_token();
+    Some(format!(
+        "{}/admin/bootstrap?token={token}",
+        state.config.issuer.trim_end_matches('/')
+    ))
+}
+
+/// The admin clock of a state (see [`AdminRuntime::now`]).
+pub(crate) fn now_of(state: &AppState) -> i64 {
+    state.admin.now()
+}

@@ -1,0 +1,348 @@
+//! Persistence of the web admin page: local admin users, server-side sessions, and trust changes
+//! made through the page. A change and its audit event are written in one transaction, so the
+//! log never misses a change and never records one that did not happen.
+
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{AuditEvent, Store, StoreError, TrustDocument, TrustKind, on_pool};
+
+/// What an admin user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminRole {
+    /// Reads and changes everything.
+    Admin,
+    /// Reads everything, changes nothing.
+    Auditor,
+}
+
+impl AdminRole {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Admin => "admin",
+            AdminRole::Auditor => "auditor",
+        }
+    }
+
+    /// Parses a stored or typed name.
+    pub fn parse(text: &str) -> Option<AdminRole> {
+        match text {
+            "admin" => Some(AdminRole::Admin),
+            "auditor" => Some(AdminRole::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// A local admin account.
+#[derive(Debug, Clone)]
+pub struct AdminUser {
+    /// Sign-in name.
+    pub username: String,
+    /// argon2id PHC string of the password.
+    pub password_hash: String,
+    /// Role.
+    pub role: AdminRole,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A stored session (the cookie value itself is never stored).
+#[derive(Debug, Clone)]
+pub struct AdminSessionRecord {
+    /// SHA-256 of the cookie value, base64url.
+    pub id_hash: String,
+    /// The signed-in user.
+    pub username: String,
+    /// Role of the user (joined from `admin_users`, so a role change applies at once).
+    pub role: AdminRole,
+    /// Per-session CSRF token put in every form.
+    pub csrf_token: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last request (idle timeout).
+    pub last_seen_at: i64,
+}
+
+/// A trust change made through the admin page.
+#[derive(Debug, Clone, Copy)]
+pub enum TrustChange<'a> {
+    /// Insert a new object; `Conflict` if the id is taken (by any row, config-managed or not).
+    Create(&'a TrustDocument),
+    /// Replace a database-managed object.
+    Update(&'a TrustDocument),
+    /// Delete a database-managed object.
+    Delete(&'a str),
+}
+
+/// Admin persistence.
+pub trait AdminStore {
+    /// Number of admin users (the development bootstrap link is offered only at zero).
+    fn count_admin_users(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Creates a user and records `event` in one transaction; `Conflict` if the name is taken.
+    fn create_admin_user(
+        &self,
+        user: &AdminUser,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The user with this name.
+    fn admin_user(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<AdminUser>, StoreError>> + Send;
+    /// Stores a new session.
+    fn create_admin_session(
+        &self,
+        session: &AdminSessionRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The session with this id hash, with its user's current role.
+    fn admin_session(
+        &self,
+        id_hash: &str,
+    ) -> impl Future<Output = Result<Option<AdminSessionRecord>, StoreError>> + Send;
+    /// Marks a session as used now.
+    fn touch_admin_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes a session (sign-out, expiry).
+    fn delete_admin_session(
+        &self,
+        id_hash: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes sessions idle since before `idle_before` or created before `created_before`.
+    fn purge_admin_sessions(
+        &self,
+        idle_before: i64,
+        created_before: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Applies a trust change to database-managed rows only (config-managed rows are never
+    /// touched) and records `event`, all in one transaction. False if no row matched (a delete
+    /// or update of a missing or config-managed object), and then nothing is recorded.
+    fn apply_trust_change(
+        &self,
+        kind: TrustKind,
+        change: TrustChange<'_>,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+fn table(kind: TrustKind) -> (&'static str, &'static str) {
+    match kind {
+        TrustKind::IdentityProvider => ("identity_providers", "id"),
+        TrustKind::Audience => ("audiences", "id"),
+        TrustKind::Client => ("clients", "client_id"),
+    }
+}
+
+/// The audit insert, run inside the caller's transaction (same columns as `AuditLog::record`).
+const INSERT_AUDIT: &str = "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+
+fn join(items: &[String]) -> Option<String> {
+    (!items.is_empty()).then(|| serde_json::to_string(items).unwrap_or_default())
+}
+
+macro_rules! insert_audit {
+    ($event:expr, $executor:expr) => {{
+        let event: &AuditEvent = $event;
+        sqlx::query(INSERT_AUDIT)
+            .bind(event.occurred_at)
+            .bind(&event.request_id)
+            .bind(&event.event)
+            .bind(event.decision.as_str())
+            .bind(&event.reason)
+            .bind(&event.error_code)
+            .bind(&event.client_id)
+            .bind(&event.grant_type)
+            .bind(&event.subject_issuer)
+            .bind(&event.subject)
+            .bind(&event.audience)
+            .bind(join(&event.resources))
+            .bind(join(&event.scopes_requested))
+            .bind(join(&event.scopes_granted))
+            .bind(&event.issued_jti)
+            .bind(event.issued_expires_at)
+            .bind(event.detail.as_ref().map(|detail| detail.to_string()))
+            .execute($executor)
+            .await
+            .map_err(StoreError::classify)?;
+    }};
+}
+
+impl AdminStore for Store {
+    async fn count_admin_users(&self) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM admin_users").fetch_one(pool).await?;
+            Ok(row.try_get::<i64, _>("n")?)
+        })
+    }
+
+    async fn create_admin_user(
+        &self,
+        user: &AdminUser,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO admin_users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(&user.username)
+                .bind(&user.password_hash)
+                .bind(user.role.as_str())
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::classify)?;
+            insert_audit!(event, &mut *tx);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn admin_user(&self, username: &str) -> Result<Option<AdminUser>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT username, password_hash, role, created_at FROM admin_users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|row| {
+                let role: String = row.try_get("role")?;
+                Ok(AdminUser {
+                    username: row.try_get("username")?,
+                    password_hash: row.try_get("password_hash")?,
+                    role: AdminRole::parse(&role)
+                        .ok_or_else(|| StoreError::Corrupt(format!("unknown admin role {role}")))?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    async fn create_admin_session(&self, session: &AdminSessionRecord) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("INSERT INTO admin_sessions (id_hash, username, csrf_token, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&session.id_hash)
+                .bind(&session.username)
+                .bind(&session.csrf_token)
+                .bind(session.created_at)
+                .bind(session.last_seen_at)
+                .execute(pool)
+                .await
+                .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn admin_session(&self, id_hash: &str) -> Result<Option<AdminSessionRecord>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT s.id_hash, s.username, u.role, s.csrf_token, s.created_at, s.last_seen_at \
+                 FROM admin_sessions s JOIN admin_users u ON u.username = s.username WHERE s.id_hash = $1",
+            )
+            .bind(id_hash)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| {
+                let role: String = row.try_get("role")?;
+                Ok(AdminSessionRecord {
+                    id_hash: row.try_get("id_hash")?,
+                    username: row.try_get("username")?,
+                    role: AdminRole::parse(&role)
+                        .ok_or_else(|| StoreError::Corrupt(format!("unknown admin role {role}")))?,
+                    csrf_token: row.try_get("csrf_token")?,
+                    created_at: row.try_get("created_at")?,
+                    last_seen_at: row.try_get("last_seen_at")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    async fn touch_admin_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE admin_sessions SET last_seen_at = $1 WHERE id_hash = $2")
+                .bind(now)
+                .bind(id_hash)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn delete_admin_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM admin_sessions WHERE id_hash = $1")
+                .bind(id_hash)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn purge_admin_sessions(
+        &self,
+        idle_before: i64,
+        created_before: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM admin_sessions WHERE last_seen_at < $1 OR created_at < $2")
+                .bind(idle_before)
+                .bind(created_before)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn apply_trust_change(
+        &self,
+        kind: TrustKind,
+        change: TrustChange<'_>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let (table, id) = table(kind);
+        // Only database-managed rows may change here: an insert never overwrites a row, and
+        // updates and deletes skip config-managed rows.
+        let insert = format!(
+            "INSERT INTO {table} ({id}, document, managed_by_config, updated_at) VALUES ($1, $2, FALSE, $3)"
+        );
+        let update = format!(
+            "UPDATE {table} SET document = $2, updated_at = $3 WHERE {id} = $1 AND managed_by_config = FALSE"
+        );
+        let delete = format!("DELETE FROM {table} WHERE {id} = $1 AND managed_by_config = FALSE");
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = match change {
+                TrustChange::Create(document) | TrustChange::Update(document) => {
+                    let sql = if matches!(change, TrustChange::Create(_)) { &insert } else { &update };
+                    sqlx::query(AssertSqlSafe(sql.as_str()))
+                        .bind(&document.id)
+                        .bind(document.document.to_string())
+                        .bind(document.updated_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::classify)?
+                        .rows_affected()
+                        == 1
+                }
+                TrustChange::Delete(id_value) => {
+                    sqlx::query(AssertSqlSafe(delete.as_str()))
+                        .bind(id_value)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                        == 1
+                }
+            };
+            if !changed {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            insert_audit!(event, &mut *tx);
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+}

@@ -1,0 +1,780 @@
+//! The admin page over real HTTP (reqwest with a cookie jar): sign-in, sessions, CSRF, roles,
+//! security headers, and the trust forms, against a server with config-managed trust.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use env::Env;
+use frontdesk::admin::auth::create_user;
+use frontdesk::store::{AdminRole, AuditFilter, AuditLog, Decision, TrustKind, TrustStore};
+use reqwest::StatusCode;
+
+const ADMIN: &str = "alice";
+const AUDITOR: &str = "audrey";
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Admin {
+    env: Env,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    async fn start() -> anyhow::Result<Admin> {
+        let env = Env::start().await?;
+        let store = &env.server.state.store;
+        let now = env::now();
+        create_user(store, ADMIN, PASSWORD, AdminRole::Admin, "test", now).await?;
+        create_user(store, AUDITOR, PASSWORD, AdminRole::Auditor, "test", now).await?;
+        Ok(Admin {
+            http: browser()?,
+            env,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.env.url)
+    }
+
+    async fn sign_in_as(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .http
+            .post(self.url("/admin/sign-in"))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await?)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, String)> {
+        let response = self.http.get(self.url(path)).send().await?;
+        Ok((response.status(), response.text().await?))
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> anyhow::Result<(StatusCode, String)> {
+        let response = self.http.post(self.url(path)).form(form).send().await?;
+        Ok((response.status(), response.text().await?))
+    }
+
+    /// The CSRF token of the signed-in session, read from a page's sign-out form.
+    async fn csrf(&self) -> anyhow::Result<String> {
+        let (_, html) = self.get("/admin").await?;
+        csrf_of(&html)
+    }
+}
+
+fn browser() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+fn csrf_of(html: &str) -> anyhow::Result<String> {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html
+        .find(marker)
+        .ok_or_else(|| anyhow::anyhow!("no csrf field in page: {html}"))?
+        + marker.len();
+    let end = html[start..]
+        .find('"')
+        .ok_or_else(|| anyhow::anyhow!("unterminated csrf value"))?;
+    Ok(html[start..start + end].to_string())
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_session_cookie_and_failures_are_audited() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+
+    // Without a session every page redirects to the sign-in page.
+    let (status, _) = admin.get("/admin/clients").await?;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    let wrong = admin.sign_in_as(ADMIN, "not the password").await?;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(wrong.text().await?.contains("Wrong username or password"));
+    let unknown = admin.sign_in_as("mallory", "whatever-password").await?;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+
+    let denied = admin
+        .env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter {
+            decision: Some(Decision::Denied),
+            ..AuditFilter::default()
+        })
+        .await?;
+    let sign_ins: Vec<_> = denied
+        .iter()
+        .filter(|record| record.event.event == "admin_sign_in")
+        .collect();
+    assert_eq!(sign_ins.len(), 2, "both failures are audited: {denied:?}");
+    assert!(
+        sign_ins
+            .iter()
+            .all(|r| r.event.reason.as_deref() == Some("bad_credentials"))
+    );
+    let text = serde_json::to_string(&denied)?;
+    assert!(!text.contains("not the password") && !text.contains("whatever-password"));
+
+    let ok = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&ok), "/admin");
+    let cookie = ok
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(cookie.starts_with("frontdesk_admin="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(
+            cookie.contains(attribute),
+            "{attribute} missing from {cookie}"
+        );
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http on loopback cannot use Secure cookies: {cookie}"
+    );
+    let (status, html) = admin.get("/admin").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Dashboard") && html.contains(ADMIN));
+
+    // Sign-out ends the session server-side.
+    let csrf = csrf_of(&html)?;
+    let (status, _) = admin.post("/admin/sign-out", &[("csrf", &csrf)]).await?;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = admin.get("/admin").await?;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_rate_limited_per_user_and_address() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    for _ in 0..5 {
+        let response = admin.sign_in_as(ADMIN, "wrong password!").await?;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password is refused while the limit holds.
+    let blocked = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let limited = admin
+        .env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter {
+            reason: Some("rate_limited".into()),
+            ..AuditFilter::default()
+        })
+        .await?;
+    assert_eq!(limited.len(), 1);
+    // Another user is unaffected.
+    let other = admin.sign_in_as(AUDITOR, PASSWORD).await?;
+    assert_eq!(other.status(), StatusCode::SEE_OTHER);
+    // After the window the user may try again.
+    admin.env.server.state.admin.advance_clock(16 * 60);
+    let again = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_admin_response_carries_the_security_headers() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    let check = |response: &reqwest::Response| {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert_eq!(
+            header("content-security-policy"),
+            frontdesk::admin::CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(header("x-frame-options"), "DENY");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("cache-control"), "no-store");
+    };
+    for path in [
+        "/admin/sign-in",
+        "/admin",
+        "/admin/static/admin.css",
+        "/admin/nope",
+    ] {
+        let response = admin.http.get(admin.url(path)).send().await?;
+        check(&response);
+    }
+    let response = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    check(&response);
+    for path in [
+        "/admin",
+        "/admin/identity-providers",
+        "/admin/audiences",
+        "/admin/clients",
+        "/admin/keys",
+        "/admin/audit",
+    ] {
+        let response = admin.http.get(admin.url(path)).send().await?;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        check(&response);
+    }
+    let css = admin
+        .http
+        .get(admin.url("/admin/static/admin.css"))
+        .send()
+        .await?;
+    assert!(
+        css.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/css")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn state_changes_need_the_csrf_token_and_the_admin_role() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let form = |csrf: &'static str| {
+        vec![
+            ("csrf", csrf),
+            ("id", "sneaky"),
+            ("issuer", "https://sneaky.example"),
+            ("algorithms", "RS256"),
+            ("token_types", "id_token"),
+            ("subject_mode", "federated"),
+            ("enabled", "on"),
+        ]
+    };
+    let (status, html) = admin.post("/admin/identity-providers", &form("")).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("security token"));
+    let (status, _) = admin
+        .post("/admin/identity-providers", &form("forged-token"))
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = admin.post("/admin/keys/rotate", &[]).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // An auditor reads everything but changes nothing, even with a valid token.
+    let auditor = Admin {
+        env: admin.env,
+        http: browser()?,
+    };
+    auditor.sign_in_as(AUDITOR, PASSWORD).await?;
+    let csrf = auditor.csrf().await?;
+    let mut fields = form("");
+    fields[0] = ("csrf", &csrf);
+    let (status, html) = auditor.post("/admin/identity-providers", &fields).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("auditor"));
+    let (status, _) = auditor
+        .post("/admin/keys/rotate", &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = auditor.get("/admin/identity-providers/new").await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, html) = auditor.get("/admin/audit").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("audit-table"));
+
+    let stored = auditor
+        .env
+        .server
+        .state
+        .store
+        .list_trust(TrustKind::IdentityProvider)
+        .await?;
+    assert!(stored.iter().all(|d| d.id != "sneaky"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn idle_and_absolute_timeouts_end_the_session() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let state = &admin.env.server.state;
+    state
+        .admin
+        .advance_clock(frontdesk::admin::IDLE_TIMEOUT_SECS - 60);
+    let (status, _) = admin.get("/admin").await?;
+    assert_eq!(status, StatusCode::OK, "still within the idle timeout");
+    state
+        .admin
+        .advance_clock(frontdesk::admin::IDLE_TIMEOUT_SECS);
+    let response = admin.http.get(admin.url("/admin/keys")).send().await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/admin/sign-in");
+
+    // Staying active does not extend a session past the absolute timeout.
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let mut elapsed = 0;
+    while elapsed + 20 * 60 < frontdesk::admin::ABSOLUTE_TIMEOUT_SECS {
+        state.admin.advance_clock(20 * 60);
+        elapsed += 20 * 60;
+        let (status, _) = admin.get("/admin").await?;
+        assert_eq!(status, StatusCode::OK);
+    }
+    state.admin.advance_clock(20 * 60);
+    let (status, _) = admin.get("/admin").await?;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_identity_provider_created_in_the_form_is_listed_audited_and_in_effect()
+-> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let csrf = admin.csrf().await?;
+    let response = admin
+        .http
+        .post(admin.url("/admin/identity-providers"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("id", "partner"),
+            ("issuer", "https://idp.partner.example"),
+            ("jwks_uri", "https://idp.partner.example/keys"),
+            ("algorithms", "RS256, ES256"),
+            ("token_types", "id_token"),
+            ("clock_skew_secs", "60"),
+            ("condition", "subject.email.endsWith('@partner.example')"),
+            ("subject_mode", "federated"),
+            ("enabled", "on"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&response),
+        "/admin/identity-providers/partner?notice=created"
+    );
+    let (status, html) = admin.get("/admin/identity-providers").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("https://idp.partner.example"));
+    assert!(
+        html.contains("managed by config"),
+        "corp comes from the config file"
+    );
+
+    let state = &admin.env.server.state;
+    assert!(
+        state
+            .tokens
+            .trust
+            .current()
+            .idp_by_issuer("https://idp.partner.example")
+            .is_some(),
+        "the change takes effect at once"
+    );
+    let changes = state
+        .store
+        .audit_events(&AuditFilter {
+            decision: Some(Decision::Changed),
+            ..AuditFilter::default()
+        })
+        .await?;
+    let created = changes
+        .iter()
+        .find(|r| r.event.event == "identity_provider_created")
+        .ok_or_else(|| anyhow::anyhow!("no audit event: {changes:?}"))?;
+    let detail = created.event.detail.clone().unwrap_or_default();
+    assert_eq!(detail["actor"], ADMIN);
+    assert_eq!(detail["before"], serde_json::Value::Null);
+    assert_eq!(detail["after"]["issuer"], "https://idp.partner.example");
+    assert_eq!(detail["after"]["clock_skew_secs"], 60);
+
+    // Editing shows the stored values; deleting removes it and is audited too.
+    let (_, html) = admin.get("/admin/identity-providers/partner").await?;
+    assert!(
+        html.contains("subject.email.endsWith(&#39;@partner.example&#39;)")
+            || html.contains("subject.email.endsWith(&#x27;@partner.example&#x27;)"),
+        "{html}"
+    );
+    let (status, _) = admin
+        .post(
+            "/admin/identity-providers/partner/delete",
+            &[("csrf", &csrf)],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        state
+            .tokens
+            .trust
+            .current()
+            .idp_by_issuer("https://idp.partner.example")
+            .is_none()
+    );
+    let deleted = state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?
+        .into_iter()
+        .find(|r| r.event.event == "identity_provider_deleted");
+    assert!(deleted.is_some());
+    Ok(())
+}
+
+#[tokio::test]
+async fn config_managed_items_are_read_only() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let csrf = admin.csrf().await?;
+    let (status, html) = admin.get("/admin/identity-providers/corp").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("id=\"managed-badge\""));
+    assert!(
+        !html.contains(">Save<"),
+        "no save button on a config-managed item"
+    );
+    assert!(!html.contains("id=\"delete\""));
+    let (status, _) = admin
+        .post(
+            "/admin/identity-providers/corp",
+            &[
+                ("csrf", &csrf),
+                ("issuer", "https://evil.example"),
+                ("algorithms", "RS256"),
+                ("token_types", "id_token"),
+                ("subject_mode", "federated"),
+            ],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = admin
+        .post("/admin/identity-providers/corp/delete", &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = admin
+        .post("/admin/clients/agent/rotate-secret", &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = admin
+        .post("/admin/clients/agent/disable", &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Creating an object with a config-managed id does not overwrite it.
+    let (status, html) = admin
+        .post(
+            "/admin/audiences",
+            &[
+                ("csrf", &csrf),
+                ("id", "saas"),
+                ("issuer", "https://new.example"),
+                ("token_type", "id-jag"),
+            ],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains("id=\"error-id\"") || html.contains("id=\"error-issuer\""),
+        "{html}"
+    );
+    let idp = admin
+        .env
+        .server
+        .state
+        .store
+        .list_trust(TrustKind::IdentityProvider)
+        .await?;
+    let corp = idp
+        .iter()
+        .find(|d| d.id == "corp")
+        .ok_or_else(|| anyhow::anyhow!("corp gone"))?;
+    assert_eq!(corp.document["issuer"], admin.env.idp.issuer.as_str());
+    assert!(corp.managed_by_config);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cel_error_is_shown_next_to_its_field_and_nothing_is_saved() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let csrf = admin.csrf().await?;
+    let before = admin
+        .env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?
+        .len();
+    let (status, html) = admin
+        .post(
+            "/admin/audiences",
+            &[
+                ("csrf", csrf.as_str()),
+                ("id", "broken"),
+                ("issuer", "https://as.broken.example"),
+                ("token_type", "id-jag"),
+                ("scopes", "read"),
+                ("condition", "subject.email == <b>"),
+            ],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("id=\"error-condition\""), "{html}");
+    assert!(
+        html.contains("subject.email == &#60;b&#62;"),
+        "the input is kept, escaped: {html}"
+    );
+    assert!(!html.contains("<b>"));
+    // A claim mapping error names the claim.
+    let (status, html) = admin
+        .post(
+            "/admin/audiences",
+            &[
+                ("csrf", csrf.as_str()),
+                ("id", "broken"),
+                ("issuer", "https://as.broken.example"),
+                ("token_type", "id-jag"),
+                ("claims", "sub=subject.("),
+            ],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("id=\"error-claims\""), "{html}");
+    let state = &admin.env.server.state;
+    let audiences = state.store.list_trust(TrustKind::Audience).await?;
+    assert!(audiences.iter().all(|d| d.id != "broken"));
+    let after = state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?
+        .len();
+    assert_eq!(before, after, "nothing was recorded");
+    Ok(())
+}
+
+#[tokio::test]
+async fn clients_get_a_secret_shown_once_that_rotates() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let csrf = admin.csrf().await?;
+    let (status, html) = admin
+        .post(
+            "/admin/clients",
+            &[
+                ("csrf", csrf.as_str()),
+                ("client_id", "new-agent"),
+                ("auth_method", "client_secret_basic"),
+                (
+                    "grant_types",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("audiences", "saas"),
+                ("idp_client_ids", "corp=new-agent-at-idp"),
+                ("enabled", "on"),
+            ],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let secret = between(&html, "<code id=\"client-secret\">", "</code>")?;
+    assert!(secret.len() >= 40);
+    let state = &admin.env.server.state;
+    let stored = state.store.list_trust(TrustKind::Client).await?;
+    let client = stored
+        .iter()
+        .find(|d| d.id == "new-agent")
+        .ok_or_else(|| anyhow::anyhow!("not stored"))?;
+    let hash = client.document["secret_hash"].as_str().unwrap_or("");
+    assert!(frontdesk::secret::verify_secret(&secret, hash));
+    assert_eq!(
+        client.document["idp_client_ids"]["corp"],
+        "new-agent-at-idp"
+    );
+    let log = serde_json::to_string(&state.store.audit_events(&AuditFilter::default()).await?)?;
+    assert!(
+        !log.contains(hash) && !log.contains(&secret),
+        "no secret or hash in the audit log"
+    );
+    // The edit page never shows it again.
+    let (_, html) = admin.get("/admin/clients/new-agent").await?;
+    assert!(!html.contains(&secret));
+
+    let (status, html) = admin
+        .post("/admin/clients/new-agent/rotate-secret", &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    let rotated = between(&html, "<code id=\"client-secret\">", "</code>")?;
+    assert_ne!(rotated, secret);
+    let (status, _) = admin
+        .post("/admin/clients/new-agent/disable", &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let registry = state.tokens.trust.current();
+    let client = registry
+        .client("new-agent")
+        .ok_or_else(|| anyhow::anyhow!("not loaded"))?;
+    assert!(!client.config.enabled);
+    assert!(frontdesk::secret::verify_secret(
+        &rotated,
+        client.config.secret_hash.as_deref().unwrap_or("")
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_bootstrap_link_creates_the_first_admin_once() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let http = browser()?;
+    let token = env.server.state.admin.issue_bootstrap_token();
+    let page = http
+        .get(format!("{}/admin/bootstrap?token={token}", env.url))
+        .send()
+        .await?;
+    assert_eq!(page.status(), StatusCode::OK);
+    let wrong = http
+        .get(format!("{}/admin/bootstrap?token=guess", env.url))
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let short = http
+        .post(format!("{}/admin/bootstrap", env.url))
+        .form(&[
+            ("token", token.as_str()),
+            ("username", "root"),
+            ("password", "short"),
+            ("confirm", "short"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(short.status(), StatusCode::BAD_REQUEST);
+    let created = http
+        .post(format!("{}/admin/bootstrap", env.url))
+        .form(&[
+            ("token", token.as_str()),
+            ("username", "root"),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ])
+        .send()
+        .await?;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    let dashboard = http.get(format!("{}/admin", env.url)).send().await?;
+    assert_eq!(dashboard.status(), StatusCode::OK, "signed in right away");
+    let again = http
+        .post(format!("{}/admin/bootstrap", env.url))
+        .form(&[
+            ("token", token.as_str()),
+            ("username", "second"),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ])
+        .send()
+        .await?;
+    assert_eq!(again.status(), StatusCode::FORBIDDEN, "single use");
+    // A cross-site POST is refused outright.
+    let token = env.server.state.admin.issue_bootstrap_token();
+    let cross = http
+        .post(format!("{}/admin/sign-in", env.url))
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("token", token.as_str()),
+            ("username", "root"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await?;
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    let cross = http
+        .post(format!("{}/admin/sign-in", env.url))
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "null")
+        .form(&[("username", "root"), ("password", PASSWORD)])
+        .send()
+        .await?;
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_audit_log_filters_pages_and_exports() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    for _ in 0..3 {
+        admin.sign_in_as("nobody", "wrong password!").await?;
+    }
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let (status, html) = admin
+        .get("/admin/audit?decision=denied&reason=bad_credentials")
+        .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("<tr class=\"decision-denied\">").count(), 3);
+    let (status, _) = admin.get("/admin/audit?since=not-a-time").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let response = admin
+        .http
+        .get(admin.url("/admin/audit/export?format=jsonl&decision=denied"))
+        .send()
+        .await?;
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let body = response.text().await?;
+    assert_eq!(body.lines().count(), 3);
+    for line in body.lines() {
+        let row: serde_json::Value = serde_json::from_str(line)?;
+        assert_eq!(row["decision"], "denied");
+    }
+    let csv = admin
+        .http
+        .get(admin.url("/admin/audit/export?format=csv"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(csv.starts_with("id,occurred_at,"));
+    assert!(csv.lines().count() >= 5, "header, 3 denials, the sign-in");
+    // Keyset pagination: before_id skips newer rows.
+    let records = admin
+        .env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    let newest = records.first().map(|r| r.id).unwrap_or(0);
+    let (_, html) = admin
+        .get(&format!("/admin/audit?before_id={newest}"))
+        .await?;
+    assert!(!html.contains(&format!("<td>{newest}</td>")));
+    Ok(())
+}
+
+fn between(text: &str, start: &str, end: &str) -> anyhow::Result<String> {
+    let from = text
+        .find(start)
+        .ok_or_else(|| anyhow::anyhow!("{start} not in {text}"))?
+        + start.len();
+    let to = text[from..]
+        .find(end)
+        .ok_or_else(|| anyhow::anyhow!("{end} not found"))?;
+    Ok(text[from..from + to].to_string())
+}

