@@ -137,40 +137,6 @@ fn table(kind: TrustKind) -> (&'static str, &'static str) {
     }
 }
 
-/// The audit insert, run inside the caller's transaction (same columns as `AuditLog::record`).
-const INSERT_AUDIT: &str = "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
-
-fn join(items: &[String]) -> Option<String> {
-    (!items.is_empty()).then(|| serde_json::to_string(items).unwrap_or_default())
-}
-
-macro_rules! insert_audit {
-    ($event:expr, $executor:expr) => {{
-        let event: &AuditEvent = $event;
-        sqlx::query(INSERT_AUDIT)
-            .bind(event.occurred_at)
-            .bind(&event.request_id)
-            .bind(&event.event)
-            .bind(event.decision.as_str())
-            .bind(&event.reason)
-            .bind(&event.error_code)
-            .bind(&event.client_id)
-            .bind(&event.grant_type)
-            .bind(&event.subject_issuer)
-            .bind(&event.subject)
-            .bind(&event.audience)
-            .bind(join(&event.resources))
-            .bind(join(&event.scopes_requested))
-            .bind(join(&event.scopes_granted))
-            .bind(&event.issued_jti)
-            .bind(event.issued_expires_at)
-            .bind(event.detail.as_ref().map(|detail| detail.to_string()))
-            .execute($executor)
-            .await
-            .map_err(StoreError::classify)?;
-    }};
-}
-
 impl AdminStore for Store {
     async fn count_admin_users(&self) -> Result<i64, StoreError> {
         on_pool!(self, pool => {
@@ -194,7 +160,7 @@ impl AdminStore for Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::classify)?;
-            insert_audit!(event, &mut *tx);
+            super::audit::insert_event!(&mut *tx, event)?;
             tx.commit().await?;
         });
         Ok(())
@@ -340,7 +306,7 @@ impl AdminStore for Store {
                 tx.rollback().await?;
                 return Ok(false);
             }
-            insert_audit!(event, &mut *tx);
+            super::audit::insert_event!(&mut *tx, event)?;
             tx.commit().await?;
             Ok(true)
         })

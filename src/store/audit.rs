@@ -150,7 +150,7 @@ pub trait AuditLog {
     ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
 
-fn join(items: &[String]) -> Option<String> {
+pub(crate) fn join(items: &[String]) -> Option<String> {
     (!items.is_empty()).then(|| serde_json::to_string(items).unwrap_or_default())
 }
 
@@ -178,17 +178,18 @@ macro_rules! insert_event {
         .bind(&event.subject_issuer)
         .bind(&event.subject)
         .bind(&event.audience)
-        .bind(join(&event.resources))
-        .bind(join(&event.scopes_requested))
-        .bind(join(&event.scopes_granted))
+        .bind($crate::store::audit::join(&event.resources))
+        .bind($crate::store::audit::join(&event.scopes_requested))
+        .bind($crate::store::audit::join(&event.scopes_granted))
         .bind(&event.issued_jti)
         .bind(event.issued_expires_at)
         .bind(detail)
         .execute($executor)
         .await
-        .map_err(StoreError::classify)
+        .map_err($crate::store::StoreError::classify)
     }};
 }
+pub(crate) use insert_event;
 
 impl AuditLog for Store {
     async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@
 //! The traits below are the contract the rest of the server uses; [`Store`] implements them all.
 
 mod admin;
-mod audit;
+pub(crate) mod audit;
 mod audit_writer;
 mod keys;
 mod replay;
