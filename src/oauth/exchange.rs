@@ -16,7 +16,7 @@ use super::{
 use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
 use crate::policy::{Decision as PolicyDecision, PolicyInput};
 use crate::registry::{Audience, IdentityProvider, IssueKind, Registry};
-use crate::store::{AuditEvent, TokenStore};
+use crate::store::AuditEvent;
 
 /// JOSE `typ` of an ID-JAG (IDJAG-JWT-01).
 pub const TYP_ID_JAG: &str = "oauth-id-jag+jwt";
@@ -655,26 +655,14 @@ pub async fn exchange(
     })?;
     if kind == IssueKind::AccessToken {
         // Recorded so the token can be introspected and revoked (RFC 7662, RFC 7009).
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let client_id = &client.client.config.client_id;
         service
-            .store
-            .record_issued(&crate::store::IssuedToken {
-                jti: jti.clone(),
-                client_id: client.client.config.client_id.clone(),
-                subject: claims
-                    .get("sub")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                token_type: "access_token".into(),
-                issued_at: now,
-                expires_at,
-                revoked_at: None,
-            })
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "recording the issued token failed");
-                OAuthError::server_error()
-            })?;
+            .record_access_token(&jti, client_id, sub, now, expires_at)
+            .await?;
     }
     audit.issued_jti = Some(jti.clone());
     audit.issued_expires_at = Some(expires_at);

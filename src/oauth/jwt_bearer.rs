@@ -15,7 +15,7 @@ use crate::config::ResourceConfig;
 use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
 use crate::policy::PolicyInput;
 use crate::registry::{IdentityProvider, Registry};
-use crate::store::{AuditEvent, IssuedToken, ReplayStore, TokenStore};
+use crate::store::{AuditEvent, ReplayStore, TokenStore};
 
 /// Longest assertion lifetime accepted (`exp - iat`, IDJAG-ACCEPT-08).
 pub const MAX_ASSERTION_LIFETIME_SECS: u64 = 3600;
@@ -444,21 +444,8 @@ pub async fn redeem(
             OAuthError::server_error()
         })?;
     service
-        .store
-        .record_issued(&IssuedToken {
-            jti: jti.clone(),
-            client_id: client_id.clone(),
-            subject: subject.clone(),
-            token_type: "access_token".into(),
-            issued_at: now,
-            expires_at,
-            revoked_at: None,
-        })
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "recording the issued token failed");
-            OAuthError::server_error()
-        })?;
+        .record_access_token(&jti, client_id, &subject, now, expires_at)
+        .await?;
     audit.issued_jti = Some(jti);
     audit.issued_expires_at = Some(expires_at);
     // Lineage: the incoming assertion's iss/jti linked to the issued token.

@@ -17,7 +17,9 @@ use crate::jose::{
 use crate::keys::KeyRing;
 use crate::registry::IdentityProvider;
 use crate::registry::Trust;
-use crate::store::{AuditEvent, AuditWriter, Decision, ReplayWriter, Store};
+use crate::store::{
+    AuditEvent, AuditWriter, Decision, IssuedToken, ReplayWriter, Store, TokenStore,
+};
 
 /// A successful token response body (RFC 6749 §5.1 / RFC 8693 §2.2.1).
 #[derive(Debug)]
@@ -65,6 +67,33 @@ pub struct TokenService {
 }
 
 impl TokenService {
+    /// Records an access token we issued, so `/introspect` and `/revoke` know it. Committed
+    /// before the token is returned; a failure is `server_error`, never an untracked token.
+    pub(crate) async fn record_access_token(
+        &self,
+        jti: &str,
+        client_id: &str,
+        subject: &str,
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<(), OAuthError> {
+        self.store
+            .record_issued(&IssuedToken {
+                jti: jti.to_string(),
+                client_id: client_id.to_string(),
+                subject: subject.to_string(),
+                token_type: "access_token".into(),
+                issued_at,
+                expires_at,
+                revoked_at: None,
+            })
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "recording the issued token failed");
+                OAuthError::server_error()
+            })
+    }
+
     /// Verifies a token issued by the trusted issuer `idp` (a subject token, an actor token or an
     /// assertion): the issuer's algorithm allow-list first (BCP-01/BCP-03: an HS256 token naming
     /// the issuer's RSA kid is refused as such, and a disallowed algorithm with an unknown kid
