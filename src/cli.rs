@@ -82,6 +82,19 @@ pub enum AdminCommand {
         #[arg(long, default_value = "admin")]
         role: String,
     },
+    /// Create a bearer token for the admin JSON API (/admin/api/v1) and print it once; only its
+    /// SHA-256 is stored.
+    CreateToken {
+        /// Unique name (letters, digits, - _ . @); changes are audited as `api:<name>`.
+        #[arg(long)]
+        name: String,
+        /// `admin` (reads and changes everything) or `auditor` (reads only).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Expire the token after this many days (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
 }
 
 /// Client commands.
@@ -174,6 +187,28 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
                 .await
                 .map_err(|error| StartupError(error.to_string()))?;
             println!("created {} user {username}", role.as_str());
+            Ok(())
+        }
+        Command::Admin(AdminCommand::CreateToken {
+            name,
+            role,
+            expires_in_days,
+        }) => {
+            let role = crate::store::AdminRole::parse(&role).ok_or_else(|| {
+                StartupError(format!("--role must be admin or auditor, not {role}"))
+            })?;
+            let store = app::open_store(&config).await?;
+            let now = unix_now();
+            let expires_at = expires_in_days.map(|days| now + i64::from(days) * 86_400);
+            let token =
+                crate::admin::api::create_token(&store, &name, role, expires_at, "cli", now)
+                    .await
+                    .map_err(|error| StartupError(error.to_string()))?;
+            eprintln!(
+                "created {} API token {name}; it is shown only now:",
+                role.as_str()
+            );
+            println!("{token}");
             Ok(())
         }
         Command::Subject(SubjectCommand::Link { issuer, sub, local }) => {

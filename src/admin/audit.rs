@@ -37,6 +37,9 @@ pub struct AuditQuery {
     before_id: String,
     #[serde(default)]
     format: String,
+    /// Page size (JSON API only; the page shows 50 rows).
+    #[serde(default)]
+    pub(super) limit: String,
 }
 
 fn nonempty(text: &str) -> Option<String> {
@@ -45,7 +48,7 @@ fn nonempty(text: &str) -> Option<String> {
 }
 
 impl AuditQuery {
-    fn filter(&self) -> Result<AuditFilter, AdminError> {
+    pub(super) fn filter(&self) -> Result<AuditFilter, AdminError> {
         let time = |text: &str, name: &str| {
             nonempty(text)
                 .map(|text| {

@@ -53,7 +53,7 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn sha256(text: &str) -> String {
+pub(crate) fn sha256(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         text.as_bytes(),
@@ -200,7 +200,7 @@ impl Session {
     }
 }
 
-fn cookie_value(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn cookie_value(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

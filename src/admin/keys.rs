@@ -75,16 +75,49 @@ pub async fn page(
 
 async fn audit(
     state: &AppState,
-    session: &Session,
+    actor: &str,
     event: &str,
     detail: serde_json::Value,
 ) -> Result<(), AdminError> {
     let mut record = AuditEvent::new(crate::clock::unix_now(), event, Decision::Changed);
     let mut detail = detail;
-    detail["actor"] = serde_json::Value::String(session.username.clone());
+    detail["actor"] = serde_json::Value::String(actor.to_string());
     record.detail = Some(detail);
     state.store.record(&record).await?;
     Ok(())
+}
+
+/// Publishes a new key (promoted at once if `immediately`) and audits it; returns its kid.
+/// Shared by the page and the JSON API.
+pub(super) async fn rotate_key(
+    state: &AppState,
+    actor: &str,
+    immediately: bool,
+) -> Result<String, AdminError> {
+    let before = state.keys.active_kid().map(|(kid, _)| kid);
+    let kid = state
+        .keys
+        .rotate(crate::clock::unix_now(), immediately)
+        .await?;
+    audit(
+        state,
+        actor,
+        "key_rotated",
+        serde_json::json!({ "before": { "active": before }, "after": { "kid": kid, "immediately": immediately } }),
+    )
+    .await?;
+    Ok(kid)
+}
+
+/// Retires key `kid` and audits it. Shared by the page and the JSON API.
+pub(super) async fn retire_key(state: &AppState, actor: &str, kid: &str) -> Result<(), AdminError> {
+    match state.keys.retire(kid, crate::clock::unix_now()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AdminError::NotFound),
+        Err(KeyError::Crypto(message)) => return Err(AdminError::BadRequest(message)),
+        Err(error) => return Err(error.into()),
+    }
+    audit(state, actor, "key_retired", serde_json::json!({ "before": { "kid": kid }, "after": { "kid": kid, "state": "retired" } })).await
 }
 
 /// `POST /admin/keys/rotate` (`immediately` checkbox for emergency rotation).
@@ -94,19 +127,7 @@ pub async fn rotate(
     form: FormData,
 ) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
-    let immediately = form.checked("immediately");
-    let before = state.keys.active_kid().map(|(kid, _)| kid);
-    let kid = state
-        .keys
-        .rotate(crate::clock::unix_now(), immediately)
-        .await?;
-    audit(
-        &state,
-        &session,
-        "key_rotated",
-        serde_json::json!({ "before": { "active": before }, "after": { "kid": kid, "immediately": immediately } }),
-    )
-    .await?;
+    rotate_key(&state, &session.username, form.checked("immediately")).await?;
     Ok(Redirect::to("/admin/keys?notice=rotated").into_response())
 }
 
@@ -118,12 +139,6 @@ pub async fn retire(
     form: FormData,
 ) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
-    match state.keys.retire(&kid, crate::clock::unix_now()).await {
-        Ok(true) => {}
-        Ok(false) => return Err(AdminError::NotFound),
-        Err(KeyError::Crypto(message)) => return Err(AdminError::BadRequest(message)),
-        Err(error) => return Err(error.into()),
-    }
-    audit(&state, &session, "key_retired", serde_json::json!({ "before": { "kid": kid }, "after": { "kid": kid, "state": "retired" } })).await?;
+    retire_key(&state, &session.username, &kid).await?;
     Ok(Redirect::to("/admin/keys?notice=retired").into_response())
 }

@@ -3,8 +3,10 @@
 //! every state-changing form is a POST carrying the session's CSRF token; every change is
 //! audited in the same transaction as the change itself.
 //!
-//! Not here yet: OIDC single sign-on for admins, and the JSON API under `/admin/api`.
+//! The JSON API under `/admin/api/v1` ([`api`]) runs the same operations with bearer API
+//! tokens. Not here yet: OIDC single sign-on for admins.
 
+pub mod api;
 mod audit;
 pub mod auth;
 mod dashboard;
@@ -94,6 +96,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/keys/{kid}/retire", post(keys::retire))
         .route("/admin/audit", get(audit::page))
         .route("/admin/audit/export", get(audit::export))
+        .merge(api::routes())
         .route("/admin/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(security_headers))
 }

@@ -35,14 +35,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn trust(self) -> TrustKind {
+    pub(super) fn trust(self) -> TrustKind {
         match self {
             Kind::Idp => TrustKind::IdentityProvider,
             Kind::Audience => TrustKind::Audience,
             Kind::Client => TrustKind::Client,
         }
     }
-    fn path(self) -> &'static str {
+    pub(super) fn path(self) -> &'static str {
         match self {
             Kind::Idp => "identity-providers",
             Kind::Audience => "audiences",
@@ -56,7 +56,7 @@ impl Kind {
             Kind::Client => "Clients",
         }
     }
-    fn singular(self) -> &'static str {
+    pub(super) fn singular(self) -> &'static str {
         match self {
             Kind::Idp => "identity provider",
             Kind::Audience => "audience",
@@ -70,7 +70,7 @@ impl Kind {
             Kind::Client => "client",
         }
     }
-    fn id_field(self) -> &'static str {
+    pub(super) fn id_field(self) -> &'static str {
         match self {
             Kind::Client => "client_id",
             _ => "id",
@@ -570,13 +570,30 @@ fn field_of(kind: Kind, key: &str) -> String {
     }
 }
 
+/// The top-level key a deserialization error is about (`""` if it cannot tell).
+fn field_of_error(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = error.path().to_string();
+    let first = path.split(['.', '[']).next().unwrap_or("");
+    if !first.is_empty() && first != "?" {
+        return first.to_string();
+    }
+    // "missing field `x`" / "unknown field `x`, expected …" are reported at the parent.
+    let message = error.inner().to_string();
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"))
+        .unwrap_or("")
+        .to_string()
+}
+
 /// Deserializes and validates a document of `kind`, including checks against the other stored
 /// objects. Returns (field, message) on the first problem.
 async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), (String, String)> {
-    let typed = |error: serde_json::Error| {
+    let typed = |error: serde_path_to_error::Error<serde_json::Error>| {
         (
-            String::new(),
-            format!("invalid {}: {error}", kind.singular()),
+            field_of_error(&error),
+            format!("invalid {}: {}", kind.singular(), error.inner()),
         )
     };
     let others = |list: Vec<TrustDocument>, id: &str| -> Vec<Value> {
@@ -597,7 +614,7 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
     match kind {
         Kind::Idp => {
             let idp: IdentityProviderConfig =
-                serde_json::from_value(document.clone()).map_err(typed)?;
+                serde_path_to_error::deserialize(document.clone()).map_err(typed)?;
             crate::trust::validate_identity_provider(&idp)?;
             for other in others(load(TrustKind::IdentityProvider).await?, &idp.id) {
                 if other["issuer"].as_str() == Some(idp.issuer.as_str()) {
@@ -613,7 +630,7 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
         }
         Kind::Audience => {
             let audience: AudienceConfig =
-                serde_json::from_value(document.clone()).map_err(typed)?;
+                serde_path_to_error::deserialize(document.clone()).map_err(typed)?;
             crate::trust::validate_audience(&audience)?;
             if audience.issuer == state.config.issuer && audience.token_type != "access_token" {
                 return Err((
@@ -645,7 +662,8 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
             }
         }
         Kind::Client => {
-            let client: ClientConfig = serde_json::from_value(document.clone()).map_err(typed)?;
+            let client: ClientConfig =
+                serde_path_to_error::deserialize(document.clone()).map_err(typed)?;
             crate::trust::validate_client(&client)?;
             let audiences = load(TrustKind::Audience).await?;
             for audience in &client.audiences {
@@ -691,7 +709,7 @@ fn redacted(document: &Value) -> Value {
 
 fn audit_event(
     state: &AppState,
-    session: &Session,
+    actor: &str,
     kind: Kind,
     action: &str,
     id: &str,
@@ -719,7 +737,7 @@ fn audit_event(
         }
     }
     event.detail = Some(json!({
-        "actor": session.username,
+        "actor": actor,
         "id": id,
         "before": before.map(redacted),
         "after": after.map(redacted),
@@ -727,7 +745,11 @@ fn audit_event(
     event
 }
 
-async fn find(state: &AppState, kind: Kind, id: &str) -> Result<TrustDocument, AdminError> {
+pub(super) async fn find(
+    state: &AppState,
+    kind: Kind,
+    id: &str,
+) -> Result<TrustDocument, AdminError> {
     state
         .store
         .list_trust(kind.trust())
@@ -794,9 +816,9 @@ struct Action {
 
 /// The outcome of "test connection".
 pub struct TestResult {
-    ok: bool,
-    lines: Vec<String>,
-    keys: Vec<(String, String, String)>,
+    pub(super) ok: bool,
+    pub(super) lines: Vec<String>,
+    pub(super) keys: Vec<(String, String, String)>,
 }
 
 #[derive(Template)]
@@ -1056,103 +1078,130 @@ fn invalid_form(
     render_with_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
-async fn create(
-    state: AppState,
-    session: Session,
+/// Why a change through the page or the API was refused.
+#[derive(Debug)]
+pub(super) enum ChangeError {
+    /// The document is invalid: (field, message) pairs; the field may be empty.
+    Invalid(Vec<(String, String)>),
+    /// The id is taken: (field, message).
+    Conflict(String, String),
+    /// No such object.
+    NotFound,
+    /// The object is managed by the configuration file (message says so).
+    Managed(String),
+    /// The operation does not apply to this object (e.g. rotating a private_key_jwt secret).
+    NotApplicable(String),
+    /// Anything else (database, hashing).
+    Internal(String),
+}
+
+impl From<StoreError> for ChangeError {
+    fn from(error: StoreError) -> Self {
+        ChangeError::Internal(error.to_string())
+    }
+}
+
+impl From<AdminError> for ChangeError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::NotFound => ChangeError::NotFound,
+            AdminError::Forbidden(message) => ChangeError::Managed(message),
+            AdminError::BadRequest(message) => ChangeError::NotApplicable(message),
+            other => ChangeError::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+impl From<ChangeError> for AdminError {
+    fn from(error: ChangeError) -> Self {
+        match error {
+            ChangeError::NotFound => AdminError::NotFound,
+            ChangeError::Managed(message) => AdminError::Forbidden(message),
+            ChangeError::NotApplicable(message) => AdminError::BadRequest(message),
+            ChangeError::Invalid(errors) => AdminError::BadRequest(
+                errors
+                    .into_iter()
+                    .map(|(_, message)| message)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            ChangeError::Conflict(_, message) => AdminError::BadRequest(message),
+            ChangeError::Internal(detail) => AdminError::Internal(detail),
+        }
+    }
+}
+
+fn uses_secret(document: &Value) -> bool {
+    document["auth_method"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("client_secret"))
+}
+
+/// Creates an object from its JSON document (the config file's shape), generating a client
+/// secret for the client_secret_* methods; validates it like the config file, stores it with
+/// its audit event (actor `actor`) and reloads trust. Returns the new secret, shown once.
+/// Shared by the page and the JSON API.
+pub(super) async fn create_object(
+    state: &AppState,
+    actor: &str,
     kind: Kind,
-    form: FormData,
-) -> Result<Response, AdminError> {
-    session.authorize_change(&form)?;
-    let mut document = match document_from_form(kind, &form) {
-        Ok(document) => document,
-        Err(errors) => return Ok(invalid_form(&session, kind, None, &form, errors)),
-    };
+    mut document: Value,
+) -> Result<Option<String>, ChangeError> {
     let id = document[kind.id_field()].as_str().unwrap_or("").to_string();
-    let secret = (kind == Kind::Client
-        && document["auth_method"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("client_secret")))
-    .then(random_token);
+    let secret = (kind == Kind::Client && uses_secret(&document)).then(random_token);
+    if let Some(map) = document.as_object_mut() {
+        map.remove("secret_hash");
+    }
     if let Some(secret) = &secret {
         document["secret_hash"] = Value::String(hash(secret).await?);
     }
-    if let Err(error) = validate(&state, kind, &document).await {
-        return Ok(invalid_form(&session, kind, None, &form, vec![error]));
-    }
+    validate(state, kind, &document)
+        .await
+        .map_err(|error| ChangeError::Invalid(vec![error]))?;
     let stored = TrustDocument {
         id: id.clone(),
         document: document.clone(),
         managed_by_config: false,
-        updated_at: now_of(&state),
+        updated_at: now_of(state),
     };
-    let event = audit_event(
-        &state,
-        &session,
-        kind,
-        "created",
-        &id,
-        None,
-        Some(&document),
-    );
-    match apply(&state, kind, TrustChange::Create(&stored), &event).await {
-        Ok(_) => {}
-        Err(StoreError::Conflict) => {
-            return Ok(invalid_form(
-                &session,
-                kind,
-                None,
-                &form,
-                vec![(
-                    kind.id_field().into(),
-                    format!("a {} with this id already exists", kind.singular()),
-                )],
-            ));
-        }
-        Err(error) => return Err(error.into()),
-    }
-    match secret {
-        Some(secret) => Ok(render(&SecretPage {
-            layout: Layout::new("Client secret", kind.path(), &session),
-            client_id: id,
-            secret,
-        })),
-        None => Ok(Redirect::to(&format!(
-            "/admin/{}/{}?notice=created",
-            kind.path(),
-            encode(&id)
-        ))
-        .into_response()),
+    let event = audit_event(state, actor, kind, "created", &id, None, Some(&document));
+    match apply(state, kind, TrustChange::Create(&stored), &event).await {
+        Ok(_) => Ok(secret),
+        Err(StoreError::Conflict) => Err(ChangeError::Conflict(
+            kind.id_field().into(),
+            format!("a {} with this id already exists", kind.singular()),
+        )),
+        Err(error) => Err(error.into()),
     }
 }
 
-async fn hash(secret: &str) -> Result<String, AdminError> {
-    let secret = secret.to_string();
-    tokio::task::spawn_blocking(move || crate::secret::hash_secret(&secret))
-        .await
-        .map_err(|error| AdminError::Internal(error.to_string()))?
-        .map_err(AdminError::Internal)
-}
-
-async fn update(
-    state: AppState,
-    session: Session,
+/// The stored object `id` of `kind`, if it may be changed here (not config-managed).
+pub(super) async fn editable(
+    state: &AppState,
     kind: Kind,
-    id: String,
-    form: FormData,
-) -> Result<Response, AdminError> {
-    session.authorize_change(&form)?;
-    let existing = find(&state, kind, &id).await?;
+    id: &str,
+) -> Result<TrustDocument, ChangeError> {
+    let existing = find(state, kind, id).await?;
     refuse_managed(kind, &existing)?;
-    let mut document = match document_from_form(kind, &form) {
-        Ok(document) => document,
-        Err(errors) => return Ok(invalid_form(&session, kind, Some(&id), &form, errors)),
-    };
-    document[kind.id_field()] = Value::String(id.clone());
+    Ok(existing)
+}
+
+/// Replaces `existing` with `document` (its id is kept; a client keeps its secret hash, or
+/// gets a new secret if it switches to a secret method without one). Returns that new secret.
+pub(super) async fn update_object(
+    state: &AppState,
+    actor: &str,
+    kind: Kind,
+    existing: &TrustDocument,
+    mut document: Value,
+) -> Result<Option<String>, ChangeError> {
+    document[kind.id_field()] = Value::String(existing.id.clone());
     let mut secret = None;
     if kind == Kind::Client {
-        let secret_method = document["auth_method"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("client_secret"));
+        if let Some(map) = document.as_object_mut() {
+            map.remove("secret_hash");
+        }
+        let secret_method = uses_secret(&document);
         match existing
             .document
             .get("secret_hash")
@@ -1167,33 +1216,175 @@ async fn update(
             _ => {}
         }
     }
-    if let Err(error) = validate(&state, kind, &document).await {
-        return Ok(invalid_form(&session, kind, Some(&id), &form, vec![error]));
+    validate(state, kind, &document)
+        .await
+        .map_err(|error| ChangeError::Invalid(vec![error]))?;
+    save(state, actor, kind, existing, document, "updated").await?;
+    Ok(secret)
+}
+
+/// Deletes the database-managed object `id`.
+pub(super) async fn delete_object(
+    state: &AppState,
+    actor: &str,
+    kind: Kind,
+    id: &str,
+) -> Result<(), ChangeError> {
+    let existing = editable(state, kind, id).await?;
+    let event = audit_event(
+        state,
+        actor,
+        kind,
+        "deleted",
+        id,
+        Some(&existing.document),
+        None,
+    );
+    if !apply(state, kind, TrustChange::Delete(id), &event).await? {
+        return Err(ChangeError::NotFound);
     }
-    save(&state, &session, kind, &existing, document, "updated").await?;
-    match secret {
-        Some(secret) => Ok(render(&SecretPage {
-            layout: Layout::new("Client secret", kind.path(), &session),
-            client_id: id,
-            secret,
-        })),
-        None => Ok(Redirect::to(&format!(
+    Ok(())
+}
+
+/// Enables or disables client `id`.
+pub(super) async fn set_client_enabled(
+    state: &AppState,
+    actor: &str,
+    id: &str,
+    enabled: bool,
+) -> Result<(), ChangeError> {
+    let existing = editable(state, Kind::Client, id).await?;
+    let mut document = existing.document.clone();
+    document["enabled"] = Value::Bool(enabled);
+    let action = if enabled { "enabled" } else { "disabled" };
+    save(state, actor, Kind::Client, &existing, document, action).await
+}
+
+/// Gives client `id` a new random secret and returns it (shown once).
+pub(super) async fn rotate_client_secret(
+    state: &AppState,
+    actor: &str,
+    id: &str,
+) -> Result<String, ChangeError> {
+    let existing = editable(state, Kind::Client, id).await?;
+    if !uses_secret(&existing.document) {
+        return Err(ChangeError::NotApplicable(
+            "This client authenticates with private_key_jwt: it has no secret.".into(),
+        ));
+    }
+    let secret = random_token();
+    let mut document = existing.document.clone();
+    document["secret_hash"] = Value::String(hash(&secret).await?);
+    save(
+        state,
+        actor,
+        Kind::Client,
+        &existing,
+        document,
+        "secret_rotated",
+    )
+    .await?;
+    // The verified-secret cache is keyed by the stored hash, so the old secret stops working
+    // as soon as the registry is reloaded.
+    Ok(secret)
+}
+
+/// "Test connection" of identity provider `id`.
+pub(super) async fn test_identity_provider(
+    state: &AppState,
+    id: &str,
+) -> Result<(TrustDocument, TestResult), ChangeError> {
+    let document = find(state, Kind::Idp, id).await?;
+    let idp: IdentityProviderConfig = serde_json::from_value(document.document.clone())
+        .map_err(|error| ChangeError::Internal(error.to_string()))?;
+    let test = probe(&state.admin.http, &idp).await;
+    Ok((document, test))
+}
+
+fn secret_page(session: &Session, kind: Kind, client_id: String, secret: String) -> Response {
+    render(&SecretPage {
+        layout: Layout::new("Client secret", kind.path(), session),
+        client_id,
+        secret,
+    })
+}
+
+async fn create(
+    state: AppState,
+    session: Session,
+    kind: Kind,
+    form: FormData,
+) -> Result<Response, AdminError> {
+    session.authorize_change(&form)?;
+    let document = match document_from_form(kind, &form) {
+        Ok(document) => document,
+        Err(errors) => return Ok(invalid_form(&session, kind, None, &form, errors)),
+    };
+    let id = document[kind.id_field()].as_str().unwrap_or("").to_string();
+    match create_object(&state, &session.username, kind, document).await {
+        Ok(Some(secret)) => Ok(secret_page(&session, kind, id, secret)),
+        Ok(None) => Ok(Redirect::to(&format!(
+            "/admin/{}/{}?notice=created",
+            kind.path(),
+            encode(&id)
+        ))
+        .into_response()),
+        Err(ChangeError::Invalid(errors)) => Ok(invalid_form(&session, kind, None, &form, errors)),
+        Err(ChangeError::Conflict(field, message)) => Ok(invalid_form(
+            &session,
+            kind,
+            None,
+            &form,
+            vec![(field, message)],
+        )),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn hash(secret: &str) -> Result<String, ChangeError> {
+    let secret = secret.to_string();
+    tokio::task::spawn_blocking(move || crate::secret::hash_secret(&secret))
+        .await
+        .map_err(|error| ChangeError::Internal(error.to_string()))?
+        .map_err(ChangeError::Internal)
+}
+
+async fn update(
+    state: AppState,
+    session: Session,
+    kind: Kind,
+    id: String,
+    form: FormData,
+) -> Result<Response, AdminError> {
+    session.authorize_change(&form)?;
+    let existing = editable(&state, kind, &id).await?;
+    let document = match document_from_form(kind, &form) {
+        Ok(document) => document,
+        Err(errors) => return Ok(invalid_form(&session, kind, Some(&id), &form, errors)),
+    };
+    match update_object(&state, &session.username, kind, &existing, document).await {
+        Ok(Some(secret)) => Ok(secret_page(&session, kind, id, secret)),
+        Ok(None) => Ok(Redirect::to(&format!(
             "/admin/{}/{}?notice=saved",
             kind.path(),
             encode(&id)
         ))
         .into_response()),
+        Err(ChangeError::Invalid(errors)) => {
+            Ok(invalid_form(&session, kind, Some(&id), &form, errors))
+        }
+        Err(error) => Err(error.into()),
     }
 }
 
 async fn save(
     state: &AppState,
-    session: &Session,
+    actor: &str,
     kind: Kind,
     existing: &TrustDocument,
     document: Value,
     action: &str,
-) -> Result<(), AdminError> {
+) -> Result<(), ChangeError> {
     let stored = TrustDocument {
         id: existing.id.clone(),
         document,
@@ -1202,7 +1393,7 @@ async fn save(
     };
     let event = audit_event(
         state,
-        session,
+        actor,
         kind,
         action,
         &existing.id,
@@ -1212,7 +1403,7 @@ async fn save(
     if apply(state, kind, TrustChange::Update(&stored), &event).await? {
         Ok(())
     } else {
-        Err(AdminError::NotFound)
+        Err(ChangeError::NotFound)
     }
 }
 
@@ -1224,20 +1415,7 @@ async fn delete(
     form: FormData,
 ) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
-    let existing = find(&state, kind, &id).await?;
-    refuse_managed(kind, &existing)?;
-    let event = audit_event(
-        &state,
-        &session,
-        kind,
-        "deleted",
-        &id,
-        Some(&existing.document),
-        None,
-    );
-    if !apply(&state, kind, TrustChange::Delete(&id), &event).await? {
-        return Err(AdminError::NotFound);
-    }
+    delete_object(&state, &session.username, kind, &id).await?;
     Ok(Redirect::to(&format!("/admin/{}?notice=deleted", kind.path())).into_response())
 }
 
@@ -1249,12 +1427,8 @@ async fn client_toggle(
     enabled: bool,
 ) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
-    let existing = find(&state, Kind::Client, &id).await?;
-    refuse_managed(Kind::Client, &existing)?;
-    let mut document = existing.document.clone();
-    document["enabled"] = Value::Bool(enabled);
+    set_client_enabled(&state, &session.username, &id, enabled).await?;
     let action = if enabled { "enabled" } else { "disabled" };
-    save(&state, &session, Kind::Client, &existing, document, action).await?;
     Ok(Redirect::to(&format!("/admin/clients/{}?notice={action}", encode(&id))).into_response())
 }
 
@@ -1265,35 +1439,8 @@ async fn rotate_secret(
     form: FormData,
 ) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
-    let existing = find(&state, Kind::Client, &id).await?;
-    refuse_managed(Kind::Client, &existing)?;
-    if !existing.document["auth_method"]
-        .as_str()
-        .is_some_and(|m| m.starts_with("client_secret"))
-    {
-        return Err(AdminError::BadRequest(
-            "This client authenticates with private_key_jwt: it has no secret.".into(),
-        ));
-    }
-    let secret = random_token();
-    let mut document = existing.document.clone();
-    document["secret_hash"] = Value::String(hash(&secret).await?);
-    save(
-        &state,
-        &session,
-        Kind::Client,
-        &existing,
-        document,
-        "secret_rotated",
-    )
-    .await?;
-    // The verified-secret cache is keyed by the stored hash, so the old secret stops working
-    // as soon as the registry is reloaded.
-    Ok(render(&SecretPage {
-        layout: Layout::new("Client secret", Kind::Client.path(), &session),
-        client_id: id,
-        secret,
-    }))
+    let secret = rotate_client_secret(&state, &session.username, &id).await?;
+    Ok(secret_page(&session, Kind::Client, id, secret))
 }
 
 /// `POST /admin/identity-providers/{id}/test`: fetches the issuer's discovery document and
@@ -1306,10 +1453,7 @@ async fn test_connection(
     form: FormData,
 ) -> Result<Response, AdminError> {
     session.check_csrf(&form)?;
-    let document = find(&state, Kind::Idp, &id).await?;
-    let idp: IdentityProviderConfig = serde_json::from_value(document.document.clone())
-        .map_err(|error| AdminError::Internal(error.to_string()))?;
-    let test = probe(&state.admin.http, &idp).await;
+    let (document, test) = test_identity_provider(&state, &id).await?;
     let mut page = form_page(
         &session,
         Kind::Idp,

@@ -65,6 +65,24 @@ pub struct AdminSessionRecord {
     pub last_seen_at: i64,
 }
 
+/// A bearer token of the admin JSON API (the token itself is never stored).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApiTokenRecord {
+    /// SHA-256 of the token, base64url.
+    #[serde(skip)]
+    pub id_hash: String,
+    /// Unique name; audit events name the actor `api:<name>`.
+    pub name: String,
+    /// Role.
+    pub role: AdminRole,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last authenticated request, if any.
+    pub last_used_at: Option<i64>,
+    /// Unix seconds after which the token is refused, if it expires.
+    pub expires_at: Option<i64>,
+}
+
 /// A trust change made through the admin page.
 #[derive(Debug, Clone, Copy)]
 pub enum TrustChange<'a> {
@@ -118,6 +136,35 @@ pub trait AdminStore {
         idle_before: i64,
         created_before: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores a new API token and records `event` in one transaction; `Conflict` if the name
+    /// is taken.
+    fn create_api_token(
+        &self,
+        token: &ApiTokenRecord,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The API token with this hash.
+    fn api_token(
+        &self,
+        id_hash: &str,
+    ) -> impl Future<Output = Result<Option<ApiTokenRecord>, StoreError>> + Send;
+    /// Every API token, by name.
+    fn list_api_tokens(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ApiTokenRecord>, StoreError>> + Send;
+    /// Records that a token was used now.
+    fn touch_api_token(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes the token named `name` and records `event` in one transaction; false (and
+    /// nothing recorded) if there is none.
+    fn revoke_api_token(
+        &self,
+        name: &str,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Applies a trust change to database-managed rows only (config-managed rows are never
     /// touched) and records `event`, all in one transaction. False if no row matched (a delete
     /// or update of a missing or config-managed object), and then nothing is recorded.
@@ -136,6 +183,25 @@ fn table(kind: TrustKind) -> (&'static str, &'static str) {
         TrustKind::Client => ("clients", "client_id"),
     }
 }
+
+/// Decodes an `admin_api_tokens` row (a macro: the row type differs per database).
+macro_rules! api_token_of {
+    ($row:expr) => {{
+        let row = $row;
+        let role: String = row.try_get("role")?;
+        Ok::<_, StoreError>(ApiTokenRecord {
+            id_hash: row.try_get("id_hash")?,
+            name: row.try_get("name")?,
+            role: AdminRole::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown admin role {role}")))?,
+            created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    }};
+}
+
+const API_TOKEN_COLUMNS: &str = "id_hash, name, role, created_at, last_used_at, expires_at";
 
 impl AdminStore for Store {
     async fn count_admin_users(&self) -> Result<i64, StoreError> {
@@ -260,6 +326,78 @@ impl AdminStore for Store {
                 .await?;
         });
         Ok(())
+    }
+
+    async fn create_api_token(
+        &self,
+        token: &ApiTokenRecord,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO admin_api_tokens (id_hash, name, role, created_at, last_used_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(&token.id_hash)
+                .bind(&token.name)
+                .bind(token.role.as_str())
+                .bind(token.created_at)
+                .bind(token.last_used_at)
+                .bind(token.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::classify)?;
+            super::audit::insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn api_token(&self, id_hash: &str) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let sql = format!("SELECT {API_TOKEN_COLUMNS} FROM admin_api_tokens WHERE id_hash = $1");
+        on_pool!(self, pool => {
+            let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(id_hash)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|row| api_token_of!(row)).transpose()
+        })
+    }
+
+    async fn list_api_tokens(&self) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let sql = format!("SELECT {API_TOKEN_COLUMNS} FROM admin_api_tokens ORDER BY name");
+        on_pool!(self, pool => {
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str())).fetch_all(pool).await?;
+            rows.into_iter().map(|row| api_token_of!(row)).collect()
+        })
+    }
+
+    async fn touch_api_token(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE admin_api_tokens SET last_used_at = $1 WHERE id_hash = $2")
+                .bind(now)
+                .bind(id_hash)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn revoke_api_token(&self, name: &str, event: &AuditEvent) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("DELETE FROM admin_api_tokens WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if !deleted {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            super::audit::insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     async fn apply_trust_change(

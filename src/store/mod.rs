@@ -22,7 +22,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use admin::{AdminRole, AdminSessionRecord, AdminStore, AdminUser, TrustChange};
+pub use admin::{
+    AdminRole, AdminSessionRecord, AdminStore, AdminUser, ApiTokenRecord, TrustChange,
+};
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::{AuditWriter, ReplayWriter};
 pub use keys::{KeyRecord, KeyState, KeyStore};

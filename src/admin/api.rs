@@ -1,0 +1,637 @@
+//! The admin JSON API under `/admin/api/v1` (docs/admin-api.md, OpenAPI document at
+//! `/admin/api/v1/openapi.json`): the same operations as the admin page, through the same
+//! shared functions of [`super::trust`], [`super::keys`] and [`super::audit`], so both run the
+//! same validation and the same audited store calls.
+//!
+//! Authentication is a bearer API token (`fd_…`, stored only as SHA-256) with a role; there
+//! are no cookies, so no CSRF. A request carrying the admin session cookie but no bearer token
+//! is refused, so a browser session cannot drive the API cross-site. Every change is audited
+//! with actor `api:<token name>`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::auth::{cookie_value, random_token, sha256};
+use super::trust::{ChangeError, Kind};
+use super::views::AdminError;
+use crate::http::AppState;
+use crate::store::{
+    AdminRole, AdminStore, ApiTokenRecord, AuditEvent, AuditLog, Decision, Store, StoreError,
+    TrustDocument, TrustStore,
+};
+
+mod openapi;
+
+pub use openapi::document as openapi_document;
+
+/// Prefix of every API token, so a leaked one is recognisable (secret scanners, logs).
+pub const TOKEN_PREFIX: &str = "fd_";
+/// Default and largest page size of `GET /audit-events`.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 1000;
+
+/// An error answered as JSON: `{"error": code, "message": …, "field"?: …}`.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 401 with `WWW-Authenticate: Bearer`.
+    Unauthorized(String),
+    /// 403.
+    Forbidden(String),
+    /// 404.
+    NotFound,
+    /// 409: config-managed object or id taken.
+    Conflict(&'static str, String, Option<String>),
+    /// 422 naming the field.
+    Invalid(String, String),
+    /// 400.
+    BadRequest(String),
+    /// 500 (detail logged, not shown).
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(error: ChangeError) -> Self {
+        match error {
+            ChangeError::Invalid(errors) => {
+                let (field, message) = errors.into_iter().next().unwrap_or_default();
+                ApiError::Invalid(field, message)
+            }
+            ChangeError::Conflict(field, message) => {
+                ApiError::Conflict("conflict", message, Some(field))
+            }
+            ChangeError::NotFound => ApiError::NotFound,
+            ChangeError::Managed(message) => ApiError::Conflict("config_managed", message, None),
+            ChangeError::NotApplicable(message) => ApiError::BadRequest(message),
+            ChangeError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::NotFound => ApiError::NotFound,
+            AdminError::BadRequest(message) => ApiError::BadRequest(message),
+            AdminError::Forbidden(message) => ApiError::Forbidden(message),
+            other => ApiError::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Unauthorized(message) => {
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({ "error": "unauthorized", "message": message })),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"frontdesk-admin\""),
+                );
+                return response;
+            }
+            ApiError::Forbidden(message) => (
+                StatusCode::FORBIDDEN,
+                json!({ "error": "forbidden", "message": message }),
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                json!({ "error": "not_found", "message": "There is nothing here." }),
+            ),
+            ApiError::Conflict(code, message, field) => {
+                let mut body = json!({ "error": code, "message": message });
+                if let Some(field) = field {
+                    body["field"] = Value::String(field);
+                }
+                (StatusCode::CONFLICT, body)
+            }
+            ApiError::Invalid(field, message) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "error": "invalid", "field": field, "message": message }),
+            ),
+            ApiError::BadRequest(message) => (
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "bad_request", "message": message }),
+            ),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "admin API error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({ "error": "internal", "message": "Something went wrong; the details are in the server log." }),
+                )
+            }
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+/// The authenticated caller of an API request.
+#[derive(Debug, Clone)]
+pub struct ApiCaller {
+    /// Token name.
+    pub name: String,
+    /// Token role.
+    pub role: AdminRole,
+}
+
+impl ApiCaller {
+    /// The audit actor: `api:<token name>`.
+    pub fn actor(&self) -> String {
+        format!("api:{}", self.name)
+    }
+
+    fn authorize_change(&self) -> Result<(), ApiError> {
+        if self.role == AdminRole::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "This token's role is auditor: it can read everything but change nothing.".into(),
+            ))
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = bearer(parts) else {
+            if cookie_value(&parts.headers).is_some() {
+                return Err(ApiError::Unauthorized(
+                    "The admin API does not accept the admin page's session cookie: send an API token as `Authorization: Bearer fd_…`.".into(),
+                ));
+            }
+            return Err(ApiError::Unauthorized(
+                "Send an API token as `Authorization: Bearer fd_…`.".into(),
+            ));
+        };
+        // Looked up by SHA-256: no comparison of the secret itself, so no timing leak.
+        let id_hash = sha256(token);
+        let invalid =
+            || ApiError::Unauthorized("The API token is unknown, revoked or expired.".into());
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(invalid());
+        }
+        let Some(record) = state.store.api_token(&id_hash).await? else {
+            return Err(invalid());
+        };
+        let now = super::now_of(state);
+        if record.expires_at.is_some_and(|expires| now >= expires) {
+            return Err(invalid());
+        }
+        // Record use at most every few seconds, not on every request.
+        if record.last_used_at.is_none_or(|last| now - last >= 10) {
+            state.store.touch_api_token(&id_hash, now).await?;
+        }
+        Ok(ApiCaller {
+            name: record.name,
+            role: record.role,
+        })
+    }
+}
+
+/// Why an API token could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateTokenError {
+    /// Bad name or expiry, or the name is taken.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Store(StoreError),
+}
+
+/// Checks an API token name: 1-64 of letters, digits, `-_.@`.
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        return Err("The token name must be 1-64 letters, digits, - _ . or @.".into());
+    }
+    Ok(())
+}
+
+/// Creates an API token and audits it in the same transaction; returns the token, which is
+/// shown once (only its SHA-256 is stored). Used by `frontdesk admin create-token` and the
+/// admin page.
+pub async fn create_token(
+    store: &Store,
+    name: &str,
+    role: AdminRole,
+    expires_at: Option<i64>,
+    actor: &str,
+    now: i64,
+) -> Result<String, CreateTokenError> {
+    check_token_name(name).map_err(CreateTokenError::Invalid)?;
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(CreateTokenError::Invalid(
+            "The expiry must be in the future.".into(),
+        ));
+    }
+    let token = format!("{TOKEN_PREFIX}{}", random_token());
+    let record = ApiTokenRecord {
+        id_hash: sha256(&token),
+        name: name.to_string(),
+        role,
+        created_at: now,
+        last_used_at: None,
+        expires_at,
+    };
+    let mut event = AuditEvent::new(now, "api_token_created", Decision::Changed);
+    event.detail = Some(json!({
+        "actor": actor,
+        "id": name,
+        "before": null,
+        "after": { "name": name, "role": role.as_str(), "expires_at": expires_at },
+    }));
+    match store.create_api_token(&record, &event).await {
+        Ok(()) => Ok(token),
+        Err(StoreError::Conflict) => Err(CreateTokenError::Invalid(format!(
+            "an API token named {name} already exists"
+        ))),
+        Err(error) => Err(CreateTokenError::Store(error)),
+    }
+}
+
+/// Revokes (deletes) the API token `name` and audits it; false if there is none.
+pub async fn revoke_token(
+    store: &Store,
+    name: &str,
+    actor: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let mut event = AuditEvent::new(now, "api_token_revoked", Decision::Changed);
+    event.detail = Some(json!({
+        "actor": actor,
+        "id": name,
+        "before": { "name": name },
+        "after": null,
+    }));
+    store.revoke_api_token(name, &event).await
+}
+
+/// A stored object as the API shows it: the config-file document without the secret hash,
+/// plus the read-only `managed_by_config` and `updated_at`.
+fn present(document: &TrustDocument) -> Value {
+    let mut value = document.document.clone();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("secret_hash");
+        map.insert(
+            "managed_by_config".into(),
+            Value::Bool(document.managed_by_config),
+        );
+        map.insert("updated_at".into(), Value::from(document.updated_at));
+    }
+    value
+}
+
+/// Parses a request body as a JSON object and drops the read-only fields.
+fn document_of(body: &Bytes) -> Result<Value, ApiError> {
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::BadRequest(format!("The body is not JSON: {error}")))?;
+    let Some(map) = value.as_object_mut() else {
+        return Err(ApiError::BadRequest(
+            "The body must be a JSON object.".into(),
+        ));
+    };
+    for read_only in ["managed_by_config", "updated_at", "secret_hash"] {
+        map.remove(read_only);
+    }
+    Ok(value)
+}
+
+async fn find(state: &AppState, kind: Kind, id: &str) -> Result<TrustDocument, ApiError> {
+    Ok(super::trust::find(state, kind, id)
+        .await
+        .map_err(ChangeError::from)?)
+}
+
+async fn list(state: AppState, _caller: ApiCaller, kind: Kind) -> Result<Response, ApiError> {
+    let items: Vec<Value> = state
+        .store
+        .list_trust(kind.trust())
+        .await?
+        .iter()
+        .map(present)
+        .collect();
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+async fn get_one(
+    state: AppState,
+    _caller: ApiCaller,
+    kind: Kind,
+    id: String,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(present(&find(&state, kind, &id).await?)).into_response())
+}
+
+fn with_secret(mut value: Value, secret: Option<String>) -> Value {
+    if let Some(secret) = secret {
+        value["client_secret"] = Value::String(secret);
+    }
+    value
+}
+
+async fn create(
+    state: AppState,
+    caller: ApiCaller,
+    kind: Kind,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.authorize_change()?;
+    let document = document_of(&body)?;
+    let id = document[kind.id_field()].as_str().unwrap_or("").to_string();
+    let secret = super::trust::create_object(&state, &caller.actor(), kind, document).await?;
+    let stored = find(&state, kind, &id).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(with_secret(present(&stored), secret)),
+    )
+        .into_response())
+}
+
+async fn update(
+    state: AppState,
+    caller: ApiCaller,
+    kind: Kind,
+    id: String,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.authorize_change()?;
+    let existing = super::trust::editable(&state, kind, &id).await?;
+    let document = document_of(&body)?;
+    if let Some(given) = document[kind.id_field()].as_str()
+        && given != id
+    {
+        return Err(ApiError::Invalid(
+            kind.id_field().into(),
+            "the id cannot change: it must match the URL (or be left out)".into(),
+        ));
+    }
+    let secret =
+        super::trust::update_object(&state, &caller.actor(), kind, &existing, document).await?;
+    let stored = find(&state, kind, &id).await?;
+    Ok(axum::Json(with_secret(present(&stored), secret)).into_response())
+}
+
+async fn delete(
+    state: AppState,
+    caller: ApiCaller,
+    kind: Kind,
+    id: String,
+) -> Result<Response, ApiError> {
+    caller.authorize_change()?;
+    super::trust::delete_object(&state, &caller.actor(), kind, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Read-only (it changes nothing), so auditors may use it, as on the page.
+async fn test_connection(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (_, test) = super::trust::test_identity_provider(&state, &id).await?;
+    let keys: Vec<Value> = test
+        .keys
+        .iter()
+        .map(|(kid, alg, kty)| json!({ "kid": kid, "alg": alg, "kty": kty }))
+        .collect();
+    Ok(axum::Json(json!({ "ok": test.ok, "lines": test.lines, "keys": keys })).into_response())
+}
+
+async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.authorize_change()?;
+    let secret = super::trust::rotate_client_secret(&state, &caller.actor(), &id).await?;
+    Ok(axum::Json(json!({ "client_id": id, "client_secret": secret })).into_response())
+}
+
+async fn keys_list(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+) -> Result<Response, ApiError> {
+    let keys: Vec<Value> = crate::keys::KeyRing::list(&state.store)
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?
+        .into_iter()
+        .map(|key| {
+            json!({
+                "kid": key.kid,
+                "algorithm": key.algorithm,
+                "state": key.state,
+                "created_at": key.created_at,
+                "activate_at": key.activate_at,
+                "activated_at": key.activated_at,
+                "retired_at": key.retired_at,
+                "publish_until": key.publish_until,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "promote_after_secs": state.config.keys.promote_after_secs,
+        "items": keys,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    now: bool,
+}
+
+async fn keys_rotate(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.authorize_change()?;
+    let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| {
+            ApiError::Invalid("now".into(), format!("expected {{\"now\": bool}}: {error}"))
+        })?
+    };
+    let kid = super::keys::rotate_key(&state, &caller.actor(), body.now).await?;
+    let state_name = if body.now { "active" } else { "next" };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({ "kid": kid, "state": state_name })),
+    )
+        .into_response())
+}
+
+async fn keys_retire(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(kid): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.authorize_change()?;
+    super::keys::retire_key(&state, &caller.actor(), &kid).await?;
+    Ok(axum::Json(json!({ "kid": kid, "state": "retired" })).into_response())
+}
+
+async fn audit_events(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    Query(query): Query<super::audit::AuditQuery>,
+) -> Result<Response, ApiError> {
+    let mut filter = query.filter()?;
+    let limit = match query.limit.trim() {
+        "" => DEFAULT_LIMIT,
+        text => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::Invalid("limit".into(), format!("must be 1-{MAX_LIMIT}")))?,
+    };
+    filter.limit = Some(limit);
+    let records = state.store.audit_events(&filter).await?;
+    let next = (records.len() == limit as usize)
+        .then(|| records.last().map(|record| record.id))
+        .flatten();
+    Ok(axum::Json(json!({ "items": records, "next_before_id": next })).into_response())
+}
+
+async fn openapi() -> Response {
+    axum::Json(openapi::document()).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+macro_rules! kind_routes {
+    ($router:expr, $kind:expr) => {{
+        let kind: Kind = $kind;
+        let base = format!("/admin/api/v1/{}", kind.path());
+        $router
+            .route(
+                &base,
+                get(move |State(state): State<AppState>, caller: ApiCaller| {
+                    list(state, caller, kind)
+                })
+                .post(
+                    move |State(state): State<AppState>, caller: ApiCaller, body: Bytes| {
+                        create(state, caller, kind, body)
+                    },
+                ),
+            )
+            .route(
+                &format!("{base}/{{id}}"),
+                get(
+                    move |State(state): State<AppState>,
+                          caller: ApiCaller,
+                          Path(id): Path<String>| {
+                        get_one(state, caller, kind, id)
+                    },
+                )
+                .put(
+                    move |State(state): State<AppState>,
+                          caller: ApiCaller,
+                          Path(id): Path<String>,
+                          body: Bytes| update(state, caller, kind, id, body),
+                )
+                .delete(
+                    move |State(state): State<AppState>,
+                          caller: ApiCaller,
+                          Path(id): Path<String>| {
+                        delete(state, caller, kind, id)
+                    },
+                ),
+            )
+    }};
+}
+
+/// The `/admin/api/v1` routes (merged into the admin router).
+pub fn routes() -> Router<AppState> {
+    let router = Router::new();
+    let router = kind_routes!(router, Kind::Idp);
+    let router = kind_routes!(router, Kind::Audience);
+    let router = kind_routes!(router, Kind::Client);
+    router
+        .route(
+            "/admin/api/v1/identity-providers/{id}/test-connection",
+            post(test_connection),
+        )
+        .route(
+            "/admin/api/v1/clients/{id}/rotate-secret",
+            post(rotate_secret),
+        )
+        .route("/admin/api/v1/keys", get(keys_list))
+        .route("/admin/api/v1/keys/rotate", post(keys_rotate))
+        .route("/admin/api/v1/keys/{kid}/retire", post(keys_retire))
+        .route("/admin/api/v1/audit-events", get(audit_events))
+        .route("/admin/api/v1/openapi.json", get(openapi))
+        .route(
+            "/admin/api/v1/{*rest}",
+            get(not_found)
+                .post(not_found)
+                .put(not_found)
+                .delete(not_found),
+        )
+}
+
+/// Every `(method, path)` the API serves, in OpenAPI path syntax; the test checks that each
+/// appears in the OpenAPI document.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/admin/api/v1/identity-providers"),
+    ("post", "/admin/api/v1/identity-providers"),
+    ("get", "/admin/api/v1/identity-providers/{id}"),
+    ("put", "/admin/api/v1/identity-providers/{id}"),
+    ("delete", "/admin/api/v1/identity-providers/{id}"),
+    (
+        "post",
+        "/admin/api/v1/identity-providers/{id}/test-connection",
+    ),
+    ("get", "/admin/api/v1/audiences"),
+    ("post", "/admin/api/v1/audiences"),
+    ("get", "/admin/api/v1/audiences/{id}"),
+    ("put", "/admin/api/v1/audiences/{id}"),
+    ("delete", "/admin/api/v1/audiences/{id}"),
+    ("get", "/admin/api/v1/clients"),
+    ("post", "/admin/api/v1/clients"),
+    ("get", "/admin/api/v1/clients/{id}"),
+    ("put", "/admin/api/v1/clients/{id}"),
+    ("delete", "/admin/api/v1/clients/{id}"),
+    ("post", "/admin/api/v1/clients/{id}/rotate-secret"),
+    ("get", "/admin/api/v1/keys"),
+    ("post", "/admin/api/v1/keys/rotate"),
+    ("post", "/admin/api/v1/keys/{kid}/retire"),
+    ("get", "/admin/api/v1/audit-events"),
+    ("get", "/admin/api/v1/openapi.json"),
+];

@@ -1,0 +1,257 @@
+//! The hand-written OpenAPI 3.1 document of the admin API (`GET /admin/api/v1/openapi.json`).
+//! A test checks that it lists exactly the routes of [`super::ROUTES`] and that each of those is
+//! served.
+
+use serde_json::{Map, Value, json};
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn body(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn list_of(name: &str) -> Value {
+    json!({ "type": "object", "required": ["items"],
+            "properties": { "items": { "type": "array", "items": schema_ref(name) } } })
+}
+
+fn id_param(name: &str) -> Value {
+    json!([{ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }])
+}
+
+/// Adds the errors every operation may answer, and more for writes.
+fn operation(mut op: Value, write: bool) -> Value {
+    let responses = op["responses"]
+        .as_object_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut all = Map::new();
+    all.extend(responses);
+    all.insert(
+        "401".into(),
+        error_response(
+            "Missing, unknown, revoked or expired token (with `WWW-Authenticate: Bearer`).",
+        ),
+    );
+    if write {
+        all.insert("403".into(), error_response("The token's role is auditor."));
+    }
+    op["responses"] = Value::Object(all);
+    op
+}
+
+fn trust_paths(paths: &mut Map<String, Value>, segment: &str, schema: &str, singular: &str) {
+    let tag = segment.to_string();
+    let created = if schema == "Client" {
+        json_response(
+            "Created. For client_secret_* methods the generated secret is in `client_secret`, shown this once.",
+            json!({ "allOf": [schema_ref(schema), { "type": "object", "properties": { "client_secret": { "type": "string" } } }] }),
+        )
+    } else {
+        json_response("Created.", schema_ref(schema))
+    };
+    paths.insert(
+        format!("/admin/api/v1/{segment}"),
+        json!({
+            "get": operation(json!({ "tags": [tag], "summary": format!("List {segment}"), "operationId": format!("list_{}", segment.replace('-', "_")),
+                "responses": { "200": json_response("Every object, config-managed ones included.", list_of(schema)) } }), false),
+            "post": operation(json!({ "tags": [tag], "summary": format!("Create a {singular}"), "operationId": format!("create_{}", singular.replace(' ', "_")),
+                "requestBody": body(schema_ref(schema)),
+                "responses": { "201": created,
+                    "400": error_response("The body is not a JSON object."),
+                    "409": error_response("The id is taken."),
+                    "422": error_response("Invalid: `field` names the offending key.") } }), true),
+        }),
+    );
+    paths.insert(
+        format!("/admin/api/v1/{segment}/{{id}}"),
+        json!({
+            "parameters": id_param("id"),
+            "get": operation(json!({ "tags": [tag], "summary": format!("Get a {singular}"), "operationId": format!("get_{}", singular.replace(' ', "_")),
+                "responses": { "200": json_response("The object.", schema_ref(schema)), "404": error_response("No such object.") } }), false),
+            "put": operation(json!({ "tags": [tag], "summary": format!("Replace a {singular}"), "operationId": format!("replace_{}", singular.replace(' ', "_")),
+                "description": "The whole document; the id comes from the URL. Clients keep their secret (use rotate-secret to change it); enable or disable a client with `enabled`.",
+                "requestBody": body(schema_ref(schema)),
+                "responses": { "200": json_response("The stored object.", schema_ref(schema)),
+                    "400": error_response("The body is not a JSON object."),
+                    "404": error_response("No such object."),
+                    "409": error_response("Config-managed: change it in the configuration file."),
+                    "422": error_response("Invalid: `field` names the offending key.") } }), true),
+            "delete": operation(json!({ "tags": [tag], "summary": format!("Delete a {singular}"), "operationId": format!("delete_{}", singular.replace(' ', "_")),
+                "responses": { "204": { "description": "Deleted." }, "404": error_response("No such object."),
+                    "409": error_response("Config-managed: change it in the configuration file.") } }), true),
+        }),
+    );
+}
+
+fn string_list() -> Value {
+    json!({ "type": "array", "items": { "type": "string" } })
+}
+
+fn string_map() -> Value {
+    json!({ "type": "object", "additionalProperties": { "type": "string" } })
+}
+
+fn read_only() -> Value {
+    json!({
+        "managed_by_config": { "type": "boolean", "readOnly": true, "description": "Defined in the configuration file (read-only here)." },
+        "updated_at": { "type": "integer", "readOnly": true, "description": "Unix seconds." },
+    })
+}
+
+fn object(required: &[&str], mut properties: Value) -> Value {
+    if let (Some(map), Value::Object(extra)) = (properties.as_object_mut(), read_only()) {
+        map.extend(extra);
+    }
+    json!({ "type": "object", "required": required, "properties": properties })
+}
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    trust_paths(
+        &mut paths,
+        "identity-providers",
+        "IdentityProvider",
+        "identity provider",
+    );
+    trust_paths(&mut paths, "audiences", "Audience", "audience");
+    trust_paths(&mut paths, "clients", "Client", "client");
+    paths.insert(
+        "/admin/api/v1/identity-providers/{id}/test-connection".into(),
+        json!({ "parameters": id_param("id"),
+            "post": operation(json!({ "tags": ["identity-providers"], "summary": "Test connection", "operationId": "test_identity_provider",
+                "description": "Fetches the discovery document and JWKS (or parses the inline JWKS). Changes nothing; auditors may call it.",
+                "responses": { "200": json_response("What was found, or why it failed.", schema_ref("ConnectionTest")), "404": error_response("No such identity provider.") } }), false) }),
+    );
+    paths.insert(
+        "/admin/api/v1/clients/{id}/rotate-secret".into(),
+        json!({ "parameters": id_param("id"),
+            "post": operation(json!({ "tags": ["clients"], "summary": "Rotate a client's secret", "operationId": "rotate_client_secret",
+                "responses": { "200": json_response("The new secret, shown this once; the old one stops working at once.",
+                        json!({ "type": "object", "required": ["client_id", "client_secret"], "properties": { "client_id": { "type": "string" }, "client_secret": { "type": "string" } } })),
+                    "400": error_response("The client uses private_key_jwt."),
+                    "404": error_response("No such client."),
+                    "409": error_response("Config-managed.") } }), true) }),
+    );
+    paths.insert(
+        "/admin/api/v1/keys".into(),
+        json!({ "get": operation(json!({ "tags": ["keys"], "summary": "List signing keys", "operationId": "list_keys",
+            "responses": { "200": json_response("Every key with its state.", json!({ "type": "object", "properties": {
+                "promote_after_secs": { "type": "integer" }, "items": { "type": "array", "items": schema_ref("Key") } } })) } }), false) }),
+    );
+    paths.insert(
+        "/admin/api/v1/keys/rotate".into(),
+        json!({ "post": operation(json!({ "tags": ["keys"], "summary": "Rotate the signing key", "operationId": "rotate_key",
+            "description": "Publishes a `next` key, promoted after promote_after_secs; with `now: true` it signs at once (emergency rotation).",
+            "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": { "now": { "type": "boolean", "default": false } } } } } },
+            "responses": { "201": json_response("The new key.", json!({ "type": "object", "properties": { "kid": { "type": "string" }, "state": { "enum": ["next", "active"] } } })),
+                "422": error_response("The body is not `{\"now\": bool}`.") } }), true) }),
+    );
+    paths.insert(
+        "/admin/api/v1/keys/{kid}/retire".into(),
+        json!({ "parameters": id_param("kid"),
+            "post": operation(json!({ "tags": ["keys"], "summary": "Retire a key", "operationId": "retire_key",
+                "responses": { "200": json_response("Retired; it stays published until its tokens have expired.", json!({ "type": "object", "properties": { "kid": { "type": "string" }, "state": { "const": "retired" } } })),
+                    "400": error_response("The key cannot be retired (e.g. the only active key)."),
+                    "404": error_response("No such key.") } }), true) }),
+    );
+    let query = |name: &str, description: &str| json!({ "name": name, "in": "query", "required": false, "schema": { "type": "string" }, "description": description });
+    paths.insert(
+        "/admin/api/v1/audit-events".into(),
+        json!({ "get": operation(json!({ "tags": ["audit"], "summary": "List audit events, newest first", "operationId": "list_audit_events",
+            "parameters": [
+                query("since", "From this time: unix seconds or YYYY-MM-DD HH:MM (UTC)."),
+                query("until", "Up to this time."),
+                query("client_id", "Exact client id."),
+                query("subject", "Exact subject."),
+                query("audience", "Exact audience."),
+                query("decision", "issued, denied or changed."),
+                query("reason", "Exact reason code."),
+                { "name": "before_id", "in": "query", "required": false, "schema": { "type": "integer" }, "description": "Only events with a smaller id (the previous page's next_before_id)." },
+                { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 50 } },
+            ],
+            "responses": { "200": json_response("One page of events.", json!({ "type": "object", "properties": {
+                    "items": { "type": "array", "items": schema_ref("AuditEvent") },
+                    "next_before_id": { "type": ["integer", "null"], "description": "Pass as before_id for the next page; null on the last page." } } })),
+                "400": error_response("A filter is malformed."),
+                "422": error_response("limit is out of range.") } }), false) }),
+    );
+    paths.insert(
+        "/admin/api/v1/openapi.json".into(),
+        json!({ "get": { "tags": ["meta"], "summary": "This document", "operationId": "openapi", "security": [],
+            "responses": { "200": { "description": "The OpenAPI 3.1 document.", "content": { "application/json": {} } } } } }),
+    );
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "frontdesk admin API",
+            "version": "1",
+            "description": "Manage identity providers, audiences, clients and signing keys, and read the audit log. The same operations, validation and audit as the web admin page. See docs/admin-api.md.",
+        },
+        "servers": [{ "url": "/" }],
+        "security": [{ "bearerToken": [] }],
+        "paths": Value::Object(paths),
+        "components": {
+            "securitySchemes": {
+                "bearerToken": { "type": "http", "scheme": "bearer", "bearerFormat": "fd_ API token",
+                    "description": "An API token from `frontdesk admin create-token` or the admin page's API tokens page." }
+            },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error", "message"], "properties": {
+                    "error": { "type": "string", "enum": ["unauthorized", "forbidden", "not_found", "conflict", "config_managed", "invalid", "bad_request", "internal"] },
+                    "field": { "type": "string", "description": "The offending key (422, and 409 on a taken id); empty if it concerns the whole document." },
+                    "message": { "type": "string" } } },
+                "IdentityProvider": object(&["id", "issuer"], json!({
+                    "id": { "type": "string" }, "issuer": { "type": "string" },
+                    "jwks_uri": { "type": "string" }, "jwks": { "type": "string", "description": "An inline JWK set as JSON text." },
+                    "algorithms": string_list(), "token_types": string_list(), "audiences": string_list(),
+                    "clock_skew_secs": { "type": "integer" }, "max_token_age_secs": { "type": "integer" },
+                    "condition": { "type": "string", "description": "CEL." },
+                    "subject_mode": { "type": "string", "enum": crate::trust::SUBJECT_MODES },
+                    "subject_mapping": { "type": "string", "description": "CEL." },
+                    "allowed_clients": string_list(), "enabled": { "type": "boolean" } })),
+                "Audience": object(&["id", "issuer"], json!({
+                    "id": { "type": "string" }, "issuer": { "type": "string" },
+                    "aliases": string_list(), "resources": string_list(), "scopes": string_list(),
+                    "token_type": { "type": "string", "enum": crate::trust::AUDIENCE_TOKEN_TYPES },
+                    "lifetime_secs": { "type": "integer" },
+                    "claims": { "type": "object", "additionalProperties": { "type": "string" }, "description": "claim → CEL expression." },
+                    "release": string_list(), "condition": { "type": "string", "description": "CEL." },
+                    "require_acr": string_list(), "max_auth_age_secs": { "type": "integer" } })),
+                "Client": object(&["client_id", "auth_method"], json!({
+                    "client_id": { "type": "string" },
+                    "auth_method": { "type": "string", "enum": crate::trust::CLIENT_AUTH_METHODS },
+                    "jwks": { "type": "string" }, "jwks_uri": { "type": "string" },
+                    "grant_types": string_list(), "audiences": string_list(), "scopes": string_list(),
+                    "idp_client_ids": string_map(), "audience_client_ids": string_map(),
+                    "enabled": { "type": "boolean" } })),
+                "ConnectionTest": { "type": "object", "properties": {
+                    "ok": { "type": "boolean" }, "lines": string_list(),
+                    "keys": { "type": "array", "items": { "type": "object", "properties": {
+                        "kid": { "type": "string" }, "alg": { "type": "string" }, "kty": { "type": "string" } } } } } },
+                "Key": { "type": "object", "properties": {
+                    "kid": { "type": "string" }, "algorithm": { "type": "string" },
+                    "state": { "enum": ["next", "active", "retired"] },
+                    "created_at": { "type": "integer" }, "activate_at": { "type": ["integer", "null"] },
+                    "activated_at": { "type": ["integer", "null"] }, "retired_at": { "type": ["integer", "null"] },
+                    "publish_until": { "type": ["integer", "null"] } } },
+                "AuditEvent": { "type": "object", "description": "One audit record: id, occurred_at, event, decision and the optional request fields; `detail.actor` names who made a change (`api:<token name>` for the API).",
+                    "properties": { "id": { "type": "integer" }, "occurred_at": { "type": "integer" }, "event": { "type": "string" },
+                        "decision": { "enum": ["issued", "denied", "changed"] }, "detail": {} } },
+            }
+        }
+    })
+}
