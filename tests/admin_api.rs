@@ -627,3 +627,119 @@ async fn the_openapi_document_lists_every_route_and_each_is_served() -> anyhow::
     assert_eq!(body["error"], "not_found");
     Ok(())
 }
+
+fn between<'a>(html: &'a str, start: &str, end: &str) -> anyhow::Result<&'a str> {
+    let from = html
+        .find(start)
+        .ok_or_else(|| anyhow::anyhow!("no {start} in {html}"))?
+        + start.len();
+    let to = html[from..]
+        .find(end)
+        .ok_or_else(|| anyhow::anyhow!("no {end} after {start}"))?;
+    Ok(&html[from..from + to])
+}
+
+#[tokio::test]
+async fn the_admin_page_creates_lists_and_revokes_api_tokens() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let store = &api.env.server.state.store;
+    let password = "correct horse battery staple";
+    frontdesk::admin::auth::create_user(store, "alice", password, AdminRole::Admin, "test", 0)
+        .await?;
+    let browser = reqwest::Client::builder()
+        .no_proxy()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let url = |path: &str| format!("{}{path}", api.env.url);
+    let response = browser
+        .post(url("/admin/sign-in"))
+        .form(&[("username", "alice"), ("password", password)])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+
+    let html = browser
+        .get(url("/admin/api-tokens"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(html.contains("<code>ops</code>") && html.contains("<code>reader</code>"));
+    let csrf = between(&html, "name=\"csrf\" value=\"", "\"")?.to_string();
+
+    // Without the CSRF token: refused.
+    let response = browser
+        .post(url("/admin/api-tokens"))
+        .form(&[("name", "web"), ("role", "admin")])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // Invalid name: 422 with the reason, nothing created.
+    let response = browser
+        .post(url("/admin/api-tokens"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "no spaces"),
+            ("role", "admin"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response.text().await?.contains("form-error"));
+
+    let response = browser
+        .post(url("/admin/api-tokens"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "web"),
+            ("role", "auditor"),
+            ("expires_in_days", "30"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await?;
+    let token = between(&html, "<code id=\"api-token\">", "</code>")?.to_string();
+    assert!(token.starts_with("fd_"));
+    let (status, _) = api.call(Method::GET, "/keys", Some(&token), None).await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .call(Method::POST, "/keys/rotate", Some(&token), Some(json!({})))
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Shown once: the list does not contain it.
+    let html = browser
+        .get(url("/admin/api-tokens"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(html.contains("<code>web</code>") && !html.contains(&token));
+    // The browser session cannot use the API.
+    let response = browser.get(url("/admin/api/v1/keys")).send().await?;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let response = browser
+        .post(url("/admin/api-tokens/web/revoke"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (status, _) = api.call(Method::GET, "/keys", Some(&token), None).await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (_, page) = api
+        .admin(Method::GET, "/audit-events?decision=changed", None)
+        .await?;
+    let by_alice: Vec<&str> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|event| event["detail"]["actor"] == "alice")
+        .filter_map(|event| event["event"].as_str())
+        .filter(|name| name.starts_with("api_token"))
+        .collect();
+    assert_eq!(by_alice, ["api_token_revoked", "api_token_created"]);
+    Ok(())
+}

@@ -27,6 +27,7 @@ use crate::store::{
 };
 
 mod openapi;
+pub(super) mod page;
 
 pub use openapi::document as openapi_document;
 

@@ -96,6 +96,11 @@ pub fn router() -> Router<AppState> {
         .route("/admin/keys/{kid}/retire", post(keys::retire))
         .route("/admin/audit", get(audit::page))
         .route("/admin/audit/export", get(audit::export))
+        .route(
+            "/admin/api-tokens",
+            get(api::page::page).post(api::page::create),
+        )
+        .route("/admin/api-tokens/{name}/revoke", post(api::page::revoke))
         .merge(api::routes())
         .route("/admin/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::map_response(security_headers))
