@@ -62,6 +62,7 @@ both_backends!(
     audit_filters_and_pages,
     trust_upsert_list_delete,
     sync_config_trust_replaces_only_config_rows,
+    api_tokens_create_lookup_touch_revoke,
 );
 
 async fn migrations_are_idempotent(store: Store) {
@@ -580,4 +581,63 @@ async fn sync_config_trust_replaces_only_config_rows(store: Store) {
             .expect("clients")
             .is_empty()
     );
+}
+
+async fn api_tokens_create_lookup_touch_revoke(store: Store) {
+    let token = |name: &str, hash: &str, expires_at: Option<i64>| ApiTokenRecord {
+        id_hash: hash.into(),
+        name: name.into(),
+        role: AdminRole::Auditor,
+        created_at: 100,
+        last_used_at: None,
+        expires_at,
+    };
+    let event = |name: &str| AuditEvent::new(100, name, Decision::Changed);
+    store
+        .create_api_token(&token("ci", "h1", Some(500)), &event("api_token_created"))
+        .await
+        .expect("create");
+    // Names are unique; the failed insert records no event.
+    assert!(matches!(
+        store
+            .create_api_token(&token("ci", "h2", None), &event("api_token_created"))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let found = store.api_token("h1").await.expect("lookup").expect("found");
+    assert_eq!(
+        (
+            found.name.as_str(),
+            found.role,
+            found.expires_at,
+            found.last_used_at
+        ),
+        ("ci", AdminRole::Auditor, Some(500), None)
+    );
+    assert!(store.api_token("h2").await.expect("lookup").is_none());
+    store.touch_api_token("h1", 200).await.expect("touch");
+    let listed = store.list_api_tokens().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_at, Some(200));
+    assert!(
+        store
+            .revoke_api_token("ci", &event("api_token_revoked"))
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        !store
+            .revoke_api_token("ci", &event("api_token_revoked"))
+            .await
+            .expect("revoke again")
+    );
+    assert!(store.api_token("h1").await.expect("lookup").is_none());
+    let events: Vec<String> = store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|record| record.event.event)
+        .collect();
+    assert_eq!(events, ["api_token_revoked", "api_token_created"]);
 }
