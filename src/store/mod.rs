@@ -8,6 +8,7 @@
 
 mod audit;
 mod audit_writer;
+mod codes;
 mod keys;
 mod replay;
 mod tokens;
@@ -23,6 +24,7 @@ use sqlx::sqlite::{
 
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::AuditWriter;
+pub use codes::{AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord};
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
 pub use tokens::{IssuedToken, TokenStore};
