@@ -144,7 +144,7 @@ pub async fn refresh(
 ) -> Result<TokenResponse, OAuthError> {
     let token = form.required("refresh_token")?;
     let requested_scopes = parse_scope(form.single("scope")?)?;
-    let requested_resource = form.single("resource")?;
+    let requested_resources = form.all("resource");
     let client_id = &client.client.config.client_id;
     let record: RefreshRecord = match service
         .store
@@ -198,7 +198,10 @@ pub async fn refresh(
             "The refresh token has expired",
         ));
     }
-    if requested_resource.is_some_and(|resource| resource != record.resource) {
+    if requested_resources
+        .iter()
+        .any(|resource| *resource != record.resource)
+    {
         return Err(OAuthError::new(
             ErrorCode::InvalidTarget,
             "resource_outside_grant",
