@@ -709,8 +709,7 @@ async fn callback(
         .config
         .authorization
         .pre_approved_clients
-        .iter()
-        .any(|id| *id == pending.client_id);
+        .contains(&pending.client_id);
     if pre_approved {
         return approve(&state, pending, audit, "pre_approved").await;
     }
