@@ -9,6 +9,7 @@
 mod admin;
 pub(crate) mod audit;
 mod audit_writer;
+mod codes;
 mod keys;
 mod replay;
 mod tokens;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{
 pub use admin::{AdminRole, AdminSessionRecord, AdminStore, AdminUser, TrustChange};
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::{AuditWriter, ReplayWriter};
+pub use codes::{AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord};
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
 pub use tokens::{IssuedToken, TokenStore};
