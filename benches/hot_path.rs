@@ -293,6 +293,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         scopes: vec![],
         idp_client_ids: BTreeMap::new(),
         audience_client_ids: BTreeMap::new(),
+        redirect_uris: vec![],
         enabled: true,
     };
     let mut agent = client(AGENT, "client_secret_basic");

@@ -81,7 +81,8 @@ pub fn run(args: Vec<String>) -> Result<(), String> {
     Ok(())
 }
 
-/// Only `.../keys/dev` or a directory strictly inside the system temporary directory.
+/// Only `.../keys/dev` or a directory strictly inside the system temporary directory (and not
+/// inside a git checkout there).
 fn check_destination(dir: &Path) -> Result<(), String> {
     let parts: Vec<Component<'_>> = dir
         .components()
@@ -124,8 +125,13 @@ fn inside_temp_dir(dir: &Path) -> bool {
     let Ok(resolved) = existing.canonicalize() else {
         return false;
     };
-    // Strictly inside: never the temporary directory itself.
-    resolved.starts_with(&temp) && (resolved != temp || !rest.is_empty())
+    // Strictly inside: never the temporary directory itself, and never inside a git checkout
+    // that happens to live in the temporary directory (a CI clone under /tmp).
+    resolved.starts_with(&temp)
+        && (resolved != temp || !rest.is_empty())
+        && !resolved
+            .ancestors()
+            .any(|ancestor| ancestor.join(".git").exists())
 }
 
 fn pem(pkcs8: &[u8]) -> Zeroizing<String> {

@@ -132,6 +132,7 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
             .audience_client_ids
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
+        redirect_uris: Vec::new(),
         enabled: true,
     };
     crate::trust::validate_client(&client)

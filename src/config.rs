@@ -63,12 +63,51 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     /// Resources this deployment protects (the jwt-bearer side).
     pub resources: Vec<ResourceConfig>,
+    /// The authorization code flow (`GET /authorize`): where users sign in, code and refresh
+    /// token lifetimes, pre-approved clients.
+    pub authorization: AuthorizationConfig,
     /// Set when no configuration file was given: a local, single-user development instance.
     #[serde(skip)]
     pub development: bool,
     /// Where the settings came from, for error messages.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// The authorization code flow. `GET /authorize` is enabled only when `sign_in_idp` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizationConfig {
+    /// Id of the `[[identity_providers]]` entry users sign in at (frontdesk is its OpenID Connect
+    /// relying party). Its `condition` applies to every sign-in.
+    pub sign_in_idp: Option<String>,
+    /// frontdesk's client id at that identity provider (the `aud` of the ID tokens it gets).
+    pub client_id: Option<String>,
+    /// frontdesk's client secret at that identity provider (use
+    /// `FRONTDESK_AUTHORIZATION__CLIENT_SECRET_FILE` or `FRONTDESK_AUTHORIZATION__CLIENT_SECRET`).
+    pub client_secret: Option<SecretString>,
+    /// Lifetime of an authorization code (at most 60 s).
+    pub code_lifetime_secs: u64,
+    /// Lifetime of a refresh-token family, counted from sign-in (rotation keeps it).
+    pub refresh_token_lifetime_secs: u64,
+    /// How long a user has to sign in and decide on the consent page.
+    pub request_lifetime_secs: u64,
+    /// Clients whose requests skip the consent page.
+    pub pre_approved_clients: Vec<String>,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        Self {
+            sign_in_idp: None,
+            client_id: None,
+            client_secret: None,
+            code_lifetime_secs: 60,
+            refresh_token_lifetime_secs: 14 * 86400,
+            request_lifetime_secs: 600,
+            pre_approved_clients: Vec::new(),
+        }
+    }
 }
 
 /// HTTP listener settings.
@@ -316,6 +355,10 @@ pub struct ClientConfig {
     /// The client's identifier at each audience (audience id → the ID-JAG `client_id` claim).
     #[serde(default)]
     pub audience_client_ids: BTreeMap<String, String>,
+    /// Redirect URIs for the authorization code flow, matched exactly (https, or http on a
+    /// loopback address).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
     /// Disabled clients are refused with `invalid_client`.
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -355,6 +398,7 @@ impl Default for Config {
             audiences: Vec::new(),
             clients: Vec::new(),
             resources: Vec::new(),
+            authorization: AuthorizationConfig::default(),
             development: false,
             source: None,
         }
@@ -640,6 +684,24 @@ impl Config {
         if !(1..=60).contains(&self.federation.http_timeout_secs) {
             return err("federation.http_timeout_secs", "must be between 1 and 60");
         }
+        if !(1..=60).contains(&self.authorization.code_lifetime_secs) {
+            return err(
+                "authorization.code_lifetime_secs",
+                "must be between 1 and 60",
+            );
+        }
+        if !(60..=90 * 86400).contains(&self.authorization.refresh_token_lifetime_secs) {
+            return err(
+                "authorization.refresh_token_lifetime_secs",
+                "must be between 60 and 7776000 (90 days)",
+            );
+        }
+        if !(60..=3600).contains(&self.authorization.request_lifetime_secs) {
+            return err(
+                "authorization.request_lifetime_secs",
+                "must be between 60 and 3600",
+            );
+        }
         if !["json", "pretty"].contains(&self.log.format.as_str()) {
             return err("log.format", "must be json or pretty");
         }
@@ -746,7 +808,13 @@ fn env_key_path(name: &str, defaults: &toml::Value) -> Option<String> {
 }
 
 /// Optional scalar keys (no default value, so not in the serialized defaults).
-const OPTIONAL_KEYS: &[&str] = &["keys.encryption_key", "keys.encryption_key_file"];
+const OPTIONAL_KEYS: &[&str] = &[
+    "keys.encryption_key",
+    "keys.encryption_key_file",
+    "authorization.sign_in_idp",
+    "authorization.client_id",
+    "authorization.client_secret",
+];
 
 fn lookup<'a>(value: &'a toml::Value, path: &str) -> Option<&'a toml::Value> {
     path.split('.').try_fold(value, |value, key| value.get(key))

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod authorize;
 pub mod cli;
 pub mod client_cli;
 pub mod clock;

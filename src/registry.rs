@@ -114,6 +114,11 @@ impl Registry {
         self.idps_by_issuer.get(issuer)
     }
 
+    /// The provider with configuration id `id` (the authorization code flow's sign-in IdP).
+    pub fn idp_by_id(&self, id: &str) -> Option<&Arc<IdentityProvider>> {
+        self.idps_by_issuer.values().find(|idp| idp.config.id == id)
+    }
+
     /// The audience named by `value` (its issuer identifier or an alias).
     pub fn audience(&self, value: &str) -> Option<&Arc<Audience>> {
         self.audiences_by_value.get(value)

@@ -126,6 +126,31 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
         }
     }
     let mut seen = BTreeSet::new();
+    let authorization = &config.authorization;
+    if let Some(idp) = &authorization.sign_in_idp {
+        if !idp_ids.contains(idp) {
+            return invalid(
+                "authorization.sign_in_idp".into(),
+                format!("no identity provider has id `{idp}`"),
+            );
+        }
+        if authorization.client_id.as_deref().is_none_or(str::is_empty) {
+            return invalid(
+                "authorization.client_id".into(),
+                "frontdesk's client id at the sign-in identity provider is required",
+            );
+        }
+        if authorization
+            .client_secret
+            .as_ref()
+            .is_none_or(|secret| secret.expose().is_empty())
+        {
+            return invalid(
+                "authorization.client_secret".into(),
+                "frontdesk's client secret at the sign-in identity provider is required (FRONTDESK_AUTHORIZATION__CLIENT_SECRET_FILE)",
+            );
+        }
+    }
     for (index, client) in config.clients.iter().enumerate() {
         let key = format!("clients[{index}]");
         validate_client(client).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
@@ -156,6 +181,11 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
             }
         }
     }
+    // Clients may also be registered through the admin page, so only the syntax is checked.
+    for (index, client_id) in authorization.pre_approved_clients.iter().enumerate() {
+        validate_id(client_id)
+            .or_else(|m| invalid(format!("authorization.pre_approved_clients[{index}]"), m))?;
+    }
     Ok(())
 }
 
@@ -182,6 +212,19 @@ fn validate_url(text: &str, allow_http_loopback: bool) -> Result<url::Url, Strin
             "`{text}` must be an https URL (http only on a loopback address)"
         ))
     }
+}
+
+/// A redirect URI for the authorization code flow (OAuth 2.1 §2.3.1, RFC 8252 §7.3): an absolute
+/// https URL, or http on a loopback address; no fragment; no userinfo. Matched exactly later.
+pub fn validate_redirect_uri(text: &str) -> Result<(), String> {
+    let url = validate_url(text, true)?;
+    if url.fragment().is_some() {
+        return Err(format!("`{text}` has a fragment (RFC 6749 §3.1.2)"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{text}` must not carry credentials"));
+    }
+    Ok(())
 }
 
 /// Validates one identity provider; the key in the error is relative to the provider.
@@ -429,6 +472,18 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
                 format!("`{grant}` is not a supported grant type"),
             );
         }
+    }
+    for uri in &client.redirect_uris {
+        validate_redirect_uri(uri).or_else(|m| invalid("redirect_uris".into(), m))?;
+    }
+    let uses_code = client.grant_types.iter().any(|grant| {
+        crate::oauth::GrantType::parse(grant) == Some(crate::oauth::GrantType::AuthorizationCode)
+    });
+    if uses_code && client.redirect_uris.is_empty() {
+        return invalid(
+            "redirect_uris".into(),
+            "the authorization_code grant needs at least one registered redirect URI",
+        );
     }
     Ok(())
 }

@@ -31,7 +31,6 @@ fn python() -> std::path::PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "the SDK refuses metadata without authorization_endpoint; runs once /authorize exists"]
 async fn mcp_python_sdk_reaches_a_protected_resource_through_both_legs() -> anyhow::Result<()> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut child = tokio::process::Command::new(python())
@@ -67,8 +66,23 @@ async fn mcp_python_sdk_reaches_a_protected_resource_through_both_legs() -> anyh
     let dir = tempfile::tempdir()?;
     let db = format!("sqlite://{}", dir.path().join("b.db").display());
     let b_resource = resource.clone();
+    // B is a complete MCP authorization server: users can also sign in (authorization code
+    // flow) at the test IdP, which is why its metadata has an authorization_endpoint — the SDK
+    // refuses metadata without one.
+    let sign_in_issuer = a.idp.issuer.clone();
     let config = resource_side(&b_url, &a.url, &db, move |config| {
         config.resources[0].resource = b_resource;
+        let mut sign_in = config.identity_providers[0].clone();
+        sign_in.id = "corp-sign-in".into();
+        sign_in.issuer = sign_in_issuer;
+        sign_in.jwks_uri = None;
+        sign_in.algorithms = vec!["RS256".into()];
+        sign_in.token_types = vec!["id_token".into()];
+        config.identity_providers.push(sign_in);
+        config.authorization.sign_in_idp = Some("corp-sign-in".into());
+        config.authorization.client_id = Some("frontdesk-b".into());
+        config.authorization.client_secret =
+            Some(frontdesk::secret::SecretString::new("rp-secret"));
     })?;
     let b = spawn_on(config, listener)
         .await

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::config::Config;
 use crate::oauth::{
-    GRANT_JWT_BEARER, GRANT_PROFILE_ID_JAG, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_JWT,
+    GRANT_AUTHORIZATION_CODE, GRANT_JWT_BEARER, GRANT_PROFILE_ID_JAG, GRANT_REFRESH_TOKEN,
+    GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_JWT,
 };
 
 /// The metadata document for `config`, with endpoint URLs on the issuer's origin (META-17).
@@ -27,14 +28,19 @@ pub fn metadata_document(config: &Config) -> Value {
             _ => "EdDSA",
         })
         .collect();
-    json!({
+    let code_flow = config.authorization.sign_in_idp.is_some();
+    let mut grant_types = vec![GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER];
+    if code_flow {
+        grant_types.extend([GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN]);
+    }
+    let mut document = json!({
         "issuer": config.issuer,
         "jwks_uri": format!("{base}/jwks.json"),
         "token_endpoint": format!("{base}/token"),
-        // RFC 8414 requires this member; frontdesk has no authorization endpoint (yet), so it
-        // supports no response type.
+        // RFC 8414 requires this member; without a sign-in identity provider frontdesk has no
+        // authorization endpoint, so it supports no response type.
         "response_types_supported": [],
-        "grant_types_supported": [GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER],
+        "grant_types_supported": grant_types,
         // IDJAG §7.2, EMA §6 (META-07..09): ID-JAGs are redeemed with the jwt-bearer grant.
         "authorization_grant_profiles_supported": [GRANT_PROFILE_ID_JAG],
         "introspection_endpoint": format!("{base}/introspect"),
@@ -48,7 +54,17 @@ pub fn metadata_document(config: &Config) -> Value {
         "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         // CHAIN §3, IDJAG §7.1 (META-06).
         "identity_chaining_requested_token_types_supported": [TOKEN_TYPE_ID_JAG, TOKEN_TYPE_JWT],
-    })
+    });
+    // The authorization code flow, only when a sign-in identity provider is configured.
+    if code_flow {
+        document["authorization_endpoint"] = json!(format!("{base}/authorize"));
+        document["response_types_supported"] = json!(["code"]);
+        document["response_modes_supported"] = json!(["query"]);
+        document["code_challenge_methods_supported"] = json!(["S256"]);
+        // RFC 9207.
+        document["authorization_response_iss_parameter_supported"] = json!(true);
+    }
+    document
 }
 
 /// `GET /.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`.

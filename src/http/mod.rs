@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .merge(crate::admin::router())
+        .merge(crate::authorize::router(&state))
         .fallback(error::not_found)
         .layer(RequestBodyLimitLayer::new(max_body));
     let forms = Router::new()

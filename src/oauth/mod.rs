@@ -2,6 +2,7 @@
 //! knows about HTTP or SQL; handlers call in, and the store is reached through its traits.
 
 pub mod client_auth;
+pub mod code_grant;
 mod error;
 pub mod exchange;
 pub mod introspection;
@@ -17,6 +18,10 @@ pub use service::{RequestContext, TokenResponse, TokenService};
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// JWT bearer grant (RFC 7523).
 pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// Authorization code grant (RFC 6749 §4.1).
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+/// Refresh token grant (RFC 6749 §6).
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 /// ID-JAG token type and `requested_token_type` value.
 pub const TOKEN_TYPE_ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
 /// Generic JWT token type (identity-chaining grants).
@@ -40,16 +45,23 @@ pub enum GrantType {
     TokenExchange,
     /// RFC 7523 JWT bearer.
     JwtBearer,
+    /// RFC 6749 §4.1 authorization code (with PKCE).
+    AuthorizationCode,
+    /// RFC 6749 §6 refresh token (rotating).
+    RefreshToken,
 }
 
 impl GrantType {
-    /// Parses the full URN, or the short names `token-exchange` / `jwt-bearer` used in config.
+    /// Parses the full URN, or the short names `token-exchange` / `jwt-bearer` used in config, or
+    /// `authorization_code` / `refresh_token`.
     pub fn parse(text: &str) -> Option<GrantType> {
         match text {
             GRANT_TOKEN_EXCHANGE | "token-exchange" | "token_exchange" => {
                 Some(GrantType::TokenExchange)
             }
             GRANT_JWT_BEARER | "jwt-bearer" | "jwt_bearer" => Some(GrantType::JwtBearer),
+            GRANT_AUTHORIZATION_CODE => Some(GrantType::AuthorizationCode),
+            GRANT_REFRESH_TOKEN => Some(GrantType::RefreshToken),
             _ => None,
         }
     }
@@ -59,6 +71,8 @@ impl GrantType {
         match self {
             GrantType::TokenExchange => GRANT_TOKEN_EXCHANGE,
             GrantType::JwtBearer => GRANT_JWT_BEARER,
+            GrantType::AuthorizationCode => GRANT_AUTHORIZATION_CODE,
+            GrantType::RefreshToken => GRANT_REFRESH_TOKEN,
         }
     }
 }

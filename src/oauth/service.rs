@@ -260,6 +260,15 @@ impl TokenService {
                 audit.event = "jwt_bearer".into();
                 super::jwt_bearer::redeem(self, &registry, &client, form, context.now, audit).await
             }
+            GrantType::AuthorizationCode => {
+                audit.event = "authorization_code".into();
+                super::code_grant::redeem_code(self, &registry, &client, form, context.now, audit)
+                    .await
+            }
+            GrantType::RefreshToken => {
+                audit.event = "refresh_token".into();
+                super::code_grant::refresh(self, &registry, &client, form, context.now, audit).await
+            }
         }
     }
 }

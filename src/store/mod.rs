@@ -9,6 +9,7 @@
 mod admin;
 pub(crate) mod audit;
 mod audit_writer;
+mod codes;
 mod keys;
 mod replay;
 mod tokens;
@@ -27,6 +28,7 @@ pub use admin::{
 };
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::{AuditWriter, ReplayWriter};
+pub use codes::{AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord};
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
 pub use tokens::{IssuedToken, TokenStore};

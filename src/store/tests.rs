@@ -52,6 +52,7 @@ macro_rules! both_backends {
 both_backends!(
     migrations_are_idempotent,
     audit_batches_commit_every_event_in_order,
+    authorization_codes_single_use_rotation_and_family_revocation,
     ping_answers,
     replay_records_are_single_use_until_purged,
     keys_insert_list_and_promote,
@@ -640,4 +641,165 @@ async fn api_tokens_create_lookup_touch_revoke(store: Store) {
         .map(|record| record.event.event)
         .collect();
     assert_eq!(events, ["api_token_revoked", "api_token_created"]);
+}
+
+async fn authorization_codes_single_use_rotation_and_family_revocation(store: Store) {
+    let request = AuthorizationRequest {
+        id: "req-1".into(),
+        rp_state: "rp-state".into(),
+        browser_hash: "hash".into(),
+        csrf_token: "csrf".into(),
+        nonce: "nonce".into(),
+        rp_pkce_verifier: "verifier".into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        state: Some("s".into()),
+        code_challenge: "challenge".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec!["a".into(), "b".into()],
+        status: "login".into(),
+        subject: None,
+        subject_issuer: None,
+        email: None,
+        auth_time: None,
+        created_at: 100,
+        expires_at: 700,
+    };
+    store
+        .create_authorization_request(&request)
+        .await
+        .expect("create");
+    let found = store
+        .authorization_request_by_rp_state("rp-state")
+        .await
+        .expect("get");
+    assert_eq!(found.as_ref(), Some(&request));
+    assert!(
+        store
+            .advance_authorization_request("req-1", "login", "signing_in", 200)
+            .await
+            .expect("advance")
+    );
+    assert!(
+        !store
+            .advance_authorization_request("req-1", "login", "signing_in", 200)
+            .await
+            .expect("again")
+    );
+    assert!(
+        store
+            .complete_sign_in(
+                "req-1",
+                "user",
+                "https://idp",
+                Some("u@example.com"),
+                Some(150)
+            )
+            .await
+            .expect("sign in")
+    );
+    assert!(
+        !store
+            .advance_authorization_request("req-1", "consent", "done", 800)
+            .await
+            .expect("expired")
+    );
+    let signed_in = store
+        .authorization_request("req-1")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(signed_in.status, "consent");
+    assert_eq!(signed_in.email.as_deref(), Some("u@example.com"));
+
+    let code = CodeRecord {
+        family_id: "fam".into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_challenge: "challenge".into(),
+        subject: "user".into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec!["a".into()],
+        auth_time: Some(150),
+        created_at: 200,
+        expires_at: 260,
+    };
+    store
+        .insert_code("code-hash", &code)
+        .await
+        .expect("insert code");
+    assert_eq!(
+        store.consume_code("code-hash", 210).await.expect("consume"),
+        Redemption::Fresh(code.clone())
+    );
+    assert_eq!(
+        store.consume_code("code-hash", 211).await.expect("again"),
+        Redemption::Replayed(code)
+    );
+    assert_eq!(
+        store.consume_code("nope", 211).await.expect("unknown"),
+        Redemption::Unknown
+    );
+
+    let refresh = RefreshRecord {
+        family_id: "fam".into(),
+        client_id: "app".into(),
+        subject: "user".into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec!["a".into()],
+        auth_time: Some(150),
+        issued_at: 210,
+        expires_at: 10_000,
+    };
+    store
+        .insert_refresh_token("rt-1", &refresh)
+        .await
+        .expect("insert");
+    store
+        .insert_refresh_token("rt-2", &refresh)
+        .await
+        .expect("insert");
+    store
+        .record_issued(&IssuedToken {
+            jti: "jti-1".into(),
+            client_id: "app".into(),
+            subject: "user".into(),
+            token_type: "access_token".into(),
+            issued_at: 210,
+            expires_at: 900,
+            revoked_at: None,
+        })
+        .await
+        .expect("record");
+    store.link_family_token("fam", "jti-1").await.expect("link");
+    assert_eq!(
+        store
+            .rotate_refresh_token("rt-1", 220)
+            .await
+            .expect("rotate"),
+        Redemption::Fresh(refresh.clone())
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token("rt-1", 221)
+            .await
+            .expect("reuse"),
+        Redemption::Replayed(refresh.clone())
+    );
+    assert_eq!(store.revoke_family("fam", 222).await.expect("revoke"), 3);
+    assert_eq!(
+        store
+            .rotate_refresh_token("rt-2", 223)
+            .await
+            .expect("revoked"),
+        Redemption::Replayed(refresh)
+    );
+    let token = store
+        .issued_token("jti-1")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(token.revoked_at, Some(222));
 }

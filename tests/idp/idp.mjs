@@ -18,6 +18,10 @@
 //   POST /__test/mint       {"claims":{...}, "header":{...}} -> {"token","kid","alg"}
 //   POST /__test/rotate     {"alg":"RS256"|"ES256"}          -> {"kid","alg"}
 //   POST /__test/jwks-fail  {"fail":true|false} (no body: toggle) -> {"jwks_failing"}
+//   POST /__test/id-token   {"claims":{...}} (or {"claims":null} to reset)   -> {"claims"}
+//        claims merged into every ID token the mock's own /token endpoint issues
+//        from then on (a claim given as null is removed), e.g. "email", or a
+//        wrong "aud"/"nonce" to exercise a relying party's checks.
 //   GET  /__test/stats                                        -> {"jwks_requests","discovery_requests","token_requests","jwks_failing","signing_kids"}
 
 import { randomBytes } from 'node:crypto';
@@ -52,6 +56,7 @@ issuer.buildToken = (opts) =>
   originalBuildToken({ ...opts, kid: opts?.kid ?? signingKids.RS256 });
 
 const state = {
+  idTokenClaims: null,
   jwksFailing: false,
   jwksRequests: 0,
   discoveryRequests: 0,
@@ -156,6 +161,16 @@ async function mint(body) {
   return { token, kid, alg };
 }
 
+// The mock signs its ID tokens (authorization_code / refresh_token grants) with
+// a payload that has no `scope`, unlike its access tokens: that tells them apart.
+service.on('beforeTokenSigning', (token) => {
+  if (state.idTokenClaims === null || 'scope' in token.payload) return;
+  for (const [k, v] of Object.entries(state.idTokenClaims)) {
+    if (v === null) delete token.payload[k];
+    else token.payload[k] = v;
+  }
+});
+
 async function rotate(body) {
   const alg = body.alg ?? 'RS256';
   if (!SUPPORTED_ALGS.includes(alg)) {
@@ -180,6 +195,12 @@ async function control(req, res, path) {
   switch (path) {
     case '/__test/mint':
       return sendJson(res, 200, await mint(body));
+    case '/__test/id-token':
+      if (body.claims !== null && (typeof body.claims !== 'object' || Array.isArray(body.claims))) {
+        throw new HttpError(400, '"claims" must be a JSON object or null');
+      }
+      state.idTokenClaims = body.claims ?? null;
+      return sendJson(res, 200, { claims: state.idTokenClaims });
     case '/__test/rotate':
       return sendJson(res, 200, await rotate(body));
     case '/__test/jwks-fail':

@@ -72,6 +72,7 @@ pub fn client(id: &str, method: &str, audiences: &[&str]) -> ClientConfig {
         scopes: vec![],
         idp_client_ids: BTreeMap::new(),
         audience_client_ids: BTreeMap::new(),
+        redirect_uris: vec![],
         enabled: true,
     }
 }

@@ -244,6 +244,14 @@ impl TestIdp {
             .ok_or_else(|| anyhow!("rotate response lacks kid: {resp}"))
     }
 
+    /// Claims merged into every ID token the mock's `/token` endpoint issues from now on
+    /// (`Value::Null` resets; a claim set to null is removed).
+    pub async fn set_id_token_claims(&self, claims: Value) -> anyhow::Result<()> {
+        self.control_post("id-token", json!({ "claims": claims }))
+            .await
+            .map(|_| ())
+    }
+
     /// Makes `/jwks` answer 503 (`true`) or serve keys again (`false`).
     pub async fn set_jwks_failing(&self, failing: bool) -> anyhow::Result<()> {
         let resp = self

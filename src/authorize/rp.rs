@@ -1,0 +1,272 @@
+//! frontdesk as an OpenID Connect relying party of the sign-in identity provider
+//! (`[authorization] sign_in_idp`): discovery, the authorization code flow with PKCE, state and
+//! nonce, and ID-token validation with the `openidconnect` crate's own verifier (issuer = the
+//! configured issuer, audience = our RP client id, nonce, signature by an algorithm the identity
+//! provider entry allows — never HMAC).
+//!
+//! The crate is used without its bundled HTTP client: requests go through our reqwest client,
+//! which never follows redirects (SSRF, as the crate's documentation warns), has the federation
+//! timeout, and reads at most [`MAX_RESPONSE_BYTES`] of a response.
+
+use std::time::{Duration, Instant};
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
+};
+use openidconnect::{
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, HttpRequest,
+    HttpResponse, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse,
+};
+use tokio::sync::Mutex;
+
+use crate::registry::IdentityProvider;
+use crate::secret::SecretString;
+
+/// Largest discovery, JWKS or token response read from the identity provider.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// Why signing in at the identity provider failed. `reason` is the audited reason code.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct RpError {
+    /// Stable reason code for the audit log.
+    pub reason: &'static str,
+    /// Diagnostic detail (logged, never shown to the browser).
+    pub detail: String,
+}
+
+fn rp_error(reason: &'static str, detail: impl ToString) -> RpError {
+    RpError {
+        reason,
+        detail: detail.to_string(),
+    }
+}
+
+/// A failure of the HTTP client given to the `openidconnect` crate.
+#[derive(Debug, thiserror::Error)]
+pub enum RpHttpError {
+    /// Transport failure.
+    #[error("request failed: {0}")]
+    Request(#[from] reqwest::Error),
+    /// The response could not be rebuilt.
+    #[error("bad response: {0}")]
+    Http(#[from] http::Error),
+    /// The HTTP client could not be built at startup.
+    #[error("the HTTP client is unavailable")]
+    Unavailable,
+    /// The response exceeded [`MAX_RESPONSE_BYTES`].
+    #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+}
+
+/// What the sign-in produced.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The verified ID token claims, as JSON (the identity provider's `condition` input).
+    pub claims: serde_json::Value,
+    /// `sub`.
+    pub subject: String,
+    /// `email`, if present.
+    pub email: Option<String>,
+    /// `auth_time`, if present.
+    pub auth_time: Option<i64>,
+}
+
+/// The relying party: an HTTP client and a discovery cache.
+#[derive(Debug)]
+pub struct RelyingParty {
+    http: RpHttp,
+    cache_ttl: Duration,
+    metadata: Mutex<Option<(String, Instant, CoreProviderMetadata)>>,
+}
+
+/// The HTTP client handed to the `openidconnect` crate.
+#[derive(Debug, Clone)]
+struct RpHttp(Option<reqwest::Client>);
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for RpHttp {
+    type Error = RpHttpError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<HttpResponse, RpHttpError>> + Send + 'c>,
+    >;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        let http = self.0.clone();
+        Box::pin(async move {
+            match http {
+                Some(http) => call(http, request).await,
+                None => Err(RpHttpError::Unavailable),
+            }
+        })
+    }
+}
+
+async fn call(http: reqwest::Client, request: HttpRequest) -> Result<HttpResponse, RpHttpError> {
+    let (parts, body) = request.into_parts();
+    let mut response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await?;
+    let mut builder = http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(RpHttpError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(builder.body(bytes)?)
+}
+
+fn signing_algorithms(idp: &IdentityProvider) -> Vec<CoreJwsSigningAlgorithm> {
+    idp.config
+        .algorithms
+        .iter()
+        .filter_map(|alg| match alg.as_str() {
+            "RS256" => Some(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
+            "RS384" => Some(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384),
+            "RS512" => Some(CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512),
+            "PS256" => Some(CoreJwsSigningAlgorithm::RsaSsaPssSha256),
+            "PS384" => Some(CoreJwsSigningAlgorithm::RsaSsaPssSha384),
+            "PS512" => Some(CoreJwsSigningAlgorithm::RsaSsaPssSha512),
+            "ES256" => Some(CoreJwsSigningAlgorithm::EcdsaP256Sha256),
+            "ES384" => Some(CoreJwsSigningAlgorithm::EcdsaP384Sha384),
+            "EdDSA" => Some(CoreJwsSigningAlgorithm::EdDsa),
+            _ => None,
+        })
+        .collect()
+}
+
+impl RelyingParty {
+    /// A relying party whose requests time out after `timeout` and whose discovery results are
+    /// reused for `cache_ttl`.
+    pub fn new(timeout: Duration, cache_ttl: Duration) -> RelyingParty {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .build()
+            .map_err(|error| tracing::error!(%error, "building the sign-in HTTP client failed"))
+            .ok();
+        RelyingParty {
+            http: RpHttp(http),
+            cache_ttl,
+            metadata: Mutex::new(None),
+        }
+    }
+
+    /// The identity provider's discovery document (and JWKS), cached.
+    async fn provider(&self, issuer: &str) -> Result<CoreProviderMetadata, RpError> {
+        let mut cached = self.metadata.lock().await;
+        if let Some((cached_issuer, fetched, metadata)) = cached.as_ref()
+            && cached_issuer == issuer
+            && fetched.elapsed() < self.cache_ttl
+        {
+            return Ok(metadata.clone());
+        }
+        let issuer_url =
+            IssuerUrl::new(issuer.to_string()).map_err(|e| rp_error("idp_issuer_invalid", e))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer_url, &self.http)
+            .await
+            .map_err(|e| rp_error("idp_discovery_failed", e))?;
+        *cached = Some((issuer.to_string(), Instant::now(), metadata.clone()));
+        Ok(metadata)
+    }
+
+    /// The URL to send the browser to, and our PKCE verifier to keep with the request.
+    pub async fn authorization_url(
+        &self,
+        idp: &IdentityProvider,
+        client_id: &str,
+        redirect_uri: &str,
+        state: &str,
+        nonce: &str,
+    ) -> Result<(String, SecretString), RpError> {
+        let metadata = self.provider(&idp.config.issuer).await?;
+        let redirect = RedirectUrl::new(redirect_uri.to_string())
+            .map_err(|e| rp_error("rp_redirect_invalid", e))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(client_id.to_string()),
+            None,
+        )
+        .set_redirect_uri(redirect);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let state = state.to_string();
+        let nonce = nonce.to_string();
+        let (url, _, _) = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
+            .add_scope(Scope::new("email".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        Ok((
+            url.to_string(),
+            SecretString::new(verifier.secret().clone()),
+        ))
+    }
+
+    /// Redeems the identity provider's code and validates its ID token.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish(
+        &self,
+        idp: &IdentityProvider,
+        client_id: &str,
+        client_secret: &SecretString,
+        redirect_uri: &str,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<SignedIn, RpError> {
+        let metadata = self.provider(&idp.config.issuer).await?;
+        let redirect = RedirectUrl::new(redirect_uri.to_string())
+            .map_err(|e| rp_error("rp_redirect_invalid", e))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(client_id.to_string()),
+            Some(ClientSecret::new(client_secret.expose().to_string())),
+        )
+        .set_redirect_uri(redirect);
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| rp_error("idp_no_token_endpoint", e))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| rp_error("idp_code_exchange_failed", e))?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| rp_error("id_token_missing", "the token response has no id_token"))?;
+        let verifier = client
+            .id_token_verifier()
+            .set_allowed_algs(signing_algorithms(idp));
+        let claims: &CoreIdTokenClaims = id_token
+            .claims(&verifier, &Nonce::new(nonce.to_string()))
+            .map_err(|error| {
+                let reason = match &error {
+                    ClaimsVerificationError::InvalidAudience(_) => "id_token_wrong_audience",
+                    ClaimsVerificationError::InvalidNonce(_) => "id_token_wrong_nonce",
+                    ClaimsVerificationError::InvalidIssuer(_) => "id_token_wrong_issuer",
+                    ClaimsVerificationError::Expired(_) => "id_token_expired",
+                    ClaimsVerificationError::SignatureVerification(_) => "id_token_bad_signature",
+                    _ => "id_token_invalid",
+                };
+                rp_error(reason, error)
+            })?;
+        Ok(SignedIn {
+            claims: serde_json::to_value(claims).unwrap_or_default(),
+            subject: claims.subject().as_str().to_string(),
+            email: claims.email().map(|email| email.as_str().to_string()),
+            auth_time: claims.auth_time().map(|time| time.timestamp()),
+        })
+    }
+}

@@ -1,0 +1,354 @@
+//! The `authorization_code` (RFC 6749 §4.1.3, PKCE S256 per RFC 7636 / OAuth 2.1) and
+//! `refresh_token` (RFC 6749 §6, rotating per OAuth 2.1 §4.3.1) grants. Codes are single use: a
+//! second presentation revokes everything issued from the code (RFC 6749 §4.1.2). Refresh tokens
+//! rotate on every use: presenting a rotated one revokes the whole family.
+
+use serde_json::{Map, json};
+
+use super::client_auth::AuthenticatedClient;
+use super::exchange::TYP_ACCESS_TOKEN;
+use super::request::{FormParams, parse_scope};
+use super::service::{TokenResponse, TokenService};
+use super::{ErrorCode, GrantType, OAuthError};
+use crate::authorize::codes::{hash_token, random_token, verifier_matches};
+use crate::registry::Registry;
+use crate::store::{
+    AuditEvent, CodeStore, IssuedToken, Redemption, RefreshRecord, StoreError, TokenStore,
+};
+
+fn invalid_grant(reason: &'static str, description: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidGrant, reason, description.to_string())
+}
+
+fn store_failure(error: StoreError) -> OAuthError {
+    tracing::error!(%error, "authorization code storage failed");
+    OAuthError::server_error()
+}
+
+/// What an access token is issued for: the user, the resource, the scopes.
+struct Grant<'a> {
+    family_id: &'a str,
+    subject: &'a str,
+    subject_issuer: &'a str,
+    resource: &'a str,
+    scopes: &'a [String],
+    auth_time: Option<i64>,
+    refresh_expires_at: i64,
+}
+
+/// `grant_type=authorization_code`.
+pub async fn redeem_code(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    form: &FormParams,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    let code = form.required("code")?;
+    let redirect_uri = form.required("redirect_uri")?;
+    let verifier = form.single("code_verifier")?;
+    let client_id = &client.client.config.client_id;
+    let record = match service
+        .store
+        .consume_code(&hash_token(code), now)
+        .await
+        .map_err(store_failure)?
+    {
+        Redemption::Unknown => {
+            return Err(invalid_grant(
+                "code_unknown",
+                "The authorization code is invalid",
+            ));
+        }
+        Redemption::Replayed(record) => {
+            // RFC 6749 §4.1.2, OAuth 2.1 §4.1.3: a reused code revokes what it issued.
+            let revoked = service
+                .store
+                .revoke_family(&record.family_id, now)
+                .await
+                .map_err(store_failure)?;
+            audit.subject = Some(record.subject.clone());
+            audit.detail = Some(json!({ "family_id": record.family_id, "revoked": revoked }));
+            return Err(invalid_grant(
+                "code_reused",
+                "The authorization code was already used; tokens issued from it are revoked",
+            ));
+        }
+        Redemption::Fresh(record) => record,
+    };
+    audit.subject = Some(record.subject.clone());
+    audit.subject_issuer = Some(record.subject_issuer.clone());
+    audit.resources = vec![record.resource.clone()];
+    audit.scopes_requested = record.scopes.clone();
+    audit.detail = Some(json!({ "family_id": record.family_id }));
+    if record.client_id != *client_id {
+        return Err(invalid_grant(
+            "code_client_mismatch",
+            "The authorization code was issued to another client",
+        ));
+    }
+    if record.expires_at <= now {
+        return Err(invalid_grant(
+            "code_expired",
+            "The authorization code has expired",
+        ));
+    }
+    if record.redirect_uri != redirect_uri {
+        return Err(invalid_grant(
+            "redirect_uri_mismatch",
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    let Some(verifier) = verifier else {
+        return Err(invalid_grant(
+            "code_verifier_missing",
+            "code_verifier is required (PKCE)",
+        ));
+    };
+    if !verifier_matches(verifier, &record.code_challenge) {
+        return Err(invalid_grant(
+            "code_verifier_mismatch",
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    let lifetime = i64::try_from(service.config.authorization.refresh_token_lifetime_secs)
+        .unwrap_or(14 * 86400);
+    issue(
+        service,
+        registry,
+        client,
+        &Grant {
+            family_id: &record.family_id,
+            subject: &record.subject,
+            subject_issuer: &record.subject_issuer,
+            resource: &record.resource,
+            scopes: &record.scopes,
+            auth_time: record.auth_time,
+            refresh_expires_at: now + lifetime,
+        },
+        now,
+        audit,
+    )
+    .await
+}
+
+/// `grant_type=refresh_token`.
+pub async fn refresh(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    form: &FormParams,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    let token = form.required("refresh_token")?;
+    let requested_scopes = parse_scope(form.single("scope")?)?;
+    let requested_resources = form.all("resource");
+    let client_id = &client.client.config.client_id;
+    let record: RefreshRecord = match service
+        .store
+        .rotate_refresh_token(&hash_token(token), now)
+        .await
+        .map_err(store_failure)?
+    {
+        Redemption::Unknown => {
+            return Err(invalid_grant(
+                "refresh_token_unknown",
+                "The refresh token is invalid",
+            ));
+        }
+        Redemption::Replayed(record) => {
+            // OAuth 2.1 §4.3.1: a rotated (or revoked) token presented again means it leaked;
+            // the whole family is revoked.
+            let revoked = service
+                .store
+                .revoke_family(&record.family_id, now)
+                .await
+                .map_err(store_failure)?;
+            audit.subject = Some(record.subject.clone());
+            audit.detail = Some(json!({ "family_id": record.family_id, "revoked": revoked }));
+            return Err(invalid_grant(
+                "refresh_token_reused",
+                "The refresh token was already used or revoked; its token family is revoked",
+            ));
+        }
+        Redemption::Fresh(record) => record,
+    };
+    audit.subject = Some(record.subject.clone());
+    audit.subject_issuer = Some(record.subject_issuer.clone());
+    audit.resources = vec![record.resource.clone()];
+    audit.scopes_requested = requested_scopes.clone();
+    audit.detail = Some(json!({ "family_id": record.family_id }));
+    if record.client_id != *client_id {
+        // Another client holds this client's refresh token: treat it as leaked.
+        service
+            .store
+            .revoke_family(&record.family_id, now)
+            .await
+            .map_err(store_failure)?;
+        return Err(invalid_grant(
+            "refresh_token_client_mismatch",
+            "The refresh token was issued to another client",
+        ));
+    }
+    if record.expires_at <= now {
+        return Err(invalid_grant(
+            "refresh_token_expired",
+            "The refresh token has expired",
+        ));
+    }
+    if requested_resources
+        .iter()
+        .any(|resource| *resource != record.resource)
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "resource_outside_grant",
+            "The refresh token was not issued for this resource",
+        ));
+    }
+    // RFC 6749 §6: a refresh may narrow the scope, never widen it.
+    let scopes = if requested_scopes.is_empty() {
+        record.scopes.clone()
+    } else {
+        if requested_scopes.iter().any(|s| !record.scopes.contains(s)) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "scope_outside_grant",
+                "The requested scope exceeds the scope originally granted",
+            ));
+        }
+        requested_scopes
+    };
+    issue(
+        service,
+        registry,
+        client,
+        &Grant {
+            family_id: &record.family_id,
+            subject: &record.subject,
+            subject_issuer: &record.subject_issuer,
+            resource: &record.resource,
+            scopes: &scopes,
+            auth_time: record.auth_time,
+            refresh_expires_at: record.expires_at,
+        },
+        now,
+        audit,
+    )
+    .await
+}
+
+/// Signs and records an RFC 9068 access token for `grant`, plus a new refresh token of the same
+/// family when the client may use the refresh_token grant.
+async fn issue(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    grant: &Grant<'_>,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    let client_id = &client.client.config.client_id;
+    let Some(resource) = registry.resource(grant.resource) else {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "unknown_resource",
+            "The resource is no longer protected by this server",
+        ));
+    };
+    // The configuration may have changed since consent: grant only what is still allowed.
+    let scopes: Vec<String> = grant
+        .scopes
+        .iter()
+        .filter(|scope| resource.scopes.contains(scope))
+        .filter(|scope| {
+            client.client.config.scopes.is_empty() || client.client.config.scopes.contains(scope)
+        })
+        .cloned()
+        .collect();
+    audit.audience = Some(resource.resource.clone());
+    audit.scopes_granted = scopes.clone();
+    let lifetime = resource
+        .access_token_lifetime_secs
+        .unwrap_or(service.config.tokens.access_token_lifetime_secs);
+    let lifetime = i64::try_from(lifetime).unwrap_or(600);
+    let jti = uuid::Uuid::new_v4().to_string();
+    let expires_at = now + lifetime;
+    let mut access = Map::new();
+    access.insert("iss".into(), json!(service.config.issuer));
+    access.insert("sub".into(), json!(grant.subject));
+    access.insert("aud".into(), json!(resource.resource));
+    access.insert("client_id".into(), json!(client_id));
+    access.insert("iat".into(), json!(now));
+    access.insert("exp".into(), json!(expires_at));
+    access.insert("jti".into(), json!(jti));
+    if !scopes.is_empty() {
+        access.insert("scope".into(), json!(scopes.join(" ")));
+    }
+    if let Some(auth_time) = grant.auth_time {
+        access.insert("auth_time".into(), json!(auth_time));
+    }
+    let token = service
+        .keys
+        .sign(TYP_ACCESS_TOKEN, &access)
+        .map_err(|error| {
+            tracing::error!(%error, "signing failed");
+            OAuthError::server_error()
+        })?;
+    service
+        .store
+        .record_issued(&IssuedToken {
+            jti: jti.clone(),
+            client_id: client_id.clone(),
+            subject: grant.subject.to_string(),
+            token_type: "access_token".into(),
+            issued_at: now,
+            expires_at,
+            revoked_at: None,
+        })
+        .await
+        .map_err(store_failure)?;
+    service
+        .store
+        .link_family_token(grant.family_id, &jti)
+        .await
+        .map_err(store_failure)?;
+    audit.issued_jti = Some(jti);
+    audit.issued_expires_at = Some(expires_at);
+
+    let mut body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+    });
+    if !scopes.is_empty() {
+        body["scope"] = json!(scopes.join(" "));
+    }
+    if client.client.grant_types.contains(&GrantType::RefreshToken)
+        && grant.refresh_expires_at > now
+    {
+        let refresh_token = random_token(32);
+        service
+            .store
+            .insert_refresh_token(
+                &hash_token(&refresh_token),
+                &RefreshRecord {
+                    family_id: grant.family_id.to_string(),
+                    client_id: client_id.clone(),
+                    subject: grant.subject.to_string(),
+                    subject_issuer: grant.subject_issuer.to_string(),
+                    resource: resource.resource.clone(),
+                    scopes: scopes.clone(),
+                    auth_time: grant.auth_time,
+                    issued_at: now,
+                    expires_at: grant.refresh_expires_at,
+                },
+            )
+            .await
+            .map_err(store_failure)?;
+        body["refresh_token"] = json!(refresh_token);
+    }
+    Ok(TokenResponse { body })
+}

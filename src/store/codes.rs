@@ -1,0 +1,496 @@
+//! The authorization code flow's state: pending authorization requests, authorization codes and
+//! refresh tokens. Codes and refresh tokens are stored only as SHA-256 hashes (the caller hashes);
+//! single use and rotation are decided by one conditional `UPDATE` each, so two concurrent
+//! redemptions cannot both win.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, on_pool};
+
+/// A pending authorization request (GET /authorize until the consent decision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    /// Random identifier, carried by the consent form.
+    pub id: String,
+    /// The `state` sent to the sign-in IdP.
+    pub rp_state: String,
+    /// SHA-256 (hex) of the browser-binding cookie.
+    pub browser_hash: String,
+    /// The consent form's CSRF token.
+    pub csrf_token: String,
+    /// The `nonce` sent to the sign-in IdP.
+    pub nonce: String,
+    /// Our PKCE verifier at the sign-in IdP.
+    pub rp_pkce_verifier: String,
+    /// The requesting client.
+    pub client_id: String,
+    /// Its registered redirect URI named by the request.
+    pub redirect_uri: String,
+    /// The client's `state`, passed through.
+    pub state: Option<String>,
+    /// The client's S256 PKCE challenge.
+    pub code_challenge: String,
+    /// The resource (RFC 8707) the code will be for.
+    pub resource: String,
+    /// Scopes to grant.
+    pub scopes: Vec<String>,
+    /// `login` → `signing_in` → `consent` → `done` (or `failed`).
+    pub status: String,
+    /// The signed-in user's local subject (after the callback).
+    pub subject: Option<String>,
+    /// The sign-in IdP's issuer (after the callback).
+    pub subject_issuer: Option<String>,
+    /// The user's email, if the IdP sent one (shown on the consent page, audited).
+    pub email: Option<String>,
+    /// When the user authenticated at the IdP.
+    pub auth_time: Option<i64>,
+    /// Created, unix seconds.
+    pub created_at: i64,
+    /// The request is void after this.
+    pub expires_at: i64,
+}
+
+/// An issued authorization code, by the hash of the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// Everything issued from this code shares it.
+    pub family_id: String,
+    /// The client the code was issued to.
+    pub client_id: String,
+    /// The redirect URI it was delivered to.
+    pub redirect_uri: String,
+    /// The S256 challenge the verifier must match.
+    pub code_challenge: String,
+    /// The user.
+    pub subject: String,
+    /// The IdP the user signed in at.
+    pub subject_issuer: String,
+    /// The resource.
+    pub resource: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// When the user authenticated.
+    pub auth_time: Option<i64>,
+    /// Issued, unix seconds.
+    pub created_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+}
+
+/// An issued refresh token, by the hash of the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// The code family it belongs to.
+    pub family_id: String,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The user.
+    pub subject: String,
+    /// The IdP the user signed in at.
+    pub subject_issuer: String,
+    /// The resource.
+    pub resource: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// When the user authenticated.
+    pub auth_time: Option<i64>,
+    /// Issued, unix seconds.
+    pub issued_at: i64,
+    /// Expiry (absolute: rotation keeps the family's expiry).
+    pub expires_at: i64,
+}
+
+/// The outcome of presenting a code or refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption<T> {
+    /// Unknown hash.
+    Unknown,
+    /// First use: the record, now marked used/rotated.
+    Fresh(T),
+    /// Already used (or rotated, or revoked): a replay.
+    Replayed(T),
+}
+
+/// Persistence of the authorization code flow.
+pub trait CodeStore {
+    /// Stores a new pending request.
+    fn create_authorization_request(
+        &self,
+        request: &AuthorizationRequest,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A pending request by id.
+    fn authorization_request(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<AuthorizationRequest>, StoreError>> + Send;
+    /// A pending request by the state sent to the IdP.
+    fn authorization_request_by_rp_state(
+        &self,
+        rp_state: &str,
+    ) -> impl Future<Output = Result<Option<AuthorizationRequest>, StoreError>> + Send;
+    /// Moves a request from `from` to `to` if it is in `from` and not expired; false otherwise.
+    fn advance_authorization_request(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records the signed-in user and moves the request from `signing_in` to `consent`.
+    fn complete_sign_in(
+        &self,
+        id: &str,
+        subject: &str,
+        subject_issuer: &str,
+        email: Option<&str>,
+        auth_time: Option<i64>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Stores an issued code under its hash.
+    fn insert_code(
+        &self,
+        code_hash: &str,
+        code: &CodeRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Redeems a code: marks it used if it was not.
+    fn consume_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Redemption<CodeRecord>, StoreError>> + Send;
+    /// Stores an issued refresh token under its hash.
+    fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        token: &RefreshRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Rotates a refresh token: marks it rotated if it was neither rotated nor revoked.
+    fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Redemption<RefreshRecord>, StoreError>> + Send;
+    /// Links an issued access token to a code family.
+    fn link_family_token(
+        &self,
+        family_id: &str,
+        jti: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Revokes every refresh token and access token of a family; returns how many rows changed.
+    fn revoke_family(
+        &self,
+        family_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+fn split_scopes(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+macro_rules! request_columns {
+    () => {
+        "id, rp_state, browser_hash, csrf_token, nonce, rp_pkce_verifier, client_id, redirect_uri, state, code_challenge, resource, scopes, status, subject, subject_issuer, email, auth_time, created_at, expires_at"
+    };
+}
+macro_rules! code_columns {
+    () => {
+        "family_id, client_id, redirect_uri, code_challenge, subject, subject_issuer, resource, scopes, auth_time, created_at, expires_at, used_at"
+    };
+}
+macro_rules! refresh_columns {
+    () => {
+        "family_id, client_id, subject, subject_issuer, resource, scopes, auth_time, issued_at, expires_at, rotated_at, revoked_at"
+    };
+}
+
+macro_rules! request_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        Ok::<_, StoreError>(AuthorizationRequest {
+            id: row.try_get("id")?,
+            rp_state: row.try_get("rp_state")?,
+            browser_hash: row.try_get("browser_hash")?,
+            csrf_token: row.try_get("csrf_token")?,
+            nonce: row.try_get("nonce")?,
+            rp_pkce_verifier: row.try_get("rp_pkce_verifier")?,
+            client_id: row.try_get("client_id")?,
+            redirect_uri: row.try_get("redirect_uri")?,
+            state: row.try_get("state")?,
+            code_challenge: row.try_get("code_challenge")?,
+            resource: row.try_get("resource")?,
+            scopes: split_scopes(&row.try_get::<String, _>("scopes")?),
+            status: row.try_get("status")?,
+            subject: row.try_get("subject")?,
+            subject_issuer: row.try_get("subject_issuer")?,
+            email: row.try_get("email")?,
+            auth_time: row.try_get("auth_time")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    }};
+}
+
+impl CodeStore for Store {
+    async fn create_authorization_request(
+        &self,
+        request: &AuthorizationRequest,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(concat!("INSERT INTO authorization_requests (", request_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"))
+            .bind(&request.id)
+            .bind(&request.rp_state)
+            .bind(&request.browser_hash)
+            .bind(&request.csrf_token)
+            .bind(&request.nonce)
+            .bind(&request.rp_pkce_verifier)
+            .bind(&request.client_id)
+            .bind(&request.redirect_uri)
+            .bind(&request.state)
+            .bind(&request.code_challenge)
+            .bind(&request.resource)
+            .bind(request.scopes.join(" "))
+            .bind(&request.status)
+            .bind(&request.subject)
+            .bind(&request.subject_issuer)
+            .bind(&request.email)
+            .bind(request.auth_time)
+            .bind(request.created_at)
+            .bind(request.expires_at)
+            .execute(pool)
+            .await
+            .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn authorization_request(
+        &self,
+        id: &str,
+    ) -> Result<Option<AuthorizationRequest>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(concat!("SELECT ", request_columns!(), " FROM authorization_requests WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| request_from_row!(row)).transpose()
+        })
+    }
+
+    async fn authorization_request_by_rp_state(
+        &self,
+        rp_state: &str,
+    ) -> Result<Option<AuthorizationRequest>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(concat!("SELECT ", request_columns!(), " FROM authorization_requests WHERE rp_state = $1"))
+            .bind(rp_state)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| request_from_row!(row)).transpose()
+        })
+    }
+
+    async fn advance_authorization_request(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE authorization_requests SET status = $1 WHERE id = $2 AND status = $3 AND expires_at > $4",
+            )
+            .bind(to)
+            .bind(id)
+            .bind(from)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    async fn complete_sign_in(
+        &self,
+        id: &str,
+        subject: &str,
+        subject_issuer: &str,
+        email: Option<&str>,
+        auth_time: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE authorization_requests SET status = 'consent', subject = $1, subject_issuer = $2, email = $3, auth_time = $4 WHERE id = $5 AND status = 'signing_in'",
+            )
+            .bind(subject)
+            .bind(subject_issuer)
+            .bind(email)
+            .bind(auth_time)
+            .bind(id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    async fn insert_code(&self, code_hash: &str, code: &CodeRecord) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(concat!("INSERT INTO authorization_codes (code_hash, ", code_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)"))
+            .bind(code_hash)
+            .bind(&code.family_id)
+            .bind(&code.client_id)
+            .bind(&code.redirect_uri)
+            .bind(&code.code_challenge)
+            .bind(&code.subject)
+            .bind(&code.subject_issuer)
+            .bind(&code.resource)
+            .bind(code.scopes.join(" "))
+            .bind(code.auth_time)
+            .bind(code.created_at)
+            .bind(code.expires_at)
+            .execute(pool)
+            .await
+            .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn consume_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Redemption<CodeRecord>, StoreError> {
+        on_pool!(self, pool => {
+            let claimed = sqlx::query(
+                "UPDATE authorization_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(code_hash)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1;
+            let row = sqlx::query(concat!("SELECT ", code_columns!(), " FROM authorization_codes WHERE code_hash = $1"))
+            .bind(code_hash)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(Redemption::Unknown);
+            };
+            let record = CodeRecord {
+                family_id: row.try_get("family_id")?,
+                client_id: row.try_get("client_id")?,
+                redirect_uri: row.try_get("redirect_uri")?,
+                code_challenge: row.try_get("code_challenge")?,
+                subject: row.try_get("subject")?,
+                subject_issuer: row.try_get("subject_issuer")?,
+                resource: row.try_get("resource")?,
+                scopes: split_scopes(&row.try_get::<String, _>("scopes")?),
+                auth_time: row.try_get("auth_time")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            };
+            Ok(if claimed { Redemption::Fresh(record) } else { Redemption::Replayed(record) })
+        })
+    }
+
+    async fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        token: &RefreshRecord,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(concat!("INSERT INTO refresh_tokens (token_hash, ", refresh_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL)"))
+            .bind(token_hash)
+            .bind(&token.family_id)
+            .bind(&token.client_id)
+            .bind(&token.subject)
+            .bind(&token.subject_issuer)
+            .bind(&token.resource)
+            .bind(token.scopes.join(" "))
+            .bind(token.auth_time)
+            .bind(token.issued_at)
+            .bind(token.expires_at)
+            .execute(pool)
+            .await
+            .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Redemption<RefreshRecord>, StoreError> {
+        on_pool!(self, pool => {
+            let claimed = sqlx::query(
+                "UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(token_hash)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1;
+            let row = sqlx::query(concat!("SELECT ", refresh_columns!(), " FROM refresh_tokens WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(Redemption::Unknown);
+            };
+            let record = RefreshRecord {
+                family_id: row.try_get("family_id")?,
+                client_id: row.try_get("client_id")?,
+                subject: row.try_get("subject")?,
+                subject_issuer: row.try_get("subject_issuer")?,
+                resource: row.try_get("resource")?,
+                scopes: split_scopes(&row.try_get::<String, _>("scopes")?),
+                auth_time: row.try_get("auth_time")?,
+                issued_at: row.try_get("issued_at")?,
+                expires_at: row.try_get("expires_at")?,
+            };
+            Ok(if claimed { Redemption::Fresh(record) } else { Redemption::Replayed(record) })
+        })
+    }
+
+    async fn link_family_token(&self, family_id: &str, jti: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("INSERT INTO grant_family_tokens (family_id, jti) VALUES ($1, $2)")
+                .bind(family_id)
+                .bind(jti)
+                .execute(pool)
+                .await
+                .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: i64) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let refresh = sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(family_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let access = sqlx::query(
+                "UPDATE issued_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND jti IN (SELECT jti FROM grant_family_tokens WHERE family_id = $2)",
+            )
+            .bind(now)
+            .bind(family_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(refresh + access)
+        })
+    }
+}

@@ -1,0 +1,627 @@
+//! The authorization code flow end to end over real HTTP: a client sends the browser to
+//! frontdesk's /authorize, frontdesk (an OpenID Connect relying party) sends it to the real test
+//! IdP (tests/idp, whose /authorize redirects straight back with a code), the callback validates
+//! the ID token, the consent page is approved with its CSRF token, the client redeems the code
+//! with its PKCE verifier and refreshes with rotation and reuse detection. A reqwest client with
+//! redirects disabled plays the browser, one hop at a time.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use env::*;
+use frontdesk::config::{ClientConfig, ResourceConfig};
+use frontdesk::secret::{SecretString, hash_secret};
+use frontdesk::store::{AuditFilter, AuditLog};
+use idp::verify_independently;
+use serde_json::{Value, json};
+
+const RESOURCE: &str = "https://mcp.local.example/mcp";
+const APP: &str = "mcp-app";
+const TRUSTED_APP: &str = "trusted-app";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const RP_CLIENT_ID: &str = "frontdesk-rp";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+fn code_client(id: &str) -> anyhow::Result<ClientConfig> {
+    let mut app = client(id, "client_secret_basic", &[]);
+    app.secret_hash = Some(hash_secret(SECRET).map_err(anyhow::Error::msg)?);
+    app.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    app.redirect_uris = vec![REDIRECT.into(), "https://app.example/cb".into()];
+    Ok(app)
+}
+
+async fn start() -> anyhow::Result<(Env, reqwest::Client)> {
+    let app = code_client(APP)?;
+    let trusted = code_client(TRUSTED_APP)?;
+    let env = Env::start_with(move |config| {
+        config.resources.push(ResourceConfig {
+            resource: RESOURCE.into(),
+            scopes: vec!["mcp:read".into(), "mcp:write".into()],
+            access_token_lifetime_secs: None,
+            single_use_assertions: true,
+            default: false,
+        });
+        config.clients.push(app);
+        config.clients.push(trusted);
+        config.authorization.sign_in_idp = Some("corp".into());
+        config.authorization.client_id = Some(RP_CLIENT_ID.into());
+        config.authorization.client_secret = Some(SecretString::new("rp-secret"));
+        config.authorization.pre_approved_clients = vec![TRUSTED_APP.into()];
+    })
+    .await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com" }))
+        .await?;
+    let browser = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    Ok((env, browser))
+}
+
+fn authorize_params(client_id: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("response_type", "code".into()),
+        ("client_id", client_id.into()),
+        ("redirect_uri", REDIRECT.into()),
+        ("state", "client-state-123".into()),
+        ("code_challenge", CHALLENGE.into()),
+        ("code_challenge_method", "S256".into()),
+        ("resource", RESOURCE.into()),
+        ("scope", "mcp:read".into()),
+    ]
+}
+
+fn location(response: &reqwest::Response) -> anyhow::Result<url::Url> {
+    let text = response
+        .headers()
+        .get("location")
+        .ok_or_else(|| anyhow::anyhow!("no Location (status {})", response.status()))?
+        .to_str()?;
+    Ok(url::Url::parse(text)?)
+}
+
+fn query(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.to_string())
+}
+
+fn hidden(html: &str, name: &str) -> anyhow::Result<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .ok_or_else(|| anyhow::anyhow!("no {name} in the page"))?
+        + marker.len();
+    let end = html[start..]
+        .find('"')
+        .ok_or_else(|| anyhow::anyhow!("unterminated {name}"))?;
+    Ok(html[start..start + end].to_string())
+}
+
+/// What the browser holds after /authorize.
+struct Started {
+    cookie: String,
+    idp_url: url::Url,
+}
+
+async fn begin(
+    env: &Env,
+    browser: &reqwest::Client,
+    params: &[(&str, String)],
+) -> anyhow::Result<Started> {
+    let response = browser
+        .get(format!(
+            "{}/authorize?{}",
+            env.url,
+            serde_urlencoded::to_string(params)?
+        ))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 303, "{:?}", response.text().await);
+    let idp_url = location(&response)?;
+    assert!(idp_url.as_str().starts_with(&env.idp.issuer), "{idp_url}");
+    assert_eq!(
+        query(&idp_url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(query(&idp_url, "client_id").as_deref(), Some(RP_CLIENT_ID));
+    assert!(query(&idp_url, "nonce").is_some());
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .ok_or_else(|| anyhow::anyhow!("no browser-binding cookie"))?
+        .to_str()?;
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+    let cookie = set_cookie.split(';').next().unwrap_or_default().to_string();
+    Ok(Started { cookie, idp_url })
+}
+
+/// Follows the IdP's redirect back; returns the callback URL.
+async fn at_idp(browser: &reqwest::Client, started: &Started) -> anyhow::Result<url::Url> {
+    let response = browser.get(started.idp_url.clone()).send().await?;
+    assert!(response.status().is_redirection(), "{}", response.status());
+    location(&response)
+}
+
+async fn callback(
+    browser: &reqwest::Client,
+    started: &Started,
+    url: url::Url,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(browser
+        .get(url)
+        .header("cookie", &started.cookie)
+        .send()
+        .await?)
+}
+
+fn assert_secure_page(response: &reqwest::Response) {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(
+        header("content-security-policy"),
+        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'"
+    );
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    assert_eq!(header("cache-control"), "no-store");
+    assert!(response.headers().get("location").is_none());
+}
+
+/// Runs the whole browser part with consent approved; returns the client's redirect URL.
+async fn authorize_and_approve(env: &Env, browser: &reqwest::Client) -> anyhow::Result<url::Url> {
+    let started = begin(env, browser, &authorize_params(APP)).await?;
+    let back = at_idp(browser, &started).await?;
+    let response = callback(browser, &started, back).await?;
+    assert_eq!(response.status(), 200);
+    assert_secure_page(&response);
+    let html = response.text().await?;
+    assert!(html.contains(APP) && html.contains(RESOURCE) && html.contains("mcp:read"));
+    assert!(html.contains("ada@example.com"), "{html}");
+    let form = [
+        ("request_id", hidden(&html, "request_id")?),
+        ("csrf_token", hidden(&html, "csrf_token")?),
+        ("decision", "approve".to_string()),
+    ];
+    let response = browser
+        .post(format!("{}/authorize/consent", env.url))
+        .header("cookie", &started.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form)?)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 303);
+    let redirect = location(&response)?;
+    assert!(redirect.as_str().starts_with(REDIRECT), "{redirect}");
+    assert_eq!(
+        query(&redirect, "state").as_deref(),
+        Some("client-state-123")
+    );
+    assert_eq!(query(&redirect, "iss").as_deref(), Some(env.url.as_str()));
+    Ok(redirect)
+}
+
+async fn redeem(env: &Env, code: &str, verifier: Option<&str>) -> anyhow::Result<(u16, Value)> {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+    ];
+    if let Some(verifier) = verifier {
+        form.push(("code_verifier", verifier));
+    }
+    env.post_token(&form, Some((APP, SECRET))).await
+}
+
+async fn refresh(env: &Env, token: &str) -> anyhow::Result<(u16, Value)> {
+    env.post_token(
+        &[("grant_type", "refresh_token"), ("refresh_token", token)],
+        Some((APP, SECRET)),
+    )
+    .await
+}
+
+async fn active(env: &Env, token: &str) -> anyhow::Result<bool> {
+    let response = env
+        .http
+        .post(format!("{}/introspect", env.url))
+        .basic_auth(APP, Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("token", token)])?)
+        .send()
+        .await?;
+    let body: Value = response.json().await?;
+    Ok(body["active"] == json!(true))
+}
+
+#[tokio::test]
+async fn full_flow_consent_code_token_refresh_rotation_and_reuse() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let metadata: Value = env
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            env.url
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        metadata["authorization_endpoint"],
+        format!("{}/authorize", env.url)
+    );
+    assert_eq!(metadata["response_types_supported"], json!(["code"]));
+    assert_eq!(
+        metadata["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    assert_eq!(
+        metadata["authorization_response_iss_parameter_supported"],
+        json!(true)
+    );
+    let grants = metadata["grant_types_supported"].to_string();
+    assert!(grants.contains("\"authorization_code\"") && grants.contains("\"refresh_token\""));
+
+    let redirect = authorize_and_approve(&env, &browser).await?;
+    let code = query(&redirect, "code").expect("code");
+    assert_eq!(URL_SAFE_NO_PAD.decode(&code)?.len(), 32);
+
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["scope"], "mcp:read");
+    let access = body["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_string();
+    let refresh1 = body["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_string();
+    let verified =
+        verify_independently(&access, &env.jwks_uri(), &env.url, RESOURCE, "at+jwt").await?;
+    let claims = &verified["payload"];
+    assert_eq!(claims["sub"], "johndoe");
+    assert_eq!(claims["client_id"], APP);
+    assert_eq!(claims["scope"], "mcp:read");
+    assert_eq!(claims["aud"], RESOURCE);
+    assert!(active(&env, &access).await?);
+
+    // Rotation: each refresh returns a new refresh token; the old one is spent.
+    let (status, body) = refresh(&env, &refresh1).await?;
+    assert_eq!(status, 200, "{body}");
+    let refresh2 = body["refresh_token"].as_str().expect("rotated").to_string();
+    assert_ne!(refresh1, refresh2);
+    let access2 = body["access_token"].as_str().expect("access").to_string();
+    verify_independently(&access2, &env.jwks_uri(), &env.url, RESOURCE, "at+jwt").await?;
+    // Narrowing is allowed, widening is not.
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh2.as_str()),
+                ("scope", "mcp:write"),
+            ],
+            Some((APP, SECRET)),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    // (That refusal came after rotation: refresh2 is spent, so reusing it revokes the family.)
+    let (status, body) = refresh(&env, &refresh2).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(!active(&env, &access).await?, "family revoked on reuse");
+    assert!(!active(&env, &access2).await?);
+
+    // Another refresh token of a fresh flow: reusing a rotated one revokes its successor too.
+    let redirect = authorize_and_approve(&env, &browser).await?;
+    let code = query(&redirect, "code").expect("code");
+    let (_, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    let first = body["refresh_token"].as_str().expect("refresh").to_string();
+    let (_, body) = refresh(&env, &first).await?;
+    let second = body["refresh_token"].as_str().expect("refresh").to_string();
+    let (status, body) = refresh(&env, &first).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, _) = refresh(&env, &second).await?;
+    assert_eq!(status, 400, "the successor died with its family");
+    // Another client cannot use this client's refresh token.
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", second.as_str()),
+            ],
+            Some((TRUSTED_APP, SECRET)),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    let has = |event: &str, reason: &str| {
+        events.iter().any(|record| {
+            record.event.event == event && record.event.reason.as_deref() == Some(reason)
+        })
+    };
+    assert!(has("authorize_consent", "user_approved"));
+    assert!(has("authorize_callback", "signed_in_awaiting_consent"));
+    assert!(has("refresh_token", "refresh_token_reused"));
+    assert!(events.iter().any(|r| r.event.event == "authorization_code"
+        && r.event.decision.as_str() == "issued"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn pre_approved_client_skips_consent() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let started = begin(&env, &browser, &authorize_params(TRUSTED_APP)).await?;
+    let back = at_idp(&browser, &started).await?;
+    let response = callback(&browser, &started, back).await?;
+    assert_eq!(response.status(), 303);
+    let redirect = location(&response)?;
+    assert!(query(&redirect, "code").is_some(), "{redirect}");
+    assert_eq!(query(&redirect, "iss").as_deref(), Some(env.url.as_str()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn reused_code_is_refused_and_revokes_what_it_issued() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let redirect = authorize_and_approve(&env, &browser).await?;
+    let code = query(&redirect, "code").expect("code");
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("access").to_string();
+    let refresh_token = body["refresh_token"].as_str().expect("refresh").to_string();
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(!active(&env, &access).await?);
+    let (status, _) = refresh(&env, &refresh_token).await?;
+    assert_eq!(status, 400);
+    Ok(())
+}
+
+#[tokio::test]
+async fn pkce_verifier_missing_or_wrong_and_redirect_uri_mismatch() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    // Missing verifier.
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+    let (status, body) = redeem(&env, &code, None).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // Wrong verifier.
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+    let wrong = "x".repeat(43);
+    let (status, body) = redeem(&env, &code, Some(&wrong)).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // Codes are single use even when the first attempt failed.
+    let (status, _) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(status, 400);
+    // Another registered redirect URI than the one the code was delivered to.
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", "https://app.example/cb"),
+                ("code_verifier", VERIFIER),
+            ],
+            Some((APP, SECRET)),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_authorization_requests() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let get = |params: Vec<(&'static str, String)>| {
+        let request = browser.get(format!(
+            "{}/authorize?{}",
+            env.url,
+            serde_urlencoded::to_string(&params).unwrap_or_default()
+        ));
+        async move { request.send().await }
+    };
+    // Unknown client and unregistered redirect URI: an error page, never a redirect.
+    let mut params = authorize_params(APP);
+    params[1].1 = "nobody".into();
+    let response = get(params).await?;
+    assert_eq!(response.status(), 400);
+    assert_secure_page(&response);
+    let mut params = authorize_params(APP);
+    params[2].1 = "https://evil.example/cb".into();
+    let response = get(params).await?;
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("location").is_none());
+    let mut params = authorize_params(APP);
+    params[2].1 = format!("{REDIRECT}/"); // exact match only
+    assert_eq!(get(params).await?.status(), 400);
+
+    // Everything else is redirected with error, state and iss.
+    let expect_error = |response: reqwest::Response, error: &str| -> anyhow::Result<()> {
+        assert_eq!(response.status(), 303);
+        let url = location(&response)?;
+        assert!(url.as_str().starts_with(REDIRECT), "{url}");
+        assert_eq!(query(&url, "error").as_deref(), Some(error), "{url}");
+        assert_eq!(query(&url, "state").as_deref(), Some("client-state-123"));
+        assert_eq!(query(&url, "iss").as_deref(), Some(env.url.as_str()));
+        Ok(())
+    };
+    let mut params = authorize_params(APP);
+    params[5].1 = "plain".into();
+    expect_error(get(params).await?, "invalid_request")?;
+    let params: Vec<_> = authorize_params(APP)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .collect();
+    expect_error(get(params).await?, "invalid_request")?;
+    let mut params = authorize_params(APP);
+    params[0].1 = "token".into();
+    expect_error(get(params).await?, "unsupported_response_type")?;
+    let mut params = authorize_params(APP);
+    params[6].1 = "https://not-protected.example/".into();
+    expect_error(get(params).await?, "invalid_target")?;
+    let mut params = authorize_params(APP);
+    params[7].1 = "admin".into();
+    expect_error(get(params).await?, "invalid_scope")?;
+    // A client not allowed the grant.
+    let mut params = authorize_params(APP);
+    params[1].1 = AGENT.into();
+    assert_eq!(
+        get(params).await?.status(),
+        400,
+        "agent has no redirect URIs"
+    );
+
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    assert!(events.iter().any(|r| r.event.event == "authorize"
+        && r.event.reason.as_deref() == Some("pkce_method_not_s256")));
+    assert!(events.iter().any(
+        |r| r.event.event == "authorize" && r.event.reason.as_deref() == Some("unknown_client")
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn callback_refuses_wrong_state_browser_nonce_and_audience() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    // Wrong state.
+    let started = begin(&env, &browser, &authorize_params(APP)).await?;
+    let mut back = at_idp(&browser, &started).await?;
+    let code = query(&back, "code").expect("code");
+    back.set_query(Some(&format!("code={code}&state=forged")));
+    let response = callback(&browser, &started, back).await?;
+    assert_eq!(response.status(), 400);
+    assert_secure_page(&response);
+
+    // Right state, another browser (no cookie).
+    let started = begin(&env, &browser, &authorize_params(APP)).await?;
+    let back = at_idp(&browser, &started).await?;
+    let response = browser.get(back).send().await?;
+    assert_eq!(response.status(), 400);
+
+    // An ID token for another audience.
+    env.idp
+        .set_id_token_claims(json!({ "aud": "someone-else" }))
+        .await?;
+    let started = begin(&env, &browser, &authorize_params(APP)).await?;
+    let back = at_idp(&browser, &started).await?;
+    let response = callback(&browser, &started, back).await?;
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("location").is_none());
+
+    // A wrong nonce.
+    env.idp
+        .set_id_token_claims(json!({ "nonce": "replayed" }))
+        .await?;
+    let started = begin(&env, &browser, &authorize_params(APP)).await?;
+    let back = at_idp(&browser, &started).await?;
+    let response = callback(&browser, &started, back).await?;
+    assert_eq!(response.status(), 400);
+
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter(|r| r.event.event == "authorize_callback")
+        .filter_map(|r| r.event.reason.as_deref())
+        .collect();
+    for reason in [
+        "rp_state_unknown",
+        "browser_mismatch",
+        "id_token_wrong_audience",
+        "id_token_wrong_nonce",
+    ] {
+        assert!(reasons.contains(&reason), "{reason} not in {reasons:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn consent_needs_the_csrf_token_and_deny_redirects_access_denied() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let started = begin(&env, &browser, &authorize_params(APP)).await?;
+    let back = at_idp(&browser, &started).await?;
+    let html = callback(&browser, &started, back).await?.text().await?;
+    let request_id = hidden(&html, "request_id")?;
+    let post = |csrf: String, decision: &'static str, cookie: String| {
+        let request = browser
+            .post(format!("{}/authorize/consent", env.url))
+            .header("cookie", cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([
+                    ("request_id", request_id.clone()),
+                    ("csrf_token", csrf),
+                    ("decision", decision.to_string()),
+                ])
+                .unwrap_or_default(),
+            );
+        async move { request.send().await }
+    };
+    let response = post("forged".into(), "approve", started.cookie.clone()).await?;
+    assert_eq!(response.status(), 403);
+    let csrf = hidden(&html, "csrf_token")?;
+    let response = post(csrf.clone(), "approve", "fd_authz_x=y".into()).await?;
+    assert_eq!(response.status(), 403, "the CSRF token alone is not enough");
+    let response = post(csrf.clone(), "deny", started.cookie.clone()).await?;
+    assert_eq!(response.status(), 303);
+    let url = location(&response)?;
+    assert_eq!(query(&url, "error").as_deref(), Some("access_denied"));
+    assert!(query(&url, "code").is_none());
+    // Decided once.
+    let response = post(csrf, "approve", started.cookie.clone()).await?;
+    assert_eq!(response.status(), 400);
+    Ok(())
+}
