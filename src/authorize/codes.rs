@@ -5,7 +5,6 @@ use aws_lc_rs::digest;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use subtle::ConstantTimeEq;
 
 use crate::store::{AuthorizationRequest, CodeRecord, CodeStore, StoreError};
 
@@ -25,9 +24,10 @@ pub fn hash_token(token: &str) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Constant-time string equality (CSRF tokens, browser bindings, PKCE).
+/// Constant-time string equality (CSRF tokens, browser bindings, PKCE): the crate's one
+/// comparison, on the strings' bytes.
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
+    crate::secret::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 /// True for an RFC 7636 §4.2 S256 challenge: 43 base64url characters (a SHA-256 digest).
