@@ -625,3 +625,44 @@ async fn consent_needs_the_csrf_token_and_deny_redirects_access_denied() -> anyh
     assert_eq!(response.status(), 400);
     Ok(())
 }
+
+#[tokio::test]
+async fn revoking_a_refresh_token_revokes_its_family_revoke_05() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let redirect = authorize_and_approve(&env, &browser).await?;
+    let code = query(&redirect, "code").expect("code");
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("access").to_string();
+    let refresh_token = body["refresh_token"].as_str().expect("refresh").to_string();
+    assert!(active(&env, &access).await?);
+    let revoke = |client: &'static str| {
+        env.http
+            .post(format!("{}/revoke", env.url))
+            .basic_auth(client, Some(SECRET))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([
+                    ("token", refresh_token.as_str()),
+                    ("token_type_hint", "refresh_token"),
+                ])
+                .unwrap_or_default(),
+            )
+            .send()
+    };
+    // REVOKE-03: another client cannot revoke it.
+    let response = revoke(AGENT).await?;
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(active(&env, &access).await?);
+    let response = revoke(APP).await?;
+    assert_eq!(response.status().as_u16(), 200);
+    // The refresh token no longer works and the access token from the same grant is inactive.
+    let (status, body) = refresh(&env, &refresh_token).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(!active(&env, &access).await?);
+    Ok(())
+}

@@ -14,7 +14,7 @@ use super::{ErrorCode, OAuthError};
 use crate::jose::{
     AudienceRule, TypRule, VerifiedClaims, VerifyRules, inspect, select_key, verify,
 };
-use crate::store::{AuditEvent, Decision, TokenStore};
+use crate::store::{AuditEvent, CodeStore, Decision, TokenStore};
 
 /// Algorithms frontdesk signs with.
 const OUR_ALGORITHMS: &[Algorithm] = &[
@@ -132,6 +132,52 @@ pub async fn introspect(
     Ok(body)
 }
 
+/// Revokes a refresh token of the authorization code flow, with its whole family (the access
+/// tokens issued from it too, REVOKE-05). Unknown strings are fine (REVOKE-02); another client's
+/// token is refused (REVOKE-03).
+async fn revoke_refresh_token(
+    service: &TokenService,
+    client: &AuthenticatedClient,
+    token: &str,
+    context: &RequestContext,
+) -> Result<(), OAuthError> {
+    let hash = crate::authorize::codes::hash_token(token);
+    let owner = service
+        .store
+        .refresh_token_owner(&hash)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "refresh token lookup failed");
+            OAuthError::server_error()
+        })?;
+    let Some((family, owner_client)) = owner else {
+        return Ok(());
+    };
+    if owner_client != client.client.config.client_id {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidGrant,
+            "token_of_another_client",
+            "The token was issued to another client",
+        ));
+    }
+    service
+        .store
+        .revoke_family(&family, context.now)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "revocation failed");
+            OAuthError::server_error()
+        })?;
+    let mut audit = AuditEvent::new(context.now, "refresh_token_revoked", Decision::Changed);
+    audit.request_id = context.request_id.clone();
+    audit.client_id = Some(owner_client);
+    audit.detail = Some(json!({ "family": family }));
+    service.audit.record(audit).await.map_err(|error| {
+        tracing::error!(%error, "writing the audit event failed");
+        OAuthError::server_error()
+    })
+}
+
 /// `POST /revoke` (RFC 7009): 200 for unknown tokens (REVOKE-02); a token issued to another
 /// client is refused (REVOKE-03); our non-access tokens are `unsupported_token_type` (REVOKE-04).
 /// The revocation is committed before the answer.
@@ -151,7 +197,7 @@ pub async fn revoke(
                 "Only access tokens issued by this server can be revoked",
             ));
         }
-        Ours::Unknown => return Ok(()),
+        Ours::Unknown => return revoke_refresh_token(service, &client, token, context).await,
     };
     let jti = claims.jti().unwrap_or_default().to_string();
     let record = service.store.issued_token(&jti).await.map_err(|error| {

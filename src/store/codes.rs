@@ -176,6 +176,11 @@ pub trait CodeStore {
         jti: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Revokes every refresh token and access token of a family; returns how many rows changed.
+    /// The family and client of a refresh token, without rotating it (RFC 7009 revocation).
+    fn refresh_token_owner(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
     fn revoke_family(
         &self,
         family_id: &str,
@@ -468,6 +473,20 @@ impl CodeStore for Store {
                 .map_err(StoreError::classify)?;
         });
         Ok(())
+    }
+
+    async fn refresh_token_owner(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT family_id, client_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|row| Ok((row.try_get("family_id")?, row.try_get("client_id")?)))
+                .transpose()
+        })
     }
 
     async fn revoke_family(&self, family_id: &str, now: i64) -> Result<u64, StoreError> {
