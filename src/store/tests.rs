@@ -168,11 +168,11 @@ fn states(keys: &[KeyRecord]) -> Vec<(String, KeyState)> {
 
 async fn keys_insert_list_and_promote(store: Store) {
     store
-        .insert_key(&key("a", KeyState::Active, 10))
+        .insert_key(&key("a", KeyState::Active, 10), None, None)
         .await
         .expect("insert a");
     store
-        .insert_key(&key("b", KeyState::Next, 20))
+        .insert_key(&key("b", KeyState::Next, 20), None, None)
         .await
         .expect("insert b");
     let keys = store.published_keys(20).await.expect("published");
@@ -185,13 +185,20 @@ async fn keys_insert_list_and_promote(store: Store) {
     assert_eq!(keys[0].activate_at, Some(80));
 
     // A duplicate kid is a conflict, not a database failure.
-    let duplicate = store.insert_key(&key("a", KeyState::Next, 30)).await;
+    let duplicate = store
+        .insert_key(&key("a", KeyState::Next, 30), None, None)
+        .await;
     assert!(
         matches!(duplicate, Err(StoreError::Conflict)),
         "{duplicate:?}"
     );
 
-    assert!(store.promote_key("b", 80, 500).await.expect("promote"));
+    assert!(
+        store
+            .promote_key("b", 80, 500, None)
+            .await
+            .expect("promote")
+    );
     let keys = store.published_keys(80).await.expect("published");
     assert_eq!(
         states(&keys),
@@ -206,9 +213,19 @@ async fn keys_insert_list_and_promote(store: Store) {
         (Some(80), Some(500))
     );
     // Promoting again, or promoting a key that is not `next`, does nothing.
-    assert!(!store.promote_key("b", 90, 600).await.expect("again"));
-    assert!(!store.promote_key("a", 90, 600).await.expect("retired"));
-    assert!(!store.promote_key("nope", 90, 600).await.expect("unknown"));
+    assert!(!store.promote_key("b", 90, 600, None).await.expect("again"));
+    assert!(
+        !store
+            .promote_key("a", 90, 600, None)
+            .await
+            .expect("retired")
+    );
+    assert!(
+        !store
+            .promote_key("nope", 90, 600, None)
+            .await
+            .expect("unknown")
+    );
     let keys = store.all_keys().await.expect("all");
     assert_eq!(
         keys.iter()
@@ -226,10 +243,12 @@ async fn keys_insert_list_and_promote(store: Store) {
 /// The partial unique index keeps at most one active key, whatever the caller does.
 async fn at_most_one_active_key(store: Store) {
     store
-        .insert_key(&key("a", KeyState::Active, 10))
+        .insert_key(&key("a", KeyState::Active, 10), None, None)
         .await
         .expect("insert a");
-    let second = store.insert_key(&key("b", KeyState::Active, 20)).await;
+    let second = store
+        .insert_key(&key("b", KeyState::Active, 20), None, None)
+        .await;
     assert!(matches!(second, Err(StoreError::Conflict)), "{second:?}");
     assert_eq!(store.all_keys().await.expect("all").len(), 1);
 }
@@ -241,17 +260,17 @@ async fn concurrent_promotion_of_one_key_has_one_winner(store: Store) {
         let (old, new) = (format!("old-{round}"), format!("new-{round}"));
         if round == 0 {
             store
-                .insert_key(&key(&old, KeyState::Active, 0))
+                .insert_key(&key(&old, KeyState::Active, 0), None, None)
                 .await
                 .expect("insert old");
         }
         store
-            .insert_key(&key(&new, KeyState::Next, 10 * round + 1))
+            .insert_key(&key(&new, KeyState::Next, 10 * round + 1), None, None)
             .await
             .expect("insert next");
         let (first, second) = tokio::join!(
-            store.promote_key(&new, 10 * round + 2, 1_000),
-            store.promote_key(&new, 10 * round + 2, 1_000),
+            store.promote_key(&new, 10 * round + 2, 1_000, None),
+            store.promote_key(&new, 10 * round + 2, 1_000, None),
         );
         let winners = [first.expect("first"), second.expect("second")];
         assert_eq!(
@@ -271,11 +290,15 @@ async fn concurrent_promotion_of_one_key_has_one_winner(store: Store) {
         );
         // Next round promotes over this one.
         store
-            .insert_key(&key(
-                &format!("old-{}", round + 1),
-                KeyState::Retired,
-                10 * round + 3,
-            ))
+            .insert_key(
+                &key(
+                    &format!("old-{}", round + 1),
+                    KeyState::Retired,
+                    10 * round + 3,
+                ),
+                None,
+                None,
+            )
             .await
             .expect("filler");
     }
@@ -283,21 +306,31 @@ async fn concurrent_promotion_of_one_key_has_one_winner(store: Store) {
 
 async fn retire_and_publish_until(store: Store) {
     store
-        .insert_key(&key("a", KeyState::Active, 10))
+        .insert_key(&key("a", KeyState::Active, 10), None, None)
         .await
         .expect("insert a");
     store
-        .insert_key(&key("b", KeyState::Next, 20))
+        .insert_key(&key("b", KeyState::Next, 20), None, None)
         .await
         .expect("insert b");
-    assert!(store.retire_key("b", 30, 100).await.expect("retire next"));
+    assert!(
+        store
+            .retire_key("b", 30, 100, None)
+            .await
+            .expect("retire next")
+    );
     assert!(
         !store
-            .retire_key("b", 31, 200)
+            .retire_key("b", 31, 200, None)
             .await
             .expect("already retired")
     );
-    assert!(!store.retire_key("zz", 31, 200).await.expect("unknown"));
+    assert!(
+        !store
+            .retire_key("zz", 31, 200, None)
+            .await
+            .expect("unknown")
+    );
     // Published while publish_until is in the future, gone from that second on; still listed.
     assert_eq!(store.published_keys(99).await.expect("99").len(), 2);
     assert_eq!(
