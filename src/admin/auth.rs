@@ -73,7 +73,7 @@ impl RateLimiter {
         format!("{username}\n{ip}")
     }
 
-    fn blocked(&self, username: &str, ip: &str, now: i64) -> bool {
+    pub(crate) fn blocked(&self, username: &str, ip: &str, now: i64) -> bool {
         let failures = match self.failures.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -85,7 +85,7 @@ impl RateLimiter {
             })
     }
 
-    fn fail(&self, username: &str, ip: &str, now: i64) {
+    pub(crate) fn fail(&self, username: &str, ip: &str, now: i64) {
         let mut failures = match self.failures.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
