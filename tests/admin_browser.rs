@@ -216,3 +216,86 @@ async fn an_admin_signs_in_through_single_sign_on_in_the_browser() -> anyhow::Re
     );
     Ok(())
 }
+
+/// The guards in a real browser: a form without its CSRF token is refused, an auditor sees no
+/// change controls and a change built in their page is refused, and an idle session expires
+/// (the server's admin clock is moved forward; nothing sleeps).
+#[tokio::test]
+async fn csrf_auditor_and_session_expiry_hold_in_the_browser() -> anyhow::Result<()> {
+    const AUDITOR: &str = "grace";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !Path::new(CHROMIUM).is_file() {
+        bail!(
+            "{CHROMIUM} is missing: run scripts/test-deps as root (it installs Debian's chromium)"
+        );
+    }
+    let env = Env::start().await?;
+    for (name, role) in [
+        (USERNAME, frontdesk::store::AdminRole::Admin),
+        (AUDITOR, frontdesk::store::AdminRole::Auditor),
+    ] {
+        frontdesk::admin::auth::create_user(
+            &env.server.state.store,
+            name,
+            PASSWORD,
+            role,
+            "test",
+            env::now(),
+        )
+        .await?;
+    }
+    let temp = tempfile::tempdir()?;
+    let mut child = Command::new(node_binary())
+        .arg(root.join("tests/browser/admin_guards.spec.mjs"))
+        .args([&env.url, USERNAME, AUDITOR, PASSWORD])
+        .arg(temp.path())
+        .current_dir(root.join("tests/browser"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start node for tests/browser/admin_guards.spec.mjs")?;
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let mut stderr = child.stderr.take().context("no stderr")?;
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let session = async {
+        let mut ok = false;
+        while let Some(line) = lines.next_line().await? {
+            match line.trim() {
+                "EXPIRE" => {
+                    env.server
+                        .state
+                        .admin
+                        .advance_clock(frontdesk::admin::IDLE_TIMEOUT_SECS + 1);
+                    stdin.write_all(b"ADVANCED\n").await?;
+                    stdin.flush().await?;
+                }
+                "GUARDS_OK" => ok = true,
+                _ => {}
+            }
+        }
+        let status = child.wait().await?;
+        anyhow::ensure!(
+            status.success() && ok,
+            "the browser script failed ({status})"
+        );
+        Ok(())
+    };
+    let outcome = tokio::time::timeout(BROWSER_TIMEOUT, session).await;
+    let log = tokio::time::timeout(Duration::from_secs(5), stderr_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.context(format!("browser log:\n{log}"))),
+        Err(_) => bail!("the browser session took longer than {BROWSER_TIMEOUT:?}; log:\n{log}"),
+    }
+}
