@@ -99,14 +99,22 @@ async fn through_idp(env: &Env, browser: &reqwest::Client) -> anyhow::Result<AtC
     })
 }
 
-/// Completes a sign-in; returns the session cookie.
-async fn sign_in(env: &Env, browser: &reqwest::Client) -> anyhow::Result<String> {
+/// Goes through the IdP and comes back to the callback in the same browser.
+async fn back_at_callback(
+    env: &Env,
+    browser: &reqwest::Client,
+) -> anyhow::Result<reqwest::Response> {
     let at = through_idp(env, browser).await?;
-    let response = browser
+    Ok(browser
         .get(at.callback)
         .header("cookie", &at.binding)
         .send()
-        .await?;
+        .await?)
+}
+
+/// Completes a sign-in; returns the session cookie.
+async fn sign_in(env: &Env, browser: &reqwest::Client) -> anyhow::Result<String> {
+    let response = back_at_callback(env, browser).await?;
     assert_eq!(response.status(), 200);
     let (session, attributes) =
         cookie(&response, "frontdesk_admin").ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
@@ -245,12 +253,7 @@ async fn nobody_gets_in_without_a_role_or_when_a_condition_cannot_be_evaluated()
     env.idp
         .set_id_token_claims(json!({ "email": "eve@elsewhere.test", "groups": ["staff"] }))
         .await?;
-    let at = through_idp(&env, &browser).await?;
-    let response = browser
-        .get(at.callback)
-        .header("cookie", &at.binding)
-        .send()
-        .await?;
+    let response = back_at_callback(&env, &browser).await?;
     assert_eq!(response.status(), 403);
     assert!(cookie(&response, "frontdesk_admin").is_none(), "no session");
     assert!(
@@ -264,12 +267,7 @@ async fn nobody_gets_in_without_a_role_or_when_a_condition_cannot_be_evaluated()
     env.idp
         .set_id_token_claims(json!({ "email": null, "groups": null }))
         .await?;
-    let at = through_idp(&env, &browser).await?;
-    let response = browser
-        .get(at.callback)
-        .header("cookie", &at.binding)
-        .send()
-        .await?;
+    let response = back_at_callback(&env, &browser).await?;
     assert_eq!(response.status(), 403);
     assert!(cookie(&response, "frontdesk_admin").is_none());
 
@@ -312,12 +310,7 @@ async fn callback_refuses_another_browser_a_reused_state_and_a_wrong_nonce() -> 
     env.idp
         .set_id_token_claims(json!({ "nonce": "replayed", "groups": ["idp-admins"] }))
         .await?;
-    let at = through_idp(&env, &browser).await?;
-    let response = browser
-        .get(at.callback)
-        .header("cookie", &at.binding)
-        .send()
-        .await?;
+    let response = back_at_callback(&env, &browser).await?;
     assert_eq!(response.status(), 403);
     assert!(cookie(&response, "frontdesk_admin").is_none());
 
@@ -325,12 +318,7 @@ async fn callback_refuses_another_browser_a_reused_state_and_a_wrong_nonce() -> 
     env.idp
         .set_id_token_claims(json!({ "nonce": null, "aud": "someone-else" }))
         .await?;
-    let at = through_idp(&env, &browser).await?;
-    let response = browser
-        .get(at.callback)
-        .header("cookie", &at.binding)
-        .send()
-        .await?;
+    let response = back_at_callback(&env, &browser).await?;
     assert_eq!(response.status(), 403);
 
     let reasons = denial_reasons(&env).await?;

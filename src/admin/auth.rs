@@ -200,14 +200,20 @@ impl Session {
     }
 }
 
+/// The admin session cookie's value, if the request carries one.
 pub(crate) fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    named_cookie(headers, ADMIN_COOKIE)
+}
+
+/// The value of the cookie `wanted`, from any `Cookie` header of the request.
+pub(crate) fn named_cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == ADMIN_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_string())
 }
 

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::auth::{ClientIp, random_token, sha256, start_session};
+use super::auth::{ClientIp, named_cookie, random_token, sha256, start_session};
 use super::views::{Layout, render_with_status};
 use super::{AdminError, now_of};
 use crate::authorize::rp::RelyingParty;
@@ -156,17 +156,6 @@ fn sso_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
     })
 }
 
-fn binding_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SSO_COOKIE)
-        .map(|(_, value)| value.to_string())
-}
-
 /// The configured SSO and its identity provider as the trust registry has it now.
 fn configured(
     state: &AppState,
@@ -296,7 +285,7 @@ pub async fn callback(
             "This sign-in is unknown, already used or expired. {start_again}"
         )));
     };
-    let bound = binding_cookie(&headers).is_some_and(|cookie| {
+    let bound = named_cookie(&headers, SSO_COOKIE).is_some_and(|cookie| {
         crate::secret::constant_time_eq(sha256(&cookie).as_bytes(), pending.binding_hash.as_bytes())
     });
     if !bound {

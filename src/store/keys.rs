@@ -124,6 +124,22 @@ pub trait KeyStore {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// Ends a key change's transaction: when `changed`, records `event` (if any) in it and commits,
+/// answering `Ok(true)`; otherwise answers `Ok(false)` and the transaction rolls back on drop,
+/// recording nothing.
+macro_rules! commit_if_changed {
+    ($tx:ident, $changed:expr, $event:expr) => {{
+        if !$changed {
+            return Ok(false);
+        }
+        if let Some(event) = $event {
+            super::audit::insert_event!(&mut *$tx, event)?;
+        }
+        $tx.commit().await?;
+        Ok(true)
+    }};
+}
+
 const COLUMNS: &str = "kid, algorithm, state, sealed_private_key, public_jwk, created_at, activate_at, activated_at, retired_at, publish_until";
 
 macro_rules! key_from_row {
@@ -244,11 +260,7 @@ impl KeyStore for Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::classify)?;
-            if let Some(event) = event {
-                super::audit::insert_event!(&mut *tx, event)?;
-            }
-            tx.commit().await?;
-            Ok(true)
+            commit_if_changed!(tx, true, event)
         })
     }
 
@@ -267,14 +279,7 @@ impl KeyStore for Store {
             .bind(kid)
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() != 1 {
-                return Ok(false);
-            }
-            if let Some(event) = event {
-                super::audit::insert_event!(&mut *tx, event)?;
-            }
-            tx.commit().await?;
-            Ok(true)
+            commit_if_changed!(tx, done.rows_affected() == 1, event)
         })
     }
 
@@ -295,14 +300,7 @@ impl KeyStore for Store {
             .bind(kid)
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() != 1 {
-                return Ok(false);
-            }
-            if let Some(event) = event {
-                super::audit::insert_event!(&mut *tx, event)?;
-            }
-            tx.commit().await?;
-            Ok(true)
+            commit_if_changed!(tx, done.rows_affected() == 1, event)
         })
     }
 }

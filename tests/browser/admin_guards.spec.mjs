@@ -10,11 +10,10 @@
 // 3. A session expires: the script prints `EXPIRE`, the Rust test moves the server's admin clock
 //    past the idle timeout and answers `ADVANCED`, and the next page load lands on sign-in.
 // Prints `GUARDS_OK`; any failure exits non-zero with the reason on stderr.
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import { check, launchBrowser, reportFailure } from './lib.mjs';
 
 const [url, admin, auditor, password, shots] = process.argv.slice(2);
 if (!shots) {
@@ -23,22 +22,10 @@ if (!shots) {
 }
 mkdirSync(shots, { recursive: true });
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
 const lines = createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve, reject) => {
   lines.once('line', resolve);
   lines.once('close', () => reject(new Error('stdin closed before ADVANCED')));
-});
-
-const launch = (dir) => chromium.launchPersistentContext(dir, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-  viewport: { width: 1280, height: 800 },
 });
 
 async function signIn(page, username) {
@@ -54,15 +41,13 @@ const keyRows = async (page) => {
   return page.locator('#keys-table tbody tr').count();
 };
 
-const profiles = [mkdtempSync(join(tmpdir(), 'frontdesk-chromium-')), mkdtempSync(join(tmpdir(), 'frontdesk-chromium-'))];
-const contexts = [];
+const browsers = [];
 let page;
 try {
   // 1. CSRF.
-  const adminContext = await launch(profiles[0]);
-  contexts.push(adminContext);
-  page = adminContext.pages()[0] ?? await adminContext.newPage();
-  page.setDefaultTimeout(15000);
+  const adminBrowser = await launchBrowser();
+  browsers.push(adminBrowser);
+  ({ page } = adminBrowser);
   await signIn(page, admin);
   const before = await keyRows(page);
   await page.locator('form[action="/admin/keys/rotate"] input[name=csrf]').evaluate((el) => el.remove());
@@ -73,10 +58,9 @@ try {
   check((await keyRows(page)) === before, 'a key was rotated without a CSRF token');
 
   // 2. Auditor.
-  const auditorContext = await launch(profiles[1]);
-  contexts.push(auditorContext);
-  const auditorPage = auditorContext.pages()[0] ?? await auditorContext.newPage();
-  auditorPage.setDefaultTimeout(15000);
+  const auditorBrowser = await launchBrowser();
+  browsers.push(auditorBrowser);
+  const auditorPage = auditorBrowser.page;
   await signIn(auditorPage, auditor);
   check((await auditorPage.textContent('header .badge'))?.trim() === 'auditor', 'not an auditor');
   await auditorPage.goto(`${url}/admin/keys`);
@@ -116,14 +100,8 @@ try {
   check(page.url().endsWith('/admin/sign-in'), `an idle session still works: ${page.url()}`);
   console.log('GUARDS_OK');
 } catch (error) {
-  console.error(`admin_guards.spec.mjs: ${error.stack ?? error}`);
-  if (page) {
-    console.error(`at ${page.url()}:\n${(await page.textContent('main').catch(() => '')) ?? ''}`);
-    await page.screenshot({ path: join(shots, 'failure-guards.png'), fullPage: true }).catch(() => {});
-  }
-  process.exitCode = 1;
+  await reportFailure('admin_guards.spec.mjs', error, page, shots, 'failure-guards.png');
 } finally {
   lines.close();
-  for (const context of contexts) await context.close();
-  for (const dir of profiles) rmSync(dir, { recursive: true, force: true });
+  for (const browser of browsers) await browser.close();
 }

@@ -7,10 +7,9 @@
 // signs in without a form) and back to frontdesk's callback, whose page moves on to the
 // dashboard by itself; checks that the session works (dashboard, role badge "admin") and signs
 // out. Prints `SSO_OK`; any failure exits non-zero with the reason on stderr.
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, launchBrowser, reportFailure } from './lib.mjs';
 
 const [url, shots] = process.argv.slice(2);
 if (!shots) {
@@ -19,23 +18,12 @@ if (!shots) {
 }
 mkdirSync(shots, { recursive: true });
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-const profile = mkdtempSync(join(tmpdir(), 'frontdesk-chromium-'));
-let context;
+let browser;
 let page;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-    viewport: { width: 1280, height: 800 },
-  });
-  page = context.pages()[0] ?? await context.newPage();
-  page.setDefaultTimeout(15000);
+  browser = await launchBrowser();
+  ({ page } = browser);
+  const { context } = browser;
   const errors = [];
   page.on('console', (msg) => { if (msg.type() === 'error') errors.push(msg.text()); });
 
@@ -59,13 +47,7 @@ try {
   check(errors.length === 0, `console errors: ${errors.join('; ')}`);
   console.log('SSO_OK');
 } catch (error) {
-  console.error(`admin_sso.spec.mjs: ${error.stack ?? error}`);
-  if (page) {
-    console.error(`at ${page.url()}:\n${(await page.textContent('main').catch(() => '')) ?? ''}`);
-    await page.screenshot({ path: join(shots, 'failure-sso.png'), fullPage: true }).catch(() => {});
-  }
-  process.exitCode = 1;
+  await reportFailure('admin_sso.spec.mjs', error, page, shots, 'failure-sso.png');
 } finally {
-  await context?.close();
-  rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
 }
