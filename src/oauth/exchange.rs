@@ -498,14 +498,6 @@ pub async fn exchange(
         ));
     }
     let requested = requested_kind(form.single("requested_token_type")?)?;
-    if subject_type == SubjectTokenType::RefreshToken && requested != Some(IssueKind::IdJag) {
-        // The ID-JAG draft's refresh-token path (§4.3.3) is for ID-JAGs; chaining grants and
-        // access tokens need a subject token from the IdP (docs/decisions.md).
-        return Err(OAuthError::invalid_request(
-            "refresh_token_requires_id_jag",
-            "A refresh token can only be exchanged for an ID-JAG (requested_token_type=urn:ietf:params:oauth:token-type:id-jag)",
-        ));
-    }
     let audiences = form.all("audience");
     let resources = parse_resources(form.all("resource"))?;
     let requested_scopes = parse_scope(form.single("scope")?)?;
@@ -515,13 +507,21 @@ pub async fn exchange(
         .map(|value| value.chars().take(300).collect());
     audit.resources = resources.clone();
     audit.scopes_requested = requested_scopes.clone();
-    // A refresh token is examined before anything else about the request, so a leaked one is
-    // detected (and its family revoked) whatever else the request gets wrong.
+    // A refresh token is examined before the request's token type, target and scopes, so a
+    // leaked one is detected (and its family revoked) whatever else the request gets wrong.
     let refresh = if subject_type == SubjectTokenType::RefreshToken {
         Some(refresh_subject::validate(service, client, subject_token, now, audit).await?)
     } else {
         None
     };
+    if subject_type == SubjectTokenType::RefreshToken && requested != Some(IssueKind::IdJag) {
+        // The ID-JAG draft's refresh-token path (§4.3.3) is for ID-JAGs; chaining grants and
+        // access tokens need a subject token from the IdP (docs/decisions.md).
+        return Err(OAuthError::invalid_request(
+            "refresh_token_requires_id_jag",
+            "A refresh token can only be exchanged for an ID-JAG (requested_token_type=urn:ietf:params:oauth:token-type:id-jag)",
+        ));
+    }
 
     let audience = resolve_target(
         registry,
