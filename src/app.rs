@@ -411,3 +411,52 @@ async fn wait_for_signal() {
         () = terminate => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::UserStore;
+
+    /// Users' claims are kept exactly as long as a refresh token of theirs could live.
+    #[tokio::test]
+    async fn purge_keeps_user_claims_while_a_refresh_token_could_need_them() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("fd.db").display());
+        let store = Store::connect(&url, 2).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let authorization = AuthorizationConfig::default();
+        let longest = i64::try_from(
+            authorization.refresh_token_lifetime_secs
+                + authorization.request_lifetime_secs
+                + authorization.code_lifetime_secs,
+        )
+        .expect("fits");
+        let now = 10 * longest;
+        let claims = serde_json::Map::new();
+        for (subject, at) in [("stale", now - longest - 1), ("needed", now - longest)] {
+            store
+                .remember_user_claims("https://idp", subject, &claims, at)
+                .await
+                .expect("remember");
+        }
+        let purged = purge_grant_state(&store, &authorization, now)
+            .await
+            .expect("purge");
+        assert_eq!(purged, 1);
+        assert!(
+            store
+                .user_claims("https://idp", "stale")
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            store
+                .user_claims("https://idp", "needed")
+                .await
+                .expect("get")
+                .is_some()
+        );
+        store.close().await;
+    }
+}

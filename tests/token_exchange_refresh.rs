@@ -14,7 +14,7 @@ mod test_db;
 
 use env::*;
 use frontdesk::authorize::codes::hash_token;
-use frontdesk::config::{ClientConfig, ResourceConfig};
+use frontdesk::config::{ClientConfig, Config, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
 use frontdesk::store::{AuditFilter, AuditLog, AuditRecord, CodeStore, RefreshRecord};
 use idp::verify_independently;
@@ -51,6 +51,14 @@ fn code_client() -> anyhow::Result<ClientConfig> {
 
 /// frontdesk with the code flow on, on `database` (None: the environment's SQLite file).
 async fn start(database: Option<&TestDatabase>) -> anyhow::Result<Env> {
+    start_with(database, |_| {}).await
+}
+
+/// Like [`start`], with a last change to the configuration.
+async fn start_with(
+    database: Option<&TestDatabase>,
+    customize: impl FnOnce(&mut Config),
+) -> anyhow::Result<Env> {
     let app = code_client()?;
     let url = database.map(|database| database.url().to_string());
     let env = Env::start_with(move |config| {
@@ -69,6 +77,7 @@ async fn start(database: Option<&TestDatabase>) -> anyhow::Result<Env> {
         config.authorization.client_id = Some(RP_CLIENT_ID.into());
         config.authorization.client_secret = Some(SecretString::new("rp-secret"));
         config.authorization.pre_approved_clients = vec![APP.into()];
+        customize(config);
     })
     .await?;
     env.idp
@@ -568,5 +577,65 @@ async fn unauthenticated_client_is_refused() -> anyhow::Result<()> {
     .await?;
     let (status, body) = as_app(&env, &id_jag_form(&token)).await?;
     assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+/// The refresh token does not record how its sign-in was made, so an audience that requires an
+/// `acr` refuses refresh-token subjects with a step-up error (IDJAG-ISSUE-24): the client must
+/// bring a fresh ID token. And an audience's `condition` sees the user's current claims.
+#[tokio::test]
+async fn step_up_audiences_refuse_refresh_token_subjects() -> anyhow::Result<()> {
+    let env = start_with(None, |config| {
+        for audience in &mut config.audiences {
+            if audience.id == "saas" {
+                audience.require_acr = vec!["phr".into()];
+            }
+        }
+    })
+    .await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "acr": "phr" }))
+        .await?;
+    let token = sign_in(&env, "read").await?;
+    let response = as_app(&env, &id_jag_form(&token)).await?;
+    assert_refused(
+        &env,
+        response,
+        (400, "insufficient_user_authentication"),
+        "acr_insufficient",
+        &token,
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn audience_condition_sees_the_current_claims() -> anyhow::Result<()> {
+    let env = start_with(None, |config| {
+        for audience in &mut config.audiences {
+            if audience.id == "saas" {
+                audience.condition = Some("subject.email.endsWith('@example.com')".into());
+            }
+        }
+    })
+    .await?;
+    let token = sign_in(&env, "read").await?;
+    let (status, body) = as_app(&env, &id_jag_form(&token)).await?;
+    assert_eq!(status, 200, "{body}");
+    // The user moves to another domain at the IdP and signs in again: the same refresh token
+    // no longer passes the audience's condition.
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@elsewhere.example" }))
+        .await?;
+    sign_in(&env, "read").await?;
+    let response = as_app(&env, &id_jag_form(&token)).await?;
+    assert_refused(
+        &env,
+        response,
+        (400, "invalid_target"),
+        "audience_condition_denied",
+        &token,
+    )
+    .await?;
     Ok(())
 }
