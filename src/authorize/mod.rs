@@ -682,6 +682,14 @@ async fn callback(
         }
     };
     audit.subject = Some(subject.clone());
+    // IDJAG-ISSUE-12: the user's current claims, read by refresh-token exchanges.
+    let issuer = &idp.config.issuer;
+    let remembered =
+        crate::users::remember_sign_in(&state.store, issuer, &subject, &signed_in.claims, now);
+    if let Err(error) = remembered.await {
+        tracing::error!(%error, "recording the user's current claims failed");
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Try again later.");
+    }
     match state
         .store
         .complete_sign_in(

@@ -7,6 +7,7 @@ mod error;
 pub mod exchange;
 pub mod introspection;
 pub mod jwt_bearer;
+mod refresh_subject;
 pub mod request;
 pub mod service;
 pub mod throttle;

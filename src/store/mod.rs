@@ -14,6 +14,7 @@ mod keys;
 mod replay;
 mod tokens;
 mod trust;
+mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,11 +30,14 @@ pub use admin::{
 };
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::{AuditWriter, ReplayWriter};
-pub use codes::{AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord};
+pub use codes::{
+    AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord, RefreshState,
+};
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
 pub use tokens::{IssuedToken, TokenStore};
 pub use trust::{TrustDocument, TrustKind, TrustStore};
+pub use users::{UserClaims, UserStore};
 
 /// Runs `$body` with `$pool` bound to the concrete sqlx pool of either backend. The body is
 /// compiled once per backend, so it must only use SQL both understand.

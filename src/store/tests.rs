@@ -64,6 +64,9 @@ both_backends!(
     trust_upsert_list_delete,
     sync_config_trust_replaces_only_config_rows,
     api_tokens_create_lookup_touch_revoke,
+    refresh_token_state_is_read_without_rotating_idjag_issue_11,
+    purge_deletes_only_expired_grant_state,
+    user_claims_latest_sign_in_wins_and_old_records_are_purged,
     admin_users_and_sessions_join_the_current_role,
     sso_admin_users_and_pending_sign_ins,
     admin_trust_changes_are_all_or_nothing_and_spare_config_rows,
@@ -838,6 +841,278 @@ async fn authorization_codes_single_use_rotation_and_family_revocation(store: St
         .expect("get")
         .expect("row");
     assert_eq!(token.revoked_at, Some(222));
+}
+
+fn refresh_record(family_id: &str, expires_at: i64) -> RefreshRecord {
+    RefreshRecord {
+        family_id: family_id.into(),
+        client_id: "app".into(),
+        subject: "user".into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec!["read".into()],
+        auth_time: Some(100),
+        issued_at: 100,
+        expires_at,
+    }
+}
+
+/// IDJAG-ISSUE-11: a refresh token presented as a subject token is read, not rotated.
+async fn refresh_token_state_is_read_without_rotating_idjag_issue_11(store: Store) {
+    let record = refresh_record("fam", 10_000);
+    store
+        .insert_refresh_token("rt", &record)
+        .await
+        .expect("insert");
+    let fresh = RefreshState {
+        record: record.clone(),
+        rotated_at: None,
+        revoked_at: None,
+    };
+    assert_eq!(
+        store.refresh_token("rt").await.expect("get"),
+        Some(fresh.clone())
+    );
+    // Reading twice changes nothing: the grant still rotates it afterwards.
+    assert_eq!(store.refresh_token("rt").await.expect("again"), Some(fresh));
+    assert_eq!(
+        store.rotate_refresh_token("rt", 200).await.expect("rotate"),
+        Redemption::Fresh(record.clone())
+    );
+    let rotated = store.refresh_token("rt").await.expect("get").expect("row");
+    assert_eq!((rotated.rotated_at, rotated.revoked_at), (Some(200), None));
+    store.revoke_family("fam", 300).await.expect("revoke");
+    let revoked = store.refresh_token("rt").await.expect("get").expect("row");
+    assert_eq!(revoked.revoked_at, Some(300));
+    assert_eq!(store.refresh_token("unknown").await.expect("get"), None);
+}
+
+async fn purge_deletes_only_expired_grant_state(store: Store) {
+    let request = |id: &str, expires_at: i64| AuthorizationRequest {
+        id: id.into(),
+        rp_state: format!("state-{id}"),
+        browser_hash: "hash".into(),
+        csrf_token: "csrf".into(),
+        nonce: "nonce".into(),
+        rp_pkce_verifier: "verifier".into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        state: None,
+        code_challenge: "challenge".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec![],
+        status: "login".into(),
+        subject: None,
+        subject_issuer: None,
+        email: None,
+        auth_time: None,
+        created_at: 0,
+        expires_at,
+    };
+    let code = |expires_at: i64| CodeRecord {
+        family_id: "fam".into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_challenge: "challenge".into(),
+        subject: "user".into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec![],
+        auth_time: None,
+        created_at: 0,
+        expires_at,
+    };
+    let issued = |jti: &str, expires_at: i64| IssuedToken {
+        jti: jti.into(),
+        client_id: "app".into(),
+        subject: "user".into(),
+        token_type: "access_token".into(),
+        issued_at: 0,
+        expires_at,
+        revoked_at: None,
+    };
+    store
+        .create_authorization_request(&request("old", 999))
+        .await
+        .expect("request");
+    store
+        .create_authorization_request(&request("live", 1000))
+        .await
+        .expect("request");
+    store
+        .insert_code("code-old", &code(499))
+        .await
+        .expect("code");
+    store
+        .insert_code("code-recent", &code(900))
+        .await
+        .expect("code");
+    store.consume_code("code-recent", 600).await.expect("use");
+    store
+        .insert_refresh_token("rt-expired", &refresh_record("dead", 999))
+        .await
+        .expect("rt");
+    store
+        .insert_refresh_token("rt-live", &refresh_record("fam", 5000))
+        .await
+        .expect("rt");
+    store
+        .insert_refresh_token("rt-live-revoked", &refresh_record("revoked", 5000))
+        .await
+        .expect("rt");
+    store.revoke_family("revoked", 900).await.expect("revoke");
+    store
+        .record_issued(&issued("at-expired", 999))
+        .await
+        .expect("at");
+    store
+        .record_issued(&issued("at-live", 1000))
+        .await
+        .expect("at");
+    store
+        .link_family_token("fam", "at-expired")
+        .await
+        .expect("link");
+    store
+        .link_family_token("fam", "at-live")
+        .await
+        .expect("link");
+
+    // now = 1000; codes are kept until 500 seconds after their expiry in this call.
+    let flow = store
+        .purge_authorization_state(1000, 500)
+        .await
+        .expect("purge flow");
+    assert_eq!(flow, 3, "one request, one code, one refresh token");
+    assert!(
+        store
+            .authorization_request("old")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .authorization_request("live")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    // The recent used code is still there: a replay revokes its family.
+    assert!(matches!(
+        store
+            .consume_code("code-recent", 1000)
+            .await
+            .expect("replay"),
+        Redemption::Replayed(_)
+    ));
+    assert_eq!(
+        store.consume_code("code-old", 1000).await.expect("purged"),
+        Redemption::Unknown
+    );
+    assert!(
+        store
+            .refresh_token("rt-expired")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(store.refresh_token("rt-live").await.expect("get").is_some());
+    // A revoked family stays until it expires, so reuse is still detected.
+    assert!(matches!(
+        store
+            .rotate_refresh_token("rt-live-revoked", 1000)
+            .await
+            .expect("reuse"),
+        Redemption::Replayed(_)
+    ));
+
+    let tokens = store
+        .purge_expired_tokens(1000)
+        .await
+        .expect("purge tokens");
+    assert_eq!(tokens, 2, "one token and its family link");
+    assert!(
+        store
+            .issued_token("at-expired")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(store.issued_token("at-live").await.expect("get").is_some());
+    // The live token's link survived: revoking the family still reaches it.
+    store.revoke_family("fam", 1001).await.expect("revoke");
+    let live = store
+        .issued_token("at-live")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(live.revoked_at, Some(1001));
+    assert_eq!(
+        store
+            .purge_authorization_state(1000, 500)
+            .await
+            .expect("again"),
+        0
+    );
+    assert_eq!(store.purge_expired_tokens(1000).await.expect("again"), 0);
+}
+
+/// IDJAG-ISSUE-12: the latest sign-in's claims are what an exchange reads.
+async fn user_claims_latest_sign_in_wins_and_old_records_are_purged(store: Store) {
+    let claims = |email: &str| {
+        json!({ "sub": "u1", "email": email })
+            .as_object()
+            .cloned()
+            .expect("object")
+    };
+    assert_eq!(
+        store.user_claims("https://idp", "user").await.expect("get"),
+        None
+    );
+    store
+        .remember_user_claims("https://idp", "user", &claims("old@example.com"), 100)
+        .await
+        .expect("first");
+    store
+        .remember_user_claims("https://idp", "user", &claims("new@example.com"), 200)
+        .await
+        .expect("second");
+    // A slower, older sign-in finishing last does not win.
+    store
+        .remember_user_claims("https://idp", "user", &claims("stale@example.com"), 150)
+        .await
+        .expect("late");
+    let user = store
+        .user_claims("https://idp", "user")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(user.claims, claims("new@example.com"));
+    assert_eq!(user.updated_at, 200);
+    assert!(
+        !format!("{user:?}").contains("new@example.com"),
+        "Debug hides claim values"
+    );
+    store
+        .remember_user_claims("https://other-idp", "user", &claims("x@example.com"), 50)
+        .await
+        .expect("other issuer");
+    assert_eq!(store.purge_user_claims(200).await.expect("purge"), 1);
+    assert!(
+        store
+            .user_claims("https://other-idp", "user")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .user_claims("https://idp", "user")
+            .await
+            .expect("get")
+            .is_some()
+    );
 }
 
 fn event_names(events: Vec<AuditRecord>) -> Vec<String> {
