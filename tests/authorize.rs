@@ -170,9 +170,10 @@ fn assert_secure_page(response: &reqwest::Response) {
             .unwrap_or("")
             .to_string()
     };
+    // The admin page's policy: one for every HTML page frontdesk serves.
     assert_eq!(
         header("content-security-policy"),
-        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'"
+        frontdesk::admin::CONTENT_SECURITY_POLICY
     );
     assert_eq!(header("x-frame-options"), "DENY");
     assert_eq!(header("referrer-policy"), "no-referrer");
