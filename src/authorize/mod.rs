@@ -43,7 +43,7 @@ use self::pages::error_page;
 use self::rp::RelyingParty;
 
 /// The routes of the authorization code flow. Every response carries the admin page's security
-/// headers ([`crate::admin::security_headers`]): one policy for every HTML page frontdesk serves.
+/// headers ([`pages::security_headers`]): one policy for every HTML page frontdesk serves.
 pub fn router(state: &AppState) -> Router<AppState> {
     let federation = &state.config.federation;
     let rp = RelyingParty::new(
@@ -55,9 +55,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/authorize/callback", get(callback::callback))
         .route("/authorize/consent", post(consent::consent))
         .layer(Extension(Arc::new(rp)))
-        .layer(axum::middleware::map_response(
-            crate::admin::security_headers,
-        ))
+        .layer(axum::middleware::map_response(pages::security_headers))
 }
 
 /// Records `event`; a failed write turns the answer into a 500 page (nothing unaudited).

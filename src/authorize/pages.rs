@@ -1,11 +1,12 @@
 //! The pages of the authorization code flow: askama templates under `templates/authorize/`,
 //! extending the admin page's layout (without its navigation) and stylesheet, so a user who
 //! signs in sees the same frontdesk as the administrator who set it up. askama escapes every
-//! value; the security headers come from the router's layer.
+//! value; the security headers are the admin page's ([`security_headers`]).
 
 use askama::Template;
 use axum::response::{Html, IntoResponse, Response};
-use http::StatusCode;
+use http::header::CONTENT_SECURITY_POLICY;
+use http::{HeaderValue, StatusCode};
 
 use crate::store::AuthorizationRequest;
 
@@ -39,6 +40,36 @@ struct ConsentPage<'a> {
     redirect_uri: &'a str,
     request_id: &'a str,
     csrf_token: &'a str,
+}
+
+/// The origin a page's form may end up at, besides frontdesk itself: the consent form is
+/// answered with a redirect to the client, and browsers apply CSP `form-action` to the
+/// redirects that follow a form post (Chromium blocks the redirect otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FormTarget(String);
+
+/// The admin page's security headers ([`crate::admin::security_headers`]) on every response of
+/// the flow; a page with a [`FormTarget`] has that origin added to `form-action`, and nothing
+/// else differs.
+pub async fn security_headers(response: Response) -> Response {
+    let mut response = crate::admin::security_headers(response).await;
+    if let Some(FormTarget(origin)) = response.extensions_mut().remove::<FormTarget>()
+        && let Ok(value) = HeaderValue::from_str(&policy_with_form_target(&origin))
+    {
+        response
+            .headers_mut()
+            .insert(CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+/// The admin page's Content-Security-Policy with `origin` allowed as a form target.
+fn policy_with_form_target(origin: &str) -> String {
+    crate::admin::CONTENT_SECURITY_POLICY.replacen(
+        "form-action 'self'",
+        &format!("form-action 'self' {origin}"),
+        1,
+    )
 }
 
 /// Renders `template` as an HTML response with `status`; a template that fails to render is
@@ -75,7 +106,7 @@ pub fn consent_page(pending: &AuthorizationRequest, client_name: Option<&str>) -
         .as_deref()
         .or(pending.subject.as_deref())
         .unwrap_or("");
-    render(
+    let mut response = render(
         StatusCode::OK,
         &ConsentPage {
             layout: PageLayout {
@@ -90,7 +121,18 @@ pub fn consent_page(pending: &AuthorizationRequest, client_name: Option<&str>) -
             request_id: &pending.id,
             csrf_token: &pending.csrf_token,
         },
-    )
+    );
+    // Registered redirect URIs are https or loopback http URLs, so they have a tuple origin.
+    let origin = url::Url::parse(&pending.redirect_uri)
+        .map(|url| url.origin())
+        .ok()
+        .filter(url::Origin::is_tuple);
+    if let Some(origin) = origin {
+        response
+            .extensions_mut()
+            .insert(FormTarget(origin.ascii_serialization()));
+    }
+    response
 }
 
 #[cfg(test)]
@@ -143,6 +185,32 @@ mod tests {
         // The admin page's stylesheet, not the admin navigation.
         assert!(html.contains("/admin/static/admin.css"));
         assert!(!html.contains("/admin/identity-providers"));
+    }
+
+    #[tokio::test]
+    async fn the_consent_form_may_post_to_the_clients_origin_and_nowhere_else() {
+        let response = security_headers(consent_page(&pending(), None)).await;
+        let csp = response
+            .headers()
+            .get(CONTENT_SECURITY_POLICY)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            csp,
+            crate::admin::CONTENT_SECURITY_POLICY.replace(
+                "form-action 'self'",
+                "form-action 'self' https://app.example"
+            )
+        );
+        assert!(response.extensions().get::<FormTarget>().is_none());
+        let response = security_headers(error_page(StatusCode::BAD_REQUEST, "no")).await;
+        assert_eq!(
+            response.headers().get(CONTENT_SECURITY_POLICY),
+            Some(&HeaderValue::from_static(
+                crate::admin::CONTENT_SECURITY_POLICY
+            ))
+        );
     }
 
     #[tokio::test]
