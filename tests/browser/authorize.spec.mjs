@@ -36,7 +36,7 @@ try {
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--no-first-run'],
-    viewport: { width: 1000, height: 720 },
+    viewport: { width: 960, height: 520 },
   });
   page = context.pages()[0] ?? await context.newPage();
   page.setDefaultTimeout(15000);
