@@ -160,7 +160,9 @@ fn pkce() -> (String, String) {
     (verifier, URL_SAFE_NO_PAD.encode(digest.as_ref()))
 }
 
-/// Runs tests/browser/authorize.spec.mjs to `decision`; returns the URL the browser landed on.
+/// Runs tests/browser/authorize.spec.mjs to `decision`; returns the URL the browser landed on,
+/// after checking that the browser really signed in at the IdP (its login form and its consent
+/// page were both shown and filled in).
 async fn walk(setup: &Setup, challenge: &str, decision: &str) -> anyhow::Result<url::Url> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let query = serde_urlencoded::to_string([
@@ -208,16 +210,19 @@ async fn walk(setup: &Setup, challenge: &str, decision: &str) -> anyhow::Result<
     let session = async {
         let mut lines = BufReader::new(stdout).lines();
         let mut landed = None;
+        let mut steps = Vec::new();
         while let Some(line) = lines.next_line().await? {
-            if let Some(url) = line.strip_prefix("LANDED ") {
-                landed = Some(url.trim().to_string());
+            match line.trim().split_once(' ') {
+                Some(("LANDED", url)) => landed = Some(url.to_string()),
+                _ => steps.push(line.trim().to_string()),
             }
         }
         let status = child.wait().await?;
-        match landed {
-            Some(url) if status.success() => Ok(url::Url::parse(&url)?),
-            _ => bail!("the browser script failed ({status})"),
-        }
+        let Some(url) = landed.filter(|_| status.success()) else {
+            bail!("the browser script failed ({status})");
+        };
+        assert_eq!(steps, ["IDP_LOGIN", "IDP_CONSENT"], "the steps at the IdP");
+        Ok(url::Url::parse(&url)?)
     };
     let outcome = tokio::time::timeout(BROWSER_TIMEOUT, session).await;
     let log = tokio::time::timeout(Duration::from_secs(5), stderr_task)

@@ -8,8 +8,9 @@
 // Opens frontdesk's /authorize, signs in at the interactive IdP (tests/oidc-idp: its login form,
 // then its own consent page), checks frontdesk's consent page (client, resource, scopes, user,
 // the admin page's stylesheet applied, no console errors), saves consent.png, clicks Approve or
-// Deny, and prints `LANDED <url>` once the browser is at the client's redirect URI. Any failure
-// exits non-zero with the reason on stderr.
+// Deny, and prints `LANDED <url>` once the browser is at the client's redirect URI. It prints
+// `IDP_LOGIN` and `IDP_CONSENT` when it fills in the IdP's login form and confirms the IdP's
+// consent page. Any failure exits non-zero with the reason on stderr.
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,11 +56,13 @@ try {
   //    asks; each step is a form post followed by redirects. Bounded: at most four pages.
   for (let step = 0; step < 4 && !page.url().startsWith(callback); step += 1) {
     if (await page.locator('input[name=login]').count()) {
+      console.log('IDP_LOGIN');
       await page.fill('input[name=login]', expect.login);
       await page.fill('input[name=password]', 'any password works at the test IdP');
     } else {
       check(await page.locator('button[type=submit]').count(),
         `unexpected page at the IdP: ${page.url()}\n${await page.content()}`);
+      console.log('IDP_CONSENT');
     }
     await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
   }
