@@ -27,8 +27,9 @@ struct ErrorPage<'a> {
 
 /// The consent page: who is asking (client name and id), for what (resource and scopes), on
 /// whose behalf (the signed-in user), and where the answer goes. The forms carry the request id
-/// and its CSRF token; the browser-binding cookie travels with them.
-#[derive(Debug, Template)]
+/// and its CSRF token; the browser-binding cookie travels with them. No `Debug`: it holds the
+/// CSRF token.
+#[derive(Template)]
 #[template(path = "authorize/consent.html")]
 struct ConsentPage<'a> {
     layout: PageLayout,
