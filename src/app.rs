@@ -200,9 +200,10 @@ pub async fn spawn_on(
         store: store.clone(),
         keys: keys.clone(),
         tokens,
-        admin: Arc::new(crate::admin::AdminRuntime::new(Duration::from_secs(
-            config.federation.http_timeout_secs,
-        ))),
+        admin: Arc::new(crate::admin::AdminRuntime::new(
+            Duration::from_secs(config.federation.http_timeout_secs),
+            &config,
+        )),
     };
     let app = router(state.clone());
     let (shutdown, mut stop) = watch::channel(false);

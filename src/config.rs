@@ -66,6 +66,8 @@ pub struct Config {
     /// The authorization code flow (`GET /authorize`): where users sign in, code and refresh
     /// token lifetimes, pre-approved clients.
     pub authorization: AuthorizationConfig,
+    /// Single sign-on into the admin page through an enterprise IdP.
+    pub admin_sso: AdminSsoConfig,
     /// Set when no configuration file was given: a local, single-user development instance.
     #[serde(skip)]
     pub development: bool,
@@ -108,6 +110,27 @@ impl Default for AuthorizationConfig {
             pre_approved_clients: Vec::new(),
         }
     }
+}
+
+/// Single sign-on into the admin page: frontdesk is an OpenID Connect relying party of one of
+/// the configured identity providers, and CEL conditions over the IdP's ID-token claims decide
+/// who becomes an admin and who an auditor. Enabled only when `idp` is set; local accounts stay
+/// for bootstrap and break-glass.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSsoConfig {
+    /// Id of the `[[identity_providers]]` entry admins sign in at.
+    pub idp: Option<String>,
+    /// frontdesk's client id at that identity provider for the admin page.
+    pub client_id: Option<String>,
+    /// frontdesk's client secret there (use `FRONTDESK_ADMIN_SSO__CLIENT_SECRET_FILE`).
+    pub client_secret: Option<SecretString>,
+    /// CEL over the ID token's claims (as `subject`): true makes the user an admin.
+    pub admin_condition: Option<String>,
+    /// CEL over the same claims: true (and not admin) makes the user an auditor.
+    pub auditor_condition: Option<String>,
+    /// The text of the sign-in button, e.g. "Sign in with Corp SSO".
+    pub button_label: Option<String>,
 }
 
 /// HTTP listener settings.
@@ -399,6 +422,7 @@ impl Default for Config {
             clients: Vec::new(),
             resources: Vec::new(),
             authorization: AuthorizationConfig::default(),
+            admin_sso: AdminSsoConfig::default(),
             development: false,
             source: None,
         }
@@ -814,6 +838,12 @@ const OPTIONAL_KEYS: &[&str] = &[
     "authorization.sign_in_idp",
     "authorization.client_id",
     "authorization.client_secret",
+    "admin_sso.idp",
+    "admin_sso.client_id",
+    "admin_sso.client_secret",
+    "admin_sso.admin_condition",
+    "admin_sso.auditor_condition",
+    "admin_sso.button_label",
 ];
 
 fn lookup<'a>(value: &'a toml::Value, path: &str) -> Option<&'a toml::Value> {

@@ -151,6 +151,7 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
             );
         }
     }
+    validate_admin_sso(&config.admin_sso, &idp_ids)?;
     for (index, client) in config.clients.iter().enumerate() {
         let key = format!("clients[{index}]");
         validate_client(client).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
@@ -528,4 +529,54 @@ pub async fn sync_config<S: TrustStore>(
             &documents(&config.clients, |c| c.client_id.clone(), now),
         )
         .await
+}
+
+/// `[admin_sso]`: the identity provider must be configured, frontdesk's credentials there given,
+/// and the role conditions must compile (at least the admin one, or nobody could ever get in).
+fn validate_admin_sso(
+    sso: &crate::config::AdminSsoConfig,
+    idp_ids: &BTreeSet<String>,
+) -> Result<(), (String, String)> {
+    let Some(idp) = &sso.idp else {
+        return Ok(());
+    };
+    if !idp_ids.contains(idp) {
+        return invalid(
+            "admin_sso.idp".into(),
+            format!("no identity provider has id `{idp}`"),
+        );
+    }
+    if sso.client_id.as_deref().is_none_or(str::is_empty) {
+        return invalid(
+            "admin_sso.client_id".into(),
+            "frontdesk's client id at the admin sign-in identity provider is required",
+        );
+    }
+    if sso
+        .client_secret
+        .as_ref()
+        .is_none_or(|secret| secret.expose().is_empty())
+    {
+        return invalid(
+            "admin_sso.client_secret".into(),
+            "frontdesk's client secret at the admin sign-in identity provider is required (FRONTDESK_ADMIN_SSO__CLIENT_SECRET_FILE)",
+        );
+    }
+    match &sso.admin_condition {
+        None => {
+            return invalid(
+                "admin_sso.admin_condition".into(),
+                "a CEL condition over the ID token claims (`subject`) deciding who is an admin is required",
+            );
+        }
+        Some(source) => {
+            crate::policy::compile(source)
+                .map_err(|e| ("admin_sso.admin_condition".to_string(), e.to_string()))?;
+        }
+    }
+    if let Some(source) = &sso.auditor_condition {
+        crate::policy::compile(source)
+            .map_err(|e| ("admin_sso.auditor_condition".to_string(), e.to_string()))?;
+    }
+    Ok(())
 }

@@ -164,3 +164,55 @@ async fn a_person_sets_up_a_trust_in_the_browser_and_sees_the_exchange_in_the_au
         Err(_) => bail!("the browser session took longer than {BROWSER_TIMEOUT:?}; log:\n{log}"),
     }
 }
+
+/// Single sign-on in a real browser: sign-in page → SSO button → the real test IdP → callback
+/// page → dashboard by itself, as admin (the IdP's `groups` claim meets `admin_condition`).
+#[tokio::test]
+async fn an_admin_signs_in_through_single_sign_on_in_the_browser() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !Path::new(CHROMIUM).is_file() {
+        bail!(
+            "{CHROMIUM} is missing: run scripts/test-deps as root (it installs Debian's chromium)"
+        );
+    }
+    let env = Env::start_with(|config| {
+        config.admin_sso = frontdesk::config::AdminSsoConfig {
+            idp: Some("corp".into()),
+            client_id: Some("frontdesk-admin".into()),
+            client_secret: Some(frontdesk::secret::SecretString::new("admin-sso-secret")),
+            admin_condition: Some(
+                r#"has(subject.groups) && "idp-admins" in subject.groups"#.into(),
+            ),
+            auditor_condition: None,
+            button_label: Some("Sign in with Corp".into()),
+        };
+    })
+    .await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "groups": ["idp-admins"] }))
+        .await?;
+    let temp = tempfile::tempdir()?;
+    let shots = std::env::var_os("FRONTDESK_TEST_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let run = Command::new(node_binary())
+        .arg(root.join("tests/browser/admin_sso.spec.mjs"))
+        .arg(&env.url)
+        .arg(&shots)
+        .current_dir(root.join("tests/browser"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(BROWSER_TIMEOUT, run)
+        .await
+        .context("the browser session took too long")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success() && stdout.lines().any(|line| line.trim() == "SSO_OK"),
+        "the browser SSO walk failed ({}):\n{}\n{}",
+        output.status,
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}

@@ -24,7 +24,8 @@ use sqlx::sqlite::{
 };
 
 pub use admin::{
-    AdminRole, AdminSessionRecord, AdminStore, AdminUser, ApiTokenRecord, TrustChange,
+    AdminRole, AdminSessionRecord, AdminSsoRequest, AdminStore, AdminUser, ApiTokenRecord,
+    TrustChange,
 };
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::{AuditWriter, ReplayWriter};
