@@ -140,7 +140,10 @@ async fn favicon() -> Response {
         .into_response()
 }
 
-async fn security_headers(mut response: Response) -> Response {
+/// Sets the security headers of every HTML page frontdesk serves (the admin page and the
+/// sign-in and consent pages of [`crate::authorize`]), so there is one policy to review: no
+/// scripts ([`CONTENT_SECURITY_POLICY`]), never framed, no referrer, no sniffing, no caching.
+pub async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
