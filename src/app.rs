@@ -357,6 +357,7 @@ fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
 
 /// Runs the server until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
+    let signals = ShutdownSignals::install();
     let development = config.development;
     let database = redact_url(config.database.url.expose());
     let issuer = config.issuer.clone();
@@ -387,29 +388,55 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         );
     }
     tracing::info!(addr = %server.addr, %issuer, development, "frontdesk started");
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and Ctrl-C, listened for from the start: a signal that arrives while the server is
+/// still starting (or printing its startup message) must stop it gracefully, not kill it with
+/// the default action.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn install() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            ShutdownSignals {
+                terminate: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        #[cfg(not(unix))]
+        ShutdownSignals {}
+    }
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(self.terminate) => {}
+                () = next(self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -7,8 +7,10 @@ use sqlx::Row;
 
 use super::{Store, StoreError, on_pool};
 
-/// A pending authorization request (GET /authorize until the consent decision).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A pending authorization request (GET /authorize until the consent decision). Its `Debug`
+/// leaves out the CSRF token, nonce, PKCE verifier and RP state, so a logged request gives
+/// nothing away.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AuthorizationRequest {
     /// Random identifier, carried by the consent form.
     pub id: String,
@@ -48,6 +50,22 @@ pub struct AuthorizationRequest {
     pub created_at: i64,
     /// The request is void after this.
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for AuthorizationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationRequest")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("resource", &self.resource)
+            .field("scopes", &self.scopes)
+            .field("status", &self.status)
+            .field("subject", &self.subject)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An issued authorization code, by the hash of the code.
