@@ -384,3 +384,37 @@ async fn without_admin_sso_configured_there_is_no_sso() -> anyhow::Result<()> {
     assert_eq!(response.status(), 404);
     Ok(())
 }
+
+/// The ID token's `exp` and `iat` are checked with the configured clock skew
+/// (`tokens.clock_skew_secs`, 60 s by default): an IdP whose clock is a little off still signs
+/// people in; a token expired minutes ago or issued in the future does not.
+#[tokio::test]
+async fn id_token_times_are_checked_with_the_clock_skew() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let now = env::now();
+    let admin = json!(["idp-admins"]);
+    env.idp
+        .set_id_token_claims(json!({ "groups": admin, "exp": now - 20, "iat": now - 300 }))
+        .await?;
+    let response = back_at_callback(&env, &browser).await?;
+    assert_eq!(response.status(), 200, "expired 20 s ago: within the skew");
+
+    for (exp, iat) in [(now - 600, now - 900), (now + 900, now + 600)] {
+        env.idp
+            .set_id_token_claims(json!({ "groups": admin, "exp": exp, "iat": iat }))
+            .await?;
+        let response = back_at_callback(&env, &browser).await?;
+        assert_eq!(response.status(), 403, "exp {exp} iat {iat}");
+        assert!(cookie(&response, "frontdesk_admin").is_none());
+    }
+    let reasons = denial_reasons(&env).await?;
+    assert!(
+        reasons.contains(&"id_token_expired".to_string()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"id_token_issued_in_the_future".to_string()),
+        "{reasons:?}"
+    );
+    Ok(())
+}

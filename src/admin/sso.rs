@@ -76,7 +76,11 @@ impl Sso {
             return None;
         };
         Some(Sso {
-            rp: RelyingParty::new(http_timeout, Duration::from_secs(300)),
+            rp: RelyingParty::new(
+                http_timeout,
+                Duration::from_secs(300),
+                config.tokens.clock_skew_secs,
+            ),
             idp,
             client_id: sso.client_id.clone().unwrap_or_default(),
             admin_condition,

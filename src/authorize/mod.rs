@@ -49,6 +49,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let rp = RelyingParty::new(
         Duration::from_secs(federation.http_timeout_secs),
         Duration::from_secs(federation.jwks_default_ttl_secs),
+        state.config.tokens.clock_skew_secs,
     );
     Router::new()
         .route("/authorize", get(request::authorize))

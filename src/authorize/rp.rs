@@ -79,6 +79,7 @@ pub struct SignedIn {
 pub struct RelyingParty {
     http: RpHttp,
     cache_ttl: Duration,
+    default_clock_skew_secs: u64,
     metadata: Mutex<Option<(String, Instant, CoreProviderMetadata)>>,
 }
 
@@ -144,6 +145,9 @@ fn signing_algorithms(idp: &IdentityProvider) -> Vec<CoreJwsSigningAlgorithm> {
         .collect()
 }
 
+/// Our `iat` check's message, recognised again to give the refusal its own reason code.
+const ISSUED_IN_THE_FUTURE: &str = "the ID token was issued in the future";
+
 /// Every claim of an ID token whose signature and claims the crate has just verified, as JSON.
 /// The crate's typed claims drop the ones it does not model (such as `groups`), and conditions
 /// over the IdP's claims need them all.
@@ -162,7 +166,13 @@ fn all_claims(id_token: &openidconnect::core::CoreIdToken) -> Option<serde_json:
 impl RelyingParty {
     /// A relying party whose requests time out after `timeout` and whose discovery results are
     /// reused for `cache_ttl`.
-    pub fn new(timeout: Duration, cache_ttl: Duration) -> RelyingParty {
+    /// `default_clock_skew_secs` is the tolerance for the ID token's `exp` and `iat` when the
+    /// identity provider sets no `clock_skew_secs` of its own.
+    pub fn new(
+        timeout: Duration,
+        cache_ttl: Duration,
+        default_clock_skew_secs: u64,
+    ) -> RelyingParty {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
@@ -172,6 +182,7 @@ impl RelyingParty {
         RelyingParty {
             http: RpHttp(http),
             cache_ttl,
+            default_clock_skew_secs,
             metadata: Mutex::new(None),
         }
     }
@@ -261,9 +272,28 @@ impl RelyingParty {
         let id_token = response
             .id_token()
             .ok_or_else(|| rp_error("id_token_missing", "the token response has no id_token"))?;
+        // The same clock tolerance as for this IdP's tokens at the token endpoint: an ID token
+        // expired by less than the skew is still accepted, one issued more than the skew in the
+        // future is not.
+        let skew = chrono::Duration::seconds(
+            i64::try_from(
+                idp.config
+                    .clock_skew_secs
+                    .unwrap_or(self.default_clock_skew_secs),
+            )
+            .unwrap_or(0),
+        );
         let verifier = client
             .id_token_verifier()
-            .set_allowed_algs(signing_algorithms(idp));
+            .set_allowed_algs(signing_algorithms(idp))
+            .set_time_fn(move || chrono::Utc::now() - skew)
+            .set_issue_time_verifier_fn(move |iat| {
+                if iat > chrono::Utc::now() + skew {
+                    Err(ISSUED_IN_THE_FUTURE.to_string())
+                } else {
+                    Ok(())
+                }
+            });
         let claims: &CoreIdTokenClaims = id_token
             .claims(&verifier, &Nonce::new(nonce.to_string()))
             .map_err(|error| {
@@ -271,6 +301,11 @@ impl RelyingParty {
                     ClaimsVerificationError::InvalidAudience(_) => "id_token_wrong_audience",
                     ClaimsVerificationError::InvalidNonce(_) => "id_token_wrong_nonce",
                     ClaimsVerificationError::InvalidIssuer(_) => "id_token_wrong_issuer",
+                    ClaimsVerificationError::Expired(message)
+                        if message.contains(ISSUED_IN_THE_FUTURE) =>
+                    {
+                        "id_token_issued_in_the_future"
+                    }
                     ClaimsVerificationError::Expired(_) => "id_token_expired",
                     ClaimsVerificationError::SignatureVerification(_) => "id_token_bad_signature",
                     _ => "id_token_invalid",
