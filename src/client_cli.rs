@@ -117,6 +117,9 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
     let client = ClientConfig {
         client_id: args.id.clone(),
         auth_method: args.auth_method,
+        client_name: None,
+        source: None,
+        authorization_grant_profiles_supported: Vec::new(),
         secret_hash,
         jwks,
         jwks_uri: args.jwks_uri,

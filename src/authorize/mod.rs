@@ -305,11 +305,26 @@ async fn authorize(
     };
     let get = |name: &str| params.get(name).map(String::as_str);
     // 1. The client and its redirect URI: errors here are never redirected (RFC 6749 §4.1.2.1).
-    let client: Option<Arc<Client>> = get("client_id")
-        .and_then(|id| registry.client(id))
-        .filter(|client| client.config.enabled)
-        .cloned();
+    let found = match get("client_id") {
+        Some(id) => state.tokens.client_metadata.find_client(&registry, id).await,
+        None => Ok(None),
+    };
+    let (client, refused) = match found {
+        Ok(client) => (client.filter(|client| client.config.enabled), None),
+        Err(error) => (None, Some(error)),
+    };
     let Some(client) = client else {
+        if let Some(error) = refused {
+            audit.reason = Some(error.reason.into());
+            audit.error_code = Some("invalid_client".into());
+            audit.client_id = get("client_id").map(|id| id.chars().take(200).collect());
+            return audited(
+                &state,
+                audit,
+                error_page(StatusCode::BAD_REQUEST, &error.description),
+            )
+            .await;
+        }
         audit.reason = Some("unknown_client".into());
         audit.error_code = Some("invalid_client".into());
         audit.client_id = get("client_id").map(|id| id.chars().take(200).collect());
@@ -717,7 +732,13 @@ async fn callback(
     audit.decision = Decision::Changed;
     audit.error_code = None;
     audit.reason = Some("signed_in_awaiting_consent".into());
-    let client = registry.client(&pending.client_id).cloned();
+    let client = state
+        .tokens
+        .client_metadata
+        .find_client(&registry, &pending.client_id)
+        .await
+        .ok()
+        .flatten();
     let response = consent_page(&pending, client.as_deref());
     audited(&state, audit, response).await
 }
@@ -754,7 +775,8 @@ async fn resolve_subject(
 }
 
 fn consent_page(pending: &AuthorizationRequest, client: Option<&Client>) -> Response {
-    let client_id = client.map_or(pending.client_id.as_str(), |c| c.config.client_id.as_str());
+    let client_id = client.map_or(pending.client_id.clone(), Client::display_name);
+    let client_id = client_id.as_str();
     let scopes = if pending.scopes.is_empty() {
         "<em>none</em>".to_string()
     } else {
