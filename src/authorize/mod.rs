@@ -306,7 +306,13 @@ async fn authorize(
     let get = |name: &str| params.get(name).map(String::as_str);
     // 1. The client and its redirect URI: errors here are never redirected (RFC 6749 §4.1.2.1).
     let found = match get("client_id") {
-        Some(id) => state.tokens.client_metadata.find_client(&registry, id).await,
+        Some(id) => {
+            state
+                .tokens
+                .client_metadata
+                .find_client(&registry, id)
+                .await
+        }
         None => Ok(None),
     };
     let (client, refused) = match found {

@@ -72,8 +72,7 @@ pub fn metadata_document(config: &Config) -> Value {
         ]);
     }
     // META-15: URL client ids only when the administrator turned them on.
-    document["client_id_metadata_document_supported"] =
-        json!(config.client_id_metadata.enabled);
+    document["client_id_metadata_document_supported"] = json!(config.client_id_metadata.enabled);
     // RFC 7591: advertised only while registration is enabled.
     if config.registration.enabled {
         document["registration_endpoint"] = json!(format!("{base}/register"));

@@ -255,9 +255,8 @@ impl ClientMetadataResolver {
         let Ok(url) = url::Url::parse(text) else {
             return refused("client_id_not_a_url", "The client_id is not a valid URL");
         };
-        let loopback_http = self.config.allow_loopback_http
-            && url.scheme() == "http"
-            && is_loopback_host(&url);
+        let loopback_http =
+            self.config.allow_loopback_http && url.scheme() == "http" && is_loopback_host(&url);
         if url.scheme() != "https" && !loopback_http {
             return refused(
                 "client_id_not_https",
@@ -268,7 +267,10 @@ impl ClientMetadataResolver {
             || !url.username().is_empty()
             || url.password().is_some()
             || url.path() == "/"
-            || url.path().split('/').any(|segment| segment == "." || segment == "..")
+            || url
+                .path()
+                .split('/')
+                .any(|segment| segment == "." || segment == "..")
         {
             return refused(
                 "client_id_url_malformed",
@@ -394,8 +396,8 @@ impl ClientMetadataResolver {
             let (keys, _) = self.get_json(&jwks_url, MAX_JWKS_BYTES).await?;
             config.jwks = Some(keys.to_string());
         }
-        let client = Client::build(config)
-            .map_err(|_| invalid("it does not describe a valid client"))?;
+        let client =
+            Client::build(config).map_err(|_| invalid("it does not describe a valid client"))?;
         Ok((client, ttl))
     }
 }
@@ -439,7 +441,10 @@ fn text(document: &Value, key: &str) -> Result<Option<String>, ClientMetadataErr
 
 /// Turns a fetched document into a client configuration (validated later by the shared
 /// `trust::validate_client`). Pure, so every rule is unit-tested without a network.
-pub fn client_from_document(url: &str, document: &Value) -> Result<ClientConfig, ClientMetadataError> {
+pub fn client_from_document(
+    url: &str,
+    document: &Value,
+) -> Result<ClientConfig, ClientMetadataError> {
     if !document.is_object() {
         return Err(invalid("it is not a JSON object"));
     }
@@ -457,7 +462,8 @@ pub fn client_from_document(url: &str, document: &Value) -> Result<ClientConfig,
     {
         return Err(invalid("it must not contain client_secret"));
     }
-    let auth_method = text(document, "token_endpoint_auth_method")?.unwrap_or_else(|| "none".into());
+    let auth_method =
+        text(document, "token_endpoint_auth_method")?.unwrap_or_else(|| "none".into());
     if auth_method != "none" && auth_method != "private_key_jwt" {
         return Err(invalid(
             "token_endpoint_auth_method must be none or private_key_jwt",
@@ -491,10 +497,11 @@ pub fn client_from_document(url: &str, document: &Value) -> Result<ClientConfig,
     };
     let jwks_uri = text(document, "jwks_uri")?;
     if auth_method == "private_key_jwt" && jwks.is_none() == jwks_uri.is_none() {
-        return Err(invalid("private_key_jwt needs exactly one of jwks and jwks_uri"));
+        return Err(invalid(
+            "private_key_jwt needs exactly one of jwks and jwks_uri",
+        ));
     }
-    let profiles =
-        strings(document, "authorization_grant_profiles_supported")?.unwrap_or_default();
+    let profiles = strings(document, "authorization_grant_profiles_supported")?.unwrap_or_default();
     Ok(ClientConfig {
         client_id: url.to_string(),
         auth_method,
@@ -545,7 +552,10 @@ mod tests {
         assert_eq!(config.auth_method, "none");
         assert_eq!(config.source.as_deref(), Some("cimd"));
         let client = Client::build(config).expect("validates");
-        assert_eq!(client.display_name(), "Example MCP client (app.example.com)");
+        assert_eq!(
+            client.display_name(),
+            "Example MCP client (app.example.com)"
+        );
     }
 
     #[test]
@@ -584,12 +594,18 @@ mod tests {
         let mut doc = document();
         doc["grant_types"] = json!([crate::oauth::GRANT_TOKEN_EXCHANGE]);
         let config = client_from_document(URL, &doc).expect("parsed");
-        assert!(Client::build(config).is_err(), "public clients get no token exchange");
+        assert!(
+            Client::build(config).is_err(),
+            "public clients get no token exchange"
+        );
     }
 
     #[test]
     fn host_patterns() {
-        let patterns = vec!["app.example.com".to_string(), "*.clients.example".to_string()];
+        let patterns = vec![
+            "app.example.com".to_string(),
+            "*.clients.example".to_string(),
+        ];
         assert!(host_allowed("app.example.com", &patterns));
         assert!(host_allowed("a.clients.example", &patterns));
         assert!(!host_allowed("clients.example", &patterns));
@@ -601,8 +617,18 @@ mod tests {
     #[test]
     fn internal_addresses_are_refused() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1", "::ffff:127.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
         ] {
             let ip: IpAddr = ip.parse().expect("ip");
             assert!(!address_allowed(ip, false), "{ip} must be refused");

@@ -249,9 +249,7 @@ impl TokenService {
         audit.client_id = Some(client.client.config.client_id.clone());
         // CMETA-04, IDJAG §9.1: a client that cannot authenticate gets no token exchange or
         // jwt-bearer grant, whatever its registration says.
-        if client.client.is_public()
-            && !crate::trust::PUBLIC_CLIENT_GRANTS.contains(&grant)
-        {
+        if client.client.is_public() && !crate::trust::PUBLIC_CLIENT_GRANTS.contains(&grant) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 "public_client",
