@@ -93,7 +93,7 @@ impl Kind {
         match self {
             Kind::Idp => vec!["Issuer", "Token types", "Enabled"],
             Kind::Audience => vec!["Issuer", "Issues", "Scopes"],
-            Kind::Client => vec!["Authentication", "Audiences", "Enabled"],
+            Kind::Client => vec!["Authentication", "Audiences", "Enabled", "Source"],
         }
     }
     fn cells(self, document: &Value) -> Vec<String> {
@@ -120,7 +120,15 @@ impl Kind {
         match self {
             Kind::Idp => vec![text("issuer"), list("token_types"), enabled()],
             Kind::Audience => vec![text("issuer"), text("token_type"), list("scopes")],
-            Kind::Client => vec![text("auth_method"), list("audiences"), enabled()],
+            Kind::Client => vec![
+                text("auth_method"),
+                list("audiences"),
+                enabled(),
+                match document["source"].as_str() {
+                    Some("dcr") => "self-registered".to_string(),
+                    _ => String::new(),
+                },
+            ],
         }
     }
 }
@@ -1173,6 +1181,50 @@ pub(super) async fn create_object(
         )),
         Err(error) => Err(error.into()),
     }
+}
+
+/// Stores a client that registered itself at `POST /register` (RFC 7591) through the same
+/// validation, storage, audit and trust reload as a client an administrator creates, so it is
+/// listed (as self-registered) and managed on the admin page like any other. Returns the new
+/// secret for a confidential client, or why the document was refused.
+pub(crate) async fn create_registered_client(
+    state: &AppState,
+    document: Value,
+) -> Result<Option<String>, RegisterError> {
+    create_object(state, "dcr", Kind::Client, document)
+        .await
+        .map_err(|error| match error {
+            ChangeError::Invalid(errors) => RegisterError::Invalid(
+                errors
+                    .into_iter()
+                    .map(|(field, message)| {
+                        if field.is_empty() {
+                            message
+                        } else {
+                            format!("{field}: {message}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            ChangeError::Conflict(_, message) | ChangeError::Managed(message) => {
+                RegisterError::Invalid(message)
+            }
+            ChangeError::NotFound => RegisterError::Internal,
+            ChangeError::NotApplicable(detail) | ChangeError::Internal(detail) => {
+                tracing::error!(%detail, "storing a registered client failed");
+                RegisterError::Internal
+            }
+        })
+}
+
+/// Why a self-registered client was not stored.
+#[derive(Debug)]
+pub(crate) enum RegisterError {
+    /// The metadata failed validation (the message says which field and why).
+    Invalid(String),
+    /// The database or hashing failed; logged, not shown.
+    Internal,
 }
 
 /// The stored object `id` of `kind`, if it may be changed here (not config-managed).

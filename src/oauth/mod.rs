@@ -8,6 +8,7 @@ mod error;
 pub mod exchange;
 pub mod introspection;
 pub mod jwt_bearer;
+pub mod registration;
 pub mod request;
 pub mod service;
 pub mod throttle;
