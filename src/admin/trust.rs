@@ -339,7 +339,7 @@ const CLIENT_FIELDS: &[Spec] = &[
         "auth_method",
         "Authentication",
         Format::Select(crate::trust::CLIENT_AUTH_METHODS),
-        "A secret is generated for the client_secret_* methods.",
+        "A secret is generated for the client_secret_* methods; none = a public client (code flow only).",
     ),
     spec(
         "jwks",
@@ -382,6 +382,18 @@ const CLIENT_FIELDS: &[Spec] = &[
         "Ids at audiences",
         Format::Map,
         "One audience-id=client-id per line: the ID-JAG client_id claim.",
+    ),
+    spec(
+        "client_name",
+        "Name",
+        Format::OptText,
+        "Shown to users on the consent page.",
+    ),
+    spec(
+        "redirect_uris",
+        "Redirect URIs",
+        Format::List,
+        "authorization_code: exact https (or loopback http) URIs.",
     ),
     spec(
         "enabled",
@@ -1252,6 +1264,14 @@ pub(super) async fn update_object(
     if kind == Kind::Client {
         if let Some(map) = document.as_object_mut() {
             map.remove("secret_hash");
+            // Not on the form: where a self-registered client came from, and what it declared.
+            for key in ["source", "authorization_grant_profiles_supported"] {
+                if let Some(value) = existing.document.get(key)
+                    && !map.contains_key(key)
+                {
+                    map.insert(key.to_string(), value.clone());
+                }
+            }
         }
         let secret_method = uses_secret(&document);
         match existing
