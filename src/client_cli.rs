@@ -92,7 +92,7 @@ pub async fn run(command: ClientCommand, store: &Store) -> Result<(), StartupErr
                 }
             }
         }
-        ClientCommand::Add(args) => add(args, store).await,
+        ClientCommand::Add(args) => add(*args, store).await,
     }
 }
 
