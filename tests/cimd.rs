@@ -357,3 +357,86 @@ async fn meta_15_disabled_by_default_url_client_ids_are_refused() -> anyhow::Res
     assert_eq!(setup.docs.total.load(Ordering::SeqCst), 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn ema_11_a_private_key_jwt_document_client_authenticates_with_keys_from_its_jwks_uri()
+-> anyhow::Result<()> {
+    let setup = start(true).await?;
+    let client_id = setup.url("signed.json");
+    let jwk = setup
+        .env
+        .client_key
+        .public_jwk()
+        .map_err(anyhow::Error::msg)?;
+    setup
+        .docs
+        .set("keys.json", 200, json!({ "keys": [jwk] }).to_string());
+    let mut document = setup.document("signed.json");
+    document["token_endpoint_auth_method"] = json!("private_key_jwt");
+    document["jwks_uri"] = json!(setup.url("keys.json"));
+    setup.publish("signed.json", &document);
+
+    let browser = browser()?;
+    let (html, cookie) = to_consent(
+        &setup.env,
+        &browser,
+        &authorize_params(&client_id, REDIRECT),
+    )
+    .await?;
+    let redirect = approve(&setup.env, &browser, &html, &cookie).await?;
+    let code = query(&redirect, "code").expect("code");
+    let assertion = |jti: &str| -> anyhow::Result<String> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = jwk.common.key_id.clone();
+        let claims = json!({ "iss": client_id, "sub": client_id, "aud": setup.env.url,
+                             "jti": jti, "iat": now(), "exp": now() + 60 });
+        Ok(jsonwebtoken::encode(
+            &header,
+            &claims,
+            &setup
+                .env
+                .client_key
+                .encoding_key()
+                .map_err(anyhow::Error::msg)?,
+        )?)
+    };
+    // Without its assertion the confidential document client is refused (CAUTH-09).
+    let (status, body) = post_form(
+        &setup.env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_id", &client_id),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let signed = assertion("assertion-1")?;
+    let (status, body) = post_form(
+        &setup.env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &signed),
+        ],
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        setup.docs.hits("keys.json"),
+        1,
+        "keys fetched with the document"
+    );
+    Ok(())
+}
