@@ -91,9 +91,9 @@ impl Client {
         self.config.auth_method == "none"
     }
 
-    /// What the consent page calls the client: its name (or id), and for a metadata-document
-    /// client also the host that published the document, so the user can tell who asks — a
-    /// name alone is whatever the document's author chose.
+    /// What the consent page calls the client: its name (or id); for a metadata-document client
+    /// also the host that published the document, and a self-registered client is marked as
+    /// such, so the user can tell who asks — a name alone is whatever its author chose.
     pub fn display_name(&self) -> String {
         let name = self
             .config
@@ -108,6 +108,8 @@ impl Client {
                     .unwrap_or_default();
                 format!("{name} ({host})")
             }
+            // The name of a self-registered client is whatever the registrant typed.
+            Some("dcr") => format!("{name} (self-registered)"),
             _ => name.to_string(),
         }
     }

@@ -96,6 +96,33 @@ async fn a_public_client_completes_the_code_flow_and_refreshes_with_its_client_i
     .await?;
     assert_eq!(status, 200, "{body}");
     assert!(body["access_token"].is_string());
+    // RFC 7009 §2.1: a public client may revoke its own tokens, naming itself.
+    let rotated = body["refresh_token"].as_str().expect("rotated").to_string();
+    let response = env
+        .http
+        .post(format!("{}/revoke", env.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([
+            ("token", rotated.as_str()),
+            ("client_id", PUBLIC),
+        ])?)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let (status, body) = post_form(
+        &env,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rotated),
+            ("client_id", PUBLIC),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "revoked"
+    );
     Ok(())
 }
 

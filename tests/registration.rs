@@ -140,7 +140,10 @@ async fn a_public_client_registers_and_completes_the_code_flow() -> anyhow::Resu
     let browser = browser()?;
     let (html, cookie) =
         to_consent(&env, &browser, &authorize_params(&client_id, REDIRECT)).await?;
-    assert!(html.contains("Registered MCP client"));
+    assert!(
+        html.contains("Registered MCP client (self-registered)"),
+        "the consent page marks a self-chosen name: {html}"
+    );
     let redirect = approve(&env, &browser, &html, &cookie).await?;
     let code = query(&redirect, "code").expect("code");
     let (status, body) = post_form(

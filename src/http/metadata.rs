@@ -70,6 +70,13 @@ pub fn metadata_document(config: &Config) -> Value {
             "private_key_jwt",
             "none"
         ]);
+        // RFC 7009 §2.1: public clients may revoke their own tokens (never introspect).
+        document["revocation_endpoint_auth_methods_supported"] = json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none"
+        ]);
     }
     // META-15: URL client ids only when the administrator turned them on.
     document["client_id_metadata_document_supported"] = json!(config.client_id_metadata.enabled);
