@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::unix_now;
+use crate::config::AuthorizationConfig;
 use crate::config::{Config, DEVELOPMENT_KEK_FILE};
 use crate::http::{AppState, router};
 use crate::jose::jwks_cache::{JwksCache, JwksCacheConfig};
@@ -20,7 +21,7 @@ use crate::keys::{Kek, KeyPolicy, KeyRing, SigningAlgorithm};
 use crate::oauth::TokenService;
 use crate::oauth::client_auth::SecretCache;
 use crate::registry::Trust;
-use crate::store::{ReplayStore, Store};
+use crate::store::{CodeStore, ReplayStore, Store, StoreError, TokenStore, UserStore};
 
 /// A startup failure, printed as one line before exiting non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -200,9 +201,10 @@ pub async fn spawn_on(
         store: store.clone(),
         keys: keys.clone(),
         tokens,
-        admin: Arc::new(crate::admin::AdminRuntime::new(Duration::from_secs(
-            config.federation.http_timeout_secs,
-        ))),
+        admin: Arc::new(crate::admin::AdminRuntime::new(
+            Duration::from_secs(config.federation.http_timeout_secs),
+            &config,
+        )),
     };
     let app = router(state.clone());
     let (shutdown, mut stop) = watch::channel(false);
@@ -285,8 +287,37 @@ pub async fn build_token_service(
     })
 }
 
+/// How long an authorization code is kept past its expiry, so a replay soon after still revokes
+/// what was issued from it (RFC 6749 §4.1.2) instead of meeting an unknown code.
+const CODE_REUSE_RETENTION_SECS: i64 = 86_400;
+
+/// Deletes what can no longer be used: expired authorization requests, codes past the reuse
+/// retention, refresh tokens past their family's expiry (revoked families stay until then, so
+/// reuse is still detected), records of expired access tokens, and users' claims older than
+/// any refresh token of theirs could be. Returns how many rows went.
+async fn purge_grant_state(
+    store: &Store,
+    authorization: &AuthorizationConfig,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let flow = store
+        .purge_authorization_state(now, now.saturating_sub(CODE_REUSE_RETENTION_SECS))
+        .await?;
+    let tokens = store.purge_expired_tokens(now).await?;
+    // A refresh token lives at most its lifetime from redemption, which follows the sign-in
+    // (which rewrote the user's claims) by at most the request and code lifetimes.
+    let longest = authorization
+        .refresh_token_lifetime_secs
+        .saturating_add(authorization.request_lifetime_secs)
+        .saturating_add(authorization.code_lifetime_secs);
+    let users = store
+        .purge_user_claims(now.saturating_sub(i64::try_from(longest).unwrap_or(i64::MAX)))
+        .await?;
+    Ok(flow + tokens + users)
+}
+
 /// Periodic work: key promotion and reload (so several instances and the CLI agree), and purging
-/// expired replay records.
+/// expired replay records and authorization-code-flow state.
 fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut keys = tokio::time::interval(Duration::from_secs(5));
@@ -312,6 +343,11 @@ fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
                 _ = purge.tick() => {
                     if let Err(error) = state.store.purge_expired(unix_now()).await {
                         tracing::warn!(%error, "purging expired replay records failed");
+                    }
+                    let authorization = &state.config.authorization;
+                    match purge_grant_state(&state.store, authorization, unix_now()).await {
+                        Ok(purged) => tracing::debug!(purged, "purged expired grant state"),
+                        Err(error) => tracing::warn!(%error, "purging expired grant state failed"),
                     }
                 }
                 // The only value ever sent is `true`: any change means stop.
@@ -379,5 +415,54 @@ async fn wait_for_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::UserStore;
+
+    /// Users' claims are kept exactly as long as a refresh token of theirs could live.
+    #[tokio::test]
+    async fn purge_keeps_user_claims_while_a_refresh_token_could_need_them() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("fd.db").display());
+        let store = Store::connect(&url, 2).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let authorization = AuthorizationConfig::default();
+        let longest = i64::try_from(
+            authorization.refresh_token_lifetime_secs
+                + authorization.request_lifetime_secs
+                + authorization.code_lifetime_secs,
+        )
+        .expect("fits");
+        let now = 10 * longest;
+        let claims = serde_json::Map::new();
+        for (subject, at) in [("stale", now - longest - 1), ("needed", now - longest)] {
+            store
+                .remember_user_claims("https://idp", subject, &claims, at)
+                .await
+                .expect("remember");
+        }
+        let purged = purge_grant_state(&store, &authorization, now)
+            .await
+            .expect("purge");
+        assert_eq!(purged, 1);
+        assert!(
+            store
+                .user_claims("https://idp", "stale")
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            store
+                .user_claims("https://idp", "needed")
+                .await
+                .expect("get")
+                .is_some()
+        );
+        store.close().await;
     }
 }

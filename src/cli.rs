@@ -270,7 +270,7 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
         KeysCommand::Rotate { now } => {
             let ring = app::open_key_ring(config, store).await?;
             let kid = ring
-                .rotate(unix_now(), now)
+                .rotate(unix_now(), now, Some("cli"))
                 .await
                 .map_err(|error| StartupError(error.to_string()))?;
             if now {
@@ -285,7 +285,7 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
         }
         KeysCommand::Withdraw { kid } => {
             let ring = app::open_key_ring(config, store).await?;
-            match ring.withdraw(&kid, unix_now()).await {
+            match ring.withdraw(&kid, unix_now(), Some("cli")).await {
                 Ok(true) => {
                     println!("{kid} withdrawn from the JWKS");
                     Ok(())
@@ -298,7 +298,7 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
         }
         KeysCommand::Retire { kid } => {
             let ring = app::open_key_ring(config, store).await?;
-            match ring.retire(&kid, unix_now()).await {
+            match ring.retire(&kid, unix_now(), Some("cli")).await {
                 Ok(true) => {
                     println!("{kid} retired");
                     Ok(())

@@ -70,6 +70,8 @@ pub struct Config {
     pub client_id_metadata: ClientIdMetadataConfig,
     /// Dynamic Client Registration (RFC 7591) at `POST /register`.
     pub registration: RegistrationConfig,
+    /// Single sign-on into the admin page through an enterprise IdP.
+    pub admin_sso: AdminSsoConfig,
     /// Set when no configuration file was given: a local, single-user development instance.
     #[serde(skip)]
     pub development: bool,
@@ -182,6 +184,27 @@ impl Default for RegistrationConfig {
             allow_jwt_bearer: false,
         }
     }
+}
+
+/// Single sign-on into the admin page: frontdesk is an OpenID Connect relying party of one of
+/// the configured identity providers, and CEL conditions over the IdP's ID-token claims decide
+/// who becomes an admin and who an auditor. Enabled only when `idp` is set; local accounts stay
+/// for bootstrap and break-glass.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSsoConfig {
+    /// Id of the `[[identity_providers]]` entry admins sign in at.
+    pub idp: Option<String>,
+    /// frontdesk's client id at that identity provider for the admin page.
+    pub client_id: Option<String>,
+    /// frontdesk's client secret there (use `FRONTDESK_ADMIN_SSO__CLIENT_SECRET_FILE`).
+    pub client_secret: Option<SecretString>,
+    /// CEL over the ID token's claims (as `subject`): true makes the user an admin.
+    pub admin_condition: Option<String>,
+    /// CEL over the same claims: true (and not admin) makes the user an auditor.
+    pub auditor_condition: Option<String>,
+    /// The text of the sign-in button, e.g. "Sign in with Corp SSO".
+    pub button_label: Option<String>,
 }
 
 /// HTTP listener settings.
@@ -487,6 +510,7 @@ impl Default for Config {
             authorization: AuthorizationConfig::default(),
             client_id_metadata: ClientIdMetadataConfig::default(),
             registration: RegistrationConfig::default(),
+            admin_sso: AdminSsoConfig::default(),
             development: false,
             source: None,
         }
@@ -963,6 +987,12 @@ const OPTIONAL_KEYS: &[&str] = &[
     "authorization.client_id",
     "authorization.client_secret",
     "registration.initial_access_token",
+    "admin_sso.idp",
+    "admin_sso.client_id",
+    "admin_sso.client_secret",
+    "admin_sso.admin_condition",
+    "admin_sso.auditor_condition",
+    "admin_sso.button_label",
 ];
 
 fn lookup<'a>(value: &'a toml::Value, path: &str) -> Option<&'a toml::Value> {

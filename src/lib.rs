@@ -20,3 +20,4 @@ pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod trust;
+pub mod users;

@@ -91,26 +91,21 @@ impl Client {
         self.config.auth_method == "none"
     }
 
-    /// What the consent page calls the client: its name (or id); for a metadata-document client
-    /// also the host that published the document, and a self-registered client is marked as
-    /// such, so the user can tell who asks — a name alone is whatever its author chose.
-    pub fn display_name(&self) -> String {
-        let name = self
-            .config
-            .client_name
-            .as_deref()
-            .unwrap_or(&self.config.client_id);
+    /// What the consent page calls the client, next to its id: its name; for a metadata-document
+    /// client also the host that published the document, and a self-registered client is marked
+    /// as such, so the user can tell who asks — a name alone is whatever its author chose.
+    pub fn display_name(&self) -> Option<String> {
+        let name = self.config.client_name.as_deref();
         match self.config.source.as_deref() {
             Some("cimd") => {
                 let host = url::Url::parse(&self.config.client_id)
                     .ok()
                     .and_then(|url| url.host_str().map(str::to_string))
                     .unwrap_or_default();
-                format!("{name} ({host})")
+                Some(format!("{} ({host})", name.unwrap_or("Unnamed client")))
             }
-            // The name of a self-registered client is whatever the registrant typed.
-            Some("dcr") => format!("{name} (self-registered)"),
-            _ => name.to_string(),
+            Some("dcr") => name.map(|name| format!("{name} (self-registered)")),
+            _ => name.map(str::to_string),
         }
     }
 

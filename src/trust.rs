@@ -139,29 +139,20 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
     let mut seen = BTreeSet::new();
     let authorization = &config.authorization;
     if let Some(idp) = &authorization.sign_in_idp {
-        if !idp_ids.contains(idp) {
-            return invalid(
-                "authorization.sign_in_idp".into(),
-                format!("no identity provider has id `{idp}`"),
-            );
-        }
-        if authorization.client_id.as_deref().is_none_or(str::is_empty) {
-            return invalid(
-                "authorization.client_id".into(),
-                "frontdesk's client id at the sign-in identity provider is required",
-            );
-        }
-        if authorization
-            .client_secret
-            .as_ref()
-            .is_none_or(|secret| secret.expose().is_empty())
-        {
-            return invalid(
-                "authorization.client_secret".into(),
-                "frontdesk's client secret at the sign-in identity provider is required (FRONTDESK_AUTHORIZATION__CLIENT_SECRET_FILE)",
-            );
-        }
+        validate_relying_party(
+            RelyingPartyKeys {
+                idp: "authorization.sign_in_idp",
+                client_id: "authorization.client_id",
+                client_secret: "authorization.client_secret",
+                secret_variable: "FRONTDESK_AUTHORIZATION__CLIENT_SECRET_FILE",
+            },
+            idp,
+            authorization.client_id.as_deref(),
+            authorization.client_secret.as_ref(),
+            &idp_ids,
+        )?;
     }
+    validate_admin_sso(&config.admin_sso, &idp_ids)?;
     for (index, client) in config.clients.iter().enumerate() {
         let key = format!("clients[{index}]");
         validate_client(client).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
@@ -625,4 +616,85 @@ pub async fn sync_config<S: TrustStore>(
             &documents(&config.clients, |c| c.client_id.clone(), now),
         )
         .await
+}
+
+/// The configuration keys of one place where frontdesk is an OpenID Connect relying party.
+struct RelyingPartyKeys {
+    idp: &'static str,
+    client_id: &'static str,
+    client_secret: &'static str,
+    secret_variable: &'static str,
+}
+
+/// frontdesk as a relying party needs a configured identity provider and its own credentials
+/// there (`[authorization]` for users, `[admin_sso]` for admins).
+fn validate_relying_party(
+    keys: RelyingPartyKeys,
+    idp: &str,
+    client_id: Option<&str>,
+    client_secret: Option<&crate::secret::SecretString>,
+    idp_ids: &BTreeSet<String>,
+) -> Result<(), Invalid> {
+    if !idp_ids.contains(idp) {
+        return invalid(
+            keys.idp.into(),
+            format!("no identity provider has id `{idp}`"),
+        );
+    }
+    if client_id.is_none_or(str::is_empty) {
+        return invalid(
+            keys.client_id.into(),
+            "frontdesk's client id at this identity provider is required",
+        );
+    }
+    if client_secret.is_none_or(|secret| secret.expose().is_empty()) {
+        return invalid(
+            keys.client_secret.into(),
+            format!(
+                "frontdesk's client secret at this identity provider is required ({})",
+                keys.secret_variable
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// `[admin_sso]`: the identity provider must be configured, frontdesk's credentials there given,
+/// and the role conditions must compile (at least the admin one, or nobody could ever get in).
+fn validate_admin_sso(
+    sso: &crate::config::AdminSsoConfig,
+    idp_ids: &BTreeSet<String>,
+) -> Result<(), (String, String)> {
+    let Some(idp) = &sso.idp else {
+        return Ok(());
+    };
+    validate_relying_party(
+        RelyingPartyKeys {
+            idp: "admin_sso.idp",
+            client_id: "admin_sso.client_id",
+            client_secret: "admin_sso.client_secret",
+            secret_variable: "FRONTDESK_ADMIN_SSO__CLIENT_SECRET_FILE",
+        },
+        idp,
+        sso.client_id.as_deref(),
+        sso.client_secret.as_ref(),
+        idp_ids,
+    )?;
+    match &sso.admin_condition {
+        None => {
+            return invalid(
+                "admin_sso.admin_condition".into(),
+                "a CEL condition over the ID token claims (`subject`) deciding who is an admin is required",
+            );
+        }
+        Some(source) => {
+            crate::policy::compile(source)
+                .map_err(|e| ("admin_sso.admin_condition".to_string(), e.to_string()))?;
+        }
+    }
+    if let Some(source) = &sso.auditor_condition {
+        crate::policy::compile(source)
+            .map_err(|e| ("admin_sso.auditor_condition".to_string(), e.to_string()))?;
+    }
+    Ok(())
 }

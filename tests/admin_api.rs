@@ -253,6 +253,83 @@ async fn bearer_authentication_and_roles() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn invalid_tokens_are_audited_then_throttled_and_valid_ones_still_work() -> anyhow::Result<()>
+{
+    let api = Api::start().await?;
+    // Five invalid tokens from this address: 401 each, each audited with its reason.
+    for token in [
+        "fd_guess-1",
+        "fd_guess-2",
+        "no-prefix",
+        "fd_guess-3",
+        "fd_guess-4",
+    ] {
+        let (status, body) = api.call(Method::GET, "/keys", Some(token), None).await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    // The sixth is refused before any lookup or audit write.
+    let (status, body) = api
+        .call(Method::GET, "/keys", Some("fd_guess-5"), None)
+        .await?;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["error"], "too_many_attempts");
+    // A valid token from the same address is not locked out.
+    let (status, _) = api.admin(Method::GET, "/keys", None).await?;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, page) = api
+        .admin(Method::GET, "/audit-events?decision=denied&limit=100", None)
+        .await?;
+    let items: Vec<Value> = page["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["event"] == "admin_api_auth")
+        .collect();
+    let reasons: Vec<&str> = items.iter().filter_map(|e| e["reason"].as_str()).collect();
+    assert_eq!(reasons.len(), 5, "{page}");
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == "api_token_unknown")
+            .count(),
+        4
+    );
+    assert!(reasons.contains(&"api_token_malformed"));
+    assert!(items.iter().all(|e| e["decision"] == "denied"));
+    let dump = page.to_string();
+    assert!(
+        !dump.contains("fd_guess"),
+        "tokens never reach the audit log"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_a_json_405_with_allow() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let response = api
+        .env
+        .http
+        .patch(format!("{}/admin/api/v1/keys", api.env.url))
+        .bearer_auth(&api.admin)
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = response
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(allow.contains("GET"), "{allow}");
+    let body: Value = response.json().await?;
+    assert_eq!(body["error"], "method_not_allowed");
+    Ok(())
+}
+
+#[tokio::test]
 async fn identity_providers_and_audiences_crud_with_validation() -> anyhow::Result<()> {
     let api = Api::start().await?;
     let partner = json!({ "id": "partner", "issuer": "https://partner.example",

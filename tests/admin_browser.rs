@@ -20,8 +20,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use env::{Env, ID_JAG, ID_TOKEN, TOKEN_EXCHANGE};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::task::JoinHandle;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const USERNAME: &str = "ada";
@@ -44,22 +45,114 @@ fn node_binary() -> PathBuf {
     }
 }
 
+/// A browser script (`tests/browser/<name>`) run with node: its stdout lines are the protocol
+/// (the script prints what it reached, the test answers on stdin), its stderr the log shown when
+/// it fails. Fails with a message saying what to install when the browser parts are missing.
+struct Spec {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    stderr: JoinHandle<String>,
+}
+
+impl Spec {
+    fn start(script: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<Spec> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        if !Path::new(CHROMIUM).is_file() {
+            bail!(
+                "{CHROMIUM} is missing: run scripts/test-deps as root (it installs Debian's chromium), or install chromium yourself"
+            );
+        }
+        if !root
+            .join("tests/browser/node_modules/playwright-core/package.json")
+            .is_file()
+        {
+            bail!("tests/browser/node_modules/playwright-core is missing: run scripts/test-deps");
+        }
+        let mut child = Command::new(node_binary())
+            .arg(root.join("tests/browser").join(script))
+            .args(args)
+            .current_dir(root.join("tests/browser"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start node for tests/browser/{script}"))?;
+        let stdin = child.stdin.take().context("no stdin")?;
+        let lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        let mut stderr = child.stderr.take().context("no stderr")?;
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+            text
+        });
+        Ok(Spec {
+            child,
+            stdin,
+            lines,
+            stderr,
+        })
+    }
+
+    /// The script's next stdout line (`None` once it has closed stdout).
+    async fn next_line(&mut self) -> anyhow::Result<Option<String>> {
+        Ok(self.lines.next_line().await?)
+    }
+
+    /// Answers the script on its stdin.
+    async fn reply(&mut self, line: &str) -> anyhow::Result<()> {
+        self.stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    /// Reads the rest of the output, waits for the script, and requires that it succeeded and
+    /// printed `done` at some point.
+    async fn expect_done(&mut self, done: &str, mut seen: bool) -> anyhow::Result<()> {
+        while let Some(line) = self.next_line().await? {
+            seen |= line.trim() == done;
+        }
+        let status = self.child.wait().await?;
+        anyhow::ensure!(
+            status.success() && seen,
+            "the browser script failed ({status}) or never printed {done}"
+        );
+        Ok(())
+    }
+
+    /// Runs `session` (which drives this script) under [`BROWSER_TIMEOUT`]; on failure the
+    /// error carries the script's log.
+    async fn run(
+        mut self,
+        session: impl AsyncFnOnce(&mut Spec) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let outcome = tokio::time::timeout(BROWSER_TIMEOUT, session(&mut self)).await;
+        let _ = self.child.start_kill();
+        let log = tokio::time::timeout(Duration::from_secs(5), self.stderr)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.context(format!("browser log:\n{log}"))),
+            Err(_) => {
+                bail!("the browser session took longer than {BROWSER_TIMEOUT:?}; log:\n{log}")
+            }
+        }
+    }
+}
+
+fn screenshot_dir(temp: &tempfile::TempDir) -> PathBuf {
+    std::env::var_os("FRONTDESK_TEST_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf())
+}
+
 #[tokio::test]
 async fn a_person_sets_up_a_trust_in_the_browser_and_sees_the_exchange_in_the_audit_log()
 -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if !Path::new(CHROMIUM).is_file() {
-        bail!(
-            "{CHROMIUM} is missing: run scripts/test-deps as root (it installs Debian's chromium), or install chromium yourself"
-        );
-    }
-    if !root
-        .join("tests/browser/node_modules/playwright-core/package.json")
-        .is_file()
-    {
-        bail!("tests/browser/node_modules/playwright-core is missing: run scripts/test-deps");
-    }
-
     // A frontdesk with no trust at all: everything is set up through the page.
     let env = Env::start_with(|config| {
         config.identity_providers.clear();
@@ -76,35 +169,21 @@ async fn a_person_sets_up_a_trust_in_the_browser_and_sees_the_exchange_in_the_au
         env::now(),
     )
     .await?;
-
     let temp = tempfile::tempdir()?;
-    let shots = std::env::var_os("FRONTDESK_TEST_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| temp.path().to_path_buf());
-    let mut child = Command::new(node_binary())
-        .arg(root.join("tests/browser/admin.spec.mjs"))
-        .args([&env.url, &env.idp.issuer, USERNAME, PASSWORD])
-        .arg(&shots)
-        .current_dir(root.join("tests/browser"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start node for tests/browser/admin.spec.mjs")?;
-    let mut stdin = child.stdin.take().context("no stdin")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut stderr = child.stderr.take().context("no stderr")?;
-    let stderr_task = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        text
-    });
-    let mut lines = BufReader::new(stdout).lines();
-
-    let session = async {
+    let shots = screenshot_dir(&temp);
+    let spec = Spec::start(
+        "admin.spec.mjs",
+        &[
+            env.url.as_ref(),
+            env.idp.issuer.as_ref(),
+            USERNAME.as_ref(),
+            PASSWORD.as_ref(),
+            shots.as_os_str(),
+        ],
+    )?;
+    spec.run(async |spec| {
         let mut secret = None;
-        while let Some(line) = lines.next_line().await? {
+        while let Some(line) = spec.next_line().await? {
             if let Some(value) = line.strip_prefix("CLIENT_SECRET ") {
                 secret = Some(value.trim().to_string());
                 break;
@@ -138,29 +217,83 @@ async fn a_person_sets_up_a_trust_in_the_browser_and_sees_the_exchange_in_the_au
         );
         assert_eq!(body["issued_token_type"], ID_JAG);
 
-        stdin.write_all(b"EXCHANGED\n").await?;
-        stdin.flush().await?;
-        let mut audit_ok = false;
-        while let Some(line) = lines.next_line().await? {
-            audit_ok |= line.trim() == "AUDIT_OK";
-        }
-        let status = child.wait().await?;
-        anyhow::ensure!(
-            status.success() && audit_ok,
-            "the browser script failed ({status})"
-        );
-        Ok(())
-    };
-    let outcome = tokio::time::timeout(BROWSER_TIMEOUT, session).await;
-    let _ = child.start_kill();
-    let log = tokio::time::timeout(Duration::from_secs(5), stderr_task)
+        spec.reply("EXCHANGED").await?;
+        spec.expect_done("AUDIT_OK", false).await
+    })
+    .await
+}
+
+/// Single sign-on in a real browser: sign-in page → SSO button → the real test IdP → callback
+/// page → dashboard by itself, as admin (the IdP's `groups` claim meets `admin_condition`).
+#[tokio::test]
+async fn an_admin_signs_in_through_single_sign_on_in_the_browser() -> anyhow::Result<()> {
+    let env = Env::start_with(|config| {
+        config.admin_sso = frontdesk::config::AdminSsoConfig {
+            idp: Some("corp".into()),
+            client_id: Some("frontdesk-admin".into()),
+            client_secret: Some(frontdesk::secret::SecretString::new("admin-sso-secret")),
+            admin_condition: Some(
+                r#"has(subject.groups) && "idp-admins" in subject.groups"#.into(),
+            ),
+            auditor_condition: None,
+            button_label: Some("Sign in with Corp".into()),
+        };
+    })
+    .await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "groups": ["idp-admins"] }))
+        .await?;
+    let temp = tempfile::tempdir()?;
+    let shots = screenshot_dir(&temp);
+    let spec = Spec::start("admin_sso.spec.mjs", &[env.url.as_ref(), shots.as_os_str()])?;
+    spec.run(async |spec| spec.expect_done("SSO_OK", false).await)
         .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    match outcome {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.context(format!("browser log:\n{log}"))),
-        Err(_) => bail!("the browser session took longer than {BROWSER_TIMEOUT:?}; log:\n{log}"),
+}
+
+/// The guards in a real browser: a form without its CSRF token is refused, an auditor sees no
+/// change controls and a change built in their page is refused, and an idle session expires
+/// (the server's admin clock is moved forward; nothing sleeps).
+#[tokio::test]
+async fn csrf_auditor_and_session_expiry_hold_in_the_browser() -> anyhow::Result<()> {
+    const AUDITOR: &str = "grace";
+    let env = Env::start().await?;
+    for (name, role) in [
+        (USERNAME, frontdesk::store::AdminRole::Admin),
+        (AUDITOR, frontdesk::store::AdminRole::Auditor),
+    ] {
+        frontdesk::admin::auth::create_user(
+            &env.server.state.store,
+            name,
+            PASSWORD,
+            role,
+            "test",
+            env::now(),
+        )
+        .await?;
     }
+    let temp = tempfile::tempdir()?;
+    let spec = Spec::start(
+        "admin_guards.spec.mjs",
+        &[
+            env.url.as_ref(),
+            USERNAME.as_ref(),
+            AUDITOR.as_ref(),
+            PASSWORD.as_ref(),
+            temp.path().as_os_str(),
+        ],
+    )?;
+    spec.run(async |spec| {
+        while let Some(line) = spec.next_line().await? {
+            if line.trim() == "EXPIRE" {
+                env.server
+                    .state
+                    .admin
+                    .advance_clock(frontdesk::admin::IDLE_TIMEOUT_SECS + 1);
+                spec.reply("ADVANCED").await?;
+                break;
+            }
+        }
+        spec.expect_done("GUARDS_OK", false).await
+    })
+    .await
 }

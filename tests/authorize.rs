@@ -162,6 +162,20 @@ async fn callback(
 }
 
 fn assert_secure_page(response: &reqwest::Response) {
+    assert_page_headers(response, frontdesk::admin::CONTENT_SECURITY_POLICY);
+}
+
+/// The consent page's policy: the admin page's, with the client's origin as a form target (the
+/// consent form is answered with a redirect there).
+fn assert_consent_page(response: &reqwest::Response) {
+    let policy = frontdesk::admin::CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'",
+        "form-action 'self' http://127.0.0.1:9",
+    );
+    assert_page_headers(response, &policy);
+}
+
+fn assert_page_headers(response: &reqwest::Response, policy: &str) {
     let header = |name: &str| {
         response
             .headers()
@@ -170,10 +184,8 @@ fn assert_secure_page(response: &reqwest::Response) {
             .unwrap_or("")
             .to_string()
     };
-    assert_eq!(
-        header("content-security-policy"),
-        "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'"
-    );
+    // The admin page's policy: one for every HTML page frontdesk serves.
+    assert_eq!(header("content-security-policy"), policy);
     assert_eq!(header("x-frame-options"), "DENY");
     assert_eq!(header("referrer-policy"), "no-referrer");
     assert_eq!(header("cache-control"), "no-store");
@@ -186,7 +198,7 @@ async fn authorize_and_approve(env: &Env, browser: &reqwest::Client) -> anyhow::
     let back = at_idp(browser, &started).await?;
     let response = callback(browser, &started, back).await?;
     assert_eq!(response.status(), 200);
-    assert_secure_page(&response);
+    assert_consent_page(&response);
     let html = response.text().await?;
     assert!(html.contains(APP) && html.contains(RESOURCE) && html.contains("mcp:read"));
     assert!(html.contains("ada@example.com"), "{html}");

@@ -226,7 +226,7 @@ async fn exercise(database: TestDatabase) {
     let (old_kid, _) = keys.active_kid().expect("active key");
 
     // JWKS-05: after a rotation the new key is served before it signs.
-    let new_kid = keys.rotate(unix_now(), false).await.expect("rotate");
+    let new_kid = keys.rotate(unix_now(), false, None).await.expect("rotate");
     let (_, document) = harness.get_json(&jwks_path).await;
     let set: JwkSet = serde_json::from_value(document).expect("JWK set");
     let mut published = kids(&set);

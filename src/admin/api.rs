@@ -52,6 +52,8 @@ pub enum ApiError {
     Invalid(String, String),
     /// 400.
     BadRequest(String),
+    /// 429: too many failed authentications from this address.
+    TooManyAttempts,
     /// 500 (detail logged, not shown).
     Internal(String),
 }
@@ -129,6 +131,10 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 json!({ "error": "bad_request", "message": message }),
             ),
+            ApiError::TooManyAttempts => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({ "error": "too_many_attempts", "message": "Too many requests with an invalid API token from your address. Wait a few minutes and try again." }),
+            ),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "admin API error");
                 (
@@ -192,18 +198,23 @@ impl FromRequestParts<AppState> for ApiCaller {
         };
         // Looked up by SHA-256: no comparison of the secret itself, so no timing leak.
         let id_hash = sha256(token);
-        let invalid =
-            || ApiError::Unauthorized("The API token is unknown, revoked or expired.".into());
-        if !token.starts_with(TOKEN_PREFIX) {
-            return Err(invalid());
-        }
-        let Some(record) = state.store.api_token(&id_hash).await? else {
-            return Err(invalid());
-        };
         let now = super::now_of(state);
-        if record.expires_at.is_some_and(|expires| now >= expires) {
-            return Err(invalid());
-        }
+        let record = if token.starts_with(TOKEN_PREFIX) {
+            state.store.api_token(&id_hash).await?
+        } else {
+            None
+        };
+        let reason = match &record {
+            None if !token.starts_with(TOKEN_PREFIX) => Some("api_token_malformed"),
+            None => Some("api_token_unknown"),
+            Some(record) if record.expires_at.is_some_and(|expires| now >= expires) => {
+                Some("api_token_expired")
+            }
+            Some(_) => None,
+        };
+        let (Some(record), None) = (record, reason) else {
+            return Err(refuse(state, parts, reason.unwrap_or("api_token_unknown"), now).await);
+        };
         // Record use at most every few seconds, not on every request.
         if record.last_used_at.is_none_or(|last| now - last >= 10) {
             state.store.touch_api_token(&id_hash, now).await?;
@@ -214,6 +225,32 @@ impl FromRequestParts<AppState> for ApiCaller {
         })
     }
 }
+
+/// Refuses a request whose bearer token is not a valid API token. A valid token always works
+/// (the check comes first), so a shared address cannot be locked out of the API by someone
+/// else's failures; invalid ones are audited (`admin_api_auth`, denied, with the reason and the
+/// address, never the token) until the address has failed too often, then answered 429 without
+/// touching the audit log, so a scanner cannot flood it.
+async fn refuse(state: &AppState, parts: &Parts, reason: &str, now: i64) -> ApiError {
+    let ip = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string());
+    if state.admin.limiter.blocked(API_LIMIT_KEY, &ip, now) {
+        return ApiError::TooManyAttempts;
+    }
+    state.admin.limiter.fail(API_LIMIT_KEY, &ip, now);
+    let mut event = AuditEvent::new(now, "admin_api_auth", Decision::Denied);
+    event.reason = Some(reason.to_string());
+    event.detail = Some(json!({ "ip": ip }));
+    if let Err(error) = state.store.record(&event).await {
+        return ApiError::Internal(error.to_string());
+    }
+    ApiError::Unauthorized("The API token is unknown, revoked or expired.".into())
+}
+
+/// The failed-attempt counter's "user" for API tokens (no username: counted per address).
+const API_LIMIT_KEY: &str = "\u{0}api-token";
 
 /// Why an API token could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -588,6 +625,27 @@ fn documented(path: &str) -> &str {
     path
 }
 
+/// Gives axum's bare `405 Method Not Allowed` (a known path, another method) the API's JSON
+/// error shape; the `Allow` header is kept.
+async fn json_method_not_allowed(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut json = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({
+            "error": "method_not_allowed",
+            "message": "This path does not accept this method; the Allow header lists those it does."
+        })),
+    )
+        .into_response();
+    if let Some(allow) = allow {
+        json.headers_mut().insert(header::ALLOW, allow);
+    }
+    json
+}
+
 /// The `/admin/api/v1` routes (merged into the admin router).
 pub fn routes() -> Router<AppState> {
     let router = Router::new();
@@ -618,6 +676,7 @@ pub fn routes() -> Router<AppState> {
                 .put(not_found)
                 .delete(not_found),
         )
+        .layer(axum::middleware::map_response(json_method_not_allowed))
 }
 
 /// Every `(method, path)` the API serves, in OpenAPI path syntax; the test checks that each

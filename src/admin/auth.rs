@@ -73,7 +73,7 @@ impl RateLimiter {
         format!("{username}\n{ip}")
     }
 
-    fn blocked(&self, username: &str, ip: &str, now: i64) -> bool {
+    pub(crate) fn blocked(&self, username: &str, ip: &str, now: i64) -> bool {
         let failures = match self.failures.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -85,7 +85,7 @@ impl RateLimiter {
             })
     }
 
-    fn fail(&self, username: &str, ip: &str, now: i64) {
+    pub(crate) fn fail(&self, username: &str, ip: &str, now: i64) {
         let mut failures = match self.failures.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -200,14 +200,20 @@ impl Session {
     }
 }
 
+/// The admin session cookie's value, if the request carries one.
 pub(crate) fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    named_cookie(headers, ADMIN_COOKIE)
+}
+
+/// The value of the cookie `wanted`, from any `Cookie` header of the request.
+pub(crate) fn named_cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == ADMIN_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_string())
 }
 
@@ -275,7 +281,10 @@ fn session_cookie(state: &AppState, value: &str, max_age: Option<i64>) -> Header
 }
 
 /// Starts a session for `username` and redirects to the dashboard with the cookie set.
-async fn start_session(state: &AppState, username: &str) -> Result<Response, AdminError> {
+pub(crate) async fn start_session(
+    state: &AppState,
+    username: &str,
+) -> Result<Response, AdminError> {
     let now = now_of(state);
     let _ = state
         .store
@@ -313,14 +322,21 @@ struct SignInPage {
     layout: Layout,
     username: String,
     error: Option<String>,
+    /// The single sign-on button's label, when SSO is configured.
+    sso_label: Option<String>,
+}
+
+fn sso_label(state: &AppState) -> Option<String> {
+    state.admin.sso.as_ref().map(|sso| sso.button_label.clone())
 }
 
 /// `GET /admin/sign-in`.
-pub async fn sign_in_page() -> Response {
+pub async fn sign_in_page(State(state): State<AppState>) -> Response {
     render(&SignInPage {
         layout: Layout::anonymous("Sign in"),
         username: String::new(),
         error: None,
+        sso_label: sso_label(&state),
     })
 }
 
@@ -370,7 +386,13 @@ pub async fn sign_in(
         audit_sign_in_failure(&state.store, now, &username, &ip, "rate_limited").await?;
         return Err(AdminError::TooManyAttempts);
     }
-    let user = state.store.admin_user(&username).await?;
+    // Single sign-on users have no password: they verify against the dummy hash like an
+    // unknown name, so a local sign-in can neither succeed for them nor tell that they exist.
+    let user = state
+        .store
+        .admin_user(&username)
+        .await?
+        .filter(|user| !user.sso);
     let phc = user.as_ref().map_or_else(
         || dummy_hash().to_string(),
         |user| user.password_hash.clone(),
@@ -393,6 +415,7 @@ pub async fn sign_in(
             layout: Layout::anonymous("Sign in"),
             username,
             error: Some("Wrong username or password.".into()),
+            sso_label: sso_label(&state),
         },
     ))
 }
@@ -570,6 +593,7 @@ pub async fn create_user(
         password_hash,
         role,
         created_at: now,
+        sso: false,
     };
     match store.create_admin_user(&user, &event).await {
         Ok(()) => Ok(()),

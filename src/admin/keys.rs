@@ -9,7 +9,6 @@ use super::auth::Session;
 use super::views::{AdminError, FormData, Layout, format_optional_time, format_time, render};
 use crate::http::AppState;
 use crate::keys::{KeyError, KeyRing};
-use crate::store::{AuditEvent, AuditLog, Decision};
 
 struct KeyRow {
     kid: String,
@@ -73,51 +72,31 @@ pub async fn page(
     }))
 }
 
-async fn audit(
-    state: &AppState,
-    actor: &str,
-    event: &str,
-    detail: serde_json::Value,
-) -> Result<(), AdminError> {
-    let mut record = AuditEvent::new(crate::clock::unix_now(), event, Decision::Changed);
-    let mut detail = detail;
-    detail["actor"] = serde_json::Value::String(actor.to_string());
-    record.detail = Some(detail);
-    state.store.record(&record).await?;
-    Ok(())
-}
-
-/// Publishes a new key (promoted at once if `immediately`) and audits it; returns its kid.
-/// Shared by the page and the JSON API.
+/// Publishes a new key (promoted at once if `immediately`), audited in the same transaction;
+/// returns its kid. Shared by the page and the JSON API.
 pub(super) async fn rotate_key(
     state: &AppState,
     actor: &str,
     immediately: bool,
 ) -> Result<String, AdminError> {
-    let before = state.keys.active_kid().map(|(kid, _)| kid);
-    let kid = state
+    Ok(state
         .keys
-        .rotate(crate::clock::unix_now(), immediately)
-        .await?;
-    audit(
-        state,
-        actor,
-        "key_rotated",
-        serde_json::json!({ "before": { "active": before }, "after": { "kid": kid, "immediately": immediately } }),
-    )
-    .await?;
-    Ok(kid)
+        .rotate(crate::clock::unix_now(), immediately, Some(actor))
+        .await?)
 }
 
-/// Retires key `kid` and audits it. Shared by the page and the JSON API.
+/// Retires key `kid`, audited in the same transaction. Shared by the page and the JSON API.
 pub(super) async fn retire_key(state: &AppState, actor: &str, kid: &str) -> Result<(), AdminError> {
-    match state.keys.retire(kid, crate::clock::unix_now()).await {
-        Ok(true) => {}
-        Ok(false) => return Err(AdminError::NotFound),
-        Err(KeyError::Crypto(message)) => return Err(AdminError::BadRequest(message)),
-        Err(error) => return Err(error.into()),
+    match state
+        .keys
+        .retire(kid, crate::clock::unix_now(), Some(actor))
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AdminError::NotFound),
+        Err(KeyError::Crypto(message)) => Err(AdminError::BadRequest(message)),
+        Err(error) => Err(error.into()),
     }
-    audit(state, actor, "key_retired", serde_json::json!({ "before": { "kid": kid }, "after": { "kid": kid, "state": "retired" } })).await
 }
 
 /// `POST /admin/keys/rotate` (`immediately` checkbox for emergency rotation).

@@ -4,13 +4,15 @@
 //! audited in the same transaction as the change itself.
 //!
 //! The JSON API under `/admin/api/v1` ([`api`]) runs the same operations with bearer API
-//! tokens. Not here yet: OIDC single sign-on for admins.
+//! tokens. Admins sign in with a local account or through single sign-on at an enterprise IdP
+//! ([`sso`]), where CEL conditions over the IdP's claims decide the role.
 
 pub mod api;
 mod audit;
 pub mod auth;
 mod dashboard;
 mod keys;
+pub mod sso;
 mod trust;
 mod views;
 
@@ -43,12 +45,15 @@ pub struct AdminRuntime {
     pub(crate) limiter: auth::RateLimiter,
     pub(crate) bootstrap: std::sync::Mutex<Option<auth::BootstrapToken>>,
     pub(crate) http: reqwest::Client,
+    /// Single sign-on for admins, when `[admin_sso]` is configured.
+    pub(crate) sso: Option<sso::Sso>,
     clock_offset: AtomicI64,
 }
 
 impl AdminRuntime {
-    /// Builds the runtime; `http_timeout` bounds each outbound request of "test connection".
-    pub fn new(http_timeout: Duration) -> AdminRuntime {
+    /// Builds the runtime; `http_timeout` bounds each outbound request of "test connection" and
+    /// of single sign-on.
+    pub fn new(http_timeout: Duration, config: &crate::config::Config) -> AdminRuntime {
         let http = reqwest::Client::builder()
             .timeout(http_timeout)
             .redirect(reqwest::redirect::Policy::limited(3))
@@ -59,6 +64,7 @@ impl AdminRuntime {
             limiter: auth::RateLimiter::default(),
             bootstrap: std::sync::Mutex::new(None),
             http,
+            sso: sso::Sso::from_config(config, http_timeout),
             clock_offset: AtomicI64::new(0),
         }
     }
@@ -87,6 +93,8 @@ pub fn router() -> Router<AppState> {
             get(auth::sign_in_page).post(auth::sign_in),
         )
         .route("/admin/sign-out", post(auth::sign_out))
+        .route("/admin/sso/start", get(sso::start))
+        .route("/admin/sso/callback", get(sso::callback))
         .route(
             "/admin/bootstrap",
             get(auth::bootstrap_page).post(auth::bootstrap),
@@ -133,7 +141,10 @@ async fn favicon() -> Response {
         .into_response()
 }
 
-async fn security_headers(mut response: Response) -> Response {
+/// Sets the security headers of every HTML page frontdesk serves (the admin page and the
+/// sign-in and consent pages of [`crate::authorize`]), so there is one policy to review: no
+/// scripts ([`CONTENT_SECURITY_POLICY`]), never framed, no referrer, no sniffing, no caching.
+pub async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),

@@ -84,6 +84,9 @@ pub enum AdminError {
     BadRequest(String),
     /// 429: too many failed sign-ins.
     TooManyAttempts,
+    /// 503 with a reason: something the page depends on (the SSO identity provider) is not
+    /// available right now.
+    Unavailable(String),
     /// 500; the detail is logged, not shown.
     Internal(String),
 }
@@ -112,6 +115,7 @@ impl IntoResponse for AdminError {
                 "Too many failed sign-ins for this user from your address. Wait a few minutes and try again."
                     .into(),
             ),
+            AdminError::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, message),
             AdminError::Internal(detail) => {
                 tracing::error!(%detail, "admin page error");
                 (
@@ -126,6 +130,7 @@ impl IntoResponse for AdminError {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
             StatusCode::BAD_REQUEST => "Bad request",
+            StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
             _ => "Error",
         };
         render_with_status(

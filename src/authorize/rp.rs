@@ -144,6 +144,21 @@ fn signing_algorithms(idp: &IdentityProvider) -> Vec<CoreJwsSigningAlgorithm> {
         .collect()
 }
 
+/// Every claim of an ID token whose signature and claims the crate has just verified, as JSON.
+/// The crate's typed claims drop the ones it does not model (such as `groups`), and conditions
+/// over the IdP's claims need them all.
+fn all_claims(id_token: &openidconnect::core::CoreIdToken) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let compact = serde_json::to_value(id_token).ok()?;
+    let payload = compact.as_str()?.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .filter(serde_json::Value::is_object)
+}
+
 impl RelyingParty {
     /// A relying party whose requests time out after `timeout` and whose discovery results are
     /// reused for `cache_ttl`.
@@ -263,7 +278,8 @@ impl RelyingParty {
                 rp_error(reason, error)
             })?;
         Ok(SignedIn {
-            claims: serde_json::to_value(claims).unwrap_or_default(),
+            claims: all_claims(id_token)
+                .unwrap_or_else(|| serde_json::to_value(claims).unwrap_or_default()),
             subject: claims.subject().as_str().to_string(),
             email: claims.email().map(|email| email.as_str().to_string()),
             auth_time: claims.auth_time().map(|time| time.timestamp()),

@@ -600,3 +600,50 @@ fn client_metadata_documents_and_registration_are_off_by_default_and_checked_whe
     .expect("token from the environment");
     assert!(config.registration.initial_access_token.is_some());
 }
+
+#[test]
+fn admin_sso_is_validated_and_its_secret_comes_from_the_environment() {
+    const IDP: &str =
+        "[[identity_providers]]\nid = \"corp\"\nissuer = \"https://idp.example.com\"\n";
+    let sso = |extra: &str| {
+        production(&format!(
+            "{IDP}[admin_sso]\nidp = \"corp\"\nclient_id = \"fd-admin\"\n{extra}"
+        ))
+    };
+
+    let config = load_file(
+        &sso("admin_condition = '\"admins\" in subject.groups'\n"),
+        &[("FRONTDESK_ADMIN_SSO__CLIENT_SECRET", "from-env")],
+    )
+    .expect("valid admin sso");
+    assert_eq!(config.admin_sso.idp.as_deref(), Some("corp"));
+    assert_eq!(
+        config
+            .admin_sso
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose().to_string()),
+        Some("from-env".to_string())
+    );
+
+    let error = load_file(&sso("admin_condition = 'true'\n"), &[]).expect_err("no secret");
+    assert_error(&error, "admin_sso.client_secret", "frontdesk.toml");
+
+    let error = load_file(&sso(""), &[("FRONTDESK_ADMIN_SSO__CLIENT_SECRET", "s")])
+        .expect_err("no admin condition");
+    assert_error(&error, "admin_sso.admin_condition", "frontdesk.toml");
+
+    let error = load_file(
+        &sso("admin_condition = 'true'\nauditor_condition = 'subject.email.endsWith('\n"),
+        &[("FRONTDESK_ADMIN_SSO__CLIENT_SECRET", "s")],
+    )
+    .expect_err("auditor condition does not parse");
+    assert_error(&error, "admin_sso.auditor_condition", "frontdesk.toml");
+
+    let error = load_file(
+        &production("[admin_sso]\nidp = \"nowhere\"\nclient_id = \"x\"\nclient_secret = \"s\"\nadmin_condition = 'true'\n"),
+        &[],
+    )
+    .expect_err("unknown idp");
+    assert_error(&error, "admin_sso.idp", "frontdesk.toml");
+}

@@ -18,7 +18,7 @@ use serde::Serialize;
 pub use kek::{KEK_LEN, Kek};
 pub use material::{PrivateKey, SigningAlgorithm};
 
-use crate::store::{KeyRecord, KeyState, KeyStore, Store, StoreError};
+use crate::store::{AuditEvent, Decision, KeyRecord, KeyState, KeyStore, Store, StoreError};
 
 /// Errors of key management.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,21 @@ pub struct KeySummary {
     pub publish_until: Option<i64>,
 }
 
+/// The audit event of a key change, written in the same transaction as the change.
+fn key_event(
+    now: i64,
+    name: &str,
+    actor: &str,
+    kid: &str,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> AuditEvent {
+    let mut event = AuditEvent::new(now, name, Decision::Changed);
+    event.subject = Some(kid.to_string());
+    event.detail = Some(serde_json::json!({ "actor": actor, "before": before, "after": after }));
+    event
+}
+
 impl KeyRing {
     /// Opens the key ring, creating and activating a first key if the database has none.
     /// Promotes a due `next` key. Fails if stored keys cannot be decrypted with this KEK.
@@ -120,7 +135,7 @@ impl KeyRing {
         let keys = ring.store.published_keys(now).await?;
         if !keys.iter().any(|key| key.state == KeyState::Active) {
             if let Some(next) = keys.iter().find(|key| key.state == KeyState::Next) {
-                ring.store.promote_key(&next.kid, now, now).await?;
+                ring.store.promote_key(&next.kid, now, now, None).await?;
             } else {
                 ring.create_key(KeyState::Active, now).await?;
             }
@@ -137,8 +152,23 @@ impl KeyRing {
             .iter()
             .find(|key| key.state == KeyState::Next && key.activate_at.is_some_and(|at| at <= now))
         {
+            // Scheduled promotion: audited as done by the schedule; of several instances only
+            // the one that claims the key records it.
+            let event = key_event(
+                now,
+                "key_promoted",
+                "schedule",
+                &due.kid,
+                serde_json::json!({ "kid": due.kid, "state": "next" }),
+                serde_json::json!({ "kid": due.kid, "state": "active" }),
+            );
             self.store
-                .promote_key(&due.kid, now, now + self.policy.retired_publish_secs)
+                .promote_key(
+                    &due.kid,
+                    now,
+                    now + self.policy.retired_publish_secs,
+                    Some(&event),
+                )
                 .await?;
             let keys = self.store.published_keys(now).await?;
             self.install(keys)?;
@@ -165,37 +195,68 @@ impl KeyRing {
     /// Publishes a new `next` key, promoted after the configured delay (or at once when
     /// `immediately`, for emergencies: relying parties with a cached JWKS will refetch on the
     /// unknown `kid`). Returns its kid.
-    pub async fn rotate(&self, now: i64, immediately: bool) -> Result<String, KeyError> {
-        let kid = self.create_key(KeyState::Next, now).await?;
-        if immediately {
-            self.store
-                .promote_key(&kid, now, now + self.policy.retired_publish_secs)
-                .await?;
-        }
+    pub async fn rotate(
+        &self,
+        now: i64,
+        immediately: bool,
+        actor: Option<&str>,
+    ) -> Result<String, KeyError> {
+        let before = self.active_kid().map(|(kid, _)| kid);
+        let (record, kid) = self.new_key(KeyState::Next, now).await?;
+        let event = actor.map(|actor| {
+            key_event(
+                now,
+                "key_rotated",
+                actor,
+                &kid,
+                serde_json::json!({ "active": before }),
+                serde_json::json!({ "kid": kid, "immediately": immediately }),
+            )
+        });
+        let activate = immediately.then_some((now, now + self.policy.retired_publish_secs));
+        self.store
+            .insert_key(&record, activate, event.as_ref())
+            .await?;
         let keys = self.store.published_keys(now).await?;
         self.install(keys)?;
         Ok(kid)
     }
 
     /// Retires a key at once; it stays published until its tokens have expired. Refuses to
-    /// retire the active key unless a `next` key exists to take over (it is promoted).
-    pub async fn retire(&self, kid: &str, now: i64) -> Result<bool, KeyError> {
+    /// retire the active key unless a `next` key exists to take over (it is promoted). With an
+    /// `actor`, the change is audited (`key_retired`) in the same transaction.
+    pub async fn retire(&self, kid: &str, now: i64, actor: Option<&str>) -> Result<bool, KeyError> {
         let keys = self.store.published_keys(now).await?;
         let Some(target) = keys.iter().find(|key| key.kid == kid) else {
             return Ok(false);
         };
+        let event = actor.map(|actor| {
+            key_event(
+                now,
+                "key_retired",
+                actor,
+                kid,
+                serde_json::json!({ "kid": kid, "state": target.state.as_str() }),
+                serde_json::json!({ "kid": kid, "state": "retired" }),
+            )
+        });
+        let until = now + self.policy.retired_publish_secs;
         if target.state == KeyState::Active {
             let Some(next) = keys.iter().find(|key| key.state == KeyState::Next) else {
                 return Err(KeyError::Crypto(
                     "cannot retire the active key: rotate first so another key can sign".into(),
                 ));
             };
-            self.store
-                .promote_key(&next.kid, now, now + self.policy.retired_publish_secs)
-                .await?;
+            if !self
+                .store
+                .promote_key(&next.kid, now, until, event.as_ref())
+                .await?
+            {
+                return Ok(false);
+            }
         } else if !self
             .store
-            .retire_key(kid, now, now + self.policy.retired_publish_secs)
+            .retire_key(kid, now, until, event.as_ref())
             .await?
         {
             // Already retired: nothing changed, and the caller should hear so.
@@ -207,9 +268,25 @@ impl KeyRing {
     }
 
     /// Withdraws a compromised key from the JWKS at once. The active key cannot be withdrawn:
-    /// rotate with `now` first, which retires it, then withdraw it.
-    pub async fn withdraw(&self, kid: &str, now: i64) -> Result<bool, KeyError> {
-        let withdrawn = self.store.withdraw_key(kid, now).await?;
+    /// rotate with `now` first, which retires it, then withdraw it. With an `actor`, the change
+    /// is audited (`key_withdrawn`) in the same transaction.
+    pub async fn withdraw(
+        &self,
+        kid: &str,
+        now: i64,
+        actor: Option<&str>,
+    ) -> Result<bool, KeyError> {
+        let event = actor.map(|actor| {
+            key_event(
+                now,
+                "key_withdrawn",
+                actor,
+                kid,
+                serde_json::json!({ "kid": kid, "published": true }),
+                serde_json::json!({ "kid": kid, "published": false }),
+            )
+        });
+        let withdrawn = self.store.withdraw_key(kid, now, event.as_ref()).await?;
         let keys = self.store.published_keys(now).await?;
         self.install(keys)?;
         Ok(withdrawn)
@@ -279,6 +356,13 @@ impl KeyRing {
     }
 
     async fn create_key(&self, state: KeyState, now: i64) -> Result<String, KeyError> {
+        let (record, kid) = self.new_key(state, now).await?;
+        self.store.insert_key(&record, None, None).await?;
+        Ok(kid)
+    }
+
+    /// Generates and seals a key; not stored yet.
+    async fn new_key(&self, state: KeyState, now: i64) -> Result<(KeyRecord, String), KeyError> {
         let (algorithm, rsa_bits) = (self.policy.algorithm, self.policy.rsa_bits);
         // RSA generation takes tens of milliseconds or more: keep it off the async workers.
         let private =
@@ -309,8 +393,7 @@ impl KeyRing {
             retired_at: None,
             publish_until: None,
         };
-        self.store.insert_key(&record).await?;
-        Ok(kid)
+        Ok((record, kid))
     }
 
     fn install(&self, records: Vec<KeyRecord>) -> Result<(), KeyError> {

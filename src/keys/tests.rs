@@ -134,7 +134,7 @@ async fn rotation_publishes_next_then_promotes_then_unpublishes_the_old_key() {
 
     // One second later, so `keys list` order (newest first) is deterministic.
     let rotated_at = T0 + 1;
-    let new = ring.rotate(rotated_at, false).await.expect("rotate");
+    let new = ring.rotate(rotated_at, false, None).await.expect("rotate");
     assert_ne!(new, old);
     assert_eq!(
         states(&ring).await,
@@ -204,7 +204,10 @@ async fn tick_picks_up_changes_made_elsewhere() {
     )
     .await
     .expect("second instance");
-    let new = other.rotate(T0 + 1, false).await.expect("rotate elsewhere");
+    let new = other
+        .rotate(T0 + 1, false, None)
+        .await
+        .expect("rotate elsewhere");
     assert!(!published_kids(&ring).contains(&new));
     assert!(ring.tick(T0 + 2).await.expect("tick"));
     assert!(published_kids(&ring).contains(&new));
@@ -231,7 +234,10 @@ async fn emergency_rotation_promotes_at_once() {
     let database = TestDatabase::sqlite();
     let ring = ring(&database, SigningAlgorithm::Es256).await;
     let (old, _) = ring.active_kid().expect("active");
-    let new = ring.rotate(T0 + 10, true).await.expect("rotate --now");
+    let new = ring
+        .rotate(T0 + 10, true, None)
+        .await
+        .expect("rotate --now");
     assert_eq!(sign(&ring).1, new);
     assert_eq!(
         states(&ring).await,
@@ -249,20 +255,23 @@ async fn a_compromised_key_can_be_withdrawn_from_the_jwks_at_once() {
     let ring = ring(&database, SigningAlgorithm::Es256).await;
     let (old, _) = ring.active_kid().expect("active");
     assert!(
-        !ring.withdraw(&old, T0 + 5).await.expect("withdraw"),
+        !ring.withdraw(&old, T0 + 5, None).await.expect("withdraw"),
         "the active key cannot be withdrawn"
     );
     let (token, _) = sign(&ring);
-    let new = ring.rotate(T0 + 10, true).await.expect("rotate --now");
+    let new = ring
+        .rotate(T0 + 10, true, None)
+        .await
+        .expect("rotate --now");
     assert!(verify(&token, &jwks(&ring)).is_ok());
-    assert!(ring.withdraw(&old, T0 + 11).await.expect("withdraw"));
+    assert!(ring.withdraw(&old, T0 + 11, None).await.expect("withdraw"));
     assert_eq!(published_kids(&ring), std::slice::from_ref(&new));
     assert!(
         verify(&token, &jwks(&ring)).is_err(),
         "its tokens no longer verify"
     );
     assert!(
-        !ring.retire(&old, T0 + 12).await.expect("retire"),
+        !ring.retire(&old, T0 + 12, None).await.expect("retire"),
         "retiring it again reports that nothing changed"
     );
     assert_eq!(sign(&ring).1, new);
@@ -274,23 +283,39 @@ async fn retire_a_next_key_or_the_active_key_with_a_successor() {
     let ring = ring(&database, SigningAlgorithm::Es256).await;
     let (first, _) = ring.active_kid().expect("active");
 
-    assert!(!ring.retire("no-such-kid", T0).await.expect("unknown kid"));
+    assert!(
+        !ring
+            .retire("no-such-kid", T0, None)
+            .await
+            .expect("unknown kid")
+    );
     // The only signing key cannot be retired: nothing would sign.
-    let error = ring.retire(&first, T0).await.expect_err("sole active key");
+    let error = ring
+        .retire(&first, T0, None)
+        .await
+        .expect_err("sole active key");
     assert!(error.to_string().contains("rotate first"), "{error}");
     assert_eq!(sign(&ring).1, first);
 
     // A next key that is retired never signs.
-    let abandoned = ring.rotate(T0 + 1, false).await.expect("rotate");
-    assert!(ring.retire(&abandoned, T0 + 1).await.expect("retire next"));
+    let abandoned = ring.rotate(T0 + 1, false, None).await.expect("rotate");
+    assert!(
+        ring.retire(&abandoned, T0 + 1, None)
+            .await
+            .expect("retire next")
+    );
     // (By then it has also left the JWKS, so the tick reports a change.)
     ring.tick(T0 + PROMOTE_AFTER + 1).await.expect("tick");
     assert_eq!(sign(&ring).1, first);
     assert!(!published_kids(&ring).contains(&abandoned));
 
     // Retiring the active key when a successor is published hands over to it at once.
-    let successor = ring.rotate(T0 + 2, false).await.expect("rotate");
-    assert!(ring.retire(&first, T0 + 3).await.expect("retire active"));
+    let successor = ring.rotate(T0 + 2, false, None).await.expect("rotate");
+    assert!(
+        ring.retire(&first, T0 + 3, None)
+            .await
+            .expect("retire active")
+    );
     assert_eq!(sign(&ring).1, successor);
     let listed = states(&ring).await;
     assert_eq!(
@@ -351,7 +376,9 @@ async fn the_database_never_holds_a_plaintext_private_key() {
     ] {
         let database = TestDatabase::sqlite();
         let ring = ring(&database, algorithm).await;
-        ring.rotate(T0, false).await.expect("rotate: a second key");
+        ring.rotate(T0, false, None)
+            .await
+            .expect("rotate: a second key");
 
         let mut connection = sqlx::SqliteConnection::connect(database.url())
             .await
@@ -457,3 +484,96 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 use base64::Engine;
+
+/// Every key change made by someone (the admin page, the API, the CLI) or by the schedule is in
+/// the audit log, written in the change's own transaction: one event per change that happened,
+/// none for a change that did not.
+#[tokio::test]
+async fn key_changes_are_audited_in_their_own_transaction() {
+    use crate::store::{AuditFilter, AuditLog};
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let (first, _) = ring.active_kid().expect("active");
+    let next = ring
+        .rotate(T0 + 1, false, Some("alice"))
+        .await
+        .expect("rotate");
+    // The schedule promotes it (actor "schedule").
+    assert!(ring.tick(T0 + 1 + PROMOTE_AFTER).await.expect("tick"));
+    let now = T0 + 2 + PROMOTE_AFTER;
+    let urgent = ring
+        .rotate(now, true, Some("cli"))
+        .await
+        .expect("rotate --now");
+    assert!(
+        ring.withdraw(&first, now + 1, Some("cli"))
+            .await
+            .expect("withdraw")
+    );
+    // Nothing changes, nothing is recorded.
+    assert!(
+        !ring
+            .withdraw(&first, now + 2, Some("cli"))
+            .await
+            .expect("again")
+    );
+    assert!(
+        !ring
+            .retire("no-such-kid", now + 2, Some("bob"))
+            .await
+            .expect("unknown")
+    );
+    let spare = ring
+        .rotate(now + 3, false, Some("bob"))
+        .await
+        .expect("rotate");
+    assert!(
+        ring.retire(&spare, now + 3, Some("bob"))
+            .await
+            .expect("retire")
+    );
+    // Without an actor (internal callers, tests) nothing is recorded.
+    ring.rotate(now + 4, false, None)
+        .await
+        .expect("rotate quietly");
+
+    let events = ring
+        .store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("audit");
+    let seen: Vec<(String, String, String)> = events
+        .iter()
+        .rev()
+        .map(|record| {
+            let detail = record.event.detail.clone().unwrap_or_default();
+            (
+                record.event.event.clone(),
+                record.event.subject.clone().unwrap_or_default(),
+                detail["actor"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expect = |event: &str, kid: &str, actor: &str| {
+        (event.to_string(), kid.to_string(), actor.to_string())
+    };
+    assert_eq!(
+        seen,
+        [
+            expect("key_rotated", &next, "alice"),
+            expect("key_promoted", &next, "schedule"),
+            expect("key_rotated", &urgent, "cli"),
+            expect("key_withdrawn", &first, "cli"),
+            expect("key_rotated", &spare, "bob"),
+            expect("key_retired", &spare, "bob"),
+        ]
+    );
+    let rotated = &events.last().expect("first event").event;
+    assert_eq!(
+        rotated
+            .detail
+            .as_ref()
+            .map(|d| d["before"]["active"].clone()),
+        Some(json!(first))
+    );
+}

@@ -553,8 +553,8 @@ mod tests {
         assert_eq!(config.source.as_deref(), Some("cimd"));
         let client = Client::build(config).expect("validates");
         assert_eq!(
-            client.display_name(),
-            "Example MCP client (app.example.com)"
+            client.display_name().as_deref(),
+            Some("Example MCP client (app.example.com)")
         );
     }
 

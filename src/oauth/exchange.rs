@@ -7,11 +7,12 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::client_auth::AuthenticatedClient;
+use super::refresh_subject;
 use super::request::{FormParams, parse_scope};
 use super::service::{TokenResponse, TokenService};
 use super::{
     ErrorCode, OAuthError, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN,
-    TOKEN_TYPE_JWT,
+    TOKEN_TYPE_JWT, TOKEN_TYPE_REFRESH_TOKEN,
 };
 use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
 use crate::policy::{Decision as PolicyDecision, PolicyInput};
@@ -25,12 +26,14 @@ pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
 /// JOSE `typ` of an identity-chaining grant (the draft defines none since -14).
 pub const TYP_CHAINING_GRANT: &str = "JWT";
 
-/// Subject token types frontdesk verifies.
+/// Subject token types frontdesk accepts: JWTs from trusted issuers, and its own refresh
+/// tokens (for ID-JAGs only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SubjectTokenType {
     IdToken,
     Jwt,
     AccessToken,
+    RefreshToken,
 }
 
 impl SubjectTokenType {
@@ -39,12 +42,13 @@ impl SubjectTokenType {
             TOKEN_TYPE_ID_TOKEN => Ok(SubjectTokenType::IdToken),
             TOKEN_TYPE_JWT => Ok(SubjectTokenType::Jwt),
             TOKEN_TYPE_ACCESS_TOKEN => Ok(SubjectTokenType::AccessToken),
-            "urn:ietf:params:oauth:token-type:saml2"
-            | "urn:ietf:params:oauth:token-type:saml1"
-            | "urn:ietf:params:oauth:token-type:refresh_token" => Err(OAuthError::invalid_request(
-                "unsupported_subject_token_type",
-                "This subject_token_type is not supported by this server; use an ID token or a JWT",
-            )),
+            TOKEN_TYPE_REFRESH_TOKEN => Ok(SubjectTokenType::RefreshToken),
+            "urn:ietf:params:oauth:token-type:saml2" | "urn:ietf:params:oauth:token-type:saml1" => {
+                Err(OAuthError::invalid_request(
+                    "unsupported_subject_token_type",
+                    "This subject_token_type is not supported by this server; use an ID token, a JWT or a refresh token issued by this server",
+                ))
+            }
             _ => Err(OAuthError::invalid_request(
                 "unknown_subject_token_type",
                 "The subject_token_type is not a token type this server knows (TX-09)",
@@ -58,7 +62,67 @@ impl SubjectTokenType {
             SubjectTokenType::IdToken => "id_token",
             SubjectTokenType::Jwt => "jwt",
             SubjectTokenType::AccessToken => "access_token",
+            SubjectTokenType::RefreshToken => "refresh_token",
         }
+    }
+}
+
+/// Who an exchange is for, whichever kind of subject token proved it: the identity provider
+/// that vouches for the user and the user's claims (a verified token's, or for a refresh token
+/// the user's current ones).
+struct Subject {
+    idp: Arc<IdentityProvider>,
+    claims: Map<String, Value>,
+    /// Scopes the subject token itself carries, bounding what it can be exchanged for
+    /// (CHAIN-A-07); `None` for ID tokens.
+    token_scopes: Option<Vec<String>>,
+}
+
+impl Subject {
+    fn verified(
+        idp: Arc<IdentityProvider>,
+        verified: &VerifiedClaims,
+        token_type: SubjectTokenType,
+    ) -> Subject {
+        let token_scopes = match token_type {
+            SubjectTokenType::IdToken => None,
+            // `scope` (RFC 9068, space-separated) or `scp` (Okta, Entra: a string or an array).
+            _ => match verified.claim("scope").or_else(|| verified.claim("scp")) {
+                Some(Value::String(scope)) => Some(
+                    scope
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                Some(Value::Array(items)) => Some(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                _ => None,
+            },
+        };
+        let mut claims = verified.claims().clone();
+        claims.insert("sub".into(), json!(verified.sub()));
+        Subject {
+            idp,
+            claims,
+            token_scopes,
+        }
+    }
+
+    fn claim(&self, name: &str) -> Option<&Value> {
+        self.claims.get(name)
+    }
+
+    fn sub(&self) -> &str {
+        self.claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -290,6 +354,13 @@ async fn verify_subject(
                 azp: None,
             },
         ),
+        SubjectTokenType::RefreshToken => {
+            // Only reached for an actor token: refresh tokens are not JWTs from an IdP.
+            return Err(OAuthError::invalid_request(
+                "refresh_token_not_accepted_here",
+                "A refresh token is accepted only as the subject_token of an ID-JAG request",
+            ));
+        }
     };
     let claims = service
         .verify_from_issuer(idp, &unverified, token, typ, audience, None, now)
@@ -339,20 +410,9 @@ fn grant_scopes(
     requested: &[String],
     audience: &Audience,
     client: &AuthenticatedClient,
-    subject: &VerifiedClaims,
-    subject_type: SubjectTokenType,
+    subject: &Subject,
 ) -> Result<Vec<String>, OAuthError> {
-    let subject_scopes: Option<Vec<&str>> = match subject_type {
-        SubjectTokenType::IdToken => None,
-        // `scope` (RFC 9068, space-separated) or `scp` (Okta, Entra: a string or an array).
-        _ => match subject.claim("scope").or_else(|| subject.claim("scp")) {
-            Some(Value::String(scope)) => {
-                Some(scope.split(' ').filter(|s| !s.is_empty()).collect())
-            }
-            Some(Value::Array(items)) => Some(items.iter().filter_map(Value::as_str).collect()),
-            _ => None,
-        },
-    };
+    let subject_scopes = subject.token_scopes.as_ref();
     let granted: Vec<String> = requested
         .iter()
         .filter(|scope| audience.config.scopes.contains(scope))
@@ -362,7 +422,7 @@ fn grant_scopes(
         .filter(|scope| {
             subject_scopes
                 .as_ref()
-                .is_none_or(|allowed| allowed.contains(&scope.as_str()))
+                .is_none_or(|allowed| allowed.contains(scope))
         })
         .cloned()
         .collect();
@@ -379,11 +439,11 @@ fn grant_scopes(
 /// Step-up (IDJAG-ISSUE-24, RFC 9470): required `acr` values and authentication age.
 fn check_authentication_context(
     audience: &Audience,
-    subject: &VerifiedClaims,
+    subject: &Subject,
     now: i64,
 ) -> Result<(), OAuthError> {
     if !audience.config.require_acr.is_empty() {
-        let acr = subject.str_claim("acr");
+        let acr = subject.claim("acr").and_then(Value::as_str);
         if !acr.is_some_and(|acr| {
             audience
                 .config
@@ -447,6 +507,21 @@ pub async fn exchange(
         .map(|value| value.chars().take(300).collect());
     audit.resources = resources.clone();
     audit.scopes_requested = requested_scopes.clone();
+    // A refresh token is examined before the request's token type, target and scopes, so a
+    // leaked one is detected (and its family revoked) whatever else the request gets wrong.
+    let refresh = if subject_type == SubjectTokenType::RefreshToken {
+        Some(refresh_subject::validate(service, client, subject_token, now, audit).await?)
+    } else {
+        None
+    };
+    if subject_type == SubjectTokenType::RefreshToken && requested != Some(IssueKind::IdJag) {
+        // The ID-JAG draft's refresh-token path (§4.3.3) is for ID-JAGs; chaining grants and
+        // access tokens need a subject token from the IdP (docs/decisions.md).
+        return Err(OAuthError::invalid_request(
+            "refresh_token_requires_id_jag",
+            "A refresh token can only be exchanged for an ID-JAG (requested_token_type=urn:ietf:params:oauth:token-type:id-jag)",
+        ));
+    }
 
     let audience = resolve_target(
         registry,
@@ -464,16 +539,31 @@ pub async fn exchange(
         ));
     }
 
-    let (idp, subject) = verify_subject(
-        service,
-        registry,
-        client,
-        subject_token,
-        subject_type,
-        now,
-        audit,
-    )
-    .await?;
+    let subject = match &refresh {
+        Some(record) => {
+            refresh_subject::check_scopes(record, &requested_scopes)?;
+            let (idp, claims) = refresh_subject::current_subject(service, registry, record).await?;
+            Subject {
+                idp,
+                claims,
+                token_scopes: Some(record.scopes.clone()),
+            }
+        }
+        None => {
+            let (idp, verified) = verify_subject(
+                service,
+                registry,
+                client,
+                subject_token,
+                subject_type,
+                now,
+                audit,
+            )
+            .await?;
+            Subject::verified(idp, &verified, subject_type)
+        }
+    };
+    let idp = subject.idp.clone();
 
     let actor = match (actor_token, actor_token_type) {
         (Some(token), Some(token_type)) if kind == IssueKind::AccessToken => {
@@ -488,8 +578,7 @@ pub async fn exchange(
         _ => None,
     };
 
-    let granted_scopes =
-        grant_scopes(&requested_scopes, &audience, client, &subject, subject_type)?;
+    let granted_scopes = grant_scopes(&requested_scopes, &audience, client, &subject)?;
     audit.scopes_granted = granted_scopes.clone();
     check_authentication_context(&audience, &subject, now)?;
 
@@ -498,7 +587,7 @@ pub async fn exchange(
         idp.condition.is_some() || audience.condition.is_some() || !audience.claims.is_empty();
     let input = if needs_policy {
         PolicyInput {
-            subject: Value::Object(subject.claims().clone()),
+            subject: Value::Object(subject.claims.clone()),
             actor: actor
                 .as_ref()
                 .map(|actor| Value::Object(actor.claims().clone())),
@@ -666,12 +755,17 @@ pub async fn exchange(
     }
     audit.issued_jti = Some(jti.clone());
     audit.issued_expires_at = Some(expires_at);
-    audit.detail = Some(json!({
+    let mut detail = json!({
         "issued_token_type": issued_token_type(kind),
         "audience_id": audience.config.id,
         "identity_provider": idp.config.id,
-        "subject_jti": subject.jti(),
-    }));
+        "subject_token_type": subject_type.config_name(),
+        "subject_jti": subject.claim("jti"),
+    });
+    if let Some(record) = &refresh {
+        detail["family_id"] = json!(record.family_id);
+    }
+    audit.detail = Some(detail);
 
     let mut body = json!({
         "access_token": token,
@@ -722,7 +816,7 @@ async fn verify_actor(
 }
 
 /// Delegation is allowed only when the subject token's `may_act` names the actor (RFC 8693 §4.4).
-fn check_may_act(subject: &VerifiedClaims, actor: &VerifiedClaims) -> Result<(), OAuthError> {
+fn check_may_act(subject: &Subject, actor: &VerifiedClaims) -> Result<(), OAuthError> {
     let allowed = subject.claim("may_act").is_some_and(|may_act| {
         may_act.get("sub").and_then(Value::as_str) == Some(actor.sub())
             && may_act
@@ -741,7 +835,7 @@ fn check_may_act(subject: &VerifiedClaims, actor: &VerifiedClaims) -> Result<(),
 }
 
 /// The `act` claim: the actor, with any delegation chain of the subject nested inside (TX-11).
-fn act_claim(subject: &VerifiedClaims, actor: &VerifiedClaims) -> Value {
+fn act_claim(subject: &Subject, actor: &VerifiedClaims) -> Value {
     let mut act = json!({ "sub": actor.sub(), "iss": actor.iss() });
     if let Some(prior) = subject.claim("act") {
         act["act"] = prior.clone();

@@ -8,6 +8,7 @@ mod error;
 pub mod exchange;
 pub mod introspection;
 pub mod jwt_bearer;
+mod refresh_subject;
 pub mod registration;
 pub mod request;
 pub mod service;

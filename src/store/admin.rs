@@ -46,6 +46,33 @@ pub struct AdminUser {
     pub role: AdminRole,
     /// Unix seconds.
     pub created_at: i64,
+    /// True for a user created by single sign-on: no password, never signs in locally.
+    pub sso: bool,
+}
+
+/// A pending single sign-on: the browser was sent to the IdP with `state`; the callback
+/// finishes it in whichever instance it lands on.
+#[derive(Clone)]
+pub struct AdminSsoRequest {
+    /// SHA-256 of the `state` sent to the IdP, base64url.
+    pub state_hash: String,
+    /// SHA-256 of the browser-binding cookie's value, base64url.
+    pub binding_hash: String,
+    /// The OpenID Connect nonce expected in the ID token.
+    pub nonce: String,
+    /// Our PKCE verifier for the IdP's code.
+    pub pkce_verifier: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for AdminSsoRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSsoRequest")
+            .field("state_hash", &self.state_hash)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A stored session (the cookie value itself is never stored).
@@ -165,6 +192,28 @@ pub trait AdminStore {
         name: &str,
         event: &AuditEvent,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Creates or updates the single sign-on user `username` with `role` (decided again at every
+    /// sign-in) and records `event`, in one transaction. `Conflict` if a local account has that
+    /// name (it cannot: SSO names contain `:`, local ones may not).
+    fn upsert_sso_admin_user(
+        &self,
+        username: &str,
+        role: AdminRole,
+        now: i64,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores a pending single sign-on, first deleting those created before `expired_before`.
+    fn create_admin_sso_request(
+        &self,
+        request: &AdminSsoRequest,
+        expired_before: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Takes (deletes and returns) the pending sign-on with this state hash: a state is used
+    /// once, whatever happens next.
+    fn take_admin_sso_request(
+        &self,
+        state_hash: &str,
+    ) -> impl Future<Output = Result<Option<AdminSsoRequest>, StoreError>> + Send;
     /// Applies a trust change to database-managed rows only (config-managed rows are never
     /// touched) and records `event`, all in one transaction. False if no row matched (a delete
     /// or update of a missing or config-managed object), and then nothing is recorded.
@@ -234,7 +283,7 @@ impl AdminStore for Store {
 
     async fn admin_user(&self, username: &str) -> Result<Option<AdminUser>, StoreError> {
         on_pool!(self, pool => {
-            let row = sqlx::query("SELECT username, password_hash, role, created_at FROM admin_users WHERE username = $1")
+            let row = sqlx::query("SELECT username, password_hash, role, created_at, auth_source FROM admin_users WHERE username = $1")
                 .bind(username)
                 .fetch_optional(pool)
                 .await?;
@@ -245,6 +294,85 @@ impl AdminStore for Store {
                     password_hash: row.try_get("password_hash")?,
                     role: AdminRole::parse(&role)
                         .ok_or_else(|| StoreError::Corrupt(format!("unknown admin role {role}")))?,
+                    created_at: row.try_get("created_at")?,
+                    sso: row.try_get::<String, _>("auth_source")? == "sso",
+                })
+            })
+            .transpose()
+        })
+    }
+
+    async fn upsert_sso_admin_user(
+        &self,
+        username: &str,
+        role: AdminRole,
+        now: i64,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(
+                "INSERT INTO admin_users (username, password_hash, role, created_at, auth_source) \
+                 VALUES ($1, '', $2, $3, 'sso') \
+                 ON CONFLICT (username) DO UPDATE SET role = excluded.role \
+                 WHERE admin_users.auth_source = 'sso'",
+            )
+            .bind(username)
+            .bind(role.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::classify)?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+            super::audit::insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn create_admin_sso_request(
+        &self,
+        request: &AdminSsoRequest,
+        expired_before: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM admin_sso_requests WHERE created_at < $1")
+                .bind(expired_before)
+                .execute(pool)
+                .await?;
+            sqlx::query("INSERT INTO admin_sso_requests (state_hash, binding_hash, nonce, pkce_verifier, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&request.state_hash)
+                .bind(&request.binding_hash)
+                .bind(&request.nonce)
+                .bind(&request.pkce_verifier)
+                .bind(request.created_at)
+                .execute(pool)
+                .await
+                .map_err(StoreError::classify)?;
+        });
+        Ok(())
+    }
+
+    async fn take_admin_sso_request(
+        &self,
+        state_hash: &str,
+    ) -> Result<Option<AdminSsoRequest>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "DELETE FROM admin_sso_requests WHERE state_hash = $1 \
+                 RETURNING state_hash, binding_hash, nonce, pkce_verifier, created_at",
+            )
+            .bind(state_hash)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| {
+                Ok(AdminSsoRequest {
+                    state_hash: row.try_get("state_hash")?,
+                    binding_hash: row.try_get("binding_hash")?,
+                    nonce: row.try_get("nonce")?,
+                    pkce_verifier: row.try_get("pkce_verifier")?,
                     created_at: row.try_get("created_at")?,
                 })
             })

@@ -100,6 +100,17 @@ pub struct RefreshRecord {
     pub expires_at: i64,
 }
 
+/// A stored refresh token as it is now, read without changing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshState {
+    /// What it was issued for.
+    pub record: RefreshRecord,
+    /// When it was rotated (spent by the refresh_token grant), if it was.
+    pub rotated_at: Option<i64>,
+    /// When its family was revoked, if it was.
+    pub revoked_at: Option<i64>,
+}
+
 /// The outcome of presenting a code or refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redemption<T> {
@@ -175,12 +186,28 @@ pub trait CodeStore {
         family_id: &str,
         jti: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Revokes every refresh token and access token of a family; returns how many rows changed.
     /// The family and client of a refresh token, without rotating it (RFC 7009 revocation).
     fn refresh_token_owner(
         &self,
         token_hash: &str,
     ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
+    /// A refresh token and its state, without rotating or consuming it: a refresh token
+    /// presented as a token-exchange `subject_token` stays usable (IDJAG-ISSUE-11).
+    fn refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<RefreshState>, StoreError>> + Send;
+    /// Deletes what the authorization code flow no longer needs: authorization requests past
+    /// their expiry, codes (used or not) that expired before `codes_before` (kept a while longer
+    /// than their lifetime so a late replay still revokes its family), and refresh tokens past
+    /// their expiry (revoked ones too: a family's tokens share its expiry, so reuse is detected
+    /// for as long as any of them could be used). Returns how many rows went.
+    fn purge_authorization_state(
+        &self,
+        now: i64,
+        codes_before: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Revokes every refresh token and access token of a family; returns how many rows changed.
     fn revoke_family(
         &self,
         family_id: &str,
@@ -233,6 +260,23 @@ macro_rules! request_from_row {
             email: row.try_get("email")?,
             auth_time: row.try_get("auth_time")?,
             created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    }};
+}
+
+macro_rules! refresh_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        Ok::<_, StoreError>(RefreshRecord {
+            family_id: row.try_get("family_id")?,
+            client_id: row.try_get("client_id")?,
+            subject: row.try_get("subject")?,
+            subject_issuer: row.try_get("subject_issuer")?,
+            resource: row.try_get("resource")?,
+            scopes: split_scopes(&row.try_get::<String, _>("scopes")?),
+            auth_time: row.try_get("auth_time")?,
+            issued_at: row.try_get("issued_at")?,
             expires_at: row.try_get("expires_at")?,
         })
     }};
@@ -448,17 +492,7 @@ impl CodeStore for Store {
             let Some(row) = row else {
                 return Ok(Redemption::Unknown);
             };
-            let record = RefreshRecord {
-                family_id: row.try_get("family_id")?,
-                client_id: row.try_get("client_id")?,
-                subject: row.try_get("subject")?,
-                subject_issuer: row.try_get("subject_issuer")?,
-                resource: row.try_get("resource")?,
-                scopes: split_scopes(&row.try_get::<String, _>("scopes")?),
-                auth_time: row.try_get("auth_time")?,
-                issued_at: row.try_get("issued_at")?,
-                expires_at: row.try_get("expires_at")?,
-            };
+            let record = refresh_from_row!(&row)?;
             Ok(if claimed { Redemption::Fresh(record) } else { Redemption::Replayed(record) })
         })
     }
@@ -486,6 +520,50 @@ impl CodeStore for Store {
                 .await?;
             row.map(|row| Ok((row.try_get("family_id")?, row.try_get("client_id")?)))
                 .transpose()
+        })
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshState>, StoreError> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(concat!("SELECT ", refresh_columns!(), " FROM refresh_tokens WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| {
+                Ok(RefreshState {
+                    record: refresh_from_row!(&row)?,
+                    rotated_at: row.try_get("rotated_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    async fn purge_authorization_state(
+        &self,
+        now: i64,
+        codes_before: i64,
+    ) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let requests = sqlx::query("DELETE FROM authorization_requests WHERE expires_at < $1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let codes = sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+                .bind(codes_before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let refresh = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(requests + codes + refresh)
         })
     }
 

@@ -3,7 +3,7 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, StoreError, on_pool};
+use super::{AuditEvent, Store, StoreError, on_pool};
 
 /// Life cycle of a signing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,31 +84,60 @@ pub trait KeyStore {
     ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
     /// Every key row, newest first (for `keys list`).
     fn all_keys(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
-    /// Inserts a new key.
-    fn insert_key(&self, key: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Inserts a new key; with `activate` = `Some((now, retired_publish_until))` the key (stored
+    /// as `next`) also becomes the active key at once and the previous active key is retired, in
+    /// the same transaction. `event`, if any, is recorded in that transaction too, so the audit
+    /// log has every key change and only changes that happened.
+    fn insert_key(
+        &self,
+        key: &KeyRecord,
+        activate: Option<(i64, i64)>,
+        event: Option<&AuditEvent>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Makes `kid` (a `next` key) the active key and retires the previous active key, which stays
-    /// published until `retired_publish_until`. Returns false if someone else already did.
+    /// published until `retired_publish_until`; records `event` in the same transaction. Returns
+    /// false (and records nothing) if someone else already did.
     fn promote_key(
         &self,
         kid: &str,
         now: i64,
         retired_publish_until: i64,
+        event: Option<&AuditEvent>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Removes a non-active key from the JWKS at once (after a compromise): tokens it signed stop
     /// verifying at relying parties as soon as they refresh. Returns false if there is no such
-    /// non-active key.
+    /// non-active key still published (so a repeated withdrawal changes and records nothing). `event` is recorded in the same transaction when something changed.
     fn withdraw_key(
         &self,
         kid: &str,
         now: i64,
+        event: Option<&AuditEvent>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Retires a key (stops signing), publishing it until `publish_until`.
+    /// Retires a key (stops signing), publishing it until `publish_until`. `event` is recorded
+    /// in the same transaction when something changed.
     fn retire_key(
         &self,
         kid: &str,
         now: i64,
         publish_until: i64,
+        event: Option<&AuditEvent>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Ends a key change's transaction: when `changed`, records `event` (if any) in it and commits,
+/// answering `Ok(true)`; otherwise answers `Ok(false)` and the transaction rolls back on drop,
+/// recording nothing.
+macro_rules! commit_if_changed {
+    ($tx:ident, $changed:expr, $event:expr) => {{
+        if !$changed {
+            return Ok(false);
+        }
+        if let Some(event) = $event {
+            super::audit::insert_event!(&mut *$tx, event)?;
+        }
+        $tx.commit().await?;
+        Ok(true)
+    }};
 }
 
 const COLUMNS: &str = "kid, algorithm, state, sealed_private_key, public_jwk, created_at, activate_at, activated_at, retired_at, publish_until";
@@ -150,11 +179,17 @@ impl KeyStore for Store {
         })
     }
 
-    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+    async fn insert_key(
+        &self,
+        key: &KeyRecord,
+        activate: Option<(i64, i64)>,
+        event: Option<&AuditEvent>,
+    ) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO signing_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         );
         on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(&key.kid)
                 .bind(&key.algorithm)
@@ -166,9 +201,28 @@ impl KeyStore for Store {
                 .bind(key.activated_at)
                 .bind(key.retired_at)
                 .bind(key.publish_until)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(StoreError::classify)?;
+            if let Some((now, retired_publish_until)) = activate {
+                sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE state = 'active'",
+                )
+                .bind(now)
+                .bind(retired_publish_until)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE signing_keys SET state = 'active', activated_at = $1 WHERE kid = $2")
+                    .bind(now)
+                    .bind(&key.kid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::classify)?;
+            }
+            if let Some(event) = event {
+                super::audit::insert_event!(&mut *tx, event)?;
+            }
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -178,6 +232,7 @@ impl KeyStore for Store {
         kid: &str,
         now: i64,
         retired_publish_until: i64,
+        event: Option<&AuditEvent>,
     ) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -205,21 +260,26 @@ impl KeyStore for Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::classify)?;
-            tx.commit().await?;
-            Ok(true)
+            commit_if_changed!(tx, true, event)
         })
     }
 
-    async fn withdraw_key(&self, kid: &str, now: i64) -> Result<bool, StoreError> {
+    async fn withdraw_key(
+        &self,
+        kid: &str,
+        now: i64,
+        event: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
             let done = sqlx::query(
-                "UPDATE signing_keys SET state = 'retired', retired_at = COALESCE(retired_at, $1), publish_until = $1 WHERE kid = $2 AND state <> 'active'",
+                "UPDATE signing_keys SET state = 'retired', retired_at = COALESCE(retired_at, $1), publish_until = $1 WHERE kid = $2 AND state <> 'active' AND (publish_until IS NULL OR publish_until > $1)",
             )
             .bind(now)
             .bind(kid)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
-            Ok(done.rows_affected() == 1)
+            commit_if_changed!(tx, done.rows_affected() == 1, event)
         })
     }
 
@@ -228,17 +288,19 @@ impl KeyStore for Store {
         kid: &str,
         now: i64,
         publish_until: i64,
+        event: Option<&AuditEvent>,
     ) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE kid = $3 AND state <> 'retired'",
             )
             .bind(now)
             .bind(publish_until)
             .bind(kid)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
-            Ok(done.rows_affected() == 1)
+            commit_if_changed!(tx, done.rows_affected() == 1, event)
         })
     }
 }

@@ -14,6 +14,7 @@ mod keys;
 mod replay;
 mod tokens;
 mod trust;
+mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,15 +25,19 @@ use sqlx::sqlite::{
 };
 
 pub use admin::{
-    AdminRole, AdminSessionRecord, AdminStore, AdminUser, ApiTokenRecord, TrustChange,
+    AdminRole, AdminSessionRecord, AdminSsoRequest, AdminStore, AdminUser, ApiTokenRecord,
+    TrustChange,
 };
 pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::{AuditWriter, ReplayWriter};
-pub use codes::{AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord};
+pub use codes::{
+    AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord, RefreshState,
+};
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::ReplayStore;
 pub use tokens::{IssuedToken, TokenStore};
 pub use trust::{TrustDocument, TrustKind, TrustStore};
+pub use users::{UserClaims, UserStore};
 
 /// Runs `$body` with `$pool` bound to the concrete sqlx pool of either backend. The body is
 /// compiled once per backend, so it must only use SQL both understand.

@@ -64,6 +64,12 @@ both_backends!(
     trust_upsert_list_delete,
     sync_config_trust_replaces_only_config_rows,
     api_tokens_create_lookup_touch_revoke,
+    refresh_token_state_is_read_without_rotating_idjag_issue_11,
+    purge_deletes_only_expired_grant_state,
+    user_claims_latest_sign_in_wins_and_old_records_are_purged,
+    admin_users_and_sessions_join_the_current_role,
+    sso_admin_users_and_pending_sign_ins,
+    admin_trust_changes_are_all_or_nothing_and_spare_config_rows,
 );
 
 async fn migrations_are_idempotent(store: Store) {
@@ -165,11 +171,11 @@ fn states(keys: &[KeyRecord]) -> Vec<(String, KeyState)> {
 
 async fn keys_insert_list_and_promote(store: Store) {
     store
-        .insert_key(&key("a", KeyState::Active, 10))
+        .insert_key(&key("a", KeyState::Active, 10), None, None)
         .await
         .expect("insert a");
     store
-        .insert_key(&key("b", KeyState::Next, 20))
+        .insert_key(&key("b", KeyState::Next, 20), None, None)
         .await
         .expect("insert b");
     let keys = store.published_keys(20).await.expect("published");
@@ -182,13 +188,20 @@ async fn keys_insert_list_and_promote(store: Store) {
     assert_eq!(keys[0].activate_at, Some(80));
 
     // A duplicate kid is a conflict, not a database failure.
-    let duplicate = store.insert_key(&key("a", KeyState::Next, 30)).await;
+    let duplicate = store
+        .insert_key(&key("a", KeyState::Next, 30), None, None)
+        .await;
     assert!(
         matches!(duplicate, Err(StoreError::Conflict)),
         "{duplicate:?}"
     );
 
-    assert!(store.promote_key("b", 80, 500).await.expect("promote"));
+    assert!(
+        store
+            .promote_key("b", 80, 500, None)
+            .await
+            .expect("promote")
+    );
     let keys = store.published_keys(80).await.expect("published");
     assert_eq!(
         states(&keys),
@@ -203,9 +216,19 @@ async fn keys_insert_list_and_promote(store: Store) {
         (Some(80), Some(500))
     );
     // Promoting again, or promoting a key that is not `next`, does nothing.
-    assert!(!store.promote_key("b", 90, 600).await.expect("again"));
-    assert!(!store.promote_key("a", 90, 600).await.expect("retired"));
-    assert!(!store.promote_key("nope", 90, 600).await.expect("unknown"));
+    assert!(!store.promote_key("b", 90, 600, None).await.expect("again"));
+    assert!(
+        !store
+            .promote_key("a", 90, 600, None)
+            .await
+            .expect("retired")
+    );
+    assert!(
+        !store
+            .promote_key("nope", 90, 600, None)
+            .await
+            .expect("unknown")
+    );
     let keys = store.all_keys().await.expect("all");
     assert_eq!(
         keys.iter()
@@ -223,10 +246,12 @@ async fn keys_insert_list_and_promote(store: Store) {
 /// The partial unique index keeps at most one active key, whatever the caller does.
 async fn at_most_one_active_key(store: Store) {
     store
-        .insert_key(&key("a", KeyState::Active, 10))
+        .insert_key(&key("a", KeyState::Active, 10), None, None)
         .await
         .expect("insert a");
-    let second = store.insert_key(&key("b", KeyState::Active, 20)).await;
+    let second = store
+        .insert_key(&key("b", KeyState::Active, 20), None, None)
+        .await;
     assert!(matches!(second, Err(StoreError::Conflict)), "{second:?}");
     assert_eq!(store.all_keys().await.expect("all").len(), 1);
 }
@@ -238,17 +263,17 @@ async fn concurrent_promotion_of_one_key_has_one_winner(store: Store) {
         let (old, new) = (format!("old-{round}"), format!("new-{round}"));
         if round == 0 {
             store
-                .insert_key(&key(&old, KeyState::Active, 0))
+                .insert_key(&key(&old, KeyState::Active, 0), None, None)
                 .await
                 .expect("insert old");
         }
         store
-            .insert_key(&key(&new, KeyState::Next, 10 * round + 1))
+            .insert_key(&key(&new, KeyState::Next, 10 * round + 1), None, None)
             .await
             .expect("insert next");
         let (first, second) = tokio::join!(
-            store.promote_key(&new, 10 * round + 2, 1_000),
-            store.promote_key(&new, 10 * round + 2, 1_000),
+            store.promote_key(&new, 10 * round + 2, 1_000, None),
+            store.promote_key(&new, 10 * round + 2, 1_000, None),
         );
         let winners = [first.expect("first"), second.expect("second")];
         assert_eq!(
@@ -268,11 +293,15 @@ async fn concurrent_promotion_of_one_key_has_one_winner(store: Store) {
         );
         // Next round promotes over this one.
         store
-            .insert_key(&key(
-                &format!("old-{}", round + 1),
-                KeyState::Retired,
-                10 * round + 3,
-            ))
+            .insert_key(
+                &key(
+                    &format!("old-{}", round + 1),
+                    KeyState::Retired,
+                    10 * round + 3,
+                ),
+                None,
+                None,
+            )
             .await
             .expect("filler");
     }
@@ -280,21 +309,31 @@ async fn concurrent_promotion_of_one_key_has_one_winner(store: Store) {
 
 async fn retire_and_publish_until(store: Store) {
     store
-        .insert_key(&key("a", KeyState::Active, 10))
+        .insert_key(&key("a", KeyState::Active, 10), None, None)
         .await
         .expect("insert a");
     store
-        .insert_key(&key("b", KeyState::Next, 20))
+        .insert_key(&key("b", KeyState::Next, 20), None, None)
         .await
         .expect("insert b");
-    assert!(store.retire_key("b", 30, 100).await.expect("retire next"));
+    assert!(
+        store
+            .retire_key("b", 30, 100, None)
+            .await
+            .expect("retire next")
+    );
     assert!(
         !store
-            .retire_key("b", 31, 200)
+            .retire_key("b", 31, 200, None)
             .await
             .expect("already retired")
     );
-    assert!(!store.retire_key("zz", 31, 200).await.expect("unknown"));
+    assert!(
+        !store
+            .retire_key("zz", 31, 200, None)
+            .await
+            .expect("unknown")
+    );
     // Published while publish_until is in the future, gone from that second on; still listed.
     assert_eq!(store.published_keys(99).await.expect("99").len(), 2);
     assert_eq!(
@@ -802,4 +841,574 @@ async fn authorization_codes_single_use_rotation_and_family_revocation(store: St
         .expect("get")
         .expect("row");
     assert_eq!(token.revoked_at, Some(222));
+}
+
+fn refresh_record(family_id: &str, expires_at: i64) -> RefreshRecord {
+    RefreshRecord {
+        family_id: family_id.into(),
+        client_id: "app".into(),
+        subject: "user".into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec!["read".into()],
+        auth_time: Some(100),
+        issued_at: 100,
+        expires_at,
+    }
+}
+
+/// IDJAG-ISSUE-11: a refresh token presented as a subject token is read, not rotated.
+async fn refresh_token_state_is_read_without_rotating_idjag_issue_11(store: Store) {
+    let record = refresh_record("fam", 10_000);
+    store
+        .insert_refresh_token("rt", &record)
+        .await
+        .expect("insert");
+    let fresh = RefreshState {
+        record: record.clone(),
+        rotated_at: None,
+        revoked_at: None,
+    };
+    assert_eq!(
+        store.refresh_token("rt").await.expect("get"),
+        Some(fresh.clone())
+    );
+    // Reading twice changes nothing: the grant still rotates it afterwards.
+    assert_eq!(store.refresh_token("rt").await.expect("again"), Some(fresh));
+    assert_eq!(
+        store.rotate_refresh_token("rt", 200).await.expect("rotate"),
+        Redemption::Fresh(record.clone())
+    );
+    let rotated = store.refresh_token("rt").await.expect("get").expect("row");
+    assert_eq!((rotated.rotated_at, rotated.revoked_at), (Some(200), None));
+    store.revoke_family("fam", 300).await.expect("revoke");
+    let revoked = store.refresh_token("rt").await.expect("get").expect("row");
+    assert_eq!(revoked.revoked_at, Some(300));
+    assert_eq!(store.refresh_token("unknown").await.expect("get"), None);
+}
+
+async fn purge_deletes_only_expired_grant_state(store: Store) {
+    let request = |id: &str, expires_at: i64| AuthorizationRequest {
+        id: id.into(),
+        rp_state: format!("state-{id}"),
+        browser_hash: "hash".into(),
+        csrf_token: "csrf".into(),
+        nonce: "nonce".into(),
+        rp_pkce_verifier: "verifier".into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        state: None,
+        code_challenge: "challenge".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec![],
+        status: "login".into(),
+        subject: None,
+        subject_issuer: None,
+        email: None,
+        auth_time: None,
+        created_at: 0,
+        expires_at,
+    };
+    let code = |expires_at: i64| CodeRecord {
+        family_id: "fam".into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_challenge: "challenge".into(),
+        subject: "user".into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec![],
+        auth_time: None,
+        created_at: 0,
+        expires_at,
+    };
+    let issued = |jti: &str, expires_at: i64| IssuedToken {
+        jti: jti.into(),
+        client_id: "app".into(),
+        subject: "user".into(),
+        token_type: "access_token".into(),
+        issued_at: 0,
+        expires_at,
+        revoked_at: None,
+    };
+    store
+        .create_authorization_request(&request("old", 999))
+        .await
+        .expect("request");
+    store
+        .create_authorization_request(&request("live", 1000))
+        .await
+        .expect("request");
+    store
+        .insert_code("code-old", &code(499))
+        .await
+        .expect("code");
+    store
+        .insert_code("code-recent", &code(900))
+        .await
+        .expect("code");
+    store.consume_code("code-recent", 600).await.expect("use");
+    store
+        .insert_refresh_token("rt-expired", &refresh_record("dead", 999))
+        .await
+        .expect("rt");
+    store
+        .insert_refresh_token("rt-live", &refresh_record("fam", 5000))
+        .await
+        .expect("rt");
+    store
+        .insert_refresh_token("rt-live-revoked", &refresh_record("revoked", 5000))
+        .await
+        .expect("rt");
+    store.revoke_family("revoked", 900).await.expect("revoke");
+    store
+        .record_issued(&issued("at-expired", 999))
+        .await
+        .expect("at");
+    store
+        .record_issued(&issued("at-live", 1000))
+        .await
+        .expect("at");
+    store
+        .link_family_token("fam", "at-expired")
+        .await
+        .expect("link");
+    store
+        .link_family_token("fam", "at-live")
+        .await
+        .expect("link");
+
+    // now = 1000; codes are kept until 500 seconds after their expiry in this call.
+    let flow = store
+        .purge_authorization_state(1000, 500)
+        .await
+        .expect("purge flow");
+    assert_eq!(flow, 3, "one request, one code, one refresh token");
+    assert!(
+        store
+            .authorization_request("old")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .authorization_request("live")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    // The recent used code is still there: a replay revokes its family.
+    assert!(matches!(
+        store
+            .consume_code("code-recent", 1000)
+            .await
+            .expect("replay"),
+        Redemption::Replayed(_)
+    ));
+    assert_eq!(
+        store.consume_code("code-old", 1000).await.expect("purged"),
+        Redemption::Unknown
+    );
+    assert!(
+        store
+            .refresh_token("rt-expired")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(store.refresh_token("rt-live").await.expect("get").is_some());
+    // A revoked family stays until it expires, so reuse is still detected.
+    assert!(matches!(
+        store
+            .rotate_refresh_token("rt-live-revoked", 1000)
+            .await
+            .expect("reuse"),
+        Redemption::Replayed(_)
+    ));
+
+    let tokens = store
+        .purge_expired_tokens(1000)
+        .await
+        .expect("purge tokens");
+    assert_eq!(tokens, 2, "one token and its family link");
+    assert!(
+        store
+            .issued_token("at-expired")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(store.issued_token("at-live").await.expect("get").is_some());
+    // The live token's link survived: revoking the family still reaches it.
+    store.revoke_family("fam", 1001).await.expect("revoke");
+    let live = store
+        .issued_token("at-live")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(live.revoked_at, Some(1001));
+    assert_eq!(
+        store
+            .purge_authorization_state(1000, 500)
+            .await
+            .expect("again"),
+        0
+    );
+    assert_eq!(store.purge_expired_tokens(1000).await.expect("again"), 0);
+}
+
+/// IDJAG-ISSUE-12: the latest sign-in's claims are what an exchange reads.
+async fn user_claims_latest_sign_in_wins_and_old_records_are_purged(store: Store) {
+    let claims = |email: &str| {
+        json!({ "sub": "u1", "email": email })
+            .as_object()
+            .cloned()
+            .expect("object")
+    };
+    assert_eq!(
+        store.user_claims("https://idp", "user").await.expect("get"),
+        None
+    );
+    store
+        .remember_user_claims("https://idp", "user", &claims("old@example.com"), 100)
+        .await
+        .expect("first");
+    store
+        .remember_user_claims("https://idp", "user", &claims("new@example.com"), 200)
+        .await
+        .expect("second");
+    // A slower, older sign-in finishing last does not win.
+    store
+        .remember_user_claims("https://idp", "user", &claims("stale@example.com"), 150)
+        .await
+        .expect("late");
+    let user = store
+        .user_claims("https://idp", "user")
+        .await
+        .expect("get")
+        .expect("row");
+    assert_eq!(user.claims, claims("new@example.com"));
+    assert_eq!(user.updated_at, 200);
+    assert!(
+        !format!("{user:?}").contains("new@example.com"),
+        "Debug hides claim values"
+    );
+    store
+        .remember_user_claims("https://other-idp", "user", &claims("x@example.com"), 50)
+        .await
+        .expect("other issuer");
+    assert_eq!(store.purge_user_claims(200).await.expect("purge"), 1);
+    assert!(
+        store
+            .user_claims("https://other-idp", "user")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .user_claims("https://idp", "user")
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+fn event_names(events: Vec<AuditRecord>) -> Vec<String> {
+    events
+        .into_iter()
+        .map(|record| record.event.event)
+        .collect()
+}
+
+async fn admin_users_and_sessions_join_the_current_role(store: Store) {
+    let user = |name: &str, role| AdminUser {
+        username: name.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role,
+        created_at: 100,
+        sso: false,
+    };
+    assert_eq!(store.count_admin_users().await.expect("count"), 0);
+    let created = AuditEvent::new(100, "admin_user_created", Decision::Changed);
+    store
+        .create_admin_user(&user("ada", AdminRole::Admin), &created)
+        .await
+        .expect("create");
+    // A taken name is a conflict and records nothing.
+    assert!(matches!(
+        store
+            .create_admin_user(&user("ada", AdminRole::Auditor), &created)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let found = store
+        .admin_user("ada")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!((found.role, found.sso), (AdminRole::Admin, false));
+    assert!(store.admin_user("bob").await.expect("lookup").is_none());
+
+    let session = |hash: &str, created_at: i64| AdminSessionRecord {
+        id_hash: hash.into(),
+        username: "ada".into(),
+        role: AdminRole::Auditor, // ignored: the role is joined from admin_users
+        csrf_token: format!("csrf-{hash}"),
+        created_at,
+        last_seen_at: created_at,
+    };
+    store
+        .create_admin_session(&session("s1", 1_000))
+        .await
+        .expect("s1");
+    store
+        .create_admin_session(&session("s2", 5_000))
+        .await
+        .expect("s2");
+    let s1 = store.admin_session("s1").await.expect("get").expect("s1");
+    assert_eq!(
+        (s1.role, s1.csrf_token.as_str()),
+        (AdminRole::Admin, "csrf-s1")
+    );
+    store.touch_admin_session("s1", 1_500).await.expect("touch");
+    assert_eq!(
+        store
+            .admin_session("s1")
+            .await
+            .expect("get")
+            .expect("s1")
+            .last_seen_at,
+        1_500
+    );
+    // Idle since before 2_000 (s1) goes; s2 stays.
+    store
+        .purge_admin_sessions(2_000, 0)
+        .await
+        .expect("purge idle");
+    assert!(store.admin_session("s1").await.expect("get").is_none());
+    assert!(store.admin_session("s2").await.expect("get").is_some());
+    // Created before 6_000 goes, whatever its last use.
+    store
+        .purge_admin_sessions(0, 6_000)
+        .await
+        .expect("purge absolute");
+    assert!(store.admin_session("s2").await.expect("get").is_none());
+    store
+        .create_admin_session(&session("s3", 7_000))
+        .await
+        .expect("s3");
+    store.delete_admin_session("s3").await.expect("delete");
+    assert!(store.admin_session("s3").await.expect("get").is_none());
+    // A session for a user that does not exist is refused by the foreign key.
+    let mut orphan = session("s4", 7_000);
+    orphan.username = "nobody".into();
+    assert!(store.create_admin_session(&orphan).await.is_err());
+    assert_eq!(
+        event_names(
+            store
+                .audit_events(&AuditFilter::default())
+                .await
+                .expect("audit")
+        ),
+        ["admin_user_created"]
+    );
+}
+
+async fn sso_admin_users_and_pending_sign_ins(store: Store) {
+    let signed_in = AuditEvent::new(100, "admin_sign_in", Decision::Changed);
+    store
+        .upsert_sso_admin_user("corp:123", AdminRole::Auditor, 100, &signed_in)
+        .await
+        .expect("first sign-in");
+    let user = store
+        .admin_user("corp:123")
+        .await
+        .expect("get")
+        .expect("user");
+    assert_eq!((user.role, user.sso), (AdminRole::Auditor, true));
+    // The role is decided again at every sign-in.
+    store
+        .upsert_sso_admin_user("corp:123", AdminRole::Admin, 200, &signed_in)
+        .await
+        .expect("second sign-in");
+    let user = store
+        .admin_user("corp:123")
+        .await
+        .expect("get")
+        .expect("user");
+    assert_eq!((user.role, user.created_at), (AdminRole::Admin, 100));
+    // A local account is never turned into an SSO one (and nothing is recorded then).
+    let local = AdminUser {
+        username: "local:x".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role: AdminRole::Auditor,
+        created_at: 1,
+        sso: false,
+    };
+    let created = AuditEvent::new(1, "admin_user_created", Decision::Changed);
+    store
+        .create_admin_user(&local, &created)
+        .await
+        .expect("local");
+    assert!(matches!(
+        store
+            .upsert_sso_admin_user("local:x", AdminRole::Admin, 300, &signed_in)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let user = store
+        .admin_user("local:x")
+        .await
+        .expect("get")
+        .expect("user");
+    assert_eq!((user.role, user.sso), (AdminRole::Auditor, false));
+    assert_eq!(
+        event_names(
+            store
+                .audit_events(&AuditFilter::default())
+                .await
+                .expect("audit")
+        ),
+        ["admin_user_created", "admin_sign_in", "admin_sign_in"]
+    );
+
+    let pending = |state: &str, created_at: i64| AdminSsoRequest {
+        state_hash: state.into(),
+        binding_hash: format!("binding-{state}"),
+        nonce: format!("nonce-{state}"),
+        pkce_verifier: format!("verifier-{state}"),
+        created_at,
+    };
+    store
+        .create_admin_sso_request(&pending("old", 10), 0)
+        .await
+        .expect("old");
+    // Creating another purges those created before the cut-off.
+    store
+        .create_admin_sso_request(&pending("new", 1_000), 500)
+        .await
+        .expect("new");
+    assert!(
+        store
+            .take_admin_sso_request("old")
+            .await
+            .expect("take")
+            .is_none()
+    );
+    let taken = store
+        .take_admin_sso_request("new")
+        .await
+        .expect("take")
+        .expect("new");
+    assert_eq!(
+        (
+            taken.binding_hash.as_str(),
+            taken.nonce.as_str(),
+            taken.pkce_verifier.as_str(),
+            taken.created_at
+        ),
+        ("binding-new", "nonce-new", "verifier-new", 1_000)
+    );
+    // A state is taken once.
+    assert!(
+        store
+            .take_admin_sso_request("new")
+            .await
+            .expect("again")
+            .is_none()
+    );
+}
+
+async fn admin_trust_changes_are_all_or_nothing_and_spare_config_rows(store: Store) {
+    let kind = TrustKind::Client;
+    let event = |name: &str| AuditEvent::new(100, name, Decision::Changed);
+    store
+        .sync_config_trust(kind, &[document("from-file", 1, true, 10)])
+        .await
+        .expect("config row");
+    assert!(
+        store
+            .apply_trust_change(
+                kind,
+                TrustChange::Create(&document("made", 1, false, 20)),
+                &event("client_created")
+            )
+            .await
+            .expect("create")
+    );
+    // Creating over an existing id, config-managed or not, is a conflict that records nothing.
+    for id in ["made", "from-file"] {
+        assert!(matches!(
+            store
+                .apply_trust_change(
+                    kind,
+                    TrustChange::Create(&document(id, 9, false, 30)),
+                    &event("client_created")
+                )
+                .await,
+            Err(StoreError::Conflict)
+        ));
+    }
+    // Config-managed rows are neither updated nor deleted here; nothing is recorded then.
+    assert!(
+        !store
+            .apply_trust_change(
+                kind,
+                TrustChange::Update(&document("from-file", 2, false, 40)),
+                &event("client_updated")
+            )
+            .await
+            .expect("update config row")
+    );
+    assert!(
+        !store
+            .apply_trust_change(
+                kind,
+                TrustChange::Delete("from-file"),
+                &event("client_deleted")
+            )
+            .await
+            .expect("delete config row")
+    );
+    assert!(
+        store
+            .apply_trust_change(
+                kind,
+                TrustChange::Update(&document("made", 2, false, 50)),
+                &event("client_updated")
+            )
+            .await
+            .expect("update")
+    );
+    let listed = store.list_trust(kind).await.expect("list");
+    assert_eq!(
+        listed,
+        [
+            document("from-file", 1, true, 10),
+            document("made", 2, false, 50)
+        ]
+    );
+    assert!(
+        store
+            .apply_trust_change(kind, TrustChange::Delete("made"), &event("client_deleted"))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .apply_trust_change(kind, TrustChange::Delete("made"), &event("client_deleted"))
+            .await
+            .expect("delete again")
+    );
+    assert_eq!(
+        event_names(
+            store
+                .audit_events(&AuditFilter::default())
+                .await
+                .expect("audit")
+        ),
+        ["client_deleted", "client_updated", "client_created"]
+    );
 }

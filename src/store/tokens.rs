@@ -48,6 +48,12 @@ pub trait TokenStore {
         issuer: &str,
         external_subject: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Deletes the records of tokens that expired before `now` (an expired token is inactive
+    /// whether or not a row says so) and their links to code families; returns how many.
+    fn purge_expired_tokens(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Links (`issuer`, `external_subject`) to `local_subject`, replacing an earlier link.
     fn link_subject(
         &self,
@@ -111,6 +117,26 @@ impl TokenStore for Store {
             .execute(pool)
             .await?;
             Ok(done.rows_affected() == 1)
+        })
+    }
+
+    async fn purge_expired_tokens(&self, now: i64) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let links = sqlx::query(
+                "DELETE FROM grant_family_tokens WHERE jti IN (SELECT jti FROM issued_tokens WHERE expires_at < $1)",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let tokens = sqlx::query("DELETE FROM issued_tokens WHERE expires_at < $1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(links + tokens)
         })
     }
 

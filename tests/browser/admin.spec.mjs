@@ -8,11 +8,10 @@
 // `EXCHANGED` on stdin (the Rust test performs a token exchange with that client meanwhile),
 // then finds the exchange in the audit log and prints `AUDIT_OK`. Any failure exits non-zero
 // with the reason on stderr.
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import { check, launchBrowser, reportFailure } from './lib.mjs';
 
 const [url, idpIssuer, username, password, shots] = process.argv.slice(2);
 if (!shots) {
@@ -24,29 +23,17 @@ mkdirSync(shots, { recursive: true });
 const CLIENT_ID = 'browser-agent';
 const AUDIENCE = 'https://as.saas.example';
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
 const lines = createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve, reject) => {
   lines.once('line', resolve);
   lines.once('close', () => reject(new Error('stdin closed before EXCHANGED')));
 });
 
-const profile = mkdtempSync(join(tmpdir(), 'frontdesk-chromium-'));
-let context;
+let browser;
 let page;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-    viewport: { width: 1280, height: 800 },
-  });
-  page = context.pages()[0] ?? await context.newPage();
-  page.setDefaultTimeout(15000);
+  browser = await launchBrowser();
+  ({ page } = browser);
   // The page must work without JavaScript, and the CSP forbids scripts anyway.
   const errors = [];
   page.on('console', (msg) => { if (msg.type() === 'error') errors.push(msg.text()); });
@@ -110,14 +97,8 @@ try {
   check(errors.length === 0, `console errors: ${errors.join('; ')}`);
   console.log('AUDIT_OK');
 } catch (error) {
-  console.error(`admin.spec.mjs: ${error.stack ?? error}`);
-  if (page) {
-    console.error(`at ${page.url()}:\n${(await page.textContent('main').catch(() => '')) ?? ''}`);
-    await page.screenshot({ path: join(shots, 'failure.png'), fullPage: true }).catch(() => {});
-  }
-  process.exitCode = 1;
+  await reportFailure('admin.spec.mjs', error, page, shots, 'failure.png');
 } finally {
   lines.close();
-  await context?.close();
-  rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
 }

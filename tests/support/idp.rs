@@ -37,7 +37,7 @@ fn idp_dir() -> PathBuf {
 /// The Node binary to run the helpers with: `$FRONTDESK_TEST_NODE`, else the
 /// Node 22 runtime that `scripts/test-deps` installs when the system Node is
 /// too old, else `node` from PATH.
-fn node_binary() -> PathBuf {
+pub fn node_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("FRONTDESK_TEST_NODE") {
         return PathBuf::from(p);
     }

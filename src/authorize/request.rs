@@ -1,0 +1,341 @@
+//! `GET /authorize`: the authorization request (RFC 6749 §4.1.1 under OAuth 2.1 rules). The
+//! client and its redirect URI are checked first, and errors about them are shown in the browser,
+//! never redirected (RFC 6749 §4.1.2.1). Everything else is checked against the now-trusted
+//! redirect URI and reported there. A valid request is stored, bound to the browser, and the
+//! browser is sent to the sign-in identity provider.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Extension, RawQuery, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+
+use crate::clock::unix_now;
+use crate::http::AppState;
+use crate::oauth::GrantType;
+use crate::registry::{Client, Registry};
+use crate::store::{AuditEvent, AuthorizationRequest, CodeStore};
+
+use super::browser::{cookie_name, set_cookie};
+use super::codes::{hash_token, random_token, valid_challenge};
+use super::pages::error_page;
+use super::redirect::{error_redirect, see_other};
+use super::rp::RelyingParty;
+use super::{audited, callback_url, denial, refuse, sign_in_idp};
+
+/// Why a request with a valid redirect URI is refused: reported to the client there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Refusal {
+    /// RFC 6749 §4.1.2.1 `error`.
+    error: &'static str,
+    /// Audited reason code.
+    reason: &'static str,
+    /// `error_description`: for the client's developer, reveals nothing about other clients.
+    description: &'static str,
+}
+
+const fn refusal(error: &'static str, reason: &'static str, description: &'static str) -> Refusal {
+    Refusal {
+        error,
+        reason,
+        description,
+    }
+}
+
+/// What a request asks for, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Checked {
+    code_challenge: String,
+    resource: String,
+    scopes: Vec<String>,
+}
+
+/// `GET /authorize`.
+pub async fn authorize(
+    State(state): State<AppState>,
+    Extension(rp): Extension<Arc<RelyingParty>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let registry = state.tokens.trust.current();
+    let mut audit = denial("authorize", "invalid_request", &headers);
+    if state.config.authorization.sign_in_idp.is_none() {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "The authorization endpoint is not enabled on this server.",
+        );
+    }
+    let params = match parse_query(query.as_deref()) {
+        Ok(params) => params,
+        Err(name) => {
+            // Which redirect URI is meant is unknown when parameters repeat: no redirect.
+            let message = format!("The parameter {name} appears more than once.");
+            return refuse(&state, audit, "repeated_parameter", &message).await;
+        }
+    };
+    let get = |name: &str| params.get(name).map(String::as_str);
+    // 1. The client and its redirect URI: errors here are never redirected.
+    let found = match get("client_id") {
+        Some(id) => {
+            state
+                .tokens
+                .client_metadata
+                .find_client(&registry, id)
+                .await
+        }
+        None => Ok(None),
+    };
+    let client: Option<Arc<Client>> = match found {
+        Ok(client) => client.filter(|client| client.config.enabled),
+        Err(error) => {
+            // A URL client id whose metadata document was refused (CAUTH-10).
+            audit.error_code = Some("invalid_client".into());
+            audit.client_id = get("client_id").map(|id| id.chars().take(200).collect());
+            return refuse(&state, audit, error.reason, &error.description).await;
+        }
+    };
+    let Some(client) = client else {
+        audit.error_code = Some("invalid_client".into());
+        audit.client_id = get("client_id").map(|id| id.chars().take(200).collect());
+        return refuse(
+            &state,
+            audit,
+            "unknown_client",
+            "The client is not registered.",
+        )
+        .await;
+    };
+    audit.client_id = Some(client.config.client_id.clone());
+    let Some(redirect_uri) = get("redirect_uri")
+        .filter(|uri| client.config.redirect_uris.iter().any(|r| r == uri))
+        .map(str::to_string)
+    else {
+        return refuse(
+            &state,
+            audit,
+            "redirect_uri_not_registered",
+            "The redirect URI is missing or not registered for this client.",
+        )
+        .await;
+    };
+    // 2. Everything else is reported to the client at its (now known valid) redirect URI.
+    let client_state = get("state").map(str::to_string);
+    let started = match check(&params, &client, &registry, &mut audit) {
+        Ok(checked) => {
+            let (redirect_uri, client_state) = (redirect_uri.as_str(), client_state.clone());
+            start_sign_in(
+                &state,
+                &rp,
+                &registry,
+                &client,
+                redirect_uri,
+                client_state,
+                checked,
+            )
+            .await
+        }
+        Err(refusal) => Err(refusal),
+    };
+    match started {
+        Ok(response) => response,
+        Err(refusal) => {
+            audit.error_code = Some(refusal.error.to_string());
+            audit.reason = Some(refusal.reason.to_string());
+            let response = error_redirect(
+                &state,
+                &redirect_uri,
+                client_state.as_deref(),
+                refusal.error,
+                refusal.description,
+                None,
+            );
+            audited(&state, audit, response).await
+        }
+    }
+}
+
+/// Query parameters, each at most once (RFC 6749 §3.1); empty values count as absent. Returns
+/// the (shortened) name of a repeated parameter.
+pub(super) fn parse_query(raw: Option<&str>) -> Result<BTreeMap<String, String>, String> {
+    let mut params = BTreeMap::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if value.is_empty() {
+            continue;
+        }
+        if params.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(key.chars().take(40).collect());
+        }
+    }
+    Ok(params)
+}
+
+/// Checks the response type, the client's right to the grant, PKCE S256, the resource
+/// (RFC 8707) and the scopes, recording what was asked for in `audit`.
+fn check(
+    params: &BTreeMap<String, String>,
+    client: &Client,
+    registry: &Registry,
+    audit: &mut AuditEvent,
+) -> Result<Checked, Refusal> {
+    let get = |name: &str| params.get(name).map(String::as_str);
+    if get("response_type") != Some("code") {
+        return Err(refusal(
+            "unsupported_response_type",
+            "unsupported_response_type",
+            "Only response_type=code is supported",
+        ));
+    }
+    if !client.grant_types.contains(&GrantType::AuthorizationCode) {
+        return Err(refusal(
+            "unauthorized_client",
+            "grant_not_allowed",
+            "The client is not allowed to use the authorization code grant",
+        ));
+    }
+    let Some(code_challenge) = get("code_challenge") else {
+        return Err(refusal(
+            "invalid_request",
+            "pkce_missing",
+            "code_challenge is required (PKCE, S256)",
+        ));
+    };
+    if get("code_challenge_method") != Some("S256") {
+        return Err(refusal(
+            "invalid_request",
+            "pkce_method_not_s256",
+            "code_challenge_method must be S256",
+        ));
+    }
+    if !valid_challenge(code_challenge) {
+        return Err(refusal(
+            "invalid_request",
+            "pkce_challenge_malformed",
+            "code_challenge is not a base64url SHA-256 value",
+        ));
+    }
+    let resource = match get("resource") {
+        Some(resource) => {
+            audit.resources = vec![resource.to_string()];
+            registry.resource(resource)
+        }
+        None => registry.default_resource(),
+    };
+    let Some(resource) = resource else {
+        return Err(refusal(
+            "invalid_target",
+            "unknown_resource",
+            "The resource is not protected by this server",
+        ));
+    };
+    audit.resources = vec![resource.resource.clone()];
+    let Ok(scopes) = crate::oauth::request::parse_scope(get("scope")) else {
+        return Err(refusal(
+            "invalid_scope",
+            "scope_malformed",
+            "The scope is malformed",
+        ));
+    };
+    audit.scopes_requested = scopes.clone();
+    let client_scopes = &client.config.scopes;
+    if scopes.iter().any(|scope| {
+        !resource.scopes.contains(scope)
+            || (!client_scopes.is_empty() && !client_scopes.contains(scope))
+    }) {
+        return Err(refusal(
+            "invalid_scope",
+            "scope_not_allowed",
+            "A requested scope is not available for this client and resource",
+        ));
+    }
+    Ok(Checked {
+        code_challenge: code_challenge.to_string(),
+        resource: resource.resource.clone(),
+        scopes,
+    })
+}
+
+/// Stores the pending request and sends the browser to the sign-in identity provider with a
+/// fresh state, nonce and PKCE verifier, setting the browser-binding cookie.
+async fn start_sign_in(
+    state: &AppState,
+    rp: &RelyingParty,
+    registry: &Registry,
+    client: &Client,
+    redirect_uri: &str,
+    client_state: Option<String>,
+    checked: Checked,
+) -> Result<Response, Refusal> {
+    const UNAVAILABLE: &str = "The sign-in identity provider is not available";
+    let now = unix_now();
+    let (Some(idp), Some(rp_client_id)) = (
+        sign_in_idp(state, registry),
+        state.config.authorization.client_id.as_deref(),
+    ) else {
+        return Err(refusal(
+            "temporarily_unavailable",
+            "sign_in_idp_unavailable",
+            UNAVAILABLE,
+        ));
+    };
+    let id = random_token(32);
+    let rp_state = random_token(32);
+    let nonce = random_token(32);
+    let binding = random_token(32);
+    let (url, verifier) = rp
+        .authorization_url(&idp, rp_client_id, &callback_url(state), &rp_state, &nonce)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, idp = %idp.config.id, "cannot start the sign-in");
+            refusal("temporarily_unavailable", error.reason, UNAVAILABLE)
+        })?;
+    let lifetime = state.config.authorization.request_lifetime_secs;
+    let pending = AuthorizationRequest {
+        id: id.clone(),
+        rp_state,
+        browser_hash: hash_token(&binding),
+        csrf_token: random_token(32),
+        nonce,
+        rp_pkce_verifier: verifier.expose().to_string(),
+        client_id: client.config.client_id.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        state: client_state,
+        code_challenge: checked.code_challenge,
+        resource: checked.resource,
+        scopes: checked.scopes,
+        status: "login".into(),
+        subject: None,
+        subject_issuer: None,
+        email: None,
+        auth_time: None,
+        created_at: now,
+        expires_at: now + i64::try_from(lifetime).unwrap_or(600),
+    };
+    if let Err(error) = state.store.create_authorization_request(&pending).await {
+        tracing::error!(%error, "storing the authorization request failed");
+        return Err(refusal(
+            "server_error",
+            "storage_failed",
+            "The request could not be stored",
+        ));
+    }
+    Ok(see_other(
+        &url,
+        Some(set_cookie(state, &cookie_name(&id), &binding, lifetime)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_may_appear_once_and_empty_ones_are_absent() {
+        let params = parse_query(Some("a=1&b=&c=x%20y")).unwrap_or_default();
+        assert_eq!(params.get("a").map(String::as_str), Some("1"));
+        assert_eq!(params.get("b"), None);
+        assert_eq!(params.get("c").map(String::as_str), Some("x y"));
+        assert_eq!(parse_query(Some("a=1&a=2")), Err("a".to_string()));
+        assert_eq!(parse_query(None), Ok(BTreeMap::new()));
+    }
+}

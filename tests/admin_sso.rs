@@ -1,0 +1,386 @@
+//! Single sign-on into the admin page over real HTTP: frontdesk is the OpenID Connect relying
+//! party of the real test IdP (tests/idp, whose /authorize redirects straight back with a code),
+//! and CEL conditions over the ID token's claims decide admin, auditor or nobody. A reqwest
+//! client with redirects disabled plays the browser, one hop at a time.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use env::*;
+use frontdesk::config::AdminSsoConfig;
+use frontdesk::secret::SecretString;
+use frontdesk::store::{AuditFilter, AuditLog};
+use serde_json::{Value, json};
+
+const SSO_CLIENT_ID: &str = "frontdesk-admin";
+
+async fn start() -> anyhow::Result<(Env, reqwest::Client)> {
+    let env = Env::start_with(|config| {
+        config.admin_sso = AdminSsoConfig {
+            idp: Some("corp".into()),
+            client_id: Some(SSO_CLIENT_ID.into()),
+            client_secret: Some(SecretString::new("admin-sso-secret")),
+            admin_condition: Some(
+                r#"has(subject.groups) && "idp-admins" in subject.groups"#.into(),
+            ),
+            auditor_condition: Some(r#"subject.email.endsWith("@example.com")"#.into()),
+            button_label: Some("Sign in with Corp".into()),
+        };
+    })
+    .await?;
+    let browser = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    Ok((env, browser))
+}
+
+fn location(response: &reqwest::Response) -> anyhow::Result<url::Url> {
+    let text = response
+        .headers()
+        .get("location")
+        .ok_or_else(|| anyhow::anyhow!("no Location (status {})", response.status()))?
+        .to_str()?;
+    Ok(url::Url::parse(text)?)
+}
+
+fn cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with(&format!("{name}=")))
+        .map(|value| {
+            let pair = value.split(';').next().unwrap_or_default().to_string();
+            (pair, value.to_string())
+        })
+}
+
+/// The browser after `/admin/sso/start` and the IdP: the binding cookie and the callback URL.
+struct AtCallback {
+    binding: String,
+    callback: url::Url,
+}
+
+async fn through_idp(env: &Env, browser: &reqwest::Client) -> anyhow::Result<AtCallback> {
+    let response = browser
+        .get(format!("{}/admin/sso/start", env.url))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 303, "{:?}", response.text().await);
+    let idp_url = location(&response)?;
+    assert!(idp_url.as_str().starts_with(&env.idp.issuer), "{idp_url}");
+    let params: Vec<(String, String)> = idp_url.query_pairs().into_owned().collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(param("client_id").as_deref(), Some(SSO_CLIENT_ID));
+    assert_eq!(param("code_challenge_method").as_deref(), Some("S256"));
+    assert!(param("nonce").is_some() && param("state").is_some());
+    assert_eq!(
+        param("redirect_uri"),
+        Some(format!("{}/admin/sso/callback", env.url))
+    );
+    let (binding, attributes) = cookie(&response, "frontdesk_admin_sso")
+        .ok_or_else(|| anyhow::anyhow!("no binding cookie"))?;
+    assert!(attributes.contains("HttpOnly") && attributes.contains("SameSite=Lax"));
+    assert!(attributes.contains("Path=/admin/sso"));
+    let at_idp = browser.get(idp_url).send().await?;
+    assert!(at_idp.status().is_redirection(), "{}", at_idp.status());
+    Ok(AtCallback {
+        binding,
+        callback: location(&at_idp)?,
+    })
+}
+
+/// Goes through the IdP and comes back to the callback in the same browser.
+async fn back_at_callback(
+    env: &Env,
+    browser: &reqwest::Client,
+) -> anyhow::Result<reqwest::Response> {
+    let at = through_idp(env, browser).await?;
+    Ok(browser
+        .get(at.callback)
+        .header("cookie", &at.binding)
+        .send()
+        .await?)
+}
+
+/// Completes a sign-in; returns the session cookie.
+async fn sign_in(env: &Env, browser: &reqwest::Client) -> anyhow::Result<String> {
+    let response = back_at_callback(env, browser).await?;
+    assert_eq!(response.status(), 200);
+    let (session, attributes) =
+        cookie(&response, "frontdesk_admin").ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
+    assert!(attributes.contains("SameSite=Strict") && attributes.contains("HttpOnly"));
+    let cleared = cookie(&response, "frontdesk_admin_sso").map(|(_, a)| a);
+    assert!(cleared.is_some_and(|a| a.contains("Max-Age=0")));
+    let html = response.text().await?;
+    assert!(html.contains(r#"http-equiv="refresh""#) && html.contains("url=/admin"));
+    Ok(session)
+}
+
+async fn denial_reasons(env: &Env) -> anyhow::Result<Vec<String>> {
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    Ok(events
+        .iter()
+        .filter(|r| r.event.event == "admin_sign_in" && r.event.reason.is_some())
+        .filter_map(|r| r.event.reason.clone())
+        .collect())
+}
+
+#[tokio::test]
+async fn sign_in_page_offers_sso_and_an_idp_admin_group_member_becomes_admin() -> anyhow::Result<()>
+{
+    let (env, browser) = start().await?;
+    let page = browser
+        .get(format!("{}/admin/sign-in", env.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(page.contains(r#"href="/admin/sso/start""#) && page.contains("Sign in with Corp"));
+
+    env.idp
+        .set_id_token_claims(
+            json!({ "email": "ada@example.com", "groups": ["staff", "idp-admins"] }),
+        )
+        .await?;
+    let session = sign_in(&env, &browser).await?;
+    let dashboard = browser
+        .get(format!("{}/admin", env.url))
+        .header("cookie", &session)
+        .send()
+        .await?;
+    assert_eq!(dashboard.status(), 200);
+    let html = dashboard.text().await?;
+    assert!(
+        html.contains(r#"<span class="badge">admin</span>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains("corp:"),
+        "the SSO user is named after the IdP and subject"
+    );
+
+    // The sign-in is audited with who, how and which role.
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    let signed_in = events
+        .iter()
+        .find(|r| r.event.event == "admin_sign_in" && r.event.reason.is_none())
+        .ok_or_else(|| anyhow::anyhow!("no admin_sign_in event"))?;
+    let detail = signed_in.event.detail.clone().unwrap_or(Value::Null);
+    assert_eq!(detail["via"], "sso");
+    assert_eq!(detail["role"], "admin");
+    assert_eq!(detail["email"], "ada@example.com");
+    Ok(())
+}
+
+#[tokio::test]
+async fn auditor_condition_gives_read_only_and_role_is_decided_again_at_each_sign_in()
+-> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "bob@example.com", "groups": ["staff"] }))
+        .await?;
+    let session = sign_in(&env, &browser).await?;
+    let html = browser
+        .get(format!("{}/admin", env.url))
+        .header("cookie", &session)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains(r#"<span class="badge">auditor</span>"#),
+        "{html}"
+    );
+    // An auditor cannot change anything, even with the right CSRF token.
+    let csrf = html
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .ok_or_else(|| anyhow::anyhow!("no csrf"))?
+        .to_string();
+    let rotate = browser
+        .post(format!("{}/admin/keys/rotate", env.url))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await?;
+    assert_eq!(rotate.status(), 403);
+
+    // The IdP now puts the same user in the admin group: the next sign-in makes them admin.
+    env.idp
+        .set_id_token_claims(json!({ "email": "bob@example.com", "groups": ["idp-admins"] }))
+        .await?;
+    let session = sign_in(&env, &browser).await?;
+    let html = browser
+        .get(format!("{}/admin", env.url))
+        .header("cookie", &session)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        html.contains(r#"<span class="badge">admin</span>"#),
+        "{html}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn nobody_gets_in_without_a_role_or_when_a_condition_cannot_be_evaluated()
+-> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "eve@elsewhere.test", "groups": ["staff"] }))
+        .await?;
+    let response = back_at_callback(&env, &browser).await?;
+    assert_eq!(response.status(), 403);
+    assert!(cookie(&response, "frontdesk_admin").is_none(), "no session");
+    assert!(
+        response
+            .text()
+            .await?
+            .contains("not allowed into this admin page")
+    );
+
+    // No email and no groups: the auditor condition errors (no such key): refused, fail closed.
+    env.idp
+        .set_id_token_claims(json!({ "email": null, "groups": null }))
+        .await?;
+    let response = back_at_callback(&env, &browser).await?;
+    assert_eq!(response.status(), 403);
+    assert!(cookie(&response, "frontdesk_admin").is_none());
+
+    let reasons = denial_reasons(&env).await?;
+    assert!(reasons.contains(&"sso_no_role".to_string()), "{reasons:?}");
+    assert!(
+        reasons.contains(&"sso_condition_error".to_string()),
+        "{reasons:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn callback_refuses_another_browser_a_reused_state_and_a_wrong_nonce() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "groups": ["idp-admins"] }))
+        .await?;
+
+    // The right state from another browser (no binding cookie) — and the state is spent.
+    let at = through_idp(&env, &browser).await?;
+    let response = browser.get(at.callback.clone()).send().await?;
+    assert_eq!(response.status(), 400);
+    let response = browser
+        .get(at.callback)
+        .header("cookie", &at.binding)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400, "a state is used once");
+    assert!(cookie(&response, "frontdesk_admin").is_none());
+
+    // No state at all.
+    let response = browser
+        .get(format!("{}/admin/sso/callback?code=abc", env.url))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+
+    // The IdP's ID token carries another nonce (a replayed token).
+    env.idp
+        .set_id_token_claims(json!({ "nonce": "replayed", "groups": ["idp-admins"] }))
+        .await?;
+    let response = back_at_callback(&env, &browser).await?;
+    assert_eq!(response.status(), 403);
+    assert!(cookie(&response, "frontdesk_admin").is_none());
+
+    // An ID token for another audience.
+    env.idp
+        .set_id_token_claims(json!({ "nonce": null, "aud": "someone-else" }))
+        .await?;
+    let response = back_at_callback(&env, &browser).await?;
+    assert_eq!(response.status(), 403);
+
+    let reasons = denial_reasons(&env).await?;
+    for reason in [
+        "sso_browser_mismatch",
+        "sso_state_unknown",
+        "sso_state_missing",
+        "id_token_wrong_nonce",
+        "id_token_wrong_audience",
+    ] {
+        assert!(
+            reasons.contains(&reason.to_string()),
+            "{reason} not in {reasons:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_sso_user_cannot_sign_in_with_a_password() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    env.idp
+        .set_id_token_claims(
+            json!({ "sub": "ada", "email": "ada@example.com", "groups": ["idp-admins"] }),
+        )
+        .await?;
+    sign_in(&env, &browser).await?;
+    // The account exists (as corp:ada) but has no password: every local attempt fails alike.
+    for password in ["", "anything-at-all-123"] {
+        let response = browser
+            .post(format!("{}/admin/sign-in", env.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string([
+                ("username", "corp:ada"),
+                ("password", password),
+            ])?)
+            .send()
+            .await?;
+        assert_eq!(response.status(), 401);
+        assert!(cookie(&response, "frontdesk_admin").is_none());
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_admin_sso_configured_there_is_no_sso() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let browser = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let page = browser
+        .get(format!("{}/admin/sign-in", env.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(!page.contains("/admin/sso/start"));
+    let response = browser
+        .get(format!("{}/admin/sso/start", env.url))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 404);
+    Ok(())
+}

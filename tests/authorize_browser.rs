@@ -1,0 +1,373 @@
+//! The whole authorization code flow in a real browser: headless Chromium driven by
+//! playwright-core (tests/browser/authorize.spec.mjs) opens frontdesk's `/authorize` with PKCE
+//! S256, `state`, `resource` and `scope`; signs in at a real interactive OpenID Connect provider
+//! (oidc-provider in tests/oidc-idp: its login form and its own consent page); sees frontdesk's
+//! consent page; approves (or denies) and lands at the client's redirect URI, a small HTTP
+//! listener in this test. The test then redeems the code over HTTP at `POST /token` with the
+//! PKCE verifier, verifies the access token against frontdesk's JWKS independently (npm `jose`),
+//! and reads the audit log.
+//!
+//! Needs `scripts/test-deps` (Debian's chromium, tests/browser, tests/oidc-idp and tests/idp
+//! node_modules). Without them the test fails with a message saying so; it never passes
+//! silently. Screenshots go to a temporary directory, or to `$FRONTDESK_TEST_SCREENSHOTS`
+//! (docs/img/consent.png was made that way).
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+#[path = "support/oidc_idp.rs"]
+mod oidc_idp;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use env::{Env, SECRET, client};
+use frontdesk::config::{IdentityProviderConfig, ResourceConfig};
+use frontdesk::secret::{SecretString, hash_secret};
+use frontdesk::store::{AuditFilter, AuditLog, Decision};
+use idp::{node_binary, verify_independently};
+use oidc_idp::OidcIdp;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const RESOURCE: &str = "https://mcp.local.example/mcp";
+const SCOPES: [&str; 2] = ["mcp:read", "mcp:write"];
+const APP: &str = "browser-app";
+/// frontdesk's client at the sign-in IdP.
+const RP_CLIENT_ID: &str = "frontdesk";
+const RP_SECRET: &str = "frontdesk-secret-at-the-test-idp";
+/// The user signs in at the IdP with this login (any password): `sub` there.
+const LOGIN: &str = "ada";
+const EMAIL: &str = "ada@example.com";
+/// Bound on the whole browser session.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The client's redirect URI: a loopback listener that answers a small page and reports each
+/// query string it receives.
+struct ClientListener {
+    redirect_uri: String,
+    received: mpsc::UnboundedReceiver<String>,
+}
+
+async fn client_listener() -> anyhow::Result<ClientListener> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let redirect_uri = format!("http://{}/callback", listener.local_addr()?);
+    let (sender, received) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/callback",
+        axum::routing::get(
+            move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                let sender = sender.clone();
+                async move {
+                    let _ = sender.send(query.unwrap_or_default());
+                    axum::response::Html(
+                        "<!doctype html><title>client</title><p>Back at the client.</p>",
+                    )
+                }
+            },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(ClientListener {
+        redirect_uri,
+        received,
+    })
+}
+
+/// Everything a browser case needs: the IdP, frontdesk, the client's listener.
+struct Setup {
+    env: Env,
+    _oidc: OidcIdp,
+    client: ClientListener,
+}
+
+async fn setup() -> anyhow::Result<Setup> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !Path::new(CHROMIUM).is_file() {
+        bail!(
+            "{CHROMIUM} is missing: run scripts/test-deps as root (it installs Debian's chromium), or install chromium yourself"
+        );
+    }
+    if !root
+        .join("tests/browser/node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        bail!("tests/browser/node_modules/playwright-core is missing: run scripts/test-deps");
+    }
+    let mut oidc = OidcIdp::start().await?;
+    let client_listener = client_listener().await?;
+    let mut app = client(APP, "client_secret_basic", &[]);
+    app.secret_hash = Some(hash_secret(SECRET).map_err(anyhow::Error::msg)?);
+    app.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    app.redirect_uris = vec![client_listener.redirect_uri.clone()];
+    let issuer = oidc.issuer.clone();
+    let env = Env::start_with(move |config| {
+        config.identity_providers.push(IdentityProviderConfig {
+            id: "workforce".into(),
+            issuer,
+            jwks_uri: None,
+            jwks: None,
+            algorithms: vec!["RS256".into()],
+            token_types: vec!["id_token".into()],
+            audiences: vec![RP_CLIENT_ID.into()],
+            clock_skew_secs: Some(30),
+            max_token_age_secs: Some(3600),
+            condition: None,
+            subject_mode: "federated".into(),
+            subject_mapping: None,
+            allowed_clients: vec![],
+            enabled: true,
+        });
+        config.resources.push(ResourceConfig {
+            resource: RESOURCE.into(),
+            scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
+            access_token_lifetime_secs: None,
+            single_use_assertions: true,
+            default: false,
+        });
+        config.clients.push(app);
+        config.authorization.sign_in_idp = Some("workforce".into());
+        config.authorization.client_id = Some(RP_CLIENT_ID.into());
+        config.authorization.client_secret = Some(SecretString::new(RP_SECRET));
+    })
+    .await?;
+    oidc.register_client(
+        RP_CLIENT_ID,
+        RP_SECRET,
+        &format!("{}/authorize/callback", env.url),
+    )
+    .await?;
+    Ok(Setup {
+        env,
+        _oidc: oidc,
+        client: client_listener,
+    })
+}
+
+/// A PKCE verifier and its S256 challenge (RFC 7636 §4.1, §4.2).
+fn pkce() -> (String, String) {
+    let verifier = frontdesk::authorize::codes::random_token(32);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    (verifier, URL_SAFE_NO_PAD.encode(digest.as_ref()))
+}
+
+/// Runs tests/browser/authorize.spec.mjs to `decision`; returns the URL the browser landed on,
+/// after checking that the browser really signed in at the IdP (its login form and its consent
+/// page were both shown and filled in).
+async fn walk(setup: &Setup, challenge: &str, decision: &str) -> anyhow::Result<url::Url> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", APP),
+        ("redirect_uri", setup.client.redirect_uri.as_str()),
+        ("state", "client-state-42"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+        ("resource", RESOURCE),
+        ("scope", &SCOPES.join(" ")),
+    ])?;
+    let authorize_url = format!("{}/authorize?{query}", setup.env.url);
+    let expect = json!({
+        "login": LOGIN, "user": EMAIL, "client_id": APP, "resource": RESOURCE, "scopes": SCOPES,
+    });
+    let temp = tempfile::tempdir()?;
+    let shots = std::env::var_os("FRONTDESK_TEST_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let mut child = Command::new(node_binary())
+        .arg(root.join("tests/browser/authorize.spec.mjs"))
+        .args([
+            authorize_url.as_str(),
+            setup.env.url.as_str(),
+            setup.client.redirect_uri.as_str(),
+            decision,
+            &expect.to_string(),
+        ])
+        .arg(&shots)
+        .current_dir(root.join("tests/browser"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start node for tests/browser/authorize.spec.mjs")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut stderr = child.stderr.take().context("no stderr")?;
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let session = async {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut landed = None;
+        let mut steps = Vec::new();
+        while let Some(line) = lines.next_line().await? {
+            match line.trim().split_once(' ') {
+                Some(("LANDED", url)) => landed = Some(url.to_string()),
+                _ => steps.push(line.trim().to_string()),
+            }
+        }
+        let status = child.wait().await?;
+        let Some(url) = landed.filter(|_| status.success()) else {
+            bail!("the browser script failed ({status})");
+        };
+        assert_eq!(steps, ["IDP_LOGIN", "IDP_CONSENT"], "the steps at the IdP");
+        Ok(url::Url::parse(&url)?)
+    };
+    let outcome = tokio::time::timeout(BROWSER_TIMEOUT, session).await;
+    let log = tokio::time::timeout(Duration::from_secs(5), stderr_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    match outcome {
+        Ok(Ok(url)) => Ok(url),
+        Ok(Err(error)) => Err(error.context(format!("browser log:\n{log}"))),
+        Err(_) => bail!("the browser session took longer than {BROWSER_TIMEOUT:?}; log:\n{log}"),
+    }
+}
+
+fn query_of(url: &url::Url) -> BTreeMap<String, String> {
+    url.query_pairs()
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect()
+}
+
+/// The query the client's listener received, which must be the one the browser shows.
+async fn received_by_client(
+    setup: &mut Setup,
+    landed: &url::Url,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let received = setup
+        .client
+        .received
+        .try_recv()
+        .context("the client's redirect URI was never requested")?;
+    assert_eq!(Some(received.as_str()), landed.query());
+    Ok(query_of(landed))
+}
+
+async fn audit_events(env: &Env) -> anyhow::Result<Vec<frontdesk::store::AuditRecord>> {
+    Ok(env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?)
+}
+
+#[tokio::test]
+async fn a_user_signs_in_at_the_idp_approves_and_the_client_redeems_the_code() -> anyhow::Result<()>
+{
+    let mut setup = setup().await?;
+    let (verifier, challenge) = pkce();
+    let landed = walk(&setup, &challenge, "approve").await?;
+    let params = received_by_client(&mut setup, &landed).await?;
+    assert_eq!(
+        params.get("state").map(String::as_str),
+        Some("client-state-42")
+    );
+    // RFC 9207: the authorization server's issuer comes with the response.
+    assert_eq!(params.get("iss"), Some(&setup.env.url));
+    assert!(!params.contains_key("error"), "{landed}");
+    let code = params.get("code").context("no code")?;
+
+    let env = &setup.env;
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", setup.client.redirect_uri.as_str()),
+                ("code_verifier", verifier.as_str()),
+            ],
+            Some((APP, SECRET)),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    let access = body["access_token"].as_str().context("no access token")?;
+    let verified =
+        verify_independently(access, &env.jwks_uri(), &env.url, RESOURCE, "at+jwt").await?;
+    let claims = &verified["payload"];
+    assert_eq!(
+        claims["sub"], LOGIN,
+        "the IdP's sub (federated subject mode)"
+    );
+    assert_eq!(claims["aud"], RESOURCE);
+    assert_eq!(claims["scope"], SCOPES.join(" "));
+    assert_eq!(claims["client_id"], APP);
+    let refresh = body["refresh_token"].as_str().context("no refresh token")?;
+    let (status, body) = env
+        .post_token(
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+            Some((APP, SECRET)),
+        )
+        .await?;
+    assert_eq!(status, 200, "the refresh token works: {body}");
+
+    // Sign-in, consent and code redemption are each in the audit log, with the user.
+    let events = audit_events(env).await?;
+    let find = |event: &str, reason: Option<&str>| {
+        events.iter().find(|record| {
+            record.event.event == event
+                && (reason.is_none() || record.event.reason.as_deref() == reason)
+        })
+    };
+    let sign_in = find("authorize_callback", Some("signed_in_awaiting_consent"))
+        .context("no sign-in event")?;
+    assert_eq!(sign_in.event.subject.as_deref(), Some(LOGIN));
+    assert_eq!(
+        sign_in.event.subject_issuer.as_deref(),
+        Some(setup._oidc.issuer.as_str())
+    );
+    let consent = find("authorize_consent", Some("user_approved")).context("no consent event")?;
+    assert_eq!(consent.event.decision, Decision::Issued);
+    assert_eq!(consent.event.client_id.as_deref(), Some(APP));
+    assert_eq!(consent.event.scopes_granted, SCOPES);
+    let redeemed = find("authorization_code", None).context("no code redemption event")?;
+    assert_eq!(redeemed.event.decision, Decision::Issued);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_user_denies_on_the_consent_page_and_nothing_is_issued() -> anyhow::Result<()> {
+    let mut setup = setup().await?;
+    let (_, challenge) = pkce();
+    let landed = walk(&setup, &challenge, "deny").await?;
+    let params = received_by_client(&mut setup, &landed).await?;
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("access_denied")
+    );
+    assert_eq!(
+        params.get("state").map(String::as_str),
+        Some("client-state-42")
+    );
+    assert_eq!(params.get("iss"), Some(&setup.env.url));
+    assert!(!params.contains_key("code"), "{landed}");
+
+    let events = audit_events(&setup.env).await?;
+    assert!(events.iter().any(|record| {
+        record.event.event == "authorize_consent"
+            && record.event.reason.as_deref() == Some("user_denied")
+            && record.event.decision == Decision::Denied
+    }));
+    let issued: Vec<&str> = events
+        .iter()
+        .filter(|record| record.event.decision == Decision::Issued)
+        .map(|record| record.event.event.as_str())
+        .collect();
+    assert!(issued.is_empty(), "issued after a denial: {issued:?}");
+    Ok(())
+}

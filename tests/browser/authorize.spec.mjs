@@ -1,0 +1,104 @@
+// Walks the authorization code flow in headless Chromium (playwright-core, Debian's
+// /usr/bin/chromium), for tests/authorize_browser.rs. Usage:
+//
+//   node tests/browser/authorize.spec.mjs <authorize-url> <frontdesk-url> <redirect-uri> \
+//        <approve|deny> <expect-json> <screenshot-dir>
+//
+// <expect-json> is {"login": ..., "user": ..., "client_id": ..., "resource": ..., "scopes": [...]}.
+// Opens frontdesk's /authorize, signs in at the interactive IdP (tests/oidc-idp: its login form,
+// then its own consent page), checks frontdesk's consent page (client, resource, scopes, user,
+// the admin page's stylesheet applied, no console errors), saves consent.png, clicks Approve or
+// Deny, and prints `LANDED <url>` once the browser is at the client's redirect URI. It prints
+// `IDP_LOGIN` and `IDP_CONSENT` when it fills in the IdP's login form and confirms the IdP's
+// consent page. Any failure exits non-zero with the reason on stderr.
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [authorizeUrl, frontdesk, redirectUri, decision, expectJson, shots] = process.argv.slice(2);
+if (!shots || !['approve', 'deny'].includes(decision)) {
+  console.error('usage: authorize.spec.mjs <authorize-url> <frontdesk-url> <redirect-uri> <approve|deny> <expect-json> <screenshot-dir>');
+  process.exit(2);
+}
+const expect = JSON.parse(expectJson);
+mkdirSync(shots, { recursive: true });
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'frontdesk-chromium-'));
+let context;
+let page;
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+    viewport: { width: 960, height: 520 },
+  });
+  page = context.pages()[0] ?? await context.newPage();
+  page.setDefaultTimeout(15000);
+  const errors = [];
+  page.on('console', (msg) => {
+    if (process.env.FRONTDESK_TEST_BROWSER_LOG) console.error(`console ${msg.type()} at ${page.url()}: ${msg.text()}`);
+    // Only frontdesk's pages are held to "no console errors"; the IdP's pages are not ours.
+    if (msg.type() === 'error' && page.url().startsWith(frontdesk)) errors.push(msg.text());
+  });
+
+  // 1. The client sends the browser to frontdesk, which sends it on to the IdP.
+  await page.goto(authorizeUrl);
+  const callback = `${frontdesk}/authorize/callback`;
+
+  // 2. At the IdP: its login form, then (first time) its consent page, in whatever order it
+  //    asks; each step is a form post followed by redirects. Bounded: at most four pages.
+  for (let step = 0; step < 4 && !page.url().startsWith(callback); step += 1) {
+    if (await page.locator('input[name=login]').count()) {
+      console.log('IDP_LOGIN');
+      await page.fill('input[name=login]', expect.login);
+      await page.fill('input[name=password]', 'any password works at the test IdP');
+    } else {
+      check(await page.locator('button[type=submit]').count(),
+        `unexpected page at the IdP: ${page.url()}\n${await page.content()}`);
+      console.log('IDP_CONSENT');
+    }
+    await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+  }
+  check(page.url().startsWith(callback), `not back at frontdesk: ${page.url()}\n${await page.content()}`);
+
+  // 3. frontdesk's consent page.
+  check((await page.textContent('h1')) === 'Authorize access', `no consent page: ${await page.content()}`);
+  check((await page.title()) === 'Authorize access · frontdesk', `title: ${await page.title()}`);
+  const text = async (selector) => (await page.textContent(selector)).trim();
+  check((await text('#consent-client')).includes(expect.client_id), `client: ${await text('#consent-client')}`);
+  check((await text('#consent-resource')) === expect.resource, `resource: ${await text('#consent-resource')}`);
+  const scopes = await page.locator('#consent-scopes code.scope').allTextContents();
+  check(JSON.stringify(scopes) === JSON.stringify(expect.scopes), `scopes: ${scopes}`);
+  check((await text('#consent-user')) === expect.user, `user: ${await text('#consent-user')}`);
+  check((await text('#consent-redirect')) === redirectUri, `redirect: ${await text('#consent-redirect')}`);
+  check(await page.locator('header.top nav').count() === 0, 'the admin navigation is shown to an end user');
+  // The admin stylesheet is loaded despite the CSP (its header colour is applied).
+  const header = await page.evaluate(() => getComputedStyle(document.querySelector('header.top')).backgroundColor);
+  check(header === 'rgb(20, 32, 51)', `the admin stylesheet is not applied (header ${header})`);
+  await page.screenshot({ path: join(shots, 'consent.png') });
+  check(errors.length === 0, `console errors on frontdesk's pages: ${errors.join('; ')}`);
+
+  // 4. The decision; the browser lands at the client's redirect URI.
+  await Promise.all([
+    page.waitForURL((url) => url.href.startsWith(redirectUri)),
+    page.click(decision === 'approve' ? '#approve' : '#deny'),
+  ]);
+  console.log(`LANDED ${page.url()}`);
+} catch (error) {
+  console.error(`authorize.spec.mjs: ${error.stack ?? error}`);
+  if (page) {
+    console.error(`at ${page.url()}`);
+    await page.screenshot({ path: join(shots, 'failure.png'), fullPage: true }).catch(() => {});
+  }
+  process.exitCode = 1;
+} finally {
+  await context?.close();
+  rmSync(profile, { recursive: true, force: true });
+}
