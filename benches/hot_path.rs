@@ -285,6 +285,9 @@ fn config(keys: &Keys, database_url: String) -> Config {
     let client = |id: &str, method: &str| ClientConfig {
         client_id: id.into(),
         auth_method: method.into(),
+        client_name: None,
+        source: None,
+        authorization_grant_profiles_supported: Vec::new(),
         secret_hash: None,
         jwks: None,
         jwks_uri: None,

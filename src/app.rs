@@ -266,7 +266,12 @@ pub async fn build_token_service(
         },
     ));
     let token_endpoint = format!("{}/token", config.issuer.trim_end_matches('/'));
+    let client_metadata = crate::oauth::client_metadata::ClientMetadataResolver::new(
+        config.client_id_metadata.clone(),
+    )
+    .map_err(|error| StartupError(format!("cannot build the HTTP client: {error}")))?;
     Ok(TokenService {
+        client_metadata,
         audit: crate::store::AuditWriter::spawn(store.clone()),
         replay: crate::store::ReplayWriter::spawn(store.clone()),
         throttle: crate::oauth::throttle::FailedAuthThrottle::new(

@@ -100,9 +100,9 @@ pub enum AdminCommand {
 /// Client commands.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Register a confidential client. With a secret method, a random secret is generated and
-    /// printed once; only its argon2id hash is stored.
-    Add(crate::client_cli::ClientAddArgs),
+    /// Register a client. With a secret method, a random secret is generated and printed once;
+    /// only its argon2id hash is stored. `--auth-method none` registers a public client.
+    Add(Box<crate::client_cli::ClientAddArgs>),
     /// List clients (from the config file and the database).
     List,
     /// Remove a client created with `client add`.

@@ -19,7 +19,8 @@ pub struct ClientAddArgs {
     /// The client_id.
     #[arg(long)]
     pub id: String,
-    /// client_secret_basic, client_secret_post or private_key_jwt.
+    /// client_secret_basic, client_secret_post, private_key_jwt, or none (a public client:
+    /// authorization_code and refresh_token only).
     #[arg(long, default_value = "client_secret_basic")]
     pub auth_method: String,
     /// For private_key_jwt: the client's JWKS URL.
@@ -43,6 +44,12 @@ pub struct ClientAddArgs {
     /// A grant type (repeatable; default: token-exchange).
     #[arg(long = "grant-type")]
     pub grant_types: Vec<String>,
+    /// A redirect URI for the authorization code flow (repeatable; matched exactly).
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// The name shown on the consent page.
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -85,7 +92,7 @@ pub async fn run(command: ClientCommand, store: &Store) -> Result<(), StartupErr
                 }
             }
         }
-        ClientCommand::Add(args) => add(args, store).await,
+        ClientCommand::Add(args) => add(*args, store).await,
     }
 }
 
@@ -114,13 +121,22 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
         .map(std::fs::read_to_string)
         .transpose()
         .map_err(|error| StartupError(format!("cannot read the JWKS file: {error}")))?;
+    let public = args.auth_method == "none";
     let client = ClientConfig {
         client_id: args.id.clone(),
         auth_method: args.auth_method,
+        client_name: args.name,
+        source: None,
+        authorization_grant_profiles_supported: Vec::new(),
         secret_hash,
         jwks,
         jwks_uri: args.jwks_uri,
-        grant_types: if args.grant_types.is_empty() {
+        grant_types: if args.grant_types.is_empty() && public {
+            vec![
+                crate::oauth::GRANT_AUTHORIZATION_CODE.to_string(),
+                crate::oauth::GRANT_REFRESH_TOKEN.to_string(),
+            ]
+        } else if args.grant_types.is_empty() {
             vec![crate::oauth::GRANT_TOKEN_EXCHANGE.to_string()]
         } else {
             args.grant_types
@@ -132,7 +148,7 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
             .audience_client_ids
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
-        redirect_uris: Vec::new(),
+        redirect_uris: args.redirect_uris,
         enabled: true,
     };
     crate::trust::validate_client(&client)

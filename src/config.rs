@@ -66,6 +66,10 @@ pub struct Config {
     /// The authorization code flow (`GET /authorize`): where users sign in, code and refresh
     /// token lifetimes, pre-approved clients.
     pub authorization: AuthorizationConfig,
+    /// Client ID Metadata Documents: clients whose `client_id` is an https URL.
+    pub client_id_metadata: ClientIdMetadataConfig,
+    /// Dynamic Client Registration (RFC 7591) at `POST /register`.
+    pub registration: RegistrationConfig,
     /// Single sign-on into the admin page through an enterprise IdP.
     pub admin_sso: AdminSsoConfig,
     /// Set when no configuration file was given: a local, single-user development instance.
@@ -108,6 +112,76 @@ impl Default for AuthorizationConfig {
             refresh_token_lifetime_secs: 14 * 86400,
             request_lifetime_secs: 600,
             pre_approved_clients: Vec::new(),
+        }
+    }
+}
+
+/// Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document): a client whose
+/// `client_id` is an https URL is described by the JSON document served at that URL. Off by
+/// default, because turning it on lets anyone who controls an allowed host become a client
+/// (public, or `private_key_jwt` with keys from the document); the administrator decides which
+/// hosts may do so.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientIdMetadataConfig {
+    /// Accept URL client ids at all (and advertise `client_id_metadata_document_supported`).
+    pub enabled: bool,
+    /// Hosts whose documents are accepted: `app.example.com` (exactly that host),
+    /// `*.example.com` (any subdomain, not the apex) or `*` (any host). Required when enabled.
+    pub allowed_hosts: Vec<String>,
+    /// Largest accepted document.
+    pub max_document_bytes: usize,
+    /// Connect and overall timeout of one fetch.
+    pub fetch_timeout_secs: u64,
+    /// Lower bound of how long a fetched document is trusted (`Cache-Control: max-age` is
+    /// clamped into `min_cache_secs..=max_cache_secs`).
+    pub min_cache_secs: u64,
+    /// Upper bound of how long a fetched document is trusted.
+    pub max_cache_secs: u64,
+    /// Tests and local development only: also accept `http://` documents on loopback
+    /// addresses (and connect to loopback addresses at all). Never in production.
+    pub allow_loopback_http: bool,
+}
+
+impl Default for ClientIdMetadataConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allowed_hosts: Vec::new(),
+            max_document_bytes: 5 * 1024,
+            fetch_timeout_secs: 5,
+            min_cache_secs: 60,
+            max_cache_secs: 86400,
+            allow_loopback_http: false,
+        }
+    }
+}
+
+/// Dynamic Client Registration (RFC 7591). Off by default: self-registered clients are
+/// strangers, so an administrator turns this on deliberately, optionally behind an initial
+/// access token, and it is rate limited per peer address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// Serve `POST /register` (and advertise `registration_endpoint`).
+    pub enabled: bool,
+    /// When set, a registration must carry `Authorization: Bearer <this>` (RFC 7591 §3).
+    /// Use `FRONTDESK_REGISTRATION__INITIAL_ACCESS_TOKEN_FILE`.
+    pub initial_access_token: Option<SecretString>,
+    /// Registrations allowed per peer address and minute (with the same burst).
+    pub per_minute: u32,
+    /// Let self-registered clients ask for the jwt-bearer grant (CMETA-04; off: ID-JAG
+    /// redemption stays with pre-registered clients).
+    pub allow_jwt_bearer: bool,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            initial_access_token: None,
+            per_minute: 10,
+            allow_jwt_bearer: false,
         }
     }
 }
@@ -346,14 +420,26 @@ pub struct AudienceConfig {
     pub max_auth_age_secs: Option<u64>,
 }
 
-/// A confidential client.
+/// A client: confidential (a secret or keys) or public (`auth_method = "none"`, authorization
+/// code with PKCE and refresh tokens only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// The client's identifier at frontdesk.
     pub client_id: String,
-    /// `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
+    /// `client_secret_basic`, `client_secret_post`, `private_key_jwt`, or `none` for a public
+    /// client (one that cannot keep a secret, such as a desktop or CLI MCP client).
     pub auth_method: String,
+    /// A human-readable name shown on the consent page (RFC 7591 `client_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// How the client came to be, when not from the config file or an administrator: `dcr`
+    /// (self-registered at `POST /register`) or `cimd` (a Client ID Metadata Document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Grant profiles the client declared (IDJAG §8, CMETA-01), stored and echoed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_grant_profiles_supported: Vec<String>,
     /// argon2id PHC string of the secret (from `frontdesk hash-secret`).
     #[serde(default)]
     pub secret_hash: Option<String>,
@@ -422,6 +508,8 @@ impl Default for Config {
             clients: Vec::new(),
             resources: Vec::new(),
             authorization: AuthorizationConfig::default(),
+            client_id_metadata: ClientIdMetadataConfig::default(),
+            registration: RegistrationConfig::default(),
             admin_sso: AdminSsoConfig::default(),
             development: false,
             source: None,
@@ -726,6 +814,53 @@ impl Config {
                 "must be between 60 and 3600",
             );
         }
+        let cimd = &self.client_id_metadata;
+        if cimd.enabled && cimd.allowed_hosts.is_empty() {
+            return err(
+                "client_id_metadata.allowed_hosts",
+                "list the hosts that may serve client metadata documents (`*` for any host)",
+            );
+        }
+        for (index, pattern) in cimd.allowed_hosts.iter().enumerate() {
+            if !valid_host_pattern(pattern) {
+                return err(
+                    &format!("client_id_metadata.allowed_hosts[{index}]"),
+                    format!("`{pattern}` is not a host name, `*.domain` or `*`"),
+                );
+            }
+        }
+        if !(256..=64 * 1024).contains(&cimd.max_document_bytes) {
+            return err(
+                "client_id_metadata.max_document_bytes",
+                "must be between 256 and 65536",
+            );
+        }
+        if !(1..=30).contains(&cimd.fetch_timeout_secs) {
+            return err(
+                "client_id_metadata.fetch_timeout_secs",
+                "must be between 1 and 30",
+            );
+        }
+        if cimd.min_cache_secs > cimd.max_cache_secs || cimd.max_cache_secs > 7 * 86400 {
+            return err(
+                "client_id_metadata.max_cache_secs",
+                "must be at least min_cache_secs and at most 604800 (7 days)",
+            );
+        }
+        if self.registration.per_minute == 0 || self.registration.per_minute > 10_000 {
+            return err("registration.per_minute", "must be between 1 and 10000");
+        }
+        if self
+            .registration
+            .initial_access_token
+            .as_ref()
+            .is_some_and(|token| token.expose().len() < 16)
+        {
+            return err(
+                "registration.initial_access_token",
+                "must be at least 16 characters (use a random value)",
+            );
+        }
         if !["json", "pretty"].contains(&self.log.format.as_str()) {
             return err("log.format", "must be json or pretty");
         }
@@ -747,6 +882,19 @@ fn issuer_is_loopback_http(issuer: &str) -> bool {
                 && matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
             || url.scheme() == "http" && url.host_str() == Some("localhost")
     })
+}
+
+/// `host`, `*.domain` or `*`: lower-case DNS names (an IP address is a host name here too).
+fn valid_host_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    pattern == "*"
+        || (!name.is_empty()
+            && name.len() <= 253
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:[]".contains(c))
+            && !name.starts_with('.')
+            && !name.ends_with('.'))
 }
 
 /// RFC 8414 §2: https, no query, no fragment. Plain http only on loopback (development, tests).
@@ -838,6 +986,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "authorization.sign_in_idp",
     "authorization.client_id",
     "authorization.client_secret",
+    "registration.initial_access_token",
     "admin_sso.idp",
     "admin_sso.client_id",
     "admin_sso.client_secret",

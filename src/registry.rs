@@ -67,7 +67,8 @@ pub struct Audience {
     pub claims: BTreeMap<String, Expression>,
 }
 
-/// A registered confidential client.
+/// A client: registered (config file, admin page, API, self-registration) or described by a
+/// Client ID Metadata Document.
 #[derive(Debug)]
 pub struct Client {
     /// The validated configuration.
@@ -79,6 +80,35 @@ pub struct Client {
 }
 
 impl Client {
+    /// Builds a client from a configuration, validating it like every other source does.
+    pub fn build(config: ClientConfig) -> Result<Client, String> {
+        build_client(config)
+    }
+
+    /// True for a public client (`auth_method = "none"`): it cannot authenticate, so it only
+    /// gets the authorization code and refresh token grants.
+    pub fn is_public(&self) -> bool {
+        self.config.auth_method == "none"
+    }
+
+    /// What the consent page calls the client, next to its id: its name; for a metadata-document
+    /// client also the host that published the document, and a self-registered client is marked
+    /// as such, so the user can tell who asks — a name alone is whatever its author chose.
+    pub fn display_name(&self) -> Option<String> {
+        let name = self.config.client_name.as_deref();
+        match self.config.source.as_deref() {
+            Some("cimd") => {
+                let host = url::Url::parse(&self.config.client_id)
+                    .ok()
+                    .and_then(|url| url.host_str().map(str::to_string))
+                    .unwrap_or_default();
+                Some(format!("{} ({host})", name.unwrap_or("Unnamed client")))
+            }
+            Some("dcr") => name.map(|name| format!("{name} (self-registered)")),
+            _ => name.map(str::to_string),
+        }
+    }
+
     /// The identifier this client is known by at `idp` (the `aud` of its ID tokens).
     pub fn id_at_idp(&self, idp: &str) -> &str {
         self.config

@@ -20,12 +20,23 @@ pub const IDP_ALGORITHMS: &[&str] = &[
 ];
 /// What an audience may be issued.
 pub const AUDIENCE_TOKEN_TYPES: &[&str] = &["id-jag", "jwt", "access_token"];
-/// Client authentication methods (confidential clients only).
+/// Client authentication methods: three for confidential clients, and `none` for public
+/// clients (RFC 7591 §2), which prove nothing at the token endpoint and therefore get only the
+/// grants whose security rests on PKCE and the user's consent.
 pub const CLIENT_AUTH_METHODS: &[&str] = &[
     "client_secret_basic",
     "client_secret_post",
     "private_key_jwt",
+    "none",
 ];
+/// The grants a public client may use: token exchange and jwt-bearer turn a token into a new
+/// grant for another party and need a client that can authenticate (CMETA-04, IDJAG §9.1).
+pub const PUBLIC_CLIENT_GRANTS: &[crate::oauth::GrantType] = &[
+    crate::oauth::GrantType::AuthorizationCode,
+    crate::oauth::GrantType::RefreshToken,
+];
+/// Longest accepted `client_name`.
+pub const MAX_CLIENT_NAME_CHARS: usize = 100;
 /// Claims an audience may derive by CEL mapping.
 pub const MAPPABLE_CLAIMS: &[&str] = &["sub", "aud_sub", "email", "tenant", "aud_tenant"];
 /// Subject-token claims an audience may release.
@@ -145,6 +156,12 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
     for (index, client) in config.clients.iter().enumerate() {
         let key = format!("clients[{index}]");
         validate_client(client).map_err(|(field, message)| (format!("{key}.{field}"), message))?;
+        if client.source.is_some() {
+            return invalid(
+                format!("{key}.source"),
+                "set only for self-registered and metadata-document clients",
+            );
+        }
         if !seen.insert(client.client_id.clone()) {
             return invalid(
                 format!("{key}.client_id"),
@@ -418,17 +435,47 @@ pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
 
 /// Validates one client; the key in the error is relative to the client.
 pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
-    validate_id(&client.client_id).or_else(|m| invalid("client_id".into(), m))?;
+    if client.source.as_deref() == Some("cimd") {
+        // A Client ID Metadata Document client is named by the URL of its document.
+        validate_url(&client.client_id, true).or_else(|m| invalid("client_id".into(), m))?;
+    } else {
+        validate_id(&client.client_id).or_else(|m| invalid("client_id".into(), m))?;
+    }
     if !CLIENT_AUTH_METHODS.contains(&client.auth_method.as_str()) {
         return invalid(
             "auth_method".into(),
             format!(
-                "must be one of {} (confidential clients only)",
+                "must be one of {} (`none` for a public client)",
                 CLIENT_AUTH_METHODS.join(", ")
             ),
         );
     }
-    if client.auth_method.starts_with("client_secret") {
+    if client.auth_method == "none" {
+        if client.secret_hash.is_some() {
+            return invalid(
+                "secret_hash".into(),
+                "a public client (auth_method = \"none\") has no secret",
+            );
+        }
+        if client.jwks.is_some() || client.jwks_uri.is_some() {
+            return invalid(
+                "jwks".into(),
+                "a public client (auth_method = \"none\") has no keys; use private_key_jwt",
+            );
+        }
+        for grant in &client.grant_types {
+            if crate::oauth::GrantType::parse(grant)
+                .is_some_and(|grant| !PUBLIC_CLIENT_GRANTS.contains(&grant))
+            {
+                return invalid(
+                    "grant_types".into(),
+                    format!(
+                        "a public client may only use authorization_code and refresh_token, not `{grant}` (token exchange and jwt-bearer need a confidential client)"
+                    ),
+                );
+            }
+        }
+    } else if client.auth_method.starts_with("client_secret") {
         match &client.secret_hash {
             Some(hash) if crate::secret::is_argon2id_phc(hash) => {}
             Some(_) => {
@@ -467,6 +514,28 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
     for uri in &client.redirect_uris {
         validate_redirect_uri(uri).or_else(|m| invalid("redirect_uris".into(), m))?;
     }
+    if let Some(name) = &client.client_name
+        && (name.trim().is_empty()
+            || name.chars().count() > MAX_CLIENT_NAME_CHARS
+            || name.chars().any(char::is_control))
+    {
+        return invalid(
+            "client_name".into(),
+            format!("must be 1-{MAX_CLIENT_NAME_CHARS} printable characters"),
+        );
+    }
+    if client
+        .source
+        .as_deref()
+        .is_some_and(|source| source != "dcr" && source != "cimd")
+    {
+        return invalid("source".into(), "must be dcr or cimd when set");
+    }
+    validate_grant_profiles(
+        &client.authorization_grant_profiles_supported,
+        &client.grant_types,
+    )
+    .or_else(|m| invalid("authorization_grant_profiles_supported".into(), m))?;
     let uses_code = client.grant_types.iter().any(|grant| {
         crate::oauth::GrantType::parse(grant) == Some(crate::oauth::GrantType::AuthorizationCode)
     });
@@ -475,6 +544,34 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
             "redirect_uris".into(),
             "the authorization_code grant needs at least one registered redirect URI",
         );
+    }
+    Ok(())
+}
+
+/// CMETA-02: a client that declares the ID-JAG grant profile must be able to use both halves of
+/// it, the token exchange that obtains an ID-JAG and the jwt-bearer grant that redeems one.
+pub fn validate_grant_profiles(profiles: &[String], grant_types: &[String]) -> Result<(), String> {
+    use crate::oauth::GrantType;
+    for profile in profiles {
+        if profile.is_empty() || profile.len() > 200 || profile.chars().any(char::is_control) {
+            return Err("each profile must be a non-empty URI".into());
+        }
+    }
+    if profiles
+        .iter()
+        .any(|profile| profile == crate::oauth::GRANT_PROFILE_ID_JAG)
+    {
+        let has = |wanted: GrantType| {
+            grant_types
+                .iter()
+                .any(|grant| GrantType::parse(grant) == Some(wanted))
+        };
+        if !has(GrantType::TokenExchange) || !has(GrantType::JwtBearer) {
+            return Err(format!(
+                "the `{}` profile needs both the token-exchange and the jwt-bearer grant types (CMETA-02)",
+                crate::oauth::GRANT_PROFILE_ID_JAG
+            ));
+        }
     }
     Ok(())
 }

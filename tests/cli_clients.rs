@@ -244,3 +244,74 @@ async fn exchange_prints_the_response_and_the_decoded_id_jag() -> anyhow::Result
     assert_eq!(shown["error"]["error"], "invalid_request");
     Ok(())
 }
+
+#[tokio::test]
+async fn client_add_registers_a_public_code_flow_client_without_a_secret() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = config_with_trust(dir.path());
+    let output = frontdesk(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "client",
+            "add",
+            "--id",
+            "desktop",
+            "--auth-method",
+            "none",
+            "--redirect-uri",
+            "http://127.0.0.1:33418/callback",
+            "--name",
+            "Desktop app",
+        ],
+        &[],
+    )
+    .await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", text(&output.stderr));
+    assert!(
+        !stdout.contains("client_secret"),
+        "public clients get no secret: {stdout}"
+    );
+    let store = Store::connect(
+        &format!("sqlite://{}", dir.path().join("data.db").display()),
+        1,
+    )
+    .await?;
+    let clients = store.list_trust(TrustKind::Client).await?;
+    let desktop = clients.iter().find(|c| c.id == "desktop").expect("stored");
+    assert_eq!(desktop.document["auth_method"], "none");
+    assert!(desktop.document["secret_hash"].is_null());
+    assert_eq!(
+        desktop.document["grant_types"],
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
+    store.close().await;
+
+    // A public client cannot be given token exchange (CMETA-04).
+    let output = frontdesk(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "client",
+            "add",
+            "--id",
+            "sneaky",
+            "--auth-method",
+            "none",
+            "--grant-type",
+            "token-exchange",
+        ],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("confidential"),
+        "{}",
+        text(&output.stderr)
+    );
+    Ok(())
+}

@@ -118,3 +118,82 @@ async fn mcp_python_sdk_reaches_a_protected_resource_through_both_legs() -> anyh
     b.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
+
+/// The MCP Python SDK's standard `OAuthClientProvider` (authorization code + PKCE) against one
+/// frontdesk: the SDK follows the resource's RFC 9728 metadata to frontdesk, registers itself
+/// through Dynamic Client Registration (a public client), and its redirect handler drives the
+/// authorization URL headlessly through the test IdP's sign-in and frontdesk's consent page.
+/// The resource (Python, PyJWT) answers 200 only to a valid access token. See
+/// tests/python/mcp_oauth.py.
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_python_sdk_oauth_client_provider_registers_and_completes_the_code_flow()
+-> anyhow::Result<()> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut child = tokio::process::Command::new(python())
+        .arg(root.join("tests/python/mcp_oauth.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let first = tokio::time::timeout(Duration::from_secs(60), stdout.next_line())
+        .await??
+        .expect("the resource URL");
+    let resource = serde_json::from_str::<Value>(&first)?["resource"]
+        .as_str()
+        .expect("resource")
+        .to_string();
+
+    let protected = resource.clone();
+    let env = Env::start_with(move |config| {
+        config.resources.push(frontdesk::config::ResourceConfig {
+            resource: protected,
+            scopes: vec!["mcp:tools".into()],
+            access_token_lifetime_secs: None,
+            single_use_assertions: true,
+            default: false,
+        });
+        config.authorization.sign_in_idp = Some("corp".into());
+        config.authorization.client_id = Some("frontdesk-rp".into());
+        config.authorization.client_secret =
+            Some(frontdesk::secret::SecretString::new("rp-secret"));
+        config.registration.enabled = true;
+    })
+    .await?;
+
+    let settings = json!({ "issuer": env.url, "scope": "mcp:tools" });
+    stdin.write_all(format!("{settings}\n").as_bytes()).await?;
+    stdin.flush().await?;
+    let line = tokio::time::timeout(Duration::from_secs(120), stdout.next_line())
+        .await??
+        .expect("the outcome line");
+    let outcome: Value = serde_json::from_str(&line)?;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+
+    assert_eq!(outcome["status"], 200, "{outcome}");
+    assert!(status.success(), "{outcome}");
+    assert_eq!(
+        outcome["unauthorized"], 1,
+        "one 401 started the flow: {outcome}"
+    );
+    assert_eq!(outcome["authorized"], 1, "{outcome}");
+    let client_id = outcome["client_id"].as_str().expect("registered client id");
+    assert!(
+        client_id.starts_with("dcr-"),
+        "registered through /register: {outcome}"
+    );
+    let hops = outcome["hops"].to_string();
+    assert!(
+        hops.contains("/authorize") && hops.contains("/authorize/callback"),
+        "went through frontdesk and the IdP: {hops}"
+    );
+    let claims = &outcome["claims"];
+    assert_eq!(claims["iss"], env.url);
+    assert_eq!(claims["aud"], resource);
+    assert_eq!(claims["client_id"], client_id);
+    assert_eq!(claims["sub"], "johndoe");
+    assert_eq!(claims["scope"], "mcp:tools");
+    Ok(())
+}

@@ -27,6 +27,7 @@ use http::{HeaderValue, header};
 use crate::http::AppState;
 
 pub use auth::{ABSOLUTE_TIMEOUT_SECS, ADMIN_COOKIE, IDLE_TIMEOUT_SECS};
+pub(crate) use trust::{RegisterError, create_registered_client};
 pub use views::AdminError;
 
 /// The Content-Security-Policy of every admin response: no scripts at all, styles and images

@@ -93,7 +93,7 @@ impl Kind {
         match self {
             Kind::Idp => vec!["Issuer", "Token types", "Enabled"],
             Kind::Audience => vec!["Issuer", "Issues", "Scopes"],
-            Kind::Client => vec!["Authentication", "Audiences", "Enabled"],
+            Kind::Client => vec!["Authentication", "Audiences", "Enabled", "Source"],
         }
     }
     fn cells(self, document: &Value) -> Vec<String> {
@@ -120,7 +120,15 @@ impl Kind {
         match self {
             Kind::Idp => vec![text("issuer"), list("token_types"), enabled()],
             Kind::Audience => vec![text("issuer"), text("token_type"), list("scopes")],
-            Kind::Client => vec![text("auth_method"), list("audiences"), enabled()],
+            Kind::Client => vec![
+                text("auth_method"),
+                list("audiences"),
+                enabled(),
+                match document["source"].as_str() {
+                    Some("dcr") => "self-registered".to_string(),
+                    _ => String::new(),
+                },
+            ],
         }
     }
 }
@@ -331,7 +339,7 @@ const CLIENT_FIELDS: &[Spec] = &[
         "auth_method",
         "Authentication",
         Format::Select(crate::trust::CLIENT_AUTH_METHODS),
-        "A secret is generated for the client_secret_* methods.",
+        "A secret is generated for the client_secret_* methods; none = a public client (code flow only).",
     ),
     spec(
         "jwks",
@@ -374,6 +382,18 @@ const CLIENT_FIELDS: &[Spec] = &[
         "Ids at audiences",
         Format::Map,
         "One audience-id=client-id per line: the ID-JAG client_id claim.",
+    ),
+    spec(
+        "client_name",
+        "Name",
+        Format::OptText,
+        "Shown to users on the consent page.",
+    ),
+    spec(
+        "redirect_uris",
+        "Redirect URIs",
+        Format::List,
+        "authorization_code: exact https (or loopback http) URIs.",
     ),
     spec(
         "enabled",
@@ -1175,6 +1195,50 @@ pub(super) async fn create_object(
     }
 }
 
+/// Stores a client that registered itself at `POST /register` (RFC 7591) through the same
+/// validation, storage, audit and trust reload as a client an administrator creates, so it is
+/// listed (as self-registered) and managed on the admin page like any other. Returns the new
+/// secret for a confidential client, or why the document was refused.
+pub(crate) async fn create_registered_client(
+    state: &AppState,
+    document: Value,
+) -> Result<Option<String>, RegisterError> {
+    create_object(state, "dcr", Kind::Client, document)
+        .await
+        .map_err(|error| match error {
+            ChangeError::Invalid(errors) => RegisterError::Invalid(
+                errors
+                    .into_iter()
+                    .map(|(field, message)| {
+                        if field.is_empty() {
+                            message
+                        } else {
+                            format!("{field}: {message}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            ChangeError::Conflict(_, message) | ChangeError::Managed(message) => {
+                RegisterError::Invalid(message)
+            }
+            ChangeError::NotFound => RegisterError::Internal,
+            ChangeError::NotApplicable(detail) | ChangeError::Internal(detail) => {
+                tracing::error!(%detail, "storing a registered client failed");
+                RegisterError::Internal
+            }
+        })
+}
+
+/// Why a self-registered client was not stored.
+#[derive(Debug)]
+pub(crate) enum RegisterError {
+    /// The metadata failed validation (the message says which field and why).
+    Invalid(String),
+    /// The database or hashing failed; logged, not shown.
+    Internal,
+}
+
 /// The stored object `id` of `kind`, if it may be changed here (not config-managed).
 pub(super) async fn editable(
     state: &AppState,
@@ -1200,6 +1264,14 @@ pub(super) async fn update_object(
     if kind == Kind::Client {
         if let Some(map) = document.as_object_mut() {
             map.remove("secret_hash");
+            // Not on the form: where a self-registered client came from, and what it declared.
+            for key in ["source", "authorization_grant_profiles_supported"] {
+                if let Some(value) = existing.document.get(key)
+                    && !map.contains_key(key)
+                {
+                    map.insert(key.to_string(), value.clone());
+                }
+            }
         }
         let secret_method = uses_secret(&document);
         match existing

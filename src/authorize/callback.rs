@@ -213,8 +213,15 @@ pub async fn callback(
     audit.decision = Decision::Changed;
     audit.error_code = None;
     audit.reason = Some("signed_in_awaiting_consent".into());
-    // Pre-registered clients have no display name; the id is what the administrator chose.
-    let response = consent_page(&pending, None);
+    let client = state
+        .tokens
+        .client_metadata
+        .find_client(&registry, &pending.client_id)
+        .await
+        .ok()
+        .flatten();
+    let name = client.and_then(|client| client.display_name());
+    let response = consent_page(&pending, name.as_deref());
     audited(&state, audit, response).await
 }
 

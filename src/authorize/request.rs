@@ -76,10 +76,25 @@ pub async fn authorize(
     };
     let get = |name: &str| params.get(name).map(String::as_str);
     // 1. The client and its redirect URI: errors here are never redirected.
-    let client: Option<Arc<Client>> = get("client_id")
-        .and_then(|id| registry.client(id))
-        .filter(|client| client.config.enabled)
-        .cloned();
+    let found = match get("client_id") {
+        Some(id) => {
+            state
+                .tokens
+                .client_metadata
+                .find_client(&registry, id)
+                .await
+        }
+        None => Ok(None),
+    };
+    let client: Option<Arc<Client>> = match found {
+        Ok(client) => client.filter(|client| client.config.enabled),
+        Err(error) => {
+            // A URL client id whose metadata document was refused (CAUTH-10).
+            audit.error_code = Some("invalid_client".into());
+            audit.client_id = get("client_id").map(|id| id.chars().take(200).collect());
+            return refuse(&state, audit, error.reason, &error.description).await;
+        }
+    };
     let Some(client) = client else {
         audit.error_code = Some("invalid_client".into());
         audit.client_id = get("client_id").map(|id| id.chars().take(200).collect());

@@ -506,6 +506,102 @@ fn path_str(path: &Path) -> &str {
 }
 
 #[test]
+fn a_public_client_gets_only_the_code_and_refresh_grants_and_no_secret() {
+    let public = "[[clients]]\nclient_id = \"cli\"\nauth_method = \"none\"\nredirect_uris = [\"http://127.0.0.1:7777/cb\"]\n";
+    let config = load_file(
+        &production(&format!(
+            "{public}grant_types = [\"authorization_code\", \"refresh_token\"]\n"
+        )),
+        &[],
+    )
+    .expect("a public code-flow client is valid");
+    assert_eq!(config.clients[0].auth_method, "none");
+
+    // CMETA-04 / IDJAG §9.1: token exchange needs a confidential client.
+    let error = load_file(
+        &production(&format!("{public}grant_types = [\"token-exchange\"]\n")),
+        &[],
+    )
+    .expect_err("public token exchange");
+    assert_error(&error, "clients[0].grant_types", "frontdesk.toml");
+    assert!(error.to_string().contains("confidential"), "{error}");
+
+    let error = load_file(
+        &production(&format!(
+            "{public}grant_types = [\"authorization_code\"]\nsecret_hash = \"x\"\n"
+        )),
+        &[],
+    )
+    .expect_err("public client with a secret");
+    assert_error(&error, "clients[0].secret_hash", "frontdesk.toml");
+}
+
+#[test]
+fn cmeta_02_the_id_jag_profile_needs_both_grant_types() {
+    let error = load_file(
+        &production(
+            "[[clients]]\nclient_id = \"c\"\nauth_method = \"private_key_jwt\"\njwks_uri = \"https://c.example/jwks\"\ngrant_types = [\"token-exchange\"]\nauthorization_grant_profiles_supported = [\"urn:ietf:params:oauth:grant-profile:id-jag\"]\n",
+        ),
+        &[],
+    )
+    .expect_err("profile without jwt-bearer");
+    assert_error(
+        &error,
+        "clients[0].authorization_grant_profiles_supported",
+        "frontdesk.toml",
+    );
+}
+
+#[test]
+fn client_metadata_documents_and_registration_are_off_by_default_and_checked_when_on() {
+    let config = load_file(&production(""), &[]).expect("defaults");
+    assert!(!config.client_id_metadata.enabled);
+    assert!(!config.registration.enabled);
+
+    let error = load_file(&production("[client_id_metadata]\nenabled = true\n"), &[])
+        .expect_err("no allowed hosts");
+    assert_error(&error, "client_id_metadata.allowed_hosts", "frontdesk.toml");
+    let config = load_file(
+        &production(
+            "[client_id_metadata]\nenabled = true\nallowed_hosts = [\"*.apps.example\", \"tool.example.org\"]\n",
+        ),
+        &[],
+    )
+    .expect("allowed hosts given");
+    assert_eq!(config.client_id_metadata.allowed_hosts.len(), 2);
+    let error = load_file(
+        &production("[client_id_metadata]\nallowed_hosts = [\"https://x.example/\"]\n"),
+        &[],
+    )
+    .expect_err("a URL is not a host pattern");
+    assert_error(
+        &error,
+        "client_id_metadata.allowed_hosts[0]",
+        "frontdesk.toml",
+    );
+
+    let error = load_file(
+        &production("[registration]\nenabled = true\n"),
+        &[("FRONTDESK_REGISTRATION__INITIAL_ACCESS_TOKEN", "short")],
+    )
+    .expect_err("short initial access token");
+    assert_error(
+        &error,
+        "registration.initial_access_token",
+        "FRONTDESK_REGISTRATION",
+    );
+    let config = load_file(
+        &production("[registration]\nenabled = true\n"),
+        &[(
+            "FRONTDESK_REGISTRATION__INITIAL_ACCESS_TOKEN",
+            "0123456789abcdef0123",
+        )],
+    )
+    .expect("token from the environment");
+    assert!(config.registration.initial_access_token.is_some());
+}
+
+#[test]
 fn admin_sso_is_validated_and_its_secret_comes_from_the_environment() {
     const IDP: &str =
         "[[identity_providers]]\nid = \"corp\"\nissuer = \"https://idp.example.com\"\n";

@@ -63,6 +63,26 @@ pub fn metadata_document(config: &Config) -> Value {
         document["code_challenge_methods_supported"] = json!(["S256"]);
         // RFC 9207.
         document["authorization_response_iss_parameter_supported"] = json!(true);
+        // Public clients (no authentication) at the token endpoint, for the code flow only.
+        document["token_endpoint_auth_methods_supported"] = json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none"
+        ]);
+        // RFC 7009 §2.1: public clients may revoke their own tokens (never introspect).
+        document["revocation_endpoint_auth_methods_supported"] = json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none"
+        ]);
+    }
+    // META-15: URL client ids only when the administrator turned them on.
+    document["client_id_metadata_document_supported"] = json!(config.client_id_metadata.enabled);
+    // RFC 7591: advertised only while registration is enabled.
+    if config.registration.enabled {
+        document["registration_endpoint"] = json!(format!("{base}/register"));
     }
     document
 }

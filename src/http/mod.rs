@@ -5,6 +5,7 @@ mod error;
 mod health;
 mod metadata;
 mod metrics;
+mod register;
 mod state;
 mod token;
 
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .merge(crate::admin::router())
         .merge(crate::authorize::router(&state))
+        .merge(register::router(&state))
         .fallback(error::not_found)
         .layer(RequestBodyLimitLayer::new(max_body));
     let forms = Router::new()

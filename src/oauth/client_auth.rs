@@ -1,6 +1,8 @@
 //! Client authentication at the token endpoint (RFC 6749 §2.3, RFC 7523 §3; REQUIREMENTS §13):
-//! `client_secret_basic`, `client_secret_post` and `private_key_jwt`, exactly one per request,
-//! confidential clients only. argon2 runs once per distinct secret value: verified secrets are
+//! `client_secret_basic`, `client_secret_post` and `private_key_jwt`, exactly one per request;
+//! a public client (`auth_method = "none"`) names itself with `client_id` alone and sends no
+//! credentials at all (a secret from it, or no credentials from a confidential client, is
+//! `invalid_client`). argon2 runs once per distinct secret value: verified secrets are
 //! remembered under a keyed hash that also covers the stored hash, so changing a client's secret
 //! invalidates the entry by construction.
 
@@ -13,6 +15,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use super::client_metadata::ClientMetadataResolver;
 use super::request::FormParams;
 use super::{CLIENT_ASSERTION_TYPE_JWT_BEARER, ErrorCode, OAuthError};
 use crate::jose::jwks_cache::{JwksCache, KeySource};
@@ -47,6 +50,8 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// Signed client assertion.
     PrivateKeyJwt,
+    /// A public client: no authentication (RFC 6749 §2.1); only `client_id` in the body.
+    None,
 }
 
 impl AuthMethod {
@@ -56,6 +61,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
         }
     }
 }
@@ -193,6 +199,8 @@ pub struct ClientAuthContext<'a, R: ReplayStore> {
     pub registry: &'a Registry,
     /// Verified-secret cache.
     pub secrets: &'a SecretCache,
+    /// Clients named by the URL of a Client ID Metadata Document.
+    pub client_metadata: &'a ClientMetadataResolver,
     /// Keys of clients with a `jwks_uri`.
     pub jwks: &'a JwksCache,
     /// Replay records for assertion `jti`s.
@@ -337,11 +345,60 @@ pub async fn authenticate<R: ReplayStore>(
         };
         return assertion_client(body_id, assertion, context).await;
     }
-    Err(invalid_client(
-        "no_client_authentication",
-        "Client authentication is required",
-        false,
-    ))
+    match body_id {
+        Some(client_id) => public_client(client_id, context).await,
+        None => Err(invalid_client(
+            "no_client_authentication",
+            "Client authentication is required",
+            false,
+        )),
+    }
+}
+
+/// The client of a request with `client_id` and no credentials: accepted only if it is a
+/// public client (CAUTH-09: a confidential client must authenticate on every request).
+async fn public_client<R: ReplayStore>(
+    client_id: &str,
+    context: &ClientAuthContext<'_, R>,
+) -> Result<AuthenticatedClient, OAuthError> {
+    let client = find(client_id, context).await?;
+    if !client.is_public() {
+        return Err(invalid_client(
+            "no_client_authentication",
+            "Client authentication is required for this client",
+            false,
+        ));
+    }
+    Ok(AuthenticatedClient {
+        client,
+        method: AuthMethod::None,
+    })
+}
+
+/// The enabled client `client_id` — registered, or described by its metadata document — or
+/// `invalid_client`.
+async fn find<R: ReplayStore>(
+    client_id: &str,
+    context: &ClientAuthContext<'_, R>,
+) -> Result<Arc<Client>, OAuthError> {
+    let client = context
+        .client_metadata
+        .find_client(context.registry, client_id)
+        .await
+        .map_err(|error| invalid_client(error.reason, &error.description, false))?;
+    match client {
+        Some(client) if client.config.enabled => Ok(client),
+        Some(_) => Err(invalid_client(
+            "client_disabled",
+            "Client authentication failed",
+            false,
+        )),
+        None => Err(invalid_client(
+            "unknown_client",
+            "Client authentication failed",
+            false,
+        )),
+    }
 }
 
 async fn secret_client<R: ReplayStore>(
@@ -414,20 +471,7 @@ async fn assertion_client<R: ReplayStore>(
             false,
         ));
     };
-    let Some(client) = context.registry.client(client_id) else {
-        return Err(invalid_client(
-            "unknown_client",
-            "Client authentication failed",
-            false,
-        ));
-    };
-    if !client.config.enabled {
-        return Err(invalid_client(
-            "client_disabled",
-            "Client authentication failed",
-            false,
-        ));
-    }
+    let client = find(client_id, context).await?;
     if client.config.auth_method != AuthMethod::PrivateKeyJwt.as_str() {
         return Err(invalid_client(
             "wrong_authentication_method",
@@ -517,7 +561,7 @@ async fn assertion_client<R: ReplayStore>(
         ));
     }
     Ok(AuthenticatedClient {
-        client: client.clone(),
+        client,
         method: AuthMethod::PrivateKeyJwt,
     })
 }

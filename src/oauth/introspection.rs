@@ -81,6 +81,7 @@ async fn authenticate_caller(
         token_endpoint: &service.token_endpoint,
         registry: &registry,
         secrets: &service.secrets,
+        client_metadata: &service.client_metadata,
         jwks: &service.jwks,
         replay: &service.replay,
         now: context.now,
@@ -95,7 +96,16 @@ pub async fn introspect(
     form: &FormParams,
     context: &RequestContext,
 ) -> Result<Value, OAuthError> {
-    authenticate_caller(service, form, context).await?;
+    let caller = authenticate_caller(service, form, context).await?;
+    // Introspection reveals token contents: it is for resource servers that can authenticate,
+    // not for public clients (RFC 7662 §4). Public clients may still revoke (RFC 7009 §2.1).
+    if caller.client.is_public() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "public_client",
+            "Introspection needs a confidential client",
+        ));
+    }
     let token = form.required("token")?;
     let Ours::AccessToken(claims) = classify(service, token, context.now) else {
         return Ok(json!({ "active": false }));

@@ -2,12 +2,14 @@
 //! knows about HTTP or SQL; handlers call in, and the store is reached through its traits.
 
 pub mod client_auth;
+pub mod client_metadata;
 pub mod code_grant;
 mod error;
 pub mod exchange;
 pub mod introspection;
 pub mod jwt_bearer;
 mod refresh_subject;
+pub mod registration;
 pub mod request;
 pub mod service;
 pub mod throttle;

@@ -64,6 +64,8 @@ pub struct TokenService {
     pub replay: ReplayWriter,
     /// Failed-authentication throttle.
     pub throttle: super::throttle::FailedAuthThrottle,
+    /// Clients named by the URL of their Client ID Metadata Document.
+    pub client_metadata: super::client_metadata::ClientMetadataResolver,
 }
 
 impl TokenService {
@@ -220,6 +222,7 @@ impl TokenService {
                 token_endpoint: &self.token_endpoint,
                 registry: &registry,
                 secrets: &self.secrets,
+                client_metadata: &self.client_metadata,
                 jwks: &self.jwks,
                 replay: &self.replay,
                 now: context.now,
@@ -244,6 +247,15 @@ impl TokenService {
             }
         };
         audit.client_id = Some(client.client.config.client_id.clone());
+        // CMETA-04, IDJAG §9.1: a client that cannot authenticate gets no token exchange or
+        // jwt-bearer grant, whatever its registration says.
+        if client.client.is_public() && !crate::trust::PUBLIC_CLIENT_GRANTS.contains(&grant) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "public_client",
+                "This grant needs a confidential client; public clients may only use authorization_code and refresh_token",
+            ));
+        }
         if !client.client.grant_types.contains(&grant) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,

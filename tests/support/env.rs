@@ -64,6 +64,9 @@ pub fn client(id: &str, method: &str, audiences: &[&str]) -> ClientConfig {
     ClientConfig {
         client_id: id.into(),
         auth_method: method.into(),
+        client_name: None,
+        source: None,
+        authorization_grant_profiles_supported: Vec::new(),
         secret_hash: None,
         jwks: None,
         jwks_uri: None,

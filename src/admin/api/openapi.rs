@@ -237,6 +237,9 @@ pub fn document() -> Value {
                     "jwks": { "type": "string" }, "jwks_uri": { "type": "string" },
                     "grant_types": string_list(), "audiences": string_list(), "scopes": string_list(),
                     "idp_client_ids": string_map(), "audience_client_ids": string_map(),
+                    "client_name": { "type": "string" }, "redirect_uris": string_list(),
+                    "authorization_grant_profiles_supported": string_list(),
+                    "source": { "type": "string", "enum": ["dcr"], "description": "Set on clients that registered themselves (POST /register)." },
                     "enabled": { "type": "boolean" } })),
                 "ConnectionTest": { "type": "object", "properties": {
                     "ok": { "type": "boolean" }, "lines": string_list(),

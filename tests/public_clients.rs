@@ -1,0 +1,281 @@
+//! Public clients (`auth_method = "none"`) over real HTTP: they run the authorization code flow
+//! with PKCE and refresh tokens naming themselves with `client_id` alone, and nothing else —
+//! token exchange and introspection need a client that can authenticate (CMETA-04, IDJAG §9.1).
+//! A public client that sends a secret, or a confidential client that sends none, is
+//! `invalid_client` (CAUTH-08, CAUTH-09). Every refusal is audited.
+
+#[path = "support/code_flow.rs"]
+mod code_flow;
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use code_flow::*;
+use env::*;
+use frontdesk::secret::hash_secret;
+use frontdesk::store::{AuditFilter, AuditLog};
+use serde_json::json;
+
+const PUBLIC: &str = "desktop-app";
+const CONFIDENTIAL: &str = "web-app";
+
+async fn start() -> anyhow::Result<Env> {
+    let mut public = client(PUBLIC, "none", &[]);
+    public.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    public.redirect_uris = vec![REDIRECT.into()];
+    public.client_name = Some("Desktop MCP client".into());
+    let mut confidential = client(CONFIDENTIAL, "client_secret_basic", &[]);
+    confidential.secret_hash = Some(hash_secret(SECRET).map_err(anyhow::Error::msg)?);
+    confidential.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    confidential.redirect_uris = vec![REDIRECT.into()];
+    Env::start_with(move |config| {
+        enable_code_flow(config);
+        config.clients.push(public);
+        config.clients.push(confidential);
+    })
+    .await
+}
+
+async fn code_for(env: &Env, client_id: &str) -> anyhow::Result<String> {
+    let browser = browser()?;
+    let (html, cookie) = to_consent(env, &browser, &authorize_params(client_id, REDIRECT)).await?;
+    let redirect = approve(env, &browser, &html, &cookie).await?;
+    query(&redirect, "code").ok_or_else(|| anyhow::anyhow!("no code in {redirect}"))
+}
+
+#[tokio::test]
+async fn a_public_client_completes_the_code_flow_and_refreshes_with_its_client_id_alone()
+-> anyhow::Result<()> {
+    let env = start().await?;
+    let metadata: serde_json::Value = env
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            env.url
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let methods = metadata["token_endpoint_auth_methods_supported"].to_string();
+    assert!(methods.contains("\"none\""), "{methods}");
+
+    let browser = browser()?;
+    let (html, cookie) = to_consent(&env, &browser, &authorize_params(PUBLIC, REDIRECT)).await?;
+    assert!(
+        html.contains("Desktop MCP client"),
+        "the consent page names the client: {html}"
+    );
+    let redirect = approve(&env, &browser, &html, &cookie).await?;
+    let code = query(&redirect, "code").expect("code");
+    let (status, body) = post_form(
+        &env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_id", PUBLIC),
+        ],
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_string();
+    let (status, body) = post_form(
+        &env,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", PUBLIC),
+        ],
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].is_string());
+    // RFC 7009 §2.1: a public client may revoke its own tokens, naming itself.
+    let rotated = body["refresh_token"].as_str().expect("rotated").to_string();
+    let response = env
+        .http
+        .post(format!("{}/revoke", env.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([
+            ("token", rotated.as_str()),
+            ("client_id", PUBLIC),
+        ])?)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let (status, body) = post_form(
+        &env,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rotated),
+            ("client_id", PUBLIC),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "revoked"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_public_client_without_its_pkce_verifier_gets_nothing() -> anyhow::Result<()> {
+    let env = start().await?;
+    let code = code_for(&env, PUBLIC).await?;
+    let (status, body) = post_form(
+        &env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", PUBLIC),
+        ],
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["access_token"].is_null());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_public_client_sending_a_secret_is_invalid_client() -> anyhow::Result<()> {
+    let env = start().await?;
+    let code = code_for(&env, PUBLIC).await?;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    // Basic.
+    let (status, body) = env.post_token(&form, Some((PUBLIC, "anything"))).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    // client_secret_post.
+    let mut posted = form.to_vec();
+    posted.extend([("client_id", PUBLIC), ("client_secret", "anything")]);
+    let (status, body) = post_form(&env, &posted).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let description = body["error_description"].as_str().unwrap_or_default();
+    assert!(
+        !description.contains("anything"),
+        "no echo of the secret: {description}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cauth_09_a_confidential_client_sending_only_its_client_id_is_invalid_client()
+-> anyhow::Result<()> {
+    let env = start().await?;
+    let code = code_for(&env, CONFIDENTIAL).await?;
+    let (status, body) = post_form(
+        &env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_id", CONFIDENTIAL),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    // An unknown client id without credentials is refused the same way.
+    let (status, body) = post_form(
+        &env,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", "nobody"),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cmeta_04_a_public_client_gets_no_token_exchange_and_no_introspection() -> anyhow::Result<()>
+{
+    let env = start().await?;
+    let id_token = env.id_token().await?;
+    let (status, body) = post_form(
+        &env,
+        &[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("client_id", PUBLIC),
+            ("subject_token", &id_token),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:id_token",
+            ),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:id-jag",
+            ),
+            ("audience", RAS_ISSUER),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "{body}"
+    );
+    assert!(body["access_token"].is_null());
+    let response = env
+        .http
+        .post(format!("{}/introspect", env.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([
+            ("token", "x"),
+            ("client_id", PUBLIC),
+        ])?)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await?;
+    assert_eq!(body["error"], json!("invalid_client"));
+
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    assert!(
+        events.iter().any(
+            |record| record.event.reason.as_deref() == Some("public_client")
+                && record.event.client_id.as_deref() == Some(PUBLIC)
+        ),
+        "the refusal is audited"
+    );
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! A headless browser for the authorization code flow: a reqwest client with redirects disabled
+//! follows /authorize → the test IdP (which signs in without a form) → /authorize/callback →
+//! consent, one hop at a time, so each test can stop wherever it wants to look.
+#![allow(dead_code)]
+
+use serde_json::Value;
+
+use super::env::Env;
+
+pub const RESOURCE: &str = "https://mcp.local.example/mcp";
+pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub const RP_CLIENT_ID: &str = "frontdesk-rp";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// Turns on the code flow in `config`: the test IdP `corp` as sign-in IdP, and `RESOURCE`.
+pub fn enable_code_flow(config: &mut frontdesk::config::Config) {
+    config.resources.push(frontdesk::config::ResourceConfig {
+        resource: RESOURCE.into(),
+        scopes: vec!["mcp:read".into(), "mcp:write".into()],
+        access_token_lifetime_secs: None,
+        single_use_assertions: true,
+        default: false,
+    });
+    config.authorization.sign_in_idp = Some("corp".into());
+    config.authorization.client_id = Some(RP_CLIENT_ID.into());
+    config.authorization.client_secret = Some(frontdesk::secret::SecretString::new("rp-secret"));
+}
+
+pub fn browser() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+pub fn authorize_params(client_id: &str, redirect_uri: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("response_type", "code".into()),
+        ("client_id", client_id.into()),
+        ("redirect_uri", redirect_uri.into()),
+        ("state", "client-state-123".into()),
+        ("code_challenge", CHALLENGE.into()),
+        ("code_challenge_method", "S256".into()),
+        ("resource", RESOURCE.into()),
+        ("scope", "mcp:read".into()),
+    ]
+}
+
+pub fn location(response: &reqwest::Response) -> anyhow::Result<url::Url> {
+    let text = response
+        .headers()
+        .get("location")
+        .ok_or_else(|| anyhow::anyhow!("no Location (status {})", response.status()))?
+        .to_str()?;
+    Ok(url::Url::parse(text)?)
+}
+
+pub fn query(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.to_string())
+}
+
+pub fn hidden(html: &str, name: &str) -> anyhow::Result<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .ok_or_else(|| anyhow::anyhow!("no {name} in the page"))?
+        + marker.len();
+    let end = html[start..]
+        .find('"')
+        .ok_or_else(|| anyhow::anyhow!("unterminated {name}"))?;
+    Ok(html[start..start + end].to_string())
+}
+
+/// `GET /authorize` with `params`; the raw response (303 to the IdP, or an error page).
+pub async fn authorize(
+    env: &Env,
+    browser: &reqwest::Client,
+    params: &[(&str, String)],
+) -> anyhow::Result<reqwest::Response> {
+    Ok(browser
+        .get(format!(
+            "{}/authorize?{}",
+            env.url,
+            serde_urlencoded::to_string(params)?
+        ))
+        .send()
+        .await?)
+}
+
+/// Runs /authorize → IdP → callback; returns the consent page HTML and the binding cookie.
+pub async fn to_consent(
+    env: &Env,
+    browser: &reqwest::Client,
+    params: &[(&str, String)],
+) -> anyhow::Result<(String, String)> {
+    let response = authorize(env, browser, params).await?;
+    anyhow::ensure!(
+        response.status() == 303,
+        "authorize: {} {:?}",
+        response.status(),
+        response.text().await
+    );
+    let idp_url = location(&response)?;
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .ok_or_else(|| anyhow::anyhow!("no browser-binding cookie"))?
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let response = browser.get(idp_url).send().await?;
+    anyhow::ensure!(
+        response.status().is_redirection(),
+        "idp: {}",
+        response.status()
+    );
+    let back = location(&response)?;
+    let response = browser.get(back).header("cookie", &cookie).send().await?;
+    anyhow::ensure!(response.status() == 200, "callback: {}", response.status());
+    Ok((response.text().await?, cookie))
+}
+
+/// Approves the consent page; returns the client's redirect URL (with `code`).
+pub async fn approve(
+    env: &Env,
+    browser: &reqwest::Client,
+    html: &str,
+    cookie: &str,
+) -> anyhow::Result<url::Url> {
+    let form = [
+        ("request_id", hidden(html, "request_id")?),
+        ("csrf_token", hidden(html, "csrf_token")?),
+        ("decision", "approve".to_string()),
+    ];
+    let response = browser
+        .post(format!("{}/authorize/consent", env.url))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form)?)
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 303, "consent: {}", response.status());
+    location(&response)
+}
+
+/// `POST /token` with a form and no client authentication (a public client).
+pub async fn post_form(env: &Env, form: &[(&str, &str)]) -> anyhow::Result<(u16, Value)> {
+    let response = env
+        .http
+        .post(format!("{}/token", env.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form)?)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await?))
+}
