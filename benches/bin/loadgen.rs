@@ -185,7 +185,10 @@ fn big_trust(args: &BigTrustArgs) -> anyhow::Result<()> {
              jwks = '''{jwks}'''\nalgorithms = [\"RS256\"]\ntoken_types = [\"id_token\"]"
         )?;
         if i % 10 == 0 {
-            writeln!(out, "condition = \"subject.email.endsWith('@filler-{i}.example')\"")?;
+            writeln!(
+                out,
+                "condition = \"subject.email.endsWith('@filler-{i}.example')\""
+            )?;
         }
     }
     for i in 0..args.audiences {
@@ -314,6 +317,32 @@ fn mint(
         all.extend(part?);
     }
     Ok(all)
+}
+
+/// CPU time (user, system; clock ticks) and context switches (voluntary + involuntary, summed
+/// over all threads) of a process so far: the kernel side that an instruction profile misses.
+fn proc_cpu(pid: u32) -> Option<(u64, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime = fields.get(11)?.parse().ok()?;
+    let stime = fields.get(12)?.parse().ok()?;
+    let mut switches = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(rest) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                switches += rest.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Some((utime, stime, switches))
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -566,7 +595,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let deadline = measure_from + Duration::from_secs(args.duration_secs);
     let next = Arc::new(AtomicUsize::new(0));
     let exhausted = Arc::new(AtomicBool::new(false));
+    let pid = args.pid;
+    let cpu = std::sync::Mutex::new(None);
     let tallies: Vec<Tally> = runtime.block_on(async {
+        let cpu_at_start = tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            pid.and_then(proc_cpu)
+        });
         let tasks: Vec<_> = (0..args.connections.clamp(1, 1024))
             .map(|_| {
                 tokio::spawn(connection(
@@ -583,6 +618,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         for task in tasks {
             out.push(task.await.unwrap_or_default());
         }
+        let cpu_at_end = pid.and_then(proc_cpu);
+        *cpu.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            cpu_at_start.await.ok().flatten().zip(cpu_at_end);
         out
     });
     let peak_rss = args.pid.and_then(|pid| proc_status_kib(pid, "VmHWM:"));
@@ -612,6 +651,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         0.0
     };
+    // Server CPU per successful measured request (µs; one clock tick is 10 ms on Linux, so
+    // only meaningful over thousands of requests) and context switches per request.
+    let cpu = cpu
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let per_request = |delta: u64, scale: f64| {
+        (ok > 0).then(|| (delta as f64 * scale / ok as f64 * 10.0).round() / 10.0)
+    };
+    let (user_us, system_us, switches) = match cpu {
+        Some(((u0, s0, c0), (u1, s1, c1))) => (
+            per_request(u1.saturating_sub(u0), 10_000.0),
+            per_request(s1.saturating_sub(s0), 10_000.0),
+            per_request(c1.saturating_sub(c0), 1.0),
+        ),
+        None => (None, None, None),
+    };
     let result = json!({
         "label": args.label,
         "server": args.server,
@@ -630,6 +685,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         "idle_rss_kib": idle_rss,
         "peak_rss_kib": peak_rss,
         "startup_ms": args.startup_ms,
+        "server_user_us_per_req": user_us,
+        "server_sys_us_per_req": system_us,
+        "server_ctx_switches_per_req": switches,
         "config": args.config,
     });
     eprintln!("loadgen[{}]: {result}", args.label);
@@ -678,13 +736,13 @@ fn report(path: &Path) -> anyhow::Result<()> {
             .map_or("–".into(), |ms| format!("{:.2}", ms / 1000.0))
     };
     println!(
-        "| scenario | auth | req/s | p50 ms | p99 ms | errors | startup s | idle RSS MiB | peak RSS MiB | req/s ÷ ref | p99 ÷ ref |"
+        "| scenario | auth | req/s | p50 ms | p99 ms | errors | startup s | idle RSS MiB | peak RSS MiB | req/s ÷ ref | p99 ÷ ref | server CPU µs/req user + sys | ctx switches/req |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         let auth = row["auth"].as_str().unwrap_or("");
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} + {:.0} | {:.1} |",
             row["label"].as_str().unwrap_or(""),
             auth,
             num(row, "rps"),
@@ -696,6 +754,9 @@ fn report(path: &Path) -> anyhow::Result<()> {
             mib(row, "peak_rss_kib"),
             ratio(num(row, "rps"), reference(auth, "rps")),
             ratio(num(row, "p99_ms"), reference(auth, "p99_ms")),
+            num(row, "server_user_us_per_req"),
+            num(row, "server_sys_us_per_req"),
+            num(row, "server_ctx_switches_per_req"),
         );
     }
     println!(
