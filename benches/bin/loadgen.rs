@@ -9,7 +9,13 @@
 //!   possible), and appends one JSON line: requests/s, p50, p99, errors and the server's idle and
 //!   peak RSS (`/proc/<pid>/status` VmRSS before, VmHWM after).
 //! * `report --results F`: a Markdown table of a results file with ratios against the reference
-//!   server measured in the same run.
+//!   server measured in the same run, and of each large-configuration row against the same
+//!   server, database and client authentication with the small configuration.
+//! * `big-trust ...`: TOML for thousands of extra identity providers (inline JWKS, so nothing
+//!   is fetched), audiences and clients (pre-hashed secrets, as a real deployment stores them),
+//!   appended to a load-test configuration to measure start-up and throughput at scale.
+//! * `wait-ready --addr A --started-ns T`: polls `GET /readyz` until 200 and prints the
+//!   milliseconds since `T` (the server's launch, `date +%s%N`), i.e. the start-up time.
 //!
 //! Every loop is bounded in time and count; the run stops by itself.
 
@@ -49,6 +55,39 @@ enum Command {
         #[arg(long)]
         results: PathBuf,
     },
+    /// Print TOML for many extra trust objects (the large configuration).
+    BigTrust(BigTrustArgs),
+    /// Wait until `GET /readyz` answers 200; print milliseconds since the server's launch.
+    WaitReady {
+        /// Server address (loopback only).
+        #[arg(long)]
+        addr: SocketAddr,
+        /// When the server process was launched, in nanoseconds since the Unix epoch.
+        #[arg(long)]
+        started_ns: u128,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct BigTrustArgs {
+    /// Extra identity providers.
+    #[arg(long, default_value_t = 1000)]
+    idps: usize,
+    /// Extra audiences.
+    #[arg(long, default_value_t = 1000)]
+    audiences: usize,
+    /// Extra clients (half client_secret_basic, half private_key_jwt).
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+    /// argon2id PHC string used for every extra secret client.
+    #[arg(long)]
+    secret_hash: String,
+    /// Public JWK set used as the inline JWKS of every extra IdP and private_key_jwt client.
+    #[arg(long)]
+    jwks: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +148,12 @@ struct RunArgs {
     /// File to append the JSON result line to.
     #[arg(long)]
     out: PathBuf,
+    /// Server start-up time (launch to `/readyz` 200), reported beside the figures.
+    #[arg(long)]
+    startup_ms: Option<f64>,
+    /// `small` or `big` (the configuration size), used by `report` to pair rows.
+    #[arg(long, default_value = "small")]
+    config: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,7 +161,99 @@ fn main() -> anyhow::Result<()> {
         Command::Keys { dir } => keys(&dir),
         Command::Run(args) => run(*args),
         Command::Report { results } => report(&results),
+        Command::BigTrust(args) => big_trust(&args),
+        Command::WaitReady {
+            addr,
+            started_ns,
+            timeout_secs,
+        } => wait_ready(addr, started_ns, timeout_secs),
     }
+}
+
+fn big_trust(args: &BigTrustArgs) -> anyhow::Result<()> {
+    let jwks = std::fs::read_to_string(&args.jwks)?;
+    let jwks = jwks.trim();
+    if jwks.contains("'''") {
+        bail!("the JWK set cannot be embedded in a TOML literal string");
+    }
+    let mut out = String::with_capacity(1000 * (args.idps + args.audiences + args.clients));
+    use std::fmt::Write as _;
+    for i in 0..args.idps {
+        writeln!(
+            out,
+            "\n[[identity_providers]]\nid = \"filler-idp-{i}\"\nissuer = \"https://idp-{i}.filler.example\"\n\
+             jwks = '''{jwks}'''\nalgorithms = [\"RS256\"]\ntoken_types = [\"id_token\"]"
+        )?;
+        if i % 10 == 0 {
+            writeln!(
+                out,
+                "condition = \"subject.email.endsWith('@filler-{i}.example')\""
+            )?;
+        }
+    }
+    for i in 0..args.audiences {
+        writeln!(
+            out,
+            "\n[[audiences]]\nid = \"filler-aud-{i}\"\nissuer = \"https://as-{i}.filler.example\"\n\
+             scopes = [\"read\", \"write\"]\ntoken_type = \"id-jag\""
+        )?;
+        if i % 10 == 0 {
+            writeln!(out, "condition = \"'admins' in subject.groups\"")?;
+        }
+    }
+    for i in 0..args.clients {
+        let audience = i % args.audiences.max(1);
+        let audiences = if args.audiences == 0 {
+            String::new()
+        } else {
+            format!("\"filler-aud-{audience}\", \"saas\"")
+        };
+        if i % 2 == 0 {
+            writeln!(
+                out,
+                "\n[[clients]]\nclient_id = \"filler-client-{i}\"\nauth_method = \"client_secret_basic\"\n\
+                 secret_hash = \"{}\"\naudiences = [{audiences}]",
+                args.secret_hash
+            )?;
+        } else {
+            writeln!(
+                out,
+                "\n[[clients]]\nclient_id = \"filler-client-{i}\"\nauth_method = \"private_key_jwt\"\n\
+                 jwks = '''{jwks}'''\naudiences = [{audiences}]"
+            )?;
+        }
+    }
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+fn wait_ready(addr: SocketAddr, started_ns: u128, timeout_secs: u64) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    if !addr.ip().is_loopback() {
+        bail!("wait-ready only talks to loopback addresses");
+    }
+    let give_up = Instant::now() + Duration::from_secs(timeout_secs);
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    while Instant::now() < give_up {
+        let ready = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+            .and_then(|mut stream| {
+                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                stream.write_all(request.as_bytes())?;
+                let mut head = [0u8; 12];
+                stream.read_exact(&mut head)?;
+                Ok(head.ends_with(b" 200"))
+            })
+            .unwrap_or(false);
+        if ready {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos();
+            println!("{:.0}", now.saturating_sub(started_ns) as f64 / 1e6);
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!("{addr} was not ready within {timeout_secs} s")
 }
 
 fn keys(dir: &Path) -> anyhow::Result<()> {
@@ -180,6 +317,32 @@ fn mint(
         all.extend(part?);
     }
     Ok(all)
+}
+
+/// CPU time (user, system; clock ticks) and context switches (voluntary + involuntary, summed
+/// over all threads) of a process so far: the kernel side that an instruction profile misses.
+fn proc_cpu(pid: u32) -> Option<(u64, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime = fields.get(11)?.parse().ok()?;
+    let stime = fields.get(12)?.parse().ok()?;
+    let mut switches = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(rest) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                switches += rest.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    Some((utime, stime, switches))
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -432,7 +595,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let deadline = measure_from + Duration::from_secs(args.duration_secs);
     let next = Arc::new(AtomicUsize::new(0));
     let exhausted = Arc::new(AtomicBool::new(false));
+    let pid = args.pid;
+    let cpu = std::sync::Mutex::new(None);
     let tallies: Vec<Tally> = runtime.block_on(async {
+        let cpu_at_start = tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            pid.and_then(proc_cpu)
+        });
         let tasks: Vec<_> = (0..args.connections.clamp(1, 1024))
             .map(|_| {
                 tokio::spawn(connection(
@@ -449,6 +618,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         for task in tasks {
             out.push(task.await.unwrap_or_default());
         }
+        let cpu_at_end = pid.and_then(proc_cpu);
+        *cpu.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            cpu_at_start.await.ok().flatten().zip(cpu_at_end);
         out
     });
     let peak_rss = args.pid.and_then(|pid| proc_status_kib(pid, "VmHWM:"));
@@ -478,6 +651,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         0.0
     };
+    // Server CPU per successful measured request (µs; one clock tick is 10 ms on Linux, so
+    // only meaningful over thousands of requests) and context switches per request.
+    let cpu = cpu
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let per_request = |delta: u64, scale: f64| {
+        (ok > 0).then(|| (delta as f64 * scale / ok as f64 * 10.0).round() / 10.0)
+    };
+    let (user_us, system_us, switches) = match cpu {
+        Some(((u0, s0, c0), (u1, s1, c1))) => (
+            per_request(u1.saturating_sub(u0), 10_000.0),
+            per_request(s1.saturating_sub(s0), 10_000.0),
+            per_request(c1.saturating_sub(c0), 1.0),
+        ),
+        None => (None, None, None),
+    };
     let result = json!({
         "label": args.label,
         "server": args.server,
@@ -495,6 +684,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         "max_ms": (f64::from(latencies.last().copied().unwrap_or(0)) / 10.0).round() / 100.0,
         "idle_rss_kib": idle_rss,
         "peak_rss_kib": peak_rss,
+        "startup_ms": args.startup_ms,
+        "server_user_us_per_req": user_us,
+        "server_sys_us_per_req": system_us,
+        "server_ctx_switches_per_req": switches,
+        "config": args.config,
     });
     eprintln!("loadgen[{}]: {result}", args.label);
     let mut file = std::fs::OpenOptions::new()
@@ -536,28 +730,62 @@ fn report(path: &Path) -> anyhow::Result<()> {
             .and_then(Value::as_f64)
             .map_or("–".into(), |kib| format!("{:.1}", kib / 1024.0))
     };
+    let startup = |row: &Value| {
+        row.get("startup_ms")
+            .and_then(Value::as_f64)
+            .map_or("–".into(), |ms| format!("{:.2}", ms / 1000.0))
+    };
     println!(
-        "| scenario | auth | req/s | p50 ms | p99 ms | errors | idle RSS MiB | peak RSS MiB | req/s ÷ ref | p99 ÷ ref |"
+        "| scenario | auth | req/s | p50 ms | p99 ms | errors | startup s | idle RSS MiB | peak RSS MiB | req/s ÷ ref | p99 ÷ ref | server CPU µs/req user + sys | ctx switches/req |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         let auth = row["auth"].as_str().unwrap_or("");
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} + {:.0} | {:.1} |",
             row["label"].as_str().unwrap_or(""),
             auth,
             num(row, "rps"),
             num(row, "p50_ms"),
             num(row, "p99_ms"),
             num(row, "errors"),
+            startup(row),
             mib(row, "idle_rss_kib"),
             mib(row, "peak_rss_kib"),
             ratio(num(row, "rps"), reference(auth, "rps")),
             ratio(num(row, "p99_ms"), reference(auth, "p99_ms")),
+            num(row, "server_user_us_per_req"),
+            num(row, "server_sys_us_per_req"),
+            num(row, "server_ctx_switches_per_req"),
         );
     }
     println!(
         "\nRatios are against the mean of the reference rows with the same client authentication."
     );
+    let big: Vec<&Value> = rows.iter().filter(|r| r["config"] == "big").collect();
+    if !big.is_empty() {
+        println!(
+            "\n| large configuration | auth | startup s | req/s | req/s ÷ small | p99 ÷ small |"
+        );
+        println!("|---|---|---:|---:|---:|---:|");
+        for row in big {
+            let small = rows.iter().find(|r| {
+                r["config"] != "big"
+                    && r["server"] == row["server"]
+                    && r["db"] == row["db"]
+                    && r["auth"] == row["auth"]
+            });
+            let of_small = |key: &str| small.map_or(0.0, |s| num(s, key));
+            println!(
+                "| {} | {} | {} | {:.0} | {} | {} |",
+                row["label"].as_str().unwrap_or(""),
+                row["auth"].as_str().unwrap_or(""),
+                startup(row),
+                num(row, "rps"),
+                ratio(num(row, "rps"), of_small("rps")),
+                ratio(num(row, "p99_ms"), of_small("p99_ms")),
+            );
+        }
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod health;
 mod metadata;
 mod metrics;
 mod register;
+mod request_id;
 mod state;
 mod token;
 
@@ -19,7 +20,7 @@ use http::{HeaderName, StatusCode};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
 };
@@ -78,7 +79,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(SetRequestIdLayer::new(
+                    REQUEST_ID,
+                    request_id::MakeSequentialRequestId,
+                ))
                 .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, COOKIE]))
                 .layer(SetSensitiveResponseHeadersLayer::new([SET_COOKIE]))
                 .layer(

@@ -157,15 +157,15 @@ impl TokenService {
                 audit.reason = Some(error.reason.to_string());
             }
         }
-        let event_name = audit.event.clone();
+        let counter = decision_counter(
+            &audit.event,
+            result.as_ref().err().map(|error| error.code.as_str()),
+        );
         if let Err(error) = self.audit.record(audit).await {
             tracing::error!(%error, "writing the audit event failed; refusing to answer without it");
             return Err(OAuthError::server_error());
         }
-        match &result {
-            Ok(_) => metrics::counter!("frontdesk_token_requests_total", "event" => event_name, "decision" => "issued").increment(1),
-            Err(error) => metrics::counter!("frontdesk_token_requests_total", "event" => event_name, "decision" => "denied", "error" => error.code.as_str()).increment(1),
-        }
+        counter.increment(1);
         result
     }
 
@@ -283,4 +283,47 @@ impl TokenService {
             }
         }
     }
+}
+
+/// Resolved `frontdesk_token_requests_total` handles by (event, error code): both come from
+/// small fixed sets, and resolving a labelled handle once instead of per request saves its
+/// allocations and hashing on the hot path (docs/performance.md).
+type DecisionCounters = Vec<(String, Option<&'static str>, metrics::Counter)>;
+
+static DECISION_COUNTERS: std::sync::RwLock<DecisionCounters> = std::sync::RwLock::new(Vec::new());
+
+/// The counter of decisions for `event` that ended with `error` (`None`: issued).
+fn decision_counter(event: &str, error: Option<&'static str>) -> metrics::Counter {
+    let find = |counters: &DecisionCounters| {
+        counters
+            .iter()
+            .find(|(e, code, _)| e == event && *code == error)
+            .map(|(_, _, counter)| counter.clone())
+    };
+    {
+        let read = match DECISION_COUNTERS.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(counter) = find(&read) {
+            return counter;
+        }
+    }
+    let mut write = match DECISION_COUNTERS.write() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(counter) = find(&write) {
+        return counter;
+    }
+    let counter = match error {
+        None => {
+            metrics::counter!("frontdesk_token_requests_total", "event" => event.to_owned(), "decision" => "issued")
+        }
+        Some(code) => {
+            metrics::counter!("frontdesk_token_requests_total", "event" => event.to_owned(), "decision" => "denied", "error" => code)
+        }
+    };
+    write.push((event.to_owned(), error, counter.clone()));
+    counter
 }

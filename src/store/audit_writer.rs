@@ -5,6 +5,13 @@
 //! transaction, then answers each request. No artificial delay: an idle server commits a lone
 //! item at once, a busy one batches naturally. Durability is unchanged: nobody is answered
 //! before their item is committed.
+//!
+//! On PostgreSQL up to [`POSTGRES_COMMITS_IN_FLIGHT`] batches commit at once, each on its own
+//! connection: a commit waits for the WAL flush, and with only one in flight every request that
+//! arrived meanwhile waited for the whole flush before its own could start, which capped
+//! throughput at (batch size ÷ commit latency) with the server's CPU mostly idle
+//! (docs/performance.md). PostgreSQL merges concurrent flushes itself. SQLite has a single
+//! writer, so there a second concurrent commit would only wait for the lock: one at a time.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,12 +24,39 @@ use super::{AuditEvent, AuditLog, ReplayStore, Store, StoreError};
 const MAX_BATCH: usize = 256;
 /// Queue bound: beyond it, callers wait (back-pressure) rather than grow memory.
 const QUEUE: usize = 4096;
+/// Batches committing at the same time per writer on PostgreSQL (each holds a pool connection).
+const POSTGRES_COMMITS_IN_FLIGHT: usize = 3;
 
 type BatchResult<R> = Result<Vec<R>, String>;
 type Commit<T, R> = Box<
     dyn Fn(Store, Vec<T>) -> Pin<Box<dyn Future<Output = BatchResult<R>> + Send>> + Send + Sync,
 >;
 type Job<T, R> = (T, oneshot::Sender<Result<R, String>>);
+
+/// Answers every request of a committed (or failed) batch.
+fn answer<R: Clone>(
+    acks: Vec<oneshot::Sender<Result<R, String>>>,
+    expected: usize,
+    outcome: BatchResult<R>,
+) {
+    match outcome {
+        Ok(answers) if answers.len() == expected => {
+            for (ack, answer) in acks.into_iter().zip(answers) {
+                let _ = ack.send(Ok(answer));
+            }
+        }
+        Ok(_) => {
+            for ack in acks {
+                let _ = ack.send(Err("batch answered the wrong number of items".into()));
+            }
+        }
+        Err(message) => {
+            for ack in acks {
+                let _ = ack.send(Err(message.clone()));
+            }
+        }
+    }
+}
 
 /// A group-committing writer for items of type `T`, answering each with an `R`.
 pub struct BatchWriter<T, R> {
@@ -48,31 +82,33 @@ impl<T: Send + 'static, R: Clone + Send + 'static> BatchWriter<T, R> {
     /// answer per item, in order. The task ends when every handle is dropped.
     fn spawn(store: Store, name: &'static str, commit: Commit<T, R>) -> BatchWriter<T, R> {
         let (sender, mut receiver) = mpsc::channel::<Job<T, R>>(QUEUE);
+        let in_flight = match store.backend() {
+            super::Backend::Postgres => POSTGRES_COMMITS_IN_FLIGHT,
+            super::Backend::Sqlite => 1,
+        };
+        let commit = std::sync::Arc::new(commit);
         tokio::spawn(async move {
+            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight));
             let mut batch: Vec<Job<T, R>> = Vec::with_capacity(MAX_BATCH);
-            while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            loop {
+                // Wait for a free commit slot first, so the batch keeps growing while every
+                // slot is busy.
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                    return;
+                }
                 let (items, acks): (Vec<T>, Vec<_>) = batch.drain(..).unzip();
                 metrics::histogram!("frontdesk_group_commit_batch_size", "writer" => name)
                     .record(items.len() as f64);
-                let expected = items.len();
-                match commit(store.clone(), items).await {
-                    Ok(answers) if answers.len() == expected => {
-                        for (ack, answer) in acks.into_iter().zip(answers) {
-                            let _ = ack.send(Ok(answer));
-                        }
-                    }
-                    Ok(_) => {
-                        for ack in acks {
-                            let _ =
-                                ack.send(Err("batch answered the wrong number of items".into()));
-                        }
-                    }
-                    Err(message) => {
-                        for ack in acks {
-                            let _ = ack.send(Err(message.clone()));
-                        }
-                    }
-                }
+                let (store, commit) = (store.clone(), commit.clone());
+                tokio::spawn(async move {
+                    let expected = items.len();
+                    let outcome = commit(store, items).await;
+                    drop(slot);
+                    answer(acks, expected, outcome);
+                });
             }
         });
         BatchWriter { sender }

@@ -127,10 +127,14 @@ impl Store {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let pool = match Backend::of(url) {
             Some(Backend::Sqlite) => {
+                // WAL with synchronous=FULL: every commit is on disk (the WAL is synced) before
+                // it returns, because audit events and replay records must survive a power loss
+                // once a response depending on them has been sent (NORMAL would sync only at
+                // checkpoints). Group commit makes that one sync per batch (docs/decisions.md).
                 let options = SqliteConnectOptions::from_str(url)?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true);
                 Pool::Sqlite(

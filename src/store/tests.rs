@@ -63,6 +63,7 @@ both_backends!(
     audit_filters_and_pages,
     trust_upsert_list_delete,
     sync_config_trust_replaces_only_config_rows,
+    sync_config_trust_handles_more_rows_than_one_statement,
     api_tokens_create_lookup_touch_revoke,
     refresh_token_state_is_read_without_rotating_idjag_issue_11,
     purge_deletes_only_expired_grant_state,
@@ -1411,4 +1412,56 @@ async fn admin_trust_changes_are_all_or_nothing_and_spare_config_rows(store: Sto
         ),
         ["client_deleted", "client_updated", "client_created"]
     );
+}
+
+/// Start-up with thousands of configured objects writes them in multi-row statements of a few
+/// hundred rows (docs/performance.md): every row lands, across statement boundaries, and a
+/// second sync updates, keeps and deletes exactly the right ones.
+async fn sync_config_trust_handles_more_rows_than_one_statement(store: Store) {
+    let kind = TrustKind::Client;
+    let first: Vec<TrustDocument> = (0..1201)
+        .map(|i| document(&format!("client-{i:04}"), 1, true, 10))
+        .collect();
+    store
+        .sync_config_trust(kind, &first)
+        .await
+        .expect("first sync");
+    let listed = store.list_trust(kind).await.expect("list");
+    assert_eq!(listed, first);
+
+    // Keep the even ones (odd ones removed from the file), edit every tenth, add one.
+    let mut second: Vec<TrustDocument> = (0..1201)
+        .step_by(2)
+        .map(|i| {
+            document(
+                &format!("client-{i:04}"),
+                if i % 10 == 0 { 2 } else { 1 },
+                true,
+                20,
+            )
+        })
+        .collect();
+    second.push(document("client-9999", 1, true, 20));
+    store
+        .sync_config_trust(kind, &second)
+        .await
+        .expect("second sync");
+    let listed = store.list_trust(kind).await.expect("list");
+    assert_eq!(listed.len(), second.len());
+    for (stored, wanted) in listed.iter().zip(&second) {
+        assert_eq!(stored.id, wanted.id);
+        assert_eq!(stored.document, wanted.document);
+        // Unchanged rows are not rewritten (their timestamp stays), changed ones are.
+        let changed = wanted.document
+            != first
+                .iter()
+                .find(|d| d.id == wanted.id)
+                .map_or(json!(null), |d| d.document.clone());
+        assert_eq!(
+            stored.updated_at,
+            if changed { 20 } else { 10 },
+            "{}",
+            stored.id
+        );
+    }
 }

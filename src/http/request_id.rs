@@ -1,0 +1,45 @@
+//! Request ids for responses and the audit log when the client sent none. An id only has to be
+//! unique, not secret: a random per-process prefix (so instances behind one load balancer do not
+//! collide) and a counter, written in the familiar UUID shape. Unlike a v4 UUID per request, this
+//! needs no system call for random bytes on every request (docs/performance.md).
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::{HeaderValue, Request};
+use tower_http::request_id::{MakeRequestId, RequestId};
+
+/// Makes `prefix-counter` ids shaped like a UUID.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MakeSequentialRequestId;
+
+static PREFIX: OnceLock<u64> = OnceLock::new();
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl MakeRequestId for MakeSequentialRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::from_u64_pair(prefix, count)
+            .hyphenated()
+            .encode_lower(&mut buffer);
+        HeaderValue::from_str(text).ok().map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_distinct_and_uuid_shaped() {
+        let request = Request::new(());
+        let mut make = MakeSequentialRequestId;
+        let first = make.make_request_id(&request).expect("an id");
+        let second = make.make_request_id(&request).expect("an id");
+        assert_ne!(first.header_value(), second.header_value());
+        let text = first.header_value().to_str().expect("ASCII");
+        assert!(uuid::Uuid::parse_str(text).is_ok(), "{text}");
+    }
+}
