@@ -3,11 +3,14 @@
 //! and CEL conditions over the ID token's claims decide admin, auditor or nobody. A reqwest
 //! client with redirects disabled plays the browser, one hop at a time.
 
+#[path = "support/code_flow.rs"]
+mod code_flow;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
 
+use code_flow::{browser, location};
 use env::*;
 use frontdesk::config::AdminSsoConfig;
 use frontdesk::secret::SecretString;
@@ -30,20 +33,7 @@ async fn start() -> anyhow::Result<(Env, reqwest::Client)> {
         };
     })
     .await?;
-    let browser = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    Ok((env, browser))
-}
-
-fn location(response: &reqwest::Response) -> anyhow::Result<url::Url> {
-    let text = response
-        .headers()
-        .get("location")
-        .ok_or_else(|| anyhow::anyhow!("no Location (status {})", response.status()))?
-        .to_str()?;
-    Ok(url::Url::parse(text)?)
+    Ok((env, browser()?))
 }
 
 fn cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
@@ -366,10 +356,7 @@ async fn an_sso_user_cannot_sign_in_with_a_password() -> anyhow::Result<()> {
 #[tokio::test]
 async fn without_admin_sso_configured_there_is_no_sso() -> anyhow::Result<()> {
     let env = Env::start().await?;
-    let browser = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+    let browser = browser()?;
     let page = browser
         .get(format!("{}/admin/sign-in", env.url))
         .send()

@@ -5,6 +5,8 @@
 //! with its PKCE verifier and refreshes with rotation and reuse detection. A reqwest client with
 //! redirects disabled plays the browser, one hop at a time.
 
+#[path = "support/code_flow.rs"]
+mod code_flow;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/idp.rs"]
@@ -12,6 +14,7 @@ mod idp;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use code_flow::{CHALLENGE, REDIRECT, RESOURCE, RP_CLIENT_ID, VERIFIER, hidden, location, query};
 use env::*;
 use frontdesk::config::{ClientConfig, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
@@ -19,13 +22,8 @@ use frontdesk::store::{AuditFilter, AuditLog};
 use idp::verify_independently;
 use serde_json::{Value, json};
 
-const RESOURCE: &str = "https://mcp.local.example/mcp";
 const APP: &str = "mcp-app";
 const TRUSTED_APP: &str = "trusted-app";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const RP_CLIENT_ID: &str = "frontdesk-rp";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 fn code_client(id: &str) -> anyhow::Result<ClientConfig> {
     let mut app = client(id, "client_secret_basic", &[]);
@@ -75,33 +73,6 @@ fn authorize_params(client_id: &str) -> Vec<(&'static str, String)> {
         ("resource", RESOURCE.into()),
         ("scope", "mcp:read".into()),
     ]
-}
-
-fn location(response: &reqwest::Response) -> anyhow::Result<url::Url> {
-    let text = response
-        .headers()
-        .get("location")
-        .ok_or_else(|| anyhow::anyhow!("no Location (status {})", response.status()))?
-        .to_str()?;
-    Ok(url::Url::parse(text)?)
-}
-
-fn query(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.to_string())
-}
-
-fn hidden(html: &str, name: &str) -> anyhow::Result<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .ok_or_else(|| anyhow::anyhow!("no {name} in the page"))?
-        + marker.len();
-    let end = html[start..]
-        .find('"')
-        .ok_or_else(|| anyhow::anyhow!("unterminated {name}"))?;
-    Ok(html[start..start + end].to_string())
 }
 
 /// What the browser holds after /authorize.

@@ -5,6 +5,8 @@
 //! frontdesk's JWKS with the npm `jose` library. Every refusal is checked for its error code, for
 //! nothing being issued, and for its audit row. The happy path runs on SQLite and PostgreSQL.
 
+#[path = "support/code_flow.rs"]
+mod code_flow;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/idp.rs"]
@@ -12,6 +14,7 @@ mod idp;
 #[path = "support/test_db.rs"]
 mod test_db;
 
+use code_flow::{CHALLENGE, REDIRECT, RESOURCE, RP_CLIENT_ID, VERIFIER, location, query};
 use env::*;
 use frontdesk::authorize::codes::hash_token;
 use frontdesk::config::{ClientConfig, Config, ResourceConfig};
@@ -21,14 +24,8 @@ use idp::verify_independently;
 use serde_json::{Value, json};
 use test_db::TestDatabase;
 
-/// A resource frontdesk protects; the refresh tokens are issued for it.
-const RESOURCE: &str = "https://mcp.local.example/mcp";
 /// The MCP client running the code flow (pre-approved: no consent page).
 const APP: &str = "mcp-app";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const RP_CLIENT_ID: &str = "frontdesk-rp";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const REFRESH_TOKEN: &str = "urn:ietf:params:oauth:token-type:refresh_token";
 /// The test IdP's default `sub`.
 const USER: &str = "johndoe";
@@ -84,21 +81,6 @@ async fn start_with(
         .set_id_token_claims(json!({ "email": "ada@example.com" }))
         .await?;
     Ok(env)
-}
-
-fn location(response: &reqwest::Response) -> anyhow::Result<url::Url> {
-    let text = response
-        .headers()
-        .get("location")
-        .ok_or_else(|| anyhow::anyhow!("no Location (status {})", response.status()))?
-        .to_str()?;
-    Ok(url::Url::parse(text)?)
-}
-
-fn query(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.to_string())
 }
 
 /// Signs the user in through /authorize (a browser played by reqwest, one redirect at a time),
