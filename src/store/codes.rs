@@ -300,6 +300,57 @@ macro_rules! refresh_from_row {
     }};
 }
 
+/// Decodes an `authorization_codes` row (a macro: the row type differs per database).
+macro_rules! code_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        Ok::<_, StoreError>(CodeRecord {
+            family_id: row.try_get("family_id")?,
+            client_id: row.try_get("client_id")?,
+            redirect_uri: row.try_get("redirect_uri")?,
+            code_challenge: row.try_get("code_challenge")?,
+            subject: row.try_get("subject")?,
+            subject_issuer: row.try_get("subject_issuer")?,
+            resource: row.try_get("resource")?,
+            scopes: split_scopes(&row.try_get::<String, _>("scopes")?),
+            auth_time: row.try_get("auth_time")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    }};
+}
+
+/// Redeems a single-use row: claims it with the conditional UPDATE `$claim` (binding `$now`, then
+/// `$key`), then reads it back with `$select` (binding `$key`). `Fresh` if this call claimed it,
+/// `Replayed` if it was already used (the caller revokes what it issued), `Unknown` if there is
+/// no such row. Two concurrent redemptions cannot both be `Fresh`: the UPDATE is the arbiter.
+macro_rules! claim_then_load {
+    ($pool:expr, $claim:expr, $select:expr, $key:expr, $now:expr, $from_row:ident) => {{
+        let claimed = sqlx::query($claim)
+            .bind($now)
+            .bind($key)
+            .execute($pool)
+            .await?
+            .rows_affected()
+            == 1;
+        let row = sqlx::query($select)
+            .bind($key)
+            .fetch_optional($pool)
+            .await?;
+        match row {
+            None => Ok(Redemption::Unknown),
+            Some(row) => {
+                let record = $from_row!(&row)?;
+                Ok(if claimed {
+                    Redemption::Fresh(record)
+                } else {
+                    Redemption::Replayed(record)
+                })
+            }
+        }
+    }};
+}
+
 impl CodeStore for Store {
     async fn create_authorization_request(
         &self,
@@ -431,36 +482,14 @@ impl CodeStore for Store {
         now: i64,
     ) -> Result<Redemption<CodeRecord>, StoreError> {
         on_pool!(self, pool => {
-            let claimed = sqlx::query(
+            claim_then_load!(
+                pool,
                 "UPDATE authorization_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL",
+                concat!("SELECT ", code_columns!(), " FROM authorization_codes WHERE code_hash = $1"),
+                code_hash,
+                now,
+                code_from_row
             )
-            .bind(now)
-            .bind(code_hash)
-            .execute(pool)
-            .await?
-            .rows_affected()
-                == 1;
-            let row = sqlx::query(concat!("SELECT ", code_columns!(), " FROM authorization_codes WHERE code_hash = $1"))
-            .bind(code_hash)
-            .fetch_optional(pool)
-            .await?;
-            let Some(row) = row else {
-                return Ok(Redemption::Unknown);
-            };
-            let record = CodeRecord {
-                family_id: row.try_get("family_id")?,
-                client_id: row.try_get("client_id")?,
-                redirect_uri: row.try_get("redirect_uri")?,
-                code_challenge: row.try_get("code_challenge")?,
-                subject: row.try_get("subject")?,
-                subject_issuer: row.try_get("subject_issuer")?,
-                resource: row.try_get("resource")?,
-                scopes: split_scopes(&row.try_get::<String, _>("scopes")?),
-                auth_time: row.try_get("auth_time")?,
-                created_at: row.try_get("created_at")?,
-                expires_at: row.try_get("expires_at")?,
-            };
-            Ok(if claimed { Redemption::Fresh(record) } else { Redemption::Replayed(record) })
         })
     }
 
@@ -494,24 +523,14 @@ impl CodeStore for Store {
         now: i64,
     ) -> Result<Redemption<RefreshRecord>, StoreError> {
         on_pool!(self, pool => {
-            let claimed = sqlx::query(
+            claim_then_load!(
+                pool,
                 "UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 AND rotated_at IS NULL AND revoked_at IS NULL",
+                concat!("SELECT ", refresh_columns!(), " FROM refresh_tokens WHERE token_hash = $1"),
+                token_hash,
+                now,
+                refresh_from_row
             )
-            .bind(now)
-            .bind(token_hash)
-            .execute(pool)
-            .await?
-            .rows_affected()
-                == 1;
-            let row = sqlx::query(concat!("SELECT ", refresh_columns!(), " FROM refresh_tokens WHERE token_hash = $1"))
-            .bind(token_hash)
-            .fetch_optional(pool)
-            .await?;
-            let Some(row) = row else {
-                return Ok(Redemption::Unknown);
-            };
-            let record = refresh_from_row!(&row)?;
-            Ok(if claimed { Redemption::Fresh(record) } else { Redemption::Replayed(record) })
         })
     }
 
