@@ -25,6 +25,27 @@ fn store_failure(error: StoreError) -> OAuthError {
     OAuthError::server_error()
 }
 
+/// A grant that leaked — a code used twice, a rotated-out refresh token presented again, or one
+/// client's refresh token held by another — revokes its whole family (OAuth 2.1 §4.1.3, §4.3.1):
+/// records the family and how many tokens were revoked in `audit`, and returns the error to
+/// answer with (`server_error` if the revocation itself failed).
+pub(super) async fn revoke_leaked_family(
+    service: &TokenService,
+    family_id: &str,
+    now: i64,
+    audit: &mut AuditEvent,
+    reason: &'static str,
+    description: &'static str,
+) -> OAuthError {
+    match service.store.revoke_family(family_id, now).await {
+        Ok(revoked) => {
+            audit.detail = Some(json!({ "family_id": family_id, "revoked": revoked }));
+            invalid_grant(reason, description)
+        }
+        Err(error) => store_failure(error),
+    }
+}
+
 /// What an access token is issued for: the user, the resource, the scopes.
 struct Grant<'a> {
     family_id: &'a str,
@@ -63,17 +84,16 @@ pub async fn redeem_code(
         }
         Redemption::Replayed(record) => {
             // RFC 6749 §4.1.2, OAuth 2.1 §4.1.3: a reused code revokes what it issued.
-            let revoked = service
-                .store
-                .revoke_family(&record.family_id, now)
-                .await
-                .map_err(store_failure)?;
             audit.subject = Some(record.subject.clone());
-            audit.detail = Some(json!({ "family_id": record.family_id, "revoked": revoked }));
-            return Err(invalid_grant(
+            return Err(revoke_leaked_family(
+                service,
+                &record.family_id,
+                now,
+                audit,
                 "code_reused",
                 "The authorization code was already used; tokens issued from it are revoked",
-            ));
+            )
+            .await);
         }
         Redemption::Fresh(record) => record,
     };
@@ -159,19 +179,17 @@ pub async fn refresh(
             ));
         }
         Redemption::Replayed(record) => {
-            // OAuth 2.1 §4.3.1: a rotated (or revoked) token presented again means it leaked;
-            // the whole family is revoked.
-            let revoked = service
-                .store
-                .revoke_family(&record.family_id, now)
-                .await
-                .map_err(store_failure)?;
+            // OAuth 2.1 §4.3.1: a rotated (or revoked) token presented again means it leaked.
             audit.subject = Some(record.subject.clone());
-            audit.detail = Some(json!({ "family_id": record.family_id, "revoked": revoked }));
-            return Err(invalid_grant(
+            return Err(revoke_leaked_family(
+                service,
+                &record.family_id,
+                now,
+                audit,
                 "refresh_token_reused",
                 "The refresh token was already used or revoked; its token family is revoked",
-            ));
+            )
+            .await);
         }
         Redemption::Fresh(record) => record,
     };
@@ -182,15 +200,15 @@ pub async fn refresh(
     audit.detail = Some(json!({ "family_id": record.family_id }));
     if record.client_id != *client_id {
         // Another client holds this client's refresh token: treat it as leaked.
-        service
-            .store
-            .revoke_family(&record.family_id, now)
-            .await
-            .map_err(store_failure)?;
-        return Err(invalid_grant(
+        return Err(revoke_leaked_family(
+            service,
+            &record.family_id,
+            now,
+            audit,
             "refresh_token_client_mismatch",
             "The refresh token was issued to another client",
-        ));
+        )
+        .await);
     }
     if record.expires_at <= now {
         return Err(invalid_grant(

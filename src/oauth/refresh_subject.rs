@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::client_auth::AuthenticatedClient;
+use super::code_grant::revoke_leaked_family;
 use super::service::TokenService;
 use super::{ErrorCode, OAuthError};
 use crate::authorize::codes::hash_token;
@@ -57,18 +58,17 @@ pub(super) async fn validate(
     let record = state.record;
     audit.subject = Some(record.subject.clone());
     audit.subject_issuer = Some(record.subject_issuer.clone());
-    let revoke_family = |reason: &'static str, description: &'static str| {
-        revoke_as_leaked(service, &record.family_id, now, reason, description)
-    };
     if record.client_id != client.client.config.client_id {
         // Another client holds this client's refresh token: it leaked.
-        let (revoked, error) = revoke_family(
+        return Err(revoke_leaked_family(
+            service,
+            &record.family_id,
+            now,
+            audit,
             "refresh_token_client_mismatch",
             "The refresh token was issued to another client",
         )
-        .await?;
-        audit.detail = Some(json!({ "family_id": record.family_id, "revoked": revoked }));
-        return Err(error);
+        .await);
     }
     if state.revoked_at.is_some() {
         audit.detail = Some(json!({ "family_id": record.family_id }));
@@ -79,13 +79,15 @@ pub(super) async fn validate(
     }
     if state.rotated_at.is_some() {
         // OAuth 2.1 §4.3.1: a rotated-out token presented again means it leaked.
-        let (revoked, error) = revoke_family(
+        return Err(revoke_leaked_family(
+            service,
+            &record.family_id,
+            now,
+            audit,
             "refresh_token_reused",
             "The refresh token was already used; its token family is revoked",
         )
-        .await?;
-        audit.detail = Some(json!({ "family_id": record.family_id, "revoked": revoked }));
-        return Err(error);
+        .await);
     }
     audit.detail = Some(json!({ "family_id": record.family_id }));
     if record.expires_at <= now {
@@ -95,22 +97,6 @@ pub(super) async fn validate(
         ));
     }
     Ok(record)
-}
-
-/// Revokes a leaked token's family; the error to answer with and how many tokens were revoked.
-async fn revoke_as_leaked(
-    service: &TokenService,
-    family_id: &str,
-    now: i64,
-    reason: &'static str,
-    description: &'static str,
-) -> Result<(u64, OAuthError), OAuthError> {
-    let revoked = service
-        .store
-        .revoke_family(family_id, now)
-        .await
-        .map_err(store_failure)?;
-    Ok((revoked, invalid_grant(reason, description)))
 }
 
 /// The requested scopes must be among those the user granted this client for the refresh
