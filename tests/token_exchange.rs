@@ -8,6 +8,7 @@ mod env;
 mod idp;
 
 use env::*;
+use frontdesk::store::{AuditFilter, AuditLog, Decision};
 use idp::{decode_unverified, verify_independently};
 use serde_json::json;
 
@@ -147,6 +148,80 @@ async fn private_key_jwt_authenticates_once_per_assertion_cauth_06() -> anyhow::
     let (status, body) = env.post_token(&form, None).await?;
     assert_eq!(status, 401, "replayed client assertion: {body}");
     assert_eq!(body["error"], "invalid_client");
+    Ok(())
+}
+
+/// The assertion of a token exchange is recorded in the same commit as the exchange's audit
+/// event (docs/performance.md): concurrent requests presenting one assertion still get exactly
+/// one token, and the audit log holds one issuance and a denial per replay (CAUTH-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_replays_of_one_assertion_yield_one_token_cauth_06() -> anyhow::Result<()> {
+    let env = std::sync::Arc::new(Env::start().await?);
+    let id_token = env.idp.mint(json!({ "aud": JWT_CLIENT })).await?;
+    let assertion = env.client_assertion("assertion-raced", &env.url)?;
+    let form = vec![
+        ("grant_type", TOKEN_EXCHANGE.to_string()),
+        ("requested_token_type", ID_JAG.to_string()),
+        ("audience", RAS_ISSUER.to_string()),
+        ("subject_token", id_token),
+        ("subject_token_type", ID_TOKEN.to_string()),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+        ),
+        ("client_assertion", assertion),
+    ];
+    let form = std::sync::Arc::new(form);
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let (env, form) = (env.clone(), form.clone());
+        attempts.spawn(async move { env.post_token(&*form, None).await });
+    }
+    let mut issued = 0;
+    while let Some(result) = attempts.join_next().await {
+        let (status, body) = result??;
+        match status {
+            200 => issued += 1,
+            401 => {
+                assert_eq!(body["error"], "invalid_client", "{body}");
+                assert!(
+                    body["error_description"]
+                        .as_str()
+                        .is_some_and(|text| text.contains("already used")),
+                    "{body}"
+                );
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(issued, 1, "one token for one assertion");
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter {
+            client_id: Some(JWT_CLIENT.into()),
+            ..AuditFilter::default()
+        })
+        .await?;
+    assert_eq!(events.len(), 24, "every attempt is audited");
+    let issued_events: Vec<_> = events
+        .iter()
+        .filter(|record| record.event.decision == Decision::Issued)
+        .collect();
+    assert_eq!(issued_events.len(), 1);
+    assert!(issued_events[0].event.issued_jti.is_some());
+    for record in events
+        .iter()
+        .filter(|record| record.event.decision == Decision::Denied)
+    {
+        assert_eq!(record.event.reason.as_deref(), Some("assertion_replayed"));
+        assert_eq!(record.event.error_code.as_deref(), Some("invalid_client"));
+        assert_eq!(
+            record.event.issued_jti, None,
+            "a refused request issued nothing"
+        );
+    }
     Ok(())
 }
 

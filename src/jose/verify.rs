@@ -10,8 +10,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
@@ -241,13 +241,6 @@ fn b64url(part: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(part).ok()
 }
 
-fn sha256(token: &str) -> [u8; 32] {
-    let d = digest::digest(&digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
 // ---------------------------------------------------------------------------
 // inspect
 // ---------------------------------------------------------------------------
@@ -261,8 +254,11 @@ pub struct Unverified {
     kid: Option<String>,
     typ: Option<String>,
     unverified_iss: Option<String>,
-    payload: Map<String, Value>,
-    digest: [u8; 32],
+    /// Shared with the [`VerifiedClaims`] made from it, so verifying copies no claims.
+    payload: Arc<Map<String, Value>>,
+    /// The inspected token itself, so [`verify`] can refuse a different one (a copy and an
+    /// equality check cost far less than hashing the token twice: docs/performance.md).
+    token: Box<str>,
 }
 
 impl fmt::Debug for Unverified {
@@ -386,8 +382,8 @@ pub fn inspect(token: &str, max_len: usize) -> Result<Unverified, JoseError> {
         kid,
         typ,
         unverified_iss,
-        payload,
-        digest: sha256(token),
+        payload: Arc::new(payload),
+        token: token.into(),
     })
 }
 
@@ -618,7 +614,7 @@ pub fn select_key<'a>(set: &'a JwkSet, unverified: &Unverified) -> Option<&'a Jw
 /// Claims of a token whose signature and rules were verified.
 #[derive(Clone)]
 pub struct VerifiedClaims {
-    claims: Map<String, Value>,
+    claims: Arc<Map<String, Value>>,
     alg: Algorithm,
     kid: Option<String>,
     typ: Option<String>,
@@ -685,8 +681,9 @@ impl VerifiedClaims {
     pub fn claims(&self) -> &Map<String, Value> {
         &self.claims
     }
+    /// The claims, owned: without a copy once the [`Unverified`] they came from is gone.
     pub fn into_claims(self) -> Map<String, Value> {
-        self.claims
+        Arc::try_unwrap(self.claims).unwrap_or_else(|shared| (*shared).clone())
     }
 }
 
@@ -772,7 +769,7 @@ pub fn verify(
     rules: &VerifyRules,
     now: i64,
 ) -> Result<VerifiedClaims, JoseError> {
-    if sha256(token) != unverified.digest {
+    if token != &*unverified.token {
         return Err(JoseError::InspectMismatch);
     }
     let alg = unverified.alg;
@@ -849,7 +846,7 @@ pub fn verify(
     };
 
     Ok(VerifiedClaims {
-        claims: claims.clone(),
+        claims: Arc::clone(claims),
         alg,
         kid: unverified.kid.clone(),
         typ: unverified.typ.clone(),

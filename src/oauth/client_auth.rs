@@ -22,7 +22,7 @@ use crate::jose::jwks_cache::{JwksCache, KeySource};
 use crate::jose::{AudienceRule, TypRule, VerifyRules, inspect, select_key, verify};
 use crate::registry::{Client, Registry};
 use crate::secret::SecretString;
-use crate::store::ReplayStore;
+use crate::store::{AuditEvent, Decision, PendingReplay, ReplayStore};
 
 /// Longest accepted client-assertion lifetime (CAUTH-06).
 pub const MAX_CLIENT_ASSERTION_LIFETIME_SECS: u64 = 300;
@@ -189,6 +189,40 @@ impl SecretCache {
     }
 }
 
+/// Where client authentication records a client assertion's `jti` (CAUTH-06).
+pub enum AssertionReplay<'a, R: ReplayStore> {
+    /// Committed before authentication succeeds. For requests with side effects (redeeming a
+    /// code, a refresh token or a grant, introspection, revocation) a replayed assertion must
+    /// be refused before anything else happens.
+    Now(&'a R),
+    /// Left in the slot, to be committed in one transaction with the request's audit event
+    /// before the response, which is refused then if the `jti` was already recorded. For a token
+    /// exchange, whose only write is its audit event, this decides the same but waits for one
+    /// durable commit instead of two (docs/performance.md).
+    WithAudit(&'a std::sync::OnceLock<PendingReplay>),
+}
+
+/// The error for a replayed client assertion, whether found at authentication or at the commit.
+pub fn assertion_replayed() -> OAuthError {
+    invalid_client(
+        "assertion_replayed",
+        "The client assertion was already used (jti replay)",
+        false,
+    )
+}
+
+/// Rewrites the audit event of a request whose client assertion turned out to be a replay at
+/// the commit: the request is refused, so the log must not say what it would have issued.
+fn audit_assertion_replayed(event: &mut AuditEvent) {
+    let error = assertion_replayed();
+    event.decision = Decision::Denied;
+    event.error_code = Some(error.code.as_str().to_string());
+    event.reason = Some(error.reason.to_string());
+    event.issued_jti = None;
+    event.issued_expires_at = None;
+    event.scopes_granted.clear();
+}
+
 /// What client authentication needs from the server.
 pub struct ClientAuthContext<'a, R: ReplayStore> {
     /// Our issuer (the expected `aud` of client assertions, RFC 7523bis).
@@ -203,8 +237,8 @@ pub struct ClientAuthContext<'a, R: ReplayStore> {
     pub client_metadata: &'a ClientMetadataResolver,
     /// Keys of clients with a `jwks_uri`.
     pub jwks: &'a JwksCache,
-    /// Replay records for assertion `jti`s.
-    pub replay: &'a R,
+    /// Where assertion `jti`s are recorded.
+    pub replay: AssertionReplay<'a, R>,
     /// Current time.
     pub now: i64,
 }
@@ -545,20 +579,33 @@ async fn assertion_client<R: ReplayStore>(
         ));
     }
     let jti = claims.jti().unwrap_or_default();
-    let fresh = context
-        .replay
-        .record_once(&format!("client-assertion:{client_id}"), jti, claims.exp())
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "recording a client assertion jti failed");
-            OAuthError::server_error()
-        })?;
-    if !fresh {
-        return Err(invalid_client(
-            "assertion_replayed",
-            "The client assertion was already used (jti replay)",
-            false,
-        ));
+    let issuer = format!("client-assertion:{client_id}");
+    match &context.replay {
+        AssertionReplay::Now(replay) => {
+            let fresh = replay
+                .record_once(&issuer, jti, claims.exp())
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "recording a client assertion jti failed");
+                    OAuthError::server_error()
+                })?;
+            if !fresh {
+                return Err(assertion_replayed());
+            }
+        }
+        AssertionReplay::WithAudit(slot) => {
+            let pending = PendingReplay {
+                issuer,
+                jti: jti.to_string(),
+                expires_at: claims.exp(),
+                on_replay: audit_assertion_replayed,
+            };
+            if slot.set(pending).is_err() {
+                // One assertion per request; a second would have to be recorded too.
+                tracing::error!("a second client assertion in one request");
+                return Err(OAuthError::server_error());
+            }
+        }
     }
     Ok(AuthenticatedClient {
         client,

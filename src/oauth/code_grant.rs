@@ -292,7 +292,7 @@ async fn issue(
         .access_token_lifetime_secs
         .unwrap_or(service.config.tokens.access_token_lifetime_secs);
     let lifetime = i64::try_from(lifetime).unwrap_or(600);
-    let jti = uuid::Uuid::new_v4().to_string();
+    let jti = crate::jose::new_jti();
     let expires_at = now + lifetime;
     let mut access = Map::new();
     access.insert("iss".into(), json!(service.config.issuer));

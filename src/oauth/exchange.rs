@@ -79,9 +79,10 @@ struct Subject {
 }
 
 impl Subject {
+    /// Takes the verified claims over rather than copying them (one map fewer per exchange).
     fn verified(
         idp: Arc<IdentityProvider>,
-        verified: &VerifiedClaims,
+        verified: VerifiedClaims,
         token_type: SubjectTokenType,
     ) -> Subject {
         let token_scopes = match token_type {
@@ -105,8 +106,9 @@ impl Subject {
                 _ => None,
             },
         };
-        let mut claims = verified.claims().clone();
-        claims.insert("sub".into(), json!(verified.sub()));
+        let sub = verified.sub().to_string();
+        let mut claims = verified.into_claims();
+        claims.insert("sub".into(), Value::String(sub));
         Subject {
             idp,
             claims,
@@ -560,7 +562,7 @@ pub async fn exchange(
                 audit,
             )
             .await?;
-            Subject::verified(idp, &verified, subject_type)
+            Subject::verified(idp, verified, subject_type)
         }
     };
     let idp = subject.idp.clone();
@@ -667,7 +669,7 @@ pub async fn exchange(
         IssueKind::AccessToken => service.config.tokens.access_token_lifetime_secs,
     });
     let lifetime = i64::try_from(lifetime).unwrap_or(300);
-    let jti = uuid::Uuid::new_v4().to_string();
+    let jti = crate::jose::new_jti();
     let expires_at = now + lifetime;
     let sub = mapped
         .remove("sub")

@@ -6,7 +6,7 @@ use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
 
-use super::client_auth::{AuthenticatedClient, ClientAuthContext, authenticate};
+use super::client_auth::{AssertionReplay, AuthenticatedClient, ClientAuthContext, authenticate};
 use super::exchange::TYP_ACCESS_TOKEN;
 use super::request::FormParams;
 use super::service::{RequestContext, TokenService};
@@ -83,7 +83,7 @@ async fn authenticate_caller(
         secrets: &service.secrets,
         client_metadata: &service.client_metadata,
         jwks: &service.jwks,
-        replay: &service.replay,
+        replay: AssertionReplay::Now(&service.replay),
         now: context.now,
     };
     let authorization = context.authorization.as_ref().map(|value| value.expose());

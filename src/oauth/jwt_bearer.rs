@@ -413,7 +413,7 @@ pub async fn redeem(
         .min()
         .unwrap_or(service.config.tokens.access_token_lifetime_secs);
     let lifetime = i64::try_from(lifetime).unwrap_or(600);
-    let jti = uuid::Uuid::new_v4().to_string();
+    let jti = crate::jose::new_jti();
     let expires_at = now + lifetime;
     let aud = match resources.as_slice() {
         [one] => json!(one.resource),

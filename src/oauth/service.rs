@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::client_auth::{AuthenticatedClient, ClientAuthContext, SecretCache, authenticate};
+use super::client_auth::{
+    AssertionReplay, AuthenticatedClient, ClientAuthContext, SecretCache, authenticate,
+};
 use super::request::FormParams;
 use super::{ErrorCode, GrantType, OAuthError};
 use crate::config::Config;
@@ -18,7 +20,7 @@ use crate::keys::KeyRing;
 use crate::registry::IdentityProvider;
 use crate::registry::Trust;
 use crate::store::{
-    AuditEvent, AuditWriter, Decision, IssuedToken, ReplayWriter, Store, TokenStore,
+    AuditEvent, AuditWriter, Decision, IssuedToken, PendingReplay, ReplayWriter, Store, TokenStore,
 };
 
 /// A successful token response body (RFC 6749 §5.1 / RFC 8693 §2.2.1).
@@ -148,7 +150,10 @@ impl TokenService {
     ) -> Result<TokenResponse, OAuthError> {
         let mut audit = AuditEvent::new(context.now, "token_request", Decision::Denied);
         audit.request_id = context.request_id.clone();
-        let result = self.dispatch(&form, &context, &mut audit).await;
+        let pending_replay = std::sync::OnceLock::new();
+        let mut result = self
+            .dispatch(&form, &context, &mut audit, &pending_replay)
+            .await;
         match &result {
             Ok(_) => audit.decision = Decision::Issued,
             Err(error) => {
@@ -157,13 +162,36 @@ impl TokenService {
                 audit.reason = Some(error.reason.to_string());
             }
         }
-        let counter = decision_counter(
+        let mut counter = decision_counter(
             &audit.event,
             result.as_ref().err().map(|error| error.code.as_str()),
         );
-        if let Err(error) = self.audit.record(audit).await {
-            tracing::error!(%error, "writing the audit event failed; refusing to answer without it");
-            return Err(OAuthError::server_error());
+        let recorded = match pending_replay.into_inner() {
+            None => self.audit.record(audit).await.map(|()| true),
+            Some(pending) => {
+                let replayed =
+                    decision_counter(&audit.event, Some(ErrorCode::InvalidClient.as_str()));
+                let recorded = self.audit.record_with_replay(audit, pending).await;
+                if matches!(recorded, Ok(false)) {
+                    counter = replayed;
+                }
+                recorded
+            }
+        };
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                // The assertion's jti was already recorded: the event went in as a denial and
+                // whatever was prepared is discarded (CAUTH-06).
+                if let Some(peer) = context.peer {
+                    self.throttle.record_failure(peer);
+                }
+                result = Err(super::client_auth::assertion_replayed());
+            }
+            Err(error) => {
+                tracing::error!(%error, "writing the audit event failed; refusing to answer without it");
+                return Err(OAuthError::server_error());
+            }
         }
         counter.increment(1);
         result
@@ -191,6 +219,7 @@ impl TokenService {
         form: &FormParams,
         context: &RequestContext,
         audit: &mut AuditEvent,
+        pending_replay: &std::sync::OnceLock<PendingReplay>,
     ) -> Result<TokenResponse, OAuthError> {
         form.reject_repeats()?;
         let grant_type = form.required("grant_type")?;
@@ -224,7 +253,13 @@ impl TokenService {
                 secrets: &self.secrets,
                 client_metadata: &self.client_metadata,
                 jwks: &self.jwks,
-                replay: &self.replay,
+                // A token exchange writes nothing but its audit event, so its assertion's jti
+                // commits with it; every other grant has side effects and records it first.
+                replay: if grant == GrantType::TokenExchange {
+                    AssertionReplay::WithAudit(pending_replay)
+                } else {
+                    AssertionReplay::Now(&self.replay)
+                },
                 now: context.now,
             };
             let authorization = context.authorization.as_ref().map(|value| value.expose());

@@ -191,6 +191,55 @@ macro_rules! insert_event {
 }
 pub(crate) use insert_event;
 
+/// Inserts several events as one multi-row statement with any executor: one hand-off to the
+/// database per batch (group commit, docs/performance.md).
+macro_rules! insert_event_rows {
+    ($executor:expr, $events:expr) => {{
+        let events: &[AuditEvent] = $events;
+        let rows: Vec<_> = events
+            .iter()
+            .map(|event| {
+                (
+                    event,
+                    $crate::store::audit::join(&event.resources),
+                    $crate::store::audit::join(&event.scopes_requested),
+                    $crate::store::audit::join(&event.scopes_granted),
+                    event.detail.as_ref().map(|detail| detail.to_string()),
+                )
+            })
+            .collect();
+        let mut builder = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) ",
+        );
+        builder.push_values(&rows, |mut row, (event, resources, requested, granted, detail)| {
+            row.push_bind(event.occurred_at)
+                .push_bind(&event.request_id)
+                .push_bind(&event.event)
+                .push_bind(event.decision.as_str())
+                .push_bind(&event.reason)
+                .push_bind(&event.error_code)
+                .push_bind(&event.client_id)
+                .push_bind(&event.grant_type)
+                .push_bind(&event.subject_issuer)
+                .push_bind(&event.subject)
+                .push_bind(&event.audience)
+                .push_bind(resources)
+                .push_bind(requested)
+                .push_bind(granted)
+                .push_bind(&event.issued_jti)
+                .push_bind(event.issued_expires_at)
+                .push_bind(detail);
+        });
+        builder
+            .build()
+            .execute($executor)
+            .await
+            .map(|_| ())
+            .map_err($crate::store::StoreError::classify)
+    }};
+}
+pub(crate) use insert_event_rows;
+
 impl AuditLog for Store {
     async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
         on_pool!(self, pool => {
@@ -205,42 +254,8 @@ impl AuditLog for Store {
         }
         // One multi-row INSERT: one statement and one hand-off to the database per batch, and
         // atomic on its own.
-        let rows: Vec<_> = events
-            .iter()
-            .map(|event| {
-                (
-                    event,
-                    join(&event.resources),
-                    join(&event.scopes_requested),
-                    join(&event.scopes_granted),
-                    event.detail.as_ref().map(|detail| detail.to_string()),
-                )
-            })
-            .collect();
         on_pool!(self, pool => {
-            let mut builder = sqlx::QueryBuilder::new(
-                "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) ",
-            );
-            builder.push_values(&rows, |mut row, (event, resources, requested, granted, detail)| {
-                row.push_bind(event.occurred_at)
-                    .push_bind(&event.request_id)
-                    .push_bind(&event.event)
-                    .push_bind(event.decision.as_str())
-                    .push_bind(&event.reason)
-                    .push_bind(&event.error_code)
-                    .push_bind(&event.client_id)
-                    .push_bind(&event.grant_type)
-                    .push_bind(&event.subject_issuer)
-                    .push_bind(&event.subject)
-                    .push_bind(&event.audience)
-                    .push_bind(resources)
-                    .push_bind(requested)
-                    .push_bind(granted)
-                    .push_bind(&event.issued_jti)
-                    .push_bind(event.issued_expires_at)
-                    .push_bind(detail);
-            });
-            builder.build().execute(pool).await.map_err(StoreError::classify)?;
+            insert_event_rows!(pool, events)?;
         });
         Ok(())
     }

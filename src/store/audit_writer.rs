@@ -18,7 +18,7 @@ use std::pin::Pin;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AuditEvent, AuditLog, ReplayStore, Store, StoreError};
+use super::{AuditEvent, PendingReplay, ReplayStore, Store, StoreError};
 
 /// Most items committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -131,9 +131,9 @@ impl<T: Send + 'static, R: Clone + Send + 'static> BatchWriter<T, R> {
     }
 }
 
-/// Group-committed audit events.
+/// Group-committed audit events, each optionally with the replay record of its request.
 #[derive(Clone, Debug)]
-pub struct AuditWriter(BatchWriter<AuditEvent, ()>);
+pub struct AuditWriter(BatchWriter<(AuditEvent, Option<PendingReplay>), bool>);
 
 impl AuditWriter {
     /// Starts the writer task on the current runtime.
@@ -141,13 +141,11 @@ impl AuditWriter {
         AuditWriter(BatchWriter::spawn(
             store,
             "audit",
-            Box::new(|store, events| {
+            Box::new(|store, items| {
                 Box::pin(async move {
-                    let count = events.len();
                     store
-                        .record_batch(&events)
+                        .record_events_with_replays(items)
                         .await
-                        .map(|()| vec![(); count])
                         .map_err(|error| error.to_string())
                 })
             }),
@@ -156,7 +154,18 @@ impl AuditWriter {
 
     /// Records `event` and returns once it is committed (or failed).
     pub async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
-        self.0.submit(event).await
+        self.0.submit((event, None)).await.map(|_| ())
+    }
+
+    /// Records `event` and the replay record `pending` in one transaction and returns once both
+    /// are committed. `Ok(false)`: the `jti` had already been recorded, so the event was written
+    /// as rewritten by `pending.on_replay` and the request must be refused.
+    pub async fn record_with_replay(
+        &self,
+        event: AuditEvent,
+        pending: PendingReplay,
+    ) -> Result<bool, StoreError> {
+        self.0.submit((event, Some(pending))).await
     }
 }
 

@@ -34,7 +34,7 @@ pub use codes::{
     AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord, RefreshState,
 };
 pub use keys::{KeyRecord, KeyState, KeyStore};
-pub use replay::ReplayStore;
+pub use replay::{PendingReplay, ReplayStore};
 pub use tokens::{IssuedToken, TokenStore};
 pub use trust::{TrustDocument, TrustKind, TrustStore};
 pub use users::{UserClaims, UserStore};

@@ -3,7 +3,117 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, on_pool};
+use std::collections::HashSet;
+
+use super::audit::insert_event_rows;
+use super::{AuditEvent, Store, StoreError, on_pool};
+
+/// Inserts (`issuer`, `jti`, `expires_at`) rows as one statement with any executor and returns
+/// the pairs that were new (RETURNING names them; a conflict inserts nothing).
+macro_rules! insert_replay_rows {
+    ($executor:expr, $records:expr) => {{
+        let records: &[(String, String, i64)] = $records;
+        let mut builder =
+            sqlx::QueryBuilder::new("INSERT INTO replay_records (issuer, jti, expires_at) ");
+        builder.push_values(records, |mut row, (issuer, jti, expires_at)| {
+            row.push_bind(issuer).push_bind(jti).push_bind(*expires_at);
+        });
+        builder.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
+        match builder.build().fetch_all($executor).await {
+            Ok(rows) => rows
+                .iter()
+                .map(|row| {
+                    Ok((
+                        row.try_get::<String, _>("issuer")?,
+                        row.try_get::<String, _>("jti")?,
+                    ))
+                })
+                .collect::<Result<HashSet<(String, String)>, StoreError>>(),
+            Err(error) => Err(StoreError::classify(error)),
+        }
+    }};
+}
+
+/// One flag per record: new or not. A pair repeated within a batch is inserted once, so only
+/// its first occurrence counts as new.
+fn fresh_flags(
+    records: &[(String, String, i64)],
+    inserted: &HashSet<(String, String)>,
+) -> Vec<bool> {
+    let mut claimed = HashSet::new();
+    records
+        .iter()
+        .map(|(issuer, jti, _)| {
+            let key = (issuer.clone(), jti.clone());
+            inserted.contains(&key) && claimed.insert(key)
+        })
+        .collect()
+}
+
+/// A replay record that commits together with the audit event of the request that presented
+/// it, so a token exchange authenticated with `private_key_jwt` waits for one durable commit
+/// instead of two (docs/performance.md).
+#[derive(Clone, Debug)]
+pub struct PendingReplay {
+    /// Namespace of the `jti` (e.g. `client-assertion:{client_id}`).
+    pub issuer: String,
+    /// The single-use identifier.
+    pub jti: String,
+    /// Unix seconds after which the record may be purged (the token's `exp`).
+    pub expires_at: i64,
+    /// Rewrites the request's audit event when the `jti` turns out to be a replay: the request
+    /// is then refused, and the log must say so rather than what it would have issued.
+    pub on_replay: fn(&mut AuditEvent),
+}
+
+impl Store {
+    /// Commits audit events, each optionally with the replay record of its request, in one
+    /// transaction. Returns one flag per item: `false` when its replay record already existed;
+    /// that item's event was rewritten by its `on_replay` before being written, and the caller
+    /// must refuse the request. Without any replay record this is [`AuditLog::record_batch`].
+    ///
+    /// [`AuditLog::record_batch`]: super::AuditLog::record_batch
+    pub async fn record_events_with_replays(
+        &self,
+        mut items: Vec<(AuditEvent, Option<PendingReplay>)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut positions = Vec::new();
+        let mut records = Vec::new();
+        for (position, (_, pending)) in items.iter_mut().enumerate() {
+            if let Some(pending) = pending {
+                positions.push(position);
+                records.push((
+                    std::mem::take(&mut pending.issuer),
+                    std::mem::take(&mut pending.jti),
+                    pending.expires_at,
+                ));
+            }
+        }
+        let mut fresh = vec![true; items.len()];
+        if records.is_empty() {
+            let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
+            super::AuditLog::record_batch(self, &events).await?;
+            return Ok(fresh);
+        }
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(StoreError::classify)?;
+            let inserted = insert_replay_rows!(&mut *tx, &records)?;
+            for (position, new) in positions.into_iter().zip(fresh_flags(&records, &inserted)) {
+                if !new {
+                    fresh[position] = false;
+                    let (event, pending) = &mut items[position];
+                    if let Some(pending) = pending {
+                        (pending.on_replay)(event);
+                    }
+                }
+            }
+            let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
+            insert_event_rows!(&mut *tx, &events)?;
+            tx.commit().await.map_err(StoreError::classify)?;
+        });
+        Ok(fresh)
+    }
+}
 
 /// Single-use identifiers.
 pub trait ReplayStore {
@@ -57,27 +167,8 @@ impl ReplayStore for Store {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        // One statement per batch; RETURNING names the rows that were new. A pair repeated
-        // within the batch is inserted once, so only its first occurrence counts as new.
-        let inserted: std::collections::HashSet<(String, String)> = on_pool!(self, pool => {
-            let mut builder = sqlx::QueryBuilder::new("INSERT INTO replay_records (issuer, jti, expires_at) ");
-            builder.push_values(records, |mut row, (issuer, jti, expires_at)| {
-                row.push_bind(issuer).push_bind(jti).push_bind(*expires_at);
-            });
-            builder.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
-            let rows = builder.build().fetch_all(pool).await?;
-            rows.iter()
-                .map(|row| Ok((row.try_get::<String, _>("issuer")?, row.try_get::<String, _>("jti")?)))
-                .collect::<Result<_, StoreError>>()?
-        });
-        let mut claimed = std::collections::HashSet::new();
-        Ok(records
-            .iter()
-            .map(|(issuer, jti, _)| {
-                let key = (issuer.clone(), jti.clone());
-                inserted.contains(&key) && claimed.insert(key)
-            })
-            .collect())
+        let inserted = on_pool!(self, pool => insert_replay_rows!(pool, records)?);
+        Ok(fresh_flags(records, &inserted))
     }
 
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {

@@ -52,6 +52,7 @@ macro_rules! both_backends {
 both_backends!(
     migrations_are_idempotent,
     audit_batches_commit_every_event_in_order,
+    audit_events_commit_with_their_replay_records,
     authorization_codes_single_use_rotation_and_family_revocation,
     ping_answers,
     replay_records_are_single_use_until_purged,
@@ -399,6 +400,95 @@ async fn audit_batches_commit_every_event_in_order(store: Store) {
         .map(|record| record.event)
         .collect();
     assert_eq!(events, batch);
+}
+
+/// A token exchange's assertion `jti` commits with its audit event (CAUTH-06): one transaction,
+/// and a replay found there turns that request's event into a denial.
+async fn audit_events_commit_with_their_replay_records(store: Store) {
+    fn replayed(event: &mut AuditEvent) {
+        event.decision = Decision::Denied;
+        event.reason = Some("assertion_replayed".into());
+        event.issued_jti = None;
+    }
+    let pending = |jti: &str| PendingReplay {
+        issuer: "client-assertion:agent".into(),
+        jti: jti.into(),
+        expires_at: 5_000,
+        on_replay: replayed,
+    };
+    // Without replay records it is a plain batch.
+    let fresh = store
+        .record_events_with_replays(vec![(full_event(3_000), None)])
+        .await
+        .expect("plain batch");
+    assert_eq!(fresh, [true]);
+    // New, none, repeated within the batch, new.
+    let fresh = store
+        .record_events_with_replays(vec![
+            (full_event(3_001), Some(pending("a"))),
+            (full_event(3_002), None),
+            (full_event(3_003), Some(pending("a"))),
+            (full_event(3_004), Some(pending("b"))),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(fresh, [true, true, false, true]);
+    // Recorded in an earlier batch, or through the replay store: refused.
+    assert!(
+        store
+            .record_once("client-assertion:agent", "c", 5_000)
+            .await
+            .expect("record c")
+    );
+    let fresh = store
+        .record_events_with_replays(vec![
+            (full_event(3_005), Some(pending("b"))),
+            (full_event(3_006), Some(pending("c"))),
+            (full_event(3_007), Some(pending("d"))),
+        ])
+        .await
+        .expect("second batch");
+    assert_eq!(fresh, [false, false, true]);
+    // Every event is in the log, the replayed ones as denials; every new jti is recorded.
+    let records = store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("read");
+    let mut rows: Vec<(i64, Decision, Option<String>)> = records
+        .into_iter()
+        .map(|record| {
+            (
+                record.event.occurred_at,
+                record.event.decision,
+                record.event.issued_jti,
+            )
+        })
+        .collect();
+    rows.sort_by_key(|row| row.0);
+    let issued = |at| (at, Decision::Issued, Some("jti-xyz".to_string()));
+    let denied = |at| (at, Decision::Denied, None);
+    assert_eq!(
+        rows,
+        [
+            issued(3_000),
+            issued(3_001),
+            issued(3_002),
+            denied(3_003),
+            issued(3_004),
+            denied(3_005),
+            denied(3_006),
+            issued(3_007),
+        ]
+    );
+    for jti in ["a", "b", "d"] {
+        assert!(
+            !store
+                .record_once("client-assertion:agent", jti, 5_000)
+                .await
+                .expect("replay check"),
+            "{jti} was recorded"
+        );
+    }
 }
 
 async fn audit_filters_and_pages(store: Store) {
