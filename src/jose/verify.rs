@@ -241,6 +241,13 @@ fn b64url(part: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(part).ok()
 }
 
+/// SipHash-1-3 of `token` under a per-process random key (see [`Unverified`]).
+fn fingerprint(token: &str) -> u64 {
+    static KEY: std::sync::LazyLock<std::hash::RandomState> =
+        std::sync::LazyLock::new(std::hash::RandomState::new);
+    std::hash::BuildHasher::hash_one(&*KEY, token)
+}
+
 // ---------------------------------------------------------------------------
 // inspect
 // ---------------------------------------------------------------------------
@@ -256,9 +263,11 @@ pub struct Unverified {
     unverified_iss: Option<String>,
     /// Shared with the [`VerifiedClaims`] made from it, so verifying copies no claims.
     payload: Arc<Map<String, Value>>,
-    /// The inspected token itself, so [`verify`] can refuse a different one (a copy and an
-    /// equality check cost far less than hashing the token twice: docs/performance.md).
-    token: Box<str>,
+    /// A keyed hash of the inspected token, so [`verify`] can refuse a different one. This
+    /// guards against a programming error, not an attacker (both tokens come from our code), so
+    /// SipHash with a per-process random key does: a fraction of SHA-256's cost, and no copy of
+    /// the token (docs/performance.md).
+    fingerprint: u64,
 }
 
 impl fmt::Debug for Unverified {
@@ -383,7 +392,7 @@ pub fn inspect(token: &str, max_len: usize) -> Result<Unverified, JoseError> {
         typ,
         unverified_iss,
         payload: Arc::new(payload),
-        token: token.into(),
+        fingerprint: fingerprint(token),
     })
 }
 
@@ -393,12 +402,18 @@ pub fn inspect(token: &str, max_len: usize) -> Result<Unverified, JoseError> {
 
 /// Normalises a `typ` for comparison: ASCII case-insensitive, and a leading
 /// `application/` is ignored (RFC 7515 section 4.1.9, RFC 8725 section 3.11).
-fn normalize_typ(t: &str) -> String {
-    let lower = t.to_ascii_lowercase();
-    match lower.strip_prefix("application/") {
-        Some(rest) => rest.to_owned(),
-        None => lower,
+fn normalize_typ(t: &str) -> &str {
+    const PREFIX: &str = "application/";
+    match t.get(..PREFIX.len()) {
+        Some(head) if head.eq_ignore_ascii_case(PREFIX) => &t[PREFIX.len()..],
+        _ => t,
     }
+}
+
+/// Whether two `typ` values are the same media type: [`normalize_typ`] on both, then an ASCII
+/// case-insensitive compare (no allocation: this runs for every verified token).
+fn same_typ(a: &str, b: &str) -> bool {
+    normalize_typ(a).eq_ignore_ascii_case(normalize_typ(b))
 }
 
 /// How the header `typ` is checked (BCP-08).
@@ -440,12 +455,11 @@ impl TypRule {
     }
 
     fn check(&self, typ: Option<&str>) -> Result<(), JoseError> {
-        let norm = typ.map(normalize_typ);
-        let ok = match (self, norm) {
+        let ok = match (self, typ) {
             (Self::OneOf { allow_absent, .. }, None) => *allow_absent,
-            (Self::OneOf { values, .. }, Some(t)) => values.iter().any(|v| normalize_typ(v) == t),
+            (Self::OneOf { values, .. }, Some(t)) => values.iter().any(|v| same_typ(v, t)),
             (Self::AnyExcept(_), None) => true,
-            (Self::AnyExcept(bad), Some(t)) => !bad.iter().any(|v| normalize_typ(v) == t),
+            (Self::AnyExcept(bad), Some(t)) => !bad.iter().any(|v| same_typ(v, t)),
         };
         if ok { Ok(()) } else { Err(JoseError::WrongTyp) }
     }
@@ -769,7 +783,7 @@ pub fn verify(
     rules: &VerifyRules,
     now: i64,
 ) -> Result<VerifiedClaims, JoseError> {
-    if token != &*unverified.token {
+    if fingerprint(token) != unverified.fingerprint {
         return Err(JoseError::InspectMismatch);
     }
     let alg = unverified.alg;
