@@ -159,34 +159,12 @@ fn split(text: Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Inserts one event with any executor (a pool or a transaction).
+/// Inserts one event with any executor (a pool or a transaction): [`insert_event_rows!`] with a
+/// batch of one, so the column list exists once.
 macro_rules! insert_event {
     ($executor:expr, $event:expr) => {{
         let event: &AuditEvent = $event;
-        let detail = event.detail.as_ref().map(|detail| detail.to_string());
-        sqlx::query(
-            "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(event.occurred_at)
-        .bind(&event.request_id)
-        .bind(&event.event)
-        .bind(event.decision.as_str())
-        .bind(&event.reason)
-        .bind(&event.error_code)
-        .bind(&event.client_id)
-        .bind(&event.grant_type)
-        .bind(&event.subject_issuer)
-        .bind(&event.subject)
-        .bind(&event.audience)
-        .bind($crate::store::audit::join(&event.resources))
-        .bind($crate::store::audit::join(&event.scopes_requested))
-        .bind($crate::store::audit::join(&event.scopes_granted))
-        .bind(&event.issued_jti)
-        .bind(event.issued_expires_at)
-        .bind(detail)
-        .execute($executor)
-        .await
-        .map_err($crate::store::StoreError::classify)
+        $crate::store::audit::insert_event_rows!($executor, std::slice::from_ref(event))
     }};
 }
 pub(crate) use insert_event;
