@@ -221,6 +221,7 @@ async fn concurrent_replays_of_one_assertion_yield_one_token_cauth_06() -> anyho
             record.event.issued_jti, None,
             "a refused request issued nothing"
         );
+        assert_eq!(record.event.detail, None, "nor describes a token");
     }
     Ok(())
 }

@@ -221,6 +221,8 @@ fn audit_assertion_replayed(event: &mut AuditEvent) {
     event.issued_jti = None;
     event.issued_expires_at = None;
     event.scopes_granted.clear();
+    // The detail describes the token that was prepared and is now dropped.
+    event.detail = None;
 }
 
 /// What client authentication needs from the server.
