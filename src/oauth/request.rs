@@ -46,10 +46,11 @@ impl FormParams {
         };
         let locate = |part: std::borrow::Cow<'_, str>| match part {
             std::borrow::Cow::Borrowed(text) => {
-                // A borrowed part is a slice of `body`; find where, and check it to be sure.
+                // A borrowed part is a slice of `body`; find where, and check that the range
+                // names that very slice (same address and length, so no byte compare needed).
                 let start = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
                 let range = start..start.wrapping_add(text.len());
-                if body.get(range.clone()) == Some(text) {
+                if body.get(range.clone()).map(str::as_ptr) == Some(text.as_ptr()) {
                     Text::Body(range)
                 } else {
                     Text::Decoded(text.into())
