@@ -166,13 +166,29 @@ impl RunningServer {
 /// Builds everything and starts serving in a background task. The returned server is ready:
 /// the listener is bound and migrations, trust and keys are loaded.
 pub async fn spawn(config: Config) -> Result<RunningServer, StartupError> {
+    spawn_with(config, AuditMode::Durable).await
+}
+
+/// Whether token decisions reach the audit log. Every server is `Durable`; `Discarded` exists
+/// only for the load test's baseline binary (`benches/bin/unaudited.rs`), which measures what
+/// the durable writes cost (docs/performance.md).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditMode {
+    /// Every decision and replay record committed before the response.
+    Durable,
+    /// Nothing written: a benchmark baseline, never a server.
+    DiscardedForBenchmarks,
+}
+
+async fn spawn_with(config: Config, audit: AuditMode) -> Result<RunningServer, StartupError> {
     let listen = config.server.listen.clone();
     let listener = TcpListener::bind(&listen).await.map_err(|error| {
         StartupError(format!(
             "cannot listen on {listen}: {error}; stop the other process or choose another address with server.listen / FRONTDESK_LISTEN"
         ))
     })?;
-    spawn_on(config, listener).await
+    spawn_on_with(config, listener, audit).await
 }
 
 /// Like [`spawn`], on a listener the caller bound (tests bind port 0 first so the issuer can name
@@ -180,6 +196,14 @@ pub async fn spawn(config: Config) -> Result<RunningServer, StartupError> {
 pub async fn spawn_on(
     config: Config,
     listener: TcpListener,
+) -> Result<RunningServer, StartupError> {
+    spawn_on_with(config, listener, AuditMode::Durable).await
+}
+
+async fn spawn_on_with(
+    config: Config,
+    listener: TcpListener,
+    audit: AuditMode,
 ) -> Result<RunningServer, StartupError> {
     let config = Arc::new(config);
     crate::http::metrics_handle();
@@ -195,7 +219,11 @@ pub async fn spawn_on(
     let addr = listener
         .local_addr()
         .map_err(|error| StartupError(format!("cannot read the bound address: {error}")))?;
-    let tokens = Arc::new(build_token_service(config.clone(), store.clone(), keys.clone()).await?);
+    let mut tokens = build_token_service(config.clone(), store.clone(), keys.clone()).await?;
+    if audit == AuditMode::DiscardedForBenchmarks {
+        tokens.audit = crate::store::AuditWriter::discarding_for_benchmarks();
+    }
+    let tokens = Arc::new(tokens);
     let state = AppState {
         config: config.clone(),
         store: store.clone(),
@@ -272,8 +300,8 @@ pub async fn build_token_service(
     .map_err(|error| StartupError(format!("cannot build the HTTP client: {error}")))?;
     Ok(TokenService {
         client_metadata,
-        audit: crate::store::AuditWriter::spawn(store.clone()),
-        replay: crate::store::ReplayWriter::spawn(store.clone()),
+        audit: crate::store::AuditWriter::spawn(store.group_writer()),
+        replay: crate::store::ReplayWriter::spawn(store.group_writer()),
         throttle: crate::oauth::throttle::FailedAuthThrottle::new(
             config.server.failed_auth_per_minute,
         ),
@@ -362,11 +390,17 @@ fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
 
 /// Runs the server until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
+    serve_with(config, AuditMode::Durable).await
+}
+
+/// [`serve`] with a choice of audit mode, for the load test's baseline binary only.
+#[doc(hidden)]
+pub async fn serve_with(config: Config, audit: AuditMode) -> Result<(), StartupError> {
     let signals = ShutdownSignals::install();
     let development = config.development;
     let database = redact_url(config.database.url.expose());
     let issuer = config.issuer.clone();
-    let server = spawn(config).await?;
+    let server = spawn_with(config, audit).await?;
     let kid = server
         .state
         .keys
@@ -378,6 +412,12 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         server.addr
     );
     eprintln!("  data: {database}");
+    if audit == AuditMode::DiscardedForBenchmarks {
+        eprintln!(
+            "  AUDIT LOG OFF: a load-test baseline that records no decision and no replay record; never run it as a server"
+        );
+        tracing::warn!("audit log off (load-test baseline)");
+    }
     eprintln!("  signing with {kid}");
     if development {
         eprintln!(

@@ -762,6 +762,38 @@ fn report(path: &Path) -> anyhow::Result<()> {
     println!(
         "\nRatios are against the mean of the reference rows with the same client authentication."
     );
+    // What the durable writes cost: each database's server against the same server with the
+    // audit log off (`frontdesk-unaudited`), same authentication, same run.
+    let unaudited: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["server"] == "frontdesk-unaudited")
+        .collect();
+    if !unaudited.is_empty() {
+        println!(
+            "\n| durable writes | auth | req/s | req/s without audit | req/s ÷ without | p99 ÷ without | CPU µs/req ÷ without |"
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|");
+        let cpu =
+            |row: &Value| num(row, "server_user_us_per_req") + num(row, "server_sys_us_per_req");
+        for row in rows
+            .iter()
+            .filter(|r| r["server"] == "frontdesk" && r["config"] != "big")
+        {
+            let Some(base) = unaudited.iter().find(|u| u["auth"] == row["auth"]) else {
+                continue;
+            };
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {} | {} | {} |",
+                row["label"].as_str().unwrap_or(""),
+                row["auth"].as_str().unwrap_or(""),
+                num(row, "rps"),
+                num(base, "rps"),
+                ratio(num(row, "rps"), num(base, "rps")),
+                ratio(num(row, "p99_ms"), num(base, "p99_ms")),
+                ratio(cpu(row), cpu(base)),
+            );
+        }
+    }
     let big: Vec<&Value> = rows.iter().filter(|r| r["config"] == "big").collect();
     if !big.is_empty() {
         println!(

@@ -94,7 +94,23 @@ pub enum Pool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// Where the group-commit writers write ([`Store::group_writer`]): on SQLite one dedicated
+    /// connection, on PostgreSQL the shared pool.
+    writer: Pool,
 }
+
+/// SQLite pages the group-commit writer's connection may cache (negative: KiB, SQLite's
+/// convention): the replay and audit indexes it inserts into stay in memory instead of being
+/// read back from the file on every batch. The default (2 MiB) held a few seconds of load.
+const SQLITE_WRITER_CACHE_KIB: i64 = 8192;
+
+/// WAL pages after which a commit copies the WAL back into the database file (SQLite's
+/// default is 1,000). Every replay record lands on a random page of its index, so under load
+/// nearly every record dirties a page of its own; a page changed many times between two
+/// checkpoints is copied once, so checkpointing less often writes (and syncs) far less: +13 to
+/// +30 % private_key_jwt exchanges in the load test (docs/performance.md). The cost is a WAL
+/// file of up to ~32 MiB and a longer pause for the commit that checkpoints.
+const SQLITE_WAL_AUTOCHECKPOINT_PAGES: u32 = 8000;
 
 /// Which backend a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,19 +147,45 @@ impl Store {
                 // it returns, because audit events and replay records must survive a power loss
                 // once a response depending on them has been sent (NORMAL would sync only at
                 // checkpoints). Group commit makes that one sync per batch (docs/decisions.md).
+                //
+                // temp_store=MEMORY keeps statement journals (which a multi-row INSERT inside a
+                // transaction needs, and which spill to a temporary file past 64 KiB) in memory:
+                // without it a busy group commit created and unlinked a file every other batch.
                 let options = SqliteConnectOptions::from_str(url)?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(5))
-                    .foreign_keys(true);
-                Pool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(max_connections)
-                        .acquire_timeout(Duration::from_secs(5))
-                        .connect_with(options)
-                        .await?,
-                )
+                    .foreign_keys(true)
+                    .pragma("temp_store", "memory")
+                    .pragma(
+                        "wal_autocheckpoint",
+                        SQLITE_WAL_AUTOCHECKPOINT_PAGES.to_string(),
+                    );
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options.clone())
+                    .await?;
+                // The group-commit writers get a connection of their own. SQLite admits one
+                // writer at a time anyway, and a connection drops its whole page cache whenever
+                // another connection has written since its last transaction: with the pool
+                // handing out its connections in turn, every batch started from a cold cache
+                // and read the index pages it was about to change back from the file.
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(
+                        options.pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")),
+                    )
+                    .await?;
+                return Ok(Store {
+                    pool: Pool::Sqlite(pool),
+                    writer: Pool::Sqlite(writer),
+                });
             }
             Some(Backend::Postgres) => {
                 let options = PgConnectOptions::from_str(url)?;
@@ -161,7 +203,20 @@ impl Store {
                 )));
             }
         };
-        Ok(Store { pool })
+        Ok(Store {
+            writer: pool.clone(),
+            pool,
+        })
+    }
+
+    /// The store the group-commit writers use: the same database, through the dedicated writer
+    /// connection on SQLite (see [`Store::connect`]); the shared pool on PostgreSQL, where
+    /// several batches commit at once on their own connections.
+    pub fn group_writer(&self) -> Store {
+        Store {
+            pool: self.writer.clone(),
+            writer: self.writer.clone(),
+        }
     }
 
     /// Applies pending migrations, each in its own transaction, so nothing is half-migrated.
@@ -187,6 +242,10 @@ impl Store {
 
     /// Closes the pool, waiting for connections to be returned (graceful shutdown).
     pub async fn close(&self) {
+        match &self.writer {
+            Pool::Sqlite(writer) => writer.close().await,
+            Pool::Postgres(writer) => writer.close().await,
+        }
         on_pool!(self, pool => pool.close().await)
     }
 }

@@ -8,17 +8,27 @@ use std::collections::HashSet;
 use super::audit::insert_event_rows;
 use super::{AuditEvent, Store, StoreError, on_pool};
 
-/// Inserts (`issuer`, `jti`, `expires_at`) rows as one statement with any executor and returns
-/// the pairs that were new (RETURNING names them; a conflict inserts nothing).
-macro_rules! insert_replay_rows {
-    ($executor:expr, $records:expr) => {{
+/// The multi-row INSERT of (`issuer`, `jti`, `expires_at`) records that skips pairs already
+/// recorded, followed by `tail` (a RETURNING clause or nothing).
+macro_rules! replay_insert {
+    ($records:expr, $tail:expr) => {{
         let records: &[(String, String, i64)] = $records;
         let mut builder =
             sqlx::QueryBuilder::new("INSERT INTO replay_records (issuer, jti, expires_at) ");
         builder.push_values(records, |mut row, (issuer, jti, expires_at)| {
             row.push_bind(issuer).push_bind(jti).push_bind(*expires_at);
         });
-        builder.push(" ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti");
+        builder.push(" ON CONFLICT (issuer, jti) DO NOTHING");
+        builder.push($tail);
+        builder
+    }};
+}
+
+/// Inserts the records as one statement with any executor and returns the pairs that were new
+/// (RETURNING names them; a conflict inserts nothing). Every new pair comes back as a row.
+macro_rules! insert_replay_rows {
+    ($executor:expr, $records:expr) => {{
+        let mut builder = replay_insert!($records, " RETURNING issuer, jti");
         match builder.build().fetch_all($executor).await {
             Ok(rows) => rows
                 .iter()
@@ -31,6 +41,20 @@ macro_rules! insert_replay_rows {
                 .collect::<Result<HashSet<(String, String)>, StoreError>>(),
             Err(error) => Err(StoreError::classify(error)),
         }
+    }};
+}
+
+/// Inserts the records as one statement and returns only how many were new: the common case,
+/// where that is all of them, needs no row back per record.
+macro_rules! count_new_replay_rows {
+    ($executor:expr, $records:expr) => {{
+        let mut builder = replay_insert!($records, "");
+        builder
+            .build()
+            .execute($executor)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(StoreError::classify)
     }};
 }
 
@@ -97,13 +121,21 @@ impl Store {
         }
         on_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(StoreError::classify)?;
-            let inserted = insert_replay_rows!(&mut *tx, &records)?;
-            for (position, new) in positions.into_iter().zip(fresh_flags(&records, &inserted)) {
-                if !new {
-                    fresh[position] = false;
-                    let (event, pending) = &mut items[position];
-                    if let Some(pending) = pending {
-                        (pending.on_replay)(event);
+            // Nearly always every jti is new: count the inserted rows rather than have each one
+            // named back. Fewer means a replay (or one assertion twice in this batch): start the
+            // transaction over and let RETURNING say which records were new.
+            let new = count_new_replay_rows!(&mut *tx, &records)?;
+            if new != records.len() as u64 {
+                tx.rollback().await.map_err(StoreError::classify)?;
+                tx = pool.begin().await.map_err(StoreError::classify)?;
+                let inserted = insert_replay_rows!(&mut *tx, &records)?;
+                for (position, new) in positions.into_iter().zip(fresh_flags(&records, &inserted)) {
+                    if !new {
+                        fresh[position] = false;
+                        let (event, pending) = &mut items[position];
+                        if let Some(pending) = pending {
+                            (pending.on_replay)(event);
+                        }
                     }
                 }
             }

@@ -449,6 +449,16 @@ async fn audit_events_commit_with_their_replay_records(store: Store) {
         .await
         .expect("second batch");
     assert_eq!(fresh, [false, false, true]);
+    // All new, the common case (inserted rows counted, not named back one by one).
+    let fresh = store
+        .record_events_with_replays(vec![
+            (full_event(3_008), Some(pending("e"))),
+            (full_event(3_009), None),
+            (full_event(3_010), Some(pending("f"))),
+        ])
+        .await
+        .expect("all-new batch");
+    assert_eq!(fresh, [true, true, true]);
     // Every event is in the log, the replayed ones as denials; every new jti is recorded.
     let records = store
         .audit_events(&AuditFilter::default())
@@ -478,9 +488,12 @@ async fn audit_events_commit_with_their_replay_records(store: Store) {
             denied(3_005),
             denied(3_006),
             issued(3_007),
+            issued(3_008),
+            issued(3_009),
+            issued(3_010),
         ]
     );
-    for jti in ["a", "b", "d"] {
+    for jti in ["a", "b", "d", "e", "f"] {
         assert!(
             !store
                 .record_once("client-assertion:agent", jti, 5_000)
@@ -1554,4 +1567,61 @@ async fn sync_config_trust_handles_more_rows_than_one_statement(store: Store) {
             stored.id
         );
     }
+}
+
+/// The SQLite settings the group commit's throughput rests on (docs/performance.md): the
+/// writers' own connection with its larger page cache, statement journals in memory, rarer
+/// checkpoints, and replay records in one B-tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_group_writer_has_its_own_tuned_connection() {
+    let database = TestDatabase::sqlite();
+    let store = open(&database).await;
+    let writer = store.group_writer();
+    let (Pool::Sqlite(shared), Pool::Sqlite(dedicated)) = (&store.pool, &writer.pool) else {
+        panic!("both pools are SQLite");
+    };
+    assert_eq!(dedicated.options().get_max_connections(), 1);
+    assert!(shared.options().get_max_connections() > 1);
+    let pragma = |pool: &SqlitePool, name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+                .fetch_one(&pool)
+                .await
+                .expect(name)
+        }
+    };
+    assert_eq!(
+        pragma(dedicated, "cache_size").await,
+        -SQLITE_WRITER_CACHE_KIB
+    );
+    assert_eq!(
+        pragma(shared, "cache_size").await,
+        -2000,
+        "SQLite's default elsewhere"
+    );
+    for pool in [shared, dedicated] {
+        assert_eq!(pragma(pool, "temp_store").await, 2, "MEMORY");
+        assert_eq!(
+            pragma(pool, "wal_autocheckpoint").await,
+            i64::from(SQLITE_WAL_AUTOCHECKPOINT_PAGES)
+        );
+        assert_eq!(
+            pragma(pool, "synchronous").await,
+            2,
+            "FULL: durable commits"
+        );
+    }
+    let schema: String = sqlx::query_scalar(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'replay_records'",
+    )
+    .fetch_one(dedicated)
+    .await
+    .expect("schema");
+    assert!(schema.ends_with("WITHOUT ROWID"), "{schema}");
+    // Both pools see one database: a replay record written by the writer is refused by the
+    // shared pool's store.
+    assert!(writer.record_once("i", "j", 9_000).await.expect("record"));
+    assert!(!store.record_once("i", "j", 9_000).await.expect("replay"));
+    store.close().await;
 }
