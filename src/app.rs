@@ -169,9 +169,10 @@ pub async fn spawn(config: Config) -> Result<RunningServer, StartupError> {
     spawn_with(config, AuditMode::Durable).await
 }
 
-/// Whether token decisions reach the audit log. Every server is `Durable`; `Discarded` exists
-/// only for the load test's baseline binary (`benches/bin/unaudited.rs`), which measures what
-/// the durable writes cost (docs/performance.md).
+/// Whether token decisions reach the audit log. Every server is `Durable`;
+/// `DiscardedForBenchmarks` exists only for the load test's baseline binary
+/// (`benches/bin/unaudited.rs`), which measures what the durable writes cost
+/// (docs/performance.md).
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuditMode {
