@@ -209,6 +209,10 @@ async fn spawn_on_with(
     let config = Arc::new(config);
     crate::http::metrics_handle();
     let store = open_store(&config).await?;
+    store
+        .claim_for_this_process()
+        .await
+        .map_err(|error| StartupError(format!("cannot serve the database: {error}")))?;
     crate::trust::sync_config(&store, &config, unix_now())
         .await
         .map_err(|error| {
@@ -345,6 +349,14 @@ async fn purge_grant_state(
     Ok(flow + tokens + users)
 }
 
+/// The `expires_at` before which a replay record may go. A token is accepted until its `exp`
+/// plus the clock-skew leeway of its verification, so its `jti` must stay recorded that long:
+/// purged at `exp`, a captured assertion could be replayed during the leeway (CAUTH-06,
+/// IDJAG-ACCEPT-11). The bound is the largest leeway any verification may use.
+fn replay_purge_cutoff(now: i64) -> i64 {
+    now.saturating_sub(crate::jose::verify::MAX_LEEWAY_SECS as i64)
+}
+
 /// Periodic work: key promotion and reload (so several instances and the CLI agree), and purging
 /// expired replay records and authorization-code-flow state.
 fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
@@ -370,7 +382,7 @@ fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
                     }
                 }
                 _ = purge.tick() => {
-                    if let Err(error) = state.store.purge_expired(unix_now()).await {
+                    if let Err(error) = state.store.purge_expired(replay_purge_cutoff(unix_now())).await {
                         tracing::warn!(%error, "purging expired replay records failed");
                     }
                     let authorization = &state.config.authorization;
@@ -490,6 +502,50 @@ impl ShutdownSignals {
 mod tests {
     use super::*;
     use crate::store::UserStore;
+
+    /// A replay record outlives its token's `exp` by the largest clock-skew leeway, because the
+    /// token is still accepted during it (CAUTH-06): the purge keeps it, then drops it.
+    #[tokio::test]
+    async fn replay_records_outlive_exp_by_the_largest_leeway() {
+        use crate::store::ReplayStore;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("fd.db").display());
+        let store = Store::connect(&url, 2).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let leeway = crate::jose::verify::MAX_LEEWAY_SECS as i64;
+        let now = 1_000_000;
+        // Expired a second ago: a verifier with the largest leeway still accepts the token.
+        assert!(
+            store
+                .record_once("i", "within", now - 1)
+                .await
+                .expect("record")
+        );
+        assert!(
+            store
+                .record_once("i", "beyond", now - leeway - 1)
+                .await
+                .expect("record")
+        );
+        let purged = store
+            .purge_expired(replay_purge_cutoff(now))
+            .await
+            .expect("purge");
+        assert_eq!(purged, 1);
+        assert!(
+            !store
+                .record_once("i", "within", now - 1)
+                .await
+                .expect("replay")
+        );
+        assert!(
+            store
+                .record_once("i", "beyond", now - leeway - 1)
+                .await
+                .expect("gone")
+        );
+        store.close().await;
+    }
 
     /// Users' claims are kept exactly as long as a refresh token of theirs could live.
     #[tokio::test]

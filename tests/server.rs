@@ -32,14 +32,13 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
-impl Harness {
-    async fn start(database: &TestDatabase) -> Harness {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("frontdesk.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"issuer = "{ISSUER}"
+/// The configuration file of a test server on `database`, in `dir`.
+fn write_config(dir: &std::path::Path, database: &TestDatabase) -> Config {
+    let path = dir.join("frontdesk.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"issuer = "{ISSUER}"
 
 [server]
 listen = "127.0.0.1:0"
@@ -56,11 +55,17 @@ jwks_max_age_secs = {JWKS_MAX_AGE}
 format = "json"
 level = "warn"
 "#,
-                url = database.url()
-            ),
-        )
-        .expect("write config");
-        let config = Config::load(Some(&path), Vec::new()).expect("valid configuration");
+            url = database.url()
+        ),
+    )
+    .expect("write config");
+    Config::load(Some(&path), Vec::new()).expect("valid configuration")
+}
+
+impl Harness {
+    async fn start(database: &TestDatabase) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = write_config(dir.path(), database);
         let server = spawn(config).await.expect("server starts");
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -311,6 +316,31 @@ async fn server_on_postgres() {
     if let Some(database) = TestDatabase::postgres("server_on_postgres").await {
         exercise(database).await;
     }
+}
+
+/// SQLite serves one instance: the replay check lives in that process's memory, so a second
+/// server on the same file must refuse to start (rather than miss the first one's replays),
+/// with a message that says why; once the first has stopped, the file can be served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_sqlite_file_refuses_to_start() {
+    let database = TestDatabase::sqlite();
+    let first = Harness::start(&database).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let error = spawn(write_config(dir.path(), &database))
+        .await
+        .err()
+        .expect("the second server must not start");
+    assert!(
+        error
+            .0
+            .contains("another frontdesk server is using this SQLite database"),
+        "{error}"
+    );
+    first.server.shutdown().await.expect("shutdown first");
+    let again = spawn(write_config(dir.path(), &database))
+        .await
+        .expect("the file is free once the first server has stopped");
+    again.shutdown().await.expect("shutdown again");
 }
 
 /// A second instance on the same database sees the first one's keys: the JWKS of both agree,

@@ -11,12 +11,14 @@ pub(crate) mod audit;
 mod audit_writer;
 mod codes;
 mod keys;
+mod live_jtis;
 mod replay;
 mod tokens;
 mod trust;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -97,6 +99,9 @@ pub struct Store {
     /// Where the group-commit writers write ([`Store::group_writer`]): on SQLite one dedicated
     /// connection, on PostgreSQL the shared pool.
     writer: Pool,
+    /// On SQLite, the replay records' uniqueness check (see `live_jtis`); `None` on PostgreSQL,
+    /// where the table's primary key checks it for every instance.
+    live_jtis: Option<Arc<live_jtis::LiveJtis>>,
 }
 
 /// SQLite pages the group-commit writer's connection may cache (negative: KiB, SQLite's
@@ -179,12 +184,18 @@ impl Store {
                     .max_lifetime(None)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(
-                        options.pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")),
+                        options
+                            .clone()
+                            .pragma("cache_size", format!("-{SQLITE_WRITER_CACHE_KIB}")),
                     )
                     .await?;
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let file = (!in_memory).then(|| options.get_filename());
+                let live_jtis = Arc::new(live_jtis::LiveJtis::new(file));
                 return Ok(Store {
                     pool: Pool::Sqlite(pool),
                     writer: Pool::Sqlite(writer),
+                    live_jtis: Some(live_jtis),
                 });
             }
             Some(Backend::Postgres) => {
@@ -206,6 +217,7 @@ impl Store {
         Ok(Store {
             writer: pool.clone(),
             pool,
+            live_jtis: None,
         })
     }
 
@@ -216,6 +228,7 @@ impl Store {
         Store {
             pool: self.writer.clone(),
             writer: self.writer.clone(),
+            live_jtis: self.live_jtis.clone(),
         }
     }
 
@@ -224,6 +237,17 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
             Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+    }
+
+    /// On SQLite, takes the database for this process (a lock file beside it) and loads the
+    /// replay records, so that a second server on the same file fails at start with a clear
+    /// message; without this the first client assertion or redeemed grant does it. Nothing to
+    /// do on PostgreSQL, which several instances share.
+    pub async fn claim_for_this_process(&self) -> Result<(), StoreError> {
+        match (&self.live_jtis, &self.writer) {
+            (Some(live), Pool::Sqlite(pool)) => live.prepare(pool).await,
+            _ => Ok(()),
         }
     }
 
@@ -240,13 +264,17 @@ impl Store {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
     }
 
-    /// Closes the pool, waiting for connections to be returned (graceful shutdown).
+    /// Closes the pools, waiting for connections to be returned (graceful shutdown), and on
+    /// SQLite releases the database for another server.
     pub async fn close(&self) {
         match &self.writer {
             Pool::Sqlite(writer) => writer.close().await,
             Pool::Postgres(writer) => writer.close().await,
         }
-        on_pool!(self, pool => pool.close().await)
+        on_pool!(self, pool => pool.close().await);
+        if let Some(live) = &self.live_jtis {
+            live.unlock();
+        }
     }
 }
 

@@ -1,15 +1,17 @@
-//! Replay records: a `jti` seen once is refused until its token has expired, on every instance,
-//! because the check is a primary-key insert in the shared database (CAUTH-06, JWTB-06, EMA-06).
+//! Replay records: a `jti` seen once is refused until its token has expired (CAUTH-06, JWTB-06,
+//! EMA-06). On PostgreSQL, on every instance, because the check is a primary-key insert in the
+//! shared database; on SQLite, which one process owns, the check is an in-memory mirror of an
+//! append-only table (`live_jtis`), so a record costs an append instead of a random index page.
 
 use sqlx::Row;
 
 use std::collections::HashSet;
 
 use super::audit::insert_event_rows;
-use super::{AuditEvent, Store, StoreError, on_pool};
+use super::{AuditEvent, Pool, Store, StoreError, on_pool};
 
-/// The multi-row INSERT of (`issuer`, `jti`, `expires_at`) records that skips pairs already
-/// recorded, followed by `tail` (a RETURNING clause or nothing).
+/// The multi-row INSERT of (`issuer`, `jti`, `expires_at`) records, followed by `tail` (on
+/// PostgreSQL: skip pairs already recorded, and perhaps name the new ones back).
 macro_rules! replay_insert {
     ($records:expr, $tail:expr) => {{
         let records: &[(String, String, i64)] = $records;
@@ -18,17 +20,22 @@ macro_rules! replay_insert {
         builder.push_values(records, |mut row, (issuer, jti, expires_at)| {
             row.push_bind(issuer).push_bind(jti).push_bind(*expires_at);
         });
-        builder.push(" ON CONFLICT (issuer, jti) DO NOTHING");
         builder.push($tail);
         builder
     }};
 }
 
+/// PostgreSQL: a pair already in the table is skipped, not an error.
+const SKIP_RECORDED: &str = " ON CONFLICT (issuer, jti) DO NOTHING";
+
 /// Inserts the records as one statement with any executor and returns the pairs that were new
 /// (RETURNING names them; a conflict inserts nothing). Every new pair comes back as a row.
 macro_rules! insert_replay_rows {
     ($executor:expr, $records:expr) => {{
-        let mut builder = replay_insert!($records, " RETURNING issuer, jti");
+        let mut builder = replay_insert!(
+            $records,
+            " ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti"
+        );
         match builder.build().fetch_all($executor).await {
             Ok(rows) => rows
                 .iter()
@@ -44,11 +51,11 @@ macro_rules! insert_replay_rows {
     }};
 }
 
-/// Inserts the records as one statement and returns only how many were new: the common case,
-/// where that is all of them, needs no row back per record.
+/// Inserts the records as one statement, followed by `tail`, and returns only how many were new:
+/// the common case, where that is all of them, needs no row back per record.
 macro_rules! count_new_replay_rows {
-    ($executor:expr, $records:expr) => {{
-        let mut builder = replay_insert!($records, "");
+    ($executor:expr, $records:expr, $tail:expr) => {{
+        let mut builder = replay_insert!($records, $tail);
         builder
             .build()
             .execute($executor)
@@ -119,17 +126,10 @@ impl Store {
             super::AuditLog::record_batch(self, &events).await?;
             return Ok(fresh);
         }
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await.map_err(StoreError::classify)?;
-            // Nearly always every jti is new: count the inserted rows rather than have each one
-            // named back. Fewer means a replay (or one assertion twice in this batch): start the
-            // transaction over and let RETURNING say which records were new.
-            let new = count_new_replay_rows!(&mut *tx, &records)?;
-            if new != records.len() as u64 {
-                tx.rollback().await.map_err(StoreError::classify)?;
-                tx = pool.begin().await.map_err(StoreError::classify)?;
-                let inserted = insert_replay_rows!(&mut *tx, &records)?;
-                for (position, new) in positions.into_iter().zip(fresh_flags(&records, &inserted)) {
+        match (&self.live_jtis, &self.pool) {
+            (Some(live), Pool::Sqlite(pool)) => {
+                let claims = live.claim(pool, &records).await?;
+                for (&position, &new) in positions.iter().zip(&claims) {
                     if !new {
                         fresh[position] = false;
                         let (event, pending) = &mut items[position];
@@ -138,11 +138,50 @@ impl Store {
                         }
                     }
                 }
+                let claimed = claimed_records(records, &claims);
+                let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
+                let written = async {
+                    let mut tx = pool.begin().await.map_err(StoreError::classify)?;
+                    if !claimed.is_empty() {
+                        count_new_replay_rows!(&mut *tx, &claimed, "")?;
+                    }
+                    insert_event_rows!(&mut *tx, &events)?;
+                    tx.commit().await.map_err(StoreError::classify)
+                }
+                .await;
+                if written.is_err() {
+                    live.release(claimed.iter());
+                }
+                written?;
             }
-            let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
-            insert_event_rows!(&mut *tx, &events)?;
-            tx.commit().await.map_err(StoreError::classify)?;
-        });
+            (_, Pool::Postgres(pool)) => {
+                let mut tx = pool.begin().await.map_err(StoreError::classify)?;
+                // Nearly always every jti is new: count the inserted rows rather than have each
+                // one named back. Fewer means a replay (or one assertion twice in this batch):
+                // start the transaction over and let RETURNING say which records were new.
+                let new = count_new_replay_rows!(&mut *tx, &records, SKIP_RECORDED)?;
+                if new != records.len() as u64 {
+                    tx.rollback().await.map_err(StoreError::classify)?;
+                    tx = pool.begin().await.map_err(StoreError::classify)?;
+                    let inserted = insert_replay_rows!(&mut *tx, &records)?;
+                    for (position, new) in
+                        positions.into_iter().zip(fresh_flags(&records, &inserted))
+                    {
+                        if !new {
+                            fresh[position] = false;
+                            let (event, pending) = &mut items[position];
+                            if let Some(pending) = pending {
+                                (pending.on_replay)(event);
+                            }
+                        }
+                    }
+                }
+                let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
+                insert_event_rows!(&mut *tx, &events)?;
+                tx.commit().await.map_err(StoreError::classify)?;
+            }
+            (None, Pool::Sqlite(_)) => return Err(no_replay_set()),
+        }
         Ok(fresh)
     }
 }
@@ -176,20 +215,10 @@ impl ReplayStore for Store {
         jti: &str,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        let result = on_pool!(self, pool => {
-            sqlx::query("INSERT INTO replay_records (issuer, jti, expires_at) VALUES ($1, $2, $3)")
-                .bind(issuer)
-                .bind(jti)
-                .bind(expires_at)
-                .execute(pool)
-                .await
-                .map(|_| ())
-        });
-        match result.map_err(StoreError::classify) {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(other) => Err(other),
-        }
+        let fresh = self
+            .record_once_batch(&[(issuer.to_string(), jti.to_string(), expires_at)])
+            .await?;
+        Ok(fresh.first() == Some(&true))
     }
 
     async fn record_once_batch(
@@ -199,8 +228,24 @@ impl ReplayStore for Store {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let inserted = on_pool!(self, pool => insert_replay_rows!(pool, records)?);
-        Ok(fresh_flags(records, &inserted))
+        match (&self.live_jtis, &self.pool) {
+            (Some(live), Pool::Sqlite(pool)) => {
+                let claims = live.claim(pool, records).await?;
+                let claimed = claimed_records(records.to_vec(), &claims);
+                if !claimed.is_empty()
+                    && let Err(error) = count_new_replay_rows!(pool, &claimed, "")
+                {
+                    live.release(claimed.iter());
+                    return Err(error);
+                }
+                Ok(claims)
+            }
+            (_, Pool::Postgres(pool)) => {
+                let inserted = insert_replay_rows!(pool, records)?;
+                Ok(fresh_flags(records, &inserted))
+            }
+            (None, Pool::Sqlite(_)) => Err(no_replay_set()),
+        }
     }
 
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
@@ -211,6 +256,27 @@ impl ReplayStore for Store {
                 .await
                 .map(|done| done.rows_affected())
         });
-        result.map_err(StoreError::classify)
+        let purged = result.map_err(StoreError::classify)?;
+        if let Some(live) = &self.live_jtis {
+            live.forget_expired(now);
+        }
+        Ok(purged)
     }
+}
+
+/// The records whose claim succeeded, in order.
+fn claimed_records(
+    records: Vec<(String, String, i64)>,
+    claims: &[bool],
+) -> Vec<(String, String, i64)> {
+    records
+        .into_iter()
+        .zip(claims)
+        .filter_map(|(record, &claimed)| claimed.then_some(record))
+        .collect()
+}
+
+/// A SQLite store is always built with its replay set; this is for the impossible case.
+fn no_replay_set() -> StoreError {
+    StoreError::Unavailable("the SQLite store has no replay set".into())
 }

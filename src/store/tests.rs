@@ -1571,7 +1571,7 @@ async fn sync_config_trust_handles_more_rows_than_one_statement(store: Store) {
 
 /// The SQLite settings the group commit's throughput rests on (docs/performance.md): the
 /// writers' own connection with its larger page cache, statement journals in memory, rarer
-/// checkpoints, and replay records in one B-tree.
+/// checkpoints, and replay records appended to a log without an index on the `jti`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_group_writer_has_its_own_tuned_connection() {
     let database = TestDatabase::sqlite();
@@ -1618,10 +1618,72 @@ async fn sqlite_group_writer_has_its_own_tuned_connection() {
     .fetch_one(dedicated)
     .await
     .expect("schema");
-    assert!(schema.ends_with("WITHOUT ROWID"), "{schema}");
-    // Both pools see one database: a replay record written by the writer is refused by the
+    // An append-only log: its uniqueness is the in-memory set's (src/store/live_jtis.rs).
+    assert!(!schema.contains("PRIMARY KEY"), "{schema}");
+    assert!(!schema.contains("WITHOUT ROWID"), "{schema}");
+    // Both pools' stores share one set: a replay record written by the writer is refused by the
     // shared pool's store.
     assert!(writer.record_once("i", "j", 9_000).await.expect("record"));
     assert!(!store.record_once("i", "j", 9_000).await.expect("replay"));
     store.close().await;
+}
+
+/// SQLite's replay check lives in the memory of the one store that holds the database: a
+/// second store on the file can neither claim it nor record a `jti` while the first is open;
+/// once the first has closed, the second claims the file and its set, rebuilt from the table,
+/// still refuses what the first recorded (a restart forgets no replay) (CAUTH-06, EMA-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_replay_set_belongs_to_one_store_and_survives_a_restart() {
+    let database = TestDatabase::sqlite();
+    let first = open(&database).await;
+    first.claim_for_this_process().await.expect("claim");
+    assert!(
+        first
+            .record_once("i", "before", 9_000)
+            .await
+            .expect("record")
+    );
+    let batch = [
+        ("i".to_string(), "batched".to_string(), 9_000),
+        ("i".to_string(), "before".to_string(), 9_000),
+    ];
+    assert_eq!(
+        first.record_once_batch(&batch).await.expect("batch"),
+        [true, false]
+    );
+
+    let second = open(&database).await;
+    let refused = second.claim_for_this_process().await.expect_err("held");
+    assert!(
+        refused
+            .to_string()
+            .contains("another frontdesk server is using this SQLite database"),
+        "{refused}"
+    );
+    assert!(matches!(
+        second.record_once("i", "other", 9_000).await,
+        Err(StoreError::Unavailable(_))
+    ));
+
+    first.close().await;
+    second
+        .claim_for_this_process()
+        .await
+        .expect("free after close");
+    for jti in ["before", "batched"] {
+        assert!(
+            !second.record_once("i", jti, 9_000).await.expect("replay"),
+            "{jti} is still recorded"
+        );
+    }
+    assert!(second.record_once("i", "other", 9_000).await.expect("new"));
+    // The purge removes records from the set and the table together.
+    assert_eq!(second.purge_expired(9_001).await.expect("purge"), 3);
+    assert!(
+        second
+            .record_once("i", "before", 9_500)
+            .await
+            .expect("purged")
+    );
+    second.close().await;
 }
