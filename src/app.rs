@@ -349,6 +349,9 @@ async fn purge_grant_state(
     Ok(flow + tokens + users)
 }
 
+/// How often expired replay records are deleted.
+const REPLAY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The `expires_at` before which a replay record may go. A token is accepted until its `exp`
 /// plus the clock-skew leeway of its verification, so its `jti` must stay recorded that long:
 /// purged at `exp`, a captured assertion could be replayed during the leeway (CAUTH-06,
@@ -363,6 +366,9 @@ fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
     tokio::spawn(async move {
         let mut keys = tokio::time::interval(Duration::from_secs(5));
         let mut purge = tokio::time::interval(Duration::from_secs(300));
+        // Replay records more often: on SQLite each live one is also held in memory
+        // (decisions §27), and the delete is a range of the expiry index.
+        let mut replay_purge = tokio::time::interval(REPLAY_PURGE_INTERVAL);
         let mut trust = tokio::time::interval(Duration::from_secs(5));
         let refresher = state
             .tokens
@@ -381,10 +387,12 @@ fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
                         tracing::error!(%error, "trust refresh failed");
                     }
                 }
-                _ = purge.tick() => {
+                _ = replay_purge.tick() => {
                     if let Err(error) = state.store.purge_expired(replay_purge_cutoff(unix_now())).await {
                         tracing::warn!(%error, "purging expired replay records failed");
                     }
+                }
+                _ = purge.tick() => {
                     let authorization = &state.config.authorization;
                     match purge_grant_state(&state.store, authorization, unix_now()).await {
                         Ok(purged) => tracing::debug!(purged, "purged expired grant state"),
@@ -503,47 +511,42 @@ mod tests {
     use super::*;
     use crate::store::UserStore;
 
+    /// A migrated SQLite store in `dir`.
+    async fn migrated_store(dir: &tempfile::TempDir) -> Store {
+        let url = format!("sqlite://{}", dir.path().join("fd.db").display());
+        let store = Store::connect(&url, 2).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+
     /// A replay record outlives its token's `exp` by the largest clock-skew leeway, because the
     /// token is still accepted during it (CAUTH-06): the purge keeps it, then drops it.
     #[tokio::test]
     async fn replay_records_outlive_exp_by_the_largest_leeway() {
         use crate::store::ReplayStore;
         let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("fd.db").display());
-        let store = Store::connect(&url, 2).await.expect("connect");
-        store.migrate().await.expect("migrate");
+        let store = migrated_store(&dir).await;
         let leeway = crate::jose::verify::MAX_LEEWAY_SECS as i64;
         let now = 1_000_000;
+        let record = |jti: &'static str, expires_at: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .record_once("i", jti, expires_at)
+                    .await
+                    .expect("record")
+            }
+        };
         // Expired a second ago: a verifier with the largest leeway still accepts the token.
-        assert!(
-            store
-                .record_once("i", "within", now - 1)
-                .await
-                .expect("record")
-        );
-        assert!(
-            store
-                .record_once("i", "beyond", now - leeway - 1)
-                .await
-                .expect("record")
-        );
+        assert!(record("within", now - 1).await);
+        assert!(record("beyond", now - leeway - 1).await);
         let purged = store
             .purge_expired(replay_purge_cutoff(now))
             .await
             .expect("purge");
         assert_eq!(purged, 1);
-        assert!(
-            !store
-                .record_once("i", "within", now - 1)
-                .await
-                .expect("replay")
-        );
-        assert!(
-            store
-                .record_once("i", "beyond", now - leeway - 1)
-                .await
-                .expect("gone")
-        );
+        assert!(!record("within", now - 1).await, "still recorded");
+        assert!(record("beyond", now - leeway - 1).await, "purged");
         store.close().await;
     }
 
@@ -551,9 +554,7 @@ mod tests {
     #[tokio::test]
     async fn purge_keeps_user_claims_while_a_refresh_token_could_need_them() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("fd.db").display());
-        let store = Store::connect(&url, 2).await.expect("connect");
-        store.migrate().await.expect("migrate");
+        let store = migrated_store(&dir).await;
         let authorization = AuthorizationConfig::default();
         let longest = i64::try_from(
             authorization.refresh_token_lifetime_secs
