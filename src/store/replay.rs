@@ -32,10 +32,8 @@ const SKIP_RECORDED: &str = " ON CONFLICT (issuer, jti) DO NOTHING";
 /// (RETURNING names them; a conflict inserts nothing). Every new pair comes back as a row.
 macro_rules! insert_replay_rows {
     ($executor:expr, $records:expr) => {{
-        let mut builder = replay_insert!(
-            $records,
-            " ON CONFLICT (issuer, jti) DO NOTHING RETURNING issuer, jti"
-        );
+        let mut builder = replay_insert!($records, SKIP_RECORDED);
+        builder.push(" RETURNING issuer, jti");
         match builder.build().fetch_all($executor).await {
             Ok(rows) => rows
                 .iter()
@@ -129,15 +127,7 @@ impl Store {
         match (&self.live_jtis, &self.pool) {
             (Some(live), Pool::Sqlite(pool)) => {
                 let claims = live.claim(pool, &records).await?;
-                for (&position, &new) in positions.iter().zip(&claims) {
-                    if !new {
-                        fresh[position] = false;
-                        let (event, pending) = &mut items[position];
-                        if let Some(pending) = pending {
-                            (pending.on_replay)(event);
-                        }
-                    }
-                }
+                mark_replays(&mut items, &mut fresh, &positions, &claims);
                 let claimed = claimed_records(records, &claims);
                 let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
                 let written = async {
@@ -164,17 +154,8 @@ impl Store {
                     tx.rollback().await.map_err(StoreError::classify)?;
                     tx = pool.begin().await.map_err(StoreError::classify)?;
                     let inserted = insert_replay_rows!(&mut *tx, &records)?;
-                    for (position, new) in
-                        positions.into_iter().zip(fresh_flags(&records, &inserted))
-                    {
-                        if !new {
-                            fresh[position] = false;
-                            let (event, pending) = &mut items[position];
-                            if let Some(pending) = pending {
-                                (pending.on_replay)(event);
-                            }
-                        }
-                    }
+                    let new = fresh_flags(&records, &inserted);
+                    mark_replays(&mut items, &mut fresh, &positions, &new);
                 }
                 let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
                 insert_event_rows!(&mut *tx, &events)?;
@@ -261,6 +242,25 @@ impl ReplayStore for Store {
             live.forget_expired(now);
         }
         Ok(purged)
+    }
+}
+
+/// For each replay record that was not new (`new[i]` false for the item at `positions[i]`),
+/// flags its item as refused and rewrites its audit event as the denial.
+fn mark_replays(
+    items: &mut [(AuditEvent, Option<PendingReplay>)],
+    fresh: &mut [bool],
+    positions: &[usize],
+    new: &[bool],
+) {
+    for (&position, &new) in positions.iter().zip(new) {
+        if !new {
+            fresh[position] = false;
+            let (event, pending) = &mut items[position];
+            if let Some(pending) = pending {
+                (pending.on_replay)(event);
+            }
+        }
     }
 }
 
