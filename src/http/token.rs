@@ -2,7 +2,6 @@
 //! TOK-02/TOK-13), decodes the form strictly, and hands over to `oauth::TokenService`.
 //! Requests refused here are audited here; the service audits everything after.
 
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
@@ -14,13 +13,6 @@ use crate::clock::unix_now;
 use crate::oauth::request::FormParams;
 use crate::oauth::{ErrorCode, OAuthError, RequestContext};
 use crate::secret::SecretString;
-
-/// Where a request was refused: before the token service (audited here) or inside it (audited
-/// there).
-enum Rejection {
-    Transport(OAuthError),
-    Service(OAuthError),
-}
 
 /// Which form endpoint a request is for.
 #[derive(Clone, Copy)]
@@ -48,27 +40,38 @@ pub async fn revoke(State(state): State<AppState>, request: Request) -> Response
 async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) -> Response {
     let (parts, body) = request.into_parts();
     let limit = state.config.server.max_body_bytes;
-    let result = match axum::body::to_bytes(body, limit).await {
-        Ok(body) => {
-            let peer = parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip());
-            handle(&state, &parts.uri, &parts.headers, &body, endpoint, peer).await
-        }
-        Err(_) => Err(Rejection::Transport(OAuthError::invalid_request(
+    let request_id = request_id(&parts.headers);
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let prepared = match axum::body::to_bytes(body, limit).await {
+        Ok(body) => prepare(&parts.uri, &parts.headers, &body),
+        Err(_) => Err(OAuthError::invalid_request(
             "request_too_large",
             "The request body is larger than this server accepts",
-        ))),
+        )),
     };
-    let result = match result {
-        Ok(body) => Ok(body),
-        Err(Rejection::Service(error)) => Err(error),
-        Err(Rejection::Transport(error)) => {
+    // The request's head and body are slices of hyper's read buffer. Release them before
+    // waiting for the service (which waits for the audit commit): while any slice is alive,
+    // hyper's next read on this connection cannot reuse its buffer and allocates a new one —
+    // a large allocation per request under load (docs/performance.md, ninth run).
+    drop(parts);
+    let result = match prepared {
+        Ok((form, authorization)) => {
+            let context = RequestContext {
+                authorization,
+                request_id,
+                now: unix_now(),
+                peer,
+            };
+            serve(&state, form, context, endpoint).await
+        }
+        Err(error) => {
             // Refused before the form could be read: still a decision, so still audited.
             match state
                 .tokens
-                .audit_rejection(&error, request_id(&parts.headers), unix_now())
+                .audit_rejection(&error, request_id, unix_now())
                 .await
             {
                 Ok(()) => Err(error),
@@ -95,16 +98,15 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(|id| id.chars().take(100).collect())
 }
 
-async fn handle(
-    state: &AppState,
+/// The request's transport rules and form, read before anything is awaited; what it returns
+/// owns its data (no slice of the connection's buffer).
+fn prepare(
     uri: &Uri,
     headers: &HeaderMap,
-    body: &Bytes,
-    endpoint: Endpoint,
-    peer: Option<std::net::IpAddr>,
-) -> Result<serde_json::Value, Rejection> {
-    transport_checks(uri, headers).map_err(Rejection::Transport)?;
-    let form = FormParams::parse(body).map_err(Rejection::Transport)?;
+    body: &[u8],
+) -> Result<(FormParams, Option<SecretString>), OAuthError> {
+    transport_checks(uri, headers)?;
+    let form = FormParams::parse(body)?;
     let authorization = headers
         .get(AUTHORIZATION)
         .map(|value| value.to_str().map(SecretString::new))
@@ -116,14 +118,17 @@ async fn handle(
                 "The Authorization header is not valid",
             );
             error.used_authorization_header = true;
-            Rejection::Transport(error)
+            error
         })?;
-    let context = RequestContext {
-        authorization,
-        request_id: request_id(headers),
-        now: unix_now(),
-        peer,
-    };
+    Ok((form, authorization))
+}
+
+async fn serve(
+    state: &AppState,
+    form: FormParams,
+    context: RequestContext,
+    endpoint: Endpoint,
+) -> Result<serde_json::Value, OAuthError> {
     let tokens = &state.tokens;
     match endpoint {
         Endpoint::Token => tokens
@@ -137,7 +142,6 @@ async fn handle(
             .await
             .map(|()| serde_json::json!({})),
     }
-    .map_err(Rejection::Service)
 }
 
 /// TOK-13: tokens and credentials are never taken from the URL. TOK-02: form bodies only.

@@ -164,47 +164,41 @@ fn split(text: Option<String>) -> Vec<String> {
 macro_rules! insert_event {
     ($executor:expr, $event:expr) => {{
         let event: &AuditEvent = $event;
-        $crate::store::audit::insert_event_rows!($executor, std::slice::from_ref(event))
+        $crate::store::audit::insert_event_rows!($executor, vec![event.clone()])
     }};
 }
 pub(crate) use insert_event;
 
 /// Inserts several events as one multi-row statement with any executor: one hand-off to the
-/// database per batch (group commit, docs/performance.md).
+/// database per batch (group commit, docs/performance.md). It takes the events by value: their
+/// strings move into the statement's arguments instead of being copied (sqlx's SQLite arguments
+/// own their values), which matters on the group-commit path where every exchange's event passes.
 macro_rules! insert_event_rows {
     ($executor:expr, $events:expr) => {{
-        let events: &[AuditEvent] = $events;
-        let rows: Vec<_> = events
-            .iter()
-            .map(|event| {
-                (
-                    event,
-                    $crate::store::audit::join(&event.resources),
-                    $crate::store::audit::join(&event.scopes_requested),
-                    $crate::store::audit::join(&event.scopes_granted),
-                    event.detail.as_ref().map(|detail| detail.to_string()),
-                )
-            })
-            .collect();
+        let events: Vec<AuditEvent> = $events;
         let mut builder = sqlx::QueryBuilder::new(
             "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) ",
         );
-        builder.push_values(&rows, |mut row, (event, resources, requested, granted, detail)| {
+        builder.push_values(events, |mut row, event| {
+            let resources = $crate::store::audit::join(&event.resources);
+            let requested = $crate::store::audit::join(&event.scopes_requested);
+            let granted = $crate::store::audit::join(&event.scopes_granted);
+            let detail = event.detail.as_ref().map(|detail| detail.to_string());
             row.push_bind(event.occurred_at)
-                .push_bind(&event.request_id)
-                .push_bind(&event.event)
+                .push_bind(event.request_id)
+                .push_bind(event.event)
                 .push_bind(event.decision.as_str())
-                .push_bind(&event.reason)
-                .push_bind(&event.error_code)
-                .push_bind(&event.client_id)
-                .push_bind(&event.grant_type)
-                .push_bind(&event.subject_issuer)
-                .push_bind(&event.subject)
-                .push_bind(&event.audience)
+                .push_bind(event.reason)
+                .push_bind(event.error_code)
+                .push_bind(event.client_id)
+                .push_bind(event.grant_type)
+                .push_bind(event.subject_issuer)
+                .push_bind(event.subject)
+                .push_bind(event.audience)
                 .push_bind(resources)
                 .push_bind(requested)
                 .push_bind(granted)
-                .push_bind(&event.issued_jti)
+                .push_bind(event.issued_jti)
                 .push_bind(event.issued_expires_at)
                 .push_bind(detail);
         });
@@ -217,6 +211,20 @@ macro_rules! insert_event_rows {
     }};
 }
 pub(crate) use insert_event_rows;
+
+impl Store {
+    /// Appends `events` as one multi-row statement (atomic on its own), taking them by value so
+    /// their strings move into the statement (the group commit's path).
+    pub(crate) async fn insert_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        on_pool!(self, pool => {
+            insert_event_rows!(pool, events)?;
+        });
+        Ok(())
+    }
+}
 
 impl AuditLog for Store {
     async fn record(&self, event: &AuditEvent) -> Result<(), StoreError> {
@@ -232,10 +240,7 @@ impl AuditLog for Store {
         }
         // One multi-row INSERT: one statement and one hand-off to the database per batch, and
         // atomic on its own.
-        on_pool!(self, pool => {
-            insert_event_rows!(pool, events)?;
-        });
-        Ok(())
+        self.insert_events(events.to_vec()).await
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

@@ -121,7 +121,7 @@ impl Store {
         let mut fresh = vec![true; items.len()];
         if records.is_empty() {
             let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
-            super::AuditLog::record_batch(self, &events).await?;
+            self.insert_events(events).await?;
             return Ok(fresh);
         }
         match (&self.live_jtis, &self.pool) {
@@ -135,7 +135,7 @@ impl Store {
                     if !claimed.is_empty() {
                         count_new_replay_rows!(&mut *tx, &claimed, "")?;
                     }
-                    insert_event_rows!(&mut *tx, &events)?;
+                    insert_event_rows!(&mut *tx, events)?;
                     tx.commit().await.map_err(StoreError::classify)
                 }
                 .await;
@@ -158,7 +158,7 @@ impl Store {
                     mark_replays(&mut items, &mut fresh, &positions, &new);
                 }
                 let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
-                insert_event_rows!(&mut *tx, &events)?;
+                insert_event_rows!(&mut *tx, events)?;
                 tx.commit().await.map_err(StoreError::classify)?;
             }
             (None, Pool::Sqlite(_)) => return Err(no_replay_set()),
