@@ -1289,6 +1289,31 @@ async fn transport_rules_tok_01_02_13() -> anyhow::Result<()> {
         &[SECRET],
     )
     .await?;
+
+    // A body over `server.max_body_bytes` (64 KiB by default) is refused in OAuth's format,
+    // and audited, before anything of it is decoded.
+    let mut oversized = form_text.clone().into_bytes();
+    oversized.extend(b"&padding=");
+    oversized.resize(64 * 1024 + 1, b'a');
+    let reply = send_raw(
+        &env,
+        reqwest::Method::POST,
+        "",
+        "application/x-www-form-urlencoded",
+        oversized,
+        AGENT_AUTH,
+    )
+    .await?;
+    assert_denied_because(
+        &env,
+        "body over the limit",
+        &reply,
+        400,
+        "invalid_request",
+        "request_too_large",
+        &[&token, SECRET],
+    )
+    .await?;
     Ok(())
 }
 
@@ -1480,6 +1505,11 @@ async fn client_secret_failures_cauth_03_08_tok_09() -> anyhow::Result<()> {
             "Bearer scheme",
             Auth::Header("Bearer abc.def.ghi"),
             "unsupported_authorization_scheme",
+        ),
+        (
+            "Authorization header not visible ASCII",
+            Auth::Header("Basic \u{e9}t\u{e9}"),
+            "malformed_authorization",
         ),
     ] {
         let reply = send(&env, &base, auth).await?;
