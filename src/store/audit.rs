@@ -213,8 +213,9 @@ macro_rules! insert_event_rows {
 pub(crate) use insert_event_rows;
 
 impl Store {
-    /// Appends `events` as one multi-row statement (atomic on its own), taking them by value so
-    /// their strings move into the statement (the group commit's path).
+    /// Appends `events` as one multi-row statement (atomic on its own; nothing for an empty
+    /// batch), taking them by value so their strings move into the statement (the group
+    /// commit's path).
     pub(crate) async fn insert_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -235,9 +236,6 @@ impl AuditLog for Store {
     }
 
     async fn record_batch(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
         // One multi-row INSERT: one statement and one hand-off to the database per batch, and
         // atomic on its own.
         self.insert_events(events.to_vec()).await
