@@ -21,10 +21,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
 pub use admin::{
     AdminRole, AdminSessionRecord, AdminSsoRequest, AdminStore, AdminUser, ApiTokenRecord,
@@ -117,6 +116,43 @@ const SQLITE_WRITER_CACHE_KIB: i64 = 8192;
 /// file of up to ~32 MiB and a longer pause for the commit that checkpoints.
 const SQLITE_WAL_AUTOCHECKPOINT_PAGES: u32 = 8000;
 
+/// A pooled connection that sat idle at least this long is pinged before it is handed out; a
+/// fresher one is handed out as it is (see [`pool_options`]).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// The future of a `before_acquire` check.
+type AcquireCheck<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + 'c>>;
+
+fn ping_if_idle<C: sqlx::Connection>(
+    conn: &mut C,
+    meta: PoolConnectionMetadata,
+) -> AcquireCheck<'_> {
+    check_before_acquire(conn, meta.idle_for)
+}
+
+/// `Ok(true)`: hand the connection out. Pings it first if it sat idle [`PING_AFTER_IDLE`] or
+/// longer; an error makes the pool drop it and open another.
+fn check_before_acquire<C: sqlx::Connection>(conn: &mut C, idle_for: Duration) -> AcquireCheck<'_> {
+    Box::pin(async move {
+        if idle_for >= PING_AFTER_IDLE {
+            conn.ping().await?;
+        }
+        Ok(true)
+    })
+}
+
+/// Pool options for every pool: sqlx pings each connection before handing it out by default,
+/// one extra round trip to the database (or SQLite's worker thread) per acquire — per group
+/// commit under load (docs/performance.md, ninth run). A connection that was in use a moment ago
+/// is alive; only one that sat idle (where a restarted or unreachable server would show) is
+/// checked, and a failed check replaces it as before.
+fn pool_options<DB: sqlx::Database>() -> PoolOptions<DB> {
+    PoolOptions::<DB>::new()
+        .test_before_acquire(false)
+        .before_acquire(ping_if_idle::<DB::Connection>)
+}
+
 /// Which backend a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -167,7 +203,7 @@ impl Store {
                         "wal_autocheckpoint",
                         SQLITE_WAL_AUTOCHECKPOINT_PAGES.to_string(),
                     );
-                let pool = SqlitePoolOptions::new()
+                let pool = pool_options()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(options.clone())
@@ -177,7 +213,7 @@ impl Store {
                 // another connection has written since its last transaction: with the pool
                 // handing out its connections in turn, every batch started from a cold cache
                 // and read the index pages it was about to change back from the file.
-                let writer = SqlitePoolOptions::new()
+                let writer = pool_options()
                     .max_connections(1)
                     .min_connections(1)
                     .idle_timeout(None)
@@ -201,7 +237,7 @@ impl Store {
             Some(Backend::Postgres) => {
                 let options = PgConnectOptions::from_str(url)?;
                 Pool::Postgres(
-                    PgPoolOptions::new()
+                    pool_options()
                         .max_connections(max_connections)
                         .acquire_timeout(Duration::from_secs(5))
                         .connect_with(options)

@@ -74,6 +74,46 @@ both_backends!(
     admin_trust_changes_are_all_or_nothing_and_spare_config_rows,
 );
 
+/// Pools skip sqlx's ping of a connection that was in use a moment ago (a round trip per
+/// acquire, so per group commit) but still check one that sat idle: a dead idle connection is
+/// refused, and the pool opens another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_connections_that_sat_idle_are_pinged_before_use() {
+    use sqlx::Connection;
+    let Some(database) = TestDatabase::postgres("idle_connections_pinged").await else {
+        return;
+    };
+    let mut conn = sqlx::PgConnection::connect(database.url())
+        .await
+        .expect("connect");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .expect("backend pid");
+    let mut admin = sqlx::PgConnection::connect(database.url())
+        .await
+        .expect("admin connection");
+    // With a timeout, pg_terminate_backend returns once the backend has exited.
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate");
+    assert!(terminated, "the backend did not exit");
+    // In use a moment ago: handed out without a round trip, so the dead server end goes unseen.
+    assert!(
+        check_before_acquire(&mut conn, Duration::ZERO)
+            .await
+            .expect("handed out unchecked")
+    );
+    // Idle long enough: pinged, and the dead connection is refused.
+    assert!(
+        check_before_acquire(&mut conn, PING_AFTER_IDLE)
+            .await
+            .is_err()
+    );
+}
+
 async fn migrations_are_idempotent(store: Store) {
     // `open` migrated once already; again is a no-op, and so is a fresh connection's migration.
     store.migrate().await.expect("second migrate");
