@@ -124,6 +124,9 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 type AcquireCheck<'c> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + 'c>>;
 
+/// The pools' `before_acquire` hook. It only unpacks the metadata: sqlx's
+/// `PoolConnectionMetadata` cannot be built outside sqlx, so the decision lives in
+/// [`check_before_acquire`], which tests call directly.
 fn ping_if_idle<C: sqlx::Connection>(
     conn: &mut C,
     meta: PoolConnectionMetadata,
