@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, on_pool};
+use super::{Held, Store, StoreError, on_pool};
 
 /// Outcome recorded for an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -169,14 +169,17 @@ macro_rules! insert_event {
 }
 pub(crate) use insert_event;
 
-/// Inserts several events as one multi-row statement with any executor: one hand-off to the
-/// database per batch (group commit, docs/performance.md). It takes the events by value: their
-/// strings move into the statement's arguments instead of being copied (sqlx's SQLite arguments
-/// own their values), which matters on the group-commit path where every exchange's event passes.
-macro_rules! insert_event_rows {
-    ($executor:expr, $events:expr) => {{
+/// Appends the multi-row `INSERT` of `events` to `$builder` (a `sqlx::QueryBuilder` of either
+/// backend), so that it can run on its own ([`insert_event_rows!`]) or inside a larger
+/// multi-statement transaction (the SQLite group commit, `replay.rs`). It takes the events by
+/// value: their strings move into the statement's arguments instead of being copied (sqlx's
+/// SQLite arguments own their values), which matters on the group-commit path where every
+/// exchange's event passes.
+macro_rules! push_event_rows {
+    ($builder:expr, $events:expr) => {{
         let events: Vec<AuditEvent> = $events;
-        let mut builder = sqlx::QueryBuilder::new(
+        let builder = $builder;
+        builder.push(
             "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) ",
         );
         builder.push_values(events, |mut row, event| {
@@ -202,6 +205,16 @@ macro_rules! insert_event_rows {
                 .push_bind(event.issued_expires_at)
                 .push_bind(detail);
         });
+    }};
+}
+pub(crate) use push_event_rows;
+
+/// Inserts several events as one multi-row statement with any executor: one hand-off to the
+/// database per batch (group commit, docs/performance.md).
+macro_rules! insert_event_rows {
+    ($executor:expr, $events:expr) => {{
+        let mut builder = sqlx::QueryBuilder::new("");
+        $crate::store::audit::push_event_rows!(&mut builder, $events);
         builder
             .build()
             .execute($executor)
@@ -215,14 +228,24 @@ pub(crate) use insert_event_rows;
 impl Store {
     /// Appends `events` as one multi-row statement (atomic on its own; nothing for an empty
     /// batch), taking them by value so their strings move into the statement (the group
-    /// commit's path).
+    /// commit's path), on a held writer connection (`held_connection`): on SQLite one command to
+    /// SQLite's thread, on PostgreSQL no ping of a connection returned to the pool.
     pub(crate) async fn insert_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        on_pool!(self, pool => {
-            insert_event_rows!(pool, events)?;
-        });
+        match &self.held {
+            Held::Sqlite(held) => {
+                let mut builder = sqlx::QueryBuilder::new("");
+                push_event_rows!(&mut builder, events);
+                held.execute(builder.build()).await?;
+            }
+            Held::Postgres(held) => {
+                let mut connection = held.take().await?;
+                insert_event_rows!(&mut *connection, events)?;
+                held.keep(connection);
+            }
+        }
         Ok(())
     }
 }

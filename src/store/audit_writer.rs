@@ -25,7 +25,7 @@ const MAX_BATCH: usize = 256;
 /// Queue bound: beyond it, callers wait (back-pressure) rather than grow memory.
 const QUEUE: usize = 4096;
 /// Batches committing at the same time per writer on PostgreSQL (each holds a pool connection).
-const POSTGRES_COMMITS_IN_FLIGHT: usize = 3;
+pub(super) const POSTGRES_COMMITS_IN_FLIGHT: usize = 3;
 
 type BatchResult<R> = Result<Vec<R>, String>;
 type Commit<T, R> = Box<

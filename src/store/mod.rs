@@ -10,6 +10,7 @@ mod admin;
 pub(crate) mod audit;
 mod audit_writer;
 mod codes;
+mod held_connection;
 mod keys;
 mod live_jtis;
 mod replay;
@@ -95,12 +96,26 @@ pub enum Pool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
-    /// Where the group-commit writers write ([`Store::group_writer`]): on SQLite one dedicated
-    /// connection, on PostgreSQL the shared pool.
+    /// Where the group-commit writers write ([`Store::group_writer`]): on SQLite a pool of one
+    /// dedicated connection (the one `held` takes and keeps; the pool itself only loads the
+    /// replay set), on PostgreSQL the shared pool.
     writer: Pool,
     /// On SQLite, the replay records' uniqueness check (see `live_jtis`); `None` on PostgreSQL,
     /// where the table's primary key checks it for every instance.
     live_jtis: Option<Arc<live_jtis::LiveJtis>>,
+    /// The group commit's connections, kept between batches (see `held_connection`) and shared
+    /// by every clone of the store.
+    held: Held,
+}
+
+/// Where batches of writes go.
+#[derive(Clone, Debug)]
+enum Held {
+    /// SQLite: one connection taken from `writer` and kept: every batch runs on it, one at a
+    /// time, on one page cache, as one command.
+    Sqlite(Arc<held_connection::HeldConnection>),
+    /// PostgreSQL: up to one connection per batch in flight, kept in the shared pool's count.
+    Postgres(Arc<held_connection::HeldPgConnections>),
 }
 
 /// SQLite pages the group-commit writer's connection may cache (negative: KiB, SQLite's
@@ -185,7 +200,7 @@ impl Store {
     /// Connects to the database named by `url` (creating an SQLite file if needed) without
     /// migrating. Fails fast (a few seconds) if the database is unreachable.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        let pool = match Backend::of(url) {
+        match Backend::of(url) {
             Some(Backend::Sqlite) => {
                 // WAL with synchronous=FULL: every commit is on disk (the WAL is synced) before
                 // it returns, because audit events and replay records must survive a power loss
@@ -215,10 +230,12 @@ impl Store {
                 // writer at a time anyway, and a connection drops its whole page cache whenever
                 // another connection has written since its last transaction: with the pool
                 // handing out its connections in turn, every batch started from a cold cache
-                // and read the index pages it was about to change back from the file.
+                // and read the index pages it was about to change back from the file. The
+                // group commit takes this pool's one connection and keeps it (`held`); the pool
+                // stays for loading the replay set at start, and only reopens a connection if
+                // that is asked after a failed batch.
                 let writer = pool_options()
                     .max_connections(1)
-                    .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
                     .acquire_timeout(Duration::from_secs(5))
@@ -231,43 +248,48 @@ impl Store {
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
                 let file = (!in_memory).then(|| options.get_filename());
                 let live_jtis = Arc::new(live_jtis::LiveJtis::new(file));
-                return Ok(Store {
+                let held = Arc::new(held_connection::HeldConnection::new(writer.clone()));
+                Ok(Store {
                     pool: Pool::Sqlite(pool),
                     writer: Pool::Sqlite(writer),
                     live_jtis: Some(live_jtis),
-                });
+                    held: Held::Sqlite(held),
+                })
             }
             Some(Backend::Postgres) => {
                 let options = PgConnectOptions::from_str(url)?;
-                Pool::Postgres(
-                    pool_options()
-                        .max_connections(max_connections)
-                        .acquire_timeout(Duration::from_secs(5))
-                        .connect_with(options)
-                        .await?,
-                )
+                let pool = pool_options()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await?;
+                let held = Arc::new(held_connection::HeldPgConnections::new(
+                    pool.clone(),
+                    audit_writer::POSTGRES_COMMITS_IN_FLIGHT,
+                ));
+                Ok(Store {
+                    pool: Pool::Postgres(pool.clone()),
+                    writer: Pool::Postgres(pool),
+                    live_jtis: None,
+                    held: Held::Postgres(held),
+                })
             }
-            None => {
-                return Err(StoreError::Database(sqlx::Error::Configuration(
-                    "database URL must start with sqlite:// or postgres://".into(),
-                )));
-            }
-        };
-        Ok(Store {
-            writer: pool.clone(),
-            pool,
-            live_jtis: None,
-        })
+            None => Err(StoreError::Database(sqlx::Error::Configuration(
+                "database URL must start with sqlite:// or postgres://".into(),
+            ))),
+        }
     }
 
     /// The store the group-commit writers use: the same database, through the dedicated writer
-    /// connection on SQLite (see [`Store::connect`]); the shared pool on PostgreSQL, where
+    /// connection on SQLite (see [`Store::connect`] and `held_connection`; batches written
+    /// through any clone of the store take it too); the shared pool on PostgreSQL, where
     /// several batches commit at once on their own connections.
     pub fn group_writer(&self) -> Store {
         Store {
             pool: self.writer.clone(),
             writer: self.writer.clone(),
             live_jtis: self.live_jtis.clone(),
+            held: self.held.clone(),
         }
     }
 
@@ -306,6 +328,10 @@ impl Store {
     /// Closes the pools, waiting for connections to be returned (graceful shutdown), and on
     /// SQLite releases the database for another server.
     pub async fn close(&self) {
+        match &self.held {
+            Held::Sqlite(held) => held.close().await,
+            Held::Postgres(held) => held.release_all(),
+        }
         match &self.writer {
             Pool::Sqlite(writer) => writer.close().await,
             Pool::Postgres(writer) => writer.close().await,

@@ -3,23 +3,31 @@
 //! shared database; on SQLite, which one process owns, the check is an in-memory mirror of an
 //! append-only table (`live_jtis`), so a record costs an append instead of a random index page.
 
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use std::collections::HashSet;
 
-use super::audit::insert_event_rows;
-use super::{AuditEvent, Pool, Store, StoreError, on_pool};
+use super::audit::{insert_event_rows, push_event_rows};
+use super::{AuditEvent, Held, Pool, Store, StoreError, on_pool};
+
+/// Appends the multi-row INSERT of (`issuer`, `jti`, `expires_at`) records to `$builder`.
+macro_rules! push_replay_rows {
+    ($builder:expr, $records:expr) => {{
+        let records: &[(String, String, i64)] = $records;
+        let builder = $builder;
+        builder.push("INSERT INTO replay_records (issuer, jti, expires_at) ");
+        builder.push_values(records, |mut row, (issuer, jti, expires_at)| {
+            row.push_bind(issuer).push_bind(jti).push_bind(*expires_at);
+        });
+    }};
+}
 
 /// The multi-row INSERT of (`issuer`, `jti`, `expires_at`) records, followed by `tail` (on
 /// PostgreSQL: skip pairs already recorded, and perhaps name the new ones back).
 macro_rules! replay_insert {
     ($records:expr, $tail:expr) => {{
-        let records: &[(String, String, i64)] = $records;
-        let mut builder =
-            sqlx::QueryBuilder::new("INSERT INTO replay_records (issuer, jti, expires_at) ");
-        builder.push_values(records, |mut row, (issuer, jti, expires_at)| {
-            row.push_bind(issuer).push_bind(jti).push_bind(*expires_at);
-        });
+        let mut builder = sqlx::QueryBuilder::new("");
+        push_replay_rows!(&mut builder, $records);
         builder.push($tail);
         builder
     }};
@@ -124,35 +132,38 @@ impl Store {
             self.insert_events(events).await?;
             return Ok(fresh);
         }
-        match (&self.live_jtis, &self.pool) {
-            (Some(live), Pool::Sqlite(pool)) => {
+        match (&self.live_jtis, &self.pool, &self.held) {
+            (Some(live), Pool::Sqlite(pool), Held::Sqlite(held)) => {
                 let claims = live.claim(pool, &records).await?;
                 mark_replays(&mut items, &mut fresh, &positions, &claims);
                 let claimed = claimed_records(records, &claims);
                 let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
-                let written = async {
-                    let mut tx = pool.begin().await.map_err(StoreError::classify)?;
-                    if !claimed.is_empty() {
-                        count_new_replay_rows!(&mut *tx, &claimed, "")?;
-                    }
-                    insert_event_rows!(&mut *tx, events)?;
-                    tx.commit().await.map_err(StoreError::classify)
+                // The whole transaction as one command to SQLite's thread (`held_connection`).
+                let mut builder = sqlx::QueryBuilder::new("BEGIN; ");
+                if !claimed.is_empty() {
+                    push_replay_rows!(&mut builder, &claimed);
+                    builder.push("; ");
                 }
-                .await;
+                push_event_rows!(&mut builder, events);
+                builder.push("; COMMIT");
+                let written = held.execute(builder.build()).await;
                 if written.is_err() {
                     live.release(claimed.iter());
                 }
                 written?;
             }
-            (_, Pool::Postgres(pool)) => {
-                let mut tx = pool.begin().await.map_err(StoreError::classify)?;
+            (_, Pool::Postgres(_), Held::Postgres(held)) => {
+                let mut connection = held.take().await?;
+                // On failure the connection is dropped, not kept: the pool rolls back what the
+                // batch left open.
+                let mut tx = connection.begin().await.map_err(StoreError::classify)?;
                 // Nearly always every jti is new: count the inserted rows rather than have each
                 // one named back. Fewer means a replay (or one assertion twice in this batch):
                 // start the transaction over and let RETURNING say which records were new.
                 let new = count_new_replay_rows!(&mut *tx, &records, SKIP_RECORDED)?;
                 if new != records.len() as u64 {
                     tx.rollback().await.map_err(StoreError::classify)?;
-                    tx = pool.begin().await.map_err(StoreError::classify)?;
+                    tx = connection.begin().await.map_err(StoreError::classify)?;
                     let inserted = insert_replay_rows!(&mut *tx, &records)?;
                     let new = fresh_flags(&records, &inserted);
                     mark_replays(&mut items, &mut fresh, &positions, &new);
@@ -160,8 +171,9 @@ impl Store {
                 let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
                 insert_event_rows!(&mut *tx, events)?;
                 tx.commit().await.map_err(StoreError::classify)?;
+                held.keep(connection);
             }
-            (None, Pool::Sqlite(_)) => return Err(no_replay_set()),
+            _ => return Err(no_replay_set()),
         }
         Ok(fresh)
     }
@@ -209,23 +221,27 @@ impl ReplayStore for Store {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        match (&self.live_jtis, &self.pool) {
-            (Some(live), Pool::Sqlite(pool)) => {
+        match (&self.live_jtis, &self.pool, &self.held) {
+            (Some(live), Pool::Sqlite(pool), Held::Sqlite(held)) => {
                 let claims = live.claim(pool, records).await?;
                 let claimed = claimed_records(records.to_vec(), &claims);
-                if !claimed.is_empty()
-                    && let Err(error) = count_new_replay_rows!(pool, &claimed, "")
-                {
-                    live.release(claimed.iter());
-                    return Err(error);
+                if !claimed.is_empty() {
+                    let mut builder = sqlx::QueryBuilder::new("");
+                    push_replay_rows!(&mut builder, &claimed);
+                    if let Err(error) = held.execute(builder.build()).await {
+                        live.release(claimed.iter());
+                        return Err(error);
+                    }
                 }
                 Ok(claims)
             }
-            (_, Pool::Postgres(pool)) => {
-                let inserted = insert_replay_rows!(pool, records)?;
+            (_, Pool::Postgres(_), Held::Postgres(held)) => {
+                let mut connection = held.take().await?;
+                let inserted = insert_replay_rows!(&mut *connection, records)?;
+                held.keep(connection);
                 Ok(fresh_flags(records, &inserted))
             }
-            (None, Pool::Sqlite(_)) => Err(no_replay_set()),
+            _ => Err(no_replay_set()),
         }
     }
 
@@ -276,7 +292,10 @@ fn claimed_records(
         .collect()
 }
 
-/// A SQLite store is always built with its replay set; this is for the impossible case.
+/// A store is always built with the replay set and held connections of its backend; this is
+/// for the impossible case.
 fn no_replay_set() -> StoreError {
-    StoreError::Unavailable("the SQLite store has no replay set".into())
+    StoreError::Unavailable(
+        "the store's replay set or writer connection does not match its database".into(),
+    )
 }

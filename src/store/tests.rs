@@ -1727,3 +1727,217 @@ async fn sqlite_replay_set_belongs_to_one_store_and_survives_a_restart() {
     );
     second.close().await;
 }
+
+/// The SQLite group commit sends a batch's whole transaction (`BEGIN; …; COMMIT`) as one
+/// command on a connection it holds, a transaction sqlx does not see. A batch that fails
+/// half-way must leave nothing behind: its replay record not stored and not claimed, and the
+/// next batch not trapped inside the failed transaction — which reusing the connection would
+/// do (its `BEGIN` would fail, or a lone `INSERT` would never be committed). The connection is
+/// dropped and the next batch commits on a fresh one, visibly to every other connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_batch_failing_half_way_is_rolled_back_and_its_connection_replaced() {
+    let database = TestDatabase::sqlite();
+    let store = open(&database).await;
+    store.claim_for_this_process().await.expect("claim");
+    let writer = store.group_writer();
+    let Held::Sqlite(held) = writer.held.clone() else {
+        panic!("SQLite holds a writer connection");
+    };
+    let Pool::Sqlite(shared) = &store.pool else {
+        panic!("SQLite");
+    };
+    // The audit insert, second in the transaction, fails for one event.
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events \
+         WHEN NEW.event = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned event'); END",
+    )
+    .execute(shared)
+    .await
+    .expect("trigger");
+    fn replayed(event: &mut AuditEvent) {
+        event.decision = Decision::Denied;
+    }
+    let pending = |jti: &str| PendingReplay {
+        issuer: "client-assertion:agent".into(),
+        jti: jti.into(),
+        expires_at: 5_000,
+        on_replay: replayed,
+    };
+    let count = |table: &'static str| {
+        let pool = shared.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {table}"
+            )))
+            .fetch_one(&pool)
+            .await
+            .expect(table)
+        }
+    };
+
+    // A good batch first: the connection is then held between batches.
+    let fresh = writer
+        .record_events_with_replays(vec![(full_event(1), Some(pending("first")))])
+        .await
+        .expect("good batch");
+    assert_eq!(fresh, [true]);
+    assert!(held.is_connected().await);
+
+    let mut poison = full_event(2);
+    poison.event = "poison".into();
+    let failed = writer
+        .record_events_with_replays(vec![(full_event(3), Some(pending("lost"))), (poison, None)])
+        .await
+        .expect_err("the trigger refuses the batch");
+    assert!(matches!(failed, StoreError::Database(_)), "{failed:?}");
+    assert!(
+        !held.is_connected().await,
+        "a failed batch's connection is dropped"
+    );
+    // Nothing of the failed batch is stored, though its replay insert ran before the failure.
+    assert_eq!(count("audit_events").await, 1);
+    assert_eq!(count("replay_records").await, 1);
+    // Its claim was released: the jti was never accepted, so it is not a replay.
+    assert!(
+        writer
+            .record_once("client-assertion:agent", "lost", 5_000)
+            .await
+            .expect("lost")
+    );
+
+    // Later batches, a lone INSERT and a transaction, commit on a fresh connection and are seen
+    // by the shared pool's connections.
+    writer
+        .insert_events(vec![full_event(4)])
+        .await
+        .expect("lone insert");
+    let fresh = writer
+        .record_events_with_replays(vec![(full_event(5), Some(pending("after")))])
+        .await
+        .expect("batch after the failure");
+    assert_eq!(fresh, [true]);
+    assert!(held.is_connected().await);
+    assert_eq!(count("audit_events").await, 3);
+    assert_eq!(count("replay_records").await, 3);
+    store.close().await;
+}
+
+/// On PostgreSQL the group commit keeps its connections between batches (no ping on return to
+/// the pool), at most one per batch in flight and never more than half the pool; a batch that
+/// fails hands its connection back to the pool instead of keeping it, its transaction rolled
+/// back; and a kept connection that sat idle is checked before use, so a restarted server costs
+/// no failed batch (the guarantee the pool's own check gives, `pool_options`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones() {
+    let Some(database) = TestDatabase::postgres("held_pg_connections").await else {
+        return;
+    };
+    let store = open(&database).await;
+    let writer = store.group_writer();
+    let Held::Postgres(held) = writer.held.clone() else {
+        panic!("PostgreSQL keeps pool connections");
+    };
+    // `open` asks for a pool of 4: half of it may be kept, below the batches in flight (3).
+    assert_eq!(held.limit(), 2);
+    let Pool::Postgres(pool) = &store.pool else {
+        panic!("PostgreSQL");
+    };
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {table}"
+            )))
+            .fetch_one(&pool)
+            .await
+            .expect(table)
+        }
+    };
+    fn replayed(event: &mut AuditEvent) {
+        event.decision = Decision::Denied;
+    }
+    let pending = |jti: &str| PendingReplay {
+        issuer: "client-assertion:agent".into(),
+        jti: jti.into(),
+        expires_at: 5_000,
+        on_replay: replayed,
+    };
+
+    writer
+        .insert_events(vec![full_event(1)])
+        .await
+        .expect("batch");
+    assert_eq!(held.kept(), 1, "kept after a batch");
+    // Three batches at once take three connections; only two are kept afterwards.
+    let (a, b, c) = tokio::join!(
+        writer.record_events_with_replays(vec![(full_event(2), Some(pending("a")))]),
+        writer.record_events_with_replays(vec![(full_event(3), Some(pending("b")))]),
+        writer.record_events_with_replays(vec![(full_event(4), Some(pending("c")))]),
+    );
+    for fresh in [a, b, c] {
+        assert_eq!(fresh.expect("concurrent batch"), [true]);
+    }
+    assert_eq!(held.kept(), 2, "never more than the limit");
+
+    // A batch failing after its replay insert leaves nothing and keeps no connection.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.event = 'poison' THEN RAISE EXCEPTION 'poisoned event'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events \
+         FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(pool)
+    .await
+    .expect("trigger");
+    let mut poison = full_event(5);
+    poison.event = "poison".into();
+    writer
+        .record_events_with_replays(vec![(full_event(6), Some(pending("lost"))), (poison, None)])
+        .await
+        .expect_err("the trigger refuses the batch");
+    assert_eq!(
+        held.kept(),
+        1,
+        "the failed batch's connection went back to the pool"
+    );
+    assert_eq!(count("audit_events").await, 4);
+    assert_eq!(count("replay_records").await, 3);
+    assert!(
+        writer
+            .record_once("client-assertion:agent", "lost", 5_000)
+            .await
+            .expect("never recorded")
+    );
+
+    // The kept connection's server process dies while it sits idle: checked, replaced.
+    let Some(kept_pid) = kept_backend_pid(&held).await else {
+        panic!("one connection is kept");
+    };
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+        .bind(kept_pid)
+        .fetch_one(pool)
+        .await
+        .expect("terminate");
+    assert!(terminated, "the backend did not exit");
+    held.age_kept(PING_AFTER_IDLE);
+    writer
+        .insert_events(vec![full_event(7)])
+        .await
+        .expect("a fresh connection replaces the dead one");
+    assert_eq!(count("audit_events").await, 5);
+    assert_eq!(held.kept(), 1);
+    assert_ne!(kept_backend_pid(&held).await, Some(kept_pid));
+    store.close().await;
+}
+
+/// The server process behind the connection the next batch would take.
+async fn kept_backend_pid(held: &held_connection::HeldPgConnections) -> Option<i32> {
+    let mut connection = held.take().await.ok()?;
+    let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *connection)
+        .await
+        .ok();
+    held.keep(connection);
+    pid
+}
