@@ -9,6 +9,10 @@
 //! Never deploy it: it records no decision and does not stop a replayed client assertion.
 
 use clap::Parser;
+
+/// The same allocator as `frontdesk` (src/main.rs), so the two differ only in the audit log.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use frontdesk::app::AuditMode;
 use frontdesk::cli::{Cli, Command};
 
