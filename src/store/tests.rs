@@ -1754,26 +1754,8 @@ async fn sqlite_batch_failing_half_way_is_rolled_back_and_its_connection_replace
     .execute(shared)
     .await
     .expect("trigger");
-    fn replayed(event: &mut AuditEvent) {
-        event.decision = Decision::Denied;
-    }
-    let pending = |jti: &str| PendingReplay {
-        issuer: "client-assertion:agent".into(),
-        jti: jti.into(),
-        expires_at: 5_000,
-        on_replay: replayed,
-    };
-    let count = |table: &'static str| {
-        let pool = shared.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*) FROM {table}"
-            )))
-            .fetch_one(&pool)
-            .await
-            .expect(table)
-        }
-    };
+    let pending = client_assertion;
+    let count = |table: &'static str| count_rows(&store, table);
 
     // A good batch first: the connection is then held between batches.
     let fresh = writer
@@ -1842,26 +1824,8 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
     let Pool::Postgres(pool) = &store.pool else {
         panic!("PostgreSQL");
     };
-    let count = |table: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*) FROM {table}"
-            )))
-            .fetch_one(&pool)
-            .await
-            .expect(table)
-        }
-    };
-    fn replayed(event: &mut AuditEvent) {
-        event.decision = Decision::Denied;
-    }
-    let pending = |jti: &str| PendingReplay {
-        issuer: "client-assertion:agent".into(),
-        jti: jti.into(),
-        expires_at: 5_000,
-        on_replay: replayed,
-    };
+    let count = |table: &'static str| count_rows(&store, table);
+    let pending = client_assertion;
 
     writer
         .insert_events(vec![full_event(1)])
@@ -1940,4 +1904,28 @@ async fn kept_backend_pid(held: &held_connection::HeldPgConnections) -> Option<i
         .ok();
     held.keep(connection);
     pid
+}
+
+/// A client assertion's replay record, as a token exchange hands it to the group commit.
+fn client_assertion(jti: &str) -> PendingReplay {
+    fn replayed(event: &mut AuditEvent) {
+        event.decision = Decision::Denied;
+    }
+    PendingReplay {
+        issuer: "client-assertion:agent".into(),
+        jti: jti.into(),
+        expires_at: 5_000,
+        on_replay: replayed,
+    }
+}
+
+/// Rows in `table`, read through the store's shared pool (not the group commit's connections).
+async fn count_rows(store: &Store, table: &str) -> i64 {
+    let query = format!("SELECT COUNT(*) FROM {table}");
+    on_pool!(store, pool => {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(query.clone()))
+            .fetch_one(pool)
+            .await
+            .expect("count")
+    })
 }
