@@ -107,6 +107,9 @@ pub(crate) struct HeldPgConnections {
     /// the warmest).
     idle: std::sync::Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
     limit: usize,
+    /// Set when the store closes: a batch finishing afterwards returns its connection to the
+    /// pool instead of keeping it, or the pool's `close` would wait for it forever.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl HeldPgConnections {
@@ -118,6 +121,7 @@ impl HeldPgConnections {
             pool,
             idle: std::sync::Mutex::new(Vec::new()),
             limit: in_flight.min(half),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -144,17 +148,21 @@ impl HeldPgConnections {
 
     /// Keeps `connection` after a batch that succeeded (one that failed is dropped instead:
     /// the pool then rolls back whatever it left open and checks it). Beyond the limit it goes
-    /// back to the pool.
+    /// back to the pool, and so it does once the store has closed.
     pub(crate) fn keep(&self, connection: PoolConnection<Postgres>) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.limit
+            && !self.closed.load(std::sync::atomic::Ordering::Acquire)
         {
             idle.push((connection, Instant::now()));
         }
     }
 
-    /// Returns every kept connection to the pool (before it closes, which waits for them).
+    /// Returns every kept connection to the pool, and keeps none from now on (before the pool
+    /// closes, which waits for them).
     pub(crate) fn release_all(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         let kept = self
             .idle
             .lock()

@@ -1892,6 +1892,14 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
     assert_eq!(count("audit_events").await, 5);
     assert_eq!(held.kept(), 1);
     assert_ne!(kept_backend_pid(&held).await, Some(kept_pid));
+    // Once the store starts closing, a batch still finishing keeps nothing: the pool's `close`
+    // waits for every connection, so a kept one would hold the shutdown up for ever.
+    held.release_all();
+    writer
+        .insert_events(vec![full_event(8)])
+        .await
+        .expect("a batch finishing during shutdown");
+    assert_eq!(held.kept(), 0);
     store.close().await;
 }
 
