@@ -25,7 +25,12 @@ const MAX_BATCH: usize = 256;
 /// Queue bound: beyond it, callers wait (back-pressure) rather than grow memory.
 const QUEUE: usize = 4096;
 /// Batches committing at the same time per writer on PostgreSQL (each holds a pool connection).
-pub(super) const POSTGRES_COMMITS_IN_FLIGHT: usize = 3;
+/// Two, not three: with the group commit's connections held (decisions §28) a third commit in
+/// flight only added contention on this machine's two cores — 2 against 3 measured +2.5 %
+/// exchanges/s with lower CPU per exchange in all four alternating pairs, and 5 measured −10 %
+/// (docs/performance.md, tenth run). One in flight caps throughput at batch size ÷ commit
+/// latency.
+pub(super) const POSTGRES_COMMITS_IN_FLIGHT: usize = 2;
 
 type BatchResult<R> = Result<Vec<R>, String>;
 type Commit<T, R> = Box<

@@ -1819,11 +1819,16 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
     let Held::Postgres(held) = writer.held.clone() else {
         panic!("PostgreSQL keeps pool connections");
     };
-    // `open` asks for a pool of 4: half of it may be kept, below the batches in flight (3).
-    assert_eq!(held.limit(), 2);
     let Pool::Postgres(pool) = &store.pool else {
         panic!("PostgreSQL");
     };
+    // `open` asks for a pool of 4. At most one connection per batch in flight is kept, and
+    // never more than half of the pool.
+    assert_eq!(held.limit(), 2);
+    let limit =
+        |in_flight| held_connection::HeldPgConnections::new(pool.clone(), in_flight).limit();
+    assert_eq!(limit(1), 1, "bounded by the batches in flight");
+    assert_eq!(limit(3), 2, "bounded by half the pool");
     let count = |table: &'static str| count_rows(&store, table);
     let pending = client_assertion;
 
