@@ -305,8 +305,8 @@ pub async fn build_token_service(
     .map_err(|error| StartupError(format!("cannot build the HTTP client: {error}")))?;
     Ok(TokenService {
         client_metadata,
-        audit: crate::store::AuditWriter::spawn(store.group_writer()),
-        replay: crate::store::ReplayWriter::spawn(store.group_writer()),
+        audit: crate::store::AuditWriter::spawn(store.clone()),
+        replay: crate::store::ReplayWriter::spawn(store.clone()),
         throttle: crate::oauth::throttle::FailedAuthThrottle::new(
             config.server.failed_auth_per_minute,
         ),

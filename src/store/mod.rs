@@ -96,9 +96,9 @@ pub enum Pool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
-    /// Where the group-commit writers write ([`Store::group_writer`]): on SQLite a pool of one
-    /// dedicated connection (the one `held` takes and keeps; the pool itself only loads the
-    /// replay set), on PostgreSQL the shared pool.
+    /// On SQLite a pool of one dedicated connection, with its own page cache: the group
+    /// commit's connection comes from it (`held` takes it and keeps it), and it loads the replay
+    /// set at start. On PostgreSQL the shared pool.
     writer: Pool,
     /// On SQLite, the replay records' uniqueness check (see `live_jtis`); `None` on PostgreSQL,
     /// where the table's primary key checks it for every instance.
@@ -277,19 +277,6 @@ impl Store {
             None => Err(StoreError::Database(sqlx::Error::Configuration(
                 "database URL must start with sqlite:// or postgres://".into(),
             ))),
-        }
-    }
-
-    /// The store the group-commit writers use: the same database, through the dedicated writer
-    /// connection on SQLite (see [`Store::connect`] and `held_connection`; batches written
-    /// through any clone of the store take it too); the shared pool on PostgreSQL, where
-    /// several batches commit at once on their own connections.
-    pub fn group_writer(&self) -> Store {
-        Store {
-            pool: self.writer.clone(),
-            writer: self.writer.clone(),
-            live_jtis: self.live_jtis.clone(),
-            held: self.held.clone(),
         }
     }
 

@@ -1616,8 +1616,7 @@ async fn sync_config_trust_handles_more_rows_than_one_statement(store: Store) {
 async fn sqlite_group_writer_has_its_own_tuned_connection() {
     let database = TestDatabase::sqlite();
     let store = open(&database).await;
-    let writer = store.group_writer();
-    let (Pool::Sqlite(shared), Pool::Sqlite(dedicated)) = (&store.pool, &writer.pool) else {
+    let (Pool::Sqlite(shared), Pool::Sqlite(dedicated)) = (&store.pool, &store.writer) else {
         panic!("both pools are SQLite");
     };
     assert_eq!(dedicated.options().get_max_connections(), 1);
@@ -1661,9 +1660,10 @@ async fn sqlite_group_writer_has_its_own_tuned_connection() {
     // An append-only log: its uniqueness is the in-memory set's (src/store/live_jtis.rs).
     assert!(!schema.contains("PRIMARY KEY"), "{schema}");
     assert!(!schema.contains("WITHOUT ROWID"), "{schema}");
-    // Both pools' stores share one set: a replay record written by the writer is refused by the
-    // shared pool's store.
-    assert!(writer.record_once("i", "j", 9_000).await.expect("record"));
+    // A replay record written through the writer's connection is in the table the shared pool
+    // reads, and refused the second time.
+    assert!(store.record_once("i", "j", 9_000).await.expect("record"));
+    assert_eq!(count_rows(&store, "replay_records").await, 1);
     assert!(!store.record_once("i", "j", 9_000).await.expect("replay"));
     store.close().await;
 }
@@ -1739,7 +1739,7 @@ async fn sqlite_batch_failing_half_way_is_rolled_back_and_its_connection_replace
     let database = TestDatabase::sqlite();
     let store = open(&database).await;
     store.claim_for_this_process().await.expect("claim");
-    let writer = store.group_writer();
+    let writer = store.clone();
     let Held::Sqlite(held) = writer.held.clone() else {
         panic!("SQLite holds a writer connection");
     };
@@ -1815,7 +1815,7 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
         return;
     };
     let store = open(&database).await;
-    let writer = store.group_writer();
+    let writer = store.clone();
     let Held::Postgres(held) = writer.held.clone() else {
         panic!("PostgreSQL keeps pool connections");
     };
