@@ -78,13 +78,20 @@ impl HeldConnection {
         }
     }
 
-    /// Closes the connection, waiting for a batch in progress (graceful shutdown).
+    /// The writer pool the connection comes from (it also loads the replay set at start).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Closes the connection, waiting for a batch in progress, then its pool (graceful
+    /// shutdown).
     pub(crate) async fn close(&self) {
         if let Some(connection) = self.slot.lock().await.take()
             && let Err(error) = connection.close().await
         {
             tracing::warn!(%error, "closing the SQLite writer connection");
         }
+        self.pool.close().await;
     }
 
     /// Whether a connection is held between batches (tests: a failed batch must drop it).

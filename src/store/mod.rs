@@ -96,10 +96,6 @@ pub enum Pool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
-    /// On SQLite a pool of one dedicated connection, with its own page cache: the group
-    /// commit's connection comes from it (`held` takes it and keeps it), and it loads the replay
-    /// set at start. On PostgreSQL the shared pool.
-    writer: Pool,
     /// On SQLite, the replay records' uniqueness check (see `live_jtis`); `None` on PostgreSQL,
     /// where the table's primary key checks it for every instance.
     live_jtis: Option<Arc<live_jtis::LiveJtis>>,
@@ -111,8 +107,9 @@ pub struct Store {
 /// Where batches of writes go.
 #[derive(Clone, Debug)]
 enum Held {
-    /// SQLite: one connection taken from `writer` and kept: every batch runs on it, one at a
-    /// time, on one page cache, as one command.
+    /// SQLite: one connection taken from a dedicated writer pool (its own page cache, see
+    /// [`Store::connect`]) and kept: every batch runs on it, one at a time, as one command. The
+    /// writer pool also loads the replay set at start.
     Sqlite(Arc<held_connection::HeldConnection>),
     /// PostgreSQL: up to one connection per batch in flight, kept in the shared pool's count.
     Postgres(Arc<held_connection::HeldPgConnections>),
@@ -248,10 +245,9 @@ impl Store {
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
                 let file = (!in_memory).then(|| options.get_filename());
                 let live_jtis = Arc::new(live_jtis::LiveJtis::new(file));
-                let held = Arc::new(held_connection::HeldConnection::new(writer.clone()));
+                let held = Arc::new(held_connection::HeldConnection::new(writer));
                 Ok(Store {
                     pool: Pool::Sqlite(pool),
-                    writer: Pool::Sqlite(writer),
                     live_jtis: Some(live_jtis),
                     held: Held::Sqlite(held),
                 })
@@ -268,8 +264,7 @@ impl Store {
                     audit_writer::POSTGRES_COMMITS_IN_FLIGHT,
                 ));
                 Ok(Store {
-                    pool: Pool::Postgres(pool.clone()),
-                    writer: Pool::Postgres(pool),
+                    pool: Pool::Postgres(pool),
                     live_jtis: None,
                     held: Held::Postgres(held),
                 })
@@ -293,8 +288,8 @@ impl Store {
     /// message; without this the first client assertion or redeemed grant does it. Nothing to
     /// do on PostgreSQL, which several instances share.
     pub async fn claim_for_this_process(&self) -> Result<(), StoreError> {
-        match (&self.live_jtis, &self.writer) {
-            (Some(live), Pool::Sqlite(pool)) => live.prepare(pool).await,
+        match (&self.live_jtis, &self.held) {
+            (Some(live), Held::Sqlite(held)) => live.prepare(held.pool()).await,
             _ => Ok(()),
         }
     }
@@ -318,10 +313,6 @@ impl Store {
         match &self.held {
             Held::Sqlite(held) => held.close().await,
             Held::Postgres(held) => held.release_all(),
-        }
-        match &self.writer {
-            Pool::Sqlite(writer) => writer.close().await,
-            Pool::Postgres(writer) => writer.close().await,
         }
         on_pool!(self, pool => pool.close().await);
         if let Some(live) = &self.live_jtis {

@@ -1616,9 +1616,10 @@ async fn sync_config_trust_handles_more_rows_than_one_statement(store: Store) {
 async fn sqlite_group_writer_has_its_own_tuned_connection() {
     let database = TestDatabase::sqlite();
     let store = open(&database).await;
-    let (Pool::Sqlite(shared), Pool::Sqlite(dedicated)) = (&store.pool, &store.writer) else {
+    let (Pool::Sqlite(shared), Held::Sqlite(held)) = (&store.pool, &store.held) else {
         panic!("both pools are SQLite");
     };
+    let dedicated = held.pool();
     assert_eq!(dedicated.options().get_max_connections(), 1);
     assert!(shared.options().get_max_connections() > 1);
     let pragma = |pool: &SqlitePool, name: &'static str| {
