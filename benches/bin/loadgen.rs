@@ -142,6 +142,11 @@ struct RunArgs {
     /// Server process whose RSS is reported.
     #[arg(long)]
     pid: Option<u32>,
+    /// Also report the CPU of every process with this command name (e.g. `postgres`): the
+    /// database server shares the machine's cores with frontdesk, so its work per request is
+    /// part of what an exchange costs.
+    #[arg(long)]
+    db_processes: Option<String>,
     /// Database label for the report (`sqlite`, `postgres`, `-`).
     #[arg(long, default_value = "-")]
     db: String,
@@ -343,6 +348,50 @@ fn proc_cpu(pid: u32) -> Option<(u64, u64, u64)> {
         }
     }
     Some((utime, stime, switches))
+}
+
+/// CPU time (user + system, clock ticks) so far of each process whose command name is `comm`.
+fn processes_cpu(comm: &str) -> std::collections::HashMap<u32, u64> {
+    let mut found = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if head.split_once('(').map(|(_, name)| name) != Some(comm) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(user), Some(system)) = (tick(11), tick(12)) {
+            found.insert(pid, user + system);
+        }
+    }
+    found
+}
+
+/// CPU ticks spent between two [`processes_cpu`] samples by the processes alive at both.
+fn processes_cpu_delta(
+    before: &std::collections::HashMap<u32, u64>,
+    after: &std::collections::HashMap<u32, u64>,
+) -> u64 {
+    after
+        .iter()
+        .filter_map(|(pid, ticks)| {
+            before
+                .get(pid)
+                .map(|earlier| ticks.saturating_sub(*earlier))
+        })
+        .sum()
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -596,11 +645,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let exhausted = Arc::new(AtomicBool::new(false));
     let pid = args.pid;
+    let db_processes = args.db_processes.clone();
     let cpu = std::sync::Mutex::new(None);
+    let db_cpu = std::sync::Mutex::new(None);
     let tallies: Vec<Tally> = runtime.block_on(async {
         let cpu_at_start = tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            pid.and_then(proc_cpu)
+            let db = db_processes.as_deref().map(processes_cpu);
+            (pid.and_then(proc_cpu), db)
         });
         let tasks: Vec<_> = (0..args.connections.clamp(1, 1024))
             .map(|_| {
@@ -619,9 +671,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             out.push(task.await.unwrap_or_default());
         }
         let cpu_at_end = pid.and_then(proc_cpu);
+        let db_at_end = args.db_processes.as_deref().map(processes_cpu);
+        let (server_at_start, db_at_start) = cpu_at_start.await.unwrap_or((None, None));
         *cpu.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            cpu_at_start.await.ok().flatten().zip(cpu_at_end);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = server_at_start.zip(cpu_at_end);
+        *db_cpu
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = db_at_start
+            .zip(db_at_end)
+            .map(|(before, after)| processes_cpu_delta(&before, &after));
         out
     });
     let peak_rss = args.pid.and_then(|pid| proc_status_kib(pid, "VmHWM:"));
@@ -667,6 +725,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         None => (None, None, None),
     };
+    let db_us = db_cpu
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .and_then(|ticks| per_request(ticks, 10_000.0));
     let result = json!({
         "label": args.label,
         "server": args.server,
@@ -688,6 +750,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         "server_user_us_per_req": user_us,
         "server_sys_us_per_req": system_us,
         "server_ctx_switches_per_req": switches,
+        "db_cpu_us_per_req": db_us,
         "config": args.config,
     });
     eprintln!("loadgen[{}]: {result}", args.label);
@@ -736,13 +799,13 @@ fn report(path: &Path) -> anyhow::Result<()> {
             .map_or("–".into(), |ms| format!("{:.2}", ms / 1000.0))
     };
     println!(
-        "| scenario | auth | req/s | p50 ms | p99 ms | errors | startup s | idle RSS MiB | peak RSS MiB | req/s ÷ ref | p99 ÷ ref | server CPU µs/req user + sys | ctx switches/req |"
+        "| scenario | auth | req/s | p50 ms | p99 ms | errors | startup s | idle RSS MiB | peak RSS MiB | req/s ÷ ref | p99 ÷ ref | server CPU µs/req user + sys | ctx switches/req | database CPU µs/req |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         let auth = row["auth"].as_str().unwrap_or("");
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} + {:.0} | {:.1} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} + {:.0} | {:.1} | {} |",
             row["label"].as_str().unwrap_or(""),
             auth,
             num(row, "rps"),
@@ -757,10 +820,15 @@ fn report(path: &Path) -> anyhow::Result<()> {
             num(row, "server_user_us_per_req"),
             num(row, "server_sys_us_per_req"),
             num(row, "server_ctx_switches_per_req"),
+            row.get("db_cpu_us_per_req")
+                .and_then(Value::as_f64)
+                .map_or("–".into(), |us| format!("{us:.0}")),
         );
     }
     println!(
-        "\nRatios are against the mean of the reference rows with the same client authentication."
+        "\nRatios are against the mean of the reference rows with the same client authentication. \
+Database CPU: every `postgres` process alive through the measured window, per request (SQLite \
+runs inside frontdesk: its work is in the server's CPU)."
     );
     // What the durable writes cost: each database's server against the same server with the
     // audit log off (`frontdesk-unaudited`), same authentication, same run.
