@@ -169,6 +169,9 @@ macro_rules! insert_event {
 }
 pub(crate) use insert_event;
 
+/// The head of every insert into the audit log, in the order each row's values are bound.
+pub(crate) const EVENT_COLUMNS: &str = "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) ";
+
 /// Appends the multi-row `INSERT` of `events` to `$builder` (a `sqlx::QueryBuilder` of either
 /// backend), so that it can run on its own ([`insert_event_rows!`]) or inside a larger
 /// multi-statement transaction (the SQLite group commit, `replay.rs`). It takes the events by
@@ -179,9 +182,7 @@ macro_rules! push_event_rows {
     ($builder:expr, $events:expr) => {{
         let events: Vec<AuditEvent> = $events;
         let builder = $builder;
-        builder.push(
-            "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) ",
-        );
+        builder.push($crate::store::audit::EVENT_COLUMNS);
         builder.push_values(events, |mut row, event| {
             let resources = $crate::store::audit::join(&event.resources);
             let requested = $crate::store::audit::join(&event.scopes_requested);
@@ -242,7 +243,7 @@ impl Store {
             }
             Held::Postgres(held) => {
                 let mut connection = held.take().await?;
-                insert_event_rows!(&mut *connection, events)?;
+                super::pg_batch::insert_events(&mut *connection, &events).await?;
                 held.keep(connection);
             }
         }

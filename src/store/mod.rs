@@ -13,6 +13,7 @@ mod codes;
 mod held_connection;
 mod keys;
 mod live_jtis;
+mod pg_batch;
 mod replay;
 mod tokens;
 mod trust;

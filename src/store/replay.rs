@@ -3,12 +3,12 @@
 //! shared database; on SQLite, which one process owns, the check is an in-memory mirror of an
 //! append-only table (`live_jtis`), so a record costs an append instead of a random index page.
 
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 use std::collections::HashSet;
 
-use super::audit::{insert_event_rows, push_event_rows};
-use super::{AuditEvent, Held, Pool, Store, StoreError, on_pool};
+use super::audit::push_event_rows;
+use super::{AuditEvent, Held, Pool, Store, StoreError, on_pool, pg_batch};
 
 /// Appends the multi-row INSERT of (`issuer`, `jti`, `expires_at`) records to `$builder`.
 macro_rules! push_replay_rows {
@@ -21,55 +21,7 @@ macro_rules! push_replay_rows {
         });
     }};
 }
-
-/// The multi-row INSERT of (`issuer`, `jti`, `expires_at`) records, followed by `tail` (on
-/// PostgreSQL: skip pairs already recorded, and perhaps name the new ones back).
-macro_rules! replay_insert {
-    ($records:expr, $tail:expr) => {{
-        let mut builder = sqlx::QueryBuilder::new("");
-        push_replay_rows!(&mut builder, $records);
-        builder.push($tail);
-        builder
-    }};
-}
-
-/// PostgreSQL: a pair already in the table is skipped, not an error.
-const SKIP_RECORDED: &str = " ON CONFLICT (issuer, jti) DO NOTHING";
-
-/// Inserts the records as one statement with any executor and returns the pairs that were new
-/// (RETURNING names them; a conflict inserts nothing). Every new pair comes back as a row.
-macro_rules! insert_replay_rows {
-    ($executor:expr, $records:expr) => {{
-        let mut builder = replay_insert!($records, SKIP_RECORDED);
-        builder.push(" RETURNING issuer, jti");
-        match builder.build().fetch_all($executor).await {
-            Ok(rows) => rows
-                .iter()
-                .map(|row| {
-                    Ok((
-                        row.try_get::<String, _>("issuer")?,
-                        row.try_get::<String, _>("jti")?,
-                    ))
-                })
-                .collect::<Result<HashSet<(String, String)>, StoreError>>(),
-            Err(error) => Err(StoreError::classify(error)),
-        }
-    }};
-}
-
-/// Inserts the records as one statement, followed by `tail`, and returns only how many were new:
-/// the common case, where that is all of them, needs no row back per record.
-macro_rules! count_new_replay_rows {
-    ($executor:expr, $records:expr, $tail:expr) => {{
-        let mut builder = replay_insert!($records, $tail);
-        builder
-            .build()
-            .execute($executor)
-            .await
-            .map(|done| done.rows_affected())
-            .map_err(StoreError::classify)
-    }};
-}
+pub(crate) use push_replay_rows;
 
 /// One flag per record: new or not. A pair repeated within a batch is inserted once, so only
 /// its first occurrence counts as new.
@@ -112,32 +64,34 @@ impl Store {
     /// [`AuditLog::record_batch`]: super::AuditLog::record_batch
     pub async fn record_events_with_replays(
         &self,
-        mut items: Vec<(AuditEvent, Option<PendingReplay>)>,
+        items: Vec<(AuditEvent, Option<PendingReplay>)>,
     ) -> Result<Vec<bool>, StoreError> {
+        let mut events = Vec::with_capacity(items.len());
         let mut positions = Vec::new();
         let mut records = Vec::new();
-        for (position, (_, pending)) in items.iter_mut().enumerate() {
+        let mut rewrites = Vec::new();
+        for (position, (event, pending)) in items.into_iter().enumerate() {
+            events.push(event);
             if let Some(pending) = pending {
                 positions.push(position);
-                records.push((
-                    std::mem::take(&mut pending.issuer),
-                    std::mem::take(&mut pending.jti),
-                    pending.expires_at,
-                ));
+                records.push((pending.issuer, pending.jti, pending.expires_at));
+                rewrites.push(pending.on_replay);
             }
         }
-        let mut fresh = vec![true; items.len()];
+        let mut fresh = vec![true; events.len()];
         if records.is_empty() {
-            let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
             self.insert_events(events).await?;
             return Ok(fresh);
         }
+        let replays = Replays {
+            positions: &positions,
+            rewrites: &rewrites,
+        };
         match (&self.live_jtis, &self.pool, &self.held) {
             (Some(live), Pool::Sqlite(pool), Held::Sqlite(held)) => {
                 let claims = live.claim(pool, &records).await?;
-                mark_replays(&mut items, &mut fresh, &positions, &claims);
+                replays.mark(&mut events, &mut fresh, &claims);
                 let claimed = claimed_records(records, &claims);
-                let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
                 // The whole transaction as one command to SQLite's thread (`held_connection`).
                 let mut builder = sqlx::QueryBuilder::new("BEGIN; ");
                 if !claimed.is_empty() {
@@ -154,28 +108,44 @@ impl Store {
             }
             (_, Pool::Postgres(_), Held::Postgres(held)) => {
                 let mut connection = held.take().await?;
-                // On failure the connection is dropped, not kept: the pool rolls back what the
-                // batch left open.
-                let mut tx = connection.begin().await.map_err(StoreError::classify)?;
-                // Nearly always every jti is new: count the inserted rows rather than have each
-                // one named back. Fewer means a replay (or one assertion twice in this batch):
-                // start the transaction over and let RETURNING say which records were new.
-                let new = count_new_replay_rows!(&mut *tx, &records, SKIP_RECORDED)?;
-                if new != records.len() as u64 {
-                    tx.rollback().await.map_err(StoreError::classify)?;
-                    tx = connection.begin().await.map_err(StoreError::classify)?;
-                    let inserted = insert_replay_rows!(&mut *tx, &records)?;
-                    let new = fresh_flags(&records, &inserted);
-                    mark_replays(&mut items, &mut fresh, &positions, &new);
+                // Nearly always every jti is new: then one statement writes the whole batch.
+                if !pg_batch::insert_replays_and_events(&mut *connection, &records, &events).await?
+                {
+                    // A replay (or one assertion twice in this batch), and nothing written: in a
+                    // transaction, let RETURNING say which records were new, and write the
+                    // replays' events as refusals. On failure the connection is dropped, not
+                    // kept: the pool rolls back what the batch left open.
+                    let mut tx = connection.begin().await.map_err(StoreError::classify)?;
+                    let inserted = pg_batch::insert_new_replays(&mut *tx, &records).await?;
+                    replays.mark(&mut events, &mut fresh, &fresh_flags(&records, &inserted));
+                    pg_batch::insert_events(&mut *tx, &events).await?;
+                    tx.commit().await.map_err(StoreError::classify)?;
                 }
-                let events: Vec<AuditEvent> = items.into_iter().map(|(event, _)| event).collect();
-                insert_event_rows!(&mut *tx, events)?;
-                tx.commit().await.map_err(StoreError::classify)?;
                 held.keep(connection);
             }
             _ => return Err(no_replay_set()),
         }
         Ok(fresh)
+    }
+}
+
+/// The items of a batch that carry a replay record: `positions[i]` is the item of the i-th
+/// record, `rewrites[i]` the rewrite of its event as a refusal.
+struct Replays<'a> {
+    positions: &'a [usize],
+    rewrites: &'a [fn(&mut AuditEvent)],
+}
+
+impl Replays<'_> {
+    /// For each record that was not new (`new[i]` false), flags its item as refused and
+    /// rewrites its audit event as the denial.
+    fn mark(&self, events: &mut [AuditEvent], fresh: &mut [bool], new: &[bool]) {
+        for ((&position, rewrite), &new) in self.positions.iter().zip(self.rewrites).zip(new) {
+            if !new {
+                fresh[position] = false;
+                rewrite(&mut events[position]);
+            }
+        }
     }
 }
 
@@ -237,7 +207,7 @@ impl ReplayStore for Store {
             }
             (_, Pool::Postgres(_), Held::Postgres(held)) => {
                 let mut connection = held.take().await?;
-                let inserted = insert_replay_rows!(&mut *connection, records)?;
+                let inserted = pg_batch::insert_new_replays(&mut *connection, records).await?;
                 held.keep(connection);
                 Ok(fresh_flags(records, &inserted))
             }
@@ -258,25 +228,6 @@ impl ReplayStore for Store {
             live.forget_expired(now);
         }
         Ok(purged)
-    }
-}
-
-/// For each replay record that was not new (`new[i]` false for the item at `positions[i]`),
-/// flags its item as refused and rewrites its audit event as the denial.
-fn mark_replays(
-    items: &mut [(AuditEvent, Option<PendingReplay>)],
-    fresh: &mut [bool],
-    positions: &[usize],
-    new: &[bool],
-) {
-    for (&position, &new) in positions.iter().zip(new) {
-        if !new {
-            fresh[position] = false;
-            let (event, pending) = &mut items[position];
-            if let Some(pending) = pending {
-                (pending.on_replay)(event);
-            }
-        }
     }
 }
 

@@ -1909,6 +1909,59 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
     store.close().await;
 }
 
+/// PostgreSQL writes a batch with replay records as one statement that is all or nothing
+/// (CAUTH-06): when a `jti` in it was already recorded, or is in it twice, the statement writes
+/// neither the batch's events nor its other records, so the careful path can write them once.
+/// With every `jti` new it writes them all, every column intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batch_statement_is_all_or_nothing() {
+    let Some(database) = TestDatabase::postgres("pg_batch_statement").await else {
+        return;
+    };
+    let store = open(&database).await;
+    let Pool::Postgres(pool) = &store.pool else {
+        panic!("PostgreSQL");
+    };
+    let record = |jti: &str| ("client-assertion:agent".to_string(), jti.to_string(), 5_000);
+    let mut sparse = AuditEvent::new(2, "token_exchange", Decision::Denied);
+    sparse.reason = Some("assertion_replayed".into());
+    let events = vec![full_event(1), sparse];
+    let count = |table: &'static str| count_rows(&store, table);
+
+    let written = pg_batch::insert_replays_and_events(pool, &[record("a"), record("b")], &events)
+        .await
+        .expect("all new");
+    assert!(written);
+    assert_eq!(
+        (count("audit_events").await, count("replay_records").await),
+        (2, 2)
+    );
+    let mut stored: Vec<AuditEvent> = store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|record| record.event)
+        .collect();
+    stored.sort_by_key(|event| event.occurred_at);
+    assert_eq!(stored, events, "every column, set or empty, as sent");
+
+    for (records, why) in [
+        (vec![record("c"), record("a")], "one recorded before"),
+        (vec![record("d"), record("d")], "one twice in the batch"),
+    ] {
+        let written = pg_batch::insert_replays_and_events(pool, &records, &events)
+            .await
+            .expect("statement");
+        assert!(!written, "{why}");
+        assert_eq!(
+            (count("audit_events").await, count("replay_records").await),
+            (2, 2),
+            "{why}: nothing written"
+        );
+    }
+}
+
 /// The server process behind the connection the next batch would take.
 async fn kept_backend_pid(held: &held_connection::HeldPgConnections) -> Option<i32> {
     let mut connection = held.take().await.ok()?;
