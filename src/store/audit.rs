@@ -174,7 +174,8 @@ pub(crate) const EVENT_COLUMNS: &str = "INSERT INTO audit_events (occurred_at, r
 
 /// Appends the multi-row `INSERT` of `events` to `$builder` (a `sqlx::QueryBuilder` of either
 /// backend), so that it can run on its own ([`insert_event_rows!`]) or inside a larger
-/// multi-statement transaction (the SQLite group commit, `replay.rs`). It takes the events by
+/// multi-statement transaction (the SQLite group commit, `replay.rs`; PostgreSQL's group
+/// commit has its own statements, `pg_batch.rs`). It takes the events by
 /// value: their strings move into the statement's arguments instead of being copied (sqlx's
 /// SQLite arguments own their values), which matters on the group-commit path where every
 /// exchange's event passes.
@@ -228,9 +229,10 @@ pub(crate) use insert_event_rows;
 
 impl Store {
     /// Appends `events` as one multi-row statement (atomic on its own; nothing for an empty
-    /// batch), taking them by value so their strings move into the statement (the group
-    /// commit's path), on a held writer connection (`held_connection`): on SQLite one command to
-    /// SQLite's thread, on PostgreSQL no ping of a connection returned to the pool.
+    /// batch), taking them by value so that on SQLite their strings move into the statement
+    /// (the group commit's path; PostgreSQL encodes borrowed fields, `pg_batch`), on a held
+    /// writer connection (`held_connection`): on SQLite one command to SQLite's thread, on
+    /// PostgreSQL no ping of a connection returned to the pool.
     pub(crate) async fn insert_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
