@@ -67,15 +67,14 @@ impl Store {
         items: Vec<(AuditEvent, Option<PendingReplay>)>,
     ) -> Result<Vec<bool>, StoreError> {
         let mut events = Vec::with_capacity(items.len());
-        let mut positions = Vec::new();
         let mut records = Vec::new();
-        let mut rewrites = Vec::new();
+        // For the i-th record, the item it came with.
+        let mut replays: Vec<ReplayItem> = Vec::new();
         for (position, (event, pending)) in items.into_iter().enumerate() {
             events.push(event);
             if let Some(pending) = pending {
-                positions.push(position);
                 records.push((pending.issuer, pending.jti, pending.expires_at));
-                rewrites.push(pending.on_replay);
+                replays.push((position, pending.on_replay));
             }
         }
         let mut fresh = vec![true; events.len()];
@@ -83,14 +82,10 @@ impl Store {
             self.insert_events(events).await?;
             return Ok(fresh);
         }
-        let replays = Replays {
-            positions: &positions,
-            rewrites: &rewrites,
-        };
         match (&self.live_jtis, &self.pool, &self.held) {
             (Some(live), Pool::Sqlite(pool), Held::Sqlite(held)) => {
                 let claims = live.claim(pool, &records).await?;
-                replays.mark(&mut events, &mut fresh, &claims);
+                mark_replays(&replays, &mut events, &mut fresh, &claims);
                 let claimed = claimed_records(records, &claims);
                 // The whole transaction as one command to SQLite's thread (`held_connection`).
                 let mut builder = sqlx::QueryBuilder::new("BEGIN; ");
@@ -117,7 +112,8 @@ impl Store {
                     // kept: the pool rolls back what the batch left open.
                     let mut tx = connection.begin().await.map_err(StoreError::classify)?;
                     let inserted = pg_batch::insert_new_replays(&mut *tx, &records).await?;
-                    replays.mark(&mut events, &mut fresh, &fresh_flags(&records, &inserted));
+                    let new = fresh_flags(&records, &inserted);
+                    mark_replays(&replays, &mut events, &mut fresh, &new);
                     pg_batch::insert_events(&mut *tx, &events).await?;
                     tx.commit().await.map_err(StoreError::classify)?;
                 }
@@ -129,22 +125,22 @@ impl Store {
     }
 }
 
-/// The items of a batch that carry a replay record: `positions[i]` is the item of the i-th
-/// record, `rewrites[i]` the rewrite of its event as a refusal.
-struct Replays<'a> {
-    positions: &'a [usize],
-    rewrites: &'a [fn(&mut AuditEvent)],
-}
+/// A batch item carrying a replay record: its position, and how to rewrite its event as a
+/// refusal.
+type ReplayItem = (usize, fn(&mut AuditEvent));
 
-impl Replays<'_> {
-    /// For each record that was not new (`new[i]` false), flags its item as refused and
-    /// rewrites its audit event as the denial.
-    fn mark(&self, events: &mut [AuditEvent], fresh: &mut [bool], new: &[bool]) {
-        for ((&position, rewrite), &new) in self.positions.iter().zip(self.rewrites).zip(new) {
-            if !new {
-                fresh[position] = false;
-                rewrite(&mut events[position]);
-            }
+/// For each replay record that was not new (`new[i]` false for the item `replays[i].0`), flags
+/// its item as refused and rewrites its audit event as the denial (`replays[i].1`).
+fn mark_replays(
+    replays: &[ReplayItem],
+    events: &mut [AuditEvent],
+    fresh: &mut [bool],
+    new: &[bool],
+) {
+    for (&(position, rewrite), &new) in replays.iter().zip(new) {
+        if !new {
+            fresh[position] = false;
+            rewrite(&mut events[position]);
         }
     }
 }
