@@ -762,25 +762,45 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn num(row: &Value, key: &str) -> f64 {
+    row.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+/// The reference's figure `key` to divide the row at `index` by: the mean of the reference runs
+/// with the same authentication right before and right after it in the run (the script runs the
+/// reference between every two frontdesk servers), so that drift of the machine's speed over
+/// the run cancels instead of landing in the ratio. A reference row is divided by the mean of
+/// all reference rows instead, which shows that drift. 0 when there is no reference.
+fn reference_near(rows: &[Value], index: usize, auth: &str, key: &str) -> f64 {
+    let is_reference = |row: &Value| row["server"] == "reference" && row["auth"] == auth;
+    let values: Vec<f64> = if is_reference(&rows[index]) {
+        rows.iter()
+            .filter(|r| is_reference(r))
+            .map(|r| num(r, key))
+            .collect()
+    } else {
+        let before = rows[..index].iter().rev().find(|r| is_reference(r));
+        let after = rows[index + 1..].iter().find(|r| is_reference(r));
+        before
+            .into_iter()
+            .chain(after)
+            .map(|r| num(r, key))
+            .collect()
+    };
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
 fn report(path: &Path) -> anyhow::Result<()> {
     let rows: Vec<Value> = std::fs::read_to_string(path)?
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let num = |row: &Value, key: &str| row.get(key).and_then(Value::as_f64).unwrap_or(0.0);
-    let reference = |auth: &str, key: &str| -> f64 {
-        let values: Vec<f64> = rows
-            .iter()
-            .filter(|r| r["server"] == "reference" && r["auth"] == auth)
-            .map(|r| num(r, key))
-            .collect();
-        if values.is_empty() {
-            0.0
-        } else {
-            values.iter().sum::<f64>() / values.len() as f64
-        }
-    };
+    let reference = |index: usize, auth: &str, key: &str| reference_near(&rows, index, auth, key);
     let ratio = |a: f64, b: f64| {
         if b > 0.0 {
             format!("{:.2}×", a / b)
@@ -802,7 +822,7 @@ fn report(path: &Path) -> anyhow::Result<()> {
         "| scenario | auth | req/s | p50 ms | p99 ms | errors | startup s | idle RSS MiB | peak RSS MiB | req/s ÷ ref | p99 ÷ ref | server CPU µs/req user + sys | ctx switches/req | database CPU µs/req |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for row in &rows {
+    for (index, row) in rows.iter().enumerate() {
         let auth = row["auth"].as_str().unwrap_or("");
         println!(
             "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {:.0} + {:.0} | {:.1} | {} |",
@@ -815,8 +835,8 @@ fn report(path: &Path) -> anyhow::Result<()> {
             startup(row),
             mib(row, "idle_rss_kib"),
             mib(row, "peak_rss_kib"),
-            ratio(num(row, "rps"), reference(auth, "rps")),
-            ratio(num(row, "p99_ms"), reference(auth, "p99_ms")),
+            ratio(num(row, "rps"), reference(index, auth, "rps")),
+            ratio(num(row, "p99_ms"), reference(index, auth, "p99_ms")),
             num(row, "server_user_us_per_req"),
             num(row, "server_sys_us_per_req"),
             num(row, "server_ctx_switches_per_req"),
@@ -826,37 +846,52 @@ fn report(path: &Path) -> anyhow::Result<()> {
         );
     }
     println!(
-        "\nRatios are against the mean of the reference rows with the same client authentication. \
-Database CPU: every `postgres` process alive through the measured window, per request (SQLite \
+        "\nRatios are against the reference runs with the same client authentication right before and \
+after the row (a reference row: against the mean of all of them, which shows how the machine's \
+speed drifted during the run). Database CPU: every `postgres` process alive through the measured window, per request (SQLite \
 runs inside frontdesk: its work is in the server's CPU)."
     );
     // What the durable writes cost: each database's server against the same server with the
     // audit log off (`frontdesk-unaudited`), same authentication, same run.
-    let unaudited: Vec<&Value> = rows
+    let unaudited: Vec<(usize, &Value)> = rows
         .iter()
-        .filter(|r| r["server"] == "frontdesk-unaudited")
+        .enumerate()
+        .filter(|(_, r)| r["server"] == "frontdesk-unaudited")
         .collect();
     if !unaudited.is_empty() {
         println!(
-            "\n| durable writes | auth | req/s | req/s without audit | req/s ÷ without | p99 ÷ without | CPU µs/req ÷ without |"
+            "\n| durable writes | auth | req/s | req/s without audit | req/s ÷ without | … each ÷ its reference | p99 ÷ without | CPU µs/req ÷ without |"
         );
-        println!("|---|---|---:|---:|---:|---:|---:|");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|");
         let cpu =
             |row: &Value| num(row, "server_user_us_per_req") + num(row, "server_sys_us_per_req");
-        for row in rows
-            .iter()
-            .filter(|r| r["server"] == "frontdesk" && r["config"] != "big")
-        {
-            let Some(base) = unaudited.iter().find(|u| u["auth"] == row["auth"]) else {
+        // Each throughput divided by its own neighbouring reference runs first: the two servers
+        // ran minutes apart, and the machine's speed may have moved in between.
+        let relative = |index: usize| {
+            let auth = rows[index]["auth"].as_str().unwrap_or("");
+            let reference = reference(index, auth, "rps");
+            if reference > 0.0 {
+                num(&rows[index], "rps") / reference
+            } else {
+                0.0
+            }
+        };
+        for (index, row) in rows.iter().enumerate() {
+            if row["server"] != "frontdesk" || row["config"] == "big" {
+                continue;
+            }
+            let Some(base) = unaudited.iter().find(|(_, u)| u["auth"] == row["auth"]) else {
                 continue;
             };
+            let (base_index, base) = *base;
             println!(
-                "| {} | {} | {:.0} | {:.0} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} |",
                 row["label"].as_str().unwrap_or(""),
                 row["auth"].as_str().unwrap_or(""),
                 num(row, "rps"),
                 num(base, "rps"),
                 ratio(num(row, "rps"), num(base, "rps")),
+                ratio(relative(index), relative(base_index)),
                 ratio(num(row, "p99_ms"), num(base, "p99_ms")),
                 ratio(cpu(row), cpu(base)),
             );
@@ -888,4 +923,35 @@ runs inside frontdesk: its work is in the server's CPU)."
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(server: &str, auth: &str, rps: f64) -> Value {
+        json!({ "server": server, "auth": auth, "rps": rps })
+    }
+
+    #[test]
+    fn frontdesk_rows_are_divided_by_the_reference_runs_beside_them() {
+        let rows = vec![
+            row("reference", "basic", 100.0),
+            row("reference", "jwt", 50.0),
+            row("frontdesk", "basic", 80.0),
+            row("reference", "basic", 120.0),
+            row("frontdesk", "basic", 90.0),
+            row("reference", "basic", 140.0),
+        ];
+        // Between the runs at 100 and 120, then between 120 and 140: not the mean of all three.
+        assert_eq!(reference_near(&rows, 2, "basic", "rps"), 110.0);
+        assert_eq!(reference_near(&rows, 4, "basic", "rps"), 130.0);
+        // Only the authentication's own reference counts; before the first row of the other
+        // kind there is only one side.
+        assert_eq!(reference_near(&rows, 2, "jwt", "rps"), 50.0);
+        // A reference row: the mean of every reference run of its kind.
+        assert_eq!(reference_near(&rows, 3, "basic", "rps"), 120.0);
+        assert_eq!(reference_near(&rows, 2, "none", "rps"), 0.0);
+    }
 }
