@@ -801,6 +801,17 @@ fn report(path: &Path) -> anyhow::Result<()> {
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
     let reference = |index: usize, auth: &str, key: &str| reference_near(&rows, index, auth, key);
+    // A row's throughput divided by its own neighbouring reference runs: for comparing two
+    // frontdesk rows that ran minutes apart, while the machine's speed may have moved.
+    let relative = |index: usize| {
+        let auth = rows[index]["auth"].as_str().unwrap_or("");
+        let reference = reference(index, auth, "rps");
+        if reference > 0.0 {
+            num(&rows[index], "rps") / reference
+        } else {
+            0.0
+        }
+    };
     let ratio = |a: f64, b: f64| {
         if b > 0.0 {
             format!("{:.2}×", a / b)
@@ -865,17 +876,6 @@ runs inside frontdesk: its work is in the server's CPU)."
         println!("|---|---|---:|---:|---:|---:|---:|---:|");
         let cpu =
             |row: &Value| num(row, "server_user_us_per_req") + num(row, "server_sys_us_per_req");
-        // Each throughput divided by its own neighbouring reference runs first: the two servers
-        // ran minutes apart, and the machine's speed may have moved in between.
-        let relative = |index: usize| {
-            let auth = rows[index]["auth"].as_str().unwrap_or("");
-            let reference = reference(index, auth, "rps");
-            if reference > 0.0 {
-                num(&rows[index], "rps") / reference
-            } else {
-                0.0
-            }
-        };
         for (index, row) in rows.iter().enumerate() {
             if row["server"] != "frontdesk" || row["config"] == "big" {
                 continue;
@@ -897,27 +897,35 @@ runs inside frontdesk: its work is in the server's CPU)."
             );
         }
     }
-    let big: Vec<&Value> = rows.iter().filter(|r| r["config"] == "big").collect();
+    let big: Vec<(usize, &Value)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["config"] == "big")
+        .collect();
     if !big.is_empty() {
         println!(
-            "\n| large configuration | auth | startup s | req/s | req/s ÷ small | p99 ÷ small |"
+            "\n| large configuration | auth | startup s | req/s | req/s ÷ small | … each ÷ its reference | p99 ÷ small |"
         );
-        println!("|---|---|---:|---:|---:|---:|");
-        for row in big {
-            let small = rows.iter().find(|r| {
+        println!("|---|---|---:|---:|---:|---:|---:|");
+        for (index, row) in big {
+            let small = rows.iter().enumerate().find(|(_, r)| {
                 r["config"] != "big"
                     && r["server"] == row["server"]
                     && r["db"] == row["db"]
                     && r["auth"] == row["auth"]
             });
-            let of_small = |key: &str| small.map_or(0.0, |s| num(s, key));
+            let of_small = |key: &str| small.map_or(0.0, |(_, s)| num(s, key));
             println!(
-                "| {} | {} | {} | {:.0} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} | {} |",
                 row["label"].as_str().unwrap_or(""),
                 row["auth"].as_str().unwrap_or(""),
                 startup(row),
                 num(row, "rps"),
                 ratio(num(row, "rps"), of_small("rps")),
+                small.map_or("–".into(), |(small_index, _)| ratio(
+                    relative(index),
+                    relative(small_index)
+                )),
                 ratio(num(row, "p99_ms"), of_small("p99_ms")),
             );
         }
