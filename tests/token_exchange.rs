@@ -6,6 +6,8 @@
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
+#[path = "support/test_db.rs"]
+mod test_db;
 
 use env::*;
 use frontdesk::store::{AuditFilter, AuditLog, Decision};
@@ -156,7 +158,30 @@ async fn private_key_jwt_authenticates_once_per_assertion_cauth_06() -> anyhow::
 /// one token, and the audit log holds one issuance and a denial per replay (CAUTH-06).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_replays_of_one_assertion_yield_one_token_cauth_06() -> anyhow::Result<()> {
-    let env = std::sync::Arc::new(Env::start().await?);
+    one_token_for_concurrent_replays(Env::start().await?).await
+}
+
+/// The same on PostgreSQL, where the records and the events of a batch are one statement that a
+/// recorded `jti` (or one twice in the batch) aborts as a primary-key violation before the
+/// batch is written again carefully (decisions §29): still one token, every attempt audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_replays_of_one_assertion_yield_one_token_on_postgres_cauth_06()
+-> anyhow::Result<()> {
+    let Some(database) = test_db::TestDatabase::postgres("assertion_replays").await else {
+        return Ok(());
+    };
+    let url = database.url().to_string();
+    let env = Env::start_with(move |config| {
+        config.database.url = frontdesk::secret::SecretString::new(url);
+    })
+    .await?;
+    one_token_for_concurrent_replays(env).await
+}
+
+/// Presents one client assertion in 24 concurrent token exchanges: exactly one token, 23
+/// `invalid_client` refusals, and 24 audit events (one issuance, 23 denials that issued nothing).
+async fn one_token_for_concurrent_replays(env: Env) -> anyhow::Result<()> {
+    let env = std::sync::Arc::new(env);
     let id_token = env.idp.mint(json!({ "aud": JWT_CLIENT })).await?;
     let assertion = env.client_assertion("assertion-raced", &env.url)?;
     let form = vec![
