@@ -175,34 +175,33 @@ pub(crate) const EVENT_COLUMNS: &str = "INSERT INTO audit_events (occurred_at, r
 /// Appends the multi-row `INSERT` of `events` to `$builder` (a `sqlx::QueryBuilder` of either
 /// backend), so that it can run on its own ([`insert_event_rows!`]) or inside a larger
 /// multi-statement transaction (the SQLite group commit, `replay.rs`; PostgreSQL's group
-/// commit has its own statements, `pg_batch.rs`). It takes the events by
-/// value: their strings move into the statement's arguments instead of being copied (sqlx's
-/// SQLite arguments own their values), which matters on the group-commit path where every
-/// exchange's event passes.
+/// commit has its own statements, `pg_batch.rs`). It takes the events by value: their
+/// one-off strings (request id, subject, jti, detail) move into the statement's arguments
+/// instead of being copied (sqlx's SQLite arguments own their values), and the recurring ones
+/// are bound as the shared copies of `$texts` (a `&mut TextPool`, `text_pool.rs`), which
+/// matters on the group-commit path where every exchange's event passes.
 macro_rules! push_event_rows {
-    ($builder:expr, $events:expr) => {{
+    ($builder:expr, $events:expr, $texts:expr) => {{
         let events: Vec<AuditEvent> = $events;
+        let texts: &mut $crate::store::text_pool::TextPool = $texts;
         let builder = $builder;
         builder.push($crate::store::audit::EVENT_COLUMNS);
         builder.push_values(events, |mut row, event| {
-            let resources = $crate::store::audit::join(&event.resources);
-            let requested = $crate::store::audit::join(&event.scopes_requested);
-            let granted = $crate::store::audit::join(&event.scopes_granted);
             let detail = event.detail.as_ref().map(|detail| detail.to_string());
             row.push_bind(event.occurred_at)
                 .push_bind(event.request_id)
-                .push_bind(event.event)
-                .push_bind(event.decision.as_str())
-                .push_bind(event.reason)
-                .push_bind(event.error_code)
-                .push_bind(event.client_id)
-                .push_bind(event.grant_type)
-                .push_bind(event.subject_issuer)
+                .push_bind(texts.share(&event.event))
+                .push_bind(texts.share(event.decision.as_str()))
+                .push_bind(texts.share_option(event.reason.as_deref()))
+                .push_bind(texts.share_option(event.error_code.as_deref()))
+                .push_bind(texts.share_option(event.client_id.as_deref()))
+                .push_bind(texts.share_option(event.grant_type.as_deref()))
+                .push_bind(texts.share_option(event.subject_issuer.as_deref()))
                 .push_bind(event.subject)
-                .push_bind(event.audience)
-                .push_bind(resources)
-                .push_bind(requested)
-                .push_bind(granted)
+                .push_bind(texts.share_option(event.audience.as_deref()))
+                .push_bind(texts.share_list(&event.resources))
+                .push_bind(texts.share_list(&event.scopes_requested))
+                .push_bind(texts.share_list(&event.scopes_granted))
                 .push_bind(event.issued_jti)
                 .push_bind(event.issued_expires_at)
                 .push_bind(detail);
@@ -216,7 +215,8 @@ pub(crate) use push_event_rows;
 macro_rules! insert_event_rows {
     ($executor:expr, $events:expr) => {{
         let mut builder = sqlx::QueryBuilder::new("");
-        $crate::store::audit::push_event_rows!(&mut builder, $events);
+        let mut texts = $crate::store::text_pool::TextPool::unshared();
+        $crate::store::audit::push_event_rows!(&mut builder, $events, &mut texts);
         builder
             .build()
             .execute($executor)
@@ -240,7 +240,7 @@ impl Store {
         match &self.held {
             Held::Sqlite(held) => {
                 let mut builder = sqlx::QueryBuilder::new("");
-                push_event_rows!(&mut builder, events);
+                push_event_rows!(&mut builder, events, &mut held.texts());
                 held.execute(builder.build()).await?;
             }
             Held::Postgres(held) => {

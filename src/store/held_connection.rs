@@ -25,6 +25,7 @@ use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection, SqlitePool};
 use sqlx::{Connection, Executor};
 use tokio::sync::Mutex;
 
+use super::text_pool::TextPool;
 use super::{PING_AFTER_IDLE, StoreError};
 
 /// One SQLite connection for batches of writes, taken from (and then kept apart from) the
@@ -35,6 +36,8 @@ pub(crate) struct HeldConnection {
     pool: SqlitePool,
     /// The connection between batches; empty while a batch runs or after a failure.
     slot: Mutex<Option<SqliteConnection>>,
+    /// The recurring values of the audit rows its batches bind (`text_pool`).
+    texts: std::sync::Mutex<TextPool>,
 }
 
 impl HeldConnection {
@@ -43,7 +46,17 @@ impl HeldConnection {
         HeldConnection {
             pool,
             slot: Mutex::new(None),
+            texts: std::sync::Mutex::new(TextPool::new()),
         }
+    }
+
+    /// The shared values for the next batch's audit rows; held only while the batch's
+    /// statement is built, never across an `await`.
+    pub(crate) fn texts(&self) -> std::sync::MutexGuard<'_, TextPool> {
+        // A panic while building a statement leaves the pool as sound as before it.
+        self.texts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs `query` — one statement, or a whole transaction written as `BEGIN; …; COMMIT` — as

@@ -15,6 +15,7 @@ mod keys;
 mod live_jtis;
 mod pg_batch;
 mod replay;
+mod text_pool;
 mod tokens;
 mod trust;
 mod users;

@@ -93,7 +93,7 @@ impl Store {
                     push_replay_rows!(&mut builder, &claimed);
                     builder.push("; ");
                 }
-                push_event_rows!(&mut builder, events);
+                push_event_rows!(&mut builder, events, &mut held.texts());
                 builder.push("; COMMIT");
                 let written = held.execute(builder.build()).await;
                 if written.is_err() {
