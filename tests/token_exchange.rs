@@ -288,3 +288,113 @@ async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::
     assert_eq!(body["error"], "slow_down");
     Ok(())
 }
+
+/// A NUL byte in a request (`%00` in a form value, `\u0000` in a client assertion's `jti`) is
+/// refused with the error that value deserves and costs the requests committed beside it
+/// nothing. PostgreSQL rejects NUL in text: one such value in a group-commit batch used to fail
+/// the whole batch, so every exchange sharing that commit got `server_error` and lost its audit
+/// event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nul_bytes_in_requests_are_refused_alone_on_postgres() -> anyhow::Result<()> {
+    let Some(database) = test_db::TestDatabase::postgres("nul_bytes").await else {
+        return Ok(());
+    };
+    let url = database.url().to_string();
+    let env = Env::start_with(move |config| {
+        config.database.url = frontdesk::secret::SecretString::new(url);
+    })
+    .await?;
+    nul_bytes_are_refused_alone(env).await
+}
+
+/// The same on SQLite, which stores NUL but gets the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nul_bytes_in_requests_are_refused_alone_on_sqlite() -> anyhow::Result<()> {
+    nul_bytes_are_refused_alone(Env::start().await?).await
+}
+
+/// Rounds of valid exchanges raced against requests carrying NUL bytes: every valid one is
+/// issued, every NUL one refused, and the log keeps each refusal with the NUL shown as U+FFFD.
+async fn nul_bytes_are_refused_alone(env: Env) -> anyhow::Result<()> {
+    let env = std::sync::Arc::new(env);
+    let id_token = env.id_token().await?;
+    let valid = std::sync::Arc::new(vec![
+        ("grant_type", TOKEN_EXCHANGE.to_string()),
+        ("requested_token_type", ID_JAG.to_string()),
+        ("audience", RAS_ISSUER.to_string()),
+        ("subject_token", id_token.clone()),
+        ("subject_token_type", ID_TOKEN.to_string()),
+    ]);
+    for round in 0..4 {
+        let mut attempts = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let (env, form) = (env.clone(), valid.clone());
+            attempts.spawn(async move { ("valid", env.exchange_as_agent(&*form).await) });
+        }
+        let env_grant = env.clone();
+        attempts.spawn(async move {
+            let form = [("grant_type", "token\0exchange")];
+            ("grant_type", env_grant.exchange_as_agent(&form).await)
+        });
+        let (env_scope, mut form) = (env.clone(), (*valid).clone());
+        form.push(("scope", "read\0write".to_string()));
+        attempts.spawn(async move { ("scope", env_scope.exchange_as_agent(&form).await) });
+        let env_jti = env.clone();
+        let assertion = env.client_assertion(&format!("jti\0{round}"), &env.url)?;
+        let id_token = env.idp.mint(json!({ "aud": JWT_CLIENT })).await?;
+        attempts.spawn(async move {
+            let form = [
+                ("grant_type", TOKEN_EXCHANGE.to_string()),
+                ("requested_token_type", ID_JAG.to_string()),
+                ("audience", RAS_ISSUER.to_string()),
+                ("subject_token", id_token),
+                ("subject_token_type", ID_TOKEN.to_string()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+                ),
+                ("client_assertion", assertion),
+            ];
+            ("jti", env_jti.post_token(&form, None).await)
+        });
+        while let Some(joined) = attempts.join_next().await {
+            let (kind, result) = joined?;
+            let (status, body) = result?;
+            let expected = match kind {
+                "valid" => (200, None),
+                "grant_type" => (400, Some("unsupported_grant_type")),
+                "scope" => (400, Some("invalid_scope")),
+                _ => (401, Some("invalid_client")),
+            };
+            assert_eq!(status, expected.0, "{kind} in round {round}: {body}");
+            assert_eq!(body["error"].as_str(), expected.1, "{kind}: {body}");
+        }
+    }
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter {
+            limit: Some(500),
+            ..AuditFilter::default()
+        })
+        .await?;
+    let refused_grants = events
+        .iter()
+        .filter(|record| record.event.grant_type.as_deref() == Some("token\u{FFFD}exchange"))
+        .count();
+    assert_eq!(
+        refused_grants, 4,
+        "every NUL grant_type refusal is in the log"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|record| record.event.decision == Decision::Issued
+                && record.event.client_id.as_deref() == Some(AGENT))
+            .count(),
+        24,
+        "every valid exchange is issued and logged"
+    );
+    Ok(())
+}

@@ -723,9 +723,19 @@ fn required_string(claims: &Map<String, Value>, name: &'static str) -> Result<St
     match claims.get(name) {
         None => Err(JoseError::MissingClaim(name)),
         Some(Value::String(s)) if s.is_empty() => Err(JoseError::MissingClaim(name)),
-        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::String(s)) => identifier(s, name),
         Some(_) => Err(JoseError::InvalidClaim(name)),
     }
+}
+
+/// An identifying claim (`iss`, `sub`, `jti`) as recorded: never with a NUL character, which no
+/// issuer means and PostgreSQL cannot store — a `jti` with one would fail the group commit of
+/// every request batched with it.
+fn identifier(value: &str, name: &'static str) -> Result<String, JoseError> {
+    if value.contains('\0') {
+        return Err(JoseError::InvalidClaim(name));
+    }
+    Ok(value.to_owned())
 }
 
 fn check_audience(
@@ -854,7 +864,7 @@ pub fn verify(
     } else {
         match claims.get("jti") {
             None => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => Some(identifier(s, "jti")?),
             Some(_) => return Err(JoseError::InvalidClaim("jti")),
         }
     };
@@ -1579,6 +1589,27 @@ mod tests {
             check(&t, &r, NOW).unwrap_err(),
             JoseError::MissingClaim("jti")
         );
+    }
+
+    #[test]
+    fn identifying_claims_with_a_nul_character_are_invalid() {
+        let mut r = id_token_rules();
+        r.require_jti = true;
+        for name in ["sub", "jti"] {
+            let t = es(&es_header(), &with(claims(), name, json!("user\u{0}1")));
+            assert_eq!(
+                check(&t, &r, NOW).unwrap_err(),
+                JoseError::InvalidClaim(name)
+            );
+        }
+        // An optional jti is held to the same rule.
+        let t = es(&es_header(), &with(claims(), "jti", json!("a\u{0}")));
+        assert_eq!(
+            check(&t, &id_token_rules(), NOW).unwrap_err(),
+            JoseError::InvalidClaim("jti")
+        );
+        let t = es(&es_header(), &with(claims(), "jti", json!("a\u{fffd}")));
+        check(&t, &r, NOW).unwrap();
     }
 
     // --- select_key -----------------------------------------------------------

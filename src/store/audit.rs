@@ -1,6 +1,8 @@
 //! The audit log: one row per decision. Rows hold who, what and why — never a token or secret —
 //! and are committed before the response that depends on them is sent.
 
+use std::borrow::Cow;
+
 use sqlx::Row;
 
 use super::{Held, Store, StoreError, on_pool};
@@ -150,6 +152,27 @@ pub trait AuditLog {
     ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
 
+/// Text as the audit log stores it. A NUL character — which a client can send (`%00` in a form
+/// value) but PostgreSQL cannot hold in `TEXT` — becomes U+FFFD: unsanitised, one such value
+/// failed its whole group-commit batch there, refusing every request committed with it and
+/// losing their events. Both backends store the same row.
+pub(crate) fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// [`storable`] for a value the caller owns: moved through unless it has to change.
+pub(crate) fn storable_owned(text: String) -> String {
+    if text.contains('\0') {
+        storable(&text).into_owned()
+    } else {
+        text
+    }
+}
+
 pub(crate) fn join(items: &[String]) -> Option<String> {
     (!items.is_empty()).then(|| serde_json::to_string(items).unwrap_or_default())
 }
@@ -189,7 +212,7 @@ macro_rules! push_event_rows {
         builder.push_values(events, |mut row, event| {
             let detail = event.detail.as_ref().map(|detail| detail.to_string());
             row.push_bind(event.occurred_at)
-                .push_bind(event.request_id)
+                .push_bind(event.request_id.map($crate::store::audit::storable_owned))
                 .push_bind(texts.share(&event.event))
                 .push_bind(texts.share(event.decision.as_str()))
                 .push_bind(texts.share_option(event.reason.as_deref()))
@@ -197,12 +220,12 @@ macro_rules! push_event_rows {
                 .push_bind(texts.share_option(event.client_id.as_deref()))
                 .push_bind(texts.share_option(event.grant_type.as_deref()))
                 .push_bind(texts.share_option(event.subject_issuer.as_deref()))
-                .push_bind(event.subject)
+                .push_bind(event.subject.map($crate::store::audit::storable_owned))
                 .push_bind(texts.share_option(event.audience.as_deref()))
                 .push_bind(texts.share_list(&event.resources))
                 .push_bind(texts.share_list(&event.scopes_requested))
                 .push_bind(texts.share_list(&event.scopes_granted))
-                .push_bind(event.issued_jti)
+                .push_bind(event.issued_jti.map($crate::store::audit::storable_owned))
                 .push_bind(event.issued_expires_at)
                 .push_bind(detail);
         });

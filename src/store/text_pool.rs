@@ -11,6 +11,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::audit::storable;
+
 /// Distinct values kept. When full the pool starts over, so a flood of distinct values (client
 /// ids claimed by failed requests, say) costs the sharing, never unbounded memory.
 const CAPACITY: usize = 1024;
@@ -40,8 +42,9 @@ impl TextPool {
         TextPool::default()
     }
 
-    /// The shared copy of `text`.
+    /// The shared copy of `text`, in its stored form (`audit::storable`).
     pub(crate) fn share(&mut self, text: &str) -> Arc<str> {
+        let text = &*storable(text);
         if let Some(shared) = self.texts.get(text) {
             return Arc::clone(shared);
         }
@@ -116,6 +119,14 @@ mod tests {
             &pool.share_list(&scopes).expect("a list")
         ));
         assert_eq!(pool.share_list(&[]), None);
+    }
+
+    #[test]
+    fn shared_text_is_in_its_stored_form() {
+        let mut pool = TextPool::new();
+        assert_eq!(&*pool.share("token\0exchange"), "token\u{FFFD}exchange");
+        let list = pool.share_list(&["a\0".to_string()]).expect("a list");
+        assert_eq!(&*list, r#"["a\u0000"]"#, "JSON escapes it");
     }
 
     #[test]
