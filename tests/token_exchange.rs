@@ -178,13 +178,10 @@ async fn concurrent_replays_of_one_assertion_yield_one_token_on_postgres_cauth_0
     one_token_for_concurrent_replays(env).await
 }
 
-/// Presents one client assertion in 24 concurrent token exchanges: exactly one token, 23
-/// `invalid_client` refusals, and 24 audit events (one issuance, 23 denials that issued nothing).
-async fn one_token_for_concurrent_replays(env: Env) -> anyhow::Result<()> {
-    let env = std::sync::Arc::new(env);
-    let id_token = env.idp.mint(json!({ "aud": JWT_CLIENT })).await?;
-    let assertion = env.client_assertion("assertion-raced", &env.url)?;
-    let form = vec![
+/// An ID-JAG exchange of `id_token` authenticated by the client assertion `assertion`
+/// (`private_key_jwt`).
+fn assertion_exchange_form(id_token: String, assertion: String) -> Vec<(&'static str, String)> {
+    vec![
         ("grant_type", TOKEN_EXCHANGE.to_string()),
         ("requested_token_type", ID_JAG.to_string()),
         ("audience", RAS_ISSUER.to_string()),
@@ -195,7 +192,16 @@ async fn one_token_for_concurrent_replays(env: Env) -> anyhow::Result<()> {
             "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
         ),
         ("client_assertion", assertion),
-    ];
+    ]
+}
+
+/// Presents one client assertion in 24 concurrent token exchanges: exactly one token, 23
+/// `invalid_client` refusals, and 24 audit events (one issuance, 23 denials that issued nothing).
+async fn one_token_for_concurrent_replays(env: Env) -> anyhow::Result<()> {
+    let env = std::sync::Arc::new(env);
+    let id_token = env.idp.mint(json!({ "aud": JWT_CLIENT })).await?;
+    let assertion = env.client_assertion("assertion-raced", &env.url)?;
+    let form = assertion_exchange_form(id_token, assertion);
     let form = std::sync::Arc::new(form);
     let mut attempts = tokio::task::JoinSet::new();
     for _ in 0..24 {
@@ -343,18 +349,7 @@ async fn nul_bytes_are_refused_alone(env: Env) -> anyhow::Result<()> {
         let assertion = env.client_assertion(&format!("jti\0{round}"), &env.url)?;
         let id_token = env.idp.mint(json!({ "aud": JWT_CLIENT })).await?;
         attempts.spawn(async move {
-            let form = [
-                ("grant_type", TOKEN_EXCHANGE.to_string()),
-                ("requested_token_type", ID_JAG.to_string()),
-                ("audience", RAS_ISSUER.to_string()),
-                ("subject_token", id_token),
-                ("subject_token_type", ID_TOKEN.to_string()),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
-                ),
-                ("client_assertion", assertion),
-            ];
+            let form = assertion_exchange_form(id_token, assertion);
             ("jti", env_jti.post_token(&form, None).await)
         });
         while let Some(joined) = attempts.join_next().await {
