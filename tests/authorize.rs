@@ -11,6 +11,8 @@ mod code_flow;
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
+#[path = "support/test_db.rs"]
+mod test_db;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -34,9 +36,17 @@ fn code_client(id: &str) -> anyhow::Result<ClientConfig> {
 }
 
 async fn start() -> anyhow::Result<(Env, reqwest::Client)> {
+    start_on(None).await
+}
+
+/// [`start`] on the database `database_url` instead of the default SQLite file.
+async fn start_on(database_url: Option<String>) -> anyhow::Result<(Env, reqwest::Client)> {
     let app = code_client(APP)?;
     let trusted = code_client(TRUSTED_APP)?;
     let env = Env::start_with(move |config| {
+        if let Some(url) = database_url {
+            config.database.url = SecretString::new(url);
+        }
         config.resources.push(ResourceConfig {
             resource: RESOURCE.into(),
             scopes: vec!["mcp:read".into(), "mcp:write".into()],
@@ -509,6 +519,44 @@ async fn bad_authorization_requests() -> anyhow::Result<()> {
     assert!(events.iter().any(
         |r| r.event.event == "authorize" && r.event.reason.as_deref() == Some("unknown_client")
     ));
+    Ok(())
+}
+
+/// A NUL character in an authorization request (here in `state`, whose syntax is visible ASCII,
+/// RFC 6749 Appendix A.5) is refused with an error page, not redirected, and audited; it used to
+/// start the sign-in and come back to the client in the redirect. On PostgreSQL, which cannot
+/// store NUL (decisions §30).
+#[tokio::test]
+async fn a_nul_character_in_an_authorization_request_is_refused_on_postgres() -> anyhow::Result<()>
+{
+    let Some(database) = test_db::TestDatabase::postgres("authorize_nul").await else {
+        return Ok(());
+    };
+    let (env, browser) = start_on(Some(database.url().to_string())).await?;
+    let mut params = authorize_params(APP);
+    params[3].1 = "client\0state".into();
+    let response = browser
+        .get(format!(
+            "{}/authorize?{}",
+            env.url,
+            serde_urlencoded::to_string(&params)?
+        ))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("location").is_none());
+    assert!(response.text().await?.contains("NUL character"));
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    assert!(events.iter().any(
+        |r| r.event.event == "authorize" && r.event.reason.as_deref() == Some("nul_character")
+    ));
+    // The same request without the NUL starts the sign-in.
+    begin(&env, &browser, &authorize_params(APP)).await?;
     Ok(())
 }
 

@@ -68,10 +68,14 @@ pub async fn authorize(
     }
     let params = match parse_query(query.as_deref()) {
         Ok(params) => params,
-        Err(name) => {
-            // Which redirect URI is meant is unknown when parameters repeat: no redirect.
+        // Which redirect URI is meant is unknown then: no redirect.
+        Err(QueryError::Repeated(name)) => {
             let message = format!("The parameter {name} appears more than once.");
             return refuse(&state, audit, "repeated_parameter", &message).await;
+        }
+        Err(QueryError::Nul(name)) => {
+            let message = format!("The parameter {name} contains a NUL character.");
+            return refuse(&state, audit, "nul_character", &message).await;
         }
     };
     let get = |name: &str| params.get(name).map(String::as_str);
@@ -155,16 +159,30 @@ pub async fn authorize(
     }
 }
 
-/// Query parameters, each at most once (RFC 6749 §3.1); empty values count as absent. Returns
-/// the (shortened) name of a repeated parameter.
-pub(super) fn parse_query(raw: Option<&str>) -> Result<BTreeMap<String, String>, String> {
+/// Why a query string was refused before anything in it was used.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum QueryError {
+    /// A parameter appears more than once (RFC 6749 §3.1); its shortened name.
+    Repeated(String),
+    /// A parameter's name or value holds a NUL character, which no parameter means and which
+    /// PostgreSQL cannot store (decisions §30); its shortened name, NULs left out.
+    Nul(String),
+}
+
+/// Query parameters, each at most once (RFC 6749 §3.1); empty values count as absent.
+pub(super) fn parse_query(raw: Option<&str>) -> Result<BTreeMap<String, String>, QueryError> {
     let mut params = BTreeMap::new();
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if key.contains('\0') || value.contains('\0') {
+            return Err(QueryError::Nul(
+                key.chars().filter(|c| *c != '\0').take(40).collect(),
+            ));
+        }
         if value.is_empty() {
             continue;
         }
         if params.insert(key.to_string(), value.to_string()).is_some() {
-            return Err(key.chars().take(40).collect());
+            return Err(QueryError::Repeated(key.chars().take(40).collect()));
         }
     }
     Ok(params)
@@ -335,7 +353,24 @@ mod tests {
         assert_eq!(params.get("a").map(String::as_str), Some("1"));
         assert_eq!(params.get("b"), None);
         assert_eq!(params.get("c").map(String::as_str), Some("x y"));
-        assert_eq!(parse_query(Some("a=1&a=2")), Err("a".to_string()));
+        assert_eq!(
+            parse_query(Some("a=1&a=2")),
+            Err(QueryError::Repeated("a".to_string()))
+        );
         assert_eq!(parse_query(None), Ok(BTreeMap::new()));
+    }
+
+    #[test]
+    fn a_nul_character_anywhere_refuses_the_query() {
+        for raw in ["state=a%00b", "st%00ate=x", "a=1&b=%00"] {
+            assert!(
+                matches!(parse_query(Some(raw)), Err(QueryError::Nul(_))),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            parse_query(Some("st%00ate=x")),
+            Err(QueryError::Nul("state".to_string()))
+        );
     }
 }
