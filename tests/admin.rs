@@ -520,14 +520,7 @@ async fn a_cel_error_is_shown_next_to_its_field_and_nothing_is_saved() -> anyhow
     let admin = Admin::start().await?;
     admin.sign_in_as(ADMIN, PASSWORD).await?;
     let csrf = admin.csrf().await?;
-    let before = admin
-        .env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?
-        .len();
+    let before = admin.env.audit_log().await?.len();
     let (status, html) = admin
         .post(
             "/admin/audiences",
@@ -753,13 +746,7 @@ async fn the_audit_log_filters_pages_and_exports() -> anyhow::Result<()> {
     assert!(csv.starts_with("id,occurred_at,"));
     assert!(csv.lines().count() >= 5, "header, 3 denials, the sign-in");
     // Keyset pagination: before_id skips newer rows.
-    let records = admin
-        .env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let records = admin.env.audit_log().await?;
     let newest = records.first().map(|r| r.id).unwrap_or(0);
     let (_, html) = admin
         .get(&format!("/admin/audit?before_id={newest}"))

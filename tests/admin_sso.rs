@@ -14,7 +14,6 @@ use code_flow::{browser, location};
 use env::*;
 use frontdesk::config::AdminSsoConfig;
 use frontdesk::secret::SecretString;
-use frontdesk::store::{AuditFilter, AuditLog};
 use serde_json::{Value, json};
 
 const SSO_CLIENT_ID: &str = "frontdesk-admin";
@@ -117,12 +116,7 @@ async fn sign_in(env: &Env, browser: &reqwest::Client) -> anyhow::Result<String>
 }
 
 async fn denial_reasons(env: &Env) -> anyhow::Result<Vec<String>> {
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let events = env.audit_log().await?;
     Ok(events
         .iter()
         .filter(|r| r.event.event == "admin_sign_in" && r.event.reason.is_some())
@@ -165,12 +159,7 @@ async fn sign_in_page_offers_sso_and_an_idp_admin_group_member_becomes_admin() -
     );
 
     // The sign-in is audited with who, how and which role.
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let events = env.audit_log().await?;
     let signed_in = events
         .iter()
         .find(|r| r.event.event == "admin_sign_in" && r.event.reason.is_none())

@@ -20,7 +20,6 @@ use code_flow::{CHALLENGE, REDIRECT, RESOURCE, RP_CLIENT_ID, VERIFIER, hidden, l
 use env::*;
 use frontdesk::config::{ClientConfig, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
-use frontdesk::store::{AuditFilter, AuditLog};
 use idp::verify_independently;
 use serde_json::{Value, json};
 
@@ -353,12 +352,7 @@ async fn full_flow_consent_code_token_refresh_rotation_and_reuse() -> anyhow::Re
         (400, Some("invalid_grant"))
     );
 
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let events = env.audit_log().await?;
     let has = |event: &str, reason: &str| {
         events.iter().any(|record| {
             record.event.event == event && record.event.reason.as_deref() == Some(reason)
@@ -508,12 +502,7 @@ async fn bad_authorization_requests() -> anyhow::Result<()> {
         "agent has no redirect URIs"
     );
 
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let events = env.audit_log().await?;
     assert!(events.iter().any(|r| r.event.event == "authorize"
         && r.event.reason.as_deref() == Some("pkce_method_not_s256")));
     assert!(events.iter().any(
@@ -546,12 +535,7 @@ async fn a_nul_character_in_an_authorization_request_is_refused_on_postgres() ->
     assert_eq!(response.status(), 400);
     assert!(response.headers().get("location").is_none());
     assert!(response.text().await?.contains("NUL character"));
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let events = env.audit_log().await?;
     assert!(events.iter().any(
         |r| r.event.event == "authorize" && r.event.reason.as_deref() == Some("nul_character")
     ));
@@ -597,12 +581,7 @@ async fn callback_refuses_wrong_state_browser_nonce_and_audience() -> anyhow::Re
     let response = callback(&browser, &started, back).await?;
     assert_eq!(response.status(), 400);
 
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let events = env.audit_log().await?;
     let reasons: Vec<&str> = events
         .iter()
         .filter(|r| r.event.event == "authorize_callback")

@@ -30,7 +30,7 @@ use browser::{Spec, screenshot_dir};
 use env::{Env, SECRET, client};
 use frontdesk::config::{IdentityProviderConfig, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
-use frontdesk::store::{AuditFilter, AuditLog, Decision};
+use frontdesk::store::Decision;
 use idp::verify_independently;
 use oidc_idp::OidcIdp;
 use serde_json::json;
@@ -213,15 +213,6 @@ async fn received_by_client(
     Ok(query_of(landed))
 }
 
-async fn audit_events(env: &Env) -> anyhow::Result<Vec<frontdesk::store::AuditRecord>> {
-    Ok(env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?)
-}
-
 #[tokio::test]
 async fn a_user_signs_in_at_the_idp_approves_and_the_client_redeems_the_code() -> anyhow::Result<()>
 {
@@ -273,7 +264,7 @@ async fn a_user_signs_in_at_the_idp_approves_and_the_client_redeems_the_code() -
     assert_eq!(status, 200, "the refresh token works: {body}");
 
     // Sign-in, consent and code redemption are each in the audit log, with the user.
-    let events = audit_events(env).await?;
+    let events = env.audit_log().await?;
     let find = |event: &str, reason: Option<&str>| {
         events.iter().find(|record| {
             record.event.event == event
@@ -313,7 +304,7 @@ async fn a_user_denies_on_the_consent_page_and_nothing_is_issued() -> anyhow::Re
     assert_eq!(params.get("iss"), Some(&setup.env.url));
     assert!(!params.contains_key("code"), "{landed}");
 
-    let events = audit_events(&setup.env).await?;
+    let events = setup.env.audit_log().await?;
     assert!(events.iter().any(|record| {
         record.event.event == "authorize_consent"
             && record.event.reason.as_deref() == Some("user_denied")

@@ -21,7 +21,6 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use code_flow::*;
 use env::*;
-use frontdesk::store::{AuditFilter, AuditLog};
 use serde_json::{Value, json};
 
 /// A loopback document server: path → (status, body), counting requests per path.
@@ -115,13 +114,7 @@ impl Setup {
             "never a redirect to an unverified redirect URI"
         );
         let html = response.text().await?;
-        let events = self
-            .env
-            .server
-            .state
-            .store
-            .audit_events(&AuditFilter::default())
-            .await?;
+        let events = self.env.audit_log().await?;
         assert!(
             events.iter().any(|record| record.event.event == "authorize"
                 && record.event.reason.as_deref() == Some(reason)

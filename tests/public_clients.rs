@@ -14,7 +14,6 @@ mod idp;
 use code_flow::*;
 use env::*;
 use frontdesk::secret::hash_secret;
-use frontdesk::store::{AuditFilter, AuditLog};
 use serde_json::json;
 
 const PUBLIC: &str = "desktop-app";
@@ -264,12 +263,7 @@ async fn cmeta_04_a_public_client_gets_no_token_exchange_and_no_introspection() 
     let body: serde_json::Value = response.json().await?;
     assert_eq!(body["error"], json!("invalid_client"));
 
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let events = env.audit_log().await?;
     assert!(
         events.iter().any(
             |record| record.event.reason.as_deref() == Some("public_client")

@@ -13,7 +13,7 @@ mod idp;
 
 use code_flow::*;
 use env::*;
-use frontdesk::store::{AuditFilter, AuditLog, TrustKind, TrustStore};
+use frontdesk::store::{TrustKind, TrustStore};
 use serde_json::{Value, json};
 
 const INITIAL_TOKEN: &str = "initial-access-token-for-tests";
@@ -60,12 +60,7 @@ fn public_request() -> Value {
 }
 
 async fn audited(env: &Env, event: &str, reason: Option<&str>) -> anyhow::Result<bool> {
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let events = env.audit_log().await?;
     Ok(events.iter().any(|record| {
         record.event.event == event
             && (reason.is_none() || record.event.reason.as_deref() == reason)

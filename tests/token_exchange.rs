@@ -63,13 +63,7 @@ async fn id_jag_exchange_issues_a_verifiable_id_jag_idjag_issue_26() -> anyhow::
     assert!(lifetime <= 300); // IDJAG-JWT-08
 
     // The decision is in the audit log, with the issued jti and no token (IDJAG-ISSUE-25).
-    use frontdesk::store::{AuditFilter, AuditLog};
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    let events = env.audit_log().await?;
     let event = events.first().expect("one audit event");
     assert_eq!(event.event.decision.as_str(), "issued");
     assert_eq!(event.event.client_id.as_deref(), Some(AGENT));

@@ -474,13 +474,8 @@ async fn step_up_is_requested_with_acr_values_and_max_age_idjag_issue_24() -> an
     assert_eq!(status, 200, "{body}");
 
     // Each refusal is audited as denied with that code.
-    use frontdesk::store::{AuditFilter, AuditLog, Decision};
-    let events = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
+    use frontdesk::store::Decision;
+    let events = env.audit_log().await?;
     let denied = events
         .iter()
         .filter(|e| {

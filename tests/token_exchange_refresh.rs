@@ -257,10 +257,7 @@ async fn happy_path(database: Option<&TestDatabase>) -> anyhow::Result<()> {
     assert_eq!(claims["auth_time"], first_sign_in, "{claims}");
     assert!(claims.get("acr").is_none(), "{claims}");
     let issued: Vec<AuditRecord> = env
-        .server
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
+        .audit_log()
         .await?
         .into_iter()
         .filter(|row| row.event.event == "token_exchange")

@@ -182,6 +182,17 @@ impl Env {
             .await
     }
 
+    /// The audit log as the store's default query returns it (newest first).
+    pub async fn audit_log(&self) -> anyhow::Result<Vec<frontdesk::store::AuditRecord>> {
+        use frontdesk::store::{AuditFilter, AuditLog};
+        Ok(self
+            .server
+            .state
+            .store
+            .audit_events(&AuditFilter::default())
+            .await?)
+    }
+
     /// POSTs a form to /token with Basic auth as `agent`.
     pub async fn exchange_as_agent(
         &self,
