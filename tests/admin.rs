@@ -5,6 +5,8 @@
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
+#[path = "support/test_db.rs"]
+mod test_db;
 
 use env::Env;
 use frontdesk::admin::auth::create_user;
@@ -22,7 +24,25 @@ struct Admin {
 
 impl Admin {
     async fn start() -> anyhow::Result<Admin> {
-        let env = Env::start().await?;
+        Admin::start_on(Env::start().await?).await
+    }
+
+    /// The same on a fresh PostgreSQL database; `None` when no test server is configured.
+    async fn start_on_postgres(
+        test: &str,
+    ) -> anyhow::Result<Option<(Admin, test_db::TestDatabase)>> {
+        let Some(database) = test_db::TestDatabase::postgres(test).await else {
+            return Ok(None);
+        };
+        let url = database.url().to_string();
+        let env = Env::start_with(move |config| {
+            config.database.url = frontdesk::secret::SecretString::new(url);
+        })
+        .await?;
+        Ok(Some((Admin::start_on(env).await?, database)))
+    }
+
+    async fn start_on(env: Env) -> anyhow::Result<Admin> {
         let store = &env.server.state.store;
         let now = env::now();
         create_user(store, ADMIN, PASSWORD, AdminRole::Admin, "test", now).await?;
@@ -98,6 +118,31 @@ fn location(response: &reqwest::Response) -> String {
         .and_then(|value| value.to_str().ok())
         .unwrap_or("")
         .to_string()
+}
+
+/// A NUL character in the sign-in form is a wrong username like any other, on PostgreSQL too,
+/// whose TEXT cannot hold one: the lookup used to fail and the page answered with a database
+/// error (docs/decisions.md §30).
+#[tokio::test]
+async fn a_nul_character_in_the_username_is_wrong_credentials_on_postgres() -> anyhow::Result<()> {
+    let Some((admin, _database)) = Admin::start_on_postgres("admin_nul_username").await? else {
+        return Ok(());
+    };
+    let refused = admin.sign_in_as("alice\0", PASSWORD).await?;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.headers().get("set-cookie").is_none());
+    assert!(refused.text().await?.contains("Wrong username or password"));
+    let log = admin.env.audit_log().await?;
+    assert!(
+        log.iter()
+            .any(|record| record.event.event == "admin_sign_in"
+                && record.event.reason.as_deref() == Some("bad_credentials")),
+        "the failure is audited: {log:?}"
+    );
+    // The real user still signs in.
+    let signed_in = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    Ok(())
 }
 
 #[tokio::test]

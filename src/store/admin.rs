@@ -282,6 +282,9 @@ impl AdminStore for Store {
     }
 
     async fn admin_user(&self, username: &str) -> Result<Option<AdminUser>, StoreError> {
+        if !super::may_be_stored(username) {
+            return Ok(None);
+        }
         on_pool!(self, pool => {
             let row = sqlx::query("SELECT username, password_hash, role, created_at, auth_source FROM admin_users WHERE username = $1")
                 .bind(username)
@@ -510,6 +513,9 @@ impl AdminStore for Store {
     }
 
     async fn revoke_api_token(&self, name: &str, event: &AuditEvent) -> Result<bool, StoreError> {
+        if !super::may_be_stored(name) {
+            return Ok(false);
+        }
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let deleted = sqlx::query("DELETE FROM admin_api_tokens WHERE name = $1")

@@ -388,6 +388,9 @@ impl CodeStore for Store {
         &self,
         id: &str,
     ) -> Result<Option<AuthorizationRequest>, StoreError> {
+        if !super::may_be_stored(id) {
+            return Ok(None);
+        }
         on_pool!(self, pool => {
             let row = sqlx::query(concat!("SELECT ", request_columns!(), " FROM authorization_requests WHERE id = $1"))
             .bind(id)
@@ -401,6 +404,9 @@ impl CodeStore for Store {
         &self,
         rp_state: &str,
     ) -> Result<Option<AuthorizationRequest>, StoreError> {
+        if !super::may_be_stored(rp_state) {
+            return Ok(None);
+        }
         on_pool!(self, pool => {
             let row = sqlx::query(concat!("SELECT ", request_columns!(), " FROM authorization_requests WHERE rp_state = $1"))
             .bind(rp_state)

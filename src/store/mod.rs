@@ -55,6 +55,17 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Whether `key` could name a stored row at all. Lookup keys are often client-sent text (the
+/// username at admin sign-in, the consent form's request id, a path segment of the admin API),
+/// and none of the identifiers frontdesk stores holds a NUL character: they are validated or
+/// generated, and PostgreSQL's TEXT cannot hold one. Bound as a parameter there, a NUL fails
+/// the statement (SQLSTATE 22021) instead of finding nothing, which answered a malformed
+/// request with a server error; so a key with NUL finds nothing on either backend, without a
+/// trip to the database (docs/decisions.md §30).
+pub(crate) fn may_be_stored(key: &str) -> bool {
+    !key.contains('\0')
+}
+
 /// A storage failure, classified so callers can answer correctly.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

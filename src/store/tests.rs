@@ -72,6 +72,7 @@ both_backends!(
     admin_users_and_sessions_join_the_current_role,
     sso_admin_users_and_pending_sign_ins,
     admin_trust_changes_are_all_or_nothing_and_spare_config_rows,
+    lookups_by_a_key_with_a_nul_character_find_nothing,
 );
 
 /// Pools skip sqlx's ping of a connection that was in use a moment ago (a round trip per
@@ -1995,4 +1996,86 @@ async fn count_rows(store: &Store, table: &str) -> i64 {
             .await
             .expect("count")
     })
+}
+
+/// A lookup key with a NUL character (client-sent text: a sign-in username, a consent form's
+/// request id, an admin API path segment) finds nothing, as any unknown key does. On
+/// PostgreSQL such a key used to fail the statement, which the endpoints answered as a
+/// database outage (docs/decisions.md §30).
+async fn lookups_by_a_key_with_a_nul_character_find_nothing(store: Store) {
+    let event = AuditEvent::new(100, "admin_change", Decision::Changed);
+    assert!(
+        store
+            .admin_user("ada\0")
+            .await
+            .expect("admin user")
+            .is_none()
+    );
+    assert!(
+        !store
+            .revoke_api_token("ci\0", &event)
+            .await
+            .expect("revoke api token")
+    );
+    assert!(
+        store
+            .authorization_request("request\0id")
+            .await
+            .expect("authorization request")
+            .is_none()
+    );
+    assert!(
+        store
+            .authorization_request_by_rp_state("\0")
+            .await
+            .expect("authorization request by state")
+            .is_none()
+    );
+    assert!(
+        store
+            .issued_token("jti\0")
+            .await
+            .expect("issued token")
+            .is_none()
+    );
+    assert!(
+        !store
+            .revoke_token("jti\0", 100)
+            .await
+            .expect("revoke token")
+    );
+    assert!(
+        store
+            .linked_subject("https://idp\0", "user")
+            .await
+            .expect("linked subject")
+            .is_none()
+    );
+    assert!(
+        store
+            .user_claims("https://idp", "user\0")
+            .await
+            .expect("user claims")
+            .is_none()
+    );
+    for kind in [
+        TrustKind::IdentityProvider,
+        TrustKind::Audience,
+        TrustKind::Client,
+    ] {
+        assert!(
+            !store
+                .delete_trust(kind, "zeta\0")
+                .await
+                .expect("delete trust")
+        );
+    }
+    // Nothing of the above was recorded.
+    assert!(
+        store
+            .audit_events(&AuditFilter::default())
+            .await
+            .expect("audit")
+            .is_empty()
+    );
 }

@@ -85,6 +85,9 @@ impl TokenStore for Store {
     }
 
     async fn issued_token(&self, jti: &str) -> Result<Option<IssuedToken>, StoreError> {
+        if !super::may_be_stored(jti) {
+            return Ok(None);
+        }
         on_pool!(self, pool => {
             let row = sqlx::query(
                 "SELECT jti, client_id, subject, token_type, issued_at, expires_at, revoked_at FROM issued_tokens WHERE jti = $1",
@@ -108,6 +111,9 @@ impl TokenStore for Store {
     }
 
     async fn revoke_token(&self, jti: &str, now: i64) -> Result<bool, StoreError> {
+        if !super::may_be_stored(jti) {
+            return Ok(false);
+        }
         on_pool!(self, pool => {
             let done = sqlx::query(
                 "UPDATE issued_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE jti = $2",
@@ -145,6 +151,9 @@ impl TokenStore for Store {
         issuer: &str,
         external_subject: &str,
     ) -> Result<Option<String>, StoreError> {
+        if !super::may_be_stored(issuer) || !super::may_be_stored(external_subject) {
+            return Ok(None);
+        }
         on_pool!(self, pool => {
             let row = sqlx::query(
                 "SELECT local_subject FROM subject_links WHERE issuer = $1 AND external_subject = $2",

@@ -124,6 +124,9 @@ impl TrustStore for Store {
     }
 
     async fn delete_trust(&self, kind: TrustKind, id_value: &str) -> Result<bool, StoreError> {
+        if !super::may_be_stored(id_value) {
+            return Ok(false);
+        }
         let (table, id) = kind.table();
         let sql = format!("DELETE FROM {table} WHERE {id} = $1");
         on_pool!(self, pool => {

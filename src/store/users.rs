@@ -84,6 +84,9 @@ impl UserStore for Store {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<UserClaims>, StoreError> {
+        if !super::may_be_stored(issuer) || !super::may_be_stored(subject) {
+            return Ok(None);
+        }
         let row: Option<(String, i64)> = on_pool!(self, pool => {
             let row = sqlx::query(
                 "SELECT claims, updated_at FROM user_claims WHERE issuer = $1 AND subject = $2",
