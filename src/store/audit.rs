@@ -293,6 +293,16 @@ impl AuditLog for Store {
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 1000));
         let decision = filter.decision.map(Decision::as_str);
+        // The filter's values in the form rows are stored in: a value with NUL matches the rows
+        // written from it (and is no error on PostgreSQL, which cannot bind a NUL).
+        let stored =
+            |value: &Option<String>| value.as_deref().map(|text| storable(text).into_owned());
+        let (client_id, subject, audience, reason) = (
+            stored(&filter.client_id),
+            stored(&filter.subject),
+            stored(&filter.audience),
+            stored(&filter.reason),
+        );
         on_pool!(self, pool => {
             let rows = sqlx::query(
                 "SELECT id, occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail FROM audit_events \
@@ -304,11 +314,11 @@ impl AuditLog for Store {
             )
             .bind(filter.since)
             .bind(filter.until)
-            .bind(&filter.client_id)
-            .bind(&filter.subject)
-            .bind(&filter.audience)
+            .bind(&client_id)
+            .bind(&subject)
+            .bind(&audience)
             .bind(decision)
-            .bind(&filter.reason)
+            .bind(&reason)
             .bind(filter.before_id)
             .bind(limit)
             .fetch_all(pool)

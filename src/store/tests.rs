@@ -73,6 +73,7 @@ both_backends!(
     sso_admin_users_and_pending_sign_ins,
     admin_trust_changes_are_all_or_nothing_and_spare_config_rows,
     lookups_by_a_key_with_a_nul_character_find_nothing,
+    audit_filters_match_values_in_their_stored_form,
 );
 
 /// Pools skip sqlx's ping of a connection that was in use a moment ago (a round trip per
@@ -2078,4 +2079,52 @@ async fn lookups_by_a_key_with_a_nul_character_find_nothing(store: Store) {
             .expect("audit")
             .is_empty()
     );
+}
+
+/// The audit log stores a NUL as U+FFFD (`storable`); filtering by the value as it was sent
+/// finds the row written from it, on PostgreSQL too, where binding the NUL itself failed the
+/// admin page's query.
+async fn audit_filters_match_values_in_their_stored_form(store: Store) {
+    let mut event = AuditEvent::new(100, "token_exchange", Decision::Denied);
+    event.client_id = Some("agent\0x".into());
+    event.subject = Some("user\0".into());
+    event.audience = Some("\0aud".into());
+    event.reason = Some("bad\0reason".into());
+    store.record(&event).await.expect("record");
+    store
+        .record(&AuditEvent::new(101, "token_exchange", Decision::Issued))
+        .await
+        .expect("record");
+    let by = |filter: AuditFilter| {
+        let store = store.clone();
+        async move { store.audit_events(&filter).await.expect("query") }
+    };
+    for filter in [
+        AuditFilter {
+            client_id: Some("agent\0x".into()),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            subject: Some("user\0".into()),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            audience: Some("\0aud".into()),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            reason: Some("bad\0reason".into()),
+            ..AuditFilter::default()
+        },
+    ] {
+        let found = by(filter).await;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].event.client_id.as_deref(), Some("agent\u{FFFD}x"));
+    }
+    let none = by(AuditFilter {
+        client_id: Some("agent".into()),
+        ..AuditFilter::default()
+    })
+    .await;
+    assert!(none.is_empty(), "{none:?}");
 }
