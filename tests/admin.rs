@@ -5,8 +5,6 @@
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
-#[path = "support/test_db.rs"]
-mod test_db;
 
 use env::Env;
 use frontdesk::admin::auth::create_user;
@@ -30,15 +28,10 @@ impl Admin {
     /// The same on a fresh PostgreSQL database; `None` when no test server is configured.
     async fn start_on_postgres(
         test: &str,
-    ) -> anyhow::Result<Option<(Admin, test_db::TestDatabase)>> {
-        let Some(database) = test_db::TestDatabase::postgres(test).await else {
+    ) -> anyhow::Result<Option<(Admin, env::test_db::TestDatabase)>> {
+        let Some((env, database)) = Env::start_on_postgres(test).await? else {
             return Ok(None);
         };
-        let url = database.url().to_string();
-        let env = Env::start_with(move |config| {
-            config.database.url = frontdesk::secret::SecretString::new(url);
-        })
-        .await?;
         Ok(Some((Admin::start_on(env).await?, database)))
     }
 

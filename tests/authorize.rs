@@ -11,8 +11,6 @@ mod code_flow;
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
-#[path = "support/test_db.rs"]
-mod test_db;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -518,7 +516,7 @@ async fn bad_authorization_requests() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_nul_character_in_an_authorization_request_is_refused_on_postgres() -> anyhow::Result<()>
 {
-    let Some(database) = test_db::TestDatabase::postgres("authorize_nul").await else {
+    let Some(database) = env::test_db::TestDatabase::postgres("authorize_nul").await else {
         return Ok(());
     };
     let (env, browser) = start_on(Some(database.url().to_string())).await?;

@@ -8,8 +8,6 @@ mod env;
 mod idp;
 #[path = "support/legs.rs"]
 mod legs;
-#[path = "support/test_db.rs"]
-mod test_db;
 
 use env::*;
 use frontdesk::app::{RunningServer, spawn_on};
@@ -624,7 +622,7 @@ async fn metadata_advertises_the_jwt_bearer_profile_meta_07_09() -> anyhow::Resu
 async fn a_replay_across_two_instances_sharing_postgresql_is_refused() -> anyhow::Result<()> {
     // Two resource-side instances (B1, B2) with the same issuer and one PostgreSQL database, as
     // behind a load balancer: the jti recorded by B1 must stop the replay at B2 (EMA-06).
-    let Some(database) = test_db::TestDatabase::postgres("cross_instance_replay").await else {
+    let Some(database) = env::test_db::TestDatabase::postgres("cross_instance_replay").await else {
         return Ok(());
     };
     let listener_1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -6,8 +6,6 @@
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
-#[path = "support/test_db.rs"]
-mod test_db;
 
 use env::*;
 use frontdesk::store::{AuditFilter, AuditLog, Decision};
@@ -161,14 +159,9 @@ async fn concurrent_replays_of_one_assertion_yield_one_token_cauth_06() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_replays_of_one_assertion_yield_one_token_on_postgres_cauth_06()
 -> anyhow::Result<()> {
-    let Some(database) = test_db::TestDatabase::postgres("assertion_replays").await else {
+    let Some((env, _database)) = Env::start_on_postgres("assertion_replays").await? else {
         return Ok(());
     };
-    let url = database.url().to_string();
-    let env = Env::start_with(move |config| {
-        config.database.url = frontdesk::secret::SecretString::new(url);
-    })
-    .await?;
     one_token_for_concurrent_replays(env).await
 }
 
@@ -296,14 +289,9 @@ async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::
 /// event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nul_bytes_in_requests_are_refused_alone_on_postgres() -> anyhow::Result<()> {
-    let Some(database) = test_db::TestDatabase::postgres("nul_bytes").await else {
+    let Some((env, _database)) = Env::start_on_postgres("nul_bytes").await? else {
         return Ok(());
     };
-    let url = database.url().to_string();
-    let env = Env::start_with(move |config| {
-        config.database.url = frontdesk::secret::SecretString::new(url);
-    })
-    .await?;
     nul_bytes_are_refused_alone(env).await
 }
 

@@ -11,10 +11,9 @@ mod code_flow;
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
-#[path = "support/test_db.rs"]
-mod test_db;
 
 use code_flow::{CHALLENGE, REDIRECT, RESOURCE, RP_CLIENT_ID, VERIFIER, location, query};
+use env::test_db::TestDatabase;
 use env::*;
 use frontdesk::authorize::codes::hash_token;
 use frontdesk::config::{ClientConfig, Config, ResourceConfig};
@@ -22,7 +21,6 @@ use frontdesk::secret::{SecretString, hash_secret};
 use frontdesk::store::{AuditFilter, AuditLog, AuditRecord, CodeStore, RefreshRecord};
 use idp::verify_independently;
 use serde_json::{Value, json};
-use test_db::TestDatabase;
 
 /// The MCP client running the code flow (pre-approved: no consent page).
 const APP: &str = "mcp-app";

@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 
 use super::idp::TestIdp;
 
+#[path = "test_db.rs"]
+pub mod test_db;
+
 /// The secret of every secret-authenticated test client.
 pub const SECRET: &str = "s3cret-for-tests-only";
 /// The ID-JAG audience (a resource authorization server) and its MCP resource.
@@ -170,6 +173,22 @@ impl Env {
 
     pub async fn start() -> anyhow::Result<Env> {
         Self::start_with(|_| {}).await
+    }
+
+    /// The same server on a fresh PostgreSQL database, which lives as long as the returned
+    /// `TestDatabase`; `None` when no test server is configured (`test_db.rs`).
+    pub async fn start_on_postgres(
+        test: &str,
+    ) -> anyhow::Result<Option<(Env, test_db::TestDatabase)>> {
+        let Some(database) = test_db::TestDatabase::postgres(test).await else {
+            return Ok(None);
+        };
+        let url = database.url().to_string();
+        let env = Self::start_with(move |config| {
+            config.database.url = SecretString::new(url);
+        })
+        .await?;
+        Ok(Some((env, database)))
     }
 
     /// An ID token for `agent` (audience = its id at the IdP).
