@@ -28,7 +28,9 @@ use std::time::Duration;
 use base64::Engine;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use frontdesk::config::{AudienceConfig, ClientConfig, Config, IdentityProviderConfig};
-use frontdesk::jose::{AudienceRule, TypRule, VerifyRules, inspect, select_key, verify};
+use frontdesk::jose::{
+    AudienceRule, KeySet, TypRule, VerifyRules, VerifyingKey, inspect, select_key, verify,
+};
 use frontdesk::keys::{PrivateKey, SigningAlgorithm};
 use frontdesk::oauth::client_auth::SecretCache;
 use frontdesk::oauth::request::FormParams;
@@ -36,7 +38,7 @@ use frontdesk::oauth::{RequestContext, TokenService};
 use frontdesk::policy::{PolicyInput, compile};
 use frontdesk::secret::{SecretString, hash_secret};
 use frontdesk::store::{AuditEvent, AuditLog, Decision, ReplayStore, Store};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde_json::{Map, Value, json};
 use tokio::runtime::Runtime;
@@ -69,6 +71,9 @@ struct Keys {
     client: PrivateKey,
     idp_set: JwkSet,
     client_set: JwkSet,
+    /// The same sets as frontdesk holds them: each key kept parsed after its first use.
+    idp_keys: KeySet,
+    client_keys: KeySet,
 }
 
 impl Keys {
@@ -86,6 +91,8 @@ impl Keys {
             rsa,
             ec,
             client,
+            idp_keys: KeySet::from(idp_set.clone()),
+            client_keys: KeySet::from(client_set.clone()),
             idp_set,
             client_set,
         }
@@ -150,10 +157,10 @@ fn assertion_rules() -> VerifyRules {
 }
 
 /// inspect + warm key selection (what `JwksCache::key_for` does for an inline set: select and
-/// clone) + verify.
-fn inspect_select_verify(token: &str, set: &JwkSet, rules: &VerifyRules) -> usize {
+/// clone the shared key) + verify with the key's parsed form.
+fn inspect_select_verify(token: &str, set: &KeySet, rules: &VerifyRules) -> usize {
     let unverified = inspect(token, 16 * 1024).unwrap();
-    let key: Jwk = select_key(set, &unverified).cloned().unwrap();
+    let key = set.select(&unverified).cloned().unwrap();
     let claims = verify(&unverified, token, &key, rules, now()).unwrap();
     claims.claims().len()
 }
@@ -208,18 +215,23 @@ fn subject_token(c: &mut Criterion, keys: &Keys) {
     let rs_token = id_token(&keys.rsa, AGENT, 1);
     let es_token = id_token(&keys.ec, AGENT, 1);
     group.bench_function("rs256_inspect_verify_warm", |b| {
-        b.iter(|| inspect_select_verify(black_box(&rs_token), &keys.idp_set, &rules))
+        b.iter(|| inspect_select_verify(black_box(&rs_token), &keys.idp_keys, &rules))
     });
     group.bench_function("es256_inspect_verify_warm", |b| {
-        b.iter(|| inspect_select_verify(black_box(&es_token), &keys.idp_set, &rules))
+        b.iter(|| inspect_select_verify(black_box(&es_token), &keys.idp_keys, &rules))
     });
     let unverified = inspect(&rs_token, 16 * 1024).unwrap();
     group.bench_function("rs256_inspect_only", |b| {
         b.iter(|| inspect(black_box(&rs_token), 16 * 1024).unwrap())
     });
+    // The same verification with a key parsed anew each time (what every verification cost
+    // before keys were kept parsed: docs/performance.md, fifteenth run).
     let jwk = select_key(&keys.idp_set, &unverified).cloned().unwrap();
-    group.bench_function("rs256_decoding_key_from_jwk", |b| {
-        b.iter(|| DecodingKey::from_jwk(black_box(&jwk)).unwrap())
+    group.bench_function("rs256_verify_key_parsed_each_time", |b| {
+        b.iter(|| {
+            let key = VerifyingKey::new(jwk.clone());
+            verify(&unverified, &rs_token, &key, &rules, now()).unwrap()
+        })
     });
     group.finish();
 }
@@ -355,7 +367,7 @@ fn client_auth(c: &mut Criterion, rt: &Runtime, keys: &Keys) {
     let rules = assertion_rules();
     let assertion = client_assertion(&keys.client);
     group.bench_function("private_key_jwt_inspect_verify", |b| {
-        b.iter(|| inspect_select_verify(black_box(&assertion), &keys.client_set, &rules))
+        b.iter(|| inspect_select_verify(black_box(&assertion), &keys.client_keys, &rules))
     });
     group.finish();
 }

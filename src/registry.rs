@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::JwkSet;
 
 use crate::config::{AudienceConfig, ClientConfig, IdentityProviderConfig, ResourceConfig};
+use crate::jose::KeySet;
 use crate::jose::jwks_cache::KeySource;
 use crate::oauth::GrantType;
 use crate::policy::{Expression, compile};
@@ -73,8 +73,8 @@ pub struct Audience {
 pub struct Client {
     /// The validated configuration.
     pub config: ClientConfig,
-    /// Parsed inline JWKS for `private_key_jwt`.
-    pub jwks: Option<JwkSet>,
+    /// Parsed inline JWKS for `private_key_jwt`, each key kept parsed after its first use.
+    pub jwks: Option<KeySet>,
     /// Allowed grants.
     pub grant_types: Vec<GrantType>,
 }

@@ -27,7 +27,8 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::verify::{JoseError, Unverified, select_key};
+use super::verify::{JoseError, Unverified};
+use super::verifying_key::{KeySet, VerifyingKey};
 
 /// Source of monotonic time for the cache.
 pub trait Clock: Send + Sync + 'static {
@@ -80,7 +81,7 @@ impl Clock for ManualClock {
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeySource {
     /// Static keys from the trust config; never fetched.
-    Inline(JwkSet),
+    Inline(KeySet),
     /// A configured `jwks_uri`.
     JwksUri(Url),
     /// OIDC discovery (`{issuer}/.well-known/openid-configuration`), falling
@@ -162,7 +163,7 @@ impl FetchError {
 }
 
 struct CachedKeys {
-    set: JwkSet,
+    set: KeySet,
     expires_at: Instant,
     refresh_at: Instant,
 }
@@ -275,11 +276,9 @@ impl JwksCache {
         source_id: &str,
         source: &KeySource,
         unverified: &Unverified,
-    ) -> Result<Jwk, JoseError> {
+    ) -> Result<Arc<VerifyingKey>, JoseError> {
         if let KeySource::Inline(set) = source {
-            return select_key(set, unverified)
-                .cloned()
-                .ok_or(JoseError::UnknownKid);
+            return set.select(unverified).cloned().ok_or(JoseError::UnknownKid);
         }
         let state = self.state_for(source_id, source);
         // Read the generation BEFORE the keys: if a fetch lands in between we
@@ -287,7 +286,7 @@ impl JwksCache {
         let observed = state.generation.load(Ordering::Acquire);
         if let Some(c) = state.current()
             && self.clock.now() < c.expires_at
-            && let Some(k) = select_key(&c.set, unverified)
+            && let Some(k) = c.set.select(unverified)
         {
             return Ok(k.clone());
         }
@@ -299,7 +298,8 @@ impl JwksCache {
                 if self.clock.now() > c.expires_at + self.config.max_stale {
                     return Err(JoseError::KeyUnavailable);
                 }
-                select_key(&c.set, unverified)
+                c.set
+                    .select(unverified)
                     .cloned()
                     .ok_or(JoseError::UnknownKid)
             }
@@ -331,7 +331,7 @@ impl JwksCache {
     pub fn cached_key_count(&self, source_id: &str) -> usize {
         self.get_state(source_id)
             .and_then(|s| s.current())
-            .map_or(0, |c| c.set.keys.len())
+            .map_or(0, |c| c.set.len())
     }
 
     /// Refreshes every fetched source that is due (past its refresh point,
@@ -452,7 +452,7 @@ impl JwksCache {
         &self,
         source: &KeySource,
         fs: &mut FetchState,
-    ) -> Result<(JwkSet, Duration), FetchError> {
+    ) -> Result<(KeySet, Duration), FetchError> {
         match source {
             KeySource::Inline(set) => Ok((set.clone(), self.config.max_ttl)),
             KeySource::JwksUri(url) => self.fetch_jwks(url).await,
@@ -536,7 +536,7 @@ impl JwksCache {
         Ok((value, cache_control))
     }
 
-    async fn fetch_jwks(&self, url: &Url) -> Result<(JwkSet, Duration), FetchError> {
+    async fn fetch_jwks(&self, url: &Url) -> Result<(KeySet, Duration), FetchError> {
         let (doc, cache_control) = self
             .get_json(url, "application/jwk-set+json, application/json")
             .await?;
@@ -613,7 +613,7 @@ fn is_json_content_type(ct: &str) -> bool {
 
 /// `{"keys":[...]}`; members that are not parseable JWKs are skipped (an IdP
 /// publishing one exotic key must not break the others); at most `max_keys`.
-fn parse_jwks(doc: &Value, max_keys: usize) -> Option<JwkSet> {
+fn parse_jwks(doc: &Value, max_keys: usize) -> Option<KeySet> {
     let keys = doc.get("keys")?.as_array()?;
     let mut out = Vec::new();
     let mut skipped = 0usize;
@@ -630,7 +630,7 @@ fn parse_jwks(doc: &Value, max_keys: usize) -> Option<JwkSet> {
             "JWKS contained unusable or excess keys"
         );
     }
-    Some(JwkSet { keys: out })
+    Some(JwkSet { keys: out }.into())
 }
 
 /// Parses `max-age` from a `Cache-Control` value (`no-store`/`no-cache` mean 0),
@@ -827,8 +827,8 @@ mod tests {
         inspect(&t, 10_000).unwrap()
     }
 
-    fn kid_of(k: &Jwk) -> &str {
-        k.common.key_id.as_deref().unwrap()
+    fn kid_of(k: &VerifyingKey) -> &str {
+        k.jwk().common.key_id.as_deref().unwrap()
     }
 
     #[tokio::test]
@@ -912,7 +912,11 @@ mod tests {
             .unwrap();
     }
 
-    async fn burst(f: &Fixture, kid: &'static str, n: usize) -> Vec<Result<Jwk, JoseError>> {
+    async fn burst(
+        f: &Fixture,
+        kid: &'static str,
+        n: usize,
+    ) -> Vec<Result<Arc<VerifyingKey>, JoseError>> {
         let mut tasks = Vec::new();
         for _ in 0..n {
             let cache = f.cache.clone();
@@ -1210,9 +1214,9 @@ mod tests {
         f.cache.key_for("idp", &f.source, &u).await.unwrap();
         assert_eq!(f.srv.hits(), 2);
 
-        let inline = KeySource::Inline(JwkSet {
+        let inline = KeySource::Inline(KeySet::from(JwkSet {
             keys: vec![ec_key().jwk()],
-        });
+        }));
         f.cache.key_for("static", &inline, &u).await.unwrap();
         assert_eq!(
             f.cache

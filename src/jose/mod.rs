@@ -16,6 +16,9 @@
 //!   claim check against explicit [`verify::VerifyRules`] and a caller-supplied
 //!   `now`, so the rules are exact and testable at their boundaries.
 //!
+//! [`verifying_key`] keeps each trusted key parsed for aws-lc-rs after its first use, so a
+//! signature check does not rebuild the key from its JWK every time.
+//!
 //! [`jwks_cache`] holds the external issuers' keys (in memory on the hot path,
 //! rate-limited single-flight refetch on unknown `kid`, stale-if-error).
 //!
@@ -24,6 +27,7 @@
 
 pub mod jwks_cache;
 pub mod verify;
+pub mod verifying_key;
 
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -32,6 +36,7 @@ pub use verify::{
     AudienceRule, JoseError, TypRule, Unverified, VerifiedClaims, VerifyRules, inspect, select_key,
     verify,
 };
+pub use verifying_key::{KeySet, VerifyingKey};
 
 /// A fresh `jti` for a token we issue: 122 random bits in the UUID v4 shape. The bytes come from
 /// aws-lc's DRBG, which is seeded from the operating system and then runs in user space, where

@@ -4,7 +4,8 @@
 //! 1. [`inspect`]: structural pre-checks; yields [`Unverified`] with the
 //!    untrusted `alg`/`kid`/`typ`/`iss` needed to choose a trust config and key.
 //! 2. [`verify`]: binds the algorithm to the allow-list and the key type,
-//!    checks the signature with `jsonwebtoken`, then checks all claims
+//!    checks the signature with the key's parsed form ([`super::verifying_key`],
+//!    aws-lc-rs), then checks all claims
 //!    against [`VerifyRules`] at the caller's `now` (BCP-04: no claim is
 //!    trusted before the signature is checked).
 
@@ -14,10 +15,14 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse,
 };
-use jsonwebtoken::{Algorithm, DecodingKey};
+
+#[cfg(doc)]
+use super::verifying_key::KeySet;
+use super::verifying_key::VerifyingKey;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -605,15 +610,25 @@ pub fn key_usable_for(jwk: &Jwk, alg: Algorithm) -> bool {
 /// first key with that `kid` usable for the token's `alg`. Without a `kid`:
 /// the only usable key, if exactly one. `use: enc` keys are never chosen.
 pub fn select_key<'a>(set: &'a JwkSet, unverified: &Unverified) -> Option<&'a Jwk> {
+    select_among(&set.keys, |jwk| jwk, unverified)
+}
+
+/// [`select_key`]'s rule over any list of keys that carry a JWK (also [`KeySet::select`]).
+pub(crate) fn select_among<'a, K>(
+    keys: &'a [K],
+    jwk_of: impl Fn(&K) -> &Jwk,
+    unverified: &Unverified,
+) -> Option<&'a K> {
     let alg = unverified.alg;
+    let usable = |k: &&K| key_usable_for(jwk_of(k), alg);
     match unverified.kid.as_deref() {
-        Some(kid) => set
-            .keys
+        Some(kid) => keys
             .iter()
-            .find(|k| k.common.key_id.as_deref() == Some(kid) && key_usable_for(k, alg)),
+            .filter(|k| jwk_of(k).common.key_id.as_deref() == Some(kid))
+            .find(usable),
         None => {
-            let mut usable = set.keys.iter().filter(|k| key_usable_for(k, alg));
-            match (usable.next(), usable.next()) {
+            let mut found = keys.iter().filter(usable);
+            match (found.next(), found.next()) {
                 (Some(k), None) => Some(k),
                 _ => None,
             }
@@ -789,7 +804,7 @@ fn check_audience(
 pub fn verify(
     unverified: &Unverified,
     token: &str,
-    key: &Jwk,
+    key: &VerifyingKey,
     rules: &VerifyRules,
     now: i64,
 ) -> Result<VerifiedClaims, JoseError> {
@@ -806,18 +821,14 @@ pub fn verify(
         return Err(JoseError::AlgNotAllowed);
     }
     // BCP-03 / JWKS-08: key type, size, use and JWK alg bound to the header alg.
-    if !key_usable_for(key, alg) {
+    if !key_usable_for(key.jwk(), alg) {
         return Err(JoseError::KeyAlgMismatch);
     }
-    let decoding_key = DecodingKey::from_jwk(key).map_err(|_| JoseError::KeyAlgMismatch)?;
     let (signing_input, signature) = token
         .rsplit_once('.')
         .ok_or(JoseError::Malformed("expected three dot-separated parts"))?;
     // JWTB-07 / BCP-04: signature first; nothing below is trusted before this.
-    match jsonwebtoken::crypto::verify(signature, signing_input.as_bytes(), &decoding_key, alg) {
-        Ok(true) => {}
-        _ => return Err(JoseError::BadSignature),
-    }
+    key.verify_signature(alg, signing_input.as_bytes(), signature)?;
 
     // BCP-08: explicit typing.
     rules.typ.check(unverified.typ.as_deref())?;
@@ -936,7 +947,7 @@ mod tests {
     /// inspect + verify with the EC key.
     fn check(token: &str, rules: &VerifyRules, now: i64) -> Result<VerifiedClaims, JoseError> {
         let u = inspect(token, DEFAULT_MAX_TOKEN_LEN)?;
-        verify(&u, token, &ec_key().jwk(), rules, now)
+        verify(&u, token, &VerifyingKey::new(ec_key().jwk()), rules, now)
     }
 
     fn es(header: &Value, payload: &Value) -> String {
@@ -975,7 +986,14 @@ mod tests {
             &claims(),
         );
         let u = inspect(&t, DEFAULT_MAX_TOKEN_LEN).unwrap();
-        let v = verify(&u, &t, &rsa_key().jwk(), &id_token_rules(), NOW).unwrap();
+        let v = verify(
+            &u,
+            &t,
+            &VerifyingKey::new(rsa_key().jwk()),
+            &id_token_rules(),
+            NOW,
+        )
+        .unwrap();
         assert_eq!(v.sub(), "alice");
     }
 
@@ -1038,7 +1056,7 @@ mod tests {
             // Even a misconfigured allow-list containing HS256 must not help.
             let mut rules = id_token_rules();
             rules.algorithms.push(Algorithm::HS256);
-            let e = verify(&u, &t, &k.jwk(), &rules, NOW).unwrap_err();
+            let e = verify(&u, &t, &VerifyingKey::new(k.jwk()), &rules, NOW).unwrap_err();
             assert_eq!(e, JoseError::AlgNotAllowed);
             // And select_key never offers a key for HS*.
             let set = JwkSet {
@@ -1062,7 +1080,7 @@ mod tests {
         let mut rules = id_token_rules();
         rules.algorithms = vec![Algorithm::HS256];
         assert_eq!(
-            verify(&u, &t, &oct, &rules, NOW).unwrap_err(),
+            verify(&u, &t, &VerifyingKey::new(oct), &rules, NOW).unwrap_err(),
             JoseError::AlgNotAllowed
         );
     }
@@ -1076,7 +1094,7 @@ mod tests {
         let mut jwk = k.jwk();
         jwk.common.key_algorithm = None; // even with no JWK alg pin
         assert_eq!(
-            verify(&u, &t, &jwk, &id_token_rules(), NOW).unwrap_err(),
+            verify(&u, &t, &VerifyingKey::new(jwk), &id_token_rules(), NOW).unwrap_err(),
             JoseError::AlgNotAllowed
         );
     }
@@ -1092,20 +1110,27 @@ mod tests {
         // ES256 header verified with an RSA key -> refused before crypto.
         let t = es(&json!({"alg": "ES256"}), &claims());
         let u = inspect(&t, DEFAULT_MAX_TOKEN_LEN).unwrap();
-        let e = verify(&u, &t, &rsa_key().jwk(), &id_token_rules(), NOW).unwrap_err();
+        let e = verify(
+            &u,
+            &t,
+            &VerifyingKey::new(rsa_key().jwk()),
+            &id_token_rules(),
+            NOW,
+        )
+        .unwrap_err();
         assert_eq!(e, JoseError::KeyAlgMismatch);
         // JWK alg present and different from header alg -> refused.
         let mut jwk = ec_key().jwk();
         jwk.common.key_algorithm = Some(KeyAlgorithm::ES384);
         assert_eq!(
-            verify(&u, &t, &jwk, &id_token_rules(), NOW).unwrap_err(),
+            verify(&u, &t, &VerifyingKey::new(jwk), &id_token_rules(), NOW).unwrap_err(),
             JoseError::KeyAlgMismatch
         );
         // use=enc keys are never used.
         let mut jwk = ec_key().jwk();
         jwk.common.public_key_use = Some(PublicKeyUse::Encryption);
         assert_eq!(
-            verify(&u, &t, &jwk, &id_token_rules(), NOW).unwrap_err(),
+            verify(&u, &t, &VerifyingKey::new(jwk), &id_token_rules(), NOW).unwrap_err(),
             JoseError::KeyAlgMismatch
         );
     }
@@ -1657,7 +1682,14 @@ mod tests {
         let b = es(&es_header(), &with(claims(), "sub", json!("bob")));
         let u = inspect(&a, 10_000).unwrap();
         assert_eq!(
-            verify(&u, &b, &ec_key().jwk(), &id_token_rules(), NOW).unwrap_err(),
+            verify(
+                &u,
+                &b,
+                &VerifyingKey::new(ec_key().jwk()),
+                &id_token_rules(),
+                NOW
+            )
+            .unwrap_err(),
             JoseError::InspectMismatch
         );
     }

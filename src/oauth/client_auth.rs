@@ -19,7 +19,7 @@ use super::client_metadata::ClientMetadataResolver;
 use super::request::FormParams;
 use super::{CLIENT_ASSERTION_TYPE_JWT_BEARER, ErrorCode, OAuthError};
 use crate::jose::jwks_cache::{JwksCache, KeySource};
-use crate::jose::{AudienceRule, TypRule, VerifyRules, inspect, select_key, verify};
+use crate::jose::{AudienceRule, TypRule, VerifyRules, inspect, verify};
 use crate::registry::{Client, Registry};
 use crate::secret::SecretString;
 use crate::store::{AuditEvent, Decision, PendingReplay, ReplayStore};
@@ -521,7 +521,7 @@ async fn assertion_client<R: ReplayStore>(
         return Err(invalid_client(error.reason(), &error.description(), false));
     }
     let key = if let Some(set) = &client.jwks {
-        select_key(set, &unverified).cloned().ok_or_else(|| {
+        set.select(&unverified).cloned().ok_or_else(|| {
             invalid_client(
                 "unknown_kid",
                 "No registered key of the client matches the assertion",

@@ -3,7 +3,6 @@
 //! `jti` is on record, unrevoked and unexpired; everything else is simply inactive (INTRO-03/04).
 
 use jsonwebtoken::Algorithm;
-use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Value, json};
 
 use super::client_auth::{AssertionReplay, AuthenticatedClient, ClientAuthContext, authenticate};
@@ -11,9 +10,7 @@ use super::exchange::TYP_ACCESS_TOKEN;
 use super::request::FormParams;
 use super::service::{RequestContext, TokenService};
 use super::{ErrorCode, OAuthError};
-use crate::jose::{
-    AudienceRule, TypRule, VerifiedClaims, VerifyRules, inspect, select_key, verify,
-};
+use crate::jose::{AudienceRule, KeySet, TypRule, VerifiedClaims, VerifyRules, inspect, verify};
 use crate::store::{AuditEvent, CodeStore, Decision, TokenStore};
 
 /// Algorithms frontdesk signs with.
@@ -41,10 +38,10 @@ fn classify(service: &TokenService, token: &str, now: i64) -> Ours {
     if unverified.unverified_iss() != Some(service.config.issuer.as_str()) {
         return Ours::Unknown;
     }
-    let Ok(set) = serde_json::from_slice::<JwkSet>(&service.keys.jwks_json()) else {
+    let Ok(set) = serde_json::from_slice::<KeySet>(&service.keys.jwks_json()) else {
         return Ours::Unknown;
     };
-    let Some(key) = select_key(&set, &unverified) else {
+    let Some(key) = set.select(&unverified) else {
         return Ours::Unknown;
     };
     // Any typ here: the kind is decided below, after the signature proved the token is ours.
