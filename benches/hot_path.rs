@@ -5,7 +5,8 @@
 //!   pre-built keys: the irreducible crypto every other figure is compared with.
 //! * `subject_token`: frontdesk's `jose::inspect` + warm inline key selection + `jose::verify`
 //!   of an RS256 and an ES256 ID token, with the rules the exchange uses.
-//! * `id_jag`: signing an ID-JAG with the `KeyRing` (ES256, opened on a temp SQLite file).
+//! * `id_jag`: signing an ID-JAG with the `KeyRing` (ES256, opened on a temp SQLite file), and
+//!   with EdDSA and RS256 key rings beside `jsonwebtoken::encode` with a key of each.
 //! * `client_auth`: `SecretCache::verify` after one miss (warm), the argon2 miss itself, and
 //!   `private_key_jwt` assertion verification (inspect + key selection + verify; the replay
 //!   insert is measured in `storage`).
@@ -31,7 +32,7 @@ use frontdesk::config::{AudienceConfig, ClientConfig, Config, IdentityProviderCo
 use frontdesk::jose::{
     AudienceRule, KeySet, TypRule, VerifyRules, VerifyingKey, inspect, select_key, verify,
 };
-use frontdesk::keys::{PrivateKey, SigningAlgorithm};
+use frontdesk::keys::{KEK_LEN, Kek, KeyPolicy, KeyRing, PrivateKey, SigningAlgorithm};
 use frontdesk::oauth::client_auth::SecretCache;
 use frontdesk::oauth::request::FormParams;
 use frontdesk::oauth::{RequestContext, TokenService};
@@ -336,7 +337,7 @@ async fn token_service(keys: &Keys, database_url: String) -> TokenService {
         .unwrap()
 }
 
-fn id_jag(c: &mut Criterion, service: &TokenService) {
+fn id_jag(c: &mut Criterion, rt: &Runtime, dir: &std::path::Path, service: &TokenService) {
     let mut group = c.benchmark_group("id_jag");
     let claims = id_jag_claims();
     group.bench_function("keyring_sign_es256", |b| {
@@ -347,6 +348,33 @@ fn id_jag(c: &mut Criterion, service: &TokenService) {
                 .unwrap()
         })
     });
+    // The other algorithms a key ring can sign with, each beside `jsonwebtoken::encode` with the
+    // same key (what the key ring did before it kept every algorithm's key parsed).
+    for algorithm in [SigningAlgorithm::EdDsa, SigningAlgorithm::Rs256] {
+        let url = format!("sqlite://{}", dir.join(format!("{algorithm}.db")).display());
+        let ring = rt.block_on(async {
+            let store = Store::connect(&url, 2).await.unwrap();
+            store.migrate().await.unwrap();
+            let policy = KeyPolicy {
+                algorithm,
+                rsa_bits: 2048,
+                promote_after_secs: 3600,
+                retired_publish_secs: 900,
+            };
+            let kek = Kek::from_bytes(&[7u8; KEK_LEN]).unwrap();
+            KeyRing::open(store, kek, policy, now()).await.unwrap()
+        });
+        let name = algorithm.as_str().to_ascii_lowercase();
+        group.bench_function(format!("keyring_sign_{name}"), |b| {
+            b.iter(|| ring.sign("oauth-id-jag+jwt", black_box(&claims)).unwrap())
+        });
+        let key = PrivateKey::generate(algorithm, 2048).unwrap();
+        let encoding = key.encoding_key().unwrap();
+        let header = Header::new(algorithm.jwt_algorithm());
+        group.bench_function(format!("jsonwebtoken_encode_{name}"), |b| {
+            b.iter(|| jsonwebtoken::encode(&header, black_box(&claims), &encoding).unwrap())
+        });
+    }
     group.finish();
 }
 
@@ -501,7 +529,7 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
     let service = rt.block_on(token_service(&keys, sqlite));
-    id_jag(c, &service);
+    id_jag(c, &rt, dir.path(), &service);
     storage(c, &rt, "sqlite", &service.store);
     exchange_core(c, &rt, "sqlite", &keys, &service);
 

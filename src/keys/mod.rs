@@ -8,15 +8,17 @@
 
 mod kek;
 mod material;
+mod signer;
 
 use std::sync::{Arc, RwLock};
 
+use jsonwebtoken::Header;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{EncodingKey, Header};
 use serde::Serialize;
 
 pub use kek::{KEK_LEN, Kek};
 pub use material::{PrivateKey, SigningAlgorithm};
+use signer::Signer;
 
 use crate::store::{AuditEvent, Decision, KeyRecord, KeyState, KeyStore, Store, StoreError};
 
@@ -51,35 +53,8 @@ pub struct KeyPolicy {
 struct ActiveKey {
     kid: String,
     algorithm: SigningAlgorithm,
-    encoding: EncodingKey,
-    /// For ES256, the key pair parsed once. `jsonwebtoken::encode` re-parses the PKCS#8 key and
-    /// re-runs its consistency check on every signature, which the load profile showed as 13 %
-    /// of a whole token exchange (docs/performance.md); signing with a parsed key pair gives the
-    /// same JWS without that.
-    es256: Option<aws_lc_rs::signature::EcdsaKeyPair>,
-}
-
-/// Signs a compact JWS with a parsed ES256 key pair, exactly as `jsonwebtoken::encode` frames
-/// it: base64url (no padding) of the JSON header and claims, and the fixed-length (r ‖ s)
-/// ECDSA P-256 SHA-256 signature over `header.claims` (RFC 7515 §7.1, RFC 7518 §3.4).
-fn sign_es256<T: Serialize>(
-    pair: &aws_lc_rs::signature::EcdsaKeyPair,
-    header: &Header,
-    claims: &T,
-) -> Result<String, KeyError> {
-    use base64::Engine as _;
-    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = serde_json::to_vec(header).map_err(|error| KeyError::Crypto(error.to_string()))?;
-    let claims = serde_json::to_vec(claims).map_err(|error| KeyError::Crypto(error.to_string()))?;
-    let mut token = engine.encode(header);
-    token.push('.');
-    engine.encode_string(claims, &mut token);
-    let signature = pair
-        .sign(&aws_lc_rs::rand::SystemRandom::new(), token.as_bytes())
-        .map_err(|_| KeyError::Crypto("signing failed".into()))?;
-    token.push('.');
-    engine.encode_string(signature.as_ref(), &mut token);
-    Ok(token)
+    /// Parsed once when the key ring is loaded ([`signer`]).
+    signer: Signer,
 }
 
 /// An immutable view of the keys, swapped atomically on change.
@@ -327,11 +302,7 @@ impl KeyRing {
         let mut header = Header::new(active.algorithm.jwt_algorithm());
         header.typ = Some(typ.to_string());
         header.kid = Some(active.kid.clone());
-        if let Some(pair) = &active.es256 {
-            return sign_es256(pair, &header, claims);
-        }
-        jsonwebtoken::encode(&header, claims, &active.encoding)
-            .map_err(|error| KeyError::Crypto(format!("signing failed: {error}")))
+        active.signer.sign(&header, claims)
     }
 
     /// The kid and algorithm of the active key, if any (readiness).
@@ -446,21 +417,10 @@ impl KeyRing {
                     .open(&record.kid, &record.sealed_private_key)
                     .map_err(KeyError::Crypto)?;
                 let private = PrivateKey::from_pkcs8(algorithm, pkcs8);
-                let es256 = match algorithm {
-                    SigningAlgorithm::Es256 => Some(
-                        aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
-                            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                            private.pkcs8(),
-                        )
-                        .map_err(|_| KeyError::Crypto("stored ES256 key does not parse".into()))?,
-                    ),
-                    _ => None,
-                };
                 active = Some(ActiveKey {
                     kid: record.kid.clone(),
                     algorithm,
-                    encoding: private.encoding_key().map_err(KeyError::Crypto)?,
-                    es256,
+                    signer: Signer::new(&private)?,
                 });
             }
         }
