@@ -244,47 +244,6 @@ async fn one_token_for_concurrent_replays(env: Env) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every token request announces its audit event to the group commit when it starts, and the
-/// writer holds a small batch back while announced events are on their way. Whatever a request
-/// ends in — a token, a wrong secret, an unsupported grant — its announcement ends with it:
-/// one left behind would hold every later batch back until the writer's deadline.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_token_request_ends_its_announcement_to_the_group_commit() -> anyhow::Result<()> {
-    let env = std::sync::Arc::new(Env::start().await?);
-    let id_token = env.id_token().await?;
-    let mut requests = tokio::task::JoinSet::new();
-    for n in 0..18 {
-        let (env, id_token) = (env.clone(), id_token.clone());
-        requests.spawn(async move {
-            let (grant, secret, expected) = match n % 3 {
-                0 => (TOKEN_EXCHANGE, SECRET, 200),
-                1 => (TOKEN_EXCHANGE, "wrong secret", 401),
-                _ => ("urn:example:unsupported", SECRET, 400),
-            };
-            let form = [
-                ("grant_type", grant),
-                ("requested_token_type", ID_JAG),
-                ("audience", RAS_ISSUER),
-                ("subject_token", &id_token),
-                ("subject_token_type", ID_TOKEN),
-            ];
-            let (status, body) = env.post_token(&form, Some((AGENT, secret))).await?;
-            anyhow::ensure!(status == expected, "{n}: {status} {body}");
-            anyhow::Ok(())
-        });
-    }
-    while let Some(outcome) = requests.join_next().await {
-        outcome??;
-    }
-    assert_eq!(env.server.state.tokens.audit.announced(), 0);
-    assert_eq!(
-        env.audit_log().await?.len(),
-        18,
-        "every request was audited"
-    );
-    Ok(())
-}
-
 #[tokio::test]
 async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::Result<()> {
     let env = Env::start_with(|config| config.server.failed_auth_per_minute = 3).await?;

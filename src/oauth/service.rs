@@ -148,9 +148,6 @@ impl TokenService {
         form: FormParams,
         context: RequestContext,
     ) -> Result<TokenResponse, OAuthError> {
-        // Every token request ends in an audit event: announce it, so a busy writer gathers it
-        // into the batch it is about to commit (store::AuditWriter::expect).
-        let announced = self.audit.expect();
         let mut audit = AuditEvent::new(context.now, "token_request", Decision::Denied);
         audit.request_id = context.request_id.clone();
         let pending_replay = std::sync::OnceLock::new();
@@ -170,18 +167,11 @@ impl TokenService {
             result.as_ref().err().map(|error| error.code.as_str()),
         );
         let recorded = match pending_replay.into_inner() {
-            None => self
-                .audit
-                .record_expected(audit, announced)
-                .await
-                .map(|()| true),
+            None => self.audit.record(audit).await.map(|()| true),
             Some(pending) => {
                 let replayed =
                     decision_counter(&audit.event, Some(ErrorCode::InvalidClient.as_str()));
-                let recorded = self
-                    .audit
-                    .record_with_replay(audit, pending, announced)
-                    .await;
+                let recorded = self.audit.record_with_replay(audit, pending).await;
                 if matches!(recorded, Ok(false)) {
                     counter = replayed;
                 }

@@ -2,18 +2,9 @@
 //! replay record) is committed; one transaction per request would make the database's commit
 //! latency the throughput limit. Requests hand their item to one writer task per kind, which
 //! commits everything that queued up while the previous commit was in flight in a single
-//! transaction, then answers each request. Durability is unchanged: nobody is answered before
-//! their item is committed.
-//!
-//! A busy server also gathers: token requests announce themselves when they start
-//! ([`AuditWriter::expect`]), and while some of them are still being computed the writer holds
-//! a batch of fewer than [`GATHER`] items back for them, at most [`GATHER_AT_MOST`]. Every commit
-//! costs the same fixed work whatever its size (a WAL sync, the hand-off to SQLite's thread and
-//! back, a round trip to PostgreSQL and its flush), and left to the commit's own latency the
-//! batches stayed small (a median of 8 events on SQLite): gathering 32 made a durable exchange
-//! 5–13 % cheaper on both databases and lowered p99 (docs/performance.md, fifteenth run). An idle
-//! server still commits a lone item at once: nothing is held when no other request is on its
-//! way.
+//! transaction, then answers each request. No artificial delay: an idle server commits a lone
+//! item at once, a busy one batches naturally. Durability is unchanged: nobody is answered
+//! before their item is committed.
 //!
 //! On PostgreSQL up to [`POSTGRES_COMMITS_IN_FLIGHT`] batches commit at once, each on its own
 //! connection: a commit waits for the WAL flush, and with only one in flight every request that
@@ -24,11 +15,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{AuditEvent, PendingReplay, ReplayStore, Store, StoreError};
 
@@ -43,16 +31,6 @@ const QUEUE: usize = 4096;
 /// (docs/performance.md, tenth run). One in flight caps throughput at batch size ÷ commit
 /// latency.
 pub(super) const POSTGRES_COMMITS_IN_FLIGHT: usize = 2;
-
-/// A batch smaller than this is held back while announced requests are still being computed.
-/// 32: against committing at once, 16 and 32 measured +4 to +14 % exchanges/s on both databases,
-/// 32 the more on PostgreSQL, where it also cut the database's CPU per exchange by a quarter
-/// (docs/performance.md, fifteenth run).
-pub(super) const GATHER: usize = 32;
-/// The longest a batch is held back for announced requests. It bounds what a request can lose
-/// to one that is slow to compute (a JWKS fetch, an argon2 verification); tokio's timer rounds
-/// it up to the next millisecond.
-pub(super) const GATHER_AT_MOST: Duration = Duration::from_millis(2);
 
 type BatchResult<R> = Result<Vec<R>, String>;
 type Commit<T, R> = Box<
@@ -85,74 +63,15 @@ fn answer<R: Clone>(
     }
 }
 
-/// Requests that have announced an item and not yet queued it (or given up).
-#[derive(Debug, Default)]
-struct Expected {
-    count: AtomicUsize,
-    /// Woken when the count falls to zero, so a held batch is committed at once.
-    none_left: Notify,
-}
-
-/// A request's announcement that it will queue an item with a writer: while it lives, the
-/// writer may hold a small batch back for it. Dropped when the item is queued, or when the
-/// request ends without one (an error, a cancelled request), which ends the wait.
-#[derive(Debug)]
-#[must_use = "the announcement ends when this is dropped"]
-pub struct Expecting(Option<Arc<Expected>>);
-
-impl Drop for Expecting {
-    fn drop(&mut self) {
-        if let Some(expected) = self.0.take()
-            && expected.count.fetch_sub(1, Ordering::AcqRel) == 1
-        {
-            expected.none_left.notify_one();
-        }
-    }
-}
-
-/// Holds `batch` back while it has fewer than [`GATHER`] items and announced requests are still
-/// being computed, for at most [`GATHER_AT_MOST`]; every item that arrives meanwhile joins it.
-async fn gather<J>(receiver: &mut mpsc::Receiver<J>, batch: &mut Vec<J>, expected: &Expected) {
-    let waiting =
-        |batch: &Vec<J>| batch.len() < GATHER && expected.count.load(Ordering::Acquire) > 0;
-    if !waiting(batch) {
-        return;
-    }
-    let deadline = tokio::time::sleep(GATHER_AT_MOST);
-    tokio::pin!(deadline);
-    while waiting(batch) {
-        let room = MAX_BATCH - batch.len();
-        tokio::select! {
-            received = receiver.recv_many(batch, room) => {
-                if received == 0 {
-                    return;
-                }
-            }
-            () = expected.none_left.notified() => {}
-            () = &mut deadline => break,
-        }
-    }
-    // An announcement ends only after its item is queued: whatever the last ones queued is in
-    // the channel now, though the wake-up that ended the wait may have come first.
-    while batch.len() < MAX_BATCH {
-        match receiver.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
-}
-
 /// A group-committing writer for items of type `T`, answering each with an `R`.
 pub struct BatchWriter<T, R> {
     sender: mpsc::Sender<Job<T, R>>,
-    expected: Arc<Expected>,
 }
 
 impl<T, R> Clone for BatchWriter<T, R> {
     fn clone(&self) -> Self {
         BatchWriter {
             sender: self.sender.clone(),
-            expected: self.expected.clone(),
         }
     }
 }
@@ -168,8 +87,6 @@ impl<T: Send + 'static, R: Clone + Send + 'static> BatchWriter<T, R> {
     /// answer per item, in order. The task ends when every handle is dropped.
     fn spawn(store: Store, name: &'static str, commit: Commit<T, R>) -> BatchWriter<T, R> {
         let (sender, mut receiver) = mpsc::channel::<Job<T, R>>(QUEUE);
-        let expected = Arc::new(Expected::default());
-        let gathering = expected.clone();
         let in_flight = match store.backend() {
             super::Backend::Postgres => POSTGRES_COMMITS_IN_FLIGHT,
             super::Backend::Sqlite => 1,
@@ -187,7 +104,6 @@ impl<T: Send + 'static, R: Clone + Send + 'static> BatchWriter<T, R> {
                 if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
                     return;
                 }
-                gather(&mut receiver, &mut batch, &gathering).await;
                 let (items, acks): (Vec<T>, Vec<_>) = batch.drain(..).unzip();
                 metrics::histogram!("frontdesk_group_commit_batch_size", "writer" => name)
                     .record(items.len() as f64);
@@ -200,22 +116,16 @@ impl<T: Send + 'static, R: Clone + Send + 'static> BatchWriter<T, R> {
                 });
             }
         });
-        BatchWriter { sender, expected }
+        BatchWriter { sender }
     }
 
-    /// Announces an item that the caller will queue soon.
-    fn expect(&self) -> Expecting {
-        self.expected.count.fetch_add(1, Ordering::AcqRel);
-        Expecting(Some(self.expected.clone()))
-    }
-
-    /// Queues `item` and returns its answer once the batch holding it is committed. The
-    /// caller's announcement, if any, ends once the item is queued.
-    async fn submit(&self, item: T, announced: Option<Expecting>) -> Result<R, StoreError> {
+    /// Queues `item` and returns its answer once the batch holding it is committed.
+    async fn submit(&self, item: T) -> Result<R, StoreError> {
         let (ack, done) = oneshot::channel();
-        let sent = self.sender.send((item, ack)).await;
-        drop(announced);
-        sent.map_err(|_| StoreError::Unavailable("the group-commit writer has stopped".into()))?;
+        self.sender
+            .send((item, ack))
+            .await
+            .map_err(|_| StoreError::Unavailable("the group-commit writer has stopped".into()))?;
         match done.await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(message)) => Err(StoreError::Unavailable(format!("batch failed: {message}"))),
@@ -268,46 +178,10 @@ impl AuditWriter {
         AuditWriter(Sink::Discarded)
     }
 
-    /// Announces that the caller (a token request, as it starts) will record an event: until
-    /// the returned guard is handed to [`Self::record_expected`] or
-    /// [`Self::record_with_replay`], or dropped, a busy writer may hold a small batch back for
-    /// the event (see the module's comment).
-    pub fn expect(&self) -> Expecting {
-        match &self.0 {
-            Sink::Batched(writer) => writer.expect(),
-            Sink::Discarded => Expecting(None),
-        }
-    }
-
-    /// How many announced events are not yet queued: requests still being computed. Zero
-    /// whenever no token request is in progress (tests check that every request ends its
-    /// announcement; a leaked one would hold every batch back for [`GATHER_AT_MOST`]).
-    pub fn announced(&self) -> usize {
-        match &self.0 {
-            Sink::Batched(writer) => writer.expected.count.load(Ordering::Acquire),
-            Sink::Discarded => 0,
-        }
-    }
-
     /// Records `event` and returns once it is committed (or failed).
     pub async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
         match &self.0 {
-            Sink::Batched(writer) => writer.submit((event, None), None).await.map(|_| ()),
-            Sink::Discarded => Ok(()),
-        }
-    }
-
-    /// [`Self::record`] for an event announced with [`Self::expect`].
-    pub async fn record_expected(
-        &self,
-        event: AuditEvent,
-        announced: Expecting,
-    ) -> Result<(), StoreError> {
-        match &self.0 {
-            Sink::Batched(writer) => writer
-                .submit((event, None), Some(announced))
-                .await
-                .map(|_| ()),
+            Sink::Batched(writer) => writer.submit((event, None)).await.map(|_| ()),
             Sink::Discarded => Ok(()),
         }
     }
@@ -319,10 +193,9 @@ impl AuditWriter {
         &self,
         event: AuditEvent,
         pending: PendingReplay,
-        announced: Expecting,
     ) -> Result<bool, StoreError> {
         match &self.0 {
-            Sink::Batched(writer) => writer.submit((event, Some(pending)), Some(announced)).await,
+            Sink::Batched(writer) => writer.submit((event, Some(pending))).await,
             Sink::Discarded => Ok(true),
         }
     }
@@ -362,7 +235,7 @@ impl ReplayStore for ReplayWriter {
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         self.writer
-            .submit((issuer.to_string(), jti.to_string(), expires_at), None)
+            .submit((issuer.to_string(), jti.to_string(), expires_at))
             .await
     }
 
@@ -375,123 +248,5 @@ impl ReplayStore for ReplayWriter {
 
     async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         self.store.purge_expired(now).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use tokio::time::Instant;
-
-    use super::*;
-
-    fn announce(expected: &Arc<Expected>) -> Expecting {
-        expected.count.fetch_add(1, Ordering::AcqRel);
-        Expecting(Some(expected.clone()))
-    }
-
-    /// Queues `item` after `after` of (paused, virtual) time, then ends its announcement.
-    fn later(sender: &mpsc::Sender<u32>, item: Option<u32>, after: Duration, announced: Expecting) {
-        let sender = sender.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            if let Some(item) = item {
-                sender.send(item).await.unwrap();
-            }
-            drop(announced);
-        });
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn nothing_is_held_when_no_request_is_announced() {
-        let expected = Arc::new(Expected::default());
-        let (_sender, mut receiver) = mpsc::channel::<u32>(8);
-        let mut batch = vec![1];
-        let started = Instant::now();
-        gather(&mut receiver, &mut batch, &expected).await;
-        assert_eq!(batch, [1]);
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_batch_waits_for_the_announced_items_and_no_longer() {
-        let expected = Arc::new(Expected::default());
-        let (sender, mut receiver) = mpsc::channel::<u32>(8);
-        later(
-            &sender,
-            Some(2),
-            Duration::from_millis(1),
-            announce(&expected),
-        );
-        later(
-            &sender,
-            Some(3),
-            Duration::from_millis(1),
-            announce(&expected),
-        );
-        let mut batch = vec![1];
-        let started = Instant::now();
-        gather(&mut receiver, &mut batch, &expected).await;
-        batch.sort_unstable();
-        assert_eq!(batch, [1, 2, 3]);
-        assert_eq!(started.elapsed(), Duration::from_millis(1));
-        assert_eq!(expected.count.load(Ordering::Acquire), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_announcement_dropped_without_an_item_ends_the_wait() {
-        let expected = Arc::new(Expected::default());
-        let (sender, mut receiver) = mpsc::channel::<u32>(8);
-        later(&sender, None, Duration::from_millis(1), announce(&expected));
-        let mut batch = vec![1];
-        let started = Instant::now();
-        gather(&mut receiver, &mut batch, &expected).await;
-        assert_eq!(batch, [1]);
-        assert_eq!(started.elapsed(), Duration::from_millis(1));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_request_holds_a_batch_back_at_most_gather_at_most() {
-        let expected = Arc::new(Expected::default());
-        let (sender, mut receiver) = mpsc::channel::<u32>(8);
-        let slow = announce(&expected);
-        later(&sender, Some(2), Duration::from_secs(5), slow);
-        let mut batch = vec![1];
-        let started = Instant::now();
-        gather(&mut receiver, &mut batch, &expected).await;
-        assert_eq!(batch, [1]);
-        assert!(
-            started.elapsed() >= GATHER_AT_MOST,
-            "{:?}",
-            started.elapsed()
-        );
-        assert!(started.elapsed() < GATHER_AT_MOST + Duration::from_millis(2));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_full_batch_is_committed_while_more_are_announced() {
-        let expected = Arc::new(Expected::default());
-        let (_sender, mut receiver) = mpsc::channel::<u32>(8);
-        let _still_computing = announce(&expected);
-        let mut batch: Vec<u32> = (0..GATHER as u32).collect();
-        let started = Instant::now();
-        gather(&mut receiver, &mut batch, &expected).await;
-        assert_eq!(batch.len(), GATHER);
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_discarding_writer_announces_nothing() {
-        let writer = AuditWriter::discarding_for_benchmarks();
-        let announced = writer.expect();
-        assert!(announced.0.is_none());
-        writer
-            .record_expected(
-                AuditEvent::new(0, "token_request", super::super::Decision::Issued),
-                announced,
-            )
-            .await
-            .unwrap();
     }
 }
