@@ -5,8 +5,9 @@
 //! transaction, then answers each request. Durability is unchanged: nobody is answered before
 //! their item is committed.
 //!
-//! A busy writer also lingers. When [`BUSY`] or more items queued up while the previous commit
-//! ran, more are surely on their way, and the batch is held back until it has [`GATHER`] items,
+//! A busy writer also lingers. When [`BUSY`] or more items queued up while a previous commit
+//! ran (for this batch or the one before), more are surely on their way, and the batch is held
+//! back until it has [`GATHER`] items,
 //! for at most [`GATHER_AT_MOST`]. Every commit costs the same fixed work whatever its size (the
 //! WAL sync, the hand-off to SQLite's thread and back, a round trip to PostgreSQL and its
 //! flush), and sized by the commit's own latency alone the batches stayed small (a median of 8
@@ -55,10 +56,13 @@ pub(super) const GATHER_AT_MOST: Duration = Duration::from_millis(2);
 
 type BatchResult<R> = Result<Vec<R>, String>;
 
-/// Lets a busy batch (at least [`BUSY`] items) linger until it has [`GATHER`] items or
-/// [`GATHER_AT_MOST`] has passed; every item that arrives meanwhile joins it.
-async fn gather<J>(receiver: &mut mpsc::Receiver<J>, batch: &mut Vec<J>) {
-    if batch.len() < BUSY || batch.len() >= GATHER {
+/// Lets a batch of a busy writer — this batch or the `previous` one had at least [`BUSY`]
+/// items — linger until it has [`GATHER`] items or [`GATHER_AT_MOST`] has passed; every item
+/// that arrives meanwhile joins it. (The previous batch counts too: on PostgreSQL, with two
+/// commits in flight, a slot that frees just after the other took the queue finds only a few
+/// items even under load.)
+async fn gather<J>(receiver: &mut mpsc::Receiver<J>, batch: &mut Vec<J>, previous: usize) {
+    if batch.len().max(previous) < BUSY || batch.len() >= GATHER {
         return;
     }
     let deadline = tokio::time::sleep(GATHER_AT_MOST);
@@ -137,6 +141,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> BatchWriter<T, R> {
         tokio::spawn(async move {
             let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(in_flight));
             let mut batch: Vec<Job<T, R>> = Vec::with_capacity(MAX_BATCH);
+            let mut previous = 0;
             loop {
                 // Wait for a free commit slot first, so the batch keeps growing while every
                 // slot is busy.
@@ -146,7 +151,8 @@ impl<T: Send + 'static, R: Clone + Send + 'static> BatchWriter<T, R> {
                 if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
                     return;
                 }
-                gather(&mut receiver, &mut batch).await;
+                gather(&mut receiver, &mut batch, previous).await;
+                previous = batch.len();
                 let (items, acks): (Vec<T>, Vec<_>) = batch.drain(..).unzip();
                 metrics::histogram!("frontdesk_group_commit_batch_size", "writer" => name)
                     .record(items.len() as f64);
@@ -319,7 +325,7 @@ mod tests {
         later(&sender, 100..140, Duration::from_millis(1));
         let mut batch: Vec<usize> = (0..BUSY - 1).collect();
         let started = Instant::now();
-        gather(&mut receiver, &mut batch).await;
+        gather(&mut receiver, &mut batch, 0).await;
         assert_eq!(batch.len(), BUSY - 1);
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
@@ -331,7 +337,7 @@ mod tests {
         later(&sender, 200..240, Duration::from_millis(1));
         let mut batch: Vec<usize> = (0..BUSY).collect();
         let started = Instant::now();
-        gather(&mut receiver, &mut batch).await;
+        gather(&mut receiver, &mut batch, 0).await;
         assert_eq!(batch.len(), GATHER, "{batch:?}");
         assert_eq!(started.elapsed(), Duration::from_millis(1));
         // What did not fit waits for the next batch.
@@ -345,7 +351,7 @@ mod tests {
         later(&sender, 200..202, Duration::from_secs(5));
         let mut batch: Vec<usize> = (0..BUSY).collect();
         let started = Instant::now();
-        gather(&mut receiver, &mut batch).await;
+        gather(&mut receiver, &mut batch, 0).await;
         assert_eq!(batch.len(), BUSY + 2);
         assert!(
             started.elapsed() >= GATHER_AT_MOST,
@@ -356,12 +362,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_few_items_after_a_busy_batch_linger_too() {
+        let (sender, mut receiver) = mpsc::channel(64);
+        later(&sender, 100..140, Duration::from_millis(1));
+        let mut batch = vec![0];
+        let started = Instant::now();
+        gather(&mut receiver, &mut batch, BUSY).await;
+        assert_eq!(batch.len(), GATHER);
+        assert_eq!(started.elapsed(), Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_full_batch_is_committed_at_once() {
         let (sender, mut receiver) = mpsc::channel(64);
         later(&sender, 100..140, Duration::ZERO);
         let mut batch: Vec<usize> = (0..GATHER).collect();
         let started = Instant::now();
-        gather(&mut receiver, &mut batch).await;
+        gather(&mut receiver, &mut batch, 0).await;
         assert_eq!(batch.len(), GATHER);
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
@@ -372,7 +389,7 @@ mod tests {
         drop(sender);
         let mut batch: Vec<usize> = (0..BUSY).collect();
         let started = Instant::now();
-        gather(&mut receiver, &mut batch).await;
+        gather(&mut receiver, &mut batch, 0).await;
         assert_eq!(batch.len(), BUSY);
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
