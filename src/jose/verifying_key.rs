@@ -247,13 +247,27 @@ mod tests {
 
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _, RSA_PSS_SHA256};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::jose::testutil::*;
 
     fn parsed_alg(key: &VerifyingKey) -> Option<Algorithm> {
         key.parsed.get().map(|(alg, _)| *alg)
+    }
+
+    /// The key of the JWK `value` with its base64url member `field` decoded, changed and
+    /// re-encoded.
+    fn with_field(
+        mut value: Value,
+        field: &str,
+        change: impl FnOnce(Vec<u8>) -> Vec<u8>,
+    ) -> VerifyingKey {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(value[field].as_str().unwrap())
+            .unwrap();
+        value[field] = json!(b64(&change(bytes)));
+        VerifyingKey::new(serde_json::from_value(value).unwrap())
     }
 
     fn tampered(signature: &[u8]) -> String {
@@ -333,14 +347,7 @@ mod tests {
 
     #[test]
     fn an_rsa_modulus_with_a_leading_zero_octet_verifies() {
-        let mut value = rsa_key().jwk_value();
-        let n = URL_SAFE_NO_PAD
-            .decode(value["n"].as_str().unwrap())
-            .unwrap();
-        let mut padded = vec![0u8];
-        padded.extend_from_slice(&n);
-        value["n"] = json!(b64(&padded));
-        let key = VerifyingKey::new(serde_json::from_value(value).unwrap());
+        let key = with_field(rsa_key().jwk_value(), "n", |n| [&[0u8][..], &n].concat());
         let input = b"p.q";
         key.verify_signature(Algorithm::RS256, input, &b64(&rsa_key().sign_rs256(input)))
             .unwrap();
@@ -348,12 +355,7 @@ mod tests {
 
     #[test]
     fn ec_coordinates_of_the_wrong_size_are_not_a_key_for_the_algorithm() {
-        let mut value = ec_key().jwk_value();
-        let x = URL_SAFE_NO_PAD
-            .decode(value["x"].as_str().unwrap())
-            .unwrap();
-        value["x"] = json!(b64(&x[1..]));
-        let key = VerifyingKey::new(serde_json::from_value(value).unwrap());
+        let key = with_field(ec_key().jwk_value(), "x", |x| x[1..].to_vec());
         let input = b"a.b";
         assert_eq!(
             key.verify_signature(Algorithm::ES256, input, &b64(&ec_key().sign(input))),
@@ -364,13 +366,10 @@ mod tests {
 
     #[test]
     fn a_point_off_the_curve_verifies_nothing() {
-        let mut value = ec_key().jwk_value();
-        let mut y = URL_SAFE_NO_PAD
-            .decode(value["y"].as_str().unwrap())
-            .unwrap();
-        y[31] ^= 1;
-        value["y"] = json!(b64(&y));
-        let key = VerifyingKey::new(serde_json::from_value(value).unwrap());
+        let key = with_field(ec_key().jwk_value(), "y", |mut y| {
+            y[31] ^= 1;
+            y
+        });
         let input = b"a.b";
         assert_eq!(
             key.verify_signature(Algorithm::ES256, input, &b64(&ec_key().sign(input))),
