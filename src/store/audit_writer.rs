@@ -45,14 +45,14 @@ pub(super) const POSTGRES_COMMITS_IN_FLIGHT: usize = 2;
 
 /// A batch that already has this many items when its turn to commit comes shows a busy server:
 /// it lingers for more. Fewer are committed at once, so a lightly loaded server adds no latency.
-pub(super) const BUSY: usize = 4;
+const BUSY: usize = 4;
 /// A lingering batch is committed as soon as it has this many items. 16 and 32 both measured
 /// +4 to +14 % exchanges/s against committing at once, 32 the more on PostgreSQL, where it also
 /// cut the database's CPU per exchange from 20 to 15 µs (docs/performance.md, fifteenth run).
-pub(super) const GATHER: usize = 32;
+const GATHER: usize = 32;
 /// The longest a batch lingers: what a request can lose to it. tokio's timer rounds it up to the
 /// next millisecond tick.
-pub(super) const GATHER_AT_MOST: Duration = Duration::from_millis(2);
+const GATHER_AT_MOST: Duration = Duration::from_millis(2);
 
 type BatchResult<R> = Result<Vec<R>, String>;
 
