@@ -192,8 +192,18 @@ macro_rules! insert_event {
 }
 pub(crate) use insert_event;
 
+/// The audit log's columns in the order every writer sends a row's values (a literal, so that
+/// the `INSERT` here and PostgreSQL's `COPY` in `pg_batch` name them from one list).
+macro_rules! event_column_list {
+    () => {
+        "occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail"
+    };
+}
+pub(crate) use event_column_list;
+
 /// The head of every insert into the audit log, in the order each row's values are bound.
-pub(crate) const EVENT_COLUMNS: &str = "INSERT INTO audit_events (occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail) ";
+pub(crate) const EVENT_COLUMNS: &str =
+    concat!("INSERT INTO audit_events (", event_column_list!(), ") ");
 
 /// Appends the multi-row `INSERT` of `events` to `$builder` (a `sqlx::QueryBuilder` of either
 /// backend), so that it can run on its own ([`insert_event_rows!`]) or inside a larger
@@ -251,11 +261,11 @@ macro_rules! insert_event_rows {
 pub(crate) use insert_event_rows;
 
 impl Store {
-    /// Appends `events` as one multi-row statement (atomic on its own; nothing for an empty
-    /// batch), taking them by value so that on SQLite their strings move into the statement
-    /// (the group commit's path; PostgreSQL encodes borrowed fields, `pg_batch`), on a held
-    /// writer connection (`held_connection`): on SQLite one command to SQLite's thread, on
-    /// PostgreSQL no ping of a connection returned to the pool.
+    /// Appends `events` as one statement (atomic on its own; nothing for an empty batch) on a
+    /// held writer connection (`held_connection`): on SQLite a multi-row `INSERT`, taking the
+    /// events by value so that their strings move into the statement, sent as one command to
+    /// SQLite's thread; on PostgreSQL a binary `COPY` (`pg_copy`), with no ping of a connection
+    /// returned to the pool.
     pub(crate) async fn insert_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -268,7 +278,7 @@ impl Store {
             }
             Held::Postgres(held) => {
                 let mut connection = held.take().await?;
-                super::pg_batch::insert_events(&mut *connection, &events).await?;
+                super::pg_copy::copy_events(&mut connection, &events).await?;
                 held.keep(connection);
             }
         }

@@ -14,6 +14,7 @@ mod held_connection;
 mod keys;
 mod live_jtis;
 mod pg_batch;
+mod pg_copy;
 mod replay;
 mod text_pool;
 mod tokens;

@@ -74,6 +74,7 @@ both_backends!(
     admin_trust_changes_are_all_or_nothing_and_spare_config_rows,
     lookups_by_a_key_with_a_nul_character_find_nothing,
     audit_filters_match_values_in_their_stored_form,
+    audit_batches_store_values_as_single_events_do,
 );
 
 /// Pools skip sqlx's ping of a connection that was in use a moment ago (a round trip per
@@ -1881,6 +1882,22 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
             .await
             .expect("never recorded")
     );
+    // Events alone travel as one `COPY` (`pg_copy`): refused half-way, it writes none of
+    // them, its connection is not kept, and the next batch copies on another.
+    let mut poison = full_event(9);
+    poison.event = "poison".into();
+    writer
+        .insert_events(vec![full_event(10), poison])
+        .await
+        .expect_err("the trigger refuses the copy");
+    assert_eq!(held.kept(), 0, "the failed copy's connection went back");
+    assert_eq!(count("audit_events").await, 4);
+    writer
+        .insert_events(vec![full_event(11), full_event(12)])
+        .await
+        .expect("the next copy");
+    assert_eq!(held.kept(), 1);
+    assert_eq!(count("audit_events").await, 6);
 
     // The kept connection's server process dies while it sits idle: checked, replaced.
     let Some(kept_pid) = kept_backend_pid(&held).await else {
@@ -1897,7 +1914,7 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
         .insert_events(vec![full_event(7)])
         .await
         .expect("a fresh connection replaces the dead one");
-    assert_eq!(count("audit_events").await, 5);
+    assert_eq!(count("audit_events").await, 7);
     assert_eq!(held.kept(), 1);
     assert_ne!(kept_backend_pid(&held).await, Some(kept_pid));
     // Once the store starts closing, a batch still finishing keeps nothing: the pool's `close`
@@ -2079,6 +2096,41 @@ async fn lookups_by_a_key_with_a_nul_character_find_nothing(store: Store) {
             .expect("audit")
             .is_empty()
     );
+}
+
+/// A batch (the group commit's path: PostgreSQL's `COPY`, SQLite's multi-row insert) stores
+/// every value as a lone event does (`record`, a plain insert): NUL as U+FFFD, empty lists and
+/// absent values as nothing, text beyond ASCII intact.
+async fn audit_batches_store_values_as_single_events_do(store: Store) {
+    let mut odd = full_event(4_000);
+    odd.subject = Some("us\0er ü 🦀".into());
+    odd.request_id = Some("\0".into());
+    odd.issued_jti = Some("jti\0".into());
+    odd.scopes_granted = vec!["a\0b".into()];
+    odd.detail = Some(json!({"why": "nul \0 here", "ü": [1, null]}));
+    let mut sparse = AuditEvent::new(4_001, "token_exchange", Decision::Denied);
+    sparse.reason = Some("invalid_client".into());
+    store
+        .record_batch(&[odd.clone(), sparse.clone()])
+        .await
+        .expect("batch");
+    store.record(&odd).await.expect("single");
+    let records = store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("read");
+    let [single, batched_sparse, batched] = &records[..] else {
+        panic!("three rows: {records:?}");
+    };
+    assert_eq!(
+        batched.event, single.event,
+        "a batch stores what a lone insert does"
+    );
+    assert_eq!(batched.event.subject.as_deref(), Some("us\u{FFFD}er ü 🦀"));
+    assert_eq!(batched.event.request_id.as_deref(), Some("\u{FFFD}"));
+    assert_eq!(batched.event.scopes_granted, ["a\0b"], "JSON escapes a NUL");
+    assert_eq!(batched.event.detail, odd.detail);
+    assert_eq!(batched_sparse.event, sparse);
 }
 
 /// The audit log stores a NUL as U+FFFD (`storable`); filtering by the value as it was sent
