@@ -212,7 +212,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
         Command::Subject(SubjectCommand::Link { issuer, sub, local }) => {
-            use crate::store::{AuditEvent, AuditLog, Decision, TokenStore};
+            use crate::store::{AuditDetail, AuditEvent, AuditLog, Decision, TokenStore};
             let store = app::open_store(&config).await?;
             let fail =
                 |error: crate::store::StoreError| StartupError(format!("database error: {error}"));
@@ -223,7 +223,9 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             let mut event = AuditEvent::new(unix_now(), "subject_linked", Decision::Changed);
             event.subject_issuer = Some(issuer.clone());
             event.subject = Some(sub.clone());
-            event.detail = Some(serde_json::json!({ "actor": "cli", "local_subject": local }));
+            event.detail = Some(AuditDetail::of(
+                &serde_json::json!({ "actor": "cli", "local_subject": local }),
+            ));
             store.record(&event).await.map_err(fail)?;
             println!("linked {sub} at {issuer} to {local}");
             Ok(())

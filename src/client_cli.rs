@@ -11,7 +11,9 @@ use crate::app::StartupError;
 use crate::cli::ClientCommand;
 use crate::clock::unix_now;
 use crate::config::ClientConfig;
-use crate::store::{AuditEvent, AuditLog, Decision, Store, TrustDocument, TrustKind, TrustStore};
+use crate::store::{
+    AuditDetail, AuditEvent, AuditLog, Decision, Store, TrustDocument, TrustKind, TrustStore,
+};
 
 /// Arguments of `client add`.
 #[derive(Debug, clap::Args)]
@@ -194,7 +196,7 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
 async fn audit(store: &Store, event: &str, client_id: &str) -> Result<(), StartupError> {
     let mut record = AuditEvent::new(unix_now(), event, Decision::Changed);
     record.client_id = Some(client_id.to_string());
-    record.detail = Some(serde_json::json!({ "actor": "cli" }));
+    record.detail = Some(AuditDetail::of(&serde_json::json!({ "actor": "cli" })));
     store
         .record(&record)
         .await

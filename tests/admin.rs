@@ -8,7 +8,9 @@ mod idp;
 
 use env::Env;
 use frontdesk::admin::auth::create_user;
-use frontdesk::store::{AdminRole, AuditFilter, AuditLog, Decision, TrustKind, TrustStore};
+use frontdesk::store::{
+    AdminRole, AuditDetail, AuditFilter, AuditLog, Decision, TrustKind, TrustStore,
+};
 use reqwest::StatusCode;
 
 const ADMIN: &str = "alice";
@@ -444,7 +446,12 @@ async fn an_identity_provider_created_in_the_form_is_listed_audited_and_in_effec
         .iter()
         .find(|r| r.event.event == "identity_provider_created")
         .ok_or_else(|| anyhow::anyhow!("no audit event: {changes:?}"))?;
-    let detail = created.event.detail.clone().unwrap_or_default();
+    let detail = created
+        .event
+        .detail
+        .as_ref()
+        .map(AuditDetail::value)
+        .unwrap_or_default();
     assert_eq!(detail["actor"], ADMIN);
     assert_eq!(detail["before"], serde_json::Value::Null);
     assert_eq!(detail["after"]["issuer"], "https://idp.partner.example");

@@ -14,6 +14,7 @@ use code_flow::{browser, location};
 use env::*;
 use frontdesk::config::AdminSsoConfig;
 use frontdesk::secret::SecretString;
+use frontdesk::store::AuditDetail;
 use serde_json::{Value, json};
 
 const SSO_CLIENT_ID: &str = "frontdesk-admin";
@@ -164,7 +165,11 @@ async fn sign_in_page_offers_sso_and_an_idp_admin_group_member_becomes_admin() -
         .iter()
         .find(|r| r.event.event == "admin_sign_in" && r.event.reason.is_none())
         .ok_or_else(|| anyhow::anyhow!("no admin_sign_in event"))?;
-    let detail = signed_in.event.detail.clone().unwrap_or(Value::Null);
+    let detail = signed_in
+        .event
+        .detail
+        .as_ref()
+        .map_or(Value::Null, AuditDetail::value);
     assert_eq!(detail["via"], "sso");
     assert_eq!(detail["role"], "admin");
     assert_eq!(detail["email"], "ada@example.com");

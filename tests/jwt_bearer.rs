@@ -220,7 +220,7 @@ async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyho
             record.event.event == "jwt_bearer" && record.event.decision.as_str() == "issued"
         })
         .expect("audited redemption");
-    let detail = redemption.event.detail.as_ref().expect("detail");
+    let detail = redemption.event.detail.as_ref().expect("detail").value();
     assert_eq!(detail["assertion_issuer"], legs.a.url);
     assert!(detail["assertion_jti"].as_str().is_some());
     assert_eq!(

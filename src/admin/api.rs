@@ -22,8 +22,8 @@ use super::trust::{ChangeError, Kind};
 use super::views::AdminError;
 use crate::http::AppState;
 use crate::store::{
-    AdminRole, AdminStore, ApiTokenRecord, AuditEvent, AuditLog, Decision, Store, StoreError,
-    TrustDocument, TrustStore,
+    AdminRole, AdminStore, ApiTokenRecord, AuditDetail, AuditEvent, AuditLog, Decision, Store,
+    StoreError, TrustDocument, TrustStore,
 };
 
 mod openapi;
@@ -242,7 +242,7 @@ async fn refuse(state: &AppState, parts: &Parts, reason: &str, now: i64) -> ApiE
     state.admin.limiter.fail(API_LIMIT_KEY, &ip, now);
     let mut event = AuditEvent::new(now, "admin_api_auth", Decision::Denied);
     event.reason = Some(reason.to_string());
-    event.detail = Some(json!({ "ip": ip }));
+    event.detail = Some(AuditDetail::of(&json!({ "ip": ip })));
     if let Err(error) = state.store.record(&event).await {
         return ApiError::Internal(error.to_string());
     }
@@ -303,12 +303,12 @@ pub async fn create_token(
         expires_at,
     };
     let mut event = AuditEvent::new(now, "api_token_created", Decision::Changed);
-    event.detail = Some(json!({
+    event.detail = Some(AuditDetail::of(&json!({
         "actor": actor,
         "id": name,
         "before": null,
         "after": { "name": name, "role": role.as_str(), "expires_at": expires_at },
-    }));
+    })));
     match store.create_api_token(&record, &event).await {
         Ok(()) => Ok(token),
         Err(StoreError::Conflict) => Err(CreateTokenError::Invalid(format!(
@@ -326,12 +326,12 @@ pub async fn revoke_token(
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut event = AuditEvent::new(now, "api_token_revoked", Decision::Changed);
-    event.detail = Some(json!({
+    event.detail = Some(AuditDetail::of(&json!({
         "actor": actor,
         "id": name,
         "before": { "name": name },
         "after": null,
-    }));
+    })));
     store.revoke_api_token(name, &event).await
 }
 

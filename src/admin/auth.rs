@@ -23,8 +23,8 @@ use super::{AdminRuntime, now_of};
 use crate::http::AppState;
 use crate::secret::{constant_time_eq, hash_secret, verify_secret};
 use crate::store::{
-    AdminRole, AdminSessionRecord, AdminStore, AdminUser, AuditEvent, AuditLog, Decision, Store,
-    StoreError,
+    AdminRole, AdminSessionRecord, AdminStore, AdminUser, AuditDetail, AuditEvent, AuditLog,
+    Decision, Store, StoreError,
 };
 
 /// Name of the session cookie (scoped to `Path=/admin`).
@@ -403,7 +403,9 @@ pub async fn sign_in(
     if let (true, Some(user)) = (matches, user) {
         state.admin.limiter.clear(&username, &ip);
         let mut event = AuditEvent::new(now, "admin_sign_in", Decision::Changed);
-        event.detail = Some(serde_json::json!({ "actor": user.username, "ip": ip }));
+        event.detail = Some(AuditDetail::of(
+            &serde_json::json!({ "actor": user.username, "ip": ip }),
+        ));
         state.store.record(&event).await?;
         return start_session(&state, &user.username).await;
     }
@@ -430,7 +432,9 @@ async fn audit_sign_in_failure(
     let mut event = AuditEvent::new(now, "admin_sign_in", Decision::Denied);
     event.reason = Some(reason.to_string());
     event.subject = Some(username.to_string());
-    event.detail = Some(serde_json::json!({ "username": username, "ip": ip }));
+    event.detail = Some(AuditDetail::of(
+        &serde_json::json!({ "username": username, "ip": ip }),
+    ));
     store.record(&event).await
 }
 
@@ -583,11 +587,11 @@ pub async fn create_user(
         .map_err(CreateUserError::Invalid)?;
     let mut event = AuditEvent::new(now, "admin_user_created", Decision::Changed);
     event.subject = Some(username.to_string());
-    event.detail = Some(serde_json::json!({
+    event.detail = Some(AuditDetail::of(&serde_json::json!({
         "actor": actor,
         "before": null,
         "after": { "username": username, "role": role.as_str() },
-    }));
+    })));
     let user = AdminUser {
         username: username.to_string(),
         password_hash,

@@ -25,7 +25,9 @@ use crate::authorize::rp::RelyingParty;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::policy::{Expression, PolicyInput};
-use crate::store::{AdminRole, AdminSsoRequest, AdminStore, AuditEvent, AuditLog, Decision};
+use crate::store::{
+    AdminRole, AdminSsoRequest, AdminStore, AuditDetail, AuditEvent, AuditLog, Decision,
+};
 
 /// The browser-binding cookie of a pending sign-in. `SameSite=Lax`, because it must come back
 /// on the IdP's top-level redirect to the callback; scoped to `/admin/sso`.
@@ -190,7 +192,7 @@ async fn audit_failure(
     let mut event = AuditEvent::new(now_of(state), "admin_sign_in", Decision::Denied);
     event.reason = Some(reason.to_string());
     event.subject = subject.map(str::to_string);
-    event.detail = Some(json!({ "via": "sso", "ip": ip }));
+    event.detail = Some(AuditDetail::of(&json!({ "via": "sso", "ip": ip })));
     state.store.record(&event).await?;
     Ok(())
 }
@@ -372,14 +374,14 @@ pub async fn callback(
     let now = now_of(&state);
     let mut event = AuditEvent::new(now, "admin_sign_in", Decision::Changed);
     event.subject = Some(username.clone());
-    event.detail = Some(json!({
+    event.detail = Some(AuditDetail::of(&json!({
         "actor": username,
         "via": "sso",
         "idp": sso.idp,
         "email": signed_in.email,
         "role": role.as_str(),
         "ip": ip,
-    }));
+    })));
     state
         .store
         .upsert_sso_admin_user(&username, role, now, &event)

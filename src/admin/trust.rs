@@ -20,7 +20,8 @@ use super::views::{AdminError, FormData, Layout, render, render_with_status};
 use crate::config::{AudienceConfig, ClientConfig, IdentityProviderConfig};
 use crate::http::AppState;
 use crate::store::{
-    AdminStore, AuditEvent, Decision, StoreError, TrustChange, TrustDocument, TrustKind, TrustStore,
+    AdminStore, AuditDetail, AuditEvent, Decision, StoreError, TrustChange, TrustDocument,
+    TrustKind, TrustStore,
 };
 
 /// The three kinds of trust object the page manages.
@@ -756,12 +757,12 @@ fn audit_event(
                 .map(str::to_string);
         }
     }
-    event.detail = Some(json!({
+    event.detail = Some(AuditDetail::of(&json!({
         "actor": actor,
         "id": id,
         "before": before.map(redacted),
         "after": after.map(redacted),
-    }));
+    })));
     event
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::clock::unix_now;
 use crate::http::AppState;
-use crate::store::{AuditEvent, AuthorizationRequest, CodeStore, Decision};
+use crate::store::{AuditDetail, AuditEvent, AuthorizationRequest, CodeStore, Decision};
 
 use super::browser::{browser_matches, cookie_name};
 use super::codes::{self, constant_time_eq};
@@ -124,7 +124,9 @@ pub async fn approve(
     audit.reason = Some(how.to_string());
     audit.scopes_granted = pending.scopes.clone();
     audit.audience = Some(pending.resource.clone());
-    audit.detail = Some(json!({ "family_id": family_id, "issued": "authorization_code" }));
+    audit.detail = Some(AuditDetail::of(
+        &json!({ "family_id": family_id, "issued": "authorization_code" }),
+    ));
     let response = client_redirect(
         state,
         &pending.redirect_uri,

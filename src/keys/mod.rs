@@ -20,7 +20,9 @@ pub use kek::{KEK_LEN, Kek};
 pub use material::{PrivateKey, SigningAlgorithm};
 use signer::Signer;
 
-use crate::store::{AuditEvent, Decision, KeyRecord, KeyState, KeyStore, Store, StoreError};
+use crate::store::{
+    AuditDetail, AuditEvent, Decision, KeyRecord, KeyState, KeyStore, Store, StoreError,
+};
 
 /// Errors of key management.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +114,9 @@ fn key_event(
 ) -> AuditEvent {
     let mut event = AuditEvent::new(now, name, Decision::Changed);
     event.subject = Some(kid.to_string());
-    event.detail = Some(serde_json::json!({ "actor": actor, "before": before, "after": after }));
+    event.detail = Some(AuditDetail::of(
+        &serde_json::json!({ "actor": actor, "before": before, "after": after }),
+    ));
     event
 }
 

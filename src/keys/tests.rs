@@ -490,7 +490,7 @@ use base64::Engine;
 /// none for a change that did not.
 #[tokio::test]
 async fn key_changes_are_audited_in_their_own_transaction() {
-    use crate::store::{AuditFilter, AuditLog};
+    use crate::store::{AuditDetail, AuditFilter, AuditLog};
     let database = TestDatabase::sqlite();
     let ring = ring(&database, SigningAlgorithm::Es256).await;
     let (first, _) = ring.active_kid().expect("active");
@@ -546,7 +546,12 @@ async fn key_changes_are_audited_in_their_own_transaction() {
         .iter()
         .rev()
         .map(|record| {
-            let detail = record.event.detail.clone().unwrap_or_default();
+            let detail = record
+                .event
+                .detail
+                .as_ref()
+                .map(AuditDetail::value)
+                .unwrap_or_default();
             (
                 record.event.event.clone(),
                 record.event.subject.clone().unwrap_or_default(),
@@ -573,7 +578,7 @@ async fn key_changes_are_audited_in_their_own_transaction() {
         rotated
             .detail
             .as_ref()
-            .map(|d| d["before"]["active"].clone()),
+            .map(|d| d.value()["before"]["active"].clone()),
         Some(json!(first))
     );
 }

@@ -13,7 +13,8 @@ use super::{ErrorCode, GrantType, OAuthError};
 use crate::authorize::codes::{hash_token, random_token, verifier_matches};
 use crate::registry::Registry;
 use crate::store::{
-    AuditEvent, CodeStore, IssuedToken, Redemption, RefreshRecord, StoreError, TokenStore,
+    AuditDetail, AuditEvent, CodeStore, IssuedToken, Redemption, RefreshRecord, StoreError,
+    TokenStore,
 };
 
 fn invalid_grant(reason: &'static str, description: &str) -> OAuthError {
@@ -39,7 +40,9 @@ pub(super) async fn revoke_leaked_family(
 ) -> OAuthError {
     match service.store.revoke_family(family_id, now).await {
         Ok(revoked) => {
-            audit.detail = Some(json!({ "family_id": family_id, "revoked": revoked }));
+            audit.detail = Some(AuditDetail::of(
+                &json!({ "family_id": family_id, "revoked": revoked }),
+            ));
             invalid_grant(reason, description)
         }
         Err(error) => store_failure(error),
@@ -101,7 +104,7 @@ pub async fn redeem_code(
     audit.subject_issuer = Some(record.subject_issuer.clone());
     audit.resources = vec![record.resource.clone()];
     audit.scopes_requested = record.scopes.clone();
-    audit.detail = Some(json!({ "family_id": record.family_id }));
+    audit.detail = Some(AuditDetail::of(&json!({ "family_id": record.family_id })));
     if record.client_id != *client_id {
         return Err(invalid_grant(
             "code_client_mismatch",
@@ -197,7 +200,7 @@ pub async fn refresh(
     audit.subject_issuer = Some(record.subject_issuer.clone());
     audit.resources = vec![record.resource.clone()];
     audit.scopes_requested = requested_scopes.clone();
-    audit.detail = Some(json!({ "family_id": record.family_id }));
+    audit.detail = Some(AuditDetail::of(&json!({ "family_id": record.family_id })));
     if record.client_id != *client_id {
         // Another client holds this client's refresh token: treat it as leaked.
         return Err(revoke_leaked_family(

@@ -17,7 +17,7 @@ use super::{
 use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
 use crate::policy::{Decision as PolicyDecision, PolicyInput};
 use crate::registry::{Audience, IdentityProvider, IssueKind, Registry};
-use crate::store::AuditEvent;
+use crate::store::{AuditDetail, AuditEvent};
 
 /// JOSE `typ` of an ID-JAG (IDJAG-JWT-01).
 pub const TYP_ID_JAG: &str = "oauth-id-jag+jwt";
@@ -139,6 +139,23 @@ fn requested_kind(uri: Option<&str>) -> Result<Option<IssueKind>, OAuthError> {
             "The requested_token_type is not one this server issues (id-jag, jwt or access_token)",
         )),
     }
+}
+
+/// What a token exchange's audit event adds to its columns: which configuration entries
+/// decided it and the subject token's `jti` (lineage). Typed, so the event's detail is one
+/// string written once (`AuditDetail`); the members in alphabetical order, as the log has always
+/// stored them.
+#[derive(serde::Serialize)]
+struct ExchangeDetail<'a> {
+    audience_id: &'a str,
+    /// The refresh-token family an access token belongs to, when one was issued with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family_id: Option<&'a str>,
+    identity_provider: &'a str,
+    issued_token_type: &'static str,
+    /// `null` when the subject token has none.
+    subject_jti: Option<&'a Value>,
+    subject_token_type: &'static str,
 }
 
 fn issued_token_type(kind: IssueKind) -> &'static str {
@@ -757,17 +774,14 @@ pub async fn exchange(
     }
     audit.issued_jti = Some(jti.clone());
     audit.issued_expires_at = Some(expires_at);
-    let mut detail = json!({
-        "issued_token_type": issued_token_type(kind),
-        "audience_id": audience.config.id,
-        "identity_provider": idp.config.id,
-        "subject_token_type": subject_type.config_name(),
-        "subject_jti": subject.claim("jti"),
-    });
-    if let Some(record) = &refresh {
-        detail["family_id"] = json!(record.family_id);
-    }
-    audit.detail = Some(detail);
+    audit.detail = Some(AuditDetail::of(&ExchangeDetail {
+        audience_id: &audience.config.id,
+        family_id: refresh.as_ref().map(|record| record.family_id.as_str()),
+        identity_provider: &idp.config.id,
+        issued_token_type: issued_token_type(kind),
+        subject_jti: subject.claim("jti"),
+        subject_token_type: subject_type.config_name(),
+    }));
 
     let mut body = json!({
         "access_token": token,

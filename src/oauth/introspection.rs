@@ -11,7 +11,7 @@ use super::request::FormParams;
 use super::service::{RequestContext, TokenService};
 use super::{ErrorCode, OAuthError};
 use crate::jose::{AudienceRule, KeySet, TypRule, VerifiedClaims, VerifyRules, inspect, verify};
-use crate::store::{AuditEvent, CodeStore, Decision, TokenStore};
+use crate::store::{AuditDetail, AuditEvent, CodeStore, Decision, TokenStore};
 
 /// Algorithms frontdesk signs with.
 const OUR_ALGORITHMS: &[Algorithm] = &[
@@ -178,7 +178,7 @@ async fn revoke_refresh_token(
     let mut audit = AuditEvent::new(context.now, "refresh_token_revoked", Decision::Changed);
     audit.request_id = context.request_id.clone();
     audit.client_id = Some(owner_client);
-    audit.detail = Some(json!({ "family": family }));
+    audit.detail = Some(AuditDetail::of(&json!({ "family": family })));
     service.audit.record(audit).await.map_err(|error| {
         tracing::error!(%error, "writing the audit event failed");
         OAuthError::server_error()

@@ -15,7 +15,7 @@ use crate::config::ResourceConfig;
 use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
 use crate::policy::PolicyInput;
 use crate::registry::{IdentityProvider, Registry};
-use crate::store::{AuditEvent, ReplayStore, TokenStore};
+use crate::store::{AuditDetail, AuditEvent, ReplayStore, TokenStore};
 
 /// Longest assertion lifetime accepted (`exp - iat`, IDJAG-ACCEPT-08).
 pub const MAX_ASSERTION_LIFETIME_SECS: u64 = 3600;
@@ -247,6 +247,20 @@ fn grant_resources(
         .collect()
 }
 
+/// What a redemption's audit event adds to its columns: the lineage from the incoming grant to
+/// the issued token, typed so the detail is one string written once (`AuditDetail`); members in
+/// alphabetical order, as the log has always stored them.
+#[derive(serde::Serialize)]
+struct RedemptionDetail<'a> {
+    assertion_issuer: &'a str,
+    /// `null` when the grant has none.
+    assertion_jti: Option<&'a str>,
+    assertion_subject: &'a str,
+    identity_provider: &'a str,
+    /// `id-jag` or `chaining`.
+    profile: &'static str,
+}
+
 fn string_or_array(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(one)) => vec![one.clone()],
@@ -449,12 +463,16 @@ pub async fn redeem(
     audit.issued_jti = Some(jti);
     audit.issued_expires_at = Some(expires_at);
     // Lineage: the incoming assertion's iss/jti linked to the issued token.
-    audit.detail = Some(json!({
-        "profile": if profile == Profile::IdJag { "id-jag" } else { "chaining" },
-        "identity_provider": idp.config.id,
-        "assertion_issuer": claims.iss(),
-        "assertion_jti": claims.jti(),
-        "assertion_subject": claims.sub(),
+    audit.detail = Some(AuditDetail::of(&RedemptionDetail {
+        assertion_issuer: claims.iss(),
+        assertion_jti: claims.jti(),
+        assertion_subject: claims.sub(),
+        identity_provider: &idp.config.id,
+        profile: if profile == Profile::IdJag {
+            "id-jag"
+        } else {
+            "chaining"
+        },
     }));
 
     let mut body = json!({

@@ -14,7 +14,7 @@ use super::service::TokenService;
 use super::{ErrorCode, OAuthError};
 use crate::authorize::codes::hash_token;
 use crate::registry::{IdentityProvider, Registry};
-use crate::store::{AuditEvent, CodeStore, RefreshRecord, StoreError, UserStore};
+use crate::store::{AuditDetail, AuditEvent, CodeStore, RefreshRecord, StoreError, UserStore};
 
 fn invalid_grant(reason: &'static str, description: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidGrant, reason, description.to_string())
@@ -71,7 +71,7 @@ pub(super) async fn validate(
         .await);
     }
     if state.revoked_at.is_some() {
-        audit.detail = Some(json!({ "family_id": record.family_id }));
+        audit.detail = Some(AuditDetail::of(&json!({ "family_id": record.family_id })));
         return Err(invalid_grant(
             "refresh_token_revoked",
             "The refresh token has been revoked",
@@ -89,7 +89,7 @@ pub(super) async fn validate(
         )
         .await);
     }
-    audit.detail = Some(json!({ "family_id": record.family_id }));
+    audit.detail = Some(AuditDetail::of(&json!({ "family_id": record.family_id })));
     if record.expires_at <= now {
         return Err(invalid_grant(
             "refresh_token_expired",

@@ -75,7 +75,59 @@ pub struct AuditEvent {
     /// Expiry of the issued token.
     pub issued_expires_at: Option<i64>,
     /// Extra structured detail (lineage, before/after of a change). Never a token.
-    pub detail: Option<serde_json::Value>,
+    pub detail: Option<AuditDetail>,
+}
+
+/// An event's structured detail, held as the JSON text the log stores. Serialised once, where
+/// the event is made, from whatever typed value describes it: a token exchange's detail costs
+/// one string, not a JSON map of owned keys and values built, serialised by the writer and
+/// freed on another thread (docs/performance.md, sixteenth run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDetail(String);
+
+impl AuditDetail {
+    /// The detail of `value` (a typed struct, or `serde_json::json!` where speed does not
+    /// matter). A value that cannot be JSON (a map with non-string keys) becomes `null`, never
+    /// a failed request: the detail is commentary, the event's columns are the record.
+    pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> AuditDetail {
+        AuditDetail(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
+    }
+
+    /// Stored text read back; `None` unless it is JSON (a row tampered with loses its detail,
+    /// not the rest of the event).
+    fn from_stored(text: String) -> Option<AuditDetail> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .is_ok()
+            .then_some(AuditDetail(text))
+    }
+
+    /// The JSON text, as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The JSON text, as stored, without a copy (the group commit binds it).
+    pub(crate) fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The detail as a JSON value (readers: the admin pages and API, tests).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl std::fmt::Display for AuditDetail {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+/// As JSON, not as a string of JSON: the admin API shows the detail as the object it is.
+impl serde::Serialize for AuditDetail {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(serializer)
+    }
 }
 
 impl AuditEvent {
@@ -220,7 +272,7 @@ macro_rules! push_event_rows {
         let builder = $builder;
         builder.push($crate::store::audit::EVENT_COLUMNS);
         builder.push_values(events, |mut row, event| {
-            let detail = event.detail.as_ref().map(|detail| detail.to_string());
+            let detail = event.detail.map($crate::store::AuditDetail::into_string);
             row.push_bind(event.occurred_at)
                 .push_bind(event.request_id.map($crate::store::audit::storable_owned))
                 .push_bind(texts.share(&event.event))
@@ -356,7 +408,7 @@ impl AuditLog for Store {
                             issued_expires_at: row.try_get("issued_expires_at")?,
                             detail: row
                                 .try_get::<Option<String>, _>("detail")?
-                                .and_then(|text| serde_json::from_str(&text).ok()),
+                                .and_then(AuditDetail::from_stored),
                         },
                     })
                 })

@@ -33,7 +33,7 @@ pub use admin::{
     AdminRole, AdminSessionRecord, AdminSsoRequest, AdminStore, AdminUser, ApiTokenRecord,
     TrustChange,
 };
-pub use audit::{AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
+pub use audit::{AuditDetail, AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::{AuditWriter, ReplayWriter};
 pub use codes::{
     AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord, RefreshState,

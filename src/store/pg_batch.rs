@@ -25,7 +25,7 @@ use sqlx::{Executor, QueryBuilder, Row};
 
 use super::audit::{EVENT_COLUMNS, join, storable};
 use super::replay::push_replay_rows;
-use super::{AuditEvent, StoreError};
+use super::{AuditDetail, AuditEvent, StoreError};
 
 /// A pair already recorded, or twice in the batch, is inserted once and not an error.
 const SKIP_RECORDED: &str = " ON CONFLICT (issuer, jti) DO NOTHING";
@@ -64,7 +64,7 @@ fn push_events(builder: &mut QueryBuilder<Postgres>, events: &[AuditEvent]) {
             .push_bind(join(&event.scopes_granted))
             .push_bind(text(&event.issued_jti))
             .push_bind(event.issued_expires_at)
-            .push_bind(event.detail.as_ref().map(ToString::to_string));
+            .push_bind(event.detail.as_ref().map(AuditDetail::as_str));
     });
 }
 

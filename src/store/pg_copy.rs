@@ -14,7 +14,7 @@
 use sqlx::postgres::PgConnection;
 
 use super::audit::{event_column_list, storable};
-use super::{AuditEvent, StoreError};
+use super::{AuditDetail, AuditEvent, StoreError};
 
 /// Appends the events of a batch, in their order, as one `COPY` statement (atomic on its own;
 /// inside a transaction, part of it). Nothing for an empty batch.
@@ -76,7 +76,7 @@ fn event_rows(events: &[AuditEvent]) -> Result<Vec<u8>, StoreError> {
         rows.list(&event.scopes_granted)?;
         rows.text(event.issued_jti.as_deref())?;
         rows.bigint(event.issued_expires_at);
-        rows.json(event.detail.as_ref())?;
+        rows.text(event.detail.as_ref().map(AuditDetail::as_str))?;
     }
     Ok(rows.finish())
 }

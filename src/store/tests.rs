@@ -406,7 +406,7 @@ fn full_event(occurred_at: i64) -> AuditEvent {
         scopes_granted: vec!["read".into()],
         issued_jti: Some("jti-xyz".into()),
         issued_expires_at: Some(occurred_at + 300),
-        detail: Some(json!({"lineage": ["a", "b"], "n": 1})),
+        detail: Some(AuditDetail::of(&json!({"lineage": ["a", "b"], "n": 1}))),
     }
 }
 
@@ -2107,7 +2107,9 @@ async fn audit_batches_store_values_as_single_events_do(store: Store) {
     odd.request_id = Some("\0".into());
     odd.issued_jti = Some("jti\0".into());
     odd.scopes_granted = vec!["a\0b".into()];
-    odd.detail = Some(json!({"why": "nul \0 here", "ü": [1, null]}));
+    odd.detail = Some(AuditDetail::of(
+        &json!({"why": "nul \0 here", "ü": [1, null]}),
+    ));
     let mut sparse = AuditEvent::new(4_001, "token_exchange", Decision::Denied);
     sparse.reason = Some("invalid_client".into());
     store
