@@ -316,8 +316,8 @@ impl Store {
     /// Appends `events` as one statement (atomic on its own; nothing for an empty batch) on a
     /// held writer connection (`held_connection`): on SQLite a multi-row `INSERT`, taking the
     /// events by value so that their strings move into the statement, sent as one command to
-    /// SQLite's thread; on PostgreSQL a binary `COPY` (`pg_copy`), with no ping of a connection
-    /// returned to the pool.
+    /// SQLite's thread; on PostgreSQL an `INSERT` or, for a large batch, a binary `COPY`
+    /// (`pg_batch::append_events`), with no ping of a connection returned to the pool.
     pub(crate) async fn insert_events(&self, events: Vec<AuditEvent>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -330,7 +330,7 @@ impl Store {
             }
             Held::Postgres(held) => {
                 let mut connection = held.take().await?;
-                super::pg_copy::copy_events(&mut connection, &events).await?;
+                super::pg_batch::append_events(&mut connection, &events).await?;
                 held.keep(connection);
             }
         }

@@ -1,9 +1,9 @@
-//! PostgreSQL's group commit appends a batch of audit events with `COPY … FROM STDIN` in the
-//! binary format instead of a multi-row `INSERT … VALUES`. The database then reads each row as
-//! typed fields and appends the batch's rows page by page (one WAL record for several rows),
-//! where a `VALUES` list makes it plan a statement of up to 32 × 17 parameters and evaluate an
-//! expression per cell; it costs one more round trip per batch (the server's `CopyInResponse`
-//! before the data). Measured in docs/performance.md, sixteenth run.
+//! PostgreSQL's group commit appends a large batch of audit events with `COPY … FROM STDIN` in
+//! the binary format instead of a multi-row `INSERT … VALUES`. The database then reads each row
+//! as typed fields and appends the batch's rows page by page (one WAL record for several rows),
+//! where a `VALUES` list makes it bind a parameter and evaluate an expression per cell; it costs
+//! one more round trip per batch (the server's `CopyInResponse` before the data), which is why
+//! small batches keep the `INSERT` (`pg_batch::COPY_FROM`; docs/performance.md, sixteenth run).
 //!
 //! The format (PostgreSQL manual, `COPY`, "Binary Format"): a fixed signature, a flags word and
 //! a header-extension length; per row the number of fields, then each field as a 32-bit

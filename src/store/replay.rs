@@ -8,7 +8,7 @@ use sqlx::Connection;
 use std::collections::HashSet;
 
 use super::audit::push_event_rows;
-use super::{AuditEvent, Held, Pool, Store, StoreError, on_pool, pg_batch, pg_copy};
+use super::{AuditEvent, Held, Pool, Store, StoreError, on_pool, pg_batch};
 
 /// Appends the multi-row INSERT of (`issuer`, `jti`, `expires_at`) records to `$builder`.
 macro_rules! push_replay_rows {
@@ -114,7 +114,7 @@ impl Store {
                     let inserted = pg_batch::insert_new_replays(&mut *tx, &records).await?;
                     let new = fresh_flags(&records, &inserted);
                     mark_replays(&replays, &mut events, &mut fresh, &new);
-                    pg_copy::copy_events(&mut tx, &events).await?;
+                    pg_batch::append_events(&mut tx, &events).await?;
                     tx.commit().await.map_err(StoreError::classify)?;
                 }
                 held.keep(connection);

@@ -1882,22 +1882,25 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
             .await
             .expect("never recorded")
     );
-    // Events alone travel as one `COPY` (`pg_copy`): refused half-way, it writes none of
+    // Many events alone travel as one `COPY` (`pg_copy`): refused half-way, it writes none of
     // them, its connection is not kept, and the next batch copies on another.
-    let mut poison = full_event(9);
-    poison.event = "poison".into();
+    let copied: Vec<AuditEvent> = (0..pg_batch::COPY_FROM)
+        .map(|n| full_event(100 + n as i64))
+        .collect();
+    let mut poisoned = copied.clone();
+    if let Some(last) = poisoned.last_mut() {
+        last.event = "poison".into();
+    }
     writer
-        .insert_events(vec![full_event(10), poison])
+        .insert_events(poisoned)
         .await
         .expect_err("the trigger refuses the copy");
     assert_eq!(held.kept(), 0, "the failed copy's connection went back");
     assert_eq!(count("audit_events").await, 4);
-    writer
-        .insert_events(vec![full_event(11), full_event(12)])
-        .await
-        .expect("the next copy");
+    writer.insert_events(copied).await.expect("the next copy");
     assert_eq!(held.kept(), 1);
-    assert_eq!(count("audit_events").await, 6);
+    let copied_count = i64::try_from(pg_batch::COPY_FROM).expect("small");
+    assert_eq!(count("audit_events").await, 4 + copied_count);
 
     // The kept connection's server process dies while it sits idle: checked, replaced.
     let Some(kept_pid) = kept_backend_pid(&held).await else {
@@ -1914,7 +1917,7 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
         .insert_events(vec![full_event(7)])
         .await
         .expect("a fresh connection replaces the dead one");
-    assert_eq!(count("audit_events").await, 7);
+    assert_eq!(count("audit_events").await, 5 + copied_count);
     assert_eq!(held.kept(), 1);
     assert_ne!(kept_backend_pid(&held).await, Some(kept_pid));
     // Once the store starts closing, a batch still finishing keeps nothing: the pool's `close`
@@ -2098,10 +2101,22 @@ async fn lookups_by_a_key_with_a_nul_character_find_nothing(store: Store) {
     );
 }
 
-/// A batch (the group commit's path: PostgreSQL's `COPY`, SQLite's multi-row insert) stores
-/// every value as a lone event does (`record`, a plain insert): NUL as U+FFFD, empty lists and
-/// absent values as nothing, text beyond ASCII intact.
+/// A batch (the group commit's path: on PostgreSQL a multi-row insert, or `COPY` from
+/// `pg_batch::COPY_FROM` events; on SQLite a multi-row insert) stores every value as a lone
+/// event does (`record`, a plain insert): NUL as U+FFFD, empty lists and absent values as
+/// nothing, text beyond ASCII intact.
 async fn audit_batches_store_values_as_single_events_do(store: Store) {
+    for size in [2, pg_batch::COPY_FROM, pg_batch::COPY_FROM + 3] {
+        batch_stores_values_as_single_events_do(&store, size).await;
+    }
+}
+
+async fn batch_stores_values_as_single_events_do(store: &Store, size: usize) {
+    let before = store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("read")
+        .len();
     let mut odd = full_event(4_000);
     odd.subject = Some("us\0er ü 🦀".into());
     odd.request_id = Some("\0".into());
@@ -2112,18 +2127,27 @@ async fn audit_batches_store_values_as_single_events_do(store: Store) {
     ));
     let mut sparse = AuditEvent::new(4_001, "token_exchange", Decision::Denied);
     sparse.reason = Some("invalid_client".into());
-    store
-        .record_batch(&[odd.clone(), sparse.clone()])
-        .await
-        .expect("batch");
+    let mut batch = vec![odd.clone(), sparse.clone()];
+    batch.extend((2..size).map(|n| full_event(4_000 + n as i64)));
+    store.record_batch(&batch).await.expect("batch");
     store.record(&odd).await.expect("single");
     let records = store
-        .audit_events(&AuditFilter::default())
+        .audit_events(&AuditFilter {
+            limit: Some(1000),
+            ..AuditFilter::default()
+        })
         .await
         .expect("read");
-    let [single, batched_sparse, batched] = &records[..] else {
-        panic!("three rows: {records:?}");
-    };
+    assert_eq!(records.len(), before + size + 1, "batch of {size}");
+    // Newest first: the lone event, then the batch backwards.
+    let stored: Vec<&AuditEvent> = records[1..=size].iter().rev().map(|r| &r.event).collect();
+    // All but the odd first event are stored exactly as sent (it is compared below).
+    assert_eq!(
+        stored[1..],
+        batch[1..].iter().collect::<Vec<_>>(),
+        "batch of {size}, in order"
+    );
+    let (single, batched, batched_sparse) = (&records[0], &records[size], &records[size - 1]);
     assert_eq!(
         batched.event, single.event,
         "a batch stores what a lone insert does"
