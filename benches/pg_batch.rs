@@ -25,6 +25,10 @@ use frontdesk::store::{AuditDetail, AuditEvent, AuditLog, Decision, Store};
 use sqlx::postgres::{PgConnection, Postgres};
 use sqlx::{Connection, QueryBuilder};
 
+#[path = "support/proc_cpu.rs"]
+mod proc_cpu;
+use proc_cpu::{processes_cpu, processes_cpu_delta};
+
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -86,35 +90,6 @@ async fn insert_values(connection: &mut PgConnection, events: &[AuditEvent]) {
     builder.build().execute(connection).await.unwrap();
 }
 
-/// CPU ticks (user + system) so far of every process named `comm`.
-fn processes_ticks(comm: &str) -> HashMap<u32, u64> {
-    let mut found = HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if head.split_once('(').map(|(_, name)| name) != Some(comm) {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        if let (Some(user), Some(system)) = (tick(11), tick(12)) {
-            found.insert(pid, user + system);
-        }
-    }
-    found
-}
-
 /// This process's CPU ticks so far.
 fn own_ticks() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -125,13 +100,6 @@ fn own_ticks() -> u64 {
         .split_whitespace()
         .collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn ticks_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> u64 {
-    after
-        .iter()
-        .filter_map(|(pid, ticks)| before.get(pid).map(|b| ticks.saturating_sub(*b)))
-        .sum()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -177,7 +145,7 @@ fn main() {
                     "values"
                 };
                 let (pg_before, own_before, started) =
-                    (processes_ticks("postgres"), own_ticks(), Instant::now());
+                    (processes_cpu("postgres"), own_ticks(), Instant::now());
                 for batch in &events {
                     match method {
                         Method::Store => store.record_batch(batch).await.unwrap(),
@@ -185,7 +153,7 @@ fn main() {
                     }
                 }
                 let wall = started.elapsed();
-                let pg = ticks_between(&pg_before, &processes_ticks("postgres")) as f64
+                let pg = processes_cpu_delta(&pg_before, &processes_cpu("postgres")) as f64
                     * micros_per_tick;
                 let own = (own_ticks() - own_before) as f64 * micros_per_tick;
                 let count = batches * size;

@@ -34,6 +34,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
+#[path = "../support/proc_cpu.rs"]
+mod proc_cpu;
+use proc_cpu::{processes_cpu, processes_cpu_delta};
+
 #[derive(Debug, Parser)]
 #[command(name = "frontdesk-loadgen", about = "frontdesk load generator")]
 struct Cli {
@@ -348,50 +352,6 @@ fn proc_cpu(pid: u32) -> Option<(u64, u64, u64)> {
         }
     }
     Some((utime, stime, switches))
-}
-
-/// CPU time (user + system, clock ticks) so far of each process whose command name is `comm`.
-fn processes_cpu(comm: &str) -> std::collections::HashMap<u32, u64> {
-    let mut found = std::collections::HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if head.split_once('(').map(|(_, name)| name) != Some(comm) {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        if let (Some(user), Some(system)) = (tick(11), tick(12)) {
-            found.insert(pid, user + system);
-        }
-    }
-    found
-}
-
-/// CPU ticks spent between two [`processes_cpu`] samples by the processes alive at both.
-fn processes_cpu_delta(
-    before: &std::collections::HashMap<u32, u64>,
-    after: &std::collections::HashMap<u32, u64>,
-) -> u64 {
-    after
-        .iter()
-        .filter_map(|(pid, ticks)| {
-            before
-                .get(pid)
-                .map(|earlier| ticks.saturating_sub(*earlier))
-        })
-        .sum()
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
