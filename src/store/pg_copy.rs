@@ -30,8 +30,10 @@ pub(super) async fn copy_events(
         .copy_in_raw(COPY_EVENTS)
         .await
         .map_err(StoreError::classify)?;
-    // Should sending fail, `copy` is dropped unfinished: sqlx then queues a `CopyFail`, the
-    // server discards the rows, and the caller drops the connection rather than keep it.
+    // Should sending fail (or this future be dropped), `copy` is dropped unfinished: sqlx queues
+    // a `CopyFail` and the server discards the rows. The caller never keeps a connection whose
+    // batch did not succeed; back in the pool, sqlx's check of a returned connection meets the
+    // `CopyFail`'s error and closes it.
     copy.send(rows).await.map_err(StoreError::classify)?;
     copy.finish().await.map_err(StoreError::classify)?;
     Ok(())
