@@ -245,7 +245,7 @@ macro_rules! insert_event {
 pub(crate) use insert_event;
 
 /// The audit log's columns in the order every writer sends a row's values (a literal, so that
-/// the `INSERT` here and PostgreSQL's `COPY` in `pg_batch` name them from one list).
+/// the `INSERT` here and PostgreSQL's `COPY` in `pg_copy` name them from one list).
 macro_rules! event_column_list {
     () => {
         "occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail"
