@@ -30,10 +30,13 @@ pub(super) async fn copy_events(
         .copy_in_raw(COPY_EVENTS)
         .await
         .map_err(StoreError::classify)?;
-    // Should sending fail (or this future be dropped), `copy` is dropped unfinished: sqlx queues
-    // a `CopyFail` and the server discards the rows. The caller never keeps a connection whose
-    // batch did not succeed; back in the pool, sqlx's check of a returned connection meets the
-    // `CopyFail`'s error and closes it.
+    // A database error (a constraint, a trigger) ends the COPY cleanly: `finish` reads the
+    // server's error and its ReadyForQuery, and the connection is as good as before. An I/O
+    // error leaves a broken socket, which sqlx's check of a connection returned to the pool
+    // finds, closing it; the store never keeps a connection whose batch failed. What must not
+    // happen is this future being dropped half-way (sqlx does not count the replies it then
+    // still owes): only the group commit's spawned commit tasks copy, and nothing cancels
+    // those while the server runs.
     copy.send(rows).await.map_err(StoreError::classify)?;
     copy.finish().await.map_err(StoreError::classify)?;
     Ok(())
