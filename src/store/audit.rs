@@ -347,9 +347,13 @@ impl AuditLog for Store {
     }
 
     async fn record_batch(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        // One multi-row INSERT: one statement and one hand-off to the database per batch, and
-        // atomic on its own.
-        self.insert_events(events.to_vec()).await
+        // One statement and one hand-off to the database per batch, atomic on its own. In a
+        // task of its own, so that it runs to its end even if the caller stops waiting: on
+        // PostgreSQL a large batch is a COPY, which must not be abandoned half-way (`pg_copy`).
+        let (store, events) = (self.clone(), events.to_vec());
+        tokio::spawn(async move { store.insert_events(events).await })
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("audit batch task: {error}")))?
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

@@ -35,8 +35,8 @@ pub(super) async fn copy_events(
     // error leaves a broken socket, which sqlx's check of a connection returned to the pool
     // finds, closing it; the store never keeps a connection whose batch failed. What must not
     // happen is this future being dropped half-way (sqlx does not count the replies it then
-    // still owes): only the group commit's spawned commit tasks copy, and nothing cancels
-    // those while the server runs.
+    // still owes): only spawned tasks copy — the group commit's commits and
+    // `AuditLog::record_batch`'s — and nothing cancels those while the server runs.
     copy.send(rows).await.map_err(StoreError::classify)?;
     copy.finish().await.map_err(StoreError::classify)?;
     Ok(())
