@@ -1931,6 +1931,62 @@ async fn postgres_group_commit_keeps_connections_and_drops_failed_or_dead_ones()
     store.close().await;
 }
 
+/// A caller that stops waiting cannot abandon a large batch half-way (`record_batch` writes in a
+/// task of its own): the batch, a COPY on PostgreSQL, is still committed whole, and the
+/// connection it used serves the next batches correctly. sqlx does not count the replies a COPY
+/// dropped half-way still owes, so an abandoned one could leave a pooled connection answering
+/// the next query with the last one's replies (`pg_copy`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_large_batch_outlives_a_caller_that_stops_waiting() {
+    let Some(database) = TestDatabase::postgres("batch_outlives_caller").await else {
+        return;
+    };
+    let store = open(&database).await;
+    let size = pg_batch::COPY_FROM;
+    let batch: Vec<AuditEvent> = (0..size).map(|n| full_event(n as i64)).collect();
+    {
+        // Polled once (it cannot be done: it needs the database), then dropped.
+        let mut caller = std::pin::pin!(store.record_batch(&batch));
+        tokio::select! {
+            biased;
+            _ = &mut caller => panic!("a batch committed without waiting for the database"),
+            () = std::future::ready(()) => {}
+        }
+    }
+    // The batch lands on its own; wait for it (each look is a query, no timer).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let expected = i64::try_from(size).expect("small");
+    while count_rows(&store, "audit_events").await < expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned batch was never committed"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(count_rows(&store, "audit_events").await, expected);
+    // Later batches, large and small, on the same connections, read back exactly.
+    let later: Vec<AuditEvent> = (0..size).map(|n| full_event(1_000 + n as i64)).collect();
+    store.record_batch(&later).await.expect("a later copy");
+    store
+        .record_batch(&batch[..2])
+        .await
+        .expect("a later insert");
+    let records = store
+        .audit_events(&AuditFilter {
+            limit: Some(1000),
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("read");
+    let mut stored: Vec<AuditEvent> = records.into_iter().map(|record| record.event).collect();
+    stored.reverse();
+    let mut written = batch.clone();
+    written.extend(later);
+    written.extend_from_slice(&batch[..2]);
+    assert_eq!(stored, written);
+    store.close().await;
+}
+
 /// PostgreSQL writes a batch with replay records as one statement that is all or nothing
 /// (CAUTH-06): when a `jti` in it was already recorded, or is in it twice, the statement writes
 /// neither the batch's events nor its other records, so the careful path can write them once.
