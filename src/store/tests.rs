@@ -1971,13 +1971,7 @@ async fn postgres_large_batch_outlives_a_caller_that_stops_waiting() {
         .record_batch(&batch[..2])
         .await
         .expect("a later insert");
-    let records = store
-        .audit_events(&AuditFilter {
-            limit: Some(1000),
-            ..AuditFilter::default()
-        })
-        .await
-        .expect("read");
+    let records = every_audit_record(&store).await;
     let mut stored: Vec<AuditEvent> = records.into_iter().map(|record| record.event).collect();
     stored.reverse();
     let mut written = batch.clone();
@@ -2065,6 +2059,17 @@ fn client_assertion(jti: &str) -> PendingReplay {
 }
 
 /// Rows in `table`, read through the store's shared pool (not the group commit's connections).
+/// The audit log, newest first, up to the admin API's page limit (1,000 rows).
+async fn every_audit_record(store: &Store) -> Vec<AuditRecord> {
+    store
+        .audit_events(&AuditFilter {
+            limit: Some(1000),
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("read")
+}
+
 async fn count_rows(store: &Store, table: &str) -> i64 {
     let query = format!("SELECT COUNT(*) FROM {table}");
     on_pool!(store, pool => {
@@ -2187,13 +2192,7 @@ async fn batch_stores_values_as_single_events_do(store: &Store, size: usize) {
     batch.extend((2..size).map(|n| full_event(4_000 + n as i64)));
     store.record_batch(&batch).await.expect("batch");
     store.record(&odd).await.expect("single");
-    let records = store
-        .audit_events(&AuditFilter {
-            limit: Some(1000),
-            ..AuditFilter::default()
-        })
-        .await
-        .expect("read");
+    let records = every_audit_record(store).await;
     assert_eq!(records.len(), before + size + 1, "batch of {size}");
     // Newest first: the lone event, then the batch backwards.
     let stored: Vec<&AuditEvent> = records[1..=size].iter().rev().map(|r| &r.event).collect();
