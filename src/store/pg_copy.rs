@@ -86,8 +86,8 @@ fn event_rows(events: &[AuditEvent]) -> Result<Vec<u8>, StoreError> {
     Ok(rows.finish())
 }
 
-/// A growing COPY payload. Each field is written straight into it: a list or a detail is
-/// serialised in place, not into a string of its own first.
+/// A growing COPY payload. Each field is written straight into it: a list is serialised in
+/// place, not into a string of its own first.
 struct CopyRows {
     bytes: Vec<u8>,
 }
@@ -136,18 +136,11 @@ impl CopyRows {
             self.null();
             return Ok(());
         }
-        self.json(Some(items))
-    }
-
-    /// A value as JSON text (JSON escapes a NUL, so none reaches the column).
-    fn json<T: serde::Serialize + ?Sized>(&mut self, value: Option<&T>) -> Result<(), StoreError> {
-        let Some(value) = value else {
-            self.null();
-            return Ok(());
-        };
+        // Serialised in place behind a length written afterwards (JSON escapes a NUL, so none
+        // reaches the column).
         let start = self.bytes.len();
         self.bytes.extend_from_slice(&0_i32.to_be_bytes());
-        serde_json::to_writer(&mut self.bytes, value)
+        serde_json::to_writer(&mut self.bytes, items)
             .map_err(|error| encoding_error(error.to_string()))?;
         let length = field_length(self.bytes.len() - start - 4)?;
         self.bytes[start..start + 4].copy_from_slice(&length.to_be_bytes());
