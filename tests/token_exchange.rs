@@ -282,6 +282,62 @@ async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::
     Ok(())
 }
 
+/// A client assertion's `jti` is the client's choice, as long as the assertion may be (8 KiB): one of 4,800
+/// incompressible characters authenticates once, is refused the second time, and the exchanges
+/// committed beside it are issued. On PostgreSQL a key that long once failed the replay
+/// records' index, and with it the whole group-commit batch (decisions §34; CAUTH-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_assertion_jti_is_single_use_and_costs_its_batch_nothing_on_postgres()
+-> anyhow::Result<()> {
+    let Some((env, _database)) = Env::start_on_postgres("long_jti").await? else {
+        return Ok(());
+    };
+    long_jti_is_single_use(env).await
+}
+
+/// The same on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_assertion_jti_is_single_use_and_costs_its_batch_nothing_on_sqlite()
+-> anyhow::Result<()> {
+    long_jti_is_single_use(Env::start().await?).await
+}
+
+async fn long_jti_is_single_use(env: Env) -> anyhow::Result<()> {
+    let env = std::sync::Arc::new(env);
+    let jti: String = (0..150)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    let assertion = env.client_assertion(&jti, &env.url)?;
+    let long_form = std::sync::Arc::new(assertion_exchange_form(
+        env.idp.mint(json!({ "aud": JWT_CLIENT })).await?,
+        assertion,
+    ));
+    let id_token = env.id_token().await?;
+    let valid = std::sync::Arc::new(vec![
+        ("grant_type", TOKEN_EXCHANGE.to_string()),
+        ("requested_token_type", ID_JAG.to_string()),
+        ("audience", RAS_ISSUER.to_string()),
+        ("subject_token", id_token),
+        ("subject_token_type", ID_TOKEN.to_string()),
+    ]);
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (env, form) = (env.clone(), valid.clone());
+        attempts.spawn(async move { ("valid", env.exchange_as_agent(&*form).await) });
+    }
+    let (env_long, form) = (env.clone(), long_form.clone());
+    attempts.spawn(async move { ("long jti", env_long.post_token(&*form, None).await) });
+    while let Some(joined) = attempts.join_next().await {
+        let (kind, result) = joined?;
+        let (status, body) = result?;
+        assert_eq!(status, 200, "{kind}: {body}");
+    }
+    let (status, body) = env.post_token(&*long_form, None).await?;
+    assert_eq!(status, 401, "the long jti replayed: {body}");
+    assert_eq!(body["error"], "invalid_client", "{body}");
+    Ok(())
+}
+
 /// A NUL byte in a request (`%00` in a form value, `\u0000` in a client assertion's `jti`) is
 /// refused with the error that value deserves and costs the requests committed beside it
 /// nothing. PostgreSQL rejects NUL in text: one such value in a group-commit batch used to fail

@@ -25,18 +25,26 @@ use sqlx::postgres::{PgConnection, Postgres};
 use sqlx::{Executor, QueryBuilder, Row};
 
 use super::audit::{EVENT_COLUMNS, join, storable};
-use super::replay::push_replay_rows;
+use super::replay::ReplayDigest;
 use super::{AuditDetail, AuditEvent, StoreError, pg_copy};
 
-/// A pair already recorded, or twice in the batch, is inserted once and not an error.
-const SKIP_RECORDED: &str = " ON CONFLICT (issuer, jti) DO NOTHING";
+/// A record already recorded, or twice in the batch, is inserted once and not an error.
+const SKIP_RECORDED: &str = " ON CONFLICT (digest) DO NOTHING";
 
 /// SQLSTATE `unique_violation`, on [`REPLAY_KEY`]: how the statement of
 /// [`insert_replays_and_events`] says that a record was not new.
 const UNIQUE_VIOLATION: &str = "23505";
 
-/// The replay records' primary key, `(issuer, jti)` (migrations/postgres/0001_initial.sql).
+/// The replay records' primary key, their digest (migrations/postgres/0011_replay_digests.sql).
 const REPLAY_KEY: &str = "replay_records_pkey";
+
+/// Appends the multi-row insert of replay records, (digest, `expires_at`) each.
+fn push_replays(builder: &mut QueryBuilder<Postgres>, records: &[(ReplayDigest, i64)]) {
+    builder.push("INSERT INTO replay_records (digest, expires_at) ");
+    builder.push_values(records, |mut row, (digest, expires_at)| {
+        row.push_bind(digest).push_bind(*expires_at);
+    });
+}
 
 /// An optional text column in its stored form.
 fn text(value: &Option<String>) -> Option<Cow<'_, str>> {
@@ -103,7 +111,7 @@ pub(super) async fn append_events(
 /// was written, and the caller takes the careful path. `records` must not be empty.
 pub(super) async fn insert_replays_and_events<'c, E>(
     executor: E,
-    records: &[(String, String, i64)],
+    records: &[(ReplayDigest, i64)],
     events: &[AuditEvent],
 ) -> Result<bool, StoreError>
 where
@@ -114,7 +122,7 @@ where
     // insert costs the database less than a speculative one (one index descent per row instead
     // of two, and no confirmation record in the WAL; docs/performance.md, twelfth run).
     let mut builder = QueryBuilder::new("WITH new AS (");
-    push_replay_rows!(&mut builder, records);
+    push_replays(&mut builder, records);
     builder.push(") ");
     if events.is_empty() {
         builder.push("SELECT 1");
@@ -133,30 +141,25 @@ where
     }
 }
 
-/// Inserts the records that are not yet recorded and returns those that were new (`RETURNING`
-/// names each one).
+/// Inserts the records that are not yet recorded and returns the digests of those that were
+/// new (`RETURNING` names each one).
 pub(super) async fn insert_new_replays<'c, E>(
     executor: E,
-    records: &[(String, String, i64)],
-) -> Result<HashSet<(String, String)>, StoreError>
+    records: &[(ReplayDigest, i64)],
+) -> Result<HashSet<ReplayDigest>, StoreError>
 where
     E: Executor<'c, Database = Postgres>,
 {
     let mut builder = QueryBuilder::new("");
-    push_replay_rows!(&mut builder, records);
+    push_replays(&mut builder, records);
     builder.push(SKIP_RECORDED);
-    builder.push(" RETURNING issuer, jti");
+    builder.push(" RETURNING digest");
     let rows = builder
         .build()
         .fetch_all(executor)
         .await
         .map_err(StoreError::classify)?;
     rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get::<String, _>("issuer")?,
-                row.try_get::<String, _>("jti")?,
-            ))
-        })
+        .map(|row| Ok(row.try_get::<ReplayDigest, _>("digest")?))
         .collect()
 }

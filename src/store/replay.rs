@@ -1,42 +1,72 @@
 //! Replay records: a `jti` seen once is refused until its token has expired (CAUTH-06, JWTB-06,
 //! EMA-06). On PostgreSQL, on every instance, because the check is a primary-key insert in the
-//! shared database; on SQLite, which one process owns, the check is an in-memory mirror of an
-//! append-only table (`live_jtis`), so a record costs an append instead of a random index page.
-
-use sqlx::Connection;
+//! shared database, keyed by a fixed-size digest of the pair ([`replay_digest`]); on SQLite,
+//! which one process owns, the check is an in-memory mirror of an append-only table
+//! (`live_jtis`), so a record costs an append instead of a random index page.
 
 use std::collections::HashSet;
+use std::hash::Hash;
+
+use aws_lc_rs::digest;
+use sqlx::{Connection, QueryBuilder, Sqlite};
 
 use super::audit::push_event_rows;
 use super::{AuditEvent, Held, Pool, Store, StoreError, on_pool, pg_batch};
 
-/// Appends the multi-row INSERT of (`issuer`, `jti`, `expires_at`) records to `$builder`.
-macro_rules! push_replay_rows {
-    ($builder:expr, $records:expr) => {{
-        let records: &[(String, String, i64)] = $records;
-        let builder = $builder;
-        builder.push("INSERT INTO replay_records (issuer, jti, expires_at) ");
-        builder.push_values(records, |mut row, (issuer, jti, expires_at)| {
-            row.push_bind(issuer).push_bind(jti).push_bind(*expires_at);
-        });
-    }};
-}
-pub(crate) use push_replay_rows;
+/// How PostgreSQL keys a replay record (migration 0011).
+pub(super) type ReplayDigest = [u8; 16];
 
-/// One flag per record: new or not. A pair repeated within a batch is inserted once, so only
-/// its first occurrence counts as new.
-fn fresh_flags(
-    records: &[(String, String, i64)],
-    inserted: &HashSet<(String, String)>,
-) -> Vec<bool> {
+/// The key of (`issuer`, `jti`) in PostgreSQL's replay records: the first 16 bytes of SHA-256
+/// over the issuer's length in bytes (8 bytes, big-endian), the issuer and the `jti`.
+///
+/// Why a digest and not the two texts: a `jti` is whatever the token's signer chose, and as
+/// text in the primary key one longer than a B-tree entry holds (2,704 bytes) failed its insert
+/// and so the whole group commit — every request in the batch. The digest's size is fixed and
+/// its index a third of the texts'. The length prefix keeps ("ab", "c") and ("a", "bc") apart.
+/// Unkeyed, because every instance and the migration that converted the old rows (in SQL)
+/// must compute the same one; a collision would refuse a token, never accept one, and making a
+/// `jti` collide with another's takes a 128-bit second preimage.
+pub(super) fn replay_digest(issuer: &str, jti: &str) -> ReplayDigest {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(&(issuer.len() as u64).to_be_bytes());
+    context.update(issuer.as_bytes());
+    context.update(jti.as_bytes());
+    let full = context.finish();
+    let mut key = [0; 16];
+    key.copy_from_slice(&full.as_ref()[..16]);
+    key
+}
+
+/// Appends SQLite's multi-row INSERT of (`issuer`, `jti`, `expires_at`) records to `builder`.
+fn push_replay_rows(builder: &mut QueryBuilder<Sqlite>, records: &[(String, String, i64)]) {
+    builder.push("INSERT INTO replay_records (issuer, jti, expires_at) ");
+    builder.push_values(records, |mut row, (issuer, jti, expires_at)| {
+        row.push_bind(issuer.as_str())
+            .push_bind(jti.as_str())
+            .push_bind(*expires_at);
+    });
+}
+
+/// One flag per record, by its key: new or not. A key repeated within a batch is inserted
+/// once, so only its first occurrence counts as new.
+fn fresh_flags<K: Hash + Eq>(keys: &[K], inserted: &HashSet<K>) -> Vec<bool> {
     let mut claimed = HashSet::new();
+    keys.iter()
+        .map(|key| inserted.contains(key) && claimed.insert(key))
+        .collect()
+}
+
+/// PostgreSQL's form of `records`: (digest, `expires_at`).
+fn keyed(records: &[(String, String, i64)]) -> Vec<(ReplayDigest, i64)> {
     records
         .iter()
-        .map(|(issuer, jti, _)| {
-            let key = (issuer.clone(), jti.clone());
-            inserted.contains(&key) && claimed.insert(key)
-        })
+        .map(|(issuer, jti, expires_at)| (replay_digest(issuer, jti), *expires_at))
         .collect()
+}
+
+/// The digests of `keyed` records, in order.
+fn digests(keyed: &[(ReplayDigest, i64)]) -> Vec<ReplayDigest> {
+    keyed.iter().map(|(digest, _)| *digest).collect()
 }
 
 /// A replay record that commits together with the audit event of the request that presented
@@ -90,7 +120,7 @@ impl Store {
                 // The whole transaction as one command to SQLite's thread (`held_connection`).
                 let mut builder = sqlx::QueryBuilder::new("BEGIN; ");
                 if !claimed.is_empty() {
-                    push_replay_rows!(&mut builder, &claimed);
+                    push_replay_rows(&mut builder, &claimed);
                     builder.push("; ");
                 }
                 push_event_rows!(&mut builder, events, &mut held.texts());
@@ -102,6 +132,7 @@ impl Store {
                 written?;
             }
             (_, Pool::Postgres(_), Held::Postgres(held)) => {
+                let records = keyed(&records);
                 let mut connection = held.take().await?;
                 // Nearly always every jti is new: then one statement writes the whole batch.
                 if !pg_batch::insert_replays_and_events(&mut *connection, &records, &events).await?
@@ -112,7 +143,7 @@ impl Store {
                     // kept: the pool rolls back what the batch left open.
                     let mut tx = connection.begin().await.map_err(StoreError::classify)?;
                     let inserted = pg_batch::insert_new_replays(&mut *tx, &records).await?;
-                    let new = fresh_flags(&records, &inserted);
+                    let new = fresh_flags(&digests(&records), &inserted);
                     mark_replays(&replays, &mut events, &mut fresh, &new);
                     pg_batch::append_events(&mut tx, &events).await?;
                     tx.commit().await.map_err(StoreError::classify)?;
@@ -193,7 +224,7 @@ impl ReplayStore for Store {
                 let claimed = claimed_records(records.to_vec(), &claims);
                 if !claimed.is_empty() {
                     let mut builder = sqlx::QueryBuilder::new("");
-                    push_replay_rows!(&mut builder, &claimed);
+                    push_replay_rows(&mut builder, &claimed);
                     if let Err(error) = held.execute(builder.build()).await {
                         live.release(claimed.iter());
                         return Err(error);
@@ -202,10 +233,11 @@ impl ReplayStore for Store {
                 Ok(claims)
             }
             (_, Pool::Postgres(_), Held::Postgres(held)) => {
+                let records = keyed(records);
                 let mut connection = held.take().await?;
-                let inserted = pg_batch::insert_new_replays(&mut *connection, records).await?;
+                let inserted = pg_batch::insert_new_replays(&mut *connection, &records).await?;
                 held.keep(connection);
-                Ok(fresh_flags(records, &inserted))
+                Ok(fresh_flags(&digests(&records), &inserted))
             }
             _ => Err(no_replay_set()),
         }

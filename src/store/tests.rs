@@ -56,6 +56,7 @@ both_backends!(
     authorization_codes_single_use_rotation_and_family_revocation,
     ping_answers,
     replay_records_are_single_use_until_purged,
+    replay_records_take_identifiers_of_any_length,
     keys_insert_list_and_promote,
     at_most_one_active_key,
     concurrent_promotion_of_one_key_has_one_winner,
@@ -190,6 +191,81 @@ async fn replay_records_are_single_use_until_purged(store: Store) {
             .record_once("https://idp", "jti-1", 400)
             .await
             .expect("purged, usable")
+    );
+}
+
+/// A string of `blocks` random UUIDs (32 hex digits each): incompressible, so that PostgreSQL
+/// cannot shrink it to fit an index entry.
+fn incompressible(blocks: usize) -> String {
+    (0..blocks)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect()
+}
+
+/// CAUTH-06, JWTB-06: a `jti` (and its issuer) is whatever the token's signer chose, as long as
+/// the token itself (16 KiB by default): a long one is single-use like any other, and a batch
+/// holding one commits with every other item in it. On PostgreSQL a key over 2,704 bytes (a
+/// B-tree entry's limit) once failed the whole group commit, every request in the batch.
+async fn replay_records_take_identifiers_of_any_length(store: Store) {
+    let issuer = format!("client-assertion:{}", incompressible(40));
+    let prefix = incompressible(300);
+    let (first, second) = (format!("{prefix}a"), format!("{prefix}b"));
+    assert!(
+        store
+            .record_once(&issuer, &first, 5_000)
+            .await
+            .expect("first")
+    );
+    assert!(
+        !store
+            .record_once(&issuer, &first, 5_000)
+            .await
+            .expect("replay")
+    );
+    // Identifiers that differ only in their last character are different tokens.
+    assert!(
+        store
+            .record_once(&issuer, &second, 5_000)
+            .await
+            .expect("second")
+    );
+    // The pair is kept apart where issuer ends and jti begins.
+    assert!(store.record_once("ab", "c", 5_000).await.expect("ab c"));
+    assert!(store.record_once("a", "bc", 5_000).await.expect("a bc"));
+    assert!(
+        !store
+            .record_once("ab", "c", 5_000)
+            .await
+            .expect("ab c again")
+    );
+
+    // In a group commit, beside ordinary items.
+    let long = incompressible(300);
+    let mut pending = client_assertion(&long);
+    pending.issuer = issuer.clone();
+    let fresh = store
+        .record_events_with_replays(vec![
+            (full_event(4_000), Some(pending.clone())),
+            (full_event(4_001), Some(client_assertion("short"))),
+            (full_event(4_002), None),
+        ])
+        .await
+        .expect("batch with a long jti");
+    assert_eq!(fresh, [true, true, true]);
+    let fresh = store
+        .record_events_with_replays(vec![
+            (full_event(4_003), Some(pending)),
+            (full_event(4_004), Some(client_assertion("other"))),
+        ])
+        .await
+        .expect("batch replaying the long jti");
+    assert_eq!(fresh, [false, true]);
+    assert_eq!(every_audit_record(&store).await.len(), 5);
+    assert!(
+        !store
+            .record_once(&issuer, &long, 5_000)
+            .await
+            .expect("replay")
     );
 }
 
@@ -1672,6 +1748,63 @@ async fn sqlite_group_writer_has_its_own_tuned_connection() {
     store.close().await;
 }
 
+/// PostgreSQL's replay records became digests in migration 0011: every record an earlier
+/// version wrote is still refused after the upgrade (the migration computes in SQL the digest
+/// the store computes in Rust), keeps its expiry, and is purged when that passes (CAUTH-06).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replay_records_written_before_the_digest_migration_are_still_refused() {
+    let Some(database) = TestDatabase::postgres("replay_digest_migration").await else {
+        return;
+    };
+    let store = Store::connect(database.url(), 4).await.expect("connect");
+    let Pool::Postgres(pool) = &store.pool else {
+        panic!("a PostgreSQL store");
+    };
+    POSTGRES_MIGRATIONS
+        .run_to(10, pool)
+        .await
+        .expect("migrate to the last version with text keys");
+    let old = [
+        ("client-assertion:agent", "kept", 5_000_i64),
+        ("https://idp.example", "expired", 50),
+        // Non-ASCII text: the digest covers the UTF-8 bytes on both sides.
+        ("https://idp.example/é", "jti-ü", 5_000),
+    ];
+    for (issuer, jti, expires_at) in old {
+        sqlx::query("INSERT INTO replay_records (issuer, jti, expires_at) VALUES ($1, $2, $3)")
+            .bind(issuer)
+            .bind(jti)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .expect("an old-form record");
+    }
+    store.migrate().await.expect("migrate to the digests");
+    for (issuer, jti, expires_at) in old {
+        assert!(
+            !store
+                .record_once(issuer, jti, expires_at)
+                .await
+                .expect("record"),
+            "({issuer}, {jti}) was forgotten by the migration"
+        );
+    }
+    assert_eq!(store.purge_expired(100).await.expect("purge"), 1);
+    assert!(
+        store
+            .record_once("https://idp.example", "expired", 200)
+            .await
+            .expect("purged, usable")
+    );
+    assert!(
+        !store
+            .record_once("client-assertion:agent", "kept", 5_000)
+            .await
+            .expect("still recorded")
+    );
+    store.close().await;
+}
+
 /// SQLite's replay check lives in the memory of the one store that holds the database: a
 /// second store on the file can neither claim it nor record a `jti` while the first is open;
 /// once the first has closed, the second claims the file and its set, rebuilt from the table,
@@ -1994,7 +2127,7 @@ async fn postgres_batch_statement_is_all_or_nothing() {
     let Pool::Postgres(pool) = &store.pool else {
         panic!("PostgreSQL");
     };
-    let record = |jti: &str| ("client-assertion:agent".to_string(), jti.to_string(), 5_000);
+    let record = |jti: &str| (replay::replay_digest("client-assertion:agent", jti), 5_000);
     let mut sparse = AuditEvent::new(2, "token_exchange", Decision::Denied);
     sparse.reason = Some("assertion_replayed".into());
     let events = vec![full_event(1), sparse];
