@@ -2,8 +2,7 @@
 --
 -- A jti is whatever the token's signer chose. As text in the primary key, one longer than a
 -- B-tree entry holds (2,704 bytes, incompressible) made its insert fail, and with it the whole
--- group commit: every request in that batch was refused. A digest has a fixed size, and an
--- index of 16-byte keys is also a third of the size and cheaper to insert into.
+-- group commit: every request in that batch was refused. A digest has a fixed size.
 --
 -- digest = the first 16 bytes of SHA-256(issuer's length in bytes as 8 bytes big-endian ||
 -- issuer || jti), all text in UTF-8; the store computes the same in Rust

@@ -21,8 +21,8 @@ pub(super) type ReplayDigest = [u8; 16];
 ///
 /// Why a digest and not the two texts: a `jti` is whatever the token's signer chose, and as
 /// text in the primary key one longer than a B-tree entry holds (2,704 bytes) failed its insert
-/// and so the whole group commit — every request in the batch. The digest's size is fixed and
-/// its index a third of the texts'. The length prefix keeps ("ab", "c") and ("a", "bc") apart.
+/// and so the whole group commit — every request in the batch. The digest's size is fixed. The
+/// length prefix keeps ("ab", "c") and ("a", "bc") apart.
 /// Unkeyed, because every instance and the migration that converted the old rows (in SQL)
 /// must compute the same one; a collision would refuse a token, never accept one, and making a
 /// `jti` collide with another's takes a 128-bit second preimage.
