@@ -282,10 +282,10 @@ async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::
     Ok(())
 }
 
-/// A client assertion's `jti` is the client's choice, as long as the assertion may be (8 KiB): one of 4,800
-/// incompressible characters authenticates once, is refused the second time, and the exchanges
-/// committed beside it are issued. On PostgreSQL a key that long once failed the replay
-/// records' index, and with it the whole group-commit batch (decisions §34; CAUTH-06).
+/// A client assertion's `jti` is the client's choice, as long as the assertion may be (8 KiB):
+/// one of 4,800 incompressible characters authenticates once, is refused the second time, and
+/// the exchanges committed beside it are issued. On PostgreSQL a key that long once failed the
+/// replay records' index, and with it the whole group-commit batch (decisions §34; CAUTH-06).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_assertion_jti_is_single_use_and_costs_its_batch_nothing_on_postgres()
 -> anyhow::Result<()> {
