@@ -5,7 +5,6 @@
 //! (`live_jtis`), so a record costs an append instead of a random index page.
 
 use std::collections::HashSet;
-use std::hash::Hash;
 
 use aws_lc_rs::digest;
 use sqlx::{Connection, QueryBuilder, Sqlite};
@@ -23,6 +22,7 @@ pub(super) type ReplayDigest = [u8; 16];
 /// text in the primary key one longer than a B-tree entry holds (2,704 bytes) failed its insert
 /// and so the whole group commit — every request in the batch. The digest's size is fixed. The
 /// length prefix keeps ("ab", "c") and ("a", "bc") apart.
+///
 /// Unkeyed, because every instance and the migration that converted the old rows (in SQL)
 /// must compute the same one; a collision would refuse a token, never accept one, and making a
 /// `jti` collide with another's takes a 128-bit second preimage.
@@ -47,12 +47,13 @@ fn push_replay_rows(builder: &mut QueryBuilder<Sqlite>, records: &[(String, Stri
     });
 }
 
-/// One flag per record, by its key: new or not. A key repeated within a batch is inserted
+/// One flag per PostgreSQL record: new or not. A record repeated within a batch is inserted
 /// once, so only its first occurrence counts as new.
-fn fresh_flags<K: Hash + Eq>(keys: &[K], inserted: &HashSet<K>) -> Vec<bool> {
+fn fresh_flags(records: &[(ReplayDigest, i64)], inserted: &HashSet<ReplayDigest>) -> Vec<bool> {
     let mut claimed = HashSet::new();
-    keys.iter()
-        .map(|key| inserted.contains(key) && claimed.insert(key))
+    records
+        .iter()
+        .map(|(digest, _)| inserted.contains(digest) && claimed.insert(digest))
         .collect()
 }
 
@@ -62,11 +63,6 @@ fn keyed(records: &[(String, String, i64)]) -> Vec<(ReplayDigest, i64)> {
         .iter()
         .map(|(issuer, jti, expires_at)| (replay_digest(issuer, jti), *expires_at))
         .collect()
-}
-
-/// The digests of `keyed` records, in order.
-fn digests(keyed: &[(ReplayDigest, i64)]) -> Vec<ReplayDigest> {
-    keyed.iter().map(|(digest, _)| *digest).collect()
 }
 
 /// A replay record that commits together with the audit event of the request that presented
@@ -143,7 +139,7 @@ impl Store {
                     // kept: the pool rolls back what the batch left open.
                     let mut tx = connection.begin().await.map_err(StoreError::classify)?;
                     let inserted = pg_batch::insert_new_replays(&mut *tx, &records).await?;
-                    let new = fresh_flags(&digests(&records), &inserted);
+                    let new = fresh_flags(&records, &inserted);
                     mark_replays(&replays, &mut events, &mut fresh, &new);
                     pg_batch::append_events(&mut tx, &events).await?;
                     tx.commit().await.map_err(StoreError::classify)?;
@@ -237,7 +233,7 @@ impl ReplayStore for Store {
                 let mut connection = held.take().await?;
                 let inserted = pg_batch::insert_new_replays(&mut *connection, &records).await?;
                 held.keep(connection);
-                Ok(fresh_flags(&digests(&records), &inserted))
+                Ok(fresh_flags(&records, &inserted))
             }
             _ => Err(no_replay_set()),
         }
