@@ -726,6 +726,24 @@ fn num(row: &Value, key: &str) -> f64 {
     row.get(key).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
+/// The small-configuration row to compare the large-configuration row at `index` with: the same
+/// server, database and authentication, nearest before it (else the first after). With
+/// `LOADTEST_AB_SIZES="small big"` every round runs both, and a round's large row divided by
+/// another round's small one would carry the machine's drift between the two.
+fn small_beside(rows: &[Value], index: usize) -> Option<usize> {
+    let row = &rows[index];
+    let matches = |other: &Value| {
+        other["config"] != "big"
+            && other["server"] == row["server"]
+            && other["db"] == row["db"]
+            && other["auth"] == row["auth"]
+    };
+    (0..index)
+        .rev()
+        .find(|&other| matches(&rows[other]))
+        .or_else(|| (index + 1..rows.len()).find(|&other| matches(&rows[other])))
+}
+
 /// The reference's figure `key` to divide the row at `index` by: the mean of the reference runs
 /// with the same authentication right before and right after it in the run (the script runs the
 /// reference between every two frontdesk servers), so that drift of the machine's speed over
@@ -868,12 +886,7 @@ runs inside frontdesk: its work is in the server's CPU)."
         );
         println!("|---|---|---:|---:|---:|---:|---:|");
         for (index, row) in big {
-            let small = rows.iter().enumerate().find(|(_, r)| {
-                r["config"] != "big"
-                    && r["server"] == row["server"]
-                    && r["db"] == row["db"]
-                    && r["auth"] == row["auth"]
-            });
+            let small = small_beside(&rows, index).map(|small| (small, &rows[small]));
             let of_small = |key: &str| small.map_or(0.0, |(_, s)| num(s, key));
             println!(
                 "| {} | {} | {} | {:.0} | {} | {} | {} |",
@@ -921,5 +934,30 @@ mod tests {
         // A reference row: the mean of every reference run of its kind.
         assert_eq!(reference_near(&rows, 3, "basic", "rps"), 120.0);
         assert_eq!(reference_near(&rows, 2, "none", "rps"), 0.0);
+    }
+
+    #[test]
+    fn a_large_configuration_row_is_compared_with_the_small_one_of_its_round() {
+        let run = |config: &str, auth: &str| json!({ "server": "frontdesk", "db": "postgres", "config": config, "auth": auth });
+        let rows = vec![
+            run("small", "basic"),
+            run("big", "basic"),
+            run("small", "jwt"),
+            run("small", "basic"),
+            run("big", "jwt"),
+            run("big", "basic"),
+        ];
+        // Round two's large row goes with round two's small row, not the first one.
+        assert_eq!(small_beside(&rows, 5), Some(3));
+        assert_eq!(small_beside(&rows, 1), Some(0));
+        assert_eq!(small_beside(&rows, 4), Some(2));
+        // A large row run before any small one of its kind: the first after it.
+        let rows = vec![
+            run("big", "basic"),
+            run("small", "jwt"),
+            run("small", "basic"),
+        ];
+        assert_eq!(small_beside(&rows, 0), Some(2));
+        assert_eq!(small_beside(&[run("big", "basic")], 0), None);
     }
 }
