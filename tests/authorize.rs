@@ -38,6 +38,14 @@ async fn start() -> anyhow::Result<(Env, reqwest::Client)> {
 
 /// [`start`] on the database `database_url` instead of the default SQLite file.
 async fn start_on(database_url: Option<String>) -> anyhow::Result<(Env, reqwest::Client)> {
+    start_configured(database_url, |_| {}).await
+}
+
+/// [`start_on`], then `customize` changes the configuration before the server starts.
+async fn start_configured(
+    database_url: Option<String>,
+    customize: impl FnOnce(&mut frontdesk::config::Config) + Send + 'static,
+) -> anyhow::Result<(Env, reqwest::Client)> {
     let app = code_client(APP)?;
     let trusted = code_client(TRUSTED_APP)?;
     let env = Env::start_with(move |config| {
@@ -57,6 +65,7 @@ async fn start_on(database_url: Option<String>) -> anyhow::Result<(Env, reqwest:
         config.authorization.client_id = Some(RP_CLIENT_ID.into());
         config.authorization.client_secret = Some(SecretString::new("rp-secret"));
         config.authorization.pre_approved_clients = vec![TRUSTED_APP.into()];
+        customize(config);
     })
     .await?;
     env.idp
@@ -539,6 +548,97 @@ async fn a_nul_character_in_an_authorization_request_is_refused_on_postgres() ->
     ));
     // The same request without the NUL starts the sign-in.
     begin(&env, &browser, &authorize_params(APP)).await?;
+    Ok(())
+}
+
+/// `len` alphanumeric characters no compressor shortens much (an xorshift sequence): PostgreSQL
+/// compresses long index keys, so a repeated character would fit where this does not.
+fn incompressible(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(ALPHABET[(state % ALPHABET.len() as u64) as usize])
+        })
+        .collect()
+}
+
+/// OIDC Core §2: an ID token's `sub` is at most 255 characters. One a byte longer is refused at
+/// the callback with its own audit reason; one of exactly 255 signs in. On PostgreSQL a `sub`
+/// past 2.7 KB used to reach the user-claims upsert and fail the sign-in with a 500.
+async fn sign_in_sub_bound(database_url: Option<String>) -> anyhow::Result<()> {
+    let (env, browser) = start_on(database_url).await?;
+    for too_long in ["u".repeat(256), incompressible(3000)] {
+        env.idp
+            .set_id_token_claims(json!({ "email": "ada@example.com", "sub": too_long }))
+            .await?;
+        let started = begin(&env, &browser, &authorize_params(APP)).await?;
+        let back = at_idp(&browser, &started).await?;
+        let response = callback(&browser, &started, back).await?;
+        assert_eq!(response.status(), 400, "{}", too_long.len());
+        assert!(response.headers().get("location").is_none());
+    }
+    let refused = env
+        .audit_log()
+        .await?
+        .iter()
+        .filter(|r| r.event.event == "authorize_callback")
+        .filter(|r| r.event.reason.as_deref() == Some("id_token_sub_too_long"))
+        .count();
+    assert_eq!(refused, 2);
+
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "sub": "u".repeat(255) }))
+        .await?;
+    authorize_and_approve(&env, &browser).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_id_token_sub_longer_than_oidc_allows_is_refused_at_sign_in() -> anyhow::Result<()> {
+    sign_in_sub_bound(None).await
+}
+
+#[tokio::test]
+async fn an_id_token_sub_longer_than_oidc_allows_is_refused_at_sign_in_on_postgres()
+-> anyhow::Result<()> {
+    let Some(database) = env::test_db::TestDatabase::postgres("authorize_long_sub").await else {
+        return Ok(());
+    };
+    sign_in_sub_bound(Some(database.url().to_string())).await
+}
+
+/// A `subject_mapping` builds the local subject from the IdP's claims, so it can be longer than
+/// any `sub`: held to the same 255 bytes (`subject_too_long`, the client gets `access_denied`).
+#[tokio::test]
+async fn a_mapped_subject_longer_than_255_bytes_is_refused_at_sign_in() -> anyhow::Result<()> {
+    let (env, browser) = start_configured(None, |config| {
+        let corp = &mut config.identity_providers[0];
+        assert_eq!(corp.id, "corp");
+        corp.subject_mode = "mapped".into();
+        corp.subject_mapping = Some("subject.employee".into());
+    })
+    .await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "employee": "e".repeat(256) }))
+        .await?;
+    let started = begin(&env, &browser, &authorize_params(APP)).await?;
+    let back = at_idp(&browser, &started).await?;
+    let response = callback(&browser, &started, back).await?;
+    assert_eq!(response.status(), 303);
+    let redirect = location(&response)?;
+    assert_eq!(query(&redirect, "error").as_deref(), Some("access_denied"));
+    let events = env.audit_log().await?;
+    assert!(events.iter().any(|r| r.event.event == "authorize_callback"
+        && r.event.reason.as_deref() == Some("subject_too_long")));
+
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "employee": "e".repeat(255) }))
+        .await?;
+    authorize_and_approve(&env, &browser).await?;
     Ok(())
 }
 

@@ -733,6 +733,31 @@ async fn audience_and_azp_must_name_the_authenticated_client_idjag_issue_09() ->
     Ok(())
 }
 
+/// OIDC Core §2: an ID token's `sub` "MUST NOT exceed 255 ASCII characters". One byte more is
+/// refused as a subject token (RFC 8693 §2.2.2 `invalid_request`); exactly 255 is exchanged and
+/// carried into the ID-JAG unchanged.
+#[tokio::test]
+async fn id_token_subjects_longer_than_oidc_allows_are_refused() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+    for length in [256, 4000] {
+        let token = env
+            .idp
+            .mint(claims_with(json!({ "sub": "s".repeat(length) })))
+            .await?;
+        let label = format!("sub of {length} characters");
+        assert_subject_refused(&env, &label, &token, "subject_sub_too_long").await?;
+    }
+    let longest = "s".repeat(255);
+    let token = env.idp.mint(claims_with(json!({ "sub": longest }))).await?;
+    let reply = send(&env, &idjag_form(&token), AGENT_AUTH).await?;
+    assert_success(&env, "sub of 255 characters", &reply).await?;
+    let issued = reply.body["access_token"].as_str().unwrap_or_default();
+    let payload = issued.split('.').nth(1).unwrap_or_default();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
+    assert_eq!(claims["sub"], json!(longest));
+    Ok(())
+}
+
 #[tokio::test]
 async fn time_claims_are_enforced_with_bounded_skew_bcp_11() -> anyhow::Result<()> {
     let env = Env::start().await?;

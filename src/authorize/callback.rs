@@ -167,6 +167,12 @@ pub async fn callback(
         Ok(None) => return fail(audit, "subject_unmapped").await,
         Err(error) => return unavailable(&error, "the subject link lookup"),
     };
+    // The local subject becomes the `sub` of what is issued for this sign-in, and the key of the
+    // user's remembered claims: held to the bound OIDC Core §2 sets for an ID token's `sub`
+    // (a subject mapping can build a longer one from the IdP's claims).
+    if subject.len() > crate::jose::MAX_ID_TOKEN_SUB_BYTES {
+        return fail(audit, "subject_too_long").await;
+    }
     audit.subject = Some(subject.clone());
     // IDJAG-ISSUE-12: the user's current claims, read by refresh-token exchanges.
     let remembered = crate::users::remember_sign_in(

@@ -312,10 +312,18 @@ impl RelyingParty {
                 };
                 rp_error(reason, error)
             })?;
+        let subject = claims.subject().as_str();
+        if subject.len() > crate::jose::MAX_ID_TOKEN_SUB_BYTES {
+            // OIDC Core §2; a longer `sub` would also be a key PostgreSQL cannot index.
+            return Err(rp_error(
+                "id_token_sub_too_long",
+                "the ID token's sub exceeds 255 characters",
+            ));
+        }
         Ok(SignedIn {
             claims: all_claims(id_token)
                 .unwrap_or_else(|| serde_json::to_value(claims).unwrap_or_default()),
-            subject: claims.subject().as_str().to_string(),
+            subject: subject.to_string(),
             email: claims.email().map(|email| email.as_str().to_string()),
             auth_time: claims.auth_time().map(|time| time.timestamp()),
         })

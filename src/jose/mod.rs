@@ -33,8 +33,8 @@ pub mod verifying_key;
 pub(crate) mod testutil;
 
 pub use verify::{
-    AudienceRule, JoseError, TypRule, Unverified, VerifiedClaims, VerifyRules, inspect, select_key,
-    verify,
+    AudienceRule, JoseError, MAX_ID_TOKEN_SUB_BYTES, TypRule, Unverified, VerifiedClaims,
+    VerifyRules, inspect, select_key, verify,
 };
 pub use verifying_key::{KeySet, VerifyingKey};
 

@@ -36,6 +36,11 @@ pub const MAX_TYP_LEN: usize = 128;
 pub const MAX_LEEWAY_SECS: u64 = 300;
 /// Smallest RSA modulus accepted for RS*/PS* (JWKS-08).
 pub const MIN_RSA_BITS: usize = 2048;
+/// Longest `sub` an OpenID Connect ID token may carry: OIDC Core §2 says it "MUST NOT exceed
+/// 255 ASCII characters". Enforced where an ID token names a user, because a longer one is not
+/// an ID token any conforming IdP issues, and on PostgreSQL the user's remembered claims are
+/// keyed by it (a key over 2.7 KB cannot be indexed and would fail the sign-in with a 500).
+pub const MAX_ID_TOKEN_SUB_BYTES: usize = 255;
 
 /// Header parameters that carry or point at keys/certificates. They are never
 /// followed or trusted (BCP-07, JWKS-07); a token carrying one is refused so

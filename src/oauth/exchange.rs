@@ -14,7 +14,9 @@ use super::{
     ErrorCode, OAuthError, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN,
     TOKEN_TYPE_JWT, TOKEN_TYPE_REFRESH_TOKEN,
 };
-use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
+use crate::jose::{
+    AudienceRule, JoseError, MAX_ID_TOKEN_SUB_BYTES, TypRule, VerifiedClaims, inspect,
+};
 use crate::policy::{Decision as PolicyDecision, PolicyInput};
 use crate::registry::{Audience, IdentityProvider, IssueKind, Registry};
 use crate::store::{AuditDetail, AuditEvent};
@@ -385,6 +387,14 @@ async fn verify_subject(
         .verify_from_issuer(idp, &unverified, token, typ, audience, None, now)
         .await
         .map_err(fail)?;
+    if token_type == SubjectTokenType::IdToken && claims.sub().len() > MAX_ID_TOKEN_SUB_BYTES {
+        // OIDC Core §2. Not recorded as the audit's subject: it is not one.
+        return Err(OAuthError::new(
+            code,
+            "subject_sub_too_long",
+            "The ID token's sub exceeds the 255 characters OpenID Connect allows",
+        ));
+    }
     audit.subject = Some(claims.sub().to_string());
     Ok((idp.clone(), claims))
 }
