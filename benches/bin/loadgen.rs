@@ -163,6 +163,10 @@ struct RunArgs {
     /// `small` or `big` (the configuration size), used by `report` to pair rows.
     #[arg(long, default_value = "small")]
     config: String,
+    /// Which pass over the scenarios this is (`LOADTEST_ROUNDS`), used by `report` to pair rows
+    /// of the same round.
+    #[arg(long, default_value_t = 1)]
+    round: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -712,6 +716,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         "server_ctx_switches_per_req": switches,
         "db_cpu_us_per_req": db_us,
         "config": args.config,
+        "round": args.round,
     });
     eprintln!("loadgen[{}]: {result}", args.label);
     let mut file = std::fs::OpenOptions::new()
@@ -726,22 +731,62 @@ fn num(row: &Value, key: &str) -> f64 {
     row.get(key).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
+/// The row to compare the row at `index` with among those `matches` accepts: one of the same
+/// round (a row without a round is of round 1), the nearest before it, else the first after.
+/// With several rounds in a run every round has its own, and a row divided by another round's
+/// would carry the machine's drift between the two.
+fn nearest(rows: &[Value], index: usize, matches: impl Fn(&Value) -> bool) -> Option<usize> {
+    let round = |row: &Value| row.get("round").and_then(Value::as_u64).unwrap_or(1);
+    let mine = round(&rows[index]);
+    let accepted = |other: usize| round(&rows[other]) == mine && matches(&rows[other]);
+    (0..index)
+        .rev()
+        .find(|&other| accepted(other))
+        .or_else(|| (index + 1..rows.len()).find(|&other| accepted(other)))
+}
+
 /// The small-configuration row to compare the large-configuration row at `index` with: the same
-/// server, database and authentication, nearest before it (else the first after). With
-/// `LOADTEST_AB_SIZES="small big"` every round runs both, and a round's large row divided by
-/// another round's small one would carry the machine's drift between the two.
+/// server, database and authentication, of the same round ([`nearest`]).
 fn small_beside(rows: &[Value], index: usize) -> Option<usize> {
     let row = &rows[index];
-    let matches = |other: &Value| {
+    nearest(rows, index, |other| {
         other["config"] != "big"
             && other["server"] == row["server"]
             && other["db"] == row["db"]
             && other["auth"] == row["auth"]
+    })
+}
+
+/// The `frontdesk-unaudited` row to compare the durable row at `index` with: the same
+/// authentication, of the same round ([`nearest`]).
+fn unaudited_beside(rows: &[Value], index: usize) -> Option<usize> {
+    let auth = &rows[index]["auth"];
+    nearest(rows, index, |other| {
+        other["server"] == "frontdesk-unaudited" && other["auth"] == *auth
+    })
+}
+
+/// The median of `values` (the mean of the middle two for an even count) and their range: what
+/// the report gives for a scenario measured in several rounds. `None` for no values.
+fn median_and_range(values: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    let median = if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted[middle]
     };
-    (0..index)
-        .rev()
-        .find(|&other| matches(&rows[other]))
-        .or_else(|| (index + 1..rows.len()).find(|&other| matches(&rows[other])))
+    Some((median, sorted[0], sorted[sorted.len() - 1]))
+}
+
+/// A scenario's key: rows with the same key are the same measurement in different rounds.
+fn scenario(row: &Value) -> (String, String, String, String) {
+    let field = |key: &str| row[key].as_str().unwrap_or("").to_string();
+    (field("server"), field("db"), field("config"), field("auth"))
 }
 
 /// The reference's figure `key` to divide the row at `index` by: the mean of the reference runs
@@ -842,12 +887,10 @@ runs inside frontdesk: its work is in the server's CPU)."
     );
     // What the durable writes cost: each database's server against the same server with the
     // audit log off (`frontdesk-unaudited`), same authentication, same run.
-    let unaudited: Vec<(usize, &Value)> = rows
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r["server"] == "frontdesk-unaudited")
-        .collect();
-    if !unaudited.is_empty() {
+    // (row, its ratio each ÷ its reference) for the summary over rounds.
+    let mut durable: Vec<(usize, f64)> = Vec::new();
+    let mut large: Vec<(usize, f64)> = Vec::new();
+    if rows.iter().any(|r| r["server"] == "frontdesk-unaudited") {
         println!(
             "\n| durable writes | auth | req/s | req/s without audit | req/s ÷ without | … each ÷ its reference | p99 ÷ without | CPU µs/req ÷ without |"
         );
@@ -858,10 +901,11 @@ runs inside frontdesk: its work is in the server's CPU)."
             if row["server"] != "frontdesk" || row["config"] == "big" {
                 continue;
             }
-            let Some(base) = unaudited.iter().find(|(_, u)| u["auth"] == row["auth"]) else {
+            let Some(base_index) = unaudited_beside(&rows, index) else {
                 continue;
             };
-            let (base_index, base) = *base;
+            let base = &rows[base_index];
+            durable.push((index, relative(index) / relative(base_index)));
             println!(
                 "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} |",
                 row["label"].as_str().unwrap_or(""),
@@ -887,6 +931,9 @@ runs inside frontdesk: its work is in the server's CPU)."
         println!("|---|---|---:|---:|---:|---:|---:|");
         for (index, row) in big {
             let small = small_beside(&rows, index).map(|small| (small, &rows[small]));
+            if let Some((small_index, _)) = small {
+                large.push((index, relative(index) / relative(small_index)));
+            }
             let of_small = |key: &str| small.map_or(0.0, |(_, s)| num(s, key));
             println!(
                 "| {} | {} | {} | {:.0} | {} | {} | {} |",
@@ -903,7 +950,75 @@ runs inside frontdesk: its work is in the server's CPU)."
             );
         }
     }
+    summary(&rows, &relative, &reference, &durable, &large);
     Ok(())
+}
+
+/// The last table of a run of several rounds: each frontdesk scenario's median over its rounds
+/// (and the range), the figure the targets are read against on a machine whose speed moves
+/// from one minute to the next. Printed only when some scenario ran more than once.
+fn summary(
+    rows: &[Value],
+    relative: &dyn Fn(usize) -> f64,
+    reference: &dyn Fn(usize, &str, &str) -> f64,
+    durable: &[(usize, f64)],
+    large: &[(usize, f64)],
+) {
+    let mut scenarios: Vec<(String, String, String, String)> = Vec::new();
+    for row in rows.iter().filter(|r| r["server"] != "reference") {
+        let key = scenario(row);
+        if !scenarios.contains(&key) {
+            scenarios.push(key);
+        }
+    }
+    let rounds = |key: &(String, String, String, String)| {
+        (0..rows.len())
+            .filter(|&index| scenario(&rows[index]) == *key)
+            .collect::<Vec<_>>()
+    };
+    if scenarios.iter().all(|key| rounds(key).len() < 2) {
+        return;
+    }
+    let show = |values: &[f64]| {
+        median_and_range(values).map_or("–".into(), |(median, low, high)| {
+            format!("**{median:.2}×** ({low:.2}–{high:.2})")
+        })
+    };
+    let of = |pairs: &[(usize, f64)], indexes: &[usize]| {
+        pairs
+            .iter()
+            .filter(|(index, _)| indexes.contains(index))
+            .map(|(_, value)| *value)
+            .collect::<Vec<f64>>()
+    };
+    println!(
+        "\nMedian over the rounds (lowest–highest), each row ÷ the reference runs beside it:\n\n\
+| scenario | database | configuration | auth | rounds | req/s ÷ ref | p99 ÷ ref | durable ÷ without audit, each ÷ its reference | large ÷ small, each ÷ its reference |"
+    );
+    println!("|---|---|---|---|---:|---|---|---|---|");
+    for key in &scenarios {
+        let indexes = rounds(key);
+        let p99: Vec<f64> = indexes
+            .iter()
+            .map(|&index| {
+                let auth = rows[index]["auth"].as_str().unwrap_or("");
+                num(&rows[index], "p99_ms") / reference(index, auth, "p99_ms")
+            })
+            .collect();
+        let throughput: Vec<f64> = indexes.iter().map(|&index| relative(index)).collect();
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            key.0,
+            key.1,
+            key.2,
+            key.3,
+            indexes.len(),
+            show(&throughput),
+            show(&p99),
+            show(&of(durable, &indexes)),
+            show(&of(large, &indexes)),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -934,6 +1049,44 @@ mod tests {
         // A reference row: the mean of every reference run of its kind.
         assert_eq!(reference_near(&rows, 3, "basic", "rps"), 120.0);
         assert_eq!(reference_near(&rows, 2, "none", "rps"), 0.0);
+    }
+
+    #[test]
+    fn medians_take_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(median_and_range(&[0.9, 0.7, 1.1]), Some((0.9, 0.7, 1.1)));
+        assert_eq!(median_and_range(&[1.0, 0.8]), Some((0.9, 0.8, 1.0)));
+        assert_eq!(median_and_range(&[0.8]), Some((0.8, 0.8, 0.8)));
+        // A ratio against a missing reference (a division by zero) is left out, not counted.
+        assert_eq!(
+            median_and_range(&[f64::INFINITY, 0.5, f64::NAN]),
+            Some((0.5, 0.5, 0.5))
+        );
+        assert_eq!(median_and_range(&[]), None);
+    }
+
+    #[test]
+    fn a_durable_row_is_compared_with_the_unaudited_one_of_its_round() {
+        let run = |server: &str, db: &str, auth: &str, round: u32| json!({ "server": server, "db": db, "config": "small", "auth": auth, "round": round });
+        // The script's order in each round: SQLite, unaudited, PostgreSQL.
+        let rows = vec![
+            run("frontdesk", "sqlite", "basic", 1),
+            run("frontdesk-unaudited", "sqlite", "basic", 1),
+            run("frontdesk", "postgres", "basic", 1),
+            run("frontdesk", "sqlite", "basic", 2),
+            run("frontdesk-unaudited", "sqlite", "jwt", 2),
+            run("frontdesk-unaudited", "sqlite", "basic", 2),
+            run("frontdesk", "postgres", "basic", 2),
+        ];
+        // SQLite runs before its round's unaudited server: the one after it, not round 1's.
+        assert_eq!(unaudited_beside(&rows, 0), Some(1));
+        assert_eq!(unaudited_beside(&rows, 3), Some(5));
+        // PostgreSQL runs after it.
+        assert_eq!(unaudited_beside(&rows, 2), Some(1));
+        assert_eq!(unaudited_beside(&rows, 6), Some(5));
+        assert_eq!(
+            unaudited_beside(&[run("frontdesk", "sqlite", "jwt", 1)], 0),
+            None
+        );
     }
 
     #[test]
