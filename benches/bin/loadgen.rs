@@ -783,10 +783,16 @@ fn median_and_range(values: &[f64]) -> Option<(f64, f64, f64)> {
     Some((median, sorted[0], sorted[sorted.len() - 1]))
 }
 
-/// A scenario's key: rows with the same key are the same measurement in different rounds.
-fn scenario(row: &Value) -> (String, String, String, String) {
-    let field = |key: &str| row[key].as_str().unwrap_or("").to_string();
-    (field("server"), field("db"), field("config"), field("auth"))
+/// A scenario's key, (label without its round tag, authentication): rows with the same key are
+/// the same measurement in different rounds. The label, not the server kind, so that the builds
+/// compared by `LOADTEST_AB` (all of kind `frontdesk`, labelled ab1-…, ab2-…) stay apart.
+fn scenario(row: &Value) -> (String, String) {
+    let label = row["label"].as_str().unwrap_or("");
+    let label = match row.get("round").and_then(Value::as_u64) {
+        Some(round) => label.replacen(&format!("-r{round}"), "", 1),
+        None => label.to_string(),
+    };
+    (label, row["auth"].as_str().unwrap_or("").to_string())
 }
 
 /// The reference's figure `key` to divide the row at `index` by: the mean of the reference runs
@@ -964,14 +970,14 @@ fn summary(
     durable: &[(usize, f64)],
     large: &[(usize, f64)],
 ) {
-    let mut scenarios: Vec<(String, String, String, String)> = Vec::new();
+    let mut scenarios: Vec<(String, String)> = Vec::new();
     for row in rows.iter().filter(|r| r["server"] != "reference") {
         let key = scenario(row);
         if !scenarios.contains(&key) {
             scenarios.push(key);
         }
     }
-    let rounds = |key: &(String, String, String, String)| {
+    let rounds = |key: &(String, String)| {
         (0..rows.len())
             .filter(|&index| scenario(&rows[index]) == *key)
             .collect::<Vec<_>>()
@@ -993,9 +999,9 @@ fn summary(
     };
     println!(
         "\nMedian over the rounds (lowest–highest), each row ÷ the reference runs beside it:\n\n\
-| scenario | database | configuration | auth | rounds | req/s ÷ ref | p99 ÷ ref | durable ÷ without audit, each ÷ its reference | large ÷ small, each ÷ its reference |"
+| scenario | auth | rounds | req/s ÷ ref | p99 ÷ ref | durable ÷ without audit, each ÷ its reference | large ÷ small, each ÷ its reference |"
     );
-    println!("|---|---|---|---|---:|---|---|---|---|");
+    println!("|---|---|---:|---|---|---|---|");
     for key in &scenarios {
         let indexes = rounds(key);
         let p99: Vec<f64> = indexes
@@ -1007,11 +1013,9 @@ fn summary(
             .collect();
         let throughput: Vec<f64> = indexes.iter().map(|&index| relative(index)).collect();
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             key.0,
             key.1,
-            key.2,
-            key.3,
             indexes.len(),
             show(&throughput),
             show(&p99),
@@ -1062,6 +1066,28 @@ mod tests {
             Some((0.5, 0.5, 0.5))
         );
         assert_eq!(median_and_range(&[]), None);
+    }
+
+    #[test]
+    fn rows_of_one_scenario_in_different_rounds_share_a_key_and_compared_builds_do_not() {
+        let row = |label: &str, round: u32| json!({ "server": "frontdesk", "label": label, "auth": "basic", "round": round });
+        let key = |label: &str| (label.to_string(), "basic".to_string());
+        assert_eq!(
+            scenario(&row("frontdesk-sqlite-r2", 2)),
+            key("frontdesk-sqlite")
+        );
+        assert_eq!(
+            scenario(&row("frontdesk-postgres-r3-big", 3)),
+            key("frontdesk-postgres-big")
+        );
+        // LOADTEST_AB: two builds of the same server kind stay two scenarios.
+        assert_eq!(scenario(&row("ab1-postgres-r1", 1)), key("ab1-postgres"));
+        assert_eq!(scenario(&row("ab2-postgres-r1", 1)), key("ab2-postgres"));
+        // A single pass has no round tag in its labels.
+        assert_eq!(
+            scenario(&row("frontdesk-sqlite", 1)),
+            key("frontdesk-sqlite")
+        );
     }
 
     #[test]
