@@ -21,6 +21,7 @@ use crate::keys::{Kek, KeyPolicy, KeyRing, SigningAlgorithm};
 use crate::oauth::TokenService;
 use crate::oauth::client_auth::SecretCache;
 use crate::registry::Trust;
+use crate::retention;
 use crate::store::{CodeStore, ReplayStore, Store, StoreError, TokenStore, UserStore};
 
 /// A startup failure, printed as one line before exiting non-zero.
@@ -146,12 +147,20 @@ pub struct RunningServer {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     handle: JoinHandle<Result<(), StartupError>>,
+    retention_passes: watch::Receiver<u64>,
 }
 
 impl RunningServer {
     /// `http://addr`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// How many times the audit retention task has finished a pass (successful or not; it
+    /// never runs when `audit.retention_days` is 0): what an embedder or a test waits on,
+    /// instead of guessing how long the pass at start takes.
+    pub fn retention_passes(&self) -> watch::Receiver<u64> {
+        self.retention_passes.clone()
     }
 
     /// Stops accepting, finishes in-flight requests, and waits for the end.
@@ -241,7 +250,8 @@ async fn spawn_on_with(
     };
     let app = router(state.clone());
     let (shutdown, mut stop) = watch::channel(false);
-    let background = spawn_background(state.clone(), stop.clone());
+    let (passes, retention_passes) = watch::channel(0u64);
+    let mut background = spawn_background(state.clone(), stop.clone(), passes);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let handle = tokio::spawn(async move {
         let mut stopping = stop.clone();
@@ -262,7 +272,14 @@ async fn spawn_on_with(
                 Ok(())
             }
         };
-        background.abort();
+        // The background tasks have seen the stop; a retention purge finishes the chunk in
+        // hand and records what it deleted before the pool closes under it.
+        if tokio::time::timeout(BACKGROUND_STOP, &mut background)
+            .await
+            .is_err()
+        {
+            background.abort();
+        }
         store.close().await;
         result.map_err(|error| StartupError(format!("server error: {error}")))
     });
@@ -271,6 +288,7 @@ async fn spawn_on_with(
         state,
         shutdown,
         handle,
+        retention_passes,
     })
 }
 
@@ -360,9 +378,57 @@ fn replay_purge_cutoff(now: i64) -> i64 {
     now.saturating_sub(crate::jose::verify::MAX_LEEWAY_SECS as i64)
 }
 
-/// Periodic work: key promotion and reload (so several instances and the CLI agree), and purging
-/// expired replay records and authorization-code-flow state.
-fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+/// How long a stopping server waits for its background tasks to end their step in hand.
+const BACKGROUND_STOP: Duration = Duration::from_secs(5);
+
+/// Applies `audit.retention_days` now and every [`retention::PURGE_INTERVAL`], in a task of its
+/// own: a first purge of a large backlog takes minutes, and key promotion and trust reloads
+/// must not wait for it. Ends at the stop, after the chunk in hand.
+fn spawn_retention(
+    store: Store,
+    days: u32,
+    mut stop: watch::Receiver<bool>,
+    passes: watch::Sender<u64>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(retention::PURGE_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {
+                    let stopping = stop.clone();
+                    match retention::apply(&store, days, "retention", unix_now(), || *stopping.borrow()).await {
+                        Ok(purged) if purged.deleted > 0 => tracing::info!(
+                            deleted = purged.deleted,
+                            before = purged.before,
+                            "deleted audit events older than the retention"
+                        ),
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%error, "applying the audit retention failed"),
+                    }
+                    passes.send_modify(|count| *count += 1);
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
+/// Periodic work: key promotion and reload (so several instances and the CLI agree), purging
+/// expired replay records and authorization-code-flow state, and the audit retention.
+fn spawn_background(
+    state: AppState,
+    mut stop: watch::Receiver<bool>,
+    retention_passes: watch::Sender<u64>,
+) -> JoinHandle<()> {
+    let retention = (state.config.audit.retention_days > 0).then(|| {
+        spawn_retention(
+            state.store.clone(),
+            state.config.audit.retention_days,
+            stop.clone(),
+            retention_passes,
+        )
+    });
     tokio::spawn(async move {
         let mut keys = tokio::time::interval(Duration::from_secs(5));
         let mut purge = tokio::time::interval(Duration::from_secs(300));
@@ -402,6 +468,9 @@ fn spawn_background(state: AppState, mut stop: watch::Receiver<bool>) -> JoinHan
                 // The only value ever sent is `true`: any change means stop.
                 _ = stop.changed() => {
                     refresher.abort();
+                    if let Some(retention) = retention {
+                        let _ = retention.await;
+                    }
                     return;
                 }
             }

@@ -50,6 +50,22 @@ pub enum Command {
     /// Perform a token exchange against a frontdesk (or any RFC 8693 server) and print the
     /// decoded result: a client-side helper for trying a deployment out.
     Exchange(crate::exchange_cli::ExchangeArgs),
+    /// The audit log's retention.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Audit-log commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Delete audit events older than the retention now, as a running server does every 15
+    /// minutes; the deletion is itself recorded as an `audit_events_purged` event. Export what
+    /// must be kept first (the admin page's audit export).
+    Purge {
+        /// Delete events older than this many days (default: `audit.retention_days`).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::MAX_AUDIT_RETENTION_DAYS)))]
+        older_than_days: Option<u32>,
+    },
 }
 
 /// Subject-link commands.
@@ -228,6 +244,25 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             ));
             store.record(&event).await.map_err(fail)?;
             println!("linked {sub} at {issuer} to {local}");
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Purge { older_than_days }) => {
+            let days = older_than_days
+                .or((config.audit.retention_days > 0).then_some(config.audit.retention_days))
+                .ok_or_else(|| {
+                    StartupError(
+                        "no retention to apply: audit.retention_days is 0 (keep every event); pass --older-than-days N or set it".into(),
+                    )
+                })?;
+            let store = app::open_store(&config).await?;
+            let purged = crate::retention::apply(&store, days, "cli", unix_now(), || false)
+                .await
+                .map_err(|error| StartupError(format!("database error: {error}")))?;
+            println!(
+                "deleted {} audit events that occurred before {}",
+                purged.deleted,
+                crate::admin::format_time(purged.before)
+            );
             Ok(())
         }
         Command::HashSecret => hash_secret(),

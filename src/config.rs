@@ -53,6 +53,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// Logging.
     pub log: LogConfig,
+    /// How long the audit log keeps its events.
+    pub audit: AuditConfig,
     /// How keys of trusted issuers are fetched and cached.
     pub federation: FederationConfig,
     /// Enterprise IdPs and other issuers whose tokens frontdesk accepts (inbound trust).
@@ -296,6 +298,21 @@ impl Default for FederationConfig {
     }
 }
 
+/// The audit log's retention. Every event is kept unless an operator sets a retention: the log
+/// is evidence, and deleting it is a decision only the deployment can make (docs/decisions.md
+/// §36). Events can be exported first from the admin page or its API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Events older than this many days are deleted by a background task (and by `frontdesk
+    /// audit purge`). 0, the default, keeps every event.
+    pub retention_days: u32,
+}
+
+/// The longest retention `audit.retention_days` accepts (100 years): a larger value is more
+/// likely a unit mistake than a policy.
+pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
+
 /// Logging settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -502,6 +519,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             tokens: TokensConfig::default(),
             log: LogConfig::default(),
+            audit: AuditConfig::default(),
             federation: FederationConfig::default(),
             identity_providers: Vec::new(),
             audiences: Vec::new(),
@@ -782,6 +800,12 @@ impl Config {
             return err(
                 "tokens.subject_token_error",
                 "must be invalid_request or invalid_grant",
+            );
+        }
+        if self.audit.retention_days > MAX_AUDIT_RETENTION_DAYS {
+            return err(
+                "audit.retention_days",
+                format!("must be at most {MAX_AUDIT_RETENTION_DAYS} (0 keeps every event)"),
             );
         }
         if self.federation.jwks_min_refetch_secs > 3600 {

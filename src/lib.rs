@@ -16,6 +16,7 @@ pub mod keys;
 pub mod oauth;
 pub mod policy;
 pub mod registry;
+pub mod retention;
 pub mod secret;
 pub mod store;
 pub mod telemetry;

@@ -767,6 +767,10 @@ async fn the_audit_log_filters_pages_and_exports() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(html.matches("<tr class=\"decision-denied\">").count(), 3);
+    assert!(
+        html.contains("Every event is kept"),
+        "the page says no retention is set"
+    );
     let (status, _) = admin.get("/admin/audit?since=not-a-time").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let response = admin
@@ -809,4 +813,87 @@ fn between(text: &str, start: &str, end: &str) -> anyhow::Result<String> {
         .find(end)
         .ok_or_else(|| anyhow::anyhow!("{end} not found"))?;
     Ok(text[from..from + to].to_string())
+}
+
+/// Records events 40 and 10 days old in the database at `url` (migrated here) and returns the
+/// current time they were measured from.
+async fn seed_old_and_recent_events(url: &str) -> anyhow::Result<i64> {
+    use frontdesk::store::{AuditEvent, Store};
+    let store = Store::connect(url, 1).await?;
+    store.migrate().await?;
+    let now = env::now();
+    for age_days in [40, 40, 10] {
+        let mut event =
+            AuditEvent::new(now - age_days * 86_400, "token_exchange", Decision::Issued);
+        event.client_id = Some(format!("seeded-{age_days}"));
+        store.record(&event).await?;
+    }
+    store.close().await;
+    Ok(now)
+}
+
+/// A server with `audit.retention_days` deletes older events as it starts, records the purge
+/// in the log, and its audit page says how long events are kept (decisions §36).
+async fn a_server_with_a_retention_purges_at_start(url: String) -> anyhow::Result<()> {
+    let now = seed_old_and_recent_events(&url).await?;
+    let env = Env::start_with(move |config| {
+        config.database.url = frontdesk::secret::SecretString::new(url);
+        config.audit.retention_days = 30;
+    })
+    .await?;
+    let mut passes = env.server.retention_passes();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        passes.wait_for(|count| *count >= 1),
+    )
+    .await??;
+    let log = env.audit_log().await?;
+    let seeded: Vec<&str> = log
+        .iter()
+        .filter_map(|record| record.event.client_id.as_deref())
+        .filter(|client| client.starts_with("seeded-"))
+        .collect();
+    assert_eq!(
+        seeded,
+        ["seeded-10"],
+        "only the event inside the retention stays"
+    );
+    let purge = log
+        .iter()
+        .find(|record| record.event.event == "audit_events_purged")
+        .expect("the purge is in the log");
+    assert_eq!(purge.event.decision, Decision::Changed);
+    let detail: serde_json::Value =
+        serde_json::from_str(purge.event.detail.as_ref().expect("detail").as_str())?;
+    assert_eq!(detail["actor"], "retention");
+    assert_eq!(detail["deleted"], 2);
+    let before = detail["before"].as_i64().expect("before");
+    assert!(before > now - 30 * 86_400 - 5 && before <= env::now() - 30 * 86_400);
+
+    let admin = Admin::start_on(env).await?;
+    admin.sign_in_as(AUDITOR, PASSWORD).await?;
+    let (status, html) = admin.get("/admin/audit").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("Events older than 30 days are deleted"),
+        "the page states the retention"
+    );
+    assert!(html.contains("audit_events_purged"), "and shows the purge");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_an_audit_retention_purges_older_events_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("seeded.db").display());
+    a_server_with_a_retention_purges_at_start(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_an_audit_retention_purges_older_events_at_start_on_postgres()
+-> anyhow::Result<()> {
+    let Some(database) = env::test_db::TestDatabase::postgres("retention_at_start").await else {
+        return Ok(());
+    };
+    a_server_with_a_retention_purges_at_start(database.url().to_string()).await
 }

@@ -242,6 +242,122 @@ fn migrate_then_keys_rotate_shows_a_next_key_in_keys_list() {
     assert_one_line_failure(&output, &["no-such-kid"]);
 }
 
+/// The audit events in `dir`'s database, oldest first, as (event, `occurred_at`, detail).
+async fn audit_rows(dir: &Path) -> Vec<(String, i64, Option<String>)> {
+    use frontdesk::store::{AuditFilter, AuditLog, Store};
+    let url = format!("sqlite://{}", dir.join("data.db").display());
+    let store = Store::connect(&url, 1).await.expect("open the database");
+    let filter = AuditFilter {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    let mut rows: Vec<_> = store
+        .audit_events(&filter)
+        .await
+        .expect("read the log")
+        .into_iter()
+        .map(|record| {
+            let detail = record
+                .event
+                .detail
+                .map(|detail| detail.as_str().to_string());
+            (record.event.event, record.event.occurred_at, detail)
+        })
+        .collect();
+    store.close().await;
+    rows.reverse();
+    rows
+}
+
+/// `audit purge` applies `audit.retention_days` (or `--older-than-days`) to the database the
+/// configuration names, records the deletion as an audit event, and refuses to guess a
+/// retention when none is configured (docs/decisions.md §36).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_purge_deletes_events_older_than_the_retention_and_records_the_deletion() {
+    use frontdesk::store::{AuditEvent, AuditLog, Decision, Store};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "\n[audit]\nretention_days = 30\n");
+    let output = run(dir.path(), &["--config", &config, "migrate"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let now = frontdesk::clock::unix_now();
+    let day = 86_400;
+    let url = format!("sqlite://{}", dir.path().join("data.db").display());
+    let store = Store::connect(&url, 1).await.expect("open the database");
+    for age in [41, 40, 31, 10, 9] {
+        let event = AuditEvent::new(now - age * day, "token_exchange", Decision::Issued);
+        store.record(&event).await.expect("record");
+    }
+    store.close().await;
+
+    // The configured 30 days: the three older events go.
+    let output = run(dir.path(), &["--config", &config, "audit", "purge"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let printed = text(&output.stdout);
+    assert!(
+        printed.starts_with("deleted 3 audit events that occurred before "),
+        "{printed}"
+    );
+    let rows = audit_rows(dir.path()).await;
+    let kept: Vec<i64> = rows.iter().map(|(_, time, _)| now - time).collect();
+    assert_eq!(kept.len(), 3, "{rows:?}");
+    assert_eq!(&kept[..2], [10 * day, 9 * day]);
+    let (event, _, detail) = &rows[2];
+    assert_eq!(event, "audit_events_purged");
+    let detail: serde_json::Value =
+        serde_json::from_str(detail.as_deref().expect("detail")).expect("JSON");
+    assert_eq!(detail["actor"], "cli");
+    assert_eq!(detail["deleted"], 3);
+    let before = detail["before"].as_i64().expect("before");
+    assert!(
+        (now - 30 * day..=now - 30 * day + 60).contains(&before),
+        "the cutoff is 30 days before the purge: {before}"
+    );
+
+    // An explicit retention wins over the configured one.
+    let output = run(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "audit",
+            "purge",
+            "--older-than-days",
+            "5",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("deleted 2 audit events"));
+    let events: Vec<String> = audit_rows(dir.path())
+        .await
+        .into_iter()
+        .map(|(event, _, _)| event)
+        .collect();
+    assert_eq!(events, ["audit_events_purged", "audit_events_purged"]);
+
+    // Zero days is no retention: refused before anything is touched.
+    let output = run(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "audit",
+            "purge",
+            "--older-than-days",
+            "0",
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("--older-than-days"));
+
+    // Without a retention anywhere, nothing is guessed.
+    let unset = tempfile::tempdir().expect("tempdir");
+    let config = write_config(unset.path(), "");
+    let output = run(unset.path(), &["--config", &config, "audit", "purge"], &[]);
+    assert_one_line_failure(&output, &["audit.retention_days", "--older-than-days"]);
+}
+
 /// Reads a child's stderr on a thread, forwarding lines, so waits can be bounded.
 fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stderr = child.stderr.take().expect("piped stderr");

@@ -125,6 +125,9 @@ struct AuditPage {
     rows: Vec<AuditRow>,
     next: Option<String>,
     export_query: String,
+    /// `audit.retention_days`; 0 keeps every event. Shown so that an auditor knows how far
+    /// back the log can reach and that older events were deleted, not lost.
+    retention_days: u32,
 }
 
 /// `GET /admin/audit`.
@@ -172,6 +175,7 @@ pub async fn page(
         query,
         rows,
         next,
+        retention_days: state.config.audit.retention_days,
     }))
 }
 

@@ -29,6 +29,7 @@ use crate::http::AppState;
 pub use auth::{ABSOLUTE_TIMEOUT_SECS, ADMIN_COOKIE, IDLE_TIMEOUT_SECS};
 pub(crate) use trust::{RegisterError, create_registered_client};
 pub use views::AdminError;
+pub(crate) use views::format_time;
 
 /// The Content-Security-Policy of every admin response: no scripts at all, styles and images
 /// only from frontdesk, forms only to frontdesk, never framed.

@@ -247,6 +247,7 @@ fn invalid_values_name_the_key_and_the_file() {
             "tokens.subject_token_error",
         ),
         ("[log]\nformat = \"xml\"\n", "log.format"),
+        ("[audit]\nretention_days = 36501\n", "audit.retention_days"),
         ("version = 2\n", "version"),
     ];
     for (body, key) in cases {
@@ -646,4 +647,25 @@ fn admin_sso_is_validated_and_its_secret_comes_from_the_environment() {
     )
     .expect_err("unknown idp");
     assert_error(&error, "admin_sso.idp", "frontdesk.toml");
+}
+
+/// The audit log keeps every event unless a retention is set, in the file or the environment
+/// (docs/decisions.md §36).
+#[test]
+fn the_audit_retention_defaults_to_keeping_every_event_and_can_be_set() {
+    assert_eq!(load_env(&[]).expect("defaults").audit.retention_days, 0);
+    let from_file = load_file(&production("[audit]\nretention_days = 400\n"), &[]).expect("file");
+    assert_eq!(from_file.audit.retention_days, 400);
+    let from_env = load_file(
+        &production("[audit]\nretention_days = 400\n"),
+        &[("FRONTDESK_AUDIT__RETENTION_DAYS", "90")],
+    )
+    .expect("environment");
+    assert_eq!(from_env.audit.retention_days, 90);
+    let longest = MAX_AUDIT_RETENTION_DAYS.to_string();
+    let at_the_limit = load_env(&[("FRONTDESK_AUDIT__RETENTION_DAYS", longest.as_str())])
+        .expect("the longest retention");
+    assert_eq!(at_the_limit.audit.retention_days, MAX_AUDIT_RETENTION_DAYS);
+    let negative = load_env(&[("FRONTDESK_AUDIT__RETENTION_DAYS", "-1")]).expect_err("negative");
+    assert_eq!(negative.key, "audit.retention_days");
 }

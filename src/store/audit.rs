@@ -202,6 +202,15 @@ pub trait AuditLog {
         &self,
         filter: &AuditFilter,
     ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+    /// Deletes at most `limit` of the oldest events that occurred before `before` and returns
+    /// how many went. Bounded so that one call holds SQLite's write lock, which the group
+    /// commit needs, for milliseconds, not for as long as a whole backlog takes
+    /// (`crate::retention` calls it until nothing is left).
+    fn delete_events_before(
+        &self,
+        before: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// Text as the audit log stores it. A NUL character — which a client can send (`%00` in a form
@@ -354,6 +363,23 @@ impl AuditLog for Store {
         tokio::spawn(async move { store.insert_events(events).await })
             .await
             .map_err(|error| StoreError::Unavailable(format!("audit batch task: {error}")))?
+    }
+
+    async fn delete_events_before(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        // Oldest first through the time index, so a call that stops at `limit` leaves the
+        // newest of the expired events for the next one and never a gap in what remains.
+        let result = on_pool!(self, pool => {
+            sqlx::query(
+                "DELETE FROM audit_events WHERE id IN \
+                 (SELECT id FROM audit_events WHERE occurred_at < $1 ORDER BY occurred_at, id LIMIT $2)",
+            )
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        });
+        result.map_err(StoreError::classify)
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

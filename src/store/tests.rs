@@ -76,6 +76,9 @@ both_backends!(
     lookups_by_a_key_with_a_nul_character_find_nothing,
     audit_filters_match_values_in_their_stored_form,
     audit_batches_store_values_as_single_events_do,
+    audit_events_before_a_time_are_deleted_oldest_first_in_bounded_chunks,
+    retention_deletes_every_event_older_than_its_days_and_audits_the_deletion,
+    a_retention_purge_asked_to_stop_still_audits_the_chunk_it_deleted,
 );
 
 /// Pools skip sqlx's ping of a connection that was in use a moment ago (a round trip per
@@ -2393,4 +2396,157 @@ async fn audit_filters_match_values_in_their_stored_form(store: Store) {
     })
     .await;
     assert!(none.is_empty(), "{none:?}");
+}
+
+/// Every stored event's `occurred_at`, oldest first (read a page at a time).
+async fn stored_times(store: &Store) -> Vec<i64> {
+    let mut times = Vec::new();
+    let mut before_id = None;
+    loop {
+        let filter = AuditFilter {
+            limit: Some(1000),
+            before_id,
+            ..Default::default()
+        };
+        let page = store.audit_events(&filter).await.expect("read the log");
+        let Some(last) = page.last() else { break };
+        before_id = Some(last.id);
+        times.extend(page.iter().map(|record| record.event.occurred_at));
+    }
+    times.sort_unstable();
+    times
+}
+
+/// Events at `times`, recorded in batches of at most 500 (SQLite's limit on bound values).
+async fn record_at(store: &Store, times: &[i64]) {
+    for chunk in times.chunks(500) {
+        let events: Vec<AuditEvent> = chunk
+            .iter()
+            .map(|time| AuditEvent::new(*time, "token_exchange", Decision::Issued))
+            .collect();
+        store.record_batch(&events).await.expect("record");
+    }
+}
+
+async fn audit_events_before_a_time_are_deleted_oldest_first_in_bounded_chunks(store: Store) {
+    // Recorded newest first, so the oldest events have the highest ids: the chunk follows time,
+    // not insertion order.
+    record_at(&store, &[202, 201, 200, 104, 103, 102, 101, 100]).await;
+    assert_eq!(store.delete_events_before(200, 2).await.expect("chunk"), 2);
+    assert_eq!(
+        stored_times(&store).await,
+        [102, 103, 104, 200, 201, 202],
+        "the two oldest went first"
+    );
+    assert_eq!(store.delete_events_before(200, 10).await.expect("rest"), 3);
+    // An event at exactly `before` is not older than it and stays.
+    assert_eq!(stored_times(&store).await, [200, 201, 202]);
+    assert_eq!(store.delete_events_before(200, 10).await.expect("none"), 0);
+    assert_eq!(stored_times(&store).await, [200, 201, 202]);
+}
+
+/// Events around a 30-day retention at `NOW`: 2,345 older (more than two purge chunks), one
+/// exactly at the cutoff, three younger.
+const NOW: i64 = 1_800_000_000;
+
+async fn record_around_a_30_day_cutoff(store: &Store) -> i64 {
+    let cutoff = NOW - 30 * 86_400;
+    let mut times: Vec<i64> = (1..=2_345).map(|age| cutoff - age).collect();
+    times.extend([cutoff, cutoff + 1, NOW - 86_400, NOW]);
+    record_at(store, &times).await;
+    cutoff
+}
+
+/// The purge events in the log, newest first, as (detail, occurred_at).
+async fn purge_events(store: &Store) -> Vec<(serde_json::Value, i64)> {
+    let filter = AuditFilter {
+        decision: Some(Decision::Changed),
+        ..Default::default()
+    };
+    store
+        .audit_events(&filter)
+        .await
+        .expect("read the log")
+        .into_iter()
+        .filter(|record| record.event.event == "audit_events_purged")
+        .map(|record| {
+            let detail = record.event.detail.expect("a purge event has its detail");
+            (
+                serde_json::from_str(detail.as_str()).expect("JSON detail"),
+                record.event.occurred_at,
+            )
+        })
+        .collect()
+}
+
+async fn retention_deletes_every_event_older_than_its_days_and_audits_the_deletion(store: Store) {
+    use crate::retention::{self, PURGE_CHUNK, Purged};
+    let cutoff = record_around_a_30_day_cutoff(&store).await;
+    assert!(
+        2_345 > 2 * u64::from(PURGE_CHUNK),
+        "the backlog spans several chunks"
+    );
+    let purged = retention::apply(&store, 30, "retention", NOW, || false)
+        .await
+        .expect("purge");
+    assert_eq!(
+        purged,
+        Purged {
+            deleted: 2_345,
+            before: cutoff
+        }
+    );
+    // What is left: the events at and after the cutoff, and the record of the purge itself.
+    assert_eq!(
+        stored_times(&store).await,
+        [cutoff, cutoff + 1, NOW - 86_400, NOW, NOW]
+    );
+    assert_eq!(
+        purge_events(&store).await,
+        [(
+            json!({ "actor": "retention", "deleted": 2_345, "before": cutoff }),
+            NOW
+        )]
+    );
+    // Nothing older is left: a second purge deletes nothing and records nothing.
+    let again = retention::apply(&store, 30, "retention", NOW, || false)
+        .await
+        .expect("second purge");
+    assert_eq!(again.deleted, 0);
+    assert_eq!(purge_events(&store).await.len(), 1);
+}
+
+async fn a_retention_purge_asked_to_stop_still_audits_the_chunk_it_deleted(store: Store) {
+    use crate::retention::{self, PURGE_CHUNK};
+    let cutoff = record_around_a_30_day_cutoff(&store).await;
+    let purged = retention::apply(&store, 30, "retention", NOW, || true)
+        .await
+        .expect("purge");
+    assert_eq!(
+        purged.deleted,
+        u64::from(PURGE_CHUNK),
+        "one chunk, then the stop"
+    );
+    assert_eq!(
+        purge_events(&store).await,
+        [(
+            json!({ "actor": "retention", "deleted": PURGE_CHUNK, "before": cutoff }),
+            NOW
+        )]
+    );
+    let older = stored_times(&store)
+        .await
+        .into_iter()
+        .filter(|time| *time < cutoff)
+        .count();
+    assert_eq!(
+        older,
+        2_345 - PURGE_CHUNK as usize,
+        "the rest waits for the next purge"
+    );
+    // The next purge, not stopped, deletes the rest.
+    let rest = retention::apply(&store, 30, "retention", NOW, || false)
+        .await
+        .expect("the rest");
+    assert_eq!(rest.deleted, 2_345 - u64::from(PURGE_CHUNK));
 }
