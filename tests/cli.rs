@@ -314,18 +314,21 @@ async fn audit_purge_deletes_events_older_than_the_retention_and_records_the_del
     );
 
     // An explicit retention wins over the configured one.
-    let output = run(
-        dir.path(),
-        &[
-            "--config",
-            &config,
-            "audit",
-            "purge",
-            "--older-than-days",
-            "5",
-        ],
-        &[],
-    );
+    let purge_older_than = |days: &str| {
+        run(
+            dir.path(),
+            &[
+                "--config",
+                &config,
+                "audit",
+                "purge",
+                "--older-than-days",
+                days,
+            ],
+            &[],
+        )
+    };
+    let output = purge_older_than("5");
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).starts_with("deleted 2 audit events"));
     let events: Vec<String> = audit_rows(dir.path())
@@ -336,18 +339,7 @@ async fn audit_purge_deletes_events_older_than_the_retention_and_records_the_del
     assert_eq!(events, ["audit_events_purged", "audit_events_purged"]);
 
     // Zero days is no retention: refused before anything is touched.
-    let output = run(
-        dir.path(),
-        &[
-            "--config",
-            &config,
-            "audit",
-            "purge",
-            "--older-than-days",
-            "0",
-        ],
-        &[],
-    );
+    let output = purge_older_than("0");
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("--older-than-days"));
 
