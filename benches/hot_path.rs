@@ -360,6 +360,7 @@ fn id_jag(c: &mut Criterion, rt: &Runtime, dir: &std::path::Path, service: &Toke
                 rsa_bits: 2048,
                 promote_after_secs: 3600,
                 retired_publish_secs: 900,
+                rotate_after_secs: 0,
             };
             let kek = Kek::from_bytes(&[7u8; KEK_LEN]).unwrap();
             KeyRing::open(store, kek, policy, now()).await.unwrap()

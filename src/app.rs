@@ -92,14 +92,10 @@ pub fn key_policy(config: &Config) -> KeyPolicy {
         .id_jag_lifetime_secs
         .max(config.tokens.access_token_lifetime_secs)
         .max(config.tokens.chaining_grant_lifetime_secs)
-        .max(
-            config
-                .audiences
-                .iter()
-                .filter_map(|a| a.lifetime_secs)
-                .max()
-                .unwrap_or(0),
-        )
+        // Audiences can be added at run time (admin page, API) with any lifetime up to the
+        // largest allowed, after this policy was computed: a retired key stays published for
+        // that long too, so no token outlives the key that verifies it.
+        .max(crate::trust::MAX_AUDIENCE_LIFETIME_SECS)
         .max(
             config
                 .resources
@@ -117,6 +113,7 @@ pub fn key_policy(config: &Config) -> KeyPolicy {
             longest + config.tokens.clock_skew_secs + config.keys.jwks_max_age_secs,
         )
         .unwrap_or(i64::MAX / 4),
+        rotate_after_secs: i64::from(config.keys.rotate_after_days) * 86_400,
     }
 }
 

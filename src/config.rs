@@ -253,7 +253,14 @@ pub struct KeysConfig {
     pub jwks_max_age_secs: u64,
     /// RSA modulus size for RS256/PS256 keys.
     pub rsa_bits: u32,
+    /// Days after its activation at which the active key is replaced on schedule: a `next`
+    /// key is published and signs `promote_after_secs` later. Bounds how much any one private
+    /// key signs and how long a copy of it stays useful. 0 rotates only on demand.
+    pub rotate_after_days: u32,
 }
+
+/// The longest `keys.rotate_after_days` accepted (ten years).
+pub const MAX_ROTATE_AFTER_DAYS: u32 = 3_650;
 
 /// Token lifetimes and error-code decisions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -565,6 +572,7 @@ impl Default for KeysConfig {
             promote_after_secs: 3600,
             jwks_max_age_secs: 300,
             rsa_bits: 2048,
+            rotate_after_days: 90,
         }
     }
 }
@@ -766,6 +774,12 @@ impl Config {
         if !(2048..=4096).contains(&self.keys.rsa_bits) || !self.keys.rsa_bits.is_multiple_of(1024)
         {
             return err("keys.rsa_bits", "must be 2048, 3072 or 4096");
+        }
+        if self.keys.rotate_after_days > MAX_ROTATE_AFTER_DAYS {
+            return err(
+                "keys.rotate_after_days",
+                format!("must be at most {MAX_ROTATE_AFTER_DAYS} (0 rotates only on demand)"),
+            );
         }
         if self.keys.jwks_max_age_secs > self.keys.promote_after_secs {
             return err(

@@ -37,6 +37,9 @@ pub const PUBLIC_CLIENT_GRANTS: &[crate::oauth::GrantType] = &[
 ];
 /// Longest accepted `client_name`.
 pub const MAX_CLIENT_NAME_CHARS: usize = 100;
+/// The longest `lifetime_secs` an audience may set. The key policy counts on it: an audience
+/// added at run time may use all of it, so retired keys stay published at least this long.
+pub const MAX_AUDIENCE_LIFETIME_SECS: u64 = 3600;
 /// Claims an audience may derive by CEL mapping.
 pub const MAPPABLE_CLAIMS: &[&str] = &["sub", "aud_sub", "email", "tenant", "aud_tenant"];
 /// Subject-token claims an audience may release.
@@ -405,9 +408,12 @@ pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
     }
     if audience
         .lifetime_secs
-        .is_some_and(|secs| secs == 0 || secs > 3600)
+        .is_some_and(|secs| secs == 0 || secs > MAX_AUDIENCE_LIFETIME_SECS)
     {
-        return invalid("lifetime_secs".into(), "must be between 1 and 3600");
+        return invalid(
+            "lifetime_secs".into(),
+            format!("must be between 1 and {MAX_AUDIENCE_LIFETIME_SECS}"),
+        );
     }
     for (claim, expression) in &audience.claims {
         if !MAPPABLE_CLAIMS.contains(&claim.as_str()) {

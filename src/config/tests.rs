@@ -248,6 +248,10 @@ fn invalid_values_name_the_key_and_the_file() {
         ),
         ("[log]\nformat = \"xml\"\n", "log.format"),
         ("[audit]\nretention_days = 36501\n", "audit.retention_days"),
+        (
+            "[keys]\nrotate_after_days = 3651\n",
+            "keys.rotate_after_days",
+        ),
         ("version = 2\n", "version"),
     ];
     for (body, key) in cases {
@@ -668,4 +672,20 @@ fn the_audit_retention_defaults_to_keeping_every_event_and_can_be_set() {
     assert_eq!(at_the_limit.audit.retention_days, MAX_AUDIT_RETENTION_DAYS);
     let negative = load_env(&[("FRONTDESK_AUDIT__RETENTION_DAYS", "-1")]).expect_err("negative");
     assert_eq!(negative.key, "audit.retention_days");
+}
+
+/// Signing keys are replaced every 90 days unless configured otherwise; 0 turns the schedule
+/// off (docs/decisions.md §37).
+#[test]
+fn keys_rotate_on_a_90_day_schedule_unless_configured() {
+    assert_eq!(load_env(&[]).expect("defaults").keys.rotate_after_days, 90);
+    let off = load_env(&[("FRONTDESK_KEYS__ROTATE_AFTER_DAYS", "0")]).expect("off");
+    assert_eq!(off.keys.rotate_after_days, 0);
+    let policy = crate::app::key_policy(&off);
+    assert_eq!(policy.rotate_after_secs, 0);
+    let monthly = load_file(&production("rotate_after_days = 30\n"), &[]).expect("file");
+    assert_eq!(
+        crate::app::key_policy(&monthly).rotate_after_secs,
+        30 * 86_400
+    );
 }

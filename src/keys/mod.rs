@@ -49,6 +49,9 @@ pub struct KeyPolicy {
     pub promote_after_secs: i64,
     /// How long a retired key stays published: the longest lifetime of anything we sign, plus skew.
     pub retired_publish_secs: i64,
+    /// Age of the active key at which a `next` key is published on schedule
+    /// (`keys.rotate_after_days`); 0 rotates only on demand.
+    pub rotate_after_secs: i64,
 }
 
 /// The active key, ready to sign.
@@ -151,10 +154,16 @@ impl KeyRing {
         Ok(ring)
     }
 
-    /// Periodic work: promotes a due `next` key and reloads the snapshot from the database (so
-    /// changes made by other instances or the CLI are picked up). Returns true if something changed.
+    /// Periodic work: promotes a due `next` key, publishes a `next` key when the active one
+    /// has reached `rotate_after_secs`, and reloads the snapshot from the database (so changes
+    /// made by other instances or the CLI are picked up). Returns true if something changed.
     pub async fn tick(&self, now: i64) -> Result<bool, KeyError> {
         let keys = self.store.published_keys(now).await?;
+        if self.rotation_due(&keys, now) && self.rotate_on_schedule(&keys, now).await? {
+            let keys = self.store.published_keys(now).await?;
+            self.install(keys)?;
+            return Ok(true);
+        }
         if let Some(due) = keys
             .iter()
             .find(|key| key.state == KeyState::Next && key.activate_at.is_some_and(|at| at <= now))
@@ -227,6 +236,45 @@ impl KeyRing {
         let keys = self.store.published_keys(now).await?;
         self.install(keys)?;
         Ok(kid)
+    }
+
+    /// Whether the schedule asks for a new key: rotation is on, the active key was activated
+    /// `rotate_after_secs` ago or earlier, and no `next` key is already waiting.
+    fn rotation_due(&self, keys: &[KeyRecord], now: i64) -> bool {
+        let after = self.policy.rotate_after_secs;
+        after > 0
+            && !keys.iter().any(|key| key.state == KeyState::Next)
+            && keys.iter().any(|key| {
+                key.state == KeyState::Active
+                    && key
+                        .activated_at
+                        .is_some_and(|at| at <= now.saturating_sub(after))
+            })
+    }
+
+    /// Publishes a `next` key on schedule, audited as `key_rotated` by `schedule` in the same
+    /// transaction. Of several instances whose ticks find the rotation due at once, the store
+    /// lets one publish (`insert_scheduled_key`); the others discard the key they generated.
+    /// Returns whether this instance published one.
+    async fn rotate_on_schedule(&self, keys: &[KeyRecord], now: i64) -> Result<bool, KeyError> {
+        let before = keys
+            .iter()
+            .find(|key| key.state == KeyState::Active)
+            .map(|key| key.kid.clone());
+        let (record, kid) = self.new_key(KeyState::Next, now).await?;
+        let event = key_event(
+            now,
+            "key_rotated",
+            "schedule",
+            &kid,
+            serde_json::json!({ "active": before }),
+            serde_json::json!({ "kid": kid, "immediately": false }),
+        );
+        let activated_by = now.saturating_sub(self.policy.rotate_after_secs);
+        Ok(self
+            .store
+            .insert_scheduled_key(&record, activated_by, &event)
+            .await?)
     }
 
     /// Retires a key at once; it stays published until its tokens have expired. Refuses to

@@ -30,6 +30,7 @@ fn policy(algorithm: SigningAlgorithm) -> KeyPolicy {
         rsa_bits: 2048,
         promote_after_secs: PROMOTE_AFTER,
         retired_publish_secs: RETIRED_PUBLISH,
+        rotate_after_secs: 0,
     }
 }
 
@@ -581,4 +582,113 @@ async fn key_changes_are_audited_in_their_own_transaction() {
             .map(|d| d.value()["before"]["active"].clone()),
         Some(json!(first))
     );
+}
+
+/// `keys.rotate_after_days`: once the active key has signed for the configured time, a `next`
+/// key is published (audited as done by the schedule), promoted after the usual delay, and the
+/// cycle starts again from the new key's activation. One waiting key at a time.
+#[tokio::test]
+async fn the_active_key_is_replaced_on_schedule() {
+    use crate::store::{AuditFilter, AuditLog};
+    const EVERY: i64 = 10 * 86_400;
+    let database = TestDatabase::sqlite();
+    let scheduled = KeyPolicy {
+        rotate_after_secs: EVERY,
+        ..policy(SigningAlgorithm::Es256)
+    };
+    let ring = KeyRing::open(store(&database).await, kek(), scheduled, T0)
+        .await
+        .expect("open key ring");
+    let (first, _) = ring.active_kid().expect("active");
+    assert!(
+        !ring.tick(T0 + EVERY - 1).await.expect("tick"),
+        "not yet due"
+    );
+    assert_eq!(states(&ring).await.len(), 1);
+
+    assert!(
+        ring.tick(T0 + EVERY).await.expect("tick"),
+        "due: a key is published"
+    );
+    let listed = states(&ring).await;
+    let next: Vec<&String> = listed
+        .iter()
+        .filter(|(_, state)| *state == "next")
+        .map(|(kid, _)| kid)
+        .collect();
+    assert_eq!(next.len(), 1, "{listed:?}");
+    let second = next[0].clone();
+    assert!(
+        published_kids(&ring).contains(&second),
+        "published before it signs"
+    );
+    assert_eq!(
+        sign(&ring).1,
+        first,
+        "the old key signs until the promotion"
+    );
+    assert!(
+        !ring.tick(T0 + EVERY + 5).await.expect("tick"),
+        "one waiting key at a time"
+    );
+    assert_eq!(states(&ring).await.len(), 2);
+
+    assert!(
+        ring.tick(T0 + EVERY + PROMOTE_AFTER)
+            .await
+            .expect("promotion")
+    );
+    assert_eq!(sign(&ring).1, second);
+    // The next rotation counts from the new key's activation, not from the first key's.
+    let promoted = T0 + EVERY + PROMOTE_AFTER;
+    // (A tick there may still report a change: the first key leaving the JWKS.)
+    ring.tick(promoted + EVERY - 1).await.expect("tick");
+    assert!(
+        !states(&ring)
+            .await
+            .iter()
+            .any(|(_, state)| *state == "next"),
+        "not due yet"
+    );
+    assert!(ring.tick(promoted + EVERY).await.expect("tick"));
+    assert_eq!(
+        states(&ring)
+            .await
+            .iter()
+            .filter(|(_, state)| *state == "next")
+            .count(),
+        1
+    );
+
+    let rotations: Vec<(String, Value)> = ring
+        .store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("audit")
+        .into_iter()
+        .rev()
+        .filter(|record| record.event.event == "key_rotated")
+        .map(|record| {
+            let detail = record
+                .event
+                .detail
+                .as_ref()
+                .map(|d| d.value())
+                .unwrap_or_default();
+            (record.event.subject.unwrap_or_default(), detail)
+        })
+        .collect();
+    assert_eq!(rotations.len(), 2);
+    assert_eq!(rotations[0].0, second);
+    assert_eq!(rotations[0].1["actor"], "schedule");
+    assert_eq!(rotations[0].1["before"]["active"], first.as_str());
+}
+
+/// Rotation on schedule is off with 0: the key signs however old it is.
+#[tokio::test]
+async fn without_a_schedule_the_active_key_is_never_replaced() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    assert!(!ring.tick(T0 + 100 * 365 * 86_400).await.expect("tick"));
+    assert_eq!(states(&ring).await.len(), 1);
 }

@@ -94,6 +94,17 @@ pub trait KeyStore {
         activate: Option<(i64, i64)>,
         event: Option<&AuditEvent>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The scheduled rotation (`keys.rotate_after_days`): inserts `key`, a `next` key, and
+    /// records `event` in one transaction, but only if the active key was activated at or
+    /// before `activated_by` and no `next` key is waiting. Every instance attempts it when the
+    /// active key comes of age; the transaction lets exactly one of them publish a key.
+    /// Returns whether this call did.
+    fn insert_scheduled_key(
+        &self,
+        key: &KeyRecord,
+        activated_by: i64,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Makes `kid` (a `next` key) the active key and retires the previous active key, which stays
     /// published until `retired_publish_until`; records `event` in the same transaction. Returns
     /// false (and records nothing) if someone else already did.
@@ -137,6 +148,30 @@ macro_rules! commit_if_changed {
         }
         $tx.commit().await?;
         Ok(true)
+    }};
+}
+
+/// Inserts one key row with an executor of either backend (a transaction).
+macro_rules! insert_key_row {
+    ($executor:expr, $key:expr) => {{
+        let key: &KeyRecord = $key;
+        let sql = format!(
+            "INSERT INTO signing_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(&key.kid)
+            .bind(&key.algorithm)
+            .bind(key.state.as_str())
+            .bind(&key.sealed_private_key)
+            .bind(&key.public_jwk)
+            .bind(key.created_at)
+            .bind(key.activate_at)
+            .bind(key.activated_at)
+            .bind(key.retired_at)
+            .bind(key.publish_until)
+            .execute($executor)
+            .await
+            .map_err(StoreError::classify)
     }};
 }
 
@@ -185,25 +220,9 @@ impl KeyStore for Store {
         activate: Option<(i64, i64)>,
         event: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO signing_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        );
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(AssertSqlSafe(sql.as_str()))
-                .bind(&key.kid)
-                .bind(&key.algorithm)
-                .bind(key.state.as_str())
-                .bind(&key.sealed_private_key)
-                .bind(&key.public_jwk)
-                .bind(key.created_at)
-                .bind(key.activate_at)
-                .bind(key.activated_at)
-                .bind(key.retired_at)
-                .bind(key.publish_until)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::classify)?;
+            insert_key_row!(&mut *tx, key)?;
             if let Some((now, retired_publish_until)) = activate {
                 sqlx::query(
                     "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE state = 'active'",
@@ -225,6 +244,38 @@ impl KeyStore for Store {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    async fn insert_scheduled_key(
+        &self,
+        key: &KeyRecord,
+        activated_by: i64,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Lock the active key's row (on SQLite, the database) with an update that changes
+            // nothing: a concurrent scheduler waits here until this transaction ends, and its
+            // next statement then sees the `next` key this one inserted.
+            let due = sqlx::query(
+                "UPDATE signing_keys SET activated_at = activated_at WHERE state = 'active' AND activated_at <= $1",
+            )
+            .bind(activated_by)
+            .execute(&mut *tx)
+            .await?;
+            if due.rows_affected() != 1 {
+                return Ok(false);
+            }
+            let waiting: Option<String> =
+                sqlx::query_scalar("SELECT kid FROM signing_keys WHERE state = 'next' LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if waiting.is_some() {
+                return Ok(false);
+            }
+            insert_key_row!(&mut *tx, key)?;
+            commit_if_changed!(tx, true, Some(event))
+        })
     }
 
     async fn promote_key(

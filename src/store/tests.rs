@@ -60,6 +60,7 @@ both_backends!(
     keys_insert_list_and_promote,
     at_most_one_active_key,
     concurrent_promotion_of_one_key_has_one_winner,
+    a_scheduled_key_is_inserted_once_and_only_when_due,
     retire_and_publish_until,
     audit_round_trips_every_field,
     audit_filters_and_pages,
@@ -382,6 +383,88 @@ async fn at_most_one_active_key(store: Store) {
 
 /// Two instances promoting the same due `next` key at the same moment: exactly one wins, and
 /// the loser never retires the key the winner just activated.
+/// The scheduled rotation's insert: only when the active key is old enough and no `next` key
+/// waits, and of attempts racing for the same rotation exactly one publishes, with its event.
+async fn a_scheduled_key_is_inserted_once_and_only_when_due(store: Store) {
+    let rotated =
+        |kid: &str| AuditEvent::new(500, &format!("key_rotated {kid}"), Decision::Changed);
+    store
+        .insert_key(&key("old", KeyState::Active, 100), None, None)
+        .await
+        .expect("insert the active key");
+    // Activated at 100: not yet due for a rotation that wants keys activated by 99.
+    assert!(
+        !store
+            .insert_scheduled_key(&key("early", KeyState::Next, 500), 99, &rotated("early"))
+            .await
+            .expect("too early")
+    );
+    for round in 0..5 {
+        let (a, b) = (format!("a-{round}"), format!("b-{round}"));
+        let (key_a, key_b) = (key(&a, KeyState::Next, 500), key(&b, KeyState::Next, 500));
+        let (event_a, event_b) = (rotated(&a), rotated(&b));
+        let (first, second) = tokio::join!(
+            store.insert_scheduled_key(&key_a, 100, &event_a),
+            store.insert_scheduled_key(&key_b, 100, &event_b),
+        );
+        let won = [first.expect("first"), second.expect("second")];
+        assert_eq!(
+            won.iter().filter(|won| **won).count(),
+            1,
+            "round {round}: {won:?}"
+        );
+        let keys = store.all_keys().await.expect("all");
+        let waiting: Vec<&str> = keys
+            .iter()
+            .filter(|key| key.state == KeyState::Next)
+            .map(|key| key.kid.as_str())
+            .collect();
+        let winner = if won[0] { &a } else { &b };
+        assert_eq!(waiting, [winner.as_str()], "round {round}");
+        let events: Vec<String> = store
+            .audit_events(&AuditFilter::default())
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|record| record.event.event)
+            .collect();
+        assert_eq!(
+            events,
+            [format!("key_rotated {winner}")],
+            "only the winner's event"
+        );
+        // While that key waits, no further one is published.
+        assert!(
+            !store
+                .insert_scheduled_key(&key("more", KeyState::Next, 600), 100, &rotated("more"))
+                .await
+                .expect("one waits already")
+        );
+        // Clear the stage for the next round: the waiting key and its event go.
+        let retired = store
+            .retire_key(winner, 700, 700, None)
+            .await
+            .expect("retire the waiting key");
+        assert!(retired);
+        assert_eq!(
+            store
+                .delete_events_before(i64::MAX, 10)
+                .await
+                .expect("clear the log"),
+            1
+        );
+    }
+    assert!(
+        store
+            .all_keys()
+            .await
+            .expect("all")
+            .iter()
+            .all(|key| key.kid != "early" && key.kid != "more"),
+        "refused attempts stored nothing"
+    );
+}
+
 async fn concurrent_promotion_of_one_key_has_one_winner(store: Store) {
     for round in 0..5_i64 {
         let (old, new) = (format!("old-{round}"), format!("new-{round}"));
