@@ -282,6 +282,7 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
             let keys = KeyRing::list(&store)
                 .await
                 .map_err(|error| StartupError(error.to_string()))?;
+            let rotate_after = i64::from(config.keys.rotate_after_days) * 86_400;
             println!(
                 "STATE    ALG    KID                                          CREATED      NOTE"
             );
@@ -294,6 +295,10 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
                     "retired" => key
                         .publish_until
                         .map(|at| format!("published until {at}"))
+                        .unwrap_or_default(),
+                    "active" if rotate_after > 0 => key
+                        .activated_at
+                        .map(|at| format!("rotation due at {}", at.saturating_add(rotate_after)))
                         .unwrap_or_default(),
                     _ => String::new(),
                 };

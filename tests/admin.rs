@@ -897,3 +897,37 @@ async fn a_server_with_an_audit_retention_purges_older_events_at_start_on_postgr
     };
     a_server_with_a_retention_purges_at_start(database.url().to_string()).await
 }
+
+/// The keys page says when the active key rotates on schedule (`keys.rotate_after_days`,
+/// decisions §37), or that it rotates only by hand.
+#[tokio::test]
+async fn the_keys_page_states_the_rotation_schedule() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    admin.sign_in_as(AUDITOR, PASSWORD).await?;
+    let (status, html) = admin.get("/admin/keys").await?;
+    assert_eq!(status, StatusCode::OK);
+    let keys = frontdesk::keys::KeyRing::list(&admin.env.server.state.store).await?;
+    let activated = keys
+        .iter()
+        .find(|key| key.state == "active")
+        .and_then(|key| key.activated_at)
+        .expect("an active key");
+    let due = chrono::DateTime::from_timestamp(activated + 90 * 86_400, 0)
+        .expect("a time")
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    assert!(
+        html.contains(&format!(
+            "rotate on their own 90 days after they start signing (keys.rotate_after_days): the active key is due for rotation on {due}."
+        )),
+        "the page names the due date {due}"
+    );
+
+    let manual =
+        Admin::start_on(Env::start_with(|config| config.keys.rotate_after_days = 0).await?).await?;
+    manual.sign_in_as(AUDITOR, PASSWORD).await?;
+    let (_, html) = manual.get("/admin/keys").await?;
+    assert!(html.contains("Keys rotate only when rotated here"));
+    assert!(!html.contains("rotate on their own"));
+    Ok(())
+}

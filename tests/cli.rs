@@ -202,6 +202,12 @@ fn migrate_then_keys_rotate_shows_a_next_key_in_keys_list() {
         .collect();
     assert!(listed.starts_with("STATE"), "{listed}");
     assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with("active") && line.contains("rotation due at")),
+        "the active key's scheduled rotation is listed: {listed}"
+    );
+    assert!(
         states.contains(&("next".into(), next_kid.clone())),
         "{listed}"
     );

@@ -28,6 +28,8 @@ struct KeysPage {
     notice: Option<String>,
     promote_after: u64,
     keys: Vec<KeyRow>,
+    /// The rotation schedule in words (`keys.rotate_after_days`), with the active key's due date.
+    schedule: String,
 }
 
 /// Query of the keys page.
@@ -43,8 +45,23 @@ pub async fn page(
     session: Session,
     axum::extract::Query(query): axum::extract::Query<KeysQuery>,
 ) -> Result<Response, AdminError> {
-    let keys = KeyRing::list(&state.store)
-        .await?
+    let listed = KeyRing::list(&state.store).await?;
+    let days = state.config.keys.rotate_after_days;
+    let due = listed
+        .iter()
+        .find(|key| key.state == "active")
+        .and_then(|key| key.activated_at)
+        .map(|at| format_time(at.saturating_add(i64::from(days) * 86_400)));
+    let schedule = match (days, due) {
+        (0, _) => "Keys rotate only when rotated here or with `frontdesk keys rotate` (keys.rotate_after_days = 0).".to_string(),
+        (days, Some(due)) => format!(
+            "Keys also rotate on their own {days} days after they start signing (keys.rotate_after_days): the active key is due for rotation on {due}."
+        ),
+        (days, None) => format!(
+            "Keys also rotate on their own {days} days after they start signing (keys.rotate_after_days)."
+        ),
+    };
+    let keys = listed
         .into_iter()
         .map(|key| KeyRow {
             kid: key.kid,
@@ -69,6 +86,7 @@ pub async fn page(
         notice,
         promote_after: state.config.keys.promote_after_secs,
         keys,
+        schedule,
     }))
 }
 
