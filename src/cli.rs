@@ -53,6 +53,43 @@ pub enum Command {
     /// The audit log's retention.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Test trust and CEL policy without a token.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// Policy commands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Decide a token exchange for a subject given as claims, as the token endpoint would with
+    /// the current trust (configuration file and database), and print the decision, the granted
+    /// scopes and the claims the token would carry as JSON. Exits non-zero when it would be
+    /// denied, so trust and CEL changes can be tested in CI. The subject token's own checks
+    /// (signature, lifetimes, `aud`) are not repeated: the claims stand for a verified token.
+    Eval {
+        /// The requesting client's `client_id`.
+        #[arg(long)]
+        client: String,
+        /// A JSON file (or `-` for standard input) with the subject token's claims; `iss` names
+        /// the identity provider.
+        #[arg(long)]
+        claims: PathBuf,
+        /// `subject_token_type`: `id_token` (default), `access_token`, `jwt` or a token-type URI.
+        #[arg(long)]
+        subject_token_type: Option<String>,
+        /// `audience` (an audience's issuer identifier or alias).
+        #[arg(long)]
+        audience: Option<String>,
+        /// `resource` (repeatable).
+        #[arg(long)]
+        resource: Vec<String>,
+        /// `scope`, space-separated.
+        #[arg(long)]
+        scope: Option<String>,
+        /// `requested_token_type` URI.
+        #[arg(long)]
+        requested_token_type: Option<String>,
+    },
 }
 
 /// Audit-log commands.
@@ -264,6 +301,56 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
                 crate::admin::format_time(purged.before)
             );
             Ok(())
+        }
+        Command::Policy(PolicyCommand::Eval {
+            client,
+            claims,
+            subject_token_type,
+            audience,
+            resource,
+            scope,
+            requested_token_type,
+        }) => {
+            let text = if claims.as_os_str() == "-" {
+                read_stdin("the claims")?
+            } else {
+                std::fs::read_to_string(&claims).map_err(|error| {
+                    StartupError(format!("cannot read {}: {error}", claims.display()))
+                })?
+            };
+            let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+                .map_err(|error| {
+                    StartupError(format!("the claims are not a JSON object: {error}"))
+                })?;
+            let store = app::open_store(&config).await?;
+            crate::trust::sync_config(&store, &config, unix_now())
+                .await
+                .map_err(|error| {
+                    StartupError(format!("cannot load the configured trust: {error}"))
+                })?;
+            let trust = crate::registry::Trust::load(store, config.resources.clone())
+                .await
+                .map_err(|error| StartupError(format!("cannot load the trust: {error}")))?;
+            let question = crate::oauth::exchange::PolicyQuestion {
+                client_id: client,
+                claims,
+                subject_token_type,
+                audience,
+                resources: resource,
+                scope,
+                requested_token_type,
+            };
+            let explanation =
+                crate::oauth::exchange::explain(&config, &trust.current(), &question, unix_now());
+            let json = serde_json::to_string_pretty(&explanation)
+                .map_err(|error| StartupError(error.to_string()))?;
+            println!("{json}");
+            match explanation.reason {
+                Some(reason) => Err(StartupError(format!(
+                    "the exchange would be denied: {reason}"
+                ))),
+                None => Ok(()),
+            }
         }
         Command::HashSecret => hash_secret(),
         Command::Exchange(args) => crate::exchange_cli::run(args).await,

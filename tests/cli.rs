@@ -571,3 +571,123 @@ fn serve_fails_in_one_line_on_a_broken_configuration() {
         "nothing is created before validation"
     );
 }
+
+/// `policy eval` decides an exchange from claims with the configured trust and CEL, exactly as
+/// the token endpoint's policy would, prints what would be issued, and exits non-zero with the
+/// audit reason when the exchange would be denied: a policy test an operator can run in CI.
+#[test]
+fn policy_eval_decides_an_exchange_from_claims_and_fails_on_a_denial() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        r#"
+[[identity_providers]]
+id = "corp"
+issuer = "https://idp.example.com"
+jwks_uri = "https://idp.example.com/jwks"
+condition = 'has(subject.groups) && "staff" in subject.groups'
+
+[[audiences]]
+id = "wiki"
+issuer = "https://auth.wiki.example.com"
+aliases = ["urn:wiki"]
+scopes = ["read", "write"]
+release = ["email"]
+condition = 'subject.email.endsWith("@example.com")'
+claims = { sub = 'subject.email', tenant = '"acme"' }
+
+[[audiences]]
+id = "crm"
+issuer = "https://auth.crm.example.com"
+scopes = ["read"]
+
+[[clients]]
+client_id = "agent"
+auth_method = "private_key_jwt"
+jwks_uri = "https://agent.example.com/jwks.json"
+audiences = ["wiki"]
+"#,
+    );
+    let claims = |dir: &Path, name: &str, value: serde_json::Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, value.to_string()).expect("write claims");
+        path.to_str().expect("utf-8 path").to_string()
+    };
+    let ada = claims(
+        dir.path(),
+        "ada.json",
+        serde_json::json!({ "iss": "https://idp.example.com", "sub": "00u1",
+                            "email": "ada@example.com", "groups": ["staff"] }),
+    );
+    let eval = |claims: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--config", &config, "policy", "eval", "--client", "agent", "--claims", claims,
+        ];
+        args.extend_from_slice(extra);
+        let output = run(dir.path(), &args, &[]);
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("a JSON report on stdout");
+        (output, report)
+    };
+
+    let (output, report) = eval(&ada, &["--audience", "urn:wiki", "--scope", "read admin"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(report["decision"], "issued");
+    assert_eq!(report["audience"], "wiki");
+    assert_eq!(report["identity_provider"], "corp");
+    assert_eq!(
+        report["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:id-jag"
+    );
+    assert_eq!(report["scopes_granted"], serde_json::json!(["read"]));
+    assert_eq!(
+        report["claims"],
+        serde_json::json!({ "sub": "ada@example.com", "email": "ada@example.com", "tenant": "acme" })
+    );
+
+    // The identity provider's condition: not staff.
+    let guest = claims(
+        dir.path(),
+        "guest.json",
+        serde_json::json!({ "iss": "https://idp.example.com", "sub": "00u2",
+                            "email": "guest@example.com", "groups": [] }),
+    );
+    let (output, report) = eval(&guest, &["--audience", "urn:wiki"]);
+    assert!(!output.status.success());
+    assert_eq!(report["decision"], "denied");
+    assert_eq!(report["reason"], "idp_condition_denied");
+    assert_eq!(report["error"], "invalid_request");
+    assert!(text(&output.stderr).contains("idp_condition_denied"));
+
+    // The audience's condition: another domain's email.
+    let outsider = claims(
+        dir.path(),
+        "outsider.json",
+        serde_json::json!({ "iss": "https://idp.example.com", "sub": "00u3",
+                            "email": "eve@elsewhere.example", "groups": ["staff"] }),
+    );
+    let (_, report) = eval(&outsider, &["--audience", "urn:wiki"]);
+    assert_eq!(report["reason"], "audience_condition_denied");
+    assert_eq!(report["error"], "invalid_target");
+
+    // An audience the client may not request, an unknown issuer, an unknown client.
+    let (_, report) = eval(&ada, &["--audience", "https://auth.crm.example.com"]);
+    assert_eq!(report["reason"], "audience_not_allowed_for_client");
+    let stranger = claims(
+        dir.path(),
+        "stranger.json",
+        serde_json::json!({ "iss": "https://other.example.com", "sub": "x" }),
+    );
+    let (_, report) = eval(&stranger, &["--audience", "urn:wiki"]);
+    assert_eq!(report["reason"], "subject_issuer_unknown");
+    let output = run(
+        dir.path(),
+        &[
+            "--config", &config, "policy", "eval", "--client", "nobody", "--claims", &ada,
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["reason"], "client_unknown");
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::client_auth::AuthenticatedClient;
+use super::client_auth::{AuthMethod, AuthenticatedClient};
 use super::refresh_subject;
 use super::request::{FormParams, parse_scope};
 use super::service::{TokenResponse, TokenService};
@@ -14,6 +14,7 @@ use super::{
     ErrorCode, OAuthError, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN,
     TOKEN_TYPE_JWT, TOKEN_TYPE_REFRESH_TOKEN,
 };
+use crate::config::Config;
 use crate::jose::{
     AudienceRule, JoseError, MAX_ID_TOKEN_SUB_BYTES, TypRule, VerifiedClaims, inspect,
 };
@@ -80,6 +81,31 @@ struct Subject {
     token_scopes: Option<Vec<String>>,
 }
 
+/// The scopes a subject token carries itself: `scope` (RFC 9068, space-separated) or `scp`
+/// (Okta, Entra: a string or an array); `None` for ID tokens, which carry none.
+fn token_scopes(claims: &Map<String, Value>, token_type: SubjectTokenType) -> Option<Vec<String>> {
+    if token_type == SubjectTokenType::IdToken {
+        return None;
+    }
+    match claims.get("scope").or_else(|| claims.get("scp")) {
+        Some(Value::String(scope)) => Some(
+            scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 impl Subject {
     /// Takes the verified claims over rather than copying them (one map fewer per exchange).
     fn verified(
@@ -87,27 +113,7 @@ impl Subject {
         verified: VerifiedClaims,
         token_type: SubjectTokenType,
     ) -> Subject {
-        let token_scopes = match token_type {
-            SubjectTokenType::IdToken => None,
-            // `scope` (RFC 9068, space-separated) or `scp` (Okta, Entra: a string or an array).
-            _ => match verified.claim("scope").or_else(|| verified.claim("scp")) {
-                Some(Value::String(scope)) => Some(
-                    scope
-                        .split(' ')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                ),
-                Some(Value::Array(items)) => Some(
-                    items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect(),
-                ),
-                _ => None,
-            },
-        };
+        let token_scopes = token_scopes(verified.claims(), token_type);
         let sub = verified.sub().to_string();
         let mut claims = verified.into_claims();
         claims.insert("sub".into(), Value::String(sub));
@@ -325,7 +331,7 @@ async fn verify_subject(
     now: i64,
     audit: &mut AuditEvent,
 ) -> Result<(Arc<IdentityProvider>, VerifiedClaims), OAuthError> {
-    let code = subject_error_code(service);
+    let code = subject_error_code(&service.config);
     let fail =
         |error: JoseError| OAuthError::new(code, subject_reason(&error), error.description());
     let unverified = inspect(token, service.config.tokens.max_token_bytes).map_err(fail)?;
@@ -399,8 +405,8 @@ async fn verify_subject(
     Ok((idp.clone(), claims))
 }
 
-fn subject_error_code(service: &TokenService) -> ErrorCode {
-    if service.config.tokens.subject_token_error == "invalid_grant" {
+fn subject_error_code(config: &Config) -> ErrorCode {
+    if config.tokens.subject_token_error == "invalid_grant" {
         ErrorCode::InvalidGrant
     } else {
         ErrorCode::InvalidRequest
@@ -506,6 +512,108 @@ fn check_authentication_context(
     Ok(())
 }
 
+/// The policy half of an exchange, once the client, the audience and the subject are known:
+/// the granted scopes (recorded in `audit` as soon as they are known, so a later denial still
+/// shows them), step-up, the identity provider's and the audience's CEL conditions, and the
+/// claims mapped for the target domain, which it returns. Nothing here verifies or signs, so
+/// `frontdesk policy eval` runs exactly this for claims an operator supplies ([`explain`]).
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    config: &Config,
+    client: &AuthenticatedClient,
+    audience: &Audience,
+    resources: &[String],
+    requested_scopes: &[String],
+    subject: &Subject,
+    actor: Option<&Map<String, Value>>,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<Map<String, Value>, OAuthError> {
+    let idp = &subject.idp;
+    let kind = audience.kind;
+    let granted_scopes = grant_scopes(requested_scopes, audience, client, subject)?;
+    audit.scopes_granted = granted_scopes.clone();
+    check_authentication_context(audience, subject, now)?;
+
+    // Converting the claims for CEL costs microseconds per request: only when policy exists.
+    let needs_policy =
+        idp.condition.is_some() || audience.condition.is_some() || !audience.claims.is_empty();
+    let input = if needs_policy {
+        PolicyInput {
+            subject: Value::Object(subject.claims.clone()),
+            actor: actor.map(|claims| Value::Object(claims.clone())),
+            client: json!({
+                "id": client.client.config.client_id,
+                "audiences": client.client.config.audiences,
+                "auth_method": client.method.as_str(),
+            }),
+            request: json!({
+                "audience": audience.config.issuer,
+                "audience_id": audience.config.id,
+                "resources": resources,
+                "scopes": granted_scopes,
+                "requested_token_type": issued_token_type(kind),
+            }),
+        }
+    } else {
+        PolicyInput::default()
+    };
+    let prepared = input.prepare();
+    match prepared.allows(idp.condition.as_ref()) {
+        PolicyDecision::Allow => {}
+        PolicyDecision::Deny => {
+            return Err(OAuthError::new(
+                subject_error_code(config),
+                "idp_condition_denied",
+                "The identity provider's policy does not accept this subject",
+            ));
+        }
+        PolicyDecision::Error(message) => {
+            tracing::warn!(idp = %idp.config.id, %message, "identity provider condition failed; denying");
+            return Err(OAuthError::new(
+                subject_error_code(config),
+                "idp_condition_error",
+                "The identity provider's policy could not be evaluated for this subject",
+            ));
+        }
+    }
+    match prepared.allows(audience.condition.as_ref()) {
+        PolicyDecision::Allow => {}
+        PolicyDecision::Deny => {
+            return Err(invalid_target(
+                "audience_condition_denied",
+                "Policy does not allow this subject to obtain a token for the requested audience",
+            ));
+        }
+        PolicyDecision::Error(message) => {
+            tracing::warn!(audience = %audience.config.id, %message, "audience condition failed; denying");
+            return Err(invalid_target(
+                "audience_condition_error",
+                "The audience policy could not be evaluated for this subject",
+            ));
+        }
+    }
+
+    // Claims for the target domain (CHAIN-A-06, IDJAG-JWT-05/13/15).
+    let mut mapped: Map<String, Value> = Map::new();
+    for (claim, expression) in &audience.claims {
+        match prepared.string(expression) {
+            Ok(Some(value)) => {
+                mapped.insert(claim.clone(), Value::String(value));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(audience = %audience.config.id, claim = %claim, %error, "claim mapping failed; denying");
+                return Err(invalid_target(
+                    "claim_mapping_error",
+                    "The subject could not be mapped into the target domain",
+                ));
+            }
+        }
+    }
+    Ok(mapped)
+}
+
 /// Performs a token exchange for an authenticated client.
 pub async fn exchange(
     service: &TokenService,
@@ -607,88 +715,18 @@ pub async fn exchange(
         _ => None,
     };
 
-    let granted_scopes = grant_scopes(&requested_scopes, &audience, client, &subject)?;
-    audit.scopes_granted = granted_scopes.clone();
-    check_authentication_context(&audience, &subject, now)?;
-
-    // Converting the claims for CEL costs microseconds per request: only when policy exists.
-    let needs_policy =
-        idp.condition.is_some() || audience.condition.is_some() || !audience.claims.is_empty();
-    let input = if needs_policy {
-        PolicyInput {
-            subject: Value::Object(subject.claims.clone()),
-            actor: actor
-                .as_ref()
-                .map(|actor| Value::Object(actor.claims().clone())),
-            client: json!({
-                "id": client.client.config.client_id,
-                "audiences": client.client.config.audiences,
-                "auth_method": client.method.as_str(),
-            }),
-            request: json!({
-                "audience": audience.config.issuer,
-                "audience_id": audience.config.id,
-                "resources": resources,
-                "scopes": granted_scopes,
-                "requested_token_type": issued_token_type(kind),
-            }),
-        }
-    } else {
-        PolicyInput::default()
-    };
-    let prepared = input.prepare();
-    match prepared.allows(idp.condition.as_ref()) {
-        PolicyDecision::Allow => {}
-        PolicyDecision::Deny => {
-            return Err(OAuthError::new(
-                subject_error_code(service),
-                "idp_condition_denied",
-                "The identity provider's policy does not accept this subject",
-            ));
-        }
-        PolicyDecision::Error(message) => {
-            tracing::warn!(idp = %idp.config.id, %message, "identity provider condition failed; denying");
-            return Err(OAuthError::new(
-                subject_error_code(service),
-                "idp_condition_error",
-                "The identity provider's policy could not be evaluated for this subject",
-            ));
-        }
-    }
-    match prepared.allows(audience.condition.as_ref()) {
-        PolicyDecision::Allow => {}
-        PolicyDecision::Deny => {
-            return Err(invalid_target(
-                "audience_condition_denied",
-                "Policy does not allow this subject to obtain a token for the requested audience",
-            ));
-        }
-        PolicyDecision::Error(message) => {
-            tracing::warn!(audience = %audience.config.id, %message, "audience condition failed; denying");
-            return Err(invalid_target(
-                "audience_condition_error",
-                "The audience policy could not be evaluated for this subject",
-            ));
-        }
-    }
-
-    // Claims for the target domain (CHAIN-A-06, IDJAG-JWT-05/13/15).
-    let mut mapped: Map<String, Value> = Map::new();
-    for (claim, expression) in &audience.claims {
-        match prepared.string(expression) {
-            Ok(Some(value)) => {
-                mapped.insert(claim.clone(), Value::String(value));
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(audience = %audience.config.id, claim = %claim, %error, "claim mapping failed; denying");
-                return Err(invalid_target(
-                    "claim_mapping_error",
-                    "The subject could not be mapped into the target domain",
-                ));
-            }
-        }
-    }
+    let mut mapped = decide(
+        &service.config,
+        client,
+        &audience,
+        &resources,
+        &requested_scopes,
+        &subject,
+        actor.as_ref().map(|actor| actor.claims()),
+        now,
+        audit,
+    )?;
+    let granted_scopes = audit.scopes_granted.clone();
 
     let lifetime = audience.config.lifetime_secs.unwrap_or(match kind {
         IssueKind::IdJag => service.config.tokens.id_jag_lifetime_secs,
@@ -931,4 +969,191 @@ mod tests {
             Some(IssueKind::IdJag)
         );
     }
+}
+
+/// A question for [`explain`]: the request a client would send, with the subject token's
+/// claims instead of the token.
+#[derive(Debug, Default)]
+pub struct PolicyQuestion {
+    /// The requesting client.
+    pub client_id: String,
+    /// The subject token's claims as verification would yield them (`iss` names the identity
+    /// provider, `sub` the user).
+    pub claims: Map<String, Value>,
+    /// `subject_token_type` (a URI or a short name such as `id_token`; default `id_token`).
+    pub subject_token_type: Option<String>,
+    /// `audience`, if the request names one.
+    pub audience: Option<String>,
+    /// `resource` values.
+    pub resources: Vec<String>,
+    /// `scope`, space-separated.
+    pub scope: Option<String>,
+    /// `requested_token_type`.
+    pub requested_token_type: Option<String>,
+}
+
+/// What [`explain`] found: the decision a token exchange would reach, and what it would issue.
+#[derive(Debug, serde::Serialize)]
+pub struct Explanation {
+    /// `issued` or `denied`.
+    pub decision: &'static str,
+    /// The audit log's reason code of a denial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The OAuth error the client would receive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    /// Its `error_description`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+    /// The identity provider the claims' `iss` names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    /// The audience resolved from `audience` or `resource`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// The token type that would be issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
+    /// Scopes that would be granted.
+    pub scopes_granted: Vec<String>,
+    /// Claims the audience's mappings and `release` list would put in the token, `sub` included.
+    pub claims: Map<String, Value>,
+}
+
+/// `frontdesk policy eval`: runs a token exchange's target resolution and policy ([`decide`],
+/// the same code the token endpoint runs) for a subject given as claims, so that trust and CEL
+/// changes can be tested, in CI too, before any user meets them. The subject token's own checks
+/// (signature, lifetimes, `aud`, the identity provider's allowed clients and token types) are
+/// not repeated: the claims stand for a token that passed them. Nothing is signed or recorded.
+pub fn explain(
+    config: &Config,
+    registry: &Registry,
+    question: &PolicyQuestion,
+    now: i64,
+) -> Explanation {
+    let mut explanation = Explanation {
+        decision: "denied",
+        reason: None,
+        error: None,
+        error_description: None,
+        identity_provider: None,
+        audience: None,
+        issued_token_type: None,
+        scopes_granted: Vec::new(),
+        claims: Map::new(),
+    };
+    if let Err(error) = explain_into(config, registry, question, now, &mut explanation) {
+        explanation.reason = Some(error.reason.to_string());
+        explanation.error = Some(error.code.as_str());
+        explanation.error_description = Some(error.description.clone());
+    }
+    explanation
+}
+
+fn explain_into(
+    config: &Config,
+    registry: &Registry,
+    question: &PolicyQuestion,
+    now: i64,
+    explanation: &mut Explanation,
+) -> Result<(), OAuthError> {
+    let Some(client) = registry.client(&question.client_id) else {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidClient,
+            "client_unknown",
+            "No client is registered with this client_id",
+        ));
+    };
+    let method = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::None,
+    ]
+    .into_iter()
+    .find(|method| method.as_str() == client.config.auth_method)
+    .unwrap_or(AuthMethod::None);
+    let client = AuthenticatedClient {
+        client: client.clone(),
+        method,
+    };
+    let subject_type = SubjectTokenType::parse(
+        question
+            .subject_token_type
+            .as_deref()
+            .map(|name| match name {
+                "id_token" => "urn:ietf:params:oauth:token-type:id_token",
+                "access_token" => "urn:ietf:params:oauth:token-type:access_token",
+                "jwt" => "urn:ietf:params:oauth:token-type:jwt",
+                other => other,
+            })
+            .unwrap_or("urn:ietf:params:oauth:token-type:id_token"),
+    )?;
+    let requested = requested_kind(question.requested_token_type.as_deref())?;
+    let resources = parse_resources(question.resources.iter().map(String::as_str).collect())?;
+    let requested_scopes = parse_scope(question.scope.as_deref())?;
+    let audiences: Vec<&str> = question.audience.as_deref().into_iter().collect();
+    let audience = resolve_target(registry, &config.issuer, requested, &audiences, &resources)?;
+    explanation.audience = Some(audience.config.id.clone());
+    explanation.issued_token_type = Some(issued_token_type(audience.kind));
+    if !client.client.config.audiences.contains(&audience.config.id) {
+        return Err(invalid_target(
+            "audience_not_allowed_for_client",
+            "This client may not request tokens for the requested audience",
+        ));
+    }
+    let issuer = question
+        .claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(idp) = registry.idp_by_issuer(issuer) else {
+        return Err(OAuthError::new(
+            subject_error_code(config),
+            "subject_issuer_unknown",
+            "The claims' iss names no trusted identity provider",
+        ));
+    };
+    explanation.identity_provider = Some(idp.config.id.clone());
+    let Some(sub) = question.claims.get("sub").and_then(Value::as_str) else {
+        return Err(OAuthError::new(
+            subject_error_code(config),
+            "subject_missing_claim",
+            "The claims have no sub",
+        ));
+    };
+    let sub = sub.to_string();
+    let subject = Subject {
+        idp: idp.clone(),
+        token_scopes: token_scopes(&question.claims, subject_type),
+        claims: question.claims.clone(),
+    };
+    let mut scratch = AuditEvent::new(now, "policy_eval", crate::store::Decision::Denied);
+    let mut mapped = decide(
+        config,
+        &client,
+        &audience,
+        &resources,
+        &requested_scopes,
+        &subject,
+        None,
+        now,
+        &mut scratch,
+    )?;
+    explanation.scopes_granted = scratch.scopes_granted;
+    let mut claims = Map::new();
+    claims.insert(
+        "sub".into(),
+        mapped.remove("sub").unwrap_or(Value::String(sub)),
+    );
+    for claim in &audience.config.release {
+        if let Some(value) = subject.claim(claim) {
+            claims.insert(claim.clone(), value.clone());
+        }
+    }
+    claims.extend(mapped);
+    explanation.claims = claims;
+    explanation.decision = "issued";
+    Ok(())
 }
