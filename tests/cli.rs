@@ -679,7 +679,18 @@ audiences = ["wiki"]
         serde_json::json!({ "iss": "https://other.example.com", "sub": "x" }),
     );
     let (_, report) = eval(&stranger, &["--audience", "urn:wiki"]);
-    assert_eq!(report["reason"], "subject_issuer_unknown");
+    assert_eq!(report["reason"], "subject_untrusted_issuer");
+    // An identity provider trusts only the token types it lists (here the default: ID tokens).
+    let (_, report) = eval(
+        &ada,
+        &[
+            "--audience",
+            "urn:wiki",
+            "--subject-token-type",
+            "access_token",
+        ],
+    );
+    assert_eq!(report["reason"], "subject_token_type_not_accepted");
     let output = run(
         dir.path(),
         &[

@@ -1103,22 +1103,45 @@ fn explain_into(
             "This client may not request tokens for the requested audience",
         ));
     }
+    // The identity provider's own gates, as `verify_subject` applies them before the token.
+    let code = subject_error_code(config);
     let issuer = question
         .claims
         .get("iss")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let Some(idp) = registry.idp_by_issuer(issuer) else {
+    let Some(idp) = registry
+        .idp_by_issuer(issuer)
+        .filter(|idp| idp.config.enabled)
+    else {
         return Err(OAuthError::new(
-            subject_error_code(config),
-            "subject_issuer_unknown",
+            code,
+            "subject_untrusted_issuer",
             "The claims' iss names no trusted identity provider",
         ));
     };
     explanation.identity_provider = Some(idp.config.id.clone());
+    if subject_type == SubjectTokenType::RefreshToken {
+        return Err(OAuthError::invalid_request(
+            "refresh_token_not_accepted_here",
+            "policy eval takes the claims of an id_token, access_token or jwt subject token",
+        ));
+    }
+    if !idp
+        .config
+        .token_types
+        .iter()
+        .any(|t| t == subject_type.config_name())
+    {
+        return Err(OAuthError::new(
+            code,
+            "subject_token_type_not_accepted",
+            "This identity provider is not trusted for this subject_token_type",
+        ));
+    }
     let Some(sub) = question.claims.get("sub").and_then(Value::as_str) else {
         return Err(OAuthError::new(
-            subject_error_code(config),
+            code,
             "subject_missing_claim",
             "The claims have no sub",
         ));
