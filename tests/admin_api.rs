@@ -820,3 +820,75 @@ async fn the_admin_page_creates_lists_and_revokes_api_tokens() -> anyhow::Result
     assert_eq!(by_alice, ["api_token_revoked", "api_token_created"]);
     Ok(())
 }
+
+/// `POST /policy/eval`: the token endpoint's decision for a subject given as claims, with the
+/// trust this instance runs now (API-created audiences included), for any role; a denial is a
+/// 200 with its reason, a malformed question a 422.
+#[tokio::test]
+async fn policy_eval_decides_an_exchange_from_claims_for_any_role() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let ada = json!({ "iss": api.env.idp.issuer, "sub": "user-1", "email": "ada@example.com",
+                      "acr": "phr", "groups": ["staff"] });
+    let question = json!({ "client_id": "agent", "claims": ada, "audience": RAS_ISSUER,
+                           "scope": "read delete" });
+    let (status, report) = api
+        .call(
+            Method::POST,
+            "/policy/eval",
+            Some(&api.auditor),
+            Some(question.clone()),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["decision"], "issued");
+    assert_eq!(report["audience"], "saas");
+    assert_eq!(report["identity_provider"], "corp");
+    assert_eq!(report["issued_token_type"], ID_JAG);
+    assert_eq!(report["scopes_granted"], json!(["read"]));
+    assert_eq!(
+        report["claims"],
+        json!({ "sub": "user-1", "email": "ada@example.com", "acr": "phr" })
+    );
+
+    // An audience created through the API a moment ago is in the trust evaluated.
+    let gated = json!({ "id": "gated", "issuer": "https://as.gated.example", "token_type": "id-jag",
+                        "scopes": ["read"] });
+    let (status, body) = api.admin(Method::POST, "/audiences", Some(gated)).await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut other = question.clone();
+    other["audience"] = json!("https://as.gated.example");
+    let (status, report) = api.admin(Method::POST, "/policy/eval", Some(other)).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["decision"], "denied");
+    assert_eq!(report["audience"], "gated");
+    assert_eq!(report["reason"], "audience_not_allowed_for_client");
+    assert_eq!(report["error"], "invalid_target");
+
+    // The identity provider must be trusted, as at the token endpoint.
+    let mut stranger = question.clone();
+    stranger["claims"]["iss"] = json!("https://stranger.example");
+    let (_, report) = api
+        .admin(Method::POST, "/policy/eval", Some(stranger))
+        .await?;
+    assert_eq!(report["reason"], "subject_untrusted_issuer");
+    assert_eq!(report["error"], "invalid_request");
+
+    // A malformed question names the problem; without a token there is no answer.
+    let (status, body) = api
+        .admin(
+            Method::POST,
+            "/policy/eval",
+            Some(json!({ "client_id": "agent", "claims": {}, "colour": "red" })),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = api
+        .admin(Method::POST, "/policy/eval", Some(json!({ "claims": {} })))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = api
+        .call(Method::POST, "/policy/eval", None, Some(question))
+        .await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    Ok(())
+}

@@ -543,6 +543,30 @@ async fn keys_retire(
     Ok(axum::Json(json!({ "kid": kid, "state": "retired" })).into_response())
 }
 
+/// `POST /admin/api/v1/policy/eval`: `frontdesk policy eval` over HTTP — the decision a token
+/// exchange would reach for a subject given as claims, with the trust this instance runs now.
+/// Any role: it reads trust and changes nothing (nothing is signed or recorded). A denial is
+/// an answer, not an error: 200 with `decision: denied`.
+async fn policy_eval(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let question: crate::oauth::exchange::PolicyQuestion =
+        serde_json::from_slice(&body).map_err(|error| {
+            let field = if error.is_data() { "body" } else { "json" };
+            ApiError::Invalid(field.into(), format!("not a policy question: {error}"))
+        })?;
+    let registry = state.tokens.trust.current();
+    let explanation = crate::oauth::exchange::explain(
+        &state.config,
+        &registry,
+        &question,
+        crate::clock::unix_now(),
+    );
+    Ok(axum::Json(explanation).into_response())
+}
+
 async fn audit_events(
     State(state): State<AppState>,
     _caller: ApiCaller,
@@ -668,6 +692,7 @@ pub fn routes() -> Router<AppState> {
             post(keys_retire),
         )
         .route(documented("/admin/api/v1/audit-events"), get(audit_events))
+        .route(documented("/admin/api/v1/policy/eval"), post(policy_eval))
         .route(documented("/admin/api/v1/openapi.json"), get(openapi))
         .route(
             "/admin/api/v1/{*rest}",
@@ -706,6 +731,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/api/v1/keys/rotate"),
     ("post", "/admin/api/v1/keys/{kid}/retire"),
     ("get", "/admin/api/v1/audit-events"),
+    ("post", "/admin/api/v1/policy/eval"),
     ("get", "/admin/api/v1/openapi.json"),
 ];
 

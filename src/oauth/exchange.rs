@@ -972,8 +972,9 @@ mod tests {
 }
 
 /// A question for [`explain`]: the request a client would send, with the subject token's
-/// claims instead of the token.
-#[derive(Debug, Default)]
+/// claims instead of the token. Also the body of `POST /admin/api/v1/policy/eval`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PolicyQuestion {
     /// The requesting client.
     pub client_id: String,
@@ -985,6 +986,7 @@ pub struct PolicyQuestion {
     /// `audience`, if the request names one.
     pub audience: Option<String>,
     /// `resource` values.
+    #[serde(default)]
     pub resources: Vec<String>,
     /// `scope`, space-separated.
     pub scope: Option<String>,

@@ -189,6 +189,30 @@ pub fn document() -> Value {
                 "422": error_response("limit is out of range.") } }), false) }),
     );
     paths.insert(
+        "/admin/api/v1/policy/eval".into(),
+        json!({ "post": operation(json!({ "tags": ["policy"], "summary": "Decide a token exchange for a subject given as claims", "operationId": "eval_policy",
+            "description": "Runs the token endpoint's target resolution, scope narrowing, step-up checks, identity-provider and audience conditions and claim mappings (the same code) for the claims given, with the trust this instance runs now. The subject token's own checks (signature, lifetimes, aud) are not repeated. Nothing is signed or recorded; any role may call it. A denial is a 200 with decision `denied`.",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["client_id", "claims"], "additionalProperties": false, "properties": {
+                "client_id": { "type": "string", "description": "The requesting client." },
+                "claims": { "type": "object", "description": "The subject token's claims; `iss` names the identity provider." },
+                "subject_token_type": { "type": "string", "description": "id_token (default), access_token, jwt, or a token-type URI." },
+                "audience": { "type": "string" },
+                "resources": { "type": "array", "items": { "type": "string" } },
+                "scope": { "type": "string", "description": "Space-separated." },
+                "requested_token_type": { "type": "string" } } } } } },
+            "responses": { "200": json_response("The decision.", json!({ "type": "object", "required": ["decision", "scopes_granted", "claims"], "properties": {
+                    "decision": { "enum": ["issued", "denied"] },
+                    "reason": { "type": "string", "description": "The audit reason code of a denial." },
+                    "error": { "type": "string", "description": "The OAuth error the client would receive." },
+                    "error_description": { "type": "string" },
+                    "identity_provider": { "type": "string" },
+                    "audience": { "type": "string" },
+                    "issued_token_type": { "type": "string" },
+                    "scopes_granted": { "type": "array", "items": { "type": "string" } },
+                    "claims": { "type": "object", "description": "Claims the token would carry from the subject: sub, released and mapped claims." } } })),
+                "422": error_response("The body is not a policy question.") } }), false) }),
+    );
+    paths.insert(
         "/admin/api/v1/openapi.json".into(),
         json!({ "get": { "tags": ["meta"], "summary": "This document", "operationId": "openapi", "security": [],
             "responses": { "200": { "description": "The OpenAPI 3.1 document.", "content": { "application/json": {} } } } } }),
