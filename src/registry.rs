@@ -149,6 +149,16 @@ impl Registry {
         self.idps_by_issuer.values().find(|idp| idp.config.id == id)
     }
 
+    /// The issuer of an enabled identity provider (the first by id): the admin page's policy
+    /// simulator starts its example claims with it.
+    pub fn first_idp_issuer(&self) -> Option<String> {
+        self.idps_by_issuer
+            .values()
+            .filter(|idp| idp.config.enabled)
+            .min_by(|a, b| a.config.id.cmp(&b.config.id))
+            .map(|idp| idp.config.issuer.clone())
+    }
+
     /// The audience named by `value` (its issuer identifier or an alias).
     pub fn audience(&self, value: &str) -> Option<&Arc<Audience>> {
         self.audiences_by_value.get(value)

@@ -931,3 +931,69 @@ async fn the_keys_page_states_the_rotation_schedule() -> anyhow::Result<()> {
     assert!(!html.contains("rotate on their own"));
     Ok(())
 }
+
+/// The policy simulator: the token endpoint's decision for claims typed into a form, for any
+/// role (an auditor here), behind the CSRF check like every form.
+#[tokio::test]
+async fn the_policy_simulator_shows_what_an_exchange_would_decide() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    admin.sign_in_as(AUDITOR, PASSWORD).await?;
+    let (status, html) = admin.get("/admin/policy").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("<h1>Policy simulator</h1>"));
+    assert!(html.contains(r#"<a href="/admin/policy" aria-current="page">"#));
+    assert!(
+        html.contains(&admin.env.idp.issuer),
+        "the example claims name a configured identity provider"
+    );
+    let csrf = admin.csrf().await?;
+    let claims = serde_json::json!({ "iss": admin.env.idp.issuer, "sub": "user-1",
+                                     "email": "ada@example.com" })
+    .to_string();
+    let form = |audience: &'static str, claims: &str| {
+        vec![
+            ("csrf".to_string(), csrf.clone()),
+            ("client_id".to_string(), "agent".to_string()),
+            ("audience".to_string(), audience.to_string()),
+            ("scope".to_string(), "read delete".to_string()),
+            ("subject_token_type".to_string(), "id_token".to_string()),
+            ("claims".to_string(), claims.to_string()),
+        ]
+    };
+    let post = |fields: Vec<(String, String)>| {
+        let http = admin.http.clone();
+        let url = admin.url("/admin/policy");
+        async move {
+            let response = http.post(url).form(&fields).send().await?;
+            Ok::<_, anyhow::Error>((response.status(), response.text().await?))
+        }
+    };
+
+    let (status, html) = post(form(env::RAS_ISSUER, &claims)).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"id="decision">issued<"#), "{html}");
+    assert!(html.contains(r#"<td id="audience">saas</td>"#));
+    assert!(html.contains(r#"<td id="scopes">read</td>"#));
+    let escaped_sub = [
+        "&quot;sub&quot;: &quot;user-1&quot;",
+        "&#34;sub&#34;: &#34;user-1&#34;",
+    ];
+    assert!(
+        escaped_sub.iter().any(|sub| html.contains(sub)),
+        "the token's claims are shown, HTML-escaped: {html}"
+    );
+
+    let (_, html) = post(form("https://nowhere.example", &claims)).await?;
+    assert!(html.contains(r#"id="decision">denied<"#));
+    assert!(html.contains(r#"<code id="reason">unknown_audience</code>"#));
+
+    let (status, html) = post(form(env::RAS_ISSUER, "{ not json")).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains(r#"id="form-error""#));
+
+    let mut forged = form(env::RAS_ISSUER, &claims);
+    forged[0].1 = "forged".into();
+    let (status, _) = post(forged).await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    Ok(())
+}

@@ -12,6 +12,7 @@ mod audit;
 pub mod auth;
 mod dashboard;
 mod keys;
+mod policy;
 pub mod sso;
 mod trust;
 mod views;
@@ -104,6 +105,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/keys", get(keys::page))
         .route("/admin/keys/rotate", post(keys::rotate))
         .route("/admin/keys/{kid}/retire", post(keys::retire))
+        .route("/admin/policy", get(policy::page).post(policy::evaluate))
         .route("/admin/audit", get(audit::page))
         .route("/admin/audit/export", get(audit::export))
         .route(
