@@ -972,8 +972,8 @@ async fn the_policy_simulator_shows_what_an_exchange_would_decide() -> anyhow::R
     let (status, html) = post(form(env::RAS_ISSUER, &claims)).await?;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains(r#"id="decision">issued<"#), "{html}");
-    assert!(html.contains(r#"<td id="audience">saas</td>"#));
-    assert!(html.contains(r#"<td id="scopes">read</td>"#));
+    assert!(html.contains(r#"<dd id="audience">saas</dd>"#));
+    assert!(html.contains(r#"<dd id="scopes">read</dd>"#));
     let escaped_sub = [
         "&quot;sub&quot;: &quot;user-1&quot;",
         "&#34;sub&#34;: &#34;user-1&#34;",
