@@ -222,12 +222,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         }
         Command::Keys(command) => keys(command, &config).await,
         Command::Client(command) => {
-            let store = app::open_store(&config).await?;
-            crate::trust::sync_config(&store, &config, unix_now())
-                .await
-                .map_err(|error| {
-                    StartupError(format!("cannot load the configured trust: {error}"))
-                })?;
+            let store = open_store_with_trust(&config).await?;
             crate::client_cli::run(command, &store).await
         }
         Command::Admin(AdminCommand::CreateUser { username, role }) => {
@@ -322,12 +317,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
                 .map_err(|error| {
                     StartupError(format!("the claims are not a JSON object: {error}"))
                 })?;
-            let store = app::open_store(&config).await?;
-            crate::trust::sync_config(&store, &config, unix_now())
-                .await
-                .map_err(|error| {
-                    StartupError(format!("cannot load the configured trust: {error}"))
-                })?;
+            let store = open_store_with_trust(&config).await?;
             let trust = crate::registry::Trust::load(store, config.resources.clone())
                 .await
                 .map_err(|error| StartupError(format!("cannot load the trust: {error}")))?;
@@ -355,6 +345,16 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         Command::HashSecret => hash_secret(),
         Command::Exchange(args) => crate::exchange_cli::run(args).await,
     }
+}
+
+/// Opens the database with the configuration file's trust loaded into it, as `serve` does, for
+/// commands that read or change trust.
+async fn open_store_with_trust(config: &Config) -> Result<crate::store::Store, StartupError> {
+    let store = app::open_store(config).await?;
+    crate::trust::sync_config(&store, config, unix_now())
+        .await
+        .map_err(|error| StartupError(format!("cannot load the configured trust: {error}")))?;
+    Ok(store)
 }
 
 /// Loads the configuration from the file and the process environment.

@@ -336,29 +336,9 @@ async fn verify_subject(
         |error: JoseError| OAuthError::new(code, subject_reason(&error), error.description());
     let unverified = inspect(token, service.config.tokens.max_token_bytes).map_err(fail)?;
     let claimed_issuer = unverified.unverified_iss().unwrap_or_default();
-    let Some(idp) = registry
-        .idp_by_issuer(claimed_issuer)
-        .filter(|idp| idp.config.enabled)
-    else {
-        return Err(OAuthError::new(
-            code,
-            "subject_untrusted_issuer",
-            "The subject token was not issued by a trusted identity provider",
-        ));
-    };
+    let idp = trusted_issuer(registry, claimed_issuer, code)?;
     audit.subject_issuer = Some(idp.config.issuer.clone());
-    if !idp
-        .config
-        .token_types
-        .iter()
-        .any(|t| t == token_type.config_name())
-    {
-        return Err(OAuthError::new(
-            code,
-            "subject_token_type_not_accepted",
-            "This identity provider is not trusted for this subject_token_type",
-        ));
-    }
+    check_token_type(idp, token_type, code)?;
     let (typ, audience) = match token_type {
         SubjectTokenType::IdToken => (
             TypRule::id_token(),
@@ -403,6 +383,47 @@ async fn verify_subject(
     }
     audit.subject = Some(claims.sub().to_string());
     Ok((idp.clone(), claims))
+}
+
+/// The enabled identity provider whose issuer is exactly `issuer`: the first gate a subject
+/// passes, before its token is verified (and the one [`explain`] applies to claims).
+fn trusted_issuer<'r>(
+    registry: &'r Registry,
+    issuer: &str,
+    code: ErrorCode,
+) -> Result<&'r Arc<IdentityProvider>, OAuthError> {
+    registry
+        .idp_by_issuer(issuer)
+        .filter(|idp| idp.config.enabled)
+        .ok_or_else(|| {
+            OAuthError::new(
+                code,
+                "subject_untrusted_issuer",
+                "The subject token was not issued by a trusted identity provider",
+            )
+        })
+}
+
+/// The second gate: the identity provider is trusted for this kind of subject token.
+fn check_token_type(
+    idp: &IdentityProvider,
+    token_type: SubjectTokenType,
+    code: ErrorCode,
+) -> Result<(), OAuthError> {
+    if idp
+        .config
+        .token_types
+        .iter()
+        .any(|t| t == token_type.config_name())
+    {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
+            code,
+            "subject_token_type_not_accepted",
+            "This identity provider is not trusted for this subject_token_type",
+        ))
+    }
 }
 
 fn subject_error_code(config: &Config) -> ErrorCode {
@@ -1112,16 +1133,7 @@ fn explain_into(
         .get("iss")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let Some(idp) = registry
-        .idp_by_issuer(issuer)
-        .filter(|idp| idp.config.enabled)
-    else {
-        return Err(OAuthError::new(
-            code,
-            "subject_untrusted_issuer",
-            "The claims' iss names no trusted identity provider",
-        ));
-    };
+    let idp = trusted_issuer(registry, issuer, code)?;
     explanation.identity_provider = Some(idp.config.id.clone());
     if subject_type == SubjectTokenType::RefreshToken {
         return Err(OAuthError::invalid_request(
@@ -1129,18 +1141,7 @@ fn explain_into(
             "policy eval takes the claims of an id_token, access_token or jwt subject token",
         ));
     }
-    if !idp
-        .config
-        .token_types
-        .iter()
-        .any(|t| t == subject_type.config_name())
-    {
-        return Err(OAuthError::new(
-            code,
-            "subject_token_type_not_accepted",
-            "This identity provider is not trusted for this subject_token_type",
-        ));
-    }
+    check_token_type(idp, subject_type, code)?;
     let Some(sub) = question.claims.get("sub").and_then(Value::as_str) else {
         return Err(OAuthError::new(
             code,
