@@ -46,15 +46,20 @@ pub async fn purge_before(
     stopping: impl Fn() -> bool,
 ) -> Result<Purged, StoreError> {
     let mut deleted = 0u64;
-    loop {
-        let chunk = store.delete_events_before(before, PURGE_CHUNK).await?;
-        deleted += chunk;
-        if chunk < u64::from(PURGE_CHUNK) || stopping() {
-            break;
+    // A failed chunk ends the purge, but what earlier chunks deleted is still recorded below.
+    let outcome = loop {
+        match store.delete_events_before(before, PURGE_CHUNK).await {
+            Ok(chunk) => {
+                deleted += chunk;
+                if chunk < u64::from(PURGE_CHUNK) || stopping() {
+                    break Ok(());
+                }
+            }
+            Err(error) => break Err(error),
         }
         // Between chunks, the token endpoint's commits get their turn at the database.
         tokio::task::yield_now().await;
-    }
+    };
     if deleted > 0 {
         let mut event = AuditEvent::new(now, "audit_events_purged", Decision::Changed);
         event.detail = Some(AuditDetail::of(&serde_json::json!({
@@ -65,6 +70,7 @@ pub async fn purge_before(
         store.record(&event).await?;
         metrics::counter!("frontdesk_audit_events_purged_total").increment(deleted);
     }
+    outcome?;
     Ok(Purged { deleted, before })
 }
 
