@@ -369,7 +369,7 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
             let keys = KeyRing::list(&store)
                 .await
                 .map_err(|error| StartupError(error.to_string()))?;
-            let rotate_after = i64::from(config.keys.rotate_after_days) * 86_400;
+            let days = config.keys.rotate_after_days;
             println!(
                 "STATE    ALG    KID                                          CREATED      NOTE"
             );
@@ -383,9 +383,10 @@ async fn keys(command: KeysCommand, config: &Config) -> Result<(), StartupError>
                         .publish_until
                         .map(|at| format!("published until {at}"))
                         .unwrap_or_default(),
-                    "active" if rotate_after > 0 => key
+                    "active" => key
                         .activated_at
-                        .map(|at| format!("rotation due at {}", at.saturating_add(rotate_after)))
+                        .and_then(|at| crate::keys::scheduled_rotation_at(at, days))
+                        .map(|at| format!("rotation due at {at}"))
                         .unwrap_or_default(),
                     _ => String::new(),
                 };

@@ -51,7 +51,8 @@ pub async fn page(
         .iter()
         .find(|key| key.state == "active")
         .and_then(|key| key.activated_at)
-        .map(|at| format_time(at.saturating_add(i64::from(days) * 86_400)));
+        .and_then(|at| crate::keys::scheduled_rotation_at(at, days))
+        .map(format_time);
     let schedule = match (days, due) {
         (0, _) => "Keys rotate only when rotated here or with `frontdesk keys rotate` (keys.rotate_after_days = 0).".to_string(),
         (days, Some(due)) => format!(

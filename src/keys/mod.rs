@@ -106,6 +106,14 @@ pub struct KeySummary {
     pub publish_until: Option<i64>,
 }
 
+/// When a key activated at `activated_at` is due for its scheduled rotation
+/// (`keys.rotate_after_days`), for the keys page and `keys list`; `None` when keys rotate only
+/// on demand. The key ring's tick applies the same rule ([`KeyPolicy::rotate_after_secs`]).
+pub fn scheduled_rotation_at(activated_at: i64, rotate_after_days: u32) -> Option<i64> {
+    (rotate_after_days > 0)
+        .then(|| activated_at.saturating_add(i64::from(rotate_after_days) * 86_400))
+}
+
 /// The audit event of a key change, written in the same transaction as the change.
 fn key_event(
     now: i64,
