@@ -235,7 +235,7 @@ async fn spawn_on_with(
         tokens.audit = crate::store::AuditWriter::discarding_for_benchmarks();
     }
     let tokens = Arc::new(tokens);
-    let state = AppState {
+    let state = AppState::new(crate::http::Shared {
         config: config.clone(),
         store: store.clone(),
         keys: keys.clone(),
@@ -244,7 +244,7 @@ async fn spawn_on_with(
             Duration::from_secs(config.federation.http_timeout_secs),
             &config,
         )),
-    };
+    });
     let app = router(state.clone());
     let (shutdown, mut stop) = watch::channel(false);
     let (passes, retention_passes) = watch::channel(0u64);

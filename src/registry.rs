@@ -3,7 +3,11 @@
 //! and JWKS parsed once. Rebuilt from the database when it changes, so several instances and the
 //! admin page agree without a restart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Lookups by issuer, audience and client id on every token request: foldhash instead of
+// SipHash (docs/architecture.md). Only configuration inserts keys here.
+use foldhash::HashMap;
 use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::Algorithm;

@@ -99,7 +99,7 @@ fn denial(event: &str, error_code: &str, headers: &HeaderMap) -> AuditEvent {
     audit.request_id = headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
-        .map(|id| id.chars().take(100).collect());
+        .map(|id| crate::oauth::request::clip(id, 100));
     audit
 }
 

@@ -95,13 +95,13 @@ pub async fn authorize(
         Err(error) => {
             // A URL client id whose metadata document was refused (CAUTH-10).
             audit.error_code = Some("invalid_client".into());
-            audit.client_id = get("client_id").map(|id| id.chars().take(200).collect());
+            audit.client_id = get("client_id").map(|id| crate::oauth::request::clip(id, 200));
             return refuse(&state, audit, error.reason, &error.description).await;
         }
     };
     let Some(client) = client else {
         audit.error_code = Some("invalid_client".into());
-        audit.client_id = get("client_id").map(|id| id.chars().take(200).collect());
+        audit.client_id = get("client_id").map(|id| crate::oauth::request::clip(id, 200));
         return refuse(
             &state,
             audit,
@@ -182,7 +182,7 @@ pub(super) fn parse_query(raw: Option<&str>) -> Result<BTreeMap<String, String>,
             continue;
         }
         if params.insert(key.to_string(), value.to_string()).is_some() {
-            return Err(QueryError::Repeated(key.chars().take(40).collect()));
+            return Err(QueryError::Repeated(crate::oauth::request::clip(&key, 40)));
         }
     }
     Ok(params)

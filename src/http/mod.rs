@@ -30,7 +30,7 @@ use tower_http::trace::TraceLayer;
 pub use error::error_response;
 pub use metadata::metadata_document;
 pub use metrics::metrics_handle;
-pub use state::AppState;
+pub use state::{AppState, Shared};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

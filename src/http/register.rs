@@ -74,7 +74,7 @@ async fn refuse(
     event.request_id = headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
-        .map(|id| id.chars().take(100).collect());
+        .map(|id| crate::oauth::request::clip(id, 100));
     match state.tokens.audit.record(event).await {
         Ok(()) => response,
         Err(failure) => {

@@ -1,14 +1,24 @@
 //! Shared state of the HTTP handlers: cheap to clone, built once in `app`.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::store::Store;
 
-/// What every handler may reach.
+/// What every handler may reach: one shared [`Shared`] behind an `Arc`.
+///
+/// Why one `Arc` around the whole: axum clones the state for every request that extracts it
+/// (every `/token` request does), and a struct of separately counted handles costs one atomic
+/// increment and decrement per handle, on counters both cores touch. One shared pointer costs
+/// one (docs/performance.md, twentieth run).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The handles behind [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     /// Validated configuration.
     pub config: Arc<Config>,
     /// The database.
@@ -19,4 +29,19 @@ pub struct AppState {
     pub tokens: Arc<crate::oauth::TokenService>,
     /// The admin page's in-memory state (rate limiter, bootstrap token, test clock).
     pub admin: Arc<crate::admin::AdminRuntime>,
+}
+
+impl AppState {
+    /// Wraps the handlers' shared handles.
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }

@@ -95,7 +95,7 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
-        .map(|id| id.chars().take(100).collect())
+        .map(|id| crate::oauth::request::clip(id, 100))
 }
 
 /// The request's transport rules and form, read before anything is awaited; what it returns

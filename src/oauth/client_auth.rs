@@ -6,7 +6,9 @@
 //! remembered under a keyed hash that also covers the stored hash, so changing a client's secret
 //! invalidates the entry by construction.
 
-use std::collections::{HashMap, HashSet};
+// Keyed digests of verified secrets, looked up on every authenticated request: foldhash
+// instead of SipHash (docs/architecture.md).
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 

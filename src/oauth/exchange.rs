@@ -662,7 +662,7 @@ pub async fn exchange(
     let authorization_details = parse_authorization_details(form.single("authorization_details")?)?;
     audit.audience = audiences
         .first()
-        .map(|value| value.chars().take(300).collect());
+        .map(|value| crate::oauth::request::clip(value, 300));
     audit.resources = resources.clone();
     audit.scopes_requested = requested_scopes.clone();
     // A refresh token is examined before the request's token type, target and scopes, so a

@@ -292,7 +292,7 @@ pub fn registration_response(
 }
 
 fn truncate(text: &str) -> String {
-    text.chars().take(80).collect()
+    crate::oauth::request::clip(text, 80)
 }
 
 #[cfg(test)]

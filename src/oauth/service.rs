@@ -223,7 +223,7 @@ impl TokenService {
     ) -> Result<TokenResponse, OAuthError> {
         form.reject_repeats()?;
         let grant_type = form.required("grant_type")?;
-        audit.grant_type = Some(grant_type.chars().take(100).collect());
+        audit.grant_type = Some(crate::oauth::request::clip(grant_type, 100));
         let Some(grant) = GrantType::parse(grant_type).filter(|grant| grant.as_str() == grant_type)
         else {
             return Err(OAuthError::new(
@@ -277,7 +277,7 @@ impl TokenService {
                     .single("client_id")
                     .ok()
                     .flatten()
-                    .map(|id| id.chars().take(200).collect());
+                    .map(|id| crate::oauth::request::clip(id, 200));
                 return Err(error);
             }
         };
