@@ -96,10 +96,7 @@ fn denial(event: &str, error_code: &str, headers: &HeaderMap) -> AuditEvent {
     let mut audit = AuditEvent::new(unix_now(), event, Decision::Denied);
     audit.error_code = Some(error_code.to_string());
     audit.grant_type = Some(crate::oauth::GRANT_AUTHORIZATION_CODE.to_string());
-    audit.request_id = headers
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .map(|id| crate::oauth::request::clip(id, 100));
+    audit.request_id = crate::http::request_id_for_audit(headers);
     audit
 }
 

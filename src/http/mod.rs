@@ -30,6 +30,7 @@ use tower_http::trace::TraceLayer;
 pub use error::error_response;
 pub use metadata::metadata_document;
 pub use metrics::metrics_handle;
+pub use request_id::for_audit as request_id_for_audit;
 pub use state::{AppState, Shared};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -71,10 +71,7 @@ async fn refuse(
     let mut event = AuditEvent::new(unix_now(), "client_registration", Decision::Denied);
     event.reason = Some(reason.to_string());
     event.error_code = Some(error.to_string());
-    event.request_id = headers
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .map(|id| crate::oauth::request::clip(id, 100));
+    event.request_id = super::request_id_for_audit(headers);
     match state.tokens.audit.record(event).await {
         Ok(()) => response,
         Err(failure) => {

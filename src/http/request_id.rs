@@ -6,8 +6,17 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::{HeaderValue, Request};
+use axum::http::{HeaderMap, HeaderValue, Request};
 use tower_http::request_id::{MakeRequestId, RequestId};
+
+/// The request's id as the audit log records it: the `x-request-id` header (the client's or the
+/// one this server set), cut to 100 characters. One rule for every handler that audits.
+pub fn for_audit(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(|id| crate::oauth::request::clip(id, 100))
+}
 
 /// Makes `prefix-counter` ids shaped like a UUID.
 #[derive(Clone, Copy, Debug, Default)]

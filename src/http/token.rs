@@ -40,7 +40,7 @@ pub async fn revoke(State(state): State<AppState>, request: Request) -> Response
 async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) -> Response {
     let (parts, body) = request.into_parts();
     let limit = state.config.server.max_body_bytes;
-    let request_id = request_id(&parts.headers);
+    let request_id = super::request_id_for_audit(&parts.headers);
     let peer = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -89,13 +89,6 @@ async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) ->
         }
         Err(error) => error_response(&error),
     }
-}
-
-fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .map(|id| crate::oauth::request::clip(id, 100))
 }
 
 /// The request's transport rules and form, read before anything is awaited; what it returns
@@ -172,7 +165,7 @@ pub async fn method_not_allowed(State(state): State<AppState>, headers: HeaderMa
         OAuthError::invalid_request("method_not_allowed", "The token endpoint accepts POST only");
     if state
         .tokens
-        .audit_rejection(&error, request_id(&headers), unix_now())
+        .audit_rejection(&error, super::request_id_for_audit(&headers), unix_now())
         .await
         .is_err()
     {
