@@ -208,11 +208,10 @@ pub async fn spawn_on(
 }
 
 async fn spawn_on_with(
-    config: Config,
+    mut config: Config,
     listener: TcpListener,
     audit: AuditMode,
 ) -> Result<RunningServer, StartupError> {
-    let config = Arc::new(config);
     crate::http::metrics_handle();
     let store = open_store(&config).await?;
     store
@@ -226,6 +225,8 @@ async fn spawn_on_with(
                 "cannot load the configured trust into the database: {error}"
             ))
         })?;
+    config.forget_trust_lists();
+    let config = Arc::new(config);
     let keys = Arc::new(open_key_ring(&config, store.clone()).await?);
     let addr = listener
         .local_addr()

@@ -599,6 +599,55 @@ impl Default for LogConfig {
     }
 }
 
+/// The trust lists of a configuration file, held apart while [`Config::load`] applies the
+/// environment. Environment variables name scalar settings only, never an entry of these lists,
+/// so the lists need not make the round trip through `toml::Value` that applying them takes:
+/// with 10,000 clients that copy and its second deserialization were most of start-up's
+/// allocations after the parse (docs/performance.md, twenty-first run).
+#[derive(Default)]
+struct TrustLists {
+    identity_providers: Vec<IdentityProviderConfig>,
+    audiences: Vec<AudienceConfig>,
+    clients: Vec<ClientConfig>,
+}
+
+impl TrustLists {
+    fn take(config: &mut Config) -> TrustLists {
+        TrustLists {
+            identity_providers: std::mem::take(&mut config.identity_providers),
+            audiences: std::mem::take(&mut config.audiences),
+            clients: std::mem::take(&mut config.clients),
+        }
+    }
+
+    fn restore(self, config: &mut Config) {
+        config.identity_providers = self.identity_providers;
+        config.audiences = self.audiences;
+        config.clients = self.clients;
+    }
+}
+
+/// Reads and deserializes the file alone, before the environment applies, so that its errors
+/// carry the file's line numbers.
+fn parse_file(path: &Path) -> Result<Config, ConfigError> {
+    let origin = || path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+        key: "(file)".into(),
+        origin: origin(),
+        message: format!("cannot read the configuration file: {error}"),
+    })?;
+    let deserializer = toml::Deserializer::parse(&text).map_err(|error| ConfigError {
+        key: "(syntax)".into(),
+        origin: origin(),
+        message: one_line(&error.to_string()),
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|error| ConfigError {
+        key: error.path().to_string(),
+        origin: origin(),
+        message: one_line(&error.inner().to_string()),
+    })
+}
+
 /// A configuration problem: which key, where it came from, and what is wrong.
 #[derive(Debug)]
 pub struct ConfigError {
@@ -645,38 +694,12 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let (mut value, origin) = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-                    key: "(file)".into(),
-                    origin: path.display().to_string(),
-                    message: format!("cannot read the configuration file: {error}"),
-                })?;
-                // Deserialize the file alone first, so errors carry its line numbers.
-                let deserializer =
-                    toml::Deserializer::parse(&text).map_err(|error| ConfigError {
-                        key: "(syntax)".into(),
-                        origin: path.display().to_string(),
-                        message: one_line(&error.to_string()),
-                    })?;
-                let parsed: Config =
-                    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-                        ConfigError {
-                            key: error.path().to_string(),
-                            origin: path.display().to_string(),
-                            message: one_line(&error.inner().to_string()),
-                        }
-                    })?;
-                (
-                    toml::Value::try_from(&parsed).map_err(internal)?,
-                    path.display().to_string(),
-                )
-            }
-            None => (
-                toml::Value::try_from(Config::default()).map_err(internal)?,
-                "built-in defaults".to_string(),
-            ),
+        let (mut parsed, origin) = match file {
+            Some(path) => (parse_file(path)?, path.display().to_string()),
+            None => (Config::default(), "built-in defaults".to_string()),
         };
+        let trust = TrustLists::take(&mut parsed);
+        let mut value = toml::Value::try_from(&parsed).map_err(internal)?;
         let defaults = toml::Value::try_from(Config::default()).map_err(internal)?;
         let applied = apply_environment(&mut value, &defaults, env)?;
         let origin_of = |key: &str| {
@@ -694,6 +717,7 @@ impl Config {
                 key,
             }
         })?;
+        trust.restore(&mut config);
         config.development = file.is_none();
         config.source = file.map(Path::to_path_buf);
         config
@@ -704,6 +728,14 @@ impl Config {
                 message,
             })?;
         Ok(config)
+    }
+
+    /// Empties the trust lists once they are in the database (`trust::sync_config`). From then
+    /// on the registry built from the database is what the server reads; the configuration it
+    /// keeps for its lifetime holds no second copy of 10,000 clients (docs/performance.md,
+    /// twenty-first run).
+    pub fn forget_trust_lists(&mut self) {
+        drop(TrustLists::take(self));
     }
 
     /// Checks values that parse but make no sense. Returns the key and what is wrong.

@@ -3,6 +3,7 @@
 //! identity-chaining grants, RFC 9068 access tokens) and redeems such grants from other issuers.
 
 pub mod admin;
+pub mod allocator;
 pub mod app;
 pub mod authorize;
 pub mod cli;

@@ -16,8 +16,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use frontdesk::app::AuditMode;
 use frontdesk::cli::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // As `frontdesk` does (src/main.rs), before the runtime's threads exist.
+    frontdesk::allocator::return_freed_memory_promptly();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(error) => {
+            eprintln!("frontdesk-unaudited: cannot start the async runtime: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> std::process::ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve) {
         eprintln!("frontdesk-unaudited: only `serve` is available (a load-test baseline)");
