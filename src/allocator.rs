@@ -25,11 +25,15 @@ pub const DELAY_MS: std::ffi::c_long = 10;
 /// Shortens mimalloc's purge delay to [`DELAY_MS`]. Call it first thing in `main`, before any
 /// other thread exists (mimalloc's option setters are not thread-safe).
 ///
-/// Returns false, and changes nothing, if the option does not hold mimalloc 3's built-in
-/// value: then a newer mimalloc numbers its options differently (or `MIMALLOC_PURGE_DELAY`
-/// chose another delay) and writing [`PURGE_DELAY`] could change the wrong setting.
+/// Returns false, and changes nothing, when the environment sets `MIMALLOC_PURGE_DELAY` (the
+/// operator's choice stands) or the option does not hold mimalloc 3's built-in value: then a
+/// newer mimalloc numbers its options differently, and writing [`PURGE_DELAY`] could change
+/// the wrong setting.
 #[allow(unsafe_code)]
 pub fn return_freed_memory_promptly() -> bool {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return false;
+    }
     // SAFETY: both calls read or write one integer in mimalloc's option table; the caller runs
     // them before any other thread exists, so nothing reads the option concurrently.
     unsafe {
