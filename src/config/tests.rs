@@ -689,3 +689,46 @@ fn keys_rotate_on_a_90_day_schedule_unless_configured() {
         30 * 86_400
     );
 }
+
+/// The trust lists are held apart while the environment applies (`TrustLists`): an override of
+/// a scalar setting must neither drop nor alter them, and the server's lifetime copy forgets
+/// them and nothing else once they are in the database.
+#[test]
+fn environment_overrides_keep_the_trust_lists_and_forgetting_them_keeps_the_rest() {
+    let mut config = load_file(
+        &production(
+            r#"
+[[identity_providers]]
+id = "okta"
+issuer = "https://example.okta.com"
+
+[[audiences]]
+id = "wiki"
+issuer = "https://wiki.example.com"
+
+[[clients]]
+client_id = "agent"
+auth_method = "private_key_jwt"
+jwks_uri = "https://agent.example.com/jwks.json"
+audiences = ["wiki"]
+"#,
+        ),
+        &[("FRONTDESK_LISTEN", "127.0.0.1:9100")],
+    )
+    .expect("file and environment load");
+    assert_eq!(config.server.listen, "127.0.0.1:9100");
+    assert_eq!(
+        config.identity_providers[0].issuer,
+        "https://example.okta.com"
+    );
+    assert_eq!(config.audiences[0].issuer, "https://wiki.example.com");
+    assert_eq!(config.clients[0].client_id, "agent");
+    assert_eq!(config.clients[0].audiences, ["wiki"]);
+
+    config.forget_trust_lists();
+    assert!(config.identity_providers.is_empty());
+    assert!(config.audiences.is_empty());
+    assert!(config.clients.is_empty());
+    assert_eq!(config.server.listen, "127.0.0.1:9100");
+    assert_eq!(config.issuer, "https://sts.example.com");
+}
