@@ -29,6 +29,25 @@ fn production(extra: &str) -> String {
     format!("issuer = \"https://sts.example.com\"\n[keys]\nencryption_key = \"{KEK}\"\n{extra}")
 }
 
+/// One identity provider, one audience and one client that may ask for it: a file's trust
+/// lists, appended to [`production`]'s settings.
+const TRUST_LISTS: &str = r#"
+[[identity_providers]]
+id = "okta"
+issuer = "https://example.okta.com"
+
+[[audiences]]
+id = "wiki"
+issuer = "https://wiki.example.com"
+scopes = ["read", "write"]
+
+[[clients]]
+client_id = "agent"
+auth_method = "private_key_jwt"
+jwks_uri = "https://agent.example.com/jwks.json"
+audiences = ["wiki"]
+"#;
+
 fn load_file(text: &str, variables: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let (_dir, path) = write_config(text);
     Config::load(Some(&path), env(variables))
@@ -75,7 +94,8 @@ fn defaults_make_a_valid_development_instance() {
 fn a_file_sets_every_section() {
     let config = load_file(
         &production(
-            r#"algorithm = "EdDSA"
+            &[
+                r#"algorithm = "EdDSA"
 promote_after_secs = 7200
 jwks_max_age_secs = 600
 
@@ -95,23 +115,11 @@ subject_token_error = "invalid_grant"
 [log]
 format = "pretty"
 level = "debug"
-
-[[identity_providers]]
-id = "okta"
-issuer = "https://example.okta.com"
-
-[[audiences]]
-id = "wiki"
-issuer = "https://wiki.example.com"
-scopes = ["read", "write"]
-
-[[clients]]
-client_id = "agent"
-auth_method = "private_key_jwt"
-jwks_uri = "https://agent.example.com/jwks.json"
-audiences = ["wiki"]
-idp_client_ids = { okta = "0oa-agent" }
 "#,
+                TRUST_LISTS,
+                "idp_client_ids = { okta = \"0oa-agent\" }\n",
+            ]
+            .concat(),
         ),
         &[],
     )
@@ -696,23 +704,7 @@ fn keys_rotate_on_a_90_day_schedule_unless_configured() {
 #[test]
 fn environment_overrides_keep_the_trust_lists_and_forgetting_them_keeps_the_rest() {
     let mut config = load_file(
-        &production(
-            r#"
-[[identity_providers]]
-id = "okta"
-issuer = "https://example.okta.com"
-
-[[audiences]]
-id = "wiki"
-issuer = "https://wiki.example.com"
-
-[[clients]]
-client_id = "agent"
-auth_method = "private_key_jwt"
-jwks_uri = "https://agent.example.com/jwks.json"
-audiences = ["wiki"]
-"#,
-        ),
+        &production(TRUST_LISTS),
         &[("FRONTDESK_LISTEN", "127.0.0.1:9100")],
     )
     .expect("file and environment load");
