@@ -45,6 +45,27 @@ pub fn return_freed_memory_promptly() -> bool {
     true
 }
 
+/// What both server binaries' `main` does (`frontdesk` and the load test's
+/// `frontdesk-unaudited`, which must match it): the allocator's option first, while the
+/// process has one thread, then the multi-threaded runtime that runs `program`. A runtime
+/// that cannot start is reported under the binary's `name`.
+pub fn run_server_main(
+    name: &str,
+    program: impl std::future::Future<Output = std::process::ExitCode>,
+) -> std::process::ExitCode {
+    return_freed_memory_promptly();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(program),
+        Err(error) => {
+            eprintln!("{name}: cannot start the async runtime: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,26 +3,16 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    // Before the runtime starts its threads: mimalloc's options are set single-threaded.
-    frontdesk::allocator::return_freed_memory_promptly();
-    let cli = frontdesk::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("frontdesk: cannot start the async runtime: {error}");
-            return std::process::ExitCode::FAILURE;
+    frontdesk::allocator::run_server_main("frontdesk", async {
+        let cli = frontdesk::cli::Cli::parse();
+        match frontdesk::cli::run(cli).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("frontdesk: {error}");
+                std::process::ExitCode::FAILURE
+            }
         }
-    };
-    match runtime.block_on(frontdesk::cli::run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("frontdesk: {error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 /// mimalloc instead of glibc's allocator: a request's allocations are freed on other threads

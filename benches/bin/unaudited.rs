@@ -17,18 +17,7 @@ use frontdesk::app::AuditMode;
 use frontdesk::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    // As `frontdesk` does (src/main.rs), before the runtime's threads exist.
-    frontdesk::allocator::return_freed_memory_promptly();
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(serve()),
-        Err(error) => {
-            eprintln!("frontdesk-unaudited: cannot start the async runtime: {error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    frontdesk::allocator::run_server_main("frontdesk-unaudited", serve())
 }
 
 async fn serve() -> std::process::ExitCode {
