@@ -942,6 +942,15 @@ impl Config {
     pub fn issuer_is_loopback_http(&self) -> bool {
         issuer_is_loopback_http(&self.issuer)
     }
+
+    /// Where this server's endpoints live under its origin: the issuer's path without its final
+    /// `/` (`""` at the root). An issuer such as `https://login.example.com/sts` puts the token
+    /// endpoint at `/sts/token`, the admin page at `/sts/admin` and the RFC 8414 metadata at
+    /// `/.well-known/oauth-authorization-server/sts`, so a reverse proxy can route one path to
+    /// frontdesk without rewriting it.
+    pub fn issuer_path(&self) -> &str {
+        issuer_path(&self.issuer)
+    }
 }
 
 fn issuer_is_loopback_http(issuer: &str) -> bool {
@@ -968,6 +977,9 @@ fn valid_host_pattern(pattern: &str) -> bool {
 }
 
 /// RFC 8414 §2: https, no query, no fragment. Plain http only on loopback (development, tests).
+/// A path is allowed (the server then answers under it, `http::router`), written the way the
+/// router and RFC 8414 §3.1's path insertion will use it: plain segments, nothing a URL parser
+/// would rewrite.
 fn validate_issuer(issuer: &str) -> Result<(), String> {
     let url = url::Url::parse(issuer).map_err(|e| format!("`{issuer}` is not a URL: {e}"))?;
     if url.query().is_some() || url.fragment().is_some() {
@@ -976,7 +988,38 @@ fn validate_issuer(issuer: &str) -> Result<(), String> {
     if url.scheme() != "https" && !issuer_is_loopback_http(issuer) {
         return Err("must be https (plain http is allowed only on a loopback address)".into());
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("an issuer has no user name or password".into());
+    }
+    let path = issuer_path(issuer);
+    let plain_segment = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+    };
+    if !path.split('/').skip(1).all(plain_segment) || url.path().trim_end_matches('/') != path {
+        return Err(format!(
+            "the path `{path}` must be segments of letters, digits and `-._~` (frontdesk serves \
+             its endpoints under it)"
+        ));
+    }
     Ok(())
+}
+
+/// The path of an issuer identifier without its final `/`: `""` for `https://sts.example.com`
+/// or `https://sts.example.com/`, `"/tenant"` for `https://sts.example.com/tenant/`. Sliced from
+/// the string as configured (the `iss` every token carries), not from a parsed and normalised
+/// URL, so that what the router serves is exactly what the metadata names; `validate_issuer`
+/// refuses any issuer where the two would differ.
+fn issuer_path(issuer: &str) -> &str {
+    let after_scheme = issuer.split_once("://").map_or("", |(_, rest)| rest);
+    let path = after_scheme
+        .find('/')
+        .map_or("", |start| &after_scheme[start..]);
+    path.trim_end_matches('/')
 }
 
 /// Applies `FRONTDESK_*` variables to `value`. Returns (variable, key path) for each one applied.

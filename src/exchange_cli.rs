@@ -72,18 +72,30 @@ pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
         args.subject_token.clone()
     };
     let http = reqwest::Client::new();
-    let metadata_url = format!(
-        "{}/.well-known/oauth-authorization-server",
-        args.issuer.trim_end_matches('/')
-    );
+    let metadata_url = url::Url::parse(&args.issuer)
+        .and_then(|issuer| crate::jose::jwks_cache::oauth_metadata_url(&issuer))
+        .map_err(|error| {
+            fail(format!(
+                "the issuer `{}` is not a URL: {error}",
+                args.issuer
+            ))
+        })?;
     let metadata: Value = http
-        .get(&metadata_url)
+        .get(metadata_url.as_str())
         .send()
         .await
         .map_err(|error| fail(format!("cannot fetch {metadata_url}: {error}")))?
         .json()
         .await
         .map_err(|error| fail(format!("{metadata_url} is not JSON metadata: {error}")))?;
+    // RFC 8414 §3.3: metadata naming another issuer must not be used (a misrouted path or an
+    // impersonating server would otherwise get the client secret).
+    if metadata["issuer"].as_str() != Some(args.issuer.as_str()) {
+        return Err(fail(format!(
+            "{metadata_url} describes the issuer {}, not {}",
+            metadata["issuer"], args.issuer
+        )));
+    }
     let token_endpoint = metadata["token_endpoint"]
         .as_str()
         .ok_or_else(|| fail(format!("{metadata_url} has no token_endpoint")))?;

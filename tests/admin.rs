@@ -997,3 +997,114 @@ async fn the_policy_simulator_shows_what_an_exchange_would_decide() -> anyhow::R
     assert_eq!(status, StatusCode::FORBIDDEN);
     Ok(())
 }
+
+/// Every root-relative URL (`href`, `action`, `src`, a refresh's `url=`) in `html`, after
+/// checking that it starts with `base`; their number, so a check cannot pass on a page without
+/// links.
+fn links_under(html: &str, base: &str) -> usize {
+    let mut count = 0;
+    for marker in ["href=\"", "action=\"", "src=\"", "url="] {
+        for (at, _) in html.match_indices(marker) {
+            let url = &html[at + marker.len()..];
+            if url.starts_with('/') {
+                assert!(
+                    url.starts_with(&format!("{base}/")),
+                    "a link outside {base}: {}",
+                    &url[..url.find('"').unwrap_or(url.len()).min(80)]
+                );
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// Behind a path-routing proxy (issuer `…/sts`) the admin page never leaves the path: redirects,
+/// the session cookie's `Path`, every link, form and asset, the error pages and the OpenAPI
+/// document's server all carry it. A cookie scoped to `/admin` would not even reach the pages.
+#[tokio::test]
+async fn under_an_issuer_path_every_admin_url_redirect_and_cookie_carries_the_path()
+-> anyhow::Result<()> {
+    let env = Env::start_with(|config| config.issuer = format!("{}/sts", config.issuer)).await?;
+    let admin = Admin::start_on(env).await?;
+
+    let response = admin.http.get(admin.url("/admin/keys")).send().await?;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/sts/admin/sign-in");
+    let (status, html) = admin.get("/admin/sign-in").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(links_under(&html, "/sts") >= 3, "{html}");
+
+    let response = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    assert_eq!(location(&response), "/sts/admin");
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    assert!(cookie.contains("; Path=/sts/admin"), "{cookie}");
+
+    for (path, expected) in [
+        ("/admin", StatusCode::OK),
+        ("/admin/identity-providers", StatusCode::OK),
+        ("/admin/audiences", StatusCode::OK),
+        ("/admin/clients", StatusCode::OK),
+        ("/admin/clients/agent", StatusCode::OK),
+        ("/admin/keys", StatusCode::OK),
+        ("/admin/policy", StatusCode::OK),
+        ("/admin/audit", StatusCode::OK),
+        ("/admin/api-tokens", StatusCode::OK),
+    ] {
+        let (status, html) = admin.get(path).await?;
+        assert_eq!(status, expected, "{path}");
+        // The layout alone has the stylesheet, icon, brand, eight nav links and sign-out.
+        assert!(links_under(&html, "/sts") >= 12, "{path}: {html}");
+    }
+    // An error page (drawn by the admin router's error layer): stylesheet, icon, brand and
+    // the way back.
+    let (status, html) = admin.get("/admin/no-such-page").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(links_under(&html, "/sts") >= 4, "{html}");
+    assert!(html.contains("href=\"/sts/admin\">Back"), "{html}");
+
+    let csrf = admin.csrf().await?;
+    let (_, html) = admin.get("/admin/identity-providers/corp").await?;
+    assert!(
+        html.contains("\"/sts/admin/identity-providers/corp/test\""),
+        "{html}"
+    );
+    let response = admin
+        .http
+        .post(admin.url("/admin/keys/rotate"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    assert_eq!(location(&response), "/sts/admin/keys?notice=rotated");
+
+    let document: serde_json::Value = admin
+        .http
+        .get(admin.url("/admin/api/v1/openapi.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(document["servers"][0]["url"], "/sts");
+
+    let response = admin
+        .http
+        .post(admin.url("/admin/sign-out"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    assert_eq!(location(&response), "/sts/admin/sign-in");
+    let cleared = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        cleared.contains("; Path=/sts/admin") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    Ok(())
+}

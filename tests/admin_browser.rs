@@ -28,8 +28,21 @@ const AUDIENCE: &str = "https://as.saas.example";
 #[tokio::test]
 async fn a_person_sets_up_a_trust_in_the_browser_and_sees_the_exchange_in_the_audit_log()
 -> anyhow::Result<()> {
+    set_up_a_trust_in_the_browser("").await
+}
+
+/// The same behind a path-routing proxy (issuer `…/sts`): every page, form, redirect and cookie
+/// of the walk stays under the path, or the browser would land on the bare origin's 404s.
+#[tokio::test]
+async fn a_person_sets_up_a_trust_in_the_browser_under_an_issuer_path() -> anyhow::Result<()> {
+    set_up_a_trust_in_the_browser("/sts").await
+}
+
+/// The walk of admin.spec.mjs on a frontdesk whose issuer has `path` (`""` for none).
+async fn set_up_a_trust_in_the_browser(path: &str) -> anyhow::Result<()> {
     // A frontdesk with no trust at all: everything is set up through the page.
     let env = Env::start_with(|config| {
+        config.issuer = format!("{}{path}", config.issuer);
         config.identity_providers.clear();
         config.audiences.clear();
         config.clients.clear();
@@ -102,7 +115,19 @@ async fn a_person_sets_up_a_trust_in_the_browser_and_sees_the_exchange_in_the_au
 /// page → dashboard by itself, as admin (the IdP's `groups` claim meets `admin_condition`).
 #[tokio::test]
 async fn an_admin_signs_in_through_single_sign_on_in_the_browser() -> anyhow::Result<()> {
+    sign_in_through_single_sign_on("").await
+}
+
+/// The same under an issuer path: the IdP returns to `…/sts/admin/sso/callback`, the SSO cookie
+/// is scoped to that path, and the page moves on to `…/sts/admin`.
+#[tokio::test]
+async fn an_admin_signs_in_through_single_sign_on_under_an_issuer_path() -> anyhow::Result<()> {
+    sign_in_through_single_sign_on("/sts").await
+}
+
+async fn sign_in_through_single_sign_on(path: &str) -> anyhow::Result<()> {
     let env = Env::start_with(|config| {
+        config.issuer = format!("{}{path}", config.issuer);
         config.admin_sso = frontdesk::config::AdminSsoConfig {
             idp: Some("corp".into()),
             client_id: Some("frontdesk-admin".into()),

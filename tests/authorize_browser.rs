@@ -86,6 +86,12 @@ struct Setup {
 }
 
 async fn setup() -> anyhow::Result<Setup> {
+    setup_under("").await
+}
+
+/// The setup with frontdesk's issuer under `path` (`""` for the root).
+async fn setup_under(path: &str) -> anyhow::Result<Setup> {
+    let path = path.to_string();
     let mut oidc = OidcIdp::start().await?;
     let client_listener = client_listener().await?;
     let mut app = client(APP, "client_secret_basic", &[]);
@@ -94,6 +100,7 @@ async fn setup() -> anyhow::Result<Setup> {
     app.redirect_uris = vec![client_listener.redirect_uri.clone()];
     let issuer = oidc.issuer.clone();
     let env = Env::start_with(move |config| {
+        config.issuer = format!("{}{path}", config.issuer);
         config.identity_providers.push(IdentityProviderConfig {
             id: "workforce".into(),
             issuer,
@@ -216,7 +223,20 @@ async fn received_by_client(
 #[tokio::test]
 async fn a_user_signs_in_at_the_idp_approves_and_the_client_redeems_the_code() -> anyhow::Result<()>
 {
-    let mut setup = setup().await?;
+    approve_and_redeem("").await
+}
+
+/// The same behind a path-routing proxy (issuer `…/sts`): the IdP returns to
+/// `…/sts/authorize/callback`, the browser-binding cookie is scoped under the path, and the
+/// consent form posts there.
+#[tokio::test]
+async fn the_code_flow_works_under_an_issuer_path() -> anyhow::Result<()> {
+    approve_and_redeem("/sts").await
+}
+
+/// Sign-in, approval and the code's redemption with frontdesk's issuer under `path`.
+async fn approve_and_redeem(path: &str) -> anyhow::Result<()> {
+    let mut setup = setup_under(path).await?;
     let (verifier, challenge) = pkce();
     let landed = walk(&setup, &challenge, "approve").await?;
     let params = received_by_client(&mut setup, &landed).await?;

@@ -245,6 +245,48 @@ async fn exchange_prints_the_response_and_the_decoded_id_jag() -> anyhow::Result
     Ok(())
 }
 
+/// `exchange` finds an issuer's metadata where RFC 8414 §3.1 puts it (the path inserted after
+/// the well-known segment), and refuses metadata that names another issuer (§3.3) before it
+/// sends the client secret anywhere.
+#[tokio::test]
+async fn exchange_discovers_a_path_issuer_and_refuses_metadata_of_another_issuer()
+-> anyhow::Result<()> {
+    let env = Env::start_with(|config| config.issuer = format!("{}/sts", config.issuer)).await?;
+    let dir = tempfile::tempdir()?;
+    let exchange = |issuer: String, id_token: String| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            frontdesk(
+                &dir,
+                &[
+                    "exchange",
+                    "--issuer",
+                    &issuer,
+                    "--client-id",
+                    AGENT,
+                    "--subject-token",
+                    &id_token,
+                    "--audience",
+                    RAS_ISSUER,
+                ],
+                &[("FRONTDESK_CLIENT_SECRET", SECRET)],
+            )
+            .await
+        }
+    };
+    let output = exchange(env.url.clone(), env.id_token().await?).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(printed["decoded"]["claims"]["iss"], env.url.as_str());
+
+    // The same server named with a final `/`: its metadata names `…/sts`, another issuer.
+    let output = exchange(format!("{}/", env.url), env.id_token().await?).await;
+    assert!(!output.status.success());
+    let error = text(&output.stderr);
+    assert!(error.contains("describes the issuer"), "{error}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn client_add_registers_a_public_code_flow_client_without_a_secret() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

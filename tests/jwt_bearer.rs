@@ -30,10 +30,21 @@ impl Legs {
     }
 
     async fn start_with(customize_b: impl FnOnce(&mut Config)) -> anyhow::Result<Legs> {
+        Self::start_under("", "", customize_b).await
+    }
+
+    /// Both instances with their issuers under `a_path` and `b_path` (`""` for the root).
+    async fn start_under(
+        a_path: &str,
+        b_path: &str,
+        customize_b: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Legs> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let b_url = format!("http://{}", listener.local_addr()?);
+        let b_url = format!("http://{}{b_path}", listener.local_addr()?);
         let b_issuer = b_url.clone();
+        let a_path = a_path.to_string();
         let a = Env::start_with(move |config| {
+            config.issuer = format!("{}{a_path}", config.issuer);
             // A issues ID-JAGs whose audience is B.
             for audience in &mut config.audiences {
                 if audience.id == "saas" {
@@ -227,6 +238,40 @@ async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyho
         redemption.event.issued_jti.as_deref(),
         claims["jti"].as_str()
     );
+    Ok(())
+}
+
+/// Two tenants behind path-routing proxies: A's issuer is `…/tenant-a`, B's `…/tenant-b`. A's
+/// ID-JAG names B's issuer with its path; B finds A's keys through A's metadata under A's path
+/// (no `jwks_uri` configured) and issues the access token as its own path issuer.
+#[tokio::test]
+async fn id_jag_from_a_is_redeemed_at_b_when_both_issuers_have_paths() -> anyhow::Result<()> {
+    let legs = Legs::start_under("/tenant-a", "/tenant-b", |config| {
+        config.identity_providers[0].jwks_uri = None;
+    })
+    .await?;
+    assert!(legs.a.url.ends_with("/tenant-a") && legs.b_url.ends_with("/tenant-b"));
+    let id_jag = legs.id_jag("read").await?;
+    let (_, claims) = idp::decode_unverified(&id_jag)?;
+    assert_eq!(claims["iss"], legs.a.url.as_str());
+    assert_eq!(claims["aud"], legs.b_url.as_str());
+    let (status, body) = legs
+        .redeem(
+            &[("grant_type", JWT_BEARER), ("assertion", &id_jag)],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().expect("access token");
+    let verified = verify_independently(
+        token,
+        &format!("{}/jwks.json", legs.b_url),
+        &legs.b_url,
+        MCP_RESOURCE,
+        "at+jwt",
+    )
+    .await?;
+    assert_eq!(verified["payload"]["iss"], legs.b_url.as_str());
     Ok(())
 }
 

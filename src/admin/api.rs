@@ -589,8 +589,8 @@ async fn audit_events(
     Ok(axum::Json(json!({ "items": records, "next_before_id": next })).into_response())
 }
 
-async fn openapi() -> Response {
-    axum::Json(openapi::document()).into_response()
+async fn openapi(State(state): State<AppState>) -> Response {
+    axum::Json(openapi::document(state.config.issuer_path())).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -741,7 +741,7 @@ mod tests {
     fn every_route_is_listed_for_the_openapi_document() {
         // `documented` panics on an unlisted path.
         let _ = super::routes();
-        let document = super::openapi::document();
+        let document = super::openapi::document("");
         for (method, path) in super::ROUTES {
             assert!(
                 document["paths"][path][method].is_object(),

@@ -169,6 +169,8 @@ pub struct Session {
     pub role: AdminRole,
     /// The session's CSRF token.
     pub csrf: String,
+    /// The server's path under its origin (`Config::issuer_path`), for the page's links.
+    pub base_path: String,
 }
 
 impl Session {
@@ -246,6 +248,7 @@ impl FromRequestParts<AppState> for Session {
             username: record.username,
             role: record.role,
             csrf: record.csrf_token,
+            base_path: state.config.issuer_path().to_string(),
         })
     }
 }
@@ -275,9 +278,10 @@ fn session_cookie(state: &AppState, value: &str, max_age: Option<i64>) -> Header
     };
     let max_age = max_age.map_or_else(String::new, |secs| format!("; Max-Age={secs}"));
     HeaderValue::from_str(&format!(
-        "{ADMIN_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/admin{secure}{max_age}"
+        "{ADMIN_COOKIE}={value}; HttpOnly; SameSite=Strict; Path={}/admin{secure}{max_age}",
+        state.config.issuer_path()
     ))
-    .unwrap_or_else(|_| HeaderValue::from_static("frontdesk_admin=; Path=/admin; Max-Age=0"))
+    .unwrap_or_else(|_| HeaderValue::from_static("frontdesk_admin=; Max-Age=0"))
 }
 
 /// Starts a session for `username` and redirects to the dashboard with the cookie set.
@@ -302,7 +306,8 @@ pub(crate) async fn start_session(
             last_seen_at: now,
         })
         .await?;
-    let mut response = Redirect::to("/admin").into_response();
+    let mut response =
+        Redirect::to(&format!("{}/admin", state.config.issuer_path())).into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, session_cookie(state, &id, None));
@@ -333,7 +338,7 @@ fn sso_label(state: &AppState) -> Option<String> {
 /// `GET /admin/sign-in`.
 pub async fn sign_in_page(State(state): State<AppState>) -> Response {
     render(&SignInPage {
-        layout: Layout::anonymous("Sign in"),
+        layout: Layout::anonymous("Sign in", state.config.issuer_path()),
         username: String::new(),
         error: None,
         sso_label: sso_label(&state),
@@ -414,7 +419,7 @@ pub async fn sign_in(
     Ok(render_with_status(
         StatusCode::UNAUTHORIZED,
         &SignInPage {
-            layout: Layout::anonymous("Sign in"),
+            layout: Layout::anonymous("Sign in", state.config.issuer_path()),
             username,
             error: Some("Wrong username or password.".into()),
             sso_label: sso_label(&state),
@@ -449,7 +454,8 @@ pub async fn sign_out(
     if let Some(cookie) = cookie_value(&headers) {
         state.store.delete_admin_session(&sha256(&cookie)).await?;
     }
-    let mut response = Redirect::to("/admin/sign-in").into_response();
+    let mut response =
+        Redirect::to(&format!("{}/admin/sign-in", state.config.issuer_path())).into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&state, "", Some(0)));
@@ -487,7 +493,7 @@ pub async fn bootstrap_page(
         return Err(bootstrap_gone());
     }
     Ok(render(&BootstrapPage {
-        layout: Layout::anonymous("Create the first admin account"),
+        layout: Layout::anonymous("Create the first admin account", state.config.issuer_path()),
         token: query.token,
         username: String::new(),
         error: None,
@@ -514,7 +520,10 @@ pub async fn bootstrap(
         return Ok(render_with_status(
             StatusCode::BAD_REQUEST,
             &BootstrapPage {
-                layout: Layout::anonymous("Create the first admin account"),
+                layout: Layout::anonymous(
+                    "Create the first admin account",
+                    state.config.issuer_path(),
+                ),
                 token,
                 username,
                 error: Some(error),

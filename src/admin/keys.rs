@@ -126,7 +126,7 @@ pub async fn rotate(
 ) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
     rotate_key(&state, &session.username, form.checked("immediately")).await?;
-    Ok(Redirect::to("/admin/keys?notice=rotated").into_response())
+    Ok(Redirect::to(&format!("{}/admin/keys?notice=rotated", session.base_path)).into_response())
 }
 
 /// `POST /admin/keys/{kid}/retire`.
@@ -138,5 +138,5 @@ pub async fn retire(
 ) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
     retire_key(&state, &session.username, &kid).await?;
-    Ok(Redirect::to("/admin/keys?notice=retired").into_response())
+    Ok(Redirect::to(&format!("{}/admin/keys?notice=retired", session.base_path)).into_response())
 }

@@ -83,8 +83,9 @@ impl AdminRuntime {
 }
 
 /// The `/admin` routes. Merged into the plain routes of [`crate::http::router`], so the
-/// body-limit layer applies.
-pub fn router() -> Router<AppState> {
+/// body-limit layer applies; [`views::render_errors`] draws their error pages with `state`'s
+/// path.
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/admin", get(dashboard::page))
         .route("/admin/", get(dashboard::page))
@@ -115,6 +116,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/api-tokens/{name}/revoke", post(api::page::revoke))
         .merge(api::routes())
         .route("/admin/{*rest}", get(not_found).post(not_found))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            views::render_errors,
+        ))
         .layer(axum::middleware::map_response(security_headers))
 }
 

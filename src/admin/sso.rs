@@ -155,11 +155,10 @@ fn sso_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
         "; Secure"
     };
     HeaderValue::from_str(&format!(
-        "{SSO_COOKIE}={value}; HttpOnly; SameSite=Lax; Path=/admin/sso; Max-Age={max_age}{secure}"
+        "{SSO_COOKIE}={value}; HttpOnly; SameSite=Lax; Path={}/admin/sso; Max-Age={max_age}{secure}",
+        state.config.issuer_path()
     ))
-    .unwrap_or_else(|_| {
-        HeaderValue::from_static("frontdesk_admin_sso=; Path=/admin/sso; Max-Age=0")
-    })
+    .unwrap_or_else(|_| HeaderValue::from_static("frontdesk_admin_sso=; Max-Age=0"))
 }
 
 /// The configured SSO and its identity provider as the trust registry has it now.
@@ -393,7 +392,7 @@ pub async fn callback(
     let mut response = render_with_status(
         StatusCode::OK,
         &SignedInPage {
-            layout: Layout::anonymous("Signed in"),
+            layout: Layout::anonymous("Signed in", state.config.issuer_path()),
         },
     );
     for value in session.headers().get_all(header::SET_COOKIE) {

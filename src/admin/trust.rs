@@ -926,18 +926,18 @@ fn form_page(
     let (title, action, submit) = match id {
         Some(id) => (
             format!("{} {id}", capitalize(kind.singular())),
-            format!("/admin/{}/{}", kind.path(), encode(id)),
+            format!("{}/admin/{}/{}", session.base_path, kind.path(), encode(id)),
             "Save",
         ),
         None => (
             format!("New {}", kind.singular()),
-            format!("/admin/{}", kind.path()),
+            format!("{}/admin/{}", session.base_path, kind.path()),
             "Create",
         ),
     };
     let mut actions = Vec::new();
     if let Some(id) = id {
-        let base = format!("/admin/{}/{}", kind.path(), encode(id));
+        let base = format!("{}/admin/{}/{}", session.base_path, kind.path(), encode(id));
         if kind == Kind::Idp {
             actions.push(Action {
                 url: format!("{base}/test"),
@@ -1397,7 +1397,8 @@ async fn create(
     match create_object(&state, &session.username, kind, document).await {
         Ok(Some(secret)) => Ok(secret_page(&session, kind, id, secret)),
         Ok(None) => Ok(Redirect::to(&format!(
-            "/admin/{}/{}?notice=created",
+            "{}/admin/{}/{}?notice=created",
+            session.base_path,
             kind.path(),
             encode(&id)
         ))
@@ -1438,7 +1439,8 @@ async fn update(
     match update_object(&state, &session.username, kind, &existing, document).await {
         Ok(Some(secret)) => Ok(secret_page(&session, kind, id, secret)),
         Ok(None) => Ok(Redirect::to(&format!(
-            "/admin/{}/{}?notice=saved",
+            "{}/admin/{}/{}?notice=saved",
+            session.base_path,
             kind.path(),
             encode(&id)
         ))
@@ -1489,7 +1491,12 @@ async fn delete(
 ) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
     delete_object(&state, &session.username, kind, &id).await?;
-    Ok(Redirect::to(&format!("/admin/{}?notice=deleted", kind.path())).into_response())
+    Ok(Redirect::to(&format!(
+        "{}/admin/{}?notice=deleted",
+        session.base_path,
+        kind.path()
+    ))
+    .into_response())
 }
 
 async fn client_toggle(
@@ -1502,7 +1509,12 @@ async fn client_toggle(
     session.authorize_change(&form)?;
     set_client_enabled(&state, &session.username, &id, enabled).await?;
     let action = if enabled { "enabled" } else { "disabled" };
-    Ok(Redirect::to(&format!("/admin/clients/{}?notice={action}", encode(&id))).into_response())
+    Ok(Redirect::to(&format!(
+        "{}/admin/clients/{}?notice={action}",
+        session.base_path,
+        encode(&id)
+    ))
+    .into_response())
 }
 
 async fn rotate_secret(

@@ -24,6 +24,10 @@ pub struct Layout {
     pub csrf: String,
     /// May the user change things (admin role)?
     pub can_change: bool,
+    /// The server's path under its origin (`Config::issuer_path`, `""` at the root): every link,
+    /// form action and asset URL in the templates starts with it, so the pages work when the
+    /// issuer has a path.
+    pub base: String,
 }
 
 impl Layout {
@@ -36,13 +40,15 @@ impl Layout {
             role: session.role.as_str(),
             csrf: session.csrf.clone(),
             can_change: session.can_change(),
+            base: session.base_path.clone(),
         }
     }
 
-    /// The layout of a page seen before sign-in.
-    pub fn anonymous(title: impl Into<String>) -> Layout {
+    /// The layout of a page seen before sign-in, on a server whose path is `base`.
+    pub fn anonymous(title: impl Into<String>, base: &str) -> Layout {
         Layout {
             title: title.into(),
+            base: base.to_string(),
             ..Layout::default()
         }
     }
@@ -72,7 +78,7 @@ struct ErrorPage {
 }
 
 /// Why an admin request did not succeed; each becomes a page with the right status.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AdminError {
     /// No valid session: go to the sign-in page.
     SignIn,
@@ -103,10 +109,40 @@ impl From<crate::keys::KeyError> for AdminError {
     }
 }
 
+/// An admin error on its way out, waiting for [`render_errors`]: its page links into the admin
+/// page, and only the router knows the server's path (an extractor's rejection has no state).
+#[derive(Clone)]
+struct Unrendered(AdminError);
+
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
+        let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        response.extensions_mut().insert(Unrendered(self));
+        response
+    }
+}
+
+/// The layer on the admin routes that turns an [`AdminError`] into its page or redirect, with
+/// the links of the server's path (`Config::issuer_path`).
+pub async fn render_errors(
+    axum::extract::State(state): axum::extract::State<crate::http::AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    match response.extensions_mut().remove::<Unrendered>() {
+        Some(Unrendered(error)) => error.page(state.config.issuer_path()),
+        None => response,
+    }
+}
+
+impl AdminError {
+    /// The page (or the redirect to sign-in) for this error on a server whose path is `base`.
+    fn page(self, base: &str) -> Response {
         let (status, message) = match self {
-            AdminError::SignIn => return Redirect::to("/admin/sign-in").into_response(),
+            AdminError::SignIn => {
+                return Redirect::to(&format!("{base}/admin/sign-in")).into_response();
+            }
             AdminError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             AdminError::NotFound => (StatusCode::NOT_FOUND, "There is nothing here.".into()),
             AdminError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
@@ -136,7 +172,7 @@ impl IntoResponse for AdminError {
         render_with_status(
             status,
             &ErrorPage {
-                layout: Layout::anonymous(title),
+                layout: Layout::anonymous(title, base),
                 message,
             },
         )

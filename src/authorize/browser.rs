@@ -29,7 +29,7 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// A `Set-Cookie` value: scoped to `/authorize`, HttpOnly, SameSite=Lax (the identity provider's
+/// A `Set-Cookie` value: scoped to `/authorize` under the server's path, HttpOnly, SameSite=Lax (the identity provider's
 /// redirect back is a top-level GET), Secure unless the issuer is plain-HTTP loopback
 /// (development). `max_age` 0 clears it.
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> String {
@@ -38,7 +38,10 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> St
     } else {
         "; Secure"
     };
-    format!("{name}={value}; Path=/authorize; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+    format!(
+        "{name}={value}; Path={}/authorize; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
+        state.config.issuer_path()
+    )
 }
 
 /// True if the request comes from the browser that started `request`.

@@ -59,7 +59,7 @@ pub async fn callback(
             )
             .await;
         }
-        Err(error) => return unavailable(&error, "loading the authorization request"),
+        Err(error) => return unavailable(&state, &error, "loading the authorization request"),
     };
     audit.client_id = Some(pending.client_id.clone());
     audit.resources = vec![pending.resource.clone()];
@@ -88,7 +88,7 @@ pub async fn callback(
             )
             .await;
         }
-        Err(error) => return unavailable(&error, "updating the authorization request"),
+        Err(error) => return unavailable(&state, &error, "updating the authorization request"),
     }
     let cookie = cookie_name(&pending.id);
     // From here on the request is known: failures go back to the client as access_denied.
@@ -165,7 +165,7 @@ pub async fn callback(
     let subject = match resolve_subject(&state, &idp, &signed_in.claims, &signed_in.subject).await {
         Ok(Some(subject)) => subject,
         Ok(None) => return fail(audit, "subject_unmapped").await,
-        Err(error) => return unavailable(&error, "the subject link lookup"),
+        Err(error) => return unavailable(&state, &error, "the subject link lookup"),
     };
     // The local subject becomes the `sub` of what is issued for this sign-in, and the key of the
     // user's remembered claims: held to the bound OIDC Core §2 sets for an ID token's `sub`
@@ -183,7 +183,7 @@ pub async fn callback(
         now,
     );
     if let Err(error) = remembered.await {
-        return unavailable(&error, "recording the user's current claims");
+        return unavailable(&state, &error, "recording the user's current claims");
     }
     match state
         .store
@@ -198,7 +198,7 @@ pub async fn callback(
     {
         Ok(true) => {}
         Ok(false) => return fail(audit, "request_expired_or_used").await,
-        Err(error) => return unavailable(&error, "updating the authorization request"),
+        Err(error) => return unavailable(&state, &error, "updating the authorization request"),
     }
     let pending = AuthorizationRequest {
         subject: Some(subject),
@@ -227,7 +227,7 @@ pub async fn callback(
         .ok()
         .flatten();
     let name = client.and_then(|client| client.display_name());
-    let response = consent_page(&pending, name.as_deref());
+    let response = consent_page(state.config.issuer_path(), &pending, name.as_deref());
     audited(&state, audit, response).await
 }
 

@@ -47,7 +47,7 @@ pub async fn consent(
     let mut audit = denial("authorize_consent", "access_denied", &headers);
     let pending = match state.store.authorization_request(&form.request_id).await {
         Ok(pending) => pending,
-        Err(error) => return unavailable(&error, "loading the authorization request"),
+        Err(error) => return unavailable(&state, &error, "loading the authorization request"),
     };
     // The CSRF token is bound to the pending request and the request to this browser.
     let Some(pending) = pending.filter(|pending| {
@@ -56,6 +56,7 @@ pub async fn consent(
     }) else {
         audit.reason = Some("csrf_mismatch".into());
         let response = error_page(
+            state.config.issuer_path(),
             StatusCode::FORBIDDEN,
             "This form is not valid for this browser. Start again from the application.",
         );
@@ -74,7 +75,7 @@ pub async fn consent(
         Ok(false) => {
             return refuse(&state, audit, "request_expired_or_used", ALREADY_DECIDED).await;
         }
-        Err(error) => return unavailable(&error, "updating the authorization request"),
+        Err(error) => return unavailable(&state, &error, "updating the authorization request"),
     }
     audit.reason = Some("user_denied".into());
     let response = error_redirect(
@@ -111,13 +112,13 @@ pub async fn approve(
     match decide(state, &pending).await {
         Ok(true) => {}
         Ok(false) => return refuse(state, audit, "request_expired_or_used", ALREADY_DECIDED).await,
-        Err(error) => return unavailable(&error, "updating the authorization request"),
+        Err(error) => return unavailable(state, &error, "updating the authorization request"),
     }
     let lifetime = state.config.authorization.code_lifetime_secs;
     let (code, family_id) =
         match codes::issue_code(&state.store, &pending, lifetime, unix_now()).await {
             Ok(issued) => issued,
-            Err(error) => return unavailable(&error, "storing the authorization code"),
+            Err(error) => return unavailable(state, &error, "storing the authorization code"),
         };
     audit.decision = Decision::Issued;
     audit.error_code = None;

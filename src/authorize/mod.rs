@@ -66,6 +66,7 @@ async fn audited(state: &AppState, event: AuditEvent, response: Response) -> Res
         Err(error) => {
             tracing::error!(%error, "writing the audit event failed");
             error_page(
+                state.config.issuer_path(),
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The server could not record this decision. Try again later.",
             )
@@ -79,14 +80,19 @@ async fn audited(state: &AppState, event: AuditEvent, response: Response) -> Res
 /// the user and must not reveal more than the user may know.
 async fn refuse(state: &AppState, mut audit: AuditEvent, reason: &str, message: &str) -> Response {
     audit.reason = Some(reason.to_string());
-    audited(state, audit, error_page(StatusCode::BAD_REQUEST, message)).await
+    let page = error_page(state.config.issuer_path(), StatusCode::BAD_REQUEST, message);
+    audited(state, audit, page).await
 }
 
 /// A 500 page for a storage failure, logged with `what` (the failure is not audited: the audit
 /// log lives in the same store).
-fn unavailable(error: &dyn std::fmt::Display, what: &str) -> Response {
+fn unavailable(state: &AppState, error: &dyn std::fmt::Display, what: &str) -> Response {
     tracing::error!(%error, "{what} failed");
-    error_page(StatusCode::INTERNAL_SERVER_ERROR, "Try again later.")
+    error_page(
+        state.config.issuer_path(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Try again later.",
+    )
 }
 
 /// An audit event for a denial at `event` (`authorize`, `authorize_callback`,

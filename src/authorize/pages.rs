@@ -15,6 +15,9 @@ use crate::store::AuthorizationRequest;
 pub struct PageLayout {
     /// `<title>` and `<h1>`.
     pub title: &'static str,
+    /// The server's path under its origin (`Config::issuer_path`), before the stylesheet's
+    /// and the forms' URLs.
+    pub base: String,
 }
 
 /// The page shown when the browser cannot safely be sent back to the client.
@@ -86,13 +89,14 @@ fn render<T: Template>(status: StatusCode, template: &T) -> Response {
 }
 
 /// The error page with `message` (shown to the user: it must not reveal more than they may
-/// know).
-pub fn error_page(status: StatusCode, message: &str) -> Response {
+/// know), on a server whose path is `base`.
+pub fn error_page(base: &str, status: StatusCode, message: &str) -> Response {
     render(
         status,
         &ErrorPage {
             layout: PageLayout {
                 title: "Authorization failed",
+                base: base.to_string(),
             },
             message,
         },
@@ -100,8 +104,13 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
 }
 
 /// The consent page for a signed-in pending request. `client_name` is the client's display
-/// name when it has one; the id is always shown, since names are chosen by the client.
-pub fn consent_page(pending: &AuthorizationRequest, client_name: Option<&str>) -> Response {
+/// name when it has one; the id is always shown, since names are chosen by the client. `base`
+/// is the server's path.
+pub fn consent_page(
+    base: &str,
+    pending: &AuthorizationRequest,
+    client_name: Option<&str>,
+) -> Response {
     let user = pending
         .email
         .as_deref()
@@ -112,6 +121,7 @@ pub fn consent_page(pending: &AuthorizationRequest, client_name: Option<&str>) -
         &ConsentPage {
             layout: PageLayout {
                 title: "Authorize access",
+                base: base.to_string(),
             },
             client_id: &pending.client_id,
             client_name,
@@ -173,7 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn consent_page_escapes_everything_the_client_chose() {
-        let response = consent_page(&pending(), Some("Evil <b>App</b>"));
+        let response = consent_page("", &pending(), Some("Evil <b>App</b>"));
         assert_eq!(response.status(), StatusCode::OK);
         let html = body(response).await;
         assert!(html.contains("app&#60;script&#62;") || html.contains("app&lt;script&gt;"));
@@ -190,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_consent_form_may_post_to_the_clients_origin_and_nowhere_else() {
-        let response = security_headers(consent_page(&pending(), None)).await;
+        let response = security_headers(consent_page("", &pending(), None)).await;
         let csp = response
             .headers()
             .get(CONTENT_SECURITY_POLICY)
@@ -205,7 +215,7 @@ mod tests {
             )
         );
         assert!(response.extensions().get::<FormTarget>().is_none());
-        let response = security_headers(error_page(StatusCode::BAD_REQUEST, "no")).await;
+        let response = security_headers(error_page("", StatusCode::BAD_REQUEST, "no")).await;
         assert_eq!(
             response.headers().get(CONTENT_SECURITY_POLICY),
             Some(&HeaderValue::from_static(
@@ -216,7 +226,7 @@ mod tests {
 
     #[tokio::test]
     async fn error_page_shows_the_message_escaped() {
-        let response = error_page(StatusCode::BAD_REQUEST, "bad <input>");
+        let response = error_page("", StatusCode::BAD_REQUEST, "bad <input>");
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let html = body(response).await;
         assert!(html.contains("Authorization failed"));

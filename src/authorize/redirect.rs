@@ -36,7 +36,11 @@ pub fn client_redirect(
     clear_cookie: Option<&str>,
 ) -> Response {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return error_page(StatusCode::BAD_REQUEST, "The redirect URI is not valid.");
+        return error_page(
+            state.config.issuer_path(),
+            StatusCode::BAD_REQUEST,
+            "The redirect URI is not valid.",
+        );
     };
     {
         let mut query = url.query_pairs_mut();

@@ -62,6 +62,7 @@ pub async fn authorize(
     let mut audit = denial("authorize", "invalid_request", &headers);
     if state.config.authorization.sign_in_idp.is_none() {
         return error_page(
+            state.config.issuer_path(),
             StatusCode::NOT_FOUND,
             "The authorization endpoint is not enabled on this server.",
         );

@@ -304,6 +304,38 @@ fn issuer_must_be_https_unless_loopback() {
     }
 }
 
+/// The server answers under the issuer's path, so the path must be one the router takes as
+/// written: plain segments, no dot segments or escapes a URL parser would rewrite, no route
+/// syntax (`{id}`, `*`), no credentials.
+#[test]
+fn an_issuer_path_is_plain_segments_and_names_where_the_server_answers() {
+    for bad in [
+        "https://sts.example.com/a/../b",
+        "https://sts.example.com/./a",
+        "https://sts.example.com//a",
+        "https://sts.example.com/ten%20ant",
+        "https://sts.example.com/{tenant}",
+        "https://sts.example.com/*rest",
+        "https://sts.example.com/a:b",
+        "https://user:pw@sts.example.com",
+    ] {
+        let error = load_env(&[("FRONTDESK_ISSUER", bad)]).expect_err(bad);
+        assert_error(&error, "issuer", "FRONTDESK_ISSUER");
+    }
+    for (issuer, path) in [
+        ("https://sts.example.com", ""),
+        ("https://sts.example.com/", ""),
+        ("http://127.0.0.1:8080", ""),
+        ("https://sts.example.com/tenant1", "/tenant1"),
+        ("https://sts.example.com/tenant1/", "/tenant1"),
+        ("https://sts.example.com:8443/a/b-c.d_e~f", "/a/b-c.d_e~f"),
+        ("http://[::1]:8080/sts", "/sts"),
+    ] {
+        let config = load_env(&[("FRONTDESK_ISSUER", issuer)]).expect(issuer);
+        assert_eq!(config.issuer_path(), path, "{issuer}");
+    }
+}
+
 #[test]
 fn trust_objects_are_validated_with_their_index() {
     let error = load_file(

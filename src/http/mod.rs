@@ -35,6 +35,33 @@ pub use state::{AppState, Shared};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Serves `app` under the issuer's path (`Config::issuer_path`), so every URL the metadata names
+/// is one this server answers. An issuer with a path also gets its RFC 8414 metadata at the
+/// path-inserted well-known URLs (§3.1: `/.well-known/oauth-authorization-server/tenant`, and the
+/// same for `openid-configuration`, which MCP clients try too) and keeps the operator's probes and
+/// metrics at the root, where load balancers and scrapers look by default. Nothing else is
+/// answered outside the path.
+fn mounted(path: &str, app: Router<AppState>, max_body: usize) -> Router<AppState> {
+    if path.is_empty() {
+        return app;
+    }
+    Router::new()
+        .route(
+            &format!("/.well-known/oauth-authorization-server{path}"),
+            get(metadata::oauth_metadata),
+        )
+        .route(
+            &format!("/.well-known/openid-configuration{path}"),
+            get(metadata::oauth_metadata),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(error::not_found)
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .nest(path, app)
+}
+
 /// Builds the router with every layer in the order that keeps secrets out of logs: credentials
 /// are marked sensitive before the trace layer sees them, and spans carry the path only — never
 /// the query string, where a careless client might have put a token (TOK-13).
@@ -57,7 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
-        .merge(crate::admin::router())
+        .merge(crate::admin::router(&state))
         .merge(crate::authorize::router(&state))
         .merge(register::router(&state))
         .fallback(error::not_found)
@@ -75,8 +102,7 @@ pub fn router(state: AppState) -> Router {
             "/token",
             axum::routing::post(token::token).fallback(token::method_not_allowed),
         );
-    limited
-        .merge(forms)
+    mounted(state.config.issuer_path(), limited.merge(forms), max_body)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(
             ServiceBuilder::new()

@@ -584,19 +584,24 @@ fn discovery_urls(issuer: &str) -> Result<Vec<Url>, FetchError> {
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let path = parsed.path().trim_end_matches('/');
-    let mut origin = parsed.clone();
+    Ok(vec![
+        Url::parse(&oidc).map_err(|_| FetchError::BadUrl)?,
+        oauth_metadata_url(&parsed).map_err(|_| FetchError::BadUrl)?,
+    ])
+}
+
+/// Where RFC 8414 §3.1 puts an authorization server's metadata: `/.well-known/oauth-authorization-server`
+/// inserted between the issuer's origin and its path (without a final `/`), so
+/// `https://as.example.com/tenant` is described at
+/// `https://as.example.com/.well-known/oauth-authorization-server/tenant`.
+pub fn oauth_metadata_url(issuer: &Url) -> Result<Url, url::ParseError> {
+    let path = issuer.path().trim_end_matches('/');
+    let mut origin = issuer.clone();
     origin.set_path("");
-    let oauth = format!(
-        "{}/.well-known/oauth-authorization-server{}",
-        origin.as_str().trim_end_matches('/'),
-        path
-    );
-    let mut out = Vec::with_capacity(2);
-    for u in [oidc, oauth] {
-        out.push(Url::parse(&u).map_err(|_| FetchError::BadUrl)?);
-    }
-    Ok(out)
+    Url::parse(&format!(
+        "{}/.well-known/oauth-authorization-server{path}",
+        origin.as_str().trim_end_matches('/')
+    ))
 }
 
 /// `application/json`, `application/jwk-set+json` or any `application/*+json`.

@@ -40,6 +40,7 @@ pub const JWT_CLIENT: &str = "jwt-client";
 pub struct Env {
     pub idp: TestIdp,
     pub server: RunningServer,
+    /// The server's issuer without a final `/`: where it answers, under the issuer's path.
     pub url: String,
     pub http: reqwest::Client,
     pub client_key: PrivateKey,
@@ -157,6 +158,8 @@ impl Env {
         jwt.jwks = Some(json!({ "keys": [client_jwk] }).to_string());
         config.clients = vec![agent, post, jwt];
         customize(&mut config);
+        // Where the server answers: its issuer, which a test may have given a path.
+        let url = config.issuer.trim_end_matches('/').to_string();
 
         let server = spawn_on(config, listener)
             .await

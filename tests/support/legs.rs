@@ -23,7 +23,13 @@ pub fn resource_side(
         issuer: b_url.to_string(),
         ..Config::default()
     };
-    config.server.listen = b_url.trim_start_matches("http://").to_string();
+    // The issuer may have a path; the server listens on its host and port.
+    config.server.listen = b_url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     config.database.url = SecretString::new(db.to_string());
     config.keys.encryption_key = Some(SecretString::new(
         base64::engine::general_purpose::STANDARD.encode([7u8; 32]),

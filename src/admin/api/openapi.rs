@@ -117,8 +117,9 @@ fn object(required: &[&str], mut properties: Value) -> Value {
     json!({ "type": "object", "required": required, "properties": properties })
 }
 
-/// The OpenAPI document.
-pub fn document() -> Value {
+/// The OpenAPI document of a server whose path is `base` (`Config::issuer_path`): the paths
+/// below are relative to it.
+pub fn document(base: &str) -> Value {
     let mut paths = Map::new();
     trust_paths(
         &mut paths,
@@ -225,7 +226,7 @@ pub fn document() -> Value {
             "version": "1",
             "description": "Manage identity providers, audiences, clients and signing keys, and read the audit log. The same operations, validation and audit as the web admin page. See docs/admin-api.md.",
         },
-        "servers": [{ "url": "/" }],
+        "servers": [{ "url": if base.is_empty() { "/" } else { base } }],
         "security": [{ "bearerToken": [] }],
         "paths": Value::Object(paths),
         "components": {

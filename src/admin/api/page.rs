@@ -157,5 +157,9 @@ pub async fn revoke(
     if !revoke_token(&state.store, &name, &session.username, now_of(&state)).await? {
         return Err(AdminError::NotFound);
     }
-    Ok(Redirect::to("/admin/api-tokens?notice=revoked").into_response())
+    Ok(Redirect::to(&format!(
+        "{}/admin/api-tokens?notice=revoked",
+        session.base_path
+    ))
+    .into_response())
 }

@@ -1,0 +1,161 @@
+//! An issuer with a path (`https://login.example.com/sts`, a tenant behind a path-routing
+//! proxy): the server answers under the path, every URL its metadata names is one it serves, the
+//! metadata is also at RFC 8414 §3.1's path-inserted location (META-01), and nothing but the
+//! operator's probes is answered outside the path. Real HTTP against a real server.
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use env::*;
+use serde_json::Value;
+
+const PATH: &str = "/tenants/acme";
+
+/// A frontdesk whose issuer is its address plus [`PATH`], and the bare address.
+async fn start() -> anyhow::Result<(Env, String)> {
+    let env = Env::start_with(|config| config.issuer = format!("{}{PATH}", config.issuer)).await?;
+    let root = env
+        .url
+        .strip_suffix(PATH)
+        .ok_or_else(|| anyhow::anyhow!("the issuer {} does not end with {PATH}", env.url))?
+        .to_string();
+    Ok((env, root))
+}
+
+async fn get(env: &Env, url: &str) -> anyhow::Result<(u16, Value)> {
+    let response = env.http.get(url).send().await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn the_metadata_is_found_where_rfc_8414_and_oidc_put_it_and_names_served_urls()
+-> anyhow::Result<()> {
+    let (env, root) = start().await?;
+    let issuer = env.url.as_str();
+    let mut documents = Vec::new();
+    for url in [
+        // RFC 8414 §3.1: inserted between the origin and the path.
+        format!("{root}/.well-known/oauth-authorization-server{PATH}"),
+        // The OIDC form inserted the same way, which MCP clients try too.
+        format!("{root}/.well-known/openid-configuration{PATH}"),
+        // Appended to the issuer, as OpenID Connect Discovery §4 and many clients do.
+        format!("{issuer}/.well-known/oauth-authorization-server"),
+        format!("{issuer}/.well-known/openid-configuration"),
+    ] {
+        let (status, document) = get(&env, &url).await?;
+        assert_eq!(status, 200, "{url}");
+        assert_eq!(document["issuer"], issuer, "{url}");
+        documents.push(document);
+    }
+    assert!(documents.windows(2).all(|pair| pair[0] == pair[1]));
+    let metadata = &documents[0];
+    assert_eq!(metadata["token_endpoint"], format!("{issuer}/token"));
+    assert_eq!(metadata["jwks_uri"], format!("{issuer}/jwks.json"));
+
+    // The JWKS is served where the metadata says.
+    let (status, jwks) = get(&env, &format!("{issuer}/jwks.json")).await?;
+    assert_eq!(status, 200);
+    assert!(
+        jwks["keys"].as_array().is_some_and(|keys| !keys.is_empty()),
+        "{jwks}"
+    );
+
+    // The root is not this issuer: no metadata, no JWKS, no token endpoint there.
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server/tenants",
+        "/jwks.json",
+        "/admin",
+    ] {
+        let (status, body) = get(&env, &format!("{root}{path}")).await?;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let response = env
+        .http
+        .post(format!("{root}/token"))
+        .form(&[("grant_type", TOKEN_EXCHANGE)])
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 404);
+
+    // Probes and metrics answer at the root, where load balancers look, and under the path.
+    for url in [
+        format!("{root}/healthz"),
+        format!("{root}/readyz"),
+        format!("{issuer}/healthz"),
+        format!("{issuer}/readyz"),
+        format!("{root}/metrics"),
+    ] {
+        let status = env.http.get(&url).send().await?.status().as_u16();
+        assert_eq!(status, 200, "{url}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_exchange_at_the_path_issues_an_id_jag_of_the_path_issuer() -> anyhow::Result<()> {
+    let (env, _) = start().await?;
+    let id_token = env.id_token().await?;
+    // `post_token` posts to the issuer's `/token`, under the path.
+    let (status, body) = env
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", RAS_ISSUER),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap_or_default();
+    let verified = idp::verify_independently(
+        token,
+        &env.jwks_uri(),
+        &env.url,
+        RAS_ISSUER,
+        "oauth-id-jag+jwt",
+    )
+    .await?;
+    assert_eq!(verified["payload"]["iss"], env.url.as_str());
+
+    // A client assertion's audience is this issuer's token endpoint, path included (RFC 7523
+    // §3): one for the root's `/token` is refused.
+    let token_endpoint = format!("{}/token", env.url);
+    let root_endpoint = token_endpoint.replace(PATH, "");
+    for (aud, expected) in [
+        (root_endpoint.as_str(), 401),
+        (token_endpoint.as_str(), 200),
+    ] {
+        let assertion = env.client_assertion(&uuid::Uuid::new_v4().to_string(), aud)?;
+        // The subject token is bound to the client: its `aud` is the client's id.
+        let id_token = env
+            .idp
+            .mint(serde_json::json!({ "aud": JWT_CLIENT }))
+            .await?;
+        let (status, body) = env
+            .post_token(
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("requested_token_type", ID_JAG),
+                    ("audience", RAS_ISSUER),
+                    ("subject_token", id_token.as_str()),
+                    ("subject_token_type", ID_TOKEN),
+                    ("client_id", JWT_CLIENT),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ],
+                None,
+            )
+            .await?;
+        assert_eq!(status, expected, "aud {aud}: {body}");
+    }
+    Ok(())
+}
