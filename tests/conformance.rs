@@ -131,6 +131,35 @@ async fn frontdesk_passes_the_black_box_conformance_suite() -> anyhow::Result<()
     Ok(())
 }
 
+/// The same suite against an issuer with a path: the checker finds the metadata at RFC 8414
+/// §3.1's path-inserted URL (META-01) and every endpoint where the metadata says.
+#[tokio::test(flavor = "multi_thread")]
+async fn frontdesk_under_an_issuer_path_passes_the_black_box_conformance_suite()
+-> anyhow::Result<()> {
+    let env =
+        Env::start_with(|config| config.issuer = format!("{}/tenants/acme", config.issuer)).await?;
+    let (output, transcript) = check(&[
+        "--issuer",
+        &env.url,
+        "--client-id",
+        AGENT,
+        "--client-secret",
+        SECRET,
+    ])
+    .await?;
+    assert_only_known_failures(&output, &transcript);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for row in ["META-01", "META-02", "JWKS-03", "TOK-10", "INTRO-03"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.starts_with(&format!("PASS {row} "))),
+            "{row} did not pass\n{transcript}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_suite_fails_when_no_server_answers() -> anyhow::Result<()> {
     // A port that was free a moment ago: nothing answers there.
