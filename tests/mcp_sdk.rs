@@ -128,6 +128,19 @@ async fn mcp_python_sdk_reaches_a_protected_resource_through_both_legs() -> anyh
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_python_sdk_oauth_client_provider_registers_and_completes_the_code_flow()
 -> anyhow::Result<()> {
+    oauth_client_provider_flow("").await
+}
+
+/// The same with frontdesk's issuer under a path (`…/auth`): the SDK must find the metadata
+/// from the resource's `authorization_servers` by RFC 8414 §3.1 path insertion, then register,
+/// authorize and redeem under the path.
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_python_sdk_oauth_client_provider_finds_an_issuer_with_a_path() -> anyhow::Result<()> {
+    oauth_client_provider_flow("/auth").await
+}
+
+/// tests/python/mcp_oauth.py against a frontdesk whose issuer has `path` (`""` for none).
+async fn oauth_client_provider_flow(path: &str) -> anyhow::Result<()> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut child = tokio::process::Command::new(python())
         .arg(root.join("tests/python/mcp_oauth.py"))
@@ -147,7 +160,9 @@ async fn mcp_python_sdk_oauth_client_provider_registers_and_completes_the_code_f
         .to_string();
 
     let protected = resource.clone();
+    let path = path.to_string();
     let env = Env::start_with(move |config| {
+        config.issuer = format!("{}{path}", config.issuer);
         config.resources.push(frontdesk::config::ResourceConfig {
             resource: protected,
             scopes: vec!["mcp:tools".into()],

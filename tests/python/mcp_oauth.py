@@ -149,10 +149,11 @@ class HeadlessBrowser:
                 if response.is_redirect:
                     url = urljoin(url, response.headers["location"])
                     continue
-                if response.status_code == 200 and "/authorize/consent" in response.text:
-                    # The consent page: approve, as the signed-in user.
+                consent = re.search(r'action="([^"]*/authorize/consent)"', response.text)
+                if response.status_code == 200 and consent:
+                    # The consent page: approve, as the signed-in user, where its form posts.
                     response = await browser.post(
-                        urljoin(url, "/authorize/consent"),
+                        urljoin(url, unescape(consent.group(1))),
                         data={
                             "request_id": self.hidden(response.text, "request_id"),
                             "csrf_token": self.hidden(response.text, "csrf_token"),
