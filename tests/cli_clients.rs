@@ -33,6 +33,29 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `frontdesk exchange` at `issuer` as `agent` (its secret from the environment) for
+/// `RAS_ISSUER`, with `extra` arguments.
+async fn cli_exchange_as_agent(
+    dir: &Path,
+    issuer: &str,
+    subject_token: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "exchange",
+        "--issuer",
+        issuer,
+        "--client-id",
+        AGENT,
+        "--subject-token",
+        subject_token,
+        "--audience",
+        RAS_ISSUER,
+    ];
+    args.extend_from_slice(extra);
+    frontdesk(dir, &args, &[("FRONTDESK_CLIENT_SECRET", SECRET)]).await
+}
+
 fn config_with_trust(dir: &Path) -> String {
     let path = dir.join("frontdesk.toml");
     std::fs::write(
@@ -197,24 +220,7 @@ async fn exchange_prints_the_response_and_the_decoded_id_jag() -> anyhow::Result
     let env = Env::start().await?;
     let id_token = env.id_token().await?;
     let dir = tempfile::tempdir()?;
-    let output = frontdesk(
-        dir.path(),
-        &[
-            "exchange",
-            "--issuer",
-            &env.url,
-            "--client-id",
-            AGENT,
-            "--subject-token",
-            &id_token,
-            "--audience",
-            RAS_ISSUER,
-            "--scope",
-            "read",
-        ],
-        &[("FRONTDESK_CLIENT_SECRET", SECRET)],
-    )
-    .await;
+    let output = cli_exchange_as_agent(dir.path(), &env.url, &id_token, &["--scope", "read"]).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     let printed: Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(printed["response"]["issued_token_type"], ID_JAG);
@@ -223,22 +229,7 @@ async fn exchange_prints_the_response_and_the_decoded_id_jag() -> anyhow::Result
     assert_eq!(printed["decoded"]["claims"]["scope"], "read");
 
     // A refused exchange exits non-zero and shows the OAuth error.
-    let refused = frontdesk(
-        dir.path(),
-        &[
-            "exchange",
-            "--issuer",
-            &env.url,
-            "--client-id",
-            AGENT,
-            "--subject-token",
-            "garbage",
-            "--audience",
-            RAS_ISSUER,
-        ],
-        &[("FRONTDESK_CLIENT_SECRET", SECRET)],
-    )
-    .await;
+    let refused = cli_exchange_as_agent(dir.path(), &env.url, "garbage", &[]).await;
     assert!(!refused.status.success());
     let shown: Value = serde_json::from_slice(&refused.stdout)?;
     assert_eq!(shown["error"]["error"], "invalid_request");
@@ -253,34 +244,14 @@ async fn exchange_discovers_a_path_issuer_and_refuses_metadata_of_another_issuer
 -> anyhow::Result<()> {
     let env = Env::start_with(|config| config.issuer = format!("{}/sts", config.issuer)).await?;
     let dir = tempfile::tempdir()?;
-    let exchange = |issuer: String, id_token: String| {
-        let dir = dir.path().to_path_buf();
-        async move {
-            frontdesk(
-                &dir,
-                &[
-                    "exchange",
-                    "--issuer",
-                    &issuer,
-                    "--client-id",
-                    AGENT,
-                    "--subject-token",
-                    &id_token,
-                    "--audience",
-                    RAS_ISSUER,
-                ],
-                &[("FRONTDESK_CLIENT_SECRET", SECRET)],
-            )
-            .await
-        }
-    };
-    let output = exchange(env.url.clone(), env.id_token().await?).await;
+    let output = cli_exchange_as_agent(dir.path(), &env.url, &env.id_token().await?, &[]).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     let printed: Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(printed["decoded"]["claims"]["iss"], env.url.as_str());
 
     // The same server named with a final `/`: its metadata names `…/sts`, another issuer.
-    let output = exchange(format!("{}/", env.url), env.id_token().await?).await;
+    let with_slash = format!("{}/", env.url);
+    let output = cli_exchange_as_agent(dir.path(), &with_slash, &env.id_token().await?, &[]).await;
     assert!(!output.status.success());
     let error = text(&output.stderr);
     assert!(error.contains("describes the issuer"), "{error}");

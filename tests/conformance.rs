@@ -88,11 +88,9 @@ fn final_line(output: &Output) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn frontdesk_passes_the_black_box_conformance_suite() -> anyhow::Result<()> {
-    let env = Env::start().await?;
-
-    let (output, transcript) = check(&[
+/// The whole suite against `env`'s server, with the `agent` client's credentials.
+async fn check_as_agent(env: &Env) -> anyhow::Result<(Output, String)> {
+    check(&[
         "--issuer",
         &env.url,
         "--client-id",
@@ -100,7 +98,14 @@ async fn frontdesk_passes_the_black_box_conformance_suite() -> anyhow::Result<()
         "--client-secret",
         SECRET,
     ])
-    .await?;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn frontdesk_passes_the_black_box_conformance_suite() -> anyhow::Result<()> {
+    let env = Env::start().await?;
+
+    let (output, transcript) = check_as_agent(&env).await?;
     assert_only_known_failures(&output, &transcript);
     let stdout = String::from_utf8_lossy(&output.stdout);
     for row in [
@@ -138,15 +143,7 @@ async fn frontdesk_under_an_issuer_path_passes_the_black_box_conformance_suite()
 -> anyhow::Result<()> {
     let env =
         Env::start_with(|config| config.issuer = format!("{}/tenants/acme", config.issuer)).await?;
-    let (output, transcript) = check(&[
-        "--issuer",
-        &env.url,
-        "--client-id",
-        AGENT,
-        "--client-secret",
-        SECRET,
-    ])
-    .await?;
+    let (output, transcript) = check_as_agent(&env).await?;
     assert_only_known_failures(&output, &transcript);
     let stdout = String::from_utf8_lossy(&output.stdout);
     for row in ["META-01", "META-02", "JWKS-03", "TOK-10", "INTRO-03"] {
