@@ -431,3 +431,78 @@ async fn nul_bytes_are_refused_alone(env: Env) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The value of the Prometheus sample `name` whose labels include every one of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit_once(' '))
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// An operator can see, per identity provider, whether its keys are being fetched: every fetch
+/// is counted with its outcome, and a provider whose keys arrived has its key count and the
+/// time of the last success — the alert for a provider whose JWKS stopped refreshing.
+#[tokio::test]
+async fn jwks_fetches_are_counted_per_identity_provider_with_their_outcome() -> anyhow::Result<()> {
+    let env = Env::start_with(|config| {
+        let mut broken = config.identity_providers[0].clone();
+        broken.id = "broken".into();
+        broken.issuer = "https://broken.idp.example".into();
+        // Nothing listens on the discard port.
+        broken.jwks_uri = Some("http://127.0.0.1:9/jwks.json".into());
+        config.identity_providers.push(broken);
+    })
+    .await?;
+    let exchange = |id_token: String| {
+        let env = &env;
+        async move {
+            env.exchange_as_agent(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", ID_JAG),
+                ("audience", RAS_ISSUER),
+                ("subject_token", id_token.as_str()),
+                ("subject_token_type", ID_TOKEN),
+            ])
+            .await
+        }
+    };
+    let (status, body) = exchange(env.id_token().await?).await?;
+    assert_eq!(status, 200, "{body}");
+    let from_broken = env
+        .idp
+        .mint(json!({ "iss": "https://broken.idp.example", "aud": AGENT_AT_IDP, "sub": "u" }))
+        .await?;
+    let (status, body) = exchange(from_broken).await?;
+    assert_ne!(status, 200, "{body}");
+
+    let metrics = env
+        .http
+        .get(format!("{}/metrics", env.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let fetches = "frontdesk_jwks_fetches_total";
+    let ok = sample(
+        &metrics,
+        fetches,
+        &["source=\"idp:corp\"", "outcome=\"ok\""],
+    );
+    assert!(ok.is_some_and(|n| n >= 1.0), "{metrics}");
+    let failed = sample(
+        &metrics,
+        fetches,
+        &["source=\"idp:broken\"", "outcome=\"http_error\""],
+    );
+    assert!(failed.is_some_and(|n| n >= 1.0), "{metrics}");
+    let keys = sample(&metrics, "frontdesk_jwks_keys", &["source=\"idp:corp\""]);
+    assert!(keys.is_some_and(|n| n >= 1.0), "{metrics}");
+    let last = "frontdesk_jwks_last_success_timestamp_seconds";
+    let at = sample(&metrics, last, &["source=\"idp:corp\""]).unwrap_or(0.0);
+    assert!((at - now() as f64).abs() < 300.0, "{at}: {metrics}");
+    assert_eq!(sample(&metrics, last, &["source=\"idp:broken\""]), None);
+    Ok(())
+}

@@ -147,6 +147,21 @@ enum FetchError {
 }
 
 impl FetchError {
+    /// A short code for the metrics' `outcome` label.
+    fn code(self) -> &'static str {
+        match self {
+            Self::InsecureUrl => "insecure_url",
+            Self::BadUrl => "bad_url",
+            Self::Http => "http_error",
+            Self::Status => "http_status",
+            Self::ContentType => "content_type",
+            Self::TooLarge => "too_large",
+            Self::Json => "invalid_document",
+            Self::IssuerMismatch => "issuer_mismatch",
+            Self::NoJwksUri => "no_jwks_uri",
+        }
+    }
+
     fn reason(self) -> &'static str {
         match self {
             Self::InsecureUrl => "url is not https",
@@ -424,9 +439,19 @@ impl JwksCache {
         // cancelled mid-fetch, the next caller may fetch instead of being
         // rate-limited by an attempt that never finished.
         fs.last_attempt = Some(now);
+        let label = metrics_source(source_id);
+        let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
+        metrics::counter!("frontdesk_jwks_fetches_total", "source" => label.clone(), "outcome" => outcome)
+            .increment(1);
         match result {
             Ok((set, ttl)) => {
                 let fetched = self.clock.now();
+                if label != CLIENTS_LABEL {
+                    metrics::gauge!("frontdesk_jwks_keys", "source" => label.clone())
+                        .set(set.len() as f64);
+                    metrics::gauge!("frontdesk_jwks_last_success_timestamp_seconds", "source" => label)
+                        .set(crate::clock::unix_now() as f64);
+                }
                 state.store(CachedKeys {
                     set,
                     expires_at: fetched + ttl,
@@ -573,6 +598,21 @@ impl JwksCache {
         Err(last_err)
     }
 }
+
+/// The `source` label of the JWKS metrics for the key source `source_id`: each identity provider
+/// by its id (`idp:corp`), so an operator can alert on one whose keys stop refreshing; every
+/// client's `jwks_uri` under one label, because clients (registered, or URL-named) are too many
+/// to label one by one.
+fn metrics_source(source_id: &str) -> String {
+    if source_id.starts_with("client:") {
+        CLIENTS_LABEL.to_string()
+    } else {
+        source_id.to_string()
+    }
+}
+
+/// The one `source` label of all clients' key sets.
+const CLIENTS_LABEL: &str = "clients";
 
 /// OIDC location first, then RFC 8414 path insertion.
 fn discovery_urls(issuer: &str) -> Result<Vec<Url>, FetchError> {
