@@ -102,15 +102,7 @@ async fn a_token_exchange_at_the_path_issues_an_id_jag_of_the_path_issuer() -> a
     let (env, _) = start().await?;
     let id_token = env.id_token().await?;
     // `post_token` posts to the issuer's `/token`, under the path.
-    let (status, body) = env
-        .exchange_as_agent(&[
-            ("grant_type", TOKEN_EXCHANGE),
-            ("requested_token_type", ID_JAG),
-            ("audience", RAS_ISSUER),
-            ("subject_token", id_token.as_str()),
-            ("subject_token_type", ID_TOKEN),
-        ])
-        .await?;
+    let (status, body) = env.id_jag_exchange(&id_token, RAS_ISSUER).await?;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap_or_default();
     let verified = idp::verify_independently(

@@ -456,26 +456,15 @@ async fn jwks_fetches_are_counted_per_identity_provider_with_their_outcome() -> 
         config.identity_providers.push(broken);
     })
     .await?;
-    let exchange = |id_token: String| {
-        let env = &env;
-        async move {
-            env.exchange_as_agent(&[
-                ("grant_type", TOKEN_EXCHANGE),
-                ("requested_token_type", ID_JAG),
-                ("audience", RAS_ISSUER),
-                ("subject_token", id_token.as_str()),
-                ("subject_token_type", ID_TOKEN),
-            ])
-            .await
-        }
-    };
-    let (status, body) = exchange(env.id_token().await?).await?;
+    let (status, body) = env
+        .id_jag_exchange(&env.id_token().await?, RAS_ISSUER)
+        .await?;
     assert_eq!(status, 200, "{body}");
     let from_broken = env
         .idp
         .mint(json!({ "iss": "https://broken.idp.example", "aud": AGENT_AT_IDP, "sub": "u" }))
         .await?;
-    let (status, body) = exchange(from_broken).await?;
+    let (status, body) = env.id_jag_exchange(&from_broken, RAS_ISSUER).await?;
     assert_ne!(status, 200, "{body}");
 
     let metrics = env

@@ -215,6 +215,22 @@ impl Env {
             .await?)
     }
 
+    /// The plainest ID-JAG exchange as `agent`: `id_token` for `audience`, nothing else asked.
+    pub async fn id_jag_exchange(
+        &self,
+        id_token: &str,
+        audience: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", audience),
+            ("subject_token", id_token),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await
+    }
+
     /// POSTs a form to /token with Basic auth as `agent`.
     pub async fn exchange_as_agent(
         &self,
