@@ -992,18 +992,19 @@ fn validate_issuer(issuer: &str) -> Result<(), String> {
         return Err("an issuer has no user name or password".into());
     }
     let path = issuer_path(issuer);
+    // No segment starts with a dot: no `.`/`..` for a parser to resolve, and no `.well-known`
+    // inside the path to be confused with the metadata's own location.
     let plain_segment = |segment: &str| {
         !segment.is_empty()
-            && segment != "."
-            && segment != ".."
+            && !segment.starts_with('.')
             && segment
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
     };
     if !path.split('/').skip(1).all(plain_segment) || url.path().trim_end_matches('/') != path {
         return Err(format!(
-            "the path `{path}` must be segments of letters, digits and `-._~` (frontdesk serves \
-             its endpoints under it)"
+            "the path `{path}` must be segments of letters, digits and `-._~`, none starting \
+             with a dot (frontdesk serves its endpoints under it)"
         ));
     }
     Ok(())

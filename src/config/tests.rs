@@ -312,6 +312,7 @@ fn an_issuer_path_is_plain_segments_and_names_where_the_server_answers() {
     for bad in [
         "https://sts.example.com/a/../b",
         "https://sts.example.com/./a",
+        "https://sts.example.com/.well-known",
         "https://sts.example.com//a",
         "https://sts.example.com/ten%20ant",
         "https://sts.example.com/{tenant}",
