@@ -129,24 +129,8 @@ async fn a_token_exchange_at_the_path_issues_an_id_jag_of_the_path_issuer() -> a
             .idp
             .mint(serde_json::json!({ "aud": JWT_CLIENT }))
             .await?;
-        let (status, body) = env
-            .post_token(
-                &[
-                    ("grant_type", TOKEN_EXCHANGE),
-                    ("requested_token_type", ID_JAG),
-                    ("audience", RAS_ISSUER),
-                    ("subject_token", id_token.as_str()),
-                    ("subject_token_type", ID_TOKEN),
-                    ("client_id", JWT_CLIENT),
-                    (
-                        "client_assertion_type",
-                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                    ),
-                    ("client_assertion", assertion.as_str()),
-                ],
-                None,
-            )
-            .await?;
+        let form = assertion_exchange_form(id_token, assertion);
+        let (status, body) = env.post_token(&form, None).await?;
         assert_eq!(status, expected, "aud {aud}: {body}");
     }
     Ok(())

@@ -165,23 +165,6 @@ async fn concurrent_replays_of_one_assertion_yield_one_token_on_postgres_cauth_0
     one_token_for_concurrent_replays(env).await
 }
 
-/// An ID-JAG exchange of `id_token` authenticated by the client assertion `assertion`
-/// (`private_key_jwt`).
-fn assertion_exchange_form(id_token: String, assertion: String) -> Vec<(&'static str, String)> {
-    vec![
-        ("grant_type", TOKEN_EXCHANGE.to_string()),
-        ("requested_token_type", ID_JAG.to_string()),
-        ("audience", RAS_ISSUER.to_string()),
-        ("subject_token", id_token),
-        ("subject_token_type", ID_TOKEN.to_string()),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
-        ),
-        ("client_assertion", assertion),
-    ]
-}
-
 /// Presents one client assertion in 24 concurrent token exchanges: exactly one token, 23
 /// `invalid_client` refusals, and 24 audit events (one issuance, 23 denials that issued nothing).
 async fn one_token_for_concurrent_replays(env: Env) -> anyhow::Result<()> {

@@ -287,6 +287,23 @@ impl Env {
     }
 }
 
+/// An ID-JAG exchange of `id_token` authenticated by the client assertion `assertion`
+/// (`private_key_jwt`).
+pub fn assertion_exchange_form(id_token: String, assertion: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("grant_type", TOKEN_EXCHANGE.to_string()),
+        ("requested_token_type", ID_JAG.to_string()),
+        ("audience", RAS_ISSUER.to_string()),
+        ("subject_token", id_token),
+        ("subject_token_type", ID_TOKEN.to_string()),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+        ),
+        ("client_assertion", assertion),
+    ]
+}
+
 pub fn now() -> i64 {
     frontdesk::clock::unix_now()
 }
