@@ -32,6 +32,20 @@ fn python() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_python_sdk_reaches_a_protected_resource_through_both_legs() -> anyhow::Result<()> {
+    both_legs("", "").await
+}
+
+/// The same with both frontdesks under issuer paths (`…/enterprise`, `…/mcp-auth`): the SDK
+/// finds B's metadata from the resource's `authorization_servers` by RFC 8414 path insertion,
+/// and A's ID-JAG names B's issuer with its path.
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_python_sdk_reaches_a_protected_resource_through_both_legs_under_issuer_paths()
+-> anyhow::Result<()> {
+    both_legs("/enterprise", "/mcp-auth").await
+}
+
+/// tests/python/mcp_e2e.py with A's issuer under `a_path` and B's under `b_path`.
+async fn both_legs(a_path: &str, b_path: &str) -> anyhow::Result<()> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut child = tokio::process::Command::new(python())
         .arg(root.join("tests/python/mcp_e2e.py"))
@@ -52,9 +66,11 @@ async fn mcp_python_sdk_reaches_a_protected_resource_through_both_legs() -> anyh
 
     // B: the MCP server's authorization server, protecting exactly that resource identifier.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let b_url = format!("http://{}", listener.local_addr()?);
+    let b_url = format!("http://{}{b_path}", listener.local_addr()?);
     let (b_issuer, a_resource) = (b_url.clone(), resource.clone());
+    let a_path = a_path.to_string();
     let a = Env::start_with(move |config| {
+        config.issuer = format!("{}{a_path}", config.issuer);
         for audience in &mut config.audiences {
             if audience.id == "saas" {
                 audience.issuer = b_issuer.clone();
