@@ -89,6 +89,19 @@ impl Legs {
             .to_string())
     }
 
+    /// B's access token for the MCP resource, verified by an independent JOSE library against
+    /// B's published keys and issuer; its header and payload.
+    async fn verify_access_token(&self, token: &str) -> anyhow::Result<Value> {
+        verify_independently(
+            token,
+            &format!("{}/jwks.json", self.b_url),
+            &self.b_url,
+            MCP_RESOURCE,
+            "at+jwt",
+        )
+        .await
+    }
+
     /// An ID-JAG signed by A's active key with arbitrary claims (for hostile cases).
     fn forged_by_a(&self, claims: Value, typ: &str) -> anyhow::Result<String> {
         Ok(self.a.server.state.keys.sign(typ, &claims)?)
@@ -150,14 +163,7 @@ async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyho
     assert_eq!(body["scope"], "read"); // EMA-09: request ∩ ID-JAG
     assert_eq!(body["resource"], MCP_RESOURCE); // IDJAG-ACCEPT-19
     let token = body["access_token"].as_str().expect("access token");
-    let verified = verify_independently(
-        token,
-        &format!("{}/jwks.json", legs.b_url),
-        &legs.b_url,
-        MCP_RESOURCE,
-        "at+jwt",
-    )
-    .await?;
+    let verified = legs.verify_access_token(token).await?;
     let claims = &verified["payload"];
     assert_eq!(claims["aud"], MCP_RESOURCE); // EMA-04, AT-03
     assert_eq!(claims["client_id"], AGENT_AT_RAS); // AT-06
@@ -263,14 +269,7 @@ async fn id_jag_from_a_is_redeemed_at_b_when_both_issuers_have_paths() -> anyhow
         .await?;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().expect("access token");
-    let verified = verify_independently(
-        token,
-        &format!("{}/jwks.json", legs.b_url),
-        &legs.b_url,
-        MCP_RESOURCE,
-        "at+jwt",
-    )
-    .await?;
+    let verified = legs.verify_access_token(token).await?;
     assert_eq!(verified["payload"]["iss"], legs.b_url.as_str());
     Ok(())
 }
