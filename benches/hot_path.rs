@@ -475,6 +475,7 @@ fn exchange_core(c: &mut Criterion, rt: &Runtime, name: &str, keys: &Keys, servi
         request_id: Some(uuid::Uuid::new_v4().to_string()),
         now: now(),
         peer: None,
+        dpop: None,
     };
     // The first request pays argon2 once; every timed one hits the warm secret cache.
     let first = rt.block_on(service.token(FormParams::parse(body.as_bytes()).unwrap(), context()));

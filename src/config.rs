@@ -279,6 +279,10 @@ pub struct TokensConfig {
     pub subject_token_error: String,
     /// Largest token accepted as a subject token, actor token or assertion.
     pub max_token_bytes: usize,
+    /// How old a DPoP proof's `iat` may be (plus `clock_skew_secs`). Proofs are made per
+    /// request, so a short window keeps a captured one useless; its `jti` is remembered that long
+    /// (RFC 9449 §11.1, DPOP-03).
+    pub dpop_proof_max_age_secs: u64,
 }
 
 /// Fetching and caching the keys of trusted issuers.
@@ -401,6 +405,11 @@ pub struct ResourceConfig {
     /// Used when neither the assertion nor the request names a resource.
     #[serde(default)]
     pub default: bool,
+    /// Issue only DPoP-bound access tokens for this resource (RFC 9449): a token request
+    /// without a DPoP proof is refused (DPOP-08). Off by default, because a resource server must
+    /// check the proof on every call before it can rely on the binding.
+    #[serde(default)]
+    pub require_dpop: bool,
 }
 
 /// A resource authorization server or trust domain frontdesk issues grants for.
@@ -586,6 +595,7 @@ impl Default for TokensConfig {
             clock_skew_secs: 60,
             subject_token_error: "invalid_request".into(),
             max_token_bytes: 16 * 1024,
+            dpop_proof_max_age_secs: 60,
         }
     }
 }
@@ -836,6 +846,11 @@ impl Config {
                 86400,
             ),
             ("tokens.clock_skew_secs", self.tokens.clock_skew_secs, 300),
+            (
+                "tokens.dpop_proof_max_age_secs",
+                self.tokens.dpop_proof_max_age_secs,
+                300,
+            ),
         ] {
             if value == 0 && key != "tokens.clock_skew_secs" || value > max {
                 return err(key, format!("must be between 1 and {max}"));

@@ -57,6 +57,7 @@ async fn start_configured(
             scopes: vec!["mcp:read".into(), "mcp:write".into()],
             access_token_lifetime_secs: None,
             single_use_assertions: true,
+            require_dpop: false,
             default: false,
         });
         config.clients.push(app);

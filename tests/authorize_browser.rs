@@ -122,6 +122,7 @@ async fn setup_under(path: &str) -> anyhow::Result<Setup> {
             scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
             access_token_lifetime_secs: None,
             single_use_assertions: true,
+            require_dpop: false,
             default: false,
         });
         config.clients.push(app);

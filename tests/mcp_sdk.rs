@@ -184,6 +184,7 @@ async fn oauth_client_provider_flow(path: &str) -> anyhow::Result<()> {
             scopes: vec!["mcp:tools".into()],
             access_token_lifetime_secs: None,
             single_use_assertions: true,
+            require_dpop: false,
             default: false,
         });
         config.authorization.sign_in_idp = Some("corp".into());

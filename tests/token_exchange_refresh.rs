@@ -65,6 +65,7 @@ async fn start_with(
             scopes: vec!["read".into(), "write".into()],
             access_token_lifetime_secs: None,
             single_use_assertions: true,
+            require_dpop: false,
             default: false,
         });
         config.clients.push(app);
@@ -394,6 +395,7 @@ async fn expired_refresh_token_is_refused_idjag_issue_11() -> anyhow::Result<()>
                 auth_time: Some(issued_at),
                 issued_at,
                 expires_at: now() - 1,
+                dpop_jkt: None,
             },
         )
         .await?;

@@ -18,16 +18,10 @@ use crate::oauth::{
 /// The metadata document for `config`, with endpoint URLs on the issuer's origin (META-17).
 pub fn metadata_document(config: &Config) -> Value {
     let base = config.issuer.trim_end_matches('/');
-    let signing_algs: Vec<&str> = crate::oauth::client_auth::CLIENT_ASSERTION_ALGORITHMS
-        .iter()
-        .map(|alg| match alg {
-            jsonwebtoken::Algorithm::RS256 => "RS256",
-            jsonwebtoken::Algorithm::PS256 => "PS256",
-            jsonwebtoken::Algorithm::ES256 => "ES256",
-            jsonwebtoken::Algorithm::ES384 => "ES384",
-            _ => "EdDSA",
-        })
-        .collect();
+    let names = |algs: &[jsonwebtoken::Algorithm]| -> Vec<&'static str> {
+        algs.iter().copied().map(crate::jose::alg_name).collect()
+    };
+    let signing_algs = names(crate::oauth::client_auth::CLIENT_ASSERTION_ALGORITHMS);
     let code_flow = config.authorization.sign_in_idp.is_some();
     let mut grant_types = vec![GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER];
     if code_flow {
@@ -54,6 +48,8 @@ pub fn metadata_document(config: &Config) -> Value {
         "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         // CHAIN §3, IDJAG §7.1 (META-06).
         "identity_chaining_requested_token_types_supported": [TOKEN_TYPE_ID_JAG, TOKEN_TYPE_JWT],
+        // RFC 9449 §5.1 (META-14): DPoP proofs are accepted at the token endpoint.
+        "dpop_signing_alg_values_supported": names(crate::jose::dpop::DPOP_ALGORITHMS),
     });
     // The authorization code flow, only when a sign-in identity provider is configured.
     if code_flow {

@@ -58,12 +58,13 @@ async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) ->
     // a large allocation per request under load (docs/performance.md, ninth run).
     drop(parts);
     let result = match prepared {
-        Ok((form, authorization)) => {
+        Ok((form, authorization, dpop)) => {
             let context = RequestContext {
                 authorization,
                 request_id,
                 now: unix_now(),
                 peer,
+                dpop,
             };
             serve(&state, form, context, endpoint).await
         }
@@ -91,13 +92,12 @@ async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) ->
     }
 }
 
+/// What [`prepare`] reads: the form, the `Authorization` header and the `DPoP` proof.
+type Prepared = (FormParams, Option<SecretString>, Option<SecretString>);
+
 /// The request's transport rules and form, read before anything is awaited; what it returns
 /// owns its data (no slice of the connection's buffer).
-fn prepare(
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(FormParams, Option<SecretString>), OAuthError> {
+fn prepare(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Prepared, OAuthError> {
     transport_checks(uri, headers)?;
     let form = FormParams::parse(body)?;
     let authorization = headers
@@ -113,7 +113,20 @@ fn prepare(
             error.used_authorization_header = true;
             error
         })?;
-    Ok((form, authorization))
+    Ok((form, authorization, dpop_proof(headers)?))
+}
+
+/// The `DPoP` header's proof (RFC 9449 §4.1): at most one header, of visible ASCII.
+fn dpop_proof(headers: &HeaderMap) -> Result<Option<SecretString>, OAuthError> {
+    let mut values = headers.get_all("dpop").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => value
+            .to_str()
+            .map(|proof| Some(SecretString::new(proof)))
+            .map_err(|_| crate::oauth::dpop::malformed_header()),
+        (Some(_), Some(_)) => Err(crate::oauth::dpop::malformed_header()),
+    }
 }
 
 async fn serve(

@@ -25,6 +25,7 @@
 //! Nothing here logs or returns token bytes: errors carry stable reason codes
 //! and static, RFC 6749 section 5.2-safe descriptions.
 
+pub mod dpop;
 pub mod jwks_cache;
 pub mod verify;
 pub mod verifying_key;
@@ -37,6 +38,30 @@ pub use verify::{
     VerifyRules, inspect, select_key, verify,
 };
 pub use verifying_key::{KeySet, VerifyingKey};
+
+/// The JWS `alg` name of an algorithm (RFC 7518 §3.1), for metadata and for matching a header's
+/// `alg` against an allow-list by name. `jsonwebtoken` parses names but does not print them.
+/// An algorithm this function does not know is `""`.
+pub fn alg_name(alg: jsonwebtoken::Algorithm) -> &'static str {
+    use jsonwebtoken::Algorithm;
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+        // The enum is non-exhaustive; a newer variant is never on an allow-list of ours until
+        // it is named here, and an empty name matches no header.
+        _ => "",
+    }
+}
 
 /// A fresh `jti` for a token we issue: 122 random bits in the UUID v4 shape. The bytes come from
 /// aws-lc's DRBG, which is seeded from the operating system and then runs in user space, where

@@ -239,14 +239,14 @@ impl<'de> Visitor<'de> for StrictVisitor {
 }
 
 /// Parses a JSON object, rejecting duplicate member names at any depth.
-fn parse_strict_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+pub(super) fn parse_strict_object(bytes: &[u8]) -> Option<Map<String, Value>> {
     match serde_json::from_slice::<StrictValue>(bytes) {
         Ok(StrictValue(Value::Object(m))) => Some(m),
         _ => None,
     }
 }
 
-fn b64url(part: &str) -> Option<Vec<u8>> {
+pub(super) fn b64url(part: &str) -> Option<Vec<u8>> {
     // URL_SAFE_NO_PAD rejects padding and non-canonical trailing bits.
     URL_SAFE_NO_PAD.decode(part).ok()
 }
@@ -422,7 +422,7 @@ fn normalize_typ(t: &str) -> &str {
 
 /// Whether two `typ` values are the same media type: [`normalize_typ`] on both, then an ASCII
 /// case-insensitive compare (no allocation: this runs for every verified token).
-fn same_typ(a: &str, b: &str) -> bool {
+pub(super) fn same_typ(a: &str, b: &str) -> bool {
     normalize_typ(a).eq_ignore_ascii_case(normalize_typ(b))
 }
 

@@ -7,10 +7,11 @@ use serde_json::{Map, json};
 
 use super::client_auth::AuthenticatedClient;
 use super::exchange::TYP_ACCESS_TOKEN;
-use super::request::{FormParams, parse_scope};
+use super::request::parse_scope;
 use super::service::{TokenResponse, TokenService};
-use super::{ErrorCode, GrantType, OAuthError};
+use super::{ErrorCode, GrantRequest, GrantType, OAuthError};
 use crate::authorize::codes::{hash_token, random_token, verifier_matches};
+use crate::jose::dpop::DpopProof;
 use crate::registry::Registry;
 use crate::store::{
     AuditDetail, AuditEvent, CodeStore, IssuedToken, Redemption, RefreshRecord, StoreError,
@@ -58,17 +59,23 @@ struct Grant<'a> {
     scopes: &'a [String],
     auth_time: Option<i64>,
     refresh_expires_at: i64,
+    /// The DPoP key a new refresh token is bound to (RFC 9449 §5: public clients only).
+    refresh_dpop_jkt: Option<&'a str>,
 }
 
 /// `grant_type=authorization_code`.
 pub async fn redeem_code(
     service: &TokenService,
-    registry: &Registry,
-    client: &AuthenticatedClient,
-    form: &FormParams,
-    now: i64,
+    request: &GrantRequest<'_>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
+    let GrantRequest {
+        registry,
+        client,
+        form,
+        proof,
+        now,
+    } = *request;
     let code = form.required("code")?;
     let redirect_uri = form.required("redirect_uri")?;
     let verifier = form.single("code_verifier")?;
@@ -149,7 +156,13 @@ pub async fn redeem_code(
             scopes: &record.scopes,
             auth_time: record.auth_time,
             refresh_expires_at: now + lifetime,
+            // RFC 9449 §5: a confidential client's refresh token is already bound to its
+            // credentials; a public client's is bound to the key it proved, if it used DPoP.
+            refresh_dpop_jkt: proof
+                .filter(|_| client.client.is_public())
+                .map(|proof| proof.jkt()),
         },
+        proof,
         now,
         audit,
     )
@@ -159,19 +172,50 @@ pub async fn redeem_code(
 /// `grant_type=refresh_token`.
 pub async fn refresh(
     service: &TokenService,
-    registry: &Registry,
-    client: &AuthenticatedClient,
-    form: &FormParams,
-    now: i64,
+    request: &GrantRequest<'_>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
+    let GrantRequest {
+        registry,
+        client,
+        form,
+        proof,
+        now,
+    } = *request;
     let token = form.required("refresh_token")?;
     let requested_scopes = parse_scope(form.single("scope")?)?;
     let requested_resources = form.all("resource");
     let client_id = &client.client.config.client_id;
+    let hash = hash_token(token);
+    // RFC 9449 §5: a refresh token bound to a DPoP key is used only with a proof of that key.
+    // Checked before the token is rotated, so that whoever stole a bound token without its key
+    // cannot even spend it (and so end the session of the client that holds both).
+    if let Some(state) = service
+        .store
+        .refresh_token(&hash)
+        .await
+        .map_err(store_failure)?
+        && let Some(bound) = state.record.dpop_jkt.as_deref()
+    {
+        match proof {
+            None => {
+                return Err(invalid_grant(
+                    "dpop_proof_required",
+                    "The refresh token is bound to a DPoP key; send a DPoP proof signed with that key",
+                ));
+            }
+            Some(proof) if proof.jkt() != bound => {
+                return Err(invalid_grant(
+                    "dpop_key_mismatch",
+                    "The DPoP proof is signed with another key than the one the refresh token is bound to",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     let record: RefreshRecord = match service
         .store
-        .rotate_refresh_token(&hash_token(token), now)
+        .rotate_refresh_token(&hash, now)
         .await
         .map_err(store_failure)?
     {
@@ -254,7 +298,13 @@ pub async fn refresh(
             scopes: &scopes,
             auth_time: record.auth_time,
             refresh_expires_at: record.expires_at,
+            // Rotation keeps the binding; an unbound public client's family is bound from the
+            // first refresh that proves a key.
+            refresh_dpop_jkt: record.dpop_jkt.as_deref().or(proof
+                .filter(|_| client.client.is_public())
+                .map(|proof| proof.jkt())),
         },
+        proof,
         now,
         audit,
     )
@@ -268,6 +318,7 @@ async fn issue(
     registry: &Registry,
     client: &AuthenticatedClient,
     grant: &Grant<'_>,
+    proof: Option<&DpopProof>,
     now: i64,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
@@ -279,6 +330,13 @@ async fn issue(
             "The resource is no longer protected by this server",
         ));
     };
+    // DPOP-08: a resource that takes only sender-constrained tokens gets no bearer token.
+    if resource.require_dpop && proof.is_none() {
+        return Err(invalid_grant(
+            "dpop_required",
+            "This resource accepts only DPoP-bound access tokens; send a DPoP proof",
+        ));
+    }
     // The configuration may have changed since consent: grant only what is still allowed.
     let scopes: Vec<String> = grant
         .scopes
@@ -311,6 +369,9 @@ async fn issue(
     if let Some(auth_time) = grant.auth_time {
         access.insert("auth_time".into(), json!(auth_time));
     }
+    if let Some(proof) = proof {
+        super::dpop::bind(&mut access, proof);
+    }
     let token = service
         .keys
         .sign(TYP_ACCESS_TOKEN, &access)
@@ -341,7 +402,7 @@ async fn issue(
 
     let mut body = json!({
         "access_token": token,
-        "token_type": "Bearer",
+        "token_type": super::dpop::access_token_type(proof),
         "expires_in": lifetime,
     });
     if !scopes.is_empty() {
@@ -365,6 +426,7 @@ async fn issue(
                     auth_time: grant.auth_time,
                     issued_at: now,
                     expires_at: grant.refresh_expires_at,
+                    dpop_jkt: grant.refresh_dpop_jkt.map(str::to_string),
                 },
             )
             .await

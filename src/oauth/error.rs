@@ -26,6 +26,8 @@ pub enum ErrorCode {
     InsufficientUserAuthentication,
     /// Revocation of an unsupported token type (RFC 7009).
     UnsupportedTokenType,
+    /// A missing, malformed, replayed or mismatched DPoP proof (RFC 9449 §5).
+    InvalidDpopProof,
     /// Throttled.
     SlowDown,
     /// Something failed on our side; details are logged, never sent.
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::InvalidAuthorizationDetails => "invalid_authorization_details",
             ErrorCode::InsufficientUserAuthentication => "insufficient_user_authentication",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ServerError => "server_error",
         }

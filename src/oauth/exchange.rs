@@ -8,11 +8,11 @@ use serde_json::{Map, Value, json};
 
 use super::client_auth::{AuthMethod, AuthenticatedClient};
 use super::refresh_subject;
-use super::request::{FormParams, parse_scope};
+use super::request::parse_scope;
 use super::service::{TokenResponse, TokenService};
 use super::{
-    ErrorCode, OAuthError, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG, TOKEN_TYPE_ID_TOKEN,
-    TOKEN_TYPE_JWT, TOKEN_TYPE_REFRESH_TOKEN,
+    ErrorCode, GrantRequest, OAuthError, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG,
+    TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT, TOKEN_TYPE_REFRESH_TOKEN,
 };
 use crate::config::Config;
 use crate::jose::{
@@ -156,6 +156,9 @@ fn requested_kind(uri: Option<&str>) -> Result<Option<IssueKind>, OAuthError> {
 #[derive(serde::Serialize)]
 struct ExchangeDetail<'a> {
     audience_id: &'a str,
+    /// The thumbprint of the DPoP key the issued token is bound to, when the request proved one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_jkt: Option<&'a str>,
     /// The refresh-token family an access token belongs to, when one was issued with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     family_id: Option<&'a str>,
@@ -638,12 +641,16 @@ fn decide(
 /// Performs a token exchange for an authenticated client.
 pub async fn exchange(
     service: &TokenService,
-    registry: &Registry,
-    client: &AuthenticatedClient,
-    form: &FormParams,
-    now: i64,
+    request: &GrantRequest<'_>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
+    let GrantRequest {
+        registry,
+        client,
+        form,
+        proof,
+        now,
+    } = *request;
     // TX-01, TX-02: required and paired parameters.
     let subject_token = form.required("subject_token")?;
     let subject_type = SubjectTokenType::parse(form.required("subject_token_type")?)?;
@@ -820,6 +827,12 @@ pub async fn exchange(
     if let Some(actor) = &actor {
         claims.insert("act".into(), act_claim(&subject, actor));
     }
+    // DPOP-04: an ID-JAG or chaining grant requested with a proof is bound to the proof's key,
+    // so only its holder can redeem it; an access token likewise (RFC 9449 §6.1). Without a
+    // proof nothing is bound.
+    if let Some(proof) = proof {
+        super::dpop::bind(&mut claims, proof);
+    }
 
     let typ = match kind {
         IssueKind::IdJag => TYP_ID_JAG,
@@ -845,6 +858,7 @@ pub async fn exchange(
     audit.issued_expires_at = Some(expires_at);
     audit.detail = Some(AuditDetail::of(&ExchangeDetail {
         audience_id: &audience.config.id,
+        dpop_jkt: proof.map(|proof| proof.jkt()),
         family_id: refresh.as_ref().map(|record| record.family_id.as_str()),
         identity_provider: &idp.config.id,
         issued_token_type: issued_token_type(kind),
@@ -855,7 +869,12 @@ pub async fn exchange(
     let mut body = json!({
         "access_token": token,
         "issued_token_type": issued_token_type(kind),
-        "token_type": if kind == IssueKind::AccessToken { "Bearer" } else { "N_A" },
+        // DPOP-04: an ID-JAG or chaining grant is not an access token, bound or not.
+        "token_type": if kind == IssueKind::AccessToken {
+            super::dpop::access_token_type(proof)
+        } else {
+            "N_A"
+        },
         "expires_in": lifetime,
     });
     // TOK-07, IDJAG-ISSUE-27, INT-03: scope whenever something was granted.

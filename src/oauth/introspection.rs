@@ -129,7 +129,8 @@ pub async fn introspect(
         "exp": claims.exp(),
         "iat": claims.iat(),
         "jti": record.jti,
-        "token_type": "Bearer",
+        // RFC 9449 §6.2: a token bound to a DPoP key is a DPoP token; its `cnf` follows.
+        "token_type": if claims.claim("cnf").is_some() { super::dpop::TOKEN_TYPE_DPOP } else { "Bearer" },
     });
     for member in ["scope", "act", "auth_time", "acr", "cnf"] {
         if let Some(value) = claims.claim(member) {

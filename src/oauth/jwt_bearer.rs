@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::client_auth::AuthenticatedClient;
 use super::exchange::{TYP_ACCESS_TOKEN, TYP_ID_JAG};
-use super::request::{FormParams, parse_scope};
+use super::request::parse_scope;
 use super::service::{TokenResponse, TokenService};
-use super::{ErrorCode, OAuthError};
+use super::{ErrorCode, GrantRequest, OAuthError};
 use crate::config::ResourceConfig;
 use crate::jose::{AudienceRule, JoseError, TypRule, VerifiedClaims, inspect};
 use crate::policy::PolicyInput;
@@ -256,6 +255,9 @@ struct RedemptionDetail<'a> {
     /// `null` when the grant has none.
     assertion_jti: Option<&'a str>,
     assertion_subject: &'a str,
+    /// The thumbprint of the DPoP key the access token is bound to, when it is bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop_jkt: Option<&'a str>,
     identity_provider: &'a str,
     /// `id-jag` or `chaining`.
     profile: &'static str,
@@ -275,12 +277,16 @@ fn string_or_array(value: Option<&Value>) -> Vec<String> {
 /// Redeems an assertion for an access token.
 pub async fn redeem(
     service: &TokenService,
-    registry: &Registry,
-    client: &AuthenticatedClient,
-    form: &FormParams,
-    now: i64,
+    request: &GrantRequest<'_>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
+    let GrantRequest {
+        registry,
+        client,
+        form,
+        proof,
+        now,
+    } = *request;
     // IDJAG-ACCEPT-01.
     let assertion = form.required("assertion")?;
     let requested_resources: Vec<String> =
@@ -313,13 +319,24 @@ pub async fn redeem(
         ));
     }
 
-    // DPOP-06: a sender-constrained assertion needs a DPoP proof, which this server does not
-    // support yet; redeeming it as a bearer grant would drop the binding the issuer asked for.
-    if claims.claim("cnf").is_some() {
-        return Err(invalid_grant(
-            "assertion_sender_constrained",
-            "The assertion is bound to a key (cnf) and DPoP is not supported here",
-        ));
+    // IDJAG §9.9.1.2: an assertion bound to a key is redeemed only with a proof of that key
+    // (DPOP-05, DPOP-06); redeeming it as a bearer grant would drop the binding its issuer made.
+    if let Some(jkt) = super::dpop::bound_jkt(claims.claim("cnf"))? {
+        match proof {
+            None => {
+                return Err(invalid_grant(
+                    "dpop_proof_required",
+                    "The assertion is bound to a DPoP key (cnf.jkt); send a DPoP proof signed with that key",
+                ));
+            }
+            Some(proof) if proof.jkt() != jkt => {
+                return Err(invalid_grant(
+                    "dpop_key_mismatch",
+                    "The DPoP proof is signed with another key than the one the assertion is bound to",
+                ));
+            }
+            Some(_) => {}
+        }
     }
     let input = PolicyInput {
         subject: Value::Object(claims.claims().clone()),
@@ -355,6 +372,13 @@ pub async fn redeem(
     let resources = grant_resources(registry, &asserted_resources, &requested_resources)?;
     audit.resources = resources.iter().map(|r| r.resource.clone()).collect();
     audit.audience = audit.resources.first().cloned();
+    // DPOP-08: a resource that takes only sender-constrained tokens gets no bearer token.
+    if proof.is_none() && resources.iter().any(|resource| resource.require_dpop) {
+        return Err(invalid_grant(
+            "dpop_required",
+            "This resource accepts only DPoP-bound access tokens; send a DPoP proof",
+        ));
+    }
 
     // Scopes: assertion ∩ request (if sent) ∩ resources ∩ client (IDJAG-ACCEPT-16, EMA-09).
     let asserted_scopes: Vec<String> = claims
@@ -450,6 +474,11 @@ pub async fn redeem(
             access.insert(claim.into(), value.clone());
         }
     }
+    // DPOP-05, DPOP-07: with a proof (the assertion's key, if it named one) the access token is
+    // bound to that key.
+    if let Some(proof) = proof {
+        super::dpop::bind(&mut access, proof);
+    }
     let token = service
         .keys
         .sign(TYP_ACCESS_TOKEN, &access)
@@ -467,6 +496,7 @@ pub async fn redeem(
         assertion_issuer: claims.iss(),
         assertion_jti: claims.jti(),
         assertion_subject: claims.sub(),
+        dpop_jkt: proof.map(|proof| proof.jkt()),
         identity_provider: &idp.config.id,
         profile: if profile == Profile::IdJag {
             "id-jag"
@@ -477,7 +507,7 @@ pub async fn redeem(
 
     let mut body = json!({
         "access_token": token,
-        "token_type": "Bearer",
+        "token_type": super::dpop::access_token_type(proof),
         "expires_in": lifetime,
     });
     if !granted_scopes.is_empty() {

@@ -4,6 +4,7 @@
 pub mod client_auth;
 pub mod client_metadata;
 pub mod code_grant;
+pub mod dpop;
 mod error;
 pub mod exchange;
 pub mod introspection;
@@ -16,6 +17,23 @@ pub mod throttle;
 
 pub use error::{ErrorCode, OAuthError};
 pub use service::{RequestContext, TokenResponse, TokenService};
+
+/// What every grant works from: the request as authenticated and checked by the token service.
+/// One value instead of a growing parameter list, so adding a request-wide fact (as DPoP did)
+/// touches the grants that use it and no others.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantRequest<'a> {
+    /// The trust registry as of this request.
+    pub registry: &'a crate::registry::Registry,
+    /// The authenticated client.
+    pub client: &'a client_auth::AuthenticatedClient,
+    /// The form, repeats already refused.
+    pub form: &'a request::FormParams,
+    /// The verified, unreplayed DPoP proof, if the request sent one.
+    pub proof: Option<&'a crate::jose::dpop::DpopProof>,
+    /// Unix seconds.
+    pub now: i64,
+}
 
 /// Token-exchange grant (RFC 8693).
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

@@ -41,6 +41,8 @@ pub struct RequestContext {
     pub now: i64,
     /// The peer address, for throttling failed authentication.
     pub peer: Option<std::net::IpAddr>,
+    /// The `DPoP` header's proof, if the request sent one (RFC 9449). Never logged.
+    pub dpop: Option<crate::secret::SecretString>,
 }
 
 /// What the token endpoint needs, shared by all requests.
@@ -298,23 +300,38 @@ impl TokenService {
                 "The client is not allowed to use this grant type",
             ));
         }
+        audit.event = match grant {
+            GrantType::TokenExchange => "token_exchange",
+            GrantType::JwtBearer => "jwt_bearer",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+        }
+        .into();
+        // RFC 9449: a proof, when sent, is checked for every grant; each grant decides what to
+        // bind to its key.
+        let proof = super::dpop::check(
+            self,
+            context.dpop.as_ref().map(|proof| proof.expose()),
+            context.now,
+        )
+        .await?;
+        let grant_request = super::GrantRequest {
+            registry: &registry,
+            client: &client,
+            form,
+            proof: proof.as_ref(),
+            now: context.now,
+        };
         match grant {
             GrantType::TokenExchange => {
-                audit.event = "token_exchange".into();
-                super::exchange::exchange(self, &registry, &client, form, context.now, audit).await
+                super::exchange::exchange(self, &grant_request, audit).await
             }
-            GrantType::JwtBearer => {
-                audit.event = "jwt_bearer".into();
-                super::jwt_bearer::redeem(self, &registry, &client, form, context.now, audit).await
-            }
+            GrantType::JwtBearer => super::jwt_bearer::redeem(self, &grant_request, audit).await,
             GrantType::AuthorizationCode => {
-                audit.event = "authorization_code".into();
-                super::code_grant::redeem_code(self, &registry, &client, form, context.now, audit)
-                    .await
+                super::code_grant::redeem_code(self, &grant_request, audit).await
             }
             GrantType::RefreshToken => {
-                audit.event = "refresh_token".into();
-                super::code_grant::refresh(self, &registry, &client, form, context.now, audit).await
+                super::code_grant::refresh(self, &grant_request, audit).await
             }
         }
     }

@@ -116,6 +116,9 @@ pub struct RefreshRecord {
     pub issued_at: i64,
     /// Expiry (absolute: rotation keeps the family's expiry).
     pub expires_at: i64,
+    /// The RFC 7638 thumbprint of the DPoP key the token is bound to (public clients that used
+    /// DPoP, RFC 9449 §5); a refresh must prove possession of that key.
+    pub dpop_jkt: Option<String>,
 }
 
 /// A stored refresh token as it is now, read without changing it.
@@ -252,7 +255,7 @@ macro_rules! code_columns {
 }
 macro_rules! refresh_columns {
     () => {
-        "family_id, client_id, subject, subject_issuer, resource, scopes, auth_time, issued_at, expires_at, rotated_at, revoked_at"
+        "family_id, client_id, subject, subject_issuer, resource, scopes, auth_time, issued_at, expires_at, rotated_at, revoked_at, dpop_jkt"
     };
 }
 
@@ -296,6 +299,7 @@ macro_rules! refresh_from_row {
             auth_time: row.try_get("auth_time")?,
             issued_at: row.try_get("issued_at")?,
             expires_at: row.try_get("expires_at")?,
+            dpop_jkt: row.try_get("dpop_jkt")?,
         })
     }};
 }
@@ -505,7 +509,7 @@ impl CodeStore for Store {
         token: &RefreshRecord,
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
-            sqlx::query(concat!("INSERT INTO refresh_tokens (token_hash, ", refresh_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL)"))
+            sqlx::query(concat!("INSERT INTO refresh_tokens (token_hash, ", refresh_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11)"))
             .bind(token_hash)
             .bind(&token.family_id)
             .bind(&token.client_id)
@@ -516,6 +520,7 @@ impl CodeStore for Store {
             .bind(token.auth_time)
             .bind(token.issued_at)
             .bind(token.expires_at)
+            .bind(token.dpop_jkt.as_deref())
             .execute(pool)
             .await
             .map_err(StoreError::classify)?;

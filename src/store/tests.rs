@@ -1100,6 +1100,7 @@ async fn authorization_codes_single_use_rotation_and_family_revocation(store: St
         auth_time: Some(150),
         issued_at: 210,
         expires_at: 10_000,
+        dpop_jkt: Some("jkt-of-the-key".into()),
     };
     store
         .insert_refresh_token("rt-1", &refresh)
@@ -1163,6 +1164,7 @@ fn refresh_record(family_id: &str, expires_at: i64) -> RefreshRecord {
         auth_time: Some(100),
         issued_at: 100,
         expires_at,
+        dpop_jkt: None,
     }
 }
 

@@ -20,6 +20,7 @@ pub fn enable_code_flow(config: &mut frontdesk::config::Config) {
         scopes: vec!["mcp:read".into(), "mcp:write".into()],
         access_token_lifetime_secs: None,
         single_use_assertions: true,
+        require_dpop: false,
         default: false,
     });
     config.authorization.sign_in_idp = Some("corp".into());

@@ -56,6 +56,7 @@ pub fn resource_side(
         scopes: vec!["read".into(), "write".into()],
         access_token_lifetime_secs: Some(300),
         single_use_assertions: true,
+        require_dpop: false,
         default: true,
     });
     let mut redeemer = client(AGENT_AT_RAS, "client_secret_basic", &[]);
