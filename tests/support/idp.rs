@@ -23,8 +23,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// Bound on how long we wait for the IdP's readiness line.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bound on one run of verify.mjs.
-const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one run of a helper script (verify.mjs, dpop_client.mjs).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one control request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -321,40 +321,48 @@ pub async fn verify_independently(
     audience: &str,
     typ: &str,
 ) -> anyhow::Result<Value> {
+    run_script(
+        "verify.mjs",
+        &[jwks_url, issuer, audience, typ],
+        token.as_bytes(),
+    )
+    .await
+    .context("independent verification failed")
+}
+
+/// Runs the Node script `script` of tests/idp with `args`, writes `input` to its stdin, and reads
+/// the one JSON value it prints; a non-zero exit is an error carrying the script's stderr.
+pub async fn run_script(script: &str, args: &[&str], input: &[u8]) -> anyhow::Result<Value> {
     check_installed()?;
     let node = node_binary();
     let mut child = Command::new(&node)
-        .arg("verify.mjs")
-        .args([jwks_url, issuer, audience, typ])
+        .arg(script)
+        .args(args)
         .current_dir(idp_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("spawning {} tests/idp/verify.mjs", node.display()))?;
+        .with_context(|| format!("spawning {} tests/idp/{script}", node.display()))?;
     let mut stdin = child.stdin.take().context("child stdin not piped")?;
     stdin
-        .write_all(token.as_bytes())
+        .write_all(input)
         .await
-        .context("writing token to verify.mjs")?;
+        .with_context(|| format!("writing to {script}"))?;
     stdin.shutdown().await.ok();
     drop(stdin);
-    let out = tokio::time::timeout(VERIFY_TIMEOUT, child.wait_with_output())
+    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
         .await
-        .map_err(|_| anyhow!("verify.mjs did not finish within {VERIFY_TIMEOUT:?}"))?
-        .context("running verify.mjs")?;
+        .map_err(|_| anyhow!("{script} did not finish within {SCRIPT_TIMEOUT:?}"))?
+        .with_context(|| format!("running {script}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        bail!(
-            "independent verification failed ({}): {}",
-            out.status,
-            stderr.trim()
-        );
+        bail!("{script} failed ({}): {}", out.status, stderr.trim());
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim())
-        .with_context(|| format!("verify.mjs printed non-JSON: {stdout:?} (stderr: {stderr})"))
+        .with_context(|| format!("{script} printed non-JSON: {stdout:?} (stderr: {stderr})"))
 }
 
 /// Decodes a compact JWT's header and payload without verifying anything

@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 use base64::Engine;
+use frontdesk::app::{RunningServer, spawn_on};
 use frontdesk::config::{Config, IdentityProviderConfig, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
+use serde_json::{Value, json};
 
 use super::env::*;
 
@@ -68,4 +70,134 @@ pub fn resource_side(
     config.clients = vec![redeemer, other];
     customize(&mut config);
     Ok(config)
+}
+
+/// Two frontdesks: A (enterprise side, issues ID-JAGs for B) and B (resource side).
+pub struct Legs {
+    pub a: Env,
+    pub b: RunningServer,
+    pub b_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Legs {
+    pub async fn start() -> anyhow::Result<Legs> {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(customize_b: impl FnOnce(&mut Config)) -> anyhow::Result<Legs> {
+        Self::start_under("", "", customize_b).await
+    }
+
+    /// Both instances with their issuers under `a_path` and `b_path` (`""` for the root).
+    pub async fn start_under(
+        a_path: &str,
+        b_path: &str,
+        customize_b: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Legs> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let b_url = format!("http://{}{b_path}", listener.local_addr()?);
+        let b_issuer = b_url.clone();
+        let a_path = a_path.to_string();
+        let a = Env::start_with(move |config| {
+            config.issuer = format!("{}{a_path}", config.issuer);
+            // A issues ID-JAGs whose audience is B.
+            for audience in &mut config.audiences {
+                if audience.id == "saas" {
+                    audience.issuer = b_issuer.clone();
+                }
+            }
+        })
+        .await?;
+        let dir = tempfile::tempdir()?;
+        let db = format!("sqlite://{}", dir.path().join("b.db").display());
+        let config = resource_side(&b_url, &a.url, &db, customize_b)?;
+        let b = spawn_on(config, listener)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Legs {
+            a,
+            b,
+            b_url,
+            _dir: dir,
+        })
+    }
+
+    /// Leg 1 at A: an ID-JAG for B.
+    pub async fn id_jag(&self, scope: &str) -> anyhow::Result<String> {
+        let id_token = self.a.id_token().await?;
+        let (status, body) = self
+            .a
+            .exchange_as_agent(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", ID_JAG),
+                ("audience", self.b_url.as_str()),
+                ("resource", MCP_RESOURCE),
+                ("scope", scope),
+                ("subject_token", id_token.as_str()),
+                ("subject_token_type", ID_TOKEN),
+            ])
+            .await?;
+        anyhow::ensure!(status == 200, "leg 1 failed: {body}");
+        Ok(body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// B's access token for the MCP resource, verified by an independent JOSE library against
+    /// B's published keys and issuer; its header and payload.
+    pub async fn verify_access_token(&self, token: &str) -> anyhow::Result<Value> {
+        super::idp::verify_independently(
+            token,
+            &format!("{}/jwks.json", self.b_url),
+            &self.b_url,
+            MCP_RESOURCE,
+            "at+jwt",
+        )
+        .await
+    }
+
+    /// An ID-JAG signed by A's active key with arbitrary claims (for hostile cases).
+    pub fn forged_by_a(&self, claims: Value, typ: &str) -> anyhow::Result<String> {
+        Ok(self.a.server.state.keys.sign(typ, &claims)?)
+    }
+
+    pub fn valid_claims(&self) -> Value {
+        json!({
+            "iss": self.a.url, "sub": "user-1", "aud": self.b_url, "client_id": AGENT_AT_RAS,
+            "jti": uuid(), "iat": now(), "exp": now() + 120, "resource": MCP_RESOURCE, "scope": "read",
+        })
+    }
+
+    pub async fn redeem(
+        &self,
+        form: &[(&str, &str)],
+        client_id: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        post(&self.b_url, "/token", form, client_id).await
+    }
+}
+
+pub fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub async fn post(
+    base: &str,
+    path: &str,
+    form: &[(&str, &str)],
+    client_id: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .post(format!("{base}{path}"))
+        .basic_auth(client_id, Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form)?)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await?))
 }

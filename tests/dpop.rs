@@ -1,0 +1,701 @@
+//! DPoP (RFC 9449) over real HTTP: proofs sent in the `DPoP` header at `/token`, ID-JAGs bound
+//! to the proof's key at A and redeemed only with that key at B (ID-JAG §9.9.1), access tokens
+//! bound (`token_type: DPoP`, `cnf.jkt`), public clients' refresh tokens bound, and every bad
+//! proof refused as `invalid_dpop_proof`. The tokens are checked by an independent JOSE library
+//! (`jose` on Node) and the thumbprints computed here by hand from RFC 7638. Row IDs refer to
+//! REQUIREMENTS.md.
+
+#[path = "support/code_flow.rs"]
+mod code_flow;
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+#[path = "support/legs.rs"]
+mod legs;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use env::*;
+use frontdesk::keys::{PrivateKey, SigningAlgorithm};
+use frontdesk::store::{AuditFilter, AuditLog};
+use idp::verify_independently;
+use legs::{JWT_BEARER, Legs, uuid};
+use serde_json::{Value, json};
+
+/// A client's DPoP key pair, as a DPoP client library keeps one.
+struct DpopKey {
+    key: PrivateKey,
+    /// The public JWK's members (`kty`, `crv`, `x`, `y`).
+    public: Value,
+}
+
+impl DpopKey {
+    fn generate() -> anyhow::Result<DpopKey> {
+        let key =
+            PrivateKey::generate(SigningAlgorithm::Es256, 2048).map_err(anyhow::Error::msg)?;
+        let jwk = serde_json::to_value(key.public_jwk().map_err(anyhow::Error::msg)?)?;
+        let public = json!({ "kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"] });
+        Ok(DpopKey { key, public })
+    }
+
+    /// RFC 7638 §3: SHA-256 of the required members in lexicographic order, without spaces.
+    fn thumbprint(&self) -> String {
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            self.public["x"].as_str().unwrap_or_default(),
+            self.public["y"].as_str().unwrap_or_default()
+        );
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        URL_SAFE_NO_PAD.encode(digest.as_ref())
+    }
+
+    /// A fresh proof for `POST url`.
+    fn proof(&self, url: &str) -> anyhow::Result<String> {
+        self.proof_with(json!({ "jti": uuid(), "htm": "POST", "htu": url, "iat": now() }))
+    }
+
+    fn proof_with(&self, claims: Value) -> anyhow::Result<String> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("dpop+jwt".into());
+        header.jwk = Some(serde_json::from_value(self.public.clone())?);
+        Ok(jsonwebtoken::encode(
+            &header,
+            &claims,
+            &self.key.encoding_key().map_err(anyhow::Error::msg)?,
+        )?)
+    }
+}
+
+/// `POST {base}/token` with Basic credentials (if any) and each of `proofs` as a `DPoP` header.
+async fn token_request(
+    base: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+    proofs: &[&str],
+) -> anyhow::Result<(u16, Value)> {
+    let mut request = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .post(format!("{base}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form)?);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    for proof in proofs {
+        request = request.header("DPoP", *proof);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await?))
+}
+
+/// Leg 1 at A for B, with the given proofs.
+async fn id_jag_with(legs: &Legs, proofs: &[&str]) -> anyhow::Result<(u16, Value)> {
+    let id_token = legs.a.id_token().await?;
+    token_request(
+        &legs.a.url,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", legs.b_url.as_str()),
+            ("resource", MCP_RESOURCE),
+            ("scope", "read"),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ],
+        Some((AGENT, SECRET)),
+        proofs,
+    )
+    .await
+}
+
+/// Leg 2 at B as the ID-JAG's client, with the given proofs.
+async fn redeem_with(legs: &Legs, id_jag: &str, proofs: &[&str]) -> anyhow::Result<(u16, Value)> {
+    token_request(
+        &legs.b_url,
+        &[("grant_type", JWT_BEARER), ("assertion", id_jag)],
+        Some((AGENT_AT_RAS, SECRET)),
+        proofs,
+    )
+    .await
+}
+
+/// The reason B's (or A's) audit log recorded for the newest event of `event`.
+async fn last_reason(
+    server: &frontdesk::app::RunningServer,
+    event: &str,
+) -> anyhow::Result<String> {
+    let events = server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    let record = events
+        .iter()
+        .find(|record| record.event.event == event)
+        .ok_or_else(|| anyhow::anyhow!("no {event} event"))?;
+    Ok(record.event.reason.clone().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_with_it_dpop_04_05_06()
+-> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let key = DpopKey::generate()?;
+    let a_token_endpoint = format!("{}/token", legs.a.url);
+    let (status, body) = id_jag_with(&legs, &[&key.proof(&a_token_endpoint)?]).await?;
+    assert_eq!(status, 200, "{body}");
+    // DPOP-04: the response's token_type stays N_A; the ID-JAG carries the key's thumbprint.
+    assert_eq!(body["token_type"], "N_A", "{body}");
+    let id_jag = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let verified = verify_independently(
+        &id_jag,
+        &legs.a.jwks_uri(),
+        &legs.a.url,
+        &legs.b_url,
+        "oauth-id-jag+jwt",
+    )
+    .await?;
+    assert_eq!(
+        verified["payload"]["cnf"],
+        json!({ "jkt": key.thumbprint() })
+    );
+
+    let b_token_endpoint = format!("{}/token", legs.b_url);
+    // DPOP-06: without a proof the bound ID-JAG is refused.
+    let (status, body) = redeem_with(&legs, &id_jag, &[]).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(
+        last_reason(&legs.b, "jwt_bearer").await?,
+        "dpop_proof_required"
+    );
+    // DPOP-05: a valid proof of another key is refused too.
+    let thief = DpopKey::generate()?;
+    let (status, body) = redeem_with(&legs, &id_jag, &[&thief.proof(&b_token_endpoint)?]).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(
+        last_reason(&legs.b, "jwt_bearer").await?,
+        "dpop_key_mismatch"
+    );
+    assert!(body.get("access_token").is_none());
+
+    // The holder of the key redeems it (the refusals above did not spend the single-use jti)
+    // and gets an access token bound to the same key.
+    let (status, body) = redeem_with(&legs, &id_jag, &[&key.proof(&b_token_endpoint)?]).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let access_token = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let verified = legs.verify_access_token(&access_token).await?;
+    assert_eq!(
+        verified["payload"]["cnf"],
+        json!({ "jkt": key.thumbprint() })
+    );
+
+    // INTRO-02, RFC 9449 §6.2: introspection says what the resource server must check.
+    let (status, introspected) = legs::post(
+        &legs.b_url,
+        "/introspect",
+        &[("token", access_token.as_str())],
+        AGENT_AT_RAS,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["token_type"], "DPoP", "{introspected}");
+    assert_eq!(
+        introspected["cnf"]["jkt"],
+        key.thumbprint(),
+        "{introspected}"
+    );
+
+    // The audit log at both ends names the key.
+    for (server, event) in [(&legs.a.server, "token_exchange"), (&legs.b, "jwt_bearer")] {
+        let events = server
+            .state
+            .store
+            .audit_events(&AuditFilter::default())
+            .await?;
+        let issued = events
+            .iter()
+            .find(|record| {
+                record.event.event == event && record.event.decision.as_str() == "issued"
+            })
+            .ok_or_else(|| anyhow::anyhow!("no issued {event}"))?;
+        let detail: Value = serde_json::from_str(
+            issued
+                .event
+                .detail
+                .as_ref()
+                .map(|d| d.as_str())
+                .unwrap_or("{}"),
+        )?;
+        assert_eq!(detail["dpop_jkt"], key.thumbprint(), "{event}: {detail}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unbound_id_jag_redeemed_with_a_proof_gets_a_bound_token_and_without_one_a_bearer_token_dpop_07()
+-> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let (status, body) = id_jag_with(&legs, &[]).await?;
+    assert_eq!(status, 200, "{body}");
+    let unbound = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (_, payload) = idp::decode_unverified(&unbound)?;
+    assert!(
+        payload.get("cnf").is_none(),
+        "no proof, no binding: {payload}"
+    );
+
+    let key = DpopKey::generate()?;
+    let (status, body) = redeem_with(
+        &legs,
+        &unbound,
+        &[&key.proof(&format!("{}/token", legs.b_url))?],
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let verified = legs
+        .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(verified["payload"]["cnf"]["jkt"], key.thumbprint());
+
+    // DPOP-08's default: no proof, a bearer token without cnf.
+    let (_, body) = id_jag_with(&legs, &[]).await?;
+    let (status, body) = redeem_with(
+        &legs,
+        body["access_token"].as_str().unwrap_or_default(),
+        &[],
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    let verified = legs
+        .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+        .await?;
+    assert!(verified["payload"].get("cnf").is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_resource_that_requires_dpop_gets_no_bearer_token_dpop_08() -> anyhow::Result<()> {
+    let legs = Legs::start_with(|config| config.resources[0].require_dpop = true).await?;
+    let (_, body) = id_jag_with(&legs, &[]).await?;
+    let id_jag = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (status, body) = redeem_with(&legs, &id_jag, &[]).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(last_reason(&legs.b, "jwt_bearer").await?, "dpop_required");
+    // The same ID-JAG with a proof: the refusal did not spend it.
+    let key = DpopKey::generate()?;
+    let (status, body) = redeem_with(
+        &legs,
+        &id_jag,
+        &[&key.proof(&format!("{}/token", legs.b_url))?],
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_proofs_are_invalid_dpop_proof_and_a_proof_is_good_for_one_request_dpop_01_03()
+-> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let key = DpopKey::generate()?;
+    let token_endpoint = format!("{}/token", env.url);
+    let id_token = env.id_token().await?;
+    let form = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("requested_token_type", ID_JAG),
+        ("audience", RAS_ISSUER),
+        ("subject_token", id_token.as_str()),
+        ("subject_token_type", ID_TOKEN),
+    ];
+    let exchange = |proofs: Vec<String>| {
+        let url = env.url.clone();
+        async move {
+            let proofs: Vec<&str> = proofs.iter().map(String::as_str).collect();
+            token_request(&url, &form, Some((AGENT, SECRET)), &proofs).await
+        }
+    };
+
+    let proof = key.proof(&token_endpoint)?;
+    let (status, body) = exchange(vec![proof.clone()]).await?;
+    assert_eq!(status, 200, "{body}");
+    // DPOP-03: the same proof again is a replay.
+    let (status, body) = exchange(vec![proof]).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{body}"
+    );
+    assert_eq!(
+        last_reason(&env.server, "token_exchange").await?,
+        "dpop_replayed"
+    );
+
+    let cases = [
+        (
+            "a proof for another endpoint",
+            vec![key.proof(&format!("{}/introspect", env.url))?],
+            "dpop_wrong_htu",
+        ),
+        (
+            "a proof for GET",
+            vec![key.proof_with(
+                json!({ "jti": uuid(), "htm": "GET", "htu": token_endpoint, "iat": now() }),
+            )?],
+            "dpop_wrong_htm",
+        ),
+        (
+            "a proof made ten minutes ago",
+            vec![key.proof_with(
+                json!({ "jti": uuid(), "htm": "POST", "htu": token_endpoint, "iat": now() - 600 }),
+            )?],
+            "dpop_stale",
+        ),
+        (
+            "two DPoP headers",
+            vec![key.proof(&token_endpoint)?, key.proof(&token_endpoint)?],
+            // Refused with the transport checks, before the grant is known.
+            "token_request:dpop_header_malformed",
+        ),
+        (
+            "an HMAC-signed proof",
+            vec![{
+                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+                header.typ = Some("dpop+jwt".into());
+                jsonwebtoken::encode(
+                    &header,
+                    &json!({ "jti": uuid(), "htm": "POST", "htu": token_endpoint, "iat": now() }),
+                    &jsonwebtoken::EncodingKey::from_secret(b"a shared secret"),
+                )?
+            }],
+            "dpop_alg_not_allowed",
+        ),
+        ("not a JWT", vec!["not-a-jwt".to_string()], "dpop_malformed"),
+    ];
+    for (label, proofs, reason) in cases {
+        let (status, body) = exchange(proofs).await?;
+        assert_eq!(status, 400, "{label}: {body}");
+        assert_eq!(body["error"], "invalid_dpop_proof", "{label}: {body}");
+        assert!(body.get("access_token").is_none(), "{label}");
+        let (event, reason) = reason.split_once(':').unwrap_or(("token_exchange", reason));
+        assert_eq!(last_reason(&env.server, event).await?, reason, "{label}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn access_tokens_from_an_exchange_are_bound_and_the_metadata_lists_the_proof_algorithms()
+-> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let metadata: Value = env
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            env.url
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    // META-14: asymmetric algorithms only.
+    let algs = metadata["dpop_signing_alg_values_supported"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        algs.contains(&json!("ES256")) && algs.contains(&json!("RS256")),
+        "{metadata}"
+    );
+    assert!(
+        algs.iter().all(|alg| alg
+            .as_str()
+            .is_some_and(|a| !a.starts_with("HS") && a != "none")),
+        "{algs:?}"
+    );
+
+    let key = DpopKey::generate()?;
+    let id_token = env.id_token().await?;
+    let (status, body) = token_request(
+        &env.url,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ACCESS_TOKEN),
+            ("audience", LOCAL_API),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ],
+        Some((AGENT, SECRET)),
+        &[&key.proof(&format!("{}/token", env.url))?],
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let verified = verify_independently(
+        body["access_token"].as_str().unwrap_or_default(),
+        &env.jwks_uri(),
+        &env.url,
+        LOCAL_API,
+        "at+jwt",
+    )
+    .await?;
+    assert_eq!(verified["payload"]["cnf"]["jkt"], key.thumbprint());
+    Ok(())
+}
+
+mod code_flow_binding {
+    use super::code_flow::*;
+    use super::*;
+
+    const PUBLIC: &str = "desktop-app";
+    const CONFIDENTIAL: &str = "web-app";
+
+    async fn start() -> anyhow::Result<Env> {
+        let mut public = client(PUBLIC, "none", &[]);
+        public.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+        public.redirect_uris = vec![REDIRECT.into()];
+        let mut confidential = client(CONFIDENTIAL, "client_secret_basic", &[]);
+        confidential.secret_hash =
+            Some(frontdesk::secret::hash_secret(SECRET).map_err(anyhow::Error::msg)?);
+        confidential.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+        confidential.redirect_uris = vec![REDIRECT.into()];
+        Env::start_with(move |config| {
+            enable_code_flow(config);
+            config.clients.push(public);
+            config.clients.push(confidential);
+        })
+        .await
+    }
+
+    async fn code_for(env: &Env, client_id: &str) -> anyhow::Result<String> {
+        let browser = browser()?;
+        let (html, cookie) =
+            to_consent(env, &browser, &authorize_params(client_id, REDIRECT)).await?;
+        let redirect = approve(env, &browser, &html, &cookie).await?;
+        query(&redirect, "code").ok_or_else(|| anyhow::anyhow!("no code in {redirect}"))
+    }
+
+    #[tokio::test]
+    async fn a_public_clients_refresh_token_is_bound_to_its_dpop_key_and_cannot_be_spent_without_it()
+    -> anyhow::Result<()> {
+        let env = start().await?;
+        let key = DpopKey::generate()?;
+        let token_endpoint = format!("{}/token", env.url);
+        let code = code_for(&env, PUBLIC).await?;
+        let (status, body) = token_request(
+            &env.url,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+                ("client_id", PUBLIC),
+            ],
+            None,
+            &[&key.proof(&token_endpoint)?],
+        )
+        .await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["token_type"], "DPoP", "{body}");
+        let verified = verify_independently(
+            body["access_token"].as_str().unwrap_or_default(),
+            &env.jwks_uri(),
+            &env.url,
+            RESOURCE,
+            "at+jwt",
+        )
+        .await?;
+        assert_eq!(verified["payload"]["cnf"]["jkt"], key.thumbprint());
+        let refresh_token = body["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let refresh = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+            ("client_id", PUBLIC),
+        ];
+
+        // RFC 9449 §5: a bound refresh token needs a proof of its key.
+        let (status, body) = token_request(&env.url, &refresh, None, &[]).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+        assert_eq!(
+            last_reason(&env.server, "refresh_token").await?,
+            "dpop_proof_required"
+        );
+        let thief = DpopKey::generate()?;
+        let (status, body) =
+            token_request(&env.url, &refresh, None, &[&thief.proof(&token_endpoint)?]).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+        assert_eq!(
+            last_reason(&env.server, "refresh_token").await?,
+            "dpop_key_mismatch"
+        );
+
+        // Neither refusal spent it: the key's holder refreshes, and the new refresh token is
+        // bound to the same key.
+        let (status, body) =
+            token_request(&env.url, &refresh, None, &[&key.proof(&token_endpoint)?]).await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["token_type"], "DPoP", "{body}");
+        let rotated = body["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (status, body) = token_request(
+            &env.url,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rotated.as_str()),
+                ("client_id", PUBLIC),
+            ],
+            None,
+            &[],
+        )
+        .await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+        assert_eq!(
+            last_reason(&env.server, "refresh_token").await?,
+            "dpop_proof_required"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_confidential_clients_refresh_token_stays_bound_to_its_credentials_only()
+    -> anyhow::Result<()> {
+        let env = start().await?;
+        let key = DpopKey::generate()?;
+        let code = code_for(&env, CONFIDENTIAL).await?;
+        let (status, body) = token_request(
+            &env.url,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ],
+            Some((CONFIDENTIAL, SECRET)),
+            &[&key.proof(&format!("{}/token", env.url))?],
+        )
+        .await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["token_type"], "DPoP", "{body}");
+        // RFC 9449 §5: its refresh token is not bound to the key; a refresh without a proof
+        // gets a bearer token.
+        let (status, body) = token_request(
+            &env.url,
+            &[
+                ("grant_type", "refresh_token"),
+                (
+                    "refresh_token",
+                    body["refresh_token"].as_str().unwrap_or_default(),
+                ),
+            ],
+            Some((CONFIDENTIAL, SECRET)),
+            &[],
+        )
+        .await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["token_type"], "Bearer", "{body}");
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn bound_assertions_naming_a_binding_other_than_dpop_are_refused() -> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let mut claims = legs.valid_claims();
+    claims["cnf"] = json!({ "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" });
+    let assertion = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
+    let key = DpopKey::generate()?;
+    let (status, body) = redeem_with(
+        &legs,
+        &assertion,
+        &[&key.proof(&format!("{}/token", legs.b_url))?],
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert_eq!(
+        last_reason(&legs.b, "jwt_bearer").await?,
+        "assertion_binding_unsupported"
+    );
+    Ok(())
+}
+
+/// A real DPoP client: `openid-client` (npm) discovers both frontdesks, makes its own key pair
+/// and proofs, and runs both legs; `jose` computes the thumbprint on its side.
+#[tokio::test]
+async fn openid_client_runs_both_legs_with_dpop_and_gets_tokens_bound_to_its_key()
+-> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let request = json!({
+        "a": { "issuer": legs.a.url, "client_id": AGENT, "client_secret": SECRET },
+        "b": { "issuer": legs.b_url, "client_id": AGENT_AT_RAS, "client_secret": SECRET },
+        "id_token": legs.a.id_token().await?,
+        "resource": MCP_RESOURCE,
+        "scope": "read",
+    });
+    let outcome = idp::run_script("dpop_client.mjs", &[], request.to_string().as_bytes()).await?;
+    let thumbprint = outcome["thumbprint"].as_str().unwrap_or_default();
+    assert!(!thumbprint.is_empty(), "{outcome}");
+    // openid-client lowercases token_type.
+    assert_eq!(outcome["exchange_token_type"], "n_a", "{outcome}");
+    assert_eq!(
+        outcome["id_jag_cnf"],
+        json!({ "jkt": thumbprint }),
+        "{outcome}"
+    );
+    assert_eq!(outcome["access_token_type"], "dpop", "{outcome}");
+    let verified = legs
+        .verify_access_token(outcome["access_token"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(verified["payload"]["cnf"]["jkt"], thumbprint);
+    Ok(())
+}
