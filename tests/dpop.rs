@@ -699,3 +699,28 @@ async fn openid_client_runs_both_legs_with_dpop_and_gets_tokens_bound_to_its_key
     assert_eq!(verified["payload"]["cnf"]["jkt"], thumbprint);
     Ok(())
 }
+
+/// DPOP-09: the expired individual draft's `jwt-dpop` grant type is not an alias of jwt-bearer;
+/// DPoP is the header on the ordinary grant (decisions.md item 8).
+#[tokio::test]
+async fn the_jwt_dpop_grant_type_is_unsupported_dpop_09() -> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let (_, body) = id_jag_with(&legs, &[]).await?;
+    let key = DpopKey::generate()?;
+    let (status, body) = token_request(
+        &legs.b_url,
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-dpop"),
+            (
+                "assertion",
+                body["access_token"].as_str().unwrap_or_default(),
+            ),
+        ],
+        Some((AGENT_AT_RAS, SECRET)),
+        &[&key.proof(&format!("{}/token", legs.b_url))?],
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "unsupported_grant_type", "{body}");
+    Ok(())
+}

@@ -251,6 +251,14 @@ fn invalid_values_name_the_key_and_the_file() {
             "tokens.clock_skew_secs",
         ),
         (
+            "[tokens]\ndpop_proof_max_age_secs = 0\n",
+            "tokens.dpop_proof_max_age_secs",
+        ),
+        (
+            "[tokens]\ndpop_proof_max_age_secs = 301\n",
+            "tokens.dpop_proof_max_age_secs",
+        ),
+        (
             "[tokens]\nsubject_token_error = \"access_denied\"\n",
             "tokens.subject_token_error",
         ),
