@@ -9,7 +9,8 @@
 //!   with EdDSA and RS256 key rings beside `jsonwebtoken::encode` with a key of each.
 //! * `client_auth`: `SecretCache::verify` after one miss (warm), the argon2 miss itself, and
 //!   `private_key_jwt` assertion verification (inspect + key selection + verify; the replay
-//!   insert is measured in `storage`).
+//!   insert is measured in `storage`), and a DPoP proof's verification (its key parsed from
+//!   the proof, the thumbprint computed).
 //! * `policy`: CEL condition evaluation (compiled once) with and without input preparation.
 //! * `storage`: one audit insert and one replay-record insert (SQLite; PostgreSQL too when
 //!   `FRONTDESK_BENCH_POSTGRES_URL` names an empty database).
@@ -29,6 +30,7 @@ use std::time::Duration;
 use base64::Engine;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use frontdesk::config::{AudienceConfig, ClientConfig, Config, IdentityProviderConfig};
+use frontdesk::jose::dpop::{ProofRules, verify_proof};
 use frontdesk::jose::{
     AudienceRule, KeySet, TypRule, VerifyRules, VerifyingKey, inspect, select_key, verify,
 };
@@ -123,6 +125,22 @@ fn client_assertion(key: &PrivateKey) -> String {
         &json!({ "iss": JWT_CLIENT, "sub": JWT_CLIENT, "aud": ISSUER,
                  "jti": uuid::Uuid::new_v4().to_string(), "iat": now, "exp": now + 120 }),
     )
+}
+
+/// A DPoP proof for the token endpoint, signed by `key` with its public key in the header.
+fn dpop_proof(key: &PrivateKey) -> String {
+    let mut jwk = key.public_jwk().unwrap();
+    jwk.common.key_id = None;
+    let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+    header.typ = Some("dpop+jwt".into());
+    header.jwk = Some(jwk);
+    jsonwebtoken::encode(
+        &header,
+        &json!({ "jti": uuid::Uuid::new_v4().to_string(), "htm": "POST",
+                 "htu": format!("{ISSUER}/token"), "iat": now() }),
+        &key.encoding_key().unwrap(),
+    )
+    .unwrap()
 }
 
 /// The rules `oauth::exchange::verify_subject` applies to an ID token.
@@ -397,6 +415,19 @@ fn client_auth(c: &mut Criterion, rt: &Runtime, keys: &Keys) {
     let assertion = client_assertion(&keys.client);
     group.bench_function("private_key_jwt_inspect_verify", |b| {
         b.iter(|| inspect_select_verify(black_box(&assertion), &keys.client_keys, &rules))
+    });
+    // What a DPoP proof adds to a token request besides its replay record (`storage`): the
+    // key is in the proof, so it is parsed on every request.
+    let proof = dpop_proof(&keys.client);
+    let token_endpoint = format!("{ISSUER}/token");
+    let proof_rules = ProofRules {
+        method: "POST",
+        url: &token_endpoint,
+        max_age_secs: 60,
+        leeway_secs: 60,
+    };
+    group.bench_function("dpop_proof_verify", |b| {
+        b.iter(|| verify_proof(black_box(&proof), &proof_rules, now()).unwrap())
     });
     group.finish();
 }
