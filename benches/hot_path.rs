@@ -329,6 +329,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         audience_client_ids: BTreeMap::new(),
         redirect_uris: vec![],
         enabled: true,
+        dpop_bound_access_tokens: false,
     };
     let mut agent = client(AGENT, "client_secret_basic");
     agent.secret_hash = Some(hash_secret(SECRET).unwrap());

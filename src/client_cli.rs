@@ -130,6 +130,7 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
         client_name: args.name,
         source: None,
         authorization_grant_profiles_supported: Vec::new(),
+        dpop_bound_access_tokens: false,
         secret_hash,
         jwks,
         jwks_uri: args.jwks_uri,

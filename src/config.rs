@@ -504,6 +504,11 @@ pub struct ClientConfig {
     /// Disabled clients are refused with `invalid_client`.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Every token request of this client must carry a DPoP proof, so everything it is issued
+    /// is bound to its key (RFC 9449 §5.2 client metadata; PEERS §3.6 "require binding"). For
+    /// agents whose tokens must be useless if copied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 fn default_true() -> bool {

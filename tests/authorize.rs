@@ -18,7 +18,6 @@ use code_flow::{CHALLENGE, REDIRECT, RESOURCE, RP_CLIENT_ID, VERIFIER, hidden, l
 use env::*;
 use frontdesk::config::{ClientConfig, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
-use idp::verify_independently;
 use serde_json::{Value, json};
 
 const APP: &str = "mcp-app";
@@ -291,8 +290,7 @@ async fn full_flow_consent_code_token_refresh_rotation_and_reuse() -> anyhow::Re
         .as_str()
         .expect("refresh token")
         .to_string();
-    let verified =
-        verify_independently(&access, &env.jwks_uri(), &env.url, RESOURCE, "at+jwt").await?;
+    let verified = env.verify_issued(&access, RESOURCE, "at+jwt").await?;
     let claims = &verified["payload"];
     assert_eq!(claims["sub"], "johndoe");
     assert_eq!(claims["client_id"], APP);
@@ -306,7 +304,7 @@ async fn full_flow_consent_code_token_refresh_rotation_and_reuse() -> anyhow::Re
     let refresh2 = body["refresh_token"].as_str().expect("rotated").to_string();
     assert_ne!(refresh1, refresh2);
     let access2 = body["access_token"].as_str().expect("access").to_string();
-    verify_independently(&access2, &env.jwks_uri(), &env.url, RESOURCE, "at+jwt").await?;
+    env.verify_issued(&access2, RESOURCE, "at+jwt").await?;
     // Narrowing is allowed, widening is not.
     let (status, body) = env
         .post_token(

@@ -31,7 +31,6 @@ use env::{Env, SECRET, client};
 use frontdesk::config::{IdentityProviderConfig, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
 use frontdesk::store::Decision;
-use idp::verify_independently;
 use oidc_idp::OidcIdp;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -265,8 +264,7 @@ async fn approve_and_redeem(path: &str) -> anyhow::Result<()> {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
     let access = body["access_token"].as_str().context("no access token")?;
-    let verified =
-        verify_independently(access, &env.jwks_uri(), &env.url, RESOURCE, "at+jwt").await?;
+    let verified = env.verify_issued(access, RESOURCE, "at+jwt").await?;
     let claims = &verified["payload"];
     assert_eq!(
         claims["sub"], LOGIN,

@@ -191,14 +191,14 @@ async fn cauth_10_a_good_document_runs_the_code_flow_and_the_consent_page_names_
     )
     .await?;
     assert_eq!(status, 200, "{body}");
-    let verified = idp::verify_independently(
-        body["access_token"].as_str().expect("access token"),
-        &setup.env.jwks_uri(),
-        &setup.env.url,
-        RESOURCE,
-        "at+jwt",
-    )
-    .await?;
+    let verified = setup
+        .env
+        .verify_issued(
+            body["access_token"].as_str().expect("access token"),
+            RESOURCE,
+            "at+jwt",
+        )
+        .await?;
     assert_eq!(verified["payload"]["client_id"], json!(client_id));
     // The document was fetched once for /authorize, the consent page and /token (cached).
     assert_eq!(setup.docs.hits("good.json"), 1);

@@ -19,7 +19,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use env::*;
 use frontdesk::keys::{PrivateKey, SigningAlgorithm};
 use frontdesk::store::{AuditFilter, AuditLog};
-use idp::verify_independently;
 use legs::{JWT_BEARER, Legs, uuid};
 use serde_json::{Value, json};
 
@@ -153,14 +152,10 @@ async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let verified = verify_independently(
-        &id_jag,
-        &legs.a.jwks_uri(),
-        &legs.a.url,
-        &legs.b_url,
-        "oauth-id-jag+jwt",
-    )
-    .await?;
+    let verified = legs
+        .a
+        .verify_issued(&id_jag, &legs.b_url, "oauth-id-jag+jwt")
+        .await?;
     assert_eq!(
         verified["payload"]["cnf"],
         json!({ "jkt": key.thumbprint() })
@@ -193,7 +188,7 @@ async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_
     assert!(body.get("access_token").is_none());
 
     // The holder of the key redeems it (the refusals above did not spend the single-use jti)
-    // and gets an access token bound to the same key.
+    // and gets an access token bound to the same key (AT-07: `cnf.jkt`, `token_type: DPoP`).
     let (status, body) = redeem_with(&legs, &id_jag, &[&key.proof(&b_token_endpoint)?]).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "DPoP", "{body}");
@@ -461,14 +456,13 @@ async fn access_tokens_from_an_exchange_are_bound_and_the_metadata_lists_the_pro
     .await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "DPoP", "{body}");
-    let verified = verify_independently(
-        body["access_token"].as_str().unwrap_or_default(),
-        &env.jwks_uri(),
-        &env.url,
-        LOCAL_API,
-        "at+jwt",
-    )
-    .await?;
+    let verified = env
+        .verify_issued(
+            body["access_token"].as_str().unwrap_or_default(),
+            LOCAL_API,
+            "at+jwt",
+        )
+        .await?;
     assert_eq!(verified["payload"]["cnf"]["jkt"], key.thumbprint());
     Ok(())
 }
@@ -527,14 +521,13 @@ mod code_flow_binding {
         .await?;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["token_type"], "DPoP", "{body}");
-        let verified = verify_independently(
-            body["access_token"].as_str().unwrap_or_default(),
-            &env.jwks_uri(),
-            &env.url,
-            RESOURCE,
-            "at+jwt",
-        )
-        .await?;
+        let verified = env
+            .verify_issued(
+                body["access_token"].as_str().unwrap_or_default(),
+                RESOURCE,
+                "at+jwt",
+            )
+            .await?;
         assert_eq!(verified["payload"]["cnf"]["jkt"], key.thumbprint());
         let refresh_token = body["refresh_token"]
             .as_str()
@@ -722,5 +715,117 @@ async fn the_jwt_dpop_grant_type_is_unsupported_dpop_09() -> anyhow::Result<()> 
     .await?;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "unsupported_grant_type", "{body}");
+    Ok(())
+}
+
+/// PEERS §3.6: an exchange must not strip a binding. A subject token bound to a DPoP key (here
+/// an ID token from the enterprise IdP with `cnf.jkt`) is exchanged only with a proof of that
+/// key, and the ID-JAG stays bound to it.
+#[tokio::test]
+async fn a_bound_subject_token_is_exchanged_only_by_its_keys_holder_and_the_grant_stays_bound()
+-> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let key = DpopKey::generate()?;
+    let bound = env
+        .idp
+        .mint(json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "cnf": { "jkt": key.thumbprint() } }))
+        .await?;
+    let form = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("requested_token_type", ID_JAG),
+        ("audience", RAS_ISSUER),
+        ("subject_token", bound.as_str()),
+        ("subject_token_type", ID_TOKEN),
+    ];
+    let token_endpoint = format!("{}/token", env.url);
+
+    let (status, body) = token_request(&env.url, &form, Some((AGENT, SECRET)), &[]).await?;
+    // A bad subject token is `invalid_request` by default (tokens.subject_token_error).
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert_eq!(
+        last_reason(&env.server, "token_exchange").await?,
+        "subject_token_dpop_proof_required"
+    );
+    let thief = DpopKey::generate()?;
+    let (status, body) = token_request(
+        &env.url,
+        &form,
+        Some((AGENT, SECRET)),
+        &[&thief.proof(&token_endpoint)?],
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert_eq!(
+        last_reason(&env.server, "token_exchange").await?,
+        "subject_token_dpop_key_mismatch"
+    );
+
+    let (status, body) = token_request(
+        &env.url,
+        &form,
+        Some((AGENT, SECRET)),
+        &[&key.proof(&token_endpoint)?],
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let verified = env
+        .verify_issued(
+            body["access_token"].as_str().unwrap_or_default(),
+            RAS_ISSUER,
+            "oauth-id-jag+jwt",
+        )
+        .await?;
+    assert_eq!(verified["payload"]["cnf"]["jkt"], key.thumbprint());
+    Ok(())
+}
+
+/// RFC 9449 §5.2 `dpop_bound_access_tokens`, PEERS §3.6 "require binding": a client marked so
+/// gets nothing without a proof, whatever the grant.
+#[tokio::test]
+async fn a_client_that_must_use_dpop_is_refused_without_a_proof() -> anyhow::Result<()> {
+    let env = Env::start_with(|config| {
+        for client in &mut config.clients {
+            if client.client_id == AGENT {
+                client.dpop_bound_access_tokens = true;
+            }
+        }
+    })
+    .await?;
+    let id_token = env.id_token().await?;
+    let (status, body) = env.id_jag_exchange(&id_token, RAS_ISSUER).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert_eq!(
+        last_reason(&env.server, "token_exchange").await?,
+        "dpop_required_for_client"
+    );
+    let key = DpopKey::generate()?;
+    let (status, body) = token_request(
+        &env.url,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", RAS_ISSUER),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ],
+        Some((AGENT, SECRET)),
+        &[&key.proof(&format!("{}/token", env.url))?],
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, payload) = idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
+    assert_eq!(payload["cnf"]["jkt"], key.thumbprint());
     Ok(())
 }

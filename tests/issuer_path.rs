@@ -105,14 +105,9 @@ async fn a_token_exchange_at_the_path_issues_an_id_jag_of_the_path_issuer() -> a
     let (status, body) = env.id_jag_exchange(&id_token, RAS_ISSUER).await?;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap_or_default();
-    let verified = idp::verify_independently(
-        token,
-        &env.jwks_uri(),
-        &env.url,
-        RAS_ISSUER,
-        "oauth-id-jag+jwt",
-    )
-    .await?;
+    let verified = env
+        .verify_issued(token, RAS_ISSUER, "oauth-id-jag+jwt")
+        .await?;
     assert_eq!(verified["payload"]["iss"], env.url.as_str());
 
     // A client assertion's audience is this issuer's token endpoint, path included (RFC 7523

@@ -9,7 +9,7 @@ mod idp;
 
 use env::*;
 use frontdesk::store::{AuditFilter, AuditLog, Decision};
-use idp::{decode_unverified, verify_independently};
+use idp::decode_unverified;
 use serde_json::json;
 
 #[tokio::test]
@@ -36,14 +36,9 @@ async fn id_jag_exchange_issues_a_verifiable_id_jag_idjag_issue_26() -> anyhow::
     assert_eq!(body["scope"], "read write");
     let token = body["access_token"].as_str().expect("token");
 
-    let verified = verify_independently(
-        token,
-        &env.jwks_uri(),
-        &env.url,
-        RAS_ISSUER,
-        "oauth-id-jag+jwt",
-    )
-    .await?;
+    let verified = env
+        .verify_issued(token, RAS_ISSUER, "oauth-id-jag+jwt")
+        .await?;
     let claims = &verified["payload"];
     assert_eq!(verified["header"]["typ"], "oauth-id-jag+jwt"); // IDJAG-JWT-01
     assert_eq!(claims["iss"], env.url); // IDJAG-JWT-03

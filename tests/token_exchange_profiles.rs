@@ -11,7 +11,7 @@ mod idp;
 use std::collections::HashSet;
 
 use env::*;
-use idp::{decode_unverified, verify_independently};
+use idp::decode_unverified;
 use serde_json::{Value, json};
 
 /// POSTs a form as `agent` and, on success, checks the TOK-06 headers and the fields every
@@ -96,14 +96,9 @@ async fn chaining_grant_named_by_resource_chain_a_03_05_09() -> anyhow::Result<(
     assert_eq!(body["issued_token_type"], JWT);
     assert_eq!(body["token_type"], "N_A");
     assert_eq!(body["scope"], "read");
-    let verified = verify_independently(
-        token_of(&body),
-        &env.jwks_uri(),
-        &env.url,
-        DOMAIN_B_ISSUER,
-        "JWT",
-    )
-    .await?;
+    let verified = env
+        .verify_issued(token_of(&body), DOMAIN_B_ISSUER, "JWT")
+        .await?;
     assert_eq!(verified["header"]["typ"], "JWT");
     let claims = &verified["payload"];
     // CHAIN-A-09 / RFC 7523 §3: iss, sub, aud, exp, iat, jti.
@@ -141,14 +136,9 @@ async fn chaining_grant_named_by_audience_chain_a_03() -> anyhow::Result<()> {
     assert_eq!(body["issued_token_type"], JWT);
     assert_eq!(body["token_type"], "N_A");
     assert!(body.get("scope").is_none());
-    let verified = verify_independently(
-        token_of(&body),
-        &env.jwks_uri(),
-        &env.url,
-        DOMAIN_B_ISSUER,
-        "JWT",
-    )
-    .await?;
+    let verified = env
+        .verify_issued(token_of(&body), DOMAIN_B_ISSUER, "JWT")
+        .await?;
     assert_eq!(verified["payload"]["aud"], DOMAIN_B_ISSUER);
     assert!(verified["payload"].get("resource").is_none());
     assert!(verified["payload"].get("scope").is_none());
@@ -179,14 +169,9 @@ async fn access_token_for_a_local_resource_at_01_02_03_04_tx_12() -> anyhow::Res
     assert_eq!(body["issued_token_type"], ACCESS_TOKEN);
     assert_eq!(body["token_type"], "Bearer"); // INT-07
     assert_eq!(body["scope"], "write read"); // TOK-07: narrowed, so reported
-    let verified = verify_independently(
-        token_of(&body),
-        &env.jwks_uri(),
-        &env.url,
-        LOCAL_API,
-        "at+jwt",
-    )
-    .await?;
+    let verified = env
+        .verify_issued(token_of(&body), LOCAL_API, "at+jwt")
+        .await?;
     assert_eq!(verified["header"]["typ"], "at+jwt"); // AT-01
     assert!(
         ["RS256", "ES256", "PS256", "EdDSA"]
@@ -287,14 +272,9 @@ async fn actor_named_by_may_act_yields_act_tx_11() -> anyhow::Result<()> {
     let target = ("resource", LOCAL_API);
     let (status, body) = actor_exchange(&env, ACCESS_TOKEN, target, &subject, Some(&actor)).await?;
     assert_eq!(status, 200, "{body}");
-    let verified = verify_independently(
-        token_of(&body),
-        &env.jwks_uri(),
-        &env.url,
-        LOCAL_API,
-        "at+jwt",
-    )
-    .await?;
+    let verified = env
+        .verify_issued(token_of(&body), LOCAL_API, "at+jwt")
+        .await?;
     assert_eq!(verified["payload"]["sub"], "user-1");
     assert_eq!(
         verified["payload"]["act"],

@@ -19,7 +19,6 @@ use frontdesk::authorize::codes::hash_token;
 use frontdesk::config::{ClientConfig, Config, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
 use frontdesk::store::{AuditDetail, AuditFilter, AuditLog, AuditRecord, CodeStore, RefreshRecord};
-use idp::verify_independently;
 use serde_json::{Value, json};
 
 /// The MCP client running the code flow (pre-approved: no consent page).
@@ -236,14 +235,9 @@ async fn happy_path(database: Option<&TestDatabase>) -> anyhow::Result<()> {
     assert_eq!(body["scope"], "read");
     assert!(body.get("refresh_token").is_none());
     let token = body["access_token"].as_str().expect("ID-JAG");
-    let verified = verify_independently(
-        token,
-        &env.jwks_uri(),
-        &env.url,
-        RAS_ISSUER,
-        "oauth-id-jag+jwt",
-    )
-    .await?;
+    let verified = env
+        .verify_issued(token, RAS_ISSUER, "oauth-id-jag+jwt")
+        .await?;
     let claims = &verified["payload"];
     assert_eq!(claims["sub"], USER);
     assert_eq!(claims["aud"], RAS_ISSUER);
@@ -287,14 +281,13 @@ async fn happy_path(database: Option<&TestDatabase>) -> anyhow::Result<()> {
     let _second = sign_in(&env, "read").await?;
     let (status, body) = as_app(&env, &id_jag_form(&first)).await?;
     assert_eq!(status, 200, "{body}");
-    let verified = verify_independently(
-        body["access_token"].as_str().expect("ID-JAG"),
-        &env.jwks_uri(),
-        &env.url,
-        RAS_ISSUER,
-        "oauth-id-jag+jwt",
-    )
-    .await?;
+    let verified = env
+        .verify_issued(
+            body["access_token"].as_str().expect("ID-JAG"),
+            RAS_ISSUER,
+            "oauth-id-jag+jwt",
+        )
+        .await?;
     assert_eq!(verified["payload"]["email"], "ada.lovelace@example.com");
     assert_eq!(verified["payload"]["auth_time"], first_sign_in);
     assert_ne!(verified["payload"]["jti"], claims["jti"]);

@@ -149,8 +149,10 @@ enum Format {
     List,
     /// `key=value` per line.
     Map,
-    /// A checkbox.
+    /// A checkbox, checked when the document does not say (`enabled`).
     Bool,
+    /// A checkbox, unchecked when the document does not say, and left out of it when off.
+    Flag,
     /// One of fixed values.
     Select(&'static [&'static str]),
 }
@@ -397,6 +399,12 @@ const CLIENT_FIELDS: &[Spec] = &[
         "authorization_code: exact https (or loopback http) URIs.",
     ),
     spec(
+        "dpop_bound_access_tokens",
+        "Require DPoP",
+        Format::Flag,
+        "Every token request must carry a DPoP proof (RFC 9449), so all it gets is bound to its key.",
+    ),
+    spec(
         "enabled",
         "Enabled",
         Format::Bool,
@@ -464,9 +472,9 @@ fn fields_from(kind: Kind, document: &Value, locked_id: bool) -> Vec<Field> {
                         })
                         .unwrap_or_default(),
                 ),
-                Format::Bool => (
+                Format::Bool | Format::Flag => (
                     "checkbox",
-                    if raw.as_bool().unwrap_or(true) {
+                    if raw.as_bool().unwrap_or(matches!(spec.format, Format::Bool)) {
                         "on"
                     } else {
                         ""
@@ -570,6 +578,11 @@ fn document_from_form(kind: Kind, form: &FormData) -> Result<Value, Vec<(String,
             }
             Format::Bool => {
                 map.insert(spec.name.into(), Value::Bool(form.checked(spec.name)));
+            }
+            Format::Flag => {
+                if form.checked(spec.name) {
+                    map.insert(spec.name.into(), Value::Bool(true));
+                }
             }
         }
     }

@@ -502,6 +502,11 @@ pub fn client_from_document(
         ));
     }
     let profiles = strings(document, "authorization_grant_profiles_supported")?.unwrap_or_default();
+    let dpop_bound_access_tokens = match document.get("dpop_bound_access_tokens") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(value)) => *value,
+        Some(_) => return Err(invalid("dpop_bound_access_tokens must be a boolean")),
+    };
     Ok(ClientConfig {
         client_id: url.to_string(),
         auth_method,
@@ -518,6 +523,7 @@ pub fn client_from_document(
         audience_client_ids: Default::default(),
         redirect_uris,
         enabled: true,
+        dpop_bound_access_tokens,
     })
 }
 
@@ -556,6 +562,24 @@ mod tests {
             client.display_name().as_deref(),
             Some("Example MCP client (app.example.com)")
         );
+    }
+
+    #[test]
+    fn a_document_may_require_dpop_with_a_boolean() {
+        assert!(
+            !client_from_document(URL, &document())
+                .expect("valid")
+                .dpop_bound_access_tokens
+        );
+        let mut doc = document();
+        doc["dpop_bound_access_tokens"] = json!(true);
+        assert!(
+            client_from_document(URL, &doc)
+                .expect("valid")
+                .dpop_bound_access_tokens
+        );
+        doc["dpop_bound_access_tokens"] = json!(1);
+        assert!(client_from_document(URL, &doc).is_err());
     }
 
     #[test]

@@ -197,21 +197,12 @@ pub async fn refresh(
         .map_err(store_failure)?
         && let Some(bound) = state.record.dpop_jkt.as_deref()
     {
-        match proof {
-            None => {
-                return Err(invalid_grant(
-                    "dpop_proof_required",
-                    "The refresh token is bound to a DPoP key; send a DPoP proof signed with that key",
-                ));
-            }
-            Some(proof) if proof.jkt() != bound => {
-                return Err(invalid_grant(
-                    "dpop_key_mismatch",
-                    "The DPoP proof is signed with another key than the one the refresh token is bound to",
-                ));
-            }
-            Some(_) => {}
-        }
+        super::dpop::require_key(
+            bound,
+            proof,
+            super::dpop::BoundToken::RefreshToken,
+            ErrorCode::InvalidGrant,
+        )?;
     }
     let record: RefreshRecord = match service
         .store

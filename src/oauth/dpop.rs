@@ -92,24 +92,112 @@ pub fn access_token_type(proof: Option<&DpopProof>) -> &'static str {
     }
 }
 
-/// The key thumbprint a token's `cnf` claim binds it to: `Ok(None)` when it has no `cnf`, and an
-/// error when its `cnf` names a binding frontdesk cannot check (an mTLS certificate, say), since
-/// redeeming it unbound would drop what its issuer asked for.
-pub fn bound_jkt(cnf: Option<&Value>) -> Result<Option<&str>, OAuthError> {
-    match cnf {
-        None => Ok(None),
-        Some(Value::Object(members)) => match members.get("jkt") {
-            Some(Value::String(jkt)) if !jkt.is_empty() => Ok(Some(jkt)),
-            _ => Err(OAuthError::new(
-                ErrorCode::InvalidGrant,
+/// A token presented to frontdesk that may be bound to a key: what a refusal is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoundToken {
+    /// A jwt-bearer assertion (an ID-JAG or chaining grant, IDJAG §9.9.1.2).
+    Assertion,
+    /// A token exchange's `subject_token` (PEERS §3.6: an exchange must not strip a binding).
+    SubjectToken,
+    /// A token exchange's `actor_token`.
+    ActorToken,
+    /// One of frontdesk's refresh tokens (RFC 9449 §5).
+    RefreshToken,
+}
+
+impl BoundToken {
+    /// Audit reasons: no proof, a proof of another key, a `cnf` of another confirmation method,
+    /// a `cnf` that is not an object.
+    fn reasons(self) -> [&'static str; 4] {
+        match self {
+            Self::Assertion | Self::RefreshToken => [
+                "dpop_proof_required",
+                "dpop_key_mismatch",
                 "assertion_binding_unsupported",
-                "The assertion is bound to a key by a confirmation method other than DPoP (cnf.jkt)",
+                "assertion_invalid_cnf",
+            ],
+            Self::SubjectToken => [
+                "subject_token_dpop_proof_required",
+                "subject_token_dpop_key_mismatch",
+                "subject_token_binding_unsupported",
+                "subject_token_invalid_cnf",
+            ],
+            Self::ActorToken => [
+                "actor_token_dpop_proof_required",
+                "actor_token_dpop_key_mismatch",
+                "actor_token_binding_unsupported",
+                "actor_token_invalid_cnf",
+            ],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Assertion => "assertion",
+            Self::SubjectToken => "subject_token",
+            Self::ActorToken => "actor_token",
+            Self::RefreshToken => "refresh token",
+        }
+    }
+}
+
+/// Checks that `proof` proves possession of the key `jkt` that `token` is bound to; a refusal is
+/// `code` (each grant's code for a bad token of that kind).
+pub fn require_key(
+    jkt: &str,
+    proof: Option<&DpopProof>,
+    token: BoundToken,
+    code: ErrorCode,
+) -> Result<(), OAuthError> {
+    let [required, mismatch, _, _] = token.reasons();
+    match proof {
+        None => Err(OAuthError::new(
+            code,
+            required,
+            format!(
+                "The {} is bound to a DPoP key (cnf.jkt); send a DPoP proof signed with that key",
+                token.name()
+            ),
+        )),
+        Some(proof) if proof.jkt() != jkt => Err(OAuthError::new(
+            code,
+            mismatch,
+            format!(
+                "The DPoP proof is signed with another key than the one the {} is bound to",
+                token.name()
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// [`require_key`] for a token's `cnf` claim: nothing to check without one, and a refusal when
+/// it names a binding frontdesk cannot check (an mTLS certificate, say), since accepting the
+/// token unbound would drop what its issuer asked for.
+pub fn require_possession(
+    cnf: Option<&Value>,
+    proof: Option<&DpopProof>,
+    token: BoundToken,
+    code: ErrorCode,
+) -> Result<(), OAuthError> {
+    let [_, _, unsupported, invalid] = token.reasons();
+    match cnf {
+        None => Ok(()),
+        Some(Value::Object(members)) => match members.get("jkt") {
+            Some(Value::String(jkt)) if !jkt.is_empty() => require_key(jkt, proof, token, code),
+            _ => Err(OAuthError::new(
+                code,
+                unsupported,
+                format!(
+                    "The {} is bound to a key by a confirmation method other than DPoP (cnf.jkt)",
+                    token.name()
+                ),
             )),
         },
         Some(_) => Err(OAuthError::new(
-            ErrorCode::InvalidGrant,
-            "assertion_invalid_cnf",
-            "The assertion's cnf claim is not an object",
+            code,
+            invalid,
+            format!("The {}'s cnf claim is not an object", token.name()),
         )),
     }
 }
@@ -118,25 +206,74 @@ pub fn bound_jkt(cnf: Option<&Value>) -> Result<Option<&str>, OAuthError> {
 mod tests {
     use super::*;
 
+    fn proof_of(key: &crate::jose::testutil::EcKey) -> DpopProof {
+        let mut jwk = key.jwk_value();
+        jwk.as_object_mut().map(|members| members.remove("kid"));
+        let proof = crate::jose::testutil::es256(
+            key,
+            &json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": jwk }),
+            &json!({ "jti": "p", "htm": "POST", "htu": "https://sts.example/token", "iat": 100 }),
+        );
+        let rules = ProofRules {
+            method: "POST",
+            url: "https://sts.example/token",
+            max_age_secs: 60,
+            leeway_secs: 0,
+        };
+        verify_proof(&proof, &rules, 100).unwrap_or_else(|error| panic!("{error}"))
+    }
+
     #[test]
-    fn only_a_jkt_confirmation_is_a_binding_frontdesk_can_check() {
-        assert_eq!(bound_jkt(None).map_err(|e| e.reason), Ok(None));
+    fn a_bound_token_needs_a_proof_of_its_own_key_and_only_a_jkt_binding_can_be_checked() {
+        use crate::jose::testutil::{ec_key, ec_key2};
+        let (holder, other) = (proof_of(ec_key()), proof_of(ec_key2()));
+        let cnf = json!({ "jkt": holder.jkt() });
+        let check = |cnf: Option<&Value>, proof: Option<&DpopProof>, token| {
+            require_possession(cnf, proof, token, ErrorCode::InvalidGrant).map_err(|e| e.reason)
+        };
+        // No binding: nothing to prove, with or without a proof.
+        assert_eq!(check(None, None, BoundToken::Assertion), Ok(()));
+        assert_eq!(check(None, Some(&other), BoundToken::Assertion), Ok(()));
         assert_eq!(
-            bound_jkt(Some(&json!({ "jkt": "abc" }))).map_err(|e| e.reason),
-            Ok(Some("abc"))
+            check(Some(&cnf), Some(&holder), BoundToken::Assertion),
+            Ok(())
         );
         assert_eq!(
-            bound_jkt(Some(&json!({ "x5t#S256": "abc" }))).map_err(|e| e.reason),
+            check(Some(&cnf), None, BoundToken::Assertion),
+            Err("dpop_proof_required")
+        );
+        assert_eq!(
+            check(Some(&cnf), Some(&other), BoundToken::SubjectToken),
+            Err("subject_token_dpop_key_mismatch")
+        );
+        assert_eq!(
+            check(
+                Some(&json!({ "x5t#S256": "abc" })),
+                Some(&holder),
+                BoundToken::Assertion
+            ),
             Err("assertion_binding_unsupported")
         );
         assert_eq!(
-            bound_jkt(Some(&json!({ "jkt": "" }))).map_err(|e| e.reason),
-            Err("assertion_binding_unsupported")
+            check(
+                Some(&json!({ "jkt": "" })),
+                Some(&holder),
+                BoundToken::ActorToken
+            ),
+            Err("actor_token_binding_unsupported")
         );
         assert_eq!(
-            bound_jkt(Some(&json!("abc"))).map_err(|e| e.reason),
-            Err("assertion_invalid_cnf")
+            check(Some(&json!("abc")), Some(&holder), BoundToken::SubjectToken),
+            Err("subject_token_invalid_cnf")
         );
+        let error = require_key(
+            holder.jkt(),
+            None,
+            BoundToken::SubjectToken,
+            ErrorCode::InvalidRequest,
+        )
+        .err();
+        assert_eq!(error.map(|e| e.code), Some(ErrorCode::InvalidRequest));
     }
 
     #[test]

@@ -729,12 +729,27 @@ pub async fn exchange(
         }
     };
     let idp = subject.idp.clone();
+    // PEERS §3.6: a subject token bound to a key is exchanged only by the key's holder, so an
+    // exchange never turns a stolen sender-constrained token into a bearer grant. What is issued
+    // is then bound to the same key (below).
+    super::dpop::require_possession(
+        subject.claim("cnf"),
+        proof,
+        super::dpop::BoundToken::SubjectToken,
+        subject_error_code(&service.config),
+    )?;
 
     let actor = match (actor_token, actor_token_type) {
         (Some(token), Some(token_type)) if kind == IssueKind::AccessToken => {
             let actor_type = SubjectTokenType::parse(token_type)?;
             let (_, actor) =
                 verify_actor(service, registry, client, token, actor_type, now).await?;
+            super::dpop::require_possession(
+                actor.claim("cnf"),
+                proof,
+                super::dpop::BoundToken::ActorToken,
+                subject_error_code(&service.config),
+            )?;
             check_may_act(&subject, &actor)?;
             Some(actor)
         }

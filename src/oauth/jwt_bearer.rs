@@ -321,23 +321,12 @@ pub async fn redeem(
 
     // IDJAG §9.9.1.2: an assertion bound to a key is redeemed only with a proof of that key
     // (DPOP-05, DPOP-06); redeeming it as a bearer grant would drop the binding its issuer made.
-    if let Some(jkt) = super::dpop::bound_jkt(claims.claim("cnf"))? {
-        match proof {
-            None => {
-                return Err(invalid_grant(
-                    "dpop_proof_required",
-                    "The assertion is bound to a DPoP key (cnf.jkt); send a DPoP proof signed with that key",
-                ));
-            }
-            Some(proof) if proof.jkt() != jkt => {
-                return Err(invalid_grant(
-                    "dpop_key_mismatch",
-                    "The DPoP proof is signed with another key than the one the assertion is bound to",
-                ));
-            }
-            Some(_) => {}
-        }
-    }
+    super::dpop::require_possession(
+        claims.claim("cnf"),
+        proof,
+        super::dpop::BoundToken::Assertion,
+        ErrorCode::InvalidGrant,
+    )?;
     let input = PolicyInput {
         subject: Value::Object(claims.claims().clone()),
         actor: None,

@@ -221,6 +221,17 @@ pub fn client_document(
         })
         .unwrap_or_default();
     let client_name = optional_string(request, "client_name")?;
+    // RFC 9449 §5.2: the client asks for every token request of its own to need a proof.
+    let dpop_bound_access_tokens = match request.get("dpop_bound_access_tokens") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(value)) => *value,
+        Some(_) => {
+            return Err(metadata_error(
+                "dpop_bound_access_tokens_invalid",
+                "dpop_bound_access_tokens must be a boolean",
+            ));
+        }
+    };
     let mut document = json!({
         "auth_method": auth_method,
         "grant_types": grant_types,
@@ -237,6 +248,9 @@ pub fn client_document(
     }
     if !profiles.is_empty() {
         document["authorization_grant_profiles_supported"] = json!(profiles);
+    }
+    if dpop_bound_access_tokens {
+        document["dpop_bound_access_tokens"] = json!(true);
     }
     Ok(document)
 }
@@ -268,6 +282,7 @@ pub fn registration_response(
             "authorization_grant_profiles_supported",
             "authorization_grant_profiles_supported",
         ),
+        ("dpop_bound_access_tokens", "dpop_bound_access_tokens"),
     ] {
         if let Some(value) = document.get(from) {
             response[to] = value.clone();
@@ -331,6 +346,36 @@ mod tests {
         let error = client_document(&json!({ "token_endpoint_auth_method": "none" }), &policy())
             .expect_err("none at all");
         assert_eq!(error.error, "invalid_redirect_uri");
+    }
+
+    #[test]
+    fn dpop_bound_access_tokens_is_a_boolean_kept_and_echoed_rfc_9449_5_2() {
+        let request = json!({ "redirect_uris": ["https://a.example/cb"],
+                              "token_endpoint_auth_method": "none",
+                              "dpop_bound_access_tokens": true });
+        let document = client_document(&request, &policy()).expect("valid");
+        assert_eq!(document["dpop_bound_access_tokens"], true);
+        let config: crate::config::ClientConfig = serde_json::from_value(json!({
+            "client_id": "c", "auth_method": "none", "dpop_bound_access_tokens": true,
+        }))
+        .expect("a client document");
+        assert!(config.dpop_bound_access_tokens);
+        assert_eq!(
+            registration_response("c", &document, None, 0)["dpop_bound_access_tokens"],
+            true
+        );
+        let mut off = request.clone();
+        off["dpop_bound_access_tokens"] = json!(false);
+        let document = client_document(&off, &policy()).expect("valid");
+        assert!(document.get("dpop_bound_access_tokens").is_none());
+        let mut wrong = request;
+        wrong["dpop_bound_access_tokens"] = json!("yes");
+        assert_eq!(
+            client_document(&wrong, &policy())
+                .expect_err("a string")
+                .reason,
+            "dpop_bound_access_tokens_invalid"
+        );
     }
 
     #[test]

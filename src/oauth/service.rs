@@ -315,6 +315,13 @@ impl TokenService {
             context.now,
         )
         .await?;
+        if proof.is_none() && client.client.config.dpop_bound_access_tokens {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "dpop_required_for_client",
+                "This client must send a DPoP proof with every token request",
+            ));
+        }
         let grant_request = super::GrantRequest {
             registry: &registry,
             client: &client,

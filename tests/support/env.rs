@@ -81,6 +81,7 @@ pub fn client(id: &str, method: &str, audiences: &[&str]) -> ClientConfig {
         audience_client_ids: BTreeMap::new(),
         redirect_uris: vec![],
         enabled: true,
+        dpop_bound_access_tokens: false,
     }
 }
 
@@ -284,6 +285,18 @@ impl Env {
 
     pub fn jwks_uri(&self) -> String {
         format!("{}/jwks.json", self.url)
+    }
+
+    /// Verifies a token this server issued with an independent JOSE library (`jose` on Node,
+    /// tests/idp/verify.mjs) against the server's published keys and issuer, for `audience` and
+    /// header `typ`; its header and payload.
+    pub async fn verify_issued(
+        &self,
+        token: &str,
+        audience: &str,
+        typ: &str,
+    ) -> anyhow::Result<Value> {
+        super::idp::verify_independently(token, &self.jwks_uri(), &self.url, audience, typ).await
     }
 }
 

@@ -265,6 +265,7 @@ pub fn document(base: &str) -> Value {
                     "client_name": { "type": "string" }, "redirect_uris": string_list(),
                     "authorization_grant_profiles_supported": string_list(),
                     "source": { "type": "string", "enum": ["dcr"], "description": "Set on clients that registered themselves (POST /register)." },
+                    "dpop_bound_access_tokens": { "type": "boolean", "description": "Every token request must carry a DPoP proof (RFC 9449 §5.2)." },
                     "enabled": { "type": "boolean" } })),
                 "ConnectionTest": { "type": "object", "properties": {
                     "ok": { "type": "boolean" }, "lines": string_list(),
