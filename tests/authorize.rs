@@ -248,16 +248,7 @@ async fn active(env: &Env, token: &str) -> anyhow::Result<bool> {
 #[tokio::test]
 async fn full_flow_consent_code_token_refresh_rotation_and_reuse() -> anyhow::Result<()> {
     let (env, browser) = start().await?;
-    let metadata: Value = env
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            env.url
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let metadata: Value = env.metadata().await?;
     assert_eq!(
         metadata["authorization_endpoint"],
         format!("{}/authorize", env.url)

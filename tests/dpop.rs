@@ -138,6 +138,26 @@ async fn last_reason(
     Ok(record.event.reason.clone().unwrap_or_default())
 }
 
+/// A refusal as the client and the audit log see it: HTTP 400 with `error` and no token, and
+/// the newest `event` in `server`'s audit log recorded with `reason`.
+async fn assert_refused(
+    status: u16,
+    body: &Value,
+    error: &str,
+    server: &frontdesk::app::RunningServer,
+    event: &str,
+    reason: &str,
+) -> anyhow::Result<()> {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some(error)),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none(), "{body}");
+    assert_eq!(last_reason(server, event).await?, reason, "{body}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_with_it_dpop_04_05_06()
 -> anyhow::Result<()> {
@@ -164,27 +184,27 @@ async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_
     let b_token_endpoint = format!("{}/token", legs.b_url);
     // DPOP-06: without a proof the bound ID-JAG is refused.
     let (status, body) = redeem_with(&legs, &id_jag, &[]).await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert_eq!(
-        last_reason(&legs.b, "jwt_bearer").await?,
-        "dpop_proof_required"
-    );
+    assert_refused(
+        status,
+        &body,
+        "invalid_grant",
+        &legs.b,
+        "jwt_bearer",
+        "dpop_proof_required",
+    )
+    .await?;
     // DPOP-05: a valid proof of another key is refused too.
     let thief = DpopKey::generate()?;
     let (status, body) = redeem_with(&legs, &id_jag, &[&thief.proof(&b_token_endpoint)?]).await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert_eq!(
-        last_reason(&legs.b, "jwt_bearer").await?,
-        "dpop_key_mismatch"
-    );
+    assert_refused(
+        status,
+        &body,
+        "invalid_grant",
+        &legs.b,
+        "jwt_bearer",
+        "dpop_key_mismatch",
+    )
+    .await?;
     assert!(body.get("access_token").is_none());
 
     // The holder of the key redeems it (the refusals above did not spend the single-use jti)
@@ -301,12 +321,15 @@ async fn a_resource_that_requires_dpop_gets_no_bearer_token_dpop_08() -> anyhow:
         .unwrap_or_default()
         .to_string();
     let (status, body) = redeem_with(&legs, &id_jag, &[]).await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert_eq!(last_reason(&legs.b, "jwt_bearer").await?, "dpop_required");
+    assert_refused(
+        status,
+        &body,
+        "invalid_grant",
+        &legs.b,
+        "jwt_bearer",
+        "dpop_required",
+    )
+    .await?;
     // The same ID-JAG with a proof: the refusal did not spend it.
     let key = DpopKey::generate()?;
     let (status, body) = redeem_with(
@@ -347,15 +370,15 @@ async fn bad_proofs_are_invalid_dpop_proof_and_a_proof_is_good_for_one_request_d
     assert_eq!(status, 200, "{body}");
     // DPOP-03: the same proof again is a replay.
     let (status, body) = exchange(vec![proof]).await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_dpop_proof")),
-        "{body}"
-    );
-    assert_eq!(
-        last_reason(&env.server, "token_exchange").await?,
-        "dpop_replayed"
-    );
+    assert_refused(
+        status,
+        &body,
+        "invalid_dpop_proof",
+        &env.server,
+        "token_exchange",
+        "dpop_replayed",
+    )
+    .await?;
 
     let cases = [
         (
@@ -413,16 +436,7 @@ async fn bad_proofs_are_invalid_dpop_proof_and_a_proof_is_good_for_one_request_d
 async fn access_tokens_from_an_exchange_are_bound_and_the_metadata_lists_the_proof_algorithms()
 -> anyhow::Result<()> {
     let env = Env::start().await?;
-    let metadata: Value = env
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            env.url
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let metadata: Value = env.metadata().await?;
     // META-14: asymmetric algorithms only.
     let algs = metadata["dpop_signing_alg_values_supported"]
         .as_array()
@@ -475,28 +489,7 @@ mod code_flow_binding {
     const CONFIDENTIAL: &str = "web-app";
 
     async fn start() -> anyhow::Result<Env> {
-        let mut public = client(PUBLIC, "none", &[]);
-        public.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
-        public.redirect_uris = vec![REDIRECT.into()];
-        let mut confidential = client(CONFIDENTIAL, "client_secret_basic", &[]);
-        confidential.secret_hash =
-            Some(frontdesk::secret::hash_secret(SECRET).map_err(anyhow::Error::msg)?);
-        confidential.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
-        confidential.redirect_uris = vec![REDIRECT.into()];
-        Env::start_with(move |config| {
-            enable_code_flow(config);
-            config.clients.push(public);
-            config.clients.push(confidential);
-        })
-        .await
-    }
-
-    async fn code_for(env: &Env, client_id: &str) -> anyhow::Result<String> {
-        let browser = browser()?;
-        let (html, cookie) =
-            to_consent(env, &browser, &authorize_params(client_id, REDIRECT)).await?;
-        let redirect = approve(env, &browser, &html, &cookie).await?;
-        query(&redirect, "code").ok_or_else(|| anyhow::anyhow!("no code in {redirect}"))
+        start_with_app_clients(PUBLIC, CONFIDENTIAL).await
     }
 
     #[tokio::test]
@@ -541,27 +534,27 @@ mod code_flow_binding {
 
         // RFC 9449 §5: a bound refresh token needs a proof of its key.
         let (status, body) = token_request(&env.url, &refresh, None, &[]).await?;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_grant")),
-            "{body}"
-        );
-        assert_eq!(
-            last_reason(&env.server, "refresh_token").await?,
-            "dpop_proof_required"
-        );
+        assert_refused(
+            status,
+            &body,
+            "invalid_grant",
+            &env.server,
+            "refresh_token",
+            "dpop_proof_required",
+        )
+        .await?;
         let thief = DpopKey::generate()?;
         let (status, body) =
             token_request(&env.url, &refresh, None, &[&thief.proof(&token_endpoint)?]).await?;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_grant")),
-            "{body}"
-        );
-        assert_eq!(
-            last_reason(&env.server, "refresh_token").await?,
-            "dpop_key_mismatch"
-        );
+        assert_refused(
+            status,
+            &body,
+            "invalid_grant",
+            &env.server,
+            "refresh_token",
+            "dpop_key_mismatch",
+        )
+        .await?;
 
         // Neither refusal spent it: the key's holder refreshes, and the new refresh token is
         // bound to the same key.
@@ -584,15 +577,15 @@ mod code_flow_binding {
             &[],
         )
         .await?;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (400, Some("invalid_grant")),
-            "{body}"
-        );
-        assert_eq!(
-            last_reason(&env.server, "refresh_token").await?,
-            "dpop_proof_required"
-        );
+        assert_refused(
+            status,
+            &body,
+            "invalid_grant",
+            &env.server,
+            "refresh_token",
+            "dpop_proof_required",
+        )
+        .await?;
         Ok(())
     }
 
@@ -650,15 +643,15 @@ async fn bound_assertions_naming_a_binding_other_than_dpop_are_refused() -> anyh
         &[&key.proof(&format!("{}/token", legs.b_url))?],
     )
     .await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert_eq!(
-        last_reason(&legs.b, "jwt_bearer").await?,
-        "assertion_binding_unsupported"
-    );
+    assert_refused(
+        status,
+        &body,
+        "invalid_grant",
+        &legs.b,
+        "jwt_bearer",
+        "assertion_binding_unsupported",
+    )
+    .await?;
     Ok(())
 }
 
@@ -741,15 +734,15 @@ async fn a_bound_subject_token_is_exchanged_only_by_its_keys_holder_and_the_gran
 
     let (status, body) = token_request(&env.url, &form, Some((AGENT, SECRET)), &[]).await?;
     // A bad subject token is `invalid_request` by default (tokens.subject_token_error).
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-    assert_eq!(
-        last_reason(&env.server, "token_exchange").await?,
-        "subject_token_dpop_proof_required"
-    );
+    assert_refused(
+        status,
+        &body,
+        "invalid_request",
+        &env.server,
+        "token_exchange",
+        "subject_token_dpop_proof_required",
+    )
+    .await?;
     let thief = DpopKey::generate()?;
     let (status, body) = token_request(
         &env.url,
@@ -758,15 +751,15 @@ async fn a_bound_subject_token_is_exchanged_only_by_its_keys_holder_and_the_gran
         &[&thief.proof(&token_endpoint)?],
     )
     .await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-    assert_eq!(
-        last_reason(&env.server, "token_exchange").await?,
-        "subject_token_dpop_key_mismatch"
-    );
+    assert_refused(
+        status,
+        &body,
+        "invalid_request",
+        &env.server,
+        "token_exchange",
+        "subject_token_dpop_key_mismatch",
+    )
+    .await?;
 
     let (status, body) = token_request(
         &env.url,
@@ -801,15 +794,15 @@ async fn a_client_that_must_use_dpop_is_refused_without_a_proof() -> anyhow::Res
     .await?;
     let id_token = env.id_token().await?;
     let (status, body) = env.id_jag_exchange(&id_token, RAS_ISSUER).await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-    assert_eq!(
-        last_reason(&env.server, "token_exchange").await?,
-        "dpop_required_for_client"
-    );
+    assert_refused(
+        status,
+        &body,
+        "invalid_request",
+        &env.server,
+        "token_exchange",
+        "dpop_required_for_client",
+    )
+    .await?;
     let key = DpopKey::generate()?;
     let (status, body) = token_request(
         &env.url,

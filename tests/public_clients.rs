@@ -13,50 +13,20 @@ mod idp;
 
 use code_flow::*;
 use env::*;
-use frontdesk::secret::hash_secret;
 use serde_json::json;
 
 const PUBLIC: &str = "desktop-app";
 const CONFIDENTIAL: &str = "web-app";
 
 async fn start() -> anyhow::Result<Env> {
-    let mut public = client(PUBLIC, "none", &[]);
-    public.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
-    public.redirect_uris = vec![REDIRECT.into()];
-    public.client_name = Some("Desktop MCP client".into());
-    let mut confidential = client(CONFIDENTIAL, "client_secret_basic", &[]);
-    confidential.secret_hash = Some(hash_secret(SECRET).map_err(anyhow::Error::msg)?);
-    confidential.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
-    confidential.redirect_uris = vec![REDIRECT.into()];
-    Env::start_with(move |config| {
-        enable_code_flow(config);
-        config.clients.push(public);
-        config.clients.push(confidential);
-    })
-    .await
-}
-
-async fn code_for(env: &Env, client_id: &str) -> anyhow::Result<String> {
-    let browser = browser()?;
-    let (html, cookie) = to_consent(env, &browser, &authorize_params(client_id, REDIRECT)).await?;
-    let redirect = approve(env, &browser, &html, &cookie).await?;
-    query(&redirect, "code").ok_or_else(|| anyhow::anyhow!("no code in {redirect}"))
+    start_with_app_clients(PUBLIC, CONFIDENTIAL).await
 }
 
 #[tokio::test]
 async fn a_public_client_completes_the_code_flow_and_refreshes_with_its_client_id_alone()
 -> anyhow::Result<()> {
     let env = start().await?;
-    let metadata: serde_json::Value = env
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            env.url
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let metadata: serde_json::Value = env.metadata().await?;
     let methods = metadata["token_endpoint_auth_methods_supported"].to_string();
     assert!(methods.contains("\"none\""), "{methods}");
 

@@ -70,16 +70,7 @@ async fn audited(env: &Env, event: &str, reason: Option<&str>) -> anyhow::Result
 #[tokio::test]
 async fn registration_is_off_by_default() -> anyhow::Result<()> {
     let env = Env::start_with(enable_code_flow).await?;
-    let metadata: Value = env
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            env.url
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let metadata: Value = env.metadata().await?;
     assert!(
         metadata.get("registration_endpoint").is_none(),
         "{metadata}"
@@ -92,16 +83,7 @@ async fn registration_is_off_by_default() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_public_client_registers_and_completes_the_code_flow() -> anyhow::Result<()> {
     let env = start(|_| {}).await?;
-    let metadata: Value = env
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            env.url
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let metadata: Value = env.metadata().await?;
     assert_eq!(
         metadata["registration_endpoint"],
         json!(format!("{}/register", env.url))

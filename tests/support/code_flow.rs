@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::env::Env;
+use super::env::{Env, SECRET, client};
 
 pub const RESOURCE: &str = "https://mcp.local.example/mcp";
 pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -160,4 +160,33 @@ pub async fn post_form(env: &Env, form: &[(&str, &str)]) -> anyhow::Result<(u16,
         .await?;
     let status = response.status().as_u16();
     Ok((status, response.json().await?))
+}
+
+/// A server with the code flow on and two clients of it, both with the code and refresh grants
+/// and `REDIRECT`: `public_id` (a public client, `auth_method = "none"`, named "Desktop MCP
+/// client") and `confidential_id` (`client_secret_basic` with `SECRET`).
+pub async fn start_with_app_clients(public_id: &str, confidential_id: &str) -> anyhow::Result<Env> {
+    let mut public = client(public_id, "none", &[]);
+    public.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    public.redirect_uris = vec![REDIRECT.into()];
+    public.client_name = Some("Desktop MCP client".into());
+    let mut confidential = client(confidential_id, "client_secret_basic", &[]);
+    confidential.secret_hash =
+        Some(frontdesk::secret::hash_secret(SECRET).map_err(anyhow::Error::msg)?);
+    confidential.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    confidential.redirect_uris = vec![REDIRECT.into()];
+    Env::start_with(move |config| {
+        enable_code_flow(config);
+        config.clients.push(public);
+        config.clients.push(confidential);
+    })
+    .await
+}
+
+/// Runs the flow for `client_id` through sign-in and consent; the code the client receives.
+pub async fn code_for(env: &Env, client_id: &str) -> anyhow::Result<String> {
+    let browser = browser()?;
+    let (html, cookie) = to_consent(env, &browser, &authorize_params(client_id, REDIRECT)).await?;
+    let redirect = approve(env, &browser, &html, &cookie).await?;
+    query(&redirect, "code").ok_or_else(|| anyhow::anyhow!("no code in {redirect}"))
 }

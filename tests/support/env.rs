@@ -283,6 +283,20 @@ impl Env {
         )?)
     }
 
+    /// The server's RFC 8414 metadata, from the URL a client without an issuer path uses.
+    pub async fn metadata(&self) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!(
+                "{}/.well-known/oauth-authorization-server",
+                self.url
+            ))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
     pub fn jwks_uri(&self) -> String {
         format!("{}/jwks.json", self.url)
     }
