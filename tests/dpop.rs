@@ -90,6 +90,30 @@ async fn token_request(
     Ok((status, response.json().await?))
 }
 
+/// An exchange of the ID token `subject_token` for `requested` at `audience`, as `agent`, with
+/// the given proofs.
+async fn exchange_with(
+    env: &Env,
+    requested: &str,
+    audience: &str,
+    subject_token: &str,
+    proofs: &[&str],
+) -> anyhow::Result<(u16, Value)> {
+    token_request(
+        &env.url,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", requested),
+            ("audience", audience),
+            ("subject_token", subject_token),
+            ("subject_token_type", ID_TOKEN),
+        ],
+        Some((AGENT, SECRET)),
+        proofs,
+    )
+    .await
+}
+
 /// Leg 1 at A for B, with the given proofs.
 async fn id_jag_with(legs: &Legs, proofs: &[&str]) -> anyhow::Result<(u16, Value)> {
     let id_token = legs.a.id_token().await?;
@@ -455,16 +479,11 @@ async fn access_tokens_from_an_exchange_are_bound_and_the_metadata_lists_the_pro
 
     let key = DpopKey::generate()?;
     let id_token = env.id_token().await?;
-    let (status, body) = token_request(
-        &env.url,
-        &[
-            ("grant_type", TOKEN_EXCHANGE),
-            ("requested_token_type", ACCESS_TOKEN),
-            ("audience", LOCAL_API),
-            ("subject_token", id_token.as_str()),
-            ("subject_token_type", ID_TOKEN),
-        ],
-        Some((AGENT, SECRET)),
+    let (status, body) = exchange_with(
+        &env,
+        ACCESS_TOKEN,
+        LOCAL_API,
+        id_token.as_str(),
         &[&key.proof(&format!("{}/token", env.url))?],
     )
     .await?;
@@ -804,16 +823,11 @@ async fn a_client_that_must_use_dpop_is_refused_without_a_proof() -> anyhow::Res
     )
     .await?;
     let key = DpopKey::generate()?;
-    let (status, body) = token_request(
-        &env.url,
-        &[
-            ("grant_type", TOKEN_EXCHANGE),
-            ("requested_token_type", ID_JAG),
-            ("audience", RAS_ISSUER),
-            ("subject_token", id_token.as_str()),
-            ("subject_token_type", ID_TOKEN),
-        ],
-        Some((AGENT, SECRET)),
+    let (status, body) = exchange_with(
+        &env,
+        ID_JAG,
+        RAS_ISSUER,
+        id_token.as_str(),
         &[&key.proof(&format!("{}/token", env.url))?],
     )
     .await?;
