@@ -836,3 +836,79 @@ async fn a_client_that_must_use_dpop_is_refused_without_a_proof() -> anyhow::Res
     assert_eq!(payload["cnf"]["jkt"], key.thumbprint());
     Ok(())
 }
+
+/// DPOP-03 across instances: two resource-side frontdesks behind one issuer, sharing one
+/// PostgreSQL database, as behind a load balancer. A proof used at one is a replay at the other.
+#[tokio::test]
+async fn a_proof_used_at_one_instance_is_a_replay_at_another_sharing_postgresql()
+-> anyhow::Result<()> {
+    let Some(database) = env::test_db::TestDatabase::postgres("dpop_cross_instance").await else {
+        return Ok(());
+    };
+    let listener_1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener_2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let b_url = format!("http://{}", listener_1.local_addr()?);
+    let b_issuer = b_url.clone();
+    let a = Env::start_with(move |config| {
+        for audience in &mut config.audiences {
+            if audience.id == "saas" {
+                audience.issuer = b_issuer.clone();
+            }
+        }
+    })
+    .await?;
+    // ID-JAGs may be redeemed twice here, so that only the proof can make the second refusal.
+    let reusable = |config: &mut frontdesk::config::Config| {
+        config.resources[0].single_use_assertions = false;
+    };
+    let config_1 = legs::resource_side(&b_url, &a.url, database.url(), reusable)?;
+    let mut config_2 = legs::resource_side(&b_url, &a.url, database.url(), reusable)?;
+    config_2.server.listen = listener_2.local_addr()?.to_string();
+    let b1 = frontdesk::app::spawn_on(config_1, listener_1)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let b2 = frontdesk::app::spawn_on(config_2, listener_2)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let id_token = a.id_token().await?;
+    let (status, body) = exchange_with(&a, ID_JAG, &b_url, &id_token, &[]).await?;
+    assert_eq!(status, 200, "{body}");
+    let form = [
+        ("grant_type", JWT_BEARER),
+        (
+            "assertion",
+            body["access_token"].as_str().unwrap_or_default(),
+        ),
+    ];
+    let key = DpopKey::generate()?;
+    // Both instances answer for the same issuer, so one proof names either's token endpoint.
+    let proof = key.proof(&format!("{b_url}/token"))?;
+    let (status, body) =
+        token_request(&b1.url(), &form, Some((AGENT_AT_RAS, SECRET)), &[&proof]).await?;
+    assert_eq!(status, 200, "first use at B1: {body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let (status, body) =
+        token_request(&b2.url(), &form, Some((AGENT_AT_RAS, SECRET)), &[&proof]).await?;
+    assert_refused(
+        status,
+        &body,
+        "invalid_dpop_proof",
+        &b2,
+        "jwt_bearer",
+        "dpop_replayed",
+    )
+    .await?;
+    // A fresh proof of the same key works at B2.
+    let (status, body) = token_request(
+        &b2.url(),
+        &form,
+        Some((AGENT_AT_RAS, SECRET)),
+        &[&key.proof(&format!("{b_url}/token"))?],
+    )
+    .await?;
+    assert_eq!(status, 200, "a fresh proof at B2: {body}");
+    b1.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    b2.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
