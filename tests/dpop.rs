@@ -845,34 +845,15 @@ async fn a_proof_used_at_one_instance_is_a_replay_at_another_sharing_postgresql(
     let Some(database) = env::test_db::TestDatabase::postgres("dpop_cross_instance").await else {
         return Ok(());
     };
-    let listener_1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let listener_2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let b_url = format!("http://{}", listener_1.local_addr()?);
-    let b_issuer = b_url.clone();
-    let a = Env::start_with(move |config| {
-        for audience in &mut config.audiences {
-            if audience.id == "saas" {
-                audience.issuer = b_issuer.clone();
-            }
-        }
+    // ID-JAGs may be redeemed twice here, so that only the proof can make the second refusal.
+    let side = legs::SharedResourceSide::start(database.url(), |config| {
+        config.resources[0].single_use_assertions = false;
     })
     .await?;
-    // ID-JAGs may be redeemed twice here, so that only the proof can make the second refusal.
-    let reusable = |config: &mut frontdesk::config::Config| {
-        config.resources[0].single_use_assertions = false;
-    };
-    let config_1 = legs::resource_side(&b_url, &a.url, database.url(), reusable)?;
-    let mut config_2 = legs::resource_side(&b_url, &a.url, database.url(), reusable)?;
-    config_2.server.listen = listener_2.local_addr()?.to_string();
-    let b1 = frontdesk::app::spawn_on(config_1, listener_1)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let b2 = frontdesk::app::spawn_on(config_2, listener_2)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (a, b1, b2, b_url) = (&side.a, &side.b1, &side.b2, side.b_url.clone());
 
     let id_token = a.id_token().await?;
-    let (status, body) = exchange_with(&a, ID_JAG, &b_url, &id_token, &[]).await?;
+    let (status, body) = exchange_with(a, ID_JAG, &b_url, &id_token, &[]).await?;
     assert_eq!(status, 200, "{body}");
     let form = [
         ("grant_type", JWT_BEARER),
@@ -894,7 +875,7 @@ async fn a_proof_used_at_one_instance_is_a_replay_at_another_sharing_postgresql(
         status,
         &body,
         "invalid_dpop_proof",
-        &b2,
+        b2,
         "jwt_bearer",
         "dpop_replayed",
     )
@@ -908,7 +889,5 @@ async fn a_proof_used_at_one_instance_is_a_replay_at_another_sharing_postgresql(
     )
     .await?;
     assert_eq!(status, 200, "a fresh proof at B2: {body}");
-    b1.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    b2.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
+    side.shutdown().await
 }

@@ -10,9 +10,8 @@ mod idp;
 mod legs;
 
 use env::*;
-use frontdesk::app::spawn_on;
 use frontdesk::store::{AuditFilter, AuditLog};
-use legs::{JWT_BEARER, Legs, post, resource_side, uuid};
+use legs::{JWT_BEARER, Legs, post, uuid};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -542,27 +541,8 @@ async fn a_replay_across_two_instances_sharing_postgresql_is_refused() -> anyhow
     let Some(database) = env::test_db::TestDatabase::postgres("cross_instance_replay").await else {
         return Ok(());
     };
-    let listener_1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let listener_2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let b_url = format!("http://{}", listener_1.local_addr()?);
-    let b_issuer = b_url.clone();
-    let a = Env::start_with(move |config| {
-        for audience in &mut config.audiences {
-            if audience.id == "saas" {
-                audience.issuer = b_issuer.clone();
-            }
-        }
-    })
-    .await?;
-    let config_1 = resource_side(&b_url, &a.url, database.url(), |_| {})?;
-    let mut config_2 = resource_side(&b_url, &a.url, database.url(), |_| {})?;
-    config_2.server.listen = listener_2.local_addr()?.to_string();
-    let b1 = spawn_on(config_1, listener_1)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let b2 = spawn_on(config_2, listener_2)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let side = legs::SharedResourceSide::start(database.url(), |_| {}).await?;
+    let (a, b1, b2, b_url) = (&side.a, &side.b1, &side.b2, &side.b_url);
     let id_token = a.id_token().await?;
     let (status, body) = a
         .exchange_as_agent(&[
@@ -585,9 +565,7 @@ async fn a_replay_across_two_instances_sharing_postgresql_is_refused() -> anyhow
         (400, Some("invalid_grant")),
         "replay at B2: {body}"
     );
-    b1.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    b2.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
+    side.shutdown().await
 }
 
 #[tokio::test]

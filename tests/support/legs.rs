@@ -201,3 +201,53 @@ pub async fn post(
     let status = response.status().as_u16();
     Ok((status, response.json().await?))
 }
+
+/// A (issuing ID-JAGs for B) and two resource-side instances B1 and B2 behind one issuer,
+/// sharing the database `db`, as behind a load balancer; `customize` applies to both Bs.
+pub struct SharedResourceSide {
+    pub a: Env,
+    pub b1: RunningServer,
+    pub b2: RunningServer,
+    /// The one issuer both Bs answer for.
+    pub b_url: String,
+}
+
+impl SharedResourceSide {
+    pub async fn start(db: &str, customize: impl Fn(&mut Config)) -> anyhow::Result<Self> {
+        let listener_1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener_2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let b_url = format!("http://{}", listener_1.local_addr()?);
+        let b_issuer = b_url.clone();
+        let a = Env::start_with(move |config| {
+            for audience in &mut config.audiences {
+                if audience.id == "saas" {
+                    audience.issuer = b_issuer.clone();
+                }
+            }
+        })
+        .await?;
+        let config_1 = resource_side(&b_url, &a.url, db, &customize)?;
+        let mut config_2 = resource_side(&b_url, &a.url, db, &customize)?;
+        config_2.server.listen = listener_2.local_addr()?.to_string();
+        let b1 = spawn_on(config_1, listener_1)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let b2 = spawn_on(config_2, listener_2)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(SharedResourceSide { a, b1, b2, b_url })
+    }
+
+    /// Stops both resource-side instances.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.b1
+            .shutdown()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.b2
+            .shutdown()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
+}
