@@ -283,6 +283,11 @@ pub struct TokensConfig {
     /// request, so a short window keeps a captured one useless; its `jti` is remembered that long
     /// (RFC 9449 §11.1, DPOP-03).
     pub dpop_proof_max_age_secs: u64,
+    /// Require every DPoP proof to echo a nonce frontdesk issued (RFC 9449 §8): a proof
+    /// without a current one is answered `use_dpop_nonce` with a fresh nonce in `DPoP-Nonce`.
+    pub require_dpop_nonce: bool,
+    /// How long each nonce window lasts; a nonce is accepted for one to two windows.
+    pub dpop_nonce_lifetime_secs: u64,
 }
 
 /// Fetching and caching the keys of trusted issuers.
@@ -601,6 +606,8 @@ impl Default for TokensConfig {
             subject_token_error: "invalid_request".into(),
             max_token_bytes: 16 * 1024,
             dpop_proof_max_age_secs: 60,
+            require_dpop_nonce: false,
+            dpop_nonce_lifetime_secs: 300,
         }
     }
 }
@@ -855,6 +862,11 @@ impl Config {
                 "tokens.dpop_proof_max_age_secs",
                 self.tokens.dpop_proof_max_age_secs,
                 300,
+            ),
+            (
+                "tokens.dpop_nonce_lifetime_secs",
+                self.tokens.dpop_nonce_lifetime_secs,
+                86400,
             ),
         ] {
             if value == 0 && key != "tokens.clock_skew_secs" || value > max {

@@ -17,7 +17,8 @@ mod legs;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use env::*;
-use frontdesk::keys::{PrivateKey, SigningAlgorithm};
+use frontdesk::keys::{Kek, PrivateKey, SigningAlgorithm};
+use frontdesk::oauth::dpop_nonce::{DpopNonces, NONCE_KEY_PURPOSE};
 use frontdesk::store::{AuditFilter, AuditLog};
 use legs::{JWT_BEARER, Legs, uuid};
 use serde_json::{Value, json};
@@ -73,6 +74,17 @@ async fn token_request(
     basic: Option<(&str, &str)>,
     proofs: &[&str],
 ) -> anyhow::Result<(u16, Value)> {
+    let (status, body, _) = token_request_nonce(base, form, basic, proofs).await?;
+    Ok((status, body))
+}
+
+/// [`token_request`], also returning the response's `DPoP-Nonce` header.
+async fn token_request_nonce(
+    base: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+    proofs: &[&str],
+) -> anyhow::Result<(u16, Value, Option<String>)> {
     let mut request = reqwest::Client::builder()
         .no_proxy()
         .build()?
@@ -87,7 +99,12 @@ async fn token_request(
     }
     let response = request.send().await?;
     let status = response.status().as_u16();
-    Ok((status, response.json().await?))
+    let nonce = response
+        .headers()
+        .get("dpop-nonce")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    Ok((status, response.json().await?, nonce))
 }
 
 /// An exchange of the ID token `subject_token` for `requested` at `audience`, as `agent`, with
@@ -116,8 +133,17 @@ async fn exchange_with(
 
 /// Leg 1 at A for B, with the given proofs.
 async fn id_jag_with(legs: &Legs, proofs: &[&str]) -> anyhow::Result<(u16, Value)> {
+    let (status, body, _) = id_jag_with_nonce(legs, proofs).await?;
+    Ok((status, body))
+}
+
+/// [`id_jag_with`], also returning the response's `DPoP-Nonce` header.
+async fn id_jag_with_nonce(
+    legs: &Legs,
+    proofs: &[&str],
+) -> anyhow::Result<(u16, Value, Option<String>)> {
     let id_token = legs.a.id_token().await?;
-    token_request(
+    token_request_nonce(
         &legs.a.url,
         &[
             ("grant_type", TOKEN_EXCHANGE),
@@ -889,5 +915,219 @@ async fn a_proof_used_at_one_instance_is_a_replay_at_another_sharing_postgresql(
     )
     .await?;
     assert_eq!(status, 200, "a fresh proof at B2: {body}");
+    side.shutdown().await
+}
+
+/// A nonce as an instance holding the key-encryption key `kek` makes them, with the default
+/// window (`tokens.dpop_nonce_lifetime_secs`), for the time `at`.
+fn nonce_under(kek: [u8; 32], at: i64) -> anyhow::Result<String> {
+    let kek = Kek::from_bytes(&kek).map_err(anyhow::Error::msg)?;
+    Ok(DpopNonces::new(kek.derive_hmac_key(NONCE_KEY_PURPOSE), 300).issue(at))
+}
+
+/// A proof for `POST url` echoing `nonce`.
+fn proof_with_nonce(key: &DpopKey, url: &str, nonce: &str) -> anyhow::Result<String> {
+    key.proof_with(
+        json!({ "jti": uuid(), "htm": "POST", "htu": url, "iat": now(), "nonce": nonce }),
+    )
+}
+
+/// How many of `server`'s audit events were refused with `reason`.
+async fn count_reason(
+    server: &frontdesk::app::RunningServer,
+    reason: &str,
+) -> anyhow::Result<usize> {
+    let filter = AuditFilter {
+        reason: Some(reason.into()),
+        ..AuditFilter::default()
+    };
+    Ok(server.state.store.audit_events(&filter).await?.len())
+}
+
+/// DPOP-02 (RFC 9449 §8): with `tokens.require_dpop_nonce`, a proof must echo a current nonce of
+/// the server's. A proof without one, or with a forged or expired one, is answered
+/// `use_dpop_nonce` with a fresh nonce in `DPoP-Nonce`; the challenge runs before the grant, so
+/// it spends neither the proof's `jti` nor the single-use ID-JAG. Requests without a proof are
+/// not challenged.
+#[tokio::test]
+async fn with_nonces_required_a_proof_must_echo_a_current_server_nonce_dpop_02()
+-> anyhow::Result<()> {
+    let legs = Legs::start_with(|config| config.tokens.require_dpop_nonce = true).await?;
+    let key = DpopKey::generate()?;
+    let endpoint = format!("{}/token", legs.b_url);
+    let (_, body) = id_jag_with(&legs, &[]).await?;
+    let id_jag = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
+    let basic = Some((AGENT_AT_RAS, SECRET));
+
+    // No nonce: challenged, with the nonce to use.
+    let (status, body, nonce) =
+        token_request_nonce(&legs.b_url, &form, basic, &[&key.proof(&endpoint)?]).await?;
+    assert_refused(
+        status,
+        &body,
+        "use_dpop_nonce",
+        &legs.b,
+        "jwt_bearer",
+        "dpop_nonce_required",
+    )
+    .await?;
+    let nonce = nonce.ok_or_else(|| anyhow::anyhow!("no DPoP-Nonce header on the challenge"))?;
+
+    // The retry echoes it: a bound token, and the nonce for the next proof.
+    let proof = proof_with_nonce(&key, &endpoint, &nonce)?;
+    let (status, body, next) = token_request_nonce(&legs.b_url, &form, basic, &[&proof]).await?;
+    assert_eq!(status, 200, "the same ID-JAG after the challenge: {body}");
+    assert_eq!(body["token_type"], "DPoP");
+    assert!(
+        next.is_some(),
+        "a success answers with the current nonce too"
+    );
+    // A nonce does not make a proof reusable.
+    let (status, body) = token_request(&legs.b_url, &form, basic, &[&proof]).await?;
+    assert_refused(
+        status,
+        &body,
+        "invalid_dpop_proof",
+        &legs.b,
+        "jwt_bearer",
+        "dpop_replayed",
+    )
+    .await?;
+
+    // Nonces are made under B's key-encryption key ([7; 32], see legs.rs): one from another
+    // deployment's key is unknown, one of B's own from an hour ago has expired, and one of B's
+    // own for now is good.
+    let (_, body) = id_jag_with(&legs, &[]).await?;
+    let id_jag = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
+    for (kek, at, reason) in [
+        ([8u8; 32], now(), "dpop_nonce_unknown"),
+        ([7u8; 32], now() - 3600, "dpop_nonce_expired"),
+    ] {
+        let proof = proof_with_nonce(&key, &endpoint, &nonce_under(kek, at)?)?;
+        let (status, body, fresh) =
+            token_request_nonce(&legs.b_url, &form, basic, &[&proof]).await?;
+        assert_refused(
+            status,
+            &body,
+            "use_dpop_nonce",
+            &legs.b,
+            "jwt_bearer",
+            reason,
+        )
+        .await?;
+        assert!(
+            fresh.is_some(),
+            "{reason}: the challenge carries a fresh nonce"
+        );
+    }
+    let proof = proof_with_nonce(&key, &endpoint, &nonce_under([7u8; 32], now())?)?;
+    let (status, body) = token_request(&legs.b_url, &form, basic, &[&proof]).await?;
+    assert_eq!(status, 200, "a nonce of B's key for now: {body}");
+
+    // Without a proof there is nothing to challenge: a bearer token, and no nonce.
+    let (_, body) = id_jag_with(&legs, &[]).await?;
+    let id_jag = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
+    let (status, body, nonce) = token_request_nonce(&legs.b_url, &form, basic, &[]).await?;
+    assert_eq!(
+        (status, body["token_type"].as_str()),
+        (200, Some("Bearer")),
+        "{body}"
+    );
+    assert_eq!(nonce, None);
+    // A, which does not require nonces, sends none and accepts proofs without one.
+    let (status, body, nonce) =
+        id_jag_with_nonce(&legs, &[&key.proof(&format!("{}/token", legs.a.url))?]).await?;
+    assert_eq!((status, nonce), (200, None), "{body}");
+    Ok(())
+}
+
+/// DPOP-02 with a real client: `openid-client` (npm) meets a `use_dpop_nonce` challenge at each
+/// frontdesk, retries with the nonce it was given, and completes both legs. Each server
+/// challenged it exactly once: after that the client kept echoing the nonce it had.
+#[tokio::test]
+async fn openid_client_answers_nonce_challenges_at_both_legs_dpop_02() -> anyhow::Result<()> {
+    let legs = Legs::start_both(
+        "",
+        "",
+        |config| config.tokens.require_dpop_nonce = true,
+        |config| config.tokens.require_dpop_nonce = true,
+    )
+    .await?;
+    let request = json!({
+        "a": { "issuer": legs.a.url, "client_id": AGENT, "client_secret": SECRET },
+        "b": { "issuer": legs.b_url, "client_id": AGENT_AT_RAS, "client_secret": SECRET },
+        "id_token": legs.a.id_token().await?,
+        "resource": MCP_RESOURCE,
+        "scope": "read",
+    });
+    let outcome = idp::run_script("dpop_client.mjs", &[], request.to_string().as_bytes()).await?;
+    let thumbprint = outcome["thumbprint"].as_str().unwrap_or_default();
+    assert_eq!(
+        outcome["id_jag_cnf"],
+        json!({ "jkt": thumbprint }),
+        "{outcome}"
+    );
+    assert_eq!(outcome["access_token_type"], "dpop", "{outcome}");
+    assert_eq!(
+        count_reason(&legs.a.server, "dpop_nonce_required").await?,
+        1
+    );
+    assert_eq!(count_reason(&legs.b, "dpop_nonce_required").await?, 1);
+    Ok(())
+}
+
+/// DPOP-02 across instances: a nonce is derived from the deployment's key-encryption key, so
+/// one handed out by one instance is good at another sharing its database and KEK.
+#[tokio::test]
+async fn a_nonce_from_one_instance_is_accepted_by_another_of_the_same_deployment()
+-> anyhow::Result<()> {
+    let Some(database) = env::test_db::TestDatabase::postgres("dpop_nonce_cross_instance").await
+    else {
+        return Ok(());
+    };
+    let side = legs::SharedResourceSide::start(database.url(), |config| {
+        config.tokens.require_dpop_nonce = true;
+    })
+    .await?;
+    let (a, b1, b2, b_url) = (&side.a, &side.b1, &side.b2, side.b_url.clone());
+    let endpoint = format!("{b_url}/token");
+    let key = DpopKey::generate()?;
+    let id_token = a.id_token().await?;
+    let (status, body) = exchange_with(a, ID_JAG, &b_url, &id_token, &[]).await?;
+    assert_eq!(status, 200, "{body}");
+    let id_jag = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
+    let basic = Some((AGENT_AT_RAS, SECRET));
+    let (status, body, nonce) =
+        token_request_nonce(&b1.url(), &form, basic, &[&key.proof(&endpoint)?]).await?;
+    assert_refused(
+        status,
+        &body,
+        "use_dpop_nonce",
+        b1,
+        "jwt_bearer",
+        "dpop_nonce_required",
+    )
+    .await?;
+    let nonce = nonce.ok_or_else(|| anyhow::anyhow!("no DPoP-Nonce header from B1"))?;
+    let proof = proof_with_nonce(&key, &endpoint, &nonce)?;
+    let (status, body) = token_request(&b2.url(), &form, basic, &[&proof]).await?;
+    assert_eq!(status, 200, "B1's nonce at B2: {body}");
+    assert_eq!(body["token_type"], "DPoP");
     side.shutdown().await
 }

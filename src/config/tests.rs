@@ -259,6 +259,14 @@ fn invalid_values_name_the_key_and_the_file() {
             "tokens.dpop_proof_max_age_secs",
         ),
         (
+            "[tokens]\ndpop_nonce_lifetime_secs = 0\n",
+            "tokens.dpop_nonce_lifetime_secs",
+        ),
+        (
+            "[tokens]\ndpop_nonce_lifetime_secs = 86401\n",
+            "tokens.dpop_nonce_lifetime_secs",
+        ),
+        (
             "[tokens]\nsubject_token_error = \"access_denied\"\n",
             "tokens.subject_token_error",
         ),

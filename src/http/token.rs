@@ -41,6 +41,7 @@ async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) ->
     let (parts, body) = request.into_parts();
     let limit = state.config.server.max_body_bytes;
     let request_id = super::request_id_for_audit(&parts.headers);
+    let dpop_sent = matches!(endpoint, Endpoint::Token) && parts.headers.contains_key(DPOP);
     let peer = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -80,7 +81,7 @@ async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) ->
             }
         }
     };
-    match result {
+    let mut response = match result {
         Ok(body) => {
             let mut response = axum::Json(body).into_response();
             let headers = response.headers_mut();
@@ -89,8 +90,24 @@ async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) ->
             response
         }
         Err(error) => error_response(&error),
+    };
+    // RFC 9449 §8, §8.2: with nonces required, every answer to a request with a proof carries
+    // the current nonce — the challenge of a `use_dpop_nonce` error, and on success the value
+    // the client's next proof should echo, so it is never refused once a window rolls over.
+    if dpop_sent
+        && let Some(nonces) = &state.tokens.dpop_nonces
+        && let Ok(value) = HeaderValue::from_str(&nonces.issue(unix_now()))
+    {
+        response.headers_mut().insert(DPOP_NONCE, value);
     }
+    response
 }
+
+/// The request header that carries a DPoP proof (RFC 9449 §4.1).
+const DPOP: &str = "dpop";
+
+/// The response header that carries a server-provided DPoP nonce (RFC 9449 §8.1).
+const DPOP_NONCE: &str = "dpop-nonce";
 
 /// What [`prepare`] reads: the form, the `Authorization` header and the `DPoP` proof.
 type Prepared = (FormParams, Option<SecretString>, Option<SecretString>);
@@ -118,7 +135,7 @@ fn prepare(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Prepared, OAut
 
 /// The `DPoP` header's proof (RFC 9449 §4.1): at most one header, of visible ASCII.
 fn dpop_proof(headers: &HeaderMap) -> Result<Option<SecretString>, OAuthError> {
-    let mut values = headers.get_all("dpop").iter();
+    let mut values = headers.get_all(DPOP).iter();
     match (values.next(), values.next()) {
         (None, _) => Ok(None),
         (Some(value), None) => value

@@ -40,6 +40,9 @@ pub const MAX_PROOF_LEN: usize = 8 * 1024;
 /// Longest proof `jti` accepted; RFC 9449 asks for 96 random bits, so 256 characters is generous.
 pub const MAX_PROOF_JTI_LEN: usize = 256;
 
+/// Longest `nonce` claim read; frontdesk's own nonces are 32 characters.
+pub const MAX_PROOF_NONCE_LEN: usize = 256;
+
 /// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2). A proof
 /// whose header carries one is refused: the client has leaked its key into every request.
 const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -134,6 +137,7 @@ pub struct DpopProof {
     jkt: String,
     jti: String,
     iat: i64,
+    nonce: Option<String>,
 }
 
 impl fmt::Debug for DpopProof {
@@ -158,6 +162,11 @@ impl DpopProof {
     /// The proof's `iat`.
     pub fn iat(&self) -> i64 {
         self.iat
+    }
+    /// The proof's `nonce` claim, the server-provided value it echoes (RFC 9449 §8); whether
+    /// one is required, and which are valid, is the caller's to decide.
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
     }
 }
 
@@ -254,6 +263,13 @@ pub fn verify_proof(proof: &str, rules: &ProofRules<'_>, now: i64) -> Result<Dpo
     if iat < now.saturating_sub(max_age).saturating_sub(leeway) {
         return Err(DpopError::Stale);
     }
+    let nonce = match payload.get("nonce") {
+        None => None,
+        Some(Value::String(nonce)) if !nonce.is_empty() && nonce.len() <= MAX_PROOF_NONCE_LEN => {
+            Some(nonce.clone())
+        }
+        Some(_) => return Err(DpopError::MissingClaim("nonce")),
+    };
     let jkt = jwk
         .thumbprint(ThumbprintHash::SHA256)
         .map_err(|_| DpopError::BadKey)?;
@@ -261,6 +277,7 @@ pub fn verify_proof(proof: &str, rules: &ProofRules<'_>, now: i64) -> Result<Dpo
         jkt,
         jti: jti.clone(),
         iat,
+        nonce,
     })
 }
 
@@ -356,6 +373,20 @@ mod tests {
         );
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
         assert_eq!(proof.jkt(), b64(digest.as_ref()));
+    }
+
+    #[test]
+    fn a_nonce_claim_is_read_when_it_is_non_empty_text_and_refused_otherwise_dpop_02() {
+        assert_eq!(check(&header(), &claims()).unwrap().nonce(), None);
+        let proof = check(&header(), &with(claims(), "nonce", json!("n-1"))).unwrap();
+        assert_eq!(proof.nonce(), Some("n-1"));
+        for bad in [json!(""), json!(7), json!(["n"]), json!("x".repeat(257))] {
+            assert_eq!(
+                check(&header(), &with(claims(), "nonce", bad.clone())),
+                Err(DpopError::MissingClaim("nonce")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

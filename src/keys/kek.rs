@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -14,9 +15,16 @@ use zeroize::Zeroizing;
 /// Length of the key-encryption key in bytes.
 pub const KEK_LEN: usize = 32;
 
+/// HKDF salt of keys derived from the KEK: fixed, so every instance holding the same KEK derives
+/// the same keys.
+const DERIVATION_SALT: &[u8] = b"frontdesk kek derivation v1";
+
 /// The key-encryption key. `Debug` never shows it.
 pub struct Kek {
     key: LessSafeKey,
+    /// HKDF-Extract of the KEK (RFC 5869 §2.2), for keys derived per purpose
+    /// ([`Kek::derive_hmac_key`]).
+    prk: hmac::Key,
 }
 
 impl fmt::Debug for Kek {
@@ -52,6 +60,10 @@ impl Kek {
             .map_err(|_| "the key-encryption key was rejected".to_string())?;
         Ok(Kek {
             key: LessSafeKey::new(unbound),
+            prk: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, DERIVATION_SALT), bytes).as_ref(),
+            ),
         })
     }
 
@@ -84,6 +96,19 @@ impl Kek {
             )
         })?;
         Self::from_bytes(bytes.as_ref()).map(|kek| (kek, true))
+    }
+
+    /// An HMAC-SHA256 key for one `purpose`, derived from the KEK with HKDF (RFC 5869). Why: state
+    /// that every instance must agree on without a database round trip (DPoP nonces) needs a
+    /// secret they all hold, and the KEK is the one secret a deployment already shares between
+    /// instances; a distinct `purpose` gives an independent key, so the KEK itself is never used
+    /// for anything but sealing.
+    pub fn derive_hmac_key(&self, purpose: &str) -> hmac::Key {
+        // HKDF-Expand (RFC 5869 §2.3) for one hash length of output: T(1) = HMAC(PRK, info ‖ 1).
+        let mut context = hmac::Context::with_key(&self.prk);
+        context.update(purpose.as_bytes());
+        context.update(&[1]);
+        hmac::Key::new(hmac::HMAC_SHA256, context.sign().as_ref())
     }
 
     /// Encrypts `plaintext`, binding it to `associated` (the key id). Output: nonce ‖ ciphertext ‖ tag.
@@ -145,6 +170,32 @@ mod tests {
 
     fn kek() -> Kek {
         Kek::from_bytes(&[7u8; KEK_LEN]).expect("kek")
+    }
+
+    #[test]
+    fn derived_keys_are_hkdf_sha256_of_the_kek_one_per_purpose() {
+        use aws_lc_rs::hkdf;
+        let tag = |key: &hmac::Key| hmac::sign(key, b"message").as_ref().to_vec();
+        // The same derivation through aws-lc-rs's own HKDF.
+        let okm: hmac::Key = hkdf::Salt::new(hkdf::HKDF_SHA256, DERIVATION_SALT)
+            .extract(&[7u8; KEK_LEN])
+            .expand(&[b"purpose-a"], hmac::HMAC_SHA256)
+            .expect("expand")
+            .into();
+        assert_eq!(tag(&kek().derive_hmac_key("purpose-a")), tag(&okm));
+        assert_eq!(
+            tag(&kek().derive_hmac_key("purpose-a")),
+            tag(&kek().derive_hmac_key("purpose-a"))
+        );
+        assert_ne!(
+            tag(&kek().derive_hmac_key("purpose-a")),
+            tag(&kek().derive_hmac_key("purpose-b"))
+        );
+        let other = Kek::from_bytes(&[8u8; KEK_LEN]).expect("kek");
+        assert_ne!(
+            tag(&kek().derive_hmac_key("purpose-a")),
+            tag(&other.derive_hmac_key("purpose-a"))
+        );
     }
 
     #[test]

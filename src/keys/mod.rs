@@ -132,6 +132,12 @@ fn key_event(
 }
 
 impl KeyRing {
+    /// An HMAC key for `purpose`, derived from the key-encryption key: the same on every
+    /// instance of a deployment, since they all hold its KEK ([`Kek::derive_hmac_key`]).
+    pub fn derive_hmac_key(&self, purpose: &str) -> aws_lc_rs::hmac::Key {
+        self.kek.derive_hmac_key(purpose)
+    }
+
     /// Opens the key ring, creating and activating a first key if the database has none.
     /// Promotes a due `next` key. Fails if stored keys cannot be decrypted with this KEK.
     pub async fn open(

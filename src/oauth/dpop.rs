@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::dpop_nonce::NonceRefusal;
 use super::service::TokenService;
 use super::{ErrorCode, OAuthError};
 use crate::jose::dpop::{DpopError, DpopProof, ProofRules, verify_proof};
@@ -23,6 +24,24 @@ fn invalid_proof(error: &DpopError) -> OAuthError {
         error.reason(),
         error.to_string(),
     )
+}
+
+/// A proof without a current nonce of ours (RFC 9449 §8): the response's `DPoP-Nonce` header,
+/// added at the HTTP layer to every token response to a request with a proof, holds the nonce
+/// to retry with.
+fn nonce_refused(refusal: NonceRefusal) -> OAuthError {
+    let description = match refusal {
+        NonceRefusal::Missing => {
+            "This server requires a nonce in DPoP proofs; retry with the nonce in the DPoP-Nonce response header"
+        }
+        NonceRefusal::Unknown => {
+            "The DPoP proof's nonce was not issued by this server; retry with the nonce in the DPoP-Nonce response header"
+        }
+        NonceRefusal::Expired => {
+            "The DPoP proof's nonce has expired; retry with the nonce in the DPoP-Nonce response header"
+        }
+    };
+    OAuthError::new(ErrorCode::UseDpopNonce, refusal.reason(), description)
 }
 
 /// More than one `DPoP` header, or one that is not text (RFC 9449 §4.3 check 1).
@@ -53,6 +72,11 @@ pub(crate) async fn check(
         leeway_secs: tokens.clock_skew_secs,
     };
     let verified = verify_proof(proof, &rules, now).map_err(|error| invalid_proof(&error))?;
+    // DPOP-02: checked before the jti is recorded, so a challenge costs no write; the client
+    // retries with a new proof (and a new jti) carrying the nonce of this response's header.
+    if let Some(nonces) = &service.dpop_nonces {
+        nonces.check(verified.nonce(), now).map_err(nonce_refused)?;
+    }
     // Kept until the proof could no longer pass the iat check anyway.
     let window = i64::try_from(tokens.dpop_proof_max_age_secs + 2 * tokens.clock_skew_secs)
         .unwrap_or(i64::MAX);

@@ -28,6 +28,9 @@ pub enum ErrorCode {
     UnsupportedTokenType,
     /// A missing, malformed, replayed or mismatched DPoP proof (RFC 9449 §5).
     InvalidDpopProof,
+    /// The DPoP proof must carry a current server-provided nonce, sent in the `DPoP-Nonce`
+    /// header of the same response (RFC 9449 §8).
+    UseDpopNonce,
     /// Throttled.
     SlowDown,
     /// Something failed on our side; details are logged, never sent.
@@ -49,6 +52,7 @@ impl ErrorCode {
             ErrorCode::InsufficientUserAuthentication => "insufficient_user_authentication",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ServerError => "server_error",
         }

@@ -5,6 +5,7 @@ pub mod client_auth;
 pub mod client_metadata;
 pub mod code_grant;
 pub mod dpop;
+pub mod dpop_nonce;
 mod error;
 pub mod exchange;
 pub mod introspection;

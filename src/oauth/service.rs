@@ -70,6 +70,8 @@ pub struct TokenService {
     pub throttle: super::throttle::FailedAuthThrottle,
     /// Clients named by the URL of their Client ID Metadata Document.
     pub client_metadata: super::client_metadata::ClientMetadataResolver,
+    /// Server-provided DPoP nonces, when `tokens.require_dpop_nonce` asks for them.
+    pub dpop_nonces: Option<super::dpop_nonce::DpopNonces>,
 }
 
 impl TokenService {

@@ -95,6 +95,16 @@ impl Legs {
         b_path: &str,
         customize_b: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Legs> {
+        Self::start_both(a_path, b_path, |_| {}, customize_b).await
+    }
+
+    /// Both instances, each configuration customised.
+    pub async fn start_both(
+        a_path: &str,
+        b_path: &str,
+        customize_a: impl FnOnce(&mut Config),
+        customize_b: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Legs> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let b_url = format!("http://{}{b_path}", listener.local_addr()?);
         let b_issuer = b_url.clone();
@@ -107,6 +117,7 @@ impl Legs {
                     audience.issuer = b_issuer.clone();
                 }
             }
+            customize_a(config);
         })
         .await?;
         let dir = tempfile::tempdir()?;
