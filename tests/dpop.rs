@@ -634,6 +634,78 @@ mod code_flow_binding {
         Ok(())
     }
 
+    /// RFC 9449 §10: an authorization request's `dpop_jkt` binds the code to that key. The code
+    /// is redeemed only with a proof of it, so a code intercepted together with its PKCE verifier
+    /// is still useless; a malformed `dpop_jkt` is refused at `/authorize`.
+    #[tokio::test]
+    async fn a_code_requested_with_dpop_jkt_is_redeemed_only_with_a_proof_of_that_key()
+    -> anyhow::Result<()> {
+        let env = start().await?;
+        let key = DpopKey::generate()?;
+        let token_endpoint = format!("{}/token", env.url);
+        let jkt = [("dpop_jkt", key.thumbprint())];
+        let bound_code = || code_with(&env, PUBLIC, &jkt);
+        let redeem = |code: String, proof: Option<String>| {
+            let url = env.url.clone();
+            async move {
+                let form = [
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                    ("client_id", PUBLIC),
+                ];
+                let proofs: Vec<&str> = proof.iter().map(String::as_str).collect();
+                token_request(&url, &form, None, &proofs).await
+            }
+        };
+
+        let (status, body) = redeem(bound_code().await?, None).await?;
+        assert_refused(
+            status,
+            &body,
+            "invalid_grant",
+            &env.server,
+            "authorization_code",
+            "dpop_proof_required",
+        )
+        .await?;
+        let thief = DpopKey::generate()?;
+        let (status, body) =
+            redeem(bound_code().await?, Some(thief.proof(&token_endpoint)?)).await?;
+        assert_refused(
+            status,
+            &body,
+            "invalid_grant",
+            &env.server,
+            "authorization_code",
+            "dpop_key_mismatch",
+        )
+        .await?;
+        let (status, body) = redeem(bound_code().await?, Some(key.proof(&token_endpoint)?)).await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["token_type"], "DPoP", "{body}");
+        let (_, payload) =
+            idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
+        assert_eq!(payload["cnf"]["jkt"], key.thumbprint());
+
+        // Not a thumbprint: refused at /authorize, back at the client's redirect URI.
+        let mut params = authorize_params(PUBLIC, REDIRECT);
+        params.push(("dpop_jkt", "not-a-thumbprint".into()));
+        let response = authorize(&env, &browser()?, &params).await?;
+        let redirect = location(&response)?;
+        assert_eq!(
+            query(&redirect, "error").as_deref(),
+            Some("invalid_request"),
+            "{redirect}"
+        );
+        assert_eq!(
+            last_reason(&env.server, "authorize").await?,
+            "dpop_jkt_malformed"
+        );
+        Ok(())
+    }
+
     #[tokio::test]
     async fn a_confidential_clients_refresh_token_stays_bound_to_its_credentials_only()
     -> anyhow::Result<()> {

@@ -32,8 +32,19 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 
 /// True for an RFC 7636 §4.2 S256 challenge: 43 base64url characters (a SHA-256 digest).
 pub fn valid_challenge(challenge: &str) -> bool {
-    challenge.len() == 43
-        && challenge
+    is_base64url_sha256(challenge)
+}
+
+/// True for an RFC 9449 §10 `dpop_jkt`: an RFC 7638 SHA-256 JWK thumbprint, 43 base64url
+/// characters.
+pub fn valid_thumbprint(jkt: &str) -> bool {
+    is_base64url_sha256(jkt)
+}
+
+/// The shape of a SHA-256 digest in unpadded base64url.
+fn is_base64url_sha256(value: &str) -> bool {
+    value.len() == 43
+        && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
@@ -73,6 +84,7 @@ pub async fn issue_code<S: CodeStore>(
         auth_time: request.auth_time,
         created_at: now,
         expires_at: now + i64::try_from(lifetime_secs.min(60)).unwrap_or(60),
+        dpop_jkt: request.dpop_jkt.clone(),
     };
     store.insert_code(&hash_token(&code), &record).await?;
     Ok((code, family_id))

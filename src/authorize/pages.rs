@@ -171,6 +171,7 @@ mod tests {
             auth_time: None,
             created_at: 0,
             expires_at: 600,
+            dpop_jkt: None,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::registry::{Client, Registry};
 use crate::store::{AuditEvent, AuthorizationRequest, CodeStore};
 
 use super::browser::{cookie_name, set_cookie};
-use super::codes::{hash_token, random_token, valid_challenge};
+use super::codes::{hash_token, random_token, valid_challenge, valid_thumbprint};
 use super::pages::error_page;
 use super::redirect::{error_redirect, see_other};
 use super::rp::RelyingParty;
@@ -47,6 +47,7 @@ const fn refusal(error: &'static str, reason: &'static str, description: &'stati
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Checked {
     code_challenge: String,
+    dpop_jkt: Option<String>,
     resource: String,
     scopes: Vec<String>,
 }
@@ -233,6 +234,15 @@ fn check(
             "code_challenge is not a base64url SHA-256 value",
         ));
     }
+    // RFC 9449 §10: the code will be redeemed only with a proof of this key.
+    let dpop_jkt = get("dpop_jkt");
+    if dpop_jkt.is_some_and(|jkt| !valid_thumbprint(jkt)) {
+        return Err(refusal(
+            "invalid_request",
+            "dpop_jkt_malformed",
+            "dpop_jkt is not a base64url SHA-256 JWK thumbprint (RFC 7638)",
+        ));
+    }
     let resource = match get("resource") {
         Some(resource) => {
             audit.resources = vec![resource.to_string()];
@@ -269,6 +279,7 @@ fn check(
     }
     Ok(Checked {
         code_challenge: code_challenge.to_string(),
+        dpop_jkt: dpop_jkt.map(str::to_string),
         resource: resource.resource.clone(),
         scopes,
     })
@@ -320,6 +331,7 @@ async fn start_sign_in(
         redirect_uri: redirect_uri.to_string(),
         state: client_state,
         code_challenge: checked.code_challenge,
+        dpop_jkt: checked.dpop_jkt,
         resource: checked.resource,
         scopes: checked.scopes,
         status: "login".into(),

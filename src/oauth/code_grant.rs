@@ -6,6 +6,7 @@
 use serde_json::{Map, json};
 
 use super::client_auth::AuthenticatedClient;
+use super::dpop::BoundToken;
 use super::exchange::TYP_ACCESS_TOKEN;
 use super::request::parse_scope;
 use super::service::{TokenResponse, TokenService};
@@ -142,6 +143,11 @@ pub async fn redeem_code(
             "code_verifier does not match the code_challenge",
         ));
     }
+    // RFC 9449 §10: a code requested with dpop_jkt is redeemed only with a proof of that key,
+    // so a code intercepted together with its verifier is still useless.
+    if let Some(jkt) = record.dpop_jkt.as_deref() {
+        super::dpop::require_key(jkt, proof, BoundToken::Code, ErrorCode::InvalidGrant)?;
+    }
     let lifetime = i64::try_from(service.config.authorization.refresh_token_lifetime_secs)
         .unwrap_or(14 * 86400);
     issue(
@@ -200,7 +206,7 @@ pub async fn refresh(
         super::dpop::require_key(
             bound,
             proof,
-            super::dpop::BoundToken::RefreshToken,
+            BoundToken::RefreshToken,
             ErrorCode::InvalidGrant,
         )?;
     }

@@ -127,6 +127,8 @@ pub enum BoundToken {
     ActorToken,
     /// One of frontdesk's refresh tokens (RFC 9449 §5).
     RefreshToken,
+    /// An authorization code requested with `dpop_jkt` (RFC 9449 §10).
+    Code,
 }
 
 impl BoundToken {
@@ -134,7 +136,7 @@ impl BoundToken {
     /// a `cnf` that is not an object.
     fn reasons(self) -> [&'static str; 4] {
         match self {
-            Self::Assertion | Self::RefreshToken => [
+            Self::Assertion | Self::RefreshToken | Self::Code => [
                 "dpop_proof_required",
                 "dpop_key_mismatch",
                 "assertion_binding_unsupported",
@@ -161,6 +163,7 @@ impl BoundToken {
             Self::SubjectToken => "subject_token",
             Self::ActorToken => "actor_token",
             Self::RefreshToken => "refresh token",
+            Self::Code => "authorization code",
         }
     }
 }

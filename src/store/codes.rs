@@ -36,6 +36,9 @@ pub struct AuthorizationRequest {
     pub resource: String,
     /// Scopes to grant.
     pub scopes: Vec<String>,
+    /// The `dpop_jkt` the client sent (RFC 9449 §10): the code is redeemed only with a proof of
+    /// that key.
+    pub dpop_jkt: Option<String>,
     /// `login` → `signing_in` → `consent` → `done` (or `failed`).
     pub status: String,
     /// The signed-in user's local subject (after the callback).
@@ -93,6 +96,8 @@ pub struct CodeRecord {
     pub created_at: i64,
     /// Expiry.
     pub expires_at: i64,
+    /// The DPoP key the code is bound to (`dpop_jkt` of the request, RFC 9449 §10).
+    pub dpop_jkt: Option<String>,
 }
 
 /// An issued refresh token, by the hash of the token.
@@ -245,12 +250,12 @@ fn split_scopes(text: &str) -> Vec<String> {
 
 macro_rules! request_columns {
     () => {
-        "id, rp_state, browser_hash, csrf_token, nonce, rp_pkce_verifier, client_id, redirect_uri, state, code_challenge, resource, scopes, status, subject, subject_issuer, email, auth_time, created_at, expires_at"
+        "id, rp_state, browser_hash, csrf_token, nonce, rp_pkce_verifier, client_id, redirect_uri, state, code_challenge, resource, scopes, status, subject, subject_issuer, email, auth_time, created_at, expires_at, dpop_jkt"
     };
 }
 macro_rules! code_columns {
     () => {
-        "family_id, client_id, redirect_uri, code_challenge, subject, subject_issuer, resource, scopes, auth_time, created_at, expires_at, used_at"
+        "family_id, client_id, redirect_uri, code_challenge, subject, subject_issuer, resource, scopes, auth_time, created_at, expires_at, used_at, dpop_jkt"
     };
 }
 macro_rules! refresh_columns {
@@ -282,6 +287,7 @@ macro_rules! request_from_row {
             auth_time: row.try_get("auth_time")?,
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
+            dpop_jkt: row.try_get("dpop_jkt")?,
         })
     }};
 }
@@ -320,6 +326,7 @@ macro_rules! code_from_row {
             auth_time: row.try_get("auth_time")?,
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
+            dpop_jkt: row.try_get("dpop_jkt")?,
         })
     }};
 }
@@ -361,7 +368,7 @@ impl CodeStore for Store {
         request: &AuthorizationRequest,
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
-            sqlx::query(concat!("INSERT INTO authorization_requests (", request_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"))
+            sqlx::query(concat!("INSERT INTO authorization_requests (", request_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"))
             .bind(&request.id)
             .bind(&request.rp_state)
             .bind(&request.browser_hash)
@@ -381,6 +388,7 @@ impl CodeStore for Store {
             .bind(request.auth_time)
             .bind(request.created_at)
             .bind(request.expires_at)
+            .bind(&request.dpop_jkt)
             .execute(pool)
             .await
             .map_err(StoreError::classify)?;
@@ -466,7 +474,7 @@ impl CodeStore for Store {
 
     async fn insert_code(&self, code_hash: &str, code: &CodeRecord) -> Result<(), StoreError> {
         on_pool!(self, pool => {
-            sqlx::query(concat!("INSERT INTO authorization_codes (code_hash, ", code_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)"))
+            sqlx::query(concat!("INSERT INTO authorization_codes (code_hash, ", code_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, $13)"))
             .bind(code_hash)
             .bind(&code.family_id)
             .bind(&code.client_id)
@@ -479,6 +487,7 @@ impl CodeStore for Store {
             .bind(code.auth_time)
             .bind(code.created_at)
             .bind(code.expires_at)
+            .bind(&code.dpop_jkt)
             .execute(pool)
             .await
             .map_err(StoreError::classify)?;

@@ -1012,6 +1012,8 @@ async fn authorization_codes_single_use_rotation_and_family_revocation(store: St
         auth_time: None,
         created_at: 100,
         expires_at: 700,
+        // Round-trips, as the code's below (RFC 9449 §10).
+        dpop_jkt: Some("jkt-1".into()),
     };
     store
         .create_authorization_request(&request)
@@ -1072,6 +1074,7 @@ async fn authorization_codes_single_use_rotation_and_family_revocation(store: St
         auth_time: Some(150),
         created_at: 200,
         expires_at: 260,
+        dpop_jkt: Some("jkt-1".into()),
     };
     store
         .insert_code("code-hash", &code)
@@ -1219,6 +1222,7 @@ async fn purge_deletes_only_expired_grant_state(store: Store) {
         auth_time: None,
         created_at: 0,
         expires_at,
+        dpop_jkt: None,
     };
     let code = |expires_at: i64| CodeRecord {
         family_id: "fam".into(),
@@ -1232,6 +1236,7 @@ async fn purge_deletes_only_expired_grant_state(store: Store) {
         auth_time: None,
         created_at: 0,
         expires_at,
+        dpop_jkt: None,
     };
     let issued = |jti: &str, expires_at: i64| IssuedToken {
         jti: jti.into(),

@@ -185,8 +185,19 @@ pub async fn start_with_app_clients(public_id: &str, confidential_id: &str) -> a
 
 /// Runs the flow for `client_id` through sign-in and consent; the code the client receives.
 pub async fn code_for(env: &Env, client_id: &str) -> anyhow::Result<String> {
+    code_with(env, client_id, &[]).await
+}
+
+/// [`code_for`], the authorization request carrying `extra` parameters too.
+pub async fn code_with(
+    env: &Env,
+    client_id: &str,
+    extra: &[(&'static str, String)],
+) -> anyhow::Result<String> {
     let browser = browser()?;
-    let (html, cookie) = to_consent(env, &browser, &authorize_params(client_id, REDIRECT)).await?;
+    let mut params = authorize_params(client_id, REDIRECT);
+    params.extend_from_slice(extra);
+    let (html, cookie) = to_consent(env, &browser, &params).await?;
     let redirect = approve(env, &browser, &html, &cookie).await?;
     query(&redirect, "code").ok_or_else(|| anyhow::anyhow!("no code in {redirect}"))
 }
