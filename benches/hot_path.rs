@@ -330,6 +330,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         redirect_uris: vec![],
         enabled: true,
         dpop_bound_access_tokens: false,
+        registration_access_token_hash: None,
     };
     let mut agent = client(AGENT, "client_secret_basic");
     agent.secret_hash = Some(hash_secret(SECRET).unwrap());

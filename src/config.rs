@@ -514,6 +514,12 @@ pub struct ClientConfig {
     /// agents whose tokens must be useless if copied.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// SHA-256 (hex) of a self-registered client's registration access token (RFC 7592), with
+    /// which the client reads, updates and deletes its own registration at
+    /// `/register/{client_id}`. Set by `POST /register` only, never shown; not for the
+    /// configuration file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_access_token_hash: Option<String>,
 }
 
 fn default_true() -> bool {

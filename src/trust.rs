@@ -447,6 +447,21 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
     } else {
         validate_id(&client.client_id).or_else(|m| invalid("client_id".into(), m))?;
     }
+    if let Some(hash) = &client.registration_access_token_hash {
+        // RFC 7592: only a client that registered itself manages its registration.
+        if client.source.as_deref() != Some("dcr") {
+            return invalid(
+                "registration_access_token_hash".into(),
+                "only self-registered clients (source = \"dcr\") have a registration access token",
+            );
+        }
+        if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return invalid(
+                "registration_access_token_hash".into(),
+                "must be a SHA-256 digest in lowercase hex",
+            );
+        }
+    }
     if !CLIENT_AUTH_METHODS.contains(&client.auth_method.as_str()) {
         return invalid(
             "auth_method".into(),

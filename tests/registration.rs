@@ -322,3 +322,369 @@ async fn registrations_are_rate_limited_per_address() -> anyhow::Result<()> {
     assert!(audited(&env, "client_registration", Some("throttled")).await?);
     Ok(())
 }
+
+/// `method url` with an optional bearer token and JSON body; status, body (null when empty)
+/// and headers.
+async fn manage(
+    env: &Env,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, Value, reqwest::header::HeaderMap)> {
+    let mut request = env.http.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await?;
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)?
+    };
+    Ok((status, body, headers))
+}
+
+/// Whether `client_id` with `secret` authenticates at `/revoke` (200) or not (401).
+async fn secret_works(env: &Env, client_id: &str, secret: &str) -> anyhow::Result<bool> {
+    let response = env
+        .http
+        .post(format!("{}/revoke", env.url))
+        .basic_auth(client_id, Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=unknown")
+        .send()
+        .await?;
+    Ok(response.status() == 200)
+}
+
+/// RFC 7592: a registration answers with a registration access token and the URL of its client
+/// configuration endpoint. With that token (and only that one) the client reads its
+/// registration, replaces its metadata under the registration rules (keeping its secret unless
+/// it proves it, never choosing one) and deletes itself, which revokes what it was issued. The
+/// token is stored hashed and never appears in the audit log; refusals are 401 `invalid_token`
+/// whether the client exists or not.
+#[tokio::test]
+async fn a_client_reads_updates_and_deletes_its_own_registration_rfc_7592() -> anyhow::Result<()> {
+    let env = start(|_| {}).await?;
+    let mut request = public_request();
+    request["token_endpoint_auth_method"] = json!("client_secret_basic");
+    let (status, registered, _) = register(&env, &request, None).await?;
+    assert_eq!(status, 201, "{registered}");
+    let client_id = registered["client_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let secret = registered["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let token = registered["registration_access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let uri = format!("{}/register/{client_id}", env.url);
+    assert_eq!(registered["registration_client_uri"], json!(uri));
+    assert!(token.len() >= 43, "{registered}");
+
+    // Stored as a SHA-256 hash, and redacted from the audit log.
+    let stored = env.server.state.store.list_trust(TrustKind::Client).await?;
+    let hash = stored
+        .iter()
+        .find(|d| d.id == client_id)
+        .and_then(|d| d.document["registration_access_token_hash"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hash, hex);
+    let log = serde_json::to_string(
+        &env.audit_log()
+            .await?
+            .iter()
+            .map(|record| format!("{:?}", record.event))
+            .collect::<Vec<_>>(),
+    )?;
+    assert!(!log.contains(&hash) && !log.contains(&token));
+
+    // Read.
+    let (status, read, headers) =
+        manage(&env, reqwest::Method::GET, &uri, Some(&token), None).await?;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(
+        headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    assert_eq!(read["client_id"], json!(client_id));
+    assert_eq!(read["client_name"], "Registered MCP client");
+    assert_eq!(read["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(read["registration_access_token"], json!(token));
+    assert_eq!(read["registration_client_uri"], json!(uri));
+    assert!(read.get("client_secret").is_none(), "{read}");
+    assert!(audited(&env, "client_registration_read", None).await?);
+
+    // Refusals: no token, a wrong one, the token on another client's URL, an unknown client.
+    let (_, other, _) = register(&env, &public_request(), None).await?;
+    let other_uri = other["registration_client_uri"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for (url, presented, reason) in [
+        (uri.as_str(), None, "registration_token_missing"),
+        (
+            uri.as_str(),
+            Some("wrong-token"),
+            "registration_token_invalid",
+        ),
+        (
+            other_uri.as_str(),
+            Some(token.as_str()),
+            "registration_token_invalid",
+        ),
+        (
+            &format!("{}/register/{AGENT}", env.url)[..],
+            Some(token.as_str()),
+            "registration_token_invalid",
+        ),
+        (
+            &format!("{}/register/no-such-client", env.url)[..],
+            Some(token.as_str()),
+            "registration_token_invalid",
+        ),
+    ] {
+        let (status, body, headers) =
+            manage(&env, reqwest::Method::GET, url, presented, None).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_token")),
+            "{url}"
+        );
+        assert_eq!(
+            headers
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer error=\"invalid_token\"")
+        );
+        assert!(audited(&env, "client_registration", Some(reason)).await?);
+    }
+
+    // Update: the metadata is replaced; the fields that are the server's are ignored, the
+    // secret is kept.
+    let mut update = read.clone();
+    update["client_name"] = json!("Renamed MCP client");
+    update["redirect_uris"] = json!([REDIRECT, "http://127.0.0.1:9/second"]);
+    let (status, updated, _) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&update),
+    )
+    .await?;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["client_name"], "Renamed MCP client");
+    assert_eq!(
+        updated["redirect_uris"],
+        json!([REDIRECT, "http://127.0.0.1:9/second"])
+    );
+    assert_eq!(updated["registration_access_token"], json!(token));
+    assert!(updated.get("client_secret").is_none(), "{updated}");
+    assert!(secret_works(&env, &client_id, &secret).await?);
+    let (_, read, _) = manage(&env, reqwest::Method::GET, &uri, Some(&token), None).await?;
+    assert_eq!(read["client_name"], "Renamed MCP client");
+
+    // Refused updates: another client_id, a wrong secret, bad metadata. The right secret is fine.
+    let refused = [
+        (
+            "client_id",
+            json!("someone-else"),
+            "invalid_client_metadata",
+            "client_id_mismatch",
+        ),
+        (
+            "client_secret",
+            json!("not-the-secret"),
+            "invalid_client_metadata",
+            "client_secret_mismatch",
+        ),
+        (
+            "redirect_uris",
+            json!(["http://evil.example/cb"]),
+            "invalid_redirect_uri",
+            "redirect_uri_invalid",
+        ),
+    ];
+    for (field, value, error, reason) in refused {
+        let mut bad = update.clone();
+        bad[field] = value;
+        let (status, body, _) =
+            manage(&env, reqwest::Method::PUT, &uri, Some(&token), Some(&bad)).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(error)),
+            "{field}: {body}"
+        );
+        assert!(
+            audited(&env, "client_registration", Some(reason)).await?,
+            "{reason}"
+        );
+    }
+    let mut proven = update.clone();
+    proven["client_secret"] = json!(secret);
+    let (status, body, _) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&proven),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+
+    // A token issued to the client before it deletes itself.
+    let code = code_for(&env, &client_id).await?;
+    let response = env
+        .http
+        .post(format!("{}/token", env.url))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let issued: Value = response.json().await?;
+    let access_token = issued["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let introspect = || async {
+        let response = env
+            .http
+            .post(format!("{}/introspect", env.url))
+            .basic_auth(AGENT, Some(SECRET))
+            .form(&[("token", access_token.as_str())])
+            .send()
+            .await?;
+        anyhow::Ok(response.json::<Value>().await?["active"].clone())
+    };
+    assert_eq!(introspect().await?, json!(true));
+
+    // Delete: gone, its secret and token with it.
+    let (status, body, _) = manage(&env, reqwest::Method::DELETE, &uri, Some(&token), None).await?;
+    assert_eq!((status, body), (204, Value::Null));
+    assert!(audited(&env, "client_deleted", None).await?);
+    let (status, _, _) = manage(&env, reqwest::Method::GET, &uri, Some(&token), None).await?;
+    assert_eq!(status, 401);
+    assert!(!secret_works(&env, &client_id, &secret).await?);
+    assert_eq!(introspect().await?, json!(false));
+    Ok(())
+}
+
+/// RFC 7592 §2.2: a public client that becomes confidential gets its secret in the update's
+/// response (it cannot choose one); a client the administrator disabled cannot manage its
+/// registration (403), nor re-enable itself.
+#[tokio::test]
+async fn a_client_gets_a_secret_when_it_becomes_confidential_and_a_disabled_one_is_forbidden()
+-> anyhow::Result<()> {
+    use frontdesk::store::{AdminStore, AuditEvent, Decision, TrustChange};
+    let env = start(|_| {}).await?;
+    let (status, registered, _) = register(&env, &public_request(), None).await?;
+    assert_eq!(status, 201, "{registered}");
+    let client_id = registered["client_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let token = registered["registration_access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let uri = registered["registration_client_uri"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let mut update = registered.clone();
+    update["token_endpoint_auth_method"] = json!("client_secret_post");
+    update["client_secret"] = json!("a-secret-of-my-choosing");
+    let (status, body, _) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&update),
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_client_metadata")),
+        "a public client has no secret to prove: {body}"
+    );
+    update
+        .as_object_mut()
+        .map(|members| members.remove("client_secret"));
+    let (status, body, _) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&update),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let secret = body["client_secret"].as_str().unwrap_or_default();
+    assert!(secret.len() >= 32, "{body}");
+    assert_ne!(secret, "a-secret-of-my-choosing");
+    assert!(secret_works(&env, &client_id, secret).await?);
+
+    // The administrator disables the client (here straight in the store, then the registry is
+    // reloaded, as another instance's change would be).
+    let store = &env.server.state.store;
+    let mut document = store
+        .list_trust(TrustKind::Client)
+        .await?
+        .into_iter()
+        .find(|d| d.id == client_id)
+        .ok_or_else(|| anyhow::anyhow!("stored"))?;
+    document.document["enabled"] = json!(false);
+    store
+        .apply_trust_change(
+            TrustKind::Client,
+            TrustChange::Update(&document),
+            &AuditEvent::new(now(), "client_disabled", Decision::Changed),
+        )
+        .await?;
+    env.server.state.tokens.trust.refresh().await?;
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let (status, body, _) =
+            manage(&env, method.clone(), &uri, Some(&token), Some(&update)).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("access_denied")),
+            "{method}"
+        );
+    }
+    assert!(audited(&env, "client_registration", Some("client_disabled")).await?);
+    let stored = store.list_trust(TrustKind::Client).await?;
+    let still = stored
+        .iter()
+        .find(|d| d.id == client_id)
+        .map(|d| d.document["enabled"].clone());
+    assert_eq!(still, Some(json!(false)));
+    Ok(())
+}

@@ -341,6 +341,7 @@ fn present(document: &TrustDocument) -> Value {
     let mut value = document.document.clone();
     if let Some(map) = value.as_object_mut() {
         map.remove("secret_hash");
+        map.remove("registration_access_token_hash");
         map.insert(
             "managed_by_config".into(),
             Value::Bool(document.managed_by_config),
@@ -359,7 +360,12 @@ fn document_of(body: &Bytes) -> Result<Value, ApiError> {
             "The body must be a JSON object.".into(),
         ));
     };
-    for read_only in ["managed_by_config", "updated_at", "secret_hash"] {
+    for read_only in [
+        "managed_by_config",
+        "updated_at",
+        "secret_hash",
+        "registration_access_token_hash",
+    ] {
         map.remove(read_only);
     }
     Ok(value)

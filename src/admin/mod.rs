@@ -28,7 +28,10 @@ use http::{HeaderValue, header};
 use crate::http::AppState;
 
 pub use auth::{ABSOLUTE_TIMEOUT_SECS, ADMIN_COOKIE, IDLE_TIMEOUT_SECS};
-pub(crate) use trust::{RegisterError, create_registered_client};
+pub(crate) use trust::{
+    RegisterError, create_registered_client, delete_registered_client, registered_client,
+    update_registered_client,
+};
 pub use views::AdminError;
 pub(crate) use views::format_time;
 

@@ -733,10 +733,12 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
 /// A document without secret material, for the audit log.
 fn redacted(document: &Value) -> Value {
     let mut document = document.clone();
-    if let Some(map) = document.as_object_mut()
-        && map.contains_key("secret_hash")
-    {
-        map.insert("secret_hash".into(), Value::String("[redacted]".into()));
+    if let Some(map) = document.as_object_mut() {
+        for key in ["secret_hash", "registration_access_token_hash"] {
+            if map.contains_key(key) {
+                map.insert(key.into(), Value::String("[redacted]".into()));
+            }
+        }
     }
     document
 }
@@ -1219,29 +1221,85 @@ pub(crate) async fn create_registered_client(
 ) -> Result<Option<String>, RegisterError> {
     create_object(state, "dcr", Kind::Client, document)
         .await
-        .map_err(|error| match error {
-            ChangeError::Invalid(errors) => RegisterError::Invalid(
-                errors
-                    .into_iter()
-                    .map(|(field, message)| {
-                        if field.is_empty() {
-                            message
-                        } else {
-                            format!("{field}: {message}")
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-            ChangeError::Conflict(_, message) | ChangeError::Managed(message) => {
-                RegisterError::Invalid(message)
+        .map_err(register_error)
+}
+
+/// Replaces a self-registered client's registration with `document` (RFC 7592 §2.2), through
+/// the administrator's update path: validated, audited (actor `dcr`), trust reloaded. What only
+/// an administrator decides is kept from `existing`: whether the client is enabled, its
+/// audiences and its client ids at identity providers and audiences; so is its secret (a new
+/// one is made if it moves to a secret method without one, and returned) and its registration
+/// access token.
+pub(crate) async fn update_registered_client(
+    state: &AppState,
+    existing: &TrustDocument,
+    mut document: Value,
+) -> Result<Option<String>, RegisterError> {
+    for key in [
+        "enabled",
+        "audiences",
+        "idp_client_ids",
+        "audience_client_ids",
+        "registration_access_token_hash",
+    ] {
+        match existing.document.get(key) {
+            Some(value) => document[key] = value.clone(),
+            None => {
+                if let Some(map) = document.as_object_mut() {
+                    map.remove(key);
+                }
             }
-            ChangeError::NotFound => RegisterError::Internal,
-            ChangeError::NotApplicable(detail) | ChangeError::Internal(detail) => {
-                tracing::error!(%detail, "storing a registered client failed");
-                RegisterError::Internal
-            }
-        })
+        }
+    }
+    update_object(state, "dcr", Kind::Client, existing, document)
+        .await
+        .map_err(register_error)
+}
+
+/// Deletes a self-registered client at its own request (RFC 7592 §2.3), audited (actor `dcr`).
+pub(crate) async fn delete_registered_client(
+    state: &AppState,
+    id: &str,
+) -> Result<(), RegisterError> {
+    delete_object(state, "dcr", Kind::Client, id)
+        .await
+        .map_err(register_error)
+}
+
+/// The stored document of client `id`, for an update or delete of its registration.
+pub(crate) async fn registered_client(
+    state: &AppState,
+    id: &str,
+) -> Result<TrustDocument, RegisterError> {
+    editable(state, Kind::Client, id)
+        .await
+        .map_err(register_error)
+}
+
+fn register_error(error: ChangeError) -> RegisterError {
+    match error {
+        ChangeError::Invalid(errors) => RegisterError::Invalid(
+            errors
+                .into_iter()
+                .map(|(field, message)| {
+                    if field.is_empty() {
+                        message
+                    } else {
+                        format!("{field}: {message}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        ChangeError::Conflict(_, message) | ChangeError::Managed(message) => {
+            RegisterError::Invalid(message)
+        }
+        ChangeError::NotFound => RegisterError::NotFound,
+        ChangeError::NotApplicable(detail) | ChangeError::Internal(detail) => {
+            tracing::error!(%detail, "storing a registered client failed");
+            RegisterError::Internal
+        }
+    }
 }
 
 /// Why a self-registered client was not stored.
@@ -1249,6 +1307,8 @@ pub(crate) async fn create_registered_client(
 pub(crate) enum RegisterError {
     /// The metadata failed validation (the message says which field and why).
     Invalid(String),
+    /// The client is gone (deleted meanwhile).
+    NotFound,
     /// The database or hashing failed; logged, not shown.
     Internal,
 }
@@ -1279,7 +1339,11 @@ pub(super) async fn update_object(
         if let Some(map) = document.as_object_mut() {
             map.remove("secret_hash");
             // Not on the form: where a self-registered client came from, and what it declared.
-            for key in ["source", "authorization_grant_profiles_supported"] {
+            for key in [
+                "source",
+                "authorization_grant_profiles_supported",
+                "registration_access_token_hash",
+            ] {
                 if let Some(value) = existing.document.get(key)
                     && !map.contains_key(key)
                 {

@@ -524,6 +524,7 @@ pub fn client_from_document(
         redirect_uris,
         enabled: true,
         dpop_bound_access_tokens,
+        registration_access_token_hash: None,
     })
 }
 

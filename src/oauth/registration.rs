@@ -260,7 +260,7 @@ pub fn registration_response(
     client_id: &str,
     document: &Value,
     secret: Option<&str>,
-    issued_at: i64,
+    issued_at: Option<i64>,
 ) -> Value {
     let grant_types = document["grant_types"].clone();
     let uses_code = grant_types.as_array().is_some_and(|grants| {
@@ -270,7 +270,6 @@ pub fn registration_response(
     });
     let mut response = json!({
         "client_id": client_id,
-        "client_id_issued_at": issued_at,
         "token_endpoint_auth_method": document["auth_method"],
         "grant_types": grant_types,
         "response_types": if uses_code { json!(["code"]) } else { json!([]) },
@@ -297,6 +296,9 @@ pub fn registration_response(
     if let Some(scopes) = document["scopes"].as_array().filter(|s| !s.is_empty()) {
         let scope: Vec<&str> = scopes.iter().filter_map(Value::as_str).collect();
         response["scope"] = json!(scope.join(" "));
+    }
+    if let Some(issued_at) = issued_at {
+        response["client_id_issued_at"] = json!(issued_at);
     }
     if let Some(secret) = secret {
         response["client_secret"] = json!(secret);
@@ -361,7 +363,7 @@ mod tests {
         .expect("a client document");
         assert!(config.dpop_bound_access_tokens);
         assert_eq!(
-            registration_response("c", &document, None, 0)["dpop_bound_access_tokens"],
+            registration_response("c", &document, None, Some(0))["dpop_bound_access_tokens"],
             true
         );
         let mut off = request.clone();

@@ -117,7 +117,8 @@ pub enum TrustChange<'a> {
     Create(&'a TrustDocument),
     /// Replace a database-managed object.
     Update(&'a TrustDocument),
-    /// Delete a database-managed object.
+    /// Delete a database-managed object; a client's issued access and refresh tokens are
+    /// revoked with it.
     Delete(&'a str),
 }
 
@@ -566,18 +567,35 @@ impl AdminStore for Store {
                         == 1
                 }
                 TrustChange::Delete(id_value) => {
-                    sqlx::query(AssertSqlSafe(delete.as_str()))
+                    let deleted = sqlx::query(AssertSqlSafe(delete.as_str()))
                         .bind(id_value)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected()
-                        == 1
+                        == 1;
+                    // A deleted client's access and refresh tokens are revoked with it (RFC 7592
+                    // §2.3), in the same transaction: introspection stops calling them active.
+                    if deleted && kind == TrustKind::Client {
+                        for revoke in [
+                            "UPDATE issued_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+                            "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+                        ] {
+                            sqlx::query(revoke)
+                                .bind(event.occurred_at)
+                                .bind(id_value)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    deleted
                 }
             };
             if !changed {
                 tx.rollback().await?;
                 return Ok(false);
             }
+            // Other instances reload their registry when the generation moves (registry.rs).
+            sqlx::query(super::trust::BUMP_GENERATION).execute(&mut *tx).await?;
             super::audit::insert_event!(&mut *tx, event)?;
             tx.commit().await?;
             Ok(true)

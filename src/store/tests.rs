@@ -1644,6 +1644,7 @@ async fn admin_trust_changes_are_all_or_nothing_and_spare_config_rows(store: Sto
         .sync_config_trust(kind, &[document("from-file", 1, true, 10)])
         .await
         .expect("config row");
+    let before = store.trust_version().await.expect("version");
     assert!(
         store
             .apply_trust_change(
@@ -1654,6 +1655,9 @@ async fn admin_trust_changes_are_all_or_nothing_and_spare_config_rows(store: Sto
             .await
             .expect("create")
     );
+    // Every other instance reloads its registry when the version moves.
+    let created = store.trust_version().await.expect("version");
+    assert_ne!(before, created, "an admin change moves the trust version");
     // Creating over an existing id, config-managed or not, is a conflict that records nothing.
     for id in ["made", "from-file"] {
         assert!(matches!(
@@ -1698,6 +1702,8 @@ async fn admin_trust_changes_are_all_or_nothing_and_spare_config_rows(store: Sto
             .await
             .expect("update")
     );
+    let updated = store.trust_version().await.expect("version");
+    assert_ne!(created, updated, "an update moves the trust version");
     let listed = store.list_trust(kind).await.expect("list");
     assert_eq!(
         listed,
@@ -1706,12 +1712,75 @@ async fn admin_trust_changes_are_all_or_nothing_and_spare_config_rows(store: Sto
             document("made", 2, false, 50)
         ]
     );
+    // Tokens issued to the client being deleted, and to another, before the delete.
+    let issued = |jti: &str, client_id: &str| IssuedToken {
+        jti: jti.into(),
+        client_id: client_id.into(),
+        subject: "user".into(),
+        token_type: "access_token".into(),
+        issued_at: 90,
+        expires_at: 10_000,
+        revoked_at: None,
+    };
+    let refresh = |client_id: &str| RefreshRecord {
+        family_id: format!("fam-{client_id}"),
+        client_id: client_id.into(),
+        subject: "user".into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec![],
+        auth_time: None,
+        issued_at: 90,
+        expires_at: 10_000,
+        dpop_jkt: None,
+    };
+    for client_id in ["made", "other"] {
+        store
+            .record_issued(&issued(&format!("at-{client_id}"), client_id))
+            .await
+            .expect("issued");
+        store
+            .insert_refresh_token(&format!("rt-{client_id}"), &refresh(client_id))
+            .await
+            .expect("refresh");
+    }
     assert!(
         store
             .apply_trust_change(kind, TrustChange::Delete("made"), &event("client_deleted"))
             .await
             .expect("delete")
     );
+    assert_ne!(
+        updated,
+        store.trust_version().await.expect("version"),
+        "a delete moves the trust version"
+    );
+    // RFC 7592 §2.3: the deleted client's tokens are revoked with it, at the event's time;
+    // another client's are not.
+    let access_revoked = |jti: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .issued_token(jti)
+                .await
+                .expect("get")
+                .and_then(|token| token.revoked_at)
+        }
+    };
+    let refresh_revoked = |hash: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .refresh_token(hash)
+                .await
+                .expect("get")
+                .and_then(|state| state.revoked_at)
+        }
+    };
+    assert_eq!(access_revoked("at-made").await, Some(100));
+    assert_eq!(refresh_revoked("rt-made").await, Some(100));
+    assert_eq!(access_revoked("at-other").await, None);
+    assert_eq!(refresh_revoked("rt-other").await, None);
     assert!(
         !store
             .apply_trust_change(kind, TrustChange::Delete("made"), &event("client_deleted"))

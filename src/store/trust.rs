@@ -7,7 +7,8 @@ use sqlx::{AssertSqlSafe, Row};
 use super::{Store, StoreError, on_pool};
 
 /// Bumps the trust generation; runs inside every trust-changing transaction.
-const BUMP_GENERATION: &str = "UPDATE trust_generation SET value = value + 1 WHERE id = 1";
+pub(super) const BUMP_GENERATION: &str =
+    "UPDATE trust_generation SET value = value + 1 WHERE id = 1";
 
 /// Which kind of trust object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

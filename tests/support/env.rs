@@ -82,6 +82,7 @@ pub fn client(id: &str, method: &str, audiences: &[&str]) -> ClientConfig {
         redirect_uris: vec![],
         enabled: true,
         dpop_bound_access_tokens: false,
+        registration_access_token_hash: None,
     }
 }
 
