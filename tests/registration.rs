@@ -10,6 +10,8 @@ mod code_flow;
 mod env;
 #[path = "support/idp.rs"]
 mod idp;
+#[path = "support/legs.rs"]
+mod legs;
 
 use code_flow::*;
 use env::*;
@@ -687,4 +689,62 @@ async fn a_client_gets_a_secret_when_it_becomes_confidential_and_a_disabled_one_
         .map(|d| d.document["enabled"].clone());
     assert_eq!(still, Some(json!(false)));
     Ok(())
+}
+
+/// Two instances sharing PostgreSQL, as behind a load balancer: a client that registers at one
+/// is known to the other once it reloads its registry (every five seconds; here at once), and
+/// manages its registration there too. Until trust changes moved the trust generation, the other
+/// instance never reloaded them.
+#[tokio::test]
+async fn a_registration_at_one_instance_is_known_at_another_sharing_postgresql()
+-> anyhow::Result<()> {
+    let Some(database) = env::test_db::TestDatabase::postgres("dcr_cross_instance").await else {
+        return Ok(());
+    };
+    let side = legs::SharedResourceSide::start(database.url(), |config| {
+        config.registration.enabled = true;
+    })
+    .await?;
+    let (b1, b2) = (&side.b1, &side.b2);
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let mut request = public_request();
+    request["token_endpoint_auth_method"] = json!("client_secret_basic");
+    let response = http
+        .post(format!("{}/register", b1.url()))
+        .json(&request)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 201);
+    let registered: Value = response.json().await?;
+    let client_id = registered["client_id"].as_str().unwrap_or_default();
+    let secret = registered["client_secret"].as_str().unwrap_or_default();
+    let token = registered["registration_access_token"]
+        .as_str()
+        .unwrap_or_default();
+    let revoke_at = |base: String| {
+        let http = http.clone();
+        async move {
+            let response = http
+                .post(format!("{base}/revoke"))
+                .basic_auth(client_id, Some(secret))
+                .form(&[("token", "unknown")])
+                .send()
+                .await?;
+            anyhow::Ok(response.status().as_u16())
+        }
+    };
+    assert_eq!(revoke_at(b1.url()).await?, 200);
+    assert_eq!(revoke_at(b2.url()).await?, 401, "B2 has not reloaded yet");
+    assert!(
+        b2.state.tokens.trust.refresh().await?,
+        "the trust generation moved"
+    );
+    assert_eq!(revoke_at(b2.url()).await?, 200);
+    let response = http
+        .get(format!("{}/register/{client_id}", b2.url()))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    side.shutdown().await
 }
