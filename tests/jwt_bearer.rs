@@ -598,3 +598,62 @@ async fn the_issuer_condition_applies_to_redemptions_too() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// TEN-03, TEN-04: a multi-tenant issuer's `sub` is unique only within a tenant (IDJAG §6.3).
+/// With the issuer's `condition` pinning the tenants B serves and a `subject_mapping` that keys
+/// local subjects by tenant (the recipe in mcp.md), two tenants' users with the same `sub` stay
+/// two users, the access token carries the tenant, and an assertion from a tenant B does not
+/// expect, or from none, is `invalid_grant`.
+#[tokio::test]
+async fn a_multi_tenant_issuers_tenants_are_pinned_and_keep_their_users_apart_ten_03_04()
+-> anyhow::Result<()> {
+    let legs = Legs::start_with(|config| {
+        let idp = &mut config.identity_providers[0];
+        idp.condition =
+            Some(r#"has(subject.tenant) && subject.tenant in ["acme", "globex"]"#.into());
+        idp.subject_mode = "mapped".into();
+        idp.subject_mapping = Some(r#"subject.tenant + "/" + subject.sub"#.into());
+    })
+    .await?;
+    let legs = &legs;
+    let redeem_for = |tenant: Option<&str>| {
+        let mut claims = legs.valid_claims();
+        match tenant {
+            Some(tenant) => claims["tenant"] = json!(tenant),
+            None => {
+                claims
+                    .as_object_mut()
+                    .map(|members| members.remove("tenant"));
+            }
+        }
+        let assertion = legs.forged_by_a(claims, "oauth-id-jag+jwt");
+        async move {
+            let assertion = assertion?;
+            legs.redeem(
+                &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
+                AGENT_AT_RAS,
+            )
+            .await
+        }
+    };
+    let mut subjects = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let (status, body) = redeem_for(Some(tenant)).await?;
+        assert_eq!(status, 200, "{tenant}: {body}");
+        let verified = legs
+            .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+            .await?;
+        assert_eq!(verified["payload"]["tenant"], tenant);
+        subjects.push(verified["payload"]["sub"].clone());
+    }
+    assert_eq!(subjects, [json!("acme/user-1"), json!("globex/user-1")]);
+    for tenant in [Some("initech"), None] {
+        let (status, body) = redeem_for(tenant).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{tenant:?}: {body}"
+        );
+    }
+    Ok(())
+}

@@ -188,8 +188,10 @@ async fn resolve_subject(
                 )
             })
         }
-        // Federated: `sub` is unique per issuer (TEN-03), so the pair is the identity; the
-        // access token's `sub` is the issuer's `sub`, and `iss` of the assertion is audited.
+        // Federated: `sub` is unique per single-tenant issuer (TEN-03), so the pair is the
+        // identity; the access token's `sub` is the issuer's `sub`, and `iss` of the assertion
+        // is audited. A multi-tenant issuer's `sub` is unique per tenant only: it takes `mapped`
+        // with the tenant in the mapping (docs/mcp.md).
         _ => Ok(claims.sub().to_string()),
     }
 }
