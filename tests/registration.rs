@@ -539,6 +539,15 @@ async fn a_client_reads_updates_and_deletes_its_own_registration_rfc_7592() -> a
             "{reason}"
         );
     }
+    // Refusals name the client whose registration was at stake.
+    let events = env.audit_log().await?;
+    let mismatch = events
+        .iter()
+        .find(|record| record.event.reason.as_deref() == Some("client_secret_mismatch"));
+    assert_eq!(
+        mismatch.and_then(|record| record.event.client_id.clone()),
+        Some(client_id.clone())
+    );
     let mut proven = update.clone();
     proven["client_secret"] = json!(secret);
     let (status, body, _) = manage(

@@ -65,10 +65,12 @@ fn error_body(error: &str, description: &str) -> Value {
     json!({ "error": error, "error_description": description })
 }
 
-/// Audits a refusal; a failed audit write turns the answer into a 500.
+/// Audits a refusal (naming the client whose registration was at stake, if any); a failed
+/// audit write turns the answer into a 500.
 async fn refuse(
     state: &AppState,
     headers: &HeaderMap,
+    client_id: Option<&str>,
     reason: &str,
     error: &str,
     response: Response,
@@ -77,6 +79,7 @@ async fn refuse(
     event.reason = Some(reason.to_string());
     event.error_code = Some(error.to_string());
     event.request_id = super::request_id_for_audit(headers);
+    event.client_id = client_id.map(|id| crate::oauth::request::clip(id, 200));
     match state.tokens.audit.record(event).await {
         Ok(()) => response,
         Err(failure) => {
@@ -140,6 +143,7 @@ async fn register(
         return refuse(
             &state,
             &headers,
+            None,
             "initial_access_token",
             "invalid_token",
             response,
@@ -152,7 +156,7 @@ async fn register(
         Ok(document) => document,
         Err(error) => {
             let (reason, code, response) = invalid(error);
-            return refuse(&state, &headers, reason, code, response).await;
+            return refuse(&state, &headers, None, reason, code, response).await;
         }
     };
     let client_id = new_client_id();
@@ -173,7 +177,7 @@ async fn register(
                 reason: "client_invalid",
                 description: message,
             });
-            refuse(&state, &headers, reason, code, response).await
+            refuse(&state, &headers, None, reason, code, response).await
         }
         Err(crate::admin::RegisterError::Internal | crate::admin::RegisterError::NotFound) => {
             storage_failed()
@@ -238,7 +242,15 @@ async fn authorize_management(
         if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
             response.headers_mut().insert(RETRY_AFTER, value);
         }
-        return Err(refuse(state, headers, "throttled", "slow_down", response).await);
+        return Err(refuse(
+            state,
+            headers,
+            Some(client_id),
+            "throttled",
+            "slow_down",
+            response,
+        )
+        .await);
     }
     let token = bearer_token(headers);
     let registry = state.tokens.trust.current();
@@ -269,7 +281,15 @@ async fn authorize_management(
         } else {
             "registration_token_missing"
         };
-        return Err(refuse(state, headers, reason, "invalid_token", response).await);
+        return Err(refuse(
+            state,
+            headers,
+            Some(client_id),
+            reason,
+            "invalid_token",
+            response,
+        )
+        .await);
     };
     if !client.config.enabled {
         let response = json_response(
@@ -279,7 +299,15 @@ async fn authorize_management(
                 "The administrator has disabled this client; its registration cannot be managed",
             ),
         );
-        return Err(refuse(state, headers, "client_disabled", "access_denied", response).await);
+        return Err(refuse(
+            state,
+            headers,
+            Some(client_id),
+            "client_disabled",
+            "access_denied",
+            response,
+        )
+        .await);
     }
     Ok(Managed { client, token })
 }
@@ -346,7 +374,7 @@ async fn throttled(
     if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
         response.headers_mut().insert(RETRY_AFTER, value);
     }
-    Some(refuse(state, headers, "throttled", "slow_down", response).await)
+    Some(refuse(state, headers, None, "throttled", "slow_down", response).await)
 }
 
 /// The peer address the server recorded for the connection (unspecified in embedded uses
@@ -416,12 +444,12 @@ async fn update(
         Ok(request) => request,
         Err(error) => {
             let (reason, code, response) = invalid(error);
-            return refuse(&state, &headers, reason, code, response).await;
+            return refuse(&state, &headers, Some(&client_id), reason, code, response).await;
         }
     };
     if let Err(error) = check_update_identity(&request, &client_id, &managed.client).await {
         let (reason, code, response) = invalid(error);
-        return refuse(&state, &headers, reason, code, response).await;
+        return refuse(&state, &headers, Some(&client_id), reason, code, response).await;
     }
     let mut request = request;
     if let Some(map) = request.as_object_mut() {
@@ -433,13 +461,13 @@ async fn update(
         Ok(document) => document,
         Err(error) => {
             let (reason, code, response) = invalid(error);
-            return refuse(&state, &headers, reason, code, response).await;
+            return refuse(&state, &headers, Some(&client_id), reason, code, response).await;
         }
     };
     document["client_id"] = json!(client_id);
     let existing = match crate::admin::registered_client(&state, &client_id).await {
         Ok(existing) => existing,
-        Err(_) => return gone(&state, &headers).await,
+        Err(_) => return gone(&state, &headers, &client_id).await,
     };
     match crate::admin::update_registered_client(&state, &existing, document.clone()).await {
         Ok(secret) => json_response(
@@ -458,16 +486,16 @@ async fn update(
                 reason: "client_invalid",
                 description: message,
             });
-            refuse(&state, &headers, reason, code, response).await
+            refuse(&state, &headers, Some(&client_id), reason, code, response).await
         }
-        Err(crate::admin::RegisterError::NotFound) => gone(&state, &headers).await,
+        Err(crate::admin::RegisterError::NotFound) => gone(&state, &headers, &client_id).await,
         Err(crate::admin::RegisterError::Internal) => storage_failed(),
     }
 }
 
 /// The client was deleted between the token check and the change: as for an unknown client,
 /// 401 (RFC 7592 §2).
-async fn gone(state: &AppState, headers: &HeaderMap) -> Response {
+async fn gone(state: &AppState, headers: &HeaderMap, client_id: &str) -> Response {
     let mut response = json_response(
         StatusCode::UNAUTHORIZED,
         error_body("invalid_token", "This client is no longer registered"),
@@ -476,7 +504,15 @@ async fn gone(state: &AppState, headers: &HeaderMap) -> Response {
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer error=\"invalid_token\""),
     );
-    refuse(state, headers, "client_gone", "invalid_token", response).await
+    refuse(
+        state,
+        headers,
+        Some(client_id),
+        "client_gone",
+        "invalid_token",
+        response,
+    )
+    .await
 }
 
 /// RFC 7592 §2.2: an update names the client it updates, and a `client_secret`, if sent, is the
@@ -546,7 +582,7 @@ async fn remove(
             headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
             response
         }
-        Err(crate::admin::RegisterError::NotFound) => gone(&state, &headers).await,
+        Err(crate::admin::RegisterError::NotFound) => gone(&state, &headers, &client_id).await,
         Err(_) => storage_failed(),
     }
 }
