@@ -23,6 +23,14 @@ use frontdesk::store::{AuditFilter, AuditLog};
 use legs::{JWT_BEARER, Legs, uuid};
 use serde_json::{Value, json};
 
+/// The `access_token` member of a token response (empty if absent).
+fn access_token(body: &Value) -> String {
+    body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A client's DPoP key pair, as a DPoP client library keeps one.
 struct DpopKey {
     key: PrivateKey,
@@ -218,10 +226,7 @@ async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_
     assert_eq!(status, 200, "{body}");
     // DPOP-04: the response's token_type stays N_A; the ID-JAG carries the key's thumbprint.
     assert_eq!(body["token_type"], "N_A", "{body}");
-    let id_jag = body["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id_jag = access_token(&body);
     let verified = legs
         .a
         .verify_issued(&id_jag, &legs.b_url, "oauth-id-jag+jwt")
@@ -262,10 +267,7 @@ async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_
     let (status, body) = redeem_with(&legs, &id_jag, &[&key.proof(&b_token_endpoint)?]).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "DPoP", "{body}");
-    let access_token = body["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let access_token = access_token(&body);
     let verified = legs.verify_access_token(&access_token).await?;
     assert_eq!(
         verified["payload"]["cnf"],
@@ -321,10 +323,7 @@ async fn an_unbound_id_jag_redeemed_with_a_proof_gets_a_bound_token_and_without_
     let legs = Legs::start().await?;
     let (status, body) = id_jag_with(&legs, &[]).await?;
     assert_eq!(status, 200, "{body}");
-    let unbound = body["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let unbound = access_token(&body);
     let (_, payload) = idp::decode_unverified(&unbound)?;
     assert!(
         payload.get("cnf").is_none(),
@@ -366,10 +365,7 @@ async fn an_unbound_id_jag_redeemed_with_a_proof_gets_a_bound_token_and_without_
 async fn a_resource_that_requires_dpop_gets_no_bearer_token_dpop_08() -> anyhow::Result<()> {
     let legs = Legs::start_with(|config| config.resources[0].require_dpop = true).await?;
     let (_, body) = id_jag_with(&legs, &[]).await?;
-    let id_jag = body["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id_jag = access_token(&body);
     let (status, body) = redeem_with(&legs, &id_jag, &[]).await?;
     assert_refused(
         status,
@@ -1028,10 +1024,7 @@ async fn with_nonces_required_a_proof_must_echo_a_current_server_nonce_dpop_02()
     let key = DpopKey::generate()?;
     let endpoint = format!("{}/token", legs.b_url);
     let (_, body) = id_jag_with(&legs, &[]).await?;
-    let id_jag = body["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id_jag = access_token(&body);
     let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
     let basic = Some((AGENT_AT_RAS, SECRET));
 
@@ -1074,10 +1067,7 @@ async fn with_nonces_required_a_proof_must_echo_a_current_server_nonce_dpop_02()
     // deployment's key is unknown, one of B's own from an hour ago has expired, and one of B's
     // own for now is good.
     let (_, body) = id_jag_with(&legs, &[]).await?;
-    let id_jag = body["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id_jag = access_token(&body);
     let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
     for (kek, at, reason) in [
         ([8u8; 32], now(), "dpop_nonce_unknown"),
@@ -1106,10 +1096,7 @@ async fn with_nonces_required_a_proof_must_echo_a_current_server_nonce_dpop_02()
 
     // Without a proof there is nothing to challenge: a bearer token, and no nonce.
     let (_, body) = id_jag_with(&legs, &[]).await?;
-    let id_jag = body["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id_jag = access_token(&body);
     let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
     let (status, body, nonce) = token_request_nonce(&legs.b_url, &form, basic, &[]).await?;
     assert_eq!(
@@ -1179,10 +1166,7 @@ async fn a_nonce_from_one_instance_is_accepted_by_another_of_the_same_deployment
     let id_token = a.id_token().await?;
     let (status, body) = exchange_with(a, ID_JAG, &b_url, &id_token, &[]).await?;
     assert_eq!(status, 200, "{body}");
-    let id_jag = body["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id_jag = access_token(&body);
     let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
     let basic = Some((AGENT_AT_RAS, SECRET));
     let (status, body, nonce) =

@@ -325,6 +325,11 @@ async fn registrations_are_rate_limited_per_address() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The string member `key` of `body` (empty if absent).
+fn text(body: &Value, key: &str) -> String {
+    body[key].as_str().unwrap_or_default().to_string()
+}
+
 /// `method url` with an optional bearer token and JSON body; status, body (null when empty)
 /// and headers.
 async fn manage(
@@ -381,18 +386,9 @@ async fn a_client_reads_updates_and_deletes_its_own_registration_rfc_7592() -> a
     request["token_endpoint_auth_method"] = json!("client_secret_basic");
     let (status, registered, _) = register(&env, &request, None).await?;
     assert_eq!(status, 201, "{registered}");
-    let client_id = registered["client_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let secret = registered["client_secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let token = registered["registration_access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let client_id = text(&registered, "client_id");
+    let secret = text(&registered, "client_secret");
+    let token = text(&registered, "registration_access_token");
     let uri = format!("{}/register/{client_id}", env.url);
     assert_eq!(registered["registration_client_uri"], json!(uri));
     assert!(token.len() >= 43, "{registered}");
@@ -613,18 +609,9 @@ async fn a_client_gets_a_secret_when_it_becomes_confidential_and_a_disabled_one_
     let env = start(|_| {}).await?;
     let (status, registered, _) = register(&env, &public_request(), None).await?;
     assert_eq!(status, 201, "{registered}");
-    let client_id = registered["client_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let token = registered["registration_access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let uri = registered["registration_client_uri"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let client_id = text(&registered, "client_id");
+    let token = text(&registered, "registration_access_token");
+    let uri = text(&registered, "registration_client_uri");
 
     let mut update = registered.clone();
     update["token_endpoint_auth_method"] = json!("client_secret_post");

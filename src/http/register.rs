@@ -93,14 +93,21 @@ async fn refuse(
 }
 
 fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .is_some_and(|(_, token)| {
-            crate::secret::constant_time_eq(token.trim().as_bytes(), expected.as_bytes())
-        })
+    bearer_token(headers)
+        .is_some_and(|token| crate::secret::constant_time_eq(token.as_bytes(), expected.as_bytes()))
+}
+
+/// 401 with RFC 6750's `invalid_token`, naming the Bearer scheme in `WWW-Authenticate`.
+fn invalid_token(description: &str) -> Response {
+    let mut response = json_response(
+        StatusCode::UNAUTHORIZED,
+        error_body("invalid_token", description),
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    response
 }
 
 fn new_client_id() -> String {
@@ -129,16 +136,8 @@ async fn register(
     if let Some(expected) = &state.config.registration.initial_access_token
         && !bearer_matches(&headers, expected.expose())
     {
-        let mut response = json_response(
-            StatusCode::UNAUTHORIZED,
-            error_body(
-                "invalid_token",
-                "Registration needs the initial access token issued by the administrator",
-            ),
-        );
-        response.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        let response = invalid_token(
+            "Registration needs the initial access token issued by the administrator",
         );
         return refuse(
             &state,
@@ -264,16 +263,8 @@ async fn authorize_management(
         _ => false,
     };
     let (Some(token), Some(client), true) = (token, client, matches) else {
-        let mut response = json_response(
-            StatusCode::UNAUTHORIZED,
-            error_body(
-                "invalid_token",
-                "Send the registration access token this client was given at registration",
-            ),
-        );
-        response.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        let response = invalid_token(
+            "Send the registration access token this client was given at registration",
         );
         state.tokens.throttle.record_failure(peer);
         let reason = if bearer_token(headers).is_some() {
@@ -310,6 +301,19 @@ async fn authorize_management(
         .await);
     }
     Ok(Managed { client, token })
+}
+
+/// A client configuration request's head, checked ([`authorize_management`]): its headers and
+/// the registration it manages.
+async fn open_management(
+    state: &AppState,
+    client_id: &str,
+    parts: http::request::Parts,
+) -> Result<(HeaderMap, Managed), Response> {
+    let peer = peer_of(&parts.extensions);
+    let headers = parts.headers;
+    let managed = authorize_management(state, &headers, peer, client_id).await?;
+    Ok((headers, managed))
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
@@ -392,10 +396,8 @@ async fn read(
     request: axum::extract::Request,
 ) -> Response {
     let (parts, _) = request.into_parts();
-    let headers = parts.headers;
-    let peer = peer_of(&parts.extensions);
-    let managed = match authorize_management(&state, &headers, peer, &client_id).await {
-        Ok(managed) => managed,
+    let (headers, managed) = match open_management(&state, &client_id, parts).await {
+        Ok(opened) => opened,
         Err(response) => return response,
     };
     let document = match serde_json::to_value(&managed.client.config) {
@@ -431,15 +433,13 @@ async fn update(
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let headers = parts.headers;
-    let peer = peer_of(&parts.extensions);
+    let (headers, managed) = match open_management(&state, &client_id, parts).await {
+        Ok(opened) => opened,
+        Err(response) => return response,
+    };
     let body = axum::body::to_bytes(body, state.config.server.max_body_bytes)
         .await
         .unwrap_or_default();
-    let managed = match authorize_management(&state, &headers, peer, &client_id).await {
-        Ok(managed) => managed,
-        Err(response) => return response,
-    };
     let request = match parse_metadata(&headers, &body) {
         Ok(request) => request,
         Err(error) => {
@@ -496,14 +496,7 @@ async fn update(
 /// The client was deleted between the token check and the change: as for an unknown client,
 /// 401 (RFC 7592 §2).
 async fn gone(state: &AppState, headers: &HeaderMap, client_id: &str) -> Response {
-    let mut response = json_response(
-        StatusCode::UNAUTHORIZED,
-        error_body("invalid_token", "This client is no longer registered"),
-    );
-    response.headers_mut().insert(
-        WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-    );
+    let response = invalid_token("This client is no longer registered");
     refuse(
         state,
         headers,
@@ -569,11 +562,10 @@ async fn remove(
     request: axum::extract::Request,
 ) -> Response {
     let (parts, _) = request.into_parts();
-    let headers = parts.headers;
-    let peer = peer_of(&parts.extensions);
-    if let Err(response) = authorize_management(&state, &headers, peer, &client_id).await {
-        return response;
-    }
+    let headers = match open_management(&state, &client_id, parts).await {
+        Ok((headers, _)) => headers,
+        Err(response) => return response,
+    };
     match crate::admin::delete_registered_client(&state, &client_id).await {
         Ok(()) => {
             let mut response = StatusCode::NO_CONTENT.into_response();
