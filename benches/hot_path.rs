@@ -331,6 +331,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         enabled: true,
         dpop_bound_access_tokens: false,
         registration_access_token_hash: None,
+        requests_per_minute: None,
     };
     let mut agent = client(AGENT, "client_secret_basic");
     agent.secret_hash = Some(hash_secret(SECRET).unwrap());

@@ -132,6 +132,7 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
         authorization_grant_profiles_supported: Vec::new(),
         dpop_bound_access_tokens: false,
         registration_access_token_hash: None,
+        requests_per_minute: None,
         secret_hash,
         jwks,
         jwks_uri: args.jwks_uri,

@@ -520,6 +520,11 @@ pub struct ClientConfig {
     /// configuration file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_access_token_hash: Option<String>,
+    /// Token requests this client may make per minute on each instance, in bursts of up to the
+    /// same number; beyond it `429 slow_down` with `Retry-After`. None: no limit. Keeps one
+    /// runaway agent from taking the server (or its audit log) for itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
 }
 
 fn default_true() -> bool {

@@ -447,6 +447,15 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
     } else {
         validate_id(&client.client_id).or_else(|m| invalid("client_id".into(), m))?;
     }
+    if client
+        .requests_per_minute
+        .is_some_and(|limit| limit == 0 || limit > 1_000_000)
+    {
+        return invalid(
+            "requests_per_minute".into(),
+            "must be between 1 and 1000000 (leave it out for no limit)",
+        );
+    }
     if let Some(hash) = &client.registration_access_token_hash {
         // RFC 7592: only a client that registered itself manages its registration.
         if client.source.as_deref() != Some("dcr") {

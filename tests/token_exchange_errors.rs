@@ -1889,3 +1889,58 @@ async fn bad_client_assertions_are_refused_cauth_04() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// `[[clients]] requests_per_minute`: a client gets its burst, then 429 `slow_down` with
+/// `Retry-After`, audited as `client_rate_limited`. Requests that fail to authenticate in its
+/// name do not spend its allowance, and other clients are not slowed.
+#[tokio::test]
+async fn a_client_over_its_request_limit_is_slowed_down_and_no_one_else_is() -> anyhow::Result<()> {
+    let env = Env::start_with(|config| {
+        for client in &mut config.clients {
+            if client.client_id == POST_CLIENT {
+                client.requests_per_minute = Some(2);
+            }
+        }
+    })
+    .await?;
+    let token = env.id_token().await?;
+    let with_secret = |secret: &str| {
+        let mut form = idjag_form(&token);
+        form.push(("client_id", POST_CLIENT.into()));
+        form.push(("client_secret", secret.into()));
+        form
+    };
+    for _ in 0..3 {
+        let reply = send(&env, &with_secret("not-the-secret"), Auth::None).await?;
+        assert_eq!(reply.status, 401, "{}", reply.body);
+    }
+    for attempt in 0..2 {
+        let reply = send(&env, &with_secret(SECRET), Auth::None).await?;
+        assert_ne!(reply.status, 429, "attempt {attempt}: {}", reply.body);
+    }
+    let reply = send(&env, &with_secret(SECRET), Auth::None).await?;
+    assert_denied_because(
+        &env,
+        "over the limit",
+        &reply,
+        429,
+        "slow_down",
+        "client_rate_limited",
+        &[&token, SECRET],
+    )
+    .await?;
+    let retry_after: u64 = reply
+        .headers
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_default();
+    assert!((1..=30).contains(&retry_after), "Retry-After {retry_after}");
+    assert_success(
+        &env,
+        "another client",
+        &send(&env, &idjag_form(&token), Auth::Basic(AGENT, SECRET)).await?,
+    )
+    .await?;
+    Ok(())
+}

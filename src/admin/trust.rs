@@ -399,6 +399,12 @@ const CLIENT_FIELDS: &[Spec] = &[
         "authorization_code: exact https (or loopback http) URIs.",
     ),
     spec(
+        "requests_per_minute",
+        "Requests per minute",
+        Format::Number,
+        "Token requests allowed a minute on each instance (then 429 slow_down); empty = no limit.",
+    ),
+    spec(
         "dpop_bound_access_tokens",
         "Require DPoP",
         Format::Flag,

@@ -379,6 +379,26 @@ fn trust_objects_are_validated_with_their_index() {
     )
     .expect_err("unknown audience");
     assert_error(&error, "clients[0].audiences", "frontdesk.toml");
+
+    for (extra, field) in [
+        (
+            "requests_per_minute = 0\n",
+            "clients[0].requests_per_minute",
+        ),
+        (
+            "registration_access_token_hash = \"00\"\n",
+            "clients[0].registration_access_token_hash",
+        ),
+    ] {
+        let error = load_file(
+            &production(&format!(
+                "[[clients]]\nclient_id = \"c\"\nauth_method = \"private_key_jwt\"\njwks_uri = \"https://c/jwks\"\n{extra}"
+            )),
+            &[],
+        )
+        .expect_err(field);
+        assert_error(&error, field, "frontdesk.toml");
+    }
 }
 
 #[test]

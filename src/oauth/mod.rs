@@ -2,6 +2,7 @@
 //! knows about HTTP or SQL; handlers call in, and the store is reached through its traits.
 
 pub mod client_auth;
+pub mod client_limit;
 pub mod client_metadata;
 pub mod code_grant;
 pub mod dpop;

@@ -72,6 +72,8 @@ pub struct TokenService {
     pub client_metadata: super::client_metadata::ClientMetadataResolver,
     /// Server-provided DPoP nonces, when `tokens.require_dpop_nonce` asks for them.
     pub dpop_nonces: Option<super::dpop_nonce::DpopNonces>,
+    /// Per-client request limits (`[[clients]] requests_per_minute`).
+    pub client_limits: super::client_limit::ClientRateLimits,
 }
 
 impl TokenService {
@@ -286,6 +288,20 @@ impl TokenService {
             }
         };
         audit.client_id = Some(client.client.config.client_id.clone());
+        // Counted once the client is authenticated, so nobody spends another's allowance.
+        if let Some(per_minute) = client.client.config.requests_per_minute
+            && let Some(wait) = self
+                .client_limits
+                .check(&client.client.config.client_id, per_minute)
+        {
+            let mut error = OAuthError::new(
+                ErrorCode::SlowDown,
+                "client_rate_limited",
+                "This client has made more token requests than its limit allows; retry later",
+            );
+            error.retry_after = Some(wait.as_secs().max(1));
+            return Err(error);
+        }
         // CMETA-04, IDJAG §9.1: a client that cannot authenticate gets no token exchange or
         // jwt-bearer grant, whatever its registration says.
         if client.client.is_public() && !crate::trust::PUBLIC_CLIENT_GRANTS.contains(&grant) {
