@@ -120,6 +120,13 @@ pub enum SubjectCommand {
         #[arg(long)]
         local: String,
     },
+    /// Revoke everything issued to a user: live access tokens, refresh tokens and unredeemed
+    /// authorization codes whose `sub` is `--subject` (audited, actor `cli`). Prints the counts.
+    Revoke {
+        /// The `sub` of the tokens to revoke, exactly as frontdesk issued it.
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 /// Admin-page account commands.
@@ -276,6 +283,21 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             ));
             store.record(&event).await.map_err(fail)?;
             println!("linked {sub} at {issuer} to {local}");
+            Ok(())
+        }
+        Command::Subject(SubjectCommand::Revoke { subject }) => {
+            use crate::store::TokenStore;
+            let store = app::open_store(&config).await?;
+            let event =
+                crate::oauth::introspection::subject_revocation_event(&subject, "cli", unix_now());
+            let revoked = store
+                .revoke_subject(&subject, unix_now(), event)
+                .await
+                .map_err(|error| StartupError(format!("database error: {error}")))?;
+            println!(
+                "revoked {} access tokens, {} refresh tokens and {} authorization codes of {subject}",
+                revoked.access_tokens, revoked.refresh_tokens, revoked.authorization_codes
+            );
             Ok(())
         }
         Command::Audit(AuditCommand::Purge { older_than_days }) => {

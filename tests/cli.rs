@@ -702,3 +702,73 @@ audiences = ["wiki"]
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(report["reason"], "client_unknown");
 }
+
+/// `subject revoke` revokes the live access tokens issued to one subject in the database the
+/// configuration names, prints the counts, and records the revocation (actor `cli`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_revoke_revokes_a_users_tokens_and_records_it() {
+    use frontdesk::store::{IssuedToken, Store, TokenStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let output = run(dir.path(), &["--config", &config, "migrate"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let now = frontdesk::clock::unix_now();
+    let url = format!("sqlite://{}", dir.path().join("data.db").display());
+    let store = Store::connect(&url, 1).await.expect("open the database");
+    for (jti, subject) in [("t1", "ada@example.com"), ("t2", "bob@example.com")] {
+        let token = IssuedToken {
+            jti: jti.into(),
+            client_id: "agent".into(),
+            subject: subject.into(),
+            token_type: "access_token".into(),
+            issued_at: now,
+            expires_at: now + 600,
+            revoked_at: None,
+        };
+        store.record_issued(&token).await.expect("record");
+    }
+    store.close().await;
+
+    let output = run(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "subject",
+            "revoke",
+            "--subject",
+            "ada@example.com",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout).trim(),
+        "revoked 1 access tokens, 0 refresh tokens and 0 authorization codes of ada@example.com"
+    );
+    let store = Store::connect(&url, 1).await.expect("open the database");
+    let revoked = |jti: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .issued_token(jti)
+                .await
+                .expect("get")
+                .and_then(|t| t.revoked_at)
+        }
+    };
+    assert!(revoked("t1").await.is_some());
+    assert_eq!(revoked("t2").await, None);
+    store.close().await;
+    let rows = audit_rows(dir.path()).await;
+    let (_, _, detail) = rows
+        .iter()
+        .find(|(event, _, _)| event == "subject_tokens_revoked")
+        .expect("audited");
+    assert!(
+        detail
+            .as_deref()
+            .is_some_and(|d| d.contains("\"actor\":\"cli\"")),
+        "{detail:?}"
+    );
+}

@@ -23,7 +23,7 @@ use super::views::AdminError;
 use crate::http::AppState;
 use crate::store::{
     AdminRole, AdminStore, ApiTokenRecord, AuditDetail, AuditEvent, AuditLog, Decision, Store,
-    StoreError, TrustDocument, TrustStore,
+    StoreError, TokenStore, TrustDocument, TrustStore,
 };
 
 mod openapi;
@@ -549,6 +549,52 @@ async fn keys_retire(
     Ok(axum::Json(json!({ "kid": kid, "state": "retired" })).into_response())
 }
 
+/// `POST /admin/api/v1/revocations` with `{"subject": "…"}`: `frontdesk subject revoke` over
+/// HTTP — every live access token, refresh token and unredeemed code of one user, revoked in one
+/// audited transaction (admin role). For the incident where a user's device or session is
+/// compromised: what frontdesk issued to them stops working at introspection and refresh at once.
+async fn revocations(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.authorize_change()?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Revocation {
+        subject: String,
+    }
+    let request: Revocation = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::Invalid(
+            "subject".into(),
+            format!("expected {{\"subject\": \"…\"}}: {error}"),
+        )
+    })?;
+    if request.subject.is_empty() || request.subject.len() > 255 {
+        return Err(ApiError::Invalid(
+            "subject".into(),
+            "must be 1 to 255 bytes".into(),
+        ));
+    }
+    let now = crate::clock::unix_now();
+    let event = crate::oauth::introspection::subject_revocation_event(
+        &request.subject,
+        &caller.actor(),
+        now,
+    );
+    let revoked = state
+        .store
+        .revoke_subject(&request.subject, now, event)
+        .await?;
+    Ok(axum::Json(json!({
+        "subject": request.subject,
+        "access_tokens": revoked.access_tokens,
+        "refresh_tokens": revoked.refresh_tokens,
+        "authorization_codes": revoked.authorization_codes,
+    }))
+    .into_response())
+}
+
 /// `POST /admin/api/v1/policy/eval`: `frontdesk policy eval` over HTTP — the decision a token
 /// exchange would reach for a subject given as claims, with the trust this instance runs now.
 /// Any role: it reads trust and changes nothing (nothing is signed or recorded). A denial is
@@ -699,6 +745,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(documented("/admin/api/v1/audit-events"), get(audit_events))
         .route(documented("/admin/api/v1/policy/eval"), post(policy_eval))
+        .route(documented("/admin/api/v1/revocations"), post(revocations))
         .route(documented("/admin/api/v1/openapi.json"), get(openapi))
         .route(
             "/admin/api/v1/{*rest}",
@@ -738,6 +785,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/api/v1/keys/{kid}/retire"),
     ("get", "/admin/api/v1/audit-events"),
     ("post", "/admin/api/v1/policy/eval"),
+    ("post", "/admin/api/v1/revocations"),
     ("get", "/admin/api/v1/openapi.json"),
 ];
 

@@ -241,3 +241,12 @@ pub async fn revoke(
     })?;
     Ok(())
 }
+
+/// The audit event of revoking everything issued to `subject` (`frontdesk subject revoke`,
+/// `POST /admin/api/v1/revocations`), by `actor`; the store adds the counts.
+pub fn subject_revocation_event(subject: &str, actor: &str, now: i64) -> AuditEvent {
+    let mut event = AuditEvent::new(now, "subject_tokens_revoked", Decision::Changed);
+    event.subject = Some(subject.to_string());
+    event.detail = Some(AuditDetail::of(&serde_json::json!({ "actor": actor })));
+    event
+}

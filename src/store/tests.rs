@@ -51,6 +51,7 @@ macro_rules! both_backends {
 
 both_backends!(
     migrations_are_idempotent,
+    revoking_a_subject_revokes_only_its_live_tokens_and_codes,
     audit_batches_commit_every_event_in_order,
     audit_events_commit_with_their_replay_records,
     authorization_codes_single_use_rotation_and_family_revocation,
@@ -2708,4 +2709,130 @@ async fn a_retention_purge_asked_to_stop_still_audits_the_chunk_it_deleted(store
         .await
         .expect("the rest");
     assert_eq!(rest.deleted, 2_345 - u64::from(PURGE_CHUNK));
+}
+
+async fn revoking_a_subject_revokes_only_its_live_tokens_and_codes(store: Store) {
+    let now = 1_000;
+    let access = |jti: &str, subject: &str, expires_at: i64| IssuedToken {
+        jti: jti.into(),
+        client_id: "app".into(),
+        subject: subject.into(),
+        token_type: "access_token".into(),
+        issued_at: 900,
+        expires_at,
+        revoked_at: None,
+    };
+    let refresh = |family: &str, subject: &str| RefreshRecord {
+        family_id: family.into(),
+        client_id: "app".into(),
+        subject: subject.into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec![],
+        auth_time: None,
+        issued_at: 900,
+        expires_at: 5_000,
+        dpop_jkt: None,
+    };
+    let code = |family: &str, subject: &str| CodeRecord {
+        family_id: family.into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_challenge: "challenge".into(),
+        subject: subject.into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec![],
+        auth_time: None,
+        created_at: 990,
+        expires_at: 1_050,
+        dpop_jkt: None,
+    };
+    for (jti, subject, expires_at) in [
+        ("ada-1", "ada", 2_000),
+        ("ada-2", "ada", 2_000),
+        ("ada-old", "ada", 500),
+        ("bob-1", "bob", 2_000),
+    ] {
+        store
+            .record_issued(&access(jti, subject, expires_at))
+            .await
+            .expect("issued");
+    }
+    for (hash, subject) in [("rt-ada", "ada"), ("rt-bob", "bob")] {
+        store
+            .insert_refresh_token(hash, &refresh(&format!("fam-{hash}"), subject))
+            .await
+            .expect("refresh");
+    }
+    for (hash, subject) in [("code-ada", "ada"), ("code-bob", "bob")] {
+        store
+            .insert_code(hash, &code(&format!("fam-{hash}"), subject))
+            .await
+            .expect("code");
+    }
+    let mut event = AuditEvent::new(now, "subject_tokens_revoked", Decision::Changed);
+    event.subject = Some("ada".into());
+    event.detail = Some(AuditDetail::of(&json!({ "actor": "test" })));
+    let revoked = store
+        .revoke_subject("ada", now, event)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        revoked,
+        SubjectRevocation {
+            access_tokens: 2,
+            refresh_tokens: 1,
+            authorization_codes: 1,
+        }
+    );
+    let access_revoked = |jti: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .issued_token(jti)
+                .await
+                .expect("get")
+                .and_then(|token| token.revoked_at)
+        }
+    };
+    assert_eq!(access_revoked("ada-1").await, Some(now));
+    assert_eq!(access_revoked("ada-2").await, Some(now));
+    assert_eq!(access_revoked("ada-old").await, None, "expired: left alone");
+    assert_eq!(access_revoked("bob-1").await, None);
+    let family_revoked = |hash: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .refresh_token(hash)
+                .await
+                .expect("get")
+                .and_then(|state| state.revoked_at)
+        }
+    };
+    assert_eq!(family_revoked("rt-ada").await, Some(now));
+    assert_eq!(family_revoked("rt-bob").await, None);
+    // Ada's code is spent (redeeming it is a reuse); Bob's is not.
+    assert!(matches!(
+        store.consume_code("code-ada", now).await.expect("consume"),
+        Redemption::Replayed(_)
+    ));
+    assert!(matches!(
+        store.consume_code("code-bob", now).await.expect("consume"),
+        Redemption::Fresh(_)
+    ));
+    // The event is in the log, with the caller's detail and the counts.
+    let events = store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("audit");
+    let detail = events
+        .iter()
+        .find(|record| record.event.event == "subject_tokens_revoked")
+        .and_then(|record| record.event.detail.as_ref().map(AuditDetail::value))
+        .expect("event");
+    assert_eq!(
+        detail,
+        json!({ "actor": "test", "access_tokens": 2, "refresh_tokens": 1, "authorization_codes": 1 })
+    );
 }

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, on_pool};
+use super::{AuditEvent, Store, StoreError, on_pool};
 
 /// One issued access token's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,17 @@ pub struct IssuedToken {
     pub expires_at: i64,
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
+}
+
+/// What [`TokenStore::revoke_subject`] revoked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SubjectRevocation {
+    /// Live access tokens now revoked.
+    pub access_tokens: u64,
+    /// Live refresh tokens now revoked.
+    pub refresh_tokens: u64,
+    /// Unredeemed authorization codes now spent.
+    pub authorization_codes: u64,
 }
 
 /// Issued-token and subject-link persistence.
@@ -54,6 +65,16 @@ pub trait TokenStore {
         &self,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Revokes everything frontdesk issued to `subject` (the `sub` of its tokens) that is still
+    /// live: access tokens, refresh tokens, and codes not yet redeemed (spent, so they yield
+    /// nothing). The kill switch for one user (PEERS §4 item 7), committed with `event` — its
+    /// detail gets the counts — in one transaction.
+    fn revoke_subject(
+        &self,
+        subject: &str,
+        now: i64,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<SubjectRevocation, StoreError>> + Send;
     /// Links (`issuer`, `external_subject`) to `local_subject`, replacing an earlier link.
     fn link_subject(
         &self,
@@ -123,6 +144,49 @@ impl TokenStore for Store {
             .execute(pool)
             .await?;
             Ok(done.rows_affected() == 1)
+        })
+    }
+
+    async fn revoke_subject(
+        &self,
+        subject: &str,
+        now: i64,
+        mut event: AuditEvent,
+    ) -> Result<SubjectRevocation, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut counts = [0u64; 3];
+            for (count, sql) in counts.iter_mut().zip([
+                "UPDATE issued_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL AND expires_at > $1",
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL AND expires_at > $1",
+                "UPDATE authorization_codes SET used_at = $1 WHERE subject = $2 AND used_at IS NULL AND expires_at > $1",
+            ]) {
+                *count = sqlx::query(sql)
+                    .bind(now)
+                    .bind(subject)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            let revocation = SubjectRevocation {
+                access_tokens: counts[0],
+                refresh_tokens: counts[1],
+                authorization_codes: counts[2],
+            };
+            let mut detail = serde_json::to_value(revocation).unwrap_or_default();
+            if let (Some(members), Some(previous)) = (
+                detail.as_object_mut(),
+                event.detail.as_ref().map(super::AuditDetail::value),
+            ) && let Some(previous) = previous.as_object()
+            {
+                for (key, value) in previous {
+                    members.insert(key.clone(), value.clone());
+                }
+            }
+            event.detail = Some(super::AuditDetail::of(&detail));
+            super::audit::insert_event!(&mut *tx, &event)?;
+            tx.commit().await?;
+            Ok(revocation)
         })
     }
 

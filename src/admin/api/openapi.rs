@@ -214,6 +214,19 @@ pub fn document(base: &str) -> Value {
                 "422": error_response("The body is not a policy question.") } }), false) }),
     );
     paths.insert(
+        "/admin/api/v1/revocations".into(),
+        json!({ "post": operation(json!({ "tags": ["tokens"], "summary": "Revoke everything issued to a user", "operationId": "revoke_subject",
+            "description": "Revokes every live access token and refresh token whose `sub` is the subject, and spends its unredeemed authorization codes, in one transaction with an audit event (`subject_tokens_revoked`). Introspection then answers `active: false` and refresh fails; access tokens verified locally by resource servers stay valid until they expire (minutes), and ID-JAGs already issued are not tracked. Admin role.",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["subject"], "additionalProperties": false, "properties": {
+                "subject": { "type": "string", "description": "The `sub` of the tokens, exactly as frontdesk issued it." } } } } } },
+            "responses": { "200": json_response("What was revoked.", json!({ "type": "object", "required": ["subject", "access_tokens", "refresh_tokens", "authorization_codes"], "properties": {
+                    "subject": { "type": "string" },
+                    "access_tokens": { "type": "integer" },
+                    "refresh_tokens": { "type": "integer" },
+                    "authorization_codes": { "type": "integer" } } })),
+                "422": error_response("The body is not `{\"subject\": \"…\"}`.") } }), true) }),
+    );
+    paths.insert(
         "/admin/api/v1/openapi.json".into(),
         json!({ "get": { "tags": ["meta"], "summary": "This document", "operationId": "openapi", "security": [],
             "responses": { "200": { "description": "The OpenAPI 3.1 document.", "content": { "application/json": {} } } } } }),
