@@ -1108,3 +1108,104 @@ async fn under_an_issuer_path_every_admin_url_redirect_and_cookie_carries_the_pa
     );
     Ok(())
 }
+
+/// "Revoke": an admin revokes every live token of one user from the page (the same store call as
+/// the API and the CLI); introspection then answers inactive and the audit log names the admin.
+/// An auditor sees the page without the form, and a forged post is refused.
+#[tokio::test]
+async fn an_admin_revokes_every_live_token_of_a_user_from_the_page() -> anyhow::Result<()> {
+    use env::{ACCESS_TOKEN, AGENT, ID_TOKEN, LOCAL_API, SECRET, TOKEN_EXCHANGE};
+    let admin = Admin::start().await?;
+    let env = &admin.env;
+    let id_token = env.id_token().await?;
+    let (status, body) = env
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ACCESS_TOKEN),
+            ("audience", LOCAL_API),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (_, claims) = idp::decode_unverified(&token)?;
+    let subject = claims["sub"].as_str().unwrap_or_default().to_string();
+    let active = || async {
+        let response = env
+            .http
+            .post(format!("{}/introspect", env.url))
+            .basic_auth(AGENT, Some(SECRET))
+            .form(&[("token", token.as_str())])
+            .send()
+            .await?;
+        anyhow::Ok(response.json::<serde_json::Value>().await?["active"].clone())
+    };
+
+    admin.sign_in_as(AUDITOR, PASSWORD).await?;
+    let (status, html) = admin.get("/admin/revocations").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"<a href="/admin/revocations" aria-current="page">"#));
+    assert!(html.contains(r#"id="auditor-note""#) && !html.contains(r#"id="revoke""#));
+    let csrf = admin.csrf().await?;
+    let (status, _) = admin
+        .post(
+            "/admin/revocations",
+            &[("csrf", &csrf), ("subject", &subject)],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an auditor cannot revoke");
+    assert_eq!(active().await?, serde_json::json!(true));
+
+    // The same browser signs in again, as an admin.
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let csrf = admin.csrf().await?;
+    let (status, _) = admin
+        .post(
+            "/admin/revocations",
+            &[("csrf", "forged"), ("subject", &subject)],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = admin
+        .post("/admin/revocations", &[("csrf", &csrf), ("subject", " ")])
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(active().await?, serde_json::json!(true));
+    let (status, html) = admin
+        .post(
+            "/admin/revocations",
+            &[("csrf", &csrf), ("subject", &subject)],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains(r#"<span id="access-tokens">1</span>"#),
+        "{html}"
+    );
+    assert_eq!(active().await?, serde_json::json!(false));
+    let events = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    let event = events
+        .iter()
+        .find(|record| record.event.event == "subject_tokens_revoked")
+        .ok_or_else(|| anyhow::anyhow!("not audited"))?;
+    assert_eq!(event.event.subject.as_deref(), Some(subject.as_str()));
+    assert_eq!(
+        event
+            .event
+            .detail
+            .as_ref()
+            .map(AuditDetail::value)
+            .map(|d| d["actor"].clone()),
+        Some(serde_json::json!(ADMIN))
+    );
+    Ok(())
+}

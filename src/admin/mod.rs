@@ -13,6 +13,7 @@ pub mod auth;
 mod dashboard;
 mod keys;
 mod policy;
+mod revocation;
 pub mod sso;
 mod trust;
 mod views;
@@ -110,6 +111,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/keys/rotate", post(keys::rotate))
         .route("/admin/keys/{kid}/retire", post(keys::retire))
         .route("/admin/policy", get(policy::page).post(policy::evaluate))
+        .route(
+            "/admin/revocations",
+            get(revocation::page).post(revocation::revoke),
+        )
         .route("/admin/audit", get(audit::page))
         .route("/admin/audit/export", get(audit::export))
         .route(
