@@ -576,17 +576,7 @@ async fn a_client_reads_updates_and_deletes_its_own_registration_rfc_7592() -> a
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let introspect = || async {
-        let response = env
-            .http
-            .post(format!("{}/introspect", env.url))
-            .basic_auth(AGENT, Some(SECRET))
-            .form(&[("token", access_token.as_str())])
-            .send()
-            .await?;
-        anyhow::Ok(response.json::<Value>().await?["active"].clone())
-    };
-    assert_eq!(introspect().await?, json!(true));
+    assert!(env.introspect_active(&access_token).await?);
 
     // Delete: gone, its secret and token with it.
     let (status, body, _) = manage(&env, reqwest::Method::DELETE, &uri, Some(&token), None).await?;
@@ -595,7 +585,7 @@ async fn a_client_reads_updates_and_deletes_its_own_registration_rfc_7592() -> a
     let (status, _, _) = manage(&env, reqwest::Method::GET, &uri, Some(&token), None).await?;
     assert_eq!(status, 401);
     assert!(!secret_works(&env, &client_id, &secret).await?);
-    assert_eq!(introspect().await?, json!(false));
+    assert!(!env.introspect_active(&access_token).await?);
     Ok(())
 }
 

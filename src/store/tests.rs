@@ -1758,30 +1758,10 @@ async fn admin_trust_changes_are_all_or_nothing_and_spare_config_rows(store: Sto
     );
     // RFC 7592 §2.3: the deleted client's tokens are revoked with it, at the event's time;
     // another client's are not.
-    let access_revoked = |jti: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .issued_token(jti)
-                .await
-                .expect("get")
-                .and_then(|token| token.revoked_at)
-        }
-    };
-    let refresh_revoked = |hash: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .refresh_token(hash)
-                .await
-                .expect("get")
-                .and_then(|state| state.revoked_at)
-        }
-    };
-    assert_eq!(access_revoked("at-made").await, Some(100));
-    assert_eq!(refresh_revoked("rt-made").await, Some(100));
-    assert_eq!(access_revoked("at-other").await, None);
-    assert_eq!(refresh_revoked("rt-other").await, None);
+    assert_eq!(access_revoked_at(&store, "at-made").await, Some(100));
+    assert_eq!(family_revoked_at(&store, "rt-made").await, Some(100));
+    assert_eq!(access_revoked_at(&store, "at-other").await, None);
+    assert_eq!(family_revoked_at(&store, "rt-other").await, None);
     assert!(
         !store
             .apply_trust_change(kind, TrustChange::Delete("made"), &event("client_deleted"))
@@ -2786,32 +2766,16 @@ async fn revoking_a_subject_revokes_only_its_live_tokens_and_codes(store: Store)
             authorization_codes: 1,
         }
     );
-    let access_revoked = |jti: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .issued_token(jti)
-                .await
-                .expect("get")
-                .and_then(|token| token.revoked_at)
-        }
-    };
-    assert_eq!(access_revoked("ada-1").await, Some(now));
-    assert_eq!(access_revoked("ada-2").await, Some(now));
-    assert_eq!(access_revoked("ada-old").await, None, "expired: left alone");
-    assert_eq!(access_revoked("bob-1").await, None);
-    let family_revoked = |hash: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .refresh_token(hash)
-                .await
-                .expect("get")
-                .and_then(|state| state.revoked_at)
-        }
-    };
-    assert_eq!(family_revoked("rt-ada").await, Some(now));
-    assert_eq!(family_revoked("rt-bob").await, None);
+    assert_eq!(access_revoked_at(&store, "ada-1").await, Some(now));
+    assert_eq!(access_revoked_at(&store, "ada-2").await, Some(now));
+    assert_eq!(
+        access_revoked_at(&store, "ada-old").await,
+        None,
+        "expired: left alone"
+    );
+    assert_eq!(access_revoked_at(&store, "bob-1").await, None);
+    assert_eq!(family_revoked_at(&store, "rt-ada").await, Some(now));
+    assert_eq!(family_revoked_at(&store, "rt-bob").await, None);
     // Ada's code is spent (redeeming it is a reuse); Bob's is not.
     assert!(matches!(
         store.consume_code("code-ada", now).await.expect("consume"),
@@ -2835,4 +2799,22 @@ async fn revoking_a_subject_revokes_only_its_live_tokens_and_codes(store: Store)
         detail,
         json!({ "actor": "test", "access_tokens": 2, "refresh_tokens": 1, "authorization_codes": 1 })
     );
+}
+
+/// When the issued access token `jti` was revoked, if it was.
+async fn access_revoked_at(store: &Store, jti: &str) -> Option<i64> {
+    store
+        .issued_token(jti)
+        .await
+        .expect("get")
+        .and_then(|token| token.revoked_at)
+}
+
+/// When the family of the refresh token stored under `hash` was revoked, if it was.
+async fn family_revoked_at(store: &Store, hash: &str) -> Option<i64> {
+    store
+        .refresh_token(hash)
+        .await
+        .expect("get")
+        .and_then(|state| state.revoked_at)
 }

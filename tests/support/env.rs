@@ -234,6 +234,43 @@ impl Env {
         .await
     }
 
+    /// A leg-1 access token for the local API (`local-api`), exchanged as `agent` for a fresh
+    /// ID token, and its `sub`.
+    pub async fn local_access_token(&self) -> anyhow::Result<(String, String)> {
+        let id_token = self.id_token().await?;
+        let (status, body) = self
+            .exchange_as_agent(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", ACCESS_TOKEN),
+                ("audience", LOCAL_API),
+                ("subject_token", id_token.as_str()),
+                ("subject_token_type", ID_TOKEN),
+            ])
+            .await?;
+        anyhow::ensure!(status == 200, "local access token: {status} {body}");
+        let token = body["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (_, claims) = super::idp::decode_unverified(&token)?;
+        let subject = claims["sub"].as_str().unwrap_or_default().to_string();
+        Ok((token, subject))
+    }
+
+    /// Whether `/introspect`, asked by `agent`, calls `token` active.
+    pub async fn introspect_active(&self, token: &str) -> anyhow::Result<bool> {
+        let response = self
+            .http
+            .post(format!("{}/introspect", self.url))
+            .basic_auth(AGENT, Some(SECRET))
+            .form(&[("token", token)])
+            .send()
+            .await?;
+        let body: Value = response.json().await?;
+        anyhow::ensure!(body["active"].is_boolean(), "introspection: {body}");
+        Ok(body["active"] == json!(true))
+    }
+
     /// POSTs a form to /token with Basic auth as `agent`.
     pub async fn exchange_as_agent(
         &self,
