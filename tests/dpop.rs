@@ -768,12 +768,9 @@ async fn bound_assertions_naming_a_binding_other_than_dpop_are_refused() -> anyh
     Ok(())
 }
 
-/// A real DPoP client: `openid-client` (npm) discovers both frontdesks, makes its own key pair
-/// and proofs, and runs both legs; `jose` computes the thumbprint on its side.
-#[tokio::test]
-async fn openid_client_runs_both_legs_with_dpop_and_gets_tokens_bound_to_its_key()
--> anyhow::Result<()> {
-    let legs = Legs::start().await?;
+/// Runs `tests/idp/dpop_client.mjs` (`openid-client`, npm) through both legs: an ID-JAG from A
+/// with a DPoP proof, redeemed at B with a proof of the same key. Returns its report.
+async fn openid_client_both_legs(legs: &Legs) -> anyhow::Result<Value> {
     let request = json!({
         "a": { "issuer": legs.a.url, "client_id": AGENT, "client_secret": SECRET },
         "b": { "issuer": legs.b_url, "client_id": AGENT_AT_RAS, "client_secret": SECRET },
@@ -781,7 +778,16 @@ async fn openid_client_runs_both_legs_with_dpop_and_gets_tokens_bound_to_its_key
         "resource": MCP_RESOURCE,
         "scope": "read",
     });
-    let outcome = idp::run_script("dpop_client.mjs", &[], request.to_string().as_bytes()).await?;
+    idp::run_script("dpop_client.mjs", &[], request.to_string().as_bytes()).await
+}
+
+/// A real DPoP client: `openid-client` (npm) discovers both frontdesks, makes its own key pair
+/// and proofs, and runs both legs; `jose` computes the thumbprint on its side.
+#[tokio::test]
+async fn openid_client_runs_both_legs_with_dpop_and_gets_tokens_bound_to_its_key()
+-> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let outcome = openid_client_both_legs(&legs).await?;
     let thumbprint = outcome["thumbprint"].as_str().unwrap_or_default();
     assert!(!thumbprint.is_empty(), "{outcome}");
     // openid-client lowercases token_type.
@@ -1124,14 +1130,7 @@ async fn openid_client_answers_nonce_challenges_at_both_legs_dpop_02() -> anyhow
         |config| config.tokens.require_dpop_nonce = true,
     )
     .await?;
-    let request = json!({
-        "a": { "issuer": legs.a.url, "client_id": AGENT, "client_secret": SECRET },
-        "b": { "issuer": legs.b_url, "client_id": AGENT_AT_RAS, "client_secret": SECRET },
-        "id_token": legs.a.id_token().await?,
-        "resource": MCP_RESOURCE,
-        "scope": "read",
-    });
-    let outcome = idp::run_script("dpop_client.mjs", &[], request.to_string().as_bytes()).await?;
+    let outcome = openid_client_both_legs(&legs).await?;
     let thumbprint = outcome["thumbprint"].as_str().unwrap_or_default();
     assert_eq!(
         outcome["id_jag_cnf"],
