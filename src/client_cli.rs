@@ -52,6 +52,12 @@ pub struct ClientAddArgs {
     /// The name shown on the consent page.
     #[arg(long)]
     pub name: Option<String>,
+    /// Every token request must carry a DPoP proof (`dpop_bound_access_tokens`).
+    #[arg(long)]
+    pub require_dpop: bool,
+    /// Token requests allowed per minute on each instance (`requests_per_minute`).
+    #[arg(long)]
+    pub requests_per_minute: Option<u32>,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -130,9 +136,9 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
         client_name: args.name,
         source: None,
         authorization_grant_profiles_supported: Vec::new(),
-        dpop_bound_access_tokens: false,
+        dpop_bound_access_tokens: args.require_dpop,
         registration_access_token_hash: None,
-        requests_per_minute: None,
+        requests_per_minute: args.requests_per_minute,
         secret_hash,
         jwks,
         jwks_uri: args.jwks_uri,

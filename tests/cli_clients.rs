@@ -277,6 +277,9 @@ async fn client_add_registers_a_public_code_flow_client_without_a_secret() -> an
             "http://127.0.0.1:33418/callback",
             "--name",
             "Desktop app",
+            "--require-dpop",
+            "--requests-per-minute",
+            "120",
         ],
         &[],
     )
@@ -295,6 +298,8 @@ async fn client_add_registers_a_public_code_flow_client_without_a_secret() -> an
     let clients = store.list_trust(TrustKind::Client).await?;
     let desktop = clients.iter().find(|c| c.id == "desktop").expect("stored");
     assert_eq!(desktop.document["auth_method"], "none");
+    assert_eq!(desktop.document["dpop_bound_access_tokens"], true);
+    assert_eq!(desktop.document["requests_per_minute"], 120);
     assert!(desktop.document["secret_hash"].is_null());
     assert_eq!(
         desktop.document["grant_types"],
