@@ -91,7 +91,7 @@ pub async fn run(command: ClientCommand, store: &Store) -> Result<(), StartupErr
                 ))),
                 Some(_) => {
                     store
-                        .delete_trust(TrustKind::Client, &client_id)
+                        .delete_trust(TrustKind::Client, &client_id, crate::clock::unix_now())
                         .await
                         .map_err(fail)?;
                     audit(store, "client_removed", &client_id).await?;

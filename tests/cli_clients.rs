@@ -9,7 +9,7 @@ mod idp;
 use std::path::Path;
 
 use env::*;
-use frontdesk::store::{Store, TrustKind, TrustStore};
+use frontdesk::store::{Store, TokenStore, TrustKind, TrustStore};
 use serde_json::Value;
 
 const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -199,6 +199,22 @@ async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow:
     .await;
     assert!(!managed.status.success());
     assert!(text(&managed.stderr).contains("managed by the configuration file"));
+    // An access token recorded for `bot` is revoked with it.
+    let url = format!("sqlite://{}", dir.path().join("data.db").display());
+    let store = Store::connect(&url, 1).await?;
+    let now = frontdesk::clock::unix_now();
+    store
+        .record_issued(&frontdesk::store::IssuedToken {
+            jti: "bot-token".into(),
+            client_id: "bot".into(),
+            subject: "user".into(),
+            token_type: "access_token".into(),
+            issued_at: now,
+            expires_at: now + 600,
+            revoked_at: None,
+        })
+        .await?;
+    store.close().await;
     let removed = frontdesk(
         dir.path(),
         &["--config", &config, "client", "remove", "bot"],
@@ -212,6 +228,13 @@ async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow:
             .stdout,
     );
     assert!(!listed.lines().any(|l| l.starts_with("bot ")), "{listed}");
+    let store = Store::connect(&url, 1).await?;
+    let token = store.issued_token("bot-token").await?;
+    assert!(
+        token.and_then(|t| t.revoked_at).is_some(),
+        "revoked with its client"
+    );
+    store.close().await;
     Ok(())
 }
 

@@ -576,10 +576,7 @@ impl AdminStore for Store {
                     // A deleted client's access and refresh tokens are revoked with it (RFC 7592
                     // §2.3), in the same transaction: introspection stops calling them active.
                     if deleted && kind == TrustKind::Client {
-                        for revoke in [
-                            "UPDATE issued_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
-                            "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
-                        ] {
+                        for revoke in super::trust::REVOKE_CLIENT_TOKENS {
                             sqlx::query(revoke)
                                 .bind(event.occurred_at)
                                 .bind(id_value)

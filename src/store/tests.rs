@@ -843,10 +843,10 @@ async fn trust_upsert_list_delete(store: Store) {
             store.list_trust(kind).await.expect("list")[0],
             document("alpha", 2, true, 12)
         );
-        assert!(store.delete_trust(kind, "zeta").await.expect("delete"));
+        assert!(store.delete_trust(kind, "zeta", 100).await.expect("delete"));
         assert!(
             !store
-                .delete_trust(kind, "zeta")
+                .delete_trust(kind, "zeta", 100)
                 .await
                 .expect("delete again")
         );
@@ -2423,7 +2423,7 @@ async fn lookups_by_a_key_with_a_nul_character_find_nothing(store: Store) {
     ] {
         assert!(
             !store
-                .delete_trust(kind, "zeta\0")
+                .delete_trust(kind, "zeta\0", 100)
                 .await
                 .expect("delete trust")
         );

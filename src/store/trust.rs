@@ -7,6 +7,15 @@ use sqlx::{AssertSqlSafe, Row};
 use super::{Store, StoreError, on_pool};
 
 /// Bumps the trust generation; runs inside every trust-changing transaction.
+/// Revokes the live access and refresh tokens of a deleted client (`$1` the time, `$2` the
+/// client id), in the transaction that deletes it (RFC 7592 §2.3): however a client goes — the
+/// admin page, the admin API, its own RFC 7592 request, `frontdesk client remove` — what it was
+/// issued stops working at introspection and refresh.
+pub(super) const REVOKE_CLIENT_TOKENS: [&str; 2] = [
+    "UPDATE issued_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+    "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+];
+
 pub(super) const BUMP_GENERATION: &str =
     "UPDATE trust_generation SET value = value + 1 WHERE id = 1";
 
@@ -57,11 +66,13 @@ pub trait TrustStore {
         kind: TrustKind,
         document: &TrustDocument,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Deletes one object; false if it did not exist.
+    /// Deletes one object; false if it did not exist. A client's live tokens are revoked with it,
+    /// as of `now`.
     fn delete_trust(
         &self,
         kind: TrustKind,
         id: &str,
+        now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Makes the config-managed objects of a kind exactly `documents`, in one transaction:
     /// upserts each, and deletes config-managed rows no longer in the file. Rows created in the
@@ -124,7 +135,12 @@ impl TrustStore for Store {
         Ok(())
     }
 
-    async fn delete_trust(&self, kind: TrustKind, id_value: &str) -> Result<bool, StoreError> {
+    async fn delete_trust(
+        &self,
+        kind: TrustKind,
+        id_value: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         if !super::may_be_stored(id_value) {
             return Ok(false);
         }
@@ -136,6 +152,15 @@ impl TrustStore for Store {
                 .bind(id_value)
                 .execute(&mut *tx)
                 .await?;
+            if done.rows_affected() == 1 && kind == TrustKind::Client {
+                for revoke in REVOKE_CLIENT_TOKENS {
+                    sqlx::query(revoke)
+                        .bind(now)
+                        .bind(id_value)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             sqlx::query(BUMP_GENERATION).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(done.rows_affected() == 1)
