@@ -231,16 +231,10 @@ async fn authorize_management(
     // Failed presentations count against the address like failed client authentications at
     // the token endpoint, and a throttled address is refused before any lookup.
     if let Some(wait) = state.tokens.throttle.retry_after(peer) {
-        let mut response = json_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            error_body(
-                "slow_down",
-                "Too many failed requests from this address; retry later",
-            ),
+        let response = slow_down(
+            "Too many failed requests from this address; retry later",
+            wait.as_secs(),
         );
-        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(RETRY_AFTER, value);
-        }
         return Err(refuse(
             state,
             headers,
@@ -366,19 +360,24 @@ async fn throttled(
         .wait_time_from(governor::clock::Clock::now(
             &governor::clock::DefaultClock::default(),
         ))
-        .as_secs()
-        .max(1);
+        .as_secs();
+    let response = slow_down(
+        "Too many registrations from this address; retry later",
+        wait,
+    );
+    Some(refuse(state, headers, None, "throttled", "slow_down", response).await)
+}
+
+/// 429 `slow_down` with `Retry-After` (at least one second).
+fn slow_down(description: &str, wait_secs: u64) -> Response {
     let mut response = json_response(
         StatusCode::TOO_MANY_REQUESTS,
-        error_body(
-            "slow_down",
-            "Too many registrations from this address; retry later",
-        ),
+        error_body("slow_down", description),
     );
-    if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+    if let Ok(value) = HeaderValue::from_str(&wait_secs.max(1).to_string()) {
         response.headers_mut().insert(RETRY_AFTER, value);
     }
-    Some(refuse(state, headers, None, "throttled", "slow_down", response).await)
+    response
 }
 
 /// The peer address the server recorded for the connection (unspecified in embedded uses
