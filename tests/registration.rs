@@ -15,7 +15,7 @@ mod legs;
 
 use code_flow::*;
 use env::*;
-use frontdesk::store::{TrustKind, TrustStore};
+use frontdesk::store::{TrustDocument, TrustKind, TrustStore};
 use serde_json::{Value, json};
 
 const INITIAL_TOKEN: &str = "initial-access-token-for-tests";
@@ -360,6 +360,40 @@ async fn manage(
     Ok((status, body, headers))
 }
 
+/// Client `client_id` as stored.
+async fn stored_client(env: &Env, client_id: &str) -> anyhow::Result<TrustDocument> {
+    env.server
+        .state
+        .store
+        .list_trust(TrustKind::Client)
+        .await?
+        .into_iter()
+        .find(|d| d.id == client_id)
+        .ok_or_else(|| anyhow::anyhow!("{client_id} is not stored"))
+}
+
+/// An administrator's change to client `client_id`, made straight in the store and then picked
+/// up by the registry, as another instance's change would be.
+async fn administer(
+    env: &Env,
+    client_id: &str,
+    change: impl FnOnce(&mut Value),
+) -> anyhow::Result<()> {
+    use frontdesk::store::{AdminStore, AuditEvent, Decision, TrustChange};
+    let mut document = stored_client(env, client_id).await?;
+    change(&mut document.document);
+    let store = &env.server.state.store;
+    store
+        .apply_trust_change(
+            TrustKind::Client,
+            TrustChange::Update(&document),
+            &AuditEvent::new(now(), "client_updated", Decision::Changed),
+        )
+        .await?;
+    env.server.state.tokens.trust.refresh().await?;
+    Ok(())
+}
+
 /// Whether `client_id` with `secret` authenticates at `/revoke` (200) or not (401).
 async fn secret_works(env: &Env, client_id: &str, secret: &str) -> anyhow::Result<bool> {
     let response = env
@@ -595,7 +629,6 @@ async fn a_client_reads_updates_and_deletes_its_own_registration_rfc_7592() -> a
 #[tokio::test]
 async fn a_client_gets_a_secret_when_it_becomes_confidential_and_a_disabled_one_is_forbidden()
 -> anyhow::Result<()> {
-    use frontdesk::store::{AdminStore, AuditEvent, Decision, TrustChange};
     let env = start(|_| {}).await?;
     let (status, registered, _) = register(&env, &public_request(), None).await?;
     assert_eq!(status, 201, "{registered}");
@@ -636,24 +669,30 @@ async fn a_client_gets_a_secret_when_it_becomes_confidential_and_a_disabled_one_
     assert_ne!(secret, "a-secret-of-my-choosing");
     assert!(secret_works(&env, &client_id, secret).await?);
 
-    // The administrator disables the client (here straight in the store, then the registry is
-    // reloaded, as another instance's change would be).
     let store = &env.server.state.store;
-    let mut document = store
-        .list_trust(TrustKind::Client)
-        .await?
-        .into_iter()
-        .find(|d| d.id == client_id)
-        .ok_or_else(|| anyhow::anyhow!("stored"))?;
-    document.document["enabled"] = json!(false);
-    store
-        .apply_trust_change(
-            TrustKind::Client,
-            TrustChange::Update(&document),
-            &AuditEvent::new(now(), "client_disabled", Decision::Changed),
-        )
-        .await?;
-    env.server.state.tokens.trust.refresh().await?;
+
+    // A request limit and a DPoP requirement set by the administrator survive the client's
+    // next update, which names neither (or tries to drop DPoP).
+    administer(&env, &client_id, |document| {
+        document["requests_per_minute"] = json!(5);
+        document["dpop_bound_access_tokens"] = json!(true);
+    })
+    .await?;
+    let mut again = update.clone();
+    again["dpop_bound_access_tokens"] = json!(false);
+    let (status, body, _) =
+        manage(&env, reqwest::Method::PUT, &uri, Some(&token), Some(&again)).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["dpop_bound_access_tokens"], true, "{body}");
+    let document = stored_client(&env, &client_id).await?.document;
+    assert_eq!(document["requests_per_minute"], 5);
+    assert_eq!(document["dpop_bound_access_tokens"], true);
+
+    // Disabled by the administrator: the client can no longer manage its registration.
+    administer(&env, &client_id, |document| {
+        document["enabled"] = json!(false)
+    })
+    .await?;
     for method in [
         reqwest::Method::GET,
         reqwest::Method::PUT,

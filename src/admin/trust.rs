@@ -1233,19 +1233,22 @@ pub(crate) async fn create_registered_client(
 /// Replaces a self-registered client's registration with `document` (RFC 7592 §2.2), through
 /// the administrator's update path: validated, audited (actor `dcr`), trust reloaded. What only
 /// an administrator decides is kept from `existing`: whether the client is enabled, its
-/// audiences and its client ids at identity providers and audiences; so is its secret (a new
-/// one is made if it moves to a secret method without one, and returned) and its registration
-/// access token.
+/// audiences, its client ids at identity providers and audiences, and its request limit; so is
+/// its secret (a new one is made if it moves to a secret method without one, and returned) and
+/// its registration access token. A client required to use DPoP stays required: it may ask for
+/// the requirement, never drop it, since an administrator may have set it. Returns the new
+/// secret, if one was made, and the document as stored, for the answer.
 pub(crate) async fn update_registered_client(
     state: &AppState,
     existing: &TrustDocument,
     mut document: Value,
-) -> Result<Option<String>, RegisterError> {
+) -> Result<(Option<String>, Value), RegisterError> {
     for key in [
         "enabled",
         "audiences",
         "idp_client_ids",
         "audience_client_ids",
+        "requests_per_minute",
         "registration_access_token_hash",
     ] {
         match existing.document.get(key) {
@@ -1257,9 +1260,13 @@ pub(crate) async fn update_registered_client(
             }
         }
     }
-    update_object(state, "dcr", Kind::Client, existing, document)
+    if existing.document["dpop_bound_access_tokens"] == Value::Bool(true) {
+        document["dpop_bound_access_tokens"] = Value::Bool(true);
+    }
+    let secret = update_object(state, "dcr", Kind::Client, existing, document.clone())
         .await
-        .map_err(register_error)
+        .map_err(register_error)?;
+    Ok((secret, document))
 }
 
 /// Deletes a self-registered client at its own request (RFC 7592 §2.3), audited (actor `dcr`).

@@ -468,13 +468,13 @@ async fn update(
         Ok(existing) => existing,
         Err(_) => return gone(&state, &headers, &client_id).await,
     };
-    match crate::admin::update_registered_client(&state, &existing, document.clone()).await {
-        Ok(secret) => json_response(
+    match crate::admin::update_registered_client(&state, &existing, document).await {
+        Ok((secret, stored)) => json_response(
             StatusCode::OK,
             information(
                 &state,
                 &client_id,
-                &document,
+                &stored,
                 secret.as_deref(),
                 &managed.token,
             ),
