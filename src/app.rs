@@ -341,7 +341,7 @@ pub async fn build_token_service(
         secrets: SecretCache::new(),
         token_endpoint,
         dpop_nonces,
-        client_limits: crate::oauth::client_limit::ClientRateLimits::default(),
+        limits: crate::oauth::request_limit::RequestLimits::default(),
     })
 }
 

@@ -385,6 +385,15 @@ pub struct IdentityProviderConfig {
     /// Leg 2: the clients this issuer may vouch for (IDJAG-ACCEPT-22); empty = any client.
     #[serde(default)]
     pub allowed_clients: Vec<String>,
+    /// Verified tokens from this issuer accepted per minute on each instance (subject tokens
+    /// at leg 1, assertions at leg 2), with bursts of the same number; beyond it `429
+    /// slow_down`. None: no limit. What one issuer's tokens may drive, compromised or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    /// The same per user (`sub`) of this issuer, whatever client presents the token: one
+    /// user's agents get their share and no more. None: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_requests_per_minute: Option<u32>,
     /// Disabled providers are kept but refuse every token.
     #[serde(default = "default_true")]
     pub enabled: bool,

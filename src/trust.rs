@@ -290,6 +290,15 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
             "jwt and access_token subject tokens are checked against these audiences: list at least one",
         );
     }
+    for (field, limit) in [
+        ("requests_per_minute", idp.requests_per_minute),
+        (
+            "subject_requests_per_minute",
+            idp.subject_requests_per_minute,
+        ),
+    ] {
+        validate_per_minute(field, limit)?;
+    }
     if idp.clock_skew_secs.is_some_and(|skew| skew > 300) {
         return invalid("clock_skew_secs".into(), "must be at most 300");
     }
@@ -320,6 +329,17 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
             );
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// A request limit (`request_limit.rs`): absent, or 1 to 1,000,000 a minute.
+fn validate_per_minute(field: &str, limit: Option<u32>) -> Result<(), Invalid> {
+    if limit.is_some_and(|limit| limit == 0 || limit > 1_000_000) {
+        return invalid(
+            field.into(),
+            "must be between 1 and 1000000 (leave it out for no limit)",
+        );
     }
     Ok(())
 }
@@ -447,15 +467,7 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
     } else {
         validate_id(&client.client_id).or_else(|m| invalid("client_id".into(), m))?;
     }
-    if client
-        .requests_per_minute
-        .is_some_and(|limit| limit == 0 || limit > 1_000_000)
-    {
-        return invalid(
-            "requests_per_minute".into(),
-            "must be between 1 and 1000000 (leave it out for no limit)",
-        );
-    }
+    validate_per_minute("requests_per_minute", client.requests_per_minute)?;
     if let Some(hash) = &client.registration_access_token_hash {
         // RFC 7592: only a client that registered itself manages its registration.
         if client.source.as_deref() != Some("dcr") {

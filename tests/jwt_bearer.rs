@@ -174,6 +174,60 @@ async fn reuse_is_allowed_when_the_resource_permits_it() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `subject_requests_per_minute` at leg 2 (PEERS §4 item 14): B counts each user of the issuer
+/// that vouches for them, and refuses over the limit with `429 slow_down` before the assertion
+/// is recorded, so a refused single-use ID-JAG stays redeemable once the user's allowance
+/// refills. Another user is not slowed.
+#[tokio::test]
+async fn a_user_over_the_issuers_per_user_limit_is_slowed_and_the_grant_is_not_spent()
+-> anyhow::Result<()> {
+    use frontdesk::store::ReplayStore;
+    let legs = Legs::start_with(|config| {
+        config.identity_providers[0].subject_requests_per_minute = Some(1);
+    })
+    .await?;
+    let redeem = |assertion: String| {
+        let legs = &legs;
+        async move {
+            legs.redeem(
+                &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
+                AGENT_AT_RAS,
+            )
+            .await
+        }
+    };
+    let (status, body) = redeem(legs.id_jag("read").await?).await?;
+    assert_eq!(status, 200, "{body}");
+    let claims = legs.valid_claims();
+    let refused = legs.forged_by_a(claims.clone(), "oauth-id-jag+jwt")?;
+    let (status, body) = redeem(refused).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("slow_down")),
+        "{body}"
+    );
+    let audit = legs
+        .b
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    assert_eq!(
+        audit[0].event.reason.as_deref(),
+        Some("subject_rate_limited")
+    );
+    // Its jti was never recorded: recording it now finds it fresh.
+    let jti = claims["jti"].as_str().unwrap_or_default();
+    let issuer = format!("assertion:{}", legs.a.url);
+    let exp = claims["exp"].as_i64().unwrap_or_default();
+    assert!(legs.b.state.store.record_once(&issuer, jti, exp).await?);
+    let mut other = legs.valid_claims();
+    other["sub"] = json!("user-2");
+    let (status, body) = redeem(legs.forged_by_a(other, "oauth-id-jag+jwt")?).await?;
+    assert_eq!(status, 200, "another user: {body}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()> {
     let legs = Legs::start().await?;

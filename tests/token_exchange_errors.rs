@@ -1890,6 +1890,91 @@ async fn bad_client_assertions_are_refused_cauth_04() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads `Retry-After` of a `429`: whole seconds, at least 1 and within the minute a limit spans.
+fn assert_retry_after(label: &str, reply: &Reply) {
+    let retry_after: u64 = reply
+        .headers
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_default();
+    assert!(
+        (1..=60).contains(&retry_after),
+        "{label}: Retry-After {retry_after}"
+    );
+}
+
+/// `[[identity_providers]] subject_requests_per_minute` and `requests_per_minute` (PEERS §4
+/// item 14): each user of an IdP gets their allowance whatever client presents their token, the
+/// IdP gets its own, and only verified tokens count — a forged one spends nobody's.
+#[tokio::test]
+async fn an_identity_provider_and_each_of_its_users_have_request_limits() -> anyhow::Result<()> {
+    let env = Env::start_with(|config| {
+        let idp = &mut config.identity_providers[0];
+        idp.subject_requests_per_minute = Some(2);
+        idp.requests_per_minute = Some(3);
+    })
+    .await?;
+    let token_for = |sub: &'static str, aud: &'static str| {
+        let idp = &env.idp;
+        async move { idp.mint(json!({ "aud": aud, "sub": sub })).await }
+    };
+    // user-1 twice through `agent`, then a third time through another client: the user's limit
+    // follows the user.
+    for attempt in 0..2 {
+        let token = token_for("user-1", AGENT_AT_IDP).await?;
+        let reply = send(&env, &idjag_form(&token), AGENT_AUTH).await?;
+        assert_success(&env, &format!("user-1, attempt {attempt}"), &reply).await?;
+    }
+    let token = token_for("user-1", POST_CLIENT).await?;
+    let mut form = idjag_form(&token);
+    form.push(("client_id", POST_CLIENT.into()));
+    form.push(("client_secret", SECRET.into()));
+    let reply = send(&env, &form, Auth::None).await?;
+    assert_denied_because(
+        &env,
+        "user-1 over the per-user limit",
+        &reply,
+        429,
+        "slow_down",
+        "subject_rate_limited",
+        &[&token, SECRET],
+    )
+    .await?;
+    assert_retry_after("per-user limit", &reply);
+
+    // Forged tokens in user-2's name (the signature altered) are refused and count for neither
+    // user-2 nor the IdP.
+    let genuine = token_for("user-2", AGENT_AT_IDP).await?;
+    let forged = format!("{}AAAA", genuine.trim_end_matches(|c| c != '.'));
+    for attempt in 0..3 {
+        let reply = send(&env, &idjag_form(&forged), AGENT_AUTH).await?;
+        assert_eq!(
+            reply.status, 400,
+            "forged attempt {attempt}: {}",
+            reply.body
+        );
+    }
+    // The IdP's third verified token (user-1's refused one was stopped by the narrower limit
+    // first and spent none of the IdP's).
+    let reply = send(&env, &idjag_form(&genuine), AGENT_AUTH).await?;
+    assert_success(&env, "user-2, the IdP's third", &reply).await?;
+    let token = token_for("user-3", AGENT_AT_IDP).await?;
+    let reply = send(&env, &idjag_form(&token), AGENT_AUTH).await?;
+    assert_denied_because(
+        &env,
+        "the IdP over its limit",
+        &reply,
+        429,
+        "slow_down",
+        "identity_provider_rate_limited",
+        &[&token, SECRET],
+    )
+    .await?;
+    assert_retry_after("IdP limit", &reply);
+    Ok(())
+}
+
 /// `[[clients]] requests_per_minute`: a client gets its burst, then 429 `slow_down` with
 /// `Retry-After`, audited as `client_rate_limited`. Requests that fail to authenticate in its
 /// name do not spend its allowance, and other clients are not slowed.
@@ -1929,13 +2014,7 @@ async fn a_client_over_its_request_limit_is_slowed_down_and_no_one_else_is() -> 
         &[&token, SECRET],
     )
     .await?;
-    let retry_after: u64 = reply
-        .headers
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_default();
-    assert!((1..=30).contains(&retry_after), "Retry-After {retry_after}");
+    assert_retry_after("client limit", &reply);
     assert_success(
         &env,
         "another client",

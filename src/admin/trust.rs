@@ -253,6 +253,18 @@ const IDP_FIELDS: &[Spec] = &[
         Format::List,
         "Leg 2: clients this issuer may vouch for; empty = any.",
     ),
+    spec(
+        "requests_per_minute",
+        "Requests per minute",
+        Format::Number,
+        "Verified tokens from this issuer accepted a minute on each instance (then 429 slow_down); empty = no limit.",
+    ),
+    spec(
+        "subject_requests_per_minute",
+        "Requests per minute per user",
+        Format::Number,
+        "The same for each user (sub) of this issuer, whatever the client; empty = no limit.",
+    ),
     spec("enabled", "Enabled", Format::Bool, ""),
 ];
 

@@ -364,6 +364,27 @@ fn trust_objects_are_validated_with_their_index() {
     .expect_err("hmac idp");
     assert_error(&error, "identity_providers[0].algorithms", "frontdesk.toml");
 
+    for (extra, field) in [
+        ("requests_per_minute = 0\n", "requests_per_minute"),
+        (
+            "subject_requests_per_minute = 1000001\n",
+            "subject_requests_per_minute",
+        ),
+    ] {
+        let error = load_file(
+            &production(&format!(
+                "[[identity_providers]]\nid = \"okta\"\nissuer = \"https://okta\"\n{extra}"
+            )),
+            &[],
+        )
+        .expect_err(field);
+        assert_error(
+            &error,
+            &format!("identity_providers[0].{field}"),
+            "frontdesk.toml",
+        );
+    }
+
     let error = load_file(
         &production("[[clients]]\nclient_id = \"c\"\nauth_method = \"client_secret_basic\"\nsecret_hash = \"plain\"\n"),
         &[],

@@ -729,6 +729,10 @@ pub async fn exchange(
         }
     };
     let idp = subject.idp.clone();
+    // Counted once the subject is verified, so forged tokens spend no one's allowance.
+    service
+        .limits
+        .check_verified_subject(&idp.config, subject.sub())?;
     // PEERS §3.6: a subject token bound to a key is exchanged only by the key's holder, so an
     // exchange never turns a stolen sender-constrained token into a bearer grant. What is issued
     // is then bound to the same key (below).

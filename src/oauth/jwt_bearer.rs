@@ -298,6 +298,10 @@ pub async fn redeem(
     audit.scopes_requested = requested_scopes.clone();
 
     let (idp, profile, claims) = verify_assertion(service, registry, assertion, now, audit).await?;
+    // Before anything is recorded: a refused redemption leaves a single-use grant unspent.
+    service
+        .limits
+        .check_verified_subject(&idp.config, claims.sub())?;
     let client_id = &client.client.config.client_id;
     // IDJAG-ACCEPT-09/10: the ID-JAG names the client it was issued to, and only that client may
     // redeem it. Chaining grants may omit the claim; when present it must match too.

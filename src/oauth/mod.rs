@@ -2,7 +2,6 @@
 //! knows about HTTP or SQL; handlers call in, and the store is reached through its traits.
 
 pub mod client_auth;
-pub mod client_limit;
 pub mod client_metadata;
 pub mod code_grant;
 pub mod dpop;
@@ -14,6 +13,7 @@ pub mod jwt_bearer;
 mod refresh_subject;
 pub mod registration;
 pub mod request;
+pub mod request_limit;
 pub mod service;
 pub mod throttle;
 

@@ -72,8 +72,9 @@ pub struct TokenService {
     pub client_metadata: super::client_metadata::ClientMetadataResolver,
     /// Server-provided DPoP nonces, when `tokens.require_dpop_nonce` asks for them.
     pub dpop_nonces: Option<super::dpop_nonce::DpopNonces>,
-    /// Per-client request limits (`[[clients]] requests_per_minute`).
-    pub client_limits: super::client_limit::ClientRateLimits,
+    /// Request limits per client, identity provider and user (`requests_per_minute`,
+    /// `subject_requests_per_minute`).
+    pub limits: super::request_limit::RequestLimits,
 }
 
 impl TokenService {
@@ -242,13 +243,11 @@ impl TokenService {
             .peer
             .and_then(|peer| self.throttle.retry_after(peer))
         {
-            let mut error = OAuthError::new(
-                ErrorCode::SlowDown,
+            return Err(super::request_limit::over_limit(
                 "throttled",
                 "Too many failed client authentications from this address; retry later",
-            );
-            error.retry_after = Some(wait.as_secs().max(1));
-            return Err(error);
+                wait,
+            ));
         }
         let registry = self.trust.current();
         let client = {
@@ -291,16 +290,14 @@ impl TokenService {
         // Counted once the client is authenticated, so nobody spends another's allowance.
         if let Some(per_minute) = client.client.config.requests_per_minute
             && let Some(wait) = self
-                .client_limits
-                .check(&client.client.config.client_id, per_minute)
+                .limits
+                .check_client(&client.client.config.client_id, per_minute)
         {
-            let mut error = OAuthError::new(
-                ErrorCode::SlowDown,
+            return Err(super::request_limit::over_limit(
                 "client_rate_limited",
                 "This client has made more token requests than its limit allows; retry later",
-            );
-            error.retry_after = Some(wait.as_secs().max(1));
-            return Err(error);
+                wait,
+            ));
         }
         // CMETA-04, IDJAG §9.1: a client that cannot authenticate gets no token exchange or
         // jwt-bearer grant, whatever its registration says.

@@ -124,6 +124,8 @@ impl Env {
             subject_mode: "federated".into(),
             subject_mapping: None,
             allowed_clients: vec![],
+            requests_per_minute: None,
+            subject_requests_per_minute: None,
             enabled: true,
         });
         let mut ras = audience("saas", RAS_ISSUER, "id-jag");

@@ -51,6 +51,8 @@ pub fn resource_side(
         subject_mode: "federated".into(),
         subject_mapping: None,
         allowed_clients: vec![],
+        requests_per_minute: None,
+        subject_requests_per_minute: None,
         enabled: true,
     });
     config.resources.push(ResourceConfig {

@@ -260,7 +260,10 @@ pub fn document(base: &str) -> Value {
                     "condition": { "type": "string", "description": "CEL." },
                     "subject_mode": { "type": "string", "enum": crate::trust::SUBJECT_MODES },
                     "subject_mapping": { "type": "string", "description": "CEL." },
-                    "allowed_clients": string_list(), "enabled": { "type": "boolean" } })),
+                    "allowed_clients": string_list(),
+                    "requests_per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Verified tokens from this issuer accepted per minute on each instance; beyond it 429 slow_down. Absent: no limit." },
+                    "subject_requests_per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "The same per user (sub) of this issuer. Absent: no limit." },
+                    "enabled": { "type": "boolean" } })),
                 "Audience": object(&["id", "issuer"], json!({
                     "id": { "type": "string" }, "issuer": { "type": "string" },
                     "aliases": string_list(), "resources": string_list(), "scopes": string_list(),
