@@ -333,6 +333,9 @@ pub async fn build_token_service(
         throttle: crate::oauth::throttle::FailedAuthThrottle::new(
             config.server.failed_auth_per_minute,
         ),
+        forged_tokens: crate::oauth::throttle::FailureThrottle::new(
+            config.server.invalid_subject_tokens_per_minute,
+        ),
         config,
         store,
         keys,

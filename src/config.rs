@@ -224,6 +224,10 @@ pub struct ServerConfig {
     /// Failed client authentications allowed per minute from one address before its token
     /// requests are answered `429 slow_down` (TOK-14). 0 disables throttling.
     pub failed_auth_per_minute: u32,
+    /// Subject tokens and assertions that look forged (bad signature, wrong issuer or audience,
+    /// a replayed or misdirected grant) allowed per minute from one authenticated client before
+    /// its token requests are answered `429 slow_down`. 0 disables.
+    pub invalid_subject_tokens_per_minute: u32,
 }
 
 /// Database settings.
@@ -589,6 +593,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             shutdown_grace_secs: 20,
             failed_auth_per_minute: 30,
+            invalid_subject_tokens_per_minute: 60,
         }
     }
 }

@@ -186,21 +186,13 @@ async fn a_user_over_the_issuers_per_user_limit_is_slowed_and_the_grant_is_not_s
         config.identity_providers[0].subject_requests_per_minute = Some(1);
     })
     .await?;
-    let redeem = |assertion: String| {
-        let legs = &legs;
-        async move {
-            legs.redeem(
-                &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
-                AGENT_AT_RAS,
-            )
-            .await
-        }
-    };
-    let (status, body) = redeem(legs.id_jag("read").await?).await?;
+    let (status, body) = legs
+        .redeem_assertion(&legs.id_jag("read").await?, AGENT_AT_RAS)
+        .await?;
     assert_eq!(status, 200, "{body}");
     let claims = legs.valid_claims();
     let refused = legs.forged_by_a(claims.clone(), "oauth-id-jag+jwt")?;
-    let (status, body) = redeem(refused).await?;
+    let (status, body) = legs.redeem_assertion(&refused, AGENT_AT_RAS).await?;
     assert_eq!(
         (status, body["error"].as_str()),
         (429, Some("slow_down")),
@@ -223,8 +215,52 @@ async fn a_user_over_the_issuers_per_user_limit_is_slowed_and_the_grant_is_not_s
     assert!(legs.b.state.store.record_once(&issuer, jti, exp).await?);
     let mut other = legs.valid_claims();
     other["sub"] = json!("user-2");
-    let (status, body) = redeem(legs.forged_by_a(other, "oauth-id-jag+jwt")?).await?;
+    let other = legs.forged_by_a(other, "oauth-id-jag+jwt")?;
+    let (status, body) = legs.redeem_assertion(&other, AGENT_AT_RAS).await?;
     assert_eq!(status, 200, "another user: {body}");
+    Ok(())
+}
+
+/// `server.invalid_subject_tokens_per_minute` at leg 2: replaying a spent ID-JAG is what a thief
+/// does, so a client that keeps at it is slowed down (429 `invalid_subject_tokens`) even with a
+/// fresh grant, while another client redeems as usual.
+#[tokio::test]
+async fn a_client_replaying_grants_is_slowed_down_and_no_one_else_is() -> anyhow::Result<()> {
+    let legs =
+        Legs::start_with(|config| config.server.invalid_subject_tokens_per_minute = 1).await?;
+    let spent = legs.id_jag("read").await?;
+    let (status, body) = legs.redeem_assertion(&spent, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "{body}");
+    for attempt in 0..2 {
+        let (status, body) = legs.redeem_assertion(&spent, AGENT_AT_RAS).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "replay {attempt}: {body}"
+        );
+    }
+    let fresh = legs.id_jag("read").await?;
+    let (status, body) = legs.redeem_assertion(&fresh, AGENT_AT_RAS).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("slow_down")),
+        "a fresh grant from the replaying client: {body}"
+    );
+    let audit = legs
+        .b
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    assert_eq!(
+        audit[0].event.reason.as_deref(),
+        Some("invalid_subject_tokens")
+    );
+    let mut claims = legs.valid_claims();
+    claims["client_id"] = json!("other-client");
+    let theirs = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
+    let (status, body) = legs.redeem_assertion(&theirs, "other-client").await?;
+    assert_eq!(status, 200, "another client: {body}");
     Ok(())
 }
 

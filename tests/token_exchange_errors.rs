@@ -1975,6 +1975,78 @@ async fn an_identity_provider_and_each_of_its_users_have_request_limits() -> any
     Ok(())
 }
 
+/// `server.invalid_subject_tokens_per_minute` (PEERS §4 item 14): a client that keeps presenting
+/// subject tokens that look forged — a signature that does not verify, a foreign issuer, another
+/// client's token — is slowed down once past the quota, with `Retry-After`, audited as
+/// `invalid_subject_tokens`, even with a good token. Expired tokens (the wear of honest ones) do
+/// not count, and other clients are not slowed.
+#[tokio::test]
+async fn a_client_sending_forged_subject_tokens_is_slowed_down_and_no_one_else_is()
+-> anyhow::Result<()> {
+    let env = Env::start_with(|config| config.server.invalid_subject_tokens_per_minute = 2).await?;
+    let t = now();
+    let post_form = |token: &str| {
+        let mut form = idjag_form(token);
+        form.push(("client_id", POST_CLIENT.into()));
+        form.push(("client_secret", SECRET.into()));
+        form
+    };
+    for attempt in 0..3 {
+        let expired = env
+            .idp
+            .mint(json!({ "aud": POST_CLIENT, "sub": "user-1", "iat": t - 400, "exp": t - 120 }))
+            .await?;
+        let reply = send(&env, &post_form(&expired), Auth::None).await?;
+        assert_eq!(reply.status, 400, "expired {attempt}: {}", reply.body);
+    }
+    let good_for_post = env
+        .idp
+        .mint(json!({ "aud": POST_CLIENT, "sub": "user-1" }))
+        .await?;
+    let reply = send(&env, &post_form(&good_for_post), Auth::None).await?;
+    assert_success(&env, "expired tokens do not count", &reply).await?;
+
+    let genuine = env.id_token().await?;
+    let bad_signature = format!("{}AAAA", genuine.trim_end_matches(|c| c != '.'));
+    let foreign_issuer = env
+        .idp
+        .mint(claims_with(json!({ "iss": "https://evil.example" })))
+        .await?;
+    // Issued to another client: its audience is POST_CLIENT, not `agent`'s id at the IdP.
+    let someone_elses = good_for_post.clone();
+    for (label, token, reason) in [
+        ("bad signature", &bad_signature, "subject_bad_signature"),
+        (
+            "foreign issuer",
+            &foreign_issuer,
+            "subject_untrusted_issuer",
+        ),
+        ("another client's", &someone_elses, "subject_wrong_audience"),
+    ] {
+        // Each is refused for what it is; the third is the one past the quota.
+        assert_subject_refused(&env, label, token, reason).await?;
+    }
+    let reply = send(&env, &idjag_form(&genuine), AGENT_AUTH).await?;
+    assert_denied_because(
+        &env,
+        "a good token from the throttled client",
+        &reply,
+        429,
+        "slow_down",
+        "invalid_subject_tokens",
+        &[&genuine, SECRET],
+    )
+    .await?;
+    assert_retry_after("forged-token throttle", &reply);
+    let good_for_post = env
+        .idp
+        .mint(json!({ "aud": POST_CLIENT, "sub": "user-2" }))
+        .await?;
+    let reply = send(&env, &post_form(&good_for_post), Auth::None).await?;
+    assert_success(&env, "another client", &reply).await?;
+    Ok(())
+}
+
 /// `[[clients]] requests_per_minute`: a client gets its burst, then 429 `slow_down` with
 /// `Retry-After`, audited as `client_rate_limited`. Requests that fail to authenticate in its
 /// name do not spend its allowance, and other clients are not slowed.

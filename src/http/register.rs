@@ -230,7 +230,7 @@ async fn authorize_management(
 ) -> Result<Managed, Response> {
     // Failed presentations count against the address like failed client authentications at
     // the token endpoint, and a throttled address is refused before any lookup.
-    if let Some(wait) = state.tokens.throttle.retry_after(peer) {
+    if let Some(wait) = state.tokens.throttle.retry_after(&peer) {
         let response = slow_down(
             "Too many failed requests from this address; retry later",
             wait.as_secs(),

@@ -72,6 +72,9 @@ pub struct TokenService {
     pub client_metadata: super::client_metadata::ClientMetadataResolver,
     /// Server-provided DPoP nonces, when `tokens.require_dpop_nonce` asks for them.
     pub dpop_nonces: Option<super::dpop_nonce::DpopNonces>,
+    /// Clients that keep presenting forged-looking subject tokens or assertions
+    /// (`server.invalid_subject_tokens_per_minute`).
+    pub forged_tokens: super::throttle::FailureThrottle<String>,
     /// Request limits per client, identity provider and user (`requests_per_minute`,
     /// `subject_requests_per_minute`).
     pub limits: super::request_limit::RequestLimits,
@@ -241,7 +244,7 @@ impl TokenService {
         };
         if let Some(wait) = context
             .peer
-            .and_then(|peer| self.throttle.retry_after(peer))
+            .and_then(|peer| self.throttle.retry_after(&peer))
         {
             return Err(super::request_limit::over_limit(
                 "throttled",
@@ -287,6 +290,16 @@ impl TokenService {
             }
         };
         audit.client_id = Some(client.client.config.client_id.clone());
+        if let Some(wait) = self
+            .forged_tokens
+            .retry_after(client.client.config.client_id.as_str())
+        {
+            return Err(super::request_limit::over_limit(
+                "invalid_subject_tokens",
+                "This client has sent too many invalid subject tokens or assertions; retry later",
+                wait,
+            ));
+        }
         // Counted once the client is authenticated, so nobody spends another's allowance.
         if let Some(per_minute) = client.client.config.requests_per_minute
             && let Some(wait) = self
@@ -344,7 +357,7 @@ impl TokenService {
             proof: proof.as_ref(),
             now: context.now,
         };
-        match grant {
+        let outcome = match grant {
             GrantType::TokenExchange => {
                 super::exchange::exchange(self, &grant_request, audit).await
             }
@@ -355,8 +368,62 @@ impl TokenService {
             GrantType::RefreshToken => {
                 super::code_grant::refresh(self, &grant_request, audit).await
             }
+        };
+        if let Err(error) = &outcome
+            && looks_forged(error.reason)
+            && self
+                .forged_tokens
+                .record_failure(client.client.config.client_id.clone())
+        {
+            tracing::warn!(
+                client_id = %client.client.config.client_id,
+                reason = error.reason,
+                "client throttled: too many invalid subject tokens or assertions"
+            );
         }
+        outcome
     }
+}
+
+/// Refusals that say the token was not what its issuer gave this client: a signature that does
+/// not verify, an issuer or audience that does not fit, a grant issued to another client or
+/// already redeemed, a bound token presented with another key. Not the ordinary wear of honest tokens (expired, too old, an IdP whose keys
+/// could not be fetched), nor an unknown `kid`, which happens around an IdP's key rotation and
+/// costs no signature check to refuse.
+fn looks_forged(reason: &str) -> bool {
+    matches!(
+        reason,
+        "subject_token_malformed"
+            | "subject_alg_none"
+            | "subject_alg_not_allowed"
+            | "subject_forbidden_header"
+            | "subject_crit_unsupported"
+            | "subject_wrong_typ"
+            | "subject_bad_signature"
+            | "subject_wrong_issuer"
+            | "subject_wrong_audience"
+            | "subject_wrong_azp"
+            | "subject_untrusted_issuer"
+            | "subject_token_invalid"
+            | "assertion_malformed"
+            | "assertion_alg_none"
+            | "assertion_alg_not_allowed"
+            | "assertion_forbidden_header"
+            | "assertion_crit_unsupported"
+            | "assertion_wrong_typ"
+            | "assertion_bad_signature"
+            | "assertion_wrong_issuer"
+            | "assertion_wrong_audience"
+            | "assertion_nested_token"
+            | "assertion_key_alg_mismatch"
+            | "assertion_invalid"
+            | "untrusted_assertion_issuer"
+            | "self_issued_assertion"
+            | "client_id_mismatch"
+            | "assertion_replayed"
+            | "subject_token_dpop_key_mismatch"
+            | "dpop_key_mismatch"
+    )
 }
 
 /// Resolved `frontdesk_token_requests_total` handles by (event, error code): both come from

@@ -190,6 +190,19 @@ impl Legs {
     ) -> anyhow::Result<(u16, Value)> {
         post(&self.b_url, "/token", form, client_id).await
     }
+
+    /// Redeems `assertion` at B as `client_id` with nothing else in the request.
+    pub async fn redeem_assertion(
+        &self,
+        assertion: &str,
+        client_id: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.redeem(
+            &[("grant_type", JWT_BEARER), ("assertion", assertion)],
+            client_id,
+        )
+        .await
+    }
 }
 
 pub fn uuid() -> String {
