@@ -345,6 +345,7 @@ pub async fn build_token_service(
         token_endpoint,
         dpop_nonces,
         limits: crate::oauth::request_limit::RequestLimits::default(),
+        status_indexes: crate::oauth::status_list::StatusIndexes::default(),
     })
 }
 

@@ -292,6 +292,13 @@ pub struct TokensConfig {
     pub require_dpop_nonce: bool,
     /// How long each nonce window lasts; a nonce is accepted for one to two windows.
     pub dpop_nonce_lifetime_secs: u64,
+    /// Give every access token a `status` claim pointing at a published Token Status List
+    /// (`oauth/status_list.rs`), so resource servers that verify tokens locally learn of
+    /// revocations within `status_list_ttl_secs`.
+    pub status_list: bool,
+    /// The `ttl` of status list tokens and their `Cache-Control: max-age`: how stale a
+    /// resource server's copy may be, hence how long a revocation may take to reach it.
+    pub status_list_ttl_secs: u64,
 }
 
 /// Fetching and caching the keys of trusted issuers.
@@ -633,6 +640,8 @@ impl Default for TokensConfig {
             dpop_proof_max_age_secs: 60,
             require_dpop_nonce: false,
             dpop_nonce_lifetime_secs: 300,
+            status_list: true,
+            status_list_ttl_secs: 60,
         }
     }
 }
@@ -891,6 +900,11 @@ impl Config {
             (
                 "tokens.dpop_nonce_lifetime_secs",
                 self.tokens.dpop_nonce_lifetime_secs,
+                86400,
+            ),
+            (
+                "tokens.status_list_ttl_secs",
+                self.tokens.status_list_ttl_secs,
                 86400,
             ),
         ] {

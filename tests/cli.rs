@@ -724,6 +724,7 @@ async fn subject_revoke_revokes_a_users_tokens_and_records_it() {
             issued_at: now,
             expires_at: now + 600,
             revoked_at: None,
+            status_index: None,
         };
         store.record_issued(&token).await.expect("record");
     }

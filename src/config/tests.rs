@@ -267,6 +267,10 @@ fn invalid_values_name_the_key_and_the_file() {
             "tokens.dpop_nonce_lifetime_secs",
         ),
         (
+            "[tokens]\nstatus_list_ttl_secs = 0\n",
+            "tokens.status_list_ttl_secs",
+        ),
+        (
             "[tokens]\nsubject_token_error = \"access_denied\"\n",
             "tokens.subject_token_error",
         ),

@@ -74,6 +74,10 @@ pub fn metadata_document(config: &Config) -> Value {
             "none"
         ]);
     }
+    // Token Status List (draft-ietf-oauth-status-list §9.3): where the lists are enumerated.
+    if config.tokens.status_list {
+        document["status_list_aggregation_endpoint"] = json!(format!("{base}/status-lists"));
+    }
     // META-15: URL client ids only when the administrator turned them on.
     document["client_id_metadata_document_supported"] = json!(config.client_id_metadata.enabled);
     // RFC 7591: advertised only while registration is enabled.

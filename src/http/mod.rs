@@ -8,6 +8,7 @@ mod metrics;
 mod register;
 mod request_id;
 mod state;
+mod status_list;
 mod token;
 
 use std::time::Duration;
@@ -81,6 +82,8 @@ pub fn router(state: AppState) -> Router {
             get(metadata::oauth_metadata),
         )
         .route("/jwks.json", get(metadata::jwks))
+        .route("/status-lists", get(status_list::aggregation))
+        .route("/status-lists/{list}", get(status_list::list))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))

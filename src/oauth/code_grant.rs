@@ -369,6 +369,7 @@ async fn issue(
     if let Some(proof) = proof {
         super::dpop::bind(&mut access, proof);
     }
+    let status_index = service.assign_status(&mut access).await?;
     let token = service
         .keys
         .sign(TYP_ACCESS_TOKEN, &access)
@@ -386,6 +387,7 @@ async fn issue(
             issued_at: now,
             expires_at,
             revoked_at: None,
+            status_index,
         })
         .await
         .map_err(store_failure)?;

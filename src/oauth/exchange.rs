@@ -853,6 +853,12 @@ pub async fn exchange(
         super::dpop::bind(&mut claims, proof);
     }
 
+    // Only access tokens are recorded, so only they can be revoked and have a status.
+    let status_index = if kind == IssueKind::AccessToken {
+        service.assign_status(&mut claims).await?
+    } else {
+        None
+    };
     let typ = match kind {
         IssueKind::IdJag => TYP_ID_JAG,
         IssueKind::ChainingGrant => TYP_CHAINING_GRANT,
@@ -870,7 +876,7 @@ pub async fn exchange(
             .unwrap_or_default();
         let client_id = &client.client.config.client_id;
         service
-            .record_access_token(&jti, client_id, sub, now, expires_at)
+            .record_access_token(&jti, client_id, sub, now, expires_at, status_index)
             .await?;
     }
     audit.issued_jti = Some(jti.clone());

@@ -474,6 +474,7 @@ pub async fn redeem(
     if let Some(proof) = proof {
         super::dpop::bind(&mut access, proof);
     }
+    let status_index = service.assign_status(&mut access).await?;
     let token = service
         .keys
         .sign(TYP_ACCESS_TOKEN, &access)
@@ -482,7 +483,7 @@ pub async fn redeem(
             OAuthError::server_error()
         })?;
     service
-        .record_access_token(&jti, client_id, &subject, now, expires_at)
+        .record_access_token(&jti, client_id, &subject, now, expires_at, status_index)
         .await?;
     audit.issued_jti = Some(jti);
     audit.issued_expires_at = Some(expires_at);

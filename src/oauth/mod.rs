@@ -15,6 +15,7 @@ pub mod registration;
 pub mod request;
 pub mod request_limit;
 pub mod service;
+pub mod status_list;
 pub mod throttle;
 
 pub use error::{ErrorCode, OAuthError};

@@ -75,14 +75,41 @@ pub struct TokenService {
     /// Clients that keep presenting forged-looking subject tokens or assertions
     /// (`server.invalid_subject_tokens_per_minute`).
     pub forged_tokens: super::throttle::FailureThrottle<String>,
+    /// Status-list indexes reserved for this instance's access tokens.
+    pub status_indexes: super::status_list::StatusIndexes,
     /// Request limits per client, identity provider and user (`requests_per_minute`,
     /// `subject_requests_per_minute`).
     pub limits: super::request_limit::RequestLimits,
 }
 
 impl TokenService {
-    /// Records an access token we issued, so `/introspect` and `/revoke` know it. Committed
-    /// before the token is returned; a failure is `server_error`, never an untracked token.
+    /// With status lists on, gives the access token being built its `status` claim and returns
+    /// the index to record with it (`status_list.rs`).
+    pub(crate) async fn assign_status(
+        &self,
+        claims: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<i64>, OAuthError> {
+        if !self.config.tokens.status_list {
+            return Ok(None);
+        }
+        let index = self
+            .status_indexes
+            .next(&self.store)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "reserving status-list indexes failed");
+                OAuthError::server_error()
+            })?;
+        claims.insert(
+            "status".into(),
+            super::status_list::status_claim(&self.config.issuer, index),
+        );
+        Ok(Some(index))
+    }
+
+    /// Records an access token we issued, so `/introspect` and `/revoke` know it (and its
+    /// status list, with `status_index`). Committed before the token is returned; a failure is
+    /// `server_error`, never an untracked token.
     pub(crate) async fn record_access_token(
         &self,
         jti: &str,
@@ -90,6 +117,7 @@ impl TokenService {
         subject: &str,
         issued_at: i64,
         expires_at: i64,
+        status_index: Option<i64>,
     ) -> Result<(), OAuthError> {
         self.store
             .record_issued(&IssuedToken {
@@ -100,6 +128,7 @@ impl TokenService {
                 issued_at,
                 expires_at,
                 revoked_at: None,
+                status_index,
             })
             .await
             .map_err(|error| {

@@ -51,6 +51,7 @@ macro_rules! both_backends {
 
 both_backends!(
     migrations_are_idempotent,
+    status_indexes_are_reserved_in_disjoint_blocks_and_revocations_show_in_their_range,
     revoking_a_subject_revokes_only_its_live_tokens_and_codes,
     audit_batches_commit_every_event_in_order,
     audit_events_commit_with_their_replay_records,
@@ -1123,6 +1124,7 @@ async fn authorization_codes_single_use_rotation_and_family_revocation(store: St
             issued_at: 210,
             expires_at: 900,
             revoked_at: None,
+            status_index: None,
         })
         .await
         .expect("record");
@@ -1247,6 +1249,7 @@ async fn purge_deletes_only_expired_grant_state(store: Store) {
         issued_at: 0,
         expires_at,
         revoked_at: None,
+        status_index: None,
     };
     store
         .create_authorization_request(&request("old", 999))
@@ -1722,6 +1725,7 @@ async fn admin_trust_changes_are_all_or_nothing_and_spare_config_rows(store: Sto
         issued_at: 90,
         expires_at: 10_000,
         revoked_at: None,
+        status_index: None,
     };
     let refresh = |client_id: &str| RefreshRecord {
         family_id: format!("fam-{client_id}"),
@@ -2691,6 +2695,77 @@ async fn a_retention_purge_asked_to_stop_still_audits_the_chunk_it_deleted(store
     assert_eq!(rest.deleted, 2_345 - u64::from(PURGE_CHUNK));
 }
 
+/// Token Status List storage: blocks reserved by concurrent instances never overlap, the count
+/// of reserved indexes names the lists that exist, and a revoked token's index (however it was
+/// revoked) is found in its list's range and nowhere else.
+async fn status_indexes_are_reserved_in_disjoint_blocks_and_revocations_show_in_their_range(
+    store: Store,
+) {
+    assert_eq!(store.status_indexes_reserved().await.expect("count"), 0);
+    let reservations = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.reserve_status_indexes(1024).await })
+    });
+    let mut firsts = Vec::new();
+    for reservation in reservations {
+        firsts.push(reservation.await.expect("task").expect("reserve"));
+    }
+    firsts.sort_unstable();
+    assert_eq!(firsts, (0..8).map(|n| n * 1024).collect::<Vec<_>>());
+    assert_eq!(
+        store.status_indexes_reserved().await.expect("count"),
+        8 * 1024
+    );
+
+    let token = |jti: &str, subject: &str, index: i64| IssuedToken {
+        jti: jti.into(),
+        client_id: "app".into(),
+        subject: subject.into(),
+        token_type: "access_token".into(),
+        issued_at: 900,
+        expires_at: 5_000,
+        revoked_at: None,
+        status_index: Some(index),
+    };
+    for (jti, subject, index) in [("a", "ada", 7), ("b", "bob", 8), ("c", "ada", 4_000)] {
+        store
+            .record_issued(&token(jti, subject, index))
+            .await
+            .expect("issued");
+    }
+    assert_eq!(
+        store
+            .issued_token("a")
+            .await
+            .expect("read")
+            .map(|t| t.status_index),
+        Some(Some(7))
+    );
+    assert!(
+        store
+            .revoked_status_indexes(0, 8 * 1024)
+            .await
+            .expect("none yet")
+            .is_empty()
+    );
+    assert!(store.revoke_token("b", 1_000).await.expect("revoke"));
+    let event = AuditEvent::new(1_000, "subject_tokens_revoked", Decision::Changed);
+    store
+        .revoke_subject("ada", 1_000, event)
+        .await
+        .expect("revoke subject");
+    let mut revoked = store
+        .revoked_status_indexes(0, 8 * 1024)
+        .await
+        .expect("all");
+    revoked.sort_unstable();
+    assert_eq!(revoked, vec![7, 8, 4_000]);
+    assert_eq!(
+        store.revoked_status_indexes(8, 4_000).await.expect("range"),
+        vec![8]
+    );
+}
+
 async fn revoking_a_subject_revokes_only_its_live_tokens_and_codes(store: Store) {
     let now = 1_000;
     let access = |jti: &str, subject: &str, expires_at: i64| IssuedToken {
@@ -2701,6 +2776,7 @@ async fn revoking_a_subject_revokes_only_its_live_tokens_and_codes(store: Store)
         issued_at: 900,
         expires_at,
         revoked_at: None,
+        status_index: None,
     };
     let refresh = |family: &str, subject: &str| RefreshRecord {
         family_id: family.into(),

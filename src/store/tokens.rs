@@ -22,6 +22,8 @@ pub struct IssuedToken {
     pub expires_at: i64,
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
+    /// Its position in the published status lists (`oauth/status_list.rs`), if it has one.
+    pub status_index: Option<i64>,
 }
 
 /// What [`TokenStore::revoke_subject`] revoked.
@@ -75,6 +77,21 @@ pub trait TokenStore {
         now: i64,
         event: AuditEvent,
     ) -> impl Future<Output = Result<SubjectRevocation, StoreError>> + Send;
+    /// Reserves `count` consecutive status-list indexes for this instance to hand out; returns
+    /// the first. One write per block, not per token.
+    fn reserve_status_indexes(
+        &self,
+        count: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// How many status-list indexes have been reserved so far (by every instance): the lists
+    /// that exist.
+    fn status_indexes_reserved(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// The status indexes in `from..to` of tokens that were revoked.
+    fn revoked_status_indexes(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
     /// Links (`issuer`, `external_subject`) to `local_subject`, replacing an earlier link.
     fn link_subject(
         &self,
@@ -89,7 +106,7 @@ impl TokenStore for Store {
     async fn record_issued(&self, token: &IssuedToken) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO issued_tokens (jti, client_id, subject, token_type, issued_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO issued_tokens (jti, client_id, subject, token_type, issued_at, expires_at, revoked_at, status_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&token.jti)
             .bind(&token.client_id)
@@ -98,11 +115,47 @@ impl TokenStore for Store {
             .bind(token.issued_at)
             .bind(token.expires_at)
             .bind(token.revoked_at)
+            .bind(token.status_index)
             .execute(pool)
             .await
             .map_err(StoreError::classify)?;
         });
         Ok(())
+    }
+
+    async fn reserve_status_indexes(&self, count: i64) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let first: i64 = sqlx::query_scalar(
+                "UPDATE status_list_allocation SET next_index = next_index + $1 WHERE id = 1 RETURNING next_index - $1",
+            )
+            .bind(count)
+            .fetch_one(pool)
+            .await?;
+            Ok(first)
+        })
+    }
+
+    async fn status_indexes_reserved(&self) -> Result<i64, StoreError> {
+        on_pool!(self, pool => {
+            let next: i64 =
+                sqlx::query_scalar("SELECT next_index FROM status_list_allocation WHERE id = 1")
+                    .fetch_one(pool)
+                    .await?;
+            Ok(next)
+        })
+    }
+
+    async fn revoked_status_indexes(&self, from: i64, to: i64) -> Result<Vec<i64>, StoreError> {
+        on_pool!(self, pool => {
+            let indexes: Vec<i64> = sqlx::query_scalar(
+                "SELECT status_index FROM issued_tokens WHERE revoked_at IS NOT NULL AND status_index IS NOT NULL AND status_index >= $1 AND status_index < $2",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?;
+            Ok(indexes)
+        })
     }
 
     async fn issued_token(&self, jti: &str) -> Result<Option<IssuedToken>, StoreError> {
@@ -111,7 +164,7 @@ impl TokenStore for Store {
         }
         on_pool!(self, pool => {
             let row = sqlx::query(
-                "SELECT jti, client_id, subject, token_type, issued_at, expires_at, revoked_at FROM issued_tokens WHERE jti = $1",
+                "SELECT jti, client_id, subject, token_type, issued_at, expires_at, revoked_at, status_index FROM issued_tokens WHERE jti = $1",
             )
             .bind(jti)
             .fetch_optional(pool)
@@ -125,6 +178,7 @@ impl TokenStore for Store {
                     issued_at: row.try_get("issued_at")?,
                     expires_at: row.try_get("expires_at")?,
                     revoked_at: row.try_get("revoked_at")?,
+                    status_index: row.try_get("status_index")?,
                 })
             })
             .transpose()

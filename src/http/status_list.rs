@@ -1,0 +1,120 @@
+//! The published Token Status Lists (draft-ietf-oauth-status-list §8): `GET
+//! /status-lists/{n}` answers the signed list a token's `status.status_list.uri` names, and `GET
+//! /status-lists` the URIs of every list (the draft's aggregation, §9), so a resource server can
+//! prefetch them. Both are public, like `/jwks.json`: a list says only which indexes are revoked.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+
+use super::AppState;
+use crate::clock::unix_now;
+use crate::oauth::status_list::{self, LIST_ENTRIES};
+use crate::store::TokenStore;
+
+/// The lists that exist: every one with at least one reserved index.
+async fn list_count(state: &AppState) -> Result<i64, Response> {
+    let reserved = state
+        .store
+        .status_indexes_reserved()
+        .await
+        .map_err(|error| unavailable(&error))?;
+    Ok((reserved + LIST_ENTRIES - 1) / LIST_ENTRIES)
+}
+
+fn unavailable(error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%error, "serving a status list failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": "temporarily_unavailable", "error_description": "The status list cannot be read right now; retry later" })),
+    )
+        .into_response()
+}
+
+fn no_such_list() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "not_found", "error_description": "No such status list" })),
+    )
+        .into_response()
+}
+
+fn cached(mut response: Response, state: &AppState) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "public, max-age={}",
+        state.config.tokens.status_list_ttl_secs
+    )) {
+        response.headers_mut().insert(CACHE_CONTROL, value);
+    }
+    response
+}
+
+/// `GET /status-lists/{n}`: the status list token of list `n` (`application/statuslist+jwt`).
+pub async fn list(State(state): State<AppState>, Path(list): Path<String>) -> Response {
+    if !state.config.tokens.status_list {
+        return super::error::not_found().await;
+    }
+    // Plain decimal only: `+1` or `01` would be a second name for a list.
+    let Some(list) = Some(list.as_str())
+        .filter(|text| text.len() <= 12 && text.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|text| *text == "0" || !text.starts_with('0'))
+        .and_then(|text| text.parse::<i64>().ok())
+    else {
+        return no_such_list();
+    };
+    match list_count(&state).await {
+        Ok(count) if list < count => {}
+        Ok(_) => return no_such_list(),
+        Err(response) => return response,
+    }
+    let start = list * LIST_ENTRIES;
+    let revoked = match state
+        .store
+        .revoked_status_indexes(start, start + LIST_ENTRIES)
+        .await
+    {
+        Ok(revoked) => revoked,
+        Err(error) => return unavailable(&error),
+    };
+    let claims = match status_list::list_token_claims(
+        &state.config.issuer,
+        list,
+        &revoked,
+        unix_now(),
+        state.config.tokens.status_list_ttl_secs,
+    ) {
+        Ok(claims) => claims,
+        Err(error) => return unavailable(&error),
+    };
+    let token = match state.keys.sign(status_list::TYP_STATUS_LIST, &claims) {
+        Ok(token) => token,
+        Err(error) => return unavailable(&error),
+    };
+    let mut response = token.into_response();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(status_list::MEDIA_TYPE),
+    );
+    cached(response, &state)
+}
+
+/// `GET /status-lists`: `{"status_lists": [uri, …]}`, every list there is.
+pub async fn aggregation(State(state): State<AppState>) -> Response {
+    if !state.config.tokens.status_list {
+        return super::error::not_found().await;
+    }
+    let count = match list_count(&state).await {
+        Ok(count) => count,
+        Err(response) => return response,
+    };
+    let uris: Vec<String> = (0..count)
+        .map(|list| status_list::list_uri(&state.config.issuer, list))
+        .collect();
+    cached(
+        Json(json!({ "status_lists": uris })).into_response(),
+        &state,
+    )
+}

@@ -1,0 +1,189 @@
+//! Token Status List (draft-ietf-oauth-status-list) for the access tokens frontdesk issues.
+//!
+//! Why: a resource server (an MCP server, say) that verifies frontdesk's access tokens locally
+//! never calls `/introspect`, so a revocation — of one token, of a user's tokens (the kill
+//! switch), of a deleted client's — would not reach it before `exp`. With `tokens.status_list`
+//! on, every access token carries `status.status_list` = {`idx`, `uri`}, and the list at `uri` is
+//! a signed `statuslist+jwt` with one bit per token (1 = revoked, the draft's INVALID), which a
+//! resource server fetches once per `ttl` and reads offline.
+//!
+//! Indexes are global (`issued_tokens.status_index`): list `n` holds indexes
+//! `n·2^20 .. (n+1)·2^20`, 128 KiB of bits before compression. Each instance reserves blocks of
+//! [`BLOCK`] indexes (one database write per block) and hands them out in a random order within
+//! the block, so neighbouring indexes do not tell a token's issuance order or volume to whoever
+//! sees two tokens (the draft's privacy considerations). The list is derived from `revoked_at`
+//! when it is fetched, so every way of revoking reaches it with no extra write.
+
+use std::io::Write;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+use crate::store::{Store, StoreError, TokenStore};
+
+/// Entries (tokens) per list: 2^20, so a list is 128 KiB of bits before compression.
+pub const LIST_ENTRIES: i64 = 1 << 20;
+/// Indexes an instance reserves at a time. Divides [`LIST_ENTRIES`], so a block never straddles
+/// two lists.
+pub const BLOCK: i64 = 1024;
+/// The JWT `typ` of a status list token (draft §5.1).
+pub const TYP_STATUS_LIST: &str = "statuslist+jwt";
+/// Its media type (draft §14).
+pub const MEDIA_TYPE: &str = "application/statuslist+jwt";
+/// How long past its `iat` a list token may still be used when a fresh one cannot be fetched.
+pub const LIST_TOKEN_LIFETIME_SECS: i64 = 3_600;
+
+/// This instance's reserved indexes not yet given out, in random order.
+#[derive(Debug, Default)]
+pub struct StatusIndexes {
+    reserved: tokio::sync::Mutex<Vec<i64>>,
+}
+
+impl StatusIndexes {
+    /// An index no other token has or will have.
+    pub async fn next(&self, store: &Store) -> Result<i64, StoreError> {
+        let mut reserved = self.reserved.lock().await;
+        if let Some(index) = reserved.pop() {
+            return Ok(index);
+        }
+        let first = store.reserve_status_indexes(BLOCK).await?;
+        let mut block: Vec<i64> = (first..first + BLOCK).collect();
+        shuffle(&mut block);
+        let index = block.pop().unwrap_or(first);
+        *reserved = block;
+        Ok(index)
+    }
+}
+
+/// Fisher–Yates with the system's secure random source; on its (theoretical) failure the
+/// block stays in order, which costs privacy, not correctness.
+fn shuffle(items: &mut [i64]) {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut random = vec![0u8; items.len() * 4];
+    if aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut random)
+        .is_err()
+    {
+        return;
+    }
+    for i in (1..items.len()).rev() {
+        let bytes = [
+            random[i * 4],
+            random[i * 4 + 1],
+            random[i * 4 + 2],
+            random[i * 4 + 3],
+        ];
+        let j = (u32::from_le_bytes(bytes) as usize) % (i + 1);
+        items.swap(i, j);
+    }
+}
+
+/// The URI of list `list` under `issuer` (its `sub`, and the `uri` tokens point at).
+pub fn list_uri(issuer: &str, list: i64) -> String {
+    format!("{}/status-lists/{list}", issuer.trim_end_matches('/'))
+}
+
+/// The `status` claim of the token with global index `index` (draft §6.1).
+pub fn status_claim(issuer: &str, index: i64) -> Value {
+    json!({ "status_list": {
+        "idx": index % LIST_ENTRIES,
+        "uri": list_uri(issuer, index / LIST_ENTRIES),
+    } })
+}
+
+/// The `status_list` member of list `list` (draft §4.1): one bit per entry, set for each of
+/// `revoked` (global indexes) that falls in the list, least significant bit first, ZLIB at the
+/// best compression, base64url.
+pub fn encode(list: i64, revoked: &[i64]) -> std::io::Result<Value> {
+    let start = list * LIST_ENTRIES;
+    let mut bits = vec![0u8; (LIST_ENTRIES / 8) as usize];
+    for &index in revoked {
+        let Some(offset) = index
+            .checked_sub(start)
+            .filter(|offset| (0..LIST_ENTRIES).contains(offset))
+        else {
+            continue;
+        };
+        bits[(offset / 8) as usize] |= 1 << (offset % 8);
+    }
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(&bits)?;
+    let compressed = encoder.finish()?;
+    Ok(json!({ "bits": 1, "lst": URL_SAFE_NO_PAD.encode(compressed) }))
+}
+
+/// The claims of the status list token for list `list` (draft §5.1).
+pub fn list_token_claims(
+    issuer: &str,
+    list: i64,
+    revoked: &[i64],
+    now: i64,
+    ttl: u64,
+) -> std::io::Result<Value> {
+    Ok(json!({
+        "iss": issuer,
+        "sub": list_uri(issuer, list),
+        "iat": now,
+        "exp": now + LIST_TOKEN_LIFETIME_SECS,
+        "ttl": ttl,
+        "status_list": encode(list, revoked)?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn decode(status_list: &Value) -> Vec<u8> {
+        let lst = status_list["lst"].as_str().expect("lst");
+        let compressed = URL_SAFE_NO_PAD.decode(lst).expect("base64url");
+        let mut bits = Vec::new();
+        flate2::read::ZlibDecoder::new(compressed.as_slice())
+            .read_to_end(&mut bits)
+            .expect("zlib");
+        bits
+    }
+
+    #[test]
+    fn the_drafts_one_bit_example_decodes_to_its_statuses() {
+        // draft §4.1: statuses 1,0,0,1,1,1,0,1 and 1,1,0,0,0,1,0,1 are bytes 0xB9 0xA3.
+        let bits = decode(&json!({ "bits": 1, "lst": "eNrbuRgAAhcBXQ" }));
+        assert_eq!(bits, vec![0xB9, 0xA3]);
+        // The same statuses, encoded here, give the same bytes.
+        let revoked: Vec<i64> = [0, 3, 4, 5, 7, 8, 9, 13, 15].to_vec();
+        let ours = decode(&encode(0, &revoked).expect("encode"));
+        assert_eq!(&ours[..2], &[0xB9, 0xA3]);
+        assert!(ours[2..].iter().all(|byte| *byte == 0));
+        assert_eq!(ours.len() as i64, LIST_ENTRIES / 8);
+    }
+
+    #[test]
+    fn each_list_holds_only_its_own_indexes() {
+        let revoked = [5, LIST_ENTRIES + 2, 2 * LIST_ENTRIES - 1];
+        let second = decode(&encode(1, &revoked).expect("encode"));
+        assert_eq!(second[0], 0b100);
+        assert_eq!(second[second.len() - 1], 0b1000_0000);
+        assert_eq!(second.iter().map(|b| b.count_ones()).sum::<u32>(), 2);
+    }
+
+    #[test]
+    fn the_claim_points_at_the_list_and_position_of_a_global_index() {
+        let claim = status_claim("https://sts.example/t/", LIST_ENTRIES + 7);
+        assert_eq!(claim["status_list"]["idx"], 7);
+        assert_eq!(
+            claim["status_list"]["uri"],
+            "https://sts.example/t/status-lists/1"
+        );
+    }
+
+    #[test]
+    fn a_shuffled_block_keeps_every_index_once() {
+        let mut block: Vec<i64> = (0..BLOCK).collect();
+        shuffle(&mut block);
+        let mut sorted = block.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..BLOCK).collect::<Vec<_>>());
+    }
+}
