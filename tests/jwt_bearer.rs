@@ -146,6 +146,127 @@ async fn id_jag_from_a_is_redeemed_at_b_when_both_issuers_have_paths() -> anyhow
     Ok(())
 }
 
+/// Token Status List (draft-ietf-oauth-status-list): B's access tokens point at a status list
+/// that an independent implementation (`@sd-jwt/jwt-status-list`, signature by `jose` against
+/// B's JWKS) reads as valid, then as revoked once the token is revoked at B — and a second
+/// token of the same user, revoked with the kill switch, as well — while the list's
+/// enumeration, the metadata and refusals of names that are no list agree.
+#[tokio::test]
+async fn revocations_reach_resource_servers_through_the_status_list() -> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let jwks = format!("{}/jwks.json", legs.b_url);
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = legs
+            .redeem_assertion(&legs.id_jag("read").await?, AGENT_AT_RAS)
+            .await?;
+        assert_eq!(status, 200, "{body}");
+        tokens.push(
+            body["access_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    let first = idp::status_independently(&tokens[0], &jwks).await?;
+    let second = idp::status_independently(&tokens[1], &jwks).await?;
+    assert_eq!(
+        (first["status"].as_u64(), second["status"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_ne!(first["idx"], second["idx"], "each token has its own bit");
+    let list_uri = format!("{}/status-lists/0", legs.b_url);
+    assert_eq!(first["uri"], list_uri.as_str());
+    assert_eq!(first["ttl"], 60);
+    assert_eq!(first["content_type"], "application/statuslist+jwt");
+    assert_eq!(first["cache_control"], "public, max-age=60");
+
+    let (status, _) = post(
+        &legs.b_url,
+        "/revoke",
+        &[("token", &tokens[0])],
+        AGENT_AT_RAS,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let first = idp::status_independently(&tokens[0], &jwks).await?;
+    assert_eq!(first["status"], 1, "revoked at /revoke");
+    let second = idp::status_independently(&tokens[1], &jwks).await?;
+    assert_eq!(second["status"], 0, "the other token is untouched");
+    let subject = idp::decode_unverified(&tokens[1])?.1["sub"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let event = frontdesk::store::AuditEvent::new(
+        now(),
+        "subject_tokens_revoked",
+        frontdesk::store::Decision::Changed,
+    );
+    use frontdesk::store::TokenStore;
+    legs.b
+        .state
+        .store
+        .revoke_subject(&subject, now(), event)
+        .await?;
+    let second = idp::status_independently(&tokens[1], &jwks).await?;
+    assert_eq!(second["status"], 1, "revoked with the user's kill switch");
+
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let metadata: Value = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            legs.b_url
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let aggregation = format!("{}/status-lists", legs.b_url);
+    assert_eq!(
+        metadata["status_list_aggregation_endpoint"],
+        aggregation.as_str()
+    );
+    let lists: Value = http.get(&aggregation).send().await?.json().await?;
+    assert_eq!(lists, json!({ "status_lists": [list_uri] }));
+    for missing in ["1", "01", "+0", "-1", "x", "99999999999999"] {
+        let response = http
+            .get(format!("{}/status-lists/{missing}", legs.b_url))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 404, "/status-lists/{missing}");
+    }
+    Ok(())
+}
+
+/// With `tokens.status_list = false` access tokens carry no `status` and nothing is published.
+#[tokio::test]
+async fn without_status_lists_tokens_carry_no_status_and_nothing_is_published() -> anyhow::Result<()>
+{
+    let legs = Legs::start_with(|config| config.tokens.status_list = false).await?;
+    let (status, body) = legs
+        .redeem_assertion(&legs.id_jag("read").await?, AGENT_AT_RAS)
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
+    assert!(claims.get("status").is_none(), "{claims}");
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let metadata: Value = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            legs.b_url
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(metadata.get("status_list_aggregation_endpoint").is_none());
+    for path in ["/status-lists", "/status-lists/0"] {
+        let response = http.get(format!("{}{path}", legs.b_url)).send().await?;
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn replayed_id_jag_is_refused_idjag_accept_11() -> anyhow::Result<()> {
     let legs = Legs::start().await?;

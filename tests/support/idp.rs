@@ -330,6 +330,15 @@ pub async fn verify_independently(
     .context("independent verification failed")
 }
 
+/// Follows `token`'s `status.status_list` to its list, verified against `jwks_url`, with an
+/// independent Token Status List implementation (`tests/idp/status.mjs`): the token's status
+/// there (0 valid, 1 revoked) with `idx`, `uri`, `ttl`, `content_type` and `cache_control`.
+pub async fn status_independently(token: &str, jwks_url: &str) -> anyhow::Result<Value> {
+    run_script("status.mjs", &[jwks_url], token.as_bytes())
+        .await
+        .context("independent status list check failed")
+}
+
 /// Runs the Node script `script` of tests/idp with `args`, writes `input` to its stdin, and reads
 /// the one JSON value it prints; a non-zero exit is an error carrying the script's stderr.
 pub async fn run_script(script: &str, args: &[&str], input: &[u8]) -> anyhow::Result<Value> {
