@@ -333,6 +333,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         enabled: true,
         dpop_bound_access_tokens: false,
         registration_access_token_hash: None,
+        require_dpop_nonce: false,
         requests_per_minute: None,
     };
     let mut agent = client(AGENT, "client_secret_basic");

@@ -320,12 +320,10 @@ pub async fn build_token_service(
     )
     .map_err(|error| StartupError(format!("cannot build the HTTP client: {error}")))?;
     // Derived from the KEK, so every instance of the deployment accepts the others' nonces.
-    let dpop_nonces = config.tokens.require_dpop_nonce.then(|| {
-        crate::oauth::dpop_nonce::DpopNonces::new(
-            keys.derive_hmac_key(crate::oauth::dpop_nonce::NONCE_KEY_PURPOSE),
-            config.tokens.dpop_nonce_lifetime_secs,
-        )
-    });
+    let dpop_nonces = crate::oauth::dpop_nonce::DpopNonces::new(
+        keys.derive_hmac_key(crate::oauth::dpop_nonce::NONCE_KEY_PURPOSE),
+        config.tokens.dpop_nonce_lifetime_secs,
+    );
     Ok(TokenService {
         client_metadata,
         audit: crate::store::AuditWriter::spawn(store.clone()),

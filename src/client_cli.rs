@@ -55,6 +55,9 @@ pub struct ClientAddArgs {
     /// Every token request must carry a DPoP proof (`dpop_bound_access_tokens`).
     #[arg(long)]
     pub require_dpop: bool,
+    /// Its DPoP proofs must echo a server nonce (`require_dpop_nonce`).
+    #[arg(long)]
+    pub require_dpop_nonce: bool,
     /// Token requests allowed per minute on each instance (`requests_per_minute`).
     #[arg(long)]
     pub requests_per_minute: Option<u32>,
@@ -138,6 +141,7 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
         authorization_grant_profiles_supported: Vec::new(),
         dpop_bound_access_tokens: args.require_dpop,
         registration_access_token_hash: None,
+        require_dpop_nonce: args.require_dpop_nonce,
         requests_per_minute: args.requests_per_minute,
         secret_hash,
         jwks,

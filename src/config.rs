@@ -534,6 +534,11 @@ pub struct ClientConfig {
     /// agents whose tokens must be useless if copied.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// This client's DPoP proofs must echo a nonce frontdesk issued (RFC 9449 §8), as
+    /// `tokens.require_dpop_nonce` asks of every client: for the agents whose libraries answer
+    /// `use_dpop_nonce`, without breaking the others. Set by the administrator only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_dpop_nonce: bool,
     /// SHA-256 (hex) of a self-registered client's registration access token (RFC 7592), with
     /// which the client reads, updates and deletes its own registration at
     /// `/register/{client_id}`. Set by `POST /register` only, never shown; not for the

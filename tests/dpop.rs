@@ -1111,10 +1111,63 @@ async fn with_nonces_required_a_proof_must_echo_a_current_server_nonce_dpop_02()
         "{body}"
     );
     assert_eq!(nonce, None);
-    // A, which does not require nonces, sends none and accepts proofs without one.
+    // A, which does not require nonces, accepts proofs without one, and offers a nonce all the
+    // same (some client may be required to use them; RFC 9449 §8.2).
     let (status, body, nonce) =
         id_jag_with_nonce(&legs, &[&key.proof(&format!("{}/token", legs.a.url))?]).await?;
-    assert_eq!((status, nonce), (200, None), "{body}");
+    assert_eq!((status, nonce.is_some()), (200, true), "{body}");
+    Ok(())
+}
+
+/// `[[clients]] require_dpop_nonce`: nonces required of one client only. Its proof without a
+/// nonce is challenged and its retry with the nonce succeeds, while another client at the same
+/// server is served with proofs that carry none.
+#[tokio::test]
+async fn nonces_can_be_required_of_one_client_only_dpop_02() -> anyhow::Result<()> {
+    let legs = Legs::start_with(|config| {
+        for client in &mut config.clients {
+            client.require_dpop_nonce = client.client_id == AGENT_AT_RAS;
+        }
+    })
+    .await?;
+    let key = DpopKey::generate()?;
+    let endpoint = format!("{}/token", legs.b_url);
+    let (_, body) = id_jag_with(&legs, &[]).await?;
+    let id_jag = access_token(&body);
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
+    let basic = Some((AGENT_AT_RAS, SECRET));
+    let (status, body, nonce) =
+        token_request_nonce(&legs.b_url, &form, basic, &[&key.proof(&endpoint)?]).await?;
+    assert_refused(
+        status,
+        &body,
+        "use_dpop_nonce",
+        &legs.b,
+        "jwt_bearer",
+        "dpop_nonce_required",
+    )
+    .await?;
+    let nonce = nonce.ok_or_else(|| anyhow::anyhow!("no DPoP-Nonce header on the challenge"))?;
+    let proof = proof_with_nonce(&key, &endpoint, &nonce)?;
+    let (status, body) = token_request(&legs.b_url, &form, basic, &[&proof]).await?;
+    assert_eq!(status, 200, "the retry with the nonce: {body}");
+
+    let mut claims = legs.valid_claims();
+    claims["client_id"] = json!("other-client");
+    let theirs = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
+    let form = [("grant_type", JWT_BEARER), ("assertion", theirs.as_str())];
+    let (status, body) = token_request(
+        &legs.b_url,
+        &form,
+        Some(("other-client", SECRET)),
+        &[&key.proof(&endpoint)?],
+    )
+    .await?;
+    assert_eq!(
+        (status, body["token_type"].as_str()),
+        (200, Some("DPoP")),
+        "another client needs no nonce: {body}"
+    );
     Ok(())
 }
 

@@ -423,6 +423,12 @@ const CLIENT_FIELDS: &[Spec] = &[
         "Every token request must carry a DPoP proof (RFC 9449), so all it gets is bound to its key.",
     ),
     spec(
+        "require_dpop_nonce",
+        "Require DPoP nonces",
+        Format::Flag,
+        "Its DPoP proofs must echo a nonce frontdesk issued (use_dpop_nonce otherwise); for clients whose libraries retry on it.",
+    ),
+    spec(
         "enabled",
         "Enabled",
         Format::Bool,
@@ -1261,6 +1267,7 @@ pub(crate) async fn update_registered_client(
         "idp_client_ids",
         "audience_client_ids",
         "requests_per_minute",
+        "require_dpop_nonce",
         "registration_access_token_hash",
     ] {
         match existing.document.get(key) {

@@ -91,12 +91,13 @@ async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) ->
         }
         Err(error) => error_response(&error),
     };
-    // RFC 9449 §8, §8.2: with nonces required, every answer to a request with a proof carries
-    // the current nonce — the challenge of a `use_dpop_nonce` error, and on success the value
-    // the client's next proof should echo, so it is never refused once a window rolls over.
+    // RFC 9449 §8, §8.2: every answer to a request with a proof carries the current nonce —
+    // the challenge of a `use_dpop_nonce` error, and on success the value the client's next
+    // proof should echo, so it is never refused once a window rolls over. Offered whether or
+    // not this client must use it (nonces can be required per client, and this layer does not
+    // know the client); a proof that echoes one is accepted either way.
     if dpop_sent
-        && let Some(nonces) = &state.tokens.dpop_nonces
-        && let Ok(value) = HeaderValue::from_str(&nonces.issue(unix_now()))
+        && let Ok(value) = HeaderValue::from_str(&state.tokens.dpop_nonces.issue(unix_now()))
     {
         response.headers_mut().insert(DPOP_NONCE, value);
     }

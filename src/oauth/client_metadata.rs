@@ -525,6 +525,7 @@ pub fn client_from_document(
         enabled: true,
         dpop_bound_access_tokens,
         registration_access_token_hash: None,
+        require_dpop_nonce: false,
         requests_per_minute: None,
     })
 }

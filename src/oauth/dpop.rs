@@ -59,6 +59,7 @@ pub fn malformed_header() -> OAuthError {
 pub(crate) async fn check(
     service: &TokenService,
     proof: Option<&str>,
+    require_nonce: bool,
     now: i64,
 ) -> Result<Option<DpopProof>, OAuthError> {
     let Some(proof) = proof else {
@@ -74,8 +75,11 @@ pub(crate) async fn check(
     let verified = verify_proof(proof, &rules, now).map_err(|error| invalid_proof(&error))?;
     // DPOP-02: checked before the jti is recorded, so a challenge costs no write; the client
     // retries with a new proof (and a new jti) carrying the nonce of this response's header.
-    if let Some(nonces) = &service.dpop_nonces {
-        nonces.check(verified.nonce(), now).map_err(nonce_refused)?;
+    if require_nonce {
+        service
+            .dpop_nonces
+            .check(verified.nonce(), now)
+            .map_err(nonce_refused)?;
     }
     // Kept until the proof could no longer pass the iat check anyway.
     let window = i64::try_from(tokens.dpop_proof_max_age_secs + 2 * tokens.clock_skew_secs)

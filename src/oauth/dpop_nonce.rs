@@ -1,5 +1,5 @@
-//! Server-provided DPoP nonces (RFC 9449 §8, DPOP-02): when `tokens.require_dpop_nonce` is on,
-//! a proof must echo a nonce frontdesk handed out recently, so a proof cannot be made ahead of
+//! Server-provided DPoP nonces (RFC 9449 §8, DPOP-02): when `tokens.require_dpop_nonce` is on
+//! (or the client's own `require_dpop_nonce`), a proof must echo a nonce frontdesk handed out recently, so a proof cannot be made ahead of
 //! time — someone who could sign with a client's key for a moment (a compromised host, a
 //! malicious dependency) cannot stock proofs to use later.
 //!

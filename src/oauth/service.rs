@@ -71,7 +71,7 @@ pub struct TokenService {
     /// Clients named by the URL of their Client ID Metadata Document.
     pub client_metadata: super::client_metadata::ClientMetadataResolver,
     /// Server-provided DPoP nonces, when `tokens.require_dpop_nonce` asks for them.
-    pub dpop_nonces: Option<super::dpop_nonce::DpopNonces>,
+    pub dpop_nonces: super::dpop_nonce::DpopNonces,
     /// Clients that keep presenting forged-looking subject tokens or assertions
     /// (`server.invalid_subject_tokens_per_minute`).
     pub forged_tokens: super::throttle::FailureThrottle<String>,
@@ -369,6 +369,7 @@ impl TokenService {
         let proof = super::dpop::check(
             self,
             context.dpop.as_ref().map(|proof| proof.expose()),
+            self.config.tokens.require_dpop_nonce || client.client.config.require_dpop_nonce,
             context.now,
         )
         .await?;

@@ -83,6 +83,7 @@ pub fn client(id: &str, method: &str, audiences: &[&str]) -> ClientConfig {
         enabled: true,
         dpop_bound_access_tokens: false,
         registration_access_token_hash: None,
+        require_dpop_nonce: false,
         requests_per_minute: None,
     }
 }

@@ -282,6 +282,7 @@ pub fn document(base: &str) -> Value {
                     "authorization_grant_profiles_supported": string_list(),
                     "source": { "type": "string", "enum": ["dcr"], "description": "Set on clients that registered themselves (POST /register)." },
                     "dpop_bound_access_tokens": { "type": "boolean", "description": "Every token request must carry a DPoP proof (RFC 9449 §5.2)." },
+                    "require_dpop_nonce": { "type": "boolean", "description": "The client's DPoP proofs must echo a server nonce (RFC 9449 §8), as tokens.require_dpop_nonce asks of all clients." },
                     "requests_per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Token requests allowed per minute on each instance; beyond it 429 slow_down. Absent: no limit." },
                     "enabled": { "type": "boolean" } })),
                 "ConnectionTest": { "type": "object", "properties": {
