@@ -302,6 +302,7 @@ async fn client_add_registers_a_public_code_flow_client_without_a_secret() -> an
             "--name",
             "Desktop app",
             "--require-dpop",
+            "--require-dpop-nonce",
             "--requests-per-minute",
             "120",
         ],
@@ -323,6 +324,7 @@ async fn client_add_registers_a_public_code_flow_client_without_a_secret() -> an
     let desktop = clients.iter().find(|c| c.id == "desktop").expect("stored");
     assert_eq!(desktop.document["auth_method"], "none");
     assert_eq!(desktop.document["dpop_bound_access_tokens"], true);
+    assert_eq!(desktop.document["require_dpop_nonce"], true);
     assert_eq!(desktop.document["requests_per_minute"], 120);
     assert!(desktop.document["secret_hash"].is_null());
     assert_eq!(

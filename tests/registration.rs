@@ -671,15 +671,17 @@ async fn a_client_gets_a_secret_when_it_becomes_confidential_and_a_disabled_one_
 
     let store = &env.server.state.store;
 
-    // A request limit and a DPoP requirement set by the administrator survive the client's
-    // next update, which names neither (or tries to drop DPoP).
+    // A request limit and the DPoP requirements set by the administrator survive the client's
+    // next update, which names none of them (or tries to drop them).
     administer(&env, &client_id, |document| {
         document["requests_per_minute"] = json!(5);
         document["dpop_bound_access_tokens"] = json!(true);
+        document["require_dpop_nonce"] = json!(true);
     })
     .await?;
     let mut again = update.clone();
     again["dpop_bound_access_tokens"] = json!(false);
+    again["require_dpop_nonce"] = json!(false);
     let (status, body, _) =
         manage(&env, reqwest::Method::PUT, &uri, Some(&token), Some(&again)).await?;
     assert_eq!(status, 200, "{body}");
@@ -687,6 +689,7 @@ async fn a_client_gets_a_secret_when_it_becomes_confidential_and_a_disabled_one_
     let document = stored_client(&env, &client_id).await?.document;
     assert_eq!(document["requests_per_minute"], 5);
     assert_eq!(document["dpop_bound_access_tokens"], true);
+    assert_eq!(document["require_dpop_nonce"], true);
 
     // Disabled by the administrator: the client can no longer manage its registration.
     administer(&env, &client_id, |document| {
