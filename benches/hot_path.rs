@@ -314,6 +314,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         condition: None,
         require_acr: vec![],
         max_auth_age_secs: None,
+        requests_per_minute: None,
     });
     let client = |id: &str, method: &str| ClientConfig {
         client_id: id.into(),

@@ -476,6 +476,11 @@ pub struct AudienceConfig {
     /// Step-up: the user must have authenticated within this many seconds.
     #[serde(default)]
     pub max_auth_age_secs: Option<u64>,
+    /// Grants for this audience issued per minute on each instance, in bursts of up to the same
+    /// number; beyond it `429 slow_down`. None: no limit. Spares the other domain a flood of
+    /// grants it would have to verify, whoever asks for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
 }
 
 /// A client: confidential (a secret or keys) or public (`auth_method = "none"`, authorization

@@ -385,6 +385,7 @@ pub fn validate_resource(resource: &crate::config::ResourceConfig) -> Result<(),
 /// Validates one audience; the key in the error is relative to the audience.
 pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
     validate_id(&audience.id).or_else(|m| invalid("id".into(), m))?;
+    validate_per_minute("requests_per_minute", audience.requests_per_minute)?;
     if audience.issuer.is_empty() {
         return invalid("issuer".into(), "must not be empty");
     }

@@ -2047,6 +2047,43 @@ async fn a_client_sending_forged_subject_tokens_is_slowed_down_and_no_one_else_i
     Ok(())
 }
 
+/// `[[audiences]] requests_per_minute`: grants for one audience are capped whoever asks; a
+/// forged subject token spends nothing of it, and other audiences are not slowed.
+#[tokio::test]
+async fn grants_for_an_audience_are_limited_and_other_audiences_are_not() -> anyhow::Result<()> {
+    let env = Env::start_with(|config| {
+        for audience in &mut config.audiences {
+            if audience.id == "saas" {
+                audience.requests_per_minute = Some(1);
+            }
+        }
+    })
+    .await?;
+    let genuine = env.id_token().await?;
+    let forged = format!("{}AAAA", genuine.trim_end_matches(|c| c != '.'));
+    let reply = send(&env, &idjag_form(&forged), AGENT_AUTH).await?;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let reply = send(&env, &idjag_form(&genuine), AGENT_AUTH).await?;
+    assert_success(&env, "the audience's one grant", &reply).await?;
+    let token = env.id_token().await?;
+    let reply = send(&env, &idjag_form(&token), AGENT_AUTH).await?;
+    assert_denied_because(
+        &env,
+        "the audience over its limit",
+        &reply,
+        429,
+        "slow_down",
+        "audience_rate_limited",
+        &[&token, SECRET],
+    )
+    .await?;
+    assert_retry_after("audience limit", &reply);
+    let other = replaced(idjag_form(&token), "audience", OTHER_RAS_ISSUER);
+    let reply = send(&env, &other, AGENT_AUTH).await?;
+    assert_success(&env, "another audience", &reply).await?;
+    Ok(())
+}
+
 /// `[[clients]] requests_per_minute`: a client gets its burst, then 429 `slow_down` with
 /// `Retry-After`, audited as `client_rate_limited`. Requests that fail to authenticate in its
 /// name do not spend its allowance, and other clients are not slowed.

@@ -341,6 +341,12 @@ const AUDIENCE_FIELDS: &[Spec] = &[
         Format::Number,
         "Step-up: the user authenticated within this many seconds.",
     ),
+    spec(
+        "requests_per_minute",
+        "Requests per minute",
+        Format::Number,
+        "Grants for this audience issued a minute on each instance (then 429 slow_down); empty = no limit.",
+    ),
 ];
 
 const CLIENT_FIELDS: &[Spec] = &[

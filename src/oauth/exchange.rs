@@ -733,6 +733,17 @@ pub async fn exchange(
     service
         .limits
         .check_verified_subject(&idp.config, subject.sub())?;
+    if let Some(per_minute) = audience.config.requests_per_minute
+        && let Some(wait) = service
+            .limits
+            .check_audience(&audience.config.id, per_minute)
+    {
+        return Err(super::request_limit::over_limit(
+            "audience_rate_limited",
+            "Grants for this audience exceed the requests it is allowed; retry later",
+            wait,
+        ));
+    }
     // PEERS §3.6: a subject token bound to a key is exchanged only by the key's holder, so an
     // exchange never turns a stolen sender-constrained token into a bearer grant. What is issued
     // is then bound to the same key (below).

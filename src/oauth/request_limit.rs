@@ -6,7 +6,9 @@
 //!   issuer's tokens may drive, so a compromised or misconfigured IdP cannot take the server (or
 //!   the audit log) for itself;
 //! - per user of an identity provider (`subject_requests_per_minute`): one user's agents, on any
-//!   number of clients, get a fair share and no more.
+//!   number of clients, get a fair share and no more;
+//! - per audience (`[[audiences]] requests_per_minute`): the grants one other domain is sent,
+//!   whoever asks for them.
 //!
 //! Why per instance: a shared counter would put a database round trip on every limited request.
 //! With N instances behind a balancer a limit admits at most N times its value, which is what
@@ -35,6 +37,7 @@ const MAX_TRACKED_SUBJECTS: usize = 100_000;
 pub struct RequestLimits {
     clients: Limiters<DefaultDirectRateLimiter>,
     identity_providers: Limiters<DefaultDirectRateLimiter>,
+    audiences: Limiters<DefaultDirectRateLimiter>,
     subjects: Limiters<DefaultKeyedRateLimiter<String>>,
 }
 
@@ -54,6 +57,11 @@ impl RequestLimits {
     /// Counts one verified token from the identity provider `idp_id`.
     pub fn check_identity_provider(&self, idp_id: &str, per_minute: u32) -> Option<Duration> {
         wait_time(self.identity_providers.get(idp_id, per_minute).check())
+    }
+
+    /// Counts one grant for the audience `audience_id`.
+    pub fn check_audience(&self, audience_id: &str, per_minute: u32) -> Option<Duration> {
+        wait_time(self.audiences.get(audience_id, per_minute).check())
     }
 
     /// Counts one verified token of the user `subject` of the identity provider `idp_id`.

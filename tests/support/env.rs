@@ -61,6 +61,7 @@ pub fn audience(id: &str, issuer: &str, token_type: &str) -> AudienceConfig {
         condition: None,
         require_acr: vec![],
         max_auth_age_secs: None,
+        requests_per_minute: None,
     }
 }
 

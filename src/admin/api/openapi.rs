@@ -271,7 +271,8 @@ pub fn document(base: &str) -> Value {
                     "lifetime_secs": { "type": "integer" },
                     "claims": { "type": "object", "additionalProperties": { "type": "string" }, "description": "claim → CEL expression." },
                     "release": string_list(), "condition": { "type": "string", "description": "CEL." },
-                    "require_acr": string_list(), "max_auth_age_secs": { "type": "integer" } })),
+                    "require_acr": string_list(), "max_auth_age_secs": { "type": "integer" },
+                    "requests_per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Grants for this audience issued per minute on each instance; beyond it 429 slow_down. Absent: no limit." } })),
                 "Client": object(&["client_id", "auth_method"], json!({
                     "client_id": { "type": "string" },
                     "auth_method": { "type": "string", "enum": crate::trust::CLIENT_AUTH_METHODS },
