@@ -1018,6 +1018,35 @@ async fn count_reason(
     Ok(server.state.store.audit_events(&filter).await?.len())
 }
 
+/// A redemption at B whose proof carries no nonce is challenged (`use_dpop_nonce`, audited
+/// `dpop_nonce_required`) with a nonce in `DPoP-Nonce`; the retry echoing it gets a DPoP-bound
+/// token. Returns the retry's proof and the nonce its answer carried.
+async fn challenged_then_served(
+    legs: &Legs,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+    key: &DpopKey,
+) -> anyhow::Result<(String, Option<String>)> {
+    let endpoint = format!("{}/token", legs.b_url);
+    let (status, body, nonce) =
+        token_request_nonce(&legs.b_url, form, basic, &[&key.proof(&endpoint)?]).await?;
+    assert_refused(
+        status,
+        &body,
+        "use_dpop_nonce",
+        &legs.b,
+        "jwt_bearer",
+        "dpop_nonce_required",
+    )
+    .await?;
+    let nonce = nonce.ok_or_else(|| anyhow::anyhow!("no DPoP-Nonce header on the challenge"))?;
+    let proof = proof_with_nonce(key, &endpoint, &nonce)?;
+    let (status, body, next) = token_request_nonce(&legs.b_url, form, basic, &[&proof]).await?;
+    assert_eq!(status, 200, "the retry with the nonce: {body}");
+    assert_eq!(body["token_type"], "DPoP");
+    Ok((proof, next))
+}
+
 /// DPOP-02 (RFC 9449 §8): with `tokens.require_dpop_nonce`, a proof must echo a current nonce of
 /// the server's. A proof without one, or with a forged or expired one, is answered
 /// `use_dpop_nonce` with a fresh nonce in `DPoP-Nonce`; the challenge runs before the grant, so
@@ -1034,25 +1063,9 @@ async fn with_nonces_required_a_proof_must_echo_a_current_server_nonce_dpop_02()
     let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
     let basic = Some((AGENT_AT_RAS, SECRET));
 
-    // No nonce: challenged, with the nonce to use.
-    let (status, body, nonce) =
-        token_request_nonce(&legs.b_url, &form, basic, &[&key.proof(&endpoint)?]).await?;
-    assert_refused(
-        status,
-        &body,
-        "use_dpop_nonce",
-        &legs.b,
-        "jwt_bearer",
-        "dpop_nonce_required",
-    )
-    .await?;
-    let nonce = nonce.ok_or_else(|| anyhow::anyhow!("no DPoP-Nonce header on the challenge"))?;
-
-    // The retry echoes it: a bound token, and the nonce for the next proof.
-    let proof = proof_with_nonce(&key, &endpoint, &nonce)?;
-    let (status, body, next) = token_request_nonce(&legs.b_url, &form, basic, &[&proof]).await?;
-    assert_eq!(status, 200, "the same ID-JAG after the challenge: {body}");
-    assert_eq!(body["token_type"], "DPoP");
+    // No nonce: challenged, with the nonce to use; the retry echoes it: a bound token, and the
+    // nonce for the next proof.
+    let (proof, next) = challenged_then_served(&legs, &form, basic, &key).await?;
     assert!(
         next.is_some(),
         "a success answers with the current nonce too"
@@ -1136,21 +1149,7 @@ async fn nonces_can_be_required_of_one_client_only_dpop_02() -> anyhow::Result<(
     let id_jag = access_token(&body);
     let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
     let basic = Some((AGENT_AT_RAS, SECRET));
-    let (status, body, nonce) =
-        token_request_nonce(&legs.b_url, &form, basic, &[&key.proof(&endpoint)?]).await?;
-    assert_refused(
-        status,
-        &body,
-        "use_dpop_nonce",
-        &legs.b,
-        "jwt_bearer",
-        "dpop_nonce_required",
-    )
-    .await?;
-    let nonce = nonce.ok_or_else(|| anyhow::anyhow!("no DPoP-Nonce header on the challenge"))?;
-    let proof = proof_with_nonce(&key, &endpoint, &nonce)?;
-    let (status, body) = token_request(&legs.b_url, &form, basic, &[&proof]).await?;
-    assert_eq!(status, 200, "the retry with the nonce: {body}");
+    challenged_then_served(&legs, &form, basic, &key).await?;
 
     let mut claims = legs.valid_claims();
     claims["client_id"] = json!("other-client");

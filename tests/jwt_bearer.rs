@@ -295,6 +295,28 @@ async fn reuse_is_allowed_when_the_resource_permits_it() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `429 slow_down` from B whose newest audit event gives `reason`.
+async fn assert_slowed_at_b(
+    legs: &Legs,
+    status: u16,
+    body: &Value,
+    reason: &str,
+) -> anyhow::Result<()> {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("slow_down")),
+        "{body}"
+    );
+    let audit = legs
+        .b
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    assert_eq!(audit[0].event.reason.as_deref(), Some(reason));
+    Ok(())
+}
+
 /// `subject_requests_per_minute` at leg 2 (PEERS §4 item 14): B counts each user of the issuer
 /// that vouches for them, and refuses over the limit with `429 slow_down` before the assertion
 /// is recorded, so a refused single-use ID-JAG stays redeemable once the user's allowance
@@ -314,21 +336,7 @@ async fn a_user_over_the_issuers_per_user_limit_is_slowed_and_the_grant_is_not_s
     let claims = legs.valid_claims();
     let refused = legs.forged_by_a(claims.clone(), "oauth-id-jag+jwt")?;
     let (status, body) = legs.redeem_assertion(&refused, AGENT_AT_RAS).await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (429, Some("slow_down")),
-        "{body}"
-    );
-    let audit = legs
-        .b
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
-    assert_eq!(
-        audit[0].event.reason.as_deref(),
-        Some("subject_rate_limited")
-    );
+    assert_slowed_at_b(&legs, status, &body, "subject_rate_limited").await?;
     // Its jti was never recorded: recording it now finds it fresh.
     let jti = claims["jti"].as_str().unwrap_or_default();
     let issuer = format!("assertion:{}", legs.a.url);
@@ -362,21 +370,7 @@ async fn a_client_replaying_grants_is_slowed_down_and_no_one_else_is() -> anyhow
     }
     let fresh = legs.id_jag("read").await?;
     let (status, body) = legs.redeem_assertion(&fresh, AGENT_AT_RAS).await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (429, Some("slow_down")),
-        "a fresh grant from the replaying client: {body}"
-    );
-    let audit = legs
-        .b
-        .state
-        .store
-        .audit_events(&AuditFilter::default())
-        .await?;
-    assert_eq!(
-        audit[0].event.reason.as_deref(),
-        Some("invalid_subject_tokens")
-    );
+    assert_slowed_at_b(&legs, status, &body, "invalid_subject_tokens").await?;
     let mut claims = legs.valid_claims();
     claims["client_id"] = json!("other-client");
     let theirs = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
