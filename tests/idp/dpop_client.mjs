@@ -14,12 +14,7 @@
 
 import * as client from 'openid-client';
 import { calculateJwkThumbprint, decodeJwt, exportJWK } from 'jose';
-
-async function readStdin() {
-  const chunks = [];
-  for await (const chunk of process.stdin) chunks.push(chunk);
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-}
+import { readStdin } from './script_io.mjs';
 
 // Plain http on loopback: the test servers have no TLS.
 const insecure = { execute: [client.allowInsecureRequests], algorithm: 'oauth2' };
@@ -35,7 +30,7 @@ async function discover({ issuer, client_id, client_secret }) {
 }
 
 async function main() {
-  const request = await readStdin();
+  const request = JSON.parse(await readStdin());
   const a = await discover(request.a);
   const b = await discover(request.b);
   const keyPair = await client.randomDPoPKeyPair('ES256');

@@ -12,14 +12,7 @@
 
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { getListFromStatusListJWT, getStatusListFromJWT } from '@sd-jwt/jwt-status-list';
-
-const ALGORITHMS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
-
-async function readStdin() {
-  const chunks = [];
-  for await (const chunk of process.stdin) chunks.push(chunk);
-  return Buffer.concat(chunks).toString('utf8').trim();
-}
+import { ALGORITHMS, readStdin } from './script_io.mjs';
 
 async function main() {
   const [jwksUrl] = process.argv.slice(2);

@@ -9,14 +9,7 @@
 // error on stderr and exits 1 (2 for usage errors).
 
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-
-const ALGORITHMS = ['ES256', 'RS256', 'PS256', 'EdDSA'];
-
-async function readStdin() {
-  const chunks = [];
-  for await (const chunk of process.stdin) chunks.push(chunk);
-  return Buffer.concat(chunks).toString('utf8').trim();
-}
+import { ALGORITHMS, readStdin } from './script_io.mjs';
 
 async function main() {
   const [jwksUrl, issuer, audience, typ] = process.argv.slice(2);
