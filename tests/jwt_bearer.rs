@@ -739,6 +739,73 @@ async fn metadata_advertises_the_jwt_bearer_profile_meta_07_09() -> anyhow::Resu
     Ok(())
 }
 
+/// Leg 1 at the shared resource side's A: an ID-JAG for B.
+async fn id_jag_from_a(side: &legs::SharedResourceSide) -> anyhow::Result<String> {
+    let id_token = side.a.id_token().await?;
+    let (status, body) = side
+        .a
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", side.b_url.as_str()),
+            ("resource", MCP_RESOURCE),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    anyhow::ensure!(status == 200, "leg 1: {body}");
+    Ok(body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Two instances sharing PostgreSQL give their access tokens distinct status bits (each
+/// reserves its own blocks), and a token revoked at one shows as revoked in the list served by
+/// the other.
+#[tokio::test]
+async fn instances_sharing_postgresql_share_one_status_list() -> anyhow::Result<()> {
+    let Some(database) = env::test_db::TestDatabase::postgres("shared_status_list").await else {
+        return Ok(());
+    };
+    let side = legs::SharedResourceSide::start(database.url(), |_| {}).await?;
+    let mut tokens = Vec::new();
+    for instance in [&side.b1, &side.b2] {
+        let id_jag = id_jag_from_a(&side).await?;
+        let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
+        let (status, body) = post(&instance.url(), "/token", &form, AGENT_AT_RAS).await?;
+        assert_eq!(status, 200, "{body}");
+        tokens.push(
+            body["access_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    // Every list URI names the issuer, which is B1's address: B2's token is read from B1.
+    let jwks = format!("{}/jwks.json", side.b_url);
+    let from_b1 = idp::status_independently(&tokens[0], &jwks).await?;
+    let from_b2 = idp::status_independently(&tokens[1], &jwks).await?;
+    assert_eq!(
+        (from_b1["status"].as_u64(), from_b2["status"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_ne!(from_b1["idx"], from_b2["idx"]);
+    let (status, _) = post(
+        &side.b2.url(),
+        "/revoke",
+        &[("token", &tokens[0])],
+        AGENT_AT_RAS,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let from_b1 = idp::status_independently(&tokens[0], &jwks).await?;
+    assert_eq!(from_b1["status"], 1, "revoked at B2, listed by B1");
+    let from_b2 = idp::status_independently(&tokens[1], &jwks).await?;
+    assert_eq!(from_b2["status"], 0);
+    side.shutdown().await
+}
+
 #[tokio::test]
 async fn a_replay_across_two_instances_sharing_postgresql_is_refused() -> anyhow::Result<()> {
     // Two resource-side instances (B1, B2) with the same issuer and one PostgreSQL database, as
@@ -747,21 +814,9 @@ async fn a_replay_across_two_instances_sharing_postgresql_is_refused() -> anyhow
         return Ok(());
     };
     let side = legs::SharedResourceSide::start(database.url(), |_| {}).await?;
-    let (a, b1, b2, b_url) = (&side.a, &side.b1, &side.b2, &side.b_url);
-    let id_token = a.id_token().await?;
-    let (status, body) = a
-        .exchange_as_agent(&[
-            ("grant_type", TOKEN_EXCHANGE),
-            ("requested_token_type", ID_JAG),
-            ("audience", b_url.as_str()),
-            ("resource", MCP_RESOURCE),
-            ("subject_token", id_token.as_str()),
-            ("subject_token_type", ID_TOKEN),
-        ])
-        .await?;
-    assert_eq!(status, 200, "{body}");
-    let id_jag = body["access_token"].as_str().unwrap_or_default();
-    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag)];
+    let (b1, b2) = (&side.b1, &side.b2);
+    let id_jag = id_jag_from_a(&side).await?;
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
     let (status, body) = post(&b1.url(), "/token", &form, AGENT_AT_RAS).await?;
     assert_eq!(status, 200, "first redemption at B1: {body}");
     let (status, body) = post(&b2.url(), "/token", &form, AGENT_AT_RAS).await?;
