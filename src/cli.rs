@@ -170,6 +170,13 @@ pub enum ClientCommand {
         /// The client_id.
         client_id: String,
     },
+    /// Revoke everything issued to a client that is still live — access tokens, refresh tokens,
+    /// unredeemed authorization codes — and keep the client (audited, actor `cli`). For a
+    /// compromised agent; disable the client as well to stop new tokens.
+    RevokeTokens {
+        /// The client_id.
+        client_id: String,
+    },
 }
 
 /// Key commands.
@@ -286,18 +293,8 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
         Command::Subject(SubjectCommand::Revoke { subject }) => {
-            use crate::store::TokenStore;
             let store = app::open_store(&config).await?;
-            let event =
-                crate::oauth::introspection::subject_revocation_event(&subject, "cli", unix_now());
-            let revoked = store
-                .revoke_subject(&subject, unix_now(), event)
-                .await
-                .map_err(|error| StartupError(format!("database error: {error}")))?;
-            println!(
-                "revoked {} access tokens, {} refresh tokens and {} authorization codes of {subject}",
-                revoked.access_tokens, revoked.refresh_tokens, revoked.authorization_codes
-            );
+            revoke_tokens(&store, crate::store::RevocationScope::Subject(&subject)).await?;
             Ok(())
         }
         Command::Audit(AuditCommand::Purge { older_than_days }) => {
@@ -483,5 +480,29 @@ fn hash_secret() -> Result<(), StartupError> {
     let secret = read_stdin("the secret")?;
     let phc = crate::secret::hash_secret(&secret).map_err(StartupError)?;
     println!("{phc}");
+    Ok(())
+}
+
+/// Revokes everything issued in `scope` (audited, actor `cli`) and prints the counts: `frontdesk
+/// subject revoke` and `frontdesk client revoke-tokens`.
+pub(crate) async fn revoke_tokens(
+    store: &crate::store::Store,
+    scope: crate::store::RevocationScope<'_>,
+) -> Result<(), StartupError> {
+    use crate::store::{RevocationScope, TokenStore};
+    let now = unix_now();
+    let event = crate::oauth::introspection::revocation_event(scope, "cli", now);
+    let revoked = store
+        .revoke_tokens(scope, now, event)
+        .await
+        .map_err(|error| StartupError(format!("database error: {error}")))?;
+    let whose = match scope {
+        RevocationScope::Subject(subject) => subject.to_string(),
+        RevocationScope::Client(client_id) => format!("client {client_id}"),
+    };
+    println!(
+        "revoked {} access tokens, {} refresh tokens and {} authorization codes of {whose}",
+        revoked.access_tokens, revoked.refresh_tokens, revoked.authorization_codes
+    );
     Ok(())
 }

@@ -103,6 +103,14 @@ pub async fn run(command: ClientCommand, store: &Store) -> Result<(), StartupErr
                 }
             }
         }
+        ClientCommand::RevokeTokens { client_id } => {
+            let existing = store.list_trust(TrustKind::Client).await.map_err(fail)?;
+            if !existing.iter().any(|document| document.id == client_id) {
+                return Err(StartupError(format!("no client has id {client_id}")));
+            }
+            crate::cli::revoke_tokens(store, crate::store::RevocationScope::Client(&client_id))
+                .await
+        }
         ClientCommand::Add(args) => add(*args, store).await,
     }
 }

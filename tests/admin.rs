@@ -1109,7 +1109,7 @@ async fn under_an_issuer_path_every_admin_url_redirect_and_cookie_carries_the_pa
     Ok(())
 }
 
-/// "Revoke": an admin revokes every live token of one user from the page (the same store call as
+/// "Revoke": an admin revokes every live token of one user, then of one client, from the page (the same store call as
 /// the API and the CLI); introspection then answers inactive and the audit log names the admin.
 /// An auditor sees the page without the form, and a forged post is refused.
 #[tokio::test]
@@ -1181,5 +1181,35 @@ async fn an_admin_revokes_every_live_token_of_a_user_from_the_page() -> anyhow::
             .map(|d| d["actor"].clone()),
         Some(serde_json::json!(ADMIN))
     );
+
+    // The second form: every live token of one client, which keeps its registration.
+    let (token, _) = env.local_access_token().await?;
+    let (status, html) = admin
+        .post(
+            "/admin/revocations",
+            &[("csrf", &csrf), ("client_id", env::AGENT)],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains(&format!(r#"<code id="whose">client {}</code>"#, env::AGENT)),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<span id="access-tokens">1</span>"#),
+        "{html}"
+    );
+    assert!(!env.introspect_active(&token).await?);
+    let (status, _) = admin
+        .post(
+            "/admin/revocations",
+            &[
+                ("csrf", &csrf),
+                ("subject", &subject),
+                ("client_id", env::AGENT),
+            ],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "one of the two");
     Ok(())
 }

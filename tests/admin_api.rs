@@ -895,7 +895,8 @@ async fn policy_eval_decides_an_exchange_from_claims_for_any_role() -> anyhow::R
 
 /// `POST /revocations` (and `frontdesk subject revoke`): every live access token of one user
 /// revoked at once — introspection then says inactive — in an audit event with the counts and
-/// the API token's name. Admin role only; a body that is not `{"subject": …}` is 422.
+/// the API token's name; the same for one client's tokens with `{"client_id": …}`. Admin role
+/// only; a body that is neither is 422.
 #[tokio::test]
 async fn a_revocation_kills_every_live_token_of_a_subject() -> anyhow::Result<()> {
     let api = Api::start().await?;
@@ -955,5 +956,33 @@ async fn a_revocation_kills_every_live_token_of_a_subject() -> anyhow::Result<()
         })
         .ok_or_else(|| anyhow::anyhow!("no audit event: {changes:?}"))?;
     assert_eq!(event["subject"], json!(subject));
+
+    // A client's tokens, the client kept: `{"client_id": …}`; both members at once is 422.
+    let (token, _) = env.local_access_token().await?;
+    let both = json!({ "subject": subject, "client_id": env::AGENT });
+    let (status, _) = api.admin(Method::POST, "/revocations", Some(both)).await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(active(token.clone()).await?);
+    let (status, revoked) = api
+        .admin(
+            Method::POST,
+            "/revocations",
+            Some(json!({ "client_id": env::AGENT })),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(
+        revoked,
+        json!({ "client_id": env::AGENT, "access_tokens": 1, "refresh_tokens": 0, "authorization_codes": 0 })
+    );
+    assert!(!active(token).await?);
+    let changes = api.api_changes().await?;
+    let event = changes
+        .iter()
+        .find(|event| event["event"] == "client_tokens_revoked")
+        .ok_or_else(|| anyhow::anyhow!("no audit event: {changes:?}"))?;
+    assert_eq!(event["client_id"], json!(env::AGENT));
+    // The client is still there and gets tokens again.
+    env.local_access_token().await?;
     Ok(())
 }

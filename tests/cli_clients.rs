@@ -199,23 +199,69 @@ async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow:
     .await;
     assert!(!managed.status.success());
     assert!(text(&managed.stderr).contains("managed by the configuration file"));
-    // An access token recorded for `bot` is revoked with it.
+    // Access tokens recorded for `bot`: one revoked by `client revoke-tokens`, one with the
+    // client when it is removed.
     let url = format!("sqlite://{}", dir.path().join("data.db").display());
+    let record = |jti: &'static str| {
+        let url = url.clone();
+        async move {
+            let store = Store::connect(&url, 1).await?;
+            let now = frontdesk::clock::unix_now();
+            store
+                .record_issued(&frontdesk::store::IssuedToken {
+                    jti: jti.into(),
+                    client_id: "bot".into(),
+                    subject: "user".into(),
+                    token_type: "access_token".into(),
+                    issued_at: now,
+                    expires_at: now + 600,
+                    revoked_at: None,
+                    status_index: None,
+                })
+                .await?;
+            store.close().await;
+            anyhow::Ok(())
+        }
+    };
+    let revoked_at = |jti: &'static str| {
+        let url = url.clone();
+        async move {
+            let store = Store::connect(&url, 1).await?;
+            let token = store.issued_token(jti).await?;
+            store.close().await;
+            anyhow::Ok(token.and_then(|t| t.revoked_at))
+        }
+    };
+    record("bot-token").await?;
+    // `client revoke-tokens` revokes it and keeps the client; an unknown client is an error.
+    let unknown = frontdesk(
+        dir.path(),
+        &["--config", &config, "client", "revoke-tokens", "nobody"],
+        &[],
+    )
+    .await;
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("no client has id nobody"));
+    let revoked = frontdesk(
+        dir.path(),
+        &["--config", &config, "client", "revoke-tokens", "bot"],
+        &[],
+    )
+    .await;
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    assert_eq!(
+        text(&revoked.stdout).trim(),
+        "revoked 1 access tokens, 0 refresh tokens and 0 authorization codes of client bot"
+    );
+    assert!(revoked_at("bot-token").await?.is_some(), "revoked");
     let store = Store::connect(&url, 1).await?;
-    let now = frontdesk::clock::unix_now();
-    store
-        .record_issued(&frontdesk::store::IssuedToken {
-            jti: "bot-token".into(),
-            client_id: "bot".into(),
-            subject: "user".into(),
-            token_type: "access_token".into(),
-            issued_at: now,
-            expires_at: now + 600,
-            revoked_at: None,
-            status_index: None,
-        })
-        .await?;
+    let kept = store.list_trust(TrustKind::Client).await?;
+    assert!(
+        kept.iter().any(|client| client.id == "bot"),
+        "the client stays"
+    );
     store.close().await;
+    record("bot-token-2").await?;
     let removed = frontdesk(
         dir.path(),
         &["--config", &config, "client", "remove", "bot"],
@@ -229,13 +275,10 @@ async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow:
             .stdout,
     );
     assert!(!listed.lines().any(|l| l.starts_with("bot ")), "{listed}");
-    let store = Store::connect(&url, 1).await?;
-    let token = store.issued_token("bot-token").await?;
     assert!(
-        token.and_then(|t| t.revoked_at).is_some(),
+        revoked_at("bot-token-2").await?.is_some(),
         "revoked with its client"
     );
-    store.close().await;
     Ok(())
 }
 

@@ -206,7 +206,11 @@ async fn revocations_reach_resource_servers_through_the_status_list() -> anyhow:
     legs.b
         .state
         .store
-        .revoke_subject(&subject, now(), event)
+        .revoke_tokens(
+            frontdesk::store::RevocationScope::Subject(&subject),
+            now(),
+            event,
+        )
         .await?;
     let second = idp::status_independently(&tokens[1], &jwks).await?;
     assert_eq!(second["status"], 1, "revoked with the user's kill switch");

@@ -22,8 +22,8 @@ use super::trust::{ChangeError, Kind};
 use super::views::AdminError;
 use crate::http::AppState;
 use crate::store::{
-    AdminRole, AdminStore, ApiTokenRecord, AuditDetail, AuditEvent, AuditLog, Decision, Store,
-    StoreError, TokenStore, TrustDocument, TrustStore,
+    AdminRole, AdminStore, ApiTokenRecord, AuditDetail, AuditEvent, AuditLog, Decision,
+    RevocationScope, Store, StoreError, TokenStore, TrustDocument, TrustStore,
 };
 
 mod openapi;
@@ -549,10 +549,12 @@ async fn keys_retire(
     Ok(axum::Json(json!({ "kid": kid, "state": "retired" })).into_response())
 }
 
-/// `POST /admin/api/v1/revocations` with `{"subject": "…"}`: `frontdesk subject revoke` over
-/// HTTP — every live access token, refresh token and unredeemed code of one user, revoked in one
-/// audited transaction (admin role). For the incident where a user's device or session is
-/// compromised: what frontdesk issued to them stops working at introspection and refresh at once.
+/// `POST /admin/api/v1/revocations` with `{"subject": "…"}` or `{"client_id": "…"}`: `frontdesk
+/// subject revoke` / `frontdesk client revoke-tokens` over HTTP — every live access token,
+/// refresh token and unredeemed code of one user or one client, revoked in one audited
+/// transaction (admin role). For the incident where a user's device or session, or an agent, is
+/// compromised: what frontdesk issued stops working at introspection, refresh and the status list
+/// at once, and the client keeps its registration.
 async fn revocations(
     State(state): State<AppState>,
     caller: ApiCaller,
@@ -562,32 +564,36 @@ async fn revocations(
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Revocation {
-        subject: String,
+        subject: Option<String>,
+        client_id: Option<String>,
     }
-    let request: Revocation = serde_json::from_slice(&body).map_err(|error| {
-        ApiError::Invalid(
-            "subject".into(),
-            format!("expected {{\"subject\": \"…\"}}: {error}"),
-        )
-    })?;
-    if request.subject.is_empty() || request.subject.len() > 255 {
+    let expected = "expected {\"subject\": \"…\"} or {\"client_id\": \"…\"}";
+    let request: Revocation = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::Invalid("subject".into(), format!("{expected}: {error}")))?;
+    let (field, scope) = match (&request.subject, &request.client_id) {
+        (Some(subject), None) => ("subject", RevocationScope::Subject(subject)),
+        (None, Some(client_id)) => ("client_id", RevocationScope::Client(client_id)),
+        _ => {
+            return Err(ApiError::Invalid(
+                "subject".into(),
+                format!("{expected}: exactly one of the two"),
+            ));
+        }
+    };
+    let value = match scope {
+        RevocationScope::Subject(value) | RevocationScope::Client(value) => value,
+    };
+    if value.is_empty() || value.len() > 255 {
         return Err(ApiError::Invalid(
-            "subject".into(),
+            field.into(),
             "must be 1 to 255 bytes".into(),
         ));
     }
     let now = crate::clock::unix_now();
-    let event = crate::oauth::introspection::subject_revocation_event(
-        &request.subject,
-        &caller.actor(),
-        now,
-    );
-    let revoked = state
-        .store
-        .revoke_subject(&request.subject, now, event)
-        .await?;
+    let event = crate::oauth::introspection::revocation_event(scope, &caller.actor(), now);
+    let revoked = state.store.revoke_tokens(scope, now, event).await?;
     Ok(axum::Json(json!({
-        "subject": request.subject,
+        field: value,
         "access_tokens": revoked.access_tokens,
         "refresh_tokens": revoked.refresh_tokens,
         "authorization_codes": revoked.authorization_codes,

@@ -242,11 +242,25 @@ pub async fn revoke(
     Ok(())
 }
 
-/// The audit event of revoking everything issued to `subject` (`frontdesk subject revoke`,
-/// `POST /admin/api/v1/revocations`), by `actor`; the store adds the counts.
-pub fn subject_revocation_event(subject: &str, actor: &str, now: i64) -> AuditEvent {
-    let mut event = AuditEvent::new(now, "subject_tokens_revoked", Decision::Changed);
-    event.subject = Some(subject.to_string());
+/// The audit event of revoking everything issued in `scope` — to a user
+/// (`subject_tokens_revoked`) or to a client (`client_tokens_revoked`) — by `actor` (`frontdesk
+/// subject revoke`, `frontdesk client revoke-tokens`, `POST /admin/api/v1/revocations`, the
+/// admin page); the store adds the counts.
+pub fn revocation_event(
+    scope: crate::store::RevocationScope<'_>,
+    actor: &str,
+    now: i64,
+) -> AuditEvent {
+    use crate::store::RevocationScope;
+    let name = match scope {
+        RevocationScope::Subject(_) => "subject_tokens_revoked",
+        RevocationScope::Client(_) => "client_tokens_revoked",
+    };
+    let mut event = AuditEvent::new(now, name, Decision::Changed);
+    match scope {
+        RevocationScope::Subject(subject) => event.subject = Some(subject.to_string()),
+        RevocationScope::Client(client_id) => event.client_id = Some(client_id.to_string()),
+    }
     event.detail = Some(AuditDetail::of(&serde_json::json!({ "actor": actor })));
     event
 }

@@ -40,7 +40,7 @@ pub use codes::{
 };
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::{PendingReplay, ReplayStore};
-pub use tokens::{IssuedToken, SubjectRevocation, TokenStore};
+pub use tokens::{IssuedToken, RevocationScope, TokenRevocation, TokenStore};
 pub use trust::{TrustDocument, TrustKind, TrustStore};
 pub use users::{UserClaims, UserStore};
 

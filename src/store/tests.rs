@@ -52,7 +52,7 @@ macro_rules! both_backends {
 both_backends!(
     migrations_are_idempotent,
     status_indexes_are_reserved_in_disjoint_blocks_and_revocations_show_in_their_range,
-    revoking_a_subject_revokes_only_its_live_tokens_and_codes,
+    revoking_a_subject_or_a_client_revokes_only_its_live_tokens_and_codes,
     audit_batches_commit_every_event_in_order,
     audit_events_commit_with_their_replay_records,
     authorization_codes_single_use_rotation_and_family_revocation,
@@ -2751,7 +2751,7 @@ async fn status_indexes_are_reserved_in_disjoint_blocks_and_revocations_show_in_
     assert!(store.revoke_token("b", 1_000).await.expect("revoke"));
     let event = AuditEvent::new(1_000, "subject_tokens_revoked", Decision::Changed);
     store
-        .revoke_subject("ada", 1_000, event)
+        .revoke_tokens(RevocationScope::Subject("ada"), 1_000, event)
         .await
         .expect("revoke subject");
     let mut revoked = store
@@ -2766,7 +2766,7 @@ async fn status_indexes_are_reserved_in_disjoint_blocks_and_revocations_show_in_
     );
 }
 
-async fn revoking_a_subject_revokes_only_its_live_tokens_and_codes(store: Store) {
+async fn revoking_a_subject_or_a_client_revokes_only_its_live_tokens_and_codes(store: Store) {
     let now = 1_000;
     let access = |jti: &str, subject: &str, expires_at: i64| IssuedToken {
         jti: jti.into(),
@@ -2831,12 +2831,12 @@ async fn revoking_a_subject_revokes_only_its_live_tokens_and_codes(store: Store)
     event.subject = Some("ada".into());
     event.detail = Some(AuditDetail::of(&json!({ "actor": "test" })));
     let revoked = store
-        .revoke_subject("ada", now, event)
+        .revoke_tokens(RevocationScope::Subject("ada"), now, event)
         .await
         .expect("revoke");
     assert_eq!(
         revoked,
-        SubjectRevocation {
+        TokenRevocation {
             access_tokens: 2,
             refresh_tokens: 1,
             authorization_codes: 1,
@@ -2875,6 +2875,35 @@ async fn revoking_a_subject_revokes_only_its_live_tokens_and_codes(store: Store)
         detail,
         json!({ "actor": "test", "access_tokens": 2, "refresh_tokens": 1, "authorization_codes": 1 })
     );
+
+    // By client: what is still live of `app` (Bob's; his code was redeemed above), and nothing
+    // of a client that was issued nothing.
+    let later = now + 1;
+    let event = AuditEvent::new(later, "client_tokens_revoked", Decision::Changed);
+    let none = store
+        .revoke_tokens(RevocationScope::Client("other"), later, event.clone())
+        .await
+        .expect("revoke other");
+    assert_eq!(none, TokenRevocation::default());
+    let revoked = store
+        .revoke_tokens(RevocationScope::Client("app"), later, event)
+        .await
+        .expect("revoke app");
+    assert_eq!(
+        revoked,
+        TokenRevocation {
+            access_tokens: 1,
+            refresh_tokens: 1,
+            authorization_codes: 0,
+        }
+    );
+    assert_eq!(access_revoked_at(&store, "bob-1").await, Some(later));
+    assert_eq!(
+        access_revoked_at(&store, "ada-1").await,
+        Some(now),
+        "kept its time"
+    );
+    assert_eq!(family_revoked_at(&store, "rt-bob").await, Some(later));
 }
 
 /// When the issued access token `jti` was revoked, if it was.

@@ -26,9 +26,44 @@ pub struct IssuedToken {
     pub status_index: Option<i64>,
 }
 
-/// What [`TokenStore::revoke_subject`] revoked.
+/// Whose tokens [`TokenStore::revoke_tokens`] revokes: the kill switch for one user (PEERS §4
+/// item 7) or for one client — a compromised agent — without deleting its registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationScope<'a> {
+    /// Every token whose `sub` is this.
+    Subject(&'a str),
+    /// Every token issued to this client.
+    Client(&'a str),
+}
+
+impl<'a> RevocationScope<'a> {
+    /// What it revokes, table by table: access tokens, refresh tokens, codes (`$1` the time,
+    /// `$2` the scope's value).
+    fn statements(self) -> [&'static str; 3] {
+        match self {
+            Self::Subject(_) => [
+                "UPDATE issued_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL AND expires_at > $1",
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL AND expires_at > $1",
+                "UPDATE authorization_codes SET used_at = $1 WHERE subject = $2 AND used_at IS NULL AND expires_at > $1",
+            ],
+            Self::Client(_) => [
+                "UPDATE issued_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL AND expires_at > $1",
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL AND expires_at > $1",
+                "UPDATE authorization_codes SET used_at = $1 WHERE client_id = $2 AND used_at IS NULL AND expires_at > $1",
+            ],
+        }
+    }
+
+    fn value(self) -> &'a str {
+        match self {
+            Self::Subject(value) | Self::Client(value) => value,
+        }
+    }
+}
+
+/// What [`TokenStore::revoke_tokens`] revoked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SubjectRevocation {
+pub struct TokenRevocation {
     /// Live access tokens now revoked.
     pub access_tokens: u64,
     /// Live refresh tokens now revoked.
@@ -67,16 +102,16 @@ pub trait TokenStore {
         &self,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Revokes everything frontdesk issued to `subject` (the `sub` of its tokens) that is still
+    /// Revokes everything frontdesk issued in `scope` (to a user, or to a client) that is still
     /// live: access tokens, refresh tokens, and codes not yet redeemed (spent, so they yield
-    /// nothing). The kill switch for one user (PEERS §4 item 7), committed with `event` — its
-    /// detail gets the counts — in one transaction.
-    fn revoke_subject(
+    /// nothing). The kill switch (PEERS §4 item 7), committed with `event` — its detail gets the
+    /// counts — in one transaction.
+    fn revoke_tokens(
         &self,
-        subject: &str,
+        scope: RevocationScope<'_>,
         now: i64,
         event: AuditEvent,
-    ) -> impl Future<Output = Result<SubjectRevocation, StoreError>> + Send;
+    ) -> impl Future<Output = Result<TokenRevocation, StoreError>> + Send;
     /// Reserves `count` consecutive status-list indexes for this instance to hand out; returns
     /// the first. One write per block, not per token.
     fn reserve_status_indexes(
@@ -201,28 +236,24 @@ impl TokenStore for Store {
         })
     }
 
-    async fn revoke_subject(
+    async fn revoke_tokens(
         &self,
-        subject: &str,
+        scope: RevocationScope<'_>,
         now: i64,
         mut event: AuditEvent,
-    ) -> Result<SubjectRevocation, StoreError> {
+    ) -> Result<TokenRevocation, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut counts = [0u64; 3];
-            for (count, sql) in counts.iter_mut().zip([
-                "UPDATE issued_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL AND expires_at > $1",
-                "UPDATE refresh_tokens SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL AND expires_at > $1",
-                "UPDATE authorization_codes SET used_at = $1 WHERE subject = $2 AND used_at IS NULL AND expires_at > $1",
-            ]) {
+            for (count, sql) in counts.iter_mut().zip(scope.statements()) {
                 *count = sqlx::query(sql)
                     .bind(now)
-                    .bind(subject)
+                    .bind(scope.value())
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
             }
-            let revocation = SubjectRevocation {
+            let revocation = TokenRevocation {
                 access_tokens: counts[0],
                 refresh_tokens: counts[1],
                 authorization_codes: counts[2],
