@@ -344,6 +344,7 @@ pub async fn build_token_service(
         dpop_nonces,
         limits: crate::oauth::request_limit::RequestLimits::default(),
         status_indexes: crate::oauth::status_list::StatusIndexes::default(),
+        status_list_tokens: crate::oauth::status_list::ListTokens::default(),
     })
 }
 

@@ -79,21 +79,31 @@ pub async fn list(State(state): State<AppState>, Path(list): Path<String>) -> Re
         Ok(revoked) => revoked,
         Err(error) => return unavailable(&error),
     };
-    let claims = match status_list::list_token_claims(
-        &state.config.issuer,
-        list,
-        &revoked,
-        unix_now(),
-        state.config.tokens.status_list_ttl_secs,
-    ) {
-        Ok(claims) => claims,
-        Err(error) => return unavailable(&error),
+    let now = unix_now();
+    let build = |revoked: &[i64]| {
+        let claims = status_list::list_token_claims(
+            &state.config.issuer,
+            list,
+            revoked,
+            now,
+            state.config.tokens.status_list_ttl_secs,
+        )
+        .map_err(|error| error.to_string())?;
+        state
+            .keys
+            .sign(status_list::TYP_STATUS_LIST, &claims)
+            .map_err(|error| error.to_string())
     };
-    let token = match state.keys.sign(status_list::TYP_STATUS_LIST, &claims) {
+    let token = match state
+        .tokens
+        .status_list_tokens
+        .get_or_build(list, revoked, now, build)
+        .await
+    {
         Ok(token) => token,
         Err(error) => return unavailable(&error),
     };
-    let mut response = token.into_response();
+    let mut response = token.to_string().into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static(status_list::MEDIA_TYPE),

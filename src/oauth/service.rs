@@ -70,15 +70,18 @@ pub struct TokenService {
     pub throttle: super::throttle::FailedAuthThrottle,
     /// Clients named by the URL of their Client ID Metadata Document.
     pub client_metadata: super::client_metadata::ClientMetadataResolver,
-    /// Server-provided DPoP nonces, when `tokens.require_dpop_nonce` asks for them.
+    /// Server-provided DPoP nonces: offered to every request with a proof, required when
+    /// `tokens.require_dpop_nonce` or the client's `require_dpop_nonce` asks for them.
     pub dpop_nonces: super::dpop_nonce::DpopNonces,
     /// Clients that keep presenting forged-looking subject tokens or assertions
     /// (`server.invalid_subject_tokens_per_minute`).
     pub forged_tokens: super::throttle::FailureThrottle<String>,
     /// Status-list indexes reserved for this instance's access tokens.
     pub status_indexes: super::status_list::StatusIndexes,
-    /// Request limits per client, identity provider and user (`requests_per_minute`,
-    /// `subject_requests_per_minute`).
+    /// The signed status lists this instance served last.
+    pub status_list_tokens: super::status_list::ListTokens,
+    /// Request limits per client, identity provider, user and audience
+    /// (`requests_per_minute`, `subject_requests_per_minute`).
     pub limits: super::request_limit::RequestLimits,
 }
 

@@ -34,6 +34,58 @@ pub const MEDIA_TYPE: &str = "application/statuslist+jwt";
 /// How long past its `iat` a list token may still be used when a fresh one cannot be fetched.
 pub const LIST_TOKEN_LIFETIME_SECS: i64 = 3_600;
 
+/// How long a signed list is served again while its revoked set has not changed.
+pub const REUSE_SECS: i64 = 10;
+
+/// The last signed token of each list, reused while the list's revoked indexes are the same and
+/// the token is younger than [`REUSE_SECS`]. The endpoint is public, and the database query is
+/// cheap while the bit array, its compression and the signature are not: a burst of fetches
+/// (every resource server of a fleet at the top of its `ttl`, or someone hammering it) costs one
+/// build, and a revocation is never served stale, since the query runs for every fetch. The lock
+/// is held while building, so concurrent fetches wait for one build instead of each making one.
+#[derive(Debug, Default)]
+pub struct ListTokens {
+    built: tokio::sync::Mutex<std::collections::HashMap<i64, Built>>,
+}
+
+#[derive(Debug)]
+struct Built {
+    revoked: Vec<i64>,
+    iat: i64,
+    token: std::sync::Arc<str>,
+}
+
+impl ListTokens {
+    /// The token of `list` for the revoked indexes `revoked` (any order) at `now`: the kept one
+    /// if it still fits, else `build(&revoked_sorted)`, kept for next time.
+    pub async fn get_or_build<E>(
+        &self,
+        list: i64,
+        mut revoked: Vec<i64>,
+        now: i64,
+        build: impl FnOnce(&[i64]) -> Result<String, E>,
+    ) -> Result<std::sync::Arc<str>, E> {
+        revoked.sort_unstable();
+        let mut built = self.built.lock().await;
+        if let Some(kept) = built.get(&list)
+            && kept.revoked == revoked
+            && (0..REUSE_SECS).contains(&(now - kept.iat))
+        {
+            return Ok(kept.token.clone());
+        }
+        let token: std::sync::Arc<str> = build(&revoked)?.into();
+        built.insert(
+            list,
+            Built {
+                revoked,
+                iat: now,
+                token: token.clone(),
+            },
+        );
+        Ok(token)
+    }
+}
+
 /// This instance's reserved indexes not yet given out, in random order.
 #[derive(Debug, Default)]
 pub struct StatusIndexes {
@@ -176,6 +228,31 @@ mod tests {
             claim["status_list"]["uri"],
             "https://sts.example/t/status-lists/1"
         );
+    }
+
+    #[tokio::test]
+    async fn a_list_token_is_reused_only_while_its_revocations_and_age_allow() {
+        let tokens = ListTokens::default();
+        let builds = std::cell::Cell::new(0);
+        let build = |revoked: &[i64]| {
+            builds.set(builds.get() + 1);
+            Ok::<_, ()>(format!("{revoked:?}#{}", builds.get()))
+        };
+        let first = tokens.get_or_build(0, vec![9, 2], 100, build).await;
+        assert_eq!(first.as_deref(), Ok("[2, 9]#1"));
+        // The same set in another order, a few seconds later: the same token.
+        let again = tokens.get_or_build(0, vec![2, 9], 105, build).await;
+        assert_eq!(again.as_deref(), Ok("[2, 9]#1"));
+        // A new revocation: built anew at once.
+        let changed = tokens.get_or_build(0, vec![2, 9, 4], 106, build).await;
+        assert_eq!(changed.as_deref(), Ok("[2, 4, 9]#2"));
+        // Too old: built anew; another list has its own.
+        let old = tokens
+            .get_or_build(0, vec![2, 9, 4], 106 + REUSE_SECS, build)
+            .await;
+        assert_eq!(old.as_deref(), Ok("[2, 4, 9]#3"));
+        let other = tokens.get_or_build(1, vec![], 116, build).await;
+        assert_eq!(other.as_deref(), Ok("[]#4"));
     }
 
     #[test]
