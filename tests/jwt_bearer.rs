@@ -146,6 +146,12 @@ async fn id_jag_from_a_is_redeemed_at_b_when_both_issuers_have_paths() -> anyhow
     Ok(())
 }
 
+/// B's RFC 8414 metadata.
+async fn b_metadata(legs: &Legs, http: &reqwest::Client) -> anyhow::Result<Value> {
+    let url = format!("{}/.well-known/oauth-authorization-server", legs.b_url);
+    Ok(http.get(url).send().await?.json().await?)
+}
+
 /// Token Status List (draft-ietf-oauth-status-list): B's access tokens point at a status list
 /// that an independent implementation (`@sd-jwt/jwt-status-list`, signature by `jose` against
 /// B's JWKS) reads as valid, then as revoked once the token is revoked at B — and a second
@@ -216,15 +222,7 @@ async fn revocations_reach_resource_servers_through_the_status_list() -> anyhow:
     assert_eq!(second["status"], 1, "revoked with the user's kill switch");
 
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let metadata: Value = http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            legs.b_url
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let metadata = b_metadata(&legs, &http).await?;
     let aggregation = format!("{}/status-lists", legs.b_url);
     assert_eq!(
         metadata["status_list_aggregation_endpoint"],
@@ -254,15 +252,7 @@ async fn without_status_lists_tokens_carry_no_status_and_nothing_is_published() 
     let (_, claims) = idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
     assert!(claims.get("status").is_none(), "{claims}");
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let metadata: Value = http
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            legs.b_url
-        ))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let metadata = b_metadata(&legs, &http).await?;
     assert!(metadata.get("status_list_aggregation_endpoint").is_none());
     for path in ["/status-lists", "/status-lists/0"] {
         let response = http.get(format!("{}{path}", legs.b_url)).send().await?;
