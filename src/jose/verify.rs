@@ -158,6 +158,40 @@ impl JoseError {
         }
     }
 
+    /// Whether the failure says the token was not what its issuer gave (a forgery, a token for
+    /// someone else, a tampered one) rather than the wear of an honest token (expired, too old)
+    /// or trouble on our side or the issuer's (keys unavailable, an unknown `kid` around a key
+    /// rotation). Counted by the per-client throttle of `server.invalid_subject_tokens_per_minute`;
+    /// exhaustive, so a new kind of failure must be classified here.
+    pub fn suggests_forgery(&self) -> bool {
+        match self {
+            Self::Malformed(_)
+            | Self::AlgNone
+            | Self::AlgNotAllowed
+            | Self::ForbiddenHeader(_)
+            | Self::CritUnsupported
+            | Self::NestedToken
+            | Self::WrongTyp
+            | Self::KeyAlgMismatch
+            | Self::BadSignature
+            | Self::WrongIssuer
+            | Self::WrongAudience
+            | Self::WrongAuthorizedParty => true,
+            Self::TokenTooLarge
+            | Self::Encrypted
+            | Self::UnknownKid
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::IssuedInFuture
+            | Self::TooOld
+            | Self::LifetimeTooLong
+            | Self::MissingClaim(_)
+            | Self::InvalidClaim(_)
+            | Self::KeyUnavailable
+            | Self::InspectMismatch => false,
+        }
+    }
+
     /// Human-readable, safe `error_description` text (same as `Display`).
     pub fn description(&self) -> String {
         self.to_string()
@@ -904,6 +938,27 @@ pub fn verify(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forgeries_are_told_apart_from_the_wear_of_honest_tokens() {
+        for forged in [
+            JoseError::BadSignature,
+            JoseError::AlgNone,
+            JoseError::WrongIssuer,
+            JoseError::WrongAudience,
+            JoseError::Malformed("segments"),
+        ] {
+            assert!(forged.suggests_forgery(), "{forged:?}");
+        }
+        for honest in [
+            JoseError::Expired,
+            JoseError::TooOld,
+            JoseError::UnknownKid,
+            JoseError::KeyUnavailable,
+        ] {
+            assert!(!honest.suggests_forgery(), "{honest:?}");
+        }
+    }
     use crate::jose::testutil::*;
     use serde_json::json;
 

@@ -197,7 +197,8 @@ pub fn require_key(
                 "The DPoP proof is signed with another key than the one the {} is bound to",
                 token.name()
             ),
-        )),
+        )
+        .suspicious()),
         Some(_) => Ok(()),
     }
 }

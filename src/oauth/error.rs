@@ -78,6 +78,9 @@ pub struct OAuthError {
     pub acr_values: Option<String>,
     /// Seconds for a `Retry-After` header (throttling).
     pub retry_after: Option<u64>,
+    /// The refused subject token or assertion looks forged, stolen or replayed: counted against
+    /// the client by the throttle of `server.invalid_subject_tokens_per_minute`.
+    pub suspicious: bool,
 }
 
 impl OAuthError {
@@ -101,7 +104,20 @@ impl OAuthError {
             max_age: None,
             acr_values: None,
             retry_after: None,
+            suspicious: false,
         }
+    }
+
+    /// Marks the error as a sign of a forged, stolen or replayed token (see `suspicious`).
+    pub fn suspicious(mut self) -> Self {
+        self.suspicious = true;
+        self
+    }
+
+    /// Marks it when `suspicious` says so.
+    pub fn suspicious_if(mut self, suspicious: bool) -> Self {
+        self.suspicious = suspicious;
+        self
     }
 
     /// `invalid_request`.

@@ -335,8 +335,10 @@ async fn verify_subject(
     audit: &mut AuditEvent,
 ) -> Result<(Arc<IdentityProvider>, VerifiedClaims), OAuthError> {
     let code = subject_error_code(&service.config);
-    let fail =
-        |error: JoseError| OAuthError::new(code, subject_reason(&error), error.description());
+    let fail = |error: JoseError| {
+        OAuthError::new(code, subject_reason(&error), error.description())
+            .suspicious_if(error.suggests_forgery())
+    };
     let unverified = inspect(token, service.config.tokens.max_token_bytes).map_err(fail)?;
     let claimed_issuer = unverified.unverified_iss().unwrap_or_default();
     let idp = trusted_issuer(registry, claimed_issuer, code)?;
@@ -404,6 +406,7 @@ fn trusted_issuer<'r>(
                 "subject_untrusted_issuer",
                 "The subject token was not issued by a trusted identity provider",
             )
+            .suspicious()
         })
 }
 

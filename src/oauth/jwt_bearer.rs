@@ -24,6 +24,7 @@ fn invalid_grant(reason: &'static str, description: impl Into<String>) -> OAuthE
 }
 
 fn assertion_error(error: JoseError) -> OAuthError {
+    let suspicious = error.suggests_forgery();
     let reason = match error.reason() {
         "token_too_large" => "assertion_too_large",
         "malformed" => "assertion_malformed",
@@ -49,7 +50,7 @@ fn assertion_error(error: JoseError) -> OAuthError {
         "key_unavailable" => "assertion_keys_unavailable",
         _ => "assertion_invalid",
     };
-    invalid_grant(reason, error.description())
+    invalid_grant(reason, error.description()).suspicious_if(suspicious)
 }
 
 /// Which profile an assertion follows.
@@ -84,7 +85,8 @@ async fn verify_assertion(
         return Err(invalid_grant(
             "self_issued_assertion",
             "This server does not redeem grants it issued itself",
-        ));
+        )
+        .suspicious());
     }
     let profile = if is_id_jag_typ(unverified.typ()) {
         Profile::IdJag
@@ -102,7 +104,8 @@ async fn verify_assertion(
         return Err(invalid_grant(
             "untrusted_assertion_issuer",
             "The assertion was not issued by an issuer trusted for this grant",
-        ));
+        )
+        .suspicious());
     };
     audit.subject_issuer = Some(idp.config.issuer.clone());
     let (typ, audience) = match profile {
@@ -315,7 +318,8 @@ pub async fn redeem(
             return Err(invalid_grant(
                 "client_id_mismatch",
                 "The assertion was issued to another client",
-            ));
+            )
+            .suspicious());
         }
     }
     if !idp.vouches_for(client_id) {
@@ -436,7 +440,8 @@ pub async fn redeem(
             return Err(invalid_grant(
                 "assertion_replayed",
                 "This assertion was already redeemed (jti replay)",
-            ));
+            )
+            .suspicious());
         }
     }
 

@@ -402,8 +402,10 @@ impl TokenService {
                 super::code_grant::refresh(self, &grant_request, audit).await
             }
         };
+        // Set where a subject token or assertion is refused (`JoseError::suggests_forgery` and
+        // the refusals of grants issued to another client, replayed, or bound to another key).
         if let Err(error) = &outcome
-            && looks_forged(error.reason)
+            && error.suspicious
             && self
                 .forged_tokens
                 .record_failure(client.client.config.client_id.clone())
@@ -416,47 +418,6 @@ impl TokenService {
         }
         outcome
     }
-}
-
-/// Refusals that say the token was not what its issuer gave this client: a signature that does
-/// not verify, an issuer or audience that does not fit, a grant issued to another client or
-/// already redeemed, a bound token presented with another key. Not the ordinary wear of honest tokens (expired, too old, an IdP whose keys
-/// could not be fetched), nor an unknown `kid`, which happens around an IdP's key rotation and
-/// costs no signature check to refuse.
-fn looks_forged(reason: &str) -> bool {
-    matches!(
-        reason,
-        "subject_token_malformed"
-            | "subject_alg_none"
-            | "subject_alg_not_allowed"
-            | "subject_forbidden_header"
-            | "subject_crit_unsupported"
-            | "subject_wrong_typ"
-            | "subject_bad_signature"
-            | "subject_wrong_issuer"
-            | "subject_wrong_audience"
-            | "subject_wrong_azp"
-            | "subject_untrusted_issuer"
-            | "subject_token_invalid"
-            | "assertion_malformed"
-            | "assertion_alg_none"
-            | "assertion_alg_not_allowed"
-            | "assertion_forbidden_header"
-            | "assertion_crit_unsupported"
-            | "assertion_wrong_typ"
-            | "assertion_bad_signature"
-            | "assertion_wrong_issuer"
-            | "assertion_wrong_audience"
-            | "assertion_nested_token"
-            | "assertion_key_alg_mismatch"
-            | "assertion_invalid"
-            | "untrusted_assertion_issuer"
-            | "self_issued_assertion"
-            | "client_id_mismatch"
-            | "assertion_replayed"
-            | "subject_token_dpop_key_mismatch"
-            | "dpop_key_mismatch"
-    )
 }
 
 /// Resolved `frontdesk_token_requests_total` handles by (event, error code): both come from
