@@ -121,11 +121,16 @@ pub enum SubjectCommand {
         local: String,
     },
     /// Revoke everything issued to a user: live access tokens, refresh tokens and unredeemed
-    /// authorization codes whose `sub` is `--subject` (audited, actor `cli`). Prints the counts.
+    /// authorization codes whose `sub` is `--subject` — or, with `--issuer`, whose subject came
+    /// from that identity provider, for a compromised one (audited, actor `cli`). Prints the
+    /// counts.
     Revoke {
         /// The `sub` of the tokens to revoke, exactly as frontdesk issued it.
+        #[arg(long, required_unless_present = "issuer", conflicts_with = "issuer")]
+        subject: Option<String>,
+        /// The issuer (`iss`) of the identity provider whose users' tokens to revoke.
         #[arg(long)]
-        subject: String,
+        issuer: Option<String>,
     },
 }
 
@@ -292,9 +297,15 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             println!("linked {sub} at {issuer} to {local}");
             Ok(())
         }
-        Command::Subject(SubjectCommand::Revoke { subject }) => {
+        Command::Subject(SubjectCommand::Revoke { subject, issuer }) => {
+            use crate::store::RevocationScope;
             let store = app::open_store(&config).await?;
-            revoke_tokens(&store, crate::store::RevocationScope::Subject(&subject)).await?;
+            let scope = match (&subject, &issuer) {
+                (Some(subject), _) => RevocationScope::Subject(subject),
+                (None, Some(issuer)) => RevocationScope::Issuer(issuer),
+                (None, None) => return Err(StartupError("give --subject or --issuer".into())),
+            };
+            revoke_tokens(&store, scope).await?;
             Ok(())
         }
         Command::Audit(AuditCommand::Purge { older_than_days }) => {
@@ -499,6 +510,7 @@ pub(crate) async fn revoke_tokens(
     let whose = match scope {
         RevocationScope::Subject(subject) => subject.to_string(),
         RevocationScope::Client(client_id) => format!("client {client_id}"),
+        RevocationScope::Issuer(issuer) => format!("the subjects of {issuer}"),
     };
     println!(
         "revoked {} access tokens, {} refresh tokens and {} authorization codes of {whose}",

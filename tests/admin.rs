@@ -1210,6 +1210,24 @@ async fn an_admin_revokes_every_live_token_of_a_user_from_the_page() -> anyhow::
             ],
         )
         .await?;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "one of the two");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "one at a time");
+
+    // The third form: everything issued for the users of one identity provider.
+    let (token, _) = env.local_access_token().await?;
+    let (status, html) = admin
+        .post(
+            "/admin/revocations",
+            &[("csrf", &csrf), ("issuer", &env.idp.issuer)],
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains(&format!(
+            r#"<code id="whose">the users of {}</code>"#,
+            env.idp.issuer
+        )),
+        "{html}"
+    );
+    assert!(!env.introspect_active(&token).await?);
     Ok(())
 }

@@ -983,6 +983,27 @@ async fn a_revocation_kills_every_live_token_of_a_subject() -> anyhow::Result<()
         .ok_or_else(|| anyhow::anyhow!("no audit event: {changes:?}"))?;
     assert_eq!(event["client_id"], json!(env::AGENT));
     // The client is still there and gets tokens again.
-    env.local_access_token().await?;
+    let (token, _) = env.local_access_token().await?;
+
+    // Everything issued for the users of one identity provider: `{"issuer": …}`.
+    let (status, revoked) = api
+        .admin(
+            Method::POST,
+            "/revocations",
+            Some(json!({ "issuer": env.idp.issuer })),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["issuer"], json!(env.idp.issuer));
+    assert_eq!(revoked["access_tokens"], 1, "{revoked}");
+    assert!(!active(token).await?);
+    let changes = api.api_changes().await?;
+    assert!(
+        changes
+            .iter()
+            .any(|event| event["event"] == "issuer_tokens_revoked"
+                && event["subject_issuer"] == json!(env.idp.issuer)),
+        "{changes:?}"
+    );
     Ok(())
 }

@@ -725,6 +725,7 @@ async fn subject_revoke_revokes_a_users_tokens_and_records_it() {
             expires_at: now + 600,
             revoked_at: None,
             status_index: None,
+            subject_issuer: Some(format!("https://idp-of-{jti}.example")),
         };
         store.record_issued(&token).await.expect("record");
     }
@@ -760,6 +761,40 @@ async fn subject_revoke_revokes_a_users_tokens_and_records_it() {
     };
     assert!(revoked("t1").await.is_some());
     assert_eq!(revoked("t2").await, None);
+    store.close().await;
+
+    // `--issuer`: everything issued for the users of one identity provider.
+    let output = run(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "subject",
+            "revoke",
+            "--issuer",
+            "https://idp-of-t2.example",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout).trim(),
+        "revoked 1 access tokens, 0 refresh tokens and 0 authorization codes of the subjects of https://idp-of-t2.example"
+    );
+    let output = run(dir.path(), &["--config", &config, "subject", "revoke"], &[]);
+    assert!(
+        !output.status.success(),
+        "--subject or --issuer is required"
+    );
+    let store = Store::connect(&url, 1).await.expect("open the database");
+    assert!(
+        store
+            .issued_token("t2")
+            .await
+            .expect("get")
+            .and_then(|t| t.revoked_at)
+            .is_some()
+    );
     store.close().await;
     let rows = audit_rows(dir.path()).await;
     let (_, _, detail) = rows

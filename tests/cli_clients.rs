@@ -217,6 +217,7 @@ async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow:
                     expires_at: now + 600,
                     revoked_at: None,
                     status_index: None,
+                    subject_issuer: None,
                 })
                 .await?;
             store.close().await;

@@ -566,27 +566,28 @@ async fn revocations(
     struct Revocation {
         subject: Option<String>,
         client_id: Option<String>,
+        issuer: Option<String>,
     }
-    let expected = "expected {\"subject\": \"…\"} or {\"client_id\": \"…\"}";
+    let expected =
+        "expected one of {\"subject\": \"…\"}, {\"client_id\": \"…\"}, {\"issuer\": \"…\"}";
     let request: Revocation = serde_json::from_slice(&body)
         .map_err(|error| ApiError::Invalid("subject".into(), format!("{expected}: {error}")))?;
-    let (field, scope) = match (&request.subject, &request.client_id) {
-        (Some(subject), None) => ("subject", RevocationScope::Subject(subject)),
-        (None, Some(client_id)) => ("client_id", RevocationScope::Client(client_id)),
+    let (field, scope) = match (&request.subject, &request.client_id, &request.issuer) {
+        (Some(subject), None, None) => ("subject", RevocationScope::Subject(subject)),
+        (None, Some(client_id), None) => ("client_id", RevocationScope::Client(client_id)),
+        (None, None, Some(issuer)) => ("issuer", RevocationScope::Issuer(issuer)),
         _ => {
             return Err(ApiError::Invalid(
                 "subject".into(),
-                format!("{expected}: exactly one of the two"),
+                format!("{expected}: exactly one member"),
             ));
         }
     };
-    let value = match scope {
-        RevocationScope::Subject(value) | RevocationScope::Client(value) => value,
-    };
-    if value.is_empty() || value.len() > 255 {
+    let value = scope.value();
+    if value.is_empty() || value.len() > 2048 {
         return Err(ApiError::Invalid(
             field.into(),
-            "must be 1 to 255 bytes".into(),
+            "must be 1 to 2048 bytes".into(),
         ));
     }
     let now = crate::clock::unix_now();

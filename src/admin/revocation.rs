@@ -19,6 +19,7 @@ struct RevocationPage {
     layout: Layout,
     subject: String,
     client_id: String,
+    issuer: String,
     error: Option<String>,
     /// Whose tokens were revoked ("user …" or "client …") and how many.
     result: Option<(String, TokenRevocation)>,
@@ -30,6 +31,7 @@ fn page_for(session: &Session) -> RevocationPage {
         layout: Layout::new("Revoke tokens", "revocations", session),
         subject: String::new(),
         client_id: String::new(),
+        issuer: String::new(),
         error: None,
         result: None,
         can_change: session.can_change(),
@@ -50,24 +52,29 @@ pub async fn revoke(
 ) -> Result<Response, AdminError> {
     session.authorize_change(&form)?;
     let mut page = page_for(&session);
-    page.subject = form.get("subject").trim().to_string();
-    page.client_id = form.get("client_id").trim().to_string();
-    let (scope, whose) = match (page.subject.as_str(), page.client_id.as_str()) {
-        (subject, "") if !subject.is_empty() && subject.len() <= 255 => {
-            (RevocationScope::Subject(subject), format!("user {subject}"))
+    let subject = form.get("subject").trim().to_string();
+    let client_id = form.get("client_id").trim().to_string();
+    let issuer = form.get("issuer").trim().to_string();
+    let scope = match (subject.as_str(), client_id.as_str(), issuer.as_str()) {
+        (value, "", "") if !value.is_empty() => Some((RevocationScope::Subject(value), "user")),
+        ("", value, "") if !value.is_empty() => Some((RevocationScope::Client(value), "client")),
+        ("", "", value) if !value.is_empty() => {
+            Some((RevocationScope::Issuer(value), "the users of"))
         }
-        ("", client_id) if !client_id.is_empty() && client_id.len() <= 255 => (
-            RevocationScope::Client(client_id),
-            format!("client {client_id}"),
-        ),
-        _ => {
-            page.error = Some(
-                "Enter either a subject (the sub of the user's tokens) or a client id, 1 to 255 bytes."
-                    .into(),
-            );
-            return Ok(render_with_status(StatusCode::UNPROCESSABLE_ENTITY, &page));
-        }
+        _ => None,
+    }
+    .filter(|(scope, _)| scope.value().len() <= 2048);
+    page.subject = subject.clone();
+    page.client_id = client_id.clone();
+    page.issuer = issuer.clone();
+    let Some((scope, kind)) = scope else {
+        page.error = Some(
+            "Enter one of: a subject (the sub of the user's tokens), a client id, or an identity provider's issuer."
+                .into(),
+        );
+        return Ok(render_with_status(StatusCode::UNPROCESSABLE_ENTITY, &page));
     };
+    let whose = format!("{kind} {}", scope.value());
     let now = crate::clock::unix_now();
     let event = crate::oauth::introspection::revocation_event(scope, &session.username, now);
     let revoked = state.store.revoke_tokens(scope, now, event).await?;

@@ -388,6 +388,7 @@ async fn issue(
             expires_at,
             revoked_at: None,
             status_index,
+            subject_issuer: Some(grant.subject_issuer.to_string()),
         })
         .await
         .map_err(store_failure)?;

@@ -890,7 +890,15 @@ pub async fn exchange(
             .unwrap_or_default();
         let client_id = &client.client.config.client_id;
         service
-            .record_access_token(&jti, client_id, sub, now, expires_at, status_index)
+            .record_access_token(
+                &jti,
+                client_id,
+                sub,
+                &idp.config.issuer,
+                now,
+                expires_at,
+                status_index,
+            )
             .await?;
     }
     audit.issued_jti = Some(jti.clone());

@@ -243,7 +243,8 @@ pub async fn revoke(
 }
 
 /// The audit event of revoking everything issued in `scope` — to a user
-/// (`subject_tokens_revoked`) or to a client (`client_tokens_revoked`) — by `actor` (`frontdesk
+/// (`subject_tokens_revoked`), to a client (`client_tokens_revoked`) or for the subjects of one
+/// issuer (`issuer_tokens_revoked`) — by `actor` (`frontdesk
 /// subject revoke`, `frontdesk client revoke-tokens`, `POST /admin/api/v1/revocations`, the
 /// admin page); the store adds the counts.
 pub fn revocation_event(
@@ -255,11 +256,13 @@ pub fn revocation_event(
     let name = match scope {
         RevocationScope::Subject(_) => "subject_tokens_revoked",
         RevocationScope::Client(_) => "client_tokens_revoked",
+        RevocationScope::Issuer(_) => "issuer_tokens_revoked",
     };
     let mut event = AuditEvent::new(now, name, Decision::Changed);
     match scope {
         RevocationScope::Subject(subject) => event.subject = Some(subject.to_string()),
         RevocationScope::Client(client_id) => event.client_id = Some(client_id.to_string()),
+        RevocationScope::Issuer(issuer) => event.subject_issuer = Some(issuer.to_string()),
     }
     event.detail = Some(AuditDetail::of(&serde_json::json!({ "actor": actor })));
     event

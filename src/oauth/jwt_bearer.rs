@@ -488,7 +488,15 @@ pub async fn redeem(
             OAuthError::server_error()
         })?;
     service
-        .record_access_token(&jti, client_id, &subject, now, expires_at, status_index)
+        .record_access_token(
+            &jti,
+            client_id,
+            &subject,
+            &idp.config.issuer,
+            now,
+            expires_at,
+            status_index,
+        )
         .await?;
     audit.issued_jti = Some(jti);
     audit.issued_expires_at = Some(expires_at);

@@ -113,11 +113,13 @@ impl TokenService {
     /// Records an access token we issued, so `/introspect` and `/revoke` know it (and its
     /// status list, with `status_index`). Committed before the token is returned; a failure is
     /// `server_error`, never an untracked token.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn record_access_token(
         &self,
         jti: &str,
         client_id: &str,
         subject: &str,
+        subject_issuer: &str,
         issued_at: i64,
         expires_at: i64,
         status_index: Option<i64>,
@@ -132,6 +134,7 @@ impl TokenService {
                 expires_at,
                 revoked_at: None,
                 status_index,
+                subject_issuer: Some(subject_issuer.to_string()),
             })
             .await
             .map_err(|error| {

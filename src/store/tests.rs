@@ -1125,6 +1125,7 @@ async fn authorization_codes_single_use_rotation_and_family_revocation(store: St
             expires_at: 900,
             revoked_at: None,
             status_index: None,
+            subject_issuer: None,
         })
         .await
         .expect("record");
@@ -1250,6 +1251,7 @@ async fn purge_deletes_only_expired_grant_state(store: Store) {
         expires_at,
         revoked_at: None,
         status_index: None,
+        subject_issuer: None,
     };
     store
         .create_authorization_request(&request("old", 999))
@@ -1726,6 +1728,7 @@ async fn admin_trust_changes_are_all_or_nothing_and_spare_config_rows(store: Sto
         expires_at: 10_000,
         revoked_at: None,
         status_index: None,
+        subject_issuer: None,
     };
     let refresh = |client_id: &str| RefreshRecord {
         family_id: format!("fam-{client_id}"),
@@ -2726,6 +2729,7 @@ async fn status_indexes_are_reserved_in_disjoint_blocks_and_revocations_show_in_
         expires_at: 5_000,
         revoked_at: None,
         status_index: Some(index),
+        subject_issuer: None,
     };
     for (jti, subject, index) in [("a", "ada", 7), ("b", "bob", 8), ("c", "ada", 4_000)] {
         store
@@ -2777,6 +2781,7 @@ async fn revoking_a_subject_or_a_client_revokes_only_its_live_tokens_and_codes(s
         expires_at,
         revoked_at: None,
         status_index: None,
+        subject_issuer: None,
     };
     let refresh = |family: &str, subject: &str| RefreshRecord {
         family_id: family.into(),
@@ -2904,6 +2909,29 @@ async fn revoking_a_subject_or_a_client_revokes_only_its_live_tokens_and_codes(s
         "kept its time"
     );
     assert_eq!(family_revoked_at(&store, "rt-bob").await, Some(later));
+
+    // By issuer: only the tokens whose subject came from it (the column round-trips).
+    for (jti, issuer) in [("eve-1", "https://other-idp"), ("fay-1", "https://idp")] {
+        let mut token = access(jti, jti, 2_000);
+        token.subject_issuer = Some(issuer.into());
+        store.record_issued(&token).await.expect("issued");
+    }
+    assert_eq!(
+        store
+            .issued_token("eve-1")
+            .await
+            .expect("read")
+            .and_then(|token| token.subject_issuer),
+        Some("https://other-idp".to_string())
+    );
+    let event = AuditEvent::new(later, "issuer_tokens_revoked", Decision::Changed);
+    let revoked = store
+        .revoke_tokens(RevocationScope::Issuer("https://other-idp"), later, event)
+        .await
+        .expect("revoke issuer");
+    assert_eq!(revoked.access_tokens, 1);
+    assert_eq!(access_revoked_at(&store, "eve-1").await, Some(later));
+    assert_eq!(access_revoked_at(&store, "fay-1").await, None);
 }
 
 /// When the issued access token `jti` was revoked, if it was.

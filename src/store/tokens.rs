@@ -24,6 +24,8 @@ pub struct IssuedToken {
     pub revoked_at: Option<i64>,
     /// Its position in the published status lists (`oauth/status_list.rs`), if it has one.
     pub status_index: Option<i64>,
+    /// The issuer of its subject (the identity provider whose token it was issued for).
+    pub subject_issuer: Option<String>,
 }
 
 /// Whose tokens [`TokenStore::revoke_tokens`] revokes: the kill switch for one user (PEERS §4
@@ -34,6 +36,9 @@ pub enum RevocationScope<'a> {
     Subject(&'a str),
     /// Every token issued to this client.
     Client(&'a str),
+    /// Every token issued for a subject of this issuer (`iss` of the identity provider's
+    /// tokens): for a compromised identity provider.
+    Issuer(&'a str),
 }
 
 impl<'a> RevocationScope<'a> {
@@ -51,12 +56,18 @@ impl<'a> RevocationScope<'a> {
                 "UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL AND expires_at > $1",
                 "UPDATE authorization_codes SET used_at = $1 WHERE client_id = $2 AND used_at IS NULL AND expires_at > $1",
             ],
+            Self::Issuer(_) => [
+                "UPDATE issued_tokens SET revoked_at = $1 WHERE subject_issuer = $2 AND revoked_at IS NULL AND expires_at > $1",
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE subject_issuer = $2 AND revoked_at IS NULL AND expires_at > $1",
+                "UPDATE authorization_codes SET used_at = $1 WHERE subject_issuer = $2 AND used_at IS NULL AND expires_at > $1",
+            ],
         }
     }
 
-    fn value(self) -> &'a str {
+    /// The user, client or issuer it names.
+    pub fn value(self) -> &'a str {
         match self {
-            Self::Subject(value) | Self::Client(value) => value,
+            Self::Subject(value) | Self::Client(value) | Self::Issuer(value) => value,
         }
     }
 }
@@ -141,7 +152,7 @@ impl TokenStore for Store {
     async fn record_issued(&self, token: &IssuedToken) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(
-                "INSERT INTO issued_tokens (jti, client_id, subject, token_type, issued_at, expires_at, revoked_at, status_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO issued_tokens (jti, client_id, subject, token_type, issued_at, expires_at, revoked_at, status_index, subject_issuer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&token.jti)
             .bind(&token.client_id)
@@ -151,6 +162,7 @@ impl TokenStore for Store {
             .bind(token.expires_at)
             .bind(token.revoked_at)
             .bind(token.status_index)
+            .bind(&token.subject_issuer)
             .execute(pool)
             .await
             .map_err(StoreError::classify)?;
@@ -199,7 +211,7 @@ impl TokenStore for Store {
         }
         on_pool!(self, pool => {
             let row = sqlx::query(
-                "SELECT jti, client_id, subject, token_type, issued_at, expires_at, revoked_at, status_index FROM issued_tokens WHERE jti = $1",
+                "SELECT jti, client_id, subject, token_type, issued_at, expires_at, revoked_at, status_index, subject_issuer FROM issued_tokens WHERE jti = $1",
             )
             .bind(jti)
             .fetch_optional(pool)
@@ -214,6 +226,7 @@ impl TokenStore for Store {
                     expires_at: row.try_get("expires_at")?,
                     revoked_at: row.try_get("revoked_at")?,
                     status_index: row.try_get("status_index")?,
+                    subject_issuer: row.try_get("subject_issuer")?,
                 })
             })
             .transpose()

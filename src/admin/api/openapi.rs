@@ -215,14 +215,16 @@ pub fn document(base: &str) -> Value {
     );
     paths.insert(
         "/admin/api/v1/revocations".into(),
-        json!({ "post": operation(json!({ "tags": ["tokens"], "summary": "Revoke everything issued to a user or to a client", "operationId": "revoke_tokens",
+        json!({ "post": operation(json!({ "tags": ["tokens"], "summary": "Revoke everything issued to a user, to a client, or for an issuer's users", "operationId": "revoke_tokens",
             "description": "Revokes every live access token and refresh token whose `sub` is the subject (or that was issued to the client), and spends the unredeemed authorization codes, in one transaction with an audit event (`subject_tokens_revoked` or `client_tokens_revoked`). Introspection then answers `active: false`, refresh fails and the tokens' bits in the status lists flip; resource servers that verify locally and ignore the status list accept the access tokens until they expire (minutes), and ID-JAGs already issued are not tracked. A client keeps its registration: disable it to stop new tokens. Admin role.",
             "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 1, "properties": {
                 "subject": { "type": "string", "description": "The `sub` of the tokens, exactly as frontdesk issued it." },
-                "client_id": { "type": "string", "description": "The client the tokens were issued to." } } } } } },
-            "responses": { "200": json_response("What was revoked, with the subject or client_id it was asked for.", json!({ "type": "object", "required": ["access_tokens", "refresh_tokens", "authorization_codes"], "properties": {
+                "client_id": { "type": "string", "description": "The client the tokens were issued to." },
+                "issuer": { "type": "string", "description": "The issuer (`iss`) of an identity provider: every token issued for its users." } } } } } },
+            "responses": { "200": json_response("What was revoked, with the subject, client_id or issuer it was asked for.", json!({ "type": "object", "required": ["access_tokens", "refresh_tokens", "authorization_codes"], "properties": {
                     "subject": { "type": "string" },
                     "client_id": { "type": "string" },
+                    "issuer": { "type": "string" },
                     "access_tokens": { "type": "integer" },
                     "refresh_tokens": { "type": "integer" },
                     "authorization_codes": { "type": "integer" } } })),
