@@ -146,6 +146,21 @@ async fn id_jag_from_a_is_redeemed_at_b_when_both_issuers_have_paths() -> anyhow
     Ok(())
 }
 
+/// The status of two tokens as the independent status-list implementation reads them.
+async fn statuses(tokens: &[String], jwks: &str) -> anyhow::Result<[Value; 2]> {
+    Ok([
+        idp::status_independently(&tokens[0], jwks).await?,
+        idp::status_independently(&tokens[1], jwks).await?,
+    ])
+}
+
+/// Revokes `token` at the resource side `base` (RFC 7009) as the client it was issued to.
+async fn revoke_at(base: &str, token: &str) -> anyhow::Result<()> {
+    let (status, body) = post(base, "/revoke", &[("token", token)], AGENT_AT_RAS).await?;
+    anyhow::ensure!(status == 200, "revocation: {status} {body}");
+    Ok(())
+}
+
 /// B's RFC 8414 metadata.
 async fn b_metadata(legs: &Legs, http: &reqwest::Client) -> anyhow::Result<Value> {
     let url = format!("{}/.well-known/oauth-authorization-server", legs.b_url);
@@ -174,8 +189,7 @@ async fn revocations_reach_resource_servers_through_the_status_list() -> anyhow:
                 .to_string(),
         );
     }
-    let first = idp::status_independently(&tokens[0], &jwks).await?;
-    let second = idp::status_independently(&tokens[1], &jwks).await?;
+    let [first, second] = statuses(&tokens, &jwks).await?;
     assert_eq!(
         (first["status"].as_u64(), second["status"].as_u64()),
         (Some(0), Some(0))
@@ -187,17 +201,9 @@ async fn revocations_reach_resource_servers_through_the_status_list() -> anyhow:
     assert_eq!(first["content_type"], "application/statuslist+jwt");
     assert_eq!(first["cache_control"], "public, max-age=60");
 
-    let (status, _) = post(
-        &legs.b_url,
-        "/revoke",
-        &[("token", &tokens[0])],
-        AGENT_AT_RAS,
-    )
-    .await?;
-    assert_eq!(status, 200);
-    let first = idp::status_independently(&tokens[0], &jwks).await?;
+    revoke_at(&legs.b_url, &tokens[0]).await?;
+    let [first, second] = statuses(&tokens, &jwks).await?;
     assert_eq!(first["status"], 1, "revoked at /revoke");
-    let second = idp::status_independently(&tokens[1], &jwks).await?;
     assert_eq!(second["status"], 0, "the other token is untouched");
     let subject = idp::decode_unverified(&tokens[1])?.1["sub"]
         .as_str()
@@ -778,24 +784,15 @@ async fn instances_sharing_postgresql_share_one_status_list() -> anyhow::Result<
     }
     // Every list URI names the issuer, which is B1's address: B2's token is read from B1.
     let jwks = format!("{}/jwks.json", side.b_url);
-    let from_b1 = idp::status_independently(&tokens[0], &jwks).await?;
-    let from_b2 = idp::status_independently(&tokens[1], &jwks).await?;
+    let [from_b1, from_b2] = statuses(&tokens, &jwks).await?;
     assert_eq!(
         (from_b1["status"].as_u64(), from_b2["status"].as_u64()),
         (Some(0), Some(0))
     );
     assert_ne!(from_b1["idx"], from_b2["idx"]);
-    let (status, _) = post(
-        &side.b2.url(),
-        "/revoke",
-        &[("token", &tokens[0])],
-        AGENT_AT_RAS,
-    )
-    .await?;
-    assert_eq!(status, 200);
-    let from_b1 = idp::status_independently(&tokens[0], &jwks).await?;
+    revoke_at(&side.b2.url(), &tokens[0]).await?;
+    let [from_b1, from_b2] = statuses(&tokens, &jwks).await?;
     assert_eq!(from_b1["status"], 1, "revoked at B2, listed by B1");
-    let from_b2 = idp::status_independently(&tokens[1], &jwks).await?;
     assert_eq!(from_b2["status"], 0);
     side.shutdown().await
 }
