@@ -79,7 +79,10 @@ impl RequestLimits {
 
 /// The answer to a request over a limit: `429 slow_down` with `Retry-After` (RFC 6749 has no
 /// code of its own for it; `slow_down` is the one clients already back off on).
+/// Each refusal is counted in `frontdesk_requests_limited_total{reason}`, so operators can alert
+/// on a runaway agent or an attack without reading the audit log.
 pub fn over_limit(reason: &'static str, description: &'static str, wait: Duration) -> OAuthError {
+    metrics::counter!("frontdesk_requests_limited_total", "reason" => reason).increment(1);
     let mut error = OAuthError::new(ErrorCode::SlowDown, reason, description);
     error.retry_after = Some(wait.as_secs().max(1));
     error
