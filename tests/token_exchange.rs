@@ -445,13 +445,7 @@ async fn jwks_fetches_are_counted_per_identity_provider_with_their_outcome() -> 
     let (status, body) = env.id_jag_exchange(&from_broken, RAS_ISSUER).await?;
     assert_ne!(status, 200, "{body}");
 
-    let metrics = env
-        .http
-        .get(format!("{}/metrics", env.url))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = env.metrics().await?;
     let fetches = "frontdesk_jwks_fetches_total";
     let ok = sample(
         &metrics,

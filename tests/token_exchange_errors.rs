@@ -2124,13 +2124,7 @@ async fn a_client_over_its_request_limit_is_slowed_down_and_no_one_else_is() -> 
     )
     .await?;
     assert_retry_after("client limit", &reply);
-    let metrics = env
-        .http
-        .get(format!("{}/metrics", env.url))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = env.metrics().await?;
     assert!(
         metrics.contains(r#"frontdesk_requests_limited_total{reason="client_rate_limited"} 1"#),
         "{metrics}"

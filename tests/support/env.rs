@@ -261,6 +261,12 @@ impl Env {
         Ok((token, subject))
     }
 
+    /// The server's `/metrics` text (Prometheus exposition format).
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let url = format!("{}/metrics", self.url);
+        Ok(self.http.get(url).send().await?.text().await?)
+    }
+
     /// Whether `/introspect`, asked by `agent`, calls `token` active.
     pub async fn introspect_active(&self, token: &str) -> anyhow::Result<bool> {
         let response = self
