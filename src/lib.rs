@@ -18,6 +18,7 @@ pub mod oauth;
 pub mod policy;
 pub mod registry;
 pub mod retention;
+pub mod saml;
 pub mod secret;
 pub mod store;
 pub mod telemetry;

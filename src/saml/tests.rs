@@ -1,0 +1,308 @@
+//! Assertions signed by Auth0's `saml` library (tests/idp/saml.mjs), checked at the time they
+//! were issued, then tampered with in the ways SAML verifiers have been fooled before.
+
+use base64::Engine as _;
+use serde_json::json;
+
+use super::*;
+
+const ASSERTION: &str = include_str!("../../tests/fixtures/saml/assertion.xml");
+const ASSERTION_SHA1: &str = include_str!("../../tests/fixtures/saml/assertion-sha1.xml");
+const IDP_CERT: &str = include_str!("../../tests/fixtures/saml/idp.crt");
+const OTHER_CERT: &str = include_str!("../../tests/fixtures/saml/other.crt");
+const ISSUER: &str = "https://saml-idp.example.com/";
+const AUDIENCE: &str = "https://client.example.com/sp";
+
+fn attribute<'a>(xml: &'a str, name: &str) -> &'a str {
+    let start = xml.find(&format!("{name}=\"")).expect("attribute") + name.len() + 2;
+    let end = xml[start..].find('"').expect("closing quote");
+    &xml[start..start + end]
+}
+
+/// The fixture's own issue time: every check runs as if it had just arrived.
+fn issued_at(xml: &str) -> i64 {
+    instant(attribute(xml, "IssueInstant")).expect("IssueInstant")
+}
+
+fn rules(xml: &str) -> SamlRules<'static> {
+    SamlRules {
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        now: issued_at(xml) + 5,
+        skew: 60,
+        max_age: None,
+    }
+}
+
+fn encode(xml: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(xml)
+}
+
+fn keys() -> SamlKeys {
+    SamlKeys::from_pem(IDP_CERT).expect("fixture certificate")
+}
+
+fn check_with(xml: &str, rules: &SamlRules<'_>) -> Result<VerifiedAssertion, SamlError> {
+    UnverifiedAssertion::parse(&encode(xml), 64 * 1024)?.verify(&keys(), rules)
+}
+
+fn check(xml: &str) -> Result<VerifiedAssertion, SamlError> {
+    check_with(xml, &rules(xml))
+}
+
+#[test]
+fn an_assertion_signed_by_the_configured_certificate_yields_its_claims() {
+    let verified = check(ASSERTION).expect("valid");
+    let claims = &verified.claims;
+    assert_eq!(claims["iss"], json!(ISSUER));
+    assert_eq!(claims["sub"], json!("alice@example.com"));
+    assert_eq!(claims["aud"], json!(AUDIENCE));
+    assert_eq!(claims["iat"], json!(issued_at(ASSERTION)));
+    assert_eq!(claims["exp"], json!(issued_at(ASSERTION) + 600));
+    assert_eq!(claims["jti"], json!(attribute(ASSERTION, " ID")));
+    assert_eq!(verified.id, attribute(ASSERTION, " ID"));
+    assert_eq!(verified.expires_at, issued_at(ASSERTION) + 600);
+    assert_eq!(claims["auth_time"], json!(issued_at(ASSERTION)));
+    assert_eq!(
+        claims["acr"],
+        json!("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
+    );
+    assert_eq!(claims["email"], json!("alice@example.com"));
+    assert_eq!(claims["groups"], json!(["eng", "admins"]));
+    // IDJAG-JWT-17: the saml-nameid members, present exactly when the NameID has them.
+    assert_eq!(
+        claims["saml_nameid"],
+        json!({
+            "format": "saml-nameid",
+            "issuer": ISSUER,
+            "nameid": "alice@example.com",
+            "nameid_format": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+        })
+    );
+}
+
+#[test]
+fn an_attribute_never_replaces_a_claim_derived_from_the_assertion() {
+    // The fixture carries an attribute named `sub` with another value.
+    assert!(ASSERTION.contains("Name=\"sub\""));
+    let verified = check(ASSERTION).expect("valid");
+    assert_eq!(verified.claims["sub"], json!("alice@example.com"));
+}
+
+#[test]
+fn tx10_base64url_and_padded_standard_base64_both_decode() {
+    let standard = base64::engine::general_purpose::STANDARD.encode(ASSERTION);
+    assert!(standard.contains('+') || standard.contains('/') || standard.ends_with('='));
+    for token in [encode(ASSERTION), standard] {
+        UnverifiedAssertion::parse(&token, 64 * 1024)
+            .and_then(|assertion| assertion.verify(&keys(), &rules(ASSERTION)))
+            .expect("decodes and verifies");
+    }
+    assert_eq!(
+        UnverifiedAssertion::parse("not*base64", 1024).unwrap_err(),
+        SamlError::Malformed("not base64url or base64 encoded")
+    );
+}
+
+#[test]
+fn the_unverified_issuer_names_whose_certificates_to_use() {
+    let assertion = UnverifiedAssertion::parse(&encode(ASSERTION), 64 * 1024).unwrap();
+    assert_eq!(assertion.unverified_issuer().as_deref(), Some(ISSUER));
+}
+
+#[test]
+fn a_changed_name_id_breaks_the_signature() {
+    let forged = ASSERTION.replace(">alice@example.com</saml:NameID>", ">bob@example.com</saml:NameID>");
+    assert_ne!(forged, ASSERTION);
+    assert_eq!(check(&forged).unwrap_err(), SamlError::BadSignature);
+}
+
+#[test]
+fn another_certificate_does_not_verify_and_a_rollover_pair_does() {
+    let other = SamlKeys::from_pem(OTHER_CERT).unwrap();
+    let assertion = UnverifiedAssertion::parse(&encode(ASSERTION), 64 * 1024).unwrap();
+    assert_eq!(
+        assertion.verify(&other, &rules(ASSERTION)).unwrap_err(),
+        SamlError::BadSignature
+    );
+    // The certificate inside the assertion's KeyInfo is the right one: it is still not trusted.
+    assert!(ASSERTION.contains("<X509Certificate>"));
+    let both = SamlKeys::from_pem(&format!("{OTHER_CERT}\n{IDP_CERT}")).unwrap();
+    assert!(assertion.verify(&both, &rules(ASSERTION)).is_ok());
+}
+
+#[test]
+fn sha1_signatures_are_refused() {
+    assert!(ASSERTION_SHA1.contains("xmldsig#rsa-sha1"));
+    assert_eq!(check(ASSERTION_SHA1).unwrap_err(), SamlError::AlgNotAllowed);
+}
+
+#[test]
+fn a_comment_splitting_the_name_id_is_refused() {
+    // CVE-2017-11427's class: exclusive C14N drops comments, so the signature still verifies,
+    // and a parser that reads the first text node sees another user.
+    let split = ASSERTION.replace(
+        ">alice@example.com</saml:NameID>",
+        ">alice@example.com<!---->.evil.example</saml:NameID>",
+    );
+    assert_eq!(
+        check(&split).unwrap_err(),
+        SamlError::Malformed("comments are not allowed")
+    );
+}
+
+#[test]
+fn a_document_type_declaration_is_refused() {
+    let with_dtd = format!("<!DOCTYPE x [<!ENTITY e \"alice\">]>{ASSERTION}");
+    assert_eq!(
+        check(&with_dtd).unwrap_err(),
+        SamlError::Malformed("a document type declaration is not allowed")
+    );
+}
+
+#[test]
+fn an_unsigned_assertion_is_refused() {
+    let start = ASSERTION.find("<Signature").unwrap();
+    let end = ASSERTION.find("</Signature>").unwrap() + "</Signature>".len();
+    let unsigned = format!("{}{}", &ASSERTION[..start], &ASSERTION[end..]);
+    assert_eq!(check(&unsigned).unwrap_err(), SamlError::Unsigned);
+}
+
+#[test]
+fn a_wrapped_copy_of_the_signed_assertion_does_not_vouch_for_a_changed_one() {
+    // Signature wrapping: the genuine signed assertion hidden in Advice, the outer one changed.
+    let evil = ASSERTION.replace(">alice@example.com</saml:NameID>", ">bob@example.com</saml:NameID>");
+    let issuer_end = evil.find("</saml:Issuer>").unwrap() + "</saml:Issuer>".len();
+    let wrapped = format!(
+        "{}<saml:Advice>{}</saml:Advice>{}",
+        &evil[..issuer_end],
+        ASSERTION,
+        &evil[issuer_end..]
+    );
+    assert!(check(&wrapped).is_err());
+    // Without its signature and with another ID, the copy is merely unsigned content.
+    let start = ASSERTION.find("<Signature").unwrap();
+    let end = ASSERTION.find("</Signature>").unwrap() + "</Signature>".len();
+    let copy = format!("{}{}", &ASSERTION[..start], &ASSERTION[end..]).replacen(" ID=\"", " ID=\"copy", 1);
+    let moved = format!(
+        "{}<saml:Advice>{}</saml:Advice>{}",
+        &evil[..issuer_end],
+        copy,
+        &evil[issuer_end..]
+    );
+    assert_eq!(check(&moved).unwrap_err(), SamlError::BadSignature);
+}
+
+#[test]
+fn the_audience_must_be_the_clients_entity_id() {
+    // IDJAG-ISSUE-10: an assertion for another SAML SP is refused.
+    let other_sp = SamlRules {
+        audience: "https://other.example.com/sp",
+        ..rules(ASSERTION)
+    };
+    assert_eq!(
+        check_with(ASSERTION, &other_sp).unwrap_err(),
+        SamlError::WrongAudience
+    );
+}
+
+#[test]
+fn the_issuer_must_be_the_identity_providers() {
+    let other_issuer = SamlRules {
+        issuer: "https://other-idp.example.com/",
+        ..rules(ASSERTION)
+    };
+    assert_eq!(
+        check_with(ASSERTION, &other_issuer).unwrap_err(),
+        SamlError::WrongIssuer
+    );
+}
+
+#[test]
+fn idjag_saml_04_times_are_checked_with_the_skew() {
+    let issued = issued_at(ASSERTION);
+    let at = |now: i64, max_age: Option<i64>| SamlRules {
+        now,
+        max_age,
+        ..rules(ASSERTION)
+    };
+    // Ten minutes' lifetime, one minute's skew either way.
+    assert!(check_with(ASSERTION, &at(issued + 600 + 59, None)).is_ok());
+    assert_eq!(
+        check_with(ASSERTION, &at(issued + 600 + 60, None)).unwrap_err(),
+        SamlError::Expired
+    );
+    assert!(check_with(ASSERTION, &at(issued - 60, None)).is_ok());
+    assert_eq!(
+        check_with(ASSERTION, &at(issued - 61, None)).unwrap_err(),
+        SamlError::IssuedInFuture
+    );
+    assert_eq!(
+        check_with(ASSERTION, &at(issued + 400, Some(300))).unwrap_err(),
+        SamlError::TooOld
+    );
+    assert!(check_with(ASSERTION, &at(issued + 300, Some(300))).is_ok());
+}
+
+#[test]
+fn only_a_bare_assertion_is_accepted() {
+    let response = format!(
+        "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"r\" Version=\"2.0\">{ASSERTION}</samlp:Response>"
+    );
+    let at_issue = rules(ASSERTION);
+    assert!(matches!(
+        check_with(&response, &at_issue).unwrap_err(),
+        SamlError::Malformed(_)
+    ));
+    let encrypted = "<saml:EncryptedAssertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\"/>";
+    assert_eq!(
+        check_with(encrypted, &at_issue).unwrap_err(),
+        SamlError::Encrypted
+    );
+    assert_eq!(
+        check_with("<saml:Assertion", &at_issue).unwrap_err(),
+        SamlError::Malformed("not well-formed XML")
+    );
+}
+
+#[test]
+fn a_token_over_the_size_limit_is_refused_before_decoding() {
+    assert_eq!(
+        UnverifiedAssertion::parse(&encode(ASSERTION), 100).unwrap_err(),
+        SamlError::TooLarge
+    );
+}
+
+#[test]
+fn certificates_are_required_and_checked() {
+    assert!(SamlKeys::from_pem("").is_err());
+    assert!(SamlKeys::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
+    assert!(SamlKeys::from_pem("-----BEGIN CERTIFICATE-----\nAAAA").is_err());
+    assert_eq!(format!("{:?}", keys()), "SamlKeys { certificates: 1 }");
+}
+
+#[test]
+fn every_failure_has_an_audit_reason_and_a_safe_description() {
+    for error in [
+        SamlError::TooLarge,
+        SamlError::Malformed("x"),
+        SamlError::Encrypted,
+        SamlError::Unsigned,
+        SamlError::AlgNotAllowed,
+        SamlError::BadSignature,
+        SamlError::WrongIssuer,
+        SamlError::WrongAudience,
+        SamlError::NotBearer,
+        SamlError::Expired,
+        SamlError::NotYetValid,
+        SamlError::IssuedInFuture,
+        SamlError::TooOld,
+        SamlError::UnsupportedCondition,
+    ] {
+        assert!(error.reason().starts_with("subject_"));
+        let description = error.to_string();
+        assert!(description.is_ascii() && !description.contains('"') && !description.contains('\\'));
+    }
+    assert!(SamlError::BadSignature.suggests_forgery());
+    assert!(!SamlError::Expired.suggests_forgery());
+}
