@@ -283,6 +283,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         issuer: IDP_ISSUER.into(),
         jwks_uri: None,
         jwks: Some(serde_json::to_string(&keys.idp_set).unwrap()),
+        saml_certificates: None,
         algorithms: vec!["RS256".into(), "ES256".into()],
         token_types: vec!["id_token".into()],
         audiences: vec![],

@@ -365,10 +365,17 @@ pub struct IdentityProviderConfig {
     /// Inline JWKS document (JSON text).
     #[serde(default)]
     pub jwks: Option<String>,
+    /// The PEM certificates whose keys sign this issuer's SAML 2.0 assertions (one, or several
+    /// during the IdP's certificate rollover), for `token_types` with `saml2`. Pinned here, never
+    /// taken from the assertion: a SAML IdP publishes them in its metadata for administrators to
+    /// copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_certificates: Option<String>,
     /// Signature algorithms accepted from this issuer (never `none`, never HMAC).
     #[serde(default = "default_idp_algorithms")]
     pub algorithms: Vec<String>,
-    /// Subject token types accepted from this issuer: `id_token`, `jwt`, `access_token`.
+    /// Subject token types accepted from this issuer: `id_token`, `jwt`, `access_token`,
+    /// `saml2` (leg 1), `id_jag`, `jwt_grant` (leg 2).
     #[serde(default = "default_idp_token_types")]
     pub token_types: Vec<String>,
     /// Audiences accepted in JWT access tokens / generic JWTs from this issuer. ID tokens are

@@ -32,6 +32,8 @@ pub struct IdentityProvider {
     pub condition: Option<Expression>,
     /// Compiled leg-2 subject mapping.
     pub subject_mapping: Option<Expression>,
+    /// The certificates its SAML assertions are verified with, when it is trusted for `saml2`.
+    pub saml_keys: Option<crate::saml::SamlKeys>,
 }
 
 impl IdentityProvider {
@@ -303,12 +305,18 @@ fn build_idp(config: IdentityProviderConfig) -> Result<IdentityProvider, String>
         .map(compile)
         .transpose()
         .map_err(|error| error.to_string())?;
+    let saml_keys = config
+        .saml_certificates
+        .as_deref()
+        .map(crate::saml::SamlKeys::from_pem)
+        .transpose()?;
     Ok(IdentityProvider {
         config,
         algorithms,
         key_source,
         condition,
         subject_mapping,
+        saml_keys,
     })
 }
 

@@ -63,6 +63,7 @@ const RESERVED_CLAIMS: &[&str] = &[
     "auth_time",
     "acr",
     "saml_nameid",
+    "saml_attributes",
     "cnf",
     "may_act",
     "scope",
@@ -242,8 +243,9 @@ impl std::fmt::Debug for UnverifiedAssertion {
 pub struct VerifiedAssertion {
     /// `iss`, `sub` (the `NameID`), `aud`, `exp`, `iat`, `jti` (the assertion `ID`),
     /// `auth_time` and `acr` (the `AuthnStatement`), `saml_nameid` (the `NameID` and its
-    /// qualifiers, the ID-JAG draft's `saml-nameid` members), and each attribute by its `Name`
-    /// (a string, or an array when it has several values).
+    /// qualifiers, the ID-JAG draft's `saml-nameid` members), each attribute by its `Name` (a
+    /// string, or an array when it has several values), and `saml_attributes`, every attribute
+    /// as an array whatever its count: the stable shape for policy over multi-valued attributes.
     pub claims: Map<String, Value>,
     /// The assertion's `ID`, recorded so it is accepted once (IDJAG-SAML-04).
     pub id: String,
@@ -285,10 +287,9 @@ impl UnverifiedAssertion {
         if text.contains("<!DOCTYPE") || text.contains("<!ENTITY") {
             return Err(malformed("a document type declaration is not allowed"));
         }
-        let doc = uppsala::parse_bytes(text.as_bytes()).map_err(|_| malformed("not well-formed XML"))?;
-        let root = doc
-            .document_element()
-            .ok_or(malformed("no root element"))?;
+        let doc =
+            uppsala::parse_bytes(text.as_bytes()).map_err(|_| malformed("not well-formed XML"))?;
+        let root = doc.document_element().ok_or(malformed("no root element"))?;
         for node in doc.descendants(doc.root()) {
             match doc.node_kind(node) {
                 Some(NodeKind::Comment(_)) => {
@@ -340,7 +341,9 @@ impl UnverifiedAssertion {
         self.check_signature(keys)?;
 
         // Only now is the content trusted, and only the root's own children are read.
-        let issuer_node = self.only_child(root, "Issuer")?.ok_or(malformed("no Issuer"))?;
+        let issuer_node = self
+            .only_child(root, "Issuer")?
+            .ok_or(malformed("no Issuer"))?;
         let issuer = text_only(doc, issuer_node)?;
         if doc
             .get_attribute(issuer_node, "Format")
@@ -365,9 +368,12 @@ impl UnverifiedAssertion {
         }
 
         let conditions_expire = self.check_conditions(rules)?;
-        let subject = self.only_child(root, "Subject")?.ok_or(malformed("no Subject"))?;
+        let subject = self
+            .only_child(root, "Subject")?
+            .ok_or(malformed("no Subject"))?;
         let confirmation_expires = self.check_bearer_confirmation(subject, rules)?;
-        let expires_at = conditions_expire.map_or(confirmation_expires, |at| at.min(confirmation_expires));
+        let expires_at =
+            conditions_expire.map_or(confirmation_expires, |at| at.min(confirmation_expires));
 
         let mut claims = Map::new();
         let (name_id, name_id_claim) = self.name_id(subject, &issuer)?;
@@ -433,7 +439,9 @@ impl UnverifiedAssertion {
             return Err(malformed("the signature must have exactly one Reference"));
         };
         if doc.get_attribute(*reference, "URI") != Some(&format!("#{id}")) {
-            return Err(malformed("the signature must reference the assertion by its ID"));
+            return Err(malformed(
+                "the signature must reference the assertion by its ID",
+            ));
         }
         let transforms = dsig_child(doc, *reference, "Transforms")?;
         let mut enveloped = false;
@@ -507,7 +515,9 @@ impl UnverifiedAssertion {
                 let mut named = false;
                 for audience in element_children(doc, condition) {
                     if !is(doc, audience, SAML2_NS, "Audience") {
-                        return Err(malformed("an AudienceRestriction holds only Audience elements"));
+                        return Err(malformed(
+                            "an AudienceRestriction holds only Audience elements",
+                        ));
                     }
                     named |= text_only(doc, audience)? == rules.audience;
                 }
@@ -602,10 +612,11 @@ impl UnverifiedAssertion {
     }
 
     /// Each `Attribute` of every `AttributeStatement`, by `Name`: one value as a string, several
-    /// as an array. Values with markup inside are skipped; reserved claim names are never
-    /// replaced.
+    /// as an array, and all of them as arrays under `saml_attributes`. Values with markup inside
+    /// are skipped; reserved claim names are never replaced.
     fn attributes(&self, claims: &mut Map<String, Value>) -> Result<(), SamlError> {
         let doc = &self.doc;
+        let mut all = Map::new();
         for statement in element_children(doc, self.root)
             .filter(|node| is(doc, *node, SAML2_NS, "AttributeStatement"))
         {
@@ -619,14 +630,15 @@ impl UnverifiedAssertion {
                 let Some(name) = doc.get_attribute(attribute, "Name") else {
                     continue;
                 };
-                if RESERVED_CLAIMS.contains(&name) {
-                    continue;
-                }
                 let values: Vec<Value> = element_children(doc, attribute)
                     .filter(|node| is(doc, *node, SAML2_NS, "AttributeValue"))
                     .filter_map(|node| text_only(doc, node).ok())
                     .map(Value::String)
                     .collect();
+                all.insert(name.to_string(), Value::Array(values.clone()));
+                if RESERVED_CLAIMS.contains(&name) {
+                    continue;
+                }
                 let value = match <[Value; 1]>::try_from(values) {
                     Ok([one]) => one,
                     Err(values) if values.is_empty() => continue,
@@ -635,6 +647,7 @@ impl UnverifiedAssertion {
                 claims.insert(name.to_string(), value);
             }
         }
+        claims.insert("saml_attributes".into(), Value::Object(all));
         Ok(())
     }
 
@@ -697,4 +710,5 @@ fn instant(text: &str) -> Result<i64, SamlError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

@@ -11,7 +11,14 @@ use crate::store::{StoreError, TrustDocument, TrustKind, TrustStore};
 /// Subject token types an identity provider may be trusted for.
 /// `id_jag` and `jwt_grant` are accepted as jwt-bearer assertions (leg 2); the others as
 /// subject tokens (leg 1).
-pub const IDP_TOKEN_TYPES: &[&str] = &["id_token", "jwt", "access_token", "id_jag", "jwt_grant"];
+pub const IDP_TOKEN_TYPES: &[&str] = &[
+    "id_token",
+    "jwt",
+    "access_token",
+    "saml2",
+    "id_jag",
+    "jwt_grant",
+];
 /// How leg 2 resolves an assertion's subject.
 pub const SUBJECT_MODES: &[&str] = &["federated", "mapped", "linked"];
 /// Signature algorithms an identity provider may be trusted for: asymmetric only (BCP-02, BCP-03).
@@ -225,6 +232,16 @@ fn validate_url(text: &str, allow_http_loopback: bool) -> Result<url::Url, Strin
     }
 }
 
+/// A SAML entity ID (SAML core §8.3.6): an absolute URI of at most 1024 characters.
+fn validate_entity_id(text: &str) -> Result<(), String> {
+    if text.len() > 1024 {
+        return Err("an entity ID has at most 1024 characters".into());
+    }
+    url::Url::parse(text)
+        .map(|_| ())
+        .map_err(|error| format!("`{text}` is not an absolute URI: {error}"))
+}
+
 /// A redirect URI for the authorization code flow (OAuth 2.1 §2.3.1, RFC 8252 §7.3): an absolute
 /// https URL, or http on a loopback address; no fragment; no userinfo. Matched exactly later.
 pub fn validate_redirect_uri(text: &str) -> Result<(), String> {
@@ -241,7 +258,34 @@ pub fn validate_redirect_uri(text: &str) -> Result<(), String> {
 /// Validates one identity provider; the key in the error is relative to the provider.
 pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), Invalid> {
     validate_id(&idp.id).or_else(|m| invalid("id".into(), m))?;
-    validate_url(&idp.issuer, true).or_else(|m| invalid("issuer".into(), m))?;
+    let saml = idp.token_types.iter().any(|t| t == "saml2");
+    if saml && idp.token_types.iter().all(|t| t == "saml2") {
+        // A SAML entity ID is any absolute URI, and IdPs use http ones and URNs
+        // (`http://www.okta.com/…`, ADFS's `http://…/adfs/services/trust`): nothing is fetched
+        // from it, so the https rule for JWT issuers does not apply.
+        validate_entity_id(&idp.issuer).or_else(|m| invalid("issuer".into(), m))?;
+    } else {
+        validate_url(&idp.issuer, true).or_else(|m| invalid("issuer".into(), m))?;
+    }
+    match (&idp.saml_certificates, saml) {
+        (Some(pem), true) => {
+            crate::saml::SamlKeys::from_pem(pem)
+                .or_else(|m| invalid("saml_certificates".into(), m))?;
+        }
+        (None, true) => {
+            return invalid(
+                "saml_certificates".into(),
+                "saml2 subject tokens are verified with the IdP's signing certificates: paste them (PEM)",
+            );
+        }
+        (Some(_), false) => {
+            return invalid(
+                "saml_certificates".into(),
+                "only used when token_types lists saml2",
+            );
+        }
+        (None, false) => {}
+    }
     if let Some(uri) = &idp.jwks_uri {
         validate_url(uri, true).or_else(|m| invalid("jwks_uri".into(), m))?;
     }

@@ -105,6 +105,7 @@ async fn setup_under(path: &str) -> anyhow::Result<Setup> {
             issuer,
             jwks_uri: None,
             jwks: None,
+            saml_certificates: None,
             algorithms: vec!["RS256".into()],
             token_types: vec!["id_token".into()],
             audiences: vec![RP_CLIENT_ID.into()],

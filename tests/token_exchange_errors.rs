@@ -1020,11 +1020,11 @@ async fn required_and_paired_parameters_tx_01_02_09() -> anyhow::Result<()> {
             "unknown_subject_token_type",
         ),
         (
-            "saml2 subject_token_type",
+            "saml1 subject_token_type",
             replaced(
                 base.clone(),
                 "subject_token_type",
-                "urn:ietf:params:oauth:token-type:saml2",
+                "urn:ietf:params:oauth:token-type:saml1",
             ),
             "unsupported_subject_token_type",
         ),

@@ -12,7 +12,7 @@ use super::request::parse_scope;
 use super::service::{TokenResponse, TokenService};
 use super::{
     ErrorCode, GrantRequest, OAuthError, TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_ID_JAG,
-    TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT, TOKEN_TYPE_REFRESH_TOKEN,
+    TOKEN_TYPE_ID_TOKEN, TOKEN_TYPE_JWT, TOKEN_TYPE_REFRESH_TOKEN, TOKEN_TYPE_SAML2,
 };
 use crate::config::Config;
 use crate::jose::{
@@ -20,7 +20,7 @@ use crate::jose::{
 };
 use crate::policy::{Decision as PolicyDecision, PolicyInput};
 use crate::registry::{Audience, IdentityProvider, IssueKind, Registry};
-use crate::store::{AuditDetail, AuditEvent};
+use crate::store::{AuditDetail, AuditEvent, ReplayStore};
 
 /// JOSE `typ` of an ID-JAG (IDJAG-JWT-01).
 pub const TYP_ID_JAG: &str = "oauth-id-jag+jwt";
@@ -29,14 +29,15 @@ pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
 /// JOSE `typ` of an identity-chaining grant (the draft defines none since -14).
 pub const TYP_CHAINING_GRANT: &str = "JWT";
 
-/// Subject token types frontdesk accepts: JWTs from trusted issuers, and its own refresh
-/// tokens (for ID-JAGs only).
+/// Subject token types frontdesk accepts: JWTs and SAML 2.0 assertions from trusted issuers,
+/// and its own refresh tokens (for ID-JAGs only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SubjectTokenType {
     IdToken,
     Jwt,
     AccessToken,
     RefreshToken,
+    Saml2,
 }
 
 impl SubjectTokenType {
@@ -46,12 +47,12 @@ impl SubjectTokenType {
             TOKEN_TYPE_JWT => Ok(SubjectTokenType::Jwt),
             TOKEN_TYPE_ACCESS_TOKEN => Ok(SubjectTokenType::AccessToken),
             TOKEN_TYPE_REFRESH_TOKEN => Ok(SubjectTokenType::RefreshToken),
-            "urn:ietf:params:oauth:token-type:saml2" | "urn:ietf:params:oauth:token-type:saml1" => {
-                Err(OAuthError::invalid_request(
-                    "unsupported_subject_token_type",
-                    "This subject_token_type is not supported by this server; use an ID token, a JWT or a refresh token issued by this server",
-                ))
-            }
+            // IDJAG-ISSUE-07.
+            TOKEN_TYPE_SAML2 => Ok(SubjectTokenType::Saml2),
+            "urn:ietf:params:oauth:token-type:saml1" => Err(OAuthError::invalid_request(
+                "unsupported_subject_token_type",
+                "SAML 1.1 assertions are not supported; use a SAML 2.0 assertion (saml2), an ID token, a JWT or a refresh token issued by this server",
+            )),
             _ => Err(OAuthError::invalid_request(
                 "unknown_subject_token_type",
                 "The subject_token_type is not a token type this server knows (TX-09)",
@@ -66,6 +67,7 @@ impl SubjectTokenType {
             SubjectTokenType::Jwt => "jwt",
             SubjectTokenType::AccessToken => "access_token",
             SubjectTokenType::RefreshToken => "refresh_token",
+            SubjectTokenType::Saml2 => "saml2",
         }
     }
 }
@@ -77,14 +79,20 @@ struct Subject {
     idp: Arc<IdentityProvider>,
     claims: Map<String, Value>,
     /// Scopes the subject token itself carries, bounding what it can be exchanged for
-    /// (CHAIN-A-07); `None` for ID tokens.
+    /// (CHAIN-A-07); `None` for ID tokens and SAML assertions.
     token_scopes: Option<Vec<String>>,
+    /// A subject token accepted once: the replay key (issuer-qualified id) and until when it is
+    /// kept. SAML assertions (IDJAG-SAML-04).
+    single_use: Option<(String, String, i64)>,
 }
 
 /// The scopes a subject token carries itself: `scope` (RFC 9068, space-separated) or `scp`
 /// (Okta, Entra: a string or an array); `None` for ID tokens, which carry none.
 fn token_scopes(claims: &Map<String, Value>, token_type: SubjectTokenType) -> Option<Vec<String>> {
-    if token_type == SubjectTokenType::IdToken {
+    if matches!(
+        token_type,
+        SubjectTokenType::IdToken | SubjectTokenType::Saml2
+    ) {
         return None;
     }
     match claims.get("scope").or_else(|| claims.get("scp")) {
@@ -121,6 +129,7 @@ impl Subject {
             idp,
             claims,
             token_scopes,
+            single_use: None,
         }
     }
 
@@ -373,6 +382,13 @@ async fn verify_subject(
                 "A refresh token is accepted only as the subject_token of an ID-JAG request",
             ));
         }
+        SubjectTokenType::Saml2 => {
+            // Only reached for an actor token: the actor is a workload, proven by a JWT.
+            return Err(OAuthError::invalid_request(
+                "saml_actor_not_accepted",
+                "A SAML assertion is accepted only as the subject_token",
+            ));
+        }
     };
     let claims = service
         .verify_from_issuer(idp, &unverified, token, typ, audience, None, now)
@@ -388,6 +404,91 @@ async fn verify_subject(
     }
     audit.subject = Some(claims.sub().to_string());
     Ok((idp.clone(), claims))
+}
+
+/// Verifies a SAML 2.0 assertion against the trusted issuer it names (IDJAG-ISSUE-07/10,
+/// IDJAG-SAML-04): the same gates as a JWT's, then the assertion's signature with the issuer's
+/// pinned certificates, its audience against the client's identifier at that IdP (its SAML SP
+/// entity ID), its conditions and bearer confirmation.
+fn verify_saml_subject(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    token: &str,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<Subject, OAuthError> {
+    let code = subject_error_code(&service.config);
+    let fail = |error: crate::saml::SamlError| {
+        OAuthError::new(code, error.reason(), error.to_string())
+            .suspicious_if(error.suggests_forgery())
+    };
+    let unverified =
+        crate::saml::UnverifiedAssertion::parse(token, service.config.tokens.max_token_bytes)
+            .map_err(fail)?;
+    let claimed_issuer = unverified.unverified_issuer().unwrap_or_default();
+    let idp = trusted_issuer(registry, &claimed_issuer, code)?;
+    audit.subject_issuer = Some(idp.config.issuer.clone());
+    check_token_type(idp, SubjectTokenType::Saml2, code)?;
+    let Some(keys) = &idp.saml_keys else {
+        // Validation requires certificates with saml2; kept as a refusal, never a panic.
+        return Err(fail(crate::saml::SamlError::BadSignature));
+    };
+    let skew = idp
+        .config
+        .clock_skew_secs
+        .unwrap_or(service.config.tokens.clock_skew_secs);
+    let rules = crate::saml::SamlRules {
+        issuer: &idp.config.issuer,
+        audience: client.client.id_at_idp(&idp.config.id),
+        now,
+        skew: i64::try_from(skew).unwrap_or(300),
+        max_age: idp
+            .config
+            .max_token_age_secs
+            .map(|age| i64::try_from(age).unwrap_or(i64::MAX / 2)),
+    };
+    let verified = unverified.verify(keys, &rules).map_err(fail)?;
+    let sub = verified.claims.get("sub").and_then(Value::as_str);
+    audit.subject = sub.map(str::to_string);
+    Ok(Subject {
+        idp: idp.clone(),
+        claims: verified.claims,
+        token_scopes: None,
+        // Kept as long as the assertion could still be accepted, skew included.
+        single_use: Some((
+            format!("saml:{}", idp.config.issuer),
+            verified.id,
+            verified.expires_at.saturating_add(rules.skew),
+        )),
+    })
+}
+
+/// IDJAG-SAML-04: a SAML assertion is accepted once, whatever it is exchanged for, at every
+/// instance (the replay records). Checked once the exchange is decided, so a refused request
+/// does not spend it; a client that needs several grants exchanges it for a refresh token.
+async fn check_single_use(service: &TokenService, subject: &Subject) -> Result<(), OAuthError> {
+    let Some((issuer, id, keep_until)) = &subject.single_use else {
+        return Ok(());
+    };
+    let fresh = service
+        .replay
+        .record_once(issuer, id, *keep_until)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "recording a SAML assertion id failed");
+            OAuthError::server_error()
+        })?;
+    if fresh {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
+            subject_error_code(&service.config),
+            "subject_saml_replayed",
+            "This SAML assertion was already exchanged; each assertion is accepted once",
+        )
+        .suspicious())
+    }
 }
 
 /// The enabled identity provider whose issuer is exactly `issuer`: the first gate a subject
@@ -715,7 +816,11 @@ pub async fn exchange(
                 idp,
                 claims,
                 token_scopes: Some(record.scopes.clone()),
+                single_use: None,
             }
+        }
+        None if subject_type == SubjectTokenType::Saml2 => {
+            verify_saml_subject(service, registry, client, subject_token, now, audit)?
         }
         None => {
             let (idp, verified) = verify_subject(
@@ -788,6 +893,7 @@ pub async fn exchange(
         audit,
     )?;
     let granted_scopes = audit.scopes_granted.clone();
+    check_single_use(service, &subject).await?;
 
     let lifetime = audience.config.lifetime_secs.unwrap_or(match kind {
         IssueKind::IdJag => service.config.tokens.id_jag_lifetime_secs,
@@ -1175,6 +1281,7 @@ fn explain_into(
                 "id_token" => "urn:ietf:params:oauth:token-type:id_token",
                 "access_token" => "urn:ietf:params:oauth:token-type:access_token",
                 "jwt" => "urn:ietf:params:oauth:token-type:jwt",
+                "saml2" => TOKEN_TYPE_SAML2,
                 other => other,
             })
             .unwrap_or("urn:ietf:params:oauth:token-type:id_token"),
@@ -1220,6 +1327,7 @@ fn explain_into(
         idp: idp.clone(),
         token_scopes: token_scopes(&question.claims, subject_type),
         claims: question.claims.clone(),
+        single_use: None,
     };
     let mut scratch = AuditEvent::new(now, "policy_eval", crate::store::Decision::Denied);
     let mut mapped = decide(

@@ -69,6 +69,10 @@ fn an_assertion_signed_by_the_configured_certificate_yields_its_claims() {
     );
     assert_eq!(claims["email"], json!("alice@example.com"));
     assert_eq!(claims["groups"], json!(["eng", "admins"]));
+    assert_eq!(
+        claims["saml_attributes"],
+        json!({ "email": ["alice@example.com"], "groups": ["eng", "admins"], "sub": ["mallory"] })
+    );
     // IDJAG-JWT-17: the saml-nameid members, present exactly when the NameID has them.
     assert_eq!(
         claims["saml_nameid"],
@@ -112,7 +116,10 @@ fn the_unverified_issuer_names_whose_certificates_to_use() {
 
 #[test]
 fn a_changed_name_id_breaks_the_signature() {
-    let forged = ASSERTION.replace(">alice@example.com</saml:NameID>", ">bob@example.com</saml:NameID>");
+    let forged = ASSERTION.replace(
+        ">alice@example.com</saml:NameID>",
+        ">bob@example.com</saml:NameID>",
+    );
     assert_ne!(forged, ASSERTION);
     assert_eq!(check(&forged).unwrap_err(), SamlError::BadSignature);
 }
@@ -171,7 +178,10 @@ fn an_unsigned_assertion_is_refused() {
 #[test]
 fn a_wrapped_copy_of_the_signed_assertion_does_not_vouch_for_a_changed_one() {
     // Signature wrapping: the genuine signed assertion hidden in Advice, the outer one changed.
-    let evil = ASSERTION.replace(">alice@example.com</saml:NameID>", ">bob@example.com</saml:NameID>");
+    let evil = ASSERTION.replace(
+        ">alice@example.com</saml:NameID>",
+        ">bob@example.com</saml:NameID>",
+    );
     let issuer_end = evil.find("</saml:Issuer>").unwrap() + "</saml:Issuer>".len();
     let wrapped = format!(
         "{}<saml:Advice>{}</saml:Advice>{}",
@@ -183,7 +193,8 @@ fn a_wrapped_copy_of_the_signed_assertion_does_not_vouch_for_a_changed_one() {
     // Without its signature and with another ID, the copy is merely unsigned content.
     let start = ASSERTION.find("<Signature").unwrap();
     let end = ASSERTION.find("</Signature>").unwrap() + "</Signature>".len();
-    let copy = format!("{}{}", &ASSERTION[..start], &ASSERTION[end..]).replacen(" ID=\"", " ID=\"copy", 1);
+    let copy =
+        format!("{}{}", &ASSERTION[..start], &ASSERTION[end..]).replacen(" ID=\"", " ID=\"copy", 1);
     let moved = format!(
         "{}<saml:Advice>{}</saml:Advice>{}",
         &evil[..issuer_end],
@@ -254,7 +265,8 @@ fn only_a_bare_assertion_is_accepted() {
         check_with(&response, &at_issue).unwrap_err(),
         SamlError::Malformed(_)
     ));
-    let encrypted = "<saml:EncryptedAssertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\"/>";
+    let encrypted =
+        "<saml:EncryptedAssertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\"/>";
     assert_eq!(
         check_with(encrypted, &at_issue).unwrap_err(),
         SamlError::Encrypted
@@ -276,7 +288,9 @@ fn a_token_over_the_size_limit_is_refused_before_decoding() {
 #[test]
 fn certificates_are_required_and_checked() {
     assert!(SamlKeys::from_pem("").is_err());
-    assert!(SamlKeys::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
+    assert!(
+        SamlKeys::from_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err()
+    );
     assert!(SamlKeys::from_pem("-----BEGIN CERTIFICATE-----\nAAAA").is_err());
     assert_eq!(format!("{:?}", keys()), "SamlKeys { certificates: 1 }");
 }
@@ -301,7 +315,9 @@ fn every_failure_has_an_audit_reason_and_a_safe_description() {
     ] {
         assert!(error.reason().starts_with("subject_"));
         let description = error.to_string();
-        assert!(description.is_ascii() && !description.contains('"') && !description.contains('\\'));
+        assert!(
+            description.is_ascii() && !description.contains('"') && !description.contains('\\')
+        );
     }
     assert!(SamlError::BadSignature.suggests_forgery());
     assert!(!SamlError::Expired.suggests_forgery());

@@ -6,8 +6,8 @@
 // Reads {"key","cert","issuer","audience","name_id", optional "name_id_format",
 // "attributes" (name -> string or array), "lifetime_secs" (default 300),
 // "authn_context", "signature_algorithm" ("rsa-sha256" default, or "rsa-sha1"),
-// "digest_algorithm" ("sha256" default, or "sha1")} and prints the signed
-// <saml:Assertion> XML on stdout. Exits 1 on failure, 2 on a usage error.
+// "digest_algorithm" ("sha256" default, or "sha1")} and prints
+// {"assertion": "<saml:Assertion …>"}, the signed assertion's XML. Exits 1 on failure, 2 on a usage error.
 
 import saml from 'saml';
 import { readStdin } from './script_io.mjs';
@@ -35,7 +35,7 @@ async function main() {
     signatureAlgorithm: options.signature_algorithm ?? 'rsa-sha256',
     digestAlgorithm: options.digest_algorithm ?? 'sha256',
   });
-  process.stdout.write(assertion);
+  process.stdout.write(JSON.stringify({ assertion }));
 }
 
 main().catch((error) => {

@@ -117,6 +117,7 @@ impl Env {
             issuer: idp.issuer.clone(),
             jwks_uri: None,
             jwks: None,
+            saml_certificates: None,
             algorithms: vec!["RS256".into(), "ES256".into()],
             token_types: vec!["id_token".into(), "access_token".into(), "jwt".into()],
             audiences: vec!["frontdesk-api".into()],

@@ -50,7 +50,7 @@ pub fn node_binary() -> PathBuf {
 
 fn check_installed() -> anyhow::Result<()> {
     let dir = idp_dir();
-    for pkg in ["oauth2-mock-server", "jose"] {
+    for pkg in ["oauth2-mock-server", "jose", "saml"] {
         if !dir
             .join("node_modules")
             .join(pkg)
@@ -337,6 +337,18 @@ pub async fn status_independently(token: &str, jwks_url: &str) -> anyhow::Result
     run_script("status.mjs", &[jwks_url], token.as_bytes())
         .await
         .context("independent status list check failed")
+}
+
+/// A SAML 2.0 assertion signed now by Auth0's `saml` library (`tests/idp/saml.mjs`; options as
+/// that script documents): the XML, not yet encoded for a token request.
+pub async fn saml_assertion(options: &Value) -> anyhow::Result<String> {
+    let out = run_script("saml.mjs", &[], options.to_string().as_bytes())
+        .await
+        .context("signing a SAML assertion failed")?;
+    out["assertion"]
+        .as_str()
+        .map(str::to_string)
+        .context("saml.mjs printed no assertion")
 }
 
 /// Runs the Node script `script` of tests/idp with `args`, writes `input` to its stdin, and reads

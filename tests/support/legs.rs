@@ -42,6 +42,7 @@ pub fn resource_side(
         issuer: a_url.to_string(),
         jwks_uri: Some(format!("{a_url}/jwks.json")),
         jwks: None,
+        saml_certificates: None,
         algorithms: vec!["ES256".into()],
         token_types: vec!["id_jag".into()],
         audiences: vec![],

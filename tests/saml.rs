@@ -1,0 +1,234 @@
+//! SAML 2.0 assertions as subject tokens (IDJAG-ISSUE-07, IDJAG-ISSUE-10, IDJAG-SAML-04, TX-10),
+//! over real HTTP: the assertions are signed by Auth0's `saml` library (npm, the one its SAML IdP
+//! uses; tests/idp/saml.mjs), the grants checked with `jose` (tests/idp/verify.mjs).
+
+#[path = "support/env.rs"]
+mod env;
+#[path = "support/idp.rs"]
+mod idp;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use env::*;
+use frontdesk::config::IdentityProviderConfig;
+use frontdesk::store::{AuditRecord, Decision};
+use serde_json::{Value, json};
+
+/// A SAML entity ID in Okta's form: http, as many IdPs' are.
+const SAML_ISSUER: &str = "http://www.okta.com/exk-frontdesk-test";
+/// The agent's SAML SP entity ID at that IdP: the audience its assertions carry.
+const AGENT_SP: &str = "https://agent.example.com/saml/sp";
+const SAML2: &str = "urn:ietf:params:oauth:token-type:saml2";
+
+fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/saml")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+async fn start() -> anyhow::Result<Env> {
+    Env::start_with(|config| {
+        config.identity_providers.push(IdentityProviderConfig {
+            id: "saml-corp".into(),
+            issuer: SAML_ISSUER.into(),
+            jwks_uri: None,
+            jwks: None,
+            saml_certificates: Some(fixture("idp.crt")),
+            algorithms: vec!["RS256".into()],
+            token_types: vec!["saml2".into()],
+            audiences: vec![],
+            clock_skew_secs: Some(30),
+            max_token_age_secs: Some(600),
+            // Over `saml_attributes`, a list whatever the count: "sales" alone is still a list.
+            condition: Some("'eng' in subject.saml_attributes.groups".into()),
+            subject_mode: "federated".into(),
+            subject_mapping: None,
+            allowed_clients: vec![],
+            requests_per_minute: None,
+            subject_requests_per_minute: None,
+            enabled: true,
+        });
+        for client in &mut config.clients {
+            if client.client_id == AGENT {
+                client
+                    .idp_client_ids
+                    .insert("saml-corp".into(), AGENT_SP.into());
+            }
+        }
+    })
+    .await
+}
+
+/// An assertion for the agent's SP from the configured IdP key, with `changes` applied to the
+/// signing options.
+async fn assertion(changes: Value) -> anyhow::Result<String> {
+    let mut options = json!({
+        "key": fixture("idp.key"),
+        "cert": fixture("idp.crt"),
+        "issuer": SAML_ISSUER,
+        "audience": AGENT_SP,
+        "name_id": "alice@example.com",
+        "attributes": { "email": "alice@example.com", "groups": ["eng", "admins"] },
+        "lifetime_secs": 300,
+    });
+    for (key, value) in changes.as_object().into_iter().flatten() {
+        options[key] = value.clone();
+    }
+    idp::saml_assertion(&options).await
+}
+
+fn id_jag_form(subject_token: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("grant_type", TOKEN_EXCHANGE.into()),
+        ("requested_token_type", ID_JAG.into()),
+        ("audience", RAS_ISSUER.into()),
+        ("subject_token", subject_token.into()),
+        ("subject_token_type", SAML2.into()),
+    ]
+}
+
+/// The newest audit record of a token-exchange decision.
+async fn last_exchange(env: &Env) -> anyhow::Result<AuditRecord> {
+    env.audit_log()
+        .await?
+        .into_iter()
+        .find(|record| record.event.event == "token_exchange")
+        .ok_or_else(|| anyhow::anyhow!("no token_exchange audit record"))
+}
+
+async fn assert_refused(env: &Env, label: &str, xml: &str, reason: &str) -> anyhow::Result<()> {
+    let (status, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(xml)))
+        .await?;
+    anyhow::ensure!(
+        status == 400 && body["error"] == json!("invalid_request"),
+        "{label}: {status} {body}"
+    );
+    let description = body["error_description"].as_str().unwrap_or_default();
+    anyhow::ensure!(
+        !description.is_empty() && !description.contains("alice"),
+        "{label}: description {description:?}"
+    );
+    anyhow::ensure!(body.get("access_token").is_none(), "{label}: {body}");
+    let record = last_exchange(env).await?;
+    anyhow::ensure!(
+        record.event.decision == Decision::Denied && record.event.reason.as_deref() == Some(reason),
+        "{label}: audit {:?} {:?}, expected {reason}",
+        record.event.decision,
+        record.event.reason
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_saml_assertion_is_exchanged_once_for_an_id_jag_carrying_its_subject()
+-> anyhow::Result<()> {
+    let env = start().await?;
+    let xml = assertion(json!({})).await?;
+    let token = URL_SAFE_NO_PAD.encode(&xml);
+
+    let (status, body) = env.exchange_as_agent(&id_jag_form(&token)).await?;
+    anyhow::ensure!(status == 200, "exchange: {status} {body}");
+    assert_eq!(body["issued_token_type"], json!(ID_JAG));
+    assert_eq!(body["token_type"], json!("N_A"));
+    let id_jag = body["access_token"].as_str().unwrap_or_default();
+    let verified = env
+        .verify_issued(id_jag, RAS_ISSUER, "oauth-id-jag+jwt")
+        .await?;
+    let claims = &verified["payload"];
+    assert_eq!(claims["sub"], json!("alice@example.com"));
+    assert_eq!(claims["email"], json!("alice@example.com"));
+    assert_eq!(claims["client_id"], json!(AGENT_AT_RAS));
+    assert_eq!(
+        claims["acr"],
+        json!("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
+    );
+    let record = last_exchange(&env).await?;
+    assert_eq!(record.event.decision, Decision::Issued);
+    assert_eq!(record.event.subject.as_deref(), Some("alice@example.com"));
+    assert_eq!(record.event.subject_issuer.as_deref(), Some(SAML_ISSUER));
+    let serialized = serde_json::to_string(&record)?;
+    assert!(
+        !serialized.contains(&token[..40]),
+        "the audit log holds the assertion"
+    );
+
+    // IDJAG-SAML-04: the same assertion a second time is a replay, whatever is asked for.
+    let mut again = id_jag_form(&token);
+    again[2].1 = OTHER_RAS_ISSUER.into();
+    let (status, body) = env.exchange_as_agent(&again).await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_request")),
+        "{body}"
+    );
+    assert_eq!(
+        last_exchange(&env).await?.event.reason.as_deref(),
+        Some("subject_saml_replayed")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn tx10_a_padded_base64_assertion_becomes_a_local_access_token() -> anyhow::Result<()> {
+    let env = start().await?;
+    let xml = assertion(json!({ "name_id": "bob@example.com" })).await?;
+    let (status, body) = env
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ACCESS_TOKEN),
+            ("audience", LOCAL_API),
+            ("subject_token", STANDARD.encode(&xml).as_str()),
+            ("subject_token_type", SAML2),
+        ])
+        .await?;
+    anyhow::ensure!(status == 200, "exchange: {status} {body}");
+    let token = body["access_token"].as_str().unwrap_or_default();
+    let verified = env.verify_issued(token, LOCAL_API, "at+jwt").await?;
+    assert_eq!(verified["payload"]["sub"], json!("bob@example.com"));
+    assert!(env.introspect_active(token).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn assertions_that_are_not_for_this_client_or_not_from_the_idp_are_refused()
+-> anyhow::Result<()> {
+    let env = start().await?;
+    // IDJAG-ISSUE-10: issued for another SAML SP.
+    let other_sp = assertion(json!({ "audience": "https://other.example.com/sp" })).await?;
+    assert_refused(&env, "another SP", &other_sp, "subject_wrong_audience").await?;
+    // Signed by a key whose certificate is not configured, though it travels in KeyInfo.
+    let other_key =
+        assertion(json!({ "key": fixture("other.key"), "cert": fixture("other.crt") })).await?;
+    assert_refused(&env, "another key", &other_key, "subject_bad_signature").await?;
+    // RFC 8725's spirit for XML: no SHA-1.
+    let sha1 =
+        assertion(json!({ "signature_algorithm": "rsa-sha1", "digest_algorithm": "sha1" })).await?;
+    assert_refused(&env, "SHA-1", &sha1, "subject_alg_not_allowed").await?;
+    // Genuine, then changed: the signature no longer covers it.
+    let genuine = assertion(json!({})).await?;
+    let changed = genuine.replace(">alice@example.com<", ">mallory@example.com<");
+    assert_refused(&env, "changed", &changed, "subject_bad_signature").await?;
+    // The IdP's policy is applied to the assertion's attributes.
+    let outsider = assertion(json!({ "attributes": { "groups": ["sales"] } })).await?;
+    assert_refused(&env, "policy", &outsider, "idp_condition_denied").await?;
+    // An issuer that is not trusted at all.
+    let stranger = assertion(json!({ "issuer": "http://idp.stranger.example/" })).await?;
+    assert_refused(&env, "stranger", &stranger, "subject_untrusted_issuer").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_identity_provider_not_trusted_for_saml_refuses_assertions() -> anyhow::Result<()> {
+    let env = start().await?;
+    // The OpenID provider "corp" is trusted for JWTs only.
+    let xml = assertion(json!({ "issuer": env.idp.issuer })).await?;
+    assert_refused(
+        &env,
+        "JWT-only IdP",
+        &xml,
+        "subject_token_type_not_accepted",
+    )
+    .await
+}
