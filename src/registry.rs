@@ -170,6 +170,14 @@ impl Registry {
         self.audiences_by_value.get(value)
     }
 
+    /// The audience with configuration id `id` (a client's `audiences` name them by id). A scan:
+    /// for the rare paths that start from a client's list, not for the token hot path.
+    pub fn audience_by_id(&self, id: &str) -> Option<&Arc<Audience>> {
+        self.audiences_by_value
+            .values()
+            .find(|audience| audience.config.id == id)
+    }
+
     /// The audiences that govern `resource`.
     pub fn audiences_for_resource(&self, resource: &str) -> &[Arc<Audience>] {
         self.audiences_by_resource

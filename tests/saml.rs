@@ -19,6 +19,7 @@ const SAML_ISSUER: &str = "http://www.okta.com/exk-frontdesk-test";
 /// The agent's SAML SP entity ID at that IdP: the audience its assertions carry.
 const AGENT_SP: &str = "https://agent.example.com/saml/sp";
 const SAML2: &str = "urn:ietf:params:oauth:token-type:saml2";
+const REFRESH_TOKEN: &str = "urn:ietf:params:oauth:token-type:refresh_token";
 
 fn fixture(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,6 +55,8 @@ async fn start() -> anyhow::Result<Env> {
                 client
                     .idp_client_ids
                     .insert("saml-corp".into(), AGENT_SP.into());
+                // IDJAG-SAML-01's refresh tokens are for clients allowed refresh tokens.
+                client.grant_types.push("refresh_token".into());
             }
         }
     })
@@ -231,4 +234,118 @@ async fn an_identity_provider_not_trusted_for_saml_refuses_assertions() -> anyho
         "subject_token_type_not_accepted",
     )
     .await
+}
+
+#[tokio::test]
+async fn idjag_saml_01_an_assertion_becomes_a_refresh_token_that_is_exchanged_for_id_jags()
+-> anyhow::Result<()> {
+    let env = start().await?;
+    let xml = assertion(json!({})).await?;
+    let (status, body) = env
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", REFRESH_TOKEN),
+            ("scope", "openid offline_access read"),
+            ("subject_token", URL_SAFE_NO_PAD.encode(&xml).as_str()),
+            ("subject_token_type", SAML2),
+        ])
+        .await?;
+    anyhow::ensure!(status == 200, "SAML for a refresh token: {status} {body}");
+    // The draft's response shape (§4.5): the refresh token in access_token, N_A, the scope.
+    assert_eq!(body["issued_token_type"], json!(REFRESH_TOKEN));
+    assert_eq!(body["token_type"], json!("N_A"));
+    assert_eq!(body["scope"], json!("openid offline_access read"));
+    assert_eq!(body["expires_in"], json!(1_209_600));
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let refresh_token = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let record = last_exchange(&env).await?;
+    assert_eq!(record.event.decision, Decision::Issued);
+    assert_eq!(record.event.subject.as_deref(), Some("alice@example.com"));
+
+    // Then, as often as needed, an ID-JAG from the refresh token, with the assertion's attributes.
+    let id_jag_from_refresh = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("requested_token_type", ID_JAG),
+        ("audience", RAS_ISSUER),
+        ("scope", "read"),
+        ("subject_token", refresh_token.as_str()),
+        ("subject_token_type", REFRESH_TOKEN),
+    ];
+    for round in 0..2 {
+        let (status, body) = env.exchange_as_agent(&id_jag_from_refresh).await?;
+        anyhow::ensure!(status == 200, "ID-JAG {round}: {status} {body}");
+        let id_jag = body["access_token"].as_str().unwrap_or_default();
+        let verified = env
+            .verify_issued(id_jag, RAS_ISSUER, "oauth-id-jag+jwt")
+            .await?;
+        assert_eq!(verified["payload"]["sub"], json!("alice@example.com"));
+        assert_eq!(verified["payload"]["email"], json!("alice@example.com"));
+        assert_eq!(verified["payload"]["scope"], json!("read"));
+    }
+    // Beyond the refresh token's scope: refused.
+    let mut wider = id_jag_from_refresh;
+    wider[3].1 = "write";
+    let (status, body) = env.exchange_as_agent(&wider).await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_scope")),
+        "{body}"
+    );
+
+    // It is not a refresh token for the refresh_token grant, and trying does not spend it.
+    let (status, body) = env
+        .exchange_as_agent(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+        ])
+        .await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = env.exchange_as_agent(&id_jag_from_refresh).await?;
+    anyhow::ensure!(status == 200, "after the refused refresh: {status} {body}");
+
+    // IDJAG-SAML-04: the assertion itself was spent by the first exchange.
+    let (status, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(&xml)))
+        .await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_request")),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_without_the_refresh_token_grant_gets_no_refresh_token_from_an_assertion()
+-> anyhow::Result<()> {
+    let env = start().await?;
+    // `post-client` is known at the SAML IdP by its client_id and may not use refresh tokens.
+    let xml = assertion(json!({ "audience": POST_CLIENT })).await?;
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", REFRESH_TOKEN),
+                ("subject_token", URL_SAFE_NO_PAD.encode(&xml).as_str()),
+                ("subject_token_type", SAML2),
+                ("client_id", POST_CLIENT),
+                ("client_secret", SECRET),
+            ],
+            None,
+        )
+        .await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("unauthorized_client")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
+    Ok(())
 }

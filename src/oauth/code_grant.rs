@@ -201,14 +201,25 @@ pub async fn refresh(
         .refresh_token(&hash)
         .await
         .map_err(store_failure)?
-        && let Some(bound) = state.record.dpop_jkt.as_deref()
     {
-        super::dpop::require_key(
-            bound,
-            proof,
-            BoundToken::RefreshToken,
-            ErrorCode::InvalidGrant,
-        )?;
+        if let Some(bound) = state.record.dpop_jkt.as_deref() {
+            super::dpop::require_key(
+                bound,
+                proof,
+                BoundToken::RefreshToken,
+                ErrorCode::InvalidGrant,
+            )?;
+        }
+        if state.record.resource == super::saml_bootstrap::EXCHANGE_ONLY_RESOURCE
+            && state.record.client_id == *client_id
+        {
+            // A SAML assertion's refresh token stands for the sign-in, not for a resource:
+            // refused before rotation, so the client's mistake does not spend it.
+            return Err(invalid_grant(
+                "refresh_token_for_exchange_only",
+                "This refresh token is used as the subject_token of a token exchange for an ID-JAG, not with the refresh_token grant",
+            ));
+        }
     }
     let record: RefreshRecord = match service
         .store

@@ -75,9 +75,9 @@ impl SubjectTokenType {
 /// Who an exchange is for, whichever kind of subject token proved it: the identity provider
 /// that vouches for the user and the user's claims (a verified token's, or for a refresh token
 /// the user's current ones).
-struct Subject {
-    idp: Arc<IdentityProvider>,
-    claims: Map<String, Value>,
+pub(super) struct Subject {
+    pub(super) idp: Arc<IdentityProvider>,
+    pub(super) claims: Map<String, Value>,
     /// Scopes the subject token itself carries, bounding what it can be exchanged for
     /// (CHAIN-A-07); `None` for ID tokens and SAML assertions.
     token_scopes: Option<Vec<String>>,
@@ -133,11 +133,11 @@ impl Subject {
         }
     }
 
-    fn claim(&self, name: &str) -> Option<&Value> {
+    pub(super) fn claim(&self, name: &str) -> Option<&Value> {
         self.claims.get(name)
     }
 
-    fn sub(&self) -> &str {
+    pub(super) fn sub(&self) -> &str {
         self.claims
             .get("sub")
             .and_then(Value::as_str)
@@ -410,7 +410,7 @@ async fn verify_subject(
 /// IDJAG-SAML-04): the same gates as a JWT's, then the assertion's signature with the issuer's
 /// pinned certificates, its audience against the client's identifier at that IdP (its SAML SP
 /// entity ID), its conditions and bearer confirmation.
-fn verify_saml_subject(
+pub(super) fn verify_saml_subject(
     service: &TokenService,
     registry: &Registry,
     client: &AuthenticatedClient,
@@ -467,7 +467,10 @@ fn verify_saml_subject(
 /// IDJAG-SAML-04: a SAML assertion is accepted once, whatever it is exchanged for, at every
 /// instance (the replay records). Checked once the exchange is decided, so a refused request
 /// does not spend it; a client that needs several grants exchanges it for a refresh token.
-async fn check_single_use(service: &TokenService, subject: &Subject) -> Result<(), OAuthError> {
+pub(super) async fn check_single_use(
+    service: &TokenService,
+    subject: &Subject,
+) -> Result<(), OAuthError> {
     let Some((issuer, id, keep_until)) = &subject.single_use else {
         return Ok(());
     };
@@ -687,24 +690,7 @@ fn decide(
         PolicyInput::default()
     };
     let prepared = input.prepare();
-    match prepared.allows(idp.condition.as_ref()) {
-        PolicyDecision::Allow => {}
-        PolicyDecision::Deny => {
-            return Err(OAuthError::new(
-                subject_error_code(config),
-                "idp_condition_denied",
-                "The identity provider's policy does not accept this subject",
-            ));
-        }
-        PolicyDecision::Error(message) => {
-            tracing::warn!(idp = %idp.config.id, %message, "identity provider condition failed; denying");
-            return Err(OAuthError::new(
-                subject_error_code(config),
-                "idp_condition_error",
-                "The identity provider's policy could not be evaluated for this subject",
-            ));
-        }
-    }
+    idp_verdict(config, idp, prepared.allows(idp.condition.as_ref()))?;
     match prepared.allows(audience.condition.as_ref()) {
         PolicyDecision::Allow => {}
         PolicyDecision::Deny => {
@@ -742,6 +728,63 @@ fn decide(
     Ok(mapped)
 }
 
+/// The identity provider's `condition` decided: denial and evaluation failure refuse the subject.
+fn idp_verdict(
+    config: &Config,
+    idp: &IdentityProvider,
+    decision: PolicyDecision,
+) -> Result<(), OAuthError> {
+    match decision {
+        PolicyDecision::Allow => Ok(()),
+        PolicyDecision::Deny => Err(OAuthError::new(
+            subject_error_code(config),
+            "idp_condition_denied",
+            "The identity provider's policy does not accept this subject",
+        )),
+        PolicyDecision::Error(message) => {
+            tracing::warn!(idp = %idp.config.id, %message, "identity provider condition failed; denying");
+            Err(OAuthError::new(
+                subject_error_code(config),
+                "idp_condition_error",
+                "The identity provider's policy could not be evaluated for this subject",
+            ))
+        }
+    }
+}
+
+/// The identity provider's `condition` alone, for an exchange that issues no grant for an
+/// audience (a SAML assertion for a refresh token): `request.requested_token_type` says so.
+pub(super) fn check_identity_provider_condition(
+    service: &TokenService,
+    client: &AuthenticatedClient,
+    subject: &Subject,
+    scopes: &[String],
+) -> Result<(), OAuthError> {
+    let idp = &subject.idp;
+    let Some(condition) = idp.condition.as_ref() else {
+        return Ok(());
+    };
+    let input = PolicyInput {
+        subject: Value::Object(subject.claims.clone()),
+        actor: None,
+        client: json!({
+            "id": client.client.config.client_id,
+            "audiences": client.client.config.audiences,
+            "auth_method": client.method.as_str(),
+        }),
+        request: json!({
+            "resources": [],
+            "scopes": scopes,
+            "requested_token_type": TOKEN_TYPE_REFRESH_TOKEN,
+        }),
+    };
+    idp_verdict(
+        &service.config,
+        idp,
+        input.prepare().allows(Some(condition)),
+    )
+}
+
 /// Performs a token exchange for an authenticated client.
 pub async fn exchange(
     service: &TokenService,
@@ -766,7 +809,23 @@ pub async fn exchange(
             "actor_token and actor_token_type must be sent together",
         ));
     }
-    let requested = requested_kind(form.single("requested_token_type")?)?;
+    let requested_uri = form.single("requested_token_type")?;
+    if subject_type == SubjectTokenType::Saml2 && requested_uri == Some(TOKEN_TYPE_REFRESH_TOKEN) {
+        // IDJAG-SAML-01: the draft's SAML path, an assertion for a refresh token.
+        let requested_scopes = parse_scope(form.single("scope")?)?;
+        audit.scopes_requested = requested_scopes.clone();
+        return super::saml_bootstrap::exchange(
+            service,
+            registry,
+            client,
+            subject_token,
+            &requested_scopes,
+            now,
+            audit,
+        )
+        .await;
+    }
+    let requested = requested_kind(requested_uri)?;
     let audiences = form.all("audience");
     let resources = parse_resources(form.all("resource"))?;
     let requested_scopes = parse_scope(form.single("scope")?)?;

@@ -14,6 +14,7 @@ mod refresh_subject;
 pub mod registration;
 pub mod request;
 pub mod request_limit;
+mod saml_bootstrap;
 pub mod service;
 pub mod status_list;
 pub mod throttle;

@@ -1,0 +1,146 @@
+//! The ID-JAG draft's SAML path (§4.5, IDJAG-SAML-01..03): a client that signs users in with
+//! SAML exchanges the user's assertion once for a refresh token
+//! (`requested_token_type=…:refresh_token`), then that refresh token for ID-JAGs whenever it
+//! needs one (`refresh_subject`), without sending the user through single sign-on again.
+//!
+//! The refresh token is frontdesk's own, of the same kind the authorization code flow issues:
+//! bound to the client, revocable (`/revoke`, the kill switches), expiring with
+//! `authorization.refresh_token_lifetime_secs`, and carrying the user's attributes from the
+//! assertion (`crate::users`). It serves only as a subject token: the `refresh_token` grant
+//! refuses it ([`EXCHANGE_ONLY_RESOURCE`]).
+
+use serde_json::json;
+
+use super::client_auth::AuthenticatedClient;
+use super::exchange::{check_single_use, verify_saml_subject};
+use super::service::{TokenResponse, TokenService};
+use super::{ErrorCode, GrantType, OAuthError, TOKEN_TYPE_REFRESH_TOKEN};
+use crate::authorize::codes::{hash_token, random_token};
+use crate::registry::Registry;
+use crate::store::{AuditDetail, AuditEvent, CodeStore, RefreshRecord};
+
+/// The `resource` of a refresh token issued by this exchange: none. Such a token stands for the
+/// user's sign-in, not for access to one of this server's resources, so the `refresh_token` grant
+/// (which needs a resource) refuses it before rotating it.
+pub const EXCHANGE_ONLY_RESOURCE: &str = "";
+
+/// Scopes a client may always ask for here (IDJAG-SAML-03: the draft's clients send
+/// `openid offline_access`); they carry no access of their own.
+const SIGN_IN_SCOPES: &[&str] = &["openid", "offline_access"];
+
+/// The scopes the refresh token carries: those requested that the client could later be granted
+/// in an ID-JAG (its own `scopes`, or else those of the audiences it may use), and the sign-in
+/// scopes. They bound every ID-JAG exchanged from it (`refresh_subject::check_scopes`).
+fn grant_scopes(
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    requested: &[String],
+) -> Result<Vec<String>, OAuthError> {
+    let config = &client.client.config;
+    let allowed = |scope: &String| {
+        SIGN_IN_SCOPES.contains(&scope.as_str())
+            || if config.scopes.is_empty() {
+                config.audiences.iter().any(|id| {
+                    registry
+                        .audience_by_id(id)
+                        .is_some_and(|audience| audience.config.scopes.contains(scope))
+                })
+            } else {
+                config.scopes.contains(scope)
+            }
+    };
+    let granted: Vec<String> = requested.iter().filter(|s| allowed(s)).cloned().collect();
+    if !requested.is_empty() && granted.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope_not_allowed",
+            "None of the requested scopes may be granted to this client",
+        ));
+    }
+    Ok(granted)
+}
+
+/// Exchanges a SAML 2.0 assertion for a refresh token (IDJAG-SAML-01), after every check an
+/// assertion gets for an ID-JAG: issuer, signature, the audience mapped to this client
+/// (IDJAG-SAML-02), conditions, the identity provider's policy, and single use.
+pub(super) async fn exchange(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    subject_token: &str,
+    requested_scopes: &[String],
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    if !client.client.grant_types.contains(&GrantType::RefreshToken) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "refresh_token_not_allowed",
+            "This client may not obtain refresh tokens; add refresh_token to its grant types",
+        ));
+    }
+    let scopes = grant_scopes(registry, client, requested_scopes)?;
+    audit.scopes_granted = scopes.clone();
+    let subject = verify_saml_subject(service, registry, client, subject_token, now, audit)?;
+    let idp = subject.idp.clone();
+    service
+        .limits
+        .check_verified_subject(&idp.config, subject.sub())?;
+    super::exchange::check_identity_provider_condition(service, client, &subject, &scopes)?;
+    check_single_use(service, &subject).await?;
+
+    let sub = subject.sub().to_string();
+    let claims = serde_json::Value::Object(subject.claims.clone());
+    crate::users::remember_sign_in(&service.store, &idp.config.issuer, &sub, &claims, now)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "remembering the user's attributes failed");
+            OAuthError::server_error()
+        })?;
+    let lifetime = service.config.authorization.refresh_token_lifetime_secs;
+    let expires_at = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX / 2));
+    let family_id = crate::jose::new_jti();
+    let refresh_token = random_token(32);
+    service
+        .store
+        .insert_refresh_token(
+            &hash_token(&refresh_token),
+            &RefreshRecord {
+                family_id: family_id.clone(),
+                client_id: client.client.config.client_id.clone(),
+                subject: sub,
+                subject_issuer: idp.config.issuer.clone(),
+                resource: EXCHANGE_ONLY_RESOURCE.to_string(),
+                scopes: scopes.clone(),
+                auth_time: subject
+                    .claim("auth_time")
+                    .and_then(serde_json::Value::as_i64),
+                issued_at: now,
+                expires_at,
+                dpop_jkt: None,
+            },
+        )
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "storing a refresh token failed");
+            OAuthError::server_error()
+        })?;
+    audit.issued_expires_at = Some(expires_at);
+    audit.detail = Some(AuditDetail::of(&json!({
+        "family_id": family_id,
+        "identity_provider": idp.config.id,
+        "issued_token_type": TOKEN_TYPE_REFRESH_TOKEN,
+        "subject_jti": subject.claim("jti"),
+        "subject_token_type": "saml2",
+    })));
+    let mut body = json!({
+        "access_token": refresh_token,
+        "issued_token_type": TOKEN_TYPE_REFRESH_TOKEN,
+        "token_type": "N_A",
+        "expires_in": lifetime,
+    });
+    if !scopes.is_empty() {
+        body["scope"] = json!(scopes.join(" "));
+    }
+    Ok(TokenResponse { body })
+}
