@@ -183,6 +183,11 @@ impl std::fmt::Debug for SamlKeys {
 }
 
 impl SamlKeys {
+    /// How many certificates are trusted (shown by the admin page's "test connection").
+    pub fn certificates(&self) -> usize {
+        self.count
+    }
+
     /// Parses one or more PEM certificates (concatenated, as IdPs hand them out). Several are
     /// accepted together so a signer's old and new certificates overlap during its rollover.
     pub fn from_pem(text: &str) -> Result<SamlKeys, String> {

@@ -200,6 +200,12 @@ const IDP_FIELDS: &[Spec] = &[
         "A JWK set as JSON, instead of a JWKS URI.",
     ),
     spec(
+        "saml_certificates",
+        "SAML signing certificates",
+        Format::OptTextarea,
+        "saml2 only: the IdP's signing certificates (PEM, from its SAML metadata); several during a rollover.",
+    ),
+    spec(
         "algorithms",
         "Algorithms",
         Format::List,
@@ -209,7 +215,7 @@ const IDP_FIELDS: &[Spec] = &[
         "token_types",
         "Token types",
         Format::List,
-        "Any of id_token jwt access_token id_jag jwt_grant.",
+        "Any of id_token jwt access_token saml2 id_jag jwt_grant.",
     ),
     spec(
         "audiences",
@@ -1702,6 +1708,29 @@ async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> 
 
 async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResult {
     let mut lines = Vec::new();
+    if let Some(pem) = &idp.saml_certificates {
+        match crate::saml::SamlKeys::from_pem(pem) {
+            Ok(keys) => lines.push(format!(
+                "SAML 2.0: assertions are verified with {} pinned certificate(s); nothing is fetched for them.",
+                keys.certificates()
+            )),
+            Err(error) => {
+                lines.push(format!("The SAML certificates do not parse: {error}"));
+                return TestResult {
+                    ok: false,
+                    lines,
+                    keys: Vec::new(),
+                };
+            }
+        }
+        if idp.token_types.iter().all(|t| t == "saml2") {
+            return TestResult {
+                ok: true,
+                lines,
+                keys: Vec::new(),
+            };
+        }
+    }
     let fail = |mut lines: Vec<String>, message: String| {
         lines.push(message);
         TestResult {

@@ -427,6 +427,53 @@ fn trust_objects_are_validated_with_their_index() {
 }
 
 #[test]
+fn a_saml_identity_provider_needs_its_certificates_and_may_have_an_http_entity_id() {
+    let certificate = include_str!("../../tests/fixtures/saml/idp.crt");
+    let saml = |issuer: &str, extra: &str| {
+        production(&format!(
+            "[[identity_providers]]\nid = \"okta-saml\"\nissuer = \"{issuer}\"\ntoken_types = [\"saml2\"]\n{extra}"
+        ))
+    };
+    let with_certificate = format!("saml_certificates = '''\n{certificate}'''\n");
+    // Okta's SAML entity IDs are http URLs: accepted for a SAML-only IdP, nothing is fetched.
+    let config = load_file(&saml("http://www.okta.com/exk123", &with_certificate), &[])
+        .expect("SAML identity provider");
+    assert_eq!(
+        config.identity_providers[0].saml_certificates.as_deref(),
+        Some(certificate)
+    );
+    let broken =
+        "saml_certificates = \"-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----\"\n";
+    for (text, field) in [
+        (saml("http://www.okta.com/exk123", ""), "saml_certificates"),
+        (
+            saml("http://www.okta.com/exk123", broken),
+            "saml_certificates",
+        ),
+        (saml("not a uri", &with_certificate), "issuer"),
+        (
+            production(&format!(
+                "[[identity_providers]]\nid = \"mixed\"\nissuer = \"http://idp.example.com\"\ntoken_types = [\"saml2\", \"id_token\"]\n{with_certificate}"
+            )),
+            "issuer",
+        ),
+        (
+            production(&format!(
+                "[[identity_providers]]\nid = \"oidc\"\nissuer = \"https://idp.example.com\"\n{with_certificate}"
+            )),
+            "saml_certificates",
+        ),
+    ] {
+        let error = load_file(&text, &[]).expect_err(field);
+        assert_error(
+            &error,
+            &format!("identity_providers[0].{field}"),
+            "frontdesk.toml",
+        );
+    }
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let config = load_file(
         &production("[server]\nlisten = \"127.0.0.1:9000\"\n"),
