@@ -50,7 +50,7 @@ pub const MAX_AUDIENCE_LIFETIME_SECS: u64 = 3600;
 /// Claims an audience may derive by CEL mapping.
 pub const MAPPABLE_CLAIMS: &[&str] = &["sub", "aud_sub", "email", "tenant", "aud_tenant"];
 /// Subject-token claims an audience may release.
-pub const RELEASABLE_CLAIMS: &[&str] = &["auth_time", "acr", "amr", "email"];
+pub const RELEASABLE_CLAIMS: &[&str] = &["auth_time", "acr", "amr", "email", "sub_id"];
 
 type Invalid = (String, String);
 

@@ -50,6 +50,12 @@ async fn start() -> anyhow::Result<Env> {
             subject_requests_per_minute: None,
             enabled: true,
         });
+        // A resource AS that resolves users by SAML NameID asks for `sub_id` (IDJAG-JWT-17).
+        for audience in &mut config.audiences {
+            if audience.id == "other" {
+                audience.release = vec!["sub_id".into()];
+            }
+        }
         for client in &mut config.clients {
             if client.client_id == AGENT {
                 client
@@ -143,6 +149,9 @@ async fn a_saml_assertion_is_exchanged_once_for_an_id_jag_carrying_its_subject()
     assert_eq!(claims["sub"], json!("alice@example.com"));
     assert_eq!(claims["email"], json!("alice@example.com"));
     assert_eq!(claims["client_id"], json!(AGENT_AT_RAS));
+    // IDJAG-JWT-18: no sub_id for a resource AS that did not ask for it.
+    assert!(claims.get("sub_id").is_none(), "{claims}");
+    assert!(claims.get("saml_nameid").is_none(), "{claims}");
     assert_eq!(
         claims["acr"],
         json!("urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
@@ -347,5 +356,30 @@ async fn a_client_without_the_refresh_token_grant_gets_no_refresh_token_from_an_
         "{body}"
     );
     assert!(body.get("access_token").is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn idjag_jwt_17_a_resource_as_asking_for_sub_id_gets_the_saml_name_id() -> anyhow::Result<()>
+{
+    let env = start().await?;
+    let xml = assertion(json!({})).await?;
+    let mut form = id_jag_form(&URL_SAFE_NO_PAD.encode(&xml));
+    form[2].1 = OTHER_RAS_ISSUER.into();
+    let (status, body) = env.exchange_as_agent(&form).await?;
+    anyhow::ensure!(status == 200, "exchange: {status} {body}");
+    let id_jag = body["access_token"].as_str().unwrap_or_default();
+    let verified = env
+        .verify_issued(id_jag, OTHER_RAS_ISSUER, "oauth-id-jag+jwt")
+        .await?;
+    assert_eq!(
+        verified["payload"]["sub_id"],
+        json!({
+            "format": "saml-nameid",
+            "issuer": SAML_ISSUER,
+            "nameid": "alice@example.com",
+            "nameid_format": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+        })
+    );
     Ok(())
 }

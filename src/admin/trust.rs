@@ -327,7 +327,7 @@ const AUDIENCE_FIELDS: &[Spec] = &[
         "release",
         "Released claims",
         Format::List,
-        "Copied from the subject token: auth_time acr amr email.",
+        "Copied from the subject token: auth_time acr amr email sub_id (SAML NameID).",
     ),
     spec(
         "condition",

@@ -137,6 +137,17 @@ impl Subject {
         self.claims.get(name)
     }
 
+    /// The value of a claim an audience `release`s. `sub_id` falls back to the SAML NameID's
+    /// `saml-nameid` identifier (IDJAG-JWT-17), so a resource AS that resolves users by NameID
+    /// gets it by asking for `sub_id`, and no other does (IDJAG-JWT-18).
+    fn released(&self, claim: &str) -> Option<&Value> {
+        self.claims.get(claim).or_else(|| {
+            (claim == "sub_id")
+                .then(|| self.claims.get("saml_nameid"))
+                .flatten()
+        })
+    }
+
     pub(super) fn sub(&self) -> &str {
         self.claims
             .get("sub")
@@ -1015,7 +1026,7 @@ pub async fn exchange(
         claims.insert("authorization_details".into(), details.clone());
     }
     for claim in &audience.config.release {
-        if let Some(value) = subject.claim(claim) {
+        if let Some(value) = subject.released(claim) {
             claims.insert(claim.clone(), value.clone());
         }
     }
@@ -1407,7 +1418,7 @@ fn explain_into(
         mapped.remove("sub").unwrap_or(Value::String(sub)),
     );
     for claim in &audience.config.release {
-        if let Some(value) = subject.claim(claim) {
+        if let Some(value) = subject.released(claim) {
             claims.insert(claim.clone(), value.clone());
         }
     }
