@@ -26,10 +26,12 @@ pub struct ExchangeArgs {
     /// The subject token, or `-` to read it from standard input.
     #[arg(long)]
     pub subject_token: String,
-    /// Subject token type: id_token, jwt, access_token, or a full URN.
+    /// Subject token type: id_token, jwt, access_token, saml2 (the assertion's XML is encoded
+    /// for you), refresh_token, or a full URN.
     #[arg(long, default_value = "id_token")]
     pub subject_token_type: String,
-    /// Requested token type: id-jag, jwt, access_token, or a full URN.
+    /// Requested token type: id-jag, jwt, access_token, refresh_token (for a SAML assertion), or
+    /// a full URN.
     #[arg(long, default_value = "id-jag")]
     pub requested_token_type: String,
     /// Audience (repeatable).
@@ -71,6 +73,14 @@ pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
     } else {
         args.subject_token.clone()
     };
+    let subject_token_type = token_type_uri(&args.subject_token_type);
+    // A SAML assertion given as its XML is encoded as RFC 8693 §3 asks (base64url).
+    let subject_token =
+        if subject_token_type == crate::oauth::TOKEN_TYPE_SAML2 && subject_token.starts_with('<') {
+            URL_SAFE_NO_PAD.encode(subject_token.as_bytes())
+        } else {
+            subject_token
+        };
     let http = reqwest::Client::new();
     let metadata_url = url::Url::parse(&args.issuer)
         .and_then(|issuer| crate::jose::jwks_cache::oauth_metadata_url(&issuer))
@@ -102,10 +112,7 @@ pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", crate::oauth::GRANT_TOKEN_EXCHANGE.to_string()),
         ("subject_token", subject_token),
-        (
-            "subject_token_type",
-            token_type_uri(&args.subject_token_type),
-        ),
+        ("subject_token_type", subject_token_type),
         (
             "requested_token_type",
             token_type_uri(&args.requested_token_type),

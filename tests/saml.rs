@@ -383,3 +383,42 @@ async fn idjag_jwt_17_a_resource_as_asking_for_sub_id_gets_the_saml_name_id() ->
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_exchange_cli_encodes_an_assertion_given_as_xml() -> anyhow::Result<()> {
+    let env = start().await?;
+    let xml = assertion(json!({})).await?;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_frontdesk"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FRONTDESK_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .args([
+            "exchange",
+            "--issuer",
+            &env.url,
+            "--client-id",
+            AGENT,
+            "--subject-token",
+            &xml,
+            "--subject-token-type",
+            "saml2",
+            "--audience",
+            RAS_ISSUER,
+        ])
+        .env("FRONTDESK_CLIENT_SECRET", SECRET)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "frontdesk exchange: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("oauth-id-jag+jwt"), "{stdout}");
+    assert!(stdout.contains("alice@example.com"), "{stdout}");
+    Ok(())
+}
