@@ -1007,3 +1007,70 @@ async fn a_revocation_kills_every_live_token_of_a_subject() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_saml_identity_provider_created_through_the_api_vouches_for_assertions_at_once()
+-> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let fixture = |name: &str| {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/saml")
+                .join(name),
+        )
+    };
+    let certificate = fixture("idp.crt")?;
+    // Without its certificates a SAML identity provider is refused, naming the field.
+    let (status, body) = api
+        .admin(
+            Method::POST,
+            "/identity-providers",
+            Some(
+                json!({ "id": "adfs", "issuer": "http://adfs.example.com/adfs/services/trust",
+                         "token_types": ["saml2"] }),
+            ),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_of(&body), ("invalid", "saml_certificates"));
+    let (status, body) = api
+        .admin(
+            Method::POST,
+            "/identity-providers",
+            Some(
+                json!({ "id": "adfs", "issuer": "http://adfs.example.com/adfs/services/trust",
+                         "token_types": ["saml2"], "saml_certificates": certificate }),
+            ),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // An assertion from that IdP for the agent (known there by its client_id) is exchanged.
+    let xml = idp::saml_assertion(&json!({
+        "key": fixture("idp.key")?,
+        "cert": certificate,
+        "issuer": "http://adfs.example.com/adfs/services/trust",
+        "audience": env::AGENT,
+        "name_id": "carol@example.com",
+    }))
+    .await?;
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&xml);
+    let (status, body) = api
+        .env
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", RAS_ISSUER),
+            ("subject_token", token.as_str()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:saml2",
+            ),
+        ])
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
+    assert_eq!(claims["sub"], json!("carol@example.com"));
+    Ok(())
+}
