@@ -1873,3 +1873,39 @@ pub fn routes() -> Router<AppState> {
             ),
         )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn saml_idp(certificates: &str) -> IdentityProviderConfig {
+        let mut idp: IdentityProviderConfig = serde_json::from_value(serde_json::json!({
+            "id": "okta-saml",
+            // Nothing answers here: a SAML-only test connection must not try.
+            "issuer": "http://127.0.0.1:9/exk1",
+            "token_types": ["saml2"],
+        }))
+        .unwrap();
+        idp.saml_certificates = Some(certificates.to_string());
+        idp
+    }
+
+    #[tokio::test]
+    async fn test_connection_of_a_saml_identity_provider_checks_its_certificates_offline() {
+        let http = reqwest::Client::new();
+        let certificate = include_str!("../../tests/fixtures/saml/idp.crt");
+        let result = probe(&http, &saml_idp(certificate)).await;
+        assert!(result.ok, "{:?}", result.lines);
+        assert_eq!(
+            result.lines,
+            vec![
+                "SAML 2.0: assertions are verified with 1 pinned certificate(s); nothing is fetched for them."
+                    .to_string()
+            ]
+        );
+        let broken = probe(&http, &saml_idp("-----BEGIN CERTIFICATE-----\nAAAA")).await;
+        assert!(!broken.ok);
+        assert!(broken.lines[0].starts_with("The SAML certificates do not parse"));
+    }
+}
