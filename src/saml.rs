@@ -593,7 +593,7 @@ impl UnverifiedAssertion {
             return Err(SamlError::Encrypted);
         }
         let node = self
-            .child(subject, "NameID")
+            .only_child(subject, "NameID")?
             .ok_or(malformed("the Subject has no NameID"))?;
         let name_id = text_only(doc, node)?;
         if name_id.is_empty() || name_id.len() > MAX_NAME_ID_BYTES {

@@ -322,3 +322,25 @@ fn every_failure_has_an_audit_reason_and_a_safe_description() {
     assert!(SamlError::BadSignature.suggests_forgery());
     assert!(!SamlError::Expired.suggests_forgery());
 }
+
+#[test]
+fn the_signature_must_cover_exactly_the_assertion_with_the_allowed_transforms() {
+    let id = attribute(ASSERTION, " ID");
+    let whole_document = ASSERTION.replace(&format!("URI=\"#{id}\""), "URI=\"\"");
+    assert_eq!(
+        check(&whole_document).unwrap_err(),
+        SamlError::Malformed("the signature must reference the assertion by its ID")
+    );
+    let xpath = ASSERTION.replace(
+        "<Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
+        "<Transform Algorithm=\"http://www.w3.org/TR/1999/REC-xpath-19991116\"><XPath>1</XPath></Transform>",
+    );
+    assert_ne!(xpath, ASSERTION);
+    assert_eq!(check(&xpath).unwrap_err(), SamlError::AlgNotAllowed);
+    let inclusive = ASSERTION.replace(
+        "<CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
+        "<CanonicalizationMethod Algorithm=\"http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments\"/>",
+    );
+    assert_ne!(inclusive, ASSERTION);
+    assert_eq!(check(&inclusive).unwrap_err(), SamlError::AlgNotAllowed);
+}
