@@ -74,7 +74,8 @@ pub enum PolicyCommand {
         /// the identity provider.
         #[arg(long)]
         claims: PathBuf,
-        /// `subject_token_type`: `id_token` (default), `access_token`, `jwt` or a token-type URI.
+        /// `subject_token_type`: `id_token` (default), `access_token`, `jwt`, `saml2` or a
+        /// token-type URI.
         #[arg(long)]
         subject_token_type: Option<String>,
         /// `audience` (an audience's issuer identifier or alias).
