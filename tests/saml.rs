@@ -29,7 +29,15 @@ fn fixture(name: &str) -> String {
 }
 
 async fn start() -> anyhow::Result<Env> {
-    Env::start_with(|config| {
+    start_on(None).await
+}
+
+/// The server, on its own SQLite file or on the PostgreSQL database `database_url`.
+async fn start_on(database_url: Option<String>) -> anyhow::Result<Env> {
+    Env::start_with(move |config| {
+        if let Some(url) = database_url {
+            config.database.url = frontdesk::secret::SecretString::new(url);
+        }
         config.identity_providers.push(IdentityProviderConfig {
             id: "saml-corp".into(),
             issuer: SAML_ISSUER.into(),
@@ -420,5 +428,31 @@ async fn the_exchange_cli_encodes_an_assertion_given_as_xml() -> anyhow::Result<
     );
     assert!(stdout.contains("oauth-id-jag+jwt"), "{stdout}");
     assert!(stdout.contains("alice@example.com"), "{stdout}");
+    Ok(())
+}
+
+/// IDJAG-SAML-04 across instances: behind a load balancer, an assertion exchanged at one instance
+/// is a replay at the other, through the replay records they share in PostgreSQL.
+#[tokio::test]
+async fn an_assertion_exchanged_at_one_instance_is_a_replay_at_another_sharing_postgresql()
+-> anyhow::Result<()> {
+    let Some(database) = env::test_db::TestDatabase::postgres("saml_replay").await else {
+        return Ok(());
+    };
+    let first = start_on(Some(database.url().to_string())).await?;
+    let second = start_on(Some(database.url().to_string())).await?;
+    let token = URL_SAFE_NO_PAD.encode(assertion(json!({})).await?);
+    let (status, body) = first.exchange_as_agent(&id_jag_form(&token)).await?;
+    anyhow::ensure!(status == 200, "first instance: {status} {body}");
+    let (status, body) = second.exchange_as_agent(&id_jag_form(&token)).await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_request")),
+        "{body}"
+    );
+    assert_eq!(
+        last_exchange(&second).await?.event.reason.as_deref(),
+        Some("subject_saml_replayed")
+    );
     Ok(())
 }
