@@ -38,26 +38,18 @@ async fn start_on(database_url: Option<String>) -> anyhow::Result<Env> {
         if let Some(url) = database_url {
             config.database.url = frontdesk::secret::SecretString::new(url);
         }
-        config.identity_providers.push(IdentityProviderConfig {
-            id: "saml-corp".into(),
-            issuer: SAML_ISSUER.into(),
-            jwks_uri: None,
-            jwks: None,
-            saml_certificates: Some(fixture("idp.crt")),
-            algorithms: vec!["RS256".into()],
-            token_types: vec!["saml2".into()],
-            audiences: vec![],
-            clock_skew_secs: Some(30),
-            max_token_age_secs: Some(600),
+        let saml_idp: IdentityProviderConfig = serde_json::from_value(json!({
+            "id": "saml-corp",
+            "issuer": SAML_ISSUER,
+            "token_types": ["saml2"],
+            "saml_certificates": fixture("idp.crt"),
+            "clock_skew_secs": 30,
+            "max_token_age_secs": 600,
             // Over `saml_attributes`, a list whatever the count: "sales" alone is still a list.
-            condition: Some("'eng' in subject.saml_attributes.groups".into()),
-            subject_mode: "federated".into(),
-            subject_mapping: None,
-            allowed_clients: vec![],
-            requests_per_minute: None,
-            subject_requests_per_minute: None,
-            enabled: true,
-        });
+            "condition": "'eng' in subject.saml_attributes.groups",
+        }))
+        .expect("a SAML identity provider");
+        config.identity_providers.push(saml_idp);
         // A resource AS that resolves users by SAML NameID asks for `sub_id` (IDJAG-JWT-17).
         for audience in &mut config.audiences {
             if audience.id == "other" {
@@ -112,6 +104,21 @@ async fn last_exchange(env: &Env) -> anyhow::Result<AuditRecord> {
         .into_iter()
         .find(|record| record.event.event == "token_exchange")
         .ok_or_else(|| anyhow::anyhow!("no token_exchange audit record"))
+}
+
+/// `form` carries an assertion already exchanged: refused as a replay (IDJAG-SAML-04).
+async fn assert_replayed(env: &Env, form: &[(&'static str, String)]) -> anyhow::Result<()> {
+    let (status, body) = env.exchange_as_agent(form).await?;
+    anyhow::ensure!(
+        status == 400 && body["error"] == json!("invalid_request"),
+        "replay: {status} {body}"
+    );
+    let reason = last_exchange(env).await?.event.reason;
+    anyhow::ensure!(
+        reason.as_deref() == Some("subject_saml_replayed"),
+        "replay: audit reason {reason:?}"
+    );
+    Ok(())
 }
 
 async fn assert_refused(env: &Env, label: &str, xml: &str, reason: &str) -> anyhow::Result<()> {
@@ -177,17 +184,7 @@ async fn a_saml_assertion_is_exchanged_once_for_an_id_jag_carrying_its_subject()
     // IDJAG-SAML-04: the same assertion a second time is a replay, whatever is asked for.
     let mut again = id_jag_form(&token);
     again[2].1 = OTHER_RAS_ISSUER.into();
-    let (status, body) = env.exchange_as_agent(&again).await?;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_request")),
-        "{body}"
-    );
-    assert_eq!(
-        last_exchange(&env).await?.event.reason.as_deref(),
-        Some("subject_saml_replayed")
-    );
-    Ok(())
+    assert_replayed(&env, &again).await
 }
 
 #[tokio::test]
@@ -444,15 +441,5 @@ async fn an_assertion_exchanged_at_one_instance_is_a_replay_at_another_sharing_p
     let token = URL_SAFE_NO_PAD.encode(assertion(json!({})).await?);
     let (status, body) = first.exchange_as_agent(&id_jag_form(&token)).await?;
     anyhow::ensure!(status == 200, "first instance: {status} {body}");
-    let (status, body) = second.exchange_as_agent(&id_jag_form(&token)).await?;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("invalid_request")),
-        "{body}"
-    );
-    assert_eq!(
-        last_exchange(&second).await?.event.reason.as_deref(),
-        Some("subject_saml_replayed")
-    );
-    Ok(())
+    assert_replayed(&second, &id_jag_form(&token)).await
 }

@@ -422,27 +422,37 @@ async fn issue(
     if client.client.grant_types.contains(&GrantType::RefreshToken)
         && grant.refresh_expires_at > now
     {
-        let refresh_token = random_token(32);
-        service
-            .store
-            .insert_refresh_token(
-                &hash_token(&refresh_token),
-                &RefreshRecord {
-                    family_id: grant.family_id.to_string(),
-                    client_id: client_id.clone(),
-                    subject: grant.subject.to_string(),
-                    subject_issuer: grant.subject_issuer.to_string(),
-                    resource: resource.resource.clone(),
-                    scopes: scopes.clone(),
-                    auth_time: grant.auth_time,
-                    issued_at: now,
-                    expires_at: grant.refresh_expires_at,
-                    dpop_jkt: grant.refresh_dpop_jkt.map(str::to_string),
-                },
-            )
-            .await
-            .map_err(store_failure)?;
+        let refresh_token = store_refresh_token(
+            service,
+            &RefreshRecord {
+                family_id: grant.family_id.to_string(),
+                client_id: client_id.clone(),
+                subject: grant.subject.to_string(),
+                subject_issuer: grant.subject_issuer.to_string(),
+                resource: resource.resource.clone(),
+                scopes: scopes.clone(),
+                auth_time: grant.auth_time,
+                issued_at: now,
+                expires_at: grant.refresh_expires_at,
+                dpop_jkt: grant.refresh_dpop_jkt.map(str::to_string),
+            },
+        )
+        .await?;
         body["refresh_token"] = json!(refresh_token);
     }
     Ok(TokenResponse { body })
+}
+
+/// A new refresh token for `record`: 256 random bits, stored only as a hash.
+pub(super) async fn store_refresh_token(
+    service: &TokenService,
+    record: &RefreshRecord,
+) -> Result<String, OAuthError> {
+    let refresh_token = random_token(32);
+    service
+        .store
+        .insert_refresh_token(&hash_token(&refresh_token), record)
+        .await
+        .map_err(store_failure)?;
+    Ok(refresh_token)
 }

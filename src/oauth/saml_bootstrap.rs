@@ -15,9 +15,8 @@ use super::client_auth::AuthenticatedClient;
 use super::exchange::{check_single_use, verify_saml_subject};
 use super::service::{TokenResponse, TokenService};
 use super::{ErrorCode, GrantType, OAuthError, TOKEN_TYPE_REFRESH_TOKEN};
-use crate::authorize::codes::{hash_token, random_token};
 use crate::registry::Registry;
-use crate::store::{AuditDetail, AuditEvent, CodeStore, RefreshRecord};
+use crate::store::{AuditDetail, AuditEvent, RefreshRecord};
 
 /// The `resource` of a refresh token issued by this exchange: none. Such a token stands for the
 /// user's sign-in, not for access to one of this server's resources, so the `refresh_token` grant
@@ -100,31 +99,24 @@ pub(super) async fn exchange(
     let lifetime = service.config.authorization.refresh_token_lifetime_secs;
     let expires_at = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX / 2));
     let family_id = crate::jose::new_jti();
-    let refresh_token = random_token(32);
-    service
-        .store
-        .insert_refresh_token(
-            &hash_token(&refresh_token),
-            &RefreshRecord {
-                family_id: family_id.clone(),
-                client_id: client.client.config.client_id.clone(),
-                subject: sub,
-                subject_issuer: idp.config.issuer.clone(),
-                resource: EXCHANGE_ONLY_RESOURCE.to_string(),
-                scopes: scopes.clone(),
-                auth_time: subject
-                    .claim("auth_time")
-                    .and_then(serde_json::Value::as_i64),
-                issued_at: now,
-                expires_at,
-                dpop_jkt: None,
-            },
-        )
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "storing a refresh token failed");
-            OAuthError::server_error()
-        })?;
+    let refresh_token = super::code_grant::store_refresh_token(
+        service,
+        &RefreshRecord {
+            family_id: family_id.clone(),
+            client_id: client.client.config.client_id.clone(),
+            subject: sub,
+            subject_issuer: idp.config.issuer.clone(),
+            resource: EXCHANGE_ONLY_RESOURCE.to_string(),
+            scopes: scopes.clone(),
+            auth_time: subject
+                .claim("auth_time")
+                .and_then(serde_json::Value::as_i64),
+            issued_at: now,
+            expires_at,
+            dpop_jkt: None,
+        },
+    )
+    .await?;
     audit.issued_expires_at = Some(expires_at);
     audit.detail = Some(AuditDetail::of(&json!({
         "family_id": family_id,
