@@ -284,6 +284,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         jwks_uri: None,
         jwks: Some(serde_json::to_string(&keys.idp_set).unwrap()),
         saml_certificates: None,
+        saml_metadata_url: None,
         algorithms: vec!["RS256".into(), "ES256".into()],
         token_types: vec!["id_token".into()],
         audiences: vec![],

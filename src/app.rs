@@ -305,6 +305,13 @@ pub async fn build_token_service(
         .user_agent(concat!("frontdesk/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|error| StartupError(format!("cannot build the HTTP client: {error}")))?;
+    let saml_metadata = Arc::new(crate::saml::metadata::MetadataCache::new(
+        http.clone(),
+        crate::saml::metadata::MetadataCacheConfig {
+            ttl: Duration::from_secs(config.federation.jwks_default_ttl_secs),
+            min_refetch_interval: Duration::from_secs(config.federation.jwks_min_refetch_secs),
+        },
+    ));
     let jwks = Arc::new(JwksCache::new(
         http,
         JwksCacheConfig {
@@ -339,6 +346,7 @@ pub async fn build_token_service(
         keys,
         trust: Arc::new(trust),
         jwks,
+        saml_metadata,
         secrets: SecretCache::new(),
         token_endpoint,
         dpop_nonces,

@@ -371,6 +371,10 @@ pub struct IdentityProviderConfig {
     /// copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saml_certificates: Option<String>,
+    /// The IdP's SAML 2.0 metadata URL (https), whose `IDPSSODescriptor` signing certificates
+    /// are trusted besides `saml_certificates` and follow the IdP's rollovers by themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_metadata_url: Option<String>,
     /// Signature algorithms accepted from this issuer (never `none`, never HMAC).
     #[serde(default = "default_idp_algorithms")]
     pub algorithms: Vec<String>,

@@ -119,6 +119,9 @@ pub enum SamlError {
     /// assertion is then not valid).
     #[error("The SAML assertion carries a condition this server cannot honour.")]
     UnsupportedCondition,
+    /// The identity provider's metadata could not be fetched and no certificate is held.
+    #[error("The signing certificates of the identity provider are currently unavailable.")]
+    KeysUnavailable,
 }
 
 impl SamlError {
@@ -140,6 +143,7 @@ impl SamlError {
             Self::IssuedInFuture => "subject_issued_in_future",
             Self::TooOld => "subject_token_too_old",
             Self::UnsupportedCondition => "subject_saml_unsupported_condition",
+            Self::KeysUnavailable => "subject_keys_unavailable",
         }
     }
 
@@ -161,7 +165,8 @@ impl SamlError {
             | Self::NotYetValid
             | Self::IssuedInFuture
             | Self::TooOld
-            | Self::UnsupportedCondition => false,
+            | Self::UnsupportedCondition
+            | Self::KeysUnavailable => false,
         }
     }
 }
@@ -183,6 +188,33 @@ impl std::fmt::Debug for SamlKeys {
 }
 
 impl SamlKeys {
+    /// The certificates (DER) of an IdP's metadata.
+    pub fn from_der(certificates: &[Vec<u8>]) -> Result<SamlKeys, String> {
+        let mut manager = KeysManager::new();
+        for (n, der) in certificates.iter().enumerate() {
+            let key = bergshamra_keys::loader::load_x509_cert_der(der)
+                .map_err(|error| format!("certificate {}: {error}", n + 1))?;
+            manager.add_key(key);
+        }
+        if certificates.is_empty() {
+            return Err("no certificate".into());
+        }
+        Ok(SamlKeys {
+            manager,
+            count: certificates.len(),
+        })
+    }
+
+    /// Both sets: the pinned certificates and those of the metadata verify alike.
+    pub fn union(&self, other: &SamlKeys) -> SamlKeys {
+        let mut manager = self.manager.clone();
+        manager.add_keys(other.manager.keys().cloned());
+        SamlKeys {
+            manager,
+            count: self.count + other.count,
+        }
+    }
+
     /// How many certificates are trusted (shown by the admin page's "test connection").
     pub fn certificates(&self) -> usize {
         self.count
@@ -713,6 +745,8 @@ fn instant(text: &str) -> Result<i64, SamlError> {
         .map(|at| at.timestamp())
         .map_err(|_| malformed("a time is not an xs:dateTime in UTC"))
 }
+
+pub mod metadata;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

@@ -232,6 +232,11 @@ fn validate_url(text: &str, allow_http_loopback: bool) -> Result<url::Url, Strin
     }
 }
 
+/// Whether `text` is a URL frontdesk fetches trust from: https, or http on a loopback address.
+pub fn is_https_or_loopback(text: &str) -> bool {
+    validate_url(text, true).is_ok()
+}
+
 /// A SAML entity ID (SAML core §8.3.6): an absolute URI of at most 1024 characters.
 fn validate_entity_id(text: &str) -> Result<(), String> {
     if text.len() > 1024 {
@@ -267,24 +272,29 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
     } else {
         validate_url(&idp.issuer, true).or_else(|m| invalid("issuer".into(), m))?;
     }
-    match (&idp.saml_certificates, saml) {
-        (Some(pem), true) => {
-            crate::saml::SamlKeys::from_pem(pem)
-                .or_else(|m| invalid("saml_certificates".into(), m))?;
-        }
-        (None, true) => {
-            return invalid(
-                "saml_certificates".into(),
-                "saml2 subject tokens are verified with the IdP's signing certificates: paste them (PEM)",
-            );
-        }
-        (Some(_), false) => {
+    if let Some(pem) = &idp.saml_certificates {
+        if !saml {
             return invalid(
                 "saml_certificates".into(),
                 "only used when token_types lists saml2",
             );
         }
-        (None, false) => {}
+        crate::saml::SamlKeys::from_pem(pem).or_else(|m| invalid("saml_certificates".into(), m))?;
+    }
+    if let Some(url) = &idp.saml_metadata_url {
+        if !saml {
+            return invalid(
+                "saml_metadata_url".into(),
+                "only used when token_types lists saml2",
+            );
+        }
+        validate_url(url, true).or_else(|m| invalid("saml_metadata_url".into(), m))?;
+    }
+    if saml && idp.saml_certificates.is_none() && idp.saml_metadata_url.is_none() {
+        return invalid(
+            "saml_certificates".into(),
+            "saml2 subject tokens are verified with the IdP's signing certificates: paste them (PEM) or set saml_metadata_url",
+        );
     }
     if let Some(uri) = &idp.jwks_uri {
         validate_url(uri, true).or_else(|m| invalid("jwks_uri".into(), m))?;

@@ -106,6 +106,7 @@ async fn setup_under(path: &str) -> anyhow::Result<Setup> {
             jwks_uri: None,
             jwks: None,
             saml_certificates: None,
+            saml_metadata_url: None,
             algorithms: vec!["RS256".into()],
             token_types: vec!["id_token".into()],
             audiences: vec![RP_CLIENT_ID.into()],

@@ -13,6 +13,8 @@ use env::*;
 use frontdesk::config::IdentityProviderConfig;
 use frontdesk::store::{AuditRecord, Decision};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A SAML entity ID in Okta's form: http, as many IdPs' are.
 const SAML_ISSUER: &str = "http://www.okta.com/exk-frontdesk-test";
@@ -34,10 +36,19 @@ async fn start() -> anyhow::Result<Env> {
 
 /// The server, on its own SQLite file or on the PostgreSQL database `database_url`.
 async fn start_on(database_url: Option<String>) -> anyhow::Result<Env> {
-    Env::start_with(move |config| {
+    start_configured(move |config| {
         if let Some(url) = database_url {
             config.database.url = frontdesk::secret::SecretString::new(url);
         }
+    })
+    .await
+}
+
+/// The server trusting the SAML IdP `saml-corp`, with `customize` applied last.
+async fn start_configured(
+    customize: impl FnOnce(&mut frontdesk::config::Config),
+) -> anyhow::Result<Env> {
+    Env::start_with(move |config| {
         let saml_idp: IdentityProviderConfig = serde_json::from_value(json!({
             "id": "saml-corp",
             "issuer": SAML_ISSUER,
@@ -65,6 +76,7 @@ async fn start_on(database_url: Option<String>) -> anyhow::Result<Env> {
                 client.grant_types.push("refresh_token".into());
             }
         }
+        customize(config);
     })
     .await
 }
@@ -442,4 +454,123 @@ async fn an_assertion_exchanged_at_one_instance_is_a_replay_at_another_sharing_p
     let (status, body) = first.exchange_as_agent(&id_jag_form(&token)).await?;
     anyhow::ensure!(status == 200, "first instance: {status} {body}");
     assert_replayed(&second, &id_jag_form(&token)).await
+}
+
+/// An IdP's metadata endpoint over real HTTP: serves `document` (which a test may replace, as
+/// the IdP does when it publishes its next certificate) and counts the requests.
+struct MetadataEndpoint {
+    url: String,
+    document: Arc<Mutex<String>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl MetadataEndpoint {
+    async fn start(document: String) -> anyhow::Result<MetadataEndpoint> {
+        let document = Arc::new(Mutex::new(document));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (served, counted) = (document.clone(), fetches.clone());
+        let app = axum::Router::new().route(
+            "/metadata",
+            axum::routing::get(move || {
+                let (served, counted) = (served.clone(), counted.clone());
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let body = served.lock().map(|d| d.clone()).unwrap_or_default();
+                    ([("content-type", "application/samlmetadata+xml")], body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/metadata", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(MetadataEndpoint {
+            url,
+            document,
+            fetches,
+        })
+    }
+
+    fn publish(&self, document: String) {
+        if let Ok(mut current) = self.document.lock() {
+            *current = document;
+        }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// SAML metadata for `SAML_ISSUER` whose IdP role publishes the signing certificates `pems`.
+fn idp_metadata(pems: &[String]) -> String {
+    let keys: String = pems
+        .iter()
+        .map(|pem| {
+            let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            format!(
+                "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:X509Data><ds:X509Certificate>{body}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+            )
+        })
+        .collect();
+    format!(
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{SAML_ISSUER}\"><md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}</md:IDPSSODescriptor></md:EntityDescriptor>"
+    )
+}
+
+#[tokio::test]
+async fn certificates_from_the_idps_metadata_follow_its_rollover() -> anyhow::Result<()> {
+    let endpoint = MetadataEndpoint::start(idp_metadata(&[fixture("idp.crt")])).await?;
+    let metadata_url = endpoint.url.clone();
+    let env = start_configured(move |config| {
+        for idp in &mut config.identity_providers {
+            if idp.id == "saml-corp" {
+                idp.saml_certificates = None;
+                idp.saml_metadata_url = Some(metadata_url.clone());
+            }
+        }
+    })
+    .await?;
+    let exchange = |xml: String| {
+        let env = &env;
+        async move {
+            env.exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(xml)))
+                .await
+        }
+    };
+
+    // Fetched on first use, then held: a second assertion costs no request.
+    for _ in 0..2 {
+        let (status, body) = exchange(assertion(json!({})).await?).await?;
+        anyhow::ensure!(
+            status == 200,
+            "with the published certificate: {status} {body}"
+        );
+    }
+    assert_eq!(endpoint.fetches(), 1);
+
+    // A key the metadata does not publish: fetched again (the IdP may have rolled over), still
+    // refused.
+    let next_key = json!({ "key": fixture("other.key"), "cert": fixture("other.crt") });
+    let (status, body) = exchange(assertion(next_key.clone()).await?).await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_request")),
+        "{body}"
+    );
+    assert_eq!(
+        last_exchange(&env).await?.event.reason.as_deref(),
+        Some("subject_bad_signature")
+    );
+    assert_eq!(endpoint.fetches(), 2);
+
+    // The IdP publishes its next certificate: assertions signed with it are accepted without any
+    // change here, and those of the current one still are.
+    endpoint.publish(idp_metadata(&[fixture("idp.crt"), fixture("other.crt")]));
+    let (status, body) = exchange(assertion(next_key).await?).await?;
+    anyhow::ensure!(status == 200, "after the rollover: {status} {body}");
+    assert_eq!(endpoint.fetches(), 3);
+    let (status, body) = exchange(assertion(json!({})).await?).await?;
+    anyhow::ensure!(status == 200, "the current certificate: {status} {body}");
+    assert_eq!(endpoint.fetches(), 3);
+    Ok(())
 }

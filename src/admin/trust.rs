@@ -206,6 +206,12 @@ const IDP_FIELDS: &[Spec] = &[
         "saml2 only: the IdP's signing certificates (PEM, from its SAML metadata); several during a rollover.",
     ),
     spec(
+        "saml_metadata_url",
+        "SAML metadata URL",
+        Format::OptText,
+        "saml2 only, instead of or besides the certificates: the IdP's metadata (https), whose signing certificates follow its rollovers.",
+    ),
+    spec(
         "algorithms",
         "Algorithms",
         Format::List,
@@ -1723,13 +1729,30 @@ async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResu
                 };
             }
         }
-        if idp.token_types.iter().all(|t| t == "saml2") {
-            return TestResult {
-                ok: true,
-                lines,
-                keys: Vec::new(),
-            };
+    }
+    if let Some(url) = &idp.saml_metadata_url {
+        match crate::saml::metadata::fetch_keys(http, url, &idp.issuer).await {
+            Ok(keys) => lines.push(format!(
+                "SAML metadata: {url} publishes {} signing certificate(s) for `{}`.",
+                keys.certificates(),
+                idp.issuer
+            )),
+            Err(error) => {
+                lines.push(format!("SAML metadata: {error}"));
+                return TestResult {
+                    ok: false,
+                    lines,
+                    keys: Vec::new(),
+                };
+            }
         }
+    }
+    if idp.token_types.iter().all(|t| t == "saml2") {
+        return TestResult {
+            ok: true,
+            lines,
+            keys: Vec::new(),
+        };
     }
     let fail = |mut lines: Vec<String>, message: String| {
         lines.push(message);

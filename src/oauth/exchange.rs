@@ -421,7 +421,7 @@ async fn verify_subject(
 /// IDJAG-SAML-04): the same gates as a JWT's, then the assertion's signature with the issuer's
 /// pinned certificates, its audience against the client's identifier at that IdP (its SAML SP
 /// entity ID), its conditions and bearer confirmation.
-pub(super) fn verify_saml_subject(
+pub(super) async fn verify_saml_subject(
     service: &TokenService,
     registry: &Registry,
     client: &AuthenticatedClient,
@@ -441,10 +441,23 @@ pub(super) fn verify_saml_subject(
     let idp = trusted_issuer(registry, &claimed_issuer, code)?;
     audit.subject_issuer = Some(idp.config.issuer.clone());
     check_token_type(idp, SubjectTokenType::Saml2, code)?;
-    let Some(keys) = &idp.saml_keys else {
-        // Validation requires certificates with saml2; kept as a refusal, never a panic.
-        return Err(fail(crate::saml::SamlError::BadSignature));
+    let metadata = |keys: Option<Arc<crate::saml::SamlKeys>>| match (&idp.saml_keys, keys) {
+        (Some(pinned), Some(fetched)) => Some(pinned.union(&fetched)),
+        (Some(pinned), None) => Some(pinned.clone()),
+        (None, fetched) => fetched.map(|keys| (*keys).clone()),
     };
+    let fetched = match &idp.config.saml_metadata_url {
+        Some(url) => service
+            .saml_metadata
+            .keys(&idp.config.id, url, &idp.config.issuer)
+            .await
+            .map_err(|error| {
+                tracing::warn!(idp = %idp.config.id, %error, "no SAML metadata keys");
+            })
+            .ok(),
+        None => None,
+    };
+    let keys = metadata(fetched).ok_or_else(|| fail(crate::saml::SamlError::KeysUnavailable))?;
     let skew = idp
         .config
         .clock_skew_secs
@@ -459,7 +472,19 @@ pub(super) fn verify_saml_subject(
             .max_token_age_secs
             .map(|age| i64::try_from(age).unwrap_or(i64::MAX / 2)),
     };
-    let verified = unverified.verify(keys, &rules).map_err(fail)?;
+    let mut verified = unverified.verify(&keys, &rules);
+    if verified.as_ref().err() == Some(&crate::saml::SamlError::BadSignature)
+        && let Some(url) = &idp.config.saml_metadata_url
+        && let Some(renewed) = service
+            .saml_metadata
+            .refetch(&idp.config.id, url, &idp.config.issuer)
+            .await
+        && let Some(keys) = metadata(Some(renewed))
+    {
+        // The IdP may have rolled its certificate over since the metadata was fetched.
+        verified = unverified.verify(&keys, &rules);
+    }
+    let verified = verified.map_err(fail)?;
     let sub = verified.claims.get("sub").and_then(Value::as_str);
     audit.subject = sub.map(str::to_string);
     Ok(Subject {
@@ -890,7 +915,7 @@ pub async fn exchange(
             }
         }
         None if subject_type == SubjectTokenType::Saml2 => {
-            verify_saml_subject(service, registry, client, subject_token, now, audit)?
+            verify_saml_subject(service, registry, client, subject_token, now, audit).await?
         }
         None => {
             let (idp, verified) = verify_subject(

@@ -80,7 +80,7 @@ pub(super) async fn exchange(
     }
     let scopes = grant_scopes(registry, client, requested_scopes)?;
     audit.scopes_granted = scopes.clone();
-    let subject = verify_saml_subject(service, registry, client, subject_token, now, audit)?;
+    let subject = verify_saml_subject(service, registry, client, subject_token, now, audit).await?;
     let idp = subject.idp.clone();
     service
         .limits

@@ -58,6 +58,8 @@ pub struct TokenService {
     pub trust: Arc<Trust>,
     /// External issuers' keys.
     pub jwks: Arc<JwksCache>,
+    /// SAML identity providers' signing certificates from their metadata (`saml_metadata_url`).
+    pub saml_metadata: Arc<crate::saml::metadata::MetadataCache>,
     /// Verified-secret cache.
     pub secrets: SecretCache,
     /// `{issuer}/token`.

@@ -312,6 +312,7 @@ fn every_failure_has_an_audit_reason_and_a_safe_description() {
         SamlError::IssuedInFuture,
         SamlError::TooOld,
         SamlError::UnsupportedCondition,
+        SamlError::KeysUnavailable,
     ] {
         assert!(error.reason().starts_with("subject_"));
         let description = error.to_string();
@@ -343,4 +344,84 @@ fn the_signature_must_cover_exactly_the_assertion_with_the_allowed_transforms() 
     );
     assert_ne!(inclusive, ASSERTION);
     assert_eq!(check(&inclusive).unwrap_err(), SamlError::AlgNotAllowed);
+}
+
+fn der_base64(pem: &str) -> String {
+    pem.lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect()
+}
+
+/// Metadata in the shape Okta publishes: one entity, its IdP role, a signing key.
+fn metadata(entity_id: &str, key_descriptors: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{entity_id}"><md:IDPSSODescriptor WantAuthnRequestsSigned="false" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">{key_descriptors}<md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://idp.example.com/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+fn key_descriptor(usage: Option<&str>, pem: &str) -> String {
+    let usage = usage.map(|u| format!(" use=\"{u}\"")).unwrap_or_default();
+    format!(
+        "<md:KeyDescriptor{usage}><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:X509Data><ds:X509Certificate>\n{}\n</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
+        der_base64(pem)
+    )
+}
+
+#[test]
+fn metadata_yields_the_idps_signing_certificates_and_they_verify() {
+    let xml = metadata(
+        ISSUER,
+        &format!(
+            "{}{}",
+            key_descriptor(Some("signing"), IDP_CERT),
+            key_descriptor(Some("encryption"), OTHER_CERT)
+        ),
+    );
+    let certificates = metadata::signing_certificates(&xml, ISSUER).expect("certificates");
+    assert_eq!(
+        certificates.len(),
+        1,
+        "the encryption key is not a signing key"
+    );
+    let keys = SamlKeys::from_der(&certificates).unwrap();
+    let assertion = UnverifiedAssertion::parse(&encode(ASSERTION), 64 * 1024).unwrap();
+    assert!(assertion.verify(&keys, &rules(ASSERTION)).is_ok());
+    // A KeyDescriptor without `use` is for signing too.
+    let unlabelled = metadata(ISSUER, &key_descriptor(None, IDP_CERT));
+    assert_eq!(
+        metadata::signing_certificates(&unlabelled, ISSUER)
+            .unwrap()
+            .len(),
+        1
+    );
+    // In an aggregate, the entity is found by its entityID.
+    let aggregate = format!(
+        "<md:EntitiesDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\">{}{}</md:EntitiesDescriptor>",
+        metadata("https://other.example/", &key_descriptor(None, OTHER_CERT))
+            .replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", ""),
+        metadata(ISSUER, &key_descriptor(None, IDP_CERT))
+            .replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", ""),
+    );
+    let found = metadata::signing_certificates(&aggregate, ISSUER).unwrap();
+    assert_eq!(
+        found,
+        metadata::signing_certificates(&unlabelled, ISSUER).unwrap()
+    );
+}
+
+#[test]
+fn metadata_of_another_entity_or_without_signing_keys_gives_none() {
+    let other = metadata("https://other.example/", &key_descriptor(None, IDP_CERT));
+    assert!(metadata::signing_certificates(&other, ISSUER).is_err());
+    let encryption_only = metadata(ISSUER, &key_descriptor(Some("encryption"), IDP_CERT));
+    assert!(metadata::signing_certificates(&encryption_only, ISSUER).is_err());
+    let sp_role = metadata(ISSUER, &key_descriptor(None, IDP_CERT))
+        .replace("IDPSSODescriptor", "SPSSODescriptor");
+    assert!(metadata::signing_certificates(&sp_role, ISSUER).is_err());
+    let with_dtd = format!(
+        "<!DOCTYPE x>{}",
+        metadata(ISSUER, &key_descriptor(None, IDP_CERT))
+            .replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "")
+    );
+    assert!(metadata::signing_certificates(&with_dtd, ISSUER).is_err());
 }

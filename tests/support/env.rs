@@ -118,6 +118,7 @@ impl Env {
             jwks_uri: None,
             jwks: None,
             saml_certificates: None,
+            saml_metadata_url: None,
             algorithms: vec!["RS256".into(), "ES256".into()],
             token_types: vec!["id_token".into(), "access_token".into(), "jwt".into()],
             audiences: vec!["frontdesk-api".into()],

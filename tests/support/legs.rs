@@ -43,6 +43,7 @@ pub fn resource_side(
         jwks_uri: Some(format!("{a_url}/jwks.json")),
         jwks: None,
         saml_certificates: None,
+        saml_metadata_url: None,
         algorithms: vec!["ES256".into()],
         token_types: vec!["id_jag".into()],
         audiences: vec![],

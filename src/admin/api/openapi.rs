@@ -260,6 +260,7 @@ pub fn document(base: &str) -> Value {
                     "id": { "type": "string" }, "issuer": { "type": "string" },
                     "jwks_uri": { "type": "string" }, "jwks": { "type": "string", "description": "An inline JWK set as JSON text." },
                     "saml_certificates": { "type": "string", "description": "PEM certificates that sign this issuer's SAML 2.0 assertions (token_types saml2)." },
+                    "saml_metadata_url": { "type": "string", "description": "The issuer's SAML 2.0 metadata (https): its IdP signing certificates are trusted too and follow its rollovers." },
                     "algorithms": string_list(), "token_types": string_list(), "audiences": string_list(),
                     "clock_skew_secs": { "type": "integer" }, "max_token_age_secs": { "type": "integer" },
                     "condition": { "type": "string", "description": "CEL." },
