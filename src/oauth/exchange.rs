@@ -441,7 +441,8 @@ pub(super) async fn verify_saml_subject(
     let idp = trusted_issuer(registry, &claimed_issuer, code)?;
     audit.subject_issuer = Some(idp.config.issuer.clone());
     check_token_type(idp, SubjectTokenType::Saml2, code)?;
-    let metadata = |keys: Option<Arc<crate::saml::SamlKeys>>| match (&idp.saml_keys, keys) {
+    // The pinned certificates, and those of the metadata when it is configured.
+    let with_pinned = |keys: Option<Arc<crate::saml::SamlKeys>>| match (&idp.saml_keys, keys) {
         (Some(pinned), Some(fetched)) => Some(pinned.union(&fetched)),
         (Some(pinned), None) => Some(pinned.clone()),
         (None, fetched) => fetched.map(|keys| (*keys).clone()),
@@ -457,7 +458,7 @@ pub(super) async fn verify_saml_subject(
             .ok(),
         None => None,
     };
-    let keys = metadata(fetched).ok_or_else(|| fail(crate::saml::SamlError::KeysUnavailable))?;
+    let keys = with_pinned(fetched).ok_or_else(|| fail(crate::saml::SamlError::KeysUnavailable))?;
     let skew = idp
         .config
         .clock_skew_secs
@@ -479,7 +480,7 @@ pub(super) async fn verify_saml_subject(
             .saml_metadata
             .refetch(&idp.config.id, url, &idp.config.issuer)
             .await
-        && let Some(keys) = metadata(Some(renewed))
+        && let Some(keys) = with_pinned(Some(renewed))
     {
         // The IdP may have rolled its certificate over since the metadata was fetched.
         verified = unverified.verify(&keys, &rules);
