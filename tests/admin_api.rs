@@ -1072,5 +1072,28 @@ async fn a_saml_identity_provider_created_through_the_api_vouches_for_assertions
     assert_eq!(status, 200, "{body}");
     let (_, claims) = idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
     assert_eq!(claims["sub"], json!("carol@example.com"));
+
+    // The policy simulator decides for the claims a SAML assertion becomes.
+    let question = json!({ "client_id": "agent", "subject_token_type": "saml2",
+        "claims": { "iss": "http://adfs.example.com/adfs/services/trust", "sub": "dave@example.com",
+                    "saml_attributes": { "groups": ["eng"] } },
+        "audience": RAS_ISSUER });
+    let (status, report) = api
+        .admin(Method::POST, "/policy/eval", Some(question.clone()))
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["decision"], "issued", "{report}");
+    assert_eq!(report["identity_provider"], "adfs");
+    assert_eq!(report["claims"]["sub"], "dave@example.com");
+    // The same claims as an ID token: that IdP is trusted for saml2 only.
+    let mut as_id_token = question;
+    as_id_token["subject_token_type"] = json!("id_token");
+    let (_, report) = api
+        .admin(Method::POST, "/policy/eval", Some(as_id_token))
+        .await?;
+    assert_eq!(
+        report["reason"], "subject_token_type_not_accepted",
+        "{report}"
+    );
     Ok(())
 }

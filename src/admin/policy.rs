@@ -48,7 +48,8 @@ struct PolicyPage {
 
 /// The subject token types the form offers, `selected` marked.
 fn token_types(selected: &str) -> Vec<(&'static str, bool)> {
-    ["id_token", "access_token", "jwt"]
+    // saml2: the claims a SAML assertion becomes (docs/id-jag.md), typed in like the others.
+    ["id_token", "access_token", "jwt", "saml2"]
         .into_iter()
         .map(|kind| (kind, kind == selected))
         .collect()
