@@ -196,7 +196,7 @@ pub fn document(base: &str) -> Value {
             "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["client_id", "claims"], "additionalProperties": false, "properties": {
                 "client_id": { "type": "string", "description": "The requesting client." },
                 "claims": { "type": "object", "description": "The subject token's claims; `iss` names the identity provider." },
-                "subject_token_type": { "type": "string", "description": "id_token (default), access_token, jwt, or a token-type URI." },
+                "subject_token_type": { "type": "string", "description": "id_token (default), access_token, jwt, saml2, or a token-type URI." },
                 "audience": { "type": "string" },
                 "resources": { "type": "array", "items": { "type": "string" } },
                 "scope": { "type": "string", "description": "Space-separated." },
