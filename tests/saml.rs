@@ -574,3 +574,88 @@ async fn certificates_from_the_idps_metadata_follow_its_rollover() -> anyhow::Re
     assert_eq!(endpoint.fetches(), 3);
     Ok(())
 }
+
+/// Signs `template` (an assertion with an empty `ds:Signature` template) with `xmlsec1`, the XML
+/// Security Library's command line (Debian's `xmlsec1`, installed by scripts/test-deps): the
+/// reference XML-DSig implementation, a second signer independent of the `saml` npm package.
+async fn sign_with_xmlsec1(template: &str) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("template.xml");
+    let output = dir.path().join("signed.xml");
+    std::fs::write(&input, template)?;
+    let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/saml/idp.key");
+    let run = tokio::process::Command::new("xmlsec1")
+        .arg("--sign")
+        .args([
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+        ])
+        .arg("--privkey-pem")
+        .arg(&key)
+        .arg("--output")
+        .arg(&output)
+        .arg(&input)
+        .output()
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!("xmlsec1 did not run ({error}): run scripts/test-deps to install it")
+        })?;
+    anyhow::ensure!(
+        run.status.success(),
+        "xmlsec1 --sign: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(std::fs::read_to_string(output)?)
+}
+
+fn utc(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .map(|time| time.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_assertion_signed_by_xmlsec1_with_inclusive_namespace_prefixes_is_accepted()
+-> anyhow::Result<()> {
+    let env = start().await?;
+    let (now, id) = (now(), "_xmlsec1-signed");
+    // The `xs` prefix is used only inside an attribute value (xsi:type="xs:string"), which is why
+    // IdPs list it in the exclusive canonicalization's InclusiveNamespaces, in both places.
+    let inclusive = r#"<ec:InclusiveNamespaces xmlns:ec="http://www.w3.org/2001/10/xml-exc-c14n#" PrefixList="xs"/>"#;
+    let template = format!(
+        r##"<saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:xs="http://www.w3.org/2001/XMLSchema" ID="{id}" IssueInstant="{issued}" Version="2.0">
+  <saml2:Issuer>{SAML_ISSUER}</saml2:Issuer>
+  <ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#">{inclusive}</ds:CanonicalizationMethod><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#{id}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#">{inclusive}</ds:Transform></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature>
+  <saml2:Subject>
+    <saml2:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified">frank</saml2:NameID>
+    <saml2:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml2:SubjectConfirmationData NotOnOrAfter="{expires}" Recipient="https://agent.example.com/acs"/></saml2:SubjectConfirmation>
+  </saml2:Subject>
+  <saml2:Conditions NotBefore="{issued}" NotOnOrAfter="{expires}"><saml2:AudienceRestriction><saml2:Audience>{AGENT_SP}</saml2:Audience></saml2:AudienceRestriction></saml2:Conditions>
+  <saml2:AuthnStatement AuthnInstant="{issued}"><saml2:AuthnContext><saml2:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:X509</saml2:AuthnContextClassRef></saml2:AuthnContext></saml2:AuthnStatement>
+  <saml2:AttributeStatement><saml2:Attribute Name="groups"><saml2:AttributeValue xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="xs:string">eng</saml2:AttributeValue></saml2:Attribute></saml2:AttributeStatement>
+</saml2:Assertion>"##,
+        issued = utc(now),
+        expires = utc(now + 300),
+    );
+    let signed = sign_with_xmlsec1(&template).await?;
+    let (status, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(&signed)))
+        .await?;
+    anyhow::ensure!(status == 200, "xmlsec1's assertion: {status} {body}");
+    let (_, claims) = idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
+    assert_eq!(claims["sub"], json!("frank"));
+    assert_eq!(
+        claims["acr"],
+        json!("urn:oasis:names:tc:SAML:2.0:ac:classes:X509")
+    );
+    // The same assertion with its group changed after signing: refused.
+    let changed = signed.replace(">eng<", ">admins<");
+    assert_ne!(changed, signed);
+    assert_refused(
+        &env,
+        "changed after xmlsec1 signed",
+        &changed,
+        "subject_bad_signature",
+    )
+    .await
+}
