@@ -578,12 +578,14 @@ async fn certificates_from_the_idps_metadata_follow_its_rollover() -> anyhow::Re
 /// Signs `template` (an assertion with an empty `ds:Signature` template) with `xmlsec1`, the XML
 /// Security Library's command line (Debian's `xmlsec1`, installed by scripts/test-deps): the
 /// reference XML-DSig implementation, a second signer independent of the `saml` npm package.
-async fn sign_with_xmlsec1(template: &str) -> anyhow::Result<String> {
+async fn sign_with_xmlsec1(template: &str, key: &str) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("template.xml");
     let output = dir.path().join("signed.xml");
     std::fs::write(&input, template)?;
-    let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/saml/idp.key");
+    let key = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/saml")
+        .join(key);
     let run = tokio::process::Command::new("xmlsec1")
         .arg("--sign")
         .args([
@@ -615,17 +617,36 @@ fn utc(at: i64) -> String {
 }
 
 #[tokio::test]
-async fn an_assertion_signed_by_xmlsec1_with_inclusive_namespace_prefixes_is_accepted()
+async fn assertions_signed_by_xmlsec1_with_rsa_or_ecdsa_and_inclusive_prefixes_are_accepted()
 -> anyhow::Result<()> {
-    let env = start().await?;
-    let (now, id) = (now(), "_xmlsec1-signed");
+    // The IdP signs with RSA, then with a P-256 key (both certificates configured).
+    let env = start_configured(|config| {
+        for idp in &mut config.identity_providers {
+            if idp.id == "saml-corp" {
+                idp.saml_certificates =
+                    Some(format!("{}{}", fixture("idp.crt"), fixture("ec.crt")));
+            }
+        }
+    })
+    .await?;
+    for (method, key) in [("rsa-sha256", "idp.key"), ("ecdsa-sha256", "ec.key")] {
+        xmlsec1_exchange(&env, method, key).await?;
+    }
+    Ok(())
+}
+
+/// An assertion signed by xmlsec1 with `method` and the key file `key` is exchanged, and refused
+/// once changed after signing.
+async fn xmlsec1_exchange(env: &Env, method: &str, key: &str) -> anyhow::Result<()> {
+    let now = now();
+    let id = format!("_xmlsec1-{method}");
     // The `xs` prefix is used only inside an attribute value (xsi:type="xs:string"), which is why
     // IdPs list it in the exclusive canonicalization's InclusiveNamespaces, in both places.
     let inclusive = r#"<ec:InclusiveNamespaces xmlns:ec="http://www.w3.org/2001/10/xml-exc-c14n#" PrefixList="xs"/>"#;
     let template = format!(
         r##"<saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:xs="http://www.w3.org/2001/XMLSchema" ID="{id}" IssueInstant="{issued}" Version="2.0">
   <saml2:Issuer>{SAML_ISSUER}</saml2:Issuer>
-  <ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#">{inclusive}</ds:CanonicalizationMethod><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#{id}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#">{inclusive}</ds:Transform></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature>
+  <ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#">{inclusive}</ds:CanonicalizationMethod><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#{method}"/><ds:Reference URI="#{id}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#">{inclusive}</ds:Transform></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature>
   <saml2:Subject>
     <saml2:NameID Format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified">frank</saml2:NameID>
     <saml2:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml2:SubjectConfirmationData NotOnOrAfter="{expires}" Recipient="https://agent.example.com/acs"/></saml2:SubjectConfirmation>
@@ -637,11 +658,14 @@ async fn an_assertion_signed_by_xmlsec1_with_inclusive_namespace_prefixes_is_acc
         issued = utc(now),
         expires = utc(now + 300),
     );
-    let signed = sign_with_xmlsec1(&template).await?;
+    let signed = sign_with_xmlsec1(&template, key).await?;
     let (status, body) = env
         .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(&signed)))
         .await?;
-    anyhow::ensure!(status == 200, "xmlsec1's assertion: {status} {body}");
+    anyhow::ensure!(
+        status == 200,
+        "xmlsec1's {method} assertion: {status} {body}"
+    );
     let (_, claims) = idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
     assert_eq!(claims["sub"], json!("frank"));
     assert_eq!(
@@ -651,11 +675,5 @@ async fn an_assertion_signed_by_xmlsec1_with_inclusive_namespace_prefixes_is_acc
     // The same assertion with its group changed after signing: refused.
     let changed = signed.replace(">eng<", ">admins<");
     assert_ne!(changed, signed);
-    assert_refused(
-        &env,
-        "changed after xmlsec1 signed",
-        &changed,
-        "subject_bad_signature",
-    )
-    .await
+    assert_refused(env, method, &changed, "subject_bad_signature").await
 }
