@@ -572,6 +572,32 @@ async fn certificates_from_the_idps_metadata_follow_its_rollover() -> anyhow::Re
     let (status, body) = exchange(assertion(json!({})).await?).await?;
     anyhow::ensure!(status == 200, "the current certificate: {status} {body}");
     assert_eq!(endpoint.fetches(), 3);
+    // Each fetch is counted for alerting, and the certificates the last one brought.
+    let metrics = env.metrics().await?;
+    let source = "source=\"idp:saml-corp\"";
+    assert_eq!(
+        sample(
+            &metrics,
+            "frontdesk_saml_metadata_fetches_total",
+            &[source, "outcome=\"ok\""]
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "frontdesk_saml_metadata_certificates", &[source]),
+        Some(2.0),
+        "{metrics}"
+    );
+    let last = sample(
+        &metrics,
+        "frontdesk_saml_metadata_last_success_timestamp_seconds",
+        &[source],
+    );
+    assert!(
+        last.is_some_and(|at| (at - now() as f64).abs() < 300.0),
+        "{metrics}"
+    );
     Ok(())
 }
 

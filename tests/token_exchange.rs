@@ -410,16 +410,6 @@ async fn nul_bytes_are_refused_alone(env: Env) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The value of the Prometheus sample `name` whose labels include every one of `labels`.
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit_once(' '))
-        .and_then(|(_, value)| value.parse().ok())
-}
-
 /// An operator can see, per identity provider, whether its keys are being fetched: every fetch
 /// is counted with its outcome, and a provider whose keys arrived has its key count and the
 /// time of the last success — the alert for a provider whose JWKS stopped refreshing.

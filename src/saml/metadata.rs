@@ -10,7 +10,8 @@
 //! Fetched on first use, refreshed once older than `federation.jwks_default_ttl_secs`, and
 //! fetched again, at most once per `federation.jwks_min_refetch_secs` and one request at a time,
 //! when an assertion does not verify with the keys held (the IdP may have just rolled over). A
-//! failed fetch keeps serving the keys held.
+//! failed fetch keeps serving the keys held. Every fetch is counted per identity provider
+//! (`frontdesk_saml_metadata_*`), so an operator can alert before held certificates go stale.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -126,6 +127,8 @@ pub struct MetadataCacheConfig {
 }
 
 struct Entry {
+    /// The `source` label of the metrics: `idp:<id>`, as for JWKS.
+    source: String,
     url: String,
     entity_id: String,
     keys: RwLock<Option<(Arc<SamlKeys>, Instant)>>,
@@ -171,10 +174,10 @@ impl MetadataCache {
         let mut write = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let entry = write
             .entry(idp_id.to_string())
-            .or_insert_with(|| Arc::new(Entry::new(url, entity_id)));
+            .or_insert_with(|| Arc::new(Entry::new(idp_id, url, entity_id)));
         if entry.url != url || entry.entity_id != entity_id {
             // The identity provider's configuration changed: start afresh.
-            *entry = Arc::new(Entry::new(url, entity_id));
+            *entry = Arc::new(Entry::new(idp_id, url, entity_id));
         }
         entry.clone()
     }
@@ -220,8 +223,15 @@ impl MetadataCache {
         }
         let result = fetch_keys(&self.http, &entry.url, &entry.entity_id).await;
         *last_attempt = Some(Instant::now());
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("frontdesk_saml_metadata_fetches_total", "source" => entry.source.clone(), "outcome" => outcome)
+            .increment(1);
         match result {
             Ok(keys) => {
+                metrics::gauge!("frontdesk_saml_metadata_certificates", "source" => entry.source.clone())
+                    .set(keys.certificates() as f64);
+                metrics::gauge!("frontdesk_saml_metadata_last_success_timestamp_seconds", "source" => entry.source.clone())
+                    .set(crate::clock::unix_now() as f64);
                 let keys = Arc::new(keys);
                 *entry.keys.write().unwrap_or_else(|p| p.into_inner()) =
                     Some((keys.clone(), Instant::now()));
@@ -276,8 +286,9 @@ pub async fn fetch_keys(
 }
 
 impl Entry {
-    fn new(url: &str, entity_id: &str) -> Entry {
+    fn new(idp_id: &str, url: &str, entity_id: &str) -> Entry {
         Entry {
+            source: format!("idp:{idp_id}"),
             url: url.to_string(),
             entity_id: entity_id.to_string(),
             keys: RwLock::new(None),

@@ -382,6 +382,17 @@ pub fn assertion_exchange_form(id_token: String, assertion: String) -> Vec<(&'st
     ]
 }
 
+/// The value of the Prometheus sample `name` (in `metrics`, the text of `/metrics`) whose labels
+/// include every one of `labels`.
+pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit_once(' '))
+        .and_then(|(_, value)| value.parse().ok())
+}
+
 pub fn now() -> i64 {
     frontdesk::clock::unix_now()
 }
