@@ -1714,6 +1714,14 @@ async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, String> 
 
 async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResult {
     let mut lines = Vec::new();
+    let fail = |mut lines: Vec<String>, message: String| {
+        lines.push(message);
+        TestResult {
+            ok: false,
+            lines,
+            keys: Vec::new(),
+        }
+    };
     if let Some(pem) = &idp.saml_certificates {
         match crate::saml::SamlKeys::from_pem(pem) {
             Ok(keys) => lines.push(format!(
@@ -1721,12 +1729,7 @@ async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResu
                 keys.certificates()
             )),
             Err(error) => {
-                lines.push(format!("The SAML certificates do not parse: {error}"));
-                return TestResult {
-                    ok: false,
-                    lines,
-                    keys: Vec::new(),
-                };
+                return fail(lines, format!("The SAML certificates do not parse: {error}"));
             }
         }
     }
@@ -1737,14 +1740,7 @@ async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResu
                 keys.certificates(),
                 idp.issuer
             )),
-            Err(error) => {
-                lines.push(format!("SAML metadata: {error}"));
-                return TestResult {
-                    ok: false,
-                    lines,
-                    keys: Vec::new(),
-                };
-            }
+            Err(error) => return fail(lines, format!("SAML metadata: {error}")),
         }
     }
     if idp.token_types.iter().all(|t| t == "saml2") {
@@ -1754,14 +1750,6 @@ async fn probe(http: &reqwest::Client, idp: &IdentityProviderConfig) -> TestResu
             keys: Vec::new(),
         };
     }
-    let fail = |mut lines: Vec<String>, message: String| {
-        lines.push(message);
-        TestResult {
-            ok: false,
-            lines,
-            keys: Vec::new(),
-        }
-    };
     let jwks = if let Some(inline) = &idp.jwks {
         lines.push("Keys: inline JWKS (no request made).".into());
         match serde_json::from_str::<Value>(inline) {
