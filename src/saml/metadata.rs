@@ -7,8 +7,8 @@
 //! Only `<md:EntityDescriptor entityID="{issuer}">`'s `IDPSSODescriptor` signing keys count, so a
 //! document describing another entity, or another role of this one, contributes nothing.
 //!
-//! Fetched on first use, refreshed once older than `federation.jwks_default_ttl_secs`, and
-//! fetched again, at most once per `federation.jwks_min_refetch_secs` and one request at a time,
+//! Fetched on first use; once older than `federation.jwks_default_ttl_secs`, still served while
+//! one background task fetches it again (no request waits on the IdP); and fetched again, at most once per `federation.jwks_min_refetch_secs` and one request at a time,
 //! when an assertion does not verify with the keys held (the IdP may have just rolled over). A
 //! failed fetch keeps serving the keys held. Every fetch is counted per identity provider
 //! (`frontdesk_saml_metadata_*`), so an operator can alert before held certificates go stale.
@@ -134,6 +134,8 @@ struct Entry {
     keys: RwLock<Option<(Arc<SamlKeys>, Instant)>>,
     /// Single flight: the time of the last attempt, held while fetching.
     fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// The background refresh of stale keys, while one runs.
+    background: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Every identity provider's metadata keys, per instance.
@@ -183,7 +185,9 @@ impl MetadataCache {
     }
 
     /// The keys the metadata of `idp_id` (at `url`, for `entity_id`) publishes: held ones while
-    /// fresh, else fetched (a failed fetch serves the held ones, stale or not).
+    /// fresh; held ones past their lifetime too, while one background task fetches the document
+    /// again (no request waits on the IdP once its keys are known, and a failing IdP keeps
+    /// working on what it last published); fetched when none are held.
     pub async fn keys(
         &self,
         idp_id: &str,
@@ -191,10 +195,48 @@ impl MetadataCache {
         entity_id: &str,
     ) -> Result<Arc<SamlKeys>, MetadataError> {
         let entry = self.entry(idp_id, url, entity_id);
-        if let Some(keys) = entry.fresh(self.config.ttl) {
-            return Ok(keys);
+        match entry.held() {
+            Some((keys, at)) if at.elapsed() < self.config.ttl => Ok(keys),
+            Some((keys, _)) => {
+                self.refresh_in_background(&entry);
+                Ok(keys)
+            }
+            None => refresh(&self.http, &self.config, &entry, false).await,
         }
-        self.refresh(&entry, false).await
+    }
+
+    /// Starts a refresh of `entry` unless one is already running.
+    fn refresh_in_background(&self, entry: &Arc<Entry>) {
+        let mut running = entry.background.lock().unwrap_or_else(|p| p.into_inner());
+        if running.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let (http, config, entry) = (self.http.clone(), self.config.clone(), entry.clone());
+        *running = Some(tokio::spawn(async move {
+            // A failure is logged and counted there; the held keys stay.
+            let _ = refresh(&http, &config, &entry, false).await;
+        }));
+    }
+
+    /// Waits for the background refresh of `idp_id`, if one was started (tests).
+    #[cfg(test)]
+    pub(crate) async fn background_refresh(&self, idp_id: &str) {
+        let entry = self
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(idp_id)
+            .cloned();
+        let task = entry.and_then(|entry| {
+            entry
+                .background
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        });
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     /// Fetches again after an assertion failed to verify with the keys held: at most once per
@@ -202,45 +244,53 @@ impl MetadataCache {
     pub async fn refetch(&self, idp_id: &str, url: &str, entity_id: &str) -> Option<Arc<SamlKeys>> {
         let entry = self.entry(idp_id, url, entity_id);
         let before = entry.held().map(|(_, at)| at);
-        let keys = self.refresh(&entry, true).await.ok()?;
+        let keys = refresh(&self.http, &self.config, &entry, true).await.ok()?;
         let after = entry.held().map(|(_, at)| at);
         (after != before).then_some(keys)
     }
+}
 
-    async fn refresh(&self, entry: &Entry, forced: bool) -> Result<Arc<SamlKeys>, MetadataError> {
-        let mut last_attempt = entry.fetch.lock().await;
-        // Someone else fetched while we waited.
-        if !forced && let Some(keys) = entry.fresh(self.config.ttl) {
-            return Ok(keys);
+/// Fetches `entry`'s metadata, one request at a time, at most once per `min_refetch_interval`
+/// after an attempt (`forced`: even if the held keys are fresh, after a failed verification).
+async fn refresh(
+    http: &reqwest::Client,
+    config: &MetadataCacheConfig,
+    entry: &Entry,
+    forced: bool,
+) -> Result<Arc<SamlKeys>, MetadataError> {
+    let mut last_attempt = entry.fetch.lock().await;
+    // Someone else fetched while we waited.
+    if !forced && let Some(keys) = entry.fresh(config.ttl) {
+        return Ok(keys);
+    }
+    let now = Instant::now();
+    let limited = last_attempt
+        .is_some_and(|at| now.saturating_duration_since(at) < config.min_refetch_interval);
+    if limited {
+        return entry
+            .held()
+            .map(|(keys, _)| keys)
+            .ok_or_else(|| error("the metadata could not be fetched recently; retrying later"));
+    }
+    let result = fetch_keys(http, &entry.url, &entry.entity_id).await;
+    *last_attempt = Some(Instant::now());
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    metrics::counter!("frontdesk_saml_metadata_fetches_total", "source" => entry.source.clone(), "outcome" => outcome)
+        .increment(1);
+    match result {
+        Ok(keys) => {
+            metrics::gauge!("frontdesk_saml_metadata_certificates", "source" => entry.source.clone())
+                .set(keys.certificates() as f64);
+            metrics::gauge!("frontdesk_saml_metadata_last_success_timestamp_seconds", "source" => entry.source.clone())
+                .set(crate::clock::unix_now() as f64);
+            let keys = Arc::new(keys);
+            *entry.keys.write().unwrap_or_else(|p| p.into_inner()) =
+                Some((keys.clone(), Instant::now()));
+            Ok(keys)
         }
-        let now = Instant::now();
-        let limited = last_attempt
-            .is_some_and(|at| now.saturating_duration_since(at) < self.config.min_refetch_interval);
-        if limited {
-            return entry.held().map(|(keys, _)| keys).ok_or_else(|| {
-                error("the metadata could not be fetched recently; retrying later")
-            });
-        }
-        let result = fetch_keys(&self.http, &entry.url, &entry.entity_id).await;
-        *last_attempt = Some(Instant::now());
-        let outcome = if result.is_ok() { "ok" } else { "failed" };
-        metrics::counter!("frontdesk_saml_metadata_fetches_total", "source" => entry.source.clone(), "outcome" => outcome)
-            .increment(1);
-        match result {
-            Ok(keys) => {
-                metrics::gauge!("frontdesk_saml_metadata_certificates", "source" => entry.source.clone())
-                    .set(keys.certificates() as f64);
-                metrics::gauge!("frontdesk_saml_metadata_last_success_timestamp_seconds", "source" => entry.source.clone())
-                    .set(crate::clock::unix_now() as f64);
-                let keys = Arc::new(keys);
-                *entry.keys.write().unwrap_or_else(|p| p.into_inner()) =
-                    Some((keys.clone(), Instant::now()));
-                Ok(keys)
-            }
-            Err(failure) => {
-                tracing::warn!(url = %entry.url, error = %failure, "SAML metadata fetch failed");
-                entry.held().map(|(keys, _)| keys).ok_or(failure)
-            }
+        Err(failure) => {
+            tracing::warn!(url = %entry.url, error = %failure, "SAML metadata fetch failed");
+            entry.held().map(|(keys, _)| keys).ok_or(failure)
         }
     }
 }
@@ -293,6 +343,7 @@ impl Entry {
             entity_id: entity_id.to_string(),
             keys: RwLock::new(None),
             fetch: tokio::sync::Mutex::new(None),
+            background: std::sync::Mutex::new(None),
         }
     }
 

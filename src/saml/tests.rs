@@ -425,3 +425,80 @@ fn metadata_of_another_entity_or_without_signing_keys_gives_none() {
     );
     assert!(metadata::signing_certificates(&with_dtd, ISSUER).is_err());
 }
+
+/// An IdP's metadata endpoint on a random port: serves `document`, or 503 while it is empty.
+async fn metadata_endpoint(
+    document: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    let app = axum::Router::new().route(
+        "/metadata",
+        axum::routing::get(move || {
+            let (document, fetches) = (document.clone(), fetches.clone());
+            async move {
+                fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = document.lock().unwrap().clone();
+                if body.is_empty() {
+                    (http::StatusCode::SERVICE_UNAVAILABLE, String::new())
+                } else {
+                    (http::StatusCode::OK, body)
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/metadata", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn stale_metadata_keys_are_served_while_one_background_fetch_renews_them() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let document = Arc::new(Mutex::new(metadata(
+        ISSUER,
+        &key_descriptor(None, IDP_CERT),
+    )));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let url = metadata_endpoint(document.clone(), fetches.clone()).await;
+    // Every key is stale at once: each lookup after the first starts a background refresh.
+    let cache = metadata::MetadataCache::new(
+        reqwest::Client::new(),
+        metadata::MetadataCacheConfig {
+            ttl: std::time::Duration::ZERO,
+            min_refetch_interval: std::time::Duration::ZERO,
+        },
+    );
+    let keys = || cache.keys("okta", &url, ISSUER);
+    assert_eq!(keys().await.unwrap().certificates(), 1);
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "none held: fetched inline"
+    );
+
+    // The IdP publishes its next certificate: the stale keys answer at once, the refresh
+    // brings the new ones for the next lookup.
+    *document.lock().unwrap() = metadata(
+        ISSUER,
+        &format!(
+            "{}{}",
+            key_descriptor(None, IDP_CERT),
+            key_descriptor(None, OTHER_CERT)
+        ),
+    );
+    assert_eq!(keys().await.unwrap().certificates(), 1);
+    cache.background_refresh("okta").await;
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(keys().await.unwrap().certificates(), 2);
+    cache.background_refresh("okta").await;
+    assert_eq!(fetches.load(Ordering::SeqCst), 3);
+
+    // The IdP's metadata fails: what it last published keeps working.
+    document.lock().unwrap().clear();
+    assert_eq!(keys().await.unwrap().certificates(), 2);
+    cache.background_refresh("okta").await;
+    assert_eq!(fetches.load(Ordering::SeqCst), 4);
+    assert_eq!(keys().await.unwrap().certificates(), 2);
+}
