@@ -441,11 +441,16 @@ pub(super) async fn verify_saml_subject(
     let idp = trusted_issuer(registry, &claimed_issuer, code)?;
     audit.subject_issuer = Some(idp.config.issuer.clone());
     check_token_type(idp, SubjectTokenType::Saml2, code)?;
-    // The pinned certificates, and those of the metadata when it is configured.
-    let with_pinned = |keys: Option<Arc<crate::saml::SamlKeys>>| match (&idp.saml_keys, keys) {
-        (Some(pinned), Some(fetched)) => Some(pinned.union(&fetched)),
-        (Some(pinned), None) => Some(pinned.clone()),
-        (None, fetched) => fetched.map(|keys| (*keys).clone()),
+    // The pinned certificates, and those of the metadata when it is configured; a copy only
+    // when both are.
+    let with_pinned = |keys: Option<Arc<crate::saml::SamlKeys>>| -> Option<
+        std::borrow::Cow<'_, crate::saml::SamlKeys>,
+    > {
+        match (&idp.saml_keys, keys) {
+            (Some(pinned), Some(fetched)) => Some(std::borrow::Cow::Owned(pinned.union(&fetched))),
+            (Some(pinned), None) => Some(std::borrow::Cow::Borrowed(pinned)),
+            (None, fetched) => fetched.map(|keys| std::borrow::Cow::Owned((*keys).clone())),
+        }
     };
     let fetched = match &idp.config.saml_metadata_url {
         Some(url) => service
