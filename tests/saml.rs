@@ -703,3 +703,43 @@ async fn xmlsec1_exchange(env: &Env, method: &str, key: &str) -> anyhow::Result<
     assert_ne!(changed, signed);
     assert_refused(env, method, &changed, "subject_bad_signature").await
 }
+
+/// Forged-looking assertions count towards `server.invalid_subject_tokens_per_minute` like
+/// forged JWTs; an expired one does not.
+#[tokio::test]
+async fn a_client_sending_forged_assertions_is_slowed_down() -> anyhow::Result<()> {
+    let env =
+        start_configured(|config| config.server.invalid_subject_tokens_per_minute = 2).await?;
+    // Expired (a clock problem, not a forgery): refused, not counted.
+    let expired = assertion(json!({ "lifetime_secs": -120 })).await?;
+    assert_refused(&env, "expired", &expired, "subject_token_expired").await?;
+    // Past the quota of two, the third forgery is still refused for what it is.
+    let other_key = json!({ "key": fixture("other.key"), "cert": fixture("other.crt") });
+    for attempt in 0..3 {
+        let forged = assertion(other_key.clone()).await?;
+        assert_refused(
+            &env,
+            &format!("forged {attempt}"),
+            &forged,
+            "subject_bad_signature",
+        )
+        .await?;
+    }
+    // The quota is spent: even a genuine assertion waits.
+    let genuine = assertion(json!({})).await?;
+    let (status, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(genuine)))
+        .await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (429, &json!("slow_down")),
+        "{body}"
+    );
+    // Refused before the grant runs, so audited as a token request.
+    let newest = env.audit_log().await?.into_iter().next();
+    assert_eq!(
+        newest.and_then(|record| record.event.reason).as_deref(),
+        Some("invalid_subject_tokens")
+    );
+    Ok(())
+}
