@@ -114,3 +114,136 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn config(issuer: &str, code_flow: bool) -> Config {
+        let mut config = Config {
+            issuer: issuer.into(),
+            ..Config::default()
+        };
+        if code_flow {
+            config.authorization.sign_in_idp = Some("corp".into());
+        }
+        config
+    }
+
+    /// The scheme, host and port of a URL.
+    fn origin(url: &str) -> (String, Option<String>, Option<u16>) {
+        let url = url::Url::parse(url).expect("a URL");
+        (
+            url.scheme().to_owned(),
+            url.host_str().map(str::to_owned),
+            url.port_or_known_default(),
+        )
+    }
+
+    /// META-18: `authorization_response_iss_parameter_supported` (RFC 9207) only alongside an
+    /// authorization endpoint, which exists only with a sign-in identity provider.
+    #[test]
+    fn the_iss_response_parameter_is_advertised_only_with_an_authorization_endpoint() {
+        let without = metadata_document(&config("https://sts.example.com", false));
+        assert!(without.get("authorization_endpoint").is_none(), "{without}");
+        assert!(
+            without
+                .get("authorization_response_iss_parameter_supported")
+                .is_none(),
+            "{without}"
+        );
+        let with = metadata_document(&config("https://sts.example.com", true));
+        assert_eq!(
+            with["authorization_endpoint"],
+            "https://sts.example.com/authorize"
+        );
+        assert_eq!(with["authorization_response_iss_parameter_supported"], true);
+    }
+
+    /// CHAIN-META-01: the requested token types usable for chaining, a JSON array of token-type
+    /// URNs: the ID-JAG and the generic JWT grant, both of which the exchange issues.
+    #[test]
+    fn the_chaining_token_types_are_listed_as_urns() {
+        for code_flow in [false, true] {
+            let document = metadata_document(&config("https://sts.example.com", code_flow));
+            assert_eq!(
+                document["identity_chaining_requested_token_types_supported"],
+                json!([
+                    "urn:ietf:params:oauth:token-type:id-jag",
+                    "urn:ietf:params:oauth:token-type:jwt"
+                ])
+            );
+        }
+    }
+
+    /// INT-10: the ID-JAG grant profile is published (META-07) for the clients that read it,
+    /// though redeeming an ID-JAG does not depend on a client having read it.
+    #[test]
+    fn the_id_jag_grant_profile_is_published_with_the_jwt_bearer_grant() {
+        let document = metadata_document(&config("https://sts.example.com", false));
+        assert_eq!(
+            document["authorization_grant_profiles_supported"],
+            json!(["urn:ietf:params:oauth:grant-profile:id-jag"])
+        );
+        let grants = document["grant_types_supported"].as_array().unwrap();
+        assert!(grants.contains(&json!("urn:ietf:params:oauth:grant-type:jwt-bearer")));
+    }
+
+    /// INT-08: every endpoint, the token endpoint first, is on the issuer's scheme, host and
+    /// port, also for an issuer with a path or a port.
+    #[test]
+    fn endpoints_share_the_issuers_origin() {
+        for issuer in [
+            "https://sts.example.com",
+            "https://login.example.com/sts",
+            "http://127.0.0.1:8080",
+            "https://sts.example.com:8443/",
+        ] {
+            let document = metadata_document(&config(issuer, true));
+            let base = issuer.trim_end_matches('/');
+            assert_eq!(document["token_endpoint"], format!("{base}/token"));
+            for (name, value) in document.as_object().unwrap() {
+                if let Some(url) = value.as_str().filter(|v| v.starts_with("http")) {
+                    assert_eq!(origin(url), origin(issuer), "{issuer}: {name}");
+                }
+            }
+        }
+    }
+
+    /// CAUTH-07: mutual-TLS client authentication is not implemented, so it is not advertised;
+    /// only the methods the token endpoint accepts are.
+    #[test]
+    fn only_implemented_client_authentication_methods_are_advertised() {
+        for code_flow in [false, true] {
+            let document = metadata_document(&config("https://sts.example.com", code_flow));
+            for name in [
+                "token_endpoint_auth_methods_supported",
+                "introspection_endpoint_auth_methods_supported",
+                "revocation_endpoint_auth_methods_supported",
+            ] {
+                let methods = document[name].as_array().unwrap();
+                for method in methods {
+                    assert!(
+                        [
+                            "client_secret_basic",
+                            "client_secret_post",
+                            "private_key_jwt",
+                            "none"
+                        ]
+                        .contains(&method.as_str().unwrap()),
+                        "{name}: {method}"
+                    );
+                }
+                assert!(!methods.contains(&json!("tls_client_auth")));
+                assert!(!methods.contains(&json!("self_signed_tls_client_auth")));
+            }
+            assert!(
+                document
+                    .get("tls_client_certificate_bound_access_tokens")
+                    .is_none()
+            );
+            assert!(document.get("mtls_endpoint_aliases").is_none());
+        }
+    }
+}

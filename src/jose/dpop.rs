@@ -399,6 +399,8 @@ mod tests {
         assert_ne!(proof.jkt(), ec.jkt());
     }
 
+    /// BCP-08: a proof is explicitly typed `dpop+jwt`. BCP-01, BCP-02: its `alg` is one of
+    /// `DPOP_ALGORITHMS` (never `none`, never HMAC, names compared exactly).
     #[test]
     fn the_header_must_be_typed_dpop_jwt_with_an_allowed_asymmetric_alg() {
         for typ in [json!("JWT"), json!("at+jwt"), Value::Null] {
@@ -423,6 +425,8 @@ mod tests {
         }
     }
 
+    /// BCP-07: the proof's `jwk` is the one key header a proof may carry (RFC 9449); `jku`,
+    /// `x5u` and `x5c` are refused, and so is a private or symmetric `jwk`.
     #[test]
     fn the_key_must_be_a_public_jwk_in_the_header_and_nowhere_else() {
         assert_eq!(
@@ -453,10 +457,19 @@ mod tests {
         );
     }
 
+    /// BCP-04: the signature is checked before any claim: a proof signed by another key is a
+    /// bad signature even when its claims are wrong too.
     #[test]
     fn the_signature_must_verify_with_the_headers_own_key() {
         // Signed by another key than the one the header names.
         let proof = es256(ec_key2(), &header(), &claims());
+        assert_eq!(
+            verify_proof(&proof, &rules(), NOW),
+            Err(DpopError::BadSignature)
+        );
+        let wrong_claims =
+            json!({ "htm": "GET", "htu": "https://evil.example/", "iat": NOW - 3600 });
+        let proof = es256(ec_key2(), &header(), &wrong_claims);
         assert_eq!(
             verify_proof(&proof, &rules(), NOW),
             Err(DpopError::BadSignature)
@@ -511,6 +524,7 @@ mod tests {
         }
     }
 
+    /// BCP-11: the skew allowed on `iat` is the configured leeway, exactly at its edges.
     #[test]
     fn iat_must_fall_inside_the_window_at_its_edges() {
         // max_age 60, leeway 5.
@@ -533,6 +547,7 @@ mod tests {
         );
     }
 
+    /// BCP-10: compact serialization only, no duplicate members, no nested token as payload.
     #[test]
     fn malformed_and_oversized_proofs_are_refused_before_any_crypto() {
         assert_eq!(
@@ -555,6 +570,23 @@ mod tests {
         );
         assert!(matches!(
             verify_proof(&proof, &rules(), NOW),
+            Err(DpopError::Malformed(_))
+        ));
+        // The JSON serialization, and a proof whose payload is another JWT (nested).
+        let json_serialization = json!({ "payload": "e30", "signatures": [] }).to_string();
+        assert_eq!(
+            verify_proof(&json_serialization, &rules(), NOW),
+            Err(DpopError::Malformed("expected three dot-separated parts"))
+        );
+        let inner = es256(ec_key(), &header(), &claims());
+        let nested = format!(
+            "{}.{}.{}",
+            b64(header().to_string().as_bytes()),
+            b64(inner.as_bytes()),
+            b64(b"sig")
+        );
+        assert!(matches!(
+            verify_proof(&nested, &rules(), NOW),
             Err(DpopError::Malformed(_))
         ));
         let long_jti = with(claims(), "jti", json!("j".repeat(MAX_PROOF_JTI_LEN + 1)));

@@ -890,6 +890,7 @@ mod tests {
         assert_eq!(f.cache.cached_key_count("idp"), 1);
     }
 
+    /// EMA-05: key rotation is followed by `kid` (one rate-limited refetch on an unknown one).
     #[tokio::test]
     async fn jwks05_rotation_is_picked_up_on_unknown_kid_rate_limited() {
         let f = fixture().await;
@@ -929,6 +930,7 @@ mod tests {
         assert_eq!(f.cache.fetch_count("idp"), 2);
     }
 
+    /// EMA-05: a key the issuer withdrew is gone with the next fetch (no rollback to it).
     #[tokio::test]
     async fn jwks07_removed_keys_are_not_rolled_back() {
         let f = fixture_with(
@@ -955,6 +957,55 @@ mod tests {
             .key_for("idp", &f.source, &token_for("ec-2"))
             .await
             .unwrap();
+    }
+
+    /// BCP-05: each issuer's keys are kept under that issuer alone. With both warm, a token
+    /// naming the other issuer's key finds nothing here, so a key of issuer B never verifies a
+    /// token that claims issuer A (and the issuer is then checked against the same trust entry).
+    #[tokio::test]
+    async fn bcp05_one_issuers_keys_never_serve_another() {
+        let a = fixture_with(test_config(), vec![ec_key().jwk_value()]).await;
+        let b_srv = Srv::new(vec![ec_key2().jwk_value()]);
+        let b_addr = serve(b_srv.clone()).await;
+        let b = KeySource::JwksUri(Url::parse(&format!("http://{b_addr}/jwks")).unwrap());
+        let cache = &a.cache;
+        let found = cache
+            .key_for("idp:a", &a.source, &token_for("ec-1"))
+            .await
+            .unwrap();
+        assert_eq!(kid_of(&found), "ec-1");
+        let found = cache
+            .key_for("idp:b", &b, &token_for("ec-2"))
+            .await
+            .unwrap();
+        assert_eq!(kid_of(&found), "ec-2");
+        // Past the refetch interval, so the misses below are not a rate-limit artefact.
+        a.clock.advance(Duration::from_secs(30));
+        assert_eq!(
+            cache
+                .key_for("idp:a", &a.source, &token_for("ec-2"))
+                .await
+                .unwrap_err(),
+            JoseError::UnknownKid
+        );
+        assert_eq!(
+            cache
+                .key_for("idp:b", &b, &token_for("ec-1"))
+                .await
+                .unwrap_err(),
+            JoseError::UnknownKid
+        );
+        let inline_a = KeySource::Inline(KeySet::from(JwkSet {
+            keys: vec![ec_key().jwk()],
+        }));
+        assert_eq!(
+            cache
+                .key_for("idp:c", &inline_a, &token_for("ec-2"))
+                .await
+                .unwrap_err(),
+            JoseError::UnknownKid
+        );
+        assert_eq!((a.srv.hits(), b_srv.hits()), (2, 2));
     }
 
     async fn burst(
@@ -1102,6 +1153,7 @@ mod tests {
         assert_eq!(f.srv.hits(), 1);
     }
 
+    /// EMA-05: keys are fetched over TLS only; an http `jwks_uri` is not even requested.
     #[tokio::test]
     async fn jwks07_http_urls_refused_without_request_in_production_config() {
         let srv = Srv::new(vec![ec_key().jwk_value()]);

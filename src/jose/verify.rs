@@ -490,10 +490,12 @@ impl TypRule {
     pub fn id_token() -> Self {
         Self::AnyExcept(NOT_ID_TOKEN_TYPS.iter().map(|v| (*v).to_owned()).collect())
     }
-    /// `private_key_jwt` client assertion: `client-authentication+jwt` or no `typ` (CAUTH-05).
+    /// `private_key_jwt` client assertion: `client-authentication+jwt` (RFC 7523bis), the generic
+    /// `JWT` most client libraries set by default, or no `typ` (CAUTH-05, docs/decisions.md §4);
+    /// never a `typ` of another kind of token.
     pub fn client_assertion() -> Self {
         Self::OneOf {
-            values: vec!["client-authentication+jwt".to_owned()],
+            values: vec!["client-authentication+jwt".to_owned(), "JWT".to_owned()],
             allow_absent: true,
         }
     }
@@ -1085,6 +1087,8 @@ mod tests {
 
     // --- BCP-02 alg none ---------------------------------------------------
 
+    /// BCP-02, EMA-05: `alg: none` in any case is refused by `inspect`, the first step of every
+    /// JWT frontdesk accepts (ID tokens, ID-JAGs and chaining grants, client assertions).
     #[test]
     fn bcp02_alg_none_rejected_in_any_case() {
         for alg in ["none", "None", "NONE"] {
@@ -1145,6 +1149,9 @@ mod tests {
         );
     }
 
+    /// BCP-01, EMA-05: an algorithm outside the issuer's allow-list is refused even when the
+    /// key could verify it (the rules an ID token, an ID-JAG or a client assertion is checked with
+    /// all carry their issuer's list).
     #[test]
     fn bcp01_rs384_rejected_when_only_rs256_es256_allowed() {
         let k = rsa_key();
@@ -1243,6 +1250,27 @@ mod tests {
         );
     }
 
+    /// BCP-04: the signature is checked before any claim. A token signed by another key whose
+    /// every claim is wrong too fails on its signature, whatever the rules; only a genuine
+    /// signature lets the claim checks answer.
+    #[test]
+    fn bcp04_the_signature_is_checked_before_any_claim() {
+        let everything_wrong = json!({"iss": "https://evil.example", "aud": "someone-else",
+            "exp": NOW - 3600, "iat": NOW + 3600, "nbf": NOW + 3600});
+        let header = with(es_header(), "typ", json!("at+jwt"));
+        let forged = es256(ec_key2(), &header, &everything_wrong);
+        for rules in [id_token_rules(), id_jag_rules()] {
+            assert_eq!(
+                check(&forged, &rules, NOW).unwrap_err(),
+                JoseError::BadSignature
+            );
+        }
+        let genuine = es(&header, &everything_wrong);
+        assert_eq!(reason(check(&genuine, &id_token_rules(), NOW)), "wrong_typ");
+        assert_eq!(reason(check(&genuine, &id_jag_rules(), NOW)), "wrong_typ");
+    }
+
+    /// BCP-10: compact serialization only; anything else is refused as malformed.
     #[test]
     fn bcp10_malformed_inputs_rejected_cleanly() {
         let good = es(&es_header(), &claims());
@@ -1251,10 +1279,11 @@ mod tests {
             String::new(),
             "abc".into(),
             "a.b".into(),
-            format!("{good}.x"),                                // four parts
-            format!("{good}.x.y.z"),                            // six parts
-            format!(".{rest}"),                                 // empty header
-            format!("{h}..{}", b64(b"s")),                      // empty payload
+            json!({"payload": "e30", "signatures": []}).to_string(), // JSON serialization
+            format!("{good}.x"),                                     // four parts
+            format!("{good}.x.y.z"),                                 // six parts
+            format!(".{rest}"),                                      // empty header
+            format!("{h}..{}", b64(b"s")),                           // empty payload
             good[..good.len() - 1].to_string(), // truncated: 85 base64 chars is never valid
             format!("{h}=.{rest}"),             // padding
             format!("{h}+.{rest}"),             // non-url-safe alphabet
@@ -1276,6 +1305,7 @@ mod tests {
         }
     }
 
+    /// BCP-10: duplicate member names in the header or the claims, at any depth.
     #[test]
     fn bcp10_duplicate_json_members_rejected() {
         let payload = format!(
@@ -1299,6 +1329,7 @@ mod tests {
         assert_eq!(inspect(&t, 10_000).unwrap_err().reason(), "malformed");
     }
 
+    /// BCP-10: a JWE (five parts) is not a token we expect.
     #[test]
     fn jwe_five_parts_rejected_as_encrypted() {
         let t = format!(
@@ -1330,6 +1361,8 @@ mod tests {
 
     // --- BCP-07 / BCP-09 headers -------------------------------------------
 
+    /// BCP-07: `jku`, `x5u`, `jwk` and `x5c` are never used to find a key; a token carrying one
+    /// is refused before any key lookup.
     #[test]
     fn bcp07_key_bearing_headers_rejected() {
         let cases = [
@@ -1348,6 +1381,7 @@ mod tests {
         }
     }
 
+    /// BCP-07: `kid` is untrusted input, only compared: a path or SQL fragment selects nothing.
     #[test]
     fn bcp07_hostile_kid_is_just_unknown() {
         let t = es(
@@ -1377,6 +1411,7 @@ mod tests {
         }
     }
 
+    /// BCP-10: nested (`cty`) and JWE-only or unencoded-payload headers are refused.
     #[test]
     fn bcp10_nested_and_jwe_headers_rejected() {
         let t = es(&with(es_header(), "cty", json!("JWT")), &claims());
@@ -1392,6 +1427,8 @@ mod tests {
 
     // --- BCP-08 typ ---------------------------------------------------------
 
+    /// BCP-08: the ID token rule refuses every explicitly typed JWT of another kind (an ID-JAG,
+    /// an access token, a DPoP proof, a client assertion ...), so none can stand in for an ID token.
     #[test]
     fn idjag_issue13_id_jag_presented_as_id_token_refused() {
         for typ in NOT_ID_TOKEN_TYPS.iter().map(|t| t.to_string()).chain([
@@ -1413,6 +1450,8 @@ mod tests {
         }
     }
 
+    /// BCP-08: the ID-JAG rule (leg 2) accepts only `oauth-id-jag+jwt`, never an untyped JWT or
+    /// an access token.
     #[test]
     fn bcp08_id_jag_rule_accepts_only_id_jag_typ() {
         let c = with(claims(), "aud", json!("https://ras.example.com"));
@@ -1436,17 +1475,30 @@ mod tests {
         assert_eq!(reason(check(&t, &id_jag_rules(), NOW)), "wrong_typ");
     }
 
+    /// CAUTH-05, BCP-08: a client assertion may be typed `client-authentication+jwt`, `JWT` or
+    /// not at all (docs/decisions.md §4), and never as another kind of token, so an ID-JAG, an
+    /// access token or a DPoP proof cannot pass as one.
     #[test]
     fn cauth05_client_assertion_typ_rule() {
         let r = TypRule::client_assertion();
         assert!(r.check(None).is_ok());
-        assert!(r.check(Some("client-authentication+jwt")).is_ok());
-        assert!(r.check(Some("oauth-id-jag+jwt")).is_err());
-        assert!(r.check(Some("JWT")).is_err());
+        for typ in [
+            "client-authentication+jwt",
+            "application/client-authentication+jwt",
+            "JWT",
+            "jwt",
+        ] {
+            assert!(r.check(Some(typ)).is_ok(), "{typ}");
+        }
+        for typ in ["oauth-id-jag+jwt", "at+jwt", "dpop+jwt", "secevent+jwt"] {
+            assert_eq!(r.check(Some(typ)), Err(JoseError::WrongTyp), "{typ}");
+        }
     }
 
     // --- BCP-05 / FED-02 issuer ----------------------------------------------
 
+    /// BCP-05, EMA-05: `iss` must equal the trusted issuer whose key verified the token, byte for
+    /// byte.
     #[test]
     fn fed02_issuer_exact_match_no_trailing_slash_normalisation() {
         for iss in [
@@ -1487,6 +1539,8 @@ mod tests {
 
     // --- BCP-06 audience -------------------------------------------------------
 
+    /// BCP-06, EMA-05: an ID token's `aud` must name our client at the IdP; missing or
+    /// malformed `aud` is refused.
     #[test]
     fn bcp06_wrong_audience_rejected() {
         for aud in [
@@ -1523,6 +1577,7 @@ mod tests {
         assert_eq!(reason(check(&t, &id_token_rules(), NOW)), "wrong_azp");
     }
 
+    /// BCP-06: an ID-JAG's `aud` is exactly our issuer (one value).
     #[test]
     fn single_audience_rule_for_id_jag() {
         let ras = "https://ras.example.com";
@@ -1542,6 +1597,7 @@ mod tests {
 
     // --- BCP-11 time -------------------------------------------------------
 
+    /// BCP-11, EMA-05: `exp` with the 60 s skew, exactly at its edge.
     #[test]
     fn bcp11_exp_boundaries() {
         let c = with(with(claims(), "exp", json!(NOW)), "iat", json!(NOW - 100));
@@ -1565,6 +1621,7 @@ mod tests {
         );
     }
 
+    /// BCP-11: `nbf` at and beyond the skew.
     #[test]
     fn bcp11_nbf_in_future_rejected() {
         let t = es(&es_header(), &with(claims(), "nbf", json!(NOW + 61)));
@@ -1573,6 +1630,7 @@ mod tests {
         check(&t, &id_token_rules(), NOW).unwrap();
     }
 
+    /// BCP-11, EMA-05: `iat` required, and not beyond the skew in the future.
     #[test]
     fn bcp11_iat_future_beyond_and_within_leeway() {
         let t = es(&es_header(), &with(claims(), "iat", json!(NOW + 61)));
@@ -1589,6 +1647,7 @@ mod tests {
         );
     }
 
+    /// BCP-11: a misconfigured skew is clamped to `MAX_LEEWAY_SECS`.
     #[test]
     fn bcp11_leeway_is_bounded() {
         let t = es(&es_header(), &with(claims(), "exp", json!(NOW)));
@@ -1640,6 +1699,7 @@ mod tests {
 
     // --- required claims ------------------------------------------------------
 
+    /// EMA-05: `sub` is validated (present, a non-empty string).
     #[test]
     fn jwtb02_sub_required_non_empty() {
         let t = es(&es_header(), &without(claims(), "sub"));
