@@ -76,6 +76,8 @@ fn token_of(body: &Value) -> &str {
 // Identity chaining (CHAIN §2.3)
 // ---------------------------------------------------------------------------
 
+/// CHAIN-A-05: the response carries the grant as `access_token`, `issued_token_type` jwt,
+/// `token_type` `N_A` and a short `expires_in` (60 s by default, `exp - iat`).
 #[tokio::test]
 async fn chaining_grant_named_by_resource_chain_a_03_05_09() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -95,6 +97,7 @@ async fn chaining_grant_named_by_resource_chain_a_03_05_09() -> anyhow::Result<(
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["issued_token_type"], JWT);
     assert_eq!(body["token_type"], "N_A");
+    assert_eq!(body["expires_in"], 60); // CHAIN-A-05: short-lived (tokens.chaining_grant_lifetime_secs)
     assert_eq!(body["scope"], "read");
     let verified = env
         .verify_issued(token_of(&body), DOMAIN_B_ISSUER, "JWT")
@@ -104,7 +107,7 @@ async fn chaining_grant_named_by_resource_chain_a_03_05_09() -> anyhow::Result<(
     // CHAIN-A-09 / RFC 7523 §3: iss, sub, aud, exp, iat, jti.
     assert_eq!(claims["iss"], env.url);
     assert_eq!(claims["sub"], "user-1");
-    assert_eq!(claims["aud"], DOMAIN_B_ISSUER);
+    assert_eq!(claims["aud"], DOMAIN_B_ISSUER); // CHAIN-A-03, CHAIN-A-04: one AS, as a string
     for claim in ["exp", "iat"] {
         assert!(claims[claim].is_i64(), "{claim}: {claims}");
     }
@@ -145,6 +148,263 @@ async fn chaining_grant_named_by_audience_chain_a_03() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The standard server with domain B (the chaining audience) offering `read` and `write`,
+/// mapping `sub` into its own namespace and `email` when present, and releasing `acr`.
+async fn chaining_env() -> anyhow::Result<Env> {
+    Env::start_with(|config| {
+        for audience in &mut config.audiences {
+            if audience.id == "domain-b" {
+                audience.scopes = vec!["read".into(), "write".into()];
+                audience
+                    .claims
+                    .insert("sub".into(), r#""b:" + subject.sub"#.into());
+                audience.claims.insert(
+                    "email".into(),
+                    "has(subject.email) ? subject.email : null".into(),
+                );
+                audience.release = vec!["acr".into()];
+            }
+        }
+    })
+    .await
+}
+
+/// A JWT access token of the test IdP for frontdesk's API, with `scope` claims `extra`.
+async fn idp_access_token(env: &Env, extra: Value) -> anyhow::Result<String> {
+    let mut claims = json!({ "aud": "frontdesk-api", "sub": "user-1" });
+    for (name, value) in extra.as_object().into_iter().flatten() {
+        claims[name] = value.clone();
+    }
+    env.idp.mint(claims).await
+}
+
+/// Every refusal of a chaining request, with the error code RFC 8693 §2.2.2 gives it and the
+/// audited reason: no target (CHAIN-A-01), unknown or unacceptable targets and bad subject
+/// tokens (CHAIN-A-02), several audiences (CHAIN-A-04), more scope than the subject token
+/// carries (CHAIN-A-07), another client's ID token (CHAIN-A-08), this server itself as the
+/// other domain (INT-01).
+#[tokio::test]
+async fn chaining_requests_are_refused_per_rfc_8693_chain_a_01_02_04_07_08() -> anyhow::Result<()> {
+    let env = chaining_env().await?;
+    let id_token = env.id_token().await?;
+    let t = now();
+    let expired = env
+        .idp
+        .mint(json!({ "aud": AGENT_AT_IDP, "iat": t - 400, "exp": t - 120 }))
+        .await?;
+    let other_clients = env.idp.mint(json!({ "aud": POST_CLIENT })).await?;
+    let read_only = idp_access_token(&env, json!({ "scope": "read" })).await?;
+    let own_issuer = env.url.clone();
+    let chaining = |subject: &str, subject_type: &'static str, extra: &[(&'static str, &str)]| {
+        let mut form: Vec<(&'static str, String)> = vec![
+            ("grant_type", TOKEN_EXCHANGE.into()),
+            ("requested_token_type", JWT.into()),
+            ("subject_token", subject.into()),
+            ("subject_token_type", subject_type.into()),
+        ];
+        form.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
+        form
+    };
+    let cases = [
+        (
+            "neither audience nor resource (CHAIN-A-01)",
+            chaining(&id_token, ID_TOKEN, &[]),
+            "invalid_request",
+            "missing_target",
+        ),
+        (
+            "unknown audience (CHAIN-A-02)",
+            chaining(
+                &id_token,
+                ID_TOKEN,
+                &[("audience", "https://as.unknown.example")],
+            ),
+            "invalid_target",
+            "unknown_audience",
+        ),
+        (
+            "unknown resource (CHAIN-A-02)",
+            chaining(
+                &id_token,
+                ID_TOKEN,
+                &[("resource", "https://as.unknown.example")],
+            ),
+            "invalid_target",
+            "unknown_resource",
+        ),
+        (
+            "a resource outside domain B (CHAIN-A-02)",
+            chaining(
+                &id_token,
+                ID_TOKEN,
+                &[("audience", DOMAIN_B_ISSUER), ("resource", OTHER_RESOURCE)],
+            ),
+            "invalid_target",
+            "resource_not_governed",
+        ),
+        (
+            "an audience issued ID-JAGs only (CHAIN-A-02)",
+            chaining(&id_token, ID_TOKEN, &[("audience", RAS_ISSUER)]),
+            "invalid_target",
+            "token_type_not_offered",
+        ),
+        (
+            "this server as the other domain (INT-01)",
+            chaining(&id_token, ID_TOKEN, &[("audience", own_issuer.as_str())]),
+            "invalid_target",
+            "unknown_audience",
+        ),
+        (
+            "two audiences (CHAIN-A-04)",
+            chaining(
+                &id_token,
+                ID_TOKEN,
+                &[("audience", DOMAIN_B_ISSUER), ("audience", RAS_ISSUER)],
+            ),
+            "invalid_target",
+            "multiple_audiences",
+        ),
+        (
+            "an expired subject token (CHAIN-A-02)",
+            chaining(&expired, ID_TOKEN, &[("audience", DOMAIN_B_ISSUER)]),
+            "invalid_request",
+            "subject_token_expired",
+        ),
+        (
+            "another client's ID token (CHAIN-A-08)",
+            chaining(&other_clients, ID_TOKEN, &[("audience", DOMAIN_B_ISSUER)]),
+            "invalid_request",
+            "subject_wrong_audience",
+        ),
+        (
+            "write from a read-only access token (CHAIN-A-07)",
+            chaining(
+                &read_only,
+                ACCESS_TOKEN,
+                &[("audience", DOMAIN_B_ISSUER), ("scope", "write")],
+            ),
+            "invalid_scope",
+            "scope_not_allowed",
+        ),
+    ];
+    for (label, form, error, reason) in cases {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = exchange(&env, &form).await?;
+        assert_eq!(status, 400, "{label}: {body}");
+        assert_eq!(body["error"], error, "{label}: {body}");
+        assert!(body.get("access_token").is_none(), "{label}");
+        let events = env.audit_log().await?;
+        let newest = events.first().expect("the refusal is audited");
+        assert_eq!(newest.event.reason.as_deref(), Some(reason), "{label}");
+    }
+    Ok(())
+}
+
+/// A DPoP proof for `POST {url}`, signed by a fresh P-256 key, and that key's RFC 7638
+/// thumbprint.
+fn dpop_proof(url: &str) -> anyhow::Result<(String, String)> {
+    use base64::Engine;
+    let key = frontdesk::keys::PrivateKey::generate(frontdesk::keys::SigningAlgorithm::Es256, 2048)
+        .map_err(anyhow::Error::msg)?;
+    let jwk = serde_json::to_value(key.public_jwk().map_err(anyhow::Error::msg)?)?;
+    let public = json!({ "kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"] });
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        public["x"].as_str().unwrap_or_default(),
+        public["y"].as_str().unwrap_or_default()
+    );
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("dpop+jwt".into());
+    header.jwk = Some(serde_json::from_value(public)?);
+    let claims = json!({ "jti": uuid::Uuid::new_v4().to_string(), "htm": "POST", "htu": url,
+                         "iat": now() });
+    let proof = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &key.encoding_key().map_err(anyhow::Error::msg)?,
+    )?;
+    Ok((proof, thumbprint))
+}
+
+/// What a granted chaining request carries: the subject mapped into domain B's namespace and
+/// only the claims domain B's trust entry maps or releases (CHAIN-A-06); scopes never beyond
+/// those of the subject token, whether it states them as `scope` or `scp` (CHAIN-A-07); with a
+/// DPoP proof, the proof's key as `cnf.jkt` for domain B to bind its access token to
+/// (CHAIN-A-10; frontdesk binds the grant itself rather than sending `requested_cnf`, decisions
+/// §8), still `token_type` `N_A` (CHAIN-A-05).
+#[tokio::test]
+async fn chaining_grants_carry_mapped_claims_bounded_scopes_and_the_proof_key_chain_a_06_07_10()
+-> anyhow::Result<()> {
+    let env = chaining_env().await?;
+    let id_token = env.id_token().await?;
+    let token_endpoint = format!("{}/token", env.url);
+    let (proof, thumbprint) = dpop_proof(&token_endpoint)?;
+    let form = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("requested_token_type", JWT),
+        ("audience", DOMAIN_B_ISSUER),
+        ("scope", "read write"),
+        ("subject_token", id_token.as_str()),
+        ("subject_token_type", ID_TOKEN),
+    ];
+    let response = env
+        .http
+        .post(&token_endpoint)
+        .basic_auth(AGENT, Some(SECRET))
+        .header("DPoP", proof)
+        .form(&form)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await?;
+    assert_eq!(body["issued_token_type"], JWT, "{body}");
+    assert_eq!(body["token_type"], "N_A", "{body}"); // CHAIN-A-05, DPOP-04: a grant, bound or not
+    assert_eq!(body["expires_in"], 60);
+    let verified = env
+        .verify_issued(token_of(&body), DOMAIN_B_ISSUER, "JWT")
+        .await?;
+    let claims = &verified["payload"];
+    assert_eq!(claims["cnf"], json!({ "jkt": thumbprint })); // CHAIN-A-10
+    // CHAIN-A-06: mapped and released claims, nothing else of the ID token.
+    assert_eq!(claims["sub"], "b:user-1");
+    assert_eq!(claims["email"], "ada@example.com");
+    assert_eq!(claims["acr"], "phr");
+    for withheld in ["amr", "auth_time", "azp", "nonce"] {
+        assert!(claims.get(withheld).is_none(), "{withheld}: {claims}");
+    }
+    assert_eq!(claims["scope"], "read write");
+
+    // CHAIN-A-07: an access token that carries only `read` is exchanged for `read` alone.
+    for extra in [json!({ "scope": "read" }), json!({ "scp": ["read"] })] {
+        let subject = idp_access_token(&env, extra.clone()).await?;
+        let (status, body) = exchange(
+            &env,
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", JWT),
+                ("audience", DOMAIN_B_ISSUER),
+                ("scope", "read write"),
+                ("subject_token", &subject),
+                ("subject_token_type", ACCESS_TOKEN),
+            ],
+        )
+        .await?;
+        assert_eq!(status, 200, "{extra}: {body}");
+        assert_eq!(body["scope"], "read", "{extra}");
+        let (_, claims) = decode_unverified(token_of(&body))?;
+        assert_eq!(claims["scope"], "read", "{extra}");
+        assert_eq!(claims["sub"], "b:user-1");
+        assert!(claims.get("email").is_none(), "{claims}");
+        assert!(
+            claims.get("cnf").is_none(),
+            "no proof, no binding: {claims}"
+        );
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // RFC 9068 access tokens (§15)
 // ---------------------------------------------------------------------------
@@ -172,7 +432,7 @@ async fn access_token_for_a_local_resource_at_01_02_03_04_tx_12() -> anyhow::Res
     let verified = env
         .verify_issued(token_of(&body), LOCAL_API, "at+jwt")
         .await?;
-    assert_eq!(verified["header"]["typ"], "at+jwt"); // AT-01
+    assert_eq!(verified["header"]["typ"], "at+jwt"); // AT-01, BCP-08: we mint explicitly typed
     assert!(
         ["RS256", "ES256", "PS256", "EdDSA"]
             .contains(&verified["header"]["alg"].as_str().unwrap_or("")),
@@ -489,7 +749,7 @@ async fn every_id_jag_has_a_unique_jti_idjag_jwt_07() -> anyhow::Result<()> {
         let (status, body) = exchange(&env, &form).await?;
         assert_eq!(status, 200, "{body}");
         let (header, claims) = decode_unverified(token_of(&body))?;
-        assert_eq!(header["typ"], "oauth-id-jag+jwt");
+        assert_eq!(header["typ"], "oauth-id-jag+jwt"); // BCP-08: ID-JAGs are explicitly typed
         let jti = claims["jti"].as_str().expect("jti").to_string();
         assert!(jtis.insert(jti.clone()), "duplicate jti {jti}");
     }
