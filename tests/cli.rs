@@ -640,6 +640,8 @@ audiences = ["wiki"]
         "urn:ietf:params:oauth:token-type:id-jag"
     );
     assert_eq!(report["scopes_granted"], serde_json::json!(["read"]));
+    // The audience's mapped `sub` and `tenant` and released `email` (FED-03, TEN-01,
+    // IDJAG-JWT-13); nothing else of the subject's claims.
     assert_eq!(
         report["claims"],
         serde_json::json!({ "sub": "ada@example.com", "email": "ada@example.com", "tenant": "acme" })

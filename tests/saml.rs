@@ -262,10 +262,38 @@ async fn an_identity_provider_not_trusted_for_saml_refuses_assertions() -> anyho
     .await
 }
 
+/// The ID-JAG draft's SAML path (§4.5): an assertion for another SP gets no refresh token
+/// (IDJAG-SAML-02); `openid offline_access` are accepted (IDJAG-SAML-03); the refresh token is
+/// exchanged for ID-JAGs, bound to its client and revocable (IDJAG-SAML-05, REVOKE-05).
 #[tokio::test]
 async fn idjag_saml_01_an_assertion_becomes_a_refresh_token_that_is_exchanged_for_id_jags()
 -> anyhow::Result<()> {
     let env = start().await?;
+    // IDJAG-SAML-02: the assertion's Audience must be this client's SP entity ID at the IdP
+    // before any refresh token is issued.
+    let other_sp = assertion(json!({ "audience": "https://other.example.com/sp" })).await?;
+    let (status, body) = env
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", REFRESH_TOKEN),
+            ("scope", "openid offline_access"),
+            ("subject_token", URL_SAFE_NO_PAD.encode(&other_sp).as_str()),
+            ("subject_token_type", SAML2),
+        ])
+        .await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_request")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none(), "{body}");
+    let record = last_exchange(&env).await?;
+    assert_eq!(record.event.decision, Decision::Denied);
+    assert_eq!(
+        record.event.reason.as_deref(),
+        Some("subject_wrong_audience")
+    );
+
     let xml = assertion(json!({})).await?;
     let (status, body) = env
         .exchange_as_agent(&[
@@ -277,7 +305,8 @@ async fn idjag_saml_01_an_assertion_becomes_a_refresh_token_that_is_exchanged_fo
         ])
         .await?;
     anyhow::ensure!(status == 200, "SAML for a refresh token: {status} {body}");
-    // The draft's response shape (§4.5): the refresh token in access_token, N_A, the scope.
+    // The draft's response shape (§4.5): the refresh token in access_token, N_A, the scope
+    // (IDJAG-SAML-03: `openid offline_access` granted with the rest).
     assert_eq!(body["issued_token_type"], json!(REFRESH_TOKEN));
     assert_eq!(body["token_type"], json!("N_A"));
     assert_eq!(body["scope"], json!("openid offline_access read"));
@@ -344,6 +373,34 @@ async fn idjag_saml_01_an_assertion_becomes_a_refresh_token_that_is_exchanged_fo
         (status, &body["error"]),
         (400, &json!("invalid_request")),
         "{body}"
+    );
+
+    // IDJAG-SAML-05: the refresh token is bound to its client. Presented by another, it is
+    // refused as leaked and its family revoked (REVOKE-05): the agent gets no more ID-JAGs.
+    let mut as_post_client = id_jag_from_refresh.to_vec();
+    as_post_client.extend([("client_id", POST_CLIENT), ("client_secret", SECRET)]);
+    let (status, body) = env.post_token(&as_post_client, None).await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_grant")),
+        "{body}"
+    );
+    let record = last_exchange(&env).await?;
+    assert_eq!(
+        record.event.reason.as_deref(),
+        Some("refresh_token_client_mismatch")
+    );
+    let (status, body) = env.exchange_as_agent(&id_jag_from_refresh).await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_grant")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none(), "{body}");
+    let record = last_exchange(&env).await?;
+    assert_eq!(
+        record.event.reason.as_deref(),
+        Some("refresh_token_revoked")
     );
     Ok(())
 }

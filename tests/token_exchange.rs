@@ -12,6 +12,10 @@ use frontdesk::store::{AuditFilter, AuditLog, Decision};
 use idp::decode_unverified;
 use serde_json::json;
 
+/// The ID-JAG happy path for an ID token subject (IDJAG-ISSUE-06): `requested_token_type=…:id-jag`
+/// (IDJAG-ISSUE-01) with `audience` = the RAS issuer (EMA-01), the MCP server's resource (EMA-02,
+/// EMA-03) and scopes narrowed by policy (IDJAG-ISSUE-18, IDJAG-ISSUE-21), built from the
+/// audience's outbound configuration (FED-03) and audited without token values (FED-04).
 #[tokio::test]
 async fn id_jag_exchange_issues_a_verifiable_id_jag_idjag_issue_26() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -28,11 +32,11 @@ async fn id_jag_exchange_issues_a_verifiable_id_jag_idjag_issue_26() -> anyhow::
         ])
         .await?;
     assert_eq!(status, 200, "{body}");
-    // IDJAG-ISSUE-26, INT-02, INT-05, IDJAG-ISSUE-29.
+    // IDJAG-ISSUE-26, INT-02, INT-05, IDJAG-ISSUE-29; IDJAG-ISSUE-01: the exact URN echoed.
     assert_eq!(body["issued_token_type"], ID_JAG);
     assert_eq!(body["token_type"], "N_A");
     assert!(body.get("refresh_token").is_none());
-    // IDJAG-ISSUE-27, INT-03: narrowed scope reported.
+    // IDJAG-ISSUE-27, INT-03, IDJAG-ISSUE-18: narrowed scope (`admin` dropped) reported.
     assert_eq!(body["scope"], "read write");
     let token = body["access_token"].as_str().expect("token");
 
@@ -42,31 +46,64 @@ async fn id_jag_exchange_issues_a_verifiable_id_jag_idjag_issue_26() -> anyhow::
     let claims = &verified["payload"];
     assert_eq!(verified["header"]["typ"], "oauth-id-jag+jwt"); // IDJAG-JWT-01
     assert_eq!(claims["iss"], env.url); // IDJAG-JWT-03
-    assert_eq!(claims["aud"], RAS_ISSUER); // IDJAG-JWT-04
+    assert_eq!(claims["aud"], RAS_ISSUER); // IDJAG-JWT-04, EMA-01
     assert_eq!(claims["sub"], "user-1"); // IDJAG-JWT-05
-    assert_eq!(claims["client_id"], AGENT_AT_RAS); // IDJAG-JWT-06
+    // IDJAG-JWT-06; FED-03: the client's id at this RAS (`audience_client_ids`), not its own.
+    assert_eq!(claims["client_id"], AGENT_AT_RAS);
     assert!(claims["jti"].as_str().is_some_and(|jti| !jti.is_empty())); // IDJAG-JWT-07
-    assert_eq!(claims["resource"], MCP_RESOURCE); // INT-04
-    assert_eq!(claims["scope"], "read write"); // IDJAG-JWT-10
+    // INT-04, EMA-02, EMA-03, IDJAG-JWT-09 (one resource: a string), IDJAG-ISSUE-21: the MCP
+    // server's resource identifier exactly as requested.
+    assert_eq!(claims["resource"], MCP_RESOURCE);
+    assert_eq!(claims["scope"], "read write"); // IDJAG-JWT-10, IDJAG-ISSUE-21
+    // IDJAG-JWT-16: this RAS's `release` lists email (another RAS's does not, see
+    // per_audience_claims_tenants_and_authorization_details).
     assert_eq!(claims["email"], "ada@example.com");
-    assert_eq!(claims["acr"], "phr"); // IDJAG-JWT-14
+    assert_eq!(claims["acr"], "phr"); // IDJAG-JWT-14, IDJAG-JWT-19 (released per RAS)
     assert!(claims.get("act").is_none()); // IDJAG-JWT-12
+    assert!(claims.get("cnf").is_none()); // IDJAG-JWT-20: no DPoP proof, no binding
+    // IDJAG-JWT-02: an asymmetric JWS whose `kid` names a key of our jwks_uri with that alg.
+    let alg = verified["header"]["alg"].as_str().unwrap_or_default();
+    assert!(
+        ["RS256", "PS256", "ES256", "ES384", "EdDSA"].contains(&alg),
+        "{alg}"
+    );
+    let jwks: serde_json::Value = env.http.get(env.jwks_uri()).send().await?.json().await?;
+    let kid = &verified["header"]["kid"];
+    let key = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|key| key["kid"] == *kid))
+        .ok_or_else(|| anyhow::anyhow!("kid {kid} not in {jwks}"))?;
+    assert_eq!(key["alg"], alg, "{key}");
+    assert!(key.get("d").is_none() && key["kty"] != "oct", "{key}");
     let lifetime = claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat");
     assert_eq!(body["expires_in"].as_i64(), Some(lifetime)); // IDJAG-ISSUE-29
     assert!(lifetime <= 300); // IDJAG-JWT-08
 
-    // The decision is in the audit log, with the issued jti and no token (IDJAG-ISSUE-25).
+    // The decision is in the audit log, with the issued jti and no token (IDJAG-ISSUE-25,
+    // FED-04: client, issuer, audience, resource, scope, decision, jti).
     let events = env.audit_log().await?;
     let event = events.first().expect("one audit event");
     assert_eq!(event.event.decision.as_str(), "issued");
     assert_eq!(event.event.client_id.as_deref(), Some(AGENT));
+    assert_eq!(
+        event.event.subject_issuer.as_deref(),
+        Some(env.idp.issuer.as_str())
+    );
+    assert_eq!(event.event.audience.as_deref(), Some(RAS_ISSUER));
+    assert_eq!(event.event.resources, vec![MCP_RESOURCE]);
     assert_eq!(event.event.issued_jti.as_deref(), claims["jti"].as_str());
+    assert_eq!(event.event.scopes_requested, vec!["read", "write", "admin"]);
     assert_eq!(event.event.scopes_granted, vec!["read", "write"]);
     let serialized = serde_json::to_string(&events)?;
     assert!(!serialized.contains(&id_token) && !serialized.contains(token));
     Ok(())
 }
 
+/// An audience alias is resolved to the RAS issuer, which the ID-JAG's `aud` carries
+/// (IDJAG-ISSUE-04); `resource` and `scope` are optional (EMA-02). Then TX-14: one subject token,
+/// one target named only by `resource`, and `requested_token_type` picks the rules — the
+/// chaining profile lets `resource` name the other domain's AS, the ID-JAG profile requires
+/// `audience`.
 #[tokio::test]
 async fn audience_alias_resolves_to_the_issuer_idjag_issue_04() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -82,9 +119,139 @@ async fn audience_alias_resolves_to_the_issuer_idjag_issue_04() -> anyhow::Resul
         .await?;
     assert_eq!(status, 200, "{body}");
     let (_, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
-    assert_eq!(claims["aud"], RAS_ISSUER);
+    assert_eq!(claims["aud"], RAS_ISSUER); // IDJAG-ISSUE-04: never the alias
     assert!(claims.get("scope").is_none() && body.get("scope").is_none()); // INT-03
-    assert!(claims.get("resource").is_none());
+    assert!(claims.get("resource").is_none()); // EMA-02: no resource asked, none carried
+
+    // TX-14: the same request shape, two requested token types, two profiles.
+    let by_resource = |requested: &'static str| {
+        [
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", requested),
+            ("resource", DOMAIN_B_ISSUER),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ]
+    };
+    let (status, body) = env.exchange_as_agent(&by_resource(JWT)).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["issued_token_type"], JWT);
+    let (header, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(claims["aud"], DOMAIN_B_ISSUER);
+    let (status, body) = env.exchange_as_agent(&by_resource(ID_JAG)).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "an ID-JAG needs an audience: {body}"
+    );
+    assert!(body.get("access_token").is_none());
+    Ok(())
+}
+
+/// What an audience's outbound configuration puts in its ID-JAGs (FED-03): a multi-tenant
+/// issuer's `tenant` (TEN-01, IDJAG-JWT-13), the RAS's `aud_tenant` and `aud_sub`
+/// (IDJAG-JWT-15, TEN-05) mapped by CEL, claims released per RAS (IDJAG-JWT-16, IDJAG-JWT-19),
+/// several resources as an array (IDJAG-JWT-09), scopes narrowed case-sensitively (TOK-11,
+/// IDJAG-ISSUE-18) and `authorization_details` kept beside them (IDJAG-JWT-11, IDJAG-ISSUE-20,
+/// IDJAG-ISSUE-21, IDJAG-ISSUE-28). The audience's `condition` pins the tenant its client id
+/// belongs to (TEN-02), refusing another tenant's user (IDJAG-ISSUE-23).
+#[tokio::test]
+async fn per_audience_claims_tenants_and_authorization_details() -> anyhow::Result<()> {
+    const FILES: &str = "https://mcp.saas.example/files";
+    let env = Env::start_with(|config| {
+        let saas = &mut config.audiences[0];
+        assert_eq!(saas.id, "saas");
+        saas.resources.push(FILES.into());
+        for (claim, expression) in [
+            ("tenant", "subject.tid"),
+            ("aud_tenant", r#""saas-" + subject.tid"#),
+            ("aud_sub", "subject.email"),
+        ] {
+            saas.claims.insert(claim.into(), expression.into());
+        }
+        // `agent-at-saas` is registered in the RAS's tenant for `acme` users only.
+        saas.condition = Some(r#"has(subject.tid) && subject.tid == "acme""#.into());
+    })
+    .await?;
+    let user = |tid: &str| {
+        json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "tid": tid,
+                "email": format!("ada@{tid}.example"), "acr": "phr" })
+    };
+    let id_token = env.idp.mint(user("acme")).await?;
+    let details = json!([{ "type": "mcp_tools", "actions": ["call"], "locations": [FILES] }]);
+    let details_text = details.to_string();
+    let form = |subject: &str| {
+        vec![
+            ("grant_type", TOKEN_EXCHANGE.to_string()),
+            ("requested_token_type", ID_JAG.to_string()),
+            ("audience", RAS_ISSUER.to_string()),
+            ("resource", MCP_RESOURCE.to_string()),
+            ("resource", FILES.to_string()),
+            ("scope", "write READ read".to_string()),
+            ("authorization_details", details_text.clone()),
+            ("subject_token", subject.to_string()),
+            ("subject_token_type", ID_TOKEN.to_string()),
+        ]
+    };
+    let (status, body) = env.exchange_as_agent(&form(&id_token)).await?;
+    assert_eq!(status, 200, "{body}");
+    // TOK-11: `READ` is not `read`, so it is dropped; the order asked is kept.
+    assert_eq!(body["scope"], "write read");
+    // IDJAG-ISSUE-28, IDJAG-ISSUE-20: the granted details are in the response next to `scope`.
+    assert_eq!(body["authorization_details"], details);
+    let verified = env
+        .verify_issued(
+            body["access_token"].as_str().expect("token"),
+            RAS_ISSUER,
+            "oauth-id-jag+jwt",
+        )
+        .await?;
+    let claims = &verified["payload"];
+    assert_eq!(claims["scope"], body["scope"]); // IDJAG-ISSUE-21
+    assert_eq!(claims["resource"], json!([MCP_RESOURCE, FILES])); // IDJAG-JWT-09
+    assert_eq!(claims["authorization_details"], details); // IDJAG-JWT-11, IDJAG-ISSUE-21
+    assert_eq!(claims["tenant"], "acme"); // TEN-01, IDJAG-JWT-13
+    assert_eq!(claims["aud_tenant"], "saas-acme"); // IDJAG-JWT-15, TEN-05
+    assert_eq!(claims["aud_sub"], "ada@acme.example"); // IDJAG-JWT-15, TEN-05
+    assert_eq!(claims["client_id"], AGENT_AT_RAS); // TEN-02
+    assert_eq!(claims["email"], "ada@acme.example"); // IDJAG-JWT-16: released to saas
+    assert!(
+        claims.get("tid").is_none(),
+        "nothing unmapped passes: {claims}"
+    );
+
+    // IDJAG-JWT-16, IDJAG-JWT-19: another RAS releases and maps nothing; its ID-JAG carries
+    // neither email, acr, nor the tenant claims.
+    let (status, body) = env
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", OTHER_RAS_ISSUER),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
+    for absent in ["email", "acr", "tenant", "aud_tenant", "aud_sub", "tid"] {
+        assert!(claims.get(absent).is_none(), "{absent}: {claims}");
+    }
+
+    // TEN-02, IDJAG-ISSUE-23: a user of another tenant gets no ID-JAG naming acme's client id.
+    let globex = env.idp.mint(user("globex")).await?;
+    let (status, body) = env.exchange_as_agent(&form(&globex)).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
+    let event = env.audit_log().await?.into_iter().next().expect("audited");
+    assert_eq!(
+        event.event.reason.as_deref(),
+        Some("audience_condition_denied")
+    );
     Ok(())
 }
 

@@ -597,6 +597,7 @@ async fn key_bearing_and_unknown_headers_are_refused_bcp_07_09() -> anyhow::Resu
     Ok(())
 }
 
+/// A token claiming a trusted issuer is verified with that issuer's keys only (IDJAG-ISSUE-14).
 #[tokio::test]
 async fn a_token_signed_by_a_foreign_key_is_refused_bcp_05() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -650,14 +651,19 @@ async fn a_token_signed_by_a_foreign_key_is_refused_bcp_05() -> anyhow::Result<(
 // Subject token: claims (§5.1, §14)
 // ---------------------------------------------------------------------------
 
+/// An unknown issuer is refused, and issuers are compared exactly: no trailing-slash or case
+/// normalisation (IDJAG-ISSUE-14, FED-02).
 #[tokio::test]
 async fn issuer_must_be_a_trusted_idp_exactly_idjag_issue_14() -> anyhow::Result<()> {
     let env = Env::start().await?;
     let slash = format!("{}/", env.idp.issuer);
     let upper = env.idp.issuer.replace("http://", "HTTP://");
     for (label, iss) in [
-        ("foreign issuer", json!("https://evil.example")),
-        ("trailing slash added", json!(slash)),
+        (
+            "foreign issuer (IDJAG-ISSUE-14)",
+            json!("https://evil.example"),
+        ),
+        ("trailing slash added (FED-02)", json!(slash)),
         ("scheme case changed", json!(upper)),
         ("no iss", Value::Null),
         ("iss not a string", json!(["x"])),
@@ -668,6 +674,8 @@ async fn issuer_must_be_a_trusted_idp_exactly_idjag_issue_14() -> anyhow::Result
     Ok(())
 }
 
+/// The ID token's `aud` must be the configured expected audience: the authenticated client's id
+/// at that IdP (IDJAG-ISSUE-09, IDJAG-ISSUE-14).
 #[tokio::test]
 async fn audience_and_azp_must_name_the_authenticated_client_idjag_issue_09() -> anyhow::Result<()>
 {
@@ -803,6 +811,8 @@ async fn time_claims_are_enforced_with_bounded_skew_bcp_11() -> anyhow::Result<(
     Ok(())
 }
 
+/// JWTs typed as something other than an ID token (an ID-JAG, an access token, a DPoP proof) are
+/// refused as `id_token` subjects (IDJAG-ISSUE-13).
 #[tokio::test]
 async fn other_token_types_are_not_id_tokens_idjag_issue_13() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -941,12 +951,32 @@ async fn oversized_subject_tokens_are_refused_in_oauth_format() -> anyhow::Resul
     Ok(())
 }
 
+/// The subject-token error code is configurable (IDJAG-ISSUE-30); with it, an issuer's own
+/// algorithm allow-list (IDJAG-ISSUE-14): a genuine ES256 token from an IdP trusted for RS256
+/// only is refused.
 #[tokio::test]
 async fn subject_token_errors_can_be_invalid_grant_by_configuration() -> anyhow::Result<()> {
     // REQUIREMENTS §20 decision 2, IDJAG-ISSUE-30.
     let env = Env::start_with(|config| {
         config.tokens.subject_token_error = "invalid_grant".into();
+        config.identity_providers[0].algorithms = vec!["RS256".into()];
     })
+    .await?;
+    // IDJAG-ISSUE-14: the alg is not on this issuer's allow-list, though signed with its key.
+    let es256 = env
+        .idp
+        .mint_with_header(good_claims(), json!({ "alg": "ES256" }))
+        .await?;
+    let reply = send(&env, &idjag_form(&es256), AGENT_AUTH).await?;
+    assert_denied_because(
+        &env,
+        "ES256 from an RS256-only issuer (IDJAG-ISSUE-14)",
+        &reply,
+        400,
+        "invalid_grant",
+        "subject_alg_not_allowed",
+        &[&es256, SECRET],
+    )
     .await?;
     let t = now();
     let expired = env
@@ -988,6 +1018,8 @@ async fn subject_token_errors_can_be_invalid_grant_by_configuration() -> anyhow:
 // Request parameters (§4, §5.1)
 // ---------------------------------------------------------------------------
 
+/// Required and paired parameters (TX-01, TX-02), unknown token types (TX-09), and token types
+/// the requested profile does not take (TX-14).
 #[tokio::test]
 async fn required_and_paired_parameters_tx_01_02_09() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -995,28 +1027,37 @@ async fn required_and_paired_parameters_tx_01_02_09() -> anyhow::Result<()> {
     let base = idjag_form(&token);
     let cases: Vec<(&str, Form, &str)> = vec![
         (
-            "missing subject_token_type",
+            "missing subject_token_type (TX-01)",
             without(base.clone(), "subject_token_type"),
             "missing_parameter",
         ),
         (
-            "missing subject_token",
+            "missing subject_token (TX-01)",
             without(base.clone(), "subject_token"),
             "missing_parameter",
         ),
         (
-            "actor_token without actor_token_type",
+            "actor_token without actor_token_type (TX-02)",
             with(base.clone(), "actor_token", &token),
             "actor_token_type_mismatch",
         ),
         (
-            "actor_token_type without actor_token",
+            "actor_token_type without actor_token (TX-02)",
             with(base.clone(), "actor_token_type", ID_TOKEN),
             "actor_token_type_mismatch",
         ),
         (
-            "unknown subject_token_type",
+            "unknown subject_token_type (TX-09)",
             replaced(base.clone(), "subject_token_type", "urn:x:unknown"),
+            "unknown_subject_token_type",
+        ),
+        (
+            "the id-token spelling is no alias of id_token (INT-09, off)",
+            replaced(
+                base.clone(),
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:id-token",
+            ),
             "unknown_subject_token_type",
         ),
         (
@@ -1029,12 +1070,12 @@ async fn required_and_paired_parameters_tx_01_02_09() -> anyhow::Result<()> {
             "unsupported_subject_token_type",
         ),
         (
-            "unknown requested_token_type",
+            "unknown requested_token_type (TX-09)",
             replaced(base.clone(), "requested_token_type", "urn:x:unknown"),
             "unsupported_requested_token_type",
         ),
         (
-            "refresh_token requested",
+            "refresh_token requested for an ID token, not a SAML assertion (TX-14)",
             replaced(
                 base.clone(),
                 "requested_token_type",
@@ -1090,19 +1131,31 @@ async fn targets_scopes_and_details_are_checked_tx_03_07_08() -> anyhow::Result<
             "malformed_scope",
         ),
         (
-            "resource of another RAS (IDJAG-ISSUE-17)".into(),
+            "scope in another case (TOK-11)".into(),
+            with(base.clone(), "scope", "READ"),
+            "invalid_scope",
+            "scope_not_allowed",
+        ),
+        (
+            "resource of another RAS (IDJAG-ISSUE-17, EMA-07)".into(),
             with(base.clone(), "resource", OTHER_RESOURCE),
             "invalid_target",
             "resource_not_governed",
         ),
         (
-            "resource with a fragment (TX-03)".into(),
+            "resource with an added trailing slash (EMA-02)".into(),
+            with(base.clone(), "resource", &format!("{MCP_RESOURCE}/")),
+            "invalid_target",
+            "resource_not_governed",
+        ),
+        (
+            "resource with a fragment (TX-03, IDJAG-ISSUE-16)".into(),
             with(base.clone(), "resource", &format!("{MCP_RESOURCE}#frag")),
             "invalid_target",
             "invalid_resource",
         ),
         (
-            "relative resource".into(),
+            "relative resource (IDJAG-ISSUE-16)".into(),
             with(base.clone(), "resource", "/mcp"),
             "invalid_target",
             "invalid_resource",
@@ -1114,7 +1167,7 @@ async fn targets_scopes_and_details_are_checked_tx_03_07_08() -> anyhow::Result<
             "unknown_audience",
         ),
         (
-            "audience with an added trailing slash (IDJAG-ISSUE-03)".into(),
+            "audience with an added trailing slash (IDJAG-ISSUE-03, FED-02, EMA-01)".into(),
             replaced(base.clone(), "audience", &format!("{RAS_ISSUER}/")),
             "invalid_target",
             "unknown_audience",
@@ -1153,6 +1206,8 @@ async fn targets_scopes_and_details_are_checked_tx_03_07_08() -> anyhow::Result<
     Ok(())
 }
 
+/// Administrator policy decides which RAS a client may get ID-JAGs for: another audience is
+/// `invalid_target` (IDJAG-ISSUE-23).
 #[tokio::test]
 async fn a_client_gets_only_its_audiences_idjag_issue_23() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -1481,7 +1536,8 @@ async fn client_secret_failures_cauth_03_08_tok_09() -> anyhow::Result<()> {
     let token = env.id_token().await?;
     let base = idjag_form(&token);
 
-    // TX-13 / CAUTH-09: no credentials at all, or a client_id alone.
+    // TX-13 / CAUTH-09: no credentials at all, or a client_id alone (IDJAG-ISSUE-22: an
+    // unauthenticated client gets `invalid_client`).
     for (label, form) in [
         ("no client authentication", base.clone()),
         (

@@ -298,12 +298,14 @@ async fn happy_path(database: Option<&TestDatabase>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A refresh token as the subject of an ID-JAG exchange (IDJAG-ISSUE-08), on SQLite.
 #[tokio::test]
 async fn refresh_token_becomes_id_jag_with_current_claims_idjag_issue_11_12_sqlite()
 -> anyhow::Result<()> {
     happy_path(None).await
 }
 
+/// The same on PostgreSQL (IDJAG-ISSUE-08).
 #[tokio::test]
 async fn refresh_token_becomes_id_jag_with_current_claims_idjag_issue_11_12_postgres()
 -> anyhow::Result<()> {
@@ -314,7 +316,8 @@ async fn refresh_token_becomes_id_jag_with_current_claims_idjag_issue_11_12_post
 }
 
 /// IDJAG-ISSUE-11: another client's refresh token is refused, and, as with the refresh_token
-/// grant, treated as leaked: its family is revoked.
+/// grant, treated as leaked: its family is revoked. Refresh tokens usable as subject tokens are
+/// client-bound (IDJAG-SAML-05).
 #[tokio::test]
 async fn another_clients_refresh_token_is_refused_idjag_issue_11() -> anyhow::Result<()> {
     let env = start(None).await?;
@@ -336,7 +339,9 @@ async fn another_clients_refresh_token_is_refused_idjag_issue_11() -> anyhow::Re
     Ok(())
 }
 
-/// IDJAG-ISSUE-11: a refresh token revoked through /revoke (RFC 7009) is refused.
+/// IDJAG-ISSUE-11: a refresh token revoked through /revoke (RFC 7009) is refused; so is one
+/// whose user's session was invalidated by an admin (`POST /admin/api/v1/revocations`): no
+/// further ID-JAG from either (REVOKE-05, IDJAG-SAML-05: revocable).
 #[tokio::test]
 async fn revoked_refresh_token_is_refused_idjag_issue_11() -> anyhow::Result<()> {
     let env = start(None).await?;
@@ -361,6 +366,47 @@ async fn revoked_refresh_token_is_refused_idjag_issue_11() -> anyhow::Result<()>
         &token,
     )
     .await?;
+
+    // REVOKE-05: session invalidation per subject, by an admin over the admin API.
+    let second = sign_in(&env, "read").await?;
+    let (status, body) = as_app(&env, &id_jag_form(&second)).await?;
+    assert_eq!(status, 200, "live before the revocation: {body}");
+    let api_token = frontdesk::admin::api::create_token(
+        &env.server.state.store,
+        "incident",
+        frontdesk::store::AdminRole::Admin,
+        None,
+        "test",
+        now(),
+    )
+    .await?;
+    let response = env
+        .http
+        .post(format!("{}/admin/api/v1/revocations", env.url))
+        .bearer_auth(api_token)
+        .json(&json!({ "subject": USER }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let revoked: Value = response.json().await?;
+    assert!(revoked["refresh_tokens"].as_u64() >= Some(1), "{revoked}");
+    let (status, body) = as_app(&env, &id_jag_form(&second)).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none(), "{body}");
+    let rows = env
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter {
+            reason: Some("refresh_token_revoked".into()),
+            ..AuditFilter::default()
+        })
+        .await?;
+    assert_eq!(rows.len(), 2, "both refusals audited as revoked");
     Ok(())
 }
 
@@ -405,7 +451,9 @@ async fn expired_refresh_token_is_refused_idjag_issue_11() -> anyhow::Result<()>
 }
 
 /// A rotated-out refresh token presented as a subject token is reuse, as in the refresh_token
-/// grant: refused, and the whole family (including its successor) is revoked.
+/// grant: refused, and the whole family (including its successor) is revoked (IDJAG-SAML-05:
+/// rotation is that of the refresh_token grant; the exchange itself does not rotate,
+/// docs/decisions.md §22).
 #[tokio::test]
 async fn rotated_out_refresh_token_is_reuse_and_revokes_the_family() -> anyhow::Result<()> {
     let env = start(None).await?;
@@ -592,6 +640,8 @@ async fn step_up_audiences_refuse_refresh_token_subjects() -> anyhow::Result<()>
     Ok(())
 }
 
+/// The audience's `condition`, evaluated over the user's current claims, decides whether this
+/// user may get an ID-JAG for that RAS (IDJAG-ISSUE-23).
 #[tokio::test]
 async fn audience_condition_sees_the_current_claims() -> anyhow::Result<()> {
     let env = start_with(None, |config| {

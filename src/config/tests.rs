@@ -357,6 +357,8 @@ fn an_issuer_path_is_plain_segments_and_names_where_the_server_answers() {
     }
 }
 
+/// Incomplete or contradictory trust entries stop the load, naming the entry and its field
+/// (FED-01 for identity providers, FED-03 for audiences).
 #[test]
 fn trust_objects_are_validated_with_their_index() {
     let error = load_file(
@@ -367,6 +369,59 @@ fn trust_objects_are_validated_with_their_index() {
     )
     .expect_err("hmac idp");
     assert_error(&error, "identity_providers[0].algorithms", "frontdesk.toml");
+
+    // FED-01: an issuer, a key source, algorithms, token types, expected audiences and a
+    // subject mapping that fit together.
+    for (extra, field) in [
+        ("algorithms = []\n", "algorithms"),
+        ("token_types = []\n", "token_types"),
+        ("token_types = [\"id-token\"]\n", "token_types"),
+        ("token_types = [\"access_token\"]\n", "audiences"),
+        (
+            "jwks_uri = \"https://okta/keys\"\njwks = '{\"keys\": []}'\n",
+            "jwks",
+        ),
+        ("jwks_uri = \"not a url\"\n", "jwks_uri"),
+        ("subject_mode = \"mapped\"\n", "subject_mapping"),
+        ("subject_mapping = \"subject.sub\"\n", "subject_mapping"),
+    ] {
+        let error = load_file(
+            &production(&format!(
+                "[[identity_providers]]\nid = \"okta\"\nissuer = \"https://okta\"\n{extra}"
+            )),
+            &[],
+        )
+        .expect_err(field);
+        assert_error(
+            &error,
+            &format!("identity_providers[0].{field}"),
+            "frontdesk.toml",
+        );
+    }
+    let error = load_file(&production("[[identity_providers]]\nid = \"okta\"\n"), &[])
+        .expect_err("no issuer");
+    assert!(error.key.starts_with("identity_providers[0]"), "{error}");
+
+    // FED-03: an audience's resources, lifetime, mapped and released claims are checked.
+    for (extra, field) in [
+        (
+            "resources = [\"https://mcp.example.com/#f\"]\n",
+            "resources",
+        ),
+        ("lifetime_secs = 0\n", "lifetime_secs"),
+        ("claims = { name = 'subject.name' }\n", "claims.name"),
+        ("release = [\"name\"]\n", "release"),
+        ("token_type = \"saml2\"\n", "token_type"),
+    ] {
+        let error = load_file(
+            &production(&format!(
+                "[[audiences]]\nid = \"wiki\"\nissuer = \"https://wiki.example.com\"\n{extra}"
+            )),
+            &[],
+        )
+        .expect_err(field);
+        assert_error(&error, &format!("audiences[0].{field}"), "frontdesk.toml");
+    }
 
     for (extra, field) in [
         ("requests_per_minute = 0\n", "requests_per_minute"),
@@ -671,7 +726,7 @@ fn a_public_client_gets_only_the_code_and_refresh_grants_and_no_secret() {
     .expect("a public code-flow client is valid");
     assert_eq!(config.clients[0].auth_method, "none");
 
-    // CMETA-04 / IDJAG §9.1: token exchange needs a confidential client.
+    // CMETA-04 / IDJAG §9.1, IDJAG-ISSUE-22: token exchange needs a confidential client.
     let error = load_file(
         &production(&format!("{public}grant_types = [\"token-exchange\"]\n")),
         &[],

@@ -1244,6 +1244,8 @@ mod tests {
         }
     }
 
+    /// Unknown subject and requested token type URNs are `invalid_request` (TX-09); the
+    /// hyphenated `id-token` spelling is no alias of `id_token` (INT-09, not offered).
     #[test]
     fn unknown_token_types_are_invalid_request_tx_09() {
         assert_eq!(
@@ -1261,6 +1263,33 @@ mod tests {
         assert_eq!(
             requested_kind(Some(TOKEN_TYPE_ID_JAG)).expect("id-jag"),
             Some(IssueKind::IdJag)
+        );
+        assert_eq!(
+            SubjectTokenType::parse("urn:ietf:params:oauth:token-type:id-token")
+                .expect_err("INT-09")
+                .reason,
+            "unknown_subject_token_type"
+        );
+    }
+
+    /// TX-14: `requested_token_type` selects the profile; absent, the audience decides (TX-04,
+    /// docs/decisions.md §11).
+    #[test]
+    fn the_requested_token_type_selects_the_profile_tx_14() {
+        assert_eq!(requested_kind(None).expect("absent"), None);
+        assert_eq!(
+            requested_kind(Some(TOKEN_TYPE_JWT)).expect("jwt"),
+            Some(IssueKind::ChainingGrant)
+        );
+        assert_eq!(
+            requested_kind(Some(TOKEN_TYPE_ACCESS_TOKEN)).expect("access token"),
+            Some(IssueKind::AccessToken)
+        );
+        assert_eq!(
+            requested_kind(Some(TOKEN_TYPE_REFRESH_TOKEN))
+                .expect_err("only the SAML path issues refresh tokens")
+                .code,
+            ErrorCode::InvalidRequest
         );
     }
 }
