@@ -337,36 +337,6 @@ pub async fn redeem(
         super::dpop::BoundToken::Assertion,
         ErrorCode::InvalidGrant,
     )?;
-    let input = PolicyInput {
-        subject: Value::Object(claims.claims().clone()),
-        actor: None,
-        client: json!({
-            "id": client_id,
-            "auth_method": client.method.as_str(),
-        }),
-        request: json!({
-            "grant_type": super::GRANT_JWT_BEARER,
-            "resources": requested_resources,
-            "scopes": requested_scopes,
-        }),
-    };
-    match input.prepare().allows(idp.condition.as_ref()) {
-        crate::policy::Decision::Allow => {}
-        crate::policy::Decision::Deny => {
-            return Err(invalid_grant(
-                "idp_condition_denied",
-                "The issuer's policy does not accept this assertion",
-            ));
-        }
-        crate::policy::Decision::Error(message) => {
-            tracing::warn!(idp = %idp.config.id, %message, "identity provider condition failed; denying");
-            return Err(invalid_grant(
-                "idp_condition_error",
-                "The issuer's policy could not be evaluated for this assertion",
-            ));
-        }
-    }
-
     let asserted_resources = string_or_array(claims.claim("resource"));
     let resources = grant_resources(registry, &asserted_resources, &requested_resources)?;
     audit.resources = resources.iter().map(|r| r.resource.clone()).collect();
@@ -415,6 +385,39 @@ pub async fn redeem(
         ));
     }
     audit.scopes_granted = granted_scopes.clone();
+
+    // The issuer's condition sees what would be granted, as at leg 1: a policy on
+    // `request.scopes` or `request.resources` cannot be bypassed by leaving `scope` or
+    // `resource` out of the request, which grants the assertion's (EMA-14).
+    let input = PolicyInput {
+        subject: Value::Object(claims.claims().clone()),
+        actor: None,
+        client: json!({
+            "id": client_id,
+            "auth_method": client.method.as_str(),
+        }),
+        request: json!({
+            "grant_type": super::GRANT_JWT_BEARER,
+            "resources": audit.resources,
+            "scopes": granted_scopes,
+        }),
+    };
+    match input.prepare().allows(idp.condition.as_ref()) {
+        crate::policy::Decision::Allow => {}
+        crate::policy::Decision::Deny => {
+            return Err(invalid_grant(
+                "idp_condition_denied",
+                "The issuer's policy does not accept this assertion",
+            ));
+        }
+        crate::policy::Decision::Error(message) => {
+            tracing::warn!(idp = %idp.config.id, %message, "identity provider condition failed; denying");
+            return Err(invalid_grant(
+                "idp_condition_error",
+                "The issuer's policy could not be evaluated for this assertion",
+            ));
+        }
+    }
 
     let subject = resolve_subject(service, &idp, &claims).await?;
 
