@@ -9,7 +9,7 @@ mod env;
 mod idp;
 
 use env::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const PATH: &str = "/tenants/acme";
 
@@ -97,6 +97,26 @@ async fn the_metadata_is_found_where_rfc_8414_and_oidc_put_it_and_names_served_u
     Ok(())
 }
 
+/// A `private_key_jwt` assertion of `jwt-client` for `aud`, typed `typ` (none when `None`).
+fn client_assertion(env: &Env, aud: Value, typ: Option<&str>) -> anyhow::Result<String> {
+    let jwk = env.client_key.public_jwk().map_err(anyhow::Error::msg)?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = jwk.common.key_id.clone();
+    header.typ = typ.map(str::to_owned);
+    let claims = json!({ "iss": JWT_CLIENT, "sub": JWT_CLIENT, "aud": aud,
+                         "jti": uuid::Uuid::new_v4().to_string(), "iat": now(),
+                         "exp": now() + 120 });
+    Ok(jsonwebtoken::encode(
+        &header,
+        &claims,
+        &env.client_key.encoding_key().map_err(anyhow::Error::msg)?,
+    )?)
+}
+
+/// The exchange at a path issuer, and the client assertions it accepts there (CAUTH-05,
+/// docs/decisions.md §4): `aud` is this issuer or its token endpoint, path included (BCP-06),
+/// and `typ` is `client-authentication+jwt`, `JWT` or absent, never another kind of token
+/// (BCP-08).
 #[tokio::test]
 async fn a_token_exchange_at_the_path_issues_an_id_jag_of_the_path_issuer() -> anyhow::Result<()> {
     let (env, _) = start().await?;
@@ -114,19 +134,77 @@ async fn a_token_exchange_at_the_path_issues_an_id_jag_of_the_path_issuer() -> a
     // §3): one for the root's `/token` is refused.
     let token_endpoint = format!("{}/token", env.url);
     let root_endpoint = token_endpoint.replace(PATH, "");
-    for (aud, expected) in [
-        (root_endpoint.as_str(), 401),
-        (token_endpoint.as_str(), 200),
-    ] {
-        let assertion = env.client_assertion(&uuid::Uuid::new_v4().to_string(), aud)?;
+    let issuer = env.url.clone();
+    let cases = [
+        (
+            "aud the root's token endpoint",
+            json!(root_endpoint),
+            Some("JWT"),
+            Some("wrong_audience"),
+        ),
+        (
+            "aud the root",
+            json!(issuer.replace(PATH, "")),
+            Some("JWT"),
+            Some("wrong_audience"),
+        ),
+        (
+            "aud the token endpoint",
+            json!(token_endpoint),
+            Some("JWT"),
+            None,
+        ),
+        (
+            "aud the issuer (CAUTH-05)",
+            json!(issuer),
+            Some("JWT"),
+            None,
+        ),
+        (
+            "aud an array holding the issuer",
+            json!([issuer, "https://other.example"]),
+            Some("JWT"),
+            None,
+        ),
+        (
+            "typ client-authentication+jwt (CAUTH-05)",
+            json!(issuer),
+            Some("client-authentication+jwt"),
+            None,
+        ),
+        ("no typ (CAUTH-05)", json!(issuer), None, None),
+        (
+            "typ at+jwt (BCP-08)",
+            json!(issuer),
+            Some("at+jwt"),
+            Some("wrong_typ"),
+        ),
+        (
+            "typ oauth-id-jag+jwt (BCP-08)",
+            json!(issuer),
+            Some("oauth-id-jag+jwt"),
+            Some("wrong_typ"),
+        ),
+    ];
+    for (label, aud, typ, refused) in cases {
+        let assertion = client_assertion(&env, aud, typ)?;
         // The subject token is bound to the client: its `aud` is the client's id.
-        let id_token = env
-            .idp
-            .mint(serde_json::json!({ "aud": JWT_CLIENT }))
-            .await?;
+        let id_token = env.idp.mint(json!({ "aud": JWT_CLIENT })).await?;
         let form = assertion_exchange_form(id_token, assertion);
         let (status, body) = env.post_token(&form, None).await?;
-        assert_eq!(status, expected, "aud {aud}: {body}");
+        match refused {
+            None => assert_eq!(status, 200, "{label}: {body}"),
+            Some(reason) => {
+                assert_eq!(
+                    (status, &body["error"]),
+                    (401, &json!("invalid_client")),
+                    "{label}: {body}"
+                );
+                let events = env.audit_log().await?;
+                let newest = events.first().expect("the refusal is audited");
+                assert_eq!(newest.event.reason.as_deref(), Some(reason), "{label}");
+            }
+        }
     }
     Ok(())
 }
