@@ -14,6 +14,11 @@ use frontdesk::store::{AuditFilter, AuditLog};
 use legs::{JWT_BEARER, Legs, post, uuid};
 use serde_json::{Value, json};
 
+/// A public client registered at B (for the authorization code flow only).
+const PUBLIC_AT_RAS: &str = "public-app";
+
+/// The whole path, and what B's access token then is to introspection and revocation (EMA-13);
+/// A's ID-JAG is never an access token to A either (AT-08, REVOKE-04).
 #[tokio::test]
 async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyhow::Result<()> {
     let legs = Legs::start().await?;
@@ -31,7 +36,7 @@ async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyho
     assert_eq!(status, 200, "{body}");
     // IDJAG-ACCEPT-20/21, INT-07.
     assert_eq!(body["token_type"], "Bearer");
-    assert!(body.get("refresh_token").is_none());
+    assert!(body.get("refresh_token").is_none()); // IDJAG-ACCEPT-21
     assert_eq!(body["scope"], "read"); // EMA-09: request ∩ ID-JAG
     assert_eq!(body["resource"], MCP_RESOURCE); // IDJAG-ACCEPT-19
     let token = body["access_token"].as_str().expect("access token");
@@ -47,7 +52,7 @@ async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyho
         Some(claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0))
     );
 
-    // Introspection (RFC 7662) and revocation (RFC 7009) at B.
+    // Introspection (RFC 7662) and revocation (RFC 7009) at B (EMA-13).
     let (status, active) = post(
         &legs.b_url,
         "/introspect",
@@ -68,6 +73,17 @@ async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyho
     )
     .await?;
     assert_eq!(inactive, json!({"active": false}));
+    // AT-08: at A, which signed it, the ID-JAG is not an access token either (typ
+    // oauth-id-jag+jwt, not at+jwt) ...
+    let (status, at_a) = post(&legs.a.url, "/introspect", &[("token", &id_jag)], AGENT).await?;
+    assert_eq!((status, at_a), (200, json!({"active": false})));
+    // ... and REVOKE-04: revoking it there is unsupported_token_type.
+    let (status, refused) = post(&legs.a.url, "/revoke", &[("token", &id_jag)], AGENT).await?;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("unsupported_token_type")),
+        "{refused}"
+    );
     // REVOKE-03: another client cannot revoke it.
     let (status, refused) =
         post(&legs.b_url, "/revoke", &[("token", token)], "other-client").await?;
@@ -267,6 +283,7 @@ async fn without_status_lists_tokens_carry_no_status_and_nothing_is_published() 
     Ok(())
 }
 
+/// IDJAG-ACCEPT-11: single use by default, the second presentation is `invalid_grant`.
 #[tokio::test]
 async fn replayed_id_jag_is_refused_idjag_accept_11() -> anyhow::Result<()> {
     let legs = Legs::start().await?;
@@ -283,6 +300,7 @@ async fn replayed_id_jag_is_refused_idjag_accept_11() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// IDJAG-ACCEPT-11: re-use is a per-resource policy (`single_use_assertions = false`).
 #[tokio::test]
 async fn reuse_is_allowed_when_the_resource_permits_it() -> anyhow::Result<()> {
     let legs = Legs::start_with(|config| config.resources[0].single_use_assertions = false).await?;
@@ -379,10 +397,81 @@ async fn a_client_replaying_grants_is_slowed_down_and_no_one_else_is() -> anyhow
     Ok(())
 }
 
+/// `claims` with a fresh `jti`.
+fn with_jti(claims: &Value) -> Value {
+    let mut claims = claims.clone();
+    claims["jti"] = json!(uuid());
+    claims
+}
+
+/// Claims serialised with `sub` twice (the second `second_sub`), which `serde_json::Value`
+/// cannot hold but a careless signer can produce.
+struct DuplicateSub {
+    claims: Value,
+    second_sub: &'static str,
+}
+
+impl serde::Serialize for DuplicateSub {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.claims.as_object().into_iter().flatten() {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("sub", self.second_sub)?;
+        map.end()
+    }
+}
+
+/// Every refusal of an assertion is 400 `invalid_grant`, never `invalid_client` or a token
+/// (JWTB-10, IDJAG-ACCEPT-26), audited with the precise reason; each case names its row.
 #[tokio::test]
 async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()> {
     let legs = Legs::start().await?;
     let base = legs.valid_claims();
+    let b64u = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    // A genuine ID-JAG of A's: its payload changed after signing, its header swapped for one A
+    // never signed.
+    let genuine = legs.forged_by_a(with_jti(&base), "oauth-id-jag+jwt")?;
+    let mut parts = genuine.split('.');
+    let (header, payload, signature) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let kid = legs.a.server.state.keys.active_kid().map(|(kid, _)| kid);
+    let mut tampered = with_jti(&base);
+    tampered["sub"] = json!("admin");
+    let tampered = format!(
+        "{header}.{}.{signature}",
+        b64u(serde_json::to_string(&tampered)?.as_bytes())
+    );
+    let with_header = |header: Value| {
+        format!(
+            "{}.{payload}.{signature}",
+            b64u(header.to_string().as_bytes())
+        )
+    };
+    // HS256 keyed with A's public JWKS document, the classic algorithm confusion.
+    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs_header.typ = Some("oauth-id-jag+jwt".into());
+    hs_header.kid = kid.clone();
+    let confused = jsonwebtoken::encode(
+        &hs_header,
+        &with_jti(&base),
+        &jsonwebtoken::EncodingKey::from_secret(&legs.a.server.state.keys.jwks_json()),
+    )?;
+    // Signed by A with a member twice: `sub` names two users.
+    let duplicated = legs.a.server.state.keys.sign(
+        "oauth-id-jag+jwt",
+        &DuplicateSub {
+            claims: with_jti(&base),
+            second_sub: "admin",
+        },
+    )?;
     let with = |changes: Value| {
         let mut claims = base.clone();
         for (key, value) in changes.as_object().into_iter().flatten() {
@@ -403,7 +492,7 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "ok",
         ),
         (
-            "wrong typ JWT (IDJAG-ACCEPT-04)",
+            "wrong typ JWT: A is not trusted for chaining grants (IDJAG-ACCEPT-04, CHAIN-B-04)",
             legs.forged_by_a(with(json!({})), "JWT")?,
             "invalid_grant",
             "untrusted_assertion_issuer",
@@ -415,7 +504,7 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "untrusted_assertion_issuer",
         ),
         (
-            "foreign aud (IDJAG-ACCEPT-06)",
+            "foreign aud (IDJAG-ACCEPT-06, JWTB-03, IDJAG-ACCEPT-24)",
             legs.forged_by_a(
                 with(json!({"aud": "https://elsewhere.example"})),
                 "oauth-id-jag+jwt",
@@ -470,7 +559,7 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "assertion_missing_claim",
         ),
         (
-            "expired (IDJAG-ACCEPT-07)",
+            "expired (IDJAG-ACCEPT-07, JWTB-04)",
             legs.forged_by_a(
                 with(json!({"exp": now() - 120, "iat": now() - 300})),
                 "oauth-id-jag+jwt",
@@ -479,7 +568,7 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "assertion_expired",
         ),
         (
-            "not yet valid",
+            "not yet valid (JWTB-05)",
             legs.forged_by_a(with(json!({"nbf": now() + 600})), "oauth-id-jag+jwt")?,
             "invalid_grant",
             "assertion_not_yet_valid",
@@ -494,13 +583,13 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "assertion_issued_in_future",
         ),
         (
-            "exp a day ahead",
+            "exp a day ahead (JWTB-04)",
             legs.forged_by_a(with(json!({"exp": now() + 86400})), "oauth-id-jag+jwt")?,
             "invalid_grant",
             "assertion_lifetime_too_long",
         ),
         (
-            "unknown issuer",
+            "unknown issuer (IDJAG-ACCEPT-05)",
             legs.forged_by_a(
                 with(json!({"iss": "https://unknown.example"})),
                 "oauth-id-jag+jwt",
@@ -527,10 +616,96 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "assertion_resource_unknown",
         ),
         (
-            "garbage",
+            "garbage (JWTB-08)",
             "not-a-jwt".to_string(),
             "invalid_grant",
             "assertion_malformed",
+        ),
+        (
+            "iss missing (JWTB-01)",
+            legs.forged_by_a(with(json!({"iss": null})), "oauth-id-jag+jwt")?,
+            "invalid_grant",
+            "untrusted_assertion_issuer",
+        ),
+        (
+            "sub missing (JWTB-02)",
+            legs.forged_by_a(with(json!({"sub": null})), "oauth-id-jag+jwt")?,
+            "invalid_grant",
+            "assertion_missing_claim",
+        ),
+        (
+            "exp missing (JWTB-04)",
+            legs.forged_by_a(with(json!({"exp": null})), "oauth-id-jag+jwt")?,
+            "invalid_grant",
+            "assertion_missing_claim",
+        ),
+        (
+            "payload changed after signing (JWTB-07, IDJAG-ACCEPT-05)",
+            tampered,
+            "invalid_grant",
+            "assertion_bad_signature",
+        ),
+        (
+            "alg none, no signature (IDJAG-ACCEPT-05)",
+            format!(
+                "{}.{payload}.",
+                b64u(br#"{"alg":"none","typ":"oauth-id-jag+jwt"}"#)
+            ),
+            "invalid_grant",
+            "assertion_malformed",
+        ),
+        (
+            "alg none (IDJAG-ACCEPT-05)",
+            with_header(json!({"alg": "none", "typ": "oauth-id-jag+jwt"})),
+            "invalid_grant",
+            "assertion_alg_none",
+        ),
+        (
+            "HS256 keyed with the issuer's public keys (IDJAG-ACCEPT-05)",
+            confused,
+            "invalid_grant",
+            "assertion_alg_not_allowed",
+        ),
+        (
+            "duplicate member names (JWTB-08, IDJAG-ACCEPT-25)",
+            duplicated,
+            "invalid_grant",
+            "assertion_malformed",
+        ),
+        (
+            "crit naming an extension we do not understand (JWTB-08, IDJAG-ACCEPT-25)",
+            with_header(
+                json!({"alg": "ES256", "typ": "oauth-id-jag+jwt", "kid": kid,
+                               "crit": ["urn:example:ext"], "urn:example:ext": true}),
+            ),
+            "invalid_grant",
+            "assertion_crit_unsupported",
+        ),
+        (
+            "two JWTs concatenated (JWTB-09)",
+            format!("{genuine}.{genuine}"),
+            "invalid_grant",
+            "assertion_malformed",
+        ),
+        (
+            // Five dot-separated parts: read as a JWE, which is refused too.
+            "two JWTs separated by a space (JWTB-09)",
+            format!("{genuine} {genuine}"),
+            "invalid_grant",
+            "assertion_encrypted",
+        ),
+        (
+            "JWE-wrapped (JWTB-09: no decryption key, refused)",
+            format!(
+                "{}.{}.{}.{}.{}",
+                b64u(br#"{"alg":"RSA-OAEP-256","enc":"A256GCM","cty":"JWT"}"#),
+                b64u(b"encrypted-key-bytes"),
+                b64u(b"iv-bytes-123"),
+                b64u(b"ciphertext-bytes"),
+                b64u(b"tag-bytes-16")
+            ),
+            "invalid_grant",
+            "assertion_encrypted",
         ),
         (
             "sender-constrained without DPoP (DPOP-06)",
@@ -561,6 +736,7 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             assert_eq!(status, 200, "{label}: {body}");
             continue;
         }
+        // JWTB-10, IDJAG-ACCEPT-26: 400 invalid_grant, whatever is wrong with the assertion.
         assert_eq!(status, 400, "{label}: {body}");
         assert_eq!(body["error"], error, "{label}: {body}");
         assert!(body.get("access_token").is_none(), "{label}");
@@ -610,9 +786,88 @@ async fn assertion_signed_by_an_untrusted_key_with_a_trusted_kid_is_refused() ->
     Ok(())
 }
 
+/// The request around the assertion: who may redeem it (IDJAG-ACCEPT-02, IDJAG-ACCEPT-03),
+/// what it must carry, and how its resources and scopes narrow what is granted.
 #[tokio::test]
 async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow::Result<()> {
-    let legs = Legs::start().await?;
+    // An issuer id of this test's own: the JWKS fetch counter below is labelled with it.
+    let source = format!("idp:a-{}", uuid());
+    let idp_id = source.trim_start_matches("idp:").to_string();
+    let legs = Legs::start_with(move |config| {
+        config.identity_providers[0].id = idp_id;
+        let mut public = client(PUBLIC_AT_RAS, "none", &[]);
+        public.grant_types = vec!["authorization_code".into()];
+        public.redirect_uris = vec!["http://127.0.0.1:9/callback".into()];
+        config.clients.push(public);
+    })
+    .await?;
+    let fetches = |metrics: &str| {
+        sample(
+            metrics,
+            "frontdesk_jwks_fetches_total",
+            &[&format!("source=\"{source}\""), "outcome=\"ok\""],
+        )
+    };
+    // IDJAG-ACCEPT-02: a wrong secret is 401 invalid_client, decided before anything of the
+    // assertion is looked at: B has not fetched A's keys, and the ID-JAG is not spent.
+    let id_jag = legs.id_jag("read").await?;
+    let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .post(format!("{}/token", legs.b_url))
+        .basic_auth(AGENT_AT_RAS, Some("not-the-secret"))
+        .form(&form)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let metrics_url = format!("{}/metrics", legs.b_url);
+    let metrics = reqwest::get(&metrics_url).await?.text().await?;
+    assert_eq!(
+        fetches(&metrics),
+        None,
+        "no JWKS fetch before client authentication"
+    );
+    let (status, body) = legs.redeem(&form, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "{body}");
+    let metrics = reqwest::get(&metrics_url).await?.text().await?;
+    assert_eq!(fetches(&metrics), Some(1.0), "{metrics}");
+    // IDJAG-ACCEPT-03: a public client (it proves nothing) gets no jwt-bearer grant.
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .post(format!("{}/token", legs.b_url))
+        .form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", legs.id_jag("read").await?.as_str()),
+            ("client_id", PUBLIC_AT_RAS),
+        ])
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "{body}"
+    );
+    // IDJAG-ACCEPT-17: assertion scopes B does not know for the resource are dropped, not granted.
+    let mut claims = legs.valid_claims();
+    claims["scope"] = json!("read admin");
+    let assertion = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
+    let (status, body) = legs.redeem_assertion(&assertion, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "read", "{body}");
+    let verified = legs
+        .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(verified["payload"]["scope"], "read");
     // IDJAG-ACCEPT-01: missing assertion.
     let (status, body) = legs
         .redeem(&[("grant_type", JWT_BEARER)], AGENT_AT_RAS)
@@ -656,7 +911,8 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
         (400, Some("invalid_scope")),
         "{body}"
     );
-    // A client without the jwt-bearer grant (TOK-10) — A's agent is not registered at B at all.
+    // A client without the jwt-bearer grant (TOK-10) — A's agent is not registered at B at all
+    // (IDJAG-ACCEPT-02: only clients registered at B).
     let (status, body) = post(
         &legs.b_url,
         "/token",
@@ -672,6 +928,7 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
     Ok(())
 }
 
+/// A subject B cannot resolve (no link) is `invalid_grant`; once linked, it is (IDJAG-ACCEPT-12).
 #[tokio::test]
 async fn linked_subject_mode_requires_a_link() -> anyhow::Result<()> {
     let legs =
@@ -724,6 +981,7 @@ async fn metadata_advertises_the_jwt_bearer_profile_meta_07_09() -> anyhow::Resu
             .expect("array")
             .contains(&json!(JWT_BEARER))
     );
+    // EMA-12.
     assert_eq!(
         metadata["authorization_grant_profiles_supported"],
         json!(["urn:ietf:params:oauth:grant-profile:id-jag"])
@@ -906,5 +1164,325 @@ async fn a_multi_tenant_issuers_tenants_are_pinned_and_keep_their_users_apart_te
             "{tenant:?}: {body}"
         );
     }
+    Ok(())
+}
+
+/// A `400 invalid_grant` from B whose newest audit event gives `reason`.
+async fn assert_invalid_grant_at_b(
+    legs: &Legs,
+    label: &str,
+    (status, body): (u16, Value),
+    reason: &str,
+) -> anyhow::Result<()> {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{label}: {body}"
+    );
+    assert!(body.get("access_token").is_none(), "{label}");
+    let audit = legs
+        .b
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await?;
+    assert_eq!(audit[0].event.reason.as_deref(), Some(reason), "{label}");
+    Ok(())
+}
+
+/// Identity chaining across domains: A (domain A) issues a chaining grant (`typ: JWT`) for B
+/// (domain B) at leg 1, and B, trusting A for `jwt_grant`, redeems it for an access token
+/// narrowed to the requested resource and scope, under the subject its mapping gives, without a
+/// refresh token and once only; a grant naming B's token endpoint is accepted too; tokens of
+/// other kinds, ID tokens, expired or tampered grants and unmappable subjects are `invalid_grant`.
+#[tokio::test]
+async fn a_chaining_grant_from_a_is_redeemed_at_b_chain_b() -> anyhow::Result<()> {
+    let legs = Legs::start_both(
+        "",
+        "",
+        |config| {
+            // A's chaining audience is B (its ID-JAG audience is moved out of the way).
+            let b = config
+                .audiences
+                .iter()
+                .find(|audience| audience.id == "saas")
+                .map(|audience| audience.issuer.clone())
+                .unwrap_or_default();
+            for audience in &mut config.audiences {
+                match audience.id.as_str() {
+                    "saas" => audience.issuer = RAS_ISSUER.into(),
+                    "domain-b" => {
+                        audience.issuer = b.clone();
+                        audience.scopes = vec!["read".into(), "write".into()];
+                    }
+                    _ => {}
+                }
+            }
+            config.clients[0]
+                .audience_client_ids
+                .insert("domain-b".into(), AGENT_AT_RAS.into());
+        },
+        |config| {
+            let idp = &mut config.identity_providers[0];
+            idp.token_types = vec!["id_jag".into(), "jwt_grant".into()];
+            idp.subject_mode = "mapped".into();
+            idp.subject_mapping =
+                Some(r#"subject.sub == "user-1" ? "domain-a/" + subject.sub : """#.into());
+        },
+    )
+    .await?;
+    let id_token = legs.a.id_token().await?;
+    let (status, body) = legs
+        .a
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", JWT),
+            ("audience", legs.b_url.as_str()),
+            ("scope", "read write"),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    assert_eq!(status, 200, "leg 1: {body}");
+    let grant = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (header, _) = idp::decode_unverified(&grant)?;
+    assert_eq!(header["typ"], "JWT");
+
+    // CHAIN-B-05: the client narrows with resource and scope.
+    let form = [
+        ("grant_type", JWT_BEARER),
+        ("assertion", grant.as_str()),
+        ("resource", MCP_RESOURCE),
+        ("scope", "read"),
+    ];
+    let (status, body) = legs.redeem(&form, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "{body}");
+    // CHAIN-B-06: RFC 6749 §5.1; CHAIN-B-07: no refresh token.
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_i64().is_some_and(|n| n > 0), "{body}");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert_eq!(body["scope"], "read");
+    let access_token = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // CHAIN-B-01: a token B signed, for the resource; CHAIN-B-03: the subject B mapped.
+    let verified = legs.verify_access_token(&access_token).await?;
+    let claims = &verified["payload"];
+    assert_eq!(claims["aud"], MCP_RESOURCE);
+    assert_eq!(claims["scope"], "read");
+    assert_eq!(claims["sub"], "domain-a/user-1");
+    assert_eq!(claims["client_id"], AGENT_AT_RAS);
+    // CHAIN-B-08: single use.
+    let replay = legs.redeem(&form, AGENT_AT_RAS).await?;
+    assert_invalid_grant_at_b(&legs, "replay (CHAIN-B-08)", replay, "assertion_replayed").await?;
+
+    // CHAIN-B-02: a chaining grant may name B by its token endpoint. CHAIN-B-09, AT-10: `act`
+    // and `tenant` are transcribed into the access token; other claims (`groups`) are not.
+    let token_endpoint = format!("{}/token", legs.b_url);
+    let chaining = |changes: Value| {
+        let mut claims = json!({
+            "iss": legs.a.url, "sub": "user-1", "aud": legs.b_url, "client_id": AGENT_AT_RAS,
+            "jti": uuid(), "iat": now(), "exp": now() + 60, "scope": "read",
+        });
+        for (key, value) in changes.as_object().into_iter().flatten() {
+            claims[key] = value.clone();
+        }
+        claims
+    };
+    let grant = legs.forged_by_a(
+        chaining(json!({
+            "aud": token_endpoint, "act": {"sub": "agent-7"}, "tenant": "acme",
+            "groups": ["admins"],
+        })),
+        "JWT",
+    )?;
+    let (status, body) = legs.redeem_assertion(&grant, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "aud = token endpoint: {body}");
+    let verified = legs
+        .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+        .await?;
+    let claims = &verified["payload"];
+    assert_eq!(claims["act"], json!({"sub": "agent-7"}));
+    assert_eq!(claims["tenant"], "acme");
+    assert!(claims.get("groups").is_none(), "{claims}");
+
+    // JWTB-11: B's own access token, tokens of other kinds and an ID token issued to a client are
+    // never a grant; CHAIN-B-01: nor is an expired or tampered one; CHAIN-B-03: nor one whose
+    // subject B cannot map.
+    // A grant of A's carrying the signature of another grant of A's.
+    let genuine = legs.forged_by_a(chaining(json!({})), "JWT")?;
+    let other = legs.forged_by_a(chaining(json!({})), "JWT")?;
+    let (signed, _) = genuine.rsplit_once('.').unwrap_or_default();
+    let (_, signature) = other.rsplit_once('.').unwrap_or_default();
+    let tampered = format!("{signed}.{signature}");
+    let cases = [
+        (
+            "B's own access token (JWTB-11)",
+            access_token,
+            "self_issued_assertion",
+        ),
+        (
+            "typ at+jwt (JWTB-11)",
+            legs.forged_by_a(chaining(json!({})), "at+jwt")?,
+            "assertion_wrong_typ",
+        ),
+        (
+            "typ dpop+jwt (JWTB-11)",
+            legs.forged_by_a(chaining(json!({})), "dpop+jwt")?,
+            "assertion_wrong_typ",
+        ),
+        (
+            "typ client-authentication+jwt (JWTB-11)",
+            legs.forged_by_a(chaining(json!({})), "client-authentication+jwt")?,
+            "assertion_wrong_typ",
+        ),
+        (
+            "an ID token issued to a client (JWTB-11)",
+            legs.forged_by_a(
+                chaining(json!({"aud": AGENT_AT_IDP, "azp": AGENT_AT_IDP, "nonce": "n-1"})),
+                "JWT",
+            )?,
+            "assertion_wrong_audience",
+        ),
+        (
+            "expired (CHAIN-B-01)",
+            legs.forged_by_a(
+                chaining(json!({"iat": now() - 300, "exp": now() - 120})),
+                "JWT",
+            )?,
+            "assertion_expired",
+        ),
+        (
+            "tampered signature (CHAIN-B-01)",
+            tampered,
+            "assertion_bad_signature",
+        ),
+        (
+            "subject not mappable (CHAIN-B-03)",
+            legs.forged_by_a(chaining(json!({"sub": "user-2"})), "JWT")?,
+            "subject_unmapped",
+        ),
+    ];
+    for (label, assertion, reason) in cases {
+        let answer = legs.redeem_assertion(&assertion, AGENT_AT_RAS).await?;
+        assert_invalid_grant_at_b(&legs, label, answer, reason).await?;
+    }
+    Ok(())
+}
+
+/// A `private_key_jwt` client assertion for `client_id` at B, signed with `key`.
+fn client_assertion_at_b(
+    legs: &Legs,
+    client_id: &str,
+    key: &frontdesk::keys::PrivateKey,
+) -> anyhow::Result<String> {
+    let jwk = key.public_jwk().map_err(anyhow::Error::msg)?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = jwk.common.key_id.clone();
+    let claims = json!({ "iss": client_id, "sub": client_id, "aud": legs.b_url,
+                         "jti": uuid(), "iat": now(), "exp": now() + 120 });
+    Ok(jsonwebtoken::encode(
+        &header,
+        &claims,
+        &key.encoding_key().map_err(anyhow::Error::msg)?,
+    )?)
+}
+
+/// EMA-14: B reserves a high-impact scope for clients that authenticate with `private_key_jwt`,
+/// with the issuer's condition on `client.auth_method` and `request.scopes`. The condition sees
+/// the scopes that would be granted, so leaving `scope` out of the request (which grants the
+/// assertion's) does not get around it. IDJAG-ACCEPT-22: the issuer vouches only for the clients
+/// listed in its `allowed_clients`.
+#[tokio::test]
+async fn strong_client_authentication_for_a_high_impact_scope_ema_14_idjag_accept_22()
+-> anyhow::Result<()> {
+    const STRONG: &str = "strong-agent";
+    let key = frontdesk::keys::PrivateKey::generate(frontdesk::keys::SigningAlgorithm::Es256, 2048)
+        .map_err(anyhow::Error::msg)?;
+    let jwk = key.public_jwk().map_err(anyhow::Error::msg)?;
+    let legs = Legs::start_with(move |config| {
+        let idp = &mut config.identity_providers[0];
+        idp.condition = Some(
+            r#"request.scopes.all(s, s != "write") || client.auth_method == "private_key_jwt""#
+                .into(),
+        );
+        idp.allowed_clients = vec![AGENT_AT_RAS.into(), STRONG.into()];
+        let mut strong = client(STRONG, "private_key_jwt", &[]);
+        strong.jwks = Some(json!({ "keys": [jwk] }).to_string());
+        strong.grant_types = vec![JWT_BEARER.into()];
+        config.clients.push(strong);
+    })
+    .await?;
+    let grant_for = |client_id: &str| {
+        let mut claims = legs.valid_claims();
+        claims["client_id"] = json!(client_id);
+        claims["scope"] = json!("read write");
+        legs.forged_by_a(claims, "oauth-id-jag+jwt")
+    };
+    // A secret client asking for nothing would get the assertion's "read write": refused.
+    let answer = legs
+        .redeem_assertion(&grant_for(AGENT_AT_RAS)?, AGENT_AT_RAS)
+        .await?;
+    assert_invalid_grant_at_b(&legs, "write by secret", answer, "idp_condition_denied").await?;
+    // Asking for read only, it gets read.
+    let (status, body) = legs
+        .redeem(
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &grant_for(AGENT_AT_RAS)?),
+                ("scope", "read"),
+            ],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!((status, &body["scope"]), (200, &json!("read")), "{body}");
+    // The private_key_jwt client gets write.
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .post(format!("{}/token", legs.b_url))
+        .form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", &grant_for(STRONG)?),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            (
+                "client_assertion",
+                &client_assertion_at_b(&legs, STRONG, &key)?,
+            ),
+        ])
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await?;
+    assert_eq!(
+        (status, &body["scope"]),
+        (200, &json!("read write")),
+        "{body}"
+    );
+    // IDJAG-ACCEPT-22: other-client is registered at B, but A does not vouch for it.
+    let answer = legs
+        .redeem(
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &grant_for("other-client")?),
+                ("scope", "read"),
+            ],
+            "other-client",
+        )
+        .await?;
+    assert_invalid_grant_at_b(
+        &legs,
+        "issuer not trusted for the client",
+        answer,
+        "issuer_not_trusted_for_client",
+    )
+    .await?;
     Ok(())
 }
