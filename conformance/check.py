@@ -507,6 +507,22 @@ class Suite:
 
         report.run("META-06", "IdP role advertises the id-jag requested token type", meta06)
 
+        def chain_meta01(outcome: Outcome) -> str:
+            name = "identity_chaining_requested_token_types_supported"
+            if name not in meta:
+                raise CheckSkipped(f"`{name}` absent (OPTIONAL)")
+            types = string_array(meta, name)
+            require(types, f"`{name}` is empty")
+            not_uris = [t for t in types if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", t)]
+            require(not not_uris, f"not token-type URIs: {not_uris}")
+            return ", ".join(types)
+
+        report.run(
+            "CHAIN-META-01",
+            "chaining token types are a JSON array of token-type URIs",
+            chain_meta01,
+        )
+
         def meta07(outcome: Outcome) -> str | None:
             if JWT_BEARER not in meta.get("grant_types_supported", []):
                 raise CheckSkipped("no jwt-bearer grant (not a resource-AS-role STS)")
@@ -518,7 +534,8 @@ class Suite:
             )
             return None
 
-        report.run("META-07", "RAS role advertises the id-jag grant profile", meta07)
+        # INT-10: clients need not read the profile to redeem an ID-JAG, but it is still published.
+        report.run("META-07", "RAS role advertises the id-jag grant profile (INT-10)", meta07)
 
         def meta08(outcome: Outcome) -> str:
             if "authorization_grant_profiles_supported" not in meta:
@@ -649,6 +666,19 @@ class Suite:
 
         report.run("META-17", "`token_endpoint` on the issuer's origin", meta17)
 
+        def meta18(outcome: Outcome) -> str:
+            name = "authorization_response_iss_parameter_supported"
+            has_endpoint = "authorization_endpoint" in meta
+            if name not in meta:
+                return "absent" + ("" if has_endpoint else " (no authorization endpoint)")
+            require(isinstance(meta[name], bool), f"`{name}` is not a boolean: {meta[name]!r}")
+            require(has_endpoint, f"`{name}` without an authorization_endpoint (RFC 9207)")
+            return f"{name}: {json.dumps(meta[name])}"
+
+        report.run(
+            "META-18", "RFC 9207 `iss` parameter only with an authorization endpoint", meta18
+        )
+
         def meta19(outcome: Outcome) -> str:
             nulls = find_nulls(meta)
             require(not nulls, f"null values: {nulls}")
@@ -760,6 +790,24 @@ class Suite:
             ("subject_token_type", ID_TOKEN_TYPE),
             ("requested_token_type", ID_JAG_TYPE),
         ]
+
+        def int08(outcome: Outcome) -> str:
+            require(
+                origin(token) == origin(self.issuer),
+                f"token_endpoint {token} is not on the issuer's scheme, host and port",
+            )
+            response = http.post_form(token, exchange_form)
+            require(response.status != 0, describe(response))
+            require(
+                not 300 <= response.status < 400,
+                f"the token endpoint redirects: HTTP {response.status} "
+                f"Location {response.header('location')!r}",
+            )
+            return f"{token}: HTTP {response.status}, no redirect"
+
+        report.run(
+            "INT-08", "token endpoint on the issuer's origin, answered without a redirect", int08
+        )
 
         def get_token() -> Response:
             query = urllib.parse.urlencode([("grant_type", TOKEN_EXCHANGE)])

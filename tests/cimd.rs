@@ -381,6 +381,7 @@ async fn ema_11_a_private_key_jwt_document_client_authenticates_with_keys_from_i
     let assertion = |jti: &str| -> anyhow::Result<String> {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = jwk.common.key_id.clone();
+        // CAUTH-05: the assertion's `aud` is our issuer identifier, its single value.
         let claims = json!({ "iss": client_id, "sub": client_id, "aud": setup.env.url,
                              "jti": jti, "iat": now(), "exp": now() + 60 });
         Ok(jsonwebtoken::encode(

@@ -53,6 +53,7 @@ async fn the_metadata_is_found_where_rfc_8414_and_oidc_put_it_and_names_served_u
     }
     assert!(documents.windows(2).all(|pair| pair[0] == pair[1]));
     let metadata = &documents[0];
+    // INT-08: the token endpoint shares the issuer's scheme, host and port (and path).
     assert_eq!(metadata["token_endpoint"], format!("{issuer}/token"));
     assert_eq!(metadata["jwks_uri"], format!("{issuer}/jwks.json"));
 
