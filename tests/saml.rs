@@ -262,7 +262,8 @@ async fn an_identity_provider_not_trusted_for_saml_refuses_assertions() -> anyho
     .await
 }
 
-/// The ID-JAG draft's SAML path (§4.5): an assertion for another SP gets no refresh token
+/// The ID-JAG draft's SAML path (§4.5), chosen by `requested_token_type=…:refresh_token` with a
+/// SAML subject (TX-14): an assertion for another SP gets no refresh token
 /// (IDJAG-SAML-02); `openid offline_access` are accepted (IDJAG-SAML-03); the refresh token is
 /// exchanged for ID-JAGs, bound to its client and revocable (IDJAG-SAML-05, REVOKE-05).
 #[tokio::test]

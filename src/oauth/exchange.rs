@@ -1205,6 +1205,8 @@ fn act_claim(subject: &Subject, actor: &VerifiedClaims) -> Value {
 mod tests {
     use super::*;
 
+    /// `resource` per RFC 8707: an absolute URI without a fragment, else `invalid_target`
+    /// (TX-03, IDJAG-ISSUE-16).
     #[test]
     fn resources_must_be_absolute_without_fragment_tx_03() {
         assert!(parse_resources(vec!["https://api.example/mcp"]).is_ok());
