@@ -75,6 +75,31 @@ impl DpopKey {
     }
 }
 
+/// A proof of `claims` signed by `signer`, its header built by hand: `typ` and `jwk` (none if
+/// `None`), whatever members that JWK has.
+fn signed_proof(
+    signer: &DpopKey,
+    typ: &str,
+    jwk: Option<Value>,
+    claims: &Value,
+) -> anyhow::Result<String> {
+    let mut header = json!({ "alg": "ES256", "typ": typ });
+    if let Some(jwk) = jwk {
+        header["jwk"] = jwk;
+    }
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &signer.key.encoding_key().map_err(anyhow::Error::msg)?,
+        jsonwebtoken::Algorithm::ES256,
+    )?;
+    Ok(format!("{input}.{signature}"))
+}
+
 /// `POST {base}/token` with Basic credentials (if any) and each of `proofs` as a `DPoP` header.
 async fn token_request(
     base: &str,
@@ -317,6 +342,9 @@ async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_
     Ok(())
 }
 
+/// DPOP-07: at B, an ID-JAG without `cnf` redeemed with a proof: the proof is validated (a bad
+/// one is `invalid_dpop_proof`, DPOP-01, and spends nothing) and the access token is bound to its
+/// key (`token_type: DPoP`); without a proof, a bearer token.
 #[tokio::test]
 async fn an_unbound_id_jag_redeemed_with_a_proof_gets_a_bound_token_and_without_one_a_bearer_token_dpop_07()
 -> anyhow::Result<()> {
@@ -331,6 +359,22 @@ async fn an_unbound_id_jag_redeemed_with_a_proof_gets_a_bound_token_and_without_
     );
 
     let key = DpopKey::generate()?;
+    // A proof made for A's token endpoint is no proof for B's.
+    let (status, body) = redeem_with(
+        &legs,
+        &unbound,
+        &[&key.proof(&format!("{}/token", legs.a.url))?],
+    )
+    .await?;
+    assert_refused(
+        status,
+        &body,
+        "invalid_dpop_proof",
+        &legs.b,
+        "jwt_bearer",
+        "dpop_wrong_htu",
+    )
+    .await?;
     let (status, body) = redeem_with(
         &legs,
         &unbound,
@@ -389,6 +433,8 @@ async fn a_resource_that_requires_dpop_gets_no_bearer_token_dpop_08() -> anyhow:
     Ok(())
 }
 
+/// DPOP-01: every defect of a proof is 400 `invalid_dpop_proof`, audited with its reason;
+/// DPOP-03: a proof is good for one request.
 #[tokio::test]
 async fn bad_proofs_are_invalid_dpop_proof_and_a_proof_is_good_for_one_request_dpop_01_03()
 -> anyhow::Result<()> {
@@ -426,6 +472,11 @@ async fn bad_proofs_are_invalid_dpop_proof_and_a_proof_is_good_for_one_request_d
     )
     .await?;
 
+    // Proofs built by hand: another header, another key.
+    let fresh = || json!({ "jti": uuid(), "htm": "POST", "htu": token_endpoint, "iat": now() });
+    let other = DpopKey::generate()?;
+    let mut private_jwk = key.public.clone();
+    private_jwk["d"] = json!(URL_SAFE_NO_PAD.encode([7u8; 32]));
     let cases = [
         (
             "a proof for another endpoint",
@@ -466,6 +517,41 @@ async fn bad_proofs_are_invalid_dpop_proof_and_a_proof_is_good_for_one_request_d
             "dpop_alg_not_allowed",
         ),
         ("not a JWT", vec!["not-a-jwt".to_string()], "dpop_malformed"),
+        (
+            "typ JWT",
+            vec![signed_proof(
+                &key,
+                "JWT",
+                Some(key.public.clone()),
+                &fresh(),
+            )?],
+            "dpop_wrong_typ",
+        ),
+        (
+            "no jwk",
+            vec![signed_proof(&key, "dpop+jwt", None, &fresh())?],
+            "dpop_bad_key",
+        ),
+        (
+            "a jwk with a private member (d)",
+            vec![signed_proof(&key, "dpop+jwt", Some(private_jwk), &fresh())?],
+            "dpop_private_key",
+        ),
+        (
+            "signed by another key than its jwk",
+            vec![signed_proof(
+                &other,
+                "dpop+jwt",
+                Some(key.public.clone()),
+                &fresh(),
+            )?],
+            "dpop_bad_signature",
+        ),
+        (
+            "no jti",
+            vec![key.proof_with(json!({ "htm": "POST", "htu": token_endpoint, "iat": now() }))?],
+            "dpop_missing_claim",
+        ),
     ];
     for (label, proofs, reason) in cases {
         let (status, body) = exchange(proofs).await?;
@@ -475,6 +561,11 @@ async fn bad_proofs_are_invalid_dpop_proof_and_a_proof_is_good_for_one_request_d
         let (event, reason) = reason.split_once(':').unwrap_or(("token_exchange", reason));
         assert_eq!(last_reason(&env.server, event).await?, reason, "{label}");
     }
+    // DPOP-01: `htu` is compared without query and fragment, after normalisation (RFC 9449
+    // §4.3 item 9).
+    let normalised = format!("{}?x=1#f", token_endpoint.replacen("http://", "HTTP://", 1));
+    let (status, body) = exchange(vec![key.proof(&normalised)?]).await?;
+    assert_eq!(status, 200, "{body}");
     Ok(())
 }
 

@@ -308,6 +308,7 @@ mod tests {
         assert_eq!(error.map(|e| e.code), Some(ErrorCode::InvalidRequest));
     }
 
+    /// DPOP-01: an invalid proof, or more than one DPoP header, is 400 `invalid_dpop_proof`.
     #[test]
     fn dpop_errors_are_invalid_dpop_proof_with_status_400() {
         let error = invalid_proof(&DpopError::Stale);
