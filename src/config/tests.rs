@@ -410,6 +410,7 @@ fn trust_objects_are_validated_with_their_index() {
         ),
         ("lifetime_secs = 0\n", "lifetime_secs"),
         ("claims = { name = 'subject.name' }\n", "claims.name"),
+        // IDJAG-JWT-19: only auth_time, acr, amr, email and sub_id can be released.
         ("release = [\"name\"]\n", "release"),
         ("token_type = \"saml2\"\n", "token_type"),
     ] {
