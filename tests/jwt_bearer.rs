@@ -911,6 +911,69 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
         (400, Some("invalid_scope")),
         "{body}"
     );
+    // IDJAG-ACCEPT-18: the ID-JAG's authorization_details (A copies the requested ones into
+    // it at leg 1) are granted, or a requested subset of them; more is refused without spending
+    // the ID-JAG.
+    let details = json!([
+        {"type": "payment_initiation", "amount": "5.00"},
+        {"type": "account_information"},
+    ]);
+    let id_jag_with_details = || async {
+        let id_token = legs.a.id_token().await?;
+        let (status, body) = legs
+            .a
+            .exchange_as_agent(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", ID_JAG),
+                ("audience", legs.b_url.as_str()),
+                ("resource", MCP_RESOURCE),
+                ("authorization_details", details.to_string().as_str()),
+                ("subject_token", id_token.as_str()),
+                ("subject_token_type", ID_TOKEN),
+            ])
+            .await?;
+        anyhow::ensure!(status == 200, "leg 1: {body}");
+        Ok::<String, anyhow::Error>(body["access_token"].as_str().unwrap_or_default().into())
+    };
+    let id_jag = id_jag_with_details().await?;
+    let bigger = json!([{"type": "payment_initiation", "amount": "500.00"}]).to_string();
+    let (status, body) = legs
+        .redeem(
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &id_jag),
+                ("authorization_details", &bigger),
+            ],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_authorization_details")),
+        "{body}"
+    );
+    let subset = json!([{"type": "account_information"}]);
+    let (status, body) = legs
+        .redeem(
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &id_jag),
+                ("authorization_details", &subset.to_string()),
+            ],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorization_details"], subset);
+    let verified = legs
+        .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(verified["payload"]["authorization_details"], subset);
+    let (status, body) = legs
+        .redeem_assertion(&id_jag_with_details().await?, AGENT_AT_RAS)
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorization_details"], details);
     // A client without the jwt-bearer grant (TOK-10) — A's agent is not registered at B at all
     // (IDJAG-ACCEPT-02: only clients registered at B).
     let (status, body) = post(
