@@ -1085,7 +1085,7 @@ mod tests {
         assert!(!dbg.contains("ec-1") && !dbg.contains("idp.example"));
     }
 
-    // --- BCP-02 alg none ---------------------------------------------------
+    // --- alg none -----------------------------------------------------------
 
     /// BCP-02, EMA-05: `alg: none` in any case is refused by `inspect`, the first step of every
     /// JWT frontdesk accepts (ID tokens, ID-JAGs and chaining grants, client assertions).
@@ -1103,8 +1103,10 @@ mod tests {
         }
     }
 
-    // --- BCP-01 / BCP-03 algorithms and keys --------------------------------
+    // --- algorithms and keys ------------------------------------------------
 
+    /// BCP-03: an HS256 token keyed with the issuer's RSA public key (DER or JWK) is refused,
+    /// even when an allow-list wrongly contains HS256, and no key is ever selected for HS*.
     #[test]
     fn bcp03_hs256_signed_with_rsa_public_key_rejected() {
         use aws_lc_rs::hmac;
@@ -1130,6 +1132,7 @@ mod tests {
         }
     }
 
+    /// BCP-03: HMAC is refused even with a symmetric (`oct`) key configured.
     #[test]
     fn bcp03_hs256_with_oct_jwk_rejected() {
         let oct: Jwk =
@@ -1172,6 +1175,7 @@ mod tests {
         assert_eq!(inspect(&t, 10_000).unwrap_err(), JoseError::AlgNotAllowed);
     }
 
+    /// JWKS-08, BCP-03: the key's type, JWK `alg` and `use` must fit the header `alg`.
     #[test]
     fn jwks08_key_type_must_match_alg() {
         // ES256 header verified with an RSA key -> refused before crypto.
@@ -1202,6 +1206,7 @@ mod tests {
         );
     }
 
+    /// JWKS-08: RSA keys under 2048 bits are not usable.
     #[test]
     fn jwks08_small_rsa_modulus_rejected() {
         assert_eq!(
@@ -1217,6 +1222,8 @@ mod tests {
 
     // --- tampering / malformed --------------------------------------------
 
+    /// JWTB-07: a tampered signature or payload, or another key under the same `kid`, is a bad
+    /// signature.
     #[test]
     fn jwtb07_tampered_signature_and_payload_rejected() {
         let t = es(&es_header(), &claims());
@@ -1359,7 +1366,7 @@ mod tests {
         );
     }
 
-    // --- BCP-07 / BCP-09 headers -------------------------------------------
+    // --- headers -------------------------------------------------------------
 
     /// BCP-07: `jku`, `x5u`, `jwk` and `x5c` are never used to find a key; a token carrying one
     /// is refused before any key lookup.
@@ -1403,6 +1410,7 @@ mod tests {
         assert_eq!(inspect(&ctl, 10_000).unwrap_err().reason(), "malformed");
     }
 
+    /// BCP-09: any `crit` header is refused (no extension is understood).
     #[test]
     fn bcp09_crit_rejected() {
         for crit in [json!(["x"]), json!(["exp"]), json!([])] {
@@ -1425,9 +1433,9 @@ mod tests {
         }
     }
 
-    // --- BCP-08 typ ---------------------------------------------------------
+    // --- typ -----------------------------------------------------------------
 
-    /// BCP-08: the ID token rule refuses every explicitly typed JWT of another kind (an ID-JAG,
+    /// BCP-08, IDJAG-ISSUE-13: the ID token rule refuses every explicitly typed JWT of another kind (an ID-JAG,
     /// an access token, a DPoP proof, a client assertion ...), so none can stand in for an ID token.
     #[test]
     fn idjag_issue13_id_jag_presented_as_id_token_refused() {
@@ -1495,9 +1503,9 @@ mod tests {
         }
     }
 
-    // --- BCP-05 / FED-02 issuer ----------------------------------------------
+    // --- issuer --------------------------------------------------------------
 
-    /// BCP-05, EMA-05: `iss` must equal the trusted issuer whose key verified the token, byte for
+    /// BCP-05, FED-02, EMA-05: `iss` must equal the trusted issuer whose key verified the token, byte for
     /// byte.
     #[test]
     fn fed02_issuer_exact_match_no_trailing_slash_normalisation() {
@@ -1537,7 +1545,7 @@ mod tests {
         );
     }
 
-    // --- BCP-06 audience -------------------------------------------------------
+    // --- audience --------------------------------------------------------------
 
     /// BCP-06, EMA-05: an ID token's `aud` must name our client at the IdP; missing or
     /// malformed `aud` is refused.
@@ -1563,6 +1571,8 @@ mod tests {
         );
     }
 
+    /// IDJAG-ISSUE-09: with several audiences `azp` must name our client, and a present `azp`
+    /// must always name it.
     #[test]
     fn idjag_issue09_multi_aud_requires_matching_azp() {
         let multi = with(claims(), "aud", json!([CLIENT, "client-b"]));
@@ -1595,7 +1605,7 @@ mod tests {
         }
     }
 
-    // --- BCP-11 time -------------------------------------------------------
+    // --- time ----------------------------------------------------------------
 
     /// BCP-11, EMA-05: `exp` with the 60 s skew, exactly at its edge.
     #[test]
@@ -1660,6 +1670,7 @@ mod tests {
         );
     }
 
+    /// JWTB-05: the maximum age since `iat` and the maximum lifetime `exp - iat`, at their edges.
     #[test]
     fn jwtb05_too_old_and_lifetime_caps() {
         let c = with(
@@ -1699,7 +1710,7 @@ mod tests {
 
     // --- required claims ------------------------------------------------------
 
-    /// EMA-05: `sub` is validated (present, a non-empty string).
+    /// JWTB-02, EMA-05: `sub` is validated (present, a non-empty string).
     #[test]
     fn jwtb02_sub_required_non_empty() {
         let t = es(&es_header(), &without(claims(), "sub"));
