@@ -120,6 +120,8 @@ async fn chaining_grant_named_by_resource_chain_a_03_05_09() -> anyhow::Result<(
     Ok(())
 }
 
+/// CHAIN-A-03: named by `audience`, the grant's `aud` is that AS's issuer; with nothing else
+/// requested, it carries no `resource` and no `scope`.
 #[tokio::test]
 async fn chaining_grant_named_by_audience_chain_a_03() -> anyhow::Result<()> {
     let env = Env::start().await?;
