@@ -504,7 +504,7 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "untrusted_assertion_issuer",
         ),
         (
-            "foreign aud (IDJAG-ACCEPT-06, JWTB-03, IDJAG-ACCEPT-24)",
+            "foreign aud (IDJAG-ACCEPT-06, JWTB-03, IDJAG-ACCEPT-24, EMA-08)",
             legs.forged_by_a(
                 with(json!({"aud": "https://elsewhere.example"})),
                 "oauth-id-jag+jwt",
@@ -607,7 +607,7 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "self_issued_assertion",
         ),
         (
-            "foreign resource (IDJAG-ACCEPT-15)",
+            "foreign resource (IDJAG-ACCEPT-15, EMA-08)",
             legs.forged_by_a(
                 with(json!({"resource": "https://other.example/mcp"})),
                 "oauth-id-jag+jwt",
@@ -857,7 +857,8 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
         (400, Some("unauthorized_client")),
         "{body}"
     );
-    // IDJAG-ACCEPT-17: assertion scopes B does not know for the resource are dropped, not granted.
+    // IDJAG-ACCEPT-17, EMA-08: assertion scopes B does not know for the resource are dropped, not
+    // granted (docs/decisions.md §5).
     let mut claims = legs.valid_claims();
     claims["scope"] = json!("read admin");
     let assertion = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
