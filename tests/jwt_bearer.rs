@@ -756,6 +756,7 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
     Ok(())
 }
 
+/// JWTB-07, IDJAG-ACCEPT-05: the signature must verify with the issuer's own key of that `kid`.
 #[tokio::test]
 async fn assertion_signed_by_an_untrusted_key_with_a_trusted_kid_is_refused() -> anyhow::Result<()>
 {
