@@ -49,8 +49,36 @@ pub const MAX_CLIENT_NAME_CHARS: usize = 100;
 pub const MAX_AUDIENCE_LIFETIME_SECS: u64 = 3600;
 /// Claims an audience may derive by CEL mapping.
 pub const MAPPABLE_CLAIMS: &[&str] = &["sub", "aud_sub", "email", "tenant", "aud_tenant"];
-/// Subject-token claims an audience may release.
-pub const RELEASABLE_CLAIMS: &[&str] = &["auth_time", "acr", "amr", "email", "sub_id"];
+/// Subject-token claims an audience may release: the authentication context, `sub_id` (a SAML
+/// NameID) and the OpenID Connect standard claims (OIDC Core §5.1), which the ID-JAG draft lets an
+/// IdP add for a resource AS that provisions users (IDJAG-JWT-16, IDJAG-JWT-19). Nothing else: a
+/// claim outside this list could be a registered JWT claim (`iss`, `cnf`, …) or one with a
+/// meaning at the resource AS that the subject token's issuer did not intend.
+pub const RELEASABLE_CLAIMS: &[&str] = &[
+    "auth_time",
+    "acr",
+    "amr",
+    "sub_id",
+    "email",
+    "email_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "profile",
+    "picture",
+    "website",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "phone_number",
+    "phone_number_verified",
+    "address",
+    "updated_at",
+];
 
 type Invalid = (String, String);
 

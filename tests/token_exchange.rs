@@ -170,13 +170,17 @@ async fn per_audience_claims_tenants_and_authorization_details() -> anyhow::Resu
         ] {
             saas.claims.insert(claim.into(), expression.into());
         }
+        // IDJAG-JWT-19: OIDC standard claims released to this RAS, for provisioning.
+        saas.release
+            .extend(["name".into(), "preferred_username".into()]);
         // `agent-at-saas` is registered in the RAS's tenant for `acme` users only.
         saas.condition = Some(r#"has(subject.tid) && subject.tid == "acme""#.into());
     })
     .await?;
     let user = |tid: &str| {
         json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "tid": tid,
-                "email": format!("ada@{tid}.example"), "acr": "phr" })
+                "email": format!("ada@{tid}.example"), "acr": "phr",
+                "name": "Ada Lovelace", "preferred_username": "ada", "given_name": "Ada" })
     };
     let id_token = env.idp.mint(user("acme")).await?;
     let details = json!([{ "type": "mcp_tools", "actions": ["call"], "locations": [FILES] }]);
@@ -216,10 +220,14 @@ async fn per_audience_claims_tenants_and_authorization_details() -> anyhow::Resu
     assert_eq!(claims["aud_sub"], "ada@acme.example"); // IDJAG-JWT-15, TEN-05
     assert_eq!(claims["client_id"], AGENT_AT_RAS); // TEN-02
     assert_eq!(claims["email"], "ada@acme.example"); // IDJAG-JWT-16: released to saas
-    assert!(
-        claims.get("tid").is_none(),
-        "nothing unmapped passes: {claims}"
-    );
+    assert_eq!(claims["name"], "Ada Lovelace"); // IDJAG-JWT-19
+    assert_eq!(claims["preferred_username"], "ada"); // IDJAG-JWT-19
+    for absent in ["tid", "given_name"] {
+        assert!(
+            claims.get(absent).is_none(),
+            "nothing unmapped or unreleased passes ({absent}): {claims}"
+        );
+    }
 
     // IDJAG-JWT-16, IDJAG-JWT-19: another RAS releases and maps nothing; its ID-JAG carries
     // neither email, acr, nor the tenant claims.
@@ -234,7 +242,16 @@ async fn per_audience_claims_tenants_and_authorization_details() -> anyhow::Resu
         .await?;
     assert_eq!(status, 200, "{body}");
     let (_, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
-    for absent in ["email", "acr", "tenant", "aud_tenant", "aud_sub", "tid"] {
+    for absent in [
+        "email",
+        "acr",
+        "name",
+        "preferred_username",
+        "tenant",
+        "aud_tenant",
+        "aud_sub",
+        "tid",
+    ] {
         assert!(claims.get(absent).is_none(), "{absent}: {claims}");
     }
 

@@ -333,7 +333,7 @@ const AUDIENCE_FIELDS: &[Spec] = &[
         "release",
         "Released claims",
         Format::List,
-        "Copied from the subject token: auth_time acr amr email sub_id (SAML NameID).",
+        "Copied from the subject token: auth_time acr amr sub_id (SAML NameID), email and the other OpenID Connect standard claims (name, given_name, preferred_username, …).",
     ),
     spec(
         "condition",

@@ -410,8 +410,10 @@ fn trust_objects_are_validated_with_their_index() {
         ),
         ("lifetime_secs = 0\n", "lifetime_secs"),
         ("claims = { name = 'subject.name' }\n", "claims.name"),
-        // IDJAG-JWT-19: only auth_time, acr, amr, email and sub_id can be released.
-        ("release = [\"name\"]\n", "release"),
+        // IDJAG-JWT-19: only the authentication context, sub_id and OIDC's standard claims can
+        // be released; a registered claim or an IdP's own claim cannot.
+        ("release = [\"cnf\"]\n", "release"),
+        ("release = [\"tid\"]\n", "release"),
         ("token_type = \"saml2\"\n", "token_type"),
     ] {
         let error = load_file(
