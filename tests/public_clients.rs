@@ -187,7 +187,8 @@ async fn cauth_09_a_confidential_client_sending_only_its_client_id_is_invalid_cl
     Ok(())
 }
 
-/// CHAIN-A-08: a client that proves nothing exchanges no subject token, whatever it presents.
+/// CHAIN-A-08, IDJAG-ISSUE-22: a client that proves nothing exchanges no subject token, whatever
+/// it presents.
 #[tokio::test]
 async fn cmeta_04_a_public_client_gets_no_token_exchange_and_no_introspection() -> anyhow::Result<()>
 {

@@ -458,6 +458,7 @@ async fn access_token_for_a_local_resource_at_01_02_03_04_tx_12() -> anyhow::Res
     Ok(())
 }
 
+/// Without `requested_token_type` the targeted audience's configured type decides (TX-04).
 #[tokio::test]
 async fn requested_token_type_defaults_by_target_tx_04() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -617,6 +618,8 @@ async fn actor_not_permitted_by_the_subject_is_refused_tx_11() -> anyhow::Result
     Ok(())
 }
 
+/// An actor token is accepted syntactically and never copied into an ID-JAG or chaining grant
+/// (IDJAG-ISSUE-15).
 #[tokio::test]
 async fn id_jag_and_chaining_grants_ignore_actor_tokens_idjag_issue_15() -> anyhow::Result<()> {
     let env = Env::start().await?;

@@ -282,6 +282,7 @@ mod tests {
         assert_eq!(clip("", 0), "");
     }
 
+    /// Space-delimited, case-sensitive scope tokens; order and repeats do not matter (TOK-11).
     #[test]
     fn scopes_are_split_deduplicated_and_case_sensitive_tok_11() {
         assert_eq!(
