@@ -809,8 +809,9 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
             &[&format!("source=\"{source}\""), "outcome=\"ok\""],
         )
     };
-    // IDJAG-ACCEPT-02: a wrong secret is 401 invalid_client, decided before anything of the
-    // assertion is looked at: B has not fetched A's keys, and the ID-JAG is not spent.
+    // IDJAG-ACCEPT-02, IDJAG-ACCEPT-26: a wrong secret is 401 invalid_client (not invalid_grant),
+    // decided before anything of the assertion is looked at: B has not fetched A's keys, and the
+    // ID-JAG is not spent.
     let id_jag = legs.id_jag("read").await?;
     let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
     let response = reqwest::Client::builder()
@@ -1259,7 +1260,8 @@ async fn assert_invalid_grant_at_b(
 /// (domain B) at leg 1, and B, trusting A for `jwt_grant`, redeems it for an access token
 /// narrowed to the requested resource and scope, under the subject its mapping gives, without a
 /// refresh token and once only; a grant naming B's token endpoint is accepted too; tokens of
-/// other kinds, ID tokens, expired or tampered grants and unmappable subjects are `invalid_grant`.
+/// other kinds, ID tokens, expired or tampered grants and unmappable subjects are `invalid_grant`
+/// (JWTB-10).
 #[tokio::test]
 async fn a_chaining_grant_from_a_is_redeemed_at_b_chain_b() -> anyhow::Result<()> {
     let legs = Legs::start_both(
@@ -1406,7 +1408,7 @@ async fn a_chaining_grant_from_a_is_redeemed_at_b_chain_b() -> anyhow::Result<()
             "assertion_wrong_typ",
         ),
         (
-            "an ID token issued to a client (JWTB-11)",
+            "an ID token issued to a client (JWTB-11, JWTB-03)",
             legs.forged_by_a(
                 chaining(json!({"aud": AGENT_AT_IDP, "azp": AGENT_AT_IDP, "nonce": "n-1"})),
                 "JWT",
@@ -1422,12 +1424,12 @@ async fn a_chaining_grant_from_a_is_redeemed_at_b_chain_b() -> anyhow::Result<()
             "assertion_expired",
         ),
         (
-            "tampered signature (CHAIN-B-01)",
+            "tampered signature (CHAIN-B-01, JWTB-07)",
             tampered,
             "assertion_bad_signature",
         ),
         (
-            "subject not mappable (CHAIN-B-03)",
+            "subject not mappable (CHAIN-B-03, IDJAG-ACCEPT-12)",
             legs.forged_by_a(chaining(json!({"sub": "user-2"})), "JWT")?,
             "subject_unmapped",
         ),
