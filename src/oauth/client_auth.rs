@@ -558,10 +558,7 @@ async fn assertion_client<R: ReplayStore>(
         CLIENT_ASSERTION_ALGORITHMS.to_vec(),
         // CAUTH-05: the 7523bis type, no type, or the generic `JWT` that most client libraries
         // set by default (see docs/decisions.md).
-        TypRule::OneOf {
-            values: vec!["client-authentication+jwt".into(), "JWT".into()],
-            allow_absent: true,
-        },
+        TypRule::client_assertion(),
         client_id,
         AudienceRule::AnyOf {
             values: vec![

@@ -224,32 +224,6 @@ fn parse_resources(values: Vec<&str>) -> Result<Vec<String>, OAuthError> {
     Ok(resources)
 }
 
-/// Parses `authorization_details` (RFC 9396 §2): a JSON array of objects with a string `type`.
-fn parse_authorization_details(text: Option<&str>) -> Result<Option<Value>, OAuthError> {
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let invalid = || {
-        OAuthError::new(
-            ErrorCode::InvalidAuthorizationDetails,
-            "invalid_authorization_details",
-            "authorization_details must be a JSON array of objects, each with a string type (RFC 9396)",
-        )
-    };
-    let value: Value = serde_json::from_str(text).map_err(|_| invalid())?;
-    let Some(items) = value.as_array() else {
-        return Err(invalid());
-    };
-    if items.is_empty()
-        || !items
-            .iter()
-            .all(|item| item.get("type").is_some_and(Value::is_string))
-    {
-        return Err(invalid());
-    }
-    Ok(Some(value))
-}
-
 /// Finds the one audience a request targets, per the profile's rules.
 fn resolve_target(
     registry: &Registry,
@@ -871,7 +845,8 @@ pub async fn exchange(
     let audiences = form.all("audience");
     let resources = parse_resources(form.all("resource"))?;
     let requested_scopes = parse_scope(form.single("scope")?)?;
-    let authorization_details = parse_authorization_details(form.single("authorization_details")?)?;
+    let authorization_details =
+        super::authorization_details::parse(form.single("authorization_details")?)?;
     audit.audience = audiences
         .first()
         .map(|value| crate::oauth::request::clip(value, 300));
@@ -1228,22 +1203,6 @@ mod tests {
                 .len(),
             1
         );
-    }
-
-    #[test]
-    fn authorization_details_must_be_an_array_of_typed_objects_idjag_issue_19() {
-        assert!(parse_authorization_details(Some(r#"[{"type":"payment"}]"#)).is_ok());
-        for bad in [
-            r#"{"type":"x"}"#,
-            "[]",
-            r#"[{"kind":"x"}]"#,
-            "[1]",
-            "not json",
-            r#"[{"type":1}]"#,
-        ] {
-            let error = parse_authorization_details(Some(bad)).expect_err(bad);
-            assert_eq!(error.code, ErrorCode::InvalidAuthorizationDetails, "{bad}");
-        }
     }
 
     /// Unknown subject and requested token type URNs are `invalid_request` (TX-09); the

@@ -23,7 +23,7 @@ fn invalid_grant(reason: &'static str, description: impl Into<String>) -> OAuthE
     OAuthError::new(ErrorCode::InvalidGrant, reason, description)
 }
 
-fn assertion_error(error: JoseError) -> OAuthError {
+pub(super) fn assertion_error(error: JoseError) -> OAuthError {
     let suspicious = error.suggests_forgery();
     let reason = match error.reason() {
         "token_too_large" => "assertion_too_large",
@@ -251,54 +251,6 @@ fn grant_resources(
         .collect()
 }
 
-/// RFC 9396 §2: a non-empty JSON array of objects, each with a string `type`.
-fn is_authorization_details(value: &Value) -> bool {
-    value.as_array().is_some_and(|items| {
-        !items.is_empty()
-            && items
-                .iter()
-                .all(|item| item.get("type").is_some_and(Value::is_string))
-    })
-}
-
-/// The `authorization_details` to grant (IDJAG-ACCEPT-18): the assertion's, or those requested,
-/// each of which must be one the assertion grants, member for member.
-fn grant_authorization_details(
-    asserted: Option<&Value>,
-    requested: Option<&str>,
-) -> Result<Option<Value>, OAuthError> {
-    if let Some(asserted) = asserted
-        && !is_authorization_details(asserted)
-    {
-        return Err(assertion_error(JoseError::InvalidClaim(
-            "authorization_details",
-        )));
-    }
-    let Some(requested) = requested else {
-        return Ok(asserted.cloned());
-    };
-    let Some(requested) = serde_json::from_str::<Value>(requested)
-        .ok()
-        .filter(is_authorization_details)
-    else {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidAuthorizationDetails,
-            "invalid_authorization_details",
-            "authorization_details must be a JSON array of objects, each with a string type (RFC 9396)",
-        ));
-    };
-    let granted = asserted.and_then(Value::as_array);
-    let within = |item: &Value| granted.is_some_and(|granted| granted.contains(item));
-    if !requested.as_array().into_iter().flatten().all(within) {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidAuthorizationDetails,
-            "authorization_details_not_granted",
-            "The requested authorization_details are not among those the assertion grants",
-        ));
-    }
-    Ok(Some(requested))
-}
-
 /// What a redemption's audit event adds to its columns: the lineage from the incoming grant to
 /// the issued token, typed so the detail is one string written once (`AuditDetail`); members in
 /// alphabetical order, as the log has always stored them.
@@ -433,7 +385,7 @@ pub async fn redeem(
         ));
     }
     audit.scopes_granted = granted_scopes.clone();
-    let authorization_details = grant_authorization_details(
+    let authorization_details = super::authorization_details::grant(
         claims.claim("authorization_details"),
         form.single("authorization_details")?,
     )?;
@@ -586,68 +538,4 @@ pub async fn redeem(
     // IDJAG-ACCEPT-19.
     body["resource"] = aud;
     Ok(TokenResponse { body })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    /// IDJAG-ACCEPT-18: the assertion's `authorization_details` are granted, or the requested
-    /// ones when each is among them; anything more, or malformed, is refused.
-    #[test]
-    fn authorization_details_are_the_assertions_or_a_subset_of_them_idjag_accept_18() {
-        let asserted = json!([{"type": "payment", "amount": "5.00"}, {"type": "read_docs"}]);
-        let grant = |asserted: Option<&Value>, requested: Option<&str>| {
-            grant_authorization_details(asserted, requested).map_err(|e| (e.code, e.reason))
-        };
-        assert_eq!(grant(Some(&asserted), None), Ok(Some(asserted.clone())));
-        assert_eq!(grant(None, None), Ok(None));
-        assert_eq!(
-            grant(Some(&asserted), Some(r#"[{"type":"read_docs"}]"#)),
-            Ok(Some(json!([{"type": "read_docs"}])))
-        );
-        for (asserted, requested, code, reason) in [
-            (
-                Some(&asserted),
-                r#"[{"type":"payment","amount":"500.00"}]"#,
-                ErrorCode::InvalidAuthorizationDetails,
-                "authorization_details_not_granted",
-            ),
-            (
-                None,
-                r#"[{"type":"read_docs"}]"#,
-                ErrorCode::InvalidAuthorizationDetails,
-                "authorization_details_not_granted",
-            ),
-            (
-                Some(&asserted),
-                r#"{"type":"read_docs"}"#,
-                ErrorCode::InvalidAuthorizationDetails,
-                "invalid_authorization_details",
-            ),
-            (
-                Some(&asserted),
-                "[]",
-                ErrorCode::InvalidAuthorizationDetails,
-                "invalid_authorization_details",
-            ),
-            (
-                Some(&json!({"type": "read_docs"})),
-                r#"[{"type":"read_docs"}]"#,
-                ErrorCode::InvalidGrant,
-                "assertion_invalid_claim",
-            ),
-        ] {
-            assert_eq!(
-                grant(asserted, Some(requested)),
-                Err((code, reason)),
-                "{requested}"
-            );
-        }
-        assert_eq!(
-            grant(Some(&json!([{"kind": "x"}])), None),
-            Err((ErrorCode::InvalidGrant, "assertion_invalid_claim"))
-        );
-    }
 }

@@ -1,6 +1,7 @@
 //! The OAuth protocol core: grants, errors, and the decisions behind `POST /token`. Nothing here
 //! knows about HTTP or SQL; handlers call in, and the store is reached through its traits.
 
+pub mod authorization_details;
 pub mod client_auth;
 pub mod client_metadata;
 pub mod code_grant;
