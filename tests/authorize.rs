@@ -245,6 +245,7 @@ async fn active(env: &Env, token: &str) -> anyhow::Result<bool> {
     Ok(body["active"] == json!(true))
 }
 
+/// Rows: META-18.
 #[tokio::test]
 async fn full_flow_consent_code_token_refresh_rotation_and_reuse() -> anyhow::Result<()> {
     let (env, browser) = start().await?;

@@ -241,6 +241,7 @@ async fn assert_refused(
     Ok(())
 }
 
+/// Rows: IDJAG-JWT-20.
 #[tokio::test]
 async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_with_it_dpop_04_05_06()
 -> anyhow::Result<()> {
@@ -345,6 +346,7 @@ async fn an_id_jag_requested_with_a_proof_is_bound_to_its_key_and_redeemed_only_
 /// DPOP-07: at B, an ID-JAG without `cnf` redeemed with a proof: the proof is validated (a bad
 /// one is `invalid_dpop_proof`, DPOP-01, and spends nothing) and the access token is bound to its
 /// key (`token_type: DPoP`); without a proof, a bearer token.
+/// Rows: IDJAG-JWT-20.
 #[tokio::test]
 async fn an_unbound_id_jag_redeemed_with_a_proof_gets_a_bound_token_and_without_one_a_bearer_token_dpop_07()
 -> anyhow::Result<()> {
@@ -435,6 +437,7 @@ async fn a_resource_that_requires_dpop_gets_no_bearer_token_dpop_08() -> anyhow:
 
 /// DPOP-01: every defect of a proof is 400 `invalid_dpop_proof`, audited with its reason;
 /// DPOP-03: a proof is good for one request.
+/// Rows: BCP-01.
 #[tokio::test]
 async fn bad_proofs_are_invalid_dpop_proof_and_a_proof_is_good_for_one_request_dpop_01_03()
 -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ const PUBLIC_AT_RAS: &str = "public-app";
 
 /// The whole path, and what B's access token then is to introspection and revocation (EMA-13);
 /// A's ID-JAG is never an access token to A either (AT-08, REVOKE-04).
+/// Rows: INT-01, INT-10.
 #[tokio::test]
 async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyhow::Result<()> {
     let legs = Legs::start().await?;
@@ -425,6 +426,7 @@ impl serde::Serialize for DuplicateSub {
 
 /// Every refusal of an assertion is 400 `invalid_grant`, never `invalid_client` or a token
 /// (JWTB-10, IDJAG-ACCEPT-26), audited with the precise reason; each case names its row.
+/// Rows: BCP-06, BCP-08, INT-01.
 #[tokio::test]
 async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()> {
     let legs = Legs::start().await?;
@@ -757,6 +759,7 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
 }
 
 /// JWTB-07, IDJAG-ACCEPT-05: the signature must verify with the issuer's own key of that `kid`.
+/// Rows: BCP-05.
 #[tokio::test]
 async fn assertion_signed_by_an_untrusted_key_with_a_trusted_kid_is_refused() -> anyhow::Result<()>
 {
@@ -1031,6 +1034,7 @@ async fn linked_subject_mode_requires_a_link() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rows: INT-10.
 #[tokio::test]
 async fn metadata_advertises_the_jwt_bearer_profile_meta_07_09() -> anyhow::Result<()> {
     let legs = Legs::start().await?;

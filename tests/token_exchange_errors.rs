@@ -460,6 +460,7 @@ async fn unsigned_subject_tokens_are_refused_bcp_02() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rows: BCP-01.
 #[tokio::test]
 async fn hs256_signed_with_the_idp_rsa_public_key_is_refused_bcp_03() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -598,6 +599,7 @@ async fn key_bearing_and_unknown_headers_are_refused_bcp_07_09() -> anyhow::Resu
 }
 
 /// A token claiming a trusted issuer is verified with that issuer's keys only (IDJAG-ISSUE-14).
+/// Rows: BCP-04.
 #[tokio::test]
 async fn a_token_signed_by_a_foreign_key_is_refused_bcp_05() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -676,6 +678,7 @@ async fn issuer_must_be_a_trusted_idp_exactly_idjag_issue_14() -> anyhow::Result
 
 /// The ID token's `aud` must be the configured expected audience: the authenticated client's id
 /// at that IdP (IDJAG-ISSUE-09, IDJAG-ISSUE-14).
+/// Rows: BCP-06, CHAIN-A-08.
 #[tokio::test]
 async fn audience_and_azp_must_name_the_authenticated_client_idjag_issue_09() -> anyhow::Result<()>
 {
@@ -813,6 +816,7 @@ async fn time_claims_are_enforced_with_bounded_skew_bcp_11() -> anyhow::Result<(
 
 /// JWTs typed as something other than an ID token (an ID-JAG, an access token, a DPoP proof) are
 /// refused as `id_token` subjects (IDJAG-ISSUE-13).
+/// Rows: BCP-08.
 #[tokio::test]
 async fn other_token_types_are_not_id_tokens_idjag_issue_13() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -1105,6 +1109,7 @@ async fn required_and_paired_parameters_tx_01_02_09() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rows: INT-01.
 #[tokio::test]
 async fn targets_scopes_and_details_are_checked_tx_03_07_08() -> anyhow::Result<()> {
     let env = Env::start().await?;
@@ -1793,6 +1798,7 @@ fn assertion_with(key: &PrivateKey, kid: Option<String>, claims: &Value) -> anyh
     )?)
 }
 
+/// Rows: BCP-01, BCP-02, BCP-06.
 #[tokio::test]
 async fn bad_client_assertions_are_refused_cauth_04() -> anyhow::Result<()> {
     let env = Env::start().await?;

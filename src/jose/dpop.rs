@@ -401,6 +401,7 @@ mod tests {
 
     /// BCP-08: a proof is explicitly typed `dpop+jwt`. BCP-01, BCP-02: its `alg` is one of
     /// `DPOP_ALGORITHMS` (never `none`, never HMAC, names compared exactly).
+    /// Rows: DPOP-01.
     #[test]
     fn the_header_must_be_typed_dpop_jwt_with_an_allowed_asymmetric_alg() {
         for typ in [json!("JWT"), json!("at+jwt"), Value::Null] {
@@ -427,6 +428,7 @@ mod tests {
 
     /// BCP-07: the proof's `jwk` is the one key header a proof may carry (RFC 9449); `jku`,
     /// `x5u` and `x5c` are refused, and so is a private or symmetric `jwk`.
+    /// Rows: DPOP-01.
     #[test]
     fn the_key_must_be_a_public_jwk_in_the_header_and_nowhere_else() {
         assert_eq!(
@@ -459,6 +461,7 @@ mod tests {
 
     /// BCP-04: the signature is checked before any claim: a proof signed by another key is a
     /// bad signature even when its claims are wrong too.
+    /// Rows: DPOP-01.
     #[test]
     fn the_signature_must_verify_with_the_headers_own_key() {
         // Signed by another key than the one the header names.
@@ -483,6 +486,7 @@ mod tests {
         );
     }
 
+    /// Rows: DPOP-01.
     #[test]
     fn htm_and_htu_tie_the_proof_to_this_endpoint() {
         assert_eq!(
@@ -525,6 +529,7 @@ mod tests {
     }
 
     /// BCP-11: the skew allowed on `iat` is the configured leeway, exactly at its edges.
+    /// Rows: DPOP-01.
     #[test]
     fn iat_must_fall_inside_the_window_at_its_edges() {
         // max_age 60, leeway 5.

@@ -931,6 +931,7 @@ mod tests {
     }
 
     /// EMA-05: a key the issuer withdrew is gone with the next fetch (no rollback to it).
+    /// Rows: JWKS-07.
     #[tokio::test]
     async fn jwks07_removed_keys_are_not_rolled_back() {
         let f = fixture_with(
@@ -1154,6 +1155,7 @@ mod tests {
     }
 
     /// EMA-05: keys are fetched over TLS only; an http `jwks_uri` is not even requested.
+    /// Rows: JWKS-07.
     #[tokio::test]
     async fn jwks07_http_urls_refused_without_request_in_production_config() {
         let srv = Srv::new(vec![ec_key().jwk_value()]);
