@@ -52,6 +52,7 @@ macro_rules! both_backends {
 both_backends!(
     migrations_are_idempotent,
     status_indexes_are_reserved_in_disjoint_blocks_and_revocations_show_in_their_range,
+    the_status_lists_with_live_tokens_are_those_holding_an_unexpired_one,
     revoking_a_subject_or_a_client_revokes_only_its_live_tokens_and_codes,
     audit_batches_commit_every_event_in_order,
     audit_events_commit_with_their_replay_records,
@@ -2767,6 +2768,78 @@ async fn status_indexes_are_reserved_in_disjoint_blocks_and_revocations_show_in_
     assert_eq!(
         store.revoked_status_indexes(8, 4_000).await.expect("range"),
         vec![8]
+    );
+}
+
+/// The status lists worth prefetching: those holding a token unexpired at `now` — revoked or
+/// not, since a revoked live token is what the list is for — in ascending order. A token
+/// expiring at `now` is expired (`exp` is the first instant it is refused), and a token without
+/// a status index belongs to no list.
+async fn the_status_lists_with_live_tokens_are_those_holding_an_unexpired_one(store: Store) {
+    const ENTRIES: i64 = 1 << 20;
+    let now = 10_000;
+    assert!(
+        store
+            .status_lists_with_live_tokens(now, ENTRIES)
+            .await
+            .expect("none yet")
+            .is_empty()
+    );
+    let token = |jti: &str, index: Option<i64>, expires_at: i64| IssuedToken {
+        jti: jti.into(),
+        client_id: "app".into(),
+        subject: "ada".into(),
+        token_type: "access_token".into(),
+        issued_at: 900,
+        expires_at,
+        revoked_at: None,
+        status_index: index,
+        subject_issuer: None,
+    };
+    for (jti, index, expires_at) in [
+        // List 0: expired, one of them exactly at `now`.
+        ("expired-0", Some(3), now - 1),
+        ("at-now-0", Some(ENTRIES - 1), now),
+        // List 1: one live token among expired ones.
+        ("expired-1", Some(ENTRIES), now - 300),
+        ("live-1", Some(2 * ENTRIES - 1), now + 1),
+        // List 2: only expired.
+        ("expired-2", Some(2 * ENTRIES + 5), now - 60),
+        // List 3: live, and revoked below.
+        ("revoked-3", Some(3 * ENTRIES + 9), now + 300),
+        // List 5 (skipping 4): two live tokens, listed once.
+        ("live-5a", Some(5 * ENTRIES), now + 60),
+        ("live-5b", Some(5 * ENTRIES + 1), now + 60),
+        // No list at all.
+        ("no-status", None, now + 300),
+    ] {
+        store
+            .record_issued(&token(jti, index, expires_at))
+            .await
+            .expect("issued");
+    }
+    assert!(store.revoke_token("revoked-3", now).await.expect("revoke"));
+    assert_eq!(
+        store
+            .status_lists_with_live_tokens(now, ENTRIES)
+            .await
+            .expect("lists"),
+        vec![1, 3, 5]
+    );
+    // Later, only the longest-lived remain; earlier, list 0 and list 2 were live too.
+    assert_eq!(
+        store
+            .status_lists_with_live_tokens(now + 60, ENTRIES)
+            .await
+            .expect("later"),
+        vec![3]
+    );
+    assert_eq!(
+        store
+            .status_lists_with_live_tokens(now - 61, ENTRIES)
+            .await
+            .expect("earlier"),
+        vec![0, 1, 2, 3, 5]
     );
 }
 

@@ -138,6 +138,14 @@ pub trait TokenStore {
         from: i64,
         to: i64,
     ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+    /// The lists (status index / `entries_per_list`) holding at least one token, revoked or
+    /// not, that is still unexpired at `now`, in ascending order: the lists a resource server
+    /// may still need. Reads only the unexpired rows (the `expires_at` index).
+    fn status_lists_with_live_tokens(
+        &self,
+        now: i64,
+        entries_per_list: i64,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
     /// Links (`issuer`, `external_subject`) to `local_subject`, replacing an earlier link.
     fn link_subject(
         &self,
@@ -202,6 +210,23 @@ impl TokenStore for Store {
             .fetch_all(pool)
             .await?;
             Ok(indexes)
+        })
+    }
+
+    async fn status_lists_with_live_tokens(
+        &self,
+        now: i64,
+        entries_per_list: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        on_pool!(self, pool => {
+            let lists: Vec<i64> = sqlx::query_scalar(
+                "SELECT DISTINCT status_index / $2 AS list FROM issued_tokens WHERE expires_at > $1 AND status_index IS NOT NULL ORDER BY list",
+            )
+            .bind(now)
+            .bind(entries_per_list)
+            .fetch_all(pool)
+            .await?;
+            Ok(lists)
         })
     }
 
