@@ -284,6 +284,115 @@ async fn without_status_lists_tokens_carry_no_status_and_nothing_is_published() 
     Ok(())
 }
 
+/// The aggregation (`GET /status-lists`) names only the lists still holding an unexpired token
+/// — revoked or not — in ascending order, while `GET /status-lists/{n}` still serves every list
+/// ever begun, one whose tokens have all expired included (with its revoked bits). Time is
+/// controlled by the rows: tokens are recorded through the store with `exp` before or after now.
+async fn expired_lists_leave_the_aggregation_but_are_still_served(
+    database: env::test_db::TestDatabase,
+) -> anyhow::Result<()> {
+    use base64::Engine;
+    use frontdesk::oauth::status_list::{BLOCK, LIST_ENTRIES};
+    use frontdesk::store::{IssuedToken, TokenStore};
+    use std::io::Read;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let b_url = format!("http://{}", listener.local_addr()?);
+    // No assertion is redeemed, so A is never reached.
+    let config = legs::resource_side(&b_url, "http://127.0.0.1:9", database.url(), |_| {})?;
+    let b = frontdesk::app::spawn_on(config, listener)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = &b.state.store;
+    // Lists 0 to 3 begun, as after four million and some tokens.
+    store
+        .reserve_status_indexes(3 * LIST_ENTRIES + BLOCK)
+        .await?;
+    let now = now();
+    let (expired, live) = (now - 60, now + 300);
+    for (jti, index, expires_at, revoked) in [
+        ("expired-0", 17, expired, false),
+        ("expired-1", LIST_ENTRIES + 3, expired, false),
+        ("live-1", 2 * LIST_ENTRIES - 1, live, false),
+        ("revoked-expired-2", 2 * LIST_ENTRIES + 5, expired, true),
+        ("revoked-live-3", 3 * LIST_ENTRIES, live, true),
+    ] {
+        store
+            .record_issued(&IssuedToken {
+                jti: jti.into(),
+                client_id: AGENT_AT_RAS.into(),
+                subject: "user-1".into(),
+                token_type: "access_token".into(),
+                issued_at: expires_at - 300,
+                expires_at,
+                revoked_at: revoked.then_some(expires_at - 200),
+                status_index: Some(index),
+                subject_issuer: None,
+            })
+            .await?;
+    }
+
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let lists: Value = http
+        .get(format!("{b_url}/status-lists"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        lists,
+        json!({ "status_lists": [
+            format!("{b_url}/status-lists/1"),
+            format!("{b_url}/status-lists/3"),
+        ] })
+    );
+    for list in 0..4 {
+        let uri = format!("{b_url}/status-lists/{list}");
+        let response = http.get(&uri).send().await?;
+        assert_eq!(response.status(), 200, "{uri}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/statuslist+jwt"
+        );
+        let (_, claims) = idp::decode_unverified(&response.text().await?)?;
+        assert_eq!(claims["sub"], uri.as_str());
+        let lst = claims["status_list"]["lst"].as_str().unwrap_or_default();
+        let mut bits = Vec::new();
+        flate2::read::ZlibDecoder::new(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(lst)?
+                .as_slice(),
+        )
+        .read_to_end(&mut bits)?;
+        let set: Vec<usize> = (0..bits.len() * 8)
+            .filter(|bit| bits[bit / 8] & (1 << (bit % 8)) != 0)
+            .collect();
+        let expected: &[usize] = match list {
+            2 => &[5],
+            3 => &[0],
+            _ => &[],
+        };
+        assert_eq!(set, expected, "revoked bits of {uri}");
+    }
+    let response = http.get(format!("{b_url}/status-lists/4")).send().await?;
+    assert_eq!(response.status(), 404, "never begun");
+    b.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[tokio::test]
+async fn expired_lists_leave_the_aggregation_on_sqlite() -> anyhow::Result<()> {
+    expired_lists_leave_the_aggregation_but_are_still_served(env::test_db::TestDatabase::sqlite())
+        .await
+}
+
+#[tokio::test]
+async fn expired_lists_leave_the_aggregation_on_postgres() -> anyhow::Result<()> {
+    let Some(database) = env::test_db::TestDatabase::postgres("expired_status_lists").await else {
+        return Ok(());
+    };
+    expired_lists_leave_the_aggregation_but_are_still_served(database).await
+}
+
 /// IDJAG-ACCEPT-11: single use by default, the second presentation is `invalid_grant`.
 #[tokio::test]
 async fn replayed_id_jag_is_refused_idjag_accept_11() -> anyhow::Result<()> {

@@ -1,7 +1,8 @@
 //! The published Token Status Lists (draft-ietf-oauth-status-list §8): `GET
-//! /status-lists/{n}` answers the signed list a token's `status.status_list.uri` names, and `GET
-//! /status-lists` the URIs of every list (the draft's aggregation, §9), so a resource server can
-//! prefetch them. Both are public, like `/jwks.json`: a list says only which indexes are revoked.
+//! /status-lists/{n}` answers the signed list a token's `status.status_list.uri` names (any list
+//! ever begun), and `GET /status-lists` the URIs of the lists that still hold an unexpired token
+//! (the draft's aggregation, §9), so a resource server can prefetch them. Both are public, like
+//! `/jwks.json`: a list says only which indexes are revoked.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,7 +16,8 @@ use crate::clock::unix_now;
 use crate::oauth::status_list::{self, LIST_ENTRIES};
 use crate::store::TokenStore;
 
-/// The lists that exist: every one with at least one reserved index.
+/// The lists that exist: every one with at least one reserved index. A list whose tokens have
+/// all expired still exists (a resource server holding one of them may fetch it).
 async fn list_count(state: &AppState) -> Result<i64, Response> {
     let reserved = state
         .store
@@ -111,17 +113,30 @@ pub async fn list(State(state): State<AppState>, Path(list): Path<String>) -> Re
     cached(response, &state)
 }
 
-/// `GET /status-lists`: `{"status_lists": [uri, …]}`, every list there is.
+/// `GET /status-lists`: `{"status_lists": [uri, …]}`, the lists holding at least one unexpired
+/// token, in ascending order. Lists whose tokens have all expired are left out: a resource server
+/// has nothing left to check against them, and listing every list ever begun would grow without
+/// bound on a long-running deployment. The answer is reused for a few seconds
+/// ([`status_list::ListTokens::live_lists`]).
 pub async fn aggregation(State(state): State<AppState>) -> Response {
     if !state.config.tokens.status_list {
         return super::error::not_found().await;
     }
-    let count = match list_count(&state).await {
-        Ok(count) => count,
-        Err(response) => return response,
+    let now = unix_now();
+    let lists = match state
+        .tokens
+        .status_list_tokens
+        .live_lists(now, || {
+            state.store.status_lists_with_live_tokens(now, LIST_ENTRIES)
+        })
+        .await
+    {
+        Ok(lists) => lists,
+        Err(error) => return unavailable(&error),
     };
-    let uris: Vec<String> = (0..count)
-        .map(|list| status_list::list_uri(&state.config.issuer, list))
+    let uris: Vec<String> = lists
+        .iter()
+        .map(|list| status_list::list_uri(&state.config.issuer, *list))
         .collect();
     cached(
         Json(json!({ "status_lists": uris })).into_response(),

@@ -43,9 +43,15 @@ pub const REUSE_SECS: i64 = 10;
 /// (every resource server of a fleet at the top of its `ttl`, or someone hammering it) costs one
 /// build, and a revocation is never served stale, since the query runs for every fetch. The lock
 /// is held while building, so concurrent fetches wait for one build instead of each making one.
+///
+/// It also keeps the aggregation's answer (the lists holding an unexpired token) for
+/// [`REUSE_SECS`]: that query reads every unexpired token's row, so on a busy deployment it is
+/// the costly part of a public endpoint, and a list new for a few seconds is not yet worth
+/// prefetching anyway (a token names its own list).
 #[derive(Debug, Default)]
 pub struct ListTokens {
     built: tokio::sync::Mutex<std::collections::HashMap<i64, Built>>,
+    live: tokio::sync::Mutex<Option<(i64, std::sync::Arc<[i64]>)>>,
 }
 
 #[derive(Debug)]
@@ -83,6 +89,27 @@ impl ListTokens {
             },
         );
         Ok(token)
+    }
+
+    /// The lists holding an unexpired token at `now`: the kept answer if younger than
+    /// [`REUSE_SECS`], else `query()`'s, kept for next time.
+    pub async fn live_lists<E, F>(
+        &self,
+        now: i64,
+        query: impl FnOnce() -> F,
+    ) -> Result<std::sync::Arc<[i64]>, E>
+    where
+        F: Future<Output = Result<Vec<i64>, E>>,
+    {
+        let mut live = self.live.lock().await;
+        if let Some((at, lists)) = live.as_ref()
+            && (0..REUSE_SECS).contains(&(now - at))
+        {
+            return Ok(lists.clone());
+        }
+        let lists: std::sync::Arc<[i64]> = query().await?.into();
+        *live = Some((now, lists.clone()));
+        Ok(lists)
     }
 }
 
@@ -253,6 +280,29 @@ mod tests {
         assert_eq!(old.as_deref(), Ok("[2, 4, 9]#3"));
         let other = tokens.get_or_build(1, vec![], 116, build).await;
         assert_eq!(other.as_deref(), Ok("[]#4"));
+    }
+
+    #[tokio::test]
+    async fn the_live_lists_are_queried_again_only_once_the_kept_answer_is_old() {
+        let tokens = ListTokens::default();
+        let queries = std::cell::Cell::new(0);
+        let query = || {
+            queries.set(queries.get() + 1);
+            std::future::ready(Ok::<_, ()>(vec![queries.get()]))
+        };
+        let first = tokens.live_lists(100, query).await;
+        assert_eq!(first.as_deref(), Ok(&[1][..]));
+        let again = tokens.live_lists(100 + REUSE_SECS - 1, query).await;
+        assert_eq!(again.as_deref(), Ok(&[1][..]));
+        let old = tokens.live_lists(100 + REUSE_SECS, query).await;
+        assert_eq!(old.as_deref(), Ok(&[2][..]));
+        // A failed query is not kept: the next call asks again.
+        let failed = tokens
+            .live_lists(200, || std::future::ready(Err::<Vec<i64>, _>(())))
+            .await;
+        assert_eq!(failed, Err(()));
+        let after = tokens.live_lists(200, query).await;
+        assert_eq!(after.as_deref(), Ok(&[3][..]));
     }
 
     #[test]
