@@ -294,6 +294,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         subject_mode: "federated".into(),
         subject_mapping: None,
         allowed_clients: vec![],
+        transcribe_claims: vec![],
         requests_per_minute: None,
         subject_requests_per_minute: None,
         enabled: true,

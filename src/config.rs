@@ -407,6 +407,12 @@ pub struct IdentityProviderConfig {
     /// Leg 2: the clients this issuer may vouch for (IDJAG-ACCEPT-22); empty = any client.
     #[serde(default)]
     pub allowed_clients: Vec<String>,
+    /// Leg 2: claims of this issuer's assertions copied into the access token when present
+    /// (claims transcription, CHAIN-B-09; `groups`, `roles`, `entitlements` of RFC 9068 §2.2.3.1,
+    /// AT-10), for resource servers that authorize on them. Only what is listed passes, and never
+    /// a claim frontdesk sets itself (`trust::RESERVED_TRANSCRIBED_CLAIMS`).
+    #[serde(default)]
+    pub transcribe_claims: Vec<String>,
     /// Verified tokens from this issuer accepted per minute on each instance (subject tokens
     /// at leg 1, assertions at leg 2), with bursts of the same number; beyond it `429
     /// slow_down`. None: no limit. What one issuer's tokens may drive, compromised or not.

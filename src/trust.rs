@@ -50,8 +50,10 @@ pub const MAX_AUDIENCE_LIFETIME_SECS: u64 = 3600;
 /// Claims an audience may derive by CEL mapping.
 pub const MAPPABLE_CLAIMS: &[&str] = &["sub", "aud_sub", "email", "tenant", "aud_tenant"];
 /// Subject-token claims an audience may release: the authentication context, `sub_id` (a SAML
-/// NameID) and the OpenID Connect standard claims (OIDC Core §5.1), which the ID-JAG draft lets an
-/// IdP add for a resource AS that provisions users (IDJAG-JWT-16, IDJAG-JWT-19). Nothing else: a
+/// NameID), the OpenID Connect standard claims (OIDC Core §5.1), which the ID-JAG draft lets an
+/// IdP add for a resource AS that provisions users (IDJAG-JWT-16, IDJAG-JWT-19), and the
+/// `groups`, `roles` and `entitlements` a resource AS may authorize on (RFC 9068 §2.2.3.1,
+/// which it transcribes with `transcribe_claims`). Nothing else: a
 /// claim outside this list could be a registered JWT claim (`iss`, `cnf`, …) or one with a
 /// meaning at the resource AS that the subject token's issuer did not intend.
 pub const RELEASABLE_CLAIMS: &[&str] = &[
@@ -78,6 +80,9 @@ pub const RELEASABLE_CLAIMS: &[&str] = &[
     "phone_number_verified",
     "address",
     "updated_at",
+    "groups",
+    "roles",
+    "entitlements",
 ];
 
 type Invalid = (String, String);
@@ -411,6 +416,72 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
             );
         }
         _ => {}
+    }
+    validate_transcribed_claims(&idp.transcribe_claims)
+}
+
+/// Claims of an access token that frontdesk sets itself or that carry a meaning of their own
+/// (registered JWT claims, RFC 9068's and RFC 8693's, confirmation and status), so an issuer's
+/// assertion never supplies them by transcription. `auth_time`, `acr`, `amr`, `act` and `tenant`
+/// are carried over already.
+pub const RESERVED_TRANSCRIBED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "scp",
+    "resource",
+    "authorization_details",
+    "cnf",
+    "act",
+    "may_act",
+    "status",
+    "azp",
+    "nonce",
+    "typ",
+    "auth_time",
+    "acr",
+    "amr",
+    "tenant",
+];
+/// The most claims one issuer may transcribe: a list, not a pass-through.
+pub const MAX_TRANSCRIBED_CLAIMS: usize = 32;
+
+/// `transcribe_claims` (CHAIN-B-09): claim names, each once, none reserved.
+fn validate_transcribed_claims(claims: &[String]) -> Result<(), Invalid> {
+    let key = || "transcribe_claims".to_string();
+    if claims.len() > MAX_TRANSCRIBED_CLAIMS {
+        return invalid(key(), format!("at most {MAX_TRANSCRIBED_CLAIMS} claims"));
+    }
+    let mut seen = BTreeSet::new();
+    for claim in claims {
+        let well_formed = !claim.is_empty()
+            && claim.len() <= 64
+            && claim.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/')
+            });
+        if !well_formed {
+            return invalid(
+                key(),
+                format!("`{claim}` is not a claim name (letters, digits, _ - . : /, at most 64)"),
+            );
+        }
+        if RESERVED_TRANSCRIBED_CLAIMS.contains(&claim.as_str()) {
+            return invalid(
+                key(),
+                format!(
+                    "`{claim}` is set by frontdesk itself and cannot be copied from an assertion"
+                ),
+            );
+        }
+        if !seen.insert(claim.as_str()) {
+            return invalid(key(), format!("`{claim}` is listed twice"));
+        }
     }
     Ok(())
 }

@@ -116,6 +116,7 @@ async fn setup_under(path: &str) -> anyhow::Result<Setup> {
             subject_mode: "federated".into(),
             subject_mapping: None,
             allowed_clients: vec![],
+            transcribe_claims: vec![],
             requests_per_minute: None,
             subject_requests_per_minute: None,
             enabled: true,

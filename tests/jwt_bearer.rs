@@ -1346,6 +1346,79 @@ async fn a_multi_tenant_issuers_tenants_are_pinned_and_keep_their_users_apart_te
     Ok(())
 }
 
+/// CHAIN-B-09, AT-10: the issuer's trust configuration at B names the assertion claims its
+/// access tokens carry (`transcribe_claims`): `groups` and `roles` pass, in the assertion's JSON
+/// form; a claim present but not listed does not, and neither does one the assertion lacks.
+/// End to end, the user's `groups` travel from the enterprise IdP's ID token through A's ID-JAG
+/// (A's audience releases them, IDJAG-JWT-19) into B's access token.
+#[tokio::test]
+async fn claims_the_issuer_transcribes_reach_the_access_token_and_nothing_else_chain_b_09()
+-> anyhow::Result<()> {
+    let legs = Legs::start_both(
+        "",
+        "",
+        |config| {
+            for audience in &mut config.audiences {
+                if audience.id == "saas" {
+                    audience.release.push("groups".into());
+                }
+            }
+        },
+        |config| {
+            config.identity_providers[0].transcribe_claims =
+                vec!["groups".into(), "roles".into(), "entitlements".into()];
+        },
+    )
+    .await?;
+    let id_token = legs
+        .a
+        .idp
+        .mint(
+            json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "groups": ["eng"], "department": "r&d" }),
+        )
+        .await?;
+    let (status, body) = legs
+        .a
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", legs.b_url.as_str()),
+            ("resource", MCP_RESOURCE),
+            ("scope", "read"),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    assert_eq!(status, 200, "leg 1: {body}");
+    let id_jag = body["access_token"].as_str().unwrap_or_default();
+    let (status, body) = legs.redeem_assertion(id_jag, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "leg 2: {body}");
+    let verified = legs
+        .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(verified["payload"]["groups"], json!(["eng"]));
+    assert!(verified["payload"].get("department").is_none());
+
+    let mut claims = legs.valid_claims();
+    claims["groups"] = json!(["eng", "oncall"]);
+    claims["roles"] = json!("admin");
+    claims["department"] = json!("research");
+    let assertion = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
+    let (status, body) = legs.redeem_assertion(&assertion, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "{body}");
+    let verified = legs
+        .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+        .await?;
+    let access = &verified["payload"];
+    assert_eq!(access["groups"], json!(["eng", "oncall"]));
+    assert_eq!(access["roles"], "admin");
+    for absent in ["department", "entitlements"] {
+        assert!(access.get(absent).is_none(), "{absent}: {access}");
+    }
+    assert_eq!(access["sub"], "user-1");
+    Ok(())
+}
+
 /// A `400 invalid_grant` from B whose newest audit event gives `reason`.
 async fn assert_invalid_grant_at_b(
     legs: &Legs,

@@ -266,6 +266,12 @@ const IDP_FIELDS: &[Spec] = &[
         "Leg 2: clients this issuer may vouch for; empty = any.",
     ),
     spec(
+        "transcribe_claims",
+        "Transcribed claims",
+        Format::List,
+        "Leg 2: assertion claims copied into access tokens when present (e.g. groups roles entitlements).",
+    ),
+    spec(
         "requests_per_minute",
         "Requests per minute",
         Format::Number,
@@ -333,7 +339,7 @@ const AUDIENCE_FIELDS: &[Spec] = &[
         "release",
         "Released claims",
         Format::List,
-        "Copied from the subject token: auth_time acr amr sub_id (SAML NameID), email and the other OpenID Connect standard claims (name, given_name, preferred_username, …).",
+        "Copied from the subject token: auth_time acr amr sub_id (SAML NameID), email and the other OpenID Connect standard claims (name, given_name, preferred_username, …), groups roles entitlements.",
     ),
     spec(
         "condition",

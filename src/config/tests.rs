@@ -432,6 +432,15 @@ fn trust_objects_are_validated_with_their_index() {
             "subject_requests_per_minute = 1000001\n",
             "subject_requests_per_minute",
         ),
+        // CHAIN-B-09: a claim frontdesk sets itself is never transcribed from an assertion,
+        // and the list names each claim once, by a plain name.
+        ("transcribe_claims = [\"sub\"]\n", "transcribe_claims"),
+        ("transcribe_claims = [\"cnf\"]\n", "transcribe_claims"),
+        (
+            "transcribe_claims = [\"groups\", \"groups\"]\n",
+            "transcribe_claims",
+        ),
+        ("transcribe_claims = [\"a b\"]\n", "transcribe_claims"),
     ] {
         let error = load_file(
             &production(&format!(

@@ -478,8 +478,13 @@ pub async fn redeem(
     if let Some(details) = &authorization_details {
         access.insert("authorization_details".into(), details.clone());
     }
-    // AT-05 and AT-10: authentication context and delegation carried over.
-    for claim in ["auth_time", "acr", "amr", "act", "tenant"] {
+    // AT-05 and AT-10: authentication context and delegation carried over; then the claims the
+    // issuer's trust configuration transcribes (CHAIN-B-09), none of them reserved.
+    let transcribed = idp.config.transcribe_claims.iter().map(String::as_str);
+    for claim in ["auth_time", "acr", "amr", "act", "tenant"]
+        .into_iter()
+        .chain(transcribed)
+    {
         if let Some(value) = claims.claim(claim) {
             access.insert(claim.into(), value.clone());
         }

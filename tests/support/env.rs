@@ -128,6 +128,7 @@ impl Env {
             subject_mode: "federated".into(),
             subject_mapping: None,
             allowed_clients: vec![],
+            transcribe_claims: vec![],
             requests_per_minute: None,
             subject_requests_per_minute: None,
             enabled: true,

@@ -53,6 +53,7 @@ pub fn resource_side(
         subject_mode: "federated".into(),
         subject_mapping: None,
         allowed_clients: vec![],
+        transcribe_claims: vec![],
         requests_per_minute: None,
         subject_requests_per_minute: None,
         enabled: true,

@@ -267,6 +267,7 @@ pub fn document(base: &str) -> Value {
                     "subject_mode": { "type": "string", "enum": crate::trust::SUBJECT_MODES },
                     "subject_mapping": { "type": "string", "description": "CEL." },
                     "allowed_clients": string_list(),
+                    "transcribe_claims": { "type": "array", "items": { "type": "string" }, "maxItems": crate::trust::MAX_TRANSCRIBED_CLAIMS, "description": "Leg 2: claims of this issuer's assertions copied into access tokens when present (e.g. groups, roles); never one frontdesk sets itself." },
                     "requests_per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Verified tokens from this issuer accepted per minute on each instance; beyond it 429 slow_down. Absent: no limit." },
                     "subject_requests_per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "The same per user (sub) of this issuer. Absent: no limit." },
                     "enabled": { "type": "boolean" } })),
