@@ -344,6 +344,19 @@ impl Unverified {
     }
 }
 
+/// Whether five dot-separated parts look like a JWE in compact serialization (RFC 7516 §7.1):
+/// every part base64url, and a JSON object header naming its content encryption (`enc`).
+fn is_jwe_compact(parts: &[&str]) -> bool {
+    let base64url = |part: &str| {
+        part.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    parts.iter().all(|part| base64url(part))
+        && b64url(parts[0])
+            .and_then(|header| parse_strict_object(&header))
+            .is_some_and(|header| header.get("enc").is_some_and(Value::is_string))
+}
+
 /// Cheap structural pre-checks, done before any key lookup or network I/O.
 pub fn inspect(token: &str, max_len: usize) -> Result<Unverified, JoseError> {
     if token.len() > max_len {
@@ -353,7 +366,10 @@ pub fn inspect(token: &str, max_len: usize) -> Result<Unverified, JoseError> {
     let parts: Vec<&str> = token.splitn(6, '.').collect();
     match parts.len() {
         3 => {}
-        5 => return Err(JoseError::Encrypted), // JWE compact (JWTB-09)
+        // JWE compact (JWTB-09): five base64url parts whose header names an `enc`. Anything else
+        // with five parts (two JWTs run together, say) is malformed, not "encrypted", so the
+        // audit reason tells the operator what the client really sent.
+        5 if is_jwe_compact(&parts) => return Err(JoseError::Encrypted),
         _ => return Err(JoseError::Malformed("expected three dot-separated parts")), // BCP-10
     }
     let (h, p, s) = (parts[0], parts[1], parts[2]);
@@ -1348,6 +1364,20 @@ mod tests {
             "d"
         );
         assert_eq!(inspect(&t, 10_000).unwrap_err(), JoseError::Encrypted);
+    }
+
+    /// JWTB-09: two JWTs run together (five parts, but no JWE header) are malformed, not
+    /// "encrypted": the reason says what was sent.
+    #[test]
+    fn two_jwts_run_together_are_malformed_not_encrypted() {
+        let jwt = format!("{}.{}.{}", b64(br#"{"alg":"RS256"}"#), b64(b"{}"), "c2ln");
+        for joined in [format!("{jwt} {jwt}"), format!("{jwt}.{jwt}")] {
+            let error = inspect(&joined, 10_000).unwrap_err();
+            assert!(
+                matches!(error, JoseError::Malformed(_)),
+                "{joined}: {error:?}"
+            );
+        }
     }
 
     #[test]
