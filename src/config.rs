@@ -221,8 +221,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
-    /// Failed client authentications allowed per minute from one address before its token
-    /// requests are answered `429 slow_down` (TOK-14). 0 disables throttling.
+    /// Failed client authentications allowed per minute from one address (token endpoint,
+    /// introspection and revocation together) before its requests to them are answered `429
+    /// slow_down` (TOK-14). 0 disables throttling.
     pub failed_auth_per_minute: u32,
     /// Subject tokens and assertions that look forged (bad signature, wrong issuer or audience,
     /// a replayed or misdirected grant) allowed per minute from one authenticated client before

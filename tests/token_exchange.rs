@@ -444,6 +444,61 @@ async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::
     Ok(())
 }
 
+/// TOK-14: introspection and revocation authenticate clients too, so they count failed
+/// authentications against the same per-address quota as the token endpoint and are turned away
+/// with it; otherwise they would be a way round the throttle to guess a client's secret (and to
+/// make the server hash guesses with argon2 at will).
+#[tokio::test]
+async fn failed_authentication_at_introspection_and_revocation_is_throttled_tok_14()
+-> anyhow::Result<()> {
+    let env = Env::start_with(|config| config.server.failed_auth_per_minute = 3).await?;
+    let post = |path: &'static str, secret: &'static str| {
+        let request = env
+            .http
+            .post(format!("{}{path}", env.url))
+            .basic_auth(AGENT, Some(secret))
+            .form(&[("token", "not-a-token")]);
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await?;
+            anyhow::Ok((status, body))
+        }
+    };
+    for path in ["/introspect", "/revoke", "/introspect"] {
+        let (status, body) = post(path, "wrong secret").await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{path}: {body}"
+        );
+    }
+    // The fourth failure, at whichever endpoint, trips the quota: now every endpoint that
+    // authenticates a client turns this address away, even with the right secret.
+    let (status, _) = post("/revoke", "wrong secret").await?;
+    assert_eq!(status, 401);
+    for path in ["/introspect", "/revoke"] {
+        let (status, body) = post(path, SECRET).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (429, Some("slow_down")),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token", "x"),
+                ("subject_token_type", ID_TOKEN),
+            ],
+            Some((AGENT, SECRET)),
+        )
+        .await?;
+    assert_eq!((status, body["error"].as_str()), (429, Some("slow_down")));
+    Ok(())
+}
+
 /// A client assertion's `jti` is the client's choice, as long as the assertion may be (8 KiB):
 /// one of 4,800 incompressible characters authenticates once, is refused the second time, and
 /// the exchanges committed beside it are issued. On PostgreSQL a key that long once failed the

@@ -72,6 +72,8 @@ async fn authenticate_caller(
     context: &RequestContext,
 ) -> Result<AuthenticatedClient, OAuthError> {
     form.reject_repeats()?;
+    // TOK-14: the same per-address quota of failed authentications as the token endpoint.
+    service.refuse_throttled_address(context)?;
     let registry = service.trust.current();
     let auth_context = ClientAuthContext {
         issuer: &service.config.issuer,
@@ -84,7 +86,11 @@ async fn authenticate_caller(
         now: context.now,
     };
     let authorization = context.authorization.as_ref().map(|value| value.expose());
-    authenticate(authorization, form, &auth_context).await
+    let result = authenticate(authorization, form, &auth_context).await;
+    if let Err(error) = &result {
+        service.count_failed_authentication(error, context);
+    }
+    result
 }
 
 /// `POST /introspect`: the caller must authenticate as a registered client (INTRO-01).

@@ -244,6 +244,36 @@ impl TokenService {
         result
     }
 
+    /// TOK-14: `429 slow_down` for an address over its quota of failed client authentications.
+    /// Every endpoint that authenticates a client asks before it does (the token endpoint,
+    /// introspection, revocation), so none of them is a way round the quota to guess secrets or
+    /// to make the server run argon2 at will.
+    pub(super) fn refuse_throttled_address(
+        &self,
+        context: &RequestContext,
+    ) -> Result<(), OAuthError> {
+        match context
+            .peer
+            .and_then(|peer| self.throttle.retry_after(&peer))
+        {
+            Some(wait) => Err(super::request_limit::over_limit(
+                "throttled",
+                "Too many failed client authentications from this address; retry later",
+                wait,
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed client authentication (`invalid_client`) against the request's address.
+    pub(super) fn count_failed_authentication(&self, error: &OAuthError, context: &RequestContext) {
+        if error.code == ErrorCode::InvalidClient
+            && let Some(peer) = context.peer
+        {
+            self.throttle.record_failure(peer);
+        }
+    }
+
     /// Audits a request refused before its form could be handled (body too large, wrong content
     /// type, query parameters). `Err` means the audit write failed.
     pub async fn audit_rejection(
@@ -279,16 +309,7 @@ impl TokenService {
                 "This grant_type is not supported",
             ));
         };
-        if let Some(wait) = context
-            .peer
-            .and_then(|peer| self.throttle.retry_after(&peer))
-        {
-            return Err(super::request_limit::over_limit(
-                "throttled",
-                "Too many failed client authentications from this address; retry later",
-                wait,
-            ));
-        }
+        self.refuse_throttled_address(context)?;
         let registry = self.trust.current();
         let client = {
             let auth_context = ClientAuthContext {
@@ -313,11 +334,7 @@ impl TokenService {
         let client: AuthenticatedClient = match client {
             Ok(client) => client,
             Err(error) => {
-                if error.code == ErrorCode::InvalidClient
-                    && let Some(peer) = context.peer
-                {
-                    self.throttle.record_failure(peer);
-                }
+                self.count_failed_authentication(&error, context);
                 audit.client_id = form
                     .single("client_id")
                     .ok()
