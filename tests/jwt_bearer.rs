@@ -1403,6 +1403,10 @@ async fn claims_the_issuer_transcribes_reach_the_access_token_and_nothing_else_c
     claims["groups"] = json!(["eng", "oncall"]);
     claims["roles"] = json!("admin");
     claims["department"] = json!("research");
+    // IDJAG-ACCEPT-13: a `sub_id` naming another SAML issuer and user neither establishes trust
+    // nor picks the subject: the validated `iss` and `sub` do.
+    claims["sub_id"] = json!({ "format": "saml-nameid", "issuer": "https://other-saml.example",
+                               "nameid": "mallory@example.com" });
     let assertion = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
     let (status, body) = legs.redeem_assertion(&assertion, AGENT_AT_RAS).await?;
     assert_eq!(status, 200, "{body}");
@@ -1412,10 +1416,10 @@ async fn claims_the_issuer_transcribes_reach_the_access_token_and_nothing_else_c
     let access = &verified["payload"];
     assert_eq!(access["groups"], json!(["eng", "oncall"]));
     assert_eq!(access["roles"], "admin");
-    for absent in ["department", "entitlements"] {
+    for absent in ["department", "entitlements", "sub_id"] {
         assert!(access.get(absent).is_none(), "{absent}: {access}");
     }
-    assert_eq!(access["sub"], "user-1");
+    assert_eq!(access["sub"], "user-1"); // IDJAG-ACCEPT-13
     Ok(())
 }
 
