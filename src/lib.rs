@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod allocator;
 pub mod app;
+pub mod audit_export;
 pub mod authorize;
 pub mod cli;
 pub mod client_cli;

@@ -8,6 +8,7 @@ use http::header;
 
 use super::auth::Session;
 use super::views::{AdminError, Layout, format_time, parse_time, render};
+use crate::audit_export;
 use crate::http::AppState;
 use crate::store::{AuditFilter, AuditLog, AuditRecord, Decision};
 
@@ -80,6 +81,8 @@ impl AuditQuery {
             decision,
             reason: nonempty(&self.reason),
             before_id: nonempty(&self.before_id).and_then(|id| id.parse().ok()),
+            after_id: None,
+            oldest_first: false,
             limit: None,
         })
     }
@@ -220,81 +223,21 @@ pub async fn export(
         .into_response())
 }
 
+/// The rows as JSON lines, one [`audit_export::json_line`] each: what `frontdesk audit export`
+/// writes for the same rows.
 fn to_jsonl(rows: &[AuditRecord]) -> String {
     let mut out = String::new();
     for row in rows {
-        out.push_str(&serde_json::to_string(row).unwrap_or_default());
-        out.push('\n');
+        audit_export::json_line(row, &mut out);
     }
     out
 }
 
-/// One CSV cell: quoted when needed, and prefixed with `'` when a spreadsheet would take it
-/// for a formula (CSV injection).
-fn cell(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
+/// The rows as CSV with its header line, as `frontdesk audit export --format csv` writes them.
 fn to_csv(rows: &[AuditRecord]) -> String {
-    let mut out = String::from(
-        "id,occurred_at,request_id,event,decision,reason,error_code,client_id,grant_type,subject_issuer,subject,audience,resources,scopes_requested,scopes_granted,issued_jti,issued_expires_at,detail\r\n",
-    );
+    let mut out = String::from(audit_export::CSV_HEADER);
     for row in rows {
-        let event = &row.event;
-        let optional = |value: &Option<String>| cell(value.as_deref().unwrap_or(""));
-        let cells = [
-            row.id.to_string(),
-            event.occurred_at.to_string(),
-            optional(&event.request_id),
-            cell(&event.event),
-            event.decision.as_str().to_string(),
-            optional(&event.reason),
-            optional(&event.error_code),
-            optional(&event.client_id),
-            optional(&event.grant_type),
-            optional(&event.subject_issuer),
-            optional(&event.subject),
-            optional(&event.audience),
-            cell(&event.resources.join(" ")),
-            cell(&event.scopes_requested.join(" ")),
-            cell(&event.scopes_granted.join(" ")),
-            optional(&event.issued_jti),
-            event
-                .issued_expires_at
-                .map(|at| at.to_string())
-                .unwrap_or_default(),
-            cell(
-                &event
-                    .detail
-                    .as_ref()
-                    .map(|detail| detail.to_string())
-                    .unwrap_or_default(),
-            ),
-        ];
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
+        audit_export::csv_line(row, &mut out);
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cell;
-
-    #[test]
-    fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(cell("plain"), "plain");
-        assert_eq!(cell("a,b"), "\"a,b\"");
-        assert_eq!(cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(cell("=cmd()"), "'=cmd()");
-    }
 }

@@ -182,8 +182,14 @@ pub struct AuditFilter {
     pub decision: Option<Decision>,
     /// Exact reason code.
     pub reason: Option<String>,
-    /// Only rows with an id below this (keyset pagination).
+    /// Only rows with an id below this (keyset pagination, newest first).
     pub before_id: Option<i64>,
+    /// Only rows with an id above this (keyset pagination, oldest first: `audit export` pages
+    /// forwards from the last id it wrote, so that a page costs the same however far in it is).
+    pub after_id: Option<i64>,
+    /// Oldest (lowest id) first instead of newest first: an export is read in the order the
+    /// events were committed, which a SIEM expects and `--follow` continues.
+    pub oldest_first: bool,
     /// Maximum rows (capped at 1000).
     pub limit: Option<u32>,
 }
@@ -197,11 +203,15 @@ pub trait AuditLog {
         &self,
         events: &[AuditEvent],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Reads events, newest first.
+    /// Reads events, newest first (or oldest first with [`AuditFilter::oldest_first`]).
     fn audit_events(
         &self,
         filter: &AuditFilter,
     ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+    /// The highest id any committed event has (`None` for an empty log), whatever the filter:
+    /// the horizon `audit export` reads up to, so that a one-off export is one point in time
+    /// and `--follow` knows which ids have had time to commit (`crate::audit_export`).
+    fn latest_event_id(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
     /// Deletes at most `limit` of the oldest events that occurred before `before` and returns
     /// how many went. Bounded so that one call holds SQLite's write lock, which the group
     /// commit needs, for milliseconds, not for as long as a whole backlog takes
@@ -382,7 +392,37 @@ impl AuditLog for Store {
         result.map_err(StoreError::classify)
     }
 
+    async fn latest_event_id(&self) -> Result<Option<i64>, StoreError> {
+        // The primary key's last entry: one index probe on either database.
+        let latest = on_pool!(self, pool => {
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM audit_events")
+                .fetch_one(pool)
+                .await
+        });
+        latest.map_err(StoreError::classify)
+    }
+
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        // Two fixed statements, never text from the caller in the SQL.
+        macro_rules! select_events {
+            ($order:literal) => {
+                concat!(
+                    "SELECT id, occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail FROM audit_events \
+                     WHERE ($1 IS NULL OR occurred_at >= $1) AND ($2 IS NULL OR occurred_at < $2) \
+                     AND ($3 IS NULL OR client_id = $3) AND ($4 IS NULL OR subject = $4) \
+                     AND ($5 IS NULL OR audience = $5) AND ($6 IS NULL OR decision = $6) \
+                     AND ($7 IS NULL OR reason = $7) AND ($8 IS NULL OR id < $8) \
+                     AND ($9 IS NULL OR id > $9) ORDER BY id ",
+                    $order,
+                    " LIMIT $10"
+                )
+            };
+        }
+        let sql = if filter.oldest_first {
+            select_events!("ASC")
+        } else {
+            select_events!("DESC")
+        };
         let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 1000));
         let decision = filter.decision.map(Decision::as_str);
         // The filter's values in the form rows are stored in: a value with NUL matches the rows
@@ -396,14 +436,7 @@ impl AuditLog for Store {
             stored(&filter.reason),
         );
         on_pool!(self, pool => {
-            let rows = sqlx::query(
-                "SELECT id, occurred_at, request_id, event, decision, reason, error_code, client_id, grant_type, subject_issuer, subject, audience, resources, scopes_requested, scopes_granted, issued_jti, issued_expires_at, detail FROM audit_events \
-                 WHERE ($1 IS NULL OR occurred_at >= $1) AND ($2 IS NULL OR occurred_at < $2) \
-                 AND ($3 IS NULL OR client_id = $3) AND ($4 IS NULL OR subject = $4) \
-                 AND ($5 IS NULL OR audience = $5) AND ($6 IS NULL OR decision = $6) \
-                 AND ($7 IS NULL OR reason = $7) AND ($8 IS NULL OR id < $8) \
-                 ORDER BY id DESC LIMIT $9",
-            )
+            let rows = sqlx::query(sql)
             .bind(filter.since)
             .bind(filter.until)
             .bind(&client_id)
@@ -412,6 +445,7 @@ impl AuditLog for Store {
             .bind(decision)
             .bind(&reason)
             .bind(filter.before_id)
+            .bind(filter.after_id)
             .bind(limit)
             .fetch_all(pool)
             .await?;

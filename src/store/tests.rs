@@ -83,6 +83,7 @@ both_backends!(
     audit_events_before_a_time_are_deleted_oldest_first_in_bounded_chunks,
     retention_deletes_every_event_older_than_its_days_and_audits_the_deletion,
     a_retention_purge_asked_to_stop_still_audits_the_chunk_it_deleted,
+    audit_events_page_forwards_oldest_first_between_id_bounds,
 );
 
 /// Pools skip sqlx's ping of a connection that was in use a moment ago (a round trip per
@@ -790,6 +791,104 @@ async fn audit_filters_and_pages(store: Store) {
         pages.push(times(page));
     }
     assert_eq!(pages, [vec![104, 103], vec![102, 101], vec![100]]);
+}
+
+/// `audit export`'s reads: oldest first, keyset pages forwards from `after_id`, bounded above by
+/// `before_id` (its horizon), with the filters applied, and the latest id whatever the filter.
+async fn audit_events_page_forwards_oldest_first_between_id_bounds(store: Store) {
+    assert_eq!(store.latest_event_id().await.expect("latest"), None);
+    let events: Vec<AuditEvent> = (0..7)
+        .map(|index| {
+            let decision = if index % 3 == 1 {
+                Decision::Denied
+            } else {
+                Decision::Issued
+            };
+            let mut event = AuditEvent::new(200 + index, "token_exchange", decision);
+            event.client_id = Some(if index < 5 { "a" } else { "b" }.into());
+            event
+        })
+        .collect();
+    store.record_batch(&events).await.expect("record");
+    let all = store
+        .audit_events(&AuditFilter {
+            oldest_first: true,
+            ..Default::default()
+        })
+        .await
+        .expect("read");
+    let ids: Vec<i64> = all.iter().map(|record| record.id).collect();
+    let times: Vec<i64> = all.iter().map(|record| record.event.occurred_at).collect();
+    assert_eq!(times, (200..207).collect::<Vec<_>>(), "oldest first");
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    assert_eq!(
+        store.latest_event_id().await.expect("latest"),
+        ids.last().copied()
+    );
+
+    // Pages of two forwards from the last id read, up to (not past) a horizon below the end.
+    let horizon = ids[5];
+    let mut pages = Vec::new();
+    let mut after_id = Some(i64::MIN);
+    loop {
+        let page = store
+            .audit_events(&AuditFilter {
+                oldest_first: true,
+                after_id,
+                before_id: Some(horizon + 1),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await
+            .expect("page");
+        let Some(last) = page.last() else { break };
+        after_id = Some(last.id);
+        pages.push(
+            page.iter()
+                .map(|record| record.event.occurred_at)
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(pages, [vec![200, 201], vec![202, 203], vec![204, 205]]);
+
+    // With filters: denied events of client `a` after the first one.
+    let denied = store
+        .audit_events(&AuditFilter {
+            oldest_first: true,
+            after_id: Some(ids[0]),
+            client_id: Some("a".into()),
+            decision: Some(Decision::Denied),
+            ..Default::default()
+        })
+        .await
+        .expect("filtered");
+    let denied: Vec<i64> = denied
+        .iter()
+        .map(|record| record.event.occurred_at)
+        .collect();
+    assert_eq!(denied, [201, 204]);
+
+    // Newest first is unchanged, and both bounds apply to it too.
+    let newest = store
+        .audit_events(&AuditFilter {
+            after_id: Some(ids[1]),
+            before_id: Some(ids[4]),
+            ..Default::default()
+        })
+        .await
+        .expect("newest first");
+    let newest: Vec<i64> = newest
+        .iter()
+        .map(|record| record.event.occurred_at)
+        .collect();
+    assert_eq!(newest, [203, 202]);
+
+    // The latest id ignores filters and stays the highest id after older events are purged.
+    store.delete_events_before(203, 100).await.expect("purge");
+    assert_eq!(
+        store.latest_event_id().await.expect("latest"),
+        ids.last().copied()
+    );
 }
 
 fn document(id: &str, version: u32, managed: bool, updated_at: i64) -> TrustDocument {
