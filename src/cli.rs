@@ -50,7 +50,7 @@ pub enum Command {
     /// Perform a token exchange against a frontdesk (or any RFC 8693 server) and print the
     /// decoded result: a client-side helper for trying a deployment out.
     Exchange(crate::exchange_cli::ExchangeArgs),
-    /// The audit log's retention.
+    /// The audit log: export it (to a file or a SIEM) and apply its retention.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Test trust and CEL policy without a token.
@@ -96,14 +96,59 @@ pub enum PolicyCommand {
 /// Audit-log commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// Write every matching audit event to standard output, oldest first, as JSON lines or CSV
+    /// (the admin page's export format, without its row cap), for an archive or a SIEM. Only
+    /// reads the database. With `--follow`, keeps writing new events as they are committed until
+    /// standard output closes or SIGINT/SIGTERM (docs/deployment.md §7).
+    Export(Box<AuditExportArgs>),
     /// Delete audit events older than the retention now, as a running server does every 15
     /// minutes; the deletion is itself recorded as an `audit_events_purged` event. Export what
-    /// must be kept first (the admin page's audit export).
+    /// must be kept first (`audit export`).
     Purge {
         /// Delete events older than this many days (default: `audit.retention_days`).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::MAX_AUDIT_RETENTION_DAYS)))]
         older_than_days: Option<u32>,
     },
+}
+
+/// `audit export`'s filters and output. Every filter is exact and optional; they combine.
+#[derive(Debug, clap::Args)]
+pub struct AuditExportArgs {
+    /// Only events that occurred at or after this time (RFC 3339 or unix seconds).
+    #[arg(long, value_parser = crate::audit_export::parse_time)]
+    pub since: Option<i64>,
+    /// Only events that occurred before this time (RFC 3339 or unix seconds).
+    #[arg(long, value_parser = crate::audit_export::parse_time)]
+    pub until: Option<i64>,
+    /// Only events of this client_id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Only events about this subject (`sub`).
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Only events for this audience.
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Only events with this decision: issued, denied or changed.
+    #[arg(long, value_parser = crate::audit_export::parse_decision)]
+    pub decision: Option<crate::store::Decision>,
+    /// Only events with this reason code (e.g. `subject_token_expired`).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// `jsonl` (one JSON object per line) or `csv` (with a header line).
+    #[arg(long, value_enum, default_value_t = crate::audit_export::Format::Jsonl)]
+    pub format: crate::audit_export::Format,
+    /// After the existing events, keep polling for new ones and write them as they appear.
+    #[arg(long)]
+    pub follow: bool,
+    /// Seconds between polls with `--follow` (1–60).
+    #[arg(long, default_value_t = 2, requires = "follow", value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub poll_interval_secs: u64,
+    /// With `--follow`, write an event only once every smaller id has had this many seconds to
+    /// commit (default: 0 on SQLite, whose ids become visible in order; 10 on PostgreSQL, where
+    /// concurrent commits can make a later id visible first).
+    #[arg(long, requires = "follow", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub settle_secs: Option<u64>,
 }
 
 /// Subject-link commands.
@@ -309,6 +354,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             revoke_tokens(&store, scope).await?;
             Ok(())
         }
+        Command::Audit(AuditCommand::Export(args)) => audit_export(*args, &config).await,
         Command::Audit(AuditCommand::Purge { older_than_days }) => {
             let days = older_than_days
                 .or((config.audit.retention_days > 0).then_some(config.audit.retention_days))
@@ -376,6 +422,91 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         Command::HashSecret => hash_secret(),
         Command::Exchange(args) => crate::exchange_cli::run(args).await,
     }
+}
+
+/// `audit export`: reads (never migrates or writes) the configured database, so it can run
+/// against a read replica, and writes to a buffered standard output. A reader that goes away
+/// ends it with success: `audit export --follow | head` is not a failure, and a follower ends
+/// with its shipper even while no event comes to be written.
+async fn audit_export(args: AuditExportArgs, config: &Config) -> Result<(), StartupError> {
+    use crate::audit_export::{Follow, PAGE_ROWS, POSTGRES_SETTLE, export};
+    let filter = crate::store::AuditFilter {
+        since: args.since,
+        until: args.until,
+        client_id: args.client_id,
+        subject: args.subject,
+        audience: args.audience,
+        decision: args.decision,
+        reason: args.reason,
+        ..Default::default()
+    };
+    let store = app::connect_store(config).await?;
+    let follow = args.follow.then(|| Follow {
+        poll_interval: std::time::Duration::from_secs(args.poll_interval_secs),
+        settle: match (args.settle_secs, store.backend()) {
+            (Some(secs), _) => std::time::Duration::from_secs(secs),
+            (None, crate::store::Backend::Postgres) => POSTGRES_SETTLE,
+            (None, crate::store::Backend::Sqlite) => std::time::Duration::ZERO,
+        },
+    });
+    // Only a follower listens for signals: they are how it is asked to stop. A one-off export
+    // keeps their default action, so an interrupted one never ends as if it were complete.
+    let signals = follow.is_some().then(stop_signal).transpose()?;
+    let stop = async move {
+        match signals {
+            Some(signals) => tokio::select! {
+                () = signals => {}
+                () = crate::audit_export::stdout_reader_gone() => {}
+            },
+            None => std::future::pending().await,
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = export(
+        &store,
+        &filter,
+        args.format,
+        follow,
+        PAGE_ROWS,
+        &mut out,
+        stop,
+    )
+    .await;
+    store.close().await;
+    result.map(|_| ()).map_err(|error| {
+        StartupError(format!(
+            "{error} ({})",
+            app::redact_url(config.database.url.expose())
+        ))
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT. Installed before the export starts, so that neither
+/// kills a follower mid-line.
+#[cfg(unix)]
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, StartupError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind| {
+        signal(kind).map_err(|error| StartupError(format!("cannot listen for signals: {error}")))
+    };
+    let (mut terminate, mut interrupt) = (
+        listen(SignalKind::terminate())?,
+        listen(SignalKind::interrupt())?,
+    );
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
+/// Resolves on the first Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, StartupError> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Opens the database with the configuration file's trust loaded into it, as `serve` does, for
