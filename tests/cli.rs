@@ -810,3 +810,210 @@ async fn subject_revoke_revokes_a_users_tokens_and_records_it() {
         "{detail:?}"
     );
 }
+
+/// The events `audit export` tests write: one a second from `EXPORT_BASE`, every fifth of
+/// client `agent-a` (the rest `agent-b`), every seventh denied for `audience_unknown`.
+const EXPORT_BASE: i64 = 1_700_000_000;
+
+fn export_event(index: i64) -> frontdesk::store::AuditEvent {
+    use frontdesk::store::{AuditEvent, Decision};
+    let denied = index % 7 == 0;
+    let decision = if denied {
+        Decision::Denied
+    } else {
+        Decision::Issued
+    };
+    let mut event = AuditEvent::new(EXPORT_BASE + index, "token_exchange", decision);
+    event.client_id = Some(if index % 5 == 0 { "agent-a" } else { "agent-b" }.into());
+    event.subject = Some(format!("user-{index}"));
+    event.reason = denied.then(|| "audience_unknown".to_string());
+    event
+}
+
+/// Reads a child's stdout on a thread, forwarding lines, so waits can be bounded. One line at a
+/// time (a rendezvous channel): once the receiver is dropped, the thread stops at the next line
+/// and closes the pipe, as a shipper that went away would.
+fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::sync_channel(0);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// `audit export` writes every event oldest first, across more than one of the store's
+/// 1000-row pages, as JSON lines or CSV, with filters; refuses a bad time or decision in one
+/// clear line; and with `--follow` writes an event committed after it started (synchronised by
+/// the lines it printed, never by a sleep), then ends with success on SIGTERM or when its
+/// reader goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_export_writes_every_event_oldest_first_and_follows_new_ones() {
+    use frontdesk::store::{AuditLog, Store};
+    const EVENTS: i64 = 2_500;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    let output = run(dir.path(), &["--config", &config, "migrate"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let url = format!("sqlite://{}", dir.path().join("data.db").display());
+    let store = Store::connect(&url, 1).await.expect("open the database");
+    let events: Vec<_> = (0..EVENTS).map(export_event).collect();
+    for chunk in events.chunks(500) {
+        store.record_batch(chunk).await.expect("record");
+    }
+    store.close().await;
+
+    // Everything, as JSON lines, oldest first.
+    let output = run(dir.path(), &["--config", &config, "audit", "export"], &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let lines: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is a JSON event"))
+        .collect();
+    assert_eq!(lines.len(), EVENTS as usize);
+    let times: Vec<i64> = lines
+        .iter()
+        .map(|line| line["occurred_at"].as_i64().expect("occurred_at"))
+        .collect();
+    assert_eq!(
+        times,
+        (0..EVENTS).map(|i| EXPORT_BASE + i).collect::<Vec<_>>()
+    );
+    let ids: Vec<i64> = lines
+        .iter()
+        .map(|line| line["id"].as_i64().expect("id"))
+        .collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "ascending ids"
+    );
+    assert_eq!(lines[7]["decision"], "denied");
+    assert_eq!(lines[7]["reason"], "audience_unknown");
+    assert_eq!(lines[5]["client_id"], "agent-a");
+
+    // Filtered (client, decision, RFC 3339 and unix bounds), as CSV.
+    let output = run(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "audit",
+            "export",
+            "--client-id",
+            "agent-a",
+            "--decision",
+            "denied",
+            "--since",
+            "2023-11-14T22:15:00Z", // EXPORT_BASE + 100
+            "--until",
+            &(EXPORT_BASE + 2_100).to_string(),
+            "--format",
+            "csv",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let csv = text(&output.stdout);
+    let mut rows = csv.split("\r\n").filter(|row| !row.is_empty());
+    assert_eq!(
+        rows.next(),
+        Some(frontdesk::audit_export::CSV_HEADER.trim_end())
+    );
+    let rows: Vec<Vec<&str>> = rows.map(|row| row.split(',').collect()).collect();
+    let expected: Vec<String> = (100..2_100)
+        .filter(|index| index % 35 == 0)
+        .map(|index| (EXPORT_BASE + index).to_string())
+        .collect();
+    assert_eq!(
+        rows.iter().map(|row| row[1]).collect::<Vec<_>>(),
+        expected,
+        "occurred_at column, oldest first"
+    );
+    assert!(
+        rows.iter()
+            .all(|row| row[4] == "denied" && row[7] == "agent-a")
+    );
+
+    // Bad input: one clear line on stderr, a non-zero status, nothing on stdout.
+    for (flag, value) in [("--since", "yesterday"), ("--decision", "deny")] {
+        let output = run(
+            dir.path(),
+            &["--config", &config, "audit", "export", flag, value],
+            &[],
+        );
+        assert!(!output.status.success());
+        assert!(output.stdout.is_empty());
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(flag) && stderr.contains(value), "{stderr}");
+    }
+
+    // --follow: the existing matching events, then one committed after they were read.
+    let follow = |dir: &Path| {
+        frontdesk(
+            dir,
+            &[
+                "--config",
+                &config,
+                "audit",
+                "export",
+                "--follow",
+                "--poll-interval-secs",
+                "1",
+                "--client-id",
+                "agent-a",
+                "--decision",
+                "denied",
+            ],
+            &[],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the follower")
+    };
+    let mut child = follow(dir.path());
+    let _stderr = stderr_lines(&mut child);
+    let lines = stdout_lines(&mut child);
+    let next_time = |lines: &mpsc::Receiver<String>| {
+        let line = lines.recv_timeout(WAIT).expect("a line from the follower");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON event");
+        event["occurred_at"].as_i64().expect("occurred_at")
+    };
+    for index in (0..EVENTS).filter(|index| index % 35 == 0) {
+        assert_eq!(next_time(&lines), EXPORT_BASE + index);
+    }
+    // Every existing line has been read, so these commit after the follower's first pass: one
+    // outside its filter, then one inside (2520 = 35 × 72).
+    let store = Store::connect(&url, 1).await.expect("open the database");
+    store
+        .record(&export_event(EVENTS + 1))
+        .await
+        .expect("record");
+    store.record(&export_event(2_520)).await.expect("record");
+    store.close().await;
+    assert_eq!(next_time(&lines), EXPORT_BASE + 2_520);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(
+        wait_exit(child).success(),
+        "SIGTERM ends a follower quietly"
+    );
+
+    // A follower whose reader goes away ends with success, though no new event comes.
+    let mut child = follow(dir.path());
+    let _stderr = stderr_lines(&mut child);
+    let lines = stdout_lines(&mut child);
+    assert_eq!(next_time(&lines), EXPORT_BASE);
+    drop(lines); // the reading thread stops at its next line and closes the pipe
+    assert!(
+        wait_exit(child).success(),
+        "a closed pipe ends a follower quietly"
+    );
+}
