@@ -799,11 +799,11 @@ async fn hostile_assertions_are_invalid_grant_and_audited() -> anyhow::Result<()
             "assertion_malformed",
         ),
         (
-            // Five dot-separated parts: read as a JWE, which is refused too.
+            // Five dot-separated parts, but no JWE: malformed, not "encrypted".
             "two JWTs separated by a space (JWTB-09)",
             format!("{genuine} {genuine}"),
             "invalid_grant",
-            "assertion_encrypted",
+            "assertion_malformed",
         ),
         (
             "JWE-wrapped (JWTB-09: no decryption key, refused)",
