@@ -11,7 +11,7 @@ mod legs;
 
 use env::*;
 use frontdesk::store::{AuditFilter, AuditLog};
-use legs::{JWT_BEARER, Legs, post, uuid};
+use legs::{JWT_BEARER, Legs, post, post_as, uuid};
 use serde_json::{Value, json};
 
 /// A public client registered at B (for the authorization code flow only).
@@ -286,8 +286,8 @@ async fn without_status_lists_tokens_carry_no_status_and_nothing_is_published() 
 
 /// The aggregation (`GET /status-lists`) names only the lists still holding an unexpired token
 /// — revoked or not — in ascending order, while `GET /status-lists/{n}` still serves every list
-/// ever begun, one whose tokens have all expired included (with its revoked bits). Time is
-/// controlled by the rows: tokens are recorded through the store with `exp` before or after now.
+/// ever begun, one whose tokens have all expired included. Time is controlled by the rows: tokens
+/// are recorded through the store with `exp` before or after now.
 async fn expired_lists_leave_the_aggregation_but_are_still_served(
     database: env::test_db::TestDatabase,
 ) -> anyhow::Result<()> {
@@ -367,12 +367,19 @@ async fn expired_lists_leave_the_aggregation_but_are_still_served(
         let set: Vec<usize> = (0..bits.len() * 8)
             .filter(|bit| bits[bit / 8] & (1 << (bit % 8)) != 0)
             .collect();
-        let expected: &[usize] = match list {
-            2 => &[5],
-            3 => &[0],
-            _ => &[],
+        // List 2's revoked token has expired: its bit is set until the periodic purge of
+        // expired tokens (decisions §23), which the server also runs at start and may have run
+        // after the rows were written, deletes its row; either is correct. List 3's revoked
+        // token is live and must show.
+        let expected: &[&[usize]] = match list {
+            2 => &[&[5], &[]],
+            3 => &[&[0]],
+            _ => &[&[]],
         };
-        assert_eq!(set, expected, "revoked bits of {uri}");
+        assert!(
+            expected.contains(&set.as_slice()),
+            "revoked bits of {uri}: {set:?}, want one of {expected:?}"
+        );
     }
     let response = http.get(format!("{b_url}/status-lists/4")).send().await?;
     assert_eq!(response.status(), 404, "never begun");
@@ -926,16 +933,13 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
     // ID-JAG is not spent.
     let id_jag = legs.id_jag("read").await?;
     let form = [("grant_type", JWT_BEARER), ("assertion", id_jag.as_str())];
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()?
-        .post(format!("{}/token", legs.b_url))
-        .basic_auth(AGENT_AT_RAS, Some("not-the-secret"))
-        .form(&form)
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await?;
+    let (status, body) = post_as(
+        &legs.b_url,
+        "/token",
+        &form,
+        Some((AGENT_AT_RAS, "not-the-secret")),
+    )
+    .await?;
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("invalid_client")),
@@ -953,19 +957,17 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
     let metrics = reqwest::get(&metrics_url).await?.text().await?;
     assert_eq!(fetches(&metrics), Some(1.0), "{metrics}");
     // IDJAG-ACCEPT-03: a public client (it proves nothing) gets no jwt-bearer grant.
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()?
-        .post(format!("{}/token", legs.b_url))
-        .form(&[
+    let (status, body) = post_as(
+        &legs.b_url,
+        "/token",
+        &[
             ("grant_type", JWT_BEARER),
             ("assertion", legs.id_jag("read").await?.as_str()),
             ("client_id", PUBLIC_AT_RAS),
-        ])
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await?;
+        ],
+        None,
+    )
+    .await?;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("unauthorized_client")),
@@ -1698,11 +1700,10 @@ async fn strong_client_authentication_for_a_high_impact_scope_ema_14_idjag_accep
         .await?;
     assert_eq!((status, &body["scope"]), (200, &json!("read")), "{body}");
     // The private_key_jwt client gets write.
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()?
-        .post(format!("{}/token", legs.b_url))
-        .form(&[
+    let (status, body) = post_as(
+        &legs.b_url,
+        "/token",
+        &[
             ("grant_type", JWT_BEARER),
             ("assertion", &grant_for(STRONG)?),
             (
@@ -1713,11 +1714,10 @@ async fn strong_client_authentication_for_a_high_impact_scope_ema_14_idjag_accep
                 "client_assertion",
                 &client_assertion_at_b(&legs, STRONG, &key)?,
             ),
-        ])
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await?;
+        ],
+        None,
+    )
+    .await?;
     assert_eq!(
         (status, &body["scope"]),
         (200, &json!("read write")),

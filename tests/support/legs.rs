@@ -218,11 +218,25 @@ pub async fn post(
     form: &[(&str, &str)],
     client_id: &str,
 ) -> anyhow::Result<(u16, Value)> {
-    let response = reqwest::Client::builder()
+    post_as(base, path, form, Some((client_id, SECRET))).await
+}
+
+/// POSTs `form` to `{base}{path}` with HTTP Basic `credentials`, or with none (a public client,
+/// or one that authenticates in the form); the status and the JSON body.
+pub async fn post_as(
+    base: &str,
+    path: &str,
+    form: &[(&str, &str)],
+    credentials: Option<(&str, &str)>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut request = reqwest::Client::builder()
         .no_proxy()
         .build()?
-        .post(format!("{base}{path}"))
-        .basic_auth(client_id, Some(SECRET))
+        .post(format!("{base}{path}"));
+    if let Some((client_id, secret)) = credentials {
+        request = request.basic_auth(client_id, Some(secret));
+    }
+    let response = request
         .header("content-type", "application/x-www-form-urlencoded")
         .body(serde_urlencoded::to_string(form)?)
         .send()
