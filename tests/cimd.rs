@@ -434,3 +434,30 @@ async fn ema_11_a_private_key_jwt_document_client_authenticates_with_keys_from_i
     );
     Ok(())
 }
+
+/// CAUTH-10 (the CIMD draft's client identifier rules): a URL client id "MUST NOT contain single-dot
+/// or double-dot path segments", percent-encoded ones included. URL parsing removes such segments,
+/// so the rule is checked on the client id as sent: otherwise `/a/../x.json` would be fetched as
+/// `/x.json`, and one document would answer for many client ids. Refused before any fetch.
+#[tokio::test]
+async fn cauth_10_a_client_id_with_dot_segments_is_refused_without_fetching() -> anyhow::Result<()>
+{
+    let setup = start(true).await?;
+    for client_id in [
+        format!("{}/clients/sub/../dots.json", setup.base),
+        format!("{}/clients/./dots.json", setup.base),
+        format!("{}/clients/sub/%2E%2e/dots.json", setup.base),
+        format!("{}/clients/sub/.%2e/dots.json", setup.base),
+        format!("{}/clients/%2e/dots.json", setup.base),
+        format!("{}/clients/sub\\..\\dots.json", setup.base),
+    ] {
+        // The document names the client id exactly as sent, so only the dot rule can refuse it.
+        let mut document = setup.document("dots.json");
+        document["client_id"] = json!(client_id);
+        setup.publish("dots.json", &document);
+        let html = setup.refused(&client_id, "client_id_url_malformed").await?;
+        assert!(html.contains("dot segments"), "{client_id}: {html}");
+    }
+    assert_eq!(setup.docs.hits("dots.json"), 0, "nothing fetched");
+    Ok(())
+}

@@ -267,10 +267,7 @@ impl ClientMetadataResolver {
             || !url.username().is_empty()
             || url.password().is_some()
             || url.path() == "/"
-            || url
-                .path()
-                .split('/')
-                .any(|segment| segment == "." || segment == "..")
+            || has_dot_segment(text)
         {
             return refused(
                 "client_id_url_malformed",
@@ -400,6 +397,23 @@ impl ClientMetadataResolver {
             Client::build(config).map_err(|_| invalid("it does not describe a valid client"))?;
         Ok((client, ttl))
     }
+}
+
+/// True if the path of the URL `text`, as sent, has a single-dot or double-dot segment, also
+/// percent-encoded (`%2e`) or after a backslash (CIMD §3). Checked on the text because URL
+/// parsing resolves such segments away: `/a/../x.json` parses as `/x.json`, and would let one
+/// document answer for many client ids.
+fn has_dot_segment(text: &str) -> bool {
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let before_query = after_scheme
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(after_scheme);
+    // The first piece is the authority; every later one is a path segment.
+    before_query.split(['/', '\\']).skip(1).any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    })
 }
 
 fn is_loopback_host(url: &url::Url) -> bool {
