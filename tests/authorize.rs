@@ -181,7 +181,16 @@ fn assert_page_headers(response: &reqwest::Response, policy: &str) {
 
 /// Runs the whole browser part with consent approved; returns the client's redirect URL.
 async fn authorize_and_approve(env: &Env, browser: &reqwest::Client) -> anyhow::Result<url::Url> {
-    let started = begin(env, browser, &authorize_params(APP)).await?;
+    authorize_and_approve_with(env, browser, &authorize_params(APP)).await
+}
+
+/// [`authorize_and_approve`] with the authorization request `params` (for [`APP`]).
+async fn authorize_and_approve_with(
+    env: &Env,
+    browser: &reqwest::Client,
+    params: &[(&str, String)],
+) -> anyhow::Result<url::Url> {
+    let started = begin(env, browser, params).await?;
     let back = at_idp(browser, &started).await?;
     let response = callback(browser, &started, back).await?;
     assert_eq!(response.status(), 200);
@@ -312,7 +321,10 @@ async fn full_flow_consent_code_token_refresh_rotation_and_reuse() -> anyhow::Re
         (status, body["error"].as_str()),
         (400, Some("invalid_scope"))
     );
-    // (That refusal came after rotation: refresh2 is spent, so reusing it revokes the family.)
+    // That refusal issued nothing, so refresh2 is still good; once spent, reusing it revokes
+    // the family.
+    let (status, body) = refresh(&env, &refresh2).await?;
+    assert_eq!(status, 200, "{body}");
     let (status, body) = refresh(&env, &refresh2).await?;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -361,6 +373,45 @@ async fn full_flow_consent_code_token_refresh_rotation_and_reuse() -> anyhow::Re
     assert!(has("refresh_token", "refresh_token_reused"));
     assert!(events.iter().any(|r| r.event.event == "authorization_code"
         && r.event.decision.as_str() == "issued"));
+    Ok(())
+}
+
+/// RFC 6749 §6 retires a refresh token once its successor is issued. A refresh refused for
+/// the client's own mistake (a scope beyond the grant, another resource) issues nothing, so the
+/// token must stay good and a retry with it is not reuse: it used to be spent by the refusal,
+/// and the retry then revoked the whole family as if the token had been stolen.
+#[tokio::test]
+async fn a_refused_refresh_leaves_the_refresh_token_usable() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("access").to_string();
+    let token = body["refresh_token"].as_str().expect("refresh").to_string();
+    for (name, value, error) in [
+        ("scope", "mcp:write", "invalid_scope"),
+        ("resource", "https://other.example/mcp", "invalid_target"),
+    ] {
+        let (status, body) = env
+            .post_token(
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    (name, value),
+                ],
+                Some((APP, SECRET)),
+            )
+            .await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(error)),
+            "{body}"
+        );
+    }
+    assert!(active(&env, &access).await?, "the family lives on");
+    let (status, body) = refresh(&env, &token).await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(active(&env, &access).await?);
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use super::request::parse_scope;
 use super::service::{TokenResponse, TokenService};
 use super::{ErrorCode, GrantRequest, GrantType, OAuthError};
 use crate::authorize::codes::{hash_token, random_token, verifier_matches};
+use crate::config::ResourceConfig;
 use crate::jose::dpop::DpopProof;
 use crate::registry::Registry;
 use crate::store::{
@@ -220,6 +221,23 @@ pub async fn refresh(
                 "This refresh token is used as the subject_token of a token exchange for an ID-JAG, not with the refresh_token grant",
             ));
         }
+        // A request its own client could get right (scope, resource, DPoP) is refused before
+        // rotation too: RFC 6749 §6 retires a refresh token only once its successor is issued,
+        // so a client that retries after such an error must not be taken for a thief and have
+        // its family revoked. A token of another client, rotated, revoked or expired goes on to
+        // rotation and is judged there.
+        let live = state.rotated_at.is_none()
+            && state.revoked_at.is_none()
+            && state.record.expires_at > now;
+        if live && state.record.client_id == *client_id {
+            check_request(
+                registry,
+                &state.record,
+                &requested_scopes,
+                &requested_resources,
+                proof,
+            )?;
+        }
     }
     let record: RefreshRecord = match service
         .store
@@ -271,27 +289,17 @@ pub async fn refresh(
             "The refresh token has expired",
         ));
     }
-    if requested_resources
-        .iter()
-        .any(|resource| *resource != record.resource)
-    {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidTarget,
-            "resource_outside_grant",
-            "The refresh token was not issued for this resource",
-        ));
-    }
+    check_request(
+        registry,
+        &record,
+        &requested_scopes,
+        &requested_resources,
+        proof,
+    )?;
     // RFC 6749 §6: a refresh may narrow the scope, never widen it.
     let scopes = if requested_scopes.is_empty() {
         record.scopes.clone()
     } else {
-        if requested_scopes.iter().any(|s| !record.scopes.contains(s)) {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidScope,
-                "scope_outside_grant",
-                "The requested scope exceeds the scope originally granted",
-            ));
-        }
         requested_scopes
     };
     issue(
@@ -319,6 +327,60 @@ pub async fn refresh(
     .await
 }
 
+/// What a refresh request asks of `record` besides the token itself: the resource it was issued
+/// for (RFC 8707 §2.2), scopes within those granted (RFC 6749 §6: narrowing only), and a
+/// resource still protected here whose DPoP requirement the request meets.
+fn check_request(
+    registry: &Registry,
+    record: &RefreshRecord,
+    requested_scopes: &[String],
+    requested_resources: &[&str],
+    proof: Option<&DpopProof>,
+) -> Result<(), OAuthError> {
+    if requested_resources
+        .iter()
+        .any(|resource| *resource != record.resource)
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "resource_outside_grant",
+            "The refresh token was not issued for this resource",
+        ));
+    }
+    if requested_scopes.iter().any(|s| !record.scopes.contains(s)) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope_outside_grant",
+            "The requested scope exceeds the scope originally granted",
+        ));
+    }
+    target_resource(registry, &record.resource, proof).map(|_| ())
+}
+
+/// The resource a grant's access token is for, if this server still protects it and the
+/// request meets its DPoP requirement (DPOP-08: a resource that takes only sender-constrained
+/// tokens gets no bearer token).
+fn target_resource<'r>(
+    registry: &'r Registry,
+    resource: &str,
+    proof: Option<&DpopProof>,
+) -> Result<&'r ResourceConfig, OAuthError> {
+    let Some(resource) = registry.resource(resource) else {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "unknown_resource",
+            "The resource is no longer protected by this server",
+        ));
+    };
+    if resource.require_dpop && proof.is_none() {
+        return Err(invalid_grant(
+            "dpop_required",
+            "This resource accepts only DPoP-bound access tokens; send a DPoP proof",
+        ));
+    }
+    Ok(resource)
+}
+
 /// Signs and records an RFC 9068 access token for `grant`, plus a new refresh token of the same
 /// family when the client may use the refresh_token grant.
 async fn issue(
@@ -331,20 +393,7 @@ async fn issue(
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
     let client_id = &client.client.config.client_id;
-    let Some(resource) = registry.resource(grant.resource) else {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidTarget,
-            "unknown_resource",
-            "The resource is no longer protected by this server",
-        ));
-    };
-    // DPOP-08: a resource that takes only sender-constrained tokens gets no bearer token.
-    if resource.require_dpop && proof.is_none() {
-        return Err(invalid_grant(
-            "dpop_required",
-            "This resource accepts only DPoP-bound access tokens; send a DPoP proof",
-        ));
-    }
+    let resource = target_resource(registry, grant.resource, proof)?;
     // The configuration may have changed since consent: grant only what is still allowed.
     let scopes: Vec<String> = grant
         .scopes
