@@ -242,6 +242,43 @@ async fn failed_sign_ins_are_rate_limited_per_user_and_address() -> anyhow::Resu
     Ok(())
 }
 
+/// Past the limit a sign-in costs no argon2 work, so a scanner could send them as fast as the
+/// network allows: only the first refusal of the window is audited, or it could bury the log
+/// (as invalid API tokens are, tests/admin_api.rs).
+#[tokio::test]
+async fn refusals_past_the_sign_in_limit_do_not_flood_the_audit_log() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    for _ in 0..5 {
+        let response = admin.sign_in_as(ADMIN, "wrong password!").await?;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..20 {
+        let refused = admin.sign_in_as(ADMIN, "still guessing").await?;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let count = |reason: &'static str| {
+        let store = admin.env.server.state.store.clone();
+        async move {
+            store
+                .audit_events(&AuditFilter {
+                    reason: Some(reason.into()),
+                    ..AuditFilter::default()
+                })
+                .await
+                .map(|events| events.len())
+        }
+    };
+    assert_eq!(count("bad_credentials").await?, 5);
+    assert_eq!(count("rate_limited").await?, 1, "one per window");
+    // The next window audits its first refusal again.
+    admin.env.server.state.admin.advance_clock(16 * 60);
+    for _ in 0..6 {
+        admin.sign_in_as(ADMIN, "wrong password!").await?;
+    }
+    assert_eq!(count("rate_limited").await?, 2);
+    Ok(())
+}
+
 #[tokio::test]
 async fn every_admin_response_carries_the_security_headers() -> anyhow::Result<()> {
     let admin = Admin::start().await?;

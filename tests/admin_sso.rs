@@ -321,6 +321,49 @@ async fn callback_refuses_another_browser_a_reused_state_and_a_wrong_nonce() -> 
     Ok(())
 }
 
+/// Refusals before the IdP has vouched for anyone cost an attacker one cheap request each (a
+/// made-up state, or a state from their own `/admin/sso/start` without its cookie): like invalid
+/// API tokens, only the first few from one address in the window are audited, so a scanner
+/// cannot bury the log. A real sign-in from that address still works and is still audited.
+#[tokio::test]
+async fn a_flood_of_forged_callbacks_does_not_flood_the_audit_log() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    for attempt in 0..20 {
+        let response = browser
+            .get(format!(
+                "{}/admin/sso/callback?state=forged-{attempt}&code=x",
+                env.url
+            ))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 400);
+    }
+    let response = browser
+        .get(format!("{}/admin/sso/callback?code=x", env.url))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+    let refusals = denial_reasons(&env).await?;
+    assert_eq!(
+        refusals.len(),
+        frontdesk::admin::auth::MAX_FAILED_SIGN_INS as usize,
+        "{refusals:?}"
+    );
+
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "groups": ["idp-admins"] }))
+        .await?;
+    sign_in(&env, &browser).await?;
+    let signed_in = env
+        .audit_log()
+        .await?
+        .iter()
+        .filter(|r| r.event.event == "admin_sign_in" && r.event.reason.is_none())
+        .count();
+    assert_eq!(signed_in, 1);
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_sso_user_cannot_sign_in_with_a_password() -> anyhow::Result<()> {
     let (env, browser) = start().await?;

@@ -100,6 +100,23 @@ impl RateLimiter {
         entry.1 += 1;
     }
 
+    /// Counts a refusal of a blocked (username, address) and says whether it is the first of
+    /// the window: only that one is audited, so requests past the limit, which cost no argon2
+    /// work, cannot flood the audit log.
+    pub(crate) fn first_refusal(&self, username: &str, ip: &str) -> bool {
+        let mut failures = match self.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        failures
+            .get_mut(&Self::key(username, ip))
+            .is_some_and(|(_, count)| {
+                let first = *count == MAX_FAILED_SIGN_INS;
+                *count = count.saturating_add(1);
+                first
+            })
+    }
+
     fn clear(&self, username: &str, ip: &str) {
         let mut failures = match self.failures.lock() {
             Ok(guard) => guard,
@@ -388,7 +405,9 @@ pub async fn sign_in(
     let password = form.get("password").to_string();
     let now = now_of(&state);
     if state.admin.limiter.blocked(&username, &ip, now) {
-        audit_sign_in_failure(&state.store, now, &username, &ip, "rate_limited").await?;
+        if state.admin.limiter.first_refusal(&username, &ip) {
+            audit_sign_in_failure(&state.store, now, &username, &ip, "rate_limited").await?;
+        }
         return Err(AdminError::TooManyAttempts);
     }
     // Single sign-on users have no password: they verify against the dummy hash like an

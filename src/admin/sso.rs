@@ -182,12 +182,29 @@ fn configured(
     Ok((sso, idp))
 }
 
+/// The failed-attempt counter's "user" for single sign-on refusals (counted per address).
+const SSO_LIMIT_KEY: &str = "\u{0}admin-sso";
+
+/// Audits a refusal. One that comes before the identity provider has answered with an ID token
+/// (a made-up or spent state, another browser, no code, a code the IdP refuses, an unreachable
+/// IdP) costs its sender a request or two, so only the first
+/// [`super::auth::MAX_FAILED_SIGN_INS`] of those from one address in the limiter's window are
+/// written: a scanner cannot flood the log (as with invalid API tokens). An ID token that fails
+/// its checks (`id_token_*`) and a signed-in user without a role (`subject` set) are always
+/// written.
 async fn audit_failure(
     state: &AppState,
     ip: &str,
     reason: &str,
     subject: Option<&str>,
 ) -> Result<(), AdminError> {
+    if subject.is_none() && !reason.starts_with("id_token_") {
+        let now = now_of(state);
+        if state.admin.limiter.blocked(SSO_LIMIT_KEY, ip, now) {
+            return Ok(());
+        }
+        state.admin.limiter.fail(SSO_LIMIT_KEY, ip, now);
+    }
     let mut event = AuditEvent::new(now_of(state), "admin_sign_in", Decision::Denied);
     event.reason = Some(reason.to_string());
     event.subject = subject.map(str::to_string);
