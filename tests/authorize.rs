@@ -415,6 +415,53 @@ async fn a_refused_refresh_leaves_the_refresh_token_usable() -> anyhow::Result<(
     Ok(())
 }
 
+/// RFC 6749 §6: "If a new refresh token is issued, the refresh token scope MUST be identical to
+/// that of the refresh token included by the client in the request." A refresh that narrows the
+/// access token's scope leaves the new refresh token's scope whole; it used to narrow it too, so
+/// one narrowed refresh lost the rest of the user's consent for good.
+#[tokio::test]
+async fn a_narrowed_refresh_keeps_the_refresh_tokens_scope() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let mut params = authorize_params(APP);
+    params[7].1 = "mcp:read mcp:write".into();
+    let redirect = authorize_and_approve_with(&env, &browser, &params).await?;
+    let code = query(&redirect, "code").expect("code");
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "mcp:read mcp:write");
+    let token = body["refresh_token"].as_str().expect("refresh").to_string();
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token.as_str()),
+                ("scope", "mcp:read"),
+            ],
+            Some((APP, SECRET)),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "mcp:read", "the access token is narrowed");
+    let token = body["refresh_token"].as_str().expect("refresh").to_string();
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token.as_str()),
+                ("scope", "mcp:write"),
+            ],
+            Some((APP, SECRET)),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "mcp:write");
+    let token = body["refresh_token"].as_str().expect("refresh").to_string();
+    let (status, body) = refresh(&env, &token).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "mcp:read mcp:write");
+    Ok(())
+}
+
 #[tokio::test]
 async fn pre_approved_client_skips_consent() -> anyhow::Result<()> {
     let (env, browser) = start().await?;

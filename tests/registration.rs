@@ -776,3 +776,98 @@ async fn a_registration_at_one_instance_is_known_at_another_sharing_postgresql()
     assert_eq!(response.status(), 200);
     side.shutdown().await
 }
+
+/// RFC 7592 §2.2: an update replaces the client's metadata, and a field left out is deleted —
+/// `authorization_grant_profiles_supported` too (CMETA-01: stored and echoed as the client last
+/// declared it). A client that stops declaring the ID-JAG profile can then also drop one of its
+/// two grants (CMETA-02 applies to what it declares now, not to what it once declared).
+#[tokio::test]
+async fn an_update_that_leaves_out_the_grant_profiles_removes_them_rfc_7592() -> anyhow::Result<()>
+{
+    let env = start(|config| config.registration.allow_jwt_bearer = true).await?;
+    let profile = "urn:ietf:params:oauth:grant-profile:id-jag";
+    let both = json!([
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    ]);
+    let (status, registered, _) = register(
+        &env,
+        &json!({
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": both,
+            "authorization_grant_profiles_supported": [profile],
+        }),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 201, "{registered}");
+    let client_id = text(&registered, "client_id");
+    let token = text(&registered, "registration_access_token");
+    let uri = text(&registered, "registration_client_uri");
+
+    // The same grants, the profile left out: it is gone.
+    let update = json!({ "client_id": client_id,
+                         "token_endpoint_auth_method": "client_secret_basic",
+                         "grant_types": both });
+    let (status, body, _) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&update),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("authorization_grant_profiles_supported").is_none(),
+        "{body}"
+    );
+    let stored = stored_client(&env, &client_id).await?;
+    assert!(
+        stored.document["authorization_grant_profiles_supported"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{}",
+        stored.document
+    );
+    let (status, body, _) = manage(&env, reqwest::Method::GET, &uri, Some(&token), None).await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("authorization_grant_profiles_supported").is_none(),
+        "{body}"
+    );
+
+    // Declared again, then dropped together with the jwt-bearer grant in one update.
+    let mut declared = update.clone();
+    declared["authorization_grant_profiles_supported"] = json!([profile]);
+    let (status, body, _) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&declared),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["authorization_grant_profiles_supported"],
+        json!([profile])
+    );
+    let narrower = json!({ "client_id": client_id,
+                           "token_endpoint_auth_method": "client_secret_basic",
+                           "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"] });
+    let (status, body, _) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&narrower),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("authorization_grant_profiles_supported").is_none(),
+        "{body}"
+    );
+    Ok(())
+}

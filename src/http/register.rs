@@ -464,6 +464,15 @@ async fn update(
         }
     };
     document["client_id"] = json!(client_id);
+    // RFC 7592 §2.2: a field left out is deleted. The admin update path keeps stored grant
+    // profiles the document does not mention (the admin form has no such field), so say
+    // "none" explicitly.
+    if document
+        .get("authorization_grant_profiles_supported")
+        .is_none()
+    {
+        document["authorization_grant_profiles_supported"] = json!([]);
+    }
     let existing = match crate::admin::registered_client(&state, &client_id).await {
         Ok(existing) => existing,
         Err(_) => return gone(&state, &headers, &client_id).await,

@@ -58,7 +58,11 @@ struct Grant<'a> {
     subject: &'a str,
     subject_issuer: &'a str,
     resource: &'a str,
+    /// The access token's scopes.
     scopes: &'a [String],
+    /// The new refresh token's scopes: the whole grant, whatever one refresh narrowed the
+    /// access token to (RFC 6749 §6: a new refresh token's scope is identical to the old one's).
+    refresh_scopes: &'a [String],
     auth_time: Option<i64>,
     refresh_expires_at: i64,
     /// The DPoP key a new refresh token is bound to (RFC 9449 §5: public clients only).
@@ -161,6 +165,7 @@ pub async fn redeem_code(
             subject_issuer: &record.subject_issuer,
             resource: &record.resource,
             scopes: &record.scopes,
+            refresh_scopes: &record.scopes,
             auth_time: record.auth_time,
             refresh_expires_at: now + lifetime,
             // RFC 9449 §5: a confidential client's refresh token is already bound to its
@@ -312,6 +317,7 @@ pub async fn refresh(
             subject_issuer: &record.subject_issuer,
             resource: &record.resource,
             scopes: &scopes,
+            refresh_scopes: &record.scopes,
             auth_time: record.auth_time,
             refresh_expires_at: record.expires_at,
             // Rotation keeps the binding; an unbound public client's family is bound from the
@@ -395,15 +401,18 @@ async fn issue(
     let client_id = &client.client.config.client_id;
     let resource = target_resource(registry, grant.resource, proof)?;
     // The configuration may have changed since consent: grant only what is still allowed.
-    let scopes: Vec<String> = grant
-        .scopes
-        .iter()
-        .filter(|scope| resource.scopes.contains(scope))
-        .filter(|scope| {
-            client.client.config.scopes.is_empty() || client.client.config.scopes.contains(scope)
-        })
-        .cloned()
-        .collect();
+    let allowed = |scopes: &[String]| -> Vec<String> {
+        scopes
+            .iter()
+            .filter(|scope| resource.scopes.contains(scope))
+            .filter(|scope| {
+                client.client.config.scopes.is_empty()
+                    || client.client.config.scopes.contains(scope)
+            })
+            .cloned()
+            .collect()
+    };
+    let scopes = allowed(grant.scopes);
     audit.audience = Some(resource.resource.clone());
     audit.scopes_granted = scopes.clone();
     let lifetime = resource
@@ -479,7 +488,7 @@ async fn issue(
                 subject: grant.subject.to_string(),
                 subject_issuer: grant.subject_issuer.to_string(),
                 resource: resource.resource.clone(),
-                scopes: scopes.clone(),
+                scopes: allowed(grant.refresh_scopes),
                 auth_time: grant.auth_time,
                 issued_at: now,
                 expires_at: grant.refresh_expires_at,

@@ -283,7 +283,11 @@ pub fn registration_response(
         ),
         ("dpop_bound_access_tokens", "dpop_bound_access_tokens"),
     ] {
-        if let Some(value) = document.get(from) {
+        // An empty list (grant profiles an update removed) is not echoed, as if never declared.
+        if let Some(value) = document
+            .get(from)
+            .filter(|value| value.as_array().is_none_or(|items| !items.is_empty()))
+        {
             response[to] = value.clone();
         }
     }
