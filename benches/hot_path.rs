@@ -339,6 +339,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         registration_access_token_hash: None,
         require_dpop_nonce: false,
         requests_per_minute: None,
+        introspect_audiences: Vec::new(),
     };
     let mut agent = client(AGENT, "client_secret_basic");
     agent.secret_hash = Some(hash_secret(SECRET).unwrap());

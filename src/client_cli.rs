@@ -61,6 +61,10 @@ pub struct ClientAddArgs {
     /// Token requests allowed per minute on each instance (`requests_per_minute`).
     #[arg(long)]
     pub requests_per_minute: Option<u32>,
+    /// An `aud` (a resource server's identifier) whose tokens it may introspect besides its
+    /// own; repeat it, or `*` for every token (`introspect_audiences`).
+    #[arg(long = "introspect-audience")]
+    pub introspect_audiences: Vec<String>,
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {
@@ -151,6 +155,7 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
         registration_access_token_hash: None,
         require_dpop_nonce: args.require_dpop_nonce,
         requests_per_minute: args.requests_per_minute,
+        introspect_audiences: args.introspect_audiences,
         secret_hash,
         jwks,
         jwks_uri: args.jwks_uri,

@@ -573,6 +573,13 @@ pub struct ClientConfig {
     /// runaway agent from taking the server (or its audit log) for itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_minute: Option<u32>,
+    /// The `aud` values of other clients' access tokens this client may introspect: a resource
+    /// server (an MCP server) lists its own resource identifier, `["*"]` allows every token.
+    /// A client may always introspect the tokens issued to it; any other token is
+    /// `{"active": false}` to it (RFC 7662 §2.2, §4), so one compromised client's secret does
+    /// not read every user's tokens. Set by the administrator only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub introspect_audiences: Vec<String>,
 }
 
 fn default_true() -> bool {

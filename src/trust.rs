@@ -622,6 +622,14 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
         validate_id(&client.client_id).or_else(|m| invalid("client_id".into(), m))?;
     }
     validate_per_minute("requests_per_minute", client.requests_per_minute)?;
+    validate_introspect_audiences(&client.introspect_audiences)
+        .or_else(|m| invalid("introspect_audiences".into(), m))?;
+    if client.auth_method == "none" && !client.introspect_audiences.is_empty() {
+        return invalid(
+            "introspect_audiences".into(),
+            "a public client (auth_method = \"none\") cannot introspect (RFC 7662 §4)",
+        );
+    }
     if let Some(hash) = &client.registration_access_token_hash {
         // RFC 7592: only a client that registered itself manages its registration.
         if client.source.as_deref() != Some("dcr") {
@@ -740,6 +748,37 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
             "redirect_uris".into(),
             "the authorization_code grant needs at least one registered redirect URI",
         );
+    }
+    Ok(())
+}
+
+/// Most `aud` values one client may introspect: a resource server names its own few, `*` the
+/// rest.
+const MAX_INTROSPECT_AUDIENCES: usize = 100;
+
+/// A client's `introspect_audiences`: `["*"]` alone, or absolute URIs (the `aud` values
+/// frontdesk writes are audience issuers and resource identifiers, both URIs), each once.
+fn validate_introspect_audiences(audiences: &[String]) -> Result<(), String> {
+    if audiences.len() > MAX_INTROSPECT_AUDIENCES {
+        return Err(format!("at most {MAX_INTROSPECT_AUDIENCES} entries"));
+    }
+    if audiences.iter().any(|aud| aud == "*") {
+        return if audiences.len() == 1 {
+            Ok(())
+        } else {
+            Err("`*` (every token) stands alone".into())
+        };
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for aud in audiences {
+        if aud.len() > 1024 || url::Url::parse(aud).is_err() {
+            return Err(format!(
+                "`{aud}` is not an absolute URI of at most 1024 characters (an audience's issuer or a resource identifier), nor `*`"
+            ));
+        }
+        if !seen.insert(aud.as_str()) {
+            return Err(format!("`{aud}` is listed twice"));
+        }
     }
     Ok(())
 }

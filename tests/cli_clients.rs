@@ -105,6 +105,8 @@ async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow:
             "corp=0oa1",
             "--scope",
             "read",
+            "--introspect-audience",
+            "https://mcp.example.com/mcp",
         ],
         &[],
     )
@@ -134,6 +136,10 @@ async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow:
     let hash = bot.document["secret_hash"].as_str().expect("hash");
     assert!(frontdesk::secret::verify_secret(&secret, hash));
     assert_eq!(bot.document["idp_client_ids"]["corp"], "0oa1");
+    assert_eq!(
+        bot.document["introspect_audiences"],
+        serde_json::json!(["https://mcp.example.com/mcp"])
+    );
     store.close().await;
 
     let listed = frontdesk(dir.path(), &["--config", &config, "client", "list"], &[]).await;

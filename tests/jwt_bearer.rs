@@ -136,6 +136,84 @@ async fn id_jag_from_a_is_redeemed_at_b_for_a_verifiable_access_token() -> anyho
     Ok(())
 }
 
+/// Who may introspect B's access token (RFC 7662 §2.2, §4): the client it was issued to, a
+/// resource server whose `introspect_audiences` names the token's `aud`, and a client allowed
+/// `*`. To every other authenticated client — one serving another resource, or a plain
+/// redeemer — the live token is `{"active": false}`, exactly like an unknown one, and B's audit
+/// log records the refusal with the caller and the token's `jti`, never the token.
+/// Rows: INTRO-02, INTRO-03.
+#[tokio::test]
+async fn only_the_tokens_client_and_the_resource_servers_of_its_aud_may_introspect_it()
+-> anyhow::Result<()> {
+    let legs = Legs::start_with(|config| {
+        let mut mcp_server = client("mcp-server", "client_secret_basic", &[]);
+        mcp_server.secret_hash = config.clients[0].secret_hash.clone();
+        mcp_server.grant_types = vec![];
+        mcp_server.introspect_audiences = vec![MCP_RESOURCE.into()];
+        let mut elsewhere = mcp_server.clone();
+        elsewhere.client_id = "elsewhere-server".into();
+        elsewhere.introspect_audiences = vec!["https://elsewhere.example.com/mcp".into()];
+        let mut everything = mcp_server.clone();
+        everything.client_id = "token-auditor".into();
+        everything.introspect_audiences = vec!["*".into()];
+        config.clients.extend([mcp_server, elsewhere, everything]);
+    })
+    .await?;
+    let id_jag = legs.id_jag("read").await?;
+    let (status, body) = legs
+        .redeem(
+            &[("grant_type", JWT_BEARER), ("assertion", &id_jag)],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().expect("access token");
+    let jti = legs.verify_access_token(token).await?["payload"]["jti"].clone();
+
+    for (caller, active) in [
+        (AGENT_AT_RAS, true),
+        ("mcp-server", true),
+        ("token-auditor", true),
+        ("other-client", false),
+        ("elsewhere-server", false),
+    ] {
+        let (status, answer) =
+            post(&legs.b_url, "/introspect", &[("token", token)], caller).await?;
+        assert_eq!(status, 200, "{caller}: {answer}");
+        if active {
+            assert_eq!(answer["active"], true, "{caller}: {answer}");
+            assert_eq!(answer["aud"], MCP_RESOURCE, "{caller}");
+            assert_eq!(answer["client_id"], AGENT_AT_RAS, "{caller}");
+            assert_eq!(answer["jti"], jti, "{caller}");
+        } else {
+            assert_eq!(answer, json!({"active": false}), "{caller}");
+        }
+    }
+
+    let refusals = legs
+        .b
+        .state
+        .store
+        .audit_events(&AuditFilter {
+            reason: Some("introspection_not_permitted".into()),
+            ..AuditFilter::default()
+        })
+        .await?;
+    let mut callers: Vec<_> = refusals
+        .iter()
+        .map(|record| {
+            assert_eq!(record.event.event, "token_introspection");
+            assert_eq!(record.event.decision.as_str(), "denied");
+            assert_eq!(record.event.issued_jti.as_deref(), jti.as_str());
+            assert_eq!(record.event.audience.as_deref(), Some(MCP_RESOURCE));
+            record.event.client_id.clone().unwrap_or_default()
+        })
+        .collect();
+    callers.sort();
+    assert_eq!(callers, ["elsewhere-server", "other-client"]);
+    Ok(())
+}
+
 /// Two tenants behind path-routing proxies: A's issuer is `…/tenant-a`, B's `…/tenant-b`. A's
 /// ID-JAG names B's issuer with its path; B finds A's keys through A's metadata under A's path
 /// (no `jwks_uri` configured) and issues the access token as its own path issuer.

@@ -415,14 +415,28 @@ async fn secret_works(env: &Env, client_id: &str, secret: &str) -> anyhow::Resul
 /// whether the client exists or not.
 #[tokio::test]
 async fn a_client_reads_updates_and_deletes_its_own_registration_rfc_7592() -> anyhow::Result<()> {
-    let env = start(|_| {}).await?;
+    // The agent introspects the registered client's token below, as a resource server may.
+    let env = start(|config| {
+        for client in &mut config.clients {
+            if client.client_id == AGENT {
+                client.introspect_audiences = vec!["*".into()];
+            }
+        }
+    })
+    .await?;
     let mut request = public_request();
     request["token_endpoint_auth_method"] = json!("client_secret_basic");
+    // Only an administrator lets a client introspect others' tokens: not in the stored client.
+    request["introspect_audiences"] = json!(["*"]);
     let (status, registered, _) = register(&env, &request, None).await?;
     assert_eq!(status, 201, "{registered}");
     let client_id = text(&registered, "client_id");
     let secret = text(&registered, "client_secret");
     let token = text(&registered, "registration_access_token");
+    assert!(
+        stored_client(&env, &client_id).await?.document["introspect_audiences"].is_null(),
+        "{registered}"
+    );
     let uri = format!("{}/register/{client_id}", env.url);
     assert_eq!(registered["registration_client_uri"], json!(uri));
     assert!(token.len() >= 43, "{registered}");
@@ -677,11 +691,13 @@ async fn a_client_gets_a_secret_when_it_becomes_confidential_and_a_disabled_one_
         document["requests_per_minute"] = json!(5);
         document["dpop_bound_access_tokens"] = json!(true);
         document["require_dpop_nonce"] = json!(true);
+        document["introspect_audiences"] = json!(["https://mcp.example.com/mcp"]);
     })
     .await?;
     let mut again = update.clone();
     again["dpop_bound_access_tokens"] = json!(false);
     again["require_dpop_nonce"] = json!(false);
+    again["introspect_audiences"] = json!(["*"]);
     let (status, body, _) =
         manage(&env, reqwest::Method::PUT, &uri, Some(&token), Some(&again)).await?;
     assert_eq!(status, 200, "{body}");
@@ -690,6 +706,11 @@ async fn a_client_gets_a_secret_when_it_becomes_confidential_and_a_disabled_one_
     assert_eq!(document["requests_per_minute"], 5);
     assert_eq!(document["dpop_bound_access_tokens"], true);
     assert_eq!(document["require_dpop_nonce"], true);
+    // What it may introspect is the administrator's to say (RFC 7662 §4), not the client's.
+    assert_eq!(
+        document["introspect_audiences"],
+        json!(["https://mcp.example.com/mcp"])
+    );
 
     // Disabled by the administrator: the client can no longer manage its registration.
     administer(&env, &client_id, |document| {

@@ -441,6 +441,12 @@ const CLIENT_FIELDS: &[Spec] = &[
         "Token requests allowed a minute on each instance (then 429 slow_down); empty = no limit.",
     ),
     spec(
+        "introspect_audiences",
+        "May introspect",
+        Format::List,
+        "aud values (resource identifiers) of other clients' tokens it may introspect, or * for all; its own always.",
+    ),
+    spec(
         "dpop_bound_access_tokens",
         "Require DPoP",
         Format::Flag,
@@ -1275,11 +1281,11 @@ pub(crate) async fn create_registered_client(
 /// Replaces a self-registered client's registration with `document` (RFC 7592 §2.2), through
 /// the administrator's update path: validated, audited (actor `dcr`), trust reloaded. What only
 /// an administrator decides is kept from `existing`: whether the client is enabled, its
-/// audiences, its client ids at identity providers and audiences, and its request limit; so is
-/// its secret (a new one is made if it moves to a secret method without one, and returned) and
-/// its registration access token. A client required to use DPoP stays required: it may ask for
-/// the requirement, never drop it, since an administrator may have set it. Returns the new
-/// secret, if one was made, and the document as stored, for the answer.
+/// audiences, its client ids at identity providers and audiences, its request limit and what it
+/// may introspect; so are its secret (a new one is made if it moves to a secret method without
+/// one, and returned) and its registration access token. A client required to use DPoP stays
+/// required: it may ask for the requirement, never drop it, since an administrator may have set
+/// it. Returns the new secret, if one was made, and the document as stored, for the answer.
 pub(crate) async fn update_registered_client(
     state: &AppState,
     existing: &TrustDocument,
@@ -1292,6 +1298,7 @@ pub(crate) async fn update_registered_client(
         "audience_client_ids",
         "requests_per_minute",
         "require_dpop_nonce",
+        "introspect_audiences",
         "registration_access_token_hash",
     ] {
         match existing.document.get(key) {

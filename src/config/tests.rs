@@ -466,6 +466,18 @@ fn trust_objects_are_validated_with_their_index() {
             "registration_access_token_hash = \"00\"\n",
             "clients[0].registration_access_token_hash",
         ),
+        (
+            "introspect_audiences = [\"*\", \"https://mcp.example.com\"]\n",
+            "clients[0].introspect_audiences",
+        ),
+        (
+            "introspect_audiences = [\"mcp server\"]\n",
+            "clients[0].introspect_audiences",
+        ),
+        (
+            "introspect_audiences = [\"https://mcp.example.com\", \"https://mcp.example.com\"]\n",
+            "clients[0].introspect_audiences",
+        ),
     ] {
         let error = load_file(
             &production(&format!(

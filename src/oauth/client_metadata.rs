@@ -541,6 +541,7 @@ pub fn client_from_document(
         registration_access_token_hash: None,
         require_dpop_nonce: false,
         requests_per_minute: None,
+        introspect_audiences: Vec::new(),
     })
 }
 

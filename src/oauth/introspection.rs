@@ -126,6 +126,25 @@ pub async fn introspect(
     else {
         return Ok(json!({ "active": false }));
     };
+    if !may_introspect(
+        &caller.client.config,
+        &record.client_id,
+        claims.claim("aud"),
+    ) {
+        // RFC 7662 §2.2: a token the caller may not introspect is simply inactive to it; the
+        // audit log says why, for the operator who wonders.
+        let mut audit = AuditEvent::new(context.now, "token_introspection", Decision::Denied);
+        audit.request_id = context.request_id.clone();
+        audit.reason = Some("introspection_not_permitted".into());
+        audit.client_id = Some(caller.client.config.client_id.clone());
+        audit.issued_jti = Some(record.jti);
+        audit.audience = audience_text(claims.claim("aud"));
+        service.audit.record(audit).await.map_err(|error| {
+            tracing::error!(%error, "writing the audit event failed");
+            OAuthError::server_error()
+        })?;
+        return Ok(json!({ "active": false }));
+    }
     let mut body = json!({
         "active": true,
         "iss": claims.iss(),
@@ -144,6 +163,43 @@ pub async fn introspect(
         }
     }
     Ok(body)
+}
+
+/// Whether `caller` may learn about an active access token issued to `token_client` for `aud`
+/// (RFC 7662 §4: the server decides which protected resources may introspect which tokens). A
+/// client always may for its own tokens; a resource server for tokens whose `aud` names one of
+/// its `introspect_audiences`; `*` for all. Everything else stays private to it, so the secret
+/// of one introspecting client does not read every user's tokens.
+pub(crate) fn may_introspect(
+    caller: &crate::config::ClientConfig,
+    token_client: &str,
+    aud: Option<&Value>,
+) -> bool {
+    if caller.client_id == token_client {
+        return true;
+    }
+    let allowed = &caller.introspect_audiences;
+    let listed = |aud: &str| allowed.iter().any(|entry| entry == "*" || entry == aud);
+    match aud {
+        Some(Value::String(aud)) => listed(aud),
+        Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(listed),
+        _ => allowed.iter().any(|entry| entry == "*"),
+    }
+}
+
+/// A token's `aud` as the audit log's one audience column: the value, or the values joined
+/// by spaces.
+fn audience_text(aud: Option<&Value>) -> Option<String> {
+    match aud? {
+        Value::String(aud) => Some(aud.clone()),
+        Value::Array(auds) => Some(
+            auds.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => None,
+    }
 }
 
 /// Revokes a refresh token of the authorization code flow, with its whole family (the access
@@ -272,4 +328,97 @@ pub fn revocation_event(
     }
     event.detail = Some(AuditDetail::of(&serde_json::json!({ "actor": actor })));
     event
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn client(id: &str, introspect: &[&str]) -> crate::config::ClientConfig {
+        let mut config: crate::config::ClientConfig = serde_json::from_value(json!({
+            "client_id": id,
+            "auth_method": "client_secret_basic",
+        }))
+        .unwrap();
+        config.introspect_audiences = introspect.iter().map(|aud| aud.to_string()).collect();
+        config
+    }
+
+    /// RFC 7662 §4: who may introspect whose token.
+    #[test]
+    fn a_client_introspects_its_own_tokens_and_those_of_its_listed_audiences() {
+        let mcp = "https://mcp.example.com/mcp";
+        let other = "https://other.example.com/mcp";
+        let single = json!(mcp);
+        let several = json!([other, mcp]);
+        let foreign = json!([other]);
+        // (label, the caller's introspect_audiences, the token's client, its aud, may see it)
+        type Case<'a> = (&'a str, &'a [&'a str], &'a str, Option<&'a Value>, bool);
+        let cases: &[Case] = &[
+            (
+                "own token, nothing listed",
+                &[],
+                "agent",
+                Some(&foreign),
+                true,
+            ),
+            (
+                "another client's token, nothing listed",
+                &[],
+                "someone",
+                Some(&single),
+                false,
+            ),
+            ("listed audience", &[mcp], "someone", Some(&single), true),
+            (
+                "listed audience among several",
+                &[mcp],
+                "someone",
+                Some(&several),
+                true,
+            ),
+            (
+                "unlisted audiences",
+                &[mcp],
+                "someone",
+                Some(&foreign),
+                false,
+            ),
+            ("no aud at all", &[mcp], "someone", None, false),
+            (
+                "a number is no audience",
+                &[mcp],
+                "someone",
+                Some(&json!(7)),
+                false,
+            ),
+            ("every token", &["*"], "someone", Some(&foreign), true),
+            (
+                "every token, even without aud",
+                &["*"],
+                "someone",
+                None,
+                true,
+            ),
+        ];
+        for (label, listed, token_client, aud, expected) in cases {
+            let caller = client("agent", listed);
+            assert_eq!(
+                may_introspect(&caller, token_client, *aud),
+                *expected,
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_audit_column_names_every_audience() {
+        assert_eq!(audience_text(Some(&json!("a"))).as_deref(), Some("a"));
+        assert_eq!(
+            audience_text(Some(&json!(["a", "b"]))).as_deref(),
+            Some("a b")
+        );
+        assert_eq!(audience_text(None), None);
+    }
 }

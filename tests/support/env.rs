@@ -86,6 +86,7 @@ pub fn client(id: &str, method: &str, audiences: &[&str]) -> ClientConfig {
         registration_access_token_hash: None,
         require_dpop_nonce: false,
         requests_per_minute: None,
+        introspect_audiences: Vec::new(),
     }
 }
 

@@ -292,6 +292,7 @@ pub fn document(base: &str) -> Value {
                     "dpop_bound_access_tokens": { "type": "boolean", "description": "Every token request must carry a DPoP proof (RFC 9449 §5.2)." },
                     "require_dpop_nonce": { "type": "boolean", "description": "The client's DPoP proofs must echo a server nonce (RFC 9449 §8), as tokens.require_dpop_nonce asks of all clients." },
                     "requests_per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Token requests allowed per minute on each instance; beyond it 429 slow_down. Absent: no limit." },
+                    "introspect_audiences": { "type": "array", "items": { "type": "string" }, "maxItems": 100, "description": "aud values (a resource server's identifier) of other clients' access tokens this client may introspect, or [\"*\"] for all; its own tokens always. Others are {\"active\": false} to it (RFC 7662 §4)." },
                     "enabled": { "type": "boolean" } })),
                 "ConnectionTest": { "type": "object", "properties": {
                     "ok": { "type": "boolean" }, "lines": string_list(),
