@@ -892,3 +892,47 @@ async fn an_update_that_leaves_out_the_grant_profiles_removes_them_rfc_7592() ->
     );
     Ok(())
 }
+
+/// Every RFC 7592 update is a stored change, an audit event and a reload of the trust
+/// configuration (and may hash a new secret with argon2id), so updates share the per-address
+/// limit of registrations (`registration.per_minute`): a client holding its registration access
+/// token cannot PUT in an endless loop.
+#[tokio::test]
+async fn registration_updates_share_the_per_address_rate_limit() -> anyhow::Result<()> {
+    let env = start(|config| config.registration.per_minute = 2).await?;
+    let (status, registered, _) = register(&env, &public_request(), None).await?;
+    assert_eq!(status, 201, "{registered}");
+    let client_id = text(&registered, "client_id");
+    let token = text(&registered, "registration_access_token");
+    let uri = text(&registered, "registration_client_uri");
+    let mut update = public_request();
+    update["client_id"] = json!(client_id);
+    let (status, body, _) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&update),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, headers) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&update),
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("slow_down")),
+        "{body}"
+    );
+    assert!(headers.get("retry-after").is_some());
+    assert!(audited(&env, "client_registration", Some("throttled")).await?);
+    // Reading the registration is not a change and stays available.
+    let (status, body, _) = manage(&env, reqwest::Method::GET, &uri, Some(&token), None).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}

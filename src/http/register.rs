@@ -130,7 +130,7 @@ async fn register(
     let body = axum::body::to_bytes(body, state.config.server.max_body_bytes)
         .await
         .unwrap_or_default();
-    if let Some(response) = throttled(&state, &limiter, &headers, peer).await {
+    if let Some(response) = throttled(&state, &limiter, &headers, peer, None).await {
         return response;
     }
     if let Some(expected) = &state.config.registration.initial_access_token
@@ -348,12 +348,16 @@ async fn audit_read(
     })
 }
 
-/// Takes a registration through the per-address limit of `POST /register`.
+/// Takes a registration, or an update of one (`client_id`), through the per-address limit
+/// (`registration.per_minute`): every one is a stored change, an audit event and a reload of
+/// the trust configuration, and an update may hash a new secret with argon2id, so neither may
+/// come in an endless stream.
 async fn throttled(
     state: &AppState,
     limiter: &RegistrationLimiter,
     headers: &HeaderMap,
     peer: IpAddr,
+    client_id: Option<&str>,
 ) -> Option<Response> {
     let not_until = limiter.0.check_key(&peer).err()?;
     let wait = not_until
@@ -362,10 +366,20 @@ async fn throttled(
         ))
         .as_secs();
     let response = slow_down(
-        "Too many registrations from this address; retry later",
+        "Too many registrations or updates from this address; retry later",
         wait,
     );
-    Some(refuse(state, headers, None, "throttled", "slow_down", response).await)
+    Some(
+        refuse(
+            state,
+            headers,
+            client_id,
+            "throttled",
+            "slow_down",
+            response,
+        )
+        .await,
+    )
 }
 
 /// 429 `slow_down` with `Retry-After` (at least one second).
@@ -428,10 +442,17 @@ const SERVER_FIELDS: [&str; 4] = [
 /// request's, under the same rules as a registration.
 async fn update(
     State(state): State<AppState>,
+    Extension(limiter): Extension<Arc<RegistrationLimiter>>,
     Path(client_id): Path<String>,
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    let peer = peer_of(&parts.extensions);
+    if let Some(response) =
+        throttled(&state, &limiter, &parts.headers, peer, Some(&client_id)).await
+    {
+        return response;
+    }
     let (headers, managed) = match open_management(&state, &client_id, parts).await {
         Ok(opened) => opened,
         Err(response) => return response,
