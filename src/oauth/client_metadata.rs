@@ -102,7 +102,9 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
     }
 }
 
-/// True for an address on the public internet (or loopback, when allowed for tests).
+/// True for an address on the public internet (or loopback, when allowed for tests). Refused
+/// besides loopback: the IANA special-purpose ranges that are not globally reachable, and the
+/// IPv6 forms that carry an IPv4 address (mapped, compatible, 6to4) when that address is refused.
 pub fn address_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
@@ -123,15 +125,29 @@ pub fn address_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 88 && v4.octets()[2] == 99)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_unspecified()
+            let segments = v6.segments();
+            let first = segments[0];
+            // ::/96, IPv4-compatible (deprecated); `::` and `::1` are in it too.
+            let compatible = segments[..6].iter().all(|segment| *segment == 0);
+            // 2002::/16, 6to4: the IPv4 address follows the prefix.
+            let six_to_four = first == 0x2002 && {
+                let [a, b] = segments[1].to_be_bytes();
+                let [c, d] = segments[2].to_be_bytes();
+                !address_allowed(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)), false)
+            };
+            !(compatible
+                || six_to_four
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || (first & 0xffc0) == 0xfec0
+                || (first == 0x2001 && (segments[1] == 0x0db8 || segments[1] == 0))
+                || (first == 0x0100 && segments[1..4].iter().all(|segment| *segment == 0))
                 || first == 0x0064)
         }
     }
@@ -671,6 +687,18 @@ mod tests {
             "fd00::1",
             "::ffff:10.0.0.1",
             "::ffff:127.0.0.1",
+            // Benchmarking, the old 6to4 relay, site-local, IPv4-compatible, 6to4 of a
+            // private or loopback address, Teredo, discard-only.
+            "198.18.0.1",
+            "198.19.255.254",
+            "192.88.99.1",
+            "fec0::1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378::1",
+            "100::1",
         ] {
             let ip: IpAddr = ip.parse().expect("ip");
             assert!(!address_allowed(ip, false), "{ip} must be refused");
@@ -679,5 +707,13 @@ mod tests {
         assert!(!address_allowed("10.0.0.1".parse().expect("ip"), true));
         assert!(address_allowed("93.184.216.34".parse().expect("ip"), false));
         assert!(address_allowed("2606:4700::1".parse().expect("ip"), false));
+        assert!(address_allowed(
+            "2002:5db8:d822::1".parse().expect("ip"),
+            false
+        ));
+        assert!(address_allowed(
+            "2001:4860::8888".parse().expect("ip"),
+            false
+        ));
     }
 }
