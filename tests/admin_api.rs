@@ -477,6 +477,75 @@ async fn identity_providers_and_audiences_crud_with_validation() -> anyhow::Resu
     Ok(())
 }
 
+/// IDJAG-ACCEPT-23: the configuration file refuses an identity provider at this server's own
+/// issuer that would vouch for ID-JAGs or chaining grants (frontdesk never redeems what it
+/// issued itself); the API and the page, which promise the file's validation, refuse it too.
+#[tokio::test]
+async fn an_identity_provider_at_this_servers_own_issuer_cannot_vouch_for_grants()
+-> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let own = api.env.server.state.config.issuer.clone();
+    for token_type in ["id_jag", "jwt_grant"] {
+        let document = json!({ "id": "myself", "issuer": own, "token_types": [token_type],
+                               "jwks_uri": format!("{own}/jwks.json") });
+        let (status, body) = api
+            .admin(Method::POST, "/identity-providers", Some(document))
+            .await?;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{token_type}: {body}"
+        );
+        assert_eq!(error_of(&body), ("invalid", "issuer"), "{body}");
+    }
+    // Nor by an update of an identity provider that was fine when created.
+    let partner = json!({ "id": "partner", "issuer": "https://partner.example",
+                          "jwks_uri": "https://partner.example/jwks", "token_types": ["id_jag"] });
+    let (status, body) = api
+        .admin(Method::POST, "/identity-providers", Some(partner))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let moved = json!({ "issuer": own, "jwks_uri": format!("{own}/jwks.json"),
+                        "token_types": ["id_jag"] });
+    let (status, body) = api
+        .admin(Method::PUT, "/identity-providers/partner", Some(moved))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_of(&body), ("invalid", "issuer"), "{body}");
+    Ok(())
+}
+
+/// `source` says a client registered itself (`dcr`) or is a metadata-document client (`cimd`);
+/// the configuration file refuses it on the clients it declares, and the consent page shows it
+/// to users. An administrator's API call cannot set it or change it either.
+#[tokio::test]
+async fn an_administrator_cannot_make_a_client_pass_for_self_registered() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    for source in ["dcr", "cimd"] {
+        let client = json!({ "client_id": "robot", "auth_method": "client_secret_basic",
+                             "audiences": ["saas"], "source": source });
+        let (status, body) = api.admin(Method::POST, "/clients", Some(client)).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{source}: {body}");
+        assert_eq!(error_of(&body), ("invalid", "source"), "{body}");
+    }
+    let client = json!({ "client_id": "robot", "auth_method": "client_secret_basic",
+                         "audiences": ["saas"] });
+    let (status, body) = api
+        .admin(Method::POST, "/clients", Some(client.clone()))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut relabelled = client;
+    relabelled["source"] = json!("dcr");
+    let (status, body) = api
+        .admin(Method::PUT, "/clients/robot", Some(relabelled))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_of(&body), ("invalid", "source"), "{body}");
+    let (_, fetched) = api.admin(Method::GET, "/clients/robot", None).await?;
+    assert!(fetched.get("source").is_none(), "{fetched}");
+    Ok(())
+}
+
 async fn exchange(api: &Api, client: &str, secret: &str) -> anyhow::Result<(u16, Value)> {
     let id_token = api
         .env

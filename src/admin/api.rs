@@ -412,6 +412,14 @@ async fn create(
 ) -> Result<Response, ApiError> {
     caller.authorize_change()?;
     let document = document_of(&body)?;
+    // Only `POST /register` and client metadata documents make clients with a `source`; the
+    // configuration file refuses it as well.
+    if kind == Kind::Client && document.get("source").is_some() {
+        return Err(ApiError::Invalid(
+            "source".into(),
+            "set only for self-registered and metadata-document clients".into(),
+        ));
+    }
     let id = document[kind.id_field()].as_str().unwrap_or("").to_string();
     let secret = super::trust::create_object(&state, &caller.actor(), kind, document).await?;
     let stored = find(&state, kind, &id).await?;

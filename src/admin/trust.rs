@@ -704,6 +704,18 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
             let idp: IdentityProviderConfig =
                 serde_path_to_error::deserialize(document.clone()).map_err(typed)?;
             crate::trust::validate_identity_provider(&idp)?;
+            // As the configuration file (trust::validate_config): never redeem our own grants.
+            if idp.issuer == state.config.issuer
+                && idp
+                    .token_types
+                    .iter()
+                    .any(|t| t == "id_jag" || t == "jwt_grant")
+            {
+                return Err((
+                    "issuer".into(),
+                    "frontdesk never redeems grants it issued itself (IDJAG-ACCEPT-23)".into(),
+                ));
+            }
             for other in others(load(TrustKind::IdentityProvider).await?, &idp.id) {
                 if other["issuer"].as_str() == Some(idp.issuer.as_str()) {
                     return Err((
@@ -1413,6 +1425,18 @@ pub(super) async fn update_object(
                     map.insert(key.to_string(), value.clone());
                 }
             }
+        }
+        // Whether a client registered itself is a fact, not a setting (the configuration
+        // file refuses `source` too): an update keeps it.
+        if document
+            .get("source")
+            .is_some_and(|source| Some(source) != existing.document.get("source"))
+        {
+            return Err(ChangeError::Invalid(vec![(
+                "source".into(),
+                "set only for self-registered and metadata-document clients; it cannot be changed"
+                    .into(),
+            )]));
         }
         let secret_method = uses_secret(&document);
         match existing
