@@ -546,6 +546,66 @@ async fn an_administrator_cannot_make_a_client_pass_for_self_registered() -> any
     Ok(())
 }
 
+/// An identity provider's or a client's keys are public: a private JWK member (`d`, the primes,
+/// a symmetric `k`) or a PEM private key pasted with the certificates would be shown on the
+/// edit page and by the API to every auditor, and kept in the audit log for good. Refused.
+#[tokio::test]
+async fn private_key_material_is_refused_where_public_keys_belong() -> anyhow::Result<()> {
+    let api = Api::start().await?;
+    let public = json!({ "kty": "RSA", "kid": "k1", "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "e": "AQAB" });
+    let mut private = public.clone();
+    private["d"] = json!(
+        "X4cTteJY_gn4FYPsXB8rdXix5vwsg1FLN5E3EaG6RJoVH-HLLKD9M7dx5oo7GURknchnrRweUkC7hT5fJLM0WbFAKNLWY2vv7B6NqXSzUvxT0_YSfqijwp3RTzlBaCxWp4doFk5N2o8Gy_nHNKroADIkJ46pRUohsXywbReAdYaMwFs9tv8d_cPVY3i07a3t8MN6TNwm0dSawm9v47UiCl3Sk5ZiG7xojPLu4sbg1U2jx4IBTNBznbJSzFHK66jT8bgkuqsk0GjskDJk19Z4qwjwbsnn4j2WBii3RL-Us2lGVkY8fkFzme1z0HbIkfz0Y6mqnOYtqc0X4jfcKoAC8Q"
+    );
+    let oct = json!({ "kty": "oct", "kid": "s1", "k": "GawgguFyGrWKav7AX4VKUg" });
+
+    let idp = |key: &Value| {
+        json!({ "id": "partner", "issuer": "https://partner.example",
+                "jwks": json!({ "keys": [key] }).to_string(), "token_types": ["id_token"] })
+    };
+    for key in [&private, &oct] {
+        let (status, body) = api
+            .admin(Method::POST, "/identity-providers", Some(idp(key)))
+            .await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{key}: {body}");
+        assert_eq!(error_of(&body), ("invalid", "jwks"), "{body}");
+    }
+    let client = |key: &Value| {
+        json!({ "client_id": "signer", "auth_method": "private_key_jwt", "audiences": ["saas"],
+                "jwks": json!({ "keys": [key] }).to_string() })
+    };
+    for key in [&private, &oct] {
+        let (status, body) = api
+            .admin(Method::POST, "/clients", Some(client(key)))
+            .await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{key}: {body}");
+        assert_eq!(error_of(&body), ("invalid", "jwks"), "{body}");
+    }
+    let certificate = include_str!("fixtures/saml/idp.crt");
+    let key = include_str!("fixtures/saml/idp.key");
+    let saml = json!({ "id": "okta-saml", "issuer": "http://www.okta.com/exk1",
+                       "token_types": ["saml2"],
+                       "saml_certificates": format!("{certificate}\n{key}") });
+    let (status, body) = api
+        .admin(Method::POST, "/identity-providers", Some(saml))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_of(&body), ("invalid", "saml_certificates"), "{body}");
+
+    // The public halves are fine, and nothing refused was stored or audited.
+    let (status, body) = api
+        .admin(Method::POST, "/identity-providers", Some(idp(&public)))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api
+        .admin(Method::POST, "/clients", Some(client(&public)))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let log = serde_json::to_string(&api.env.audit_log().await?)?;
+    assert!(!log.contains("PRIVATE KEY") && !log.contains("GawgguFyGrWKav7AX4VKUg"));
+    Ok(())
+}
+
 async fn exchange(api: &Api, client: &str, secret: &str) -> anyhow::Result<(u16, Value)> {
     let id_token = api
         .env
