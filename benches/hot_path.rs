@@ -305,6 +305,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         aliases: vec![],
         resources: vec![],
         scopes: vec!["read".into(), "write".into()],
+        authorization_details_types: vec![],
         token_type: "id-jag".into(),
         lifetime_secs: None,
         claims: BTreeMap::new(),

@@ -90,6 +90,9 @@ pub enum PolicyCommand {
         /// `requested_token_type` URI.
         #[arg(long)]
         requested_token_type: Option<String>,
+        /// `authorization_details` (RFC 9396), a JSON array.
+        #[arg(long)]
+        authorization_details: Option<String>,
     },
 }
 
@@ -382,7 +385,15 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             resource,
             scope,
             requested_token_type,
+            authorization_details,
         }) => {
+            let authorization_details = authorization_details
+                .map(|text| {
+                    serde_json::from_str::<serde_json::Value>(&text).map_err(|error| {
+                        StartupError(format!("--authorization-details is not JSON: {error}"))
+                    })
+                })
+                .transpose()?;
             let text = if claims.as_os_str() == "-" {
                 read_stdin("the claims")?
             } else {
@@ -406,6 +417,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
                 resources: resource,
                 scope,
                 requested_token_type,
+                authorization_details,
             };
             let explanation =
                 crate::oauth::exchange::explain(&config, &trust.current(), &question, unix_now());

@@ -438,6 +438,12 @@ pub struct ResourceConfig {
     /// Scopes that may be granted for it.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// RFC 9396 `authorization_details` types granted for it at `jwt-bearer` (IDJAG §4.4.1): an
+    /// assertion's details of other types are left out of the access token, and a request for
+    /// one is `invalid_authorization_details`. Empty: none, so what another domain's IdP put in
+    /// an assertion reaches this resource only when its type is one it understands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_details_types: Vec<String>,
     /// Access-token lifetime; defaults to `tokens.access_token_lifetime_secs`.
     #[serde(default)]
     pub access_token_lifetime_secs: Option<u64>,
@@ -472,6 +478,11 @@ pub struct AudienceConfig {
     /// Scopes that may be granted for this audience.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// RFC 9396 `authorization_details` types a client may ask this audience's grants to carry
+    /// (IDJAG §4.3.3): a request with any other type is `invalid_authorization_details`. Empty:
+    /// none, so no client puts unvetted rich authorization into a grant another domain trusts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_details_types: Vec<String>,
     /// What to issue: `id-jag`, `jwt` (identity-chaining grant) or `access_token`.
     #[serde(default = "default_token_type")]
     pub token_type: String,

@@ -497,6 +497,29 @@ fn validate_per_minute(field: &str, limit: Option<u32>) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Most RFC 9396 types one audience or resource accepts.
+const MAX_DETAIL_TYPES: usize = 64;
+
+/// An `authorization_details_types` list: RFC 9396 `type` strings (a name or a URI), each
+/// printable, at most 256 characters, listed once.
+fn validate_detail_types(types: &[String]) -> Result<(), String> {
+    if types.len() > MAX_DETAIL_TYPES {
+        return Err(format!("at most {MAX_DETAIL_TYPES} types"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for kind in types {
+        if kind.is_empty() || kind.len() > 256 || !kind.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(format!(
+                "`{kind}` is not an authorization_details type (1-256 printable ASCII characters, no spaces)"
+            ));
+        }
+        if !seen.insert(kind.as_str()) {
+            return Err(format!("`{kind}` is listed twice"));
+        }
+    }
+    Ok(())
+}
+
 /// Validates one protected resource.
 pub fn validate_resource(resource: &crate::config::ResourceConfig) -> Result<(), Invalid> {
     let url = url::Url::parse(&resource.resource).or_else(|e| {
@@ -511,6 +534,8 @@ pub fn validate_resource(resource: &crate::config::ResourceConfig) -> Result<(),
             "a resource identifier has no fragment (RFC 8707 §2)",
         );
     }
+    validate_detail_types(&resource.authorization_details_types)
+        .or_else(|m| invalid("authorization_details_types".into(), m))?;
     for scope in &resource.scopes {
         if scope.is_empty()
             || scope
@@ -539,6 +564,8 @@ pub fn validate_resource(resource: &crate::config::ResourceConfig) -> Result<(),
 pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
     validate_id(&audience.id).or_else(|m| invalid("id".into(), m))?;
     validate_per_minute("requests_per_minute", audience.requests_per_minute)?;
+    validate_detail_types(&audience.authorization_details_types)
+        .or_else(|m| invalid("authorization_details_types".into(), m))?;
     if audience.issuer.is_empty() {
         return invalid("issuer".into(), "must not be empty");
     }

@@ -54,6 +54,7 @@ async fn start_configured(
         config.resources.push(ResourceConfig {
             resource: RESOURCE.into(),
             scopes: vec!["mcp:read".into(), "mcp:write".into()],
+            authorization_details_types: vec![],
             access_token_lifetime_secs: None,
             single_use_assertions: true,
             require_dpop: false,
@@ -154,10 +155,13 @@ fn assert_secure_page(response: &reqwest::Response) {
 
 /// The consent page's policy: the admin page's, with the client's origin as a form target (the
 /// consent form is answered with a redirect there).
-fn assert_consent_page(response: &reqwest::Response) {
+fn assert_consent_page(response: &reqwest::Response, redirect_uri: &str) {
+    let origin = url::Url::parse(redirect_uri)
+        .map(|url| url.origin().ascii_serialization())
+        .unwrap_or_default();
     let policy = frontdesk::admin::CONTENT_SECURITY_POLICY.replace(
         "form-action 'self'",
-        "form-action 'self' http://127.0.0.1:9",
+        &format!("form-action 'self' {origin}"),
     );
     assert_page_headers(response, &policy);
 }
@@ -190,11 +194,15 @@ async fn authorize_and_approve_with(
     browser: &reqwest::Client,
     params: &[(&str, String)],
 ) -> anyhow::Result<url::Url> {
+    let redirect_uri = params
+        .iter()
+        .find(|(name, _)| *name == "redirect_uri")
+        .map_or(REDIRECT, |(_, value)| value.as_str());
     let started = begin(env, browser, params).await?;
     let back = at_idp(browser, &started).await?;
     let response = callback(browser, &started, back).await?;
     assert_eq!(response.status(), 200);
-    assert_consent_page(&response);
+    assert_consent_page(&response, redirect_uri);
     let html = response.text().await?;
     assert!(html.contains(APP) && html.contains(RESOURCE) && html.contains("mcp:read"));
     assert!(html.contains("ada@example.com"), "{html}");
@@ -212,7 +220,7 @@ async fn authorize_and_approve_with(
         .await?;
     assert_eq!(response.status(), 303);
     let redirect = location(&response)?;
-    assert!(redirect.as_str().starts_with(REDIRECT), "{redirect}");
+    assert!(redirect.as_str().starts_with(redirect_uri), "{redirect}");
     assert_eq!(
         query(&redirect, "state").as_deref(),
         Some("client-state-123")
@@ -459,6 +467,64 @@ async fn a_narrowed_refresh_keeps_the_refresh_tokens_scope() -> anyhow::Result<(
     let (status, body) = refresh(&env, &token).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["scope"], "mcp:read mcp:write");
+    Ok(())
+}
+
+/// RFC 8252 §7.3, OAuth 2.1 §8.4.2: a loopback redirect URI may name any port at the time of
+/// the request (a native app listens where the operating system lets it; a Client ID Metadata
+/// Document cannot know the port). Everything else is still matched exactly (RFC 9700 §4.1.3),
+/// and the code is redeemed only with the redirect URI it was delivered to.
+#[tokio::test]
+async fn a_loopback_redirect_uri_may_name_any_port() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let ephemeral = "http://127.0.0.1:51234/callback";
+    let mut params = authorize_params(APP);
+    params[2].1 = ephemeral.into();
+    let redirect = authorize_and_approve_with(&env, &browser, &params).await?;
+    let code = query(&redirect, "code").expect("code");
+    let redeem_at = |code: String, redirect_uri: &'static str| {
+        let env = &env;
+        async move {
+            let form = [
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", VERIFIER),
+            ];
+            env.post_token(&form, Some((APP, SECRET))).await
+        }
+    };
+    let (status, body) = redeem_at(code, ephemeral).await?;
+    assert_eq!(status, 200, "{body}");
+    // The registered port is not the one the code went to.
+    let redirect = authorize_and_approve_with(&env, &browser, &params).await?;
+    let code = query(&redirect, "code").expect("code");
+    let (status, body) = redeem_at(code, REDIRECT).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    // Only the port may differ, and only on loopback.
+    for unregistered in [
+        "http://127.0.0.1:51234/callback/",
+        "http://127.0.0.1:51234/callback?x=1",
+        "http://127.0.0.2:9/callback",
+        "https://app.example:8443/cb",
+    ] {
+        let mut params = authorize_params(APP);
+        params[2].1 = unregistered.into();
+        let response = browser
+            .get(format!(
+                "{}/authorize?{}",
+                env.url,
+                serde_urlencoded::to_string(&params)?
+            ))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 400, "{unregistered}");
+        assert!(response.headers().get("location").is_none());
+    }
     Ok(())
 }
 

@@ -124,6 +124,7 @@ async fn setup_under(path: &str) -> anyhow::Result<Setup> {
         config.resources.push(ResourceConfig {
             resource: RESOURCE.into(),
             scopes: SCOPES.iter().map(|s| s.to_string()).collect(),
+            authorization_details_types: vec![],
             access_token_lifetime_secs: None,
             single_use_assertions: true,
             require_dpop: false,

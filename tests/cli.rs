@@ -592,6 +592,7 @@ id = "wiki"
 issuer = "https://auth.wiki.example.com"
 aliases = ["urn:wiki"]
 scopes = ["read", "write"]
+authorization_details_types = ["wiki_pages"]
 release = ["email"]
 condition = 'subject.email.endsWith("@example.com")'
 claims = { sub = 'subject.email', tenant = '"acme"' }
@@ -671,6 +672,26 @@ audiences = ["wiki"]
     let (_, report) = eval(&outsider, &["--audience", "urn:wiki"]);
     assert_eq!(report["reason"], "audience_condition_denied");
     assert_eq!(report["error"], "invalid_target");
+
+    // RFC 9396 authorization details: only the audience's types (IDJAG-ISSUE-19).
+    let details = |value: &str| {
+        eval(
+            &ada,
+            &["--audience", "urn:wiki", "--authorization-details", value],
+        )
+        .1
+    };
+    assert_eq!(
+        details(r#"[{"type": "wiki_pages", "actions": ["read"]}]"#)["decision"],
+        "issued"
+    );
+    let refused = details(r#"[{"type": "payments"}]"#);
+    assert_eq!(refused["reason"], "authorization_details_type_not_allowed");
+    assert_eq!(refused["error"], "invalid_authorization_details");
+    assert_eq!(
+        details(r#"{"type": "wiki_pages"}"#)["reason"],
+        "invalid_authorization_details"
+    );
 
     // An audience the client may not request, an unknown issuer, an unknown client.
     let (_, report) = eval(&ada, &["--audience", "https://auth.crm.example.com"]);

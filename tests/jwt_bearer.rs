@@ -1106,9 +1106,47 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
         (400, Some("invalid_scope")),
         "{body}"
     );
-    // IDJAG-ACCEPT-18: the ID-JAG's authorization_details (A copies the requested ones into
-    // it at leg 1) are granted, or a requested subset of them; more is refused without spending
-    // the ID-JAG.
+    // A client without the jwt-bearer grant (TOK-10) — A's agent is not registered at B at all
+    // (IDJAG-ACCEPT-02: only clients registered at B).
+    let (status, body) = post(
+        &legs.b_url,
+        "/token",
+        &[("grant_type", JWT_BEARER), ("assertion", "x")],
+        AGENT,
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    Ok(())
+}
+
+/// IDJAG-ACCEPT-18 (IDJAG §4.4.1): the ID-JAG's `authorization_details` (A puts the requested
+/// ones in it at leg 1, for the types its audience accepts) are granted for the types B's
+/// resource takes, or a requested subset of them; more is refused without spending the ID-JAG;
+/// a type the resource does not take is left out of the token, and cannot be asked for.
+#[tokio::test]
+async fn authorization_details_are_granted_for_the_types_the_resource_takes_idjag_accept_18()
+-> anyhow::Result<()> {
+    let types = || {
+        vec![
+            "payment_initiation".to_string(),
+            "account_information".to_string(),
+        ]
+    };
+    let legs = Legs::start_both(
+        "",
+        "",
+        |a| {
+            for audience in &mut a.audiences {
+                audience.authorization_details_types = types();
+            }
+        },
+        |b| b.resources[0].authorization_details_types = types(),
+    )
+    .await?;
     let details = json!([
         {"type": "payment_initiation", "amount": "5.00"},
         {"type": "account_information"},
@@ -1169,18 +1207,60 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
         .await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["authorization_details"], details);
-    // A client without the jwt-bearer grant (TOK-10) — A's agent is not registered at B at all
-    // (IDJAG-ACCEPT-02: only clients registered at B).
-    let (status, body) = post(
-        &legs.b_url,
-        "/token",
-        &[("grant_type", JWT_BEARER), ("assertion", "x")],
-        AGENT,
+
+    // B's resource that takes only `account_information`: the payment detail A vouched for is
+    // left out of B's token, and asking for it is refused.
+    let narrow = Legs::start_both(
+        "",
+        "",
+        |a| {
+            for audience in &mut a.audiences {
+                audience.authorization_details_types = types();
+            }
+        },
+        |b| b.resources[0].authorization_details_types = vec!["account_information".into()],
     )
     .await?;
+    let issue = || async {
+        let id_token = narrow.a.id_token().await?;
+        let (status, body) = narrow
+            .a
+            .exchange_as_agent(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", ID_JAG),
+                ("audience", narrow.b_url.as_str()),
+                ("resource", MCP_RESOURCE),
+                ("authorization_details", details.to_string().as_str()),
+                ("subject_token", id_token.as_str()),
+                ("subject_token_type", ID_TOKEN),
+            ])
+            .await?;
+        anyhow::ensure!(status == 200, "leg 1: {body}");
+        Ok::<String, anyhow::Error>(body["access_token"].as_str().unwrap_or_default().into())
+    };
+    let (status, body) = narrow
+        .redeem_assertion(&issue().await?, AGENT_AT_RAS)
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorization_details"], subset, "{body}");
+    let verified = narrow
+        .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(verified["payload"]["authorization_details"], subset);
+    let payment = json!([{"type": "payment_initiation", "amount": "5.00"}]).to_string();
+    let (status, body) = narrow
+        .redeem(
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &issue().await?),
+                ("authorization_details", &payment),
+            ],
+            AGENT_AT_RAS,
+        )
+        .await?;
     assert_eq!(
         (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
+        (400, Some("invalid_authorization_details")),
         "{body}"
     );
     Ok(())

@@ -182,6 +182,7 @@ async fn oauth_client_provider_flow(path: &str) -> anyhow::Result<()> {
         config.resources.push(frontdesk::config::ResourceConfig {
             resource: protected,
             scopes: vec!["mcp:tools".into()],
+            authorization_details_types: vec![],
             access_token_lifetime_secs: None,
             single_use_assertions: true,
             require_dpop: false,

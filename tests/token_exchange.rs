@@ -163,6 +163,7 @@ async fn per_audience_claims_tenants_and_authorization_details() -> anyhow::Resu
         let saas = &mut config.audiences[0];
         assert_eq!(saas.id, "saas");
         saas.resources.push(FILES.into());
+        saas.authorization_details_types = vec!["mcp_tools".into()];
         for (claim, expression) in [
             ("tenant", "subject.tid"),
             ("aud_tenant", r#""saas-" + subject.tid"#),
@@ -269,6 +270,93 @@ async fn per_audience_claims_tenants_and_authorization_details() -> anyhow::Resu
         event.event.reason.as_deref(),
         Some("audience_condition_denied")
     );
+    Ok(())
+}
+
+/// The IdP vets `authorization_details` before vouching for them (IDJAG §4.3.3): only the
+/// types the audience lists pass (IDJAG-ISSUE-19; an audience listing none takes none), and the
+/// audience's condition sees them beside the scopes and resources, so a policy keeps them
+/// consistent — here, every `locations` entry must be a requested resource (IDJAG-ISSUE-20).
+/// Refusals are `invalid_authorization_details` or the condition's `invalid_target`, audited.
+#[tokio::test]
+async fn authorization_details_are_vetted_by_the_audience_idjag_issue_19_20() -> anyhow::Result<()>
+{
+    const FILES: &str = "https://mcp.saas.example/files";
+    let env = Env::start_with(|config| {
+        let saas = &mut config.audiences[0];
+        assert_eq!(saas.id, "saas");
+        saas.resources.push(FILES.into());
+        saas.authorization_details_types = vec!["mcp_tools".into()];
+        saas.condition = Some(
+            "request.authorization_details.all(d, !has(d.locations) || d.locations.all(l, l in request.resources))"
+                .into(),
+        );
+    })
+    .await?;
+    let id_token = env
+        .idp
+        .mint(json!({ "aud": AGENT_AT_IDP, "sub": "user-1" }))
+        .await?;
+    let exchange = |audience: &'static str, resource: &'static str, details: serde_json::Value| {
+        let id_token = id_token.clone();
+        let env = &env;
+        async move {
+            env.exchange_as_agent(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", ID_JAG),
+                ("audience", audience),
+                ("resource", resource),
+                ("authorization_details", details.to_string().as_str()),
+                ("subject_token", id_token.as_str()),
+                ("subject_token_type", ID_TOKEN),
+            ])
+            .await
+        }
+    };
+
+    let fine = json!([{ "type": "mcp_tools", "actions": ["call"], "locations": [FILES] }]);
+    let (status, body) = exchange(RAS_ISSUER, FILES, fine.clone()).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorization_details"], fine);
+    let (_, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
+    assert_eq!(claims["authorization_details"], fine);
+
+    let cases = [
+        (
+            RAS_ISSUER,
+            FILES,
+            json!([{ "type": "mcp_tools" }, { "type": "payment_initiation", "amount": "5.00" }]),
+            400,
+            "invalid_authorization_details",
+            "authorization_details_type_not_allowed",
+        ),
+        (
+            RAS_ISSUER,
+            FILES,
+            json!([{ "type": "mcp_tools", "locations": ["https://elsewhere.example/api"] }]),
+            400,
+            "invalid_target",
+            "audience_condition_denied",
+        ),
+        (
+            OTHER_RAS_ISSUER,
+            OTHER_RESOURCE,
+            json!([{ "type": "mcp_tools" }]),
+            400,
+            "invalid_authorization_details",
+            "authorization_details_type_not_allowed",
+        ),
+    ];
+    for (audience, resource, details, status_wanted, error, reason) in cases {
+        let (status, body) = exchange(audience, resource, details.clone()).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (status_wanted, Some(error)),
+            "{details}: {body}"
+        );
+        let audit = env.audit_log().await?;
+        assert_eq!(audit[0].event.reason.as_deref(), Some(reason), "{details}");
+    }
     Ok(())
 }
 

@@ -62,6 +62,7 @@ async fn start_with(
         config.resources.push(ResourceConfig {
             resource: RESOURCE.into(),
             scopes: vec!["read".into(), "write".into()],
+            authorization_details_types: vec![],
             access_token_lifetime_secs: None,
             single_use_assertions: true,
             require_dpop: false,

@@ -120,6 +120,7 @@ pub async fn evaluate(
         resources: optional(&fields.resource).into_iter().collect(),
         scope: optional(&fields.scope),
         requested_token_type: None,
+        authorization_details: None,
     };
     let result = explain(
         &state.config,

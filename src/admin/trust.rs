@@ -318,6 +318,12 @@ const AUDIENCE_FIELDS: &[Spec] = &[
         "Scopes that may be granted.",
     ),
     spec(
+        "authorization_details_types",
+        "Authorization details types",
+        Format::List,
+        "RFC 9396 types a client may ask its grants to carry; others are invalid_authorization_details. Empty = none.",
+    ),
+    spec(
         "token_type",
         "Issues",
         Format::Select(crate::trust::AUDIENCE_TOKEN_TYPES),

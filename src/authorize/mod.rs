@@ -1,10 +1,10 @@
 //! The authorization endpoint (RFC 6749 §4.1 under OAuth 2.1 rules) and the browser side of the
 //! authorization code flow:
 //!
-//! 1. `GET /authorize` ([`request`]) checks the client, its exact redirect URI, PKCE S256, the
-//!    resource (RFC 8707: a `[[resources]]` entry) and scopes, stores a pending request and sends
-//!    the browser to the sign-in identity provider ([`rp`]), binding the request to the browser
-//!    with a cookie ([`browser`]).
+//! 1. `GET /authorize` ([`request`]) checks the client, its redirect URI (exactly, but for a
+//!    loopback one's port), PKCE S256, the resource (RFC 8707: a `[[resources]]` entry) and
+//!    scopes, stores a pending request and sends the browser to the sign-in identity provider
+//!    ([`rp`]), binding the request to the browser with a cookie ([`browser`]).
 //! 2. `GET /authorize/callback` ([`callback`]) validates the identity provider's answer (state,
 //!    code, ID token with nonce and audience), applies that provider's `condition`, and shows the
 //!    consent page (skipped for pre-approved clients).

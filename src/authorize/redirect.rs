@@ -11,6 +11,42 @@ use crate::http::AppState;
 use super::browser::set_cookie;
 use super::pages::error_page;
 
+/// True if `requested` is one of the client's `registered` redirect URIs: the same string
+/// (RFC 9700 §4.1.3, OAuth 2.1 §2.3.1: exact matching), except that a loopback http redirect
+/// URI may name any port (RFC 8252 §7.3, OAuth 2.1 §8.4.2: a native app listens on whatever
+/// port the operating system gives it, which its registration, such as a Client ID Metadata
+/// Document, cannot know).
+pub fn is_registered(registered: &[String], requested: &str) -> bool {
+    registered
+        .iter()
+        .any(|uri| uri == requested || same_loopback_uri_but_port(uri, requested))
+}
+
+/// True if both are http URLs on the same loopback host (`127.0.0.1`, `[::1]` or `localhost`,
+/// the hosts a registration may use with http) that differ in their port at most. `requested`
+/// must already be in its normalised form, so that no spelling of the path, query or host the
+/// exact comparison would have refused gets through.
+fn same_loopback_uri_but_port(registered: &str, requested: &str) -> bool {
+    let (Ok(registered), Ok(url)) = (url::Url::parse(registered), url::Url::parse(requested))
+    else {
+        return false;
+    };
+    url.as_str() == requested
+        && url.scheme() == "http"
+        && registered.scheme() == "http"
+        && matches!(
+            registered.host_str(),
+            Some("127.0.0.1" | "[::1]" | "localhost")
+        )
+        && url.host_str() == registered.host_str()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == registered.path()
+        && url.query() == registered.query()
+        && url.fragment().is_none()
+        && registered.fragment().is_none()
+}
+
 /// `303 See Other` to `location`, optionally setting a cookie.
 pub fn see_other(location: &str, cookie: Option<String>) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
@@ -72,4 +108,48 @@ pub fn error_redirect(
         &[("error", error), ("error_description", description)],
         clear_cookie,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_match_except_the_port_of_a_loopback_uri() {
+        let registered = [
+            "http://127.0.0.1:9/callback".to_string(),
+            "http://localhost/cb?app=1".to_string(),
+            "http://[::1]:80/cb".to_string(),
+            "https://app.example/cb".to_string(),
+        ];
+        for ok in [
+            "http://127.0.0.1:9/callback",
+            "http://127.0.0.1:51234/callback",
+            "http://127.0.0.1/callback",
+            "http://localhost:8080/cb?app=1",
+            "http://[::1]:4000/cb",
+            "https://app.example/cb",
+        ] {
+            assert!(is_registered(&registered, ok), "{ok}");
+        }
+        for refused in [
+            "http://127.0.0.1:51234/callback/",
+            "http://127.0.0.1:51234/Callback",
+            "http://127.0.0.1:51234/callback?x=1",
+            "http://127.0.0.1:51234/callback#f",
+            "http://user@127.0.0.1:51234/callback",
+            "http://127.0.0.1:51234/a/../callback",
+            "http://127.0.0.2:9/callback",
+            "http://localhost:8080/cb",
+            "http://LOCALHOST:8080/cb?app=1",
+            "http://[::1]:4000/cb/",
+            "https://127.0.0.1:9/callback",
+            "https://app.example:8443/cb",
+            "https://app.example/cb/",
+            "http://app.example/cb",
+            "not a url",
+        ] {
+            assert!(!is_registered(&registered, refused), "{refused}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use crate::store::{AuditEvent, AuthorizationRequest, CodeStore};
 use super::browser::{cookie_name, set_cookie};
 use super::codes::{hash_token, random_token, valid_challenge, valid_thumbprint};
 use super::pages::error_page;
-use super::redirect::{error_redirect, see_other};
+use super::redirect::{error_redirect, is_registered, see_other};
 use super::rp::RelyingParty;
 use super::{audited, callback_url, denial, refuse, sign_in_idp};
 
@@ -114,7 +114,7 @@ pub async fn authorize(
     };
     audit.client_id = Some(client.config.client_id.clone());
     let Some(redirect_uri) = get("redirect_uri")
-        .filter(|uri| client.config.redirect_uris.iter().any(|r| r == uri))
+        .filter(|uri| is_registered(&client.config.redirect_uris, uri))
         .map(str::to_string)
     else {
         return refuse(

@@ -430,6 +430,14 @@ fn trust_objects_are_validated_with_their_index() {
         ("release = [\"cnf\"]\n", "release"),
         ("release = [\"tid\"]\n", "release"),
         ("token_type = \"saml2\"\n", "token_type"),
+        (
+            "authorization_details_types = [\"mcp tools\"]\n",
+            "authorization_details_types",
+        ),
+        (
+            "authorization_details_types = [\"mcp_tools\", \"mcp_tools\"]\n",
+            "authorization_details_types",
+        ),
     ] {
         let error = load_file(
             &production(&format!(

@@ -671,6 +671,7 @@ fn decide(
     audience: &Audience,
     resources: &[String],
     requested_scopes: &[String],
+    authorization_details: Option<&Value>,
     subject: &Subject,
     actor: Option<&Map<String, Value>>,
     now: i64,
@@ -680,6 +681,10 @@ fn decide(
     let kind = audience.kind;
     let granted_scopes = grant_scopes(requested_scopes, audience, client, subject)?;
     audit.scopes_granted = granted_scopes.clone();
+    super::authorization_details::check_types(
+        authorization_details,
+        &audience.config.authorization_details_types,
+    )?;
     check_authentication_context(audience, subject, now)?;
 
     // Converting the claims for CEL costs microseconds per request: only when policy exists.
@@ -699,6 +704,8 @@ fn decide(
                 "audience_id": audience.config.id,
                 "resources": resources,
                 "scopes": granted_scopes,
+                // IDJAG-ISSUE-20: a condition can hold the details to the scopes and resources.
+                "authorization_details": authorization_details.cloned().unwrap_or_else(|| json!([])),
                 "requested_token_type": issued_token_type(kind),
             }),
         }
@@ -963,6 +970,7 @@ pub async fn exchange(
         &audience,
         &resources,
         &requested_scopes,
+        authorization_details.as_ref(),
         &subject,
         actor.as_ref().map(|actor| actor.claims()),
         now,
@@ -1276,6 +1284,9 @@ pub struct PolicyQuestion {
     pub scope: Option<String>,
     /// `requested_token_type`.
     pub requested_token_type: Option<String>,
+    /// `authorization_details` (RFC 9396), as the JSON the request would carry.
+    #[serde(default)]
+    pub authorization_details: Option<Value>,
 }
 
 /// What [`explain`] found: the decision a token exchange would reach, and what it would issue.
@@ -1420,6 +1431,9 @@ fn explain_into(
         claims: question.claims.clone(),
         single_use: None,
     };
+    if let Some(details) = &question.authorization_details {
+        super::authorization_details::parse(Some(&details.to_string()))?;
+    }
     let mut scratch = AuditEvent::new(now, "policy_eval", crate::store::Decision::Denied);
     let mut mapped = decide(
         config,
@@ -1427,6 +1441,7 @@ fn explain_into(
         &audience,
         &resources,
         &requested_scopes,
+        question.authorization_details.as_ref(),
         &subject,
         None,
         now,

@@ -385,9 +385,18 @@ pub async fn redeem(
         ));
     }
     audit.scopes_granted = granted_scopes.clone();
+    // A type is granted when every granted resource takes it, as a scope is.
     let authorization_details = super::authorization_details::grant(
         claims.claim("authorization_details"),
         form.single("authorization_details")?,
+        |kind| {
+            resources.iter().all(|resource| {
+                resource
+                    .authorization_details_types
+                    .iter()
+                    .any(|accepted| accepted == kind)
+            })
+        },
     )?;
 
     // The issuer's condition sees what would be granted, as at leg 1: a policy on
@@ -404,6 +413,7 @@ pub async fn redeem(
             "grant_type": super::GRANT_JWT_BEARER,
             "resources": audit.resources,
             "scopes": granted_scopes,
+            "authorization_details": authorization_details.clone().unwrap_or_else(|| json!([])),
         }),
     };
     match input.prepare().allows(idp.condition.as_ref()) {

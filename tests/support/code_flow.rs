@@ -18,6 +18,7 @@ pub fn enable_code_flow(config: &mut frontdesk::config::Config) {
     config.resources.push(frontdesk::config::ResourceConfig {
         resource: RESOURCE.into(),
         scopes: vec!["mcp:read".into(), "mcp:write".into()],
+        authorization_details_types: vec![],
         access_token_lifetime_secs: None,
         single_use_assertions: true,
         require_dpop: false,

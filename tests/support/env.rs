@@ -54,6 +54,7 @@ pub fn audience(id: &str, issuer: &str, token_type: &str) -> AudienceConfig {
         aliases: vec![],
         resources: vec![],
         scopes: vec![],
+        authorization_details_types: vec![],
         token_type: token_type.into(),
         lifetime_secs: None,
         claims: BTreeMap::new(),

@@ -61,6 +61,7 @@ pub fn resource_side(
     config.resources.push(ResourceConfig {
         resource: MCP_RESOURCE.into(),
         scopes: vec!["read".into(), "write".into()],
+        authorization_details_types: vec![],
         access_token_lifetime_secs: Some(300),
         single_use_assertions: true,
         require_dpop: false,

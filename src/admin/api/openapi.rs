@@ -274,6 +274,7 @@ pub fn document(base: &str) -> Value {
                 "Audience": object(&["id", "issuer"], json!({
                     "id": { "type": "string" }, "issuer": { "type": "string" },
                     "aliases": string_list(), "resources": string_list(), "scopes": string_list(),
+                    "authorization_details_types": { "type": "array", "items": { "type": "string" }, "maxItems": 64, "description": "RFC 9396 types a request's authorization_details may have for this audience; others are invalid_authorization_details. Absent: none." },
                     "token_type": { "type": "string", "enum": crate::trust::AUDIENCE_TOKEN_TYPES },
                     "lifetime_secs": { "type": "integer" },
                     "claims": { "type": "object", "additionalProperties": { "type": "string" }, "description": "claim → CEL expression." },
