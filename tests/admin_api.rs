@@ -606,6 +606,63 @@ async fn private_key_material_is_refused_where_public_keys_belong() -> anyhow::R
     Ok(())
 }
 
+/// JWKS-07: "test connection" fetches with the same rule as the fetches it stands for, https
+/// (or http on a loopback address) at every hop: a redirect to plain http elsewhere is refused
+/// rather than followed, so the test neither reports a key set the token endpoint would never
+/// load nor lets whoever configured the URL point the server at other addresses.
+#[tokio::test]
+async fn test_connection_does_not_follow_a_redirect_to_plain_http() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let api = Api::start().await?;
+    // Where the redirect leads: plain http on an address that is not 127.0.0.1, counting hits.
+    let hits = Arc::new(AtomicUsize::new(0));
+    let target = tokio::net::TcpListener::bind("127.0.0.2:0").await?;
+    let target_url = format!("http://{}/jwks", target.local_addr()?);
+    let counted = hits.clone();
+    let jwks = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                axum::Json(
+                    json!({ "keys": [{ "kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB" }] }),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(target, jwks).await });
+    let redirector = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let start_url = format!("http://{}/jwks", redirector.local_addr()?);
+    let redirect = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || async move { axum::response::Redirect::to(&target_url) }),
+    );
+    tokio::spawn(async move { axum::serve(redirector, redirect).await });
+
+    let idp = json!({ "id": "partner", "issuer": "https://partner.example",
+                      "jwks_uri": start_url, "token_types": ["id_token"] });
+    let (status, body) = api
+        .admin(Method::POST, "/identity-providers", Some(idp))
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, test) = api
+        .admin(
+            Method::POST,
+            "/identity-providers/partner/test-connection",
+            None,
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{test}");
+    assert_eq!(test["ok"], false, "{test}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the plain-http hop was fetched"
+    );
+    Ok(())
+}
+
 async fn exchange(api: &Api, client: &str, secret: &str) -> anyhow::Result<(u16, Value)> {
     let id_token = api
         .env

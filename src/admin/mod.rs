@@ -58,14 +58,19 @@ pub struct AdminRuntime {
 
 impl AdminRuntime {
     /// Builds the runtime; `http_timeout` bounds each outbound request of "test connection" and
-    /// of single sign-on.
+    /// of single sign-on. "Test connection" fetches with the trust fetches' own client (JWKS-07:
+    /// https, or http on a loopback address, at every redirect hop), so it reports what the
+    /// token endpoint would load and cannot be redirected anywhere else.
     pub fn new(http_timeout: Duration, config: &crate::config::Config) -> AdminRuntime {
-        let http = reqwest::Client::builder()
-            .timeout(http_timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .user_agent(concat!("frontdesk/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let http =
+            crate::jose::jwks_cache::trust_http_client(http_timeout).unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot build the HTTP client of test connection");
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(http_timeout)
+                    .build()
+                    .unwrap_or_default()
+            });
         AdminRuntime {
             limiter: auth::RateLimiter::default(),
             bootstrap: std::sync::Mutex::new(None),
