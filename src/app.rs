@@ -299,12 +299,10 @@ pub async fn build_token_service(
     let trust = Trust::load(store.clone(), config.resources.clone())
         .await
         .map_err(|error| StartupError(format!("cannot load the trust configuration: {error}")))?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(config.federation.http_timeout_secs))
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .user_agent(concat!("frontdesk/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|error| StartupError(format!("cannot build the HTTP client: {error}")))?;
+    let http = crate::jose::jwks_cache::trust_http_client(Duration::from_secs(
+        config.federation.http_timeout_secs,
+    ))
+    .map_err(|error| StartupError(format!("cannot build the HTTP client: {error}")))?;
     let saml_metadata = Arc::new(crate::saml::metadata::MetadataCache::new(
         http.clone(),
         crate::saml::metadata::MetadataCacheConfig {

@@ -246,6 +246,30 @@ impl Drop for WaitGuard<'_> {
     }
 }
 
+/// Redirects followed by [`trust_http_client`].
+const MAX_REDIRECTS: usize = 3;
+
+/// The HTTP client for what frontdesk fetches from its trust configuration: identity providers'
+/// JWKS and discovery documents, clients' `jwks_uri`, SAML metadata. An overall `timeout`, and
+/// at most three redirects, each to https (or http on a loopback host, like the configured URLs):
+/// checking only where a chain ends would let a plain-http hop in the middle, which anyone on
+/// the path can rewrite, send the fetch anywhere (JWKS-07).
+pub fn trust_http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if crate::trust::is_https_or_loopback(attempt.url().as_str()) {
+                attempt.follow()
+            } else {
+                attempt.error("a redirect to a URL that is not https")
+            }
+        }))
+        .user_agent(concat!("frontdesk/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// Shared cache of external issuers' keys. Wrap in `Arc`.
 pub struct JwksCache {
     http: reqwest::Client,
@@ -1168,6 +1192,62 @@ mod tests {
             .unwrap_err();
         assert_eq!(e, JoseError::KeyUnavailable);
         assert_eq!(srv.hits(), 0);
+    }
+
+    /// JWKS-07 (https only): a redirect chain through a plain-http hop is not followed, even
+    /// when it ends at an acceptable URL. The hop is a non-loopback http URL (the IPv4-mapped
+    /// IPv6 form of a loopback address, which the loopback exception does not cover) standing
+    /// for `http://idp.example/…` between two acceptable URLs.
+    #[tokio::test]
+    async fn jwks07_a_redirect_through_plain_http_is_not_followed() {
+        let srv = Srv::new(vec![ec_key().jwk_value()]);
+        let addr = serve(srv.clone()).await;
+        // Dual stack: reached as 127.0.0.1 and as [::ffff:127.0.0.1].
+        let listener = tokio::net::TcpListener::bind("[::]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hop = format!("http://[::ffff:127.0.0.1]:{port}/bounce");
+        let end = format!("http://{addr}/jwks");
+        let bounces = Arc::new(AtomicU64::new(0));
+        let counted = bounces.clone();
+        let app =
+            Router::new()
+                .route(
+                    "/start",
+                    get(move || async move {
+                        (http::StatusCode::FOUND, [(http::header::LOCATION, hop)])
+                    }),
+                )
+                .route(
+                    "/bounce",
+                    get(move || async move {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        (http::StatusCode::FOUND, [(http::header::LOCATION, end)])
+                    }),
+                );
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        // The production client and settings: loopback http allowed, remote http not.
+        let cache = JwksCache::new(
+            trust_http_client(Duration::from_secs(10)).unwrap(),
+            JwksCacheConfig {
+                allow_loopback_http: true,
+                ..JwksCacheConfig::default()
+            },
+        );
+        let source =
+            KeySource::JwksUri(Url::parse(&format!("http://127.0.0.1:{port}/start")).unwrap());
+        let e = cache
+            .key_for("idp", &source, &token_for("ec-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e, JoseError::KeyUnavailable);
+        assert_eq!(
+            bounces.load(Ordering::SeqCst),
+            0,
+            "the http hop is not requested"
+        );
+        assert_eq!(srv.hits(), 0, "nor where the chain ends");
     }
 
     #[test]
