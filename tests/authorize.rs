@@ -528,6 +528,38 @@ async fn a_loopback_redirect_uri_may_name_any_port() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// RFC 8707 §2.2: a `resource` sent with the code must be the one the code was issued for
+/// (`invalid_target` otherwise); it used to be ignored, and the client got a token for another
+/// resource than the one it named.
+#[tokio::test]
+async fn a_code_redeemed_for_another_resource_is_invalid_target() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let redeem_for = |code: String, resource: &'static str| {
+        let env = &env;
+        async move {
+            let form = [
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+                ("resource", resource),
+            ];
+            env.post_token(&form, Some((APP, SECRET))).await
+        }
+    };
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+    let (status, body) = redeem_for(code, "https://other.example/mcp").await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+    let (status, body) = redeem_for(code, RESOURCE).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn pre_approved_client_skips_consent() -> anyhow::Result<()> {
     let (env, browser) = start().await?;

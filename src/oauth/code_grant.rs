@@ -153,6 +153,19 @@ pub async fn redeem_code(
     if let Some(jkt) = record.dpop_jkt.as_deref() {
         super::dpop::require_key(jkt, proof, BoundToken::Code, ErrorCode::InvalidGrant)?;
     }
+    // RFC 8707 §2.2: a `resource` named at the token endpoint must be the one the code was
+    // issued for; the token is never silently for another resource than the client asked.
+    if form
+        .all("resource")
+        .iter()
+        .any(|resource| *resource != record.resource)
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "resource_outside_grant",
+            "The authorization code was not issued for this resource",
+        ));
+    }
     let lifetime = i64::try_from(service.config.authorization.refresh_token_lifetime_secs)
         .unwrap_or(14 * 86400);
     issue(
