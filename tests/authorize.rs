@@ -560,6 +560,41 @@ async fn a_code_redeemed_for_another_resource_is_invalid_target() -> anyhow::Res
     Ok(())
 }
 
+/// A `state` is stored with the pending request before anyone signs in: one longer than 4096
+/// bytes is refused (redirected as `invalid_request`) instead of being stored, so an anonymous
+/// request cannot make the server store the few hundred kilobytes a URL can carry.
+#[tokio::test]
+async fn an_oversized_state_is_refused_before_anything_is_stored() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let mut params = authorize_params(APP);
+    params[3].1 = "s".repeat(4097);
+    let response = browser
+        .get(format!(
+            "{}/authorize?{}",
+            env.url,
+            serde_urlencoded::to_string(&params)?
+        ))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 303);
+    let url = location(&response)?;
+    assert!(url.as_str().starts_with(REDIRECT), "{url}");
+    assert_eq!(query(&url, "error").as_deref(), Some("invalid_request"));
+    assert_eq!(query(&url, "iss").as_deref(), Some(env.url.as_str()));
+    assert!(
+        response.headers().get("set-cookie").is_none(),
+        "nothing pending"
+    );
+    let events = env.audit_log().await?;
+    assert!(events.iter().any(
+        |r| r.event.event == "authorize" && r.event.reason.as_deref() == Some("state_too_long")
+    ));
+    // 4096 bytes are fine.
+    params[3].1 = "s".repeat(4096);
+    begin(&env, &browser, &params).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn pre_approved_client_skips_consent() -> anyhow::Result<()> {
     let (env, browser) = start().await?;

@@ -24,6 +24,11 @@ use super::redirect::{error_redirect, is_registered, see_other};
 use super::rp::RelyingParty;
 use super::{audited, callback_url, denial, refuse, sign_in_idp};
 
+/// The longest `state` accepted. It is stored with the pending request before anyone has signed
+/// in, so without a bound anyone could have the server store a few hundred kilobytes (all a URL
+/// can carry) per request; a client's random value or an encoded return path fits many times.
+const MAX_STATE_BYTES: usize = 4096;
+
 /// Why a request with a valid redirect URI is refused: reported to the client there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Refusal {
@@ -199,6 +204,13 @@ fn check(
     audit: &mut AuditEvent,
 ) -> Result<Checked, Refusal> {
     let get = |name: &str| params.get(name).map(String::as_str);
+    if get("state").is_some_and(|state| state.len() > MAX_STATE_BYTES) {
+        return Err(refusal(
+            "invalid_request",
+            "state_too_long",
+            "state is longer than 4096 bytes",
+        ));
+    }
     if get("response_type") != Some("code") {
         return Err(refusal(
             "unsupported_response_type",
