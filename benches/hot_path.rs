@@ -341,6 +341,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         require_dpop_nonce: false,
         requests_per_minute: None,
         introspect_audiences: Vec::new(),
+        audience_tenant_client_ids: BTreeMap::new(),
     };
     let mut agent = client(AGENT, "client_secret_basic");
     agent.secret_hash = Some(hash_secret(SECRET).unwrap());

@@ -43,6 +43,10 @@ pub struct ClientAddArgs {
     /// `AUDIENCE=ID`: the client's identifier at an audience (repeatable).
     #[arg(long = "audience-client-id", value_parser = parse_pair)]
     pub audience_client_ids: Vec<(String, String)>,
+    /// Its client id at an audience for one tenant, `AUDIENCE/TENANT=ID`, where the resource AS
+    /// scopes client ids to tenants (repeatable; `audience_tenant_client_ids`).
+    #[arg(long = "audience-tenant-client-id", value_parser = parse_pair)]
+    pub audience_tenant_client_ids: Vec<(String, String)>,
     /// A grant type (repeatable; default: token-exchange).
     #[arg(long = "grant-type")]
     pub grant_types: Vec<String>,
@@ -174,6 +178,10 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
         idp_client_ids: args.idp_client_ids.into_iter().collect::<BTreeMap<_, _>>(),
         audience_client_ids: args
             .audience_client_ids
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
+        audience_tenant_client_ids: args
+            .audience_tenant_client_ids
             .into_iter()
             .collect::<BTreeMap<_, _>>(),
         redirect_uris: args.redirect_uris,

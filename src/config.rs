@@ -556,6 +556,13 @@ pub struct ClientConfig {
     /// The client's identifier at each audience (audience id → the ID-JAG `client_id` claim).
     #[serde(default)]
     pub audience_client_ids: BTreeMap<String, String>,
+    /// Tenant-scoped identifiers at audiences whose client ids are unique only within a tenant
+    /// (IDJAG §6.2, TEN-02): `"audience-id/tenant"` → the `client_id` claim of grants for users
+    /// of that tenant (the grant's `tenant` claim, as the audience maps it). An audience named
+    /// here gets no grant for a user of another tenant, rather than one naming a client id the
+    /// resource AS does not know in that tenant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audience_tenant_client_ids: BTreeMap<String, String>,
     /// Redirect URIs for the authorization code flow, matched exactly (https, or http on a
     /// loopback address).
     #[serde(default)]

@@ -130,6 +130,26 @@ impl Client {
             .get(audience)
             .map_or(self.config.client_id.as_str(), String::as_str)
     }
+
+    /// The identifier this client is known by at `audience` for a user of `tenant` (TEN-02,
+    /// IDJAG §6.2). Where the resource AS scopes client ids to its tenants the client has one
+    /// per tenant (`audience_tenant_client_ids`); a grant for a user of a tenant it has none in,
+    /// or of no tenant, would name a client the resource AS does not know there, so there is
+    /// none (`None`). Other audiences: [`Self::id_at_audience`].
+    pub fn id_at_audience_in_tenant(&self, audience: &str, tenant: Option<&str>) -> Option<&str> {
+        let scoped = &self.config.audience_tenant_client_ids;
+        let tenant_scoped = !scoped.is_empty()
+            && scoped.keys().any(|key| {
+                key.strip_prefix(audience)
+                    .is_some_and(|rest| rest.starts_with('/'))
+            });
+        if !tenant_scoped {
+            return Some(self.id_at_audience(audience));
+        }
+        scoped
+            .get(&format!("{audience}/{}", tenant?))
+            .map(String::as_str)
+    }
 }
 
 /// One consistent snapshot of all trust objects.
@@ -454,4 +474,61 @@ async fn load_registry(store: &Store) -> Result<Registry, StoreError> {
     let audiences = decode(store.list_trust(TrustKind::Audience).await?);
     let clients = decode(store.list_trust(TrustKind::Client).await?);
     Ok(Registry::build(idps, audiences, clients, version))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn client(tenant_ids: &[(&str, &str)]) -> Client {
+        let mut config: ClientConfig = serde_json::from_value(serde_json::json!({
+            "client_id": "agent",
+            "auth_method": "private_key_jwt",
+            "jwks_uri": "https://agent.example/jwks.json",
+            "audiences": ["saas", "saasy", "wiki"],
+            "audience_client_ids": { "saas": "agent-at-saas", "wiki": "agent-at-wiki" },
+        }))
+        .unwrap();
+        for (key, id) in tenant_ids {
+            config
+                .audience_tenant_client_ids
+                .insert(key.to_string(), id.to_string());
+        }
+        Client::build(config).unwrap()
+    }
+
+    /// TEN-02 (IDJAG §6.2): where an audience scopes client ids to tenants, the grant names the
+    /// client's id in the user's tenant, and there is none for another tenant or no tenant; an
+    /// audience whose id merely starts like a tenant-scoped one is not affected.
+    #[test]
+    fn tenant_scoped_client_ids_ten_02() {
+        let agent = client(&[("saas/acme", "agent-acme"), ("saas/globex", "agent-globex")]);
+        assert_eq!(
+            agent.id_at_audience_in_tenant("saas", Some("acme")),
+            Some("agent-acme")
+        );
+        assert_eq!(
+            agent.id_at_audience_in_tenant("saas", Some("globex")),
+            Some("agent-globex")
+        );
+        assert_eq!(
+            agent.id_at_audience_in_tenant("saas", Some("initech")),
+            None
+        );
+        assert_eq!(agent.id_at_audience_in_tenant("saas", None), None);
+        assert_eq!(
+            agent.id_at_audience_in_tenant("wiki", Some("acme")),
+            Some("agent-at-wiki")
+        );
+        assert_eq!(
+            agent.id_at_audience_in_tenant("saasy", Some("acme")),
+            Some("agent")
+        );
+        let plain = client(&[]);
+        assert_eq!(
+            plain.id_at_audience_in_tenant("saas", None),
+            Some("agent-at-saas")
+        );
+    }
 }

@@ -651,6 +651,8 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
     validate_per_minute("requests_per_minute", client.requests_per_minute)?;
     validate_introspect_audiences(&client.introspect_audiences)
         .or_else(|m| invalid("introspect_audiences".into(), m))?;
+    validate_tenant_client_ids(client)
+        .or_else(|m| invalid("audience_tenant_client_ids".into(), m))?;
     if client.auth_method == "none" && !client.introspect_audiences.is_empty() {
         return invalid(
             "introspect_audiences".into(),
@@ -775,6 +777,36 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
             "redirect_uris".into(),
             "the authorization_code grant needs at least one registered redirect URI",
         );
+    }
+    Ok(())
+}
+
+/// Most tenant-scoped client ids one client may have.
+const MAX_TENANT_CLIENT_IDS: usize = 10_000;
+
+/// `audience_tenant_client_ids` (TEN-02): keys `audience-id/tenant` naming one of the client's
+/// own audiences and a tenant, values the client id there; printable, at most 256 characters.
+fn validate_tenant_client_ids(client: &ClientConfig) -> Result<(), String> {
+    let ids = &client.audience_tenant_client_ids;
+    if ids.len() > MAX_TENANT_CLIENT_IDS {
+        return Err(format!("at most {MAX_TENANT_CLIENT_IDS} entries"));
+    }
+    let printable =
+        |text: &str| !text.is_empty() && text.len() <= 256 && !text.chars().any(char::is_control);
+    for (key, client_id) in ids {
+        let Some((audience, tenant)) = key.split_once('/') else {
+            return Err(format!("`{key}` is not `audience-id/tenant`"));
+        };
+        if !client.audiences.iter().any(|id| id == audience) {
+            return Err(format!(
+                "`{key}`: `{audience}` is not one of this client's audiences"
+            ));
+        }
+        if !printable(tenant) || !printable(client_id) {
+            return Err(format!(
+                "`{key}`: the tenant and the client id are 1-256 printable characters"
+            ));
+        }
     }
     Ok(())
 }

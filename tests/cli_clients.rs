@@ -107,6 +107,8 @@ async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow:
             "read",
             "--introspect-audience",
             "https://mcp.example.com/mcp",
+            "--audience-tenant-client-id",
+            "saas/acme=bot-in-acme",
         ],
         &[],
     )
@@ -136,6 +138,10 @@ async fn client_add_stores_only_a_hash_of_the_secret_it_prints_once() -> anyhow:
     let hash = bot.document["secret_hash"].as_str().expect("hash");
     assert!(frontdesk::secret::verify_secret(&secret, hash));
     assert_eq!(bot.document["idp_client_ids"]["corp"], "0oa1");
+    assert_eq!(
+        bot.document["audience_tenant_client_ids"]["saas/acme"],
+        "bot-in-acme"
+    );
     assert_eq!(
         bot.document["introspect_audiences"],
         serde_json::json!(["https://mcp.example.com/mcp"])

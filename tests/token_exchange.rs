@@ -360,6 +360,72 @@ async fn authorization_details_are_vetted_by_the_audience_idjag_issue_19_20() ->
     Ok(())
 }
 
+/// TEN-02 (IDJAG §6.2): a resource AS whose client ids are unique only within its tenants gets,
+/// in each ID-JAG, the client's id in the user's tenant (the grant's `tenant` claim, mapped by
+/// the audience); a user of a tenant the client has no id in gets no ID-JAG (`invalid_target`,
+/// `client_not_registered_in_tenant`), and an audience with global client ids is unaffected.
+#[tokio::test]
+async fn tenant_scoped_client_ids_name_the_client_in_the_users_tenant_ten_02() -> anyhow::Result<()>
+{
+    let env = Env::start_with(|config| {
+        let saas = &mut config.audiences[0];
+        assert_eq!(saas.id, "saas");
+        saas.claims.insert("tenant".into(), "subject.tid".into());
+        let agent = config
+            .clients
+            .iter_mut()
+            .find(|client| client.client_id == AGENT)
+            .expect("the agent");
+        for (tenant, id) in [("acme", "agent-in-acme"), ("globex", "agent-in-globex")] {
+            agent
+                .audience_tenant_client_ids
+                .insert(format!("saas/{tenant}"), id.into());
+        }
+    })
+    .await?;
+    let exchange = |audience: &'static str, tid: &'static str| {
+        let env = &env;
+        async move {
+            let id_token = env
+                .idp
+                .mint(json!({ "aud": AGENT_AT_IDP, "sub": format!("user-of-{tid}"), "tid": tid }))
+                .await?;
+            env.exchange_as_agent(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", ID_JAG),
+                ("audience", audience),
+                ("subject_token", id_token.as_str()),
+                ("subject_token_type", ID_TOKEN),
+            ])
+            .await
+        }
+    };
+    for (tid, client_id) in [("acme", "agent-in-acme"), ("globex", "agent-in-globex")] {
+        let (status, body) = exchange(RAS_ISSUER, tid).await?;
+        assert_eq!(status, 200, "{body}");
+        let (_, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
+        assert_eq!(claims["client_id"], client_id);
+        assert_eq!(claims["tenant"], tid);
+    }
+    let (status, body) = exchange(RAS_ISSUER, "initech").await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    let audit = env.audit_log().await?;
+    assert_eq!(
+        audit[0].event.reason.as_deref(),
+        Some("client_not_registered_in_tenant")
+    );
+    // Another audience keeps its one, global client id.
+    let (status, body) = exchange(OTHER_RAS_ISSUER, "initech").await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
+    assert_eq!(claims["client_id"], AGENT);
+    Ok(())
+}
+
 #[tokio::test]
 async fn idp_key_rotation_is_picked_up_without_restart() -> anyhow::Result<()> {
     let env = Env::start().await?;

@@ -429,6 +429,12 @@ const CLIENT_FIELDS: &[Spec] = &[
         "One audience-id=client-id per line: the ID-JAG client_id claim.",
     ),
     spec(
+        "audience_tenant_client_ids",
+        "Ids at audiences per tenant",
+        Format::Map,
+        "One audience-id/tenant=client-id per line, where the audience scopes client ids to its tenants (keyed by the grant's tenant claim).",
+    ),
+    spec(
         "client_name",
         "Name",
         Format::OptText,
@@ -1352,6 +1358,7 @@ pub(crate) async fn update_registered_client(
         "audiences",
         "idp_client_ids",
         "audience_client_ids",
+        "audience_tenant_client_ids",
         "requests_per_minute",
         "require_dpop_nonce",
         "introspect_audiences",

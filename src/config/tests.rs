@@ -479,6 +479,14 @@ fn trust_objects_are_validated_with_their_index() {
             "clients[0].introspect_audiences",
         ),
         (
+            "audience_tenant_client_ids = { saas = \"x\" }\n",
+            "clients[0].audience_tenant_client_ids",
+        ),
+        (
+            "audience_tenant_client_ids = { \"wiki/acme\" = \"x\" }\n",
+            "clients[0].audience_tenant_client_ids",
+        ),
+        (
             "introspect_audiences = [\"mcp server\"]\n",
             "clients[0].introspect_audiences",
         ),

@@ -558,6 +558,7 @@ pub fn client_from_document(
         require_dpop_nonce: false,
         requests_per_minute: None,
         introspect_audiences: Vec::new(),
+        audience_tenant_client_ids: Default::default(),
     })
 }
 

@@ -659,6 +659,25 @@ fn check_authentication_context(
     Ok(())
 }
 
+/// The `client_id` claim of a grant for `audience` (TEN-02): the client's id there, in the
+/// grant's tenant (its mapped `tenant` claim) when the audience scopes client ids to tenants.
+fn client_id_at_audience<'a>(
+    client: &'a AuthenticatedClient,
+    audience: &Audience,
+    mapped: &Map<String, Value>,
+) -> Result<&'a str, OAuthError> {
+    let tenant = mapped.get("tenant").and_then(Value::as_str);
+    client
+        .client
+        .id_at_audience_in_tenant(&audience.config.id, tenant)
+        .ok_or_else(|| {
+            invalid_target(
+                "client_not_registered_in_tenant",
+                "This client has no client id at the requested audience for the user's tenant",
+            )
+        })
+}
+
 /// The policy half of an exchange, once the client, the audience and the subject are known:
 /// the granted scopes (recorded in `audit` as soon as they are known, so a later denial still
 /// shows them), step-up, the identity provider's and the audience's CEL conditions, and the
@@ -977,6 +996,12 @@ pub async fn exchange(
         audit,
     )?;
     let granted_scopes = audit.scopes_granted.clone();
+    let client_id_at_audience = match kind {
+        IssueKind::AccessToken => None,
+        IssueKind::IdJag | IssueKind::ChainingGrant => {
+            Some(client_id_at_audience(client, &audience, &mapped)?)
+        }
+    };
     check_single_use(service, &subject).await?;
 
     let lifetime = audience.config.lifetime_secs.unwrap_or(match kind {
@@ -1000,10 +1025,7 @@ pub async fn exchange(
     match kind {
         IssueKind::IdJag | IssueKind::ChainingGrant => {
             claims.insert("aud".into(), json!(audience.config.issuer));
-            claims.insert(
-                "client_id".into(),
-                json!(client.client.id_at_audience(&audience.config.id)),
-            );
+            claims.insert("client_id".into(), json!(client_id_at_audience));
         }
         IssueKind::AccessToken => {
             // AT-03: the granted resources, or the audience's identifier when none was named.
@@ -1457,6 +1479,9 @@ fn explain_into(
         if let Some(value) = subject.released(claim) {
             claims.insert(claim.clone(), value.clone());
         }
+    }
+    if audience.kind != IssueKind::AccessToken {
+        client_id_at_audience(&client, &audience, &mapped)?;
     }
     claims.extend(mapped);
     explanation.claims = claims;

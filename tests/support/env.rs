@@ -88,6 +88,7 @@ pub fn client(id: &str, method: &str, audiences: &[&str]) -> ClientConfig {
         require_dpop_nonce: false,
         requests_per_minute: None,
         introspect_audiences: Vec::new(),
+        audience_tenant_client_ids: BTreeMap::new(),
     }
 }
 

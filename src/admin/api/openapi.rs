@@ -287,6 +287,7 @@ pub fn document(base: &str) -> Value {
                     "jwks": { "type": "string" }, "jwks_uri": { "type": "string" },
                     "grant_types": string_list(), "audiences": string_list(), "scopes": string_list(),
                     "idp_client_ids": string_map(), "audience_client_ids": string_map(),
+                    "audience_tenant_client_ids": { "type": "object", "additionalProperties": { "type": "string" }, "description": "\"audience-id/tenant\" → the client_id claim of grants for that audience's users of that tenant (IDJAG §6.2, tenant-scoped client ids); an audience named here gets no grant for another tenant's user." },
                     "client_name": { "type": "string" }, "redirect_uris": string_list(),
                     "authorization_grant_profiles_supported": string_list(),
                     "source": { "type": "string", "enum": ["dcr"], "description": "Set on clients that registered themselves (POST /register)." },
