@@ -95,6 +95,52 @@ async fn a_public_client_completes_the_code_flow_and_refreshes_with_its_client_i
     Ok(())
 }
 
+/// RFC 6749 §10.2, RFC 8252 §8.6: requests are not approved without the user unless the
+/// client's identity can be assured. A public client's cannot (anyone may send its client_id,
+/// any local app may listen on its loopback redirect URI), so listing it in
+/// `pre_approved_clients` does not skip the consent page; it used to hand the code straight to
+/// whoever started the request. A confidential client is still pre-approved.
+#[tokio::test]
+async fn a_pre_approved_public_client_still_gets_the_consent_page() -> anyhow::Result<()> {
+    let mut public = client(PUBLIC, "none", &[]);
+    public.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    public.redirect_uris = vec![REDIRECT.into()];
+    let mut confidential = client(CONFIDENTIAL, "client_secret_basic", &[]);
+    confidential.secret_hash =
+        Some(frontdesk::secret::hash_secret(SECRET).map_err(anyhow::Error::msg)?);
+    confidential.grant_types = vec!["authorization_code".into()];
+    confidential.redirect_uris = vec![REDIRECT.into()];
+    let env = Env::start_with(move |config| {
+        enable_code_flow(config);
+        config.clients.push(public);
+        config.clients.push(confidential);
+        config.authorization.pre_approved_clients = vec![PUBLIC.into(), CONFIDENTIAL.into()];
+    })
+    .await?;
+    let browser = browser()?;
+    let (html, cookie) = to_consent(&env, &browser, &authorize_params(PUBLIC, REDIRECT)).await?;
+    let redirect = approve(&env, &browser, &html, &cookie).await?;
+    assert!(query(&redirect, "code").is_some(), "{redirect}");
+    // The confidential client skips the page: the callback answers with the code.
+    let response = authorize(&env, &browser, &authorize_params(CONFIDENTIAL, REDIRECT)).await?;
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .unwrap_or_default()
+        .to_string();
+    let response = browser.get(location(&response)?).send().await?;
+    let response = browser
+        .get(location(&response)?)
+        .header("cookie", cookie)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 303);
+    assert!(query(&location(&response)?, "code").is_some());
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_public_client_without_its_pkce_verifier_gets_nothing() -> anyhow::Result<()> {
     let env = start().await?;

@@ -207,18 +207,6 @@ pub async fn callback(
         auth_time: signed_in.auth_time,
         ..pending
     };
-    let pre_approved = state
-        .config
-        .authorization
-        .pre_approved_clients
-        .contains(&pending.client_id);
-    if pre_approved {
-        return approve(&state, pending, audit, "pre_approved").await;
-    }
-    // The sign-in itself is a decision: audit it, then ask for consent.
-    audit.decision = Decision::Changed;
-    audit.error_code = None;
-    audit.reason = Some("signed_in_awaiting_consent".into());
     let client = state
         .tokens
         .client_metadata
@@ -226,6 +214,22 @@ pub async fn callback(
         .await
         .ok()
         .flatten();
+    // A public client's identity cannot be assured (anyone can send its client_id, and any local
+    // app can listen on a loopback redirect URI), so its requests always ask the user, even if
+    // it is listed as pre-approved (RFC 6749 §10.2, RFC 8252 §8.6).
+    let pre_approved = state
+        .config
+        .authorization
+        .pre_approved_clients
+        .contains(&pending.client_id)
+        && client.as_ref().is_some_and(|client| !client.is_public());
+    if pre_approved {
+        return approve(&state, pending, audit, "pre_approved").await;
+    }
+    // The sign-in itself is a decision: audit it, then ask for consent.
+    audit.decision = Decision::Changed;
+    audit.error_code = None;
+    audit.reason = Some("signed_in_awaiting_consent".into());
     let name = client.and_then(|client| client.display_name());
     let response = consent_page(state.config.issuer_path(), &pending, name.as_deref());
     audited(&state, audit, response).await
