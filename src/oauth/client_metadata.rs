@@ -67,7 +67,7 @@ pub struct ClientMetadataResolver {
     config: ClientIdMetadataConfig,
     http: reqwest::Client,
     cache: Mutex<HashMap<String, Cached>>,
-    in_flight: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Resolution>>>>,
+    in_flight: InFlightMap,
 }
 
 impl std::fmt::Debug for ClientMetadataResolver {
@@ -229,11 +229,16 @@ impl ClientMetadataResolver {
         if let Some(result) = self.cached(url) {
             return result;
         }
-        let cell = lock(&self.in_flight)
-            .entry(url.to_string())
-            .or_default()
-            .clone();
-        let result = cell
+        let share = InFlight {
+            map: &self.in_flight,
+            url,
+            cell: lock(&self.in_flight)
+                .entry(url.to_string())
+                .or_default()
+                .clone(),
+        };
+        share
+            .cell
             .get_or_init(|| async {
                 // Another task may have finished while this one waited for the cell.
                 if let Some(result) = self.cached(url) {
@@ -260,9 +265,7 @@ impl ClientMetadataResolver {
                 result
             })
             .await
-            .clone();
-        lock(&self.in_flight).remove(url);
-        result
+            .clone()
     }
 
     /// Checks the URL itself: scheme, allowed host, no credentials or fragment (CIMD §3).
@@ -562,6 +565,30 @@ pub fn client_from_document(
     })
 }
 
+type InFlightMap = Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Resolution>>>>;
+
+/// One lookup's share of a single-flight entry. The last lookup to leave removes the entry,
+/// whether it finished or was cancelled (its request's connection closed): a cancelled first
+/// lookup must not leave an entry for a URL that may never be asked for again.
+struct InFlight<'a> {
+    map: &'a InFlightMap,
+    url: &'a str,
+    cell: Arc<tokio::sync::OnceCell<Resolution>>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(self.map);
+        // Shares are taken under this lock, so the count is exact: the map's and this one's.
+        if map
+            .get(self.url)
+            .is_some_and(|entry| Arc::ptr_eq(entry, &self.cell) && Arc::strong_count(entry) <= 2)
+        {
+            map.remove(self.url);
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
@@ -570,6 +597,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -657,6 +685,49 @@ mod tests {
             Client::build(config).is_err(),
             "public clients get no token exchange"
         );
+    }
+
+    /// A lookup cancelled while its fetch is under way (its request's connection closed) leaves
+    /// no single-flight entry behind: otherwise every abandoned URL — an attacker can make up
+    /// any number on an allowed host — would stay in memory for good.
+    #[tokio::test]
+    async fn a_cancelled_lookup_leaves_no_in_flight_entry() {
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let notify = arrived.clone();
+        let app = axum::Router::new().route(
+            "/clients/slow.json",
+            axum::routing::get(move || async move {
+                notify.notify_one();
+                std::future::pending::<()>().await;
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/clients/slow.json",
+            listener.local_addr().expect("addr")
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let resolver = Arc::new(
+            ClientMetadataResolver::new(ClientIdMetadataConfig {
+                enabled: true,
+                allowed_hosts: vec!["127.0.0.1".into()],
+                allow_loopback_http: true,
+                fetch_timeout_secs: 30,
+                ..ClientIdMetadataConfig::default()
+            })
+            .expect("resolver"),
+        );
+        let lookup = {
+            let (resolver, url) = (resolver.clone(), url.clone());
+            tokio::spawn(async move { resolver.resolve(&url).await.is_ok() })
+        };
+        arrived.notified().await;
+        assert_eq!(lock(&resolver.in_flight).len(), 1, "the fetch is under way");
+        lookup.abort();
+        assert!(lookup.await.expect_err("cancelled").is_cancelled());
+        assert!(lock(&resolver.in_flight).is_empty(), "nothing left behind");
     }
 
     #[test]
