@@ -229,6 +229,13 @@ pub struct ServerConfig {
     /// a replayed or misdirected grant) allowed per minute from one authenticated client before
     /// its token requests are answered `429 slow_down`. 0 disables.
     pub invalid_subject_tokens_per_minute: u32,
+    /// Addresses or networks (`10.0.0.0/8`, `127.0.0.1`) of the TLS proxies or load balancers in
+    /// front of frontdesk, whose `X-Forwarded-For` names the client. Without it every client
+    /// behind the proxy shares the proxy's address, so each per-address limit (failed client
+    /// authentications, admin sign-in, registration) would count everyone together and one
+    /// attacker could lock everyone out. Empty (the default): the header is ignored, since
+    /// anyone can send it.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Database settings.
@@ -654,6 +661,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 20,
             failed_auth_per_minute: 30,
             invalid_subject_tokens_per_minute: 60,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -864,6 +872,11 @@ impl Config {
                     self.server.listen
                 ),
             );
+        }
+        if let Err(message) =
+            crate::http::forwarded::TrustedProxies::parse(&self.server.trusted_proxies)
+        {
+            return err("server.trusted_proxies", message);
         }
         if self.server.request_timeout_secs == 0 || self.server.request_timeout_secs > 300 {
             return err("server.request_timeout_secs", "must be between 1 and 300");

@@ -653,6 +653,54 @@ async fn failed_authentication_at_introspection_and_revocation_is_throttled_tok_
     Ok(())
 }
 
+/// TOK-14 behind a TLS proxy (`server.trusted_proxies`): each client address that the proxy
+/// reports in `X-Forwarded-For` has its own quota of failed authentications, so one attacker's
+/// failures do not turn everyone else away, and an address the attacker writes to the left of
+/// the proxy's entry changes nothing. Without the setting the header is ignored: every request
+/// counts against the connection's own address.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_address_has_its_own_quota_tok_14() -> anyhow::Result<()>
+{
+    const ATTACKER: &str = "198.51.100.66";
+    const USER: &str = "198.51.100.7";
+    for trusted in [true, false] {
+        let env = Env::start_with(|config| {
+            config.server.failed_auth_per_minute = 2;
+            if trusted {
+                config.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+            }
+        })
+        .await?;
+        let introspect = |forwarded_for: &'static str, secret: &'static str| {
+            let request = env
+                .http
+                .post(format!("{}/introspect", env.url))
+                .header("x-forwarded-for", forwarded_for)
+                .basic_auth(AGENT, Some(secret))
+                .form(&[("token", "not-a-token")]);
+            async move { anyhow::Ok(request.send().await?.status().as_u16()) }
+        };
+        for _ in 0..3 {
+            assert_eq!(introspect(ATTACKER, "wrong secret").await?, 401);
+        }
+        assert_eq!(
+            introspect(ATTACKER, SECRET).await?,
+            429,
+            "trusted: {trusted}"
+        );
+        // The attacker names the user's address itself; the proxy appended the real one.
+        let spoofed = "198.51.100.7, 198.51.100.66";
+        assert_eq!(
+            introspect(spoofed, SECRET).await?,
+            429,
+            "trusted: {trusted}"
+        );
+        let user = introspect(USER, SECRET).await?;
+        assert_eq!(user, if trusted { 200 } else { 429 }, "trusted: {trusted}");
+    }
+    Ok(())
+}
+
 /// A client assertion's `jti` is the client's choice, as long as the assertion may be (8 KiB):
 /// one of 4,800 incompressible characters authenticates once, is refused the second time, and
 /// the exchanges committed beside it are issued. On PostgreSQL a key that long once failed the

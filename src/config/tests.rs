@@ -218,6 +218,10 @@ fn invalid_values_name_the_key_and_the_file() {
             "server.request_timeout_secs",
         ),
         ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
+        (
+            "[server]\ntrusted_proxies = [\"proxy.internal\"]\n",
+            "server.trusted_proxies",
+        ),
         ("[database]\nurl = \"mysql://db/x\"\n", "database.url"),
         (
             "[database]\nmax_connections = 0\n",

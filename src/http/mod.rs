@@ -2,6 +2,7 @@
 //! Handlers stay thin; decisions live in `oauth`.
 
 mod error;
+pub mod forwarded;
 mod health;
 mod metadata;
 mod metrics;
@@ -105,8 +106,22 @@ pub fn router(state: AppState) -> Router {
             "/token",
             axum::routing::post(token::token).fallback(token::method_not_allowed),
         );
-    mounted(state.config.issuer_path(), limited.merge(forms), max_body)
-        .layer(axum::middleware::from_fn(metrics::track))
+    let mut app = mounted(state.config.issuer_path(), limited.merge(forms), max_body);
+    // Behind trusted proxies, the client's address replaces the proxy's for every handler;
+    // without them nothing is added to the path of a request.
+    match forwarded::TrustedProxies::parse(&state.config.server.trusted_proxies) {
+        Ok(proxies) if !proxies.is_empty() => {
+            app = app.layer(axum::middleware::from_fn_with_state(
+                std::sync::Arc::new(proxies),
+                forwarded::resolve_client,
+            ));
+        }
+        Ok(_) => {}
+        // Config::validate refused it at start-up; an embedder that skipped validation gets
+        // the safe reading: no proxy trusted.
+        Err(message) => tracing::warn!(%message, "server.trusted_proxies ignored"),
+    }
+    app.layer(axum::middleware::from_fn(metrics::track))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(
