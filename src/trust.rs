@@ -296,6 +296,7 @@ pub fn validate_redirect_uri(text: &str) -> Result<(), String> {
 /// Validates one identity provider; the key in the error is relative to the provider.
 pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), Invalid> {
     validate_id(&idp.id).or_else(|m| invalid("id".into(), m))?;
+    refuse_private_keys(idp.jwks.as_deref(), idp.saml_certificates.as_deref())?;
     let saml = idp.token_types.iter().any(|t| t == "saml2");
     if saml && idp.token_types.iter().all(|t| t == "saml2") {
         // A SAML entity ID is any absolute URI, and IdPs use http ones and URNs
@@ -520,6 +521,43 @@ fn validate_detail_types(types: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// JWK members that hold a private or symmetric key (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
+const PRIVATE_JWK_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// Refuses private key material where only public keys belong (an inline JWKS, SAML signing
+/// certificates): whatever is stored is shown on the edit page and by the API to every role,
+/// and kept in the audit log's before/after documents for good — from the configuration file
+/// as from the admin page.
+fn refuse_private_keys(
+    jwks: Option<&str>,
+    saml_certificates: Option<&str>,
+) -> Result<(), (String, String)> {
+    if let Some(jwks) = jwks {
+        let set: serde_json::Value = serde_json::from_str(jwks).unwrap_or_default();
+        for key in set["keys"].as_array().into_iter().flatten() {
+            if let Some(member) = PRIVATE_JWK_MEMBERS
+                .iter()
+                .find(|member| key.get(**member).is_some())
+            {
+                return Err((
+                    "jwks".into(),
+                    format!(
+                        "key `{}` carries private key material (`{member}`): paste only the public keys",
+                        key["kid"].as_str().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+    }
+    if saml_certificates.is_some_and(|pem| pem.contains("PRIVATE KEY")) {
+        return Err((
+            "saml_certificates".into(),
+            "this holds a private key: paste only the certificates".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates one protected resource.
 pub fn validate_resource(resource: &crate::config::ResourceConfig) -> Result<(), Invalid> {
     let url = url::Url::parse(&resource.resource).or_else(|e| {
@@ -642,6 +680,7 @@ pub fn validate_audience(audience: &AudienceConfig) -> Result<(), Invalid> {
 
 /// Validates one client; the key in the error is relative to the client.
 pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
+    refuse_private_keys(client.jwks.as_deref(), None)?;
     if client.source.as_deref() == Some("cimd") {
         // A Client ID Metadata Document client is named by the URL of its document.
         validate_url(&client.client_id, true).or_else(|m| invalid("client_id".into(), m))?;

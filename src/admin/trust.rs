@@ -728,7 +728,6 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
                     "frontdesk never redeems grants it issued itself (IDJAG-ACCEPT-23)".into(),
                 ));
             }
-            refuse_private_keys(idp.jwks.as_deref(), idp.saml_certificates.as_deref())?;
             for other in others(load(TrustKind::IdentityProvider).await?, &idp.id) {
                 if other["issuer"].as_str() == Some(idp.issuer.as_str()) {
                     return Err((
@@ -778,7 +777,6 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
             let client: ClientConfig =
                 serde_path_to_error::deserialize(document.clone()).map_err(typed)?;
             crate::trust::validate_client(&client)?;
-            refuse_private_keys(client.jwks.as_deref(), None)?;
             let audiences = load(TrustKind::Audience).await?;
             for audience in &client.audiences {
                 if !audiences.iter().any(|d| &d.id == audience) {
@@ -806,42 +804,6 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
                 }
             }
         }
-    }
-    Ok(())
-}
-
-/// JWK members that hold a private or symmetric key (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
-const PRIVATE_JWK_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
-/// Refuses private key material where only public keys belong (an inline JWKS, SAML signing
-/// certificates): whatever is stored is shown on the edit page and by the API to every role,
-/// and kept in the audit log's before/after documents for good.
-fn refuse_private_keys(
-    jwks: Option<&str>,
-    saml_certificates: Option<&str>,
-) -> Result<(), (String, String)> {
-    if let Some(jwks) = jwks {
-        let set: Value = serde_json::from_str(jwks).unwrap_or_default();
-        for key in set["keys"].as_array().into_iter().flatten() {
-            if let Some(member) = PRIVATE_JWK_MEMBERS
-                .iter()
-                .find(|member| key.get(**member).is_some())
-            {
-                return Err((
-                    "jwks".into(),
-                    format!(
-                        "key `{}` carries private key material (`{member}`): paste only the public keys",
-                        key["kid"].as_str().unwrap_or("")
-                    ),
-                ));
-            }
-        }
-    }
-    if saml_certificates.is_some_and(|pem| pem.contains("PRIVATE KEY")) {
-        return Err((
-            "saml_certificates".into(),
-            "this holds a private key: paste only the certificates".into(),
-        ));
     }
     Ok(())
 }

@@ -403,6 +403,16 @@ fn trust_objects_are_validated_with_their_index() {
             "transcribe_claims",
         ),
         ("transcribe_claims = [\"a b\"]\n", "transcribe_claims"),
+        // Private key material is never stored where public keys belong (a symmetric key, or
+        // an RSA key with its private exponent).
+        (
+            "jwks = '{\"keys\": [{\"kty\": \"oct\", \"k\": \"c2VjcmV0\"}]}'\n",
+            "jwks",
+        ),
+        (
+            "jwks = '{\"keys\": [{\"kty\": \"RSA\", \"n\": \"AQAB\", \"e\": \"AQAB\", \"d\": \"AQAB\"}]}'\n",
+            "jwks",
+        ),
     ] {
         let error = load_file(
             &production(&format!(
