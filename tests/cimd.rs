@@ -27,6 +27,8 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 struct Documents {
     routes: Arc<Mutex<HashMap<String, (u16, String)>>>,
+    /// Content types other than `application/json`, per path.
+    types: Arc<Mutex<HashMap<String, String>>>,
     hits: Arc<Mutex<HashMap<String, usize>>>,
     total: Arc<AtomicUsize>,
 }
@@ -37,6 +39,13 @@ impl Documents {
             .lock()
             .expect("lock")
             .insert(path.to_string(), (status, body));
+    }
+
+    fn set_type(&self, path: &str, content_type: &str) {
+        self.types
+            .lock()
+            .expect("lock")
+            .insert(path.to_string(), content_type.to_string());
     }
 
     fn hits(&self, path: &str) -> usize {
@@ -58,6 +67,13 @@ async fn serve_document(State(docs): State<Documents>, Path(path): Path<String>)
         .entry(path.clone())
         .or_default() += 1;
     let found = docs.routes.lock().expect("lock").get(&path).cloned();
+    let content_type = docs
+        .types
+        .lock()
+        .expect("lock")
+        .get(&path)
+        .cloned()
+        .unwrap_or_else(|| "application/json".into());
     match found {
         Some((302, target)) => (
             axum::http::StatusCode::FOUND,
@@ -67,8 +83,8 @@ async fn serve_document(State(docs): State<Documents>, Path(path): Path<String>)
         Some((status, body)) => (
             axum::http::StatusCode::from_u16(status).expect("status"),
             [
-                (axum::http::header::CONTENT_TYPE, "application/json"),
-                (axum::http::header::CACHE_CONTROL, "max-age=600"),
+                (axum::http::header::CONTENT_TYPE, content_type),
+                (axum::http::header::CACHE_CONTROL, "max-age=600".into()),
             ],
             body,
         )
@@ -459,5 +475,56 @@ async fn cauth_10_a_client_id_with_dot_segments_is_refused_without_fetching() ->
         assert!(html.contains("dot segments"), "{client_id}: {html}");
     }
     assert_eq!(setup.docs.hits("dots.json"), 0, "nothing fetched");
+    Ok(())
+}
+
+/// CAUTH-10 (CIMD §4: a successful response has the content type `application/json` or an
+/// `application/…+json` one; the authorization server "MUST treat all other HTTP status codes and
+/// content types as an error response"): a file served as text — what a host of user uploads
+/// serves — is not a client metadata document, even when it holds one. The same for the keys a
+/// document's `jwks_uri` names. A JSON type with parameters, or a more specific `+json` one,
+/// is fine.
+#[tokio::test]
+async fn cauth_10_a_document_not_served_as_json_is_refused() -> anyhow::Result<()> {
+    let setup = start(true).await?;
+    setup.publish("text.json", &setup.document("text.json"));
+    setup
+        .docs
+        .set_type("text.json", "text/plain; charset=utf-8");
+    setup
+        .refused(&setup.url("text.json"), "client_metadata_not_json")
+        .await?;
+    let mut document = setup.document("signed.json");
+    document["token_endpoint_auth_method"] = json!("private_key_jwt");
+    document["jwks_uri"] = json!(setup.url("keys.json"));
+    setup.publish("signed.json", &document);
+    let jwk = setup
+        .env
+        .client_key
+        .public_jwk()
+        .map_err(anyhow::Error::msg)?;
+    setup
+        .docs
+        .set("keys.json", 200, json!({ "keys": [jwk] }).to_string());
+    setup.docs.set_type("keys.json", "text/html");
+    setup
+        .refused(&setup.url("signed.json"), "client_metadata_not_json")
+        .await?;
+    // Served as JSON: accepted.
+    for (path, content_type) in [
+        ("charset.json", "application/json; charset=utf-8"),
+        ("specific.json", "application/example-client+json"),
+    ] {
+        setup.publish(path, &setup.document(path));
+        setup.docs.set_type(path, content_type);
+        let browser = browser()?;
+        let response = authorize(
+            &setup.env,
+            &browser,
+            &authorize_params(&setup.url(path), REDIRECT),
+        )
+        .await?;
+        assert_eq!(response.status(), 303, "{content_type}");
+    }
     Ok(())
 }

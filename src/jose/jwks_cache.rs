@@ -668,8 +668,9 @@ pub fn oauth_metadata_url(issuer: &Url) -> Result<Url, url::ParseError> {
     ))
 }
 
-/// `application/json`, `application/jwk-set+json` or any `application/*+json`.
-fn is_json_content_type(ct: &str) -> bool {
+/// `application/json`, `application/jwk-set+json` or any `application/*+json`, parameters
+/// aside: what JWKS (JWKS-01) and client metadata documents (CIMD §4) must be served as.
+pub(crate) fn is_json_content_type(ct: &str) -> bool {
     let essence = ct
         .split(';')
         .next()

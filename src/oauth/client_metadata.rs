@@ -349,6 +349,18 @@ impl ClientMetadataResolver {
                 ),
             ));
         }
+        // CIMD §4: any other content type is an error response, whatever the body holds.
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if !crate::jose::jwks_cache::is_json_content_type(content_type) {
+            return Err(ClientMetadataError::new(
+                "client_metadata_not_json",
+                "The client metadata document (or its keys) is not served as application/json",
+            ));
+        }
         let too_large = || {
             ClientMetadataError::new(
                 "client_metadata_too_large",
