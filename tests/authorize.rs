@@ -595,6 +595,39 @@ async fn an_oversized_state_is_refused_before_anything_is_stored() -> anyhow::Re
     Ok(())
 }
 
+/// RFC 6749 §4.1.2.1: a request without `response_type` misses a required parameter, which is
+/// `invalid_request`; `unsupported_response_type` is for a type the server does not offer. A
+/// missing one used to be answered `unsupported_response_type`.
+#[tokio::test]
+async fn a_missing_response_type_is_invalid_request() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let missing: Vec<_> = authorize_params(APP)
+        .into_iter()
+        .filter(|(name, _)| *name != "response_type")
+        .collect();
+    let mut unsupported = authorize_params(APP);
+    unsupported[0].1 = "token".into();
+    for (params, error) in [
+        (missing, "invalid_request"),
+        (unsupported, "unsupported_response_type"),
+    ] {
+        let response = browser
+            .get(format!(
+                "{}/authorize?{}",
+                env.url,
+                serde_urlencoded::to_string(&params)?
+            ))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 303);
+        let url = location(&response)?;
+        assert!(url.as_str().starts_with(REDIRECT), "{url}");
+        assert_eq!(query(&url, "error").as_deref(), Some(error), "{url}");
+        assert_eq!(query(&url, "state").as_deref(), Some("client-state-123"));
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn pre_approved_client_skips_consent() -> anyhow::Result<()> {
     let (env, browser) = start().await?;

@@ -211,7 +211,15 @@ fn check(
             "state is longer than 4096 bytes",
         ));
     }
-    if get("response_type") != Some("code") {
+    let Some(response_type) = get("response_type") else {
+        // RFC 6749 §4.1.2.1: a missing required parameter is invalid_request.
+        return Err(refusal(
+            "invalid_request",
+            "response_type_missing",
+            "response_type is required (response_type=code)",
+        ));
+    };
+    if response_type != "code" {
         return Err(refusal(
             "unsupported_response_type",
             "unsupported_response_type",
