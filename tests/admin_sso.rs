@@ -442,3 +442,37 @@ async fn id_token_times_are_checked_with_the_clock_skew() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// `/admin/sso/start` needs no session and stores a pending sign-in each time, so one address
+/// may start only `SSO_STARTS_PER_MINUTE` a minute; past that it gets 429 and nothing is
+/// stored or fetched, while another address (here told apart by the trusted proxy's
+/// `X-Forwarded-For`) still starts.
+#[tokio::test]
+async fn one_address_cannot_start_sign_ins_without_end() -> anyhow::Result<()> {
+    let env = Env::start_with(|config| {
+        config.admin_sso = AdminSsoConfig {
+            idp: Some("corp".into()),
+            client_id: Some(SSO_CLIENT_ID.into()),
+            client_secret: Some(SecretString::new("admin-sso-secret")),
+            admin_condition: Some("true".into()),
+            auditor_condition: None,
+            button_label: None,
+        };
+        config.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await?;
+    let browser = browser()?;
+    let start_from = |address: &'static str| {
+        let request = browser
+            .get(format!("{}/admin/sso/start", env.url))
+            .header("x-forwarded-for", address);
+        async move { anyhow::Ok(request.send().await?.status().as_u16()) }
+    };
+    for _ in 0..frontdesk::admin::sso::SSO_STARTS_PER_MINUTE {
+        assert_eq!(start_from("198.51.100.66").await?, 303);
+    }
+    assert_eq!(start_from("198.51.100.66").await?, 429);
+    assert_eq!(start_from("198.51.100.66").await?, 429);
+    assert_eq!(start_from("198.51.100.7").await?, 303);
+    Ok(())
+}

@@ -49,6 +49,8 @@ const FAVICON: &str = include_str!("../../static/favicon.svg");
 #[derive(Debug)]
 pub struct AdminRuntime {
     pub(crate) limiter: auth::RateLimiter,
+    /// Single sign-on starts per address ([`sso::SSO_STARTS_PER_MINUTE`]).
+    pub(crate) sso_starts: crate::oauth::throttle::FailureThrottle<String>,
     pub(crate) bootstrap: std::sync::Mutex<Option<auth::BootstrapToken>>,
     pub(crate) http: reqwest::Client,
     /// Single sign-on for admins, when `[admin_sso]` is configured.
@@ -73,6 +75,7 @@ impl AdminRuntime {
             });
         AdminRuntime {
             limiter: auth::RateLimiter::default(),
+            sso_starts: crate::oauth::throttle::FailureThrottle::new(sso::SSO_STARTS_PER_MINUTE),
             bootstrap: std::sync::Mutex::new(None),
             http,
             sso: sso::Sso::from_config(config, http_timeout),

@@ -35,6 +35,10 @@ pub const SSO_COOKIE: &str = "frontdesk_admin_sso";
 
 /// How long a user has to sign in at the IdP.
 pub const SSO_REQUEST_TTL_SECS: i64 = 600;
+/// Sign-ins one address may start per minute (in a burst of as many). Starting needs no
+/// session and stores a pending sign-in for [`SSO_REQUEST_TTL_SECS`], so without a cap anyone
+/// could fill the table; an administrator signs in a few times a day.
+pub const SSO_STARTS_PER_MINUTE: u32 = 20;
 
 /// The configured single sign-on, with its conditions compiled once.
 #[derive(Debug)]
@@ -219,6 +223,12 @@ pub async fn start(
     ClientIp(ip): ClientIp,
 ) -> Result<Response, AdminError> {
     let (sso, idp) = configured(&state)?;
+    // Counted before anything is fetched or stored; the start past the quota is refused too.
+    if state.admin.sso_starts.retry_after(ip.as_str()).is_some()
+        || state.admin.sso_starts.record_failure(ip.clone())
+    {
+        return Err(AdminError::TooManyAttempts);
+    }
     let now = now_of(&state);
     let (state_param, nonce, binding) = (random_token(), random_token(), random_token());
     let (url, verifier) = match sso

@@ -148,7 +148,7 @@ impl AdminError {
             AdminError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
             AdminError::TooManyAttempts => (
                 StatusCode::TOO_MANY_REQUESTS,
-                "Too many failed sign-ins for this user from your address. Wait a few minutes and try again."
+                "Too many sign-in attempts from your address. Wait a few minutes and try again."
                     .into(),
             ),
             AdminError::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, message),
