@@ -29,6 +29,10 @@ const CACHE_CAPACITY: usize = 1000;
 const FAILURE_CACHE: Duration = Duration::from_secs(30);
 /// Largest JWKS fetched from a document's `jwks_uri`.
 const MAX_JWKS_BYTES: usize = 64 * 1024;
+/// Documents fetched at once, per instance (their `jwks_uri` keys included). Caching and
+/// single flight hold back repeated lookups of one URL; this bounds lookups of many made-up
+/// ones, each of which could otherwise hold a connection open for the whole fetch timeout.
+const MAX_CONCURRENT_FETCHES: usize = 32;
 
 /// Why a URL client id was not accepted. The description is safe to show the user agent or the
 /// client: it names the rule, never the fetched content or internal addresses.
@@ -67,6 +71,8 @@ pub struct ClientMetadataResolver {
     config: ClientIdMetadataConfig,
     http: reqwest::Client,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Permits for fetches under way ([`MAX_CONCURRENT_FETCHES`]).
+    fetches: tokio::sync::Semaphore,
     in_flight: InFlightMap,
 }
 
@@ -184,6 +190,7 @@ impl ClientMetadataResolver {
             config,
             http,
             cache: Mutex::new(HashMap::new()),
+            fetches: tokio::sync::Semaphore::new(MAX_CONCURRENT_FETCHES),
             in_flight: Mutex::new(HashMap::new()),
         })
     }
@@ -244,6 +251,14 @@ impl ClientMetadataResolver {
                 if let Some(result) = self.cached(url) {
                     return result;
                 }
+                // Refused at once and not remembered: the URL itself may be fine.
+                let Ok(_permit) = self.fetches.try_acquire() else {
+                    tracing::warn!("client metadata document refused: too many fetches under way");
+                    return Err(ClientMetadataError::new(
+                        "client_metadata_busy",
+                        "Too many client metadata documents are being fetched; try again shortly",
+                    ));
+                };
                 let (result, ttl) = match self.fetch_client(url).await {
                     Ok((client, ttl)) => (Ok(Arc::new(client)), ttl),
                     Err(error) => {
@@ -740,6 +755,61 @@ mod tests {
         lookup.abort();
         assert!(lookup.await.expect_err("cancelled").is_cancelled());
         assert!(lock(&resolver.in_flight).is_empty(), "nothing left behind");
+    }
+
+    /// Lookups of made-up URLs cannot pile up outbound connections without bound: past
+    /// `MAX_CONCURRENT_FETCHES` fetches under way, a lookup of yet another URL is refused at
+    /// once (`client_metadata_busy`, not remembered as a failure) instead of opening another.
+    #[tokio::test]
+    async fn concurrent_fetches_of_different_urls_are_bounded() {
+        let arrivals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let (count, notify) = (arrivals.clone(), arrived.clone());
+        let app = axum::Router::new().route(
+            "/clients/{name}",
+            axum::routing::get(move || async move {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                notify.notify_one();
+                std::future::pending::<()>().await;
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}/clients", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let resolver = Arc::new(
+            ClientMetadataResolver::new(ClientIdMetadataConfig {
+                enabled: true,
+                allowed_hosts: vec!["127.0.0.1".into()],
+                allow_loopback_http: true,
+                fetch_timeout_secs: 30,
+                ..ClientIdMetadataConfig::default()
+            })
+            .expect("resolver"),
+        );
+        let mut lookups = Vec::new();
+        for n in 0..MAX_CONCURRENT_FETCHES {
+            let (resolver, url) = (resolver.clone(), format!("{base}/{n}.json"));
+            lookups.push(tokio::spawn(
+                async move { resolver.resolve(&url).await.is_ok() },
+            ));
+        }
+        while arrivals.load(std::sync::atomic::Ordering::SeqCst) < MAX_CONCURRENT_FETCHES {
+            arrived.notified().await;
+        }
+        let one_more = format!("{base}/one-more.json");
+        let error = resolver.resolve(&one_more).await.expect_err("busy");
+        assert_eq!(error.reason, "client_metadata_busy");
+        assert!(resolver.cached(&one_more).is_none(), "not remembered");
+        assert_eq!(
+            arrivals.load(std::sync::atomic::Ordering::SeqCst),
+            MAX_CONCURRENT_FETCHES,
+            "not requested"
+        );
+        for lookup in lookups {
+            lookup.abort();
+        }
     }
 
     #[test]
