@@ -628,6 +628,68 @@ async fn a_missing_response_type_is_invalid_request() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Turns the sign-in identity provider `corp` on or off as the admin page would (a stored trust
+/// change), and has the server pick it up.
+async fn set_idp_enabled(env: &Env, enabled: bool) -> anyhow::Result<()> {
+    use frontdesk::store::{TrustKind, TrustStore};
+    let store = &env.server.state.store;
+    let mut corp = store
+        .list_trust(TrustKind::IdentityProvider)
+        .await?
+        .into_iter()
+        .find(|document| document.id == "corp")
+        .ok_or_else(|| anyhow::anyhow!("no corp"))?;
+    corp.document["enabled"] = json!(enabled);
+    store
+        .upsert_trust(TrustKind::IdentityProvider, &corp)
+        .await?;
+    env.server.state.tokens.trust.reload().await?;
+    Ok(())
+}
+
+/// Disabling the identity provider users signed in at ends what their sign-ins granted: its
+/// codes and refresh tokens get no new access token (`invalid_grant`), as its users' refresh
+/// tokens already got no ID-JAG (decisions §22). The refresh_token grant used to go on issuing
+/// access tokens for the refresh token's whole lifetime. The refusal spends nothing: once the
+/// provider is enabled again the refresh token works.
+#[tokio::test]
+async fn a_disabled_sign_in_idp_ends_its_codes_and_refresh_tokens() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(status, 200, "{body}");
+    let token = body["refresh_token"].as_str().expect("refresh").to_string();
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+
+    set_idp_enabled(&env, false).await?;
+    let (status, body) = refresh(&env, &token).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let events = env.audit_log().await?;
+    for reason in ["refresh_token_idp_untrusted", "code_idp_untrusted"] {
+        assert!(
+            events
+                .iter()
+                .any(|r| r.event.reason.as_deref() == Some(reason)),
+            "{reason}"
+        );
+    }
+
+    set_idp_enabled(&env, true).await?;
+    let (status, body) = refresh(&env, &token).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn pre_approved_client_skips_consent() -> anyhow::Result<()> {
     let (env, browser) = start().await?;

@@ -153,6 +153,12 @@ pub async fn redeem_code(
     if let Some(jkt) = record.dpop_jkt.as_deref() {
         super::dpop::require_key(jkt, proof, BoundToken::Code, ErrorCode::InvalidGrant)?;
     }
+    if !signed_in_at_trusted_idp(registry, &record.subject_issuer) {
+        return Err(invalid_grant(
+            "code_idp_untrusted",
+            "The identity provider the user signed in at is no longer trusted",
+        ));
+    }
     // RFC 8707 §2.2: a `resource` named at the token endpoint must be the one the code was
     // issued for; the token is never silently for another resource than the client asked.
     if form
@@ -373,7 +379,24 @@ fn check_request(
             "The requested scope exceeds the scope originally granted",
         ));
     }
+    if !signed_in_at_trusted_idp(registry, &record.subject_issuer) {
+        return Err(invalid_grant(
+            "refresh_token_idp_untrusted",
+            "The identity provider the user signed in at is no longer trusted",
+        ));
+    }
     target_resource(registry, &record.resource, proof).map(|_| ())
+}
+
+/// True while the identity provider a grant's user signed in at is configured and enabled. An
+/// administrator who disables or removes a provider (compromised, or no longer to be used)
+/// ends what its sign-ins granted: no new access token from their codes or refresh tokens, as
+/// already for their refresh tokens presented as subject tokens (decisions §22). Re-enabling it
+/// makes them usable again.
+fn signed_in_at_trusted_idp(registry: &Registry, subject_issuer: &str) -> bool {
+    registry
+        .idp_by_issuer(subject_issuer)
+        .is_some_and(|idp| idp.config.enabled)
 }
 
 /// The resource a grant's access token is for, if this server still protects it and the
