@@ -1268,3 +1268,58 @@ async fn an_admin_revokes_every_live_token_of_a_user_from_the_page() -> anyhow::
     assert!(!env.introspect_active(&token).await?);
     Ok(())
 }
+
+/// Signing in again in the same browser ends the session it replaces, so a copy of the old
+/// cookie stops working; signing out is audited with its actor; the audit log's own actor names
+/// cannot become usernames.
+#[tokio::test]
+async fn a_new_sign_in_ends_the_previous_session_and_sign_out_is_audited() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    let session_cookie = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = session_cookie(&admin.sign_in_as(ADMIN, PASSWORD).await?);
+    let second = session_cookie(&admin.sign_in_as(ADMIN, PASSWORD).await?);
+    assert!(first.starts_with("frontdesk_admin=") && first != second);
+    let with = |cookie: &str| {
+        let request = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map(|http| http.get(admin.url("/admin")).header("cookie", cookie));
+        async move { anyhow::Ok(request?.send().await?.status()) }
+    };
+    assert_eq!(
+        with(&first).await?,
+        StatusCode::SEE_OTHER,
+        "the replaced session"
+    );
+    assert_eq!(with(&second).await?, StatusCode::OK);
+
+    let (_, html) = admin.get("/admin").await?;
+    let (status, _) = admin
+        .post("/admin/sign-out", &[("csrf", &csrf_of(&html)?)])
+        .await?;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let log = admin.env.audit_log().await?;
+    let sign_out = log
+        .iter()
+        .find(|record| record.event.event == "admin_sign_out")
+        .expect("sign-out audited");
+    assert_eq!(
+        sign_out.event.detail.as_ref().expect("detail").value()["actor"],
+        ADMIN
+    );
+
+    for reserved in ["cli", "dcr", "schedule", "bootstrap"] {
+        let error = frontdesk::admin::auth::check_new_user(reserved, "a long enough password")
+            .expect_err(reserved);
+        assert!(error.contains("reserved"), "{error}");
+    }
+    Ok(())
+}

@@ -305,12 +305,18 @@ fn session_cookie(state: &AppState, value: &str, max_age: Option<i64>) -> Header
 pub(crate) async fn start_session(
     state: &AppState,
     username: &str,
+    previous: Option<String>,
 ) -> Result<Response, AdminError> {
     let now = now_of(state);
     let _ = state
         .store
         .purge_admin_sessions(now - IDLE_TIMEOUT_SECS, now - ABSOLUTE_TIMEOUT_SECS)
         .await;
+    // A sign-in in a browser that still held a session ends that one: its cookie is replaced,
+    // and a copy of it must not outlive the sign-in that superseded it.
+    if let Some(previous) = previous {
+        state.store.delete_admin_session(&sha256(&previous)).await?;
+    }
     let id = random_token();
     state
         .store
@@ -431,7 +437,7 @@ pub async fn sign_in(
             &serde_json::json!({ "actor": user.username, "ip": ip }),
         ));
         state.store.record(&event).await?;
-        return start_session(&state, &user.username).await;
+        return start_session(&state, &user.username, cookie_value(&headers)).await;
     }
     state.admin.limiter.fail(&username, &ip, now);
     audit_sign_in_failure(&state.store, now, &username, &ip, "bad_credentials").await?;
@@ -473,6 +479,11 @@ pub async fn sign_out(
     if let Some(cookie) = cookie_value(&headers) {
         state.store.delete_admin_session(&sha256(&cookie)).await?;
     }
+    let mut event = AuditEvent::new(now_of(&state), "admin_sign_out", Decision::Changed);
+    event.detail = Some(AuditDetail::of(
+        &serde_json::json!({ "actor": session.username }),
+    ));
+    state.store.record(&event).await?;
     let mut response =
         Redirect::to(&format!("{}/admin/sign-in", state.config.issuer_path())).into_response();
     response
@@ -522,6 +533,7 @@ pub async fn bootstrap_page(
 /// `POST /admin/bootstrap`: creates the first admin (consuming the token) and signs them in.
 pub async fn bootstrap(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, AdminError> {
@@ -565,7 +577,12 @@ pub async fn bootstrap(
         CreateUserError::Invalid(message) => AdminError::BadRequest(message),
         CreateUserError::Store(error) => AdminError::from(error),
     })?;
-    start_session(&state, &username).await
+    let mut event = AuditEvent::new(now_of(&state), "admin_sign_in", Decision::Changed);
+    event.detail = Some(AuditDetail::of(
+        &serde_json::json!({ "actor": username, "ip": ip, "via": "bootstrap" }),
+    ));
+    state.store.record(&event).await?;
+    start_session(&state, &username, cookie_value(&headers)).await
 }
 
 /// Why a user could not be created.
@@ -579,7 +596,21 @@ pub enum CreateUserError {
     Store(StoreError),
 }
 
-/// Checks a new account's username (1-64 of letters, digits, `-_.@`) and password length.
+/// Actor names the audit log uses for what no person did: self-registration, metadata
+/// documents, the command line, scheduled tasks, the audit retention, the first account's
+/// creation, the configuration file.
+const RESERVED_ACTORS: &[&str] = &[
+    "dcr",
+    "cimd",
+    "cli",
+    "schedule",
+    "retention",
+    "bootstrap",
+    "config",
+];
+
+/// Checks a new account's username (1-64 of letters, digits, `-_.@`, not an actor name the
+/// audit log reserves) and password length.
 pub fn check_new_user(username: &str, password: &str) -> Result<(), String> {
     if username.is_empty()
         || username.len() > 64
@@ -588,6 +619,12 @@ pub fn check_new_user(username: &str, password: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
     {
         return Err("The username must be 1-64 letters, digits, - _ . or @.".into());
+    }
+    // The audit log names these as actors; a person called so would be mistaken for them.
+    if RESERVED_ACTORS.contains(&username) {
+        return Err(format!(
+            "`{username}` is reserved for the audit log's own actors."
+        ));
     }
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(format!(

@@ -415,7 +415,7 @@ pub async fn callback(
     // The session cookie is SameSite=Strict, and a browser arriving from the IdP is on a
     // cross-site navigation: a redirect would lose the cookie on its next hop. An ordinary page
     // that then moves on by itself starts a same-site navigation.
-    let session = start_session(&state, &username).await?;
+    let session = start_session(&state, &username, super::auth::cookie_value(&headers)).await?;
     let mut response = render_with_status(
         StatusCode::OK,
         &SignedInPage {
