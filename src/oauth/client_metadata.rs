@@ -23,7 +23,8 @@ use serde_json::Value;
 use crate::config::{ClientConfig, ClientIdMetadataConfig};
 use crate::registry::{Client, Registry};
 
-/// Cached entries beyond this many are dropped (all at once; refetching is cheap).
+/// Cached entries beyond this many are dropped: refusals and expired entries first, all of
+/// them if the cache is still full (refetching is cheap).
 const CACHE_CAPACITY: usize = 1000;
 /// How long a failed resolution is remembered, so a bad URL cannot make us fetch per request.
 const FAILURE_CACHE: Duration = Duration::from_secs(30);
@@ -268,7 +269,13 @@ impl ClientMetadataResolver {
                 };
                 let mut cache = lock(&self.cache);
                 if cache.len() >= CACHE_CAPACITY {
-                    cache.clear();
+                    // Refusals and expired entries go first, so made-up URLs cannot flush the
+                    // good documents; only a cache full of good ones is emptied.
+                    let now = Instant::now();
+                    cache.retain(|_, entry| entry.result.is_ok() && entry.until > now);
+                    if cache.len() >= CACHE_CAPACITY {
+                        cache.clear();
+                    }
                 }
                 cache.insert(
                     url.to_string(),
@@ -810,6 +817,57 @@ mod tests {
         for lookup in lookups {
             lookup.abort();
         }
+    }
+
+    /// A full cache makes room by dropping refusals and expired entries first: otherwise
+    /// `CACHE_CAPACITY` made-up URLs (each a remembered refusal) would flush every good
+    /// document, and every client would be fetched again.
+    #[tokio::test]
+    async fn made_up_urls_do_not_flush_good_documents_from_the_cache() {
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}/clients", listener.local_addr().expect("addr"));
+        let good = format!("{base}/good.json");
+        let document = serde_json::json!({
+            "client_id": good,
+            "redirect_uris": ["http://127.0.0.1:9/callback"],
+        })
+        .to_string();
+        let app = axum::Router::new()
+            .route(
+                "/clients/good.json",
+                axum::routing::get(move || async move {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    ([(http::header::CONTENT_TYPE, "application/json")], document)
+                }),
+            )
+            .fallback(|| async { http::StatusCode::NOT_FOUND });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let resolver = ClientMetadataResolver::new(ClientIdMetadataConfig {
+            enabled: true,
+            allowed_hosts: vec!["127.0.0.1".into()],
+            allow_loopback_http: true,
+            ..ClientIdMetadataConfig::default()
+        })
+        .expect("resolver");
+        assert!(resolver.resolve(&good).await.is_ok());
+        for n in 0..CACHE_CAPACITY {
+            let refused = resolver.resolve(&format!("{base}/made-up-{n}.json")).await;
+            assert_eq!(
+                refused.expect_err("404").reason,
+                "client_metadata_fetch_failed"
+            );
+        }
+        assert!(resolver.resolve(&good).await.is_ok());
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "still cached"
+        );
+        assert!(lock(&resolver.cache).len() <= CACHE_CAPACITY);
     }
 
     #[test]
