@@ -291,3 +291,55 @@ async fn cmeta_04_a_public_client_gets_no_token_exchange_and_no_introspection() 
     );
     Ok(())
 }
+
+/// A public client proves nothing but its id, so its `requests_per_minute` is counted per
+/// address: anyone who knows the id can exhaust only their own allowance, not every user's.
+/// (Addresses told apart by a trusted proxy's `X-Forwarded-For`.)
+#[tokio::test]
+async fn a_public_clients_request_limit_is_counted_per_address() -> anyhow::Result<()> {
+    let mut public = client(PUBLIC, "none", &[]);
+    public.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    public.redirect_uris = vec![REDIRECT.into()];
+    public.requests_per_minute = Some(2);
+    let env = Env::start_with(move |config| {
+        enable_code_flow(config);
+        config.clients.push(public);
+        config.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await?;
+    let refresh_from = |address: &'static str| {
+        let request = env
+            .http
+            .post(format!("{}/token", env.url))
+            .header("x-forwarded-for", address)
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "not-a-refresh-token"),
+                ("client_id", PUBLIC),
+            ]);
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await?;
+            anyhow::Ok((
+                status,
+                body["error"].as_str().unwrap_or_default().to_string(),
+            ))
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            refresh_from("198.51.100.66").await?,
+            (400, "invalid_grant".into())
+        );
+    }
+    assert_eq!(
+        refresh_from("198.51.100.66").await?,
+        (429, "slow_down".into())
+    );
+    assert_eq!(
+        refresh_from("198.51.100.7").await?,
+        (400, "invalid_grant".into())
+    );
+    Ok(())
+}

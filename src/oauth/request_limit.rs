@@ -39,6 +39,7 @@ pub struct RequestLimits {
     identity_providers: Limiters<DefaultDirectRateLimiter>,
     audiences: Limiters<DefaultDirectRateLimiter>,
     subjects: Limiters<DefaultKeyedRateLimiter<String>>,
+    public_clients: Limiters<DefaultKeyedRateLimiter<String>>,
 }
 
 impl std::fmt::Debug for RequestLimits {
@@ -66,15 +67,38 @@ impl RequestLimits {
 
     /// Counts one verified token of the user `subject` of the identity provider `idp_id`.
     pub fn check_subject(&self, idp_id: &str, subject: &str, per_minute: u32) -> Option<Duration> {
-        let limiter = self.subjects.get(idp_id, per_minute);
-        if limiter.len() >= MAX_TRACKED_SUBJECTS {
-            // Users whose allowance has refilled are indistinguishable from new ones: dropping
-            // them loses nothing.
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-        wait_time(limiter.check_key(&subject.to_string()))
+        check_keyed(&self.subjects, idp_id, subject.to_string(), per_minute)
     }
+
+    /// Counts one request of the public client `client_id` from `address`. A public client
+    /// proves nothing but its id, so a limit counted per client would let anyone who knows the
+    /// id spend every user's allowance; each address gets the limit instead.
+    pub fn check_public_client(
+        &self,
+        client_id: &str,
+        address: Option<std::net::IpAddr>,
+        per_minute: u32,
+    ) -> Option<Duration> {
+        let address = address.map_or_else(|| "unknown".to_string(), |address| address.to_string());
+        check_keyed(&self.public_clients, client_id, address, per_minute)
+    }
+}
+
+/// Counts one request of `key` under the keyed limiter `name`, forgetting the keys whose
+/// allowance has refilled once [`MAX_TRACKED_SUBJECTS`] are tracked (they are
+/// indistinguishable from new ones: dropping them loses nothing).
+fn check_keyed(
+    limiters: &Limiters<DefaultKeyedRateLimiter<String>>,
+    name: &str,
+    key: String,
+    per_minute: u32,
+) -> Option<Duration> {
+    let limiter = limiters.get(name, per_minute);
+    if limiter.len() >= MAX_TRACKED_SUBJECTS {
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+    }
+    wait_time(limiter.check_key(&key))
 }
 
 /// The answer to a request over a limit: `429 slow_down` with `Retry-After` (RFC 6749 has no

@@ -354,11 +354,19 @@ impl TokenService {
                 wait,
             ));
         }
-        // Counted once the client is authenticated, so nobody spends another's allowance.
+        // Counted once the client is authenticated, so nobody spends another's allowance; a
+        // public client, which proves only its id, per address.
         if let Some(per_minute) = client.client.config.requests_per_minute
-            && let Some(wait) = self
-                .limits
-                .check_client(&client.client.config.client_id, per_minute)
+            && let Some(wait) = if client.client.is_public() {
+                self.limits.check_public_client(
+                    &client.client.config.client_id,
+                    context.peer,
+                    per_minute,
+                )
+            } else {
+                self.limits
+                    .check_client(&client.client.config.client_id, per_minute)
+            }
         {
             return Err(super::request_limit::over_limit(
                 "client_rate_limited",
