@@ -59,6 +59,9 @@ pub enum RpHttpError {
     /// The response exceeded [`MAX_RESPONSE_BYTES`].
     #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
     TooLarge,
+    /// A URL (from the discovery document) that is neither https nor http on a loopback host.
+    #[error("not an https URL (http only on a loopback host)")]
+    Insecure,
 }
 
 /// What the sign-in produced.
@@ -106,6 +109,11 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for RpHttp {
 
 async fn call(http: reqwest::Client, request: HttpRequest) -> Result<HttpResponse, RpHttpError> {
     let (parts, body) = request.into_parts();
+    // The configured issuer is checked so; the URLs its discovery document names (JWKS, token
+    // endpoint) are checked here, before anything is sent to them.
+    if !crate::trust::is_https_or_loopback(&parts.uri.to_string()) {
+        return Err(RpHttpError::Insecure);
+    }
     let mut response = http
         .request(parts.method, parts.uri.to_string())
         .headers(parts.headers)
@@ -327,5 +335,50 @@ impl RelyingParty {
             email: claims.email().map(|email| email.as_str().to_string()),
             auth_time: claims.auth_time().map(|time| time.timestamp()),
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Every request of the sign-in goes to https, or http on a loopback host (the issuer's own
+    /// rule): the discovery document names the JWKS (RFC 8414 §2: `jwks_uri` MUST be https;
+    /// JWKS-07) and the token endpoint (RFC 6749 §3.2: TLS; frontdesk sends its client secret
+    /// there), and an http one outside loopback is refused without a request. The non-loopback
+    /// URL is the IPv4-mapped form of a loopback address, standing for `http://idp.example/`.
+    #[tokio::test]
+    async fn plain_http_outside_loopback_is_not_requested() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                "{\"keys\":[]}"
+            }),
+        );
+        // Dual stack: reached as 127.0.0.1 and as [::ffff:127.0.0.1].
+        let listener = tokio::net::TcpListener::bind("[::]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let relying_party = RelyingParty::new(Duration::from_secs(10), Duration::from_secs(60), 60);
+        let Some(http) = relying_party.http.0.clone() else {
+            panic!("the HTTP client was built");
+        };
+        let get = |url: String| http::Request::get(url).body(Vec::new()).unwrap();
+        let refused = call(
+            http.clone(),
+            get(format!("http://[::ffff:127.0.0.1]:{port}/jwks")),
+        )
+        .await;
+        assert!(matches!(refused, Err(RpHttpError::Insecure)), "{refused:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "not requested");
+        let loopback = call(http, get(format!("http://127.0.0.1:{port}/jwks"))).await;
+        assert_eq!(loopback.unwrap().status(), 200);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 }
