@@ -936,3 +936,33 @@ async fn registration_updates_share_the_per_address_rate_limit() -> anyhow::Resu
     assert_eq!(status, 200, "{body}");
     Ok(())
 }
+
+/// RFC 7591 §2: `scope` is a space-separated list of scope values as RFC 6749 §3.3 defines them
+/// (visible ASCII but `"` and `\`); anything else is `invalid_client_metadata`, as `/token`
+/// refuses such a scope (`invalid_scope`), rather than stored where no request can match it.
+#[tokio::test]
+async fn a_scope_outside_rfc_6749_syntax_is_invalid_client_metadata() -> anyhow::Result<()> {
+    let env = start(|_| {}).await?;
+    for scope in [
+        "read \"write\"",
+        "read back\\slash",
+        "read caf\u{e9}",
+        "read\ttab",
+    ] {
+        let mut request = public_request();
+        request["scope"] = json!(scope);
+        let (status, body, _) = register(&env, &request, None).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_client_metadata")),
+            "{scope:?}: {body}"
+        );
+    }
+    assert!(audited(&env, "client_registration", Some("scope_invalid")).await?);
+    let mut request = public_request();
+    request["scope"] = json!("read  write read");
+    let (status, body, _) = register(&env, &request, None).await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["scope"], json!("read write"));
+    Ok(())
+}

@@ -211,15 +211,14 @@ pub fn client_document(
             "jwks is only used with private_key_jwt",
         ));
     }
-    let scopes: Vec<String> = optional_string(request, "scope")?
-        .map(|scope| {
-            scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    // RFC 7591 §2: scope values as RFC 6749 §3.3 defines them, the syntax `/token` accepts.
+    let scopes = crate::oauth::request::parse_scope(optional_string(request, "scope")?.as_deref())
+        .map_err(|_| {
+            metadata_error(
+                "scope_invalid",
+                "scope must be space-separated scope values of visible ASCII characters other than \" and \\ (RFC 6749 §3.3)",
+            )
+        })?;
     let client_name = optional_string(request, "client_name")?;
     // RFC 9449 §5.2: the client asks for every token request of its own to need a proof.
     let dpop_bound_access_tokens = match request.get("dpop_bound_access_tokens") {
