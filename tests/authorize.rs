@@ -1091,3 +1091,70 @@ async fn revoking_a_refresh_token_revokes_its_family_revoke_05() -> anyhow::Resu
     assert!(!active(&env, &access).await?);
     Ok(())
 }
+
+/// RFC 9700 §4.14.2 under concurrency: the same code, and then the same refresh token, sent
+/// twice at once. Whatever the interleaving — the replay may revoke the family before the first
+/// request has stored the tokens it issues — nothing the family issued stays usable once a
+/// reuse was detected: every access token is inactive and every refresh token refused. (Races
+/// that the plain reuse tests cannot reach; the assertion holds in every interleaving.)
+#[tokio::test]
+async fn concurrent_reuse_leaves_no_token_of_the_family_alive() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    concurrent_reuse_rounds(&env, &browser).await
+}
+
+/// [`concurrent_reuse_leaves_no_token_of_the_family_alive`] on PostgreSQL, where the grant and
+/// the revocation run on different connections at once.
+#[tokio::test]
+async fn concurrent_reuse_leaves_no_token_of_the_family_alive_on_postgres() -> anyhow::Result<()> {
+    let Some(database) = env::test_db::TestDatabase::postgres("authorize_reuse_race").await else {
+        return Ok(());
+    };
+    let (env, browser) = start_on(Some(database.url().to_string())).await?;
+    concurrent_reuse_rounds(&env, &browser).await
+}
+
+async fn concurrent_reuse_rounds(env: &Env, browser: &reqwest::Client) -> anyhow::Result<()> {
+    for _ in 0..5 {
+        let redirect = authorize_and_approve(env, browser).await?;
+        let code = query(&redirect, "code").expect("code");
+        let (first, second) = tokio::join!(
+            redeem(env, &code, Some(VERIFIER)),
+            redeem(env, &code, Some(VERIFIER))
+        );
+        let answers = [first?, second?];
+        // Nothing issued in the family survives the detected reuse.
+        for (status, body) in &answers {
+            if *status == 200 {
+                let access = body["access_token"].as_str().expect("access");
+                assert!(!active(env, access).await?, "{body}");
+                let refresh_token = body["refresh_token"].as_str().expect("refresh");
+                assert_eq!(refresh(env, refresh_token).await?.0, 400, "{body}");
+            } else {
+                assert_eq!(body["error"], "invalid_grant", "{body}");
+            }
+        }
+        assert!(answers.iter().any(|(status, _)| *status == 400));
+
+        // The same for a refresh token used twice at once.
+        let redirect = authorize_and_approve(env, browser).await?;
+        let code = query(&redirect, "code").expect("code");
+        let (status, body) = redeem(env, &code, Some(VERIFIER)).await?;
+        assert_eq!(status, 200, "{body}");
+        let token = body["refresh_token"].as_str().expect("refresh").to_string();
+        let (first, second) = tokio::join!(refresh(env, &token), refresh(env, &token));
+        let answers = [first?, second?];
+        assert!(answers.iter().any(|(status, _)| *status == 400));
+        assert!(!active(env, body["access_token"].as_str().expect("access")).await?);
+        for (status, body) in &answers {
+            if *status == 200 {
+                assert!(!active(env, body["access_token"].as_str().expect("access")).await?);
+                let next = body["refresh_token"].as_str().expect("refresh");
+                assert_eq!(refresh(env, next).await?.0, 400, "{body}");
+            } else {
+                assert_eq!(body["error"], "invalid_grant", "{body}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -534,6 +534,24 @@ async fn issue(
         .await?;
         body["refresh_token"] = json!(refresh_token);
     }
+    // RFC 9700 §4.14.2: a replay of this code or refresh token that arrived while the grant was
+    // being issued revoked the family before the new tokens existed; they must not outlive it.
+    if service
+        .store
+        .family_revoked(grant.family_id)
+        .await
+        .map_err(store_failure)?
+    {
+        return Err(revoke_leaked_family(
+            service,
+            grant.family_id,
+            now,
+            audit,
+            "family_revoked_while_issuing",
+            "The grant was used again while this request was answered; its token family is revoked",
+        )
+        .await);
+    }
     Ok(TokenResponse { body })
 }
 

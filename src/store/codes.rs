@@ -239,6 +239,13 @@ pub trait CodeStore {
         family_id: &str,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Whether [`Self::revoke_family`] has revoked `family_id`: a grant checks it after storing
+    /// its new tokens, so that a replay revoking the family before they existed still reaches
+    /// them (RFC 9700 §4.14.2).
+    fn family_revoked(
+        &self,
+        family_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 fn split_scopes(text: &str) -> Vec<String> {
@@ -619,13 +626,30 @@ impl CodeStore for Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            // A family's mark matters only while one of its grants is being issued.
+            let families = sqlx::query("DELETE FROM revoked_families WHERE revoked_at < $1")
+                .bind(codes_before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             tx.commit().await?;
-            Ok(requests + codes + refresh)
+            Ok(requests + codes + refresh + families)
         })
     }
 
     async fn revoke_family(&self, family_id: &str, now: i64) -> Result<u64, StoreError> {
         on_pool!(self, pool => {
+            // The mark is committed before the tokens are revoked: a grant of the family being
+            // issued meanwhile either stored its tokens before the revocation below reads them,
+            // or checks after storing them and finds the mark (RFC 9700 §4.14.2). In the same
+            // transaction, the mark would be invisible to that check until the commit.
+            sqlx::query(
+                "INSERT INTO revoked_families (family_id, revoked_at) VALUES ($1, $2) ON CONFLICT (family_id) DO NOTHING",
+            )
+            .bind(family_id)
+            .bind(now)
+            .execute(pool)
+            .await?;
             let mut tx = pool.begin().await?;
             let refresh = sqlx::query(
                 "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
@@ -645,6 +669,17 @@ impl CodeStore for Store {
             .rows_affected();
             tx.commit().await?;
             Ok(refresh + access)
+        })
+    }
+
+    async fn family_revoked(&self, family_id: &str) -> Result<bool, StoreError> {
+        on_pool!(self, pool => {
+            let row: Option<(i64,)> =
+                sqlx::query_as("SELECT revoked_at FROM revoked_families WHERE family_id = $1")
+                    .bind(family_id)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(row.is_some())
         })
     }
 }

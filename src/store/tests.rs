@@ -1258,6 +1258,20 @@ async fn authorization_codes_single_use_rotation_and_family_revocation(store: St
         .expect("get")
         .expect("row");
     assert_eq!(token.revoked_at, Some(222));
+    // RFC 9700 §4.14.2: the revocation is remembered for a grant still being issued in the
+    // family, until the purge of expired codes passes it.
+    assert!(store.family_revoked("fam").await.expect("marked"));
+    assert!(!store.family_revoked("another").await.expect("not marked"));
+    store
+        .purge_authorization_state(200, 222)
+        .await
+        .expect("purge before the mark");
+    assert!(store.family_revoked("fam").await.expect("still marked"));
+    store
+        .purge_authorization_state(200, 223)
+        .await
+        .expect("purge past the mark");
+    assert!(!store.family_revoked("fam").await.expect("purged"));
 }
 
 fn refresh_record(family_id: &str, expires_at: i64) -> RefreshRecord {
