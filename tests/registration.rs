@@ -966,3 +966,70 @@ async fn a_scope_outside_rfc_6749_syntax_is_invalid_client_metadata() -> anyhow:
     assert_eq!(body["scope"], json!("read write"));
     Ok(())
 }
+
+/// RFC 7592 §2.2 and the administrator: a self-registered client may narrow its grant types and
+/// scopes in an update, never widen them past its current registration — so an administrator's
+/// narrowing cannot be undone by the client's next `PUT`.
+#[tokio::test]
+async fn an_update_cannot_widen_grant_types_or_scopes_past_the_registration() -> anyhow::Result<()>
+{
+    let env = start(|_| {}).await?;
+    let mut request = public_request();
+    request["scope"] = json!("read write");
+    let (status, registered, _) = register(&env, &request, None).await?;
+    assert_eq!(status, 201, "{registered}");
+    let client_id = text(&registered, "client_id");
+    let token = text(&registered, "registration_access_token");
+    let uri = text(&registered, "registration_client_uri");
+
+    // The administrator takes away the refresh token grant and the write scope.
+    administer(&env, &client_id, |document| {
+        document["grant_types"] = json!(["authorization_code"]);
+        document["scopes"] = json!(["read"]);
+    })
+    .await?;
+    let put = |body: Value| {
+        let (env, uri, token) = (&env, uri.clone(), token.clone());
+        async move { manage(env, reqwest::Method::PUT, &uri, Some(&token), Some(&body)).await }
+    };
+    let mut undo = registered.clone();
+    undo["grant_types"] = json!(["authorization_code", "refresh_token"]);
+    undo["scope"] = json!("read");
+    let mut wider_scope = registered.clone();
+    wider_scope["grant_types"] = json!(["authorization_code"]);
+    wider_scope["scope"] = json!("read write");
+    let mut any_scope = wider_scope.clone();
+    any_scope
+        .as_object_mut()
+        .map(|members| members.remove("scope"));
+    for (label, body, field) in [
+        ("grant type back", undo, "grant_types"),
+        ("scope back", wider_scope, "scope"),
+        ("every scope", any_scope, "scope"),
+    ] {
+        let (status, answer, _) = put(body).await?;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("invalid_client_metadata")),
+            "{label}: {answer}"
+        );
+        let description = answer["error_description"].as_str().unwrap_or_default();
+        assert!(description.starts_with(field), "{label}: {description}");
+    }
+    let stored = stored_client(&env, &client_id).await?.document;
+    assert_eq!(stored["grant_types"], json!(["authorization_code"]));
+    assert_eq!(stored["scopes"], json!(["read"]));
+
+    // Within the registration, the update goes through.
+    let mut within = registered.clone();
+    within["grant_types"] = json!(["authorization_code"]);
+    within["scope"] = json!("read");
+    within["client_name"] = json!("Renamed");
+    let (status, answer, _) = put(within).await?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        stored_client(&env, &client_id).await?.document["client_name"],
+        "Renamed"
+    );
+    Ok(())
+}

@@ -1338,6 +1338,7 @@ pub(crate) async fn update_registered_client(
     if existing.document["dpop_bound_access_tokens"] == Value::Bool(true) {
         document["dpop_bound_access_tokens"] = Value::Bool(true);
     }
+    refuse_widening(&existing.document, &document)?;
     let secret = update_object(state, "dcr", Kind::Client, existing, document.clone())
         .await
         .map_err(register_error)?;
@@ -1362,6 +1363,50 @@ pub(crate) async fn registered_client(
     editable(state, Kind::Client, id)
         .await
         .map_err(register_error)
+}
+
+/// A self-registered client may narrow its grant types and scopes, never widen them past what
+/// is registered now: an administrator may have narrowed them, and the client's own update must
+/// not undo that. (Empty `scopes` means "whatever the audience allows", the widest.) A client
+/// that needs more registers again, under the registration rules.
+fn refuse_widening(existing: &Value, document: &Value) -> Result<(), RegisterError> {
+    let strings = |document: &Value, key: &str| -> Vec<String> {
+        document[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let was = strings(existing, "grant_types");
+    let grants = strings(document, "grant_types");
+    if let Some(added) = grants.iter().find(|grant| {
+        crate::oauth::GrantType::parse(grant).is_none_or(|parsed| {
+            !was.iter()
+                .any(|old| crate::oauth::GrantType::parse(old) == Some(parsed))
+        })
+    }) {
+        return Err(RegisterError::Invalid(format!(
+            "grant_types: `{added}` is not in the current registration; an update may only remove grant types (register again for more)"
+        )));
+    }
+    let was = strings(existing, "scopes");
+    if !was.is_empty() {
+        let scopes = strings(document, "scopes");
+        if scopes.is_empty() {
+            return Err(RegisterError::Invalid(
+                "scope: the registration is limited to some scopes; an update must name them (or fewer)"
+                    .into(),
+            ));
+        }
+        if let Some(added) = scopes.iter().find(|scope| !was.contains(scope)) {
+            return Err(RegisterError::Invalid(format!(
+                "scope: `{added}` is not in the current registration; an update may only remove scopes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn register_error(error: ChangeError) -> RegisterError {
