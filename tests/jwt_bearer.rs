@@ -1123,6 +1123,25 @@ async fn request_rules_missing_assertion_resource_outside_and_scopes() -> anyhow
     Ok(())
 }
 
+/// Leg 1 at A: an ID-JAG for B's MCP resource carrying `details` as `authorization_details`.
+async fn id_jag_carrying(legs: &Legs, details: &Value) -> anyhow::Result<String> {
+    let id_token = legs.a.id_token().await?;
+    let (status, body) = legs
+        .a
+        .exchange_as_agent(&[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG),
+            ("audience", legs.b_url.as_str()),
+            ("resource", MCP_RESOURCE),
+            ("authorization_details", details.to_string().as_str()),
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN),
+        ])
+        .await?;
+    anyhow::ensure!(status == 200, "leg 1: {body}");
+    Ok(body["access_token"].as_str().unwrap_or_default().into())
+}
+
 /// IDJAG-ACCEPT-18 (IDJAG §4.4.1): the ID-JAG's `authorization_details` (A puts the requested
 /// ones in it at leg 1, for the types its audience accepts) are granted for the types B's
 /// resource takes, or a requested subset of them; more is refused without spending the ID-JAG;
@@ -1151,23 +1170,7 @@ async fn authorization_details_are_granted_for_the_types_the_resource_takes_idja
         {"type": "payment_initiation", "amount": "5.00"},
         {"type": "account_information"},
     ]);
-    let id_jag_with_details = || async {
-        let id_token = legs.a.id_token().await?;
-        let (status, body) = legs
-            .a
-            .exchange_as_agent(&[
-                ("grant_type", TOKEN_EXCHANGE),
-                ("requested_token_type", ID_JAG),
-                ("audience", legs.b_url.as_str()),
-                ("resource", MCP_RESOURCE),
-                ("authorization_details", details.to_string().as_str()),
-                ("subject_token", id_token.as_str()),
-                ("subject_token_type", ID_TOKEN),
-            ])
-            .await?;
-        anyhow::ensure!(status == 200, "leg 1: {body}");
-        Ok::<String, anyhow::Error>(body["access_token"].as_str().unwrap_or_default().into())
-    };
+    let id_jag_with_details = || id_jag_carrying(&legs, &details);
     let id_jag = id_jag_with_details().await?;
     let bigger = json!([{"type": "payment_initiation", "amount": "500.00"}]).to_string();
     let (status, body) = legs
@@ -1221,23 +1224,7 @@ async fn authorization_details_are_granted_for_the_types_the_resource_takes_idja
         |b| b.resources[0].authorization_details_types = vec!["account_information".into()],
     )
     .await?;
-    let issue = || async {
-        let id_token = narrow.a.id_token().await?;
-        let (status, body) = narrow
-            .a
-            .exchange_as_agent(&[
-                ("grant_type", TOKEN_EXCHANGE),
-                ("requested_token_type", ID_JAG),
-                ("audience", narrow.b_url.as_str()),
-                ("resource", MCP_RESOURCE),
-                ("authorization_details", details.to_string().as_str()),
-                ("subject_token", id_token.as_str()),
-                ("subject_token_type", ID_TOKEN),
-            ])
-            .await?;
-        anyhow::ensure!(status == 200, "leg 1: {body}");
-        Ok::<String, anyhow::Error>(body["access_token"].as_str().unwrap_or_default().into())
-    };
+    let issue = || id_jag_carrying(&narrow, &details);
     let (status, body) = narrow
         .redeem_assertion(&issue().await?, AGENT_AT_RAS)
         .await?;

@@ -634,6 +634,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// A resolver that fetches from this machine's test servers (loopback http allowed), with a
+    /// timeout long enough never to end a test's fetch by itself.
+    fn loopback_resolver() -> Arc<ClientMetadataResolver> {
+        Arc::new(
+            ClientMetadataResolver::new(ClientIdMetadataConfig {
+                enabled: true,
+                allowed_hosts: vec!["127.0.0.1".into()],
+                allow_loopback_http: true,
+                fetch_timeout_secs: 30,
+                ..ClientIdMetadataConfig::default()
+            })
+            .expect("resolver"),
+        )
+    }
     use serde_json::json;
 
     const URL: &str = "https://app.example.com/oauth/client.json";
@@ -743,16 +758,7 @@ mod tests {
             listener.local_addr().expect("addr")
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let resolver = Arc::new(
-            ClientMetadataResolver::new(ClientIdMetadataConfig {
-                enabled: true,
-                allowed_hosts: vec!["127.0.0.1".into()],
-                allow_loopback_http: true,
-                fetch_timeout_secs: 30,
-                ..ClientIdMetadataConfig::default()
-            })
-            .expect("resolver"),
-        );
+        let resolver = loopback_resolver();
         let lookup = {
             let (resolver, url) = (resolver.clone(), url.clone());
             tokio::spawn(async move { resolver.resolve(&url).await.is_ok() })
@@ -785,16 +791,7 @@ mod tests {
             .expect("bind");
         let base = format!("http://{}/clients", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let resolver = Arc::new(
-            ClientMetadataResolver::new(ClientIdMetadataConfig {
-                enabled: true,
-                allowed_hosts: vec!["127.0.0.1".into()],
-                allow_loopback_http: true,
-                fetch_timeout_secs: 30,
-                ..ClientIdMetadataConfig::default()
-            })
-            .expect("resolver"),
-        );
+        let resolver = loopback_resolver();
         let mut lookups = Vec::new();
         for n in 0..MAX_CONCURRENT_FETCHES {
             let (resolver, url) = (resolver.clone(), format!("{base}/{n}.json"));
