@@ -81,7 +81,10 @@ pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
         } else {
             subject_token
         };
-    let http = reqwest::Client::new();
+    // The client's secret goes to the token endpoint the metadata names: follow redirects only
+    // to https (or loopback http), as every trust fetch does (JWKS-07).
+    let http = crate::jose::jwks_cache::trust_http_client(std::time::Duration::from_secs(30))
+        .map_err(|error| fail(format!("cannot build the HTTP client: {error}")))?;
     let metadata_url = url::Url::parse(&args.issuer)
         .and_then(|issuer| crate::jose::jwks_cache::oauth_metadata_url(&issuer))
         .map_err(|error| {
@@ -109,6 +112,11 @@ pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
     let token_endpoint = metadata["token_endpoint"]
         .as_str()
         .ok_or_else(|| fail(format!("{metadata_url} has no token_endpoint")))?;
+    if !crate::trust::is_https_or_loopback(token_endpoint) {
+        return Err(fail(format!(
+            "the token endpoint {token_endpoint} is not https (nor http on a loopback address); the client secret is not sent there"
+        )));
+    }
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", crate::oauth::GRANT_TOKEN_EXCHANGE.to_string()),
         ("subject_token", subject_token),

@@ -338,6 +338,29 @@ async fn exchange_discovers_a_path_issuer_and_refuses_metadata_of_another_issuer
     Ok(())
 }
 
+/// `exchange` sends the client secret only to an https token endpoint (or http on a loopback
+/// address): metadata naming a plain-http endpoint elsewhere is refused before anything is sent.
+#[tokio::test]
+async fn exchange_refuses_a_token_endpoint_that_is_not_https() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let issuer = format!("http://{}", listener.local_addr()?);
+    let metadata = serde_json::json!({
+        "issuer": issuer,
+        "token_endpoint": "http://sts.example.com/token",
+    });
+    let app = axum::Router::new().route(
+        "/.well-known/oauth-authorization-server",
+        axum::routing::get(move || async move { axum::Json(metadata) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir()?;
+    let output = cli_exchange_as_agent(dir.path(), &issuer, "a-subject-token", &[]).await;
+    assert!(!output.status.success());
+    let error = text(&output.stderr);
+    assert!(error.contains("is not https"), "{error}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn client_add_registers_a_public_code_flow_client_without_a_secret() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
