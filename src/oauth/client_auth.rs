@@ -132,12 +132,13 @@ impl SecretCache {
             return true;
         }
         let cell = {
-            let mut in_flight = match self.in_flight.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut in_flight = self.in_flight();
             in_flight.entry(entry).or_default().clone()
         };
+        // Removes the in-flight entry however this call ends: also when the request is dropped
+        // while argon2 runs (the client went away, the request timed out). Otherwise every
+        // abandoned verification of a distinct secret would stay in the map for good.
+        let _in_flight = InFlight { cache: self, entry };
         let (phc_owned, secret_owned) = (phc.to_string(), SecretString::new(secret));
         let runs = self.argon2_runs.clone();
         let ok = *cell
@@ -151,13 +152,6 @@ impl SecretCache {
                 .unwrap_or(false)
             })
             .await;
-        {
-            let mut in_flight = match self.in_flight.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            in_flight.remove(&entry);
-        }
         if ok {
             let mut verified = self.lock();
             if verified.len() >= SECRET_CACHE_CAPACITY {
@@ -188,6 +182,27 @@ impl SecretCache {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+
+    fn in_flight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>> {
+        match self.in_flight.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// One verification under way in a [`SecretCache`]; its entry goes when this is dropped.
+struct InFlight<'a> {
+    cache: &'a SecretCache,
+    entry: [u8; 32],
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.cache.in_flight().remove(&self.entry);
     }
 }
 
@@ -649,5 +664,34 @@ mod tests {
         let rotated = crate::secret::hash_secret("s3cret").expect("hash");
         assert!(cache.verify("client", &rotated, "s3cret").await);
         assert_eq!(cache.argon2_runs(), 3);
+    }
+
+    /// A request dropped while argon2 runs for it (the client went away, the request timed
+    /// out) leaves nothing behind: every such verification of a distinct secret used to keep
+    /// its in-flight entry for good, so abandoned requests grew the map without bound
+    /// (CAUTH-08, TOK-14: failed authentications must cost the server a bounded amount).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_verification_abandoned_while_argon2_runs_leaves_no_entry_behind() {
+        let cache = Arc::new(SecretCache::new());
+        let phc = crate::secret::hash_secret("s3cret").expect("hash");
+        let task = {
+            let (cache, phc) = (cache.clone(), phc.clone());
+            tokio::spawn(async move { cache.verify("client", &phc, "guess").await })
+        };
+        // One thread: the task runs only while this one yields, so once its entry is in the
+        // map it is waiting for argon2, and it is aborted there.
+        for _ in 0..1000 {
+            if !cache.in_flight().is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cache.in_flight().len(), 1, "the verification started");
+        task.abort();
+        assert!(task.await.expect_err("aborted").is_cancelled());
+        assert!(cache.in_flight().is_empty(), "the abandoned entry is gone");
+        // The next attempt with the same secret verifies afresh and says no.
+        assert!(!cache.verify("client", &phc, "guess").await);
+        assert!(cache.in_flight().is_empty());
     }
 }
