@@ -329,6 +329,50 @@ async fn retire_a_next_key_or_the_active_key_with_a_successor() {
     );
 }
 
+/// Retiring a `next` key never retires the key that signs. `KeyRing::retire` reads the key's
+/// state, then asks the store to retire it; when another instance's tick promotes that key in
+/// between, the store used to retire it anyway — now the active key — and no key signed on any
+/// instance until an operator rotated (every token request a `server_error`). The store's
+/// update now only retires a key that is still `next`, so the late retirement changes nothing.
+/// Rows: JWKS-04, JWKS-05.
+#[tokio::test]
+async fn a_retirement_that_loses_the_race_to_a_promotion_leaves_the_new_key_signing() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let other = KeyRing::open(
+        ring.store.clone(),
+        kek(),
+        policy(SigningAlgorithm::Es256),
+        T0,
+    )
+    .await
+    .expect("second instance");
+    let next = ring.rotate(T0 + 1, false, None).await.expect("rotate");
+    // `ring.retire(&next)` has read `next` as a next key; the other instance promotes it now.
+    let due = T0 + 1 + PROMOTE_AFTER;
+    assert!(other.tick(due).await.expect("promotion"));
+    assert_eq!(other.active_kid().expect("active").0, next);
+    // ... and then the retirement reaches the store.
+    assert!(
+        !ring
+            .store
+            .retire_key(&next, due, due + RETIRED_PUBLISH, None)
+            .await
+            .expect("retire"),
+        "the key that now signs is not retired"
+    );
+    ring.tick(due + 1).await.expect("tick");
+    assert_eq!(sign(&ring).1, next);
+    assert_eq!(sign(&other).1, next);
+    assert!(
+        states(&ring).await.contains(&(next.clone(), "active")),
+        "{:?}",
+        states(&ring).await
+    );
+    // Retiring it through the key ring, which sees it active, is refused as before.
+    assert!(ring.retire(&next, due + 2, None).await.is_err());
+}
+
 /// Each algorithm: the JWKS member has the right `kty`, `alg` and `use`, no private member
 /// (JWKS-02, JWKS-03), and a signed token verifies against it with `DecodingKey::from_jwk`.
 #[tokio::test]

@@ -124,8 +124,10 @@ pub trait KeyStore {
         now: i64,
         event: Option<&AuditEvent>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Retires a key (stops signing), publishing it until `publish_until`. `event` is recorded
-    /// in the same transaction when something changed.
+    /// Retires a `next` key (it never signs), publishing it until `publish_until`. `event` is
+    /// recorded in the same transaction when something changed. Returns false for any other
+    /// key: the active key hands over only through [`KeyStore::promote_key`], so a `next` key
+    /// promoted by another instance since the caller read it is never left without a successor.
     fn retire_key(
         &self,
         kid: &str,
@@ -344,7 +346,7 @@ impl KeyStore for Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query(
-                "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE kid = $3 AND state <> 'retired'",
+                "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE kid = $3 AND state = 'next'",
             )
             .bind(now)
             .bind(publish_until)
