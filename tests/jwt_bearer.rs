@@ -1888,3 +1888,103 @@ async fn strong_client_authentication_for_a_high_impact_scope_ema_14_idjag_accep
     .await?;
     Ok(())
 }
+
+/// IDJAG-ACCEPT-14, IDJAG-ACCEPT-15, EMA-08: an assertion's `resource` is a URI or an array of
+/// URIs. One that is neither (a number, an object, an array holding something else, an empty
+/// array) is `invalid_grant`, not read as "no resource": that reading let the client choose any
+/// resource B protects, outside what the issuer granted (RFC 7521 §5.2: valid in all respects).
+#[tokio::test]
+async fn a_malformed_resource_claim_is_refused_not_read_as_none_idjag_accept_15()
+-> anyhow::Result<()> {
+    const ADMIN_RESOURCE: &str = "https://admin.saas.example/mcp";
+    let legs = Legs::start_with(|config| {
+        let mut admin = config.resources[0].clone();
+        admin.resource = ADMIN_RESOURCE.into();
+        admin.default = false;
+        config.resources.push(admin);
+    })
+    .await?;
+    for (label, resource) in [
+        ("a number", json!(5)),
+        ("an object", json!({ "uri": MCP_RESOURCE })),
+        ("an array holding a number", json!([MCP_RESOURCE, 5])),
+        ("an empty array", json!([])),
+    ] {
+        let mut claims = legs.valid_claims();
+        claims["resource"] = resource;
+        let assertion = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
+        for form in [
+            vec![
+                ("grant_type", JWT_BEARER),
+                ("assertion", assertion.as_str()),
+            ],
+            vec![
+                ("grant_type", JWT_BEARER),
+                ("assertion", assertion.as_str()),
+                ("resource", ADMIN_RESOURCE),
+            ],
+        ] {
+            let answer = legs.redeem(&form, AGENT_AT_RAS).await?;
+            assert_invalid_grant_at_b(&legs, label, answer, "assertion_invalid_claim").await?;
+        }
+    }
+    // The control: a well-formed claim is honoured.
+    let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
+    let (status, body) = legs.redeem_assertion(&assertion, AGENT_AT_RAS).await?;
+    assert_eq!(
+        (status, &body["resource"]),
+        (200, &json!(MCP_RESOURCE)),
+        "{body}"
+    );
+    Ok(())
+}
+
+/// IDJAG-ACCEPT-10, docs/decisions.md (leg 2: a chaining grant's `client_id`, when present, must
+/// name the authenticated client): a `client_id` claim that is not a string is invalid, for
+/// chaining grants as for ID-JAGs. It used to count as absent, so a chaining grant its issuer
+/// had bound to one client (`["agent-at-saas"]`, `42`) was redeemed by any client.
+#[tokio::test]
+async fn a_client_id_claim_that_is_not_a_string_is_refused_idjag_accept_10() -> anyhow::Result<()> {
+    let legs = Legs::start_with(|config| {
+        config.identity_providers[0].token_types = vec!["id_jag".into(), "jwt_grant".into()];
+    })
+    .await?;
+    for (label, typ) in [("chaining grant", "JWT"), ("ID-JAG", "oauth-id-jag+jwt")] {
+        for client_id in [
+            json!([AGENT_AT_RAS]),
+            json!(42),
+            json!({ "id": AGENT_AT_RAS }),
+        ] {
+            let mut claims = legs.valid_claims();
+            claims["client_id"] = client_id.clone();
+            let assertion = legs.forged_by_a(claims, typ)?;
+            let answer = legs.redeem_assertion(&assertion, "other-client").await?;
+            assert_invalid_grant_at_b(
+                &legs,
+                &format!("{label}, client_id {client_id}"),
+                answer,
+                "assertion_invalid_claim",
+            )
+            .await?;
+        }
+    }
+    // Controls: a chaining grant without `client_id` may be redeemed by any client it is for;
+    // one naming its client only by that client.
+    let mut claims = legs.valid_claims();
+    claims
+        .as_object_mut()
+        .map(|claims| claims.remove("client_id"));
+    let assertion = legs.forged_by_a(claims, "JWT")?;
+    let (status, body) = legs.redeem_assertion(&assertion, "other-client").await?;
+    assert_eq!(status, 200, "{body}");
+    let assertion = legs.forged_by_a(legs.valid_claims(), "JWT")?;
+    let answer = legs.redeem_assertion(&assertion, "other-client").await?;
+    assert_invalid_grant_at_b(
+        &legs,
+        "another client's grant",
+        answer,
+        "client_id_mismatch",
+    )
+    .await?;
+    Ok(())
+}

@@ -268,14 +268,19 @@ struct RedemptionDetail<'a> {
     profile: &'static str,
 }
 
-fn string_or_array(value: Option<&Value>) -> Vec<String> {
+/// The assertion's `resource` claim: absent, one URI, or a non-empty array of them (IDJAG §3.1,
+/// RFC 8707). Anything else is an invalid claim (IDJAG-ACCEPT-15), never "no resource", which
+/// would let the client pick any resource we protect.
+fn asserted_resources(value: Option<&Value>) -> Result<Vec<String>, OAuthError> {
+    let invalid = || assertion_error(JoseError::InvalidClaim("resource"));
     match value {
-        Some(Value::String(one)) => vec![one.clone()],
-        Some(Value::Array(many)) => many
+        None => Ok(Vec::new()),
+        Some(Value::String(one)) => Ok(vec![one.clone()]),
+        Some(Value::Array(many)) if !many.is_empty() => many
             .iter()
-            .filter_map(|item| item.as_str().map(str::to_string))
+            .map(|item| item.as_str().map(str::to_string).ok_or_else(invalid))
             .collect(),
-        _ => Vec::new(),
+        Some(_) => Err(invalid()),
     }
 }
 
@@ -308,7 +313,14 @@ pub async fn redeem(
     let client_id = &client.client.config.client_id;
     // IDJAG-ACCEPT-09/10: the ID-JAG names the client it was issued to, and only that client may
     // redeem it. Chaining grants may omit the claim; when present it must match too.
-    match (profile, claims.str_claim("client_id")) {
+    // A `client_id` that is not a string binds the grant to no client we could compare; it is
+    // invalid, not absent.
+    let claimed_client = match claims.claim("client_id") {
+        None => None,
+        Some(Value::String(claimed)) => Some(claimed.as_str()),
+        Some(_) => return Err(assertion_error(JoseError::InvalidClaim("client_id"))),
+    };
+    match (profile, claimed_client) {
         (_, Some(claimed)) if claimed == client_id => {}
         (Profile::Chaining, None) => {}
         (Profile::IdJag, None) => {
@@ -337,7 +349,7 @@ pub async fn redeem(
         super::dpop::BoundToken::Assertion,
         ErrorCode::InvalidGrant,
     )?;
-    let asserted_resources = string_or_array(claims.claim("resource"));
+    let asserted_resources = asserted_resources(claims.claim("resource"))?;
     let resources = grant_resources(registry, &asserted_resources, &requested_resources)?;
     audit.resources = resources.iter().map(|r| r.resource.clone()).collect();
     audit.audience = audit.resources.first().cloned();
