@@ -898,3 +898,40 @@ async fn jwks_fetches_are_counted_per_identity_provider_with_their_outcome() -> 
     assert_eq!(sample(&metrics, last, &["source=\"idp:broken\""]), None);
     Ok(())
 }
+
+/// IDJAG-JWT-05, CHAIN-A-09, AT-02: every token frontdesk issues names its subject. An audience
+/// whose `claims.sub` mapping yields an empty string (here: the user's `email` is `""`) gets no
+/// grant (`invalid_target`, `claim_mapping_error`, as for a failing mapping, docs/decisions.md
+/// §14); an ID-JAG with `sub: ""` used to be issued, which a resource AS may resolve to whatever
+/// account it keys by an empty identifier.
+#[tokio::test]
+async fn a_sub_mapping_that_yields_an_empty_string_refuses_the_grant_idjag_jwt_05()
+-> anyhow::Result<()> {
+    let env = Env::start_with(|config| {
+        let saas = &mut config.audiences[0];
+        assert_eq!(saas.id, "saas");
+        saas.claims.insert("sub".into(), "subject.email".into());
+    })
+    .await?;
+    let no_email = env
+        .idp
+        .mint(json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "email": "" }))
+        .await?;
+    let (status, body) = env.id_jag_exchange(&no_email, RAS_ISSUER).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none(), "{body}");
+    let event = env.audit_log().await?.into_iter().next().expect("audited");
+    assert_eq!(event.event.reason.as_deref(), Some("claim_mapping_error"));
+    // The control: a mapped address becomes the ID-JAG's `sub`.
+    let (status, body) = env
+        .id_jag_exchange(&env.id_token().await?, RAS_ISSUER)
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
+    assert_eq!(claims["sub"], "ada@example.com");
+    Ok(())
+}

@@ -754,6 +754,14 @@ fn decide(
     let mut mapped: Map<String, Value> = Map::new();
     for (claim, expression) in &audience.claims {
         match prepared.string(expression) {
+            // IDJAG-JWT-05, AT-02: what is issued names a subject; an empty one is no mapping.
+            Ok(Some(value)) if claim == "sub" && value.is_empty() => {
+                tracing::warn!(audience = %audience.config.id, "sub mapping yielded an empty string; denying");
+                return Err(invalid_target(
+                    "claim_mapping_error",
+                    "The subject could not be mapped into the target domain",
+                ));
+            }
             Ok(Some(value)) => {
                 mapped.insert(claim.clone(), Value::String(value));
             }
