@@ -110,7 +110,10 @@ fn token_scopes(claims: &Map<String, Value>, token_type: SubjectTokenType) -> Op
                 .map(str::to_string)
                 .collect(),
         ),
-        _ => None,
+        // Present but of another type: what the token may do cannot be read, so it bounds the
+        // exchange to nothing rather than lifting the bound (CHAIN-A-07).
+        Some(_) => Some(Vec::new()),
+        None => None,
     }
 }
 
@@ -1268,6 +1271,41 @@ mod tests {
                 .expect_err("INT-09")
                 .reason,
             "unknown_subject_token_type"
+        );
+    }
+
+    /// CHAIN-A-07: the scopes a `jwt` or `access_token` subject token carries (`scope`, or `scp`
+    /// as Okta and Entra write it; a string or an array) bound what it is exchanged for. A claim
+    /// of another type (a number, an object, `null`) bounds it to nothing; it used to lift the
+    /// bound, as if the token carried no scope claim at all.
+    #[test]
+    fn a_subject_scope_claim_of_another_type_grants_nothing_chain_a_07() {
+        let scopes = |claims: Value, token_type| {
+            token_scopes(claims.as_object().expect("an object"), token_type)
+        };
+        let read = Some(vec!["read".to_string()]);
+        for token_type in [SubjectTokenType::AccessToken, SubjectTokenType::Jwt] {
+            assert_eq!(scopes(json!({ "scope": "read" }), token_type), read);
+            assert_eq!(scopes(json!({ "scp": ["read", 7] }), token_type), read);
+            assert_eq!(scopes(json!({}), token_type), None, "no claim, no bound");
+            for malformed in [
+                json!({ "scope": 42 }),
+                json!({ "scope": { "read": true } }),
+                json!({ "scope": null }),
+                json!({ "scp": true }),
+                json!({ "scope": 1, "scp": "read write" }),
+            ] {
+                assert_eq!(
+                    scopes(malformed.clone(), token_type),
+                    Some(Vec::new()),
+                    "{malformed}"
+                );
+            }
+        }
+        // ID tokens and SAML assertions carry no scopes of their own.
+        assert_eq!(
+            scopes(json!({ "scope": 42 }), SubjectTokenType::IdToken),
+            None
         );
     }
 
