@@ -593,6 +593,13 @@ async fn actor_not_permitted_by_the_subject_is_refused_tx_11() -> anyhow::Result
             "may_act is not an object",
             json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "may_act": ACTOR }),
         ),
+        (
+            // RFC 8693 §4.4: an `iss` that is not a string names no issuer the actor could have;
+            // it used to be read as absent, which lets an actor of any trusted issuer act.
+            "may_act's iss is not a string",
+            json!({ "aud": AGENT_AT_IDP, "sub": "user-1",
+                    "may_act": { "sub": ACTOR, "iss": [env.idp.issuer] } }),
+        ),
     ];
     for (label, claims) in subjects {
         let subject = env.idp.mint(claims).await?;
