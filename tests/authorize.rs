@@ -631,6 +631,12 @@ async fn a_missing_response_type_is_invalid_request() -> anyhow::Result<()> {
 /// Turns the sign-in identity provider `corp` on or off as the admin page would (a stored trust
 /// change), and has the server pick it up.
 async fn set_idp_enabled(env: &Env, enabled: bool) -> anyhow::Result<()> {
+    change_corp(env, |corp| corp["enabled"] = json!(enabled)).await
+}
+
+/// Changes the stored sign-in identity provider `corp` as the admin page would, and has the
+/// server pick it up.
+async fn change_corp(env: &Env, change: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
     use frontdesk::store::{TrustKind, TrustStore};
     let store = &env.server.state.store;
     let mut corp = store
@@ -639,7 +645,7 @@ async fn set_idp_enabled(env: &Env, enabled: bool) -> anyhow::Result<()> {
         .into_iter()
         .find(|document| document.id == "corp")
         .ok_or_else(|| anyhow::anyhow!("no corp"))?;
-    corp.document["enabled"] = json!(enabled);
+    change(&mut corp.document);
     store
         .upsert_trust(TrustKind::IdentityProvider, &corp)
         .await?;
@@ -685,6 +691,52 @@ async fn a_disabled_sign_in_idp_ends_its_codes_and_refresh_tokens() -> anyhow::R
     }
 
     set_idp_enabled(&env, true).await?;
+    let (status, body) = refresh(&env, &token).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+/// The sign-in identity provider's `condition` is evaluated again at every refresh, over the
+/// user's claims from their latest sign-in: an administrator who tightens it ends the sessions
+/// it no longer admits at their next refresh (`invalid_grant`,
+/// `refresh_token_idp_condition_denied`), not at the refresh token's expiry. The refusal spends
+/// nothing: with the condition loosened again the same refresh token works.
+#[tokio::test]
+async fn a_tightened_idp_condition_ends_refreshes_it_no_longer_admits() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(status, 200, "{body}");
+    let token = body["refresh_token"].as_str().expect("refresh").to_string();
+    let (status, body) = refresh(&env, &token).await?;
+    assert_eq!(status, 200, "{body}");
+    let token = body["refresh_token"].as_str().expect("refresh").to_string();
+
+    // A condition over the remembered claims that this user does not meet; the request's
+    // grant type is visible to it.
+    change_corp(&env, |corp| {
+        corp["condition"] =
+            json!("request.grant_type == 'refresh_token' && subject.sub == 'someone-else'");
+    })
+    .await?;
+    let (status, body) = refresh(&env, &token).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let events = env.audit_log().await?;
+    assert!(
+        events
+            .iter()
+            .any(|r| r.event.reason.as_deref() == Some("refresh_token_idp_condition_denied"))
+    );
+
+    // A condition the user meets: the token, not spent by the refusal, works.
+    change_corp(&env, |corp| {
+        corp["condition"] = json!("request.grant_type == 'refresh_token' && has(subject.sub)");
+    })
+    .await?;
     let (status, body) = refresh(&env, &token).await?;
     assert_eq!(status, 200, "{body}");
     Ok(())

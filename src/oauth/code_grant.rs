@@ -261,6 +261,7 @@ pub async fn refresh(
                 &requested_resources,
                 proof,
             )?;
+            check_idp_condition(service, registry, client, &state.record).await?;
         }
     }
     let record: RefreshRecord = match service
@@ -320,6 +321,7 @@ pub async fn refresh(
         &requested_resources,
         proof,
     )?;
+    check_idp_condition(service, registry, client, &record).await?;
     // RFC 6749 §6: a refresh may narrow the scope, never widen it.
     let scopes = if requested_scopes.is_empty() {
         record.scopes.clone()
@@ -386,6 +388,54 @@ fn check_request(
         ));
     }
     target_resource(registry, &record.resource, proof).map(|_| ())
+}
+
+/// The sign-in identity provider's `condition`, evaluated again at every refresh over the
+/// user's claims from their latest sign-in (the same claims a refresh token exchanged for an
+/// ID-JAG is judged by, decisions §22). An administrator who tightens the condition ends the
+/// sessions it no longer admits at their next refresh instead of at the refresh token's
+/// expiry; the refusal spends nothing, so loosening it again restores them. Without a
+/// condition nothing is read.
+async fn check_idp_condition(
+    service: &TokenService,
+    registry: &Registry,
+    client: &AuthenticatedClient,
+    record: &RefreshRecord,
+) -> Result<(), OAuthError> {
+    let has_condition = registry
+        .idp_by_issuer(&record.subject_issuer)
+        .is_some_and(|idp| idp.condition.is_some());
+    if !has_condition {
+        return Ok(());
+    }
+    let (idp, claims) = super::refresh_subject::current_subject(service, registry, record).await?;
+    let input = crate::policy::PolicyInput {
+        subject: serde_json::Value::Object(claims),
+        actor: None,
+        client: json!({
+            "id": client.client.config.client_id,
+            "auth_method": client.method.as_str(),
+        }),
+        request: json!({
+            "grant_type": super::GRANT_REFRESH_TOKEN,
+            "resources": [record.resource],
+            "scopes": record.scopes,
+        }),
+    };
+    match input.prepare().allows(idp.condition.as_ref()) {
+        crate::policy::Decision::Allow => Ok(()),
+        crate::policy::Decision::Deny => Err(invalid_grant(
+            "refresh_token_idp_condition_denied",
+            "The identity provider's policy no longer accepts this user; sign in again",
+        )),
+        crate::policy::Decision::Error(message) => {
+            tracing::warn!(idp = %idp.config.id, %message, "identity provider condition failed; denying");
+            Err(invalid_grant(
+                "refresh_token_idp_condition_error",
+                "The identity provider's policy could not be evaluated for this user",
+            ))
+        }
+    }
 }
 
 /// True while the identity provider a grant's user signed in at is configured and enabled. An
