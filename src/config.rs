@@ -175,6 +175,10 @@ pub struct RegistrationConfig {
     /// Let self-registered clients ask for the jwt-bearer grant (CMETA-04; off: ID-JAG
     /// redemption stays with pre-registered clients).
     pub allow_jwt_bearer: bool,
+    /// Most self-registered clients kept at once: the per-address rate limit slows one
+    /// registrant, but many addresses could otherwise grow the client table (and every
+    /// instance's memory) without bound. Deleting registrations makes room again.
+    pub max_clients: u32,
 }
 
 impl Default for RegistrationConfig {
@@ -184,6 +188,7 @@ impl Default for RegistrationConfig {
             initial_access_token: None,
             per_minute: 10,
             allow_jwt_bearer: false,
+            max_clients: 10_000,
         }
     }
 }
@@ -1056,6 +1061,9 @@ impl Config {
         }
         if self.registration.per_minute == 0 || self.registration.per_minute > 10_000 {
             return err("registration.per_minute", "must be between 1 and 10000");
+        }
+        if self.registration.max_clients == 0 || self.registration.max_clients > 1_000_000 {
+            return err("registration.max_clients", "must be between 1 and 1000000");
         }
         if self
             .registration

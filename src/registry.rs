@@ -210,6 +210,15 @@ impl Registry {
         self.clients.get(client_id)
     }
 
+    /// How many clients registered themselves (RFC 7591): what `registration.max_clients`
+    /// caps. A scan, for the registration endpoint only.
+    pub fn self_registered_clients(&self) -> usize {
+        self.clients
+            .values()
+            .filter(|client| client.config.source.as_deref() == Some("dcr"))
+            .count()
+    }
+
     /// A protected resource by its exact identifier.
     pub fn resource(&self, resource: &str) -> Option<&Arc<ResourceConfig>> {
         self.resources.get(resource)

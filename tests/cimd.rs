@@ -528,3 +528,29 @@ async fn cauth_10_a_document_not_served_as_json_is_refused() -> anyhow::Result<(
     }
     Ok(())
 }
+
+/// CAUTH-10: a `private_key_jwt` document takes its keys only from a host in `allowed_hosts`,
+/// like the document itself. Here the document is on the allowed `127.0.0.1` and names keys at
+/// `localhost` (the same loopback server, so the fetch would succeed): refused before any key is
+/// fetched, and audited.
+#[tokio::test]
+async fn cauth_10_keys_on_a_host_that_is_not_allowed_are_refused() -> anyhow::Result<()> {
+    let setup = start(true).await?;
+    let jwk = setup
+        .env
+        .client_key
+        .public_jwk()
+        .map_err(anyhow::Error::msg)?;
+    setup
+        .docs
+        .set("keys.json", 200, json!({ "keys": [jwk] }).to_string());
+    let mut document = setup.document("elsewhere.json");
+    document["token_endpoint_auth_method"] = json!("private_key_jwt");
+    document["jwks_uri"] = json!(setup.url("keys.json").replace("127.0.0.1", "localhost"));
+    setup.publish("elsewhere.json", &document);
+    setup
+        .refused(&setup.url("elsewhere.json"), "client_jwks_host_not_allowed")
+        .await?;
+    assert_eq!(setup.docs.hits("keys.json"), 0, "no key was fetched");
+    Ok(())
+}

@@ -1033,3 +1033,101 @@ async fn an_update_cannot_widen_grant_types_or_scopes_past_the_registration() ->
     );
     Ok(())
 }
+
+/// `registration.max_clients` caps how many self-registered clients exist at once: the
+/// per-address rate limit alone lets many addresses grow the client table without bound. Past
+/// the cap a registration is 403 `access_denied`, audited `registration_limit_reached`, and
+/// nothing is stored; deleting a registration (RFC 7592) makes room again. Clients the
+/// administrator configured do not count.
+#[tokio::test]
+async fn self_registered_clients_are_capped_and_a_deletion_makes_room() -> anyhow::Result<()> {
+    let env = start(|config| {
+        config.registration.max_clients = 2;
+        config.registration.per_minute = 10;
+    })
+    .await?;
+    let mut first = None;
+    for _ in 0..2 {
+        let (status, body, _) = register(&env, &public_request(), None).await?;
+        assert_eq!(status, 201, "{body}");
+        first.get_or_insert(body);
+    }
+    let stored = |env: &Env| {
+        let store = env.server.state.store.clone();
+        async move {
+            let clients = store.list_trust(TrustKind::Client).await?;
+            anyhow::Ok(
+                clients
+                    .iter()
+                    .filter(|d| d.document["source"] == "dcr")
+                    .count(),
+            )
+        }
+    };
+    let (status, body, _) = register(&env, &public_request(), None).await?;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "access_denied");
+    assert!(
+        audited(
+            &env,
+            "client_registration",
+            Some("registration_limit_reached")
+        )
+        .await?
+    );
+    assert_eq!(
+        stored(&env).await?,
+        2,
+        "the refused registration stored nothing"
+    );
+
+    let first = first.expect("registered");
+    let (status, _, _) = manage(
+        &env,
+        reqwest::Method::DELETE,
+        &text(&first, "registration_client_uri"),
+        Some(&text(&first, "registration_access_token")),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 204);
+    let (status, body, _) = register(&env, &public_request(), None).await?;
+    assert_eq!(status, 201, "room again after a deletion: {body}");
+    assert_eq!(stored(&env).await?, 2);
+    Ok(())
+}
+
+/// Decision 40: the per-address registration limit counts an IPv6 client by its /64, so a host
+/// cannot escape it by picking fresh addresses from its own network. Behind a trusted proxy the
+/// client address comes from `X-Forwarded-For`, which lets one test speak from several.
+#[tokio::test]
+async fn registrations_from_one_ipv6_64_share_one_limit() -> anyhow::Result<()> {
+    let env = start(|config| {
+        config.registration.per_minute = 2;
+        config.server.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await?;
+    let register_from = |address: &'static str| {
+        let request = env
+            .http
+            .post(format!("{}/register", env.url))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", address)
+            .body(public_request().to_string());
+        async move { anyhow::Ok(request.send().await?.status().as_u16()) }
+    };
+    assert_eq!(register_from("2001:db8:1:2::1").await?, 201);
+    assert_eq!(register_from("2001:db8:1:2:a:b:c:d").await?, 201);
+    assert_eq!(
+        register_from("2001:db8:1:2::3").await?,
+        429,
+        "a third address of the same /64 is over the limit"
+    );
+    assert_eq!(
+        register_from("2001:db8:1:3::1").await?,
+        201,
+        "the next /64 has its own"
+    );
+    assert_eq!(register_from("192.0.2.1").await?, 201);
+    Ok(())
+}

@@ -69,8 +69,10 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// Counted per username and address — an IPv6 address by its /64, as every per-address
+    /// limit is (`forwarded::limit_key`).
     fn key(username: &str, ip: &str) -> String {
-        format!("{username}\n{ip}")
+        format!("{username}\n{}", crate::http::forwarded::limit_key_text(ip))
     }
 
     pub(crate) fn blocked(&self, username: &str, ip: &str, now: i64) -> bool {

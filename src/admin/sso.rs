@@ -224,8 +224,9 @@ pub async fn start(
 ) -> Result<Response, AdminError> {
     let (sso, idp) = configured(&state)?;
     // Counted before anything is fetched or stored; the start past the quota is refused too.
-    if state.admin.sso_starts.retry_after(ip.as_str()).is_some()
-        || state.admin.sso_starts.record_failure(ip.clone())
+    let key = crate::http::forwarded::limit_key_text(&ip);
+    if state.admin.sso_starts.retry_after(key.as_str()).is_some()
+        || state.admin.sso_starts.record_failure(key)
     {
         return Err(AdminError::TooManyAttempts);
     }

@@ -92,6 +92,29 @@ fn canonical(address: IpAddr) -> IpAddr {
     }
 }
 
+/// What a per-address limit counts `address` as: an IPv4 address itself, an IPv6 address its
+/// /64 network. One IPv6 host is routinely given a whole /64 (RFC 6177, SLAAC privacy
+/// addresses), so counting single IPv6 addresses would give an attacker 2^64 fresh budgets —
+/// for admin password guesses, registrations, failed client authentications. Audit records keep
+/// the full address; only the counting is coarser.
+pub fn limit_key(address: IpAddr) -> IpAddr {
+    match canonical(address) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
+/// [`limit_key`] of an address written as text (the admin page's limiters key on strings);
+/// text that is not an address (`"unknown"`) is its own key.
+pub fn limit_key_text(address: &str) -> String {
+    address
+        .parse::<IpAddr>()
+        .map_or_else(|_| address.to_string(), |ip| limit_key(ip).to_string())
+}
+
 /// One `X-Forwarded-For` entry: an address, optionally with a port (`192.0.2.1:4711`,
 /// `[2001:db8::1]:4711`), as proxies write them.
 fn parse_hop(hop: &str) -> Option<IpAddr> {
@@ -152,6 +175,24 @@ mod tests {
             assert!(error.contains(bad), "{error}");
         }
         assert!(TrustedProxies::parse(&[]).unwrap().is_empty());
+    }
+
+    /// Limits count IPv4 addresses one by one, IPv6 addresses by their /64; an IPv4-mapped
+    /// IPv6 address is its IPv4 address.
+    #[test]
+    fn limits_count_ipv6_addresses_by_their_64() {
+        assert_eq!(limit_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(limit_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            limit_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            limit_key(ip("2001:db8:1:2::5"))
+        );
+        assert_ne!(
+            limit_key(ip("2001:db8:1:3::5")),
+            limit_key(ip("2001:db8:1:2::5"))
+        );
+        assert_eq!(limit_key(ip("::1")), ip("::"));
     }
 
     /// The nearest untrusted address from the right; what the client wrote to the left of the

@@ -149,6 +149,25 @@ async fn register(
         )
         .await;
     }
+    let limit = state.config.registration.max_clients;
+    if state.tokens.trust.current().self_registered_clients() >= limit as usize {
+        let response = json_response(
+            StatusCode::FORBIDDEN,
+            error_body(
+                "access_denied",
+                "This server accepts no more self-registered clients; ask its administrator",
+            ),
+        );
+        return refuse(
+            &state,
+            &headers,
+            None,
+            "registration_limit_reached",
+            "access_denied",
+            response,
+        )
+        .await;
+    }
     let document = parse_metadata(&headers, &body)
         .and_then(|request| client_document(&request, &state.config.registration));
     let mut document = match document {
@@ -394,12 +413,14 @@ fn slow_down(description: &str, wait_secs: u64) -> Response {
     response
 }
 
-/// The peer address the server recorded for the connection (unspecified in embedded uses
-/// without one), for the per-address limit.
+/// What the per-address limits count the connection's peer as (unspecified in embedded uses
+/// without one): its address, or an IPv6 address's /64 (`forwarded::limit_key`).
 fn peer_of(extensions: &http::Extensions) -> IpAddr {
     extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| {
+            super::forwarded::limit_key(info.0.ip())
+        })
 }
 
 /// `GET /register/{client_id}` (RFC 7592 §2.1): the client's current registration.

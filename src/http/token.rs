@@ -45,7 +45,7 @@ async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) ->
     let peer = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip());
+        .map(|info| super::forwarded::limit_key(info.0.ip()));
     let prepared = match axum::body::to_bytes(body, limit).await {
         Ok(body) => prepare(&parts.uri, &parts.headers, &body),
         Err(_) => Err(OAuthError::invalid_request(

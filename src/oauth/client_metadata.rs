@@ -443,6 +443,19 @@ impl ClientMetadataResolver {
             if !scheme_ok {
                 return Err(invalid("jwks_uri must be an https URL"));
             }
+            // The keys decide who the client is, so they come from a host the administrator
+            // accepts clients from, like the document itself: otherwise one allowed host could
+            // hand its clients' identity to any other host on the internet.
+            if !host_allowed(
+                jwks_url.host_str().unwrap_or(""),
+                &self.config.allowed_hosts,
+            ) {
+                return Err(ClientMetadataError::new(
+                    "client_jwks_host_not_allowed",
+                    "The client metadata document's jwks_uri is on a host this server does not \
+                     accept clients from",
+                ));
+            }
             let (keys, _) = self.get_json(&jwks_url, MAX_JWKS_BYTES).await?;
             config.jwks = Some(keys.to_string());
         }
