@@ -39,7 +39,8 @@ pub struct RequestContext {
     pub request_id: Option<String>,
     /// Unix seconds.
     pub now: i64,
-    /// The peer address, for throttling failed authentication.
+    /// What per-address limits count the peer as (failed authentication, public clients'
+    /// request limits): its address, an IPv6 address's /64 (`http::forwarded::limit_key`).
     pub peer: Option<std::net::IpAddr>,
     /// The `DPoP` header's proof, if the request sent one (RFC 9449). Never logged.
     pub dpop: Option<crate::secret::SecretString>,
