@@ -70,7 +70,14 @@ async fn authenticate_caller(
     service: &TokenService,
     form: &FormParams,
     context: &RequestContext,
+    audit: &mut AuditEvent,
 ) -> Result<AuthenticatedClient, OAuthError> {
+    // The client it claims to be, for the audit of a refusal; replaced once it is proven.
+    audit.client_id = form
+        .single("client_id")
+        .ok()
+        .flatten()
+        .map(|id| super::request::clip(id, 200));
     form.reject_repeats()?;
     // TOK-14: the same per-address quota of failed authentications as the token endpoint.
     service.refuse_throttled_address(context)?;
@@ -87,10 +94,39 @@ async fn authenticate_caller(
     };
     let authorization = context.authorization.as_ref().map(|value| value.expose());
     let result = authenticate(authorization, form, &auth_context).await;
-    if let Err(error) = &result {
-        service.count_failed_authentication(error, context);
+    match &result {
+        Ok(caller) => audit.client_id = Some(caller.client.config.client_id.clone()),
+        Err(error) => service.count_failed_authentication(error, context),
     }
     result
+}
+
+/// A refused introspection or revocation request goes into the audit log (`audit`, with what
+/// was learnt of the caller and the token before the refusal), as a refused token request does:
+/// failed client authentications and attempts on other clients' tokens (REVOKE-03) are what an
+/// operator looks for. Served requests are not audited here; revocations record their change.
+async fn audit_refusal<T>(
+    service: &TokenService,
+    mut audit: AuditEvent,
+    result: Result<T, OAuthError>,
+) -> Result<T, OAuthError> {
+    let Err(error) = &result else {
+        return result;
+    };
+    audit.error_code = Some(error.code.as_str().to_string());
+    audit.reason = Some(error.reason.to_string());
+    service.audit.record(audit).await.map_err(|error| {
+        tracing::error!(%error, "writing the audit event failed");
+        OAuthError::server_error()
+    })?;
+    result
+}
+
+/// The event of a refused request to an endpoint (`token_introspection`, `token_revocation`).
+fn refusal_event(event: &str, context: &RequestContext) -> AuditEvent {
+    let mut audit = AuditEvent::new(context.now, event, Decision::Denied);
+    audit.request_id = context.request_id.clone();
+    audit
 }
 
 /// `POST /introspect`: the caller must authenticate as a registered client (INTRO-01).
@@ -99,7 +135,18 @@ pub async fn introspect(
     form: &FormParams,
     context: &RequestContext,
 ) -> Result<Value, OAuthError> {
-    let caller = authenticate_caller(service, form, context).await?;
+    let mut audit = refusal_event("token_introspection", context);
+    let result = introspect_token(service, form, context, &mut audit).await;
+    audit_refusal(service, audit, result).await
+}
+
+async fn introspect_token(
+    service: &TokenService,
+    form: &FormParams,
+    context: &RequestContext,
+    refusal: &mut AuditEvent,
+) -> Result<Value, OAuthError> {
+    let caller = authenticate_caller(service, form, context, refusal).await?;
     // Introspection reveals token contents: it is for resource servers that can authenticate,
     // not for public clients (RFC 7662 §4). Public clients may still revoke (RFC 7009 §2.1).
     if caller.client.is_public() {
@@ -210,6 +257,7 @@ async fn revoke_refresh_token(
     client: &AuthenticatedClient,
     token: &str,
     context: &RequestContext,
+    refusal: &mut AuditEvent,
 ) -> Result<(), OAuthError> {
     let hash = crate::authorize::codes::hash_token(token);
     let owner = service
@@ -224,6 +272,7 @@ async fn revoke_refresh_token(
         return Ok(());
     };
     if owner_client != client.client.config.client_id {
+        refusal.detail = Some(AuditDetail::of(&json!({ "family": family })));
         return Err(OAuthError::new(
             ErrorCode::InvalidGrant,
             "token_of_another_client",
@@ -256,7 +305,18 @@ pub async fn revoke(
     form: &FormParams,
     context: &RequestContext,
 ) -> Result<(), OAuthError> {
-    let client = authenticate_caller(service, form, context).await?;
+    let mut audit = refusal_event("token_revocation", context);
+    let result = revoke_token(service, form, context, &mut audit).await;
+    audit_refusal(service, audit, result).await
+}
+
+async fn revoke_token(
+    service: &TokenService,
+    form: &FormParams,
+    context: &RequestContext,
+    refusal: &mut AuditEvent,
+) -> Result<(), OAuthError> {
+    let client = authenticate_caller(service, form, context, refusal).await?;
     let token = form.required("token")?;
     let claims = match classify(service, token, context.now) {
         Ours::AccessToken(claims) => claims,
@@ -267,7 +327,9 @@ pub async fn revoke(
                 "Only access tokens issued by this server can be revoked",
             ));
         }
-        Ours::Unknown => return revoke_refresh_token(service, &client, token, context).await,
+        Ours::Unknown => {
+            return revoke_refresh_token(service, &client, token, context, refusal).await;
+        }
     };
     let jti = claims.jti().unwrap_or_default().to_string();
     let record = service.store.issued_token(&jti).await.map_err(|error| {
@@ -278,6 +340,7 @@ pub async fn revoke(
         return Ok(());
     };
     if record.client_id != client.client.config.client_id {
+        refusal.issued_jti = Some(jti);
         return Err(OAuthError::new(
             ErrorCode::InvalidGrant,
             "token_of_another_client",
