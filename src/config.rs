@@ -241,6 +241,12 @@ pub struct ServerConfig {
     /// attacker could lock everyone out. Empty (the default): the header is ignored, since
     /// anyone can send it.
     pub trusted_proxies: Vec<String>,
+    /// When set, `GET /metrics` answers only `Authorization: Bearer <this>` (Prometheus's
+    /// `authorization.credentials_file`). The metrics name identity providers, clients' limits
+    /// and refusal rates — reconnaissance for whoever can reach the server; unset, they are
+    /// public, as Prometheus endpoints usually are, and the proxy should not forward the path.
+    /// Use `FRONTDESK_SERVER__METRICS_TOKEN_FILE`.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// Database settings.
@@ -667,6 +673,7 @@ impl Default for ServerConfig {
             failed_auth_per_minute: 30,
             invalid_subject_tokens_per_minute: 60,
             trusted_proxies: Vec::new(),
+            metrics_token: None,
         }
     }
 }
@@ -1062,6 +1069,17 @@ impl Config {
         if self.registration.per_minute == 0 || self.registration.per_minute > 10_000 {
             return err("registration.per_minute", "must be between 1 and 10000");
         }
+        if self
+            .server
+            .metrics_token
+            .as_ref()
+            .is_some_and(|token| token.expose().len() < 16)
+        {
+            return err(
+                "server.metrics_token",
+                "must be at least 16 characters (use a random value)",
+            );
+        }
         if self.registration.max_clients == 0 || self.registration.max_clients > 1_000_000 {
             return err("registration.max_clients", "must be between 1 and 1000000");
         }
@@ -1246,6 +1264,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "authorization.client_id",
     "authorization.client_secret",
     "registration.initial_access_token",
+    "server.metrics_token",
     "admin_sso.idp",
     "admin_sso.client_id",
     "admin_sso.client_secret",

@@ -209,3 +209,48 @@ async fn a_token_exchange_at_the_path_issues_an_id_jag_of_the_path_issuer() -> a
     }
     Ok(())
 }
+
+/// `server.metrics_token`: `/metrics`, at the root and under the issuer's path, answers only a
+/// request bearing the token; without it, or with another, 401 with a Bearer challenge and no
+/// metric in the body. The probes stay open for load balancers.
+#[tokio::test]
+async fn metrics_answer_only_the_metrics_token_when_one_is_set() -> anyhow::Result<()> {
+    const TOKEN: &str = "metrics-token-for-the-scraper";
+    let env = Env::start_with(|config| {
+        config.issuer = format!("{}{PATH}", config.issuer);
+        config.server.metrics_token = Some(frontdesk::secret::SecretString::new(TOKEN));
+    })
+    .await?;
+    let root = env.url.strip_suffix(PATH).expect("path issuer").to_string();
+    for url in [format!("{root}/metrics"), format!("{}/metrics", env.url)] {
+        for presented in [None, Some("metrics-token-for-the-scrapeR"), Some("")] {
+            let mut request = env.http.get(&url);
+            if let Some(token) = presented {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await?;
+            assert_eq!(response.status().as_u16(), 401, "{url} {presented:?}");
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                "Bearer realm=\"metrics\""
+            );
+            assert!(!response.text().await?.contains("frontdesk_"));
+        }
+        let response = env.http.get(&url).bearer_auth(TOKEN).send().await?;
+        assert_eq!(response.status().as_u16(), 200, "{url}");
+        assert!(
+            response
+                .text()
+                .await?
+                .contains("frontdesk_http_requests_total")
+        );
+    }
+    let status = env
+        .http
+        .get(format!("{root}/healthz"))
+        .send()
+        .await?
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    Ok(())
+}

@@ -850,6 +850,25 @@ fn client_metadata_documents_and_registration_are_off_by_default_and_checked_whe
 }
 
 #[test]
+fn a_metrics_token_is_long_and_may_come_from_the_environment() {
+    let error = load_file(
+        &production(""),
+        &[("FRONTDESK_SERVER__METRICS_TOKEN", "short")],
+    )
+    .expect_err("short metrics token");
+    assert_error(&error, "server.metrics_token", "FRONTDESK_SERVER");
+    let config = load_file(
+        &production(""),
+        &[("FRONTDESK_SERVER__METRICS_TOKEN", "0123456789abcdef0123")],
+    )
+    .expect("token from the environment");
+    assert_eq!(
+        config.server.metrics_token.as_ref().map(|t| t.expose()),
+        Some("0123456789abcdef0123")
+    );
+}
+
+#[test]
 fn admin_sso_is_validated_and_its_secret_comes_from_the_environment() {
     const IDP: &str =
         "[[identity_providers]]\nid = \"corp\"\nissuer = \"https://idp.example.com\"\n";

@@ -30,8 +30,27 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
-/// `GET /metrics`.
-pub async fn render() -> Response {
+/// `GET /metrics`; with `server.metrics_token` set, only for a request bearing that token
+/// (compared in constant time), anything else 401 with RFC 6750's challenge.
+pub async fn render(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
+    headers: http::HeaderMap,
+) -> Response {
+    if let Some(expected) = &state.config.server.metrics_token {
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !crate::secret::constant_time_eq(presented.as_bytes(), expected.expose().as_bytes()) {
+            let mut response = http::StatusCode::UNAUTHORIZED.into_response();
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return response;
+        }
+    }
     let mut response = metrics_handle().render().into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,
