@@ -116,6 +116,18 @@ impl Setup {
         })
     }
 
+    /// Serves the test client's public key as `keys.json`, a document's `jwks_uri`; returns it.
+    fn publish_keys(&self) -> anyhow::Result<jsonwebtoken::jwk::Jwk> {
+        let jwk = self
+            .env
+            .client_key
+            .public_jwk()
+            .map_err(anyhow::Error::msg)?;
+        self.docs
+            .set("keys.json", 200, json!({ "keys": [jwk] }).to_string());
+        Ok(jwk)
+    }
+
     fn publish(&self, path: &str, document: &Value) {
         self.docs.set(path, 200, document.to_string());
     }
@@ -372,14 +384,7 @@ async fn ema_11_a_private_key_jwt_document_client_authenticates_with_keys_from_i
 -> anyhow::Result<()> {
     let setup = start(true).await?;
     let client_id = setup.url("signed.json");
-    let jwk = setup
-        .env
-        .client_key
-        .public_jwk()
-        .map_err(anyhow::Error::msg)?;
-    setup
-        .docs
-        .set("keys.json", 200, json!({ "keys": [jwk] }).to_string());
+    let jwk = setup.publish_keys()?;
     let mut document = setup.document("signed.json");
     document["token_endpoint_auth_method"] = json!("private_key_jwt");
     document["jwks_uri"] = json!(setup.url("keys.json"));
@@ -498,14 +503,7 @@ async fn cauth_10_a_document_not_served_as_json_is_refused() -> anyhow::Result<(
     document["token_endpoint_auth_method"] = json!("private_key_jwt");
     document["jwks_uri"] = json!(setup.url("keys.json"));
     setup.publish("signed.json", &document);
-    let jwk = setup
-        .env
-        .client_key
-        .public_jwk()
-        .map_err(anyhow::Error::msg)?;
-    setup
-        .docs
-        .set("keys.json", 200, json!({ "keys": [jwk] }).to_string());
+    setup.publish_keys()?;
     setup.docs.set_type("keys.json", "text/html");
     setup
         .refused(&setup.url("signed.json"), "client_metadata_not_json")
@@ -536,14 +534,7 @@ async fn cauth_10_a_document_not_served_as_json_is_refused() -> anyhow::Result<(
 #[tokio::test]
 async fn cauth_10_keys_on_a_host_that_is_not_allowed_are_refused() -> anyhow::Result<()> {
     let setup = start(true).await?;
-    let jwk = setup
-        .env
-        .client_key
-        .public_jwk()
-        .map_err(anyhow::Error::msg)?;
-    setup
-        .docs
-        .set("keys.json", 200, json!({ "keys": [jwk] }).to_string());
+    setup.publish_keys()?;
     let mut document = setup.document("elsewhere.json");
     document["token_endpoint_auth_method"] = json!("private_key_jwt");
     document["jwks_uri"] = json!(setup.url("keys.json").replace("127.0.0.1", "localhost"));
