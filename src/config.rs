@@ -1069,30 +1069,23 @@ impl Config {
         if self.registration.per_minute == 0 || self.registration.per_minute > 10_000 {
             return err("registration.per_minute", "must be between 1 and 10000");
         }
-        if self
-            .server
-            .metrics_token
-            .as_ref()
-            .is_some_and(|token| token.expose().len() < 16)
-        {
-            return err(
-                "server.metrics_token",
-                "must be at least 16 characters (use a random value)",
-            );
-        }
         if self.registration.max_clients == 0 || self.registration.max_clients > 1_000_000 {
             return err("registration.max_clients", "must be between 1 and 1000000");
         }
-        if self
-            .registration
-            .initial_access_token
-            .as_ref()
-            .is_some_and(|token| token.expose().len() < 16)
-        {
-            return err(
+        // Bearer tokens an administrator chooses: long enough that guessing is hopeless.
+        for (key, token) in [
+            ("server.metrics_token", &self.server.metrics_token),
+            (
                 "registration.initial_access_token",
-                "must be at least 16 characters (use a random value)",
-            );
+                &self.registration.initial_access_token,
+            ),
+        ] {
+            if token
+                .as_ref()
+                .is_some_and(|token| token.expose().len() < 16)
+            {
+                return err(key, "must be at least 16 characters (use a random value)");
+            }
         }
         if !["json", "pretty"].contains(&self.log.format.as_str()) {
             return err("log.format", "must be json or pretty");
