@@ -816,6 +816,83 @@ async fn pkce_verifier_missing_or_wrong_and_redirect_uri_mismatch() -> anyhow::R
     Ok(())
 }
 
+/// OAuth 2.1 §4.1.1 and §4.1.3: `redirect_uri` is optional for a client with a single
+/// registered redirect URI. Left out of the authorization request, the answer goes to that URI,
+/// and the token request may leave it out too.
+#[tokio::test]
+async fn a_client_with_one_redirect_uri_may_leave_it_out() -> anyhow::Result<()> {
+    let (env, browser) = start_configured(None, |config| {
+        for client in &mut config.clients {
+            if client.client_id == APP {
+                client.redirect_uris = vec![REDIRECT.into()];
+            }
+        }
+    })
+    .await?;
+    let params = without_redirect_uri(authorize_params(APP));
+    let redirect = authorize_and_approve_with(&env, &browser, &params).await?;
+    assert!(redirect.as_str().starts_with(REDIRECT), "{redirect}");
+    let code = query(&redirect, "code").expect("code");
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("code_verifier", VERIFIER),
+            ],
+            Some((APP, SECRET)),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+/// With several registered redirect URIs, `redirect_uri` is required: left out of the
+/// authorization request it is an error page (never a redirect to a guess), left out of the
+/// token request it is `invalid_request` and the code is not spent.
+#[tokio::test]
+async fn a_client_with_several_redirect_uris_must_name_one() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let params = without_redirect_uri(authorize_params(APP));
+    let response = browser
+        .get(format!(
+            "{}/authorize?{}",
+            env.url,
+            serde_urlencoded::to_string(&params)?
+        ))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("location").is_none());
+
+    let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
+    let (status, body) = env
+        .post_token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("code_verifier", VERIFIER),
+            ],
+            Some((APP, SECRET)),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
+    assert_eq!(status, 200, "the code was not spent: {body}");
+    Ok(())
+}
+
+fn without_redirect_uri(params: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    params
+        .into_iter()
+        .filter(|(name, _)| *name != "redirect_uri")
+        .collect()
+}
+
 #[tokio::test]
 async fn bad_authorization_requests() -> anyhow::Result<()> {
     let (env, browser) = start().await?;

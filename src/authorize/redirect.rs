@@ -11,6 +11,18 @@ use crate::http::AppState;
 use super::browser::set_cookie;
 use super::pages::error_page;
 
+/// The redirect URI an authorization request is answered at: the one it names, if registered;
+/// when it names none, the client's only registered one (OAuth 2.1 §4.1.1: the parameter is
+/// optional for a client with a single redirect URI). `None`: the request must be refused
+/// with an error page, never redirected.
+pub fn resolve(registered: &[String], requested: Option<&str>) -> Option<String> {
+    match (requested, registered) {
+        (Some(requested), _) => is_registered(registered, requested).then(|| requested.to_string()),
+        (None, [only]) => Some(only.clone()),
+        (None, _) => None,
+    }
+}
+
 /// True if `requested` is one of the client's `registered` redirect URIs: the same string
 /// (RFC 9700 §4.1.3, OAuth 2.1 §2.3.1: exact matching), except that a loopback http redirect
 /// URI may name any port (RFC 8252 §7.3, OAuth 2.1 §8.4.2: a native app listens on whatever

@@ -20,7 +20,7 @@ use crate::store::{AuditEvent, AuthorizationRequest, CodeStore};
 use super::browser::{cookie_name, set_cookie};
 use super::codes::{hash_token, random_token, valid_challenge, valid_thumbprint};
 use super::pages::error_page;
-use super::redirect::{error_redirect, is_registered, see_other};
+use super::redirect::{error_redirect, see_other};
 use super::rp::RelyingParty;
 use super::{audited, callback_url, denial, refuse, sign_in_idp};
 
@@ -118,9 +118,8 @@ pub async fn authorize(
         .await;
     };
     audit.client_id = Some(client.config.client_id.clone());
-    let Some(redirect_uri) = get("redirect_uri")
-        .filter(|uri| is_registered(&client.config.redirect_uris, uri))
-        .map(str::to_string)
+    let Some(redirect_uri) =
+        super::redirect::resolve(&client.config.redirect_uris, get("redirect_uri"))
     else {
         return refuse(
             &state,

@@ -83,7 +83,17 @@ pub async fn redeem_code(
         now,
     } = *request;
     let code = form.required("code")?;
-    let redirect_uri = form.required("redirect_uri")?;
+    // OAuth 2.1 §4.1.3: required when the authorization request named one. A client with a
+    // single registered redirect URI may leave it out of both requests (§4.1.1); the code must
+    // then have been delivered to exactly that URI. Refused before the code is spent.
+    let redirect_uri = match (
+        form.single("redirect_uri")?,
+        client.client.config.redirect_uris.as_slice(),
+    ) {
+        (Some(uri), _) => uri,
+        (None, [only]) => only.as_str(),
+        (None, _) => form.required("redirect_uri")?,
+    };
     let verifier = form.single("code_verifier")?;
     let client_id = &client.client.config.client_id;
     let record = match service
