@@ -360,8 +360,8 @@ const CODE_REUSE_RETENTION_SECS: i64 = 86_400;
 
 /// Deletes what can no longer be used: expired authorization requests, codes past the reuse
 /// retention, refresh tokens past their family's expiry (revoked families stay until then, so
-/// reuse is still detected), records of expired access tokens, and users' claims older than
-/// any refresh token of theirs could be. Returns how many rows went.
+/// reuse is still detected), records of access tokens expired for longer than any verifier's
+/// leeway, and users' claims older than any refresh token of theirs could be. Returns how many rows went.
 async fn purge_grant_state(
     store: &Store,
     authorization: &AuthorizationConfig,
@@ -370,7 +370,10 @@ async fn purge_grant_state(
     let flow = store
         .purge_authorization_state(now, now.saturating_sub(CODE_REUSE_RETENTION_SECS))
         .await?;
-    let tokens = store.purge_expired_tokens(now).await?;
+    // Kept past `exp` by the largest clock-skew leeway, like replay records: a resource server
+    // may accept a token that long after `exp`, and the Token Status List is derived from these
+    // rows, so a revoked token purged at `exp` would show as valid there during the leeway.
+    let tokens = store.purge_expired_tokens(replay_purge_cutoff(now)).await?;
     // A refresh token lives at most its lifetime from redemption, which follows the sign-in
     // (which rewrote the user's claims) by at most the request and code lifetimes.
     let longest = authorization
@@ -632,6 +635,44 @@ mod tests {
         assert_eq!(purged, 1);
         assert!(!record("within", now - 1).await, "still recorded");
         assert!(record("beyond", now - leeway - 1).await, "purged");
+        store.close().await;
+    }
+
+    /// A revoked access token's record — and with it its bit in the Token Status List — outlives
+    /// the token's `exp` by the largest clock-skew leeway: a resource server may still accept
+    /// the token that long, and must still see it revoked (the list is derived from these rows).
+    #[tokio::test]
+    async fn revoked_tokens_stay_revoked_in_the_status_list_through_the_leeway() {
+        use crate::store::{IssuedToken, TokenStore};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = migrated_store(&dir).await;
+        let leeway = crate::jose::verify::MAX_LEEWAY_SECS as i64;
+        let now = 1_000_000;
+        for (index, expires_at) in [(7, now - 1), (8, now - leeway - 1)] {
+            store
+                .record_issued(&IssuedToken {
+                    jti: format!("jti-{index}"),
+                    client_id: "app".into(),
+                    subject: "user".into(),
+                    token_type: "access_token".into(),
+                    issued_at: expires_at - 600,
+                    expires_at,
+                    revoked_at: Some(expires_at - 300),
+                    status_index: Some(index),
+                    subject_issuer: None,
+                })
+                .await
+                .expect("record");
+        }
+        purge_grant_state(&store, &AuthorizationConfig::default(), now)
+            .await
+            .expect("purge");
+        let revoked = store.revoked_status_indexes(0, 100).await.expect("read");
+        assert_eq!(
+            revoked,
+            vec![7],
+            "within the leeway still revoked; beyond it purged"
+        );
         store.close().await;
     }
 
