@@ -293,6 +293,7 @@ fn config(keys: &Keys, database_url: String) -> Config {
         condition: None,
         subject_mode: "federated".into(),
         subject_mapping: None,
+        subject_namespace: None,
         allowed_clients: vec![],
         transcribe_claims: vec![],
         requests_per_minute: None,

@@ -423,6 +423,15 @@ pub struct IdentityProviderConfig {
     /// `subject_mode = "mapped"`.
     #[serde(default)]
     pub subject_mapping: Option<String>,
+    /// Leg 1: the namespace of this issuer's `sub` values. What frontdesk issues from a subject
+    /// token carries its `sub` under frontdesk's own `iss`, so two providers' users with the same
+    /// `sub` would be one user to the audience (IDJAG-JWT-05: `sub` unique per `iss`). Providers
+    /// that share one user directory (two issuers of one tenant, an IdP's OIDC and SAML faces)
+    /// name the same namespace; unset, each provider is a namespace of its own, and while more
+    /// than one namespace is trusted for subject tokens an audience must map `sub`
+    /// (`claims.sub`) to issue anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_namespace: Option<String>,
     /// Leg 2: the clients this issuer may vouch for (IDJAG-ACCEPT-22); empty = any client.
     #[serde(default)]
     pub allowed_clients: Vec<String>,

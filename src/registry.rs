@@ -34,12 +34,31 @@ pub struct IdentityProvider {
     pub subject_mapping: Option<Expression>,
     /// The certificates its SAML assertions are verified with, when it is trusted for `saml2`.
     pub saml_keys: Option<crate::saml::SamlKeys>,
+    /// True while another enabled provider trusted for subject tokens has another subject
+    /// namespace (`subject_namespace`): a grant for this provider's user must then carry a
+    /// mapped `sub`, or it could name another provider's user (IDJAG-JWT-05).
+    pub sub_shared_with_other_namespaces: bool,
 }
 
 impl IdentityProvider {
     /// True if this issuer is trusted for the given token type name (`id_token`, `id_jag`, …).
     pub fn accepts(&self, token_type: &str) -> bool {
         self.config.enabled && self.config.token_types.iter().any(|t| t == token_type)
+    }
+
+    /// The namespace its `sub` values live in: `subject_namespace`, else its own issuer.
+    pub fn subject_namespace(&self) -> &str {
+        self.config
+            .subject_namespace
+            .as_deref()
+            .unwrap_or(&self.config.issuer)
+    }
+
+    /// True if it is enabled and trusted for some leg-1 subject token type.
+    fn issues_subject_tokens(&self) -> bool {
+        crate::trust::SUBJECT_TOKEN_TYPES
+            .iter()
+            .any(|token_type| self.accepts(token_type))
     }
 
     /// True if this issuer may vouch for `client_id` (IDJAG-ACCEPT-22).
@@ -252,15 +271,25 @@ impl Registry {
             version,
             ..Registry::default()
         };
+        let mut built = Vec::with_capacity(idps.len());
         for config in idps {
             match build_idp(config) {
-                Ok(idp) => {
-                    registry
-                        .idps_by_issuer
-                        .insert(idp.config.issuer.clone(), Arc::new(idp));
-                }
+                Ok(idp) => built.push(idp),
                 Err(error) => tracing::error!(%error, "skipping an invalid identity provider"),
             }
+        }
+        let several = built
+            .iter()
+            .filter(|idp| idp.issues_subject_tokens())
+            .map(IdentityProvider::subject_namespace)
+            .collect::<std::collections::HashSet<&str>>()
+            .len()
+            > 1;
+        for mut idp in built {
+            idp.sub_shared_with_other_namespaces = several && idp.issues_subject_tokens();
+            registry
+                .idps_by_issuer
+                .insert(idp.config.issuer.clone(), Arc::new(idp));
         }
         for config in audiences {
             match build_audience(config) {
@@ -354,6 +383,7 @@ fn build_idp(config: IdentityProviderConfig) -> Result<IdentityProvider, String>
         condition,
         subject_mapping,
         saml_keys,
+        sub_shared_with_other_namespaces: false,
     })
 }
 

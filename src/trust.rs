@@ -19,6 +19,8 @@ pub const IDP_TOKEN_TYPES: &[&str] = &[
     "id_jag",
     "jwt_grant",
 ];
+/// The token types of leg 1's subject tokens: what makes a provider's users reach audiences.
+pub const SUBJECT_TOKEN_TYPES: &[&str] = &["id_token", "jwt", "access_token", "saml2"];
 /// How leg 2 resolves an assertion's subject.
 pub const SUBJECT_MODES: &[&str] = &["federated", "mapped", "linked"];
 /// Signature algorithms an identity provider may be trusted for: asymmetric only (BCP-02, BCP-03).
@@ -356,6 +358,16 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
     }
     if idp.token_types.is_empty() {
         return invalid("token_types".into(), "list at least one token type");
+    }
+    if let Some(namespace) = &idp.subject_namespace
+        && (namespace.is_empty()
+            || namespace.len() > 200
+            || namespace.chars().any(|c| c.is_control()))
+    {
+        return invalid(
+            "subject_namespace".into(),
+            "1 to 200 printable characters, the same for every provider of one user directory",
+        );
     }
     for token_type in &idp.token_types {
         if !IDP_TOKEN_TYPES.contains(&token_type.as_str()) {

@@ -1219,13 +1219,17 @@ async fn a_saml_identity_provider_created_through_the_api_vouches_for_assertions
         .await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(error_of(&body), ("invalid", "saml_certificates"));
+    // The SAML face of the directory behind the OIDC IdP `corp`: its users' `sub`s are one
+    // namespace, named by corp's issuer (a provider's default namespace), so audiences that do
+    // not map `sub` keep issuing (decisions §43).
     let (status, body) = api
         .admin(
             Method::POST,
             "/identity-providers",
             Some(
                 json!({ "id": "adfs", "issuer": "http://adfs.example.com/adfs/services/trust",
-                         "token_types": ["saml2"], "saml_certificates": certificate }),
+                         "token_types": ["saml2"], "saml_certificates": certificate,
+                         "subject_namespace": api.env.idp.issuer }),
             ),
         )
         .await?;

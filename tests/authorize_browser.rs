@@ -115,6 +115,7 @@ async fn setup_under(path: &str) -> anyhow::Result<Setup> {
             condition: None,
             subject_mode: "federated".into(),
             subject_mapping: None,
+            subject_namespace: None,
             allowed_clients: vec![],
             transcribe_claims: vec![],
             requests_per_minute: None,

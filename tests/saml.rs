@@ -61,6 +61,11 @@ async fn start_configured(
         }))
         .expect("a SAML identity provider");
         config.identity_providers.push(saml_idp);
+        // The SAML and OIDC providers are two faces of one directory: one `sub` namespace, so
+        // audiences that do not map `sub` still issue (decisions §43).
+        for idp in &mut config.identity_providers {
+            idp.subject_namespace = Some("corp-directory".into());
+        }
         // A resource AS that resolves users by SAML NameID asks for `sub_id` (IDJAG-JWT-17).
         for audience in &mut config.audiences {
             if audience.id == "other" {

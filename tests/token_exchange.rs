@@ -863,6 +863,9 @@ async fn jwks_fetches_are_counted_per_identity_provider_with_their_outcome() -> 
         // Nothing listens on the discard port.
         broken.jwks_uri = Some("http://127.0.0.1:9/jwks.json".into());
         config.identity_providers.push(broken);
+        for idp in &mut config.identity_providers {
+            idp.subject_namespace = Some("one-directory".into());
+        }
     })
     .await?;
     let (status, body) = env
@@ -934,4 +937,81 @@ async fn a_sub_mapping_that_yields_an_empty_string_refuses_the_grant_idjag_jwt_0
     let (_, claims) = decode_unverified(body["access_token"].as_str().expect("token"))?;
     assert_eq!(claims["sub"], "ada@example.com");
     Ok(())
+}
+
+/// IDJAG-JWT-05 (`sub` unique per `iss`; decisions §43): with two identity providers trusted
+/// for subject tokens, a `sub` copied from a subject token into what frontdesk issues could be
+/// either provider's user — a user of `partner` whose `sub` equals a `corp` user's would be that
+/// user at the audience. So while several subject namespaces are trusted, an audience that
+/// does not map `sub` issues nothing (`invalid_target`, `subject_namespace_ambiguous`, for either
+/// provider's users); mapping `sub` to something that names the provider, or declaring the two
+/// providers one namespace (one directory), makes it issue again.
+#[tokio::test]
+async fn several_subject_namespaces_need_a_mapped_sub_idjag_jwt_05() -> anyhow::Result<()> {
+    const PARTNER: &str = "https://partner.idp.example";
+    let with_partner = |config: &mut frontdesk::config::Config| {
+        let mut partner = config.identity_providers[0].clone();
+        partner.id = "partner".into();
+        // Signed with the test IdP's keys, served at `{its issuer}/jwks`.
+        partner.jwks_uri = Some(format!("{}/jwks", partner.issuer));
+        partner.issuer = PARTNER.into();
+        config.identity_providers.push(partner);
+    };
+
+    // Two namespaces, no mapping: refused for both providers' users.
+    let env = Env::start_with(with_partner).await?;
+    for token in [env.id_token().await?, partner_token(&env, PARTNER).await?] {
+        let (status, body) = env.id_jag_exchange(&token, RAS_ISSUER).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_target")),
+            "{body}"
+        );
+    }
+    let events = env.audit_log().await?;
+    assert!(
+        events
+            .iter()
+            .any(|record| record.event.reason.as_deref() == Some("subject_namespace_ambiguous"))
+    );
+
+    // The audience maps `sub` to name the provider: issued, and the two users stay apart.
+    let env = Env::start_with(move |config| {
+        with_partner(config);
+        for audience in &mut config.audiences {
+            audience
+                .claims
+                .insert("sub".into(), "subject.iss + '#' + subject.sub".into());
+        }
+    })
+    .await?;
+    let (status, body) = env
+        .id_jag_exchange(&partner_token(&env, PARTNER).await?, RAS_ISSUER)
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = decode_unverified(body["access_token"].as_str().expect("ID-JAG"))?;
+    assert_eq!(claims["sub"], format!("{PARTNER}#alice"));
+
+    // One directory behind both providers: the `sub` passes through as before.
+    let env = Env::start_with(move |config| {
+        with_partner(config);
+        for idp in &mut config.identity_providers {
+            idp.subject_namespace = Some("acme-directory".into());
+        }
+    })
+    .await?;
+    let (status, body) = env
+        .id_jag_exchange(&partner_token(&env, PARTNER).await?, RAS_ISSUER)
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = decode_unverified(body["access_token"].as_str().expect("ID-JAG"))?;
+    assert_eq!(claims["sub"], "alice");
+    Ok(())
+}
+
+/// An ID token of the issuer `issuer` (signed with the test IdP's keys) for `alice`.
+async fn partner_token(env: &Env, issuer: &str) -> anyhow::Result<String> {
+    env.idp
+        .mint(json!({ "iss": issuer, "aud": AGENT, "sub": "alice" }))
+        .await
 }

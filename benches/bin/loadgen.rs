@@ -195,7 +195,8 @@ fn big_trust(args: &BigTrustArgs) -> anyhow::Result<()> {
         writeln!(
             out,
             "\n[[identity_providers]]\nid = \"filler-idp-{i}\"\nissuer = \"https://idp-{i}.filler.example\"\n\
-             jwks = '''{jwks}'''\nalgorithms = [\"RS256\"]\ntoken_types = [\"id_token\"]"
+             jwks = '''{jwks}'''\nalgorithms = [\"RS256\"]\ntoken_types = [\"id_token\"]\n\
+             subject_namespace = \"loadtest\""
         )?;
         if i % 10 == 0 {
             writeln!(

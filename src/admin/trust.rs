@@ -248,6 +248,12 @@ const IDP_FIELDS: &[Spec] = &[
         "Over subject, actor, client, request; false or an error denies.",
     ),
     spec(
+        "subject_namespace",
+        "Subject namespace",
+        Format::OptText,
+        "Leg 1: providers of one user directory share a name; unset, this provider is its own (several: audiences must map sub).",
+    ),
+    spec(
         "subject_mode",
         "Subject mode",
         Format::Select(crate::trust::SUBJECT_MODES),

@@ -778,6 +778,18 @@ fn decide(
             }
         }
     }
+    // IDJAG-JWT-05: what is issued names its user by `sub` under our `iss`, which must be
+    // unique there. While providers of more than one subject namespace are trusted, the
+    // subject token's own `sub` could equally be another provider's user: only a mapped one
+    // (which can say whose user it is) is issued.
+    if idp.sub_shared_with_other_namespaces && !mapped.contains_key("sub") {
+        tracing::warn!(audience = %audience.config.id, idp = %idp.config.id, "several subject namespaces and no sub mapping; denying");
+        return Err(invalid_target(
+            "subject_namespace_ambiguous",
+            "Users of several identity providers reach this audience and it does not map sub; \
+             its administrator must map sub or give the providers one subject_namespace",
+        ));
+    }
     Ok(mapped)
 }
 

@@ -130,6 +130,7 @@ impl Env {
             condition: None,
             subject_mode: "federated".into(),
             subject_mapping: None,
+            subject_namespace: None,
             allowed_clients: vec![],
             transcribe_claims: vec![],
             requests_per_minute: None,

@@ -52,6 +52,7 @@ pub fn resource_side(
         condition: None,
         subject_mode: "federated".into(),
         subject_mapping: None,
+        subject_namespace: None,
         allowed_clients: vec![],
         transcribe_claims: vec![],
         requests_per_minute: None,

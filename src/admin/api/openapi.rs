@@ -266,6 +266,7 @@ pub fn document(base: &str) -> Value {
                     "condition": { "type": "string", "description": "CEL." },
                     "subject_mode": { "type": "string", "enum": crate::trust::SUBJECT_MODES },
                     "subject_mapping": { "type": "string", "description": "CEL." },
+                    "subject_namespace": { "type": "string", "description": "Leg 1: providers sharing one user directory name the same namespace; unset, the provider is its own. While several namespaces are trusted for subject tokens, an audience must map sub." },
                     "allowed_clients": string_list(),
                     "transcribe_claims": { "type": "array", "items": { "type": "string" }, "maxItems": crate::trust::MAX_TRANSCRIBED_CLAIMS, "description": "Leg 2: claims of this issuer's assertions copied into access tokens when present (e.g. groups, roles); never one frontdesk sets itself." },
                     "requests_per_minute": { "type": "integer", "minimum": 1, "maximum": 1000000, "description": "Verified tokens from this issuer accepted per minute on each instance; beyond it 429 slow_down. Absent: no limit." },
