@@ -2199,3 +2199,48 @@ async fn a_client_over_its_request_limit_is_slowed_down_and_no_one_else_is() -> 
     .await?;
     Ok(())
 }
+
+/// A failed client authentication at `/token` is audited with the client id it claimed — in
+/// `Authorization: Basic` as well as in the form — so an operator sees whose secret is being
+/// guessed (CAUTH-08). With Basic the event used to name no client.
+#[tokio::test]
+async fn a_failed_authentication_is_audited_with_the_claimed_client_id_cauth_08()
+-> anyhow::Result<()> {
+    let env = Env::start().await?;
+    let form = [
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", "x"),
+        ("subject_token_type", ID_TOKEN),
+    ];
+    let (status, body) = env
+        .post_token(&form, Some((AGENT, "wrong-secret-value-123")))
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let (status, _) = env
+        .post_token(
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("client_id", POST_CLIENT),
+                ("client_secret", "wrong-secret-value-123"),
+            ],
+            None,
+        )
+        .await?;
+    assert_eq!(status, 401);
+    let events = env.audit_log().await?;
+    for claimed in [AGENT, POST_CLIENT] {
+        assert!(
+            events
+                .iter()
+                .any(
+                    |record| record.event.error_code.as_deref() == Some("invalid_client")
+                        && record.event.client_id.as_deref() == Some(claimed)
+                ),
+            "a denial naming {claimed}"
+        );
+    }
+    Ok(())
+}

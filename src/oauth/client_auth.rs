@@ -292,6 +292,17 @@ fn parse_basic(header: &str) -> Option<(String, String, String, String)> {
     ))
 }
 
+/// The client a request claims to be, for the audit record of a failed authentication: the
+/// id in `Authorization: Basic`, else the form's `client_id`. Unverified by definition — it says
+/// whose secret someone is trying, which is what an operator needs to see — and clipped.
+pub fn claimed_client_id(authorization: Option<&str>, form: &FormParams) -> Option<String> {
+    authorization
+        .and_then(parse_basic)
+        .map(|(client_id, ..)| client_id)
+        .or_else(|| form.single("client_id").ok().flatten().map(str::to_string))
+        .map(|id| crate::oauth::request::clip(&id, 200))
+}
+
 /// Authenticates the client of a token request. Exactly one method must be used (TOK-04 /
 /// REQUIREMENTS §19: two methods is `invalid_request`); none is `invalid_client` (TX-13).
 pub async fn authenticate<R: ReplayStore>(

@@ -336,11 +336,10 @@ impl TokenService {
             Ok(client) => client,
             Err(error) => {
                 self.count_failed_authentication(&error, context);
-                audit.client_id = form
-                    .single("client_id")
-                    .ok()
-                    .flatten()
-                    .map(|id| crate::oauth::request::clip(id, 200));
+                audit.client_id = super::client_auth::claimed_client_id(
+                    context.authorization.as_ref().map(|value| value.expose()),
+                    form,
+                );
                 return Err(error);
             }
         };
