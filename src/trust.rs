@@ -169,17 +169,9 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
         );
     }
     for (index, idp) in config.identity_providers.iter().enumerate() {
-        if idp.issuer == config.issuer
-            && idp
-                .token_types
-                .iter()
-                .any(|t| t == "id_jag" || t == "jwt_grant")
-        {
-            return invalid(
-                format!("identity_providers[{index}].issuer"),
-                "frontdesk never redeems grants it issued itself (IDJAG-ACCEPT-23)",
-            );
-        }
+        validate_identity_provider_against(idp, &config.issuer).map_err(|(field, message)| {
+            (format!("identity_providers[{index}].{field}"), message)
+        })?;
     }
     let mut seen = BTreeSet::new();
     let authorization = &config.authorization;
@@ -296,6 +288,48 @@ pub fn validate_redirect_uri(text: &str) -> Result<(), String> {
 }
 
 /// Validates one identity provider; the key in the error is relative to the provider.
+/// What an identity provider may not be trusted for, given this server's own `issuer` (the
+/// configuration file and the admin page both ask):
+/// - grants frontdesk issued itself (IDJAG-ACCEPT-23);
+/// - grants for frontdesk as leg-1 subject tokens: a provider trusted for `jwt_grant` or
+///   `id_jag` sends grants addressed to us, and if its `jwt` / `access_token` subject tokens
+///   may also be addressed to us (our issuer or token endpoint in `audiences`), such a grant
+///   would pass as a subject token too — exchanged again and again, by any client, where leg 2
+///   would have redeemed it once for the client it names.
+pub fn validate_identity_provider_against(
+    idp: &IdentityProviderConfig,
+    issuer: &str,
+) -> Result<(), Invalid> {
+    let grants = idp
+        .token_types
+        .iter()
+        .any(|t| t == "id_jag" || t == "jwt_grant");
+    if grants && idp.issuer == issuer {
+        return invalid(
+            "issuer".into(),
+            "frontdesk never redeems grants it issued itself (IDJAG-ACCEPT-23)",
+        );
+    }
+    let token_endpoint = format!("{}/token", issuer.trim_end_matches('/'));
+    let subject_tokens_for_us = idp
+        .token_types
+        .iter()
+        .any(|t| t == "jwt" || t == "access_token")
+        && idp
+            .audiences
+            .iter()
+            .any(|audience| audience == issuer || *audience == token_endpoint);
+    if grants && subject_tokens_for_us {
+        return invalid(
+            "audiences".into(),
+            "a provider trusted for jwt_grant or id_jag sends grants addressed to this server; \
+             its jwt and access_token subject tokens cannot be addressed to this server too \
+             (its grants would pass as subject tokens): use another audience value for them",
+        );
+    }
+    Ok(())
+}
+
 pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), Invalid> {
     validate_id(&idp.id).or_else(|m| invalid("id".into(), m))?;
     refuse_private_keys(idp.jwks.as_deref(), idp.saml_certificates.as_deref())?;

@@ -512,6 +512,15 @@ async fn an_identity_provider_at_this_servers_own_issuer_cannot_vouch_for_grants
         .await?;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(error_of(&body), ("invalid", "issuer"), "{body}");
+    // Nor may its jwt subject tokens be addressed to this server while it sends grants here:
+    // a grant would pass as a subject token (the file's rule, trust.rs).
+    let both = json!({ "issuer": "https://partner.example", "jwks_uri": "https://partner.example/jwks",
+                       "token_types": ["id_jag", "jwt"], "audiences": [own] });
+    let (status, body) = api
+        .admin(Method::PUT, "/identity-providers/partner", Some(both))
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_of(&body), ("invalid", "audiences"), "{body}");
     Ok(())
 }
 

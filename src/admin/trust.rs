@@ -722,18 +722,8 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
             let idp: IdentityProviderConfig =
                 serde_path_to_error::deserialize(document.clone()).map_err(typed)?;
             crate::trust::validate_identity_provider(&idp)?;
-            // As the configuration file (trust::validate_config): never redeem our own grants.
-            if idp.issuer == state.config.issuer
-                && idp
-                    .token_types
-                    .iter()
-                    .any(|t| t == "id_jag" || t == "jwt_grant")
-            {
-                return Err((
-                    "issuer".into(),
-                    "frontdesk never redeems grants it issued itself (IDJAG-ACCEPT-23)".into(),
-                ));
-            }
+            // As the configuration file (trust::validate_config).
+            crate::trust::validate_identity_provider_against(&idp, &state.config.issuer)?;
             for other in others(load(TrustKind::IdentityProvider).await?, &idp.id) {
                 if other["issuer"].as_str() == Some(idp.issuer.as_str()) {
                     return Err((

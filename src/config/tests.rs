@@ -978,3 +978,25 @@ fn environment_overrides_keep_the_trust_lists_and_forgetting_them_keeps_the_rest
     assert_eq!(config.server.listen, "127.0.0.1:9100");
     assert_eq!(config.issuer, "https://sts.example.com");
 }
+
+/// A provider trusted for grants addressed to this server (`jwt_grant`, `id_jag`) cannot also
+/// have its `jwt` / `access_token` subject tokens addressed to this server: its grants would pass
+/// as leg-1 subject tokens, exchangeable again and again by any client. Either alone is fine.
+#[test]
+fn grants_for_this_server_cannot_double_as_subject_tokens() {
+    let idp = |token_types: &str, audience: &str| {
+        production(&format!(
+            "[[identity_providers]]\nid = \"partner\"\nissuer = \"https://partner.example\"\n\
+             token_types = [{token_types}]\naudiences = [\"{audience}\"]\n"
+        ))
+    };
+    for audience in ["https://sts.example.com", "https://sts.example.com/token"] {
+        let error = load_file(&idp("\"jwt\", \"jwt_grant\"", audience), &[])
+            .expect_err("grants as subject tokens");
+        assert_error(&error, "identity_providers[0].audiences", "frontdesk.toml");
+    }
+    load_file(&idp("\"access_token\", \"id_jag\"", "api://frontdesk"), &[])
+        .expect("subject tokens for another audience value");
+    load_file(&idp("\"jwt\"", "https://sts.example.com"), &[])
+        .expect("subject tokens alone may name this server");
+}
