@@ -809,3 +809,55 @@ async fn configured_lifetimes_are_reported_in_expires_in_idjag_issue_29() -> any
     }
     Ok(())
 }
+
+/// TX-11 (RFC 8693 §4.4) with several identity providers: a `may_act` without `iss` names a
+/// `sub` of the subject's own user directory (decisions §43). An actor of a provider in another
+/// subject namespace with that `sub` is someone else and is refused; when both providers are
+/// declared one directory (`subject_namespace`), the same actor token is accepted.
+#[tokio::test]
+async fn may_act_without_iss_names_an_actor_of_the_subjects_own_namespace_tx_11()
+-> anyhow::Result<()> {
+    const PARTNER: &str = "https://partner.idp.example";
+    for shared in [false, true] {
+        let env = Env::start_with(move |config| {
+            let mut partner = config.identity_providers[0].clone();
+            partner.id = "partner".into();
+            // Signed with the test IdP's keys, served at `{its issuer}/jwks`.
+            partner.jwks_uri = Some(format!("{}/jwks", partner.issuer));
+            partner.issuer = PARTNER.into();
+            config.identity_providers.push(partner);
+            if shared {
+                for idp in &mut config.identity_providers {
+                    idp.subject_namespace = Some("one-directory".into());
+                }
+            }
+        })
+        .await?;
+        let subject = env
+            .idp
+            .mint(json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "may_act": { "sub": ACTOR } }))
+            .await?;
+        let actor = env
+            .idp
+            .mint(json!({ "iss": PARTNER, "aud": AGENT, "sub": ACTOR }))
+            .await?;
+        let (status, body) = actor_exchange(
+            &env,
+            ACCESS_TOKEN,
+            ("resource", LOCAL_API),
+            &subject,
+            Some(&actor),
+        )
+        .await?;
+        if shared {
+            assert_eq!(status, 200, "one directory: {body}");
+        } else {
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (400, Some("invalid_request")),
+                "another directory: {body}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -990,7 +990,7 @@ pub async fn exchange(
     let actor = match (actor_token, actor_token_type) {
         (Some(token), Some(token_type)) if kind == IssueKind::AccessToken => {
             let actor_type = SubjectTokenType::parse(token_type)?;
-            let (_, actor) =
+            let (actor_idp, actor) =
                 verify_actor(service, registry, client, token, actor_type, now).await?;
             super::dpop::require_possession(
                 actor.claim("cnf"),
@@ -998,7 +998,7 @@ pub async fn exchange(
                 super::dpop::BoundToken::ActorToken,
                 subject_error_code(&service.config),
             )?;
-            check_may_act(&subject, &actor)?;
+            check_may_act(&subject, &actor_idp, &actor)?;
             Some(actor)
         }
         // IDJAG-ISSUE-15: an actor token is accepted syntactically for ID-JAGs and chaining
@@ -1202,11 +1202,17 @@ async fn verify_actor(
 }
 
 /// Delegation is allowed only when the subject token's `may_act` names the actor (RFC 8693 §4.4).
-fn check_may_act(subject: &Subject, actor: &VerifiedClaims) -> Result<(), OAuthError> {
+/// A `may_act` without `iss` names a `sub` of the subject's own user directory: an actor of a
+/// provider in another subject namespace (decisions §43) with that `sub` is someone else.
+fn check_may_act(
+    subject: &Subject,
+    actor_idp: &IdentityProvider,
+    actor: &VerifiedClaims,
+) -> Result<(), OAuthError> {
     let allowed = subject.claim("may_act").is_some_and(|may_act| {
         may_act.get("sub").and_then(Value::as_str) == Some(actor.sub())
             && match may_act.get("iss") {
-                None => true,
+                None => actor_idp.subject_namespace() == subject.idp.subject_namespace(),
                 Some(Value::String(iss)) => iss == actor.iss(),
                 // Names no issuer the actor could have; never read as absent.
                 Some(_) => false,
