@@ -833,16 +833,7 @@ async fn a_client_with_one_redirect_uri_may_leave_it_out() -> anyhow::Result<()>
     let redirect = authorize_and_approve_with(&env, &browser, &params).await?;
     assert!(redirect.as_str().starts_with(REDIRECT), "{redirect}");
     let code = query(&redirect, "code").expect("code");
-    let (status, body) = env
-        .post_token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("code_verifier", VERIFIER),
-            ],
-            Some((APP, SECRET)),
-        )
-        .await?;
+    let (status, body) = redeem_without_redirect_uri(&env, &code).await?;
     assert_eq!(status, 200, "{body}");
     Ok(())
 }
@@ -866,16 +857,7 @@ async fn a_client_with_several_redirect_uris_must_name_one() -> anyhow::Result<(
     assert!(response.headers().get("location").is_none());
 
     let code = query(&authorize_and_approve(&env, &browser).await?, "code").expect("code");
-    let (status, body) = env
-        .post_token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("code_verifier", VERIFIER),
-            ],
-            Some((APP, SECRET)),
-        )
-        .await?;
+    let (status, body) = redeem_without_redirect_uri(&env, &code).await?;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request")),
@@ -884,6 +866,16 @@ async fn a_client_with_several_redirect_uris_must_name_one() -> anyhow::Result<(
     let (status, body) = redeem(&env, &code, Some(VERIFIER)).await?;
     assert_eq!(status, 200, "the code was not spent: {body}");
     Ok(())
+}
+
+/// Redeems `code` as [`APP`] without a `redirect_uri`.
+async fn redeem_without_redirect_uri(env: &Env, code: &str) -> anyhow::Result<(u16, Value)> {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("code_verifier", VERIFIER),
+    ];
+    env.post_token(&form, Some((APP, SECRET))).await
 }
 
 fn without_redirect_uri(params: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {

@@ -949,14 +949,7 @@ async fn a_sub_mapping_that_yields_an_empty_string_refuses_the_grant_idjag_jwt_0
 #[tokio::test]
 async fn several_subject_namespaces_need_a_mapped_sub_idjag_jwt_05() -> anyhow::Result<()> {
     const PARTNER: &str = "https://partner.idp.example";
-    let with_partner = |config: &mut frontdesk::config::Config| {
-        let mut partner = config.identity_providers[0].clone();
-        partner.id = "partner".into();
-        // Signed with the test IdP's keys, served at `{its issuer}/jwks`.
-        partner.jwks_uri = Some(format!("{}/jwks", partner.issuer));
-        partner.issuer = PARTNER.into();
-        config.identity_providers.push(partner);
-    };
+    let with_partner = |config: &mut frontdesk::config::Config| add_partner_idp(config, PARTNER);
 
     // Two namespaces, no mapping: refused for both providers' users.
     let env = Env::start_with(with_partner).await?;

@@ -820,12 +820,7 @@ async fn may_act_without_iss_names_an_actor_of_the_subjects_own_namespace_tx_11(
     const PARTNER: &str = "https://partner.idp.example";
     for shared in [false, true] {
         let env = Env::start_with(move |config| {
-            let mut partner = config.identity_providers[0].clone();
-            partner.id = "partner".into();
-            // Signed with the test IdP's keys, served at `{its issuer}/jwks`.
-            partner.jwks_uri = Some(format!("{}/jwks", partner.issuer));
-            partner.issuer = PARTNER.into();
-            config.identity_providers.push(partner);
+            add_partner_idp(config, PARTNER);
             if shared {
                 for idp in &mut config.identity_providers {
                     idp.subject_namespace = Some("one-directory".into());

@@ -47,6 +47,18 @@ pub struct Env {
     _dir: tempfile::TempDir,
 }
 
+/// Trusts a second identity provider, `partner`, at `issuer`: the first provider's settings and
+/// keys (the test IdP mints its tokens with `"iss": issuer`), another issuer, and so — unless a
+/// test declares one `subject_namespace` — another user directory.
+pub fn add_partner_idp(config: &mut Config, issuer: &str) {
+    let mut partner = config.identity_providers[0].clone();
+    partner.id = "partner".into();
+    // Signed with the test IdP's keys, served at `{its issuer}/jwks`.
+    partner.jwks_uri = Some(format!("{}/jwks", partner.issuer));
+    partner.issuer = issuer.into();
+    config.identity_providers.push(partner);
+}
+
 pub fn audience(id: &str, issuer: &str, token_type: &str) -> AudienceConfig {
     AudienceConfig {
         id: id.into(),
