@@ -1988,3 +1988,28 @@ async fn a_client_id_claim_that_is_not_a_string_is_refused_idjag_accept_10() -> 
     .await?;
     Ok(())
 }
+
+/// AT-03: a resource named twice in the request is one audience — the access token's `aud` names
+/// it once (it used to list it twice).
+#[tokio::test]
+async fn a_resource_named_twice_is_one_audience_at_03() -> anyhow::Result<()> {
+    let legs = Legs::start().await?;
+    let id_jag = legs.id_jag("read").await?;
+    let (status, body) = legs
+        .redeem(
+            &[
+                ("grant_type", JWT_BEARER),
+                ("assertion", &id_jag),
+                ("resource", MCP_RESOURCE),
+                ("resource", MCP_RESOURCE),
+            ],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let verified = legs
+        .verify_access_token(body["access_token"].as_str().expect("access token"))
+        .await?;
+    assert_eq!(verified["payload"]["aud"], json!(MCP_RESOURCE));
+    Ok(())
+}

@@ -213,7 +213,7 @@ fn grant_resources(
             ));
         }
     }
-    let chosen: Vec<&String> = if !requested.is_empty() {
+    let mut chosen: Vec<&String> = if !requested.is_empty() {
         if !asserted.is_empty() && requested.iter().any(|r| !asserted.contains(r)) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidTarget,
@@ -225,6 +225,9 @@ fn grant_resources(
     } else {
         asserted.iter().collect()
     };
+    // A resource named twice is one audience: the token's `aud` lists each once.
+    let mut seen = std::collections::HashSet::new();
+    chosen.retain(|resource| seen.insert(*resource));
     if chosen.is_empty() {
         return registry
             .default_resource()
