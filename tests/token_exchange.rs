@@ -916,19 +916,23 @@ async fn a_sub_mapping_that_yields_an_empty_string_refuses_the_grant_idjag_jwt_0
         saas.claims.insert("sub".into(), "subject.email".into());
     })
     .await?;
-    let no_email = env
-        .idp
-        .mint(json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "email": "" }))
-        .await?;
-    let (status, body) = env.id_jag_exchange(&no_email, RAS_ISSUER).await?;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_target")),
-        "{body}"
-    );
-    assert!(body.get("access_token").is_none(), "{body}");
-    let event = env.audit_log().await?.into_iter().next().expect("audited");
-    assert_eq!(event.event.reason.as_deref(), Some("claim_mapping_error"));
+    // An empty address, and one holding a NUL (which names nothing either, and which
+    // PostgreSQL could not record: decisions §30).
+    for email in ["", "ada\u{0}@example.com"] {
+        let token = env
+            .idp
+            .mint(json!({ "aud": AGENT_AT_IDP, "sub": "user-1", "email": email }))
+            .await?;
+        let (status, body) = env.id_jag_exchange(&token, RAS_ISSUER).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_target")),
+            "{email:?}: {body}"
+        );
+        assert!(body.get("access_token").is_none(), "{body}");
+        let event = env.audit_log().await?.into_iter().next().expect("audited");
+        assert_eq!(event.event.reason.as_deref(), Some("claim_mapping_error"));
+    }
     // The control: a mapped address becomes the ID-JAG's `sub`.
     let (status, body) = env
         .id_jag_exchange(&env.id_token().await?, RAS_ISSUER)

@@ -758,8 +758,9 @@ fn decide(
     for (claim, expression) in &audience.claims {
         match prepared.string(expression) {
             // IDJAG-JWT-05, AT-02: what is issued names a subject; an empty one is no mapping.
-            Ok(Some(value)) if claim == "sub" && value.is_empty() => {
-                tracing::warn!(audience = %audience.config.id, "sub mapping yielded an empty string; denying");
+            // A NUL names nothing either, and PostgreSQL could not record it (decisions §30).
+            Ok(Some(value)) if (claim == "sub" && value.is_empty()) || value.contains('\0') => {
+                tracing::warn!(audience = %audience.config.id, claim = %claim, "claim mapping yielded an empty sub or a NUL; denying");
                 return Err(invalid_target(
                     "claim_mapping_error",
                     "The subject could not be mapped into the target domain",
