@@ -13,6 +13,7 @@ mod codes;
 mod held_connection;
 mod keys;
 mod live_jtis;
+mod migrations;
 mod pg_batch;
 mod pg_copy;
 mod replay;
@@ -204,9 +205,6 @@ impl Backend {
     }
 }
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 impl Store {
     /// Connects to the database named by `url` (creating an SQLite file if needed) without
     /// migrating. Fails fast (a few seconds) if the database is unreachable.
@@ -292,8 +290,8 @@ impl Store {
     /// Applies pending migrations, each in its own transaction, so nothing is half-migrated.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match &self.pool {
-            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
-            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            Pool::Sqlite(pool) => migrations::SQLITE.run(pool).await,
+            Pool::Postgres(pool) => migrations::POSTGRES.run(pool).await,
         }
     }
 

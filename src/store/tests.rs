@@ -2024,7 +2024,7 @@ async fn postgres_replay_records_written_before_the_digest_migration_are_still_r
     let Pool::Postgres(pool) = &store.pool else {
         panic!("a PostgreSQL store");
     };
-    POSTGRES_MIGRATIONS
+    migrations::POSTGRES
         .run_to(10, pool)
         .await
         .expect("migrate to the last version with text keys");

@@ -1,0 +1,148 @@
+//! The schema migrations, embedded in the binary.
+//!
+//! Why not `sqlx::migrate!`: that macro needs sqlx's `macros` feature, which compiles a second
+//! copy of sqlx with both database drivers and the bundled SQLite for the compiler itself — about
+//! a minute of every clean build, on the critical path of CI (docs/architecture.md). The
+//! migrations are read here the way sqlx reads a directory (`<VERSION>_<DESCRIPTION>.sql`,
+//! checksum of the file's text, `-- no-transaction` opt-out), so a database migrated by an
+//! earlier build sees the same versions and checksums. A unit test compares this list with the
+//! directory as sqlx resolves it, so a migration file that is not listed here fails the suite.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+
+/// One embedded migration file: its name (which carries version and description) and its text.
+macro_rules! migration {
+    ($backend:literal, $file:literal) => {
+        (
+            $file,
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/",
+                $backend,
+                "/",
+                $file
+            )),
+        )
+    };
+}
+
+const SQLITE_FILES: &[(&str, &str)] = &[
+    migration!("sqlite", "0001_initial.sql"),
+    migration!("sqlite", "0002_issued_tokens.sql"),
+    migration!("sqlite", "0003_admin.sql"),
+    migration!("sqlite", "0004_authorization_code.sql"),
+    migration!("sqlite", "0005_admin_api_tokens.sql"),
+    migration!("sqlite", "0006_user_claims.sql"),
+    migration!("sqlite", "0008_admin_sso.sql"),
+    migration!("sqlite", "0009_replay_without_rowid.sql"),
+    migration!("sqlite", "0010_replay_append_only.sql"),
+    migration!("sqlite", "0012_refresh_token_dpop.sql"),
+    migration!("sqlite", "0013_authorization_dpop_jkt.sql"),
+    migration!("sqlite", "0014_status_list.sql"),
+    migration!("sqlite", "0015_issued_token_issuer.sql"),
+    migration!("sqlite", "0016_revoked_families.sql"),
+];
+
+const POSTGRES_FILES: &[(&str, &str)] = &[
+    migration!("postgres", "0001_initial.sql"),
+    migration!("postgres", "0002_issued_tokens.sql"),
+    migration!("postgres", "0003_admin.sql"),
+    migration!("postgres", "0004_authorization_code.sql"),
+    migration!("postgres", "0005_admin_api_tokens.sql"),
+    migration!("postgres", "0006_user_claims.sql"),
+    migration!("postgres", "0008_admin_sso.sql"),
+    migration!("postgres", "0011_replay_digests.sql"),
+    migration!("postgres", "0012_refresh_token_dpop.sql"),
+    migration!("postgres", "0013_authorization_dpop_jkt.sql"),
+    migration!("postgres", "0014_status_list.sql"),
+    migration!("postgres", "0015_issued_token_issuer.sql"),
+    migration!("postgres", "0016_revoked_families.sql"),
+];
+
+/// SQLite's migrations.
+pub(super) static SQLITE: LazyLock<Migrator> = LazyLock::new(|| migrator(SQLITE_FILES));
+
+/// PostgreSQL's migrations.
+pub(super) static POSTGRES: LazyLock<Migrator> = LazyLock::new(|| migrator(POSTGRES_FILES));
+
+fn migrator(files: &'static [(&'static str, &'static str)]) -> Migrator {
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|(name, sql)| migration(name, sql))
+            .collect(),
+    )
+}
+
+/// A migration read from its file name and text as sqlx's directory source reads it. The names
+/// are this module's constants, checked by the tests below, so a malformed one is a build
+/// mistake caught by the suite, never a runtime input.
+fn migration(name: &'static str, sql: &'static str) -> Migration {
+    let (version, rest) = name.split_once('_').unwrap_or((name, ""));
+    let migration_type = MigrationType::from_filename(rest);
+    let description = rest
+        .trim_end_matches(migration_type.suffix())
+        .replace('_', " ");
+    Migration::new(
+        version.parse().unwrap_or(-1),
+        Cow::Owned(description),
+        migration_type,
+        AssertSqlSafe(sql).into_sql_str(),
+        sql.starts_with("-- no-transaction"),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The embedded list is the directory, migration for migration, as `sqlx::migrate!` (and
+    /// sqlx's runtime source) would read it: same versions, descriptions, kinds, transaction
+    /// choice and checksums — so databases migrated by earlier builds keep validating.
+    async fn assert_matches_directory(embedded: &Migrator, backend: &str) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let resolved = Migrator::new(dir.as_path())
+            .await
+            .expect("resolve directory");
+        let summary = |migrator: &Migrator| {
+            migrator
+                .iter()
+                .map(|m| {
+                    (
+                        m.version,
+                        m.description.to_string(),
+                        m.migration_type,
+                        m.no_tx,
+                        m.checksum.to_vec(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let from_directory = summary(&resolved);
+        assert!(!from_directory.is_empty(), "{backend}: no migrations found");
+        assert_eq!(
+            summary(embedded),
+            from_directory,
+            "{backend}: the embedded migrations differ from migrations/{backend}; list every file in src/store/migrations.rs"
+        );
+        assert!(embedded.iter().all(|m| m.version > 0));
+    }
+
+    #[tokio::test]
+    async fn sqlite_migrations_match_the_directory() {
+        assert_matches_directory(&SQLITE, "sqlite").await;
+    }
+
+    #[tokio::test]
+    async fn postgres_migrations_match_the_directory() {
+        assert_matches_directory(&POSTGRES, "postgres").await;
+    }
+}
