@@ -324,8 +324,15 @@ impl UnverifiedAssertion {
         if text.contains("<!DOCTYPE") || text.contains("<!ENTITY") {
             return Err(malformed("a document type declaration is not allowed"));
         }
-        let doc =
-            uppsala::parse_bytes(text.as_bytes()).map_err(|_| malformed("not well-formed XML"))?;
+        // The UTF-8 text just checked is what is parsed. A parser given the bytes sniffs their
+        // encoding (XML 1.0 Appendix F): UTF-16 without a byte-order mark is all ASCII and NUL,
+        // valid UTF-8 in which the check above finds no `<!DOCTYPE`, and would be read as a
+        // document with a DTD and expanded entities.
+        let doc = uppsala::parse(text).map_err(|_| malformed("not well-formed XML"))?;
+        if doc.doctype.is_some() {
+            return Err(malformed("a document type declaration is not allowed"));
+        }
+        let doc = doc.into_static();
         let root = doc.document_element().ok_or(malformed("no root element"))?;
         for node in doc.descendants(doc.root()) {
             match doc.node_kind(node) {

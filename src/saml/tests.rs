@@ -167,6 +167,37 @@ fn a_document_type_declaration_is_refused() {
     );
 }
 
+/// The signed fixture with a DTD in front, in UTF-16 without a byte-order mark: every byte is
+/// ASCII or NUL, so the bytes are valid UTF-8 that holds no `<!DOCTYPE`, yet an encoding-sniffing
+/// parser (XML 1.0 Appendix F) reads the DTD and expands its entities.
+fn utf16_with_dtd(big_endian: bool) -> String {
+    let xml = format!("<!DOCTYPE x [<!ENTITY e \"alice\">]>{ASSERTION}");
+    let bytes: Vec<u8> = xml
+        .encode_utf16()
+        .flat_map(|unit| {
+            if big_endian {
+                unit.to_be_bytes()
+            } else {
+                unit.to_le_bytes()
+            }
+        })
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn a_document_type_declaration_is_refused_in_any_encoding() {
+    for big_endian in [false, true] {
+        let token = utf16_with_dtd(big_endian);
+        let result = UnverifiedAssertion::parse(&token, 64 * 1024)
+            .and_then(|assertion| assertion.verify(&keys(), &rules(ASSERTION)));
+        assert!(
+            matches!(result, Err(SamlError::Malformed(_))),
+            "UTF-16 (big endian: {big_endian}): {result:?}"
+        );
+    }
+}
+
 #[test]
 fn an_unsigned_assertion_is_refused() {
     let start = ASSERTION.find("<Signature").unwrap();
