@@ -734,7 +734,9 @@ fn dsig_child(doc: &Document<'static>, parent: NodeId, local: &str) -> Result<No
 }
 
 /// The text of an element that holds only text (SAML values never hold markup), trimmed of the
-/// whitespace pretty-printing adds.
+/// whitespace pretty-printing adds: XML's own (space, tab, CR, LF), never Unicode's wider set.
+/// `str::trim` would also drop a no-break or ideographic space, so a user the IdP knows as
+/// `alice@example.com` followed by one would become the `sub` (or `email`) of `alice@example.com`.
 fn text_only(doc: &Document<'_>, node: NodeId) -> Result<String, SamlError> {
     let mut text = String::new();
     for child in doc.children_iter(node) {
@@ -743,7 +745,9 @@ fn text_only(doc: &Document<'_>, node: NodeId) -> Result<String, SamlError> {
             _ => return Err(malformed("a value holds markup where text is expected")),
         }
     }
-    Ok(text.trim().to_string())
+    Ok(text
+        .trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+        .to_string())
 }
 
 /// An `xs:dateTime` (SAML core §1.3.3: UTC) as unix seconds.

@@ -533,3 +533,74 @@ async fn stale_metadata_keys_are_served_while_one_background_fetch_renews_them()
     assert_eq!(fetches.load(Ordering::SeqCst), 4);
     assert_eq!(keys().await.unwrap().certificates(), 2);
 }
+
+/// Signs `template` (an assertion with an empty signature) with the fixture IdP's key: for
+/// assertions whose content the npm peer cannot produce.
+fn sign(template: &str) -> String {
+    let mut manager = KeysManager::new();
+    manager.add_key(
+        bergshamra_keys::loader::load_pem_auto(
+            include_bytes!("../../tests/fixtures/saml/idp.key"),
+            None,
+        )
+        .expect("fixture key"),
+    );
+    bergshamra_dsig::sign::sign(&bergshamra_dsig::DsigContext::new(manager), template)
+        .expect("signed")
+}
+
+/// When [`signed`] assertions are issued.
+const NOW: i64 = 1_900_000_000;
+
+fn utc(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
+        .expect("a time")
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// An assertion for [`AUDIENCE`] from [`ISSUER`] issued at [`NOW`] for five minutes, with the
+/// `NameID` text `name_id` and `statements` after its conditions, signed by the IdP's key.
+fn signed(name_id: &str, statements: &str) -> String {
+    let (issued, expires) = (utc(NOW), utc(NOW + 300));
+    sign(&format!(
+        r##"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_signed" IssueInstant="{issued}" Version="2.0"><saml:Issuer>{ISSUER}</saml:Issuer><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#_signed"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature><saml:Subject><saml:NameID>{name_id}</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{expires}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{issued}" NotOnOrAfter="{expires}"><saml:AudienceRestriction><saml:Audience>{AUDIENCE}</saml:Audience></saml:AudienceRestriction></saml:Conditions>{statements}</saml:Assertion>"##
+    ))
+}
+
+fn check_signed(xml: &str) -> Result<VerifiedAssertion, SamlError> {
+    check_with(
+        xml,
+        &SamlRules {
+            now: NOW + 5,
+            ..rules(ASSERTION)
+        },
+    )
+}
+
+fn attribute_statement(name: &str, value: &str) -> String {
+    format!(
+        r#"<saml:AttributeStatement><saml:Attribute Name="{name}"><saml:AttributeValue>{value}</saml:AttributeValue></saml:Attribute></saml:AttributeStatement>"#
+    )
+}
+
+#[test]
+fn a_name_id_with_a_unicode_space_is_not_another_users() {
+    // An IdP that lets a user pick "alice@example.com" followed by a no-break space, an
+    // ideographic space or a next-line character vouches for that user, not for alice: only the
+    // XML whitespace that pretty-printing adds is trimmed.
+    for space in ['\u{a0}', '\u{3000}', '\u{85}', '\u{2028}'] {
+        let name = format!("alice@example.com{space}");
+        let xml = signed(&name, &attribute_statement("email", &name));
+        let verified = check_signed(&xml).expect("valid");
+        assert_eq!(verified.claims["sub"], json!(name), "{space:?}");
+        assert_eq!(verified.claims["email"], json!(name), "{space:?}");
+    }
+    let pretty = signed(
+        "\n    alice@example.com\n  ",
+        &attribute_statement("email", "\n\talice@example.com\r\n"),
+    );
+    let verified = check_signed(&pretty).expect("valid");
+    assert_eq!(verified.claims["sub"], json!("alice@example.com"));
+    assert_eq!(verified.claims["email"], json!("alice@example.com"));
+}
