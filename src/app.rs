@@ -251,25 +251,23 @@ async fn spawn_on_with(
     let (passes, retention_passes) = watch::channel(0u64);
     let mut background = spawn_background(state.clone(), stop.clone(), passes);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let request_timeout = Duration::from_secs(config.server.request_timeout_secs);
     let handle = tokio::spawn(async move {
         let mut stopping = stop.clone();
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        // A request head must arrive within the request timeout too: a client that never
+        // finishes one (or idles on a keep-alive connection) is disconnected (slowloris).
+        let serve = crate::http::serve::serve(listener, app, request_timeout, async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         });
-        let result = tokio::select! {
-            result = serve.into_future() => result,
+        tokio::select! {
+            () = serve => {}
             () = async {
                 let _ = stop.wait_for(|stop| *stop).await;
                 tokio::time::sleep(grace).await;
             } => {
                 tracing::warn!("in-flight requests did not finish within the shutdown grace period");
-                Ok(())
             }
-        };
+        }
         // The background tasks have seen the stop; a retention purge finishes the chunk in
         // hand and records what it deleted before the pool closes under it.
         if tokio::time::timeout(BACKGROUND_STOP, &mut background)
@@ -279,7 +277,7 @@ async fn spawn_on_with(
             background.abort();
         }
         store.close().await;
-        result.map_err(|error| StartupError(format!("server error: {error}")))
+        Ok(())
     });
     Ok(RunningServer {
         addr,

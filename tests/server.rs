@@ -34,6 +34,11 @@ struct Harness {
 
 /// The configuration file of a test server on `database`, in `dir`.
 fn write_config(dir: &std::path::Path, database: &TestDatabase) -> Config {
+    write_config_with(dir, database, "")
+}
+
+/// [`write_config`] with more `[server]` settings (TOML lines).
+fn write_config_with(dir: &std::path::Path, database: &TestDatabase, server: &str) -> Config {
     let path = dir.join("frontdesk.toml");
     std::fs::write(
         &path,
@@ -43,6 +48,7 @@ fn write_config(dir: &std::path::Path, database: &TestDatabase) -> Config {
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = {MAX_BODY}
+{server}
 
 [database]
 url = "{url}"
@@ -64,8 +70,13 @@ level = "warn"
 
 impl Harness {
     async fn start(database: &TestDatabase) -> Harness {
+        Harness::start_with(database, "").await
+    }
+
+    /// A server with more `[server]` settings.
+    async fn start_with(database: &TestDatabase, server: &str) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = write_config(dir.path(), database);
+        let config = write_config_with(dir.path(), database, server);
         let server = spawn(config).await.expect("server starts");
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -372,4 +383,55 @@ async fn two_instances_on_one_postgres_database_publish_the_same_keys() {
     assert_eq!(verify(&token, &set)["sub"], "bob");
     first.server.shutdown().await.expect("shutdown first");
     second.server.shutdown().await.expect("shutdown second");
+}
+
+/// Reads `stream` until the server closes it (end of file or a reset), failing the test if the
+/// server keeps it open for a minute: far longer than the one-second timeout the server under
+/// test is configured with, so only a server that never closes it fails.
+async fn until_closed(stream: &mut tokio::net::TcpStream, what: &str) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = stream.read_to_end(&mut received);
+    match tokio::time::timeout(std::time::Duration::from_secs(60), read).await {
+        Ok(_) => received,
+        Err(_) => panic!("the server kept {what} open"),
+    }
+}
+
+/// Slow clients (slowloris): a connection that never completes its request head, or that sits
+/// idle after a response, is closed once `server.request_timeout_secs` has passed, rather than
+/// holding a task, a buffer and a file descriptor forever — enough of them and the server can
+/// accept no one else. Without a header read timeout hyper waits for the head indefinitely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_or_idle_connections_are_closed_after_the_request_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let database = TestDatabase::sqlite();
+    let harness = Harness::start_with(&database, "request_timeout_secs = 1").await;
+    // A request head that never ends.
+    let mut slow = tokio::net::TcpStream::connect(harness.server.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: sts.frontdesk.test\r\nX-Slow: 1\r\n")
+        .await
+        .expect("write a partial head");
+    let received = until_closed(&mut slow, "a connection whose head never ends").await;
+    assert!(
+        !String::from_utf8_lossy(&received).contains("\"ok\""),
+        "no request was answered"
+    );
+    // A keep-alive connection left idle after its answer.
+    let mut idle = tokio::net::TcpStream::connect(harness.server.addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: sts.frontdesk.test\r\n\r\n")
+        .await
+        .expect("write a request");
+    let received = until_closed(&mut idle, "an idle keep-alive connection").await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"ok\""), "the request was answered: {text}");
+    // The server still serves.
+    let (_, health) = harness.get_json("/healthz").await;
+    assert_eq!(health["status"], "ok");
+    harness.server.shutdown().await.expect("graceful shutdown");
 }

@@ -8,6 +8,7 @@ mod metadata;
 mod metrics;
 mod register;
 mod request_id;
+pub mod serve;
 mod state;
 mod status_list;
 mod token;
