@@ -50,9 +50,13 @@ const DIGEST_METHODS: &[&str] = &[
 /// what is issued.
 const MAX_NAME_ID_BYTES: usize = 1024;
 
-/// Claims frontdesk derives from the assertion's structure; an attribute of the same name does
-/// not replace them.
+/// Claims frontdesk derives from the assertion's structure, or reads from a subject token with
+/// a meaning no SAML attribute has (`act`: the delegation chain nested in an issued token;
+/// `sub_id`: released instead of the NameID's `saml-nameid`); an attribute of the same name does
+/// not become them.
 const RESERVED_CLAIMS: &[&str] = &[
+    "act",
+    "sub_id",
     "iss",
     "sub",
     "aud",

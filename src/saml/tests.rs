@@ -604,3 +604,30 @@ fn a_name_id_with_a_unicode_space_is_not_another_users() {
     assert_eq!(verified.claims["sub"], json!("alice@example.com"));
     assert_eq!(verified.claims["email"], json!("alice@example.com"));
 }
+
+#[test]
+fn attributes_named_like_claims_the_exchange_reads_are_not_claims() {
+    // `act` would be nested in an issued access token's delegation chain (RFC 8693 §4.1) and
+    // `sub_id` released instead of the NameID's saml-nameid identifier (IDJAG-JWT-17): neither
+    // is an IdP attribute's to set. Policy still sees them under saml_attributes.
+    let statements = format!(
+        "{}{}",
+        attribute_statement("act", "admin@example.com"),
+        attribute_statement("sub_id", "bob@example.com")
+    );
+    let verified = check_signed(&signed("alice@example.com", &statements)).expect("valid");
+    assert!(
+        verified.claims.get("act").is_none(),
+        "{:?}",
+        verified.claims
+    );
+    assert!(
+        verified.claims.get("sub_id").is_none(),
+        "{:?}",
+        verified.claims
+    );
+    assert_eq!(
+        verified.claims["saml_attributes"],
+        json!({ "act": ["admin@example.com"], "sub_id": ["bob@example.com"] })
+    );
+}
