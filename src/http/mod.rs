@@ -38,6 +38,21 @@ pub use state::{AppState, Shared};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What a panicking handler answers.
+type PanicResponse = fn(Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response;
+
+/// The layer that turns a panicking handler into a 500 in the OAuth error format, with the
+/// `no-store` headers of every answer to a request that may have been for a token. tower-http's
+/// default answers `text/plain` "Service panicked", without them, and logs the panic's message,
+/// which may quote request data: the message is left to the panic hook (standard error, with
+/// the code location), and the log line only says that a handler panicked.
+fn catch_panics() -> CatchPanicLayer<PanicResponse> {
+    CatchPanicLayer::custom(|_panic| {
+        tracing::error!("a request handler panicked (its message is on standard error)");
+        error_response(&crate::oauth::OAuthError::server_error())
+    })
+}
+
 /// Serves `app` under the issuer's path (`Config::issuer_path`), so every URL the metadata names
 /// is one this server answers. An issuer with a path also gets its RFC 8414 metadata at the
 /// path-inserted well-known URLs (§3.1: `/.well-known/oauth-authorization-server/tenant`, and the
@@ -147,11 +162,70 @@ pub fn router(state: AppState) -> Router {
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(CatchPanicLayer::new())
+                .layer(catch_panics())
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
                 // Extractors refuse larger bodies with 413; the token endpoint reads its body
                 // itself under the same limit so it can answer in OAuth's error format.
                 .layer(axum::extract::DefaultBodyLimit::max(max_body)),
         )
         .with_state(state)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// A handler that panics is answered like any other internal failure (RFC 6749 §5.2 JSON,
+    /// `server_error`, `Cache-Control: no-store` and `Pragma: no-cache`, since the request may
+    /// have been one for a token), and its panic message — which may quote request data — is
+    /// not in the answer.
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_json_server_error_that_quotes_nothing() {
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let token = "eyJ-secret-token-in-a-panic";
+                    panic!("could not handle {token}");
+                    #[allow(unreachable_code)]
+                    ()
+                }),
+            )
+            .layer(catch_panics());
+        let response = app
+            .oneshot(
+                Request::builder()
+                    .uri("/boom")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let header = |name: http::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            header(http::header::CACHE_CONTROL).as_deref(),
+            Some("no-store")
+        );
+        assert_eq!(header(http::header::PRAGMA).as_deref(), Some("no-cache"));
+        assert!(
+            header(http::header::CONTENT_TYPE)
+                .unwrap_or_default()
+                .starts_with("application/json")
+        );
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("secret-token"), "{text}");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(json["error"], "server_error");
+    }
 }
