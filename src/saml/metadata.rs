@@ -10,7 +10,8 @@
 //! Fetched on first use; once older than `federation.jwks_default_ttl_secs`, still served while
 //! one background task fetches it again (no request waits on the IdP); and fetched again, at most once per `federation.jwks_min_refetch_secs` and one request at a time,
 //! when an assertion does not verify with the keys held (the IdP may have just rolled over). A
-//! failed fetch keeps serving the keys held. Every fetch is counted per identity provider
+//! failed fetch keeps serving the keys held, for a day past their lifetime at most (as a JWKS's);
+//! then the IdP's assertions are refused until its metadata answers again. Every fetch is counted per identity provider
 //! (`frontdesk_saml_metadata_*`), so an operator can alert before held certificates go stale.
 
 use std::collections::HashMap;
@@ -138,10 +139,17 @@ struct Entry {
     background: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// How long past `ttl` held keys still verify while every fetch fails: a day, as the JWKS
+/// cache's `max_stale`. Beyond it an IdP whose metadata stays unreachable is refused
+/// (`subject_keys_unavailable`) rather than trusted on a certificate it may have withdrawn, e.g.
+/// after a key compromise, while its metadata was unreachable from here.
+const MAX_STALE: Duration = Duration::from_secs(24 * 3600);
+
 /// Every identity provider's metadata keys, per instance.
 pub struct MetadataCache {
     http: reqwest::Client,
     config: MetadataCacheConfig,
+    max_stale: Duration,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
 }
 
@@ -160,8 +168,16 @@ impl MetadataCache {
         MetadataCache {
             http,
             config,
+            max_stale: MAX_STALE,
             entries: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Another bound on how long held keys outlive `ttl` when fetches fail (tests).
+    #[cfg(test)]
+    pub(crate) fn with_max_stale(mut self, max_stale: Duration) -> MetadataCache {
+        self.max_stale = max_stale;
+        self
     }
 
     fn entry(&self, idp_id: &str, url: &str, entity_id: &str) -> Arc<Entry> {
@@ -197,11 +213,13 @@ impl MetadataCache {
         let entry = self.entry(idp_id, url, entity_id);
         match entry.held() {
             Some((keys, at)) if at.elapsed() < self.config.ttl => Ok(keys),
-            Some((keys, _)) => {
+            Some((keys, at)) if at.elapsed() < self.config.ttl.saturating_add(self.max_stale) => {
                 self.refresh_in_background(&entry);
                 Ok(keys)
             }
-            None => refresh(&self.http, &self.config, &entry, false).await,
+            // None held, or held so long past their lifetime that they are no longer trusted:
+            // fetched now, and refused if that fails.
+            _ => refresh(&self.http, &self.config, self.max_stale, &entry, false).await,
         }
     }
 
@@ -212,9 +230,10 @@ impl MetadataCache {
             return;
         }
         let (http, config, entry) = (self.http.clone(), self.config.clone(), entry.clone());
+        let max_stale = self.max_stale;
         *running = Some(tokio::spawn(async move {
-            // A failure is logged and counted there; the held keys stay.
-            let _ = refresh(&http, &config, &entry, false).await;
+            // A failure is logged and counted there; the held keys stay, up to `max_stale`.
+            let _ = refresh(&http, &config, max_stale, &entry, false).await;
         }));
     }
 
@@ -244,7 +263,9 @@ impl MetadataCache {
     pub async fn refetch(&self, idp_id: &str, url: &str, entity_id: &str) -> Option<Arc<SamlKeys>> {
         let entry = self.entry(idp_id, url, entity_id);
         let before = entry.held().map(|(_, at)| at);
-        let keys = refresh(&self.http, &self.config, &entry, true).await.ok()?;
+        let keys = refresh(&self.http, &self.config, self.max_stale, &entry, true)
+            .await
+            .ok()?;
         let after = entry.held().map(|(_, at)| at);
         (after != before).then_some(keys)
     }
@@ -252,12 +273,16 @@ impl MetadataCache {
 
 /// Fetches `entry`'s metadata, one request at a time, at most once per `min_refetch_interval`
 /// after an attempt (`forced`: even if the held keys are fresh, after a failed verification).
+/// When no fetch is made or it fails, the held keys answer while younger than `ttl` plus
+/// `max_stale`.
 async fn refresh(
     http: &reqwest::Client,
     config: &MetadataCacheConfig,
+    max_stale: Duration,
     entry: &Entry,
     forced: bool,
 ) -> Result<Arc<SamlKeys>, MetadataError> {
+    let usable = config.ttl.saturating_add(max_stale);
     let mut last_attempt = entry.fetch.lock().await;
     // Someone else fetched while we waited.
     if !forced && let Some(keys) = entry.fresh(config.ttl) {
@@ -268,8 +293,7 @@ async fn refresh(
         .is_some_and(|at| now.saturating_duration_since(at) < config.min_refetch_interval);
     if limited {
         return entry
-            .held()
-            .map(|(keys, _)| keys)
+            .fresh(usable)
             .ok_or_else(|| error("the metadata could not be fetched recently; retrying later"));
     }
     let result = fetch_keys(http, &entry.url, &entry.entity_id).await;
@@ -290,7 +314,7 @@ async fn refresh(
         }
         Err(failure) => {
             tracing::warn!(url = %entry.url, error = %failure, "SAML metadata fetch failed");
-            entry.held().map(|(keys, _)| keys).ok_or(failure)
+            entry.fresh(usable).ok_or(failure)
         }
     }
 }

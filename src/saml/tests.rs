@@ -534,6 +534,50 @@ async fn stale_metadata_keys_are_served_while_one_background_fetch_renews_them()
     assert_eq!(keys().await.unwrap().certificates(), 2);
 }
 
+#[tokio::test]
+async fn metadata_keys_held_past_their_stale_limit_are_refused_while_the_idp_fails() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let document = Arc::new(Mutex::new(metadata(
+        ISSUER,
+        &key_descriptor(None, IDP_CERT),
+    )));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let url = metadata_endpoint(document.clone(), fetches.clone()).await;
+    // Keys are stale at once, and past the bound at once: no sleeping.
+    let cache = metadata::MetadataCache::new(
+        reqwest::Client::new(),
+        metadata::MetadataCacheConfig {
+            ttl: std::time::Duration::ZERO,
+            min_refetch_interval: std::time::Duration::ZERO,
+        },
+    )
+    .with_max_stale(std::time::Duration::ZERO);
+    assert_eq!(
+        cache
+            .keys("okta", &url, ISSUER)
+            .await
+            .unwrap()
+            .certificates(),
+        1
+    );
+    // The IdP's metadata fails (it may have withdrawn the certificate, e.g. after a key
+    // compromise): keys held past the bound no longer verify, the IdP is refused (fail closed).
+    document.lock().unwrap().clear();
+    assert!(cache.keys("okta", &url, ISSUER).await.is_err());
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "fetched again inline");
+    // Once it answers again, its keys are back.
+    *document.lock().unwrap() = metadata(ISSUER, &key_descriptor(None, IDP_CERT));
+    assert_eq!(
+        cache
+            .keys("okta", &url, ISSUER)
+            .await
+            .unwrap()
+            .certificates(),
+        1
+    );
+}
+
 /// Signs `template` (an assertion with an empty signature) with the fixture IdP's key: for
 /// assertions whose content the npm peer cannot produce.
 fn sign(template: &str) -> String {
