@@ -435,3 +435,54 @@ async fn slow_or_idle_connections_are_closed_after_the_request_timeout() {
     assert_eq!(health["status"], "ok");
     harness.server.shutdown().await.expect("graceful shutdown");
 }
+
+/// A request id sent by the client is kept only while it is one the audit log can hold whole
+/// (at most 100 characters); a longer one is replaced by a generated id. Otherwise the log
+/// lines of the request repeated up to hundreds of kilobytes of the client's choosing, and the
+/// audit record (which keeps 100 characters) named another id than the response and the logs,
+/// so the three could not be matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_request_id_is_replaced_and_the_audit_record_names_the_one_answered() {
+    use frontdesk::store::{AuditFilter, AuditLog};
+    let database = TestDatabase::sqlite();
+    let harness = Harness::start(&database).await;
+    let refused = |request_id: String| {
+        harness
+            .client
+            .post(harness.url("/token"))
+            .header("content-type", "text/plain")
+            .header("x-request-id", request_id)
+            .body("grant_type=x")
+            .send()
+    };
+    let kept = "k".repeat(100);
+    let response = refused(kept.clone()).await.expect("POST /token");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(header(response.headers(), "x-request-id"), kept);
+    let sent = "x".repeat(5_000);
+    let response = refused(sent.clone()).await.expect("POST /token");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answered = header(response.headers(), "x-request-id").to_string();
+    assert!(
+        !answered.starts_with('x'),
+        "the client's id, {} long",
+        answered.len()
+    );
+    assert!(answered.len() <= 100, "{answered}");
+    let events = harness
+        .server
+        .state
+        .store
+        .audit_events(&AuditFilter::default())
+        .await
+        .expect("audit events");
+    let ids: Vec<Option<&str>> = events
+        .iter()
+        .filter(|record| record.event.reason.as_deref() == Some("wrong_content_type"))
+        .map(|record| record.event.request_id.as_deref())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&Some(kept.as_str())), "{ids:?}");
+    assert!(ids.contains(&Some(answered.as_str())), "{ids:?}");
+    harness.server.shutdown().await.expect("graceful shutdown");
+}

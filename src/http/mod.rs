@@ -140,6 +140,7 @@ pub fn router(state: AppState) -> Router {
     app.layer(axum::middleware::from_fn(metrics::track))
         .layer(
             ServiceBuilder::new()
+                .map_request(request_id::drop_overlong::<axum::body::Body>)
                 .layer(SetRequestIdLayer::new(
                     REQUEST_ID,
                     request_id::MakeSequentialRequestId,

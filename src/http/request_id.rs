@@ -9,13 +9,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::http::{HeaderMap, HeaderValue, Request};
 use tower_http::request_id::{MakeRequestId, RequestId};
 
+/// The longest request id the audit log records whole, and so the longest one accepted from a
+/// client.
+pub const MAX_LEN: usize = 100;
+
 /// The request's id as the audit log records it: the `x-request-id` header (the client's or the
-/// one this server set), cut to 100 characters. One rule for every handler that audits.
+/// one this server set), cut to [`MAX_LEN`] characters. One rule for every handler that audits.
 pub fn for_audit(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
-        .map(|id| crate::oauth::request::clip(id, 100))
+        .map(|id| crate::oauth::request::clip(id, MAX_LEN))
+}
+
+/// Drops a client's `x-request-id` longer than [`MAX_LEN`] bytes, before ids are assigned, so
+/// the request gets a generated one. Why: the id is in every log line of the request and in the
+/// response, and the audit record keeps only [`MAX_LEN`] characters of it; a longer one filled
+/// the logs with up to hundreds of kilobytes of the client's choosing per line, and left an
+/// audit record naming another id than the response and the logs.
+pub fn drop_overlong<B>(mut request: Request<B>) -> Request<B> {
+    if request
+        .headers()
+        .get_all("x-request-id")
+        .iter()
+        .any(|value| value.len() > MAX_LEN)
+    {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
 }
 
 /// Makes `prefix-counter` ids shaped like a UUID.
