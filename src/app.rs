@@ -40,11 +40,21 @@ pub fn load_kek(config: &Config) -> Result<Kek, StartupError> {
         return Kek::from_base64(key.expose()).map_err(StartupError);
     }
     if let Some(path) = &config.keys.encryption_key_file {
-        return Kek::from_file(path).map_err(|message| {
+        let kek = Kek::from_file(path).map_err(|message| {
             StartupError(format!(
                 "{message}; set keys.encryption_key_file or FRONTDESK_KEY_ENCRYPTION_KEY_FILE to a readable file"
             ))
-        });
+        })?;
+        // Warned about, not refused: container runtimes mount secrets 0644 or 0444 by default,
+        // where the container's one user is the only reader.
+        if let Some(mode) = open_to_others(path) {
+            tracing::warn!(
+                path = %path.display(),
+                mode = %format!("{mode:04o}"),
+                "the key-encryption key file is readable by other users than its owner; make it 0600 (or 0400) unless it is a container secret no other user can reach"
+            );
+        }
+        return Ok(kek);
     }
     if config.development {
         let path = PathBuf::from(DEVELOPMENT_KEK_FILE);
@@ -57,6 +67,24 @@ pub fn load_kek(config: &Config) -> Result<Kek, StartupError> {
     fail(
         "no key-encryption key: set FRONTDESK_KEY_ENCRYPTION_KEY (32 random bytes, base64) or keys.encryption_key_file",
     )
+}
+
+/// The permission bits of the file at `path` when they let users other than its owner (its
+/// group, or everyone) read or change it; `None` when only the owner may, when they cannot be
+/// read, and off Unix. Why: a KEK file any local account can read hands every private signing
+/// key to whoever copies it together with the database (or a backup of it).
+fn open_to_others(path: &std::path::Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o077 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// Connects to the database (without migrating), with a message that names the URL's scheme
@@ -672,6 +700,62 @@ mod tests {
             "within the leeway still revoked; beyond it purged"
         );
         store.close().await;
+    }
+
+    /// What `f` logs at warning level or above, as text.
+    fn warnings_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("buffer").extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let result = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&buffer.0.lock().expect("buffer")).into_owned();
+        (result, text)
+    }
+
+    /// A key-encryption key file that other users may read is still used (container secrets
+    /// are often mounted 0644 or 0444), but the start-up log says so and how to fix it; one
+    /// readable by its owner only is used without a word. The key never appears in the log.
+    #[cfg(unix)]
+    #[test]
+    fn a_kek_file_readable_by_others_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("frontdesk.kek");
+        let key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+        std::fs::write(&path, key).expect("write the KEK file");
+        let mut config = Config::default();
+        config.keys.encryption_key_file = Some(path.clone());
+        for (mode, warned) in [(0o600, false), (0o400, false), (0o640, true), (0o644, true)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let (kek, log) = warnings_of(|| load_kek(&config));
+            assert!(kek.is_ok(), "mode {mode:o}: the KEK is still used");
+            assert_eq!(
+                log.contains("readable by other users"),
+                warned,
+                "mode {mode:o}: {log}"
+            );
+            if warned {
+                assert!(log.contains(&path.display().to_string()), "{log}");
+                assert!(log.contains("0600"), "{log}");
+            }
+            assert!(!log.contains("BwcHBwcH"), "{log}");
+        }
     }
 
     /// Users' claims are kept exactly as long as a refresh token of theirs could live.
