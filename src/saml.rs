@@ -107,6 +107,11 @@ pub enum SamlError {
     /// No `bearer` subject confirmation.
     #[error("The SAML assertion has no bearer subject confirmation.")]
     NotBearer,
+    /// A bearer confirmation without `NotOnOrAfter` (SAML profiles §4.1.4.2), and no other.
+    #[error(
+        "The SAML assertion's bearer SubjectConfirmationData has no NotOnOrAfter; it must expire."
+    )]
+    NoExpiry,
     /// Past its `NotOnOrAfter` (the conditions' or the bearer confirmation's).
     #[error("The SAML assertion has expired.")]
     Expired,
@@ -142,6 +147,7 @@ impl SamlError {
             Self::WrongIssuer => "subject_wrong_issuer",
             Self::WrongAudience => "subject_wrong_audience",
             Self::NotBearer => "subject_saml_not_bearer",
+            Self::NoExpiry => "subject_saml_no_expiry",
             Self::Expired => "subject_token_expired",
             Self::NotYetValid => "subject_not_yet_valid",
             Self::IssuedInFuture => "subject_issued_in_future",
@@ -165,6 +171,7 @@ impl SamlError {
             Self::TooLarge
             | Self::Encrypted
             | Self::NotBearer
+            | Self::NoExpiry
             | Self::Expired
             | Self::NotYetValid
             | Self::IssuedInFuture
@@ -595,6 +602,7 @@ impl UnverifiedAssertion {
         let doc = &self.doc;
         let mut bearer = false;
         let mut not_yet_valid = false;
+        let mut expired = false;
         let mut latest: Option<i64> = None;
         for confirmation in element_children(doc, subject)
             .filter(|node| is(doc, *node, SAML2_NS, "SubjectConfirmation"))
@@ -618,13 +626,17 @@ impl UnverifiedAssertion {
             let expires = instant(not_on_or_after)?;
             if expires > rules.now - rules.skew {
                 latest = Some(latest.map_or(expires, |at| at.max(expires)));
+            } else {
+                expired = true;
             }
         }
         match latest {
             Some(expires) => Ok(expires),
             None if !bearer => Err(SamlError::NotBearer),
             None if not_yet_valid => Err(SamlError::NotYetValid),
-            None => Err(SamlError::Expired),
+            None if expired => Err(SamlError::Expired),
+            // Bearer confirmations, none of them with data that expires.
+            None => Err(SamlError::NoExpiry),
         }
     }
 

@@ -344,6 +344,7 @@ fn every_failure_has_an_audit_reason_and_a_safe_description() {
         SamlError::TooOld,
         SamlError::UnsupportedCondition,
         SamlError::KeysUnavailable,
+        SamlError::NoExpiry,
     ] {
         assert!(error.reason().starts_with("subject_"));
         let description = error.to_string();
@@ -606,10 +607,15 @@ fn utc(at: i64) -> String {
 /// An assertion for [`AUDIENCE`] from [`ISSUER`] issued at [`NOW`] for five minutes, with the
 /// `NameID` text `name_id` and `statements` after its conditions, signed by the IdP's key.
 fn signed(name_id: &str, statements: &str) -> String {
+    sign(&template(name_id, statements))
+}
+
+/// [`signed`]'s assertion before it is signed.
+fn template(name_id: &str, statements: &str) -> String {
     let (issued, expires) = (utc(NOW), utc(NOW + 300));
-    sign(&format!(
+    format!(
         r##"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_signed" IssueInstant="{issued}" Version="2.0"><saml:Issuer>{ISSUER}</saml:Issuer><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#_signed"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature><saml:Subject><saml:NameID>{name_id}</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{expires}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{issued}" NotOnOrAfter="{expires}"><saml:AudienceRestriction><saml:Audience>{AUDIENCE}</saml:Audience></saml:AudienceRestriction></saml:Conditions>{statements}</saml:Assertion>"##
-    ))
+    )
 }
 
 fn check_signed(xml: &str) -> Result<VerifiedAssertion, SamlError> {
@@ -674,4 +680,24 @@ fn attributes_named_like_claims_the_exchange_reads_are_not_claims() {
         verified.claims["saml_attributes"],
         json!({ "act": ["admin@example.com"], "sub_id": ["bob@example.com"] })
     );
+}
+
+#[test]
+fn an_assertion_whose_bearer_confirmation_never_expires_is_refused_as_such() {
+    // SAML profiles §4.1.4.2: a bearer confirmation carries NotOnOrAfter. Without one the
+    // assertion is not "expired": the description says what is missing.
+    let live = format!(
+        "<saml:SubjectConfirmationData NotOnOrAfter=\"{}\"/>",
+        utc(NOW + 300)
+    );
+    let template = template("alice@example.com", "");
+    assert!(template.contains(&live));
+    let endless = template.replace(
+        &live,
+        "<saml:SubjectConfirmationData Recipient=\"https://client.example.com/acs\"/>",
+    );
+    let error = check_signed(&sign(&endless)).unwrap_err();
+    assert_eq!(error, SamlError::NoExpiry);
+    assert!(error.to_string().contains("NotOnOrAfter"));
+    assert!(!error.suggests_forgery());
 }
