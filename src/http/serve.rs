@@ -21,6 +21,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+/// The largest request head (request line and headers) accepted; a larger one is answered 431.
+/// hyper's default is its read buffer's limit, about 400 KiB per request, parsed and carried
+/// through every layer; common proxies forward 8–32 KiB, so no legitimate client comes near
+/// this.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets every
 /// connection finish the request in hand (idle ones close at once) and returns when all are
 /// closed. Handlers see the peer as `ConnectInfo<std::net::SocketAddr>`, as with axum's
@@ -58,7 +64,8 @@ pub async fn serve(
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
+                .header_read_timeout(header_read_timeout)
+                .max_header_size(MAX_HEADER_BYTES);
             let mut connection =
                 std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
             tokio::select! {
