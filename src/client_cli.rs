@@ -132,11 +132,11 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
             args.id
         )));
     }
-    let secret = args.auth_method.starts_with("client_secret").then(|| {
-        let mut bytes = [0u8; 32];
-        let _ = SystemRandom::new().fill(&mut bytes);
-        URL_SAFE_NO_PAD.encode(bytes)
-    });
+    let secret = args
+        .auth_method
+        .starts_with("client_secret")
+        .then(|| new_secret(|bytes| SystemRandom::new().fill(bytes).is_ok()))
+        .transpose()?;
     let secret_hash = secret
         .as_deref()
         .map(crate::secret::hash_secret)
@@ -227,6 +227,19 @@ async fn add(args: ClientAddArgs, store: &Store) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// A new client secret: 32 bytes from `fill` (the system random generator), base64url. A
+/// failed `fill` is an error: ignored, it left the secret 32 zero bytes, which anyone could
+/// compute and present.
+fn new_secret(fill: impl FnOnce(&mut [u8]) -> bool) -> Result<String, StartupError> {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    if !fill(bytes.as_mut()) {
+        return Err(StartupError(
+            "the system random number generator failed; no client was created".into(),
+        ));
+    }
+    Ok(URL_SAFE_NO_PAD.encode(bytes.as_ref()))
+}
+
 async fn audit(store: &Store, event: &str, client_id: &str) -> Result<(), StartupError> {
     let mut record = AuditEvent::new(unix_now(), event, Decision::Changed);
     record.client_id = Some(client_id.to_string());
@@ -235,4 +248,24 @@ async fn audit(store: &Store, event: &str, client_id: &str) -> Result<(), Startu
         .record(&record)
         .await
         .map_err(|error| StartupError(format!("cannot write the audit event: {error}")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// A secret is 32 random bytes; when the random generator fails, no client is created
+    /// rather than one whose secret is 32 zero bytes, which anyone could compute.
+    #[test]
+    fn a_failed_random_generator_creates_no_secret() {
+        let secret = new_secret(|bytes| {
+            bytes.fill(7);
+            true
+        })
+        .expect("a secret");
+        assert_eq!(URL_SAFE_NO_PAD.decode(&secret).unwrap(), [7u8; 32]);
+        let error = new_secret(|_| false).expect_err("no secret without randomness");
+        assert!(error.0.contains("random"), "{error}");
+    }
 }
