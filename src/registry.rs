@@ -261,6 +261,13 @@ impl Registry {
 
     /// Builds a registry from stored documents. Invalid documents are skipped with an error log
     /// (they were validated when written, so this means tampering or a version skew).
+    ///
+    /// Earlier entries take precedence: an identity provider whose issuer, or an audience any of
+    /// whose values (issuer, aliases), is already taken by an earlier entry is skipped whole,
+    /// with an error log. [`load_registry`] passes the configuration file's entries first, so a
+    /// database entry (created before the file declared the same issuer, or in a race between
+    /// two administrators) can never replace a trust the file manages, and the outcome never
+    /// depends on how ids happen to sort.
     pub fn build(
         idps: Vec<IdentityProviderConfig>,
         audiences: Vec<AudienceConfig>,
@@ -271,9 +278,15 @@ impl Registry {
             version,
             ..Registry::default()
         };
-        let mut built = Vec::with_capacity(idps.len());
+        let mut built: Vec<IdentityProvider> = Vec::with_capacity(idps.len());
+        let mut issuers = std::collections::HashSet::new();
         for config in idps {
             match build_idp(config) {
+                Ok(idp) if !issuers.insert(idp.config.issuer.clone()) => tracing::error!(
+                    id = %idp.config.id,
+                    issuer = %idp.config.issuer,
+                    "skipping an identity provider whose issuer another provider already has"
+                ),
                 Ok(idp) => built.push(idp),
                 Err(error) => tracing::error!(%error, "skipping an invalid identity provider"),
             }
@@ -293,6 +306,16 @@ impl Registry {
         }
         for config in audiences {
             match build_audience(config) {
+                Ok(audience)
+                    if std::iter::once(&audience.config.issuer)
+                        .chain(&audience.config.aliases)
+                        .any(|value| registry.audiences_by_value.contains_key(value)) =>
+                {
+                    tracing::error!(
+                        id = %audience.config.id,
+                        "skipping an audience whose issuer or alias already names another audience"
+                    );
+                }
                 Ok(audience) => {
                     let audience = Arc::new(audience);
                     for value in
@@ -509,8 +532,17 @@ async fn load_registry(store: &Store) -> Result<Registry, StoreError> {
             })
             .collect()
     }
-    let idps = decode(store.list_trust(TrustKind::IdentityProvider).await?);
-    let audiences = decode(store.list_trust(TrustKind::Audience).await?);
+    // The configuration file's entries first (a stable sort keeps the id order within each
+    // group): they take precedence over database entries claiming the same issuer or audience
+    // value (`Registry::build`).
+    let config_first = |mut documents: Vec<crate::store::TrustDocument>| {
+        documents.sort_by_key(|document| !document.managed_by_config);
+        documents
+    };
+    let idps = decode(config_first(
+        store.list_trust(TrustKind::IdentityProvider).await?,
+    ));
+    let audiences = decode(config_first(store.list_trust(TrustKind::Audience).await?));
     let clients = decode(store.list_trust(TrustKind::Client).await?);
     Ok(Registry::build(idps, audiences, clients, version))
 }
