@@ -153,14 +153,41 @@ pub async fn open_key_ring(config: &Config, store: Store) -> Result<KeyRing, Sta
         .map_err(|error| StartupError(format!("cannot load the signing keys: {error}")))
 }
 
-/// Hides the password of a database URL.
+/// Hides the passwords of a database URL: the URL's own, and the value of every query
+/// parameter whose name holds `password` (sqlx's PostgreSQL driver takes `?password=` like the
+/// URL's own, and the URL is printed at every start and in every database error). The rest of
+/// the query is kept byte for byte.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+        changed = true;
+    }
+    if let Some(query) = parsed.query().map(str::to_owned) {
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _))
+                    if form_urlencoded::parse(name.as_bytes()).next().is_some_and(
+                        |(name, _)| name.to_ascii_lowercase().contains("password"),
+                    ) =>
+                {
+                    changed = true;
+                    format!("{name}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        parsed.set_query(Some(&redacted.join("&")));
+    }
+    // Unchanged, the URL is printed as configured, not as the parser normalises it.
+    if changed {
+        parsed.to_string()
+    } else {
+        url.to_string()
     }
 }
 
@@ -700,6 +727,37 @@ mod tests {
             "within the leeway still revoked; beyond it purged"
         );
         store.close().await;
+    }
+
+    /// Database URLs are printed at start-up and in errors with every password hidden: the
+    /// URL's own and one in the query string (`?password=`, which sqlx's PostgreSQL driver
+    /// reads like the URL's own). Everything else stays, so the message still says which
+    /// database it is.
+    #[test]
+    fn redacted_database_urls_hide_every_password() {
+        for (url, expected) in [
+            (
+                "postgres://fd:hunter2@db.internal:5432/frontdesk",
+                "postgres://fd:***@db.internal:5432/frontdesk",
+            ),
+            (
+                "postgres://fd@db.internal/frontdesk?password=hunter2&sslmode=require",
+                "postgres://fd@db.internal/frontdesk?password=***&sslmode=require",
+            ),
+            (
+                "postgres://db.internal/frontdesk?user=fd&Password=hunter2",
+                "postgres://db.internal/frontdesk?user=fd&Password=***",
+            ),
+            (
+                "postgres://fd@db.internal/frontdesk?sslmode=require",
+                "postgres://fd@db.internal/frontdesk?sslmode=require",
+            ),
+            ("sqlite://frontdesk.db", "sqlite://frontdesk.db"),
+        ] {
+            let redacted = redact_url(url);
+            assert_eq!(redacted, expected, "{url}");
+            assert!(!redacted.contains("hunter2"), "{redacted}");
+        }
     }
 
     /// What `f` logs at warning level or above, as text.
