@@ -513,3 +513,31 @@ async fn request_heads_over_64_kib_are_refused() {
     assert_eq!(health["status"], "ok");
     harness.server.shutdown().await.expect("graceful shutdown");
 }
+
+/// A method an endpoint does not serve is answered 405 with the endpoint's methods in `Allow`
+/// and a JSON error body, like an unknown path's 404, rather than an empty body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_an_endpoint_does_not_serve_is_a_json_405_naming_the_allowed_ones() {
+    let database = TestDatabase::sqlite();
+    let harness = Harness::start(&database).await;
+    for path in [
+        "/jwks.json",
+        "/.well-known/oauth-authorization-server",
+        "/healthz",
+    ] {
+        let response = harness
+            .client
+            .delete(harness.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert!(
+            header(response.headers(), "allow").contains("GET"),
+            "{path}"
+        );
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"], "method_not_allowed", "{path}");
+    }
+    harness.server.shutdown().await.expect("graceful shutdown");
+}

@@ -55,3 +55,16 @@ pub async fn not_found() -> Response {
     )
         .into_response()
 }
+
+/// A method a known path does not serve: a JSON 405 (axum adds `Allow`) rather than an empty
+/// body.
+pub async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({
+            "error": "method_not_allowed",
+            "error_description": "This endpoint does not accept this method",
+        })),
+    )
+        .into_response()
+}

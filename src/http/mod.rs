@@ -75,6 +75,7 @@ fn mounted(path: &str, app: Router<AppState>, max_body: usize) -> Router<AppStat
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)
         .layer(RequestBodyLimitLayer::new(max_body))
         .nest(path, app)
@@ -107,6 +108,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::admin::router(&state))
         .merge(crate::authorize::router(&state))
         .merge(register::router(&state))
+        // After every route, since it reaches only the routes already added.
+        .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found)
         .layer(RequestBodyLimitLayer::new(max_body));
     let forms = Router::new()
