@@ -188,10 +188,34 @@ pub fn compile(source: &str) -> Result<Expression, PolicyError> {
 /// [`MAX_NESTING`] (exponential parse time, stack overflow) and repeated prefix operators.
 /// cel-parser 0.10.1 drops the even-count case of `!!x` / `--x` (a missing `return` in
 /// `visit_LogicalNot` / `visit_Negate`), so `!!x` silently means `!x`; `!(!x)` is parsed
-/// correctly and is what the error suggests. String literals and `//` comments are skipped.
+/// correctly and is what the error suggests.
+///
+/// Brackets count wherever they are, in string literals and comments too: a pre-parser that
+/// skipped strings had to agree with the ANTLR lexer on where every string ends (raw prefixes
+/// only at the start of a token, no line breaks in one-line strings, what an invalid escape
+/// does to the lexer), and every disagreement let nesting through to a parser that overflows
+/// its stack, which aborts the process. Policies nest a few levels, regular expressions
+/// included, so the cost is a limit of 12 that also covers brackets inside strings.
+/// String literals and `//` comments are still skipped for the repeated-operator check, which
+/// guards meaning, not the parser's resources.
 fn check_shape(source: &str) -> Result<(), PolicyError> {
-    let chars: Vec<char> = source.chars().collect();
     let mut depth = 0usize;
+    for c in source.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(PolicyError::Parse(format!(
+                        "brackets are nested more than {MAX_NESTING} deep \
+                         (brackets inside strings count too)"
+                    )));
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let chars: Vec<char> = source.chars().collect();
     let mut previous: Option<char> = None;
     let mut i = 0;
     while let Some(&c) = chars.get(i) {
@@ -227,15 +251,6 @@ fn check_shape(source: &str) -> Result<(), PolicyError> {
                 }
                 continue;
             }
-            '(' | '[' | '{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(PolicyError::Parse(format!(
-                        "brackets are nested more than {MAX_NESTING} deep"
-                    )));
-                }
-            }
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
             '!' | '-' if previous == Some(c) => {
                 return Err(PolicyError::Parse(format!(
                     "repeated '{c}' is not supported; use parentheses, e.g. {c}({c}x)"
@@ -829,17 +844,45 @@ mod tests {
             ")".repeat(MAX_NESTING)
         );
         assert_eq!(evaluate_condition(&expr(&ok), &input()), Ok(true));
-        // Brackets inside string literals and comments do not count.
+        // Brackets inside string literals and comments count too (see
+        // `nesting_behind_a_string_lookalike_is_rejected_before_parsing`): a few are fine.
         let quoted = format!(
             "subject.email != \"{}\" // {}",
-            "(".repeat(50),
-            "[".repeat(50)
+            "(".repeat(5),
+            "[".repeat(5)
         );
         assert_eq!(cond(&quoted), Ok(true));
+        let quoted = format!("subject.email != \"{}\"", "(".repeat(50));
+        assert!(compile(&quoted).is_err());
         assert_eq!(
             cond(r#"'[[[\'[[[' != r"\" && """(((""" != '''{{{'''"#),
             Ok(true)
         );
+    }
+
+    /// `check_shape` must never believe to be inside a string literal where the parser's lexer
+    /// is not, or the nesting hidden there reaches the parser: 2000 parentheses overflowed its
+    /// stack and aborted the process (the admin page compiles what an administrator types; the
+    /// registry compiles every stored expression at start-up and reload). Each source below was
+    /// taken for a string by the old pre-parser: a quote two characters after an `r` (read as
+    /// a raw string, so `\"` ended it), a line break inside a one-line string, an invalid
+    /// escape sequence.
+    #[test]
+    fn nesting_behind_a_string_lookalike_is_rejected_before_parsing() {
+        let nest = |depth: usize| format!("{}1{}", "(".repeat(depth), ")".repeat(depth));
+        for depth in [MAX_NESTING + 1, 1900] {
+            let inner = nest(depth);
+            for source in [
+                format!(r#"r+""" + {inner} == 1"#),
+                format!(r#"ar""" + {inner} == 1"#),
+                format!("subject.x == \"a\n{inner} == 1"),
+                format!(r#""\q" " {inner} ""#),
+                format!(r#""//" + {inner} == 1"#),
+            ] {
+                let err = compile(&source).expect_err(&source);
+                assert!(err.to_string().contains("nested"), "{source}: {err}");
+            }
+        }
     }
 
     #[test]
