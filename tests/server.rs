@@ -541,3 +541,19 @@ async fn a_method_an_endpoint_does_not_serve_is_a_json_405_naming_the_allowed_on
     }
     harness.server.shutdown().await.expect("graceful shutdown");
 }
+
+/// The `Debug` form of the handlers' shared state (what a stray `{:?}` in a log line would
+/// print) holds no secret: not the admin page's one-time bootstrap token, not the KEK, not the
+/// signing key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_states_debug_form_holds_no_secret() {
+    let database = TestDatabase::sqlite();
+    let harness = Harness::start(&database).await;
+    let state = &harness.server.state;
+    let token = state.admin.issue_bootstrap_token();
+    let printed = format!("{state:?}");
+    assert!(!printed.contains(&token), "the bootstrap token: {printed}");
+    assert!(!printed.contains(KEK), "the KEK: {printed}");
+    assert!(!printed.contains("BwcHBwcH"), "the KEK: {printed}");
+    harness.server.shutdown().await.expect("graceful shutdown");
+}

@@ -17,7 +17,6 @@ use crate::store::Store;
 pub struct AppState(Arc<Shared>);
 
 /// The handles behind [`AppState`].
-#[derive(Debug)]
 pub struct Shared {
     /// Validated configuration.
     pub config: Arc<Config>,
@@ -29,6 +28,17 @@ pub struct Shared {
     pub tokens: Arc<crate::oauth::TokenService>,
     /// The admin page's in-memory state (rate limiter, bootstrap token, test clock).
     pub admin: Arc<crate::admin::AdminRuntime>,
+}
+
+/// Names the instance only. Why not derived: the handles reach secrets whose own `Debug` is
+/// not this module's to guarantee (the admin page's one-time bootstrap token printed whole), and
+/// a stray `{:?}` of the state in a log line must not carry any of them.
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("issuer", &self.config.issuer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
