@@ -484,24 +484,39 @@ async fn metadata_endpoint(
     url
 }
 
-#[tokio::test]
-async fn stale_metadata_keys_are_served_while_one_background_fetch_renews_them() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    let document = Arc::new(Mutex::new(metadata(
+/// The fixture IdP's metadata (its one certificate) served on loopback: the document to change,
+/// the count of fetches, the URL.
+async fn served_metadata() -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    String,
+) {
+    let document = std::sync::Arc::new(std::sync::Mutex::new(metadata(
         ISSUER,
         &key_descriptor(None, IDP_CERT),
     )));
-    let fetches = Arc::new(AtomicUsize::new(0));
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let url = metadata_endpoint(document.clone(), fetches.clone()).await;
-    // Every key is stale at once: each lookup after the first starts a background refresh.
-    let cache = metadata::MetadataCache::new(
+    (document, fetches, url)
+}
+
+/// A metadata cache whose keys are stale as soon as fetched, and refetched without delay.
+fn stale_at_once_cache() -> metadata::MetadataCache {
+    metadata::MetadataCache::new(
         reqwest::Client::new(),
         metadata::MetadataCacheConfig {
             ttl: std::time::Duration::ZERO,
             min_refetch_interval: std::time::Duration::ZERO,
         },
-    );
+    )
+}
+
+#[tokio::test]
+async fn stale_metadata_keys_are_served_while_one_background_fetch_renews_them() {
+    use std::sync::atomic::Ordering;
+    let (document, fetches, url) = served_metadata().await;
+    // Every key is stale at once: each lookup after the first starts a background refresh.
+    let cache = stale_at_once_cache();
     let keys = || cache.keys("okta", &url, ISSUER);
     assert_eq!(keys().await.unwrap().certificates(), 1);
     assert_eq!(
@@ -537,23 +552,10 @@ async fn stale_metadata_keys_are_served_while_one_background_fetch_renews_them()
 
 #[tokio::test]
 async fn metadata_keys_held_past_their_stale_limit_are_refused_while_the_idp_fails() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
-    let document = Arc::new(Mutex::new(metadata(
-        ISSUER,
-        &key_descriptor(None, IDP_CERT),
-    )));
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let url = metadata_endpoint(document.clone(), fetches.clone()).await;
+    use std::sync::atomic::Ordering;
+    let (document, fetches, url) = served_metadata().await;
     // Keys are stale at once, and past the bound at once: no sleeping.
-    let cache = metadata::MetadataCache::new(
-        reqwest::Client::new(),
-        metadata::MetadataCacheConfig {
-            ttl: std::time::Duration::ZERO,
-            min_refetch_interval: std::time::Duration::ZERO,
-        },
-    )
-    .with_max_stale(std::time::Duration::ZERO);
+    let cache = stale_at_once_cache().with_max_stale(std::time::Duration::ZERO);
     assert_eq!(
         cache
             .keys("okta", &url, ISSUER)
