@@ -74,7 +74,8 @@ pub struct Config {
     pub registration: RegistrationConfig,
     /// Single sign-on into the admin page through an enterprise IdP.
     pub admin_sso: AdminSsoConfig,
-    /// Set when no configuration file was given: a local, single-user development instance.
+    /// Set when no configuration file was given and the issuer is plain http on a loopback
+    /// address: a local, single-user development instance.
     #[serde(skip)]
     pub development: bool,
     /// Where the settings came from, for error messages.
@@ -856,7 +857,11 @@ impl Config {
             }
         })?;
         trust.restore(&mut config);
-        config.development = file.is_none();
+        // A file-less instance whose issuer is public (set through `FRONTDESK_ISSUER`, say in
+        // a container configured by variables alone) is a deployment: it must be given a
+        // key-encryption key rather than generate one in its working directory, and must not
+        // print an admin bootstrap link into its logs.
+        config.development = file.is_none() && issuer_is_loopback_http(&config.issuer);
         config.source = file.map(Path::to_path_buf);
         config
             .validate()
@@ -939,7 +944,7 @@ impl Config {
         {
             return err(
                 "keys.encryption_key",
-                "a key-encryption key is required outside development: set FRONTDESK_KEY_ENCRYPTION_KEY (32 random bytes, base64; `openssl rand -base64 32`) or keys.encryption_key_file",
+                "a key-encryption key is required outside development (a development instance has no configuration file and a loopback http issuer): set FRONTDESK_KEY_ENCRYPTION_KEY (32 random bytes, base64; `openssl rand -base64 32`) or keys.encryption_key_file",
             );
         }
         if let Some(key) = &self.keys.encryption_key {

@@ -324,7 +324,11 @@ fn issuer_must_be_https_unless_loopback() {
         "https://sts.example.com",
         "https://sts.example.com/tenant1",
     ] {
-        load_env(&[("FRONTDESK_ISSUER", good)]).expect(good);
+        load_env(&[
+            ("FRONTDESK_ISSUER", good),
+            ("FRONTDESK_KEY_ENCRYPTION_KEY", KEK),
+        ])
+        .expect(good);
     }
 }
 
@@ -356,7 +360,11 @@ fn an_issuer_path_is_plain_segments_and_names_where_the_server_answers() {
         ("https://sts.example.com:8443/a/b-c.d_e~f", "/a/b-c.d_e~f"),
         ("http://[::1]:8080/sts", "/sts"),
     ] {
-        let config = load_env(&[("FRONTDESK_ISSUER", issuer)]).expect(issuer);
+        let config = load_env(&[
+            ("FRONTDESK_ISSUER", issuer),
+            ("FRONTDESK_KEY_ENCRYPTION_KEY", KEK),
+        ])
+        .expect(issuer);
         assert_eq!(config.issuer_path(), path, "{issuer}");
     }
 }
@@ -999,4 +1007,29 @@ fn grants_for_this_server_cannot_double_as_subject_tokens() {
         .expect("subject tokens for another audience value");
     load_file(&idp("\"jwt\"", "https://sts.example.com"), &[])
         .expect("subject tokens alone may name this server");
+}
+
+/// An instance started without a file but given a public issuer through the environment (a
+/// container configured by `FRONTDESK_*` variables alone) is a deployment, not a development
+/// instance: it must be given a key-encryption key instead of generating one in its working
+/// directory, and it prints no admin bootstrap link into its logs. Only a loopback issuer
+/// (TOK-12) makes a file-less instance a development one.
+#[test]
+fn an_environment_only_instance_with_a_public_issuer_is_not_development() {
+    let error = load_env(&[
+        ("FRONTDESK_ISSUER", "https://sts.example.com"),
+        ("FRONTDESK_DATABASE_URL", "postgres://db/frontdesk"),
+    ])
+    .expect_err("a public issuer needs a key-encryption key");
+    assert_error(&error, "keys.encryption_key", "built-in defaults");
+    let config = load_env(&[
+        ("FRONTDESK_ISSUER", "https://sts.example.com"),
+        ("FRONTDESK_KEY_ENCRYPTION_KEY", KEK),
+    ])
+    .expect("with a key-encryption key");
+    assert!(!config.development);
+    for loopback in ["http://127.0.0.1:9000", "http://localhost:3000"] {
+        let config = load_env(&[("FRONTDESK_ISSUER", loopback)]).expect(loopback);
+        assert!(config.development, "{loopback}");
+    }
 }
