@@ -778,13 +778,32 @@ fn parse_file(path: &Path) -> Result<Config, ConfigError> {
     let deserializer = toml::Deserializer::parse(&text).map_err(|error| ConfigError {
         key: "(syntax)".into(),
         origin: origin(),
-        message: one_line(&error.to_string()),
+        message: describe_toml_error(&text, &error),
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|error| ConfigError {
         key: error.path().to_string(),
         origin: origin(),
-        message: one_line(&error.inner().to_string()),
+        message: describe_toml_error(&text, error.inner()),
     })
+}
+
+/// `line L, column C: what is wrong`, without the excerpt of the file the TOML crate's own
+/// `Display` adds: the offending line may hold a secret (`keys.encryption_key`, a password in
+/// `database.url`, a client secret), and the error goes to the terminal and the logs.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = one_line(error.message());
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit_once('\n')
+        .map_or(before, |(_, last)| last)
+        .chars()
+        .count()
+        + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 /// A configuration problem: which key, where it came from, and what is wrong.

@@ -1033,3 +1033,28 @@ fn an_environment_only_instance_with_a_public_issuer_is_not_development() {
         assert!(config.development, "{loopback}");
     }
 }
+
+/// A configuration file's syntax and type errors name the key and the line, never the text of
+/// the line: the line may hold a secret (`keys.encryption_key`, a password in `database.url`,
+/// `admin_sso.client_secret`), and the error goes to the terminal and the logs.
+#[test]
+fn file_errors_never_echo_the_offending_line() {
+    let secret = "hunter2-ZmFrZS1zZWNyZXQ";
+    for text in [
+        // An unterminated string.
+        format!("issuer = \"https://sts.example.com\"\n[keys]\nencryption_key = \"{secret}\n"),
+        // A duplicate key.
+        format!(
+            "[database]\nurl = \"postgres://u:{secret}@db/x\"\nurl = \"postgres://u:{secret}@db/x\"\n"
+        ),
+        // Trailing garbage after the value.
+        format!("[admin_sso]\nclient_secret = \"{secret}\" x\n"),
+        // A value of the wrong type next to the secret, on one line.
+        format!("[registration]\ninitial_access_token = {{ value = \"{secret}\" }}\n"),
+    ] {
+        let error = load_file(&text, &[]).expect_err(&text);
+        let line = error.to_string();
+        assert!(!line.contains(secret), "{line}");
+        assert!(line.contains("line "), "{line}");
+    }
+}
