@@ -539,6 +539,23 @@ async fn a_method_an_endpoint_does_not_serve_is_a_json_405_naming_the_allowed_on
         let body: Value = response.json().await.expect("a JSON body");
         assert_eq!(body["error"], "method_not_allowed", "{path}");
     }
+    // The OAuth endpoints answer in OAuth's format (TOK-01), naming no other endpoint.
+    for path in ["/token", "/introspect", "/revoke"] {
+        let response = harness
+            .client
+            .get(harness.url(path))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(header(response.headers(), "allow"), "POST", "{path}");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"], "invalid_request", "{path}");
+        assert_eq!(
+            body["error_description"], "This endpoint accepts POST only",
+            "{path}"
+        );
+    }
     harness.server.shutdown().await.expect("graceful shutdown");
 }
 

@@ -190,10 +190,11 @@ fn transport_checks(uri: &Uri, headers: &HeaderMap) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// Other methods on `/token` (TOK-01): 405 with an OAuth error body, audited like any refusal.
+/// Other methods on `/token`, `/introspect` and `/revoke` (TOK-01): 405 with an OAuth error body,
+/// audited like any refusal.
 pub async fn method_not_allowed(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let error =
-        OAuthError::invalid_request("method_not_allowed", "The token endpoint accepts POST only");
+        OAuthError::invalid_request("method_not_allowed", "This endpoint accepts POST only");
     if state
         .tokens
         .audit_rejection(&error, super::request_id_for_audit(&headers), unix_now())
