@@ -129,10 +129,19 @@ impl RateLimiter {
 }
 
 /// The one-time development bootstrap token (kept in memory only).
-#[derive(Debug)]
 pub struct BootstrapToken {
     token: String,
     expires_at: i64,
+}
+
+/// Redacted: the token is a credential (whoever holds it creates the first admin account).
+impl std::fmt::Debug for BootstrapToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapToken")
+            .field("token", &"***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 impl AdminRuntime {
@@ -672,5 +681,22 @@ pub async fn create_user(
             "an admin user named {username} already exists"
         ))),
         Err(error) => Err(CreateUserError::Store(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BootstrapToken;
+
+    /// A stray `{:?}` of the bootstrap token (a log line, a panic) does not print it.
+    #[test]
+    fn the_bootstrap_tokens_debug_form_hides_the_token() {
+        let token = BootstrapToken {
+            token: "s3cret-bootstrap-value".to_owned(),
+            expires_at: 1,
+        };
+        let printed = format!("{token:?}");
+        assert!(!printed.contains("s3cret-bootstrap-value"), "{printed}");
+        assert!(printed.contains("expires_at"), "{printed}");
     }
 }
