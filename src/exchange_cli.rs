@@ -23,9 +23,10 @@ pub struct ExchangeArgs {
     /// The client secret (client_secret_basic). Prefer FRONTDESK_CLIENT_SECRET.
     #[arg(long, env = "FRONTDESK_CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: SecretString,
-    /// The subject token, or `-` to read it from standard input.
+    /// The subject token, or `-` to read it from standard input (preferable: a command line is
+    /// visible to other users in the process list). Redacted in `Debug`.
     #[arg(long)]
-    pub subject_token: String,
+    pub subject_token: SecretString,
     /// Subject token type: id_token, jwt, access_token, saml2 (the assertion's XML is encoded
     /// for you), refresh_token, or a full URN.
     #[arg(long, default_value = "id_token")]
@@ -64,14 +65,14 @@ fn decode_part(part: &str) -> Value {
 /// Runs the exchange and prints the result as JSON.
 pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
     let fail = |message: String| StartupError(message);
-    let subject_token = if args.subject_token == "-" {
+    let subject_token = if args.subject_token.expose() == "-" {
         let mut input = String::new();
         std::io::stdin()
             .read_to_string(&mut input)
             .map_err(|error| fail(format!("cannot read the subject token: {error}")))?;
         input.trim().to_string()
     } else {
-        args.subject_token.clone()
+        args.subject_token.expose().to_owned()
     };
     let subject_token_type = token_type_uri(&args.subject_token_type);
     // A SAML assertion given as its XML is encoded as RFC 8693 §3 asks (base64url).
@@ -174,4 +175,33 @@ pub async fn run(args: ExchangeArgs) -> Result<(), StartupError> {
         serde_json::to_string_pretty(&output).unwrap_or_default()
     );
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use clap::Parser;
+
+    /// A stray `{:?}` of the parsed command line prints neither the subject token nor the
+    /// client secret.
+    #[test]
+    fn the_arguments_debug_form_hides_the_subject_token_and_secret() {
+        let cli = crate::cli::Cli::try_parse_from([
+            "frontdesk",
+            "exchange",
+            "--client-id",
+            "agent",
+            "--client-secret",
+            "secret-value-1234",
+            "--subject-token",
+            "eyJhbGciOiJSUzI1NiJ9.subject.token",
+            "--audience",
+            "https://ras.example",
+        ])
+        .expect("parses");
+        let printed = format!("{cli:?}");
+        assert!(printed.contains("agent"), "{printed}");
+        assert!(!printed.contains("secret-value-1234"), "{printed}");
+        assert!(!printed.contains("subject.token"), "{printed}");
+    }
 }
