@@ -1081,6 +1081,14 @@ impl Config {
                 );
             }
         }
+        // Anyone may present a URL client id: with this switch frontdesk would fetch from its
+        // own loopback addresses (services listening only there) on a stranger's behalf.
+        if cimd.allow_loopback_http && !self.issuer_is_loopback_http() {
+            return err(
+                "client_id_metadata.allow_loopback_http",
+                "only for tests and development, where the issuer is plain http on a loopback address",
+            );
+        }
         if !(256..=64 * 1024).contains(&cimd.max_document_bytes) {
             return err(
                 "client_id_metadata.max_document_bytes",

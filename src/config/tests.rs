@@ -1058,3 +1058,34 @@ fn file_errors_never_echo_the_offending_line() {
         assert!(line.contains("line "), "{line}");
     }
 }
+
+/// `client_id_metadata.allow_loopback_http` lets anyone who presents a URL `client_id` make
+/// frontdesk fetch from its own loopback addresses (services listening only there): a switch
+/// for tests and development, refused whenever the issuer is public, from the file as from the
+/// environment.
+#[test]
+fn loopback_client_metadata_is_refused_with_a_public_issuer() {
+    let error = load_file(
+        &production("[client_id_metadata]\nallow_loopback_http = true\n"),
+        &[],
+    )
+    .expect_err("public issuer");
+    assert_error(
+        &error,
+        "client_id_metadata.allow_loopback_http",
+        "frontdesk.toml",
+    );
+    let error = load_file(
+        &production(""),
+        &[("FRONTDESK_CLIENT_ID_METADATA__ALLOW_LOOPBACK_HTTP", "true")],
+    )
+    .expect_err("public issuer");
+    assert_error(
+        &error,
+        "client_id_metadata.allow_loopback_http",
+        "FRONTDESK_CLIENT_ID_METADATA__ALLOW_LOOPBACK_HTTP",
+    );
+    let config = load_env(&[("FRONTDESK_CLIENT_ID_METADATA__ALLOW_LOOPBACK_HTTP", "true")])
+        .expect("a development instance may");
+    assert!(config.client_id_metadata.allow_loopback_http);
+}
