@@ -466,6 +466,10 @@ pub struct Trust {
     store: Store,
     resources: Vec<ResourceConfig>,
     current: RwLock<Arc<Registry>>,
+    /// Numbers each load in the order it starts reading the database (see [`Trust::install`]).
+    loads: std::sync::atomic::AtomicU64,
+    /// The number of the load `current` came from.
+    installed: std::sync::Mutex<u64>,
 }
 
 impl Trust {
@@ -476,6 +480,8 @@ impl Trust {
             store,
             resources,
             current: RwLock::new(Arc::new(registry)),
+            loads: std::sync::atomic::AtomicU64::new(1),
+            installed: std::sync::Mutex::new(0),
         })
     }
 
@@ -493,26 +499,48 @@ impl Trust {
         if version == self.current().version {
             return Ok(false);
         }
+        let load = self.start_load();
         let registry = load_registry(&self.store)
             .await?
             .with_resources(&self.resources);
-        match self.current.write() {
-            Ok(mut guard) => *guard = Arc::new(registry),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(registry),
-        }
+        self.install(load, registry);
         Ok(true)
     }
 
     /// Reloads unconditionally (after an admin change on this instance).
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let load = self.start_load();
         let registry = load_registry(&self.store)
             .await?
             .with_resources(&self.resources);
+        self.install(load, registry);
+        Ok(())
+    }
+
+    /// The number of a load about to read the database: later loads get larger numbers.
+    fn start_load(&self) -> u64 {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes `registry`, read by load number `load`, the current snapshot unless a load that
+    /// started later installed its snapshot already. The periodic refresh and the reload after
+    /// an administrator's change run concurrently: a refresh that read the database before the
+    /// change (an identity provider or client disabled) could otherwise finish last and bring
+    /// the old state back until the next tick. Ordered by when loads start, not by the stored
+    /// generation, so a database restored from a backup (an older generation) still loads.
+    fn install(&self, load: u64, registry: Registry) {
+        let mut installed = match self.installed.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if load < *installed {
+            return;
+        }
+        *installed = load;
         match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(registry),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(registry),
         }
-        Ok(())
     }
 }
 
@@ -567,6 +595,35 @@ mod tests {
                 .insert(key.to_string(), id.to_string());
         }
         Client::build(config).unwrap()
+    }
+
+    /// A snapshot read before another one never replaces it: a slow refresh finishing after
+    /// the reload of an administrator's change (a client disabled) would otherwise bring the
+    /// old state back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("frontdesk.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let trust = Trust::load(store, Vec::new()).await.unwrap();
+        let snapshot = |version: &str, enabled: bool| {
+            let mut config = client(&[]).config.clone();
+            config.enabled = enabled;
+            Registry::build(Vec::new(), Vec::new(), vec![config], version.into())
+        };
+        // A refresh starts reading, then an administrator's reload reads and installs first.
+        let refresh = trust.start_load();
+        let reload = trust.start_load();
+        trust.install(reload, snapshot("7", false));
+        trust.install(refresh, snapshot("6", true));
+        let current = trust.current();
+        assert_eq!(current.version, "7");
+        assert!(!current.client("agent").unwrap().config.enabled);
+        // A later load installs, whatever its generation (a database restored from a backup).
+        let later = trust.start_load();
+        trust.install(later, snapshot("3", true));
+        assert!(trust.current().client("agent").unwrap().config.enabled);
     }
 
     /// TEN-02 (IDJAG §6.2): where an audience scopes client ids to tenants, the grant names the
