@@ -262,8 +262,9 @@ impl Registry {
     /// Builds a registry from stored documents. Invalid documents are skipped with an error log
     /// (they were validated when written, so this means tampering or a version skew).
     ///
-    /// Earlier entries take precedence: an identity provider whose issuer, or an audience any of
-    /// whose values (issuer, aliases), is already taken by an earlier entry is skipped whole,
+    /// Earlier entries take precedence: an identity provider whose issuer (compared as
+    /// [`crate::trust::issuer_identity`]), or an audience any of whose values (issuer,
+    /// aliases), is already taken by an earlier entry is skipped whole,
     /// with an error log. [`load_registry`] passes the configuration file's entries first, so a
     /// database entry (created before the file declared the same issuer, or in a race between
     /// two administrators) can never replace a trust the file manages, and the outcome never
@@ -282,11 +283,14 @@ impl Registry {
         let mut issuers = std::collections::HashSet::new();
         for config in idps {
             match build_idp(config) {
-                Ok(idp) if !issuers.insert(idp.config.issuer.clone()) => tracing::error!(
+                Ok(idp) if !issuers.insert(crate::trust::issuer_identity(&idp.config.issuer)) => {
+                    tracing::error!(
                     id = %idp.config.id,
                     issuer = %idp.config.issuer,
-                    "skipping an identity provider whose issuer another provider already has"
-                ),
+                    "skipping an identity provider whose issuer another provider already has \
+                     (the same, or the same but for case, a default port or a final `/`)"
+                    );
+                }
                 Ok(idp) => built.push(idp),
                 Err(error) => tracing::error!(%error, "skipping an invalid identity provider"),
             }

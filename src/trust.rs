@@ -107,16 +107,23 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
             );
         }
     }
-    let mut issuers = BTreeSet::new();
+    let mut issuers = std::collections::BTreeMap::new();
     for (index, idp) in config.identity_providers.iter().enumerate() {
-        if !issuers.insert(idp.issuer.clone()) {
-            return invalid(
-                format!("identity_providers[{index}].issuer"),
+        if let Some(other) = issuers.insert(issuer_identity(&idp.issuer), &idp.issuer) {
+            let message = if *other == idp.issuer {
                 format!(
                     "another identity provider already has issuer `{}`",
                     idp.issuer
-                ),
-            );
+                )
+            } else {
+                format!(
+                    "`{}` differs from another identity provider's issuer `{other}` only by the \
+                     case of its scheme or host, a default port or a final `/`: one issuer, \
+                     which tokens name exactly one way (FED-02); keep only that one",
+                    idp.issuer
+                )
+            };
+            return invalid(format!("identity_providers[{index}].issuer"), message);
         }
     }
     let idp_ids = seen;
@@ -232,6 +239,20 @@ pub fn validate_config(config: &Config) -> Result<(), Invalid> {
             .or_else(|m| invalid(format!("authorization.pre_approved_clients[{index}]"), m))?;
     }
     Ok(())
+}
+
+/// What makes two issuer identifiers one issuer, for refusing a second trust of it: the URL as
+/// a parser normalises it (scheme and host in lower case, no default port) without a final
+/// `/`. Tokens are still matched against the configured string exactly (FED-02); this only
+/// stops two trusts from existing for strings every URL parser, and IdPs that build `iss` from
+/// the request's host, treat as one, where the laxer trust could stand in for the stricter.
+/// The path keeps its case (two realms of one server are two issuers). Not a URL (a SAML
+/// entity ID that is a URN): the string itself.
+pub fn issuer_identity(issuer: &str) -> String {
+    match url::Url::parse(issuer) {
+        Ok(url) => url.as_str().trim_end_matches('/').to_string(),
+        Err(_) => issuer.to_string(),
+    }
 }
 
 fn validate_id(id: &str) -> Result<(), String> {

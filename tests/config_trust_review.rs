@@ -21,9 +21,13 @@ async fn open(database: &TestDatabase) -> Store {
 }
 
 fn idp(id: &str, condition: Option<&str>) -> IdentityProviderConfig {
+    idp_at(id, ISSUER, condition)
+}
+
+fn idp_at(id: &str, issuer: &str, condition: Option<&str>) -> IdentityProviderConfig {
     serde_json::from_value(json!({
         "id": id,
-        "issuer": ISSUER,
+        "issuer": issuer,
         "jwks_uri": "https://idp.corp.example/keys",
         "condition": condition,
     }))
@@ -120,5 +124,41 @@ async fn an_admin_made_audience_never_shadows_a_configured_audience_value() {
         }
         // The conflicting admin-made audience is not half-registered under its other values.
         assert!(registry.audience("https://as.attacker.example").is_none());
+    }
+}
+
+/// FED-02: an admin-made provider whose issuer differs from the file's only by a final `/` or
+/// the host's case is the same issuer to a URL parser (and to an IdP that echoes the request's
+/// host into `iss`); it is not trusted beside the file's provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_made_near_duplicate_issuer_is_not_trusted_fed_02() {
+    for variant in ["https://idp.corp.example/", "https://IDP.corp.example"] {
+        let database = TestDatabase::sqlite();
+        let store = open(&database).await;
+        admin_made(
+            &store,
+            TrustKind::IdentityProvider,
+            "aa-lax",
+            serde_json::to_value(idp_at("aa-lax", variant, None)).expect("json"),
+        )
+        .await;
+        let config = Config {
+            identity_providers: vec![idp("corp", Some("false"))],
+            ..Config::default()
+        };
+        frontdesk::trust::sync_config(&store, &config, 2)
+            .await
+            .expect("sync");
+        let trust = Trust::load(store.clone(), Vec::new()).await.expect("load");
+        let registry = trust.current();
+        assert_eq!(
+            registry
+                .idp_by_issuer(ISSUER)
+                .expect("configured")
+                .config
+                .id,
+            "corp"
+        );
+        assert!(registry.idp_by_issuer(variant).is_none(), "{variant}");
     }
 }

@@ -1089,3 +1089,32 @@ fn loopback_client_metadata_is_refused_with_a_public_issuer() {
         .expect("a development instance may");
     assert!(config.client_id_metadata.allow_loopback_http);
 }
+
+/// FED-02 compares issuers byte for byte, so two providers whose issuers differ only by the
+/// case of the scheme or host, a default port or a final `/` would be two trusts for what is
+/// one issuer to every URL parser (and to IdPs that echo the request's host into `iss`): the
+/// stricter one could be sidestepped through the other. The file refuses the second one.
+#[test]
+fn issuers_differing_only_by_case_port_or_final_slash_are_one_issuer_fed_02() {
+    for (first, second) in [
+        ("https://idp.example.com", "https://idp.example.com/"),
+        (
+            "https://idp.example.com/realms/a",
+            "https://IDP.Example.com/realms/a",
+        ),
+        ("https://idp.example.com", "HTTPS://idp.example.com:443"),
+    ] {
+        let text = production(&format!(
+            "[[identity_providers]]\nid = \"strict\"\nissuer = \"{first}\"\ncondition = \"false\"\n\
+             [[identity_providers]]\nid = \"lax\"\nissuer = \"{second}\"\n"
+        ));
+        let error = load_file(&text, &[]).expect_err(second);
+        assert_error(&error, "identity_providers[1].issuer", "frontdesk.toml");
+    }
+    // A path is case-sensitive: two realms of one server are two issuers.
+    let text = production(
+        "[[identity_providers]]\nid = \"a\"\nissuer = \"https://idp.example.com/realms/Acme\"\n\
+         [[identity_providers]]\nid = \"b\"\nissuer = \"https://idp.example.com/realms/acme\"\n",
+    );
+    load_file(&text, &[]).expect("two realms");
+}
