@@ -35,6 +35,10 @@
 //!   `true`), unlike the CEL specification. The *final* result of a condition must still be a
 //!   `bool`, but authors should compare explicitly (`size(subject.groups) > 0`, not
 //!   `subject.groups`).
+//! * `a in b` with a string `b` tests whether `a` is a substring of `b` (the CEL specification
+//!   defines `in` for lists and maps only). A `groups`, `roles`, `entitlements` or `amr` claim
+//!   sent as a string is therefore given to policies as a one-element list;
+//!   authors should not use `in` on other string claims.
 //! * A missing key read with `.` (`subject.acr`) is an error, but a missing key read with an
 //!   index (`subject["acr"]`) or an out-of-range list index yields `null`.
 //! * Available functions: `size`, `contains`, `startsWith`, `endsWith`, `matches` (RE2-like
@@ -293,7 +297,9 @@ fn describe_parse_errors(errors: &cel_interpreter::ParseErrors) -> String {
 /// `i64::MAX`), other numbers `double`, objects maps with string keys, arrays lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PolicyInput {
-    /// Validated claims of the subject token, exposed as `subject`.
+    /// Validated claims of the subject token, exposed as `subject`. A `groups`, `roles`,
+    /// `entitlements` or `amr` claim sent as a string becomes a one-element list (here and in
+    /// `actor`).
     pub subject: serde_json::Value,
     /// Validated claims of the actor token, exposed as `actor` (`null` when `None`).
     pub actor: Option<serde_json::Value>,
@@ -308,8 +314,8 @@ impl PolicyInput {
     /// expressions (a condition and several claim mappings) pays for the conversion once.
     pub fn prepare(&self) -> PreparedInput {
         PreparedInput {
-            subject: json_to_cel(&self.subject),
-            actor: self.actor.as_ref().map_or(Value::Null, json_to_cel),
+            subject: claims_to_cel(&self.subject),
+            actor: self.actor.as_ref().map_or(Value::Null, claims_to_cel),
             client: json_to_cel(&self.client),
             request: json_to_cel(&self.request),
         }
@@ -449,6 +455,35 @@ pub fn evaluate_value(
     input: &PolicyInput,
 ) -> Result<serde_json::Value, PolicyError> {
     input.prepare().value(expr)
+}
+
+/// Claims that are lists by definition: `groups`, `roles`, `entitlements` (RFC 9068
+/// §2.2.3.1) and `amr` (OpenID Connect Core §2). (`aud` may be a string by definition, RFC
+/// 7519 §4.1.3, and is checked before any policy runs, so it is left as sent.)
+const LIST_CLAIMS: &[&str] = &["groups", "roles", "entitlements", "amr"];
+
+/// A token's claims as CEL: like [`json_to_cel`], except that a [`LIST_CLAIMS`] claim sent as
+/// a plain string (IdPs do so when it has one value, SAML attributes always) is a one-element
+/// list. The interpreter's `in` tests substrings when its right side is a string, so the
+/// usual `"admins" in subject.groups` would otherwise admit a user whose one group is
+/// `superadmins`.
+fn claims_to_cel(value: &serde_json::Value) -> Value {
+    let serde_json::Value::Object(entries) = value else {
+        return json_to_cel(value);
+    };
+    let map: HashMap<Key, Value> = entries
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(text) if LIST_CLAIMS.contains(&name.as_str()) => {
+                    Value::List(Arc::new(vec![Value::String(Arc::new(text.clone()))]))
+                }
+                other => json_to_cel(other),
+            };
+            (Key::String(Arc::new(name.clone())), value)
+        })
+        .collect();
+    Value::Map(Map { map: Arc::new(map) })
 }
 
 fn json_to_cel(value: &serde_json::Value) -> Value {
@@ -883,6 +918,40 @@ mod tests {
                 assert!(err.to_string().contains("nested"), "{source}: {err}");
             }
         }
+    }
+
+    /// The interpreter's `in` tests substrings when its right side is a string (the CEL
+    /// specification has no such overload), and IdPs send a multi-valued claim as a plain string
+    /// when it has one value (a SAML attribute, some OIDC mappers): the documented
+    /// `"admins" in subject.groups` then admitted a user whose one group was `superadmins`.
+    /// `groups`, `roles`, `entitlements` (RFC 9068 §2.2.3.1) and `amr` (OIDC Core §2) are lists
+    /// by definition, so a string there is a one-element list.
+    #[test]
+    fn a_single_valued_list_claim_is_a_one_element_list() {
+        for claim in ["groups", "roles", "entitlements", "amr"] {
+            for variable in ["subject", "actor"] {
+                let mut i = input();
+                let claims = json!({ claim: "superadmins", "sub": "u" });
+                if variable == "subject" {
+                    i.subject = claims;
+                } else {
+                    i.actor = Some(claims);
+                }
+                let check = |source: String, expected: bool| {
+                    assert_eq!(
+                        evaluate_condition(&expr(&source), &i),
+                        Ok(expected),
+                        "{source}"
+                    );
+                };
+                check(format!(r#""admins" in {variable}.{claim}"#), false);
+                check(format!(r#""superadmins" in {variable}.{claim}"#), true);
+                check(format!(r#"{variable}.{claim} == ["superadmins"]"#), true);
+            }
+        }
+        // Lists stay as they are.
+        assert_eq!(cond(r#""admins" in subject.groups"#), Ok(true));
+        assert_eq!(cond(r#""adm" in subject.groups"#), Ok(false));
     }
 
     #[test]
