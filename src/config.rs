@@ -923,6 +923,24 @@ impl Config {
         {
             return err("server.trusted_proxies", message);
         }
+        // A network of every address would believe every client about its own address, and
+        // each per-address limit would count whatever address the client writes.
+        if let Some(every) = self.server.trusted_proxies.iter().find(|entry| {
+            entry
+                .trim()
+                .parse::<ipnet::IpNet>()
+                .is_ok_and(|net| net.prefix_len() == 0)
+        }) {
+            return err(
+                "server.trusted_proxies",
+                format!(
+                    "`{}` trusts every address as a proxy, so any client could choose the \
+                     address the per-address limits count; name the proxies' own addresses \
+                     or networks",
+                    every.trim()
+                ),
+            );
+        }
         if self.server.request_timeout_secs == 0 || self.server.request_timeout_secs > 300 {
             return err("server.request_timeout_secs", "must be between 1 and 300");
         }

@@ -1118,3 +1118,34 @@ fn issuers_differing_only_by_case_port_or_final_slash_are_one_issuer_fed_02() {
     );
     load_file(&text, &[]).expect("two realms");
 }
+
+/// `server.trusted_proxies` names the proxies whose `X-Forwarded-For` is believed. A network
+/// of every address (`0.0.0.0/0`, `::/0`) believes every client about its own address, so
+/// each per-address limit (failed client authentications, TOK-14; admin sign-in; registration)
+/// counts whatever address the client writes: refused, from the file and the environment.
+#[test]
+fn trusting_every_address_as_a_proxy_is_refused() {
+    for network in ["0.0.0.0/0", "::/0", " 0.0.0.0/0"] {
+        let error = load_file(
+            &production(&format!("[server]\ntrusted_proxies = [\"{network}\"]\n")),
+            &[],
+        )
+        .expect_err(network);
+        assert_error(&error, "server.trusted_proxies", "frontdesk.toml");
+    }
+    let error = load_file(
+        &production(""),
+        &[("FRONTDESK_SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0")],
+    )
+    .expect_err("from the environment");
+    assert_error(
+        &error,
+        "server.trusted_proxies",
+        "FRONTDESK_SERVER__TRUSTED_PROXIES",
+    );
+    load_file(
+        &production("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"fc00::/7\", \"127.0.0.1\"]\n"),
+        &[],
+    )
+    .expect("proxy networks");
+}
