@@ -1041,6 +1041,10 @@ impl Config {
                 return err(key, format!("must be between 1 and {max}"));
             }
         }
+        // Decoded and parsed (JSON, or XML for SAML) before any signature is checked.
+        if !(1024..=1024 * 1024).contains(&self.tokens.max_token_bytes) {
+            return err("tokens.max_token_bytes", "must be between 1024 and 1048576");
+        }
         if !["invalid_request", "invalid_grant"].contains(&self.tokens.subject_token_error.as_str())
         {
             return err(

@@ -1149,3 +1149,29 @@ fn trusting_every_address_as_a_proxy_is_refused() {
     )
     .expect("proxy networks");
 }
+
+/// `tokens.max_token_bytes` bounds what is decoded and parsed (JSON, or XML for SAML) before
+/// any signature is checked: 0 would refuse every token, and anything over 1 MiB is a limit
+/// in name only.
+#[test]
+fn max_token_bytes_is_bounded() {
+    for bad in ["0", "1023", "1048577"] {
+        let error = load_file(
+            &production(""),
+            &[("FRONTDESK_TOKENS__MAX_TOKEN_BYTES", bad)],
+        )
+        .expect_err(bad);
+        assert_error(
+            &error,
+            "tokens.max_token_bytes",
+            "FRONTDESK_TOKENS__MAX_TOKEN_BYTES",
+        );
+    }
+    for good in ["1024", "65536", "1048576"] {
+        load_file(
+            &production(""),
+            &[("FRONTDESK_TOKENS__MAX_TOKEN_BYTES", good)],
+        )
+        .expect(good);
+    }
+}
