@@ -53,7 +53,8 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 
 use cel_interpreter::objects::{Key, Map, ValueType};
-use cel_interpreter::{Context, ExecutionError, Program, Value};
+use cel_interpreter::{Context, ExecutionError, FunctionContext, Value};
+use cel_parser::ast::{EntryExpr, Expr, IdedExpr};
 
 /// Longest expression source accepted, in characters.
 ///
@@ -113,7 +114,8 @@ pub struct Expression {
 
 struct Compiled {
     source: String,
-    program: Program,
+    /// The syntax tree, with every `in` made strict ([`make_in_strict`]).
+    program: IdedExpr,
 }
 
 impl Expression {
@@ -170,7 +172,15 @@ pub fn compile(source: &str) -> Result<Expression, PolicyError> {
         return Err(PolicyError::TooLong);
     }
     check_shape(source)?;
-    let parsed = catch_unwind(|| Program::compile(source).map_err(|e| describe_parse_errors(&e)));
+    let parsed = catch_unwind(|| {
+        cel_parser::Parser::default()
+            .parse(source)
+            .map(|mut program| {
+                make_in_strict(&mut program);
+                program
+            })
+            .map_err(|e| describe_parse_errors(&e))
+    });
     let program = match parsed {
         Ok(Ok(program)) => program,
         Ok(Err(message)) => return Err(PolicyError::Parse(message)),
@@ -268,6 +278,86 @@ fn check_shape(source: &str) -> Result<(), PolicyError> {
         i += 1;
     }
     Ok(())
+}
+
+/// The function every `in` operator becomes (a name no CEL identifier can take by accident).
+const STRICT_IN: &str = "__frontdesk_in";
+
+/// Rewrites every `a in b` of the tree into [`STRICT_IN`]`(a, b)`. The interpreter evaluates
+/// `"admins" in subject.groups` as a substring test when the claim is a string (an IdP's
+/// one-valued attribute), so `"eng" in "engineering-contractors"` was true; CEL defines `in` on
+/// lists and maps only. Every node kind is visited (the match has no catch-all), so no position
+/// — a comprehension's step, a map entry, a call's target — keeps the lenient operator.
+fn make_in_strict(node: &mut IdedExpr) {
+    match &mut node.expr {
+        Expr::Call(call) => {
+            if call.func_name == "@in" && call.target.is_none() && call.args.len() == 2 {
+                STRICT_IN.clone_into(&mut call.func_name);
+            }
+            if let Some(target) = call.target.as_deref_mut() {
+                make_in_strict(target);
+            }
+            call.args.iter_mut().for_each(make_in_strict);
+        }
+        Expr::Comprehension(comprehension) => {
+            for part in [
+                &mut comprehension.iter_range,
+                &mut comprehension.accu_init,
+                &mut comprehension.loop_cond,
+                &mut comprehension.loop_step,
+                &mut comprehension.result,
+            ] {
+                make_in_strict(part);
+            }
+        }
+        Expr::List(list) => list.elements.iter_mut().for_each(make_in_strict),
+        Expr::Map(map) => map
+            .entries
+            .iter_mut()
+            .for_each(|entry| match &mut entry.expr {
+                EntryExpr::MapEntry(entry) => {
+                    make_in_strict(&mut entry.key);
+                    make_in_strict(&mut entry.value);
+                }
+                EntryExpr::StructField(field) => make_in_strict(&mut field.value),
+            }),
+        Expr::Struct(structure) => {
+            structure
+                .entries
+                .iter_mut()
+                .for_each(|entry| match &mut entry.expr {
+                    EntryExpr::MapEntry(entry) => {
+                        make_in_strict(&mut entry.key);
+                        make_in_strict(&mut entry.value);
+                    }
+                    EntryExpr::StructField(field) => make_in_strict(&mut field.value),
+                });
+        }
+        Expr::Select(select) => make_in_strict(&mut select.operand),
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
+    }
+}
+
+/// `in` as CEL defines it: membership in a list, or a key of a map. Anything else on the right
+/// — a string above all — is an error, so the condition denies (fail closed) and the message
+/// says what to write instead.
+fn strict_in(
+    ftx: &FunctionContext,
+    element: Value,
+    collection: Value,
+) -> Result<Value, ExecutionError> {
+    match collection {
+        Value::List(list) => Ok(Value::Bool(list.contains(&element))),
+        Value::Map(map) => Ok(Value::Bool(
+            element
+                .try_into()
+                .is_ok_and(|key| map.map.contains_key(&key)),
+        )),
+        Value::String(_) => Err(ftx.error(
+            "'in' needs a list or a map on its right, not a string (a claim with one value may be a string: compare with ==, or use .contains() for a substring)",
+        )),
+        _ => Err(ftx.error("'in' needs a list or a map on its right")),
+    }
 }
 
 fn describe_parse_errors(errors: &cel_interpreter::ParseErrors) -> String {
@@ -378,7 +468,7 @@ impl PreparedInput {
         // The interpreter has `todo!()`s and unchecked arithmetic reachable from policy text;
         // nothing it touches is left in a broken state by a panic (the context is dropped,
         // the program and base context are only read), so unwinding out of it is safe.
-        match catch_unwind(AssertUnwindSafe(|| program.execute(&ctx))) {
+        match catch_unwind(AssertUnwindSafe(|| Value::resolve(program, &ctx))) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(PolicyError::Evaluation(describe_execution_error(&e))),
             Err(_) => Err(PolicyError::Evaluation(
@@ -392,7 +482,11 @@ impl PreparedInput {
 
 /// The built-in functions, registered once: building a root context allocates a function
 /// table, so each evaluation uses a cheap child scope of this one instead.
-static BASE_CONTEXT: LazyLock<Context<'static>> = LazyLock::new(Context::default);
+static BASE_CONTEXT: LazyLock<Context<'static>> = LazyLock::new(|| {
+    let mut context = Context::default();
+    context.add_function(STRICT_IN, strict_in);
+    context
+});
 
 /// Outcome of a policy condition, for the token endpoint.
 ///
@@ -620,6 +714,10 @@ fn describe_execution_error(err: &ExecutionError) -> String {
 /// The crate's function errors embed operand values (`cannot convert {v:?} to int`), so only
 /// messages known to be value-free are passed on.
 fn describe_function_error(function: &str, message: &str) -> String {
+    if function == STRICT_IN {
+        // Fixed text of `strict_in`, naming the operator as written, never a value.
+        return message.to_owned();
+    }
     if message.contains("not a valid regex") {
         // The regex crate's message ends with a line such as `error: unclosed group`.
         let reason = message.lines().last().unwrap_or_default().trim();
@@ -952,6 +1050,37 @@ mod tests {
         // Lists stay as they are.
         assert_eq!(cond(r#""admins" in subject.groups"#), Ok(true));
         assert_eq!(cond(r#""adm" in subject.groups"#), Ok(false));
+    }
+
+    /// CEL's `in` is membership in a list or a map, never a substring test: the interpreter
+    /// alone read `"eng" in subject.email` as "email contains eng", so a claim that happened to
+    /// be a string admitted every value containing the wanted one. In every position — a
+    /// comprehension's predicate, a list or map literal, a call's target or argument — a
+    /// string on the right is an evaluation error, and the condition denies.
+    #[test]
+    fn in_is_membership_never_a_substring_test() {
+        assert_eq!(cond(r#""admins" in subject.groups"#), Ok(true));
+        assert_eq!(cond(r#""acr" in subject"#), Ok(true));
+        assert_eq!(cond(r#""nope" in subject"#), Ok(false));
+        assert_eq!(cond(r#"1 in [1, 2] && !(3 in [1, 2])"#), Ok(true));
+        for source in [
+            r#""alice" in subject.email"#,
+            r#"subject.groups.exists(g, "example" in subject.email)"#,
+            r#"["x" in subject.email][0]"#,
+            r#"{"k": "x" in subject.email}.k"#,
+            r#"("a" in subject.email) || true"#,
+            r#"size(["a" in "abc"]) == 1"#,
+            r#"subject.groups.all(g, g in subject.acr)"#,
+        ] {
+            assert_evaluation_error(cond(source), "'in' needs a list or a map");
+            assert!(
+                !allows(Some(&expr(source)), &input()).is_allowed(),
+                "{source}"
+            );
+        }
+        assert_evaluation_error(cond("1 in 1"), "'in' needs a list or a map");
+        // Substrings remain available by name.
+        assert_eq!(cond(r#"subject.email.contains("alice")"#), Ok(true));
     }
 
     #[test]
