@@ -345,6 +345,21 @@ async fn identity_providers_and_audiences_crud_with_validation() -> anyhow::Resu
         .await?;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert_eq!(error_of(&again), ("conflict", "id"));
+    // FED-02: a second provider for the same issuer as URL parsers read it (host case, a
+    // default port, a final slash) is refused here, not saved and then skipped by the registry.
+    for issuer in [
+        "https://partner.example",
+        "https://PARTNER.example",
+        "https://partner.example:443/",
+    ] {
+        let twin = json!({ "id": "partner-twin", "issuer": issuer,
+                           "jwks_uri": "https://partner.example/jwks", "token_types": ["id_token"] });
+        let (status, body) = api
+            .admin(Method::POST, "/identity-providers", Some(twin))
+            .await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{issuer}: {body}");
+        assert_eq!(error_of(&body), ("invalid", "issuer"), "{issuer}: {body}");
+    }
 
     // Validation: 422 naming the field, nothing saved.
     let cases = [

@@ -724,8 +724,14 @@ async fn validate(state: &AppState, kind: Kind, document: &Value) -> Result<(), 
             crate::trust::validate_identity_provider(&idp)?;
             // As the configuration file (trust::validate_config).
             crate::trust::validate_identity_provider_against(&idp, &state.config.issuer)?;
+            // One trust per issuer as URL parsers see it (case, default port, final `/`): the
+            // registry would skip the second one (trust::issuer_identity, FED-02).
+            let identity = crate::trust::issuer_identity(&idp.issuer);
             for other in others(load(TrustKind::IdentityProvider).await?, &idp.id) {
-                if other["issuer"].as_str() == Some(idp.issuer.as_str()) {
+                if other["issuer"]
+                    .as_str()
+                    .is_some_and(|issuer| crate::trust::issuer_identity(issuer) == identity)
+                {
                     return Err((
                         "issuer".into(),
                         format!(
