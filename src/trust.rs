@@ -834,6 +834,10 @@ pub fn validate_client(client: &ClientConfig) -> Result<(), Invalid> {
         if client.jwks.is_none() && client.jwks_uri.is_none() {
             return invalid("jwks".into(), "private_key_jwt needs jwks or jwks_uri");
         }
+        // RFC 7591 §2: never both, so which keys authenticate the client is never a question.
+        if client.jwks.is_some() && client.jwks_uri.is_some() {
+            return invalid("jwks".into(), "set either jwks or jwks_uri, not both");
+        }
         if let Some(jwks) = &client.jwks {
             serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(jwks)
                 .or_else(|e| invalid("jwks".into(), format!("not a JWK set: {e}")))?;

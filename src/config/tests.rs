@@ -516,6 +516,8 @@ fn trust_objects_are_validated_with_their_index() {
             "introspect_audiences = [\"https://mcp.example.com\", \"https://mcp.example.com\"]\n",
             "clients[0].introspect_audiences",
         ),
+        // RFC 7591 §2: jwks and jwks_uri must not both be present (which keys would count?).
+        ("jwks = '{\"keys\": []}'\n", "clients[0].jwks"),
     ] {
         let error = load_file(
             &production(&format!(
