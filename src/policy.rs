@@ -54,7 +54,7 @@ use std::sync::{Arc, LazyLock};
 
 use cel_interpreter::objects::{Key, Map, ValueType};
 use cel_interpreter::{Context, ExecutionError, FunctionContext, Value};
-use cel_parser::ast::{EntryExpr, Expr, IdedExpr};
+use cel_parser::ast::{EntryExpr, Expr, IdedEntryExpr, IdedExpr};
 
 /// Longest expression source accepted, in characters.
 ///
@@ -311,30 +311,21 @@ fn make_in_strict(node: &mut IdedExpr) {
             }
         }
         Expr::List(list) => list.elements.iter_mut().for_each(make_in_strict),
-        Expr::Map(map) => map
-            .entries
-            .iter_mut()
-            .for_each(|entry| match &mut entry.expr {
-                EntryExpr::MapEntry(entry) => {
-                    make_in_strict(&mut entry.key);
-                    make_in_strict(&mut entry.value);
-                }
-                EntryExpr::StructField(field) => make_in_strict(&mut field.value),
-            }),
-        Expr::Struct(structure) => {
-            structure
-                .entries
-                .iter_mut()
-                .for_each(|entry| match &mut entry.expr {
-                    EntryExpr::MapEntry(entry) => {
-                        make_in_strict(&mut entry.key);
-                        make_in_strict(&mut entry.value);
-                    }
-                    EntryExpr::StructField(field) => make_in_strict(&mut field.value),
-                });
-        }
+        Expr::Map(map) => map.entries.iter_mut().for_each(make_entry_in_strict),
+        Expr::Struct(structure) => structure.entries.iter_mut().for_each(make_entry_in_strict),
         Expr::Select(select) => make_in_strict(&mut select.operand),
         Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
+    }
+}
+
+/// [`make_in_strict`] for a map literal's or a message literal's entry.
+fn make_entry_in_strict(entry: &mut IdedEntryExpr) {
+    match &mut entry.expr {
+        EntryExpr::MapEntry(entry) => {
+            make_in_strict(&mut entry.key);
+            make_in_strict(&mut entry.value);
+        }
+        EntryExpr::StructField(field) => make_in_strict(&mut field.value),
     }
 }
 

@@ -6,9 +6,10 @@
 mod test_db;
 
 use frontdesk::config::{AudienceConfig, Config, IdentityProviderConfig};
-use frontdesk::registry::Trust;
+use frontdesk::registry::{Registry, Trust};
 use frontdesk::store::{Store, TrustDocument, TrustKind, TrustStore};
 use serde_json::json;
+use std::sync::Arc;
 use test_db::TestDatabase;
 
 const ISSUER: &str = "https://idp.corp.example";
@@ -39,6 +40,24 @@ fn audience(id: &str, issuer: &str, aliases: &[&str]) -> AudienceConfig {
         .expect("audience")
 }
 
+/// The registry built from a fresh database holding one admin-made trust document `id`, after
+/// the configuration file `config` is synchronised over it (what `serve` does at start).
+async fn registry_over(
+    kind: TrustKind,
+    id: &str,
+    document: serde_json::Value,
+    config: &Config,
+) -> Arc<Registry> {
+    let database = TestDatabase::sqlite();
+    let store = open(&database).await;
+    admin_made(&store, kind, id, document).await;
+    frontdesk::trust::sync_config(&store, config, 2)
+        .await
+        .expect("sync");
+    let trust = Trust::load(store.clone(), Vec::new()).await.expect("load");
+    trust.current()
+}
+
 async fn admin_made(store: &Store, kind: TrustKind, id: &str, document: serde_json::Value) {
     store
         .upsert_trust(
@@ -61,24 +80,17 @@ async fn admin_made(store: &Store, kind: TrustKind, id: &str, document: serde_js
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_made_provider_never_shadows_the_configured_issuer_fed_02() {
     for shadow_id in ["aa-lax", "zz-lax"] {
-        let database = TestDatabase::sqlite();
-        let store = open(&database).await;
-        admin_made(
-            &store,
-            TrustKind::IdentityProvider,
-            shadow_id,
-            serde_json::to_value(idp(shadow_id, None)).expect("json"),
-        )
-        .await;
         let config = Config {
             identity_providers: vec![idp("corp", Some(r#""admins" in subject.groups"#))],
             ..Config::default()
         };
-        frontdesk::trust::sync_config(&store, &config, 2)
-            .await
-            .expect("sync");
-        let trust = Trust::load(store.clone(), Vec::new()).await.expect("load");
-        let registry = trust.current();
+        let registry = registry_over(
+            TrustKind::IdentityProvider,
+            shadow_id,
+            serde_json::to_value(idp(shadow_id, None)).expect("json"),
+            &config,
+        )
+        .await;
         let trusted = registry.idp_by_issuer(ISSUER).expect("issuer trusted");
         assert_eq!(trusted.config.id, "corp", "shadowed by {shadow_id}");
         assert!(trusted.condition.is_some());
@@ -92,10 +104,11 @@ async fn an_admin_made_provider_never_shadows_the_configured_issuer_fed_02() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_made_audience_never_shadows_a_configured_audience_value() {
     for shadow_id in ["aa-other", "zz-other"] {
-        let database = TestDatabase::sqlite();
-        let store = open(&database).await;
-        admin_made(
-            &store,
+        let config = Config {
+            audiences: vec![audience("saas", RAS, &["urn:example:saas"])],
+            ..Config::default()
+        };
+        let registry = registry_over(
             TrustKind::Audience,
             shadow_id,
             serde_json::to_value(audience(
@@ -104,17 +117,9 @@ async fn an_admin_made_audience_never_shadows_a_configured_audience_value() {
                 &[RAS, "urn:example:saas"],
             ))
             .expect("json"),
+            &config,
         )
         .await;
-        let config = Config {
-            audiences: vec![audience("saas", RAS, &["urn:example:saas"])],
-            ..Config::default()
-        };
-        frontdesk::trust::sync_config(&store, &config, 2)
-            .await
-            .expect("sync");
-        let trust = Trust::load(store.clone(), Vec::new()).await.expect("load");
-        let registry = trust.current();
         for value in [RAS, "urn:example:saas"] {
             assert_eq!(
                 registry.audience(value).expect("audience").config.id,
@@ -133,24 +138,17 @@ async fn an_admin_made_audience_never_shadows_a_configured_audience_value() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_made_near_duplicate_issuer_is_not_trusted_fed_02() {
     for variant in ["https://idp.corp.example/", "https://IDP.corp.example"] {
-        let database = TestDatabase::sqlite();
-        let store = open(&database).await;
-        admin_made(
-            &store,
-            TrustKind::IdentityProvider,
-            "aa-lax",
-            serde_json::to_value(idp_at("aa-lax", variant, None)).expect("json"),
-        )
-        .await;
         let config = Config {
             identity_providers: vec![idp("corp", Some("false"))],
             ..Config::default()
         };
-        frontdesk::trust::sync_config(&store, &config, 2)
-            .await
-            .expect("sync");
-        let trust = Trust::load(store.clone(), Vec::new()).await.expect("load");
-        let registry = trust.current();
+        let registry = registry_over(
+            TrustKind::IdentityProvider,
+            "aa-lax",
+            serde_json::to_value(idp_at("aa-lax", variant, None)).expect("json"),
+            &config,
+        )
+        .await;
         assert_eq!(
             registry
                 .idp_by_issuer(ISSUER)
