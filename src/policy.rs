@@ -35,10 +35,11 @@
 //!   `true`), unlike the CEL specification. The *final* result of a condition must still be a
 //!   `bool`, but authors should compare explicitly (`size(subject.groups) > 0`, not
 //!   `subject.groups`).
-//! * `a in b` with a string `b` tests whether `a` is a substring of `b` (the CEL specification
-//!   defines `in` for lists and maps only). A `groups`, `roles`, `entitlements` or `amr` claim
-//!   sent as a string is therefore given to policies as a one-element list;
-//!   authors should not use `in` on other string claims.
+//! * `a in b` is membership in a list or a map only, as the CEL specification defines it; with
+//!   a string `b` it is an evaluation error (the interpreter alone would test for a substring;
+//!   every `in` is rewritten to a strict function at compile time). A `groups`, `roles`,
+//!   `entitlements` or `amr` claim sent as a string is given to policies as a one-element list,
+//!   so `"admins" in subject.groups` works for a user with one group.
 //! * A missing key read with `.` (`subject.acr`) is an error, but a missing key read with an
 //!   index (`subject["acr"]`) or an out-of-range list index yields `null`.
 //! * Available functions: `size`, `contains`, `startsWith`, `endsWith`, `matches` (RE2-like
@@ -549,9 +550,8 @@ const LIST_CLAIMS: &[&str] = &["groups", "roles", "entitlements", "amr"];
 
 /// A token's claims as CEL: like [`json_to_cel`], except that a [`LIST_CLAIMS`] claim sent as
 /// a plain string (IdPs do so when it has one value, SAML attributes always) is a one-element
-/// list. The interpreter's `in` tests substrings when its right side is a string, so the
-/// usual `"admins" in subject.groups` would otherwise admit a user whose one group is
-/// `superadmins`.
+/// list, so the usual `"admins" in subject.groups` is a membership test for a user with one
+/// group too (a string on the right of `in` is an error, [`strict_in`]).
 fn claims_to_cel(value: &serde_json::Value) -> Value {
     let serde_json::Value::Object(entries) = value else {
         return json_to_cel(value);
