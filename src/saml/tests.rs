@@ -556,29 +556,16 @@ async fn metadata_keys_held_past_their_stale_limit_are_refused_while_the_idp_fai
     let (document, fetches, url) = served_metadata().await;
     // Keys are stale at once, and past the bound at once: no sleeping.
     let cache = stale_at_once_cache().with_max_stale(std::time::Duration::ZERO);
-    assert_eq!(
-        cache
-            .keys("okta", &url, ISSUER)
-            .await
-            .unwrap()
-            .certificates(),
-        1
-    );
+    let keys = || cache.keys("okta", &url, ISSUER);
+    assert_eq!(keys().await.unwrap().certificates(), 1);
     // The IdP's metadata fails (it may have withdrawn the certificate, e.g. after a key
     // compromise): keys held past the bound no longer verify, the IdP is refused (fail closed).
     document.lock().unwrap().clear();
-    assert!(cache.keys("okta", &url, ISSUER).await.is_err());
+    assert!(keys().await.is_err());
     assert_eq!(fetches.load(Ordering::SeqCst), 2, "fetched again inline");
     // Once it answers again, its keys are back.
     *document.lock().unwrap() = metadata(ISSUER, &key_descriptor(None, IDP_CERT));
-    assert_eq!(
-        cache
-            .keys("okta", &url, ISSUER)
-            .await
-            .unwrap()
-            .certificates(),
-        1
-    );
+    assert_eq!(keys().await.unwrap().certificates(), 1);
 }
 
 /// Signs `template` (an assertion with an empty signature) with the fixture IdP's key: for
