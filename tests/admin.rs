@@ -242,6 +242,45 @@ async fn failed_sign_ins_are_rate_limited_per_user_and_address() -> anyhow::Resu
     Ok(())
 }
 
+/// The limit holds for guesses sent at once: each attempt is counted before its password is
+/// checked. It used to be counted after argon2, so every request that arrived while the first
+/// ones were verifying passed the check, and an attacker got as many guesses per window as
+/// connections it could open instead of five.
+#[tokio::test]
+async fn concurrent_wrong_passwords_get_no_more_guesses_than_the_limit() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    let mut guesses = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let http = admin.http.clone();
+        let url = admin.url("/admin/sign-in");
+        guesses.spawn(async move {
+            let password = format!("wrong password {n}");
+            http.post(url)
+                .form(&[("username", ADMIN), ("password", password.as_str())])
+                .send()
+                .await
+                .map(|response| response.status())
+        });
+    }
+    let mut checked = 0;
+    let mut refused = 0;
+    while let Some(status) = guesses.join_next().await {
+        match status?? {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused += 1,
+            other => anyhow::bail!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(
+        (checked, refused),
+        (5, 15),
+        "only five passwords were checked"
+    );
+    let blocked = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+    Ok(())
+}
+
 /// Past the limit a sign-in costs no argon2 work, so a scanner could send them as fast as the
 /// network allows: only the first refusal of the window is audited, or it could bury the log
 /// (as invalid API tokens are, tests/admin_api.rs).

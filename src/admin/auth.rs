@@ -87,6 +87,30 @@ impl RateLimiter {
             })
     }
 
+    /// Counts a sign-in attempt of (username, address) before its password is checked, unless
+    /// the limit is reached; true if the attempt may go ahead. The check and the count are one
+    /// step under the lock: checking first and counting after argon2 let every request that
+    /// arrived while the first ones were still verifying through, so concurrent requests got
+    /// as many guesses as the attacker could open connections. A success clears the count.
+    pub(crate) fn try_attempt(&self, username: &str, ip: &str, now: i64) -> bool {
+        let mut failures = match self.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if failures.len() > 10_000 {
+            failures.retain(|_, (start, _)| now - *start < RATE_WINDOW_SECS);
+        }
+        let entry = failures.entry(Self::key(username, ip)).or_insert((now, 0));
+        if now - entry.0 >= RATE_WINDOW_SECS {
+            *entry = (now, 0);
+        }
+        if entry.1 >= MAX_FAILED_SIGN_INS {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
+
     pub(crate) fn fail(&self, username: &str, ip: &str, now: i64) {
         let mut failures = match self.failures.lock() {
             Ok(guard) => guard,
@@ -421,7 +445,8 @@ pub async fn sign_in(
     let username = form.get("username").trim().to_string();
     let password = form.get("password").to_string();
     let now = now_of(&state);
-    if state.admin.limiter.blocked(&username, &ip, now) {
+    // Counted before the password is checked (see `RateLimiter::try_attempt`).
+    if !state.admin.limiter.try_attempt(&username, &ip, now) {
         if state.admin.limiter.first_refusal(&username, &ip) {
             audit_sign_in_failure(&state.store, now, &username, &ip, "rate_limited").await?;
         }
@@ -450,7 +475,6 @@ pub async fn sign_in(
         state.store.record(&event).await?;
         return start_session(&state, &user.username, cookie_value(&headers)).await;
     }
-    state.admin.limiter.fail(&username, &ip, now);
     audit_sign_in_failure(&state.store, now, &username, &ip, "bad_credentials").await?;
     Ok(render_with_status(
         StatusCode::UNAUTHORIZED,
