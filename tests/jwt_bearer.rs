@@ -1253,6 +1253,37 @@ async fn authorization_details_are_granted_for_the_types_the_resource_takes_idja
     Ok(())
 }
 
+/// RFC 9396 §9.2: B's access token limited by `authorization_details` says so to a resource
+/// server that introspects it, as its JWT form does; without them it read as a token of its
+/// whole scope (a payment of 5.00 as any payment). Rows: EMA-13, INTRO-02.
+#[tokio::test]
+async fn introspection_shows_the_authorization_details_a_token_grants() -> anyhow::Result<()> {
+    let legs = Legs::start_with(|b| {
+        b.resources[0].authorization_details_types = vec!["payment_initiation".into()];
+    })
+    .await?;
+    let details = json!([{"type": "payment_initiation", "amount": "5.00"}]);
+    let mut claims = legs.valid_claims();
+    claims["authorization_details"] = details.clone();
+    let assertion = legs.forged_by_a(claims, "oauth-id-jag+jwt")?;
+    let (status, body) = legs.redeem_assertion(&assertion, AGENT_AT_RAS).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorization_details"], details, "{body}");
+    let token = body["access_token"].as_str().unwrap_or_default();
+    let (status, answer) = post(
+        &legs.b_url,
+        "/introspect",
+        &[("token", token)],
+        AGENT_AT_RAS,
+    )
+    .await?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["scope"], "read", "{answer}");
+    assert_eq!(answer["authorization_details"], details, "{answer}");
+    Ok(())
+}
+
 /// A subject B cannot resolve (no link) is `invalid_grant`; once linked, it is (IDJAG-ACCEPT-12).
 #[tokio::test]
 async fn linked_subject_mode_requires_a_link() -> anyhow::Result<()> {

@@ -204,7 +204,17 @@ async fn introspect_token(
         // RFC 9449 §6.2: a token bound to a DPoP key is a DPoP token; its `cnf` follows.
         "token_type": if claims.claim("cnf").is_some() { super::dpop::TOKEN_TYPE_DPOP } else { "Bearer" },
     });
-    for member in ["scope", "act", "auth_time", "acr", "cnf"] {
+    // RFC 9396 §9.2: what a token grants through `authorization_details` is part of what it
+    // grants; a resource server that introspects must see it, or a token limited to one
+    // payment or one account reads as a token of its whole scope.
+    for member in [
+        "scope",
+        "authorization_details",
+        "act",
+        "auth_time",
+        "acr",
+        "cnf",
+    ] {
         if let Some(value) = claims.claim(member) {
             body[member] = value.clone();
         }
