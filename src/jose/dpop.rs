@@ -251,9 +251,16 @@ pub fn verify_proof(proof: &str, rules: &ProofRules<'_>, now: i64) -> Result<Dpo
         Some(Value::String(_)) => return Err(DpopError::WrongUrl),
         _ => return Err(DpopError::MissingClaim("htu")),
     }
+    // A NumericDate (RFC 7519 §2) may have a fraction; it counts by its whole seconds.
     let iat = payload
         .get("iat")
-        .and_then(Value::as_i64)
+        .and_then(|iat| {
+            iat.as_i64().or_else(|| {
+                iat.as_f64()
+                    .filter(|seconds| seconds.is_finite())
+                    .map(|seconds| seconds.floor() as i64)
+            })
+        })
         .ok_or(DpopError::MissingClaim("iat"))?;
     let leeway = i64::try_from(rules.leeway_secs).unwrap_or(i64::MAX);
     let max_age = i64::try_from(rules.max_age_secs).unwrap_or(i64::MAX);
@@ -549,6 +556,21 @@ mod tests {
         assert_eq!(
             check(&header(), &with(claims(), "iat", json!(NOW + 6))),
             Err(DpopError::IssuedInFuture)
+        );
+        // RFC 7519 §2: a NumericDate may carry a fraction (JavaScript's Date.now() / 1000); it
+        // is the same instant, held to the same window.
+        let fractional = check(&header(), &with(claims(), "iat", json!(NOW as f64 + 0.25)));
+        assert_eq!(fractional.map(|proof| proof.iat()), Ok(NOW));
+        assert_eq!(
+            check(
+                &header(),
+                &with(claims(), "iat", json!((NOW - 66) as f64 + 0.5))
+            ),
+            Err(DpopError::Stale)
+        );
+        assert_eq!(
+            check(&header(), &with(claims(), "iat", json!("1800000000"))),
+            Err(DpopError::MissingClaim("iat"))
         );
     }
 
