@@ -281,6 +281,37 @@ async fn concurrent_wrong_passwords_get_no_more_guesses_than_the_limit() -> anyh
     Ok(())
 }
 
+/// A failed sign-in records at most the first 100 characters of the typed username (no account
+/// has a name over 64 bytes): it used to record the whole form field, twice, so anyone could
+/// write the request body limit (64 KiB by default) into the audit log with every request.
+#[tokio::test]
+async fn a_failed_sign_in_records_a_bounded_username() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    let huge = "m".repeat(60_000);
+    let refused = admin.sign_in_as(&huge, "whatever-password").await?;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let log = admin.env.audit_log().await?;
+    let failure = log
+        .iter()
+        .find(|record| record.event.event == "admin_sign_in")
+        .ok_or_else(|| anyhow::anyhow!("the failure is audited: {log:?}"))?;
+    assert_eq!(
+        failure.event.subject.as_deref(),
+        Some("m".repeat(100).as_str())
+    );
+    let detail = failure
+        .event
+        .detail
+        .as_ref()
+        .map(|detail| detail.as_str().len())
+        .unwrap_or(0);
+    assert!(detail < 300, "detail of {detail} bytes");
+    // A real account is unaffected.
+    let signed_in = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    Ok(())
+}
+
 /// Past the limit a sign-in costs no argon2 work, so a scanner could send them as fast as the
 /// network allows: only the first refusal of the window is audited, or it could bury the log
 /// (as invalid API tokens are, tests/admin_api.rs).

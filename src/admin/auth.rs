@@ -39,6 +39,8 @@ pub const MAX_FAILED_SIGN_INS: u32 = 5;
 pub const RATE_WINDOW_SECS: i64 = 15 * 60;
 /// The development bootstrap link is valid this long.
 pub const BOOTSTRAP_TTL_SECS: i64 = 3600;
+/// How much of a typed username a failed sign-in records (longer than any account's name).
+const RECORDED_USERNAME_CHARS: usize = 100;
 /// Shortest accepted admin password.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
@@ -442,7 +444,13 @@ pub async fn sign_in(
     form: FormData,
 ) -> Result<Response, AdminError> {
     check_origin(&state, &headers)?;
-    let username = form.get("username").trim().to_string();
+    // No account's name is longer than 64 bytes (`check_new_user`), so a longer one is cut to
+    // its first characters, still longer than any account's, before it is looked up, counted
+    // or recorded: otherwise every failed sign-in wrote a body-sized name (64 KiB by default)
+    // into the audit log twice, and into the rate limiter's memory, for anyone who cared to
+    // send one.
+    let username =
+        crate::oauth::request::clip(form.get("username").trim(), RECORDED_USERNAME_CHARS);
     let password = form.get("password").to_string();
     let now = now_of(&state);
     // Counted before the password is checked (see `RateLimiter::try_attempt`).
