@@ -281,6 +281,36 @@ async fn concurrent_wrong_passwords_get_no_more_guesses_than_the_limit() -> anyh
     Ok(())
 }
 
+/// The sign-in form runs at most a few argon2id checks (19 MiB each) at once, however many
+/// requests arrive: with a new username per request the rate limiter never applies, and every
+/// request used to start its own check on the blocking pool, up to its 512 threads (~10 GiB).
+#[tokio::test]
+async fn the_sign_in_form_runs_a_bounded_number_of_password_checks_at_once() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    let mut guesses = tokio::task::JoinSet::new();
+    for n in 0..16 {
+        let http = admin.http.clone();
+        let url = admin.url("/admin/sign-in");
+        guesses.spawn(async move {
+            let username = format!("nobody{n}");
+            http.post(url)
+                .form(&[("username", username.as_str()), ("password", "a guess")])
+                .send()
+                .await
+                .map(|response| response.status())
+        });
+    }
+    while let Some(status) = guesses.join_next().await {
+        assert_eq!(status??, StatusCode::UNAUTHORIZED);
+    }
+    let peak = admin.env.server.state.admin.password_checks.peak();
+    assert!(
+        (1..=frontdesk::admin::auth::CONCURRENT_PASSWORD_CHECKS).contains(&peak),
+        "{peak} password checks ran at once"
+    );
+    Ok(())
+}
+
 /// A failed sign-in records at most the first 100 characters of the typed username (no account
 /// has a name over 64 bytes): it used to record the whole form field, twice, so anyone could
 /// write the request body limit (64 KiB by default) into the audit log with every request.
