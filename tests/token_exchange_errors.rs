@@ -1531,6 +1531,20 @@ fn basic_header(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
+/// Asserts a 401's `WWW-Authenticate` names the Basic scheme (TOK-09; RFC 9110 §15.5.2 wants a
+/// challenge on every 401).
+fn assert_basic_challenge(reply: &Reply, label: &str) {
+    let challenge = reply
+        .headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        challenge.starts_with("Basic realm="),
+        "{label}: WWW-Authenticate {challenge:?}"
+    );
+}
+
 fn form_encode(part: &str) -> String {
     form_urlencoded::byte_serialize(part.as_bytes()).collect()
 }
@@ -1561,7 +1575,8 @@ async fn client_secret_failures_cauth_03_08_tok_09() -> anyhow::Result<()> {
             &[&token, SECRET],
         )
         .await?;
-        assert!(reply.headers.get("www-authenticate").is_none(), "{label}");
+        // RFC 9110 §15.5.2: every 401 carries a challenge, here the scheme the server offers.
+        assert_basic_challenge(&reply, label);
     }
 
     // TOK-09: wrong secret or unknown client via Basic: 401 + WWW-Authenticate: Basic.
@@ -1609,18 +1624,10 @@ async fn client_secret_failures_cauth_03_08_tok_09() -> anyhow::Result<()> {
             &[&token, SECRET, wrong],
         )
         .await?;
-        let challenge = reply
-            .headers
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        assert!(
-            challenge.starts_with("Basic"),
-            "{label}: WWW-Authenticate {challenge:?}"
-        );
+        assert_basic_challenge(&reply, label);
     }
 
-    // Wrong secret via client_secret_post: 401 without a Basic challenge.
+    // Wrong secret via client_secret_post: 401, with the Basic challenge every 401 carries.
     let mut form = with(base.clone(), "client_id", POST_CLIENT);
     form.push(("client_secret", wrong.into()));
     let reply = send(&env, &form, Auth::None).await?;
@@ -1634,7 +1641,7 @@ async fn client_secret_failures_cauth_03_08_tok_09() -> anyhow::Result<()> {
         &[&token, SECRET, wrong],
     )
     .await?;
-    assert!(reply.headers.get("www-authenticate").is_none());
+    assert_basic_challenge(&reply, "wrong client_secret_post secret");
     // INT-06: a client with a secret may present it in the body or in Basic, whichever method
     // it registered: both pass client authentication (the request then fails only on the
     // subject token, minted for another client id).

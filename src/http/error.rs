@@ -1,5 +1,5 @@
 //! The single mapping from protocol errors to HTTP responses (RFC 6749 §5.2): JSON body,
-//! `Cache-Control: no-store`, and `WWW-Authenticate` on a 401 after header authentication.
+//! `Cache-Control: no-store`, and `WWW-Authenticate` on every 401.
 //! Internal failures get a generic body; their cause is logged by whoever produced them.
 
 use axum::Json;
@@ -8,7 +8,7 @@ use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
-use crate::oauth::{ErrorCode, OAuthError};
+use crate::oauth::OAuthError;
 
 /// Renders an OAuth error response.
 pub fn error_response(error: &OAuthError) -> Response {
@@ -32,7 +32,10 @@ pub fn error_response(error: &OAuthError) -> Response {
     {
         headers.insert(http::header::RETRY_AFTER, value);
     }
-    if error.code == ErrorCode::InvalidClient && error.used_authorization_header {
+    // RFC 6749 §5.2 requires the challenge after a failed `Authorization: Basic`; RFC 9110
+    // §15.5.2 requires one on every 401, so a client that authenticated in the body (or not at
+    // all) is told too which header scheme the server supports.
+    if status == StatusCode::UNAUTHORIZED {
         headers.insert(
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"frontdesk\", charset=\"UTF-8\""),
