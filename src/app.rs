@@ -306,12 +306,16 @@ async fn spawn_on_with(
     let (passes, retention_passes) = watch::channel(0u64);
     let mut background = spawn_background(state.clone(), stop.clone(), passes);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let request_timeout = Duration::from_secs(config.server.request_timeout_secs);
+    let limits = crate::http::serve::ConnectionLimits {
+        io_timeout: Duration::from_secs(config.server.request_timeout_secs),
+        max_connections: config.server.max_connections,
+    };
     let handle = tokio::spawn(async move {
         let mut stopping = stop.clone();
         // A request head must arrive within the request timeout too: a client that never
-        // finishes one (or idles on a keep-alive connection) is disconnected (slowloris).
-        let serve = crate::http::serve::serve(listener, app, request_timeout, async move {
+        // finishes one (or idles on a keep-alive connection, or never reads its answer) is
+        // disconnected (slowloris).
+        let serve = crate::http::serve::serve(listener, app, limits, async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         });
         tokio::select! {

@@ -227,6 +227,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// Open HTTP connections served at once; a connection beyond it is answered `503` with
+    /// `Retry-After` and closed. Each connection holds a file descriptor, so without a cap a
+    /// flood of connections (or slow ones, each lasting up to the request timeout) would use up
+    /// the process's descriptors, and then the database and the JWKS fetches fail with them.
+    /// Keep it below the process's open-files limit (`ulimit -n`, systemd's `LimitNOFILE`).
+    pub max_connections: usize,
     /// Failed client authentications allowed per minute from one address (token endpoint,
     /// introspection and revocation together) before its requests to them are answered `429
     /// slow_down` (TOK-14). 0 disables throttling.
@@ -680,6 +686,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 15,
             max_body_bytes: 64 * 1024,
             shutdown_grace_secs: 20,
+            max_connections: 1000,
             failed_auth_per_minute: 30,
             invalid_subject_tokens_per_minute: 60,
             trusted_proxies: Vec::new(),
@@ -946,6 +953,9 @@ impl Config {
         }
         if !(1024..=10 * 1024 * 1024).contains(&self.server.max_body_bytes) {
             return err("server.max_body_bytes", "must be between 1024 and 10485760");
+        }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return err("server.max_connections", "must be between 1 and 1000000");
         }
         let url = self.database.url.expose();
         if !(url.starts_with("sqlite:")

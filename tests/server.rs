@@ -436,6 +436,107 @@ async fn slow_or_idle_connections_are_closed_after_the_request_timeout() {
     harness.server.shutdown().await.expect("graceful shutdown");
 }
 
+/// A client that sends requests but never reads the answers (here: pipelined requests on a
+/// socket with a small receive buffer) is disconnected once a write of its answers has waited
+/// `server.request_timeout_secs`. hyper has no write timeout: once the answers filled both
+/// sockets' buffers the server waited to write forever, the client's further requests stalled
+/// in turn, and the connection, its task and its descriptor were held for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_is_disconnected_after_the_request_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let database = TestDatabase::sqlite();
+    let harness = Harness::start_with(&database, "request_timeout_secs = 1").await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stream = socket.connect(harness.server.addr).await.expect("connect");
+    let requests = b"GET /jwks.json HTTP/1.1\r\nHost: sts.frontdesk.test\r\n\r\n".repeat(256);
+    // Only the server closing the connection ends this loop: a write fails once it has.
+    let flood = async {
+        let mut sent = 0usize;
+        while stream.write_all(&requests).await.is_ok() {
+            sent += 1;
+        }
+        sent
+    };
+    let sent = tokio::time::timeout(std::time::Duration::from_secs(60), flood)
+        .await
+        .expect("the server kept open a connection whose client never reads");
+    assert!(sent > 0, "requests were sent before the server closed");
+    let (_, health) = harness.get_json("/healthz").await;
+    assert_eq!(health["status"], "ok");
+    harness.server.shutdown().await.expect("graceful shutdown");
+}
+
+/// Reads a whole answer from a new connection that sends `request` (none: just connect), for
+/// the connection-limit test.
+async fn exchange_raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect");
+    if !request.is_empty() {
+        stream.write_all(request).await.expect("write a request");
+    }
+    String::from_utf8_lossy(&until_closed(&mut stream, "a connection").await).into_owned()
+}
+
+/// At most `server.max_connections` connections are served at once; one more is answered 503
+/// `temporarily_unavailable` with `Retry-After` and closed, rather than holding a descriptor
+/// (enough of them and the database and JWKS fetches fail for everyone). Once a connection
+/// closes, its slot serves the next client. The refusals are counted in the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_are_refused_with_503_until_one_closes() {
+    use tokio::io::AsyncWriteExt;
+    let database = TestDatabase::sqlite();
+    let harness =
+        Harness::start_with(&database, "max_connections = 2\nrequest_timeout_secs = 300").await;
+    let addr = harness.server.addr;
+    // Two connections take both slots, each in the middle of a request head (connections are
+    // accepted in order, so these two are served before the third is looked at).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: sts.frontdesk.test\r\n")
+            .await
+            .expect("write a partial head");
+        held.push(stream);
+    }
+    let refused = exchange_raw(addr, b"").await;
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(refused.contains("retry-after: 1\r\n"), "{refused}");
+    assert!(refused.contains("cache-control: no-store\r\n"), "{refused}");
+    let body = refused.split("\r\n\r\n").nth(1).expect("a body");
+    let body: Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // One held connection goes away; its slot is free as soon as the server has seen it close,
+    // so the next connection is served (each 503 before that is a connection that came first).
+    drop(held.pop());
+    let request = b"GET /healthz HTTP/1.1\r\nHost: sts.frontdesk.test\r\nConnection: close\r\n\r\n";
+    let served = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            let answer = exchange_raw(addr, request).await;
+            if !answer.starts_with("HTTP/1.1 503 ") {
+                return answer;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the closed connection's slot was never freed");
+    assert!(served.starts_with("HTTP/1.1 200 "), "{served}");
+    let metrics = harness.get("/metrics").await.text().await.expect("metrics");
+    let refusals = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("frontdesk_http_connections_refused_total "))
+        .expect("the refusal counter");
+    assert!(refusals.trim().parse::<f64>().expect("a number") >= 1.0, "{refusals}");
+    drop(held);
+    harness.server.shutdown().await.expect("graceful shutdown");
+}
+
 /// A request id sent by the client is kept only while it is one the audit log can hold whole
 /// (at most 100 characters); a longer one is replaced by a generated id. Otherwise the log
 /// lines of the request repeated up to hundreds of kilobytes of the client's choosing, and the

@@ -218,6 +218,11 @@ fn invalid_values_name_the_key_and_the_file() {
             "server.request_timeout_secs",
         ),
         ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
+        ("[server]\nmax_connections = 0\n", "server.max_connections"),
+        (
+            "[server]\nmax_connections = 1000001\n",
+            "server.max_connections",
+        ),
         (
             "[server]\ntrusted_proxies = [\"proxy.internal\"]\n",
             "server.trusted_proxies",

@@ -8,17 +8,29 @@
 //! to accept anyone, or to open its database. Here every connection must deliver each request head
 //! within the timeout (`server.request_timeout_secs`), including the next one on a keep-alive
 //! connection, or it is closed. The request's body and its handling are bounded by the request
-//! timeout layer of the router (`http::router`).
+//! timeout layer of the router (`http::router`). A response the client does not read (a zero
+//! receive window, or pipelined requests it never collects) must still drain within the same
+//! time, or the connection is closed: hyper has no write timeout of its own, so the socket is
+//! wrapped in one (`tokio-io-timeout`).
+//!
+//! At most `server.max_connections` connections are served at once. One more is answered `503`
+//! with `Retry-After` and closed at once, so a flood of connections costs the server one
+//! accept and one small write each, never a file descriptor held: with every descriptor in use
+//! the database and the JWKS fetches would fail for everyone. A fast refusal (rather than
+//! leaving connections in the kernel's backlog) lets a load balancer try another instance and
+//! shows in the metrics (`frontdesk_http_connections_refused_total`).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_io_timeout::TimeoutStream;
 use tower::ServiceExt;
 
 /// The largest request head (request line and headers) accepted; a larger one is answered 431.
@@ -27,6 +39,27 @@ use tower::ServiceExt;
 /// this.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// What the connection loop allows each client, from the `[server]` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// How long a request head may take to arrive (a keep-alive connection's idle time counts),
+    /// and how long a write of the response may wait for the client to read.
+    pub io_timeout: Duration,
+    /// Connections served at once; one more is refused with 503.
+    pub max_connections: usize,
+}
+
+/// The answer to a connection over `max_connections`: written once without waiting (it fits any
+/// socket's send buffer), then the connection is closed.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+cache-control: no-store\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 91\r\n\
+\r\n\
+{\"error\":\"temporarily_unavailable\",\"error_description\":\"Too many open connections; retry.\"}";
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets every
 /// connection finish the request in hand (idle ones close at once) and returns when all are
 /// closed. Handlers see the peer as `ConnectInfo<std::net::SocketAddr>`, as with axum's
@@ -34,9 +67,10 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopped) = watch::channel(false);
     // Every connection task holds a receiver; `closed` resolves once the last one is dropped.
     let (open, open_marker) = watch::channel(());
@@ -52,6 +86,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            refuse_over_capacity(&stream);
+            continue;
+        };
         let app = app.clone();
         let mut stopped = stopped.clone();
         let marker = open_marker.clone();
@@ -64,10 +102,13 @@ pub async fn serve(
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_read_timeout)
+                .header_read_timeout(limits.io_timeout)
                 .max_header_size(MAX_HEADER_BYTES);
-            let mut connection =
-                std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+            let mut stream = TimeoutStream::new(stream);
+            stream.set_write_timeout(Some(limits.io_timeout));
+            let io = TokioIo::new(Box::pin(stream));
+            let mut connection = std::pin::pin!(builder.serve_connection(io, service));
+            metrics::gauge!("frontdesk_http_connections_open").increment(1.0);
             tokio::select! {
                 result = connection.as_mut() => {
                     // A timed-out head, a reset or a malformed request: the client's doing, so
@@ -81,6 +122,8 @@ pub async fn serve(
                     let _ = connection.await;
                 }
             }
+            metrics::gauge!("frontdesk_http_connections_open").decrement(1.0);
+            drop(slot);
             drop(marker);
         });
     }
@@ -88,6 +131,23 @@ pub async fn serve(
     let _ = stop.send(true);
     drop(open_marker);
     open.closed().await;
+}
+
+/// Answers a connection over the cap without waiting for it: one non-blocking write, then the
+/// stream is dropped, which closes it. Whatever part of the request has already arrived is
+/// read and discarded first (without waiting for more), since closing a socket with unread data
+/// resets the connection and may destroy the answer before the client reads it. A client whose
+/// receive window is closed gets no answer, only the close.
+fn refuse_over_capacity(stream: &TcpStream) {
+    metrics::counter!("frontdesk_http_connections_refused_total").increment(1);
+    let mut discard = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.try_read(&mut discard) {
+            Ok(read) if read > 0 => {}
+            _ => break,
+        }
+    }
+    let _ = stream.try_write(OVER_CAPACITY);
 }
 
 /// What to do when `accept` fails. A connection that was reset before it was accepted concerns
