@@ -69,6 +69,22 @@ pub fn load_kek(config: &Config) -> Result<Kek, StartupError> {
     )
 }
 
+/// Warns about each `*_FILE` secret that users other than its owner can read or change — a
+/// database password or a client secret handed to every local account. Warned about, not
+/// refused, for the reason the KEK file is (container secrets are mounted 0644 or 0444).
+fn warn_about_open_secret_files(config: &Config) {
+    for (variable, path) in &config.secret_files {
+        if let Some(mode) = open_to_others(path) {
+            tracing::warn!(
+                variable = %variable,
+                path = %path.display(),
+                mode = %format!("{mode:04o}"),
+                "a secret file is readable by other users than its owner; make it 0600 (or 0400) unless it is a container secret no other user can reach"
+            );
+        }
+    }
+}
+
 /// The permission bits of the file at `path` when they let users other than its owner (its
 /// group, or everyone) read or change it; `None` when only the owner may, when they cannot be
 /// read, and off Unix. Why: a KEK file any local account can read hands every private signing
@@ -268,6 +284,7 @@ async fn spawn_on_with(
     audit: AuditMode,
 ) -> Result<RunningServer, StartupError> {
     crate::http::metrics_handle();
+    warn_about_open_secret_files(&config);
     let store = open_store(&config).await?;
     store
         .claim_for_this_process()

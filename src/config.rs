@@ -81,6 +81,10 @@ pub struct Config {
     /// Where the settings came from, for error messages.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The files `*_FILE` variables named (variable, path): secrets, so start-up warns about
+    /// one that other users can read, as it does about the key-encryption key file.
+    #[serde(skip)]
+    pub secret_files: Vec<(String, PathBuf)>,
 }
 
 /// The authorization code flow. `GET /authorize` is enabled only when `sign_in_idp` is set.
@@ -675,6 +679,7 @@ impl Default for Config {
             admin_sso: AdminSsoConfig::default(),
             development: false,
             source: None,
+            secret_files: Vec::new(),
         }
     }
 }
@@ -866,7 +871,7 @@ impl Config {
         let trust = TrustLists::take(&mut parsed);
         let mut value = toml::Value::try_from(&parsed).map_err(internal)?;
         let defaults = toml::Value::try_from(Config::default()).map_err(internal)?;
-        let applied = apply_environment(&mut value, &defaults, env)?;
+        let (applied, secret_files) = apply_environment(&mut value, &defaults, env)?;
         let origin_of = |key: &str| {
             applied
                 .iter()
@@ -889,6 +894,7 @@ impl Config {
         // print an admin bootstrap link into its logs.
         config.development = file.is_none() && issuer_is_loopback_http(&config.issuer);
         config.source = file.map(Path::to_path_buf);
+        config.secret_files = secret_files;
         config
             .validate()
             .map_err(|(key, message): (String, String)| ConfigError {
@@ -1252,13 +1258,18 @@ fn issuer_path(issuer: &str) -> &str {
     path.trim_end_matches('/')
 }
 
-/// Applies `FRONTDESK_*` variables to `value`. Returns (variable, key path) for each one applied.
+/// What [`apply_environment`] applied: (variable, key path) for each variable, and (variable,
+/// path) for each file a `*_FILE` variable was read from.
+type Applied = (Vec<(String, String)>, Vec<(String, PathBuf)>);
+
+/// Applies `FRONTDESK_*` variables to `value`.
 fn apply_environment(
     value: &mut toml::Value,
     defaults: &toml::Value,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<(String, String)>, ConfigError> {
+) -> Result<Applied, ConfigError> {
     let mut applied = Vec::new();
+    let mut files = Vec::new();
     let mut variables: Vec<(String, String)> = env
         .into_iter()
         .filter(|(name, _)| name.starts_with("FRONTDESK_"))
@@ -1287,13 +1298,12 @@ fn apply_environment(
             });
         };
         let text = if from_file {
-            std::fs::read_to_string(&raw)
-                .map(|content| content.trim().to_string())
-                .map_err(|error| ConfigError {
-                    key: path.clone(),
-                    origin: format!("environment variable {name}"),
-                    message: format!("cannot read file `{raw}`: {error}"),
-                })?
+            read_secret_file(Path::new(&raw)).map_err(|message| ConfigError {
+                key: path.clone(),
+                origin: format!("environment variable {name}"),
+                message: format!("file `{raw}`: {message}"),
+            })
+            .inspect(|_| files.push((name.clone(), PathBuf::from(&raw))))?
         } else {
             raw
         };
@@ -1305,7 +1315,31 @@ fn apply_environment(
         set(value, &path, typed);
         applied.push((name, path));
     }
-    Ok(applied)
+    Ok((applied, files))
+}
+
+/// The largest file a `*_FILE` variable may name. Every such value is a URL, a key or a token
+/// (the largest, a PostgreSQL URL, is well under a kilobyte); a bigger file is a mistake —
+/// `/dev/zero` or a log file named in place of the secret — that would otherwise stall start-up
+/// or fill memory, and is refused instead.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a `*_FILE` secret: at most [`MAX_SECRET_FILE_BYTES`] of UTF-8, surrounding whitespace
+/// (the final newline of `echo … > file`) trimmed. The message never quotes the content.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|error| format!("cannot read it: {error}"))?;
+    let mut content = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut content)
+        .map_err(|error| format!("cannot read it: {error}"))?;
+    if content.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_SECRET_FILE_BYTES} bytes; it should hold the value alone"
+        ));
+    }
+    let text = String::from_utf8(content).map_err(|_| "not UTF-8 text".to_string())?;
+    Ok(text.trim().to_string())
 }
 
 /// Maps a variable name to a key path, or None when it names no known scalar key.

@@ -691,6 +691,50 @@ fn file_variants_read_the_value_from_a_file() {
     assert_eq!(config.server.request_timeout_secs, 7);
 }
 
+/// The files `*_FILE` variables name are remembered (for start-up's warning about one other
+/// users can read); a file larger than 64 KiB, such as `/dev/zero` named by mistake, is refused
+/// at once rather than read until memory runs out, and a file that is not text is refused
+/// without its content being quoted.
+#[test]
+fn file_variants_are_remembered_and_oversized_or_binary_files_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url_file = dir.path().join("url");
+    std::fs::write(&url_file, "postgres://u:secret@db/x\n").expect("write");
+    let config = load_file(
+        "issuer = \"https://sts.example.com\"\n",
+        &[
+            ("FRONTDESK_KEY_ENCRYPTION_KEY", KEK),
+            ("FRONTDESK_DATABASE_URL_FILE", path_str(&url_file)),
+        ],
+    )
+    .expect("file variant");
+    assert_eq!(
+        config.secret_files,
+        vec![("FRONTDESK_DATABASE_URL_FILE".to_string(), url_file.clone())]
+    );
+    let error = load_file(
+        "issuer = \"https://sts.example.com\"\n",
+        &[
+            ("FRONTDESK_KEY_ENCRYPTION_KEY", KEK),
+            ("FRONTDESK_DATABASE_URL_FILE", "/dev/zero"),
+        ],
+    )
+    .expect_err("an endless file");
+    assert_error(&error, "database.url", "FRONTDESK_DATABASE_URL_FILE");
+    assert!(error.message.contains("larger than 65536 bytes"), "{error}");
+    let binary = dir.path().join("binary");
+    std::fs::write(&binary, [0x70, 0xff, 0xfe, 0x00]).expect("write");
+    let error = load_file(
+        "issuer = \"https://sts.example.com\"\n",
+        &[
+            ("FRONTDESK_KEY_ENCRYPTION_KEY", KEK),
+            ("FRONTDESK_DATABASE_URL_FILE", path_str(&binary)),
+        ],
+    )
+    .expect_err("not text");
+    assert!(error.message.contains("not UTF-8 text"), "{error}");
+}
+
 #[test]
 fn an_unreadable_file_variant_names_the_variable_and_the_file() {
     let error = load_env(&[("FRONTDESK_KEY_ENCRYPTION_KEY_FILE", "/nonexistent/kek")])
