@@ -626,6 +626,48 @@ async fn an_identity_provider_created_in_the_form_is_listed_audited_and_in_effec
     Ok(())
 }
 
+/// A metadata-document client is named by a URL, slashes and all. The list linked to it with
+/// the slashes left as they were, so the link split the id into path segments and led to "There
+/// is nothing here": such a client could not be opened, disabled or deleted from the page.
+#[tokio::test]
+async fn a_client_named_by_a_url_is_reachable_from_the_list() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    let client_id = "https://app.example/clients/agent.json";
+    admin
+        .env
+        .server
+        .state
+        .store
+        .upsert_trust(
+            TrustKind::Client,
+            &frontdesk::store::TrustDocument {
+                id: client_id.into(),
+                document: serde_json::json!({
+                    "client_id": client_id, "auth_method": "none", "source": "cimd",
+                    "audiences": [], "redirect_uris": ["https://app.example/callback"],
+                }),
+                managed_by_config: false,
+                updated_at: env::now(),
+            },
+        )
+        .await?;
+    admin.sign_in_as(ADMIN, PASSWORD).await?;
+    let (status, list) = admin.get("/admin/clients").await?;
+    assert_eq!(status, StatusCode::OK);
+    let link = between(&list, "href=\"/admin/clients/https", "\"")?;
+    let (status, page) = admin.get(&format!("/admin/clients/https{link}")).await?;
+    assert_eq!(status, StatusCode::OK, "{link}: {page}");
+    assert!(page.contains(client_id), "{page}");
+    // Its buttons work too: it can be deleted.
+    let delete = "/admin/clients/https%3A%2F%2Fapp.example%2Fclients%2Fagent.json/delete";
+    assert!(page.contains(delete), "{page}");
+    let (status, _) = admin.post(delete, &[("csrf", &csrf_of(&page)?)]).await?;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{delete}");
+    let (_, list) = admin.get("/admin/clients").await?;
+    assert!(!list.contains(client_id), "{list}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn config_managed_items_are_read_only() -> anyhow::Result<()> {
     let admin = Admin::start().await?;
