@@ -46,13 +46,21 @@ const RECORDED_USERNAME_CHARS: usize = 100;
 /// Shortest accepted admin password.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
-/// Random bytes as base64url: session ids, CSRF tokens, bootstrap tokens.
+/// 32 random bytes as base64url: session ids, CSRF tokens, bootstrap, SSO state and nonce, API
+/// tokens, client secrets.
 pub fn random_token() -> String {
+    token_from(|bytes| SystemRandom::new().fill(bytes).is_ok())
+}
+
+/// A token of the 32 bytes `fill` writes. When `fill` fails (the system random generator, which
+/// fails only without an entropy source) nothing is made: the request fails (the HTTP layer
+/// answers the panic with a 500) and a command stops. The zeros it used to go on with made the
+/// same session id, API token and client secret for everyone, while the log said only that
+/// the generator had failed.
+fn token_from(fill: impl FnOnce(&mut [u8]) -> bool) -> String {
     let mut bytes = [0u8; 32];
-    // SystemRandom only fails if the OS has no entropy source, in which case nothing is safe;
-    // an all-zero token would then be refused below by length-independent checks, so surface it.
-    if SystemRandom::new().fill(&mut bytes).is_err() {
-        tracing::error!("the system random number generator failed");
+    if !fill(&mut bytes) {
+        panic!("the system random number generator failed");
     }
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -768,7 +776,23 @@ pub async fn create_user(
 
 #[cfg(test)]
 mod tests {
-    use super::BootstrapToken;
+    use super::{BootstrapToken, token_from};
+
+    /// Without randomness no token is made: a token of zeros would be everyone's.
+    #[test]
+    #[should_panic(expected = "random number generator failed")]
+    fn a_failed_random_generator_makes_no_token() {
+        let _ = token_from(|_| false);
+    }
+
+    #[test]
+    fn tokens_are_the_bytes_the_generator_wrote() {
+        let token = token_from(|bytes| {
+            bytes.fill(0xff);
+            true
+        });
+        assert_eq!(token, "_".repeat(42) + "8");
+    }
 
     /// A stray `{:?}` of the bootstrap token (a log line, a panic) does not print it.
     #[test]
