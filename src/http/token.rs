@@ -123,13 +123,11 @@ fn prepare(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Prepared, OAut
         .map(|value| value.to_str().map(SecretString::new))
         .transpose()
         .map_err(|_| {
-            let mut error = OAuthError::new(
+            OAuthError::new(
                 ErrorCode::InvalidClient,
                 "malformed_authorization",
                 "The Authorization header is not valid",
-            );
-            error.used_authorization_header = true;
-            error
+            )
         })?;
     Ok((form, authorization, dpop_proof(headers)?))
 }

@@ -224,7 +224,6 @@ pub fn assertion_replayed() -> OAuthError {
     invalid_client(
         "assertion_replayed",
         "The client assertion was already used (jti replay)",
-        false,
     )
 }
 
@@ -262,10 +261,8 @@ pub struct ClientAuthContext<'a, R: ReplayStore> {
     pub now: i64,
 }
 
-fn invalid_client(reason: &'static str, description: &str, header: bool) -> OAuthError {
-    let mut error = OAuthError::new(ErrorCode::InvalidClient, reason, description);
-    error.used_authorization_header = header;
-    error
+fn invalid_client(reason: &'static str, description: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClient, reason, description)
 }
 
 /// Decodes `Authorization: Basic` into (client_id, secret). Both parts are form-urlencoded per
@@ -320,7 +317,6 @@ pub async fn authenticate<R: ReplayStore>(
                 invalid_client(
                     "malformed_basic",
                     "The Basic authorization header is malformed",
-                    true,
                 )
             })?)
         }
@@ -328,7 +324,6 @@ pub async fn authenticate<R: ReplayStore>(
             return Err(invalid_client(
                 "unsupported_authorization_scheme",
                 "Only the Basic authorization scheme is accepted for client authentication",
-                true,
             ));
         }
         None => None,
@@ -354,14 +349,8 @@ pub async fn authenticate<R: ReplayStore>(
         } else {
             raw_id
         };
-        let result = secret_client(
-            &client_id,
-            &secret,
-            AuthMethod::ClientSecretBasic,
-            context,
-            true,
-        )
-        .await;
+        let result =
+            secret_client(&client_id, &secret, AuthMethod::ClientSecretBasic, context).await;
         // Raw (un-encoded) Basic secrets from clients that skip form encoding (INT-06).
         return match result {
             Err(error) if error.reason == "bad_client_credentials" && raw_secret != secret => {
@@ -370,7 +359,6 @@ pub async fn authenticate<R: ReplayStore>(
                     &raw_secret,
                     AuthMethod::ClientSecretBasic,
                     context,
-                    true,
                 )
                 .await
                 .map_err(|_| error)
@@ -385,14 +373,7 @@ pub async fn authenticate<R: ReplayStore>(
                 "client_secret was sent without client_id",
             ));
         };
-        return secret_client(
-            client_id,
-            secret,
-            AuthMethod::ClientSecretPost,
-            context,
-            false,
-        )
-        .await;
+        return secret_client(client_id, secret, AuthMethod::ClientSecretPost, context).await;
     }
     if assertion.is_some() || assertion_type.is_some() {
         if assertion_type != Some(CLIENT_ASSERTION_TYPE_JWT_BEARER) {
@@ -414,7 +395,6 @@ pub async fn authenticate<R: ReplayStore>(
         None => Err(invalid_client(
             "no_client_authentication",
             "Client authentication is required",
-            false,
         )),
     }
 }
@@ -430,7 +410,6 @@ async fn public_client<R: ReplayStore>(
         return Err(invalid_client(
             "no_client_authentication",
             "Client authentication is required for this client",
-            false,
         ));
     }
     Ok(AuthenticatedClient {
@@ -449,18 +428,16 @@ async fn find<R: ReplayStore>(
         .client_metadata
         .find_client(context.registry, client_id)
         .await
-        .map_err(|error| invalid_client(error.reason, &error.description, false))?;
+        .map_err(|error| invalid_client(error.reason, &error.description))?;
     match client {
         Some(client) if client.config.enabled => Ok(client),
         Some(_) => Err(invalid_client(
             "client_disabled",
             "Client authentication failed",
-            false,
         )),
         None => Err(invalid_client(
             "unknown_client",
             "Client authentication failed",
-            false,
         )),
     }
 }
@@ -470,15 +447,8 @@ async fn secret_client<R: ReplayStore>(
     secret: &str,
     method: AuthMethod,
     context: &ClientAuthContext<'_, R>,
-    header: bool,
 ) -> Result<AuthenticatedClient, OAuthError> {
-    let failed = || {
-        invalid_client(
-            "bad_client_credentials",
-            "Client authentication failed",
-            header,
-        )
-    };
+    let failed = || invalid_client("bad_client_credentials", "Client authentication failed");
     let Some(client) = context.registry.client(client_id) else {
         // Spend the same effort as a real verification so unknown ids are not distinguishable
         // by timing.
@@ -489,7 +459,6 @@ async fn secret_client<R: ReplayStore>(
         return Err(invalid_client(
             "client_disabled",
             "Client authentication failed",
-            header,
         ));
     }
     // A client with a secret may present it either way (INT-06: SDKs differ in their default,
@@ -498,7 +467,6 @@ async fn secret_client<R: ReplayStore>(
         return Err(invalid_client(
             "wrong_authentication_method",
             "The client is not registered for this authentication method",
-            header,
         ));
     }
     let Some(phc) = client.config.secret_hash.as_deref() else {
@@ -526,13 +494,12 @@ async fn assertion_client<R: ReplayStore>(
     context: &ClientAuthContext<'_, R>,
 ) -> Result<AuthenticatedClient, OAuthError> {
     let unverified = inspect(assertion, MAX_CLIENT_ASSERTION_BYTES)
-        .map_err(|error| invalid_client(error.reason(), &error.description(), false))?;
+        .map_err(|error| invalid_client(error.reason(), &error.description()))?;
     // RFC 7523 §3: iss and sub are the client_id. Peek at iss only to choose the client.
     let Some(client_id) = body_id.or(unverified.unverified_iss()) else {
         return Err(invalid_client(
             "missing_client_id",
             "The client assertion names no client",
-            false,
         ));
     };
     let client = find(client_id, context).await?;
@@ -540,20 +507,18 @@ async fn assertion_client<R: ReplayStore>(
         return Err(invalid_client(
             "wrong_authentication_method",
             "The client is not registered for this authentication method",
-            false,
         ));
     }
     // Refuse a disallowed algorithm before any key lookup (no JWKS fetch for an HS256 assertion).
     if !CLIENT_ASSERTION_ALGORITHMS.contains(&unverified.alg()) {
         let error = crate::jose::JoseError::AlgNotAllowed;
-        return Err(invalid_client(error.reason(), &error.description(), false));
+        return Err(invalid_client(error.reason(), &error.description()));
     }
     let key = if let Some(set) = &client.jwks {
         set.select(&unverified).cloned().ok_or_else(|| {
             invalid_client(
                 "unknown_kid",
                 "No registered key of the client matches the assertion",
-                false,
             )
         })?
     } else if let Some(uri) = &client.config.jwks_uri {
@@ -561,7 +526,6 @@ async fn assertion_client<R: ReplayStore>(
             invalid_client(
                 "bad_jwks_uri",
                 "The client's registered jwks_uri is invalid",
-                false,
             )
         })?;
         context
@@ -572,12 +536,11 @@ async fn assertion_client<R: ReplayStore>(
                 &unverified,
             )
             .await
-            .map_err(|error| invalid_client(error.reason(), &error.description(), false))?
+            .map_err(|error| invalid_client(error.reason(), &error.description()))?
     } else {
         return Err(invalid_client(
             "no_client_keys",
             "The client has no registered keys",
-            false,
         ));
     };
     let mut rules = VerifyRules::new(
@@ -597,12 +560,11 @@ async fn assertion_client<R: ReplayStore>(
     rules.require_jti = true;
     rules.max_lifetime_secs = Some(MAX_CLIENT_ASSERTION_LIFETIME_SECS);
     let claims = verify(&unverified, assertion, &key, &rules, context.now)
-        .map_err(|error| invalid_client(error.reason(), &error.description(), false))?;
+        .map_err(|error| invalid_client(error.reason(), &error.description()))?;
     if claims.sub() != client_id {
         return Err(invalid_client(
             "assertion_subject_mismatch",
             "The client assertion sub must equal its iss (the client_id)",
-            false,
         ));
     }
     let jti = claims.jti().unwrap_or_default();

@@ -69,9 +69,6 @@ pub struct OAuthError {
     pub reason: &'static str,
     /// `error_description`: printable ASCII only (RFC 6749 §5.2).
     pub description: String,
-    /// The client authenticated (or tried to) with the `Authorization` header: a 401 then names
-    /// the scheme in `WWW-Authenticate` (TOK-09).
-    pub used_authorization_header: bool,
     /// `max_age` for `insufficient_user_authentication` (RFC 9470).
     pub max_age: Option<u64>,
     /// `acr_values` for `insufficient_user_authentication` (RFC 9470).
@@ -100,7 +97,6 @@ impl OAuthError {
             code,
             reason,
             description,
-            used_authorization_header: false,
             max_age: None,
             acr_values: None,
             retry_after: None,
