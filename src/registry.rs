@@ -38,6 +38,11 @@ pub struct IdentityProvider {
     /// namespace (`subject_namespace`): a grant for this provider's user must then carry a
     /// mapped `sub`, or it could name another provider's user (IDJAG-JWT-05).
     pub sub_shared_with_other_namespaces: bool,
+    /// The same for leg 2: true while another enabled provider trusted for assertions (`id_jag`,
+    /// `jwt_grant`) has another subject namespace. A `federated` redemption would then issue
+    /// the assertion's `sub` as is, and a partner issuer could name one of another issuer's
+    /// users, so it is refused (decisions §43).
+    pub assertion_sub_shared_with_other_namespaces: bool,
 }
 
 impl IdentityProvider {
@@ -57,6 +62,13 @@ impl IdentityProvider {
     /// True if it is enabled and trusted for some leg-1 subject token type.
     fn issues_subject_tokens(&self) -> bool {
         crate::trust::SUBJECT_TOKEN_TYPES
+            .iter()
+            .any(|token_type| self.accepts(token_type))
+    }
+
+    /// True if it is enabled and trusted for some leg-2 assertion type.
+    fn issues_assertions(&self) -> bool {
+        crate::trust::ASSERTION_TOKEN_TYPES
             .iter()
             .any(|token_type| self.accepts(token_type))
     }
@@ -295,15 +307,22 @@ impl Registry {
                 Err(error) => tracing::error!(%error, "skipping an invalid identity provider"),
             }
         }
-        let several = built
-            .iter()
-            .filter(|idp| idp.issues_subject_tokens())
-            .map(IdentityProvider::subject_namespace)
-            .collect::<std::collections::HashSet<&str>>()
-            .len()
-            > 1;
+        let several = |issues: fn(&IdentityProvider) -> bool| {
+            built
+                .iter()
+                .filter(|idp| issues(idp))
+                .map(IdentityProvider::subject_namespace)
+                .collect::<std::collections::HashSet<&str>>()
+                .len()
+                > 1
+        };
+        let several_for_subject_tokens = several(IdentityProvider::issues_subject_tokens);
+        let several_for_assertions = several(IdentityProvider::issues_assertions);
         for mut idp in built {
-            idp.sub_shared_with_other_namespaces = several && idp.issues_subject_tokens();
+            idp.sub_shared_with_other_namespaces =
+                several_for_subject_tokens && idp.issues_subject_tokens();
+            idp.assertion_sub_shared_with_other_namespaces =
+                several_for_assertions && idp.issues_assertions();
             registry
                 .idps_by_issuer
                 .insert(idp.config.issuer.clone(), Arc::new(idp));
@@ -411,6 +430,7 @@ fn build_idp(config: IdentityProviderConfig) -> Result<IdentityProvider, String>
         subject_mapping,
         saml_keys,
         sub_shared_with_other_namespaces: false,
+        assertion_sub_shared_with_other_namespaces: false,
     })
 }
 

@@ -21,6 +21,8 @@ pub const IDP_TOKEN_TYPES: &[&str] = &[
 ];
 /// The token types of leg 1's subject tokens: what makes a provider's users reach audiences.
 pub const SUBJECT_TOKEN_TYPES: &[&str] = &["id_token", "jwt", "access_token", "saml2"];
+/// The token types of leg 2's assertions: what makes an issuer's users reach our resources.
+pub const ASSERTION_TOKEN_TYPES: &[&str] = &["id_jag", "jwt_grant"];
 /// How leg 2 resolves an assertion's subject.
 pub const SUBJECT_MODES: &[&str] = &["federated", "mapped", "linked"];
 /// Signature algorithms an identity provider may be trusted for: asymmetric only (BCP-02, BCP-03).

@@ -1321,6 +1321,61 @@ async fn linked_subject_mode_requires_a_link() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// With assertion issuers of two subject namespaces trusted at B, an issuer whose subjects are
+/// `federated` (its `sub` issued as it is) is refused with `subject_namespace_ambiguous`: the
+/// access token does not name the assertion's issuer, so a partner issuer could send the `sub`
+/// of A's user and receive that user's access token. Declaring one namespace for both, or
+/// mapping A's subjects, lets the redemption through (decisions §43; IDJAG-JWT-05's rule that a
+/// `sub` is unique under its `iss`).
+#[tokio::test]
+async fn federated_subjects_are_refused_while_issuers_of_several_namespaces_are_trusted()
+-> anyhow::Result<()> {
+    let with_partner = |namespace: Option<&str>, mode: &str| {
+        let namespace = namespace.map(str::to_string);
+        let mode = mode.to_string();
+        move |config: &mut frontdesk::config::Config| {
+            let mut partner = config.identity_providers[0].clone();
+            partner.id = "partner-sts".into();
+            partner.issuer = "https://sts.partner.example".into();
+            partner.subject_namespace = namespace.clone();
+            config.identity_providers[0].subject_namespace = namespace.clone();
+            config.identity_providers[0].subject_mode = mode.clone();
+            if mode == "mapped" {
+                config.identity_providers[0].subject_mapping = Some(r#""a:" + subject.sub"#.into());
+            }
+            config.identity_providers.push(partner);
+        }
+    };
+    let legs = Legs::start_with(with_partner(None, "federated")).await?;
+    let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
+    let reply = legs
+        .redeem(
+            &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
+            AGENT_AT_RAS,
+        )
+        .await?;
+    assert_invalid_grant_at_b(&legs, "federated", reply, "subject_namespace_ambiguous").await?;
+    for (namespace, mode, sub) in [
+        (Some("one-directory"), "federated", "user-1"),
+        (None, "mapped", "a:user-1"),
+    ] {
+        let legs = Legs::start_with(with_partner(namespace, mode)).await?;
+        let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
+        let (status, body) = legs
+            .redeem(
+                &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
+                AGENT_AT_RAS,
+            )
+            .await?;
+        assert_eq!(status, 200, "{mode} {namespace:?}: {body}");
+        let verified = legs
+            .verify_access_token(body["access_token"].as_str().unwrap_or_default())
+            .await?;
+        assert_eq!(verified["payload"]["sub"], sub, "{mode} {namespace:?}");
+    }
+    Ok(())
+}
+
 /// Rows: INT-10.
 #[tokio::test]
 async fn metadata_advertises_the_jwt_bearer_profile_meta_07_09() -> anyhow::Result<()> {

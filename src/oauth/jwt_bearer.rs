@@ -194,7 +194,18 @@ async fn resolve_subject(
         // Federated: `sub` is unique per single-tenant issuer (TEN-03), so the pair is the
         // identity; the access token's `sub` is the issuer's `sub`, and `iss` of the assertion
         // is audited. A multi-tenant issuer's `sub` is unique per tenant only: it takes `mapped`
-        // with the tenant in the mapping (docs/mcp.md).
+        // with the tenant in the mapping (docs/mcp.md). With issuers of several subject
+        // namespaces trusted, the access token (which does not name the assertion's issuer)
+        // could make one issuer's user another's: refused, as leg 1 refuses (decisions §43).
+        _ if idp.assertion_sub_shared_with_other_namespaces => {
+            tracing::warn!(idp = %idp.config.id, "several assertion issuers' subject namespaces and a federated subject; denying");
+            Err(invalid_grant(
+                "subject_namespace_ambiguous",
+                "Assertions of several issuers are trusted and this issuer's subjects are used \
+                 as they are; its administrator must set subject_mode to mapped or linked, or \
+                 give the issuers one subject_namespace",
+            ))
+        }
         _ => Ok(claims.sub().to_string()),
     }
 }
