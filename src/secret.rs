@@ -91,6 +91,68 @@ pub fn verify_secret(secret: &str, phc: &str) -> bool {
     argon2().verify_password(secret.as_bytes(), &hash).is_ok()
 }
 
+/// argon2id checks the process runs at once; more wait for a turn. Each holds 19 MiB, and the
+/// places that run them (client secrets at the token, introspection and revocation endpoints,
+/// passwords at the admin sign-in form) are reachable without credentials: a distinct wrong
+/// secret or username per request misses every cache and, before a failure is counted by the
+/// throttles, concurrent requests each started a check on the blocking pool, up to its 512
+/// threads (about 10 GiB). Checks are CPU-bound, so more than a few at once on a few cores would
+/// not finish sooner anyway; the cost under a flood is waiting, not memory.
+pub const CONCURRENT_ARGON2_CHECKS: usize = 4;
+
+/// The process's argon2id turns ([`CONCURRENT_ARGON2_CHECKS`]), shared by every caller.
+#[derive(Debug)]
+pub struct Argon2Checks {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The process-wide [`Argon2Checks`]: one budget however many servers or services the process
+/// holds, since the memory is the process's.
+pub fn argon2_checks() -> &'static Argon2Checks {
+    static CHECKS: std::sync::LazyLock<Argon2Checks> = std::sync::LazyLock::new(|| Argon2Checks {
+        permits: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_ARGON2_CHECKS)),
+        running: std::sync::Arc::default(),
+        peak: std::sync::Arc::default(),
+    });
+    &CHECKS
+}
+
+impl Argon2Checks {
+    /// Runs `check` on the blocking pool when a turn is free; `None` if it panicked. The turn
+    /// is held by the blocking task itself, so a request abandoned while argon2 runs (the
+    /// client went away, the request timed out) keeps it until argon2 is done.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        check: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        use std::sync::atomic::Ordering;
+        let permit = std::sync::Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .ok()?;
+        let (running, peak) = (
+            std::sync::Arc::clone(&self.running),
+            std::sync::Arc::clone(&self.peak),
+        );
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            let result = check();
+            running.fetch_sub(1, Ordering::SeqCst);
+            result
+        })
+        .await
+        .ok()
+    }
+
+    /// The most checks that have run at once in this process (for tests).
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// True if `phc` is a well-formed argon2id PHC string; used to validate configuration.
 pub fn is_argon2id_phc(phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|hash| hash.algorithm.as_str() == "argon2id")

@@ -303,9 +303,9 @@ async fn the_sign_in_form_runs_a_bounded_number_of_password_checks_at_once() -> 
     while let Some(status) = guesses.join_next().await {
         assert_eq!(status??, StatusCode::UNAUTHORIZED);
     }
-    let peak = admin.env.server.state.admin.password_checks.peak();
+    let peak = frontdesk::secret::argon2_checks().peak();
     assert!(
-        (1..=frontdesk::admin::auth::CONCURRENT_PASSWORD_CHECKS).contains(&peak),
+        (1..=frontdesk::secret::CONCURRENT_ARGON2_CHECKS).contains(&peak),
         "{peak} password checks ran at once"
     );
     Ok(())

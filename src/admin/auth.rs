@@ -7,8 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use askama::Template;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -18,7 +17,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use tokio::sync::Semaphore;
 
 use super::views::{AdminError, FormData, Layout, render, render_with_status};
 use super::{AdminRuntime, now_of};
@@ -161,56 +159,6 @@ impl RateLimiter {
             Err(poisoned) => poisoned.into_inner(),
         };
         failures.remove(&Self::key(username, ip));
-    }
-}
-
-/// Password checks the sign-in form runs at once on this instance; more wait for a turn.
-/// Each is an argon2id run holding 19 MiB, and the form needs no session: a check per request,
-/// with a new username each time to stay clear of the rate limiter, used to run as many at
-/// once as the blocking pool has threads (512), about 10 GiB. Checks are CPU-bound, so more
-/// than a few at once would not finish sooner anyway.
-pub const CONCURRENT_PASSWORD_CHECKS: usize = 4;
-
-/// The sign-in form's argon2id password checks, at most [`CONCURRENT_PASSWORD_CHECKS`] at once.
-#[derive(Debug)]
-pub struct PasswordChecks {
-    permits: Arc<Semaphore>,
-    running: Arc<AtomicUsize>,
-    peak: Arc<AtomicUsize>,
-}
-
-impl Default for PasswordChecks {
-    fn default() -> Self {
-        PasswordChecks {
-            permits: Arc::new(Semaphore::new(CONCURRENT_PASSWORD_CHECKS)),
-            running: Arc::new(AtomicUsize::new(0)),
-            peak: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-}
-
-impl PasswordChecks {
-    /// Checks `password` against `phc` when a turn is free. The turn is held by the blocking
-    /// task itself, so a request abandoned while argon2 runs keeps it until argon2 is done.
-    async fn verify(&self, password: String, phc: String) -> bool {
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-            return false;
-        };
-        let (running, peak) = (Arc::clone(&self.running), Arc::clone(&self.peak));
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-            let matches = verify_secret(&password, &phc);
-            running.fetch_sub(1, Ordering::SeqCst);
-            matches
-        })
-        .await
-        .unwrap_or(false)
-    }
-
-    /// The most checks that have run at once on this instance (for tests).
-    pub fn peak(&self) -> usize {
-        self.peak.load(Ordering::SeqCst)
     }
 }
 
@@ -531,7 +479,10 @@ pub async fn sign_in(
         || dummy_hash().to_string(),
         |user| user.password_hash.clone(),
     );
-    let matches = state.admin.password_checks.verify(password, phc).await;
+    let matches = crate::secret::argon2_checks()
+        .run(move || verify_secret(&password, &phc))
+        .await
+        .unwrap_or(false);
     if let (true, Some(user)) = (matches, user) {
         state.admin.limiter.clear(&username, &ip);
         let mut event = AuditEvent::new(now, "admin_sign_in", Decision::Changed);

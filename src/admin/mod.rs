@@ -49,8 +49,6 @@ const FAVICON: &str = include_str!("../../static/favicon.svg");
 #[derive(Debug)]
 pub struct AdminRuntime {
     pub(crate) limiter: auth::RateLimiter,
-    /// The sign-in form's password checks ([`auth::CONCURRENT_PASSWORD_CHECKS`] at once).
-    pub password_checks: auth::PasswordChecks,
     /// Single sign-on starts per address ([`sso::SSO_STARTS_PER_MINUTE`]).
     pub(crate) sso_starts: crate::oauth::throttle::FailureThrottle<String>,
     pub(crate) bootstrap: std::sync::Mutex<Option<auth::BootstrapToken>>,
@@ -77,7 +75,6 @@ impl AdminRuntime {
             });
         AdminRuntime {
             limiter: auth::RateLimiter::default(),
-            password_checks: auth::PasswordChecks::default(),
             sso_starts: crate::oauth::throttle::FailureThrottle::new(sso::SSO_STARTS_PER_MINUTE),
             bootstrap: std::sync::Mutex::new(None),
             http,

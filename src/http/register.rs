@@ -578,7 +578,8 @@ async fn check_update_identity(
             let matches = match client.config.secret_hash.clone() {
                 Some(phc) => {
                     let secret = secret.clone();
-                    tokio::task::spawn_blocking(move || crate::secret::verify_secret(&secret, &phc))
+                    crate::secret::argon2_checks()
+                        .run(move || crate::secret::verify_secret(&secret, &phc))
                         .await
                         .unwrap_or(false)
                 }

@@ -79,7 +79,9 @@ pub struct AuthenticatedClient {
 
 /// Remembers secrets that passed argon2, keyed by an HMAC under a per-process random key.
 /// Concurrent misses for the same (client, hash, secret) share one argon2 run (single flight),
-/// so a burst of new connections cannot start dozens of 19 MiB verifications at once.
+/// so a burst of new connections cannot start dozens of 19 MiB verifications at once; misses
+/// for distinct secrets wait for a turn of the process's argon2 budget
+/// ([`crate::secret::argon2_checks`]).
 pub struct SecretCache {
     key: hmac::Key,
     verified: Mutex<HashSet<[u8; 32]>>,
@@ -141,15 +143,18 @@ impl SecretCache {
         let _in_flight = InFlight { cache: self, entry };
         let (phc_owned, secret_owned) = (phc.to_string(), SecretString::new(secret));
         let runs = self.argon2_runs.clone();
+        // A turn of the process's argon2 budget: distinct wrong secrets miss the single flight
+        // and the cache, so without it a burst of them ran a 19 MiB check each, at once.
         let ok = *cell
             .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || {
-                    runs.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("frontdesk_argon2_verifications_total").increment(1);
-                    crate::secret::verify_secret(secret_owned.expose(), &phc_owned)
-                })
-                .await
-                .unwrap_or(false)
+                crate::secret::argon2_checks()
+                    .run(move || {
+                        runs.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("frontdesk_argon2_verifications_total").increment(1);
+                        crate::secret::verify_secret(secret_owned.expose(), &phc_owned)
+                    })
+                    .await
+                    .unwrap_or(false)
             })
             .await;
         if ok {
@@ -637,6 +642,34 @@ mod tests {
         let rotated = crate::secret::hash_secret("s3cret").expect("hash");
         assert!(cache.verify("client", &rotated, "s3cret").await);
         assert_eq!(cache.argon2_runs(), 3);
+    }
+
+    /// Distinct wrong secrets miss the cache and the single flight, and arrive before any
+    /// throttle has counted a failure; each used to start its own 19 MiB argon2 run on the
+    /// blocking pool (up to 512 at once, about 10 GiB). They now take turns of the process's
+    /// argon2 budget: all are verified (and refused), never more than the budget at once
+    /// (CAUTH-08, TOK-14: failed authentications must cost the server a bounded amount).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn distinct_wrong_secrets_at_once_run_at_most_the_argon2_budget_together() {
+        let cache = Arc::new(SecretCache::new());
+        let phc = crate::secret::hash_secret("s3cret").expect("hash");
+        let burst: Vec<_> = (0..16)
+            .map(|n| {
+                let (cache, phc) = (cache.clone(), phc.clone());
+                tokio::spawn(
+                    async move { cache.verify("client", &phc, &format!("guess{n}")).await },
+                )
+            })
+            .collect();
+        for task in burst {
+            assert!(!task.await.expect("join"), "a wrong secret is refused");
+        }
+        assert_eq!(cache.argon2_runs(), 16, "every guess was verified");
+        let peak = crate::secret::argon2_checks().peak();
+        assert!(
+            (1..=crate::secret::CONCURRENT_ARGON2_CHECKS).contains(&peak),
+            "{peak} argon2 runs at once"
+        );
     }
 
     /// A request dropped while argon2 runs for it (the client went away, the request timed
