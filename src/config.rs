@@ -1298,12 +1298,13 @@ fn apply_environment(
             });
         };
         let text = if from_file {
-            read_secret_file(Path::new(&raw)).map_err(|message| ConfigError {
-                key: path.clone(),
-                origin: format!("environment variable {name}"),
-                message: format!("file `{raw}`: {message}"),
-            })
-            .inspect(|_| files.push((name.clone(), PathBuf::from(&raw))))?
+            read_secret_file(Path::new(&raw))
+                .map_err(|message| ConfigError {
+                    key: path.clone(),
+                    origin: format!("environment variable {name}"),
+                    message: format!("file `{raw}`: {message}"),
+                })
+                .inspect(|_| files.push((name.clone(), PathBuf::from(&raw))))?
         } else {
             raw
         };

@@ -471,9 +471,7 @@ async fn a_client_that_never_reads_its_answers_is_disconnected_after_the_request
 /// the connection-limit test.
 async fn exchange_raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
     use tokio::io::AsyncWriteExt;
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     if !request.is_empty() {
         stream.write_all(request).await.expect("write a request");
     }
@@ -495,9 +493,7 @@ async fn connections_beyond_max_connections_are_refused_with_503_until_one_close
     // accepted in order, so these two are served before the third is looked at).
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connect");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         stream
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: sts.frontdesk.test\r\n")
             .await
@@ -532,7 +528,10 @@ async fn connections_beyond_max_connections_are_refused_with_503_until_one_close
         .lines()
         .find_map(|line| line.strip_prefix("frontdesk_http_connections_refused_total "))
         .expect("the refusal counter");
-    assert!(refusals.trim().parse::<f64>().expect("a number") >= 1.0, "{refusals}");
+    assert!(
+        refusals.trim().parse::<f64>().expect("a number") >= 1.0,
+        "{refusals}"
+    );
     drop(held);
     harness.server.shutdown().await.expect("graceful shutdown");
 }
