@@ -230,6 +230,39 @@ async fn auditor_condition_gives_read_only_and_role_is_decided_again_at_each_sig
     Ok(())
 }
 
+/// An SSO admin whose next sign-in is refused (the IdP took them out of the admin group) loses
+/// the sessions opened before, in every browser: the session kept its role for up to twelve
+/// hours, though the identity provider had just said the user no longer qualifies.
+#[tokio::test]
+async fn a_refused_sign_in_ends_the_users_open_sessions() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "ann@example.com", "groups": ["idp-admins"] }))
+        .await?;
+    let session = sign_in(&env, &browser).await?;
+    let dashboard = |session: String| {
+        let browser = browser.clone();
+        let url = format!("{}/admin", env.url);
+        async move {
+            let response = browser.get(url).header("cookie", session).send().await?;
+            anyhow::Ok(response.status())
+        }
+    };
+    assert_eq!(dashboard(session.clone()).await?, 200);
+    // Out of the admin group, and no longer an example.com address: no role at all.
+    env.idp
+        .set_id_token_claims(json!({ "email": "ann@elsewhere.test", "groups": ["staff"] }))
+        .await?;
+    let refused = back_at_callback(&env, &code_flow::browser()?).await?;
+    assert_eq!(refused.status(), 403);
+    let after = dashboard(session).await?;
+    assert!(
+        after.is_redirection(),
+        "the old session is over, so the dashboard sends the browser to sign in: {after}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn nobody_gets_in_without_a_role_or_when_a_condition_cannot_be_evaluated()
 -> anyhow::Result<()> {

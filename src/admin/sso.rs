@@ -217,6 +217,18 @@ async fn audit_failure(
     Ok(())
 }
 
+/// Ends every open session of an SSO user whose sign-in was just refused. The identity provider
+/// has said, at this sign-in, that the user no longer qualifies (taken out of the admin group,
+/// say): a session opened before would otherwise keep its role for up to twelve hours. A user
+/// who never signed in has none, and nothing happens.
+async fn end_sessions_of(state: &AppState, username: &str) -> Result<(), AdminError> {
+    let ended = state.store.delete_admin_sessions_of(username).await?;
+    if ended > 0 {
+        tracing::info!(%username, ended, "ended the sessions of an admin the identity provider no longer qualifies");
+    }
+    Ok(())
+}
+
 /// `GET /admin/sso/start`: remembers a pending sign-in and sends the browser to the IdP.
 pub async fn start(
     State(state): State<AppState>,
@@ -383,6 +395,7 @@ pub async fn callback(
     let role = match sso.role_for(&signed_in.claims) {
         RoleDecision::Role(role) => role,
         RoleDecision::None => {
+            end_sessions_of(&state, &username).await?;
             audit_failure(&state, &ip, "sso_no_role", Some(&username)).await?;
             return Err(AdminError::Forbidden(
                 "You signed in at the identity provider, but your account is not allowed into this admin page. Ask an administrator to add you to the right group."
@@ -391,6 +404,7 @@ pub async fn callback(
         }
         RoleDecision::Error(detail) => {
             tracing::warn!(%detail, "admin single sign-on role condition failed");
+            end_sessions_of(&state, &username).await?;
             audit_failure(&state, &ip, "sso_condition_error", Some(&username)).await?;
             return Err(AdminError::Forbidden(
                 "Your account's claims could not be checked against the admin page's access rules, so access is refused. The server log has the details."

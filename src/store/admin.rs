@@ -158,6 +158,11 @@ pub trait AdminStore {
         &self,
         id_hash: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes every session of `username`; returns how many there were.
+    fn delete_admin_sessions_of(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Deletes sessions idle since before `idle_before` or created before `created_before`.
     fn purge_admin_sessions(
         &self,
@@ -443,6 +448,16 @@ impl AdminStore for Store {
                 .await?;
         });
         Ok(())
+    }
+
+    async fn delete_admin_sessions_of(&self, username: &str) -> Result<u64, StoreError> {
+        on_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM admin_sessions WHERE username = $1")
+                .bind(username)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     async fn purge_admin_sessions(
