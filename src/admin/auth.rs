@@ -103,25 +103,16 @@ impl RateLimiter {
     /// arrived while the first ones were still verifying through, so concurrent requests got
     /// as many guesses as the attacker could open connections. A success clears the count.
     pub(crate) fn try_attempt(&self, username: &str, ip: &str, now: i64) -> bool {
-        let mut failures = match self.failures.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if failures.len() > 10_000 {
-            failures.retain(|_, (start, _)| now - *start < RATE_WINDOW_SECS);
-        }
-        let entry = failures.entry(Self::key(username, ip)).or_insert((now, 0));
-        if now - entry.0 >= RATE_WINDOW_SECS {
-            *entry = (now, 0);
-        }
-        if entry.1 >= MAX_FAILED_SIGN_INS {
-            return false;
-        }
-        entry.1 += 1;
-        true
+        self.count(username, ip, now, |count| *count < MAX_FAILED_SIGN_INS)
     }
 
     pub(crate) fn fail(&self, username: &str, ip: &str, now: i64) {
+        self.count(username, ip, now, |_| true);
+    }
+
+    /// Under the lock: the window of (username, address), restarted when it has passed, gets
+    /// one more count if `allowed` says so of the count so far; returns what `allowed` said.
+    fn count(&self, username: &str, ip: &str, now: i64, allowed: impl Fn(&u32) -> bool) -> bool {
         let mut failures = match self.failures.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -133,7 +124,11 @@ impl RateLimiter {
         if now - entry.0 >= RATE_WINDOW_SECS {
             *entry = (now, 0);
         }
-        entry.1 += 1;
+        let allow = allowed(&entry.1);
+        if allow {
+            entry.1 += 1;
+        }
+        allow
     }
 
     /// Counts a refusal of a blocked (username, address) and says whether it is the first of
