@@ -1290,13 +1290,7 @@ async fn linked_subject_mode_requires_a_link() -> anyhow::Result<()> {
     let legs =
         Legs::start_with(|config| config.identity_providers[0].subject_mode = "linked".into())
             .await?;
-    let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
-    let (status, body) = legs
-        .redeem(
-            &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
-            AGENT_AT_RAS,
-        )
-        .await?;
+    let (status, body) = legs.redeem_valid_id_jag().await?;
     assert_eq!(
         (status, body["reason"].as_str().or(body["error"].as_str())),
         (400, Some("invalid_grant")),
@@ -1308,13 +1302,7 @@ async fn linked_subject_mode_requires_a_link() -> anyhow::Result<()> {
         .store
         .link_subject(&legs.a.url, "user-1", "local-42", now())
         .await?;
-    let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
-    let (status, body) = legs
-        .redeem(
-            &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
-            AGENT_AT_RAS,
-        )
-        .await?;
+    let (status, body) = legs.redeem_valid_id_jag().await?;
     assert_eq!(status, 200, "{body}");
     let (_, claims) = idp::decode_unverified(body["access_token"].as_str().unwrap_or_default())?;
     assert_eq!(claims["sub"], "local-42");
@@ -1347,26 +1335,14 @@ async fn federated_subjects_are_refused_while_issuers_of_several_namespaces_are_
         }
     };
     let legs = Legs::start_with(with_partner(None, "federated")).await?;
-    let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
-    let reply = legs
-        .redeem(
-            &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
-            AGENT_AT_RAS,
-        )
-        .await?;
+    let reply = legs.redeem_valid_id_jag().await?;
     assert_invalid_grant_at_b(&legs, "federated", reply, "subject_namespace_ambiguous").await?;
     for (namespace, mode, sub) in [
         (Some("one-directory"), "federated", "user-1"),
         (None, "mapped", "a:user-1"),
     ] {
         let legs = Legs::start_with(with_partner(namespace, mode)).await?;
-        let assertion = legs.forged_by_a(legs.valid_claims(), "oauth-id-jag+jwt")?;
-        let (status, body) = legs
-            .redeem(
-                &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
-                AGENT_AT_RAS,
-            )
-            .await?;
+        let (status, body) = legs.redeem_valid_id_jag().await?;
         assert_eq!(status, 200, "{mode} {namespace:?}: {body}");
         let verified = legs
             .verify_access_token(body["access_token"].as_str().unwrap_or_default())

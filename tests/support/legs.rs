@@ -196,6 +196,13 @@ impl Legs {
         post(&self.b_url, "/token", form, client_id).await
     }
 
+    /// Redeems at B, as `AGENT_AT_RAS`, a fresh ID-JAG signed with A's key over
+    /// [`Legs::valid_claims`], with nothing else in the request.
+    pub async fn redeem_valid_id_jag(&self) -> anyhow::Result<(u16, Value)> {
+        let assertion = self.forged_by_a(self.valid_claims(), "oauth-id-jag+jwt")?;
+        self.redeem_assertion(&assertion, AGENT_AT_RAS).await
+    }
+
     /// Redeems `assertion` at B as `client_id` with nothing else in the request.
     pub async fn redeem_assertion(
         &self,
