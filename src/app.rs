@@ -285,6 +285,13 @@ async fn spawn_on_with(
 ) -> Result<RunningServer, StartupError> {
     crate::http::metrics_handle();
     warn_about_open_secret_files(&config);
+    if let Some(warning) = crate::http::serve::descriptor_shortfall(
+        config.server.max_connections,
+        config.database.max_connections,
+        crate::http::serve::open_files_limit(),
+    ) {
+        tracing::warn!("{warning}");
+    }
     let store = open_store(&config).await?;
     store
         .claim_for_this_process()

@@ -691,7 +691,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 15,
             max_body_bytes: 64 * 1024,
             shutdown_grace_secs: 20,
-            max_connections: 1000,
+            max_connections: 900,
             failed_auth_per_minute: 30,
             invalid_subject_tokens_per_minute: 60,
             trusted_proxies: Vec::new(),

@@ -133,6 +133,48 @@ pub async fn serve(
     open.closed().await;
 }
 
+/// Descriptors the process needs besides its connections: the database pool, outgoing JWKS,
+/// metadata and discovery fetches, SQLite's files, the listener, logs. A generous allowance;
+/// running out of descriptors fails all of these at once.
+pub const OTHER_DESCRIPTORS: u64 = 64;
+
+/// The process's soft limit on open files (`ulimit -n`), from `/proc/self/limits`; `None` where
+/// that file is missing (off Linux) or says `unlimited`. Read rather than asked of the kernel
+/// with `getrlimit` because that needs `unsafe` or another dependency for one number read once.
+pub fn open_files_limit() -> Option<u64> {
+    parse_open_files_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+/// The soft limit of the `Max open files` row of a `/proc/<pid>/limits` text.
+fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let row = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))?;
+    row.split_whitespace().next()?.parse().ok()
+}
+
+/// A warning for start-up when `max_connections` connections and the database pool could
+/// use up the open-files limit: the cap would then never be reached, and the process would
+/// run out of descriptors first — accept errors, and a database and fetches failing for
+/// everyone. `None` when the limit leaves room, or is unknown.
+pub fn descriptor_shortfall(
+    max_connections: usize,
+    database_connections: u32,
+    limit: Option<u64>,
+) -> Option<String> {
+    let limit = limit?;
+    let needed = max_connections as u64 + u64::from(database_connections) + OTHER_DESCRIPTORS;
+    (needed > limit).then(|| {
+        format!(
+            "server.max_connections ({max_connections}) and the database pool \
+             ({database_connections}) need about {needed} open files, more than this process \
+             may open ({limit}, `ulimit -n`); raise the limit (systemd: LimitNOFILE=) or lower \
+             server.max_connections to {}",
+            limit.saturating_sub(u64::from(database_connections) + OTHER_DESCRIPTORS)
+        )
+    })
+}
+
 /// Answers a connection over the cap without waiting for it: one non-blocking write, then the
 /// stream is dropped, which closes it. Whatever part of the request has already arrived is
 /// read and discarded first (without waiting for more), since closing a socket with unread data
@@ -163,4 +205,54 @@ async fn accept_failed(error: &std::io::Error) {
     }
     tracing::error!(%error, "accepting a connection failed");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const LIMITS: &str = "Limit                     Soft Limit           Hard Limit           Units     \n\
+Max processes             96370                96370                processes \n\
+Max open files            1024                 524288               files     \n\
+Max locked memory         8388608              8388608              bytes     \n";
+
+    #[test]
+    fn the_soft_open_files_limit_is_read_from_proc_limits() {
+        assert_eq!(parse_open_files_limit(LIMITS), Some(1024));
+        let unlimited = LIMITS.replace(
+            "1024                 524288",
+            "unlimited            unlimited",
+        );
+        assert_eq!(parse_open_files_limit(&unlimited), None);
+        assert_eq!(parse_open_files_limit("Max processes 1 1 processes"), None);
+        #[cfg(target_os = "linux")]
+        assert!(open_files_limit().is_some_and(|limit| limit > 0));
+    }
+
+    /// A cap of 1,000 and a pool of 8 do not fit the usual soft limit of 1,024 with room for the
+    /// rest, so start-up says so and names a cap that fits; the default cap does, and so does a
+    /// raised limit; an unknown one says nothing.
+    #[test]
+    fn a_cap_the_descriptor_limit_cannot_hold_is_reported_with_one_that_fits() {
+        let warning = descriptor_shortfall(1000, 8, Some(1024)).expect("a shortfall");
+        assert!(warning.contains("about 1072 open files"), "{warning}");
+        assert!(warning.contains("(1024, `ulimit -n`)"), "{warning}");
+        assert!(
+            warning.ends_with("server.max_connections to 952"),
+            "{warning}"
+        );
+        assert_eq!(descriptor_shortfall(952, 8, Some(1024)), None);
+        let default = crate::config::Config::default();
+        assert_eq!(
+            descriptor_shortfall(
+                default.server.max_connections,
+                default.database.max_connections,
+                Some(1024)
+            ),
+            None
+        );
+        assert_eq!(descriptor_shortfall(1000, 8, Some(524_288)), None);
+        assert_eq!(descriptor_shortfall(1000, 8, None), None);
+    }
 }
