@@ -224,7 +224,8 @@ impl KeyRing {
 
     /// Publishes a new `next` key, promoted after the configured delay (or at once when
     /// `immediately`, for emergencies: relying parties with a cached JWKS will refetch on the
-    /// unknown `kid`). Returns its kid.
+    /// unknown `kid`). An emergency rotation also withdraws any key still waiting as `next`
+    /// ([`KeyStore::insert_key`]), named in the audit event. Returns its kid.
     pub async fn rotate(
         &self,
         now: i64,
@@ -232,15 +233,30 @@ impl KeyRing {
         actor: Option<&str>,
     ) -> Result<String, KeyError> {
         let before = self.active_kid().map(|(kid, _)| kid);
+        let waiting: Vec<String> = if immediately && actor.is_some() {
+            self.store
+                .published_keys(now)
+                .await?
+                .into_iter()
+                .filter(|key| key.state == KeyState::Next)
+                .map(|key| key.kid)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let (record, kid) = self.new_key(KeyState::Next, now).await?;
         let event = actor.map(|actor| {
+            let mut after = serde_json::json!({ "kid": kid, "immediately": immediately });
+            if !waiting.is_empty() {
+                after["withdrawn_next"] = serde_json::json!(waiting);
+            }
             key_event(
                 now,
                 "key_rotated",
                 actor,
                 &kid,
                 serde_json::json!({ "active": before }),
-                serde_json::json!({ "kid": kid, "immediately": immediately }),
+                after,
             )
         });
         let activate = immediately.then_some((now, now + self.policy.retired_publish_secs));

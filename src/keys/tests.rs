@@ -738,3 +738,82 @@ async fn without_a_schedule_the_active_key_is_never_replaced() {
     assert!(!ring.tick(T0 + 100 * 365 * 86_400).await.expect("tick"));
     assert_eq!(states(&ring).await.len(), 1);
 }
+
+/// An emergency rotation (`keys rotate --now`, the admin page's "promote at once") after a
+/// compromise leaves no key from before it able to sign or verify. A key waiting as `next` (the
+/// schedule's, or an earlier `keys rotate`) lives in the same database under the same KEK as the
+/// compromised key; it used to stay in the JWKS, so tokens forged with it verified at every
+/// relying party, and the tick promoted it at its due time, replacing the emergency key. The
+/// waiting key never signed, so it leaves the JWKS at once; the audit event names it.
+#[tokio::test]
+async fn an_emergency_rotation_withdraws_a_key_that_was_waiting_to_sign() {
+    use crate::store::{AuditFilter, AuditLog};
+    let mut databases = vec![TestDatabase::sqlite()];
+    databases.extend(
+        TestDatabase::postgres("an_emergency_rotation_withdraws_a_key_that_was_waiting_to_sign")
+            .await,
+    );
+    for database in &databases {
+        let ring = ring(database, SigningAlgorithm::Es256).await;
+        let (compromised, _) = ring.active_kid().expect("active");
+        let waiting = ring.rotate(T0 + 1, false, None).await.expect("rotate");
+        // The waiting key's private part leaked with the active one's: a token forged with it.
+        let sealed = ring
+            .store
+            .all_keys()
+            .await
+            .expect("keys")
+            .into_iter()
+            .find(|key| key.kid == waiting)
+            .expect("waiting key row")
+            .sealed_private_key;
+        let leaked = PrivateKey::from_pkcs8(
+            SigningAlgorithm::Es256,
+            kek().open(&waiting, &sealed).expect("open"),
+        );
+        let forged = Signer::new(&leaked)
+            .expect("signer")
+            .sign(
+                &Header {
+                    kid: Some(waiting.clone()),
+                    ..Header::new(jsonwebtoken::Algorithm::ES256)
+                },
+                &claims(),
+            )
+            .expect("forge");
+        assert!(verify(&forged, &jwks(&ring)).is_ok(), "published before");
+
+        let urgent = ring
+            .rotate(T0 + 2, true, Some("cli"))
+            .await
+            .expect("rotate --now");
+        assert_eq!(sign(&ring).1, urgent);
+        assert_eq!(published_kids(&ring), [urgent.clone(), compromised.clone()]);
+        assert!(
+            verify(&forged, &jwks(&ring)).is_err(),
+            "a token forged with the waiting key still verifies"
+        );
+        // Its due time passes: the emergency key keeps signing.
+        ring.tick(T0 + 1 + PROMOTE_AFTER).await.expect("tick");
+        assert_eq!(sign(&ring).1, urgent, "the waiting key was promoted");
+        assert_eq!(
+            states(&ring).await,
+            [
+                (urgent.clone(), "active"),
+                (waiting.clone(), "retired"),
+                (compromised.clone(), "retired"),
+            ]
+        );
+        let rotated = ring
+            .store
+            .audit_events(&AuditFilter::default())
+            .await
+            .expect("audit")
+            .into_iter()
+            .find(|record| record.event.event == "key_rotated")
+            .and_then(|record| record.event.detail)
+            .map(|detail| detail.value())
+            .expect("key_rotated event");
+        assert_eq!(rotated["after"]["withdrawn_next"], json!([waiting]));
+    }
+}

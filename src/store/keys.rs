@@ -86,8 +86,12 @@ pub trait KeyStore {
     fn all_keys(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
     /// Inserts a new key; with `activate` = `Some((now, retired_publish_until))` the key (stored
     /// as `next`) also becomes the active key at once and the previous active key is retired, in
-    /// the same transaction. `event`, if any, is recorded in that transaction too, so the audit
-    /// log has every key change and only changes that happened.
+    /// the same transaction. Such an emergency rotation also withdraws every other `next` key at
+    /// once (retired, published until `now`): a key that was waiting to sign was generated before
+    /// the emergency, is as exposed as the key being replaced, and must neither stay in the JWKS
+    /// nor be promoted later over the new key. It never signed, so nothing needs it published.
+    /// `event`, if any, is recorded in that transaction too, so the audit log has every key
+    /// change and only changes that happened.
     fn insert_key(
         &self,
         key: &KeyRecord,
@@ -226,6 +230,15 @@ impl KeyStore for Store {
             let mut tx = pool.begin().await?;
             insert_key_row!(&mut *tx, key)?;
             if let Some((now, retired_publish_until)) = activate {
+                // Before the active key: a concurrent promotion of a waiting key that commits
+                // first makes it active, and the next statement then retires it as the active key.
+                sqlx::query(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $1 WHERE state = 'next' AND kid <> $2",
+                )
+                .bind(now)
+                .bind(&key.kid)
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query(
                     "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE state = 'active'",
                 )
