@@ -308,8 +308,10 @@ impl KeyRing {
     }
 
     /// Retires a key at once; it stays published until its tokens have expired. Refuses to
-    /// retire the active key unless a `next` key exists to take over (it is promoted). With an
-    /// `actor`, the change is audited (`key_retired`) in the same transaction.
+    /// retire the active key unless a `next` key due for promotion exists to take over (it is
+    /// promoted): one published less than `promote_after_secs` ago may not be in relying
+    /// parties' cached JWKS yet. With an `actor`, the change is audited (`key_retired`) in the
+    /// same transaction.
     pub async fn retire(&self, kid: &str, now: i64, actor: Option<&str>) -> Result<bool, KeyError> {
         let keys = self.store.published_keys(now).await?;
         let Some(target) = keys.iter().find(|key| key.kid == kid) else {
@@ -327,11 +329,23 @@ impl KeyRing {
         });
         let until = now + self.policy.retired_publish_secs;
         if target.state == KeyState::Active {
-            let Some(next) = keys.iter().find(|key| key.state == KeyState::Next) else {
+            let waiting = || keys.iter().filter(|key| key.state == KeyState::Next);
+            let Some(next) = waiting()
+                .find(|key| key.activate_at.is_some_and(|at| at <= now))
+                .or_else(|| waiting().next())
+            else {
                 return Err(KeyError::Crypto(
                     "cannot retire the active key: rotate first so another key can sign".into(),
                 ));
             };
+            // The successor signs from now on: only once it has been published for
+            // `keys.promote_after_secs`, so that relying parties caching our JWKS have it.
+            if let Some(due) = next.activate_at.filter(|at| *at > now) {
+                return Err(KeyError::Crypto(format!(
+                    "cannot retire the active key yet: its successor {} has been published for less than keys.promote_after_secs, so relying parties may not have it cached; it takes over on its own at {due} (unix time), or use an emergency rotation (keys rotate --now) to switch at once",
+                    next.kid
+                )));
+            }
             if !self
                 .store
                 .promote_key(&next.kid, now, until, event.as_ref())

@@ -310,10 +310,11 @@ async fn retire_a_next_key_or_the_active_key_with_a_successor() {
     assert_eq!(sign(&ring).1, first);
     assert!(!published_kids(&ring).contains(&abandoned));
 
-    // Retiring the active key when a successor is published hands over to it at once.
+    // Retiring the active key when a successor is due hands over to it at once (before a
+    // tick promotes it).
     let successor = ring.rotate(T0 + 2, false, None).await.expect("rotate");
     assert!(
-        ring.retire(&first, T0 + 3, None)
+        ring.retire(&first, T0 + 2 + PROMOTE_AFTER, None)
             .await
             .expect("retire active")
     );
@@ -816,4 +817,44 @@ async fn an_emergency_rotation_withdraws_a_key_that_was_waiting_to_sign() {
             .expect("key_rotated event");
         assert_eq!(rotated["after"]["withdrawn_next"], json!([waiting]));
     }
+}
+
+/// JWKS-05: retiring the active key makes its successor sign at once, so the successor must
+/// have been published for `keys.promote_after_secs` (at least the JWKS cache lifetime) first.
+/// The admin page offers "Retire" on the active key right after "Rotate"; that click used to
+/// promote a key published a second earlier, whose tokens relying parties with a cached JWKS
+/// then refused. Until the successor is due the retirement is refused and nothing changes.
+#[tokio::test]
+async fn retiring_the_active_key_never_hands_over_to_a_key_published_too_recently() {
+    let database = TestDatabase::sqlite();
+    let ring = ring(&database, SigningAlgorithm::Es256).await;
+    let (first, _) = ring.active_kid().expect("active");
+    let successor = ring.rotate(T0 + 1, false, None).await.expect("rotate");
+
+    let error = ring
+        .retire(&first, T0 + 2, Some("alice"))
+        .await
+        .expect_err("the successor is not due");
+    assert!(error.to_string().contains("promote_after_secs"), "{error}");
+    assert_eq!(sign(&ring).1, first, "the new key signed before it was due");
+    assert_eq!(
+        states(&ring).await,
+        [(successor.clone(), "next"), (first.clone(), "active")]
+    );
+    assert!(
+        ring.retire(&first, T0 + PROMOTE_AFTER, None).await.is_err(),
+        "one second before it is due"
+    );
+
+    // Once it is due, the retirement hands over to it.
+    assert!(
+        ring.retire(&first, T0 + 1 + PROMOTE_AFTER, Some("alice"))
+            .await
+            .expect("retire")
+    );
+    assert_eq!(sign(&ring).1, successor);
+    assert_eq!(
+        states(&ring).await,
+        [(successor.clone(), "active"), (first.clone(), "retired")]
+    );
 }
