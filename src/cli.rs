@@ -196,6 +196,22 @@ pub enum AdminCommand {
         #[arg(long, default_value = "admin")]
         role: String,
     },
+    /// Give a local admin user a new password, read from standard input; the user's open
+    /// sessions end.
+    SetPassword {
+        /// The user's sign-in name.
+        #[arg(long)]
+        username: String,
+    },
+    /// Remove an admin user (local or single sign-on) and end its sessions. The last user with
+    /// the admin role cannot be removed.
+    RemoveUser {
+        /// The user's sign-in name (`<idp id>:<sub>` for a single sign-on user).
+        #[arg(long)]
+        username: String,
+    },
+    /// List the admin users: name, role, local or single sign-on, creation time (Unix seconds).
+    ListUsers,
     /// Create a bearer token for the admin JSON API (/admin/api/v1) and print it once; only its
     /// SHA-256 is stored.
     CreateToken {
@@ -303,6 +319,42 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
                 .await
                 .map_err(|error| StartupError(error.to_string()))?;
             println!("created {} user {username}", role.as_str());
+            Ok(())
+        }
+        Command::Admin(AdminCommand::SetPassword { username }) => {
+            let password = read_stdin("the password")?;
+            let store = app::open_store(&config).await?;
+            crate::admin::auth::set_password(&store, &username, &password, "cli", unix_now())
+                .await
+                .map_err(|error| StartupError(error.to_string()))?;
+            println!("changed the password of {username}; its sessions have ended");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::RemoveUser { username }) => {
+            let store = app::open_store(&config).await?;
+            crate::admin::auth::remove_user(&store, &username, "cli", unix_now())
+                .await
+                .map_err(|error| StartupError(error.to_string()))?;
+            println!("removed admin user {username}");
+            Ok(())
+        }
+        Command::Admin(AdminCommand::ListUsers) => {
+            use crate::store::AdminStore;
+            let store = app::open_store(&config).await?;
+            let users = store
+                .list_admin_users()
+                .await
+                .map_err(|error| StartupError(format!("database error: {error}")))?;
+            println!("{:<40} {:<8} {:<6} CREATED", "USERNAME", "ROLE", "SOURCE");
+            for user in users {
+                println!(
+                    "{:<40} {:<8} {:<6} {}",
+                    user.username,
+                    user.role.as_str(),
+                    if user.sso { "sso" } else { "local" },
+                    user.created_at
+                );
+            }
             Ok(())
         }
         Command::Admin(AdminCommand::CreateToken {

@@ -9,7 +9,7 @@ mod idp;
 use env::Env;
 use frontdesk::admin::auth::create_user;
 use frontdesk::store::{
-    AdminRole, AuditDetail, AuditFilter, AuditLog, Decision, TrustKind, TrustStore,
+    AdminRole, AdminStore, AuditDetail, AuditFilter, AuditLog, Decision, TrustKind, TrustStore,
 };
 use reqwest::StatusCode;
 
@@ -113,6 +113,76 @@ fn location(response: &reqwest::Response) -> String {
         .and_then(|value| value.to_str().ok())
         .unwrap_or("")
         .to_string()
+}
+
+/// A new password ends the user's open sessions and only the new one signs in; removing a
+/// user ends theirs too; the last admin is never removed, not even by two removals at once
+/// (each of two admins removed concurrently: exactly one goes). Run on SQLite and PostgreSQL,
+/// where the removals' transactions really overlap.
+async fn users_are_managed_and_the_last_admin_stays(admin: &Admin) -> anyhow::Result<()> {
+    use frontdesk::admin::auth::{remove_user, set_password};
+    let store = &admin.env.server.state.store;
+    let signed_in = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    assert_eq!(admin.get("/admin").await?.0, StatusCode::OK);
+    let renewed = "another correct horse battery";
+    set_password(store, ADMIN, renewed, "test", env::now()).await?;
+    assert_eq!(
+        admin.get("/admin").await?.0,
+        StatusCode::SEE_OTHER,
+        "the session ended with the old password"
+    );
+    let old = admin.sign_in_as(ADMIN, PASSWORD).await?;
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+    let new = admin.sign_in_as(ADMIN, renewed).await?;
+    assert_eq!(new.status(), StatusCode::SEE_OTHER);
+    remove_user(store, AUDITOR, "test", env::now()).await?;
+    assert!(store.admin_user(AUDITOR).await?.is_none());
+    let last = remove_user(store, ADMIN, "test", env::now()).await;
+    assert!(
+        last.as_ref()
+            .is_err_and(|error| error.to_string().contains("last admin")),
+        "{last:?}"
+    );
+    create_user(store, "zed", PASSWORD, AdminRole::Admin, "test", env::now()).await?;
+    let (first, second) = tokio::join!(
+        remove_user(store, ADMIN, "test", env::now()),
+        remove_user(store, "zed", "test", env::now()),
+    );
+    assert!(
+        first.is_ok() != second.is_ok(),
+        "exactly one of two admins removed at once goes: {first:?} {second:?}"
+    );
+    let admins = store
+        .list_admin_users()
+        .await?
+        .into_iter()
+        .filter(|user| user.role == AdminRole::Admin)
+        .count();
+    assert_eq!(admins, 1);
+    assert_eq!(
+        admin.get("/admin").await?.0,
+        if first.is_ok() {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::OK
+        },
+        "a removed admin's session ends with the account"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn users_are_managed_and_the_last_admin_stays_on_sqlite() -> anyhow::Result<()> {
+    users_are_managed_and_the_last_admin_stays(&Admin::start().await?).await
+}
+
+#[tokio::test]
+async fn users_are_managed_and_the_last_admin_stays_on_postgres() -> anyhow::Result<()> {
+    let Some((admin, _database)) = Admin::start_on_postgres("admin_user_management").await? else {
+        return Ok(());
+    };
+    users_are_managed_and_the_last_admin_stays(&admin).await
 }
 
 /// A NUL character in the sign-in form is a wrong username like any other, on PostgreSQL too,

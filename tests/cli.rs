@@ -248,6 +248,147 @@ fn migrate_then_keys_rotate_shows_a_next_key_in_keys_list() {
     assert_one_line_failure(&output, &["no-such-kid"]);
 }
 
+/// `frontdesk <args>` with `input` on standard input.
+fn run_with_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = frontdesk(dir, args, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// The local admin accounts can be managed without touching the database by hand: `admin
+/// set-password` rotates a password (the break-glass account's, a leaked one) and ends the
+/// user's open sessions; `admin remove-user` revokes an account and its sessions but never the
+/// last admin, which would lock everyone out of the admin page; `admin list-users` shows them.
+/// Each change is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_users_can_be_listed_given_a_new_password_and_removed_but_not_the_last_admin() {
+    use frontdesk::store::{AdminRole, AdminSessionRecord, AdminStore, Store};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "");
+    // `frontdesk --config <config> admin <rest>`, with `input` on standard input if given.
+    let admin = |rest: &[&str], input: Option<&str>| {
+        let mut all = vec!["--config", config.as_str(), "admin"];
+        all.extend_from_slice(rest);
+        match input {
+            Some(input) => run_with_stdin(dir.path(), &all, input),
+            None => run(dir.path(), &all, &[]),
+        }
+    };
+    for (user, role) in [("alice", "admin"), ("bob", "auditor")] {
+        let output = admin(
+            &["create-user", "--username", user, "--role", role],
+            Some("a long first passphrase\n"),
+        );
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let listed = admin(&["list-users"], None);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let rows: Vec<Vec<String>> = text(&listed.stdout)
+        .lines()
+        .skip(1)
+        .map(|line| {
+            line.split_whitespace()
+                .take(3)
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [["alice", "admin", "local"], ["bob", "auditor", "local"]]
+    );
+
+    // alice has a session open; a new password ends it.
+    let url = format!("sqlite://{}", dir.path().join("data.db").display());
+    let store = Store::connect(&url, 1).await.expect("open the database");
+    let session = AdminSessionRecord {
+        id_hash: "alice-session".into(),
+        username: "alice".into(),
+        role: AdminRole::Admin,
+        csrf_token: "csrf".into(),
+        created_at: 1,
+        last_seen_at: 1,
+    };
+    store
+        .create_admin_session(&session)
+        .await
+        .expect("a session");
+    let short = admin(&["set-password", "--username", "alice"], Some("short\n"));
+    assert_one_line_failure(&short, &["at least"]);
+    let changed = admin(
+        &["set-password", "--username", "alice"],
+        Some("a long second passphrase\n"),
+    );
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    let alice = store
+        .admin_user("alice")
+        .await
+        .expect("read")
+        .expect("alice");
+    assert!(frontdesk::secret::verify_secret(
+        "a long second passphrase",
+        &alice.password_hash
+    ));
+    assert!(!frontdesk::secret::verify_secret(
+        "a long first passphrase",
+        &alice.password_hash
+    ));
+    assert!(
+        store
+            .admin_session("alice-session")
+            .await
+            .expect("read")
+            .is_none(),
+        "the new password ended the session"
+    );
+    let nobody = admin(
+        &["set-password", "--username", "nobody"],
+        Some("a long second passphrase\n"),
+    );
+    assert_one_line_failure(&nobody, &["no local admin user is named nobody"]);
+
+    // alice is the only admin: not removed. With another admin she is.
+    let last = admin(&["remove-user", "--username", "alice"], None);
+    assert_one_line_failure(&last, &["alice is the last admin"]);
+    let output = admin(
+        &["create-user", "--username", "carol", "--role", "admin"],
+        Some("a long third passphrase\n"),
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let removed = admin(&["remove-user", "--username", "alice"], None);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(store.admin_user("alice").await.expect("read").is_none());
+    let gone = admin(&["remove-user", "--username", "alice"], None);
+    assert_one_line_failure(&gone, &["no admin user is named alice"]);
+    store.close().await;
+    let events: Vec<String> = audit_rows(dir.path())
+        .await
+        .into_iter()
+        .map(|(event, _, _)| event)
+        .filter(|event| event.starts_with("admin_user"))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "admin_user_created",
+            "admin_user_created",
+            "admin_user_password_changed",
+            "admin_user_created",
+            "admin_user_removed"
+        ]
+    );
+}
+
 /// The audit events in `dir`'s database, oldest first, as (event, `occurred_at`, detail).
 async fn audit_rows(dir: &Path) -> Vec<(String, i64, Option<String>)> {
     use frontdesk::store::{AuditFilter, AuditLog, Store};

@@ -720,6 +720,67 @@ pub async fn create_user(
     }
 }
 
+/// Gives a local user a new password (`frontdesk admin set-password`): the break-glass account's
+/// password can be rotated, and a leaked one replaced, without touching the database by hand.
+/// Every session of the user ends with the change, so whoever held the old password is signed
+/// out too; audited as `admin_user_password_changed` in the same transaction.
+pub async fn set_password(
+    store: &Store,
+    username: &str,
+    password: &str,
+    actor: &str,
+    now: i64,
+) -> Result<(), CreateUserError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(CreateUserError::Invalid(format!(
+            "The password must be at least {MIN_PASSWORD_LEN} characters long."
+        )));
+    }
+    let secret = password.to_string();
+    let password_hash = tokio::task::spawn_blocking(move || hash_secret(&secret))
+        .await
+        .map_err(|error| CreateUserError::Invalid(format!("hashing failed: {error}")))?
+        .map_err(CreateUserError::Invalid)?;
+    let mut event = AuditEvent::new(now, "admin_user_password_changed", Decision::Changed);
+    event.subject = Some(username.to_string());
+    event.detail = Some(AuditDetail::of(&serde_json::json!({ "actor": actor })));
+    match store
+        .set_admin_password(username, &password_hash, &event)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(StoreError::NotFound) => Err(CreateUserError::Invalid(format!(
+            "no local admin user is named {username} (single sign-on users have no password)"
+        ))),
+        Err(error) => Err(CreateUserError::Store(error)),
+    }
+}
+
+/// Removes an admin user, local or single sign-on, and ends its sessions (`frontdesk admin
+/// remove-user`): an account that is no longer needed, or whose holder left, is revoked at once.
+/// The last user with the admin role is kept — without one, nobody could change anything on
+/// the admin page again. Audited as `admin_user_removed` in the same transaction.
+pub async fn remove_user(
+    store: &Store,
+    username: &str,
+    actor: &str,
+    now: i64,
+) -> Result<(), CreateUserError> {
+    let mut event = AuditEvent::new(now, "admin_user_removed", Decision::Changed);
+    event.subject = Some(username.to_string());
+    event.detail = Some(AuditDetail::of(&serde_json::json!({ "actor": actor })));
+    match store.delete_admin_user(username, &event).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::NotFound) => Err(CreateUserError::Invalid(format!(
+            "no admin user is named {username}"
+        ))),
+        Err(StoreError::Conflict) => Err(CreateUserError::Invalid(format!(
+            "{username} is the last admin; create another admin user first"
+        ))),
+        Err(error) => Err(CreateUserError::Store(error)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{BootstrapToken, token_from};

@@ -137,6 +137,24 @@ pub trait AdminStore {
         &self,
         username: &str,
     ) -> impl Future<Output = Result<Option<AdminUser>, StoreError>> + Send;
+    /// Every admin user (local and single sign-on), by name.
+    fn list_admin_users(&self) -> impl Future<Output = Result<Vec<AdminUser>, StoreError>> + Send;
+    /// Replaces a local user's password hash, ends the user's sessions and records `event`, in
+    /// one transaction; `NotFound` when no local user has this name.
+    fn set_admin_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes a user and its sessions and records `event`, in one transaction. `NotFound` when
+    /// no user has this name; `Conflict` when it is the last user with the admin role (the
+    /// admin page would then be locked to everyone).
+    fn delete_admin_user(
+        &self,
+        username: &str,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a new session.
     fn create_admin_session(
         &self,
@@ -296,19 +314,80 @@ impl AdminStore for Store {
                 .bind(username)
                 .fetch_optional(pool)
                 .await?;
-            row.map(|row| {
-                let role: String = row.try_get("role")?;
-                Ok(AdminUser {
-                    username: row.try_get("username")?,
-                    password_hash: row.try_get("password_hash")?,
-                    role: AdminRole::parse(&role)
-                        .ok_or_else(|| StoreError::Corrupt(format!("unknown admin role {role}")))?,
-                    created_at: row.try_get("created_at")?,
-                    sso: row.try_get::<String, _>("auth_source")? == "sso",
-                })
-            })
+            row.as_ref().map(admin_user_of)
             .transpose()
         })
+    }
+
+    async fn list_admin_users(&self) -> Result<Vec<AdminUser>, StoreError> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT username, password_hash, role, created_at, auth_source FROM admin_users ORDER BY username")
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(admin_user_of).collect()
+        })
+    }
+
+    async fn set_admin_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query("UPDATE admin_users SET password_hash = $1 WHERE username = $2 AND auth_source = 'local'")
+                .bind(password_hash)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+            if updated.rows_affected() != 1 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query("DELETE FROM admin_sessions WHERE username = $1")
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+            super::audit::insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn delete_admin_user(
+        &self,
+        username: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Writing every admin row first takes their row locks on PostgreSQL (SQLite's
+            // write lock on its own): a second removal waits for this one and then counts what
+            // it left, so two removals at once cannot each leave the other as the last admin.
+            sqlx::query("UPDATE admin_users SET role = role WHERE role = 'admin'")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM admin_sessions WHERE username = $1")
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+            let deleted = sqlx::query("DELETE FROM admin_users WHERE username = $1")
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+            if deleted.rows_affected() != 1 {
+                return Err(StoreError::NotFound);
+            }
+            let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admin_users WHERE role = 'admin'")
+                .fetch_one(&mut *tx)
+                .await?;
+            if left == 0 {
+                return Err(StoreError::Conflict);
+            }
+            super::audit::insert_event!(&mut *tx, event)?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     async fn upsert_sso_admin_user(
@@ -613,4 +692,22 @@ impl AdminStore for Store {
             Ok(true)
         })
     }
+}
+
+/// An `admin_users` row (`username, password_hash, role, created_at, auth_source`).
+fn admin_user_of<R: sqlx::Row>(row: &R) -> Result<AdminUser, StoreError>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+    for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+{
+    let role: String = row.try_get("role")?;
+    Ok(AdminUser {
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        role: AdminRole::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown admin role {role}")))?,
+        created_at: row.try_get("created_at")?,
+        sso: row.try_get::<String, _>("auth_source")? == "sso",
+    })
 }
