@@ -560,6 +560,9 @@ async fn one_token_for_concurrent_replays(env: Env) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// TOK-14: a quota of 3 is three wrong secrets checked; the fourth guess is refused before
+/// argon2 runs for it (each guess is counted before its check, and once: a failure counted
+/// again after argon2 would block the address after two).
 #[tokio::test]
 async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::Result<()> {
     let env = Env::start_with(|config| config.server.failed_auth_per_minute = 3).await?;
@@ -568,7 +571,7 @@ async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::
         ("subject_token", "x"),
         ("subject_token_type", ID_TOKEN),
     ];
-    for _ in 0..4 {
+    for _ in 0..3 {
         let (status, body) = env.post_token(&form, Some((AGENT, "wrong secret"))).await?;
         assert_eq!(
             (status, body["error"].as_str()),
@@ -576,6 +579,9 @@ async fn repeated_failed_client_authentication_is_throttled_tok_14() -> anyhow::
             "{body}"
         );
     }
+    let (status, body) = env.post_token(&form, Some((AGENT, "wrong secret"))).await?;
+    assert_eq!((status, body["error"].as_str()), (429, Some("slow_down")));
+    assert_eq!(env.server.state.tokens.secrets.argon2_runs(), 3);
     // Past the quota even the right secret is turned away for a while, with Retry-After.
     let response = env
         .http
@@ -627,10 +633,12 @@ async fn failed_authentication_at_introspection_and_revocation_is_throttled_tok_
             "{path}: {body}"
         );
     }
-    // The fourth failure, at whichever endpoint, trips the quota: now every endpoint that
-    // authenticates a client turns this address away, even with the right secret.
+    // The fourth guess, at whichever endpoint, is past the quota: it is refused before its
+    // secret is checked, and now every endpoint that authenticates a client turns this address
+    // away, even with the right secret.
     let (status, _) = post("/revoke", "wrong secret").await?;
-    assert_eq!(status, 401);
+    assert_eq!(status, 429);
+    assert_eq!(env.server.state.tokens.secrets.argon2_runs(), 3);
     for path in ["/introspect", "/revoke"] {
         let (status, body) = post(path, SECRET).await?;
         assert_eq!(
@@ -650,6 +658,82 @@ async fn failed_authentication_at_introspection_and_revocation_is_throttled_tok_
         )
         .await?;
     assert_eq!((status, body["error"].as_str()), (429, Some("slow_down")));
+    Ok(())
+}
+
+/// TOK-14 with guesses sent at once: 40 wrong secrets from one address on 40 connections, to
+/// the token endpoint, introspection and revocation (one quota), with a quota of 5. Each guess
+/// that would run argon2 is counted before it does, in one step with the check, so 5 are
+/// checked and 35 get `429 slow_down` without argon2. Counted after argon2, every guess that
+/// arrived while the first ones were still being verified passed the check: all 40 were
+/// verified. No tolerance: a quota of 5 a minute gives its next unit after 12 s, and the burst
+/// reaches the check long before. An unknown client's guesses (verified against a dummy hash,
+/// so that it cannot be told from a known one) are counted the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_secrets_get_no_more_argon2_checks_than_the_quota_tok_14()
+-> anyhow::Result<()> {
+    for client_id in [AGENT, "no-such-client"] {
+        let env = Env::start_with(|config| config.server.failed_auth_per_minute = 5).await?;
+        let mut guesses = tokio::task::JoinSet::new();
+        for n in 0..40 {
+            let path = ["/token", "/introspect", "/revoke"][n % 3];
+            let request = env
+                .http
+                .post(format!("{}{path}", env.url))
+                .basic_auth(client_id, Some(format!("wrong secret {n}")))
+                .form(&[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("subject_token", "x"),
+                    ("subject_token_type", ID_TOKEN),
+                    ("token", "not-a-token"),
+                ]);
+            guesses.spawn(async move {
+                let response = request.send().await?;
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await?;
+                anyhow::Ok((status, body["error"].as_str().map(str::to_string)))
+            });
+        }
+        let (mut checked, mut refused) = (0, 0);
+        while let Some(reply) = guesses.join_next().await {
+            match reply?? {
+                (401, Some(error)) if error == "invalid_client" => checked += 1,
+                (429, Some(error)) if error == "slow_down" => refused += 1,
+                other => anyhow::bail!("{client_id}: unexpected reply {other:?}"),
+            }
+        }
+        assert_eq!((checked, refused), (5, 35), "{client_id}");
+        assert_eq!(
+            env.server.state.tokens.secrets.argon2_runs(),
+            5,
+            "{client_id}: only the admitted guesses ran argon2"
+        );
+    }
+    Ok(())
+}
+
+/// The other side of TOK-14: a secret already verified is never counted nor slowed, however
+/// busy its client. Right after a start, a burst of requests with the right secret runs argon2
+/// once (they share the run) and costs one unit of a quota of 1; after it, hundreds of requests
+/// from that address are all served from the verified-secret cache, with no argon2 and no 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_busy_client_with_the_right_secret_is_never_throttled_tok_14() -> anyhow::Result<()> {
+    let env = Env::start_with(|config| config.server.failed_auth_per_minute = 1).await?;
+    for burst in 0..5 {
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..40 {
+            let request = env
+                .http
+                .post(format!("{}/introspect", env.url))
+                .basic_auth(AGENT, Some(SECRET))
+                .form(&[("token", "not-a-token")]);
+            requests.spawn(async move { anyhow::Ok(request.send().await?.status().as_u16()) });
+        }
+        while let Some(status) = requests.join_next().await {
+            assert_eq!(status??, 200, "burst {burst}");
+        }
+    }
+    assert_eq!(env.server.state.tokens.secrets.argon2_runs(), 1);
     Ok(())
 }
 
@@ -680,7 +764,7 @@ async fn behind_a_trusted_proxy_each_client_address_has_its_own_quota_tok_14() -
                 .form(&[("token", "not-a-token")]);
             async move { anyhow::Ok(request.send().await?.status().as_u16()) }
         };
-        for _ in 0..3 {
+        for _ in 0..2 {
             assert_eq!(introspect(ATTACKER, "wrong secret").await?, 401);
         }
         assert_eq!(

@@ -4,7 +4,9 @@
 //! credentials at all (a secret from it, or no credentials from a confidential client, is
 //! `invalid_client`). argon2 runs once per distinct secret value: verified secrets are
 //! remembered under a keyed hash that also covers the stored hash, so changing a client's secret
-//! invalidates the entry by construction.
+//! invalidates the entry by construction. A request that is about to run argon2 is first
+//! counted against its address's quota of failed authentications (TOK-14,
+//! [`crate::oauth::throttle::Attempt::admit`]); one answered from the cache never is.
 
 // Keyed digests of verified secrets, looked up on every authenticated request: foldhash
 // instead of SipHash (docs/architecture.md).
@@ -19,6 +21,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::client_metadata::ClientMetadataResolver;
 use super::request::FormParams;
+use super::throttle::{ClientAuthAttempt, Throttled};
 use super::{CLIENT_ASSERTION_TYPE_JWT_BEARER, ErrorCode, OAuthError};
 use crate::jose::jwks_cache::{JwksCache, KeySource};
 use crate::jose::{AudienceRule, TypRule, VerifyRules, inspect, verify};
@@ -81,7 +84,8 @@ pub struct AuthenticatedClient {
 /// Concurrent misses for the same (client, hash, secret) share one argon2 run (single flight),
 /// so a burst of new connections cannot start dozens of 19 MiB verifications at once; misses
 /// for distinct secrets wait for a turn of the process's argon2 budget
-/// ([`crate::secret::argon2_checks`]).
+/// ([`crate::secret::argon2_checks`]). The request that starts a run is admitted first by its
+/// caller's throttle (`verify`'s `admit`); those that share its run or hit the cache are not.
 pub struct SecretCache {
     key: hmac::Key,
     verified: Mutex<HashSet<[u8; 32]>>,
@@ -128,10 +132,23 @@ impl SecretCache {
     }
 
     /// Verifies `secret` against `phc`, running argon2 (on the blocking pool) only on a miss.
-    pub async fn verify(&self, client_id: &str, phc: &str, secret: &str) -> bool {
+    /// `admit` is asked right before this call would start an argon2 run, and only then: not
+    /// on a hit, not when the call gets the result of a run another call started (single
+    /// flight). It counts the attempt against the caller's throttle in one step with the check
+    /// that the quota allows it, so guesses sent at once cannot all start a run before the
+    /// first failure is counted. Refused, no run starts and this returns `Err`; another call
+    /// waiting on the same run then asks its own `admit` (a refusal is its caller's, not the
+    /// secret's).
+    pub async fn verify(
+        &self,
+        client_id: &str,
+        phc: &str,
+        secret: &str,
+        admit: impl FnOnce() -> Result<(), Throttled>,
+    ) -> Result<bool, Throttled> {
         let entry = self.entry(client_id, phc, secret);
         if self.lock().contains(&entry) {
-            return true;
+            return Ok(true);
         }
         let cell = {
             let mut in_flight = self.in_flight();
@@ -145,18 +162,21 @@ impl SecretCache {
         let runs = self.argon2_runs.clone();
         // A turn of the process's argon2 budget: distinct wrong secrets miss the single flight
         // and the cache, so without it a burst of them ran a 19 MiB check each, at once.
+        // A refused `admit` leaves the cell empty, so the next caller waiting on it runs its
+        // own initializer, and with it its own `admit`.
         let ok = *cell
-            .get_or_init(|| async move {
-                crate::secret::argon2_checks()
+            .get_or_try_init(|| async move {
+                admit()?;
+                Ok(crate::secret::argon2_checks()
                     .run(move || {
                         runs.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!("frontdesk_argon2_verifications_total").increment(1);
                         crate::secret::verify_secret(secret_owned.expose(), &phc_owned)
                     })
                     .await
-                    .unwrap_or(false)
+                    .unwrap_or(false))
             })
-            .await;
+            .await?;
         if ok {
             let mut verified = self.lock();
             if verified.len() >= SECRET_CACHE_CAPACITY {
@@ -164,7 +184,7 @@ impl SecretCache {
             }
             verified.insert(entry);
         }
-        ok
+        Ok(ok)
     }
 
     /// How many argon2 verifications this cache has run (tests prove the hot path runs none).
@@ -262,12 +282,26 @@ pub struct ClientAuthContext<'a, R: ReplayStore> {
     pub jwks: &'a JwksCache,
     /// Where assertion `jti`s are recorded.
     pub replay: AssertionReplay<'a, R>,
+    /// This request against the address's quota of failed authentications (TOK-14): admitted
+    /// before each argon2 run. The caller counts a failure with it afterwards
+    /// ([`crate::oauth::throttle::Attempt::fail`]), which does not count twice.
+    pub attempt: &'a ClientAuthAttempt<'a>,
     /// Current time.
     pub now: i64,
 }
 
 fn invalid_client(reason: &'static str, description: &str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidClient, reason, description)
+}
+
+/// `429 slow_down` for an address over its quota of failed client authentications (TOK-14),
+/// whether found when the request starts or when it is about to run argon2.
+pub fn failed_authentications_throttled(throttled: Throttled) -> OAuthError {
+    super::request_limit::over_limit(
+        "throttled",
+        "Too many failed client authentications from this address; retry later",
+        throttled.retry_after,
+    )
 }
 
 /// Decodes `Authorization: Basic` into (client_id, secret). Both parts are form-urlencoded per
@@ -356,7 +390,9 @@ pub async fn authenticate<R: ReplayStore>(
         };
         let result =
             secret_client(&client_id, &secret, AuthMethod::ClientSecretBasic, context).await;
-        // Raw (un-encoded) Basic secrets from clients that skip form encoding (INT-06).
+        // Raw (un-encoded) Basic secrets from clients that skip form encoding (INT-06). A
+        // second argon2 run is admitted (and counted) on its own; refused, the request is
+        // throttled rather than told the secret was wrong.
         return match result {
             Err(error) if error.reason == "bad_client_credentials" && raw_secret != secret => {
                 secret_client(
@@ -366,7 +402,13 @@ pub async fn authenticate<R: ReplayStore>(
                     context,
                 )
                 .await
-                .map_err(|_| error)
+                .map_err(|second| {
+                    if second.code == ErrorCode::SlowDown {
+                        second
+                    } else {
+                        error
+                    }
+                })
             }
             other => other,
         };
@@ -454,10 +496,16 @@ async fn secret_client<R: ReplayStore>(
     context: &ClientAuthContext<'_, R>,
 ) -> Result<AuthenticatedClient, OAuthError> {
     let failed = || invalid_client("bad_client_credentials", "Client authentication failed");
+    let admit = || context.attempt.admit();
     let Some(client) = context.registry.client(client_id) else {
         // Spend the same effort as a real verification so unknown ids are not distinguishable
-        // by timing.
-        let _ = context.secrets.verify("", &DUMMY_HASH, secret).await;
+        // by timing; admitted and counted like a wrong secret too, so the throttle does not
+        // tell them apart either.
+        context
+            .secrets
+            .verify("", &DUMMY_HASH, secret, admit)
+            .await
+            .map_err(failed_authentications_throttled)?;
         return Err(failed());
     };
     if !client.config.enabled {
@@ -477,7 +525,12 @@ async fn secret_client<R: ReplayStore>(
     let Some(phc) = client.config.secret_hash.as_deref() else {
         return Err(failed());
     };
-    if !context.secrets.verify(client_id, phc, secret).await {
+    let verified = context
+        .secrets
+        .verify(client_id, phc, secret, admit)
+        .await
+        .map_err(failed_authentications_throttled)?;
+    if !verified {
         return Err(failed());
     }
     Ok(AuthenticatedClient {
@@ -608,8 +661,16 @@ async fn assertion_client<R: ReplayStore>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::oauth::throttle::FailedAuthThrottle;
+    use std::net::IpAddr;
+
+    /// No throttle: every run is allowed.
+    fn admit_all() -> Result<(), Throttled> {
+        Ok(())
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn argon2_runs_once_per_secret_even_under_a_burst_of_misses() {
@@ -618,7 +679,12 @@ mod tests {
         let burst: Vec<_> = (0..32)
             .map(|_| {
                 let (cache, phc) = (cache.clone(), phc.clone());
-                tokio::spawn(async move { cache.verify("client", &phc, "s3cret").await })
+                tokio::spawn(async move {
+                    cache
+                        .verify("client", &phc, "s3cret", admit_all)
+                        .await
+                        .expect("not throttled")
+                })
             })
             .collect();
         for task in burst {
@@ -630,7 +696,12 @@ mod tests {
             "concurrent misses share one argon2 run"
         );
         for _ in 0..100 {
-            assert!(cache.verify("client", &phc, "s3cret").await);
+            assert!(
+                cache
+                    .verify("client", &phc, "s3cret", admit_all)
+                    .await
+                    .expect("not throttled")
+            );
         }
         assert_eq!(
             cache.argon2_runs(),
@@ -638,9 +709,19 @@ mod tests {
             "verified secrets never run argon2 again"
         );
         // A wrong secret, or the same secret under a changed hash, is verified afresh.
-        assert!(!cache.verify("client", &phc, "wrong").await);
+        assert!(
+            !cache
+                .verify("client", &phc, "wrong", admit_all)
+                .await
+                .expect("not throttled")
+        );
         let rotated = crate::secret::hash_secret("s3cret").expect("hash");
-        assert!(cache.verify("client", &rotated, "s3cret").await);
+        assert!(
+            cache
+                .verify("client", &rotated, "s3cret", admit_all)
+                .await
+                .expect("not throttled")
+        );
         assert_eq!(cache.argon2_runs(), 3);
     }
 
@@ -656,9 +737,12 @@ mod tests {
         let burst: Vec<_> = (0..16)
             .map(|n| {
                 let (cache, phc) = (cache.clone(), phc.clone());
-                tokio::spawn(
-                    async move { cache.verify("client", &phc, &format!("guess{n}")).await },
-                )
+                tokio::spawn(async move {
+                    cache
+                        .verify("client", &phc, &format!("guess{n}"), admit_all)
+                        .await
+                        .expect("not throttled")
+                })
             })
             .collect();
         for task in burst {
@@ -682,7 +766,12 @@ mod tests {
         let phc = crate::secret::hash_secret("s3cret").expect("hash");
         let task = {
             let (cache, phc) = (cache.clone(), phc.clone());
-            tokio::spawn(async move { cache.verify("client", &phc, "guess").await })
+            tokio::spawn(async move {
+                cache
+                    .verify("client", &phc, "guess", admit_all)
+                    .await
+                    .expect("not throttled")
+            })
         };
         // One thread: the task runs only while this one yields, so once its entry is in the
         // map it is waiting for argon2, and it is aborted there.
@@ -697,7 +786,123 @@ mod tests {
         assert!(task.await.expect_err("aborted").is_cancelled());
         assert!(cache.in_flight().is_empty(), "the abandoned entry is gone");
         // The next attempt with the same secret verifies afresh and says no.
-        assert!(!cache.verify("client", &phc, "guess").await);
+        assert!(
+            !cache
+                .verify("client", &phc, "guess", admit_all)
+                .await
+                .expect("not throttled")
+        );
         assert!(cache.in_flight().is_empty());
+    }
+
+    /// TOK-14 with guesses sent at once: each run of argon2 is admitted by the caller's throttle
+    /// before it starts, in one step with the count, so distinct wrong secrets from one address
+    /// get no more runs than its quota, however many arrive before the first one fails. They
+    /// were counted after argon2, and all of them passed the check first: every guess was
+    /// verified. No tolerance: the quota (5 a minute) gives one more unit only after 12 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_misses_from_one_address_run_argon2_no_more_than_its_quota() {
+        let cache = Arc::new(SecretCache::new());
+        let throttle = Arc::new(FailedAuthThrottle::new(5));
+        let attacker: IpAddr = "192.0.2.1".parse().unwrap();
+        let phc = crate::secret::hash_secret("s3cret").expect("hash");
+        let burst: Vec<_> = (0..40)
+            .map(|n| {
+                let (cache, throttle, phc) = (cache.clone(), throttle.clone(), phc.clone());
+                tokio::spawn(async move {
+                    let attempt = throttle.attempt(Some(attacker));
+                    let secret = format!("guess{n}");
+                    let result = cache
+                        .verify("client", &phc, &secret, || attempt.admit())
+                        .await;
+                    (result, attempt.counted())
+                })
+            })
+            .collect();
+        let (mut verified, mut throttled) = (0, 0);
+        for task in burst {
+            match task.await.expect("join") {
+                (Ok(false), true) => verified += 1,
+                (Err(_), false) => throttled += 1,
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!((verified, throttled), (5, 35));
+        assert_eq!(cache.argon2_runs(), 5, "only admitted guesses ran argon2");
+        assert!(
+            throttle.retry_after(&attacker).is_some(),
+            "and it is blocked"
+        );
+    }
+
+    /// A secret already verified is never counted and never refused by the throttle; a new right
+    /// secret sent at once by many requests costs one unit, for the one request that runs
+    /// argon2 (the others share its run). And a refusal is the address's, not the secret's:
+    /// when a blocked address would have started the run, another address waiting on the same
+    /// secret runs it itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn only_the_request_that_runs_argon2_is_counted_and_hits_never_are() {
+        let cache = Arc::new(SecretCache::new());
+        let throttle = Arc::new(FailedAuthThrottle::new(2));
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let blocked: IpAddr = "192.0.2.66".parse().unwrap();
+        let phc = crate::secret::hash_secret("s3cret").expect("hash");
+        let burst: Vec<_> = (0..32)
+            .map(|_| {
+                let (cache, throttle, phc) = (cache.clone(), throttle.clone(), phc.clone());
+                tokio::spawn(async move {
+                    let attempt = throttle.attempt(Some(client));
+                    cache
+                        .verify("client", &phc, "s3cret", || attempt.admit())
+                        .await
+                })
+            })
+            .collect();
+        for task in burst {
+            assert_eq!(task.await.expect("join"), Ok(true));
+        }
+        assert_eq!(cache.argon2_runs(), 1);
+        // One unit of two was spent: one more attempt is admitted, the next is not.
+        assert!(throttle.try_attempt(client).is_ok());
+        assert!(throttle.try_attempt(client).is_err());
+        for _ in 0..100 {
+            let attempt = throttle.attempt(Some(client));
+            let hit = cache
+                .verify("client", &phc, "s3cret", || attempt.admit())
+                .await;
+            assert_eq!(hit, Ok(true), "a verified secret is never throttled");
+            assert!(!attempt.counted());
+        }
+        assert_eq!(cache.argon2_runs(), 1);
+
+        // A new secret (rotated hash), wanted at once by a blocked address and another one.
+        for _ in 0..3 {
+            throttle.record_failure(blocked);
+        }
+        assert!(throttle.retry_after(&blocked).is_some());
+        let rotated = crate::secret::hash_secret("s3cret").expect("hash");
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        let burst: Vec<_> = [blocked, blocked, blocked, other, blocked, blocked]
+            .into_iter()
+            .map(|peer| {
+                let (cache, throttle, phc) = (cache.clone(), throttle.clone(), rotated.clone());
+                tokio::spawn(async move {
+                    let attempt = throttle.attempt(Some(peer));
+                    let result = cache
+                        .verify("client", &phc, "s3cret", || attempt.admit())
+                        .await;
+                    (peer, result)
+                })
+            })
+            .collect();
+        for task in burst {
+            let (peer, result) = task.await.expect("join");
+            if peer == other {
+                assert_eq!(result, Ok(true), "not refused for the blocked address");
+            } else {
+                assert!(result.is_err() || result == Ok(true), "{result:?}");
+            }
+        }
+        assert_eq!(cache.argon2_runs(), 2);
     }
 }

@@ -82,6 +82,7 @@ async fn authenticate_caller(
     // TOK-14: the same per-address quota of failed authentications as the token endpoint.
     service.refuse_throttled_address(context)?;
     let registry = service.trust.current();
+    let attempt = service.client_auth_attempt(context);
     let auth_context = ClientAuthContext {
         issuer: &service.config.issuer,
         token_endpoint: &service.token_endpoint,
@@ -91,12 +92,13 @@ async fn authenticate_caller(
         jwks: &service.jwks,
         replay: AssertionReplay::Now(&service.replay),
         now: context.now,
+        attempt: &attempt,
     };
     let authorization = context.authorization.as_ref().map(|value| value.expose());
     let result = authenticate(authorization, form, &auth_context).await;
     match &result {
         Ok(caller) => audit.client_id = Some(caller.client.config.client_id.clone()),
-        Err(error) => service.count_failed_authentication(error, context),
+        Err(error) => service.count_failed_authentication(error, &attempt),
     }
     result
 }

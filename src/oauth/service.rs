@@ -10,6 +10,7 @@ use super::client_auth::{
     AssertionReplay, AuthenticatedClient, ClientAuthContext, SecretCache, authenticate,
 };
 use super::request::FormParams;
+use super::throttle::ClientAuthAttempt;
 use super::{ErrorCode, GrantType, OAuthError};
 use crate::config::Config;
 use crate::jose::jwks_cache::JwksCache;
@@ -248,7 +249,9 @@ impl TokenService {
     /// TOK-14: `429 slow_down` for an address over its quota of failed client authentications.
     /// Every endpoint that authenticates a client asks before it does (the token endpoint,
     /// introspection, revocation), so none of them is a way round the quota to guess secrets or
-    /// to make the server run argon2 at will.
+    /// to make the server run argon2 at will. This only turns away an address already blocked;
+    /// what keeps guesses sent at once within the quota is that each argon2 run is counted
+    /// before it starts (the request's [`ClientAuthAttempt`]).
     pub(super) fn refuse_throttled_address(
         &self,
         context: &RequestContext,
@@ -257,21 +260,28 @@ impl TokenService {
             .peer
             .and_then(|peer| self.throttle.retry_after(&peer))
         {
-            Some(wait) => Err(super::request_limit::over_limit(
-                "throttled",
-                "Too many failed client authentications from this address; retry later",
-                wait,
+            Some(retry_after) => Err(super::client_auth::failed_authentications_throttled(
+                super::throttle::Throttled { retry_after },
             )),
             None => Ok(()),
         }
     }
 
-    /// Counts a failed client authentication (`invalid_client`) against the request's address.
-    pub(super) fn count_failed_authentication(&self, error: &OAuthError, context: &RequestContext) {
-        if error.code == ErrorCode::InvalidClient
-            && let Some(peer) = context.peer
-        {
-            self.throttle.record_failure(peer);
+    /// The request's attempt at client authentication against its address's quota, for its
+    /// [`ClientAuthContext`].
+    pub(super) fn client_auth_attempt(&self, context: &RequestContext) -> ClientAuthAttempt<'_> {
+        self.throttle.attempt(context.peer)
+    }
+
+    /// Counts a failed client authentication (`invalid_client`) against the request's address,
+    /// unless it was counted before its argon2 run (`attempt`): once per failure either way.
+    pub(super) fn count_failed_authentication(
+        &self,
+        error: &OAuthError,
+        attempt: &ClientAuthAttempt<'_>,
+    ) {
+        if error.code == ErrorCode::InvalidClient {
+            attempt.fail();
         }
     }
 
@@ -312,6 +322,7 @@ impl TokenService {
         };
         self.refuse_throttled_address(context)?;
         let registry = self.trust.current();
+        let attempt = self.client_auth_attempt(context);
         let client = {
             let auth_context = ClientAuthContext {
                 issuer: &self.config.issuer,
@@ -328,6 +339,7 @@ impl TokenService {
                     AssertionReplay::Now(&self.replay)
                 },
                 now: context.now,
+                attempt: &attempt,
             };
             let authorization = context.authorization.as_ref().map(|value| value.expose());
             authenticate(authorization, form, &auth_context).await
@@ -335,7 +347,7 @@ impl TokenService {
         let client: AuthenticatedClient = match client {
             Ok(client) => client,
             Err(error) => {
-                self.count_failed_authentication(&error, context);
+                self.count_failed_authentication(&error, &attempt);
                 audit.client_id = super::client_auth::claimed_client_id(
                     context.authorization.as_ref().map(|value| value.expose()),
                     form,
