@@ -530,7 +530,7 @@ fn spawn_background(
         )
     });
     tokio::spawn(async move {
-        let mut keys = tokio::time::interval(Duration::from_secs(5));
+        let mut keys = tokio::time::interval(Duration::from_secs(crate::config::KEY_RELOAD_SECS));
         let mut purge = tokio::time::interval(Duration::from_secs(300));
         // Replay records more often: on SQLite each live one is also held in memory
         // (decisions §27), and the delete is a range of the expiry index.

@@ -370,6 +370,11 @@ pub struct AuditConfig {
 /// likely a unit mistake than a policy.
 pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
 
+/// How often every instance reloads the signing keys from the database (seconds): a key
+/// published by one instance is in the others' JWKS up to this much later, so a relying party
+/// may first see it that much after it was published.
+pub const KEY_RELOAD_SECS: u64 = 5;
+
 /// Logging settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1014,10 +1019,16 @@ impl Config {
                 format!("must be at most {MAX_ROTATE_AFTER_DAYS} (0 rotates only on demand)"),
             );
         }
-        if self.keys.jwks_max_age_secs > self.keys.promote_after_secs {
+        if self.keys.jwks_max_age_secs.saturating_add(KEY_RELOAD_SECS)
+            > self.keys.promote_after_secs
+        {
             return err(
                 "keys.promote_after_secs",
-                "must be at least keys.jwks_max_age_secs, so caches see a key before it signs",
+                format!(
+                    "must be at least keys.jwks_max_age_secs + {KEY_RELOAD_SECS}, so caches see a \
+                     key before it signs (an instance learns of a new key up to \
+                     {KEY_RELOAD_SECS} s after it is published)"
+                ),
             );
         }
         for (key, value, max) in [

@@ -239,6 +239,11 @@ fn invalid_values_name_the_key_and_the_file() {
             "[keys]\njwks_max_age_secs = 7200\n",
             "keys.promote_after_secs",
         ),
+        // Equal is not enough: another instance publishes the key up to 5 s later.
+        (
+            "[keys]\njwks_max_age_secs = 3600\n",
+            "keys.promote_after_secs",
+        ),
         (
             "[tokens]\nid_jag_lifetime_secs = 0\n",
             "tokens.id_jag_lifetime_secs",
