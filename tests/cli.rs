@@ -138,19 +138,11 @@ fn check_config_names_a_bad_environment_variable() {
 #[test]
 fn hash_secret_prints_an_argon2id_hash_that_verifies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = frontdesk(dir.path(), &["hash-secret"], &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"correct horse battery staple\n")
-        .expect("write secret");
-    let output = child.wait_with_output().expect("wait");
+    let output = run_with_stdin(
+        dir.path(),
+        &["hash-secret"],
+        "correct horse battery staple\n",
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     let phc = stdout.trim();
