@@ -692,18 +692,17 @@ pub async fn create_user(
     now: i64,
 ) -> Result<(), CreateUserError> {
     check_new_user(username, password).map_err(CreateUserError::Invalid)?;
-    let secret = password.to_string();
-    let password_hash = tokio::task::spawn_blocking(move || hash_secret(&secret))
-        .await
-        .map_err(|error| CreateUserError::Invalid(format!("hashing failed: {error}")))?
-        .map_err(CreateUserError::Invalid)?;
-    let mut event = AuditEvent::new(now, "admin_user_created", Decision::Changed);
-    event.subject = Some(username.to_string());
-    event.detail = Some(AuditDetail::of(&serde_json::json!({
-        "actor": actor,
-        "before": null,
-        "after": { "username": username, "role": role.as_str() },
-    })));
+    let password_hash = hash_password(password).await?;
+    let event = user_event(
+        now,
+        "admin_user_created",
+        username,
+        serde_json::json!({
+            "actor": actor,
+            "before": null,
+            "after": { "username": username, "role": role.as_str() },
+        }),
+    );
     let user = AdminUser {
         username: username.to_string(),
         password_hash,
@@ -718,6 +717,23 @@ pub async fn create_user(
         ))),
         Err(error) => Err(CreateUserError::Store(error)),
     }
+}
+
+/// argon2id of a new password, on the blocking pool (it takes tens of milliseconds).
+async fn hash_password(password: &str) -> Result<String, CreateUserError> {
+    let secret = password.to_string();
+    tokio::task::spawn_blocking(move || hash_secret(&secret))
+        .await
+        .map_err(|error| CreateUserError::Invalid(format!("hashing failed: {error}")))?
+        .map_err(CreateUserError::Invalid)
+}
+
+/// The audit event of a change to the admin user `username`.
+fn user_event(now: i64, name: &str, username: &str, detail: serde_json::Value) -> AuditEvent {
+    let mut event = AuditEvent::new(now, name, Decision::Changed);
+    event.subject = Some(username.to_string());
+    event.detail = Some(AuditDetail::of(&detail));
+    event
 }
 
 /// Gives a local user a new password (`frontdesk admin set-password`): the break-glass account's
@@ -736,14 +752,13 @@ pub async fn set_password(
             "The password must be at least {MIN_PASSWORD_LEN} characters long."
         )));
     }
-    let secret = password.to_string();
-    let password_hash = tokio::task::spawn_blocking(move || hash_secret(&secret))
-        .await
-        .map_err(|error| CreateUserError::Invalid(format!("hashing failed: {error}")))?
-        .map_err(CreateUserError::Invalid)?;
-    let mut event = AuditEvent::new(now, "admin_user_password_changed", Decision::Changed);
-    event.subject = Some(username.to_string());
-    event.detail = Some(AuditDetail::of(&serde_json::json!({ "actor": actor })));
+    let password_hash = hash_password(password).await?;
+    let event = user_event(
+        now,
+        "admin_user_password_changed",
+        username,
+        serde_json::json!({ "actor": actor }),
+    );
     match store
         .set_admin_password(username, &password_hash, &event)
         .await
@@ -766,9 +781,12 @@ pub async fn remove_user(
     actor: &str,
     now: i64,
 ) -> Result<(), CreateUserError> {
-    let mut event = AuditEvent::new(now, "admin_user_removed", Decision::Changed);
-    event.subject = Some(username.to_string());
-    event.detail = Some(AuditDetail::of(&serde_json::json!({ "actor": actor })));
+    let event = user_event(
+        now,
+        "admin_user_removed",
+        username,
+        serde_json::json!({ "actor": actor }),
+    );
     match store.delete_admin_user(username, &event).await {
         Ok(()) => Ok(()),
         Err(StoreError::NotFound) => Err(CreateUserError::Invalid(format!(
