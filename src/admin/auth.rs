@@ -673,6 +673,11 @@ pub fn check_new_user(username: &str, password: &str) -> Result<(), String> {
             "`{username}` is reserved for the audit log's own actors."
         ));
     }
+    check_password(password)
+}
+
+/// A new password is long enough: [`MIN_PASSWORD_LEN`] characters at least.
+fn check_password(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(format!(
             "The password must be at least {MIN_PASSWORD_LEN} characters long."
@@ -747,11 +752,7 @@ pub async fn set_password(
     actor: &str,
     now: i64,
 ) -> Result<(), CreateUserError> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(CreateUserError::Invalid(format!(
-            "The password must be at least {MIN_PASSWORD_LEN} characters long."
-        )));
-    }
+    check_password(password).map_err(CreateUserError::Invalid)?;
     let password_hash = hash_password(password).await?;
     let event = user_event(
         now,

@@ -217,6 +217,21 @@ Max processes             96370                96370                processes \n
 Max open files            1024                 524288               files     \n\
 Max locked memory         8388608              8388608              bytes     \n";
 
+    /// The refusal's hand-written head declares its body's length exactly; a wrong one would
+    /// make clients wait for bytes that never come, or cut the JSON short.
+    #[test]
+    fn the_over_capacity_answer_declares_its_body_length() {
+        let text = std::str::from_utf8(OVER_CAPACITY).expect("ASCII");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        let declared = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .expect("content-length");
+        assert_eq!(declared.parse::<usize>().expect("a number"), body.len());
+        let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(json["error"], "temporarily_unavailable");
+    }
+
     #[test]
     fn the_soft_open_files_limit_is_read_from_proc_limits() {
         assert_eq!(parse_open_files_limit(LIMITS), Some(1024));
