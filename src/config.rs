@@ -410,6 +410,18 @@ pub struct IdentityProviderConfig {
     /// are trusted besides `saml_certificates` and follow the IdP's rollovers by themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saml_metadata_url: Option<String>,
+    /// The longest lifetime accepted for this issuer's SAML 2.0 assertions, in seconds, from
+    /// `IssueInstant` to the earlier of the conditions' and the bearer confirmation's
+    /// `NotOnOrAfter`; unset: `saml::DEFAULT_MAX_LIFETIME_SECS` (600). For IdPs that sign
+    /// longer-lived assertions (Auth0's default is an hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saml_max_lifetime_secs: Option<u64>,
+    /// The `NameID` formats (URIs) accepted from this issuer's SAML 2.0 assertions, whose
+    /// `NameID` is the subject; empty: `saml::DEFAULT_NAME_ID_FORMATS` (persistent, emailAddress,
+    /// unspecified, …), never `transient`, a new value at every sign-in. List `transient` only
+    /// when every audience maps `sub` from a stable attribute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saml_name_id_formats: Vec<String>,
     /// Signature algorithms accepted from this issuer (never `none`, never HMAC).
     #[serde(default = "default_idp_algorithms")]
     pub algorithms: Vec<String>,

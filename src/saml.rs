@@ -27,6 +27,30 @@ const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 const ENTITY_FORMAT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity";
+/// SAML core §2.2.2: the format in effect when a `NameID` has no `Format`.
+const UNSPECIFIED_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+
+/// The longest assertion lifetime accepted when the identity provider sets no
+/// `saml_max_lifetime_secs`: ten minutes, from `IssueInstant` to the `NotOnOrAfter` frontdesk
+/// honours (the earlier of the conditions' and the bearer confirmation's). Web SSO assertions
+/// are consumed as they arrive (Okta, Entra ID, AD FS, Shibboleth confirm for five minutes; the
+/// ID-JAG draft's §4.5 example too, with a one-hour `Conditions`); one valid for a year is a
+/// misconfigured IdP or an assertion kept for later, and its ID would be kept as long.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 600;
+
+/// The `NameID` formats accepted when the identity provider lists none (`saml_name_id_formats`):
+/// those whose value names the same user at every sign-in (SAML core §8.3). Never `transient`
+/// (a new value at each sign-in: a `sub` that is a new, useless user every time, which per-user
+/// limits and refresh tokens would follow), nor `entity` (a SAML entity, not a user), nor a
+/// format nobody said is stable.
+pub const DEFAULT_NAME_ID_FORMATS: &[&str] = &[
+    UNSPECIFIED_FORMAT,
+    "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+    "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+    "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName",
+    "urn:oasis:names:tc:SAML:1.1:nameid-format:WindowsDomainQualifiedName",
+    "urn:oasis:names:tc:SAML:2.0:nameid-format:kerberos",
+];
 
 /// Signature algorithms accepted: RSA PKCS#1 v1.5 and ECDSA with SHA-2. Never SHA-1, never HMAC
 /// (a shared secret cannot be a certificate's key), never DSA.
@@ -124,6 +148,16 @@ pub enum SamlError {
     /// `IssueInstant` older than the identity provider's `max_token_age_secs`.
     #[error("The SAML assertion was issued too long ago.")]
     TooOld,
+    /// Valid for longer than the identity provider's `saml_max_lifetime_secs` (IDJAG-ACCEPT-08's
+    /// rule for far-future expiries, applied to assertions).
+    #[error("The SAML assertion is valid for longer than this server accepts.")]
+    LifetimeTooLong,
+    /// A `NameID` whose `Format` the identity provider is not trusted for (by default
+    /// `transient`, a new value at every sign-in).
+    #[error(
+        "The SAML assertion's NameID format is not accepted from this identity provider; a transient NameID is not a stable subject."
+    )]
+    NameIdFormatNotAccepted,
     /// A condition this server does not understand or cannot honour (SAML core §2.5.1: the
     /// assertion is then not valid).
     #[error("The SAML assertion carries a condition this server cannot honour.")]
@@ -152,6 +186,8 @@ impl SamlError {
             Self::NotYetValid => "subject_not_yet_valid",
             Self::IssuedInFuture => "subject_issued_in_future",
             Self::TooOld => "subject_token_too_old",
+            Self::LifetimeTooLong => "subject_lifetime_too_long",
+            Self::NameIdFormatNotAccepted => "subject_saml_name_id_format",
             Self::UnsupportedCondition => "subject_saml_unsupported_condition",
             Self::KeysUnavailable => "subject_keys_unavailable",
         }
@@ -176,6 +212,8 @@ impl SamlError {
             | Self::NotYetValid
             | Self::IssuedInFuture
             | Self::TooOld
+            | Self::LifetimeTooLong
+            | Self::NameIdFormatNotAccepted
             | Self::UnsupportedCondition
             | Self::KeysUnavailable => false,
         }
@@ -271,6 +309,11 @@ pub struct SamlRules<'a> {
     pub skew: i64,
     /// The oldest acceptable `IssueInstant`, in seconds before `now`.
     pub max_age: Option<i64>,
+    /// The longest lifetime accepted, from `IssueInstant` to the expiry honoured, in seconds
+    /// (`saml_max_lifetime_secs`, by default [`DEFAULT_MAX_LIFETIME_SECS`]).
+    pub max_lifetime: i64,
+    /// The `NameID` formats accepted (`saml_name_id_formats`); empty: [`DEFAULT_NAME_ID_FORMATS`].
+    pub name_id_formats: &'a [String],
 }
 
 /// An assertion decoded and parsed, its signature not yet checked: only the issuer may be read,
@@ -429,9 +472,14 @@ impl UnverifiedAssertion {
         let confirmation_expires = self.check_bearer_confirmation(subject, rules)?;
         let expires_at =
             conditions_expire.map_or(confirmation_expires, |at| at.min(confirmation_expires));
+        // The window honoured, not each `NotOnOrAfter`: IdPs such as Entra ID and AD FS (and the
+        // ID-JAG draft's example) confirm for minutes under conditions valid for an hour.
+        if expires_at.saturating_sub(issued_at) > rules.max_lifetime {
+            return Err(SamlError::LifetimeTooLong);
+        }
 
         let mut claims = Map::new();
-        let (name_id, name_id_claim) = self.name_id(subject, &issuer)?;
+        let (name_id, name_id_claim) = self.name_id(subject, &issuer, rules.name_id_formats)?;
         claims.insert("iss".into(), json!(issuer));
         claims.insert("sub".into(), json!(name_id));
         claims.insert("aud".into(), json!(rules.audience));
@@ -594,6 +642,15 @@ impl UnverifiedAssertion {
 
     /// At least one `bearer` confirmation whose data is live (SAML profiles §4.1.4.2: a bearer
     /// confirmation carries `NotOnOrAfter`). Returns the latest such expiry.
+    ///
+    /// The data's other attributes are the client's to check, not frontdesk's: the client took
+    /// the assertion at its own assertion consumer service as a SAML SP. `Recipient` names that
+    /// URL, which frontdesk is not and does not know; what it would prove (the assertion was
+    /// meant for this SP) the audience already proves, against the client's SP entity ID, and
+    /// client authentication proves the presenter is that client. `InResponseTo` names the
+    /// client's own `AuthnRequest` (or is absent, IdP-initiated), which frontdesk never saw.
+    /// `Address` is the user agent's address, not the client's (and NAT makes it unreliable
+    /// even where it is the presenter's): SAML core §2.4.1.2 leaves its check optional.
     fn check_bearer_confirmation(
         &self,
         subject: NodeId,
@@ -642,7 +699,15 @@ impl UnverifiedAssertion {
 
     /// The `NameID` (never an `EncryptedID` or a `BaseID`) and its `saml-nameid` members
     /// (ID-JAG draft §3.2).
-    fn name_id(&self, subject: NodeId, issuer: &str) -> Result<(String, Value), SamlError> {
+    /// Its `Format` (unspecified when absent) must be one of `formats` (by default
+    /// [`DEFAULT_NAME_ID_FORMATS`]): the `NameID` becomes the `sub`, so it must name the same
+    /// user at every sign-in.
+    fn name_id(
+        &self,
+        subject: NodeId,
+        issuer: &str,
+        formats: &[String],
+    ) -> Result<(String, Value), SamlError> {
         let doc = &self.doc;
         if self.child(subject, "EncryptedID").is_some() {
             return Err(SamlError::Encrypted);
@@ -650,6 +715,17 @@ impl UnverifiedAssertion {
         let node = self
             .only_child(subject, "NameID")?
             .ok_or(malformed("the Subject has no NameID"))?;
+        let format = doc
+            .get_attribute(node, "Format")
+            .unwrap_or(UNSPECIFIED_FORMAT);
+        let accepted = if formats.is_empty() {
+            DEFAULT_NAME_ID_FORMATS.contains(&format)
+        } else {
+            formats.iter().any(|accepted| accepted == format)
+        };
+        if !accepted {
+            return Err(SamlError::NameIdFormatNotAccepted);
+        }
         let name_id = text_only(doc, node)?;
         if name_id.is_empty() || name_id.len() > MAX_NAME_ID_BYTES {
             return Err(malformed("the NameID is empty or longer than 1024 bytes"));

@@ -48,6 +48,10 @@ pub const PUBLIC_CLIENT_GRANTS: &[crate::oauth::GrantType] = &[
 ];
 /// Longest accepted `client_name`.
 pub const MAX_CLIENT_NAME_CHARS: usize = 100;
+/// The longest `saml_max_lifetime_secs` an identity provider may set: a day. An assertion is a
+/// sign-in artefact; its ID is kept in the replay records for as long as it is accepted.
+pub const MAX_SAML_LIFETIME_SECS: u64 = 86_400;
+
 /// The longest `lifetime_secs` an audience may set. The key policy counts on it: an audience
 /// added at run time may use all of it, so retired keys stay published at least this long.
 pub const MAX_AUDIENCE_LIFETIME_SECS: u64 = 3600;
@@ -382,6 +386,29 @@ pub fn validate_identity_provider(idp: &IdentityProviderConfig) -> Result<(), In
             );
         }
         validate_url(url, true).or_else(|m| invalid("saml_metadata_url".into(), m))?;
+    }
+    if let Some(lifetime) = idp.saml_max_lifetime_secs {
+        if !saml {
+            return invalid(
+                "saml_max_lifetime_secs".into(),
+                "only used when token_types lists saml2",
+            );
+        }
+        if !(1..=MAX_SAML_LIFETIME_SECS).contains(&lifetime) {
+            return invalid(
+                "saml_max_lifetime_secs".into(),
+                format!("between 1 and {MAX_SAML_LIFETIME_SECS} seconds"),
+            );
+        }
+    }
+    if !idp.saml_name_id_formats.is_empty() && !saml {
+        return invalid(
+            "saml_name_id_formats".into(),
+            "only used when token_types lists saml2",
+        );
+    }
+    for format in &idp.saml_name_id_formats {
+        validate_entity_id(format).or_else(|m| invalid("saml_name_id_formats".into(), m))?;
     }
     if saml && idp.saml_certificates.is_none() && idp.saml_metadata_url.is_none() {
         return invalid(

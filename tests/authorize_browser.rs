@@ -107,6 +107,8 @@ async fn setup_under(path: &str) -> anyhow::Result<Setup> {
             jwks: None,
             saml_certificates: None,
             saml_metadata_url: None,
+            saml_max_lifetime_secs: None,
+            saml_name_id_formats: vec![],
             algorithms: vec!["RS256".into()],
             token_types: vec!["id_token".into()],
             audiences: vec![RP_CLIENT_ID.into()],

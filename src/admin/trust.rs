@@ -212,6 +212,18 @@ const IDP_FIELDS: &[Spec] = &[
         "saml2 only, instead of or besides the certificates: the IdP's metadata (https), whose signing certificates follow its rollovers.",
     ),
     spec(
+        "saml_max_lifetime_secs",
+        "SAML max lifetime (s)",
+        Format::Number,
+        "saml2 only: longest assertion lifetime accepted, IssueInstant to NotOnOrAfter; empty = 600.",
+    ),
+    spec(
+        "saml_name_id_formats",
+        "SAML NameID formats",
+        Format::List,
+        "saml2 only: NameID format URIs accepted; empty = persistent, emailAddress, unspecified, X509SubjectName, WindowsDomainQualifiedName, kerberos (never transient).",
+    ),
+    spec(
         "algorithms",
         "Algorithms",
         Format::List,

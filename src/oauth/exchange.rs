@@ -454,6 +454,13 @@ pub(super) async fn verify_saml_subject(
             .config
             .max_token_age_secs
             .map(|age| i64::try_from(age).unwrap_or(i64::MAX / 2)),
+        max_lifetime: i64::try_from(
+            idp.config
+                .saml_max_lifetime_secs
+                .unwrap_or(crate::saml::DEFAULT_MAX_LIFETIME_SECS),
+        )
+        .unwrap_or(i64::MAX / 2),
+        name_id_formats: &idp.config.saml_name_id_formats,
     };
     let mut verified = unverified.verify(&keys, &rules);
     if verified.as_ref().err() == Some(&crate::saml::SamlError::BadSignature)

@@ -31,6 +31,8 @@ fn rules(xml: &str) -> SamlRules<'static> {
         now: issued_at(xml) + 5,
         skew: 60,
         max_age: None,
+        max_lifetime: DEFAULT_MAX_LIFETIME_SECS as i64,
+        name_id_formats: &[],
     }
 }
 
@@ -342,6 +344,8 @@ fn every_failure_has_an_audit_reason_and_a_safe_description() {
         SamlError::NotYetValid,
         SamlError::IssuedInFuture,
         SamlError::TooOld,
+        SamlError::LifetimeTooLong,
+        SamlError::NameIdFormatNotAccepted,
         SamlError::UnsupportedCondition,
         SamlError::KeysUnavailable,
         SamlError::NoExpiry,
@@ -601,10 +605,49 @@ fn signed(name_id: &str, statements: &str) -> String {
 
 /// [`signed`]'s assertion before it is signed.
 fn template(name_id: &str, statements: &str) -> String {
-    let (issued, expires) = (utc(NOW), utc(NOW + 300));
-    format!(
-        r##"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_signed" IssueInstant="{issued}" Version="2.0"><saml:Issuer>{ISSUER}</saml:Issuer><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#_signed"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature><saml:Subject><saml:NameID>{name_id}</saml:NameID><saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{expires}"/></saml:SubjectConfirmation></saml:Subject><saml:Conditions NotBefore="{issued}" NotOnOrAfter="{expires}"><saml:AudienceRestriction><saml:Audience>{AUDIENCE}</saml:Audience></saml:AudienceRestriction></saml:Conditions>{statements}</saml:Assertion>"##
+    template_of(
+        &format!("<saml:NameID>{name_id}</saml:NameID>{}", bearer(NOW + 300)),
+        &conditions(Some(NOW + 300), &[AUDIENCE]),
+        statements,
     )
+}
+
+/// An assertion from [`ISSUER`] issued at [`NOW`], before it is signed: `subject` inside its
+/// `Subject`, then the whole `Conditions` element `conditions`, then `statements`.
+fn template_of(subject: &str, conditions: &str, statements: &str) -> String {
+    let issued = utc(NOW);
+    format!(
+        r##"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_signed" IssueInstant="{issued}" Version="2.0"><saml:Issuer>{ISSUER}</saml:Issuer><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#_signed"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature><saml:Subject>{subject}</saml:Subject>{conditions}{statements}</saml:Assertion>"##
+    )
+}
+
+/// A bearer `SubjectConfirmation` whose data expires at `not_on_or_after`.
+fn bearer(not_on_or_after: i64) -> String {
+    format!(
+        r#"<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{}"/></saml:SubjectConfirmation>"#,
+        utc(not_on_or_after)
+    )
+}
+
+/// `Conditions` from [`NOW`] until `not_on_or_after` (none: no end of their own), with one
+/// `AudienceRestriction` listing `audiences`.
+fn conditions(not_on_or_after: Option<i64>, audiences: &[&str]) -> String {
+    let end = not_on_or_after
+        .map(|at| format!(" NotOnOrAfter=\"{}\"", utc(at)))
+        .unwrap_or_default();
+    format!(
+        "<saml:Conditions NotBefore=\"{}\"{end}>{}</saml:Conditions>",
+        utc(NOW),
+        restriction(audiences)
+    )
+}
+
+fn restriction(audiences: &[&str]) -> String {
+    let audiences: String = audiences
+        .iter()
+        .map(|audience| format!("<saml:Audience>{audience}</saml:Audience>"))
+        .collect();
+    format!("<saml:AudienceRestriction>{audiences}</saml:AudienceRestriction>")
 }
 
 fn check_signed(xml: &str) -> Result<VerifiedAssertion, SamlError> {
@@ -689,4 +732,349 @@ fn an_assertion_whose_bearer_confirmation_never_expires_is_refused_as_such() {
     assert_eq!(error, SamlError::NoExpiry);
     assert!(error.to_string().contains("NotOnOrAfter"));
     assert!(!error.suggests_forgery());
+}
+
+/// [`check_signed`] with `change` applied to the rules.
+fn check_signed_with<'a>(
+    xml: &str,
+    change: impl FnOnce(&mut SamlRules<'a>),
+) -> Result<VerifiedAssertion, SamlError> {
+    let mut rules: SamlRules<'a> = SamlRules {
+        now: NOW + 5,
+        ..rules(ASSERTION)
+    };
+    change(&mut rules);
+    check_with(xml, &rules)
+}
+
+const NAME_ID: &str = "<saml:NameID>alice@example.com</saml:NameID>";
+
+#[test]
+fn idjag_accept_08_an_assertion_valid_for_longer_than_the_cap_is_refused() {
+    // The npm peer's fixture lives exactly the default ten minutes: accepted at the edge.
+    assert_eq!(
+        issued_at(ASSERTION) + DEFAULT_MAX_LIFETIME_SECS as i64,
+        instant(attribute(ASSERTION, "NotOnOrAfter")).unwrap()
+    );
+    assert!(check(ASSERTION).is_ok());
+    let year = NOW + 365 * 86400;
+    let for_a_year = sign(&template_of(
+        &format!("{NAME_ID}{}", bearer(year)),
+        &conditions(Some(year), &[AUDIENCE]),
+        "",
+    ));
+    let error = check_signed(&for_a_year).unwrap_err();
+    assert_eq!(error, SamlError::LifetimeTooLong);
+    assert!(!error.suggests_forgery());
+    assert_eq!(error.reason(), "subject_lifetime_too_long");
+    // Conditions with no end of their own: the confirmation's is the lifetime.
+    let open_conditions = sign(&template_of(
+        &format!("{NAME_ID}{}", bearer(year)),
+        &conditions(None, &[AUDIENCE]),
+        "",
+    ));
+    assert_eq!(
+        check_signed(&open_conditions).unwrap_err(),
+        SamlError::LifetimeTooLong
+    );
+    // One second over the cap, then the identity provider's own cap.
+    let hour = sign(&template_of(
+        &format!("{NAME_ID}{}", bearer(NOW + 3600)),
+        &conditions(Some(NOW + 3600), &[AUDIENCE]),
+        "",
+    ));
+    assert_eq!(
+        check_signed_with(&hour, |rules| rules.max_lifetime = 3599).unwrap_err(),
+        SamlError::LifetimeTooLong
+    );
+    let verified = check_signed_with(&hour, |rules| rules.max_lifetime = 3600).expect("valid");
+    assert_eq!(verified.expires_at, NOW + 3600);
+}
+
+#[test]
+fn the_lifetime_capped_is_the_window_honoured_not_the_conditions_alone() {
+    // The ID-JAG draft's §4.5 example (and Entra ID, AD FS): confirmed for five minutes, under
+    // conditions valid for an hour. Only five minutes are honoured, so it is within the cap.
+    let draft_shaped = sign(&template_of(
+        &format!("{NAME_ID}{}", bearer(NOW + 300)),
+        &conditions(Some(NOW + 3600), &[AUDIENCE]),
+        "",
+    ));
+    let verified = check_signed(&draft_shaped).expect("valid");
+    assert_eq!(verified.expires_at, NOW + 300);
+    assert_eq!(verified.claims["exp"], json!(NOW + 300));
+}
+
+#[test]
+fn an_assertion_issued_in_the_future_beyond_the_skew_is_refused() {
+    let xml = signed("alice@example.com", "");
+    assert_eq!(
+        check_signed_with(&xml, |rules| rules.now = NOW - 61).unwrap_err(),
+        SamlError::IssuedInFuture
+    );
+    // Within the skew, IssueInstant and the conditions' NotBefore (the same instant) pass.
+    assert!(check_signed_with(&xml, |rules| rules.now = NOW - 60).is_ok());
+}
+
+fn with_format(format: &str) -> String {
+    sign(&template_of(
+        &format!(
+            "<saml:NameID Format=\"{format}\">alice@example.com</saml:NameID>{}",
+            bearer(NOW + 300)
+        ),
+        &conditions(Some(NOW + 300), &[AUDIENCE]),
+        "",
+    ))
+}
+
+const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+
+#[test]
+fn a_transient_name_id_is_not_a_subject_unless_the_identity_provider_lists_it() {
+    // A transient NameID is a new value at every sign-in: as `sub` it would be a new user each
+    // time. Refused by default, for what it is, and not counted as a forgery.
+    let transient = with_format(TRANSIENT);
+    let error = check_signed(&transient).unwrap_err();
+    assert_eq!(error, SamlError::NameIdFormatNotAccepted);
+    assert!(!error.suggests_forgery());
+    assert!(error.to_string().contains("transient"));
+    // An entity NameID names a SAML entity, not a user.
+    assert_eq!(
+        check_signed(&with_format(ENTITY_FORMAT)).unwrap_err(),
+        SamlError::NameIdFormatNotAccepted
+    );
+    // Stable formats, and none at all (SAML core §2.2.2: unspecified), are accepted.
+    for format in DEFAULT_NAME_ID_FORMATS {
+        assert!(check_signed(&with_format(format)).is_ok(), "{format}");
+    }
+    assert!(check_signed(&signed("alice@example.com", "")).is_ok());
+    // An identity provider listing formats accepts those and only those.
+    let listed = [TRANSIENT.to_string()];
+    let verified =
+        check_signed_with(&transient, |rules| rules.name_id_formats = &listed).expect("listed");
+    assert_eq!(
+        verified.claims["saml_nameid"]["nameid_format"],
+        json!(TRANSIENT)
+    );
+    assert_eq!(
+        check_signed_with(&signed("alice@example.com", ""), |rules| rules
+            .name_id_formats =
+            &listed)
+        .unwrap_err(),
+        SamlError::NameIdFormatNotAccepted
+    );
+}
+
+#[test]
+fn recipient_in_response_to_and_address_are_the_clients_to_check() {
+    // The client received the assertion at its own ACS, in response to its own AuthnRequest,
+    // from the user's browser: none of these name frontdesk or its caller.
+    let confirmation = format!(
+        r#"<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="{}" Recipient="https://client.example.com/saml/acs" InResponseTo="_client-request-1" Address="203.0.113.7"/></saml:SubjectConfirmation>"#,
+        utc(NOW + 300)
+    );
+    let xml = sign(&template_of(
+        &format!("{NAME_ID}{confirmation}"),
+        &conditions(Some(NOW + 300), &[AUDIENCE]),
+        "",
+    ));
+    assert!(check_signed(&xml).is_ok());
+}
+
+fn confirmation(method: &str, not_on_or_after: i64) -> String {
+    format!(
+        r#"<saml:SubjectConfirmation Method="{method}"><saml:SubjectConfirmationData NotOnOrAfter="{}"/></saml:SubjectConfirmation>"#,
+        utc(not_on_or_after)
+    )
+}
+
+#[test]
+fn idjag_saml_04_only_a_live_bearer_confirmation_confirms() {
+    const HOLDER_OF_KEY: &str = "urn:oasis:names:tc:SAML:2.0:cm:holder-of-key";
+    let with = |confirmations: &str| {
+        check_signed(&sign(&template_of(
+            &format!("{NAME_ID}{confirmations}"),
+            &conditions(Some(NOW + 300), &[AUDIENCE]),
+            "",
+        )))
+    };
+    // Holder-of-key needs a proof of the key this exchange does not carry.
+    assert_eq!(
+        with(&confirmation(HOLDER_OF_KEY, NOW + 300)).unwrap_err(),
+        SamlError::NotBearer
+    );
+    // A bearer confirmation that has passed (beyond the skew) does not confirm, even with a
+    // live holder-of-key one beside it.
+    let expired = confirmation(BEARER, NOW - 120);
+    assert_eq!(
+        with(&format!(
+            "{expired}{}",
+            confirmation(HOLDER_OF_KEY, NOW + 300)
+        ))
+        .unwrap_err(),
+        SamlError::Expired
+    );
+    // One live bearer confirmation is enough.
+    let verified = with(&format!("{expired}{}", confirmation(BEARER, NOW + 200))).expect("valid");
+    assert_eq!(verified.expires_at, NOW + 200);
+}
+
+fn with_conditions(inner: &str) -> Result<VerifiedAssertion, SamlError> {
+    check_signed(&sign(&template_of(
+        &format!("{NAME_ID}{}", bearer(NOW + 300)),
+        &format!(
+            "<saml:Conditions NotOnOrAfter=\"{}\">{inner}</saml:Conditions>",
+            utc(NOW + 300)
+        ),
+        "",
+    )))
+}
+
+#[test]
+fn one_time_use_is_honoured_and_conditions_not_understood_invalidate() {
+    // SAML core §2.5.1.5: OneTimeUse is what the replay records do for every assertion.
+    assert!(with_conditions(&format!("<saml:OneTimeUse/>{}", restriction(&[AUDIENCE]))).is_ok());
+    // §2.5.1.6: a grant is derived from the assertion, which ProxyRestriction limits.
+    let proxy = format!(
+        "{}<saml:ProxyRestriction Count=\"0\"/>",
+        restriction(&[AUDIENCE])
+    );
+    assert_eq!(
+        with_conditions(&proxy).unwrap_err(),
+        SamlError::UnsupportedCondition
+    );
+    // §2.5.1: a condition not understood makes the assertion invalid.
+    let other = format!(
+        "{}<saml:Condition xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"x:Delegation\"/>",
+        restriction(&[AUDIENCE])
+    );
+    assert_eq!(
+        with_conditions(&other).unwrap_err(),
+        SamlError::UnsupportedCondition
+    );
+}
+
+#[test]
+fn idjag_issue_10_every_audience_restriction_must_name_the_client() {
+    // SAML core §2.5.1.4: one restriction listing several audiences is met by any of them; the
+    // assertion is then addressed to each, the client among them.
+    let several = with_conditions(&restriction(&["https://other.example.com/sp", AUDIENCE]));
+    assert_eq!(several.expect("valid").claims["aud"], json!(AUDIENCE));
+    // Several restrictions must each be met.
+    let one_not_naming = format!(
+        "{}{}",
+        restriction(&[AUDIENCE]),
+        restriction(&["https://other.example.com/sp"])
+    );
+    assert_eq!(
+        with_conditions(&one_not_naming).unwrap_err(),
+        SamlError::WrongAudience
+    );
+    let none_naming = restriction(&[
+        "https://other.example.com/sp",
+        "https://third.example.com/sp",
+    ]);
+    assert_eq!(
+        with_conditions(&none_naming).unwrap_err(),
+        SamlError::WrongAudience
+    );
+    assert_eq!(
+        with_conditions(&restriction(&[])).unwrap_err(),
+        SamlError::WrongAudience
+    );
+    assert_eq!(with_conditions("").unwrap_err(), SamlError::WrongAudience);
+}
+
+#[test]
+fn encrypted_name_ids_and_attributes_are_refused_as_such() {
+    let encrypted_id = sign(&template_of(
+        &format!(
+            "<saml:EncryptedID><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"/></saml:EncryptedID>{}",
+            bearer(NOW + 300)
+        ),
+        &conditions(Some(NOW + 300), &[AUDIENCE]),
+        "",
+    ));
+    assert_eq!(
+        check_signed(&encrypted_id).unwrap_err(),
+        SamlError::Encrypted
+    );
+    let encrypted_attribute = signed(
+        "alice@example.com",
+        "<saml:AttributeStatement><saml:EncryptedAttribute><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"/></saml:EncryptedAttribute></saml:AttributeStatement>",
+    );
+    assert_eq!(
+        check_signed(&encrypted_attribute).unwrap_err(),
+        SamlError::Encrypted
+    );
+}
+
+/// An unsigned assertion about bob, carried inside the signed one's `Advice`.
+fn advice_about_bob() -> String {
+    format!(
+        r#"<saml:Advice><saml:Assertion ID="_inner" IssueInstant="{}" Version="2.0"><saml:Issuer>{ISSUER}</saml:Issuer><saml:Subject><saml:NameID>bob@example.com</saml:NameID></saml:Subject>{}</saml:Assertion></saml:Advice>"#,
+        utc(NOW),
+        attribute_statement("role", "admin")
+    )
+}
+
+#[test]
+fn the_claims_are_read_from_the_signed_assertion_never_from_one_inside_it() {
+    let verified = check_signed(&signed("alice@example.com", &advice_about_bob())).expect("valid");
+    assert_eq!(verified.claims["sub"], json!("alice@example.com"));
+    assert_eq!(verified.id, "_signed");
+    assert!(
+        verified.claims.get("role").is_none(),
+        "{:?}",
+        verified.claims
+    );
+    assert_eq!(verified.claims["saml_attributes"], json!({}));
+}
+
+#[test]
+fn a_signature_over_an_inner_assertion_does_not_vouch_for_the_outer_one() {
+    // The outer signature made over the Advice's assertion (signature wrapping the other way
+    // round): genuine, but not over what would be read.
+    let template = template("mallory@example.com", &advice_about_bob()).replace(
+        "<ds:Reference URI=\"#_signed\">",
+        "<ds:Reference URI=\"#_inner\">",
+    );
+    assert!(template.contains("URI=\"#_inner\""));
+    assert_eq!(
+        check_signed(&sign(&template)).unwrap_err(),
+        SamlError::Malformed("the signature must reference the assertion by its ID")
+    );
+    // A second signature anywhere in the document is refused before any is checked.
+    let inner_signed = sign(
+        &template_of(
+            &format!(
+                "<saml:NameID>bob@example.com</saml:NameID>{}",
+                bearer(NOW + 300)
+            ),
+            &conditions(Some(NOW + 300), &[AUDIENCE]),
+            "",
+        )
+        .replace("_signed", "_inner"),
+    );
+    let outer = signed(
+        "alice@example.com",
+        &format!("<saml:Advice>{inner_signed}</saml:Advice>"),
+    );
+    assert_eq!(
+        check_signed(&outer).unwrap_err(),
+        SamlError::Malformed("more than one signature")
+    );
+}
+
+#[test]
+fn a_processing_instruction_splitting_the_name_id_is_refused() {
+    let split = signed("alice@example.com", "").replace(
+        ">alice@example.com</saml:NameID>",
+        ">alice@example.com<?x y?>.evil.example</saml:NameID>",
+    );
+    assert!(split.contains("<?x y?>"));
+    assert_eq!(
+        check_signed(&split).unwrap_err(),
+        SamlError::Malformed("processing instructions are not allowed")
+    );
 }

@@ -134,6 +134,8 @@ impl Env {
             jwks: None,
             saml_certificates: None,
             saml_metadata_url: None,
+            saml_max_lifetime_secs: None,
+            saml_name_id_formats: vec![],
             algorithms: vec!["RS256".into(), "ES256".into()],
             token_types: vec!["id_token".into(), "access_token".into(), "jwt".into()],
             audiences: vec!["frontdesk-api".into()],

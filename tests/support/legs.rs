@@ -44,6 +44,8 @@ pub fn resource_side(
         jwks: None,
         saml_certificates: None,
         saml_metadata_url: None,
+        saml_max_lifetime_secs: None,
+        saml_name_id_formats: vec![],
         algorithms: vec!["ES256".into()],
         token_types: vec!["id_jag".into()],
         audiences: vec![],

@@ -261,6 +261,8 @@ pub fn document(base: &str) -> Value {
                     "jwks_uri": { "type": "string" }, "jwks": { "type": "string", "description": "An inline JWK set as JSON text." },
                     "saml_certificates": { "type": "string", "description": "PEM certificates that sign this issuer's SAML 2.0 assertions (token_types saml2)." },
                     "saml_metadata_url": { "type": "string", "description": "The issuer's SAML 2.0 metadata (https): its IdP signing certificates are trusted too and follow its rollovers." },
+                    "saml_max_lifetime_secs": { "type": "integer", "minimum": 1, "maximum": crate::trust::MAX_SAML_LIFETIME_SECS, "description": "The longest SAML assertion lifetime accepted, IssueInstant to the NotOnOrAfter honoured. Absent: 600." },
+                    "saml_name_id_formats": { "type": "array", "items": { "type": "string" }, "description": "SAML NameID format URIs accepted. Absent or empty: persistent, emailAddress, unspecified, X509SubjectName, WindowsDomainQualifiedName, kerberos; never transient." },
                     "algorithms": string_list(), "token_types": string_list(), "audiences": string_list(),
                     "clock_skew_secs": { "type": "integer" }, "max_token_age_secs": { "type": "integer" },
                     "condition": { "type": "string", "description": "CEL." },
