@@ -40,6 +40,11 @@ pub fn metadata_document(config: &Config) -> Value {
         "introspection_endpoint": format!("{base}/introspect"),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "revocation_endpoint": format!("{base}/revoke"),
+        // IDJAG §9.5 (IDJAG-ACCEPT-27): where an authenticated client asks whether an issuer's
+        // grants would be accepted for it. frontdesk's own member (no registered name exists);
+        // the endpoint, never the issuers it trusts, is what public metadata may name. It takes
+        // the token endpoint's confidential client authentication methods.
+        "frontdesk_issuer_acceptance_endpoint": format!("{base}/issuer-acceptance"),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": signing_algs,

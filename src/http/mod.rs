@@ -122,6 +122,10 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(token::revoke).fallback(token::method_not_allowed),
         )
         .route(
+            "/issuer-acceptance",
+            axum::routing::post(token::issuer_acceptance).fallback(token::method_not_allowed),
+        )
+        .route(
             "/token",
             axum::routing::post(token::token).fallback(token::method_not_allowed),
         );

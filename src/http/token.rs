@@ -20,6 +20,7 @@ enum Endpoint {
     Token,
     Introspect,
     Revoke,
+    IssuerAcceptance,
 }
 
 /// `POST /token`.
@@ -35,6 +36,12 @@ pub async fn introspect(State(state): State<AppState>, request: Request) -> Resp
 /// `POST /revoke` (RFC 7009).
 pub async fn revoke(State(state): State<AppState>, request: Request) -> Response {
     form_endpoint(state, request, Endpoint::Revoke).await
+}
+
+/// `POST /issuer-acceptance` (IDJAG-ACCEPT-27): whether grants from an issuer would be accepted
+/// for the authenticated client. A form endpoint like the others, under the same transport rules.
+pub async fn issuer_acceptance(State(state): State<AppState>, request: Request) -> Response {
+    form_endpoint(state, request, Endpoint::IssuerAcceptance).await
 }
 
 async fn form_endpoint(state: AppState, request: Request, endpoint: Endpoint) -> Response {
@@ -163,6 +170,9 @@ async fn serve(
         Endpoint::Revoke => crate::oauth::introspection::revoke(tokens, &form, &context)
             .await
             .map(|()| serde_json::json!({})),
+        Endpoint::IssuerAcceptance => {
+            crate::oauth::issuer_acceptance::answer(tokens, &form, &context).await
+        }
     }
 }
 
@@ -188,7 +198,7 @@ fn transport_checks(uri: &Uri, headers: &HeaderMap) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// Other methods on `/token`, `/introspect` and `/revoke` (TOK-01): 405 with an OAuth error body,
+/// Other methods on `/token`, `/introspect`, `/revoke` and `/issuer-acceptance` (TOK-01): 405 with an OAuth error body,
 /// audited like any refusal.
 pub async fn method_not_allowed(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let error =

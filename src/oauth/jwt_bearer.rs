@@ -55,11 +55,96 @@ pub(super) fn assertion_error(error: JoseError) -> OAuthError {
 
 /// Which profile an assertion follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Profile {
+pub enum Profile {
     /// `typ: oauth-id-jag+jwt`: the ID-JAG draft's rules.
     IdJag,
     /// Any other JWT grant: the identity-chaining draft's rules.
     Chaining,
+}
+
+impl Profile {
+    /// Both profiles, in the order answers list them.
+    pub(crate) const ALL: [Profile; 2] = [Profile::IdJag, Profile::Chaining];
+
+    /// The `token_types` entry an issuer must be trusted for to have grants of this profile
+    /// redeemed.
+    fn trusted_token_type(self) -> &'static str {
+        match self {
+            Profile::IdJag => "id_jag",
+            Profile::Chaining => "jwt_grant",
+        }
+    }
+
+    /// The RFC 8693 token type of grants of this profile: what the issuing server calls the
+    /// grant it issued (`issued_token_type`), and so what a client knows it by.
+    pub(crate) fn token_type_uri(self) -> &'static str {
+        match self {
+            Profile::IdJag => super::TOKEN_TYPE_ID_JAG,
+            Profile::Chaining => super::TOKEN_TYPE_JWT,
+        }
+    }
+}
+
+/// The identity provider whose grants of `profile` leg 2 redeems from `issuer`, or the
+/// `invalid_grant` a redemption gets: never this server's own issuer (IDJAG-ACCEPT-23), else an
+/// enabled provider with exactly this issuer (FED-02) trusted for the profile's token type. The
+/// one place that decides it, for redemptions and for the issuer-acceptance endpoint
+/// (IDJAG-ACCEPT-27), so that the endpoint never tells a client other than what the grant does.
+pub(crate) fn trusted_issuer<'r>(
+    registry: &'r Registry,
+    our_issuer: &str,
+    issuer: &str,
+    profile: Profile,
+) -> Result<&'r Arc<IdentityProvider>, OAuthError> {
+    if issuer == our_issuer {
+        return Err(invalid_grant(
+            "self_issued_assertion",
+            "This server does not redeem grants it issued itself",
+        )
+        .suspicious());
+    }
+    registry
+        .idp_by_issuer(issuer)
+        .filter(|idp| idp.accepts(profile.trusted_token_type()))
+        .ok_or_else(|| {
+            invalid_grant(
+                "untrusted_assertion_issuer",
+                "The assertion was not issued by an issuer trusted for this grant",
+            )
+            .suspicious()
+        })
+}
+
+/// IDJAG-ACCEPT-22: `invalid_grant` unless `idp` may vouch for the client `client_id` (its
+/// `allowed_clients`). Shared with the issuer-acceptance endpoint, as [`trusted_issuer`] is.
+pub(crate) fn vouches_for_client(
+    idp: &IdentityProvider,
+    client_id: &str,
+) -> Result<(), OAuthError> {
+    if idp.vouches_for(client_id) {
+        Ok(())
+    } else {
+        Err(invalid_grant(
+            "issuer_not_trusted_for_client",
+            "The assertion's issuer is not trusted for this client",
+        ))
+    }
+}
+
+/// The refusal every redemption of `idp`'s grants gets whatever they say, because its
+/// subjects would be ambiguous: they are used as they are (`federated`) while issuers of several
+/// subject namespaces are trusted for assertions (decisions §43). Shared with the
+/// issuer-acceptance endpoint, which tells a client so instead of calling the issuer accepted.
+pub(crate) fn ambiguous_subjects(idp: &IdentityProvider) -> Option<OAuthError> {
+    let mapped_or_linked = matches!(idp.config.subject_mode.as_str(), "mapped" | "linked");
+    (!mapped_or_linked && idp.assertion_sub_shared_with_other_namespaces).then(|| {
+        invalid_grant(
+            "subject_namespace_ambiguous",
+            "Assertions of several issuers are trusted and this issuer's subjects are used \
+             as they are; its administrator must set subject_mode to mapped or linked, or \
+             give the issuers one subject_namespace",
+        )
+    })
 }
 
 fn is_id_jag_typ(typ: Option<&str>) -> bool {
@@ -80,33 +165,13 @@ async fn verify_assertion(
     let unverified =
         inspect(assertion, service.config.tokens.max_token_bytes).map_err(assertion_error)?;
     let claimed_issuer = unverified.unverified_iss().unwrap_or_default();
-    if claimed_issuer == service.config.issuer {
-        // IDJAG-ACCEPT-23: never redeem what this server issued itself.
-        return Err(invalid_grant(
-            "self_issued_assertion",
-            "This server does not redeem grants it issued itself",
-        )
-        .suspicious());
-    }
     let profile = if is_id_jag_typ(unverified.typ()) {
         Profile::IdJag
     } else {
         Profile::Chaining
     };
-    let accepted_type = match profile {
-        Profile::IdJag => "id_jag",
-        Profile::Chaining => "jwt_grant",
-    };
-    let Some(idp) = registry
-        .idp_by_issuer(claimed_issuer)
-        .filter(|idp| idp.accepts(accepted_type))
-    else {
-        return Err(invalid_grant(
-            "untrusted_assertion_issuer",
-            "The assertion was not issued by an issuer trusted for this grant",
-        )
-        .suspicious());
-    };
+    // IDJAG-ACCEPT-23 (never what this server issued itself) and the issuer's trust.
+    let idp = trusted_issuer(registry, &service.config.issuer, claimed_issuer, profile)?;
     audit.subject_issuer = Some(idp.config.issuer.clone());
     let (typ, audience) = match profile {
         // IDJAG-ACCEPT-04, -06: exact typ; aud exactly our issuer (string or one-element array).
@@ -197,21 +262,19 @@ async fn resolve_subject(
         // with the tenant in the mapping (docs/mcp.md). With issuers of several subject
         // namespaces trusted, the access token (which does not name the assertion's issuer)
         // could make one issuer's user another's: refused, as leg 1 refuses (decisions §43).
-        _ if idp.assertion_sub_shared_with_other_namespaces => {
-            tracing::warn!(idp = %idp.config.id, "several assertion issuers' subject namespaces and a federated subject; denying");
-            Err(invalid_grant(
-                "subject_namespace_ambiguous",
-                "Assertions of several issuers are trusted and this issuer's subjects are used \
-                 as they are; its administrator must set subject_mode to mapped or linked, or \
-                 give the issuers one subject_namespace",
-            ))
-        }
-        _ => Ok(claims.sub().to_string()),
+        _ => match ambiguous_subjects(idp) {
+            Some(refusal) => {
+                tracing::warn!(idp = %idp.config.id, "several assertion issuers' subject namespaces and a federated subject; denying");
+                Err(refusal)
+            }
+            None => Ok(claims.sub().to_string()),
+        },
     }
 }
 
-/// Picks the resources to grant (IDJAG-ACCEPT-14/15, EMA-04/08).
-fn grant_resources(
+/// Picks the resources to grant (IDJAG-ACCEPT-14/15, EMA-04/08). The issuer-acceptance endpoint
+/// checks the resource a client names with it too.
+pub(crate) fn grant_resources(
     registry: &Registry,
     asserted: &[String],
     requested: &[String],
@@ -348,12 +411,7 @@ pub async fn redeem(
             .suspicious());
         }
     }
-    if !idp.vouches_for(client_id) {
-        return Err(invalid_grant(
-            "issuer_not_trusted_for_client",
-            "The assertion's issuer is not trusted for this client",
-        ));
-    }
+    vouches_for_client(&idp, client_id)?;
 
     // IDJAG §9.9.1.2: an assertion bound to a key is redeemed only with a proof of that key
     // (DPOP-05, DPOP-06); redeeming it as a bearer grant would drop the binding its issuer made.

@@ -10,6 +10,7 @@ pub mod dpop_nonce;
 mod error;
 pub mod exchange;
 pub mod introspection;
+pub mod issuer_acceptance;
 pub mod jwt_bearer;
 mod refresh_subject;
 pub mod registration;
