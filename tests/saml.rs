@@ -806,3 +806,141 @@ async fn a_client_sending_forged_assertions_is_slowed_down() -> anyhow::Result<(
     );
     Ok(())
 }
+
+const TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+
+/// The server with `change` applied to the SAML identity provider `saml-corp`.
+async fn start_with_saml_idp(
+    change: impl FnOnce(&mut IdentityProviderConfig) + Send + 'static,
+) -> anyhow::Result<Env> {
+    start_configured(move |config| {
+        if let Some(idp) = config
+            .identity_providers
+            .iter_mut()
+            .find(|idp| idp.id == "saml-corp")
+        {
+            change(idp);
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_transient_name_id_is_refused_unless_the_identity_provider_lists_its_format()
+-> anyhow::Result<()> {
+    // A transient NameID is a new value at every sign-in: as the `sub` of an ID-JAG it would be
+    // a new user at the resource each time.
+    let env = start().await?;
+    let transient = assertion(json!({ "name_id": "_3f2a9c", "name_id_format": TRANSIENT })).await?;
+    assert_refused(&env, "transient", &transient, "subject_saml_name_id_format").await?;
+    // persistent, the stable pairwise identifier, is accepted by default.
+    let persistent = assertion(json!({
+        "name_id": "a8f3e1",
+        "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+    }))
+    .await?;
+    let (status, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(persistent)))
+        .await?;
+    anyhow::ensure!(status == 200, "persistent: {status} {body}");
+
+    // An identity provider whose audiences take the subject from an attribute may list it.
+    let env =
+        start_with_saml_idp(|idp| idp.saml_name_id_formats = vec![TRANSIENT.to_string()]).await?;
+    let transient = assertion(json!({ "name_id": "_3f2a9c", "name_id_format": TRANSIENT })).await?;
+    let (status, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(transient)))
+        .await?;
+    anyhow::ensure!(status == 200, "listed transient: {status} {body}");
+    // The list replaces the defaults: emailAddress is no longer accepted from it.
+    let email = assertion(json!({})).await?;
+    assert_refused(
+        &env,
+        "email, not listed",
+        &email,
+        "subject_saml_name_id_format",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn idjag_accept_08_an_assertion_valid_for_an_hour_is_refused_unless_the_idp_allows_it()
+-> anyhow::Result<()> {
+    // Auth0's default: an hour, in the conditions and the bearer confirmation alike.
+    let env = start().await?;
+    let hour = assertion(json!({ "lifetime_secs": 3600 })).await?;
+    assert_refused(&env, "an hour", &hour, "subject_lifetime_too_long").await?;
+    let (_, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(&hour)))
+        .await?;
+    assert_eq!(
+        body["error_description"],
+        json!("The SAML assertion is valid for longer than this server accepts.")
+    );
+    // Ten minutes, the default cap, is accepted.
+    let ten_minutes = assertion(json!({ "lifetime_secs": 600 })).await?;
+    let (status, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(ten_minutes)))
+        .await?;
+    anyhow::ensure!(status == 200, "ten minutes: {status} {body}");
+
+    let env = start_with_saml_idp(|idp| idp.saml_max_lifetime_secs = Some(3600)).await?;
+    let (status, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(&hour)))
+        .await?;
+    anyhow::ensure!(status == 200, "an hour, allowed: {status} {body}");
+    Ok(())
+}
+
+#[test]
+fn the_saml_settings_of_an_identity_provider_are_validated() {
+    let saml_idp = |change: &dyn Fn(&mut Value)| -> Result<(), (String, String)> {
+        let mut document = json!({
+            "id": "saml-corp",
+            "issuer": SAML_ISSUER,
+            "token_types": ["saml2"],
+            "saml_certificates": fixture("idp.crt"),
+        });
+        change(&mut document);
+        let idp: IdentityProviderConfig = serde_json::from_value(document).expect("parses");
+        frontdesk::trust::validate_identity_provider(&idp)
+    };
+    assert!(saml_idp(&|_| {}).is_ok());
+    assert!(saml_idp(&|d| d["saml_max_lifetime_secs"] = json!(86_400)).is_ok());
+    assert!(saml_idp(&|d| d["saml_name_id_formats"] = json!([TRANSIENT])).is_ok());
+    for (change, key) in [
+        (
+            json!({ "saml_max_lifetime_secs": 0 }),
+            "saml_max_lifetime_secs",
+        ),
+        (
+            json!({ "saml_max_lifetime_secs": 86_401 }),
+            "saml_max_lifetime_secs",
+        ),
+        (
+            json!({ "saml_name_id_formats": ["transient"] }),
+            "saml_name_id_formats",
+        ),
+        (
+            json!({ "token_types": ["id_token"], "issuer": "https://idp.example.com",
+                    "saml_certificates": null, "saml_max_lifetime_secs": 60 }),
+            "saml_max_lifetime_secs",
+        ),
+        (
+            json!({ "token_types": ["id_token"], "issuer": "https://idp.example.com",
+                    "saml_certificates": null, "saml_name_id_formats": [TRANSIENT] }),
+            "saml_name_id_formats",
+        ),
+    ] {
+        let result = saml_idp(&|document| {
+            for (name, value) in change.as_object().into_iter().flatten() {
+                document[name] = value.clone();
+            }
+        });
+        assert_eq!(
+            result.as_ref().map_err(|(field, _)| field.as_str()),
+            Err(key),
+            "{change}"
+        );
+    }
+}
