@@ -933,10 +933,17 @@ async fn the_admin_page_creates_lists_and_revokes_api_tokens() -> anyhow::Result
     let password = "correct horse battery staple";
     frontdesk::admin::auth::create_user(store, "alice", password, AdminRole::Admin, "test", 0)
         .await?;
+    // The page's forms refuse a post that names no origin; a browser sends `Origin`.
+    let mut origin = reqwest::header::HeaderMap::new();
+    origin.insert(
+        reqwest::header::ORIGIN,
+        reqwest::header::HeaderValue::from_str(&api.env.url)?,
+    );
     let browser = reqwest::Client::builder()
         .no_proxy()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
+        .default_headers(origin)
         .build()?;
     let url = |path: &str| format!("{}{path}", api.env.url);
     let response = browser

@@ -14,7 +14,7 @@ use code_flow::{browser, location};
 use env::*;
 use frontdesk::config::AdminSsoConfig;
 use frontdesk::secret::SecretString;
-use frontdesk::store::AuditDetail;
+use frontdesk::store::{AdminStore, AuditDetail};
 use serde_json::{Value, json};
 
 const SSO_CLIENT_ID: &str = "frontdesk-admin";
@@ -56,10 +56,23 @@ struct AtCallback {
 }
 
 async fn through_idp(env: &Env, browser: &reqwest::Client) -> anyhow::Result<AtCallback> {
-    let response = browser
-        .get(format!("{}/admin/sso/start", env.url))
-        .send()
-        .await?;
+    through_idp_holding(env, browser, None).await
+}
+
+/// [`through_idp`] from a browser that holds the admin session `session` (a `name=value`
+/// cookie pair) when it clicks the sign-in button: the `SameSite=Strict` cookie goes along to
+/// `/admin/sso/start`, a link on the admin page, and not to the callback, where the IdP's
+/// cross-site redirect lands.
+async fn through_idp_holding(
+    env: &Env,
+    browser: &reqwest::Client,
+    session: Option<&str>,
+) -> anyhow::Result<AtCallback> {
+    let mut start = browser.get(format!("{}/admin/sso/start", env.url));
+    if let Some(session) = session {
+        start = start.header("cookie", session);
+    }
+    let response = start.send().await?;
     assert_eq!(response.status(), 303, "{:?}", response.text().await);
     let idp_url = location(&response)?;
     assert!(idp_url.as_str().starts_with(&env.idp.issuer), "{idp_url}");
@@ -205,6 +218,7 @@ async fn auditor_condition_gives_read_only_and_role_is_decided_again_at_each_sig
     let rotate = browser
         .post(format!("{}/admin/keys/rotate", env.url))
         .header("cookie", &session)
+        .header("origin", &env.url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("csrf={csrf}"))
         .send()
@@ -410,6 +424,7 @@ async fn an_sso_user_cannot_sign_in_with_a_password() -> anyhow::Result<()> {
     for password in ["", "anything-at-all-123"] {
         let response = browser
             .post(format!("{}/admin/sign-in", env.url))
+            .header("origin", &env.url)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(serde_urlencoded::to_string([
                 ("username", "corp:ada"),
@@ -507,5 +522,119 @@ async fn one_address_cannot_start_sign_ins_without_end() -> anyhow::Result<()> {
     assert_eq!(start_from("198.51.100.66").await?, 429);
     assert_eq!(start_from("198.51.100.66").await?, 429);
     assert_eq!(start_from("198.51.100.7").await?, 303);
+    Ok(())
+}
+
+/// The status of the dashboard for the session cookie pair `session`.
+async fn dashboard_with(env: &Env, session: &str) -> anyhow::Result<u16> {
+    Ok(browser()?
+        .get(format!("{}/admin", env.url))
+        .header("cookie", session)
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
+
+/// Signs the local admin `username` in through the password form; returns the session cookie.
+async fn local_sign_in(env: &Env, username: &str) -> anyhow::Result<String> {
+    let password = "correct horse battery staple";
+    if env.server.state.store.admin_user(username).await?.is_none() {
+        frontdesk::admin::auth::create_user(
+            &env.server.state.store,
+            username,
+            password,
+            frontdesk::store::AdminRole::Admin,
+            "test",
+            env::now(),
+        )
+        .await?;
+    }
+    let response = browser()?
+        .post(format!("{}/admin/sign-in", env.url))
+        .header("origin", &env.url)
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await?;
+    assert_eq!(response.status(), 303);
+    let (session, _) =
+        cookie(&response, "frontdesk_admin").ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
+    Ok(session)
+}
+
+/// A single sign-on ends the admin session the browser held when it started, though that
+/// session's `SameSite=Strict` cookie does not come back on the IdP's redirect to the callback:
+/// the session is remembered with the pending sign-in at `/admin/sso/start`. It ends when the
+/// sign-in succeeds (the browser gets a new session; the old one must not stay valid beside it),
+/// and when it is refused — no role, or the answer came to another browser — so whoever signed
+/// in on that browser before does not keep their privileges. The session used to stay valid
+/// until it expired.
+#[tokio::test]
+async fn a_single_sign_on_ends_the_session_the_browser_held_before() -> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "groups": ["idp-admins"] }))
+        .await?;
+
+    // Signed in locally as alice; then someone signs in with SSO in the same browser.
+    let alice = local_sign_in(&env, "alice").await?;
+    assert_eq!(dashboard_with(&env, &alice).await?, 200);
+    let at = through_idp_holding(&env, &browser, Some(&alice)).await?;
+    let response = browser
+        .get(at.callback)
+        .header("cookie", &at.binding)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let (sso_session, _) =
+        cookie(&response, "frontdesk_admin").ok_or_else(|| anyhow::anyhow!("no session cookie"))?;
+    assert_eq!(dashboard_with(&env, &sso_session).await?, 200);
+    assert_eq!(
+        dashboard_with(&env, &alice).await?,
+        303,
+        "the session the browser held before the sign-in has ended"
+    );
+    assert!(
+        !serde_json::to_string(&env.audit_log().await?)?
+            .contains(alice.split_once('=').map_or("", |(_, value)| value)),
+        "the old session's cookie is in no audit event"
+    );
+
+    // A refused sign-in ends it too: alice again, then someone without a role at the IdP.
+    let alice = local_sign_in(&env, "alice").await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "eve@elsewhere.test", "groups": ["staff"] }))
+        .await?;
+    let at = through_idp_holding(&env, &browser, Some(&alice)).await?;
+    let response = browser
+        .get(at.callback)
+        .header("cookie", &at.binding)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 403);
+    assert_eq!(dashboard_with(&env, &alice).await?, 303, "after a refusal");
+
+    // And when the answer reaches the callback without the sign-in's browser binding.
+    let alice = local_sign_in(&env, "alice").await?;
+    let at = through_idp_holding(&env, &browser, Some(&alice)).await?;
+    let response = browser.get(at.callback).send().await?;
+    assert_eq!(response.status(), 400);
+    assert_eq!(dashboard_with(&env, &alice).await?, 303, "after a mismatch");
+
+    // A sign-in started without a session ends nobody's: alice's new session stays.
+    let alice = local_sign_in(&env, "alice").await?;
+    env.idp
+        .set_id_token_claims(json!({ "email": "ada@example.com", "groups": ["idp-admins"] }))
+        .await?;
+    sign_in(&env, &browser).await?;
+    assert_eq!(dashboard_with(&env, &alice).await?, 200);
+    assert_eq!(
+        env.server
+            .state
+            .store
+            .delete_admin_sessions_of("alice")
+            .await?,
+        1
+    );
     Ok(())
 }

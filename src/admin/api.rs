@@ -17,7 +17,8 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::auth::{cookie_value, random_token, sha256};
+use super::auth::{random_token, sha256};
+use super::cookie::has_any_session_cookie;
 use super::trust::{ChangeError, Kind};
 use super::views::AdminError;
 use crate::http::AppState;
@@ -187,7 +188,7 @@ impl FromRequestParts<AppState> for ApiCaller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let Some(token) = bearer(parts) else {
-            if cookie_value(&parts.headers).is_some() {
+            if has_any_session_cookie(&parts.headers) {
                 return Err(ApiError::Unauthorized(
                     "The admin API does not accept the admin page's session cookie: send an API token as `Authorization: Bearer fd_…`.".into(),
                 ));

@@ -16,8 +16,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 
+use super::cookie::{session_cookie, set_session_cookie};
 use super::views::{AdminError, FormData, Layout, render, render_with_status};
 use super::{AdminRuntime, now_of};
 use crate::http::AppState;
@@ -27,8 +28,6 @@ use crate::store::{
     Decision, Store, StoreError,
 };
 
-/// Name of the session cookie (scoped to `Path=/admin`).
-pub const ADMIN_COOKIE: &str = "frontdesk_admin";
 /// A session ends after this long without a request (30 min).
 pub const IDLE_TIMEOUT_SECS: i64 = 30 * 60;
 /// A session ends this long after sign-in, however active (12 h).
@@ -259,23 +258,6 @@ impl Session {
     }
 }
 
-/// The admin session cookie's value, if the request carries one.
-pub(crate) fn cookie_value(headers: &HeaderMap) -> Option<String> {
-    named_cookie(headers, ADMIN_COOKIE)
-}
-
-/// The value of the cookie `wanted`, from any `Cookie` header of the request.
-pub(crate) fn named_cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == wanted)
-        .map(|(_, value)| value.to_string())
-}
-
 impl FromRequestParts<AppState> for Session {
     type Rejection = AdminError;
 
@@ -283,7 +265,7 @@ impl FromRequestParts<AppState> for Session {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(cookie) = cookie_value(&parts.headers) else {
+        let Some(cookie) = session_cookie(&state.config, &parts.headers) else {
             return Err(AdminError::SignIn);
         };
         let id_hash = sha256(&cookie);
@@ -327,20 +309,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-fn session_cookie(state: &AppState, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let secure = if state.config.issuer_is_loopback_http() {
-        ""
-    } else {
-        "; Secure"
-    };
-    let max_age = max_age.map_or_else(String::new, |secs| format!("; Max-Age={secs}"));
-    HeaderValue::from_str(&format!(
-        "{ADMIN_COOKIE}={value}; HttpOnly; SameSite=Strict; Path={}/admin{secure}{max_age}",
-        state.config.issuer_path()
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("frontdesk_admin=; Max-Age=0"))
-}
-
 /// Starts a session for `username` and redirects to the dashboard with the cookie set.
 pub(crate) async fn start_session(
     state: &AppState,
@@ -371,9 +339,10 @@ pub(crate) async fn start_session(
         .await?;
     let mut response =
         Redirect::to(&format!("{}/admin", state.config.issuer_path())).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(state, &id, None));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        set_session_cookie(&state.config, &id, None),
+    );
     Ok(response)
 }
 
@@ -408,36 +377,6 @@ pub async fn sign_in_page(State(state): State<AppState>) -> Response {
     })
 }
 
-/// Refuses a cross-site POST to the forms that work without a session (login CSRF). Browsers
-/// send `Sec-Fetch-Site`, which must say `same-origin` (or `none`, typed by the user); `Origin`,
-/// when it names an origin, must be the issuer's. (Under `Referrer-Policy: no-referrer` browsers
-/// send `Origin: null` for same-origin form posts, so `null` alone proves nothing either way.)
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AdminError> {
-    let expected = url::Url::parse(&state.config.issuer)
-        .map(|url| url.origin().ascii_serialization())
-        .unwrap_or_default();
-    let refuse = || {
-        Err(AdminError::Forbidden(format!(
-            "This form must be submitted from {expected}, the server's issuer origin."
-        )))
-    };
-    let header = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    if let Some(site) = header("sec-fetch-site")
-        && site != "same-origin"
-        && site != "none"
-    {
-        return refuse();
-    }
-    match header("origin") {
-        Some(origin) if origin != "null" && origin != expected => refuse(),
-        _ => Ok(()),
-    }
-}
-
 /// `POST /admin/sign-in`: verifies the password (argon2id, on the blocking pool), rate limits
 /// and audits failures, and starts a session.
 pub async fn sign_in(
@@ -446,7 +385,6 @@ pub async fn sign_in(
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, AdminError> {
-    check_origin(&state, &headers)?;
     // No account's name is longer than 64 bytes (`check_new_user`), so a longer one is cut to
     // its first characters, still longer than any account's, before it is looked up, counted
     // or recorded: otherwise every failed sign-in wrote a body-sized name (64 KiB by default)
@@ -456,20 +394,21 @@ pub async fn sign_in(
         crate::oauth::request::clip(form.get("username").trim(), RECORDED_USERNAME_CHARS);
     let password = form.get("password").to_string();
     let now = now_of(&state);
-    // Counted before the password is checked (see `RateLimiter::try_attempt`).
+    // Counted before the password is checked (see `RateLimiter::try_attempt`), under the name
+    // as typed: an unknown name is limited like a known one.
     if !state.admin.limiter.try_attempt(&username, &ip, now) {
         if state.admin.limiter.first_refusal(&username, &ip) {
-            audit_sign_in_failure(&state.store, now, &username, &ip, "rate_limited").await?;
+            let known = state.store.admin_user(&username).await?.is_some();
+            let typed = TypedUsername::of(&username, known);
+            audit_sign_in_failure(&state.store, now, &typed, &ip, "rate_limited").await?;
         }
         return Err(AdminError::TooManyAttempts);
     }
+    let account = state.store.admin_user(&username).await?;
+    let typed = TypedUsername::of(&username, account.is_some());
     // Single sign-on users have no password: they verify against the dummy hash like an
     // unknown name, so a local sign-in can neither succeed for them nor tell that they exist.
-    let user = state
-        .store
-        .admin_user(&username)
-        .await?
-        .filter(|user| !user.sso);
+    let user = account.filter(|user| !user.sso);
     let phc = user.as_ref().map_or_else(
         || dummy_hash().to_string(),
         |user| user.password_hash.clone(),
@@ -485,9 +424,14 @@ pub async fn sign_in(
             &serde_json::json!({ "actor": user.username, "ip": ip }),
         ));
         state.store.record(&event).await?;
-        return start_session(&state, &user.username, cookie_value(&headers)).await;
+        return start_session(
+            &state,
+            &user.username,
+            session_cookie(&state.config, &headers),
+        )
+        .await;
     }
-    audit_sign_in_failure(&state.store, now, &username, &ip, "bad_credentials").await?;
+    audit_sign_in_failure(&state.store, now, &typed, &ip, "bad_credentials").await?;
     Ok(render_with_status(
         StatusCode::UNAUTHORIZED,
         &SignInPage {
@@ -499,19 +443,77 @@ pub async fn sign_in(
     ))
 }
 
+/// What a failed sign-in records of the typed username. People type their password into the
+/// username field often enough (a misplaced tab, a password manager filling the wrong field) that
+/// the audit log must not keep whatever was typed: a name that is an account's is recorded as
+/// it is, anything else only as [`UNKNOWN_USER`] with a fingerprint. The fingerprint is a keyed
+/// hash (HMAC-SHA-256 under a key made at start-up and never stored), cut to 48 bits, so the
+/// log shows whether failures repeat one name or try many, and a weak password that was typed
+/// there cannot be found by hashing guesses. Fingerprints compare within one server process
+/// only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypedUsername {
+    /// The name of an existing account (local or single sign-on).
+    Account(String),
+    /// No account has this name: only its fingerprint.
+    Unknown {
+        /// base64url of the first 6 bytes of the keyed hash.
+        fingerprint: String,
+    },
+}
+
+/// How a failed sign-in's audit event shows a name that is no account's.
+pub const UNKNOWN_USER: &str = "(unknown user)";
+
+impl TypedUsername {
+    /// `typed` as a failed sign-in records it; `known` says whether an account has that name.
+    pub fn of(typed: &str, known: bool) -> TypedUsername {
+        if known {
+            return TypedUsername::Account(typed.to_string());
+        }
+        static KEY: OnceLock<aws_lc_rs::hmac::Key> = OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let secret = URL_SAFE_NO_PAD.decode(random_token()).unwrap_or_default();
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret)
+        });
+        let tag = aws_lc_rs::hmac::sign(key, typed.as_bytes());
+        TypedUsername::Unknown {
+            fingerprint: URL_SAFE_NO_PAD.encode(&tag.as_ref()[..6]),
+        }
+    }
+
+    /// The audit event's subject: the account, or none.
+    fn subject(&self) -> Option<String> {
+        match self {
+            TypedUsername::Account(name) => Some(name.clone()),
+            TypedUsername::Unknown { .. } => None,
+        }
+    }
+
+    /// The audit event's detail fields for the name.
+    fn detail(&self, ip: &str) -> serde_json::Value {
+        match self {
+            TypedUsername::Account(name) => serde_json::json!({ "username": name, "ip": ip }),
+            TypedUsername::Unknown { fingerprint } => serde_json::json!({
+                "username": UNKNOWN_USER,
+                "username_fingerprint": fingerprint,
+                "ip": ip,
+            }),
+        }
+    }
+}
+
 async fn audit_sign_in_failure(
     store: &Store,
     now: i64,
-    username: &str,
+    typed: &TypedUsername,
     ip: &str,
     reason: &str,
 ) -> Result<(), StoreError> {
     let mut event = AuditEvent::new(now, "admin_sign_in", Decision::Denied);
     event.reason = Some(reason.to_string());
-    event.subject = Some(username.to_string());
-    event.detail = Some(AuditDetail::of(
-        &serde_json::json!({ "username": username, "ip": ip }),
-    ));
+    event.subject = typed.subject();
+    event.detail = Some(AuditDetail::of(&typed.detail(ip)));
     store.record(&event).await
 }
 
@@ -523,7 +525,7 @@ pub async fn sign_out(
     form: FormData,
 ) -> Result<Response, AdminError> {
     session.check_csrf(&form)?;
-    if let Some(cookie) = cookie_value(&headers) {
+    if let Some(cookie) = session_cookie(&state.config, &headers) {
         state.store.delete_admin_session(&sha256(&cookie)).await?;
     }
     let mut event = AuditEvent::new(now_of(&state), "admin_sign_out", Decision::Changed);
@@ -533,9 +535,10 @@ pub async fn sign_out(
     state.store.record(&event).await?;
     let mut response =
         Redirect::to(&format!("{}/admin/sign-in", state.config.issuer_path())).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, "", Some(0)));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        set_session_cookie(&state.config, "", Some(0)),
+    );
     Ok(response)
 }
 
@@ -584,7 +587,6 @@ pub async fn bootstrap(
     headers: HeaderMap,
     form: FormData,
 ) -> Result<Response, AdminError> {
-    check_origin(&state, &headers)?;
     let token = form.get("token").to_string();
     if !state.admin.bootstrap_valid(&token) || state.store.count_admin_users().await? > 0 {
         return Err(bootstrap_gone());
@@ -629,7 +631,7 @@ pub async fn bootstrap(
         &serde_json::json!({ "actor": username, "ip": ip, "via": "bootstrap" }),
     ));
     state.store.record(&event).await?;
-    start_session(&state, &username, cookie_value(&headers)).await
+    start_session(&state, &username, session_cookie(&state.config, &headers)).await
 }
 
 /// Why a user could not be created.
@@ -802,7 +804,30 @@ pub async fn remove_user(
 
 #[cfg(test)]
 mod tests {
-    use super::{BootstrapToken, token_from};
+    use super::{BootstrapToken, TypedUsername, UNKNOWN_USER, token_from};
+
+    /// A failed sign-in under a name that is no account's records only a keyed fingerprint of
+    /// it: equal for the same name, different for another, never the name itself.
+    #[test]
+    fn an_unknown_typed_username_is_recorded_only_as_a_fingerprint() {
+        let typed = "my secret password 123";
+        let first = TypedUsername::of(typed, false);
+        let TypedUsername::Unknown { fingerprint } = &first else {
+            panic!("{first:?}");
+        };
+        assert_eq!(fingerprint.len(), 8);
+        assert_eq!(TypedUsername::of(typed, false), first);
+        assert_ne!(TypedUsername::of("my secret password 124", false), first);
+        assert_eq!(first.subject(), None);
+        let detail = first.detail("192.0.2.1").to_string();
+        assert!(
+            !detail.contains("secret") && detail.contains(UNKNOWN_USER),
+            "{detail}"
+        );
+        let known = TypedUsername::of("alice", true);
+        assert_eq!(known.subject().as_deref(), Some("alice"));
+        assert_eq!(known.detail("192.0.2.1")["username"], "alice");
+    }
 
     /// Without randomness no token is made: a token of zeros would be everyone's.
     #[test]

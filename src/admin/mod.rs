@@ -1,7 +1,7 @@
 //! The web admin page under `/admin`: server-rendered askama pages, usable without JavaScript,
 //! one stylesheet served from the binary. Sign-in is local (argon2id) with server-side sessions;
-//! every state-changing form is a POST carrying the session's CSRF token; every change is
-//! audited in the same transaction as the change itself.
+//! every state-changing form is a POST from the page's own origin ([`origin`]) carrying the
+//! session's CSRF token; every change is audited in the same transaction as the change itself.
 //!
 //! The JSON API under `/admin/api/v1` ([`api`]) runs the same operations with bearer API
 //! tokens. Admins sign in with a local account or through single sign-on at an enterprise IdP
@@ -10,8 +10,10 @@
 pub mod api;
 mod audit;
 pub mod auth;
+pub mod cookie;
 mod dashboard;
 mod keys;
+pub mod origin;
 mod policy;
 mod revocation;
 pub mod sso;
@@ -28,7 +30,8 @@ use http::{HeaderValue, header};
 
 use crate::http::AppState;
 
-pub use auth::{ABSOLUTE_TIMEOUT_SECS, ADMIN_COOKIE, IDLE_TIMEOUT_SECS};
+pub use auth::{ABSOLUTE_TIMEOUT_SECS, IDLE_TIMEOUT_SECS};
+pub use cookie::{ADMIN_COOKIE, session_cookie_name};
 pub(crate) use trust::{
     RegisterError, create_registered_client, delete_registered_client, registered_client,
     update_registered_client,
@@ -130,6 +133,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(api::page::page).post(api::page::create),
         )
         .route("/admin/api-tokens/{name}/revoke", post(api::page::revoke))
+        // Every form above, and only those: the JSON API below takes bearer tokens, not cookies.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::require_same_origin,
+        ))
         .merge(api::routes())
         .route("/admin/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn_with_state(

@@ -7,8 +7,12 @@
 //! groups stay the source of truth. Local accounts remain for bootstrap and break-glass.
 //!
 //! The pending sign-in (hashes of `state` and of a browser-binding cookie, the nonce, our PKCE
-//! verifier) is kept in the database, so the IdP's callback may land on any instance, and it is
-//! taken exactly once.
+//! verifier, and the hash of the session cookie the browser held when it started) is kept in the
+//! database, so the IdP's callback may land on any instance, and it is taken exactly once. The
+//! callback ends that earlier session whatever the outcome: the session cookie is
+//! `SameSite=Strict` and does not come back on the IdP's redirect, so otherwise it would stay
+//! valid beside the new one (or, after a refused sign-in, with the privileges of whoever signed
+//! in on that browser before).
 
 use std::time::Duration;
 
@@ -18,7 +22,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::auth::{ClientIp, named_cookie, random_token, sha256, start_session};
+use super::auth::{ClientIp, random_token, sha256, start_session};
+use super::cookie::{named_cookie, session_cookie};
 use super::views::{Layout, render_with_status};
 use super::{AdminError, now_of};
 use crate::authorize::rp::RelyingParty;
@@ -229,10 +234,13 @@ async fn end_sessions_of(state: &AppState, username: &str) -> Result<(), AdminEr
     Ok(())
 }
 
-/// `GET /admin/sso/start`: remembers a pending sign-in and sends the browser to the IdP.
+/// `GET /admin/sso/start`: remembers a pending sign-in, with the session the browser holds now
+/// (its cookie comes along here: the user clicked a link on the admin page), and sends the
+/// browser to the IdP.
 pub async fn start(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
 ) -> Result<Response, AdminError> {
     let (sso, idp) = configured(&state)?;
     // Counted before anything is fetched or stored; the start past the quota is refused too.
@@ -274,6 +282,8 @@ pub async fn start(
                 nonce,
                 pkce_verifier: verifier.expose().to_string(),
                 created_at: now,
+                previous_session_hash: session_cookie(&state.config, &headers)
+                    .map(|cookie| sha256(&cookie)),
             },
             now - SSO_REQUEST_TTL_SECS,
         )
@@ -330,6 +340,12 @@ pub async fn callback(
             "This sign-in is unknown, already used or expired. {start_again}"
         )));
     };
+    // The browser's session from before the sign-in ends here, before anything can refuse it:
+    // a sign-in that succeeds replaces it, and one that is refused must not leave the browser
+    // with the earlier (perhaps another person's) privileges.
+    if let Some(previous) = &pending.previous_session_hash {
+        state.store.delete_admin_session(previous).await?;
+    }
     let bound = named_cookie(&headers, SSO_COOKIE).is_some_and(|cookie| {
         crate::secret::constant_time_eq(sha256(&cookie).as_bytes(), pending.binding_hash.as_bytes())
     });
@@ -430,7 +446,7 @@ pub async fn callback(
     // The session cookie is SameSite=Strict, and a browser arriving from the IdP is on a
     // cross-site navigation: a redirect would lose the cookie on its next hop. An ordinary page
     // that then moves on by itself starts a same-site navigation.
-    let session = start_session(&state, &username, super::auth::cookie_value(&headers)).await?;
+    let session = start_session(&state, &username, session_cookie(&state.config, &headers)).await?;
     let mut response = render_with_status(
         StatusCode::OK,
         &SignedInPage {

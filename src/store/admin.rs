@@ -64,6 +64,11 @@ pub struct AdminSsoRequest {
     pub pkce_verifier: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// SHA-256 of the admin session cookie the browser sent when it started the sign-in (the
+    /// session's `id_hash`), if it sent one. The callback ends that session: the cookie is
+    /// `SameSite=Strict` and does not come back on the identity provider's redirect, so the
+    /// callback cannot see it.
+    pub previous_session_hash: Option<String>,
 }
 
 impl std::fmt::Debug for AdminSsoRequest {
@@ -430,12 +435,13 @@ impl AdminStore for Store {
                 .bind(expired_before)
                 .execute(pool)
                 .await?;
-            sqlx::query("INSERT INTO admin_sso_requests (state_hash, binding_hash, nonce, pkce_verifier, created_at) VALUES ($1, $2, $3, $4, $5)")
+            sqlx::query("INSERT INTO admin_sso_requests (state_hash, binding_hash, nonce, pkce_verifier, created_at, previous_session_hash) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(&request.state_hash)
                 .bind(&request.binding_hash)
                 .bind(&request.nonce)
                 .bind(&request.pkce_verifier)
                 .bind(request.created_at)
+                .bind(&request.previous_session_hash)
                 .execute(pool)
                 .await
                 .map_err(StoreError::classify)?;
@@ -450,7 +456,8 @@ impl AdminStore for Store {
         on_pool!(self, pool => {
             let row = sqlx::query(
                 "DELETE FROM admin_sso_requests WHERE state_hash = $1 \
-                 RETURNING state_hash, binding_hash, nonce, pkce_verifier, created_at",
+                 RETURNING state_hash, binding_hash, nonce, pkce_verifier, created_at, \
+                 previous_session_hash",
             )
             .bind(state_hash)
             .fetch_optional(pool)
@@ -462,6 +469,7 @@ impl AdminStore for Store {
                     nonce: row.try_get("nonce")?,
                     pkce_verifier: row.try_get("pkce_verifier")?,
                     created_at: row.try_get("created_at")?,
+                    previous_session_hash: row.try_get("previous_session_hash")?,
                 })
             })
             .transpose()

@@ -45,6 +45,7 @@ const SQLITE_FILES: &[(&str, &str)] = &[
     migration!("sqlite", "0014_status_list.sql"),
     migration!("sqlite", "0015_issued_token_issuer.sql"),
     migration!("sqlite", "0016_revoked_families.sql"),
+    migration!("sqlite", "0017_admin_sso_previous_session.sql"),
 ];
 
 const POSTGRES_FILES: &[(&str, &str)] = &[
@@ -61,6 +62,7 @@ const POSTGRES_FILES: &[(&str, &str)] = &[
     migration!("postgres", "0014_status_list.sql"),
     migration!("postgres", "0015_issued_token_issuer.sql"),
     migration!("postgres", "0016_revoked_families.sql"),
+    migration!("postgres", "0017_admin_sso_previous_session.sql"),
 ];
 
 /// SQLite's migrations.

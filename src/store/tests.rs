@@ -1716,6 +1716,7 @@ async fn sso_admin_users_and_pending_sign_ins(store: Store) {
         nonce: format!("nonce-{state}"),
         pkce_verifier: format!("verifier-{state}"),
         created_at,
+        previous_session_hash: (state == "new").then(|| "previous-session-hash".to_string()),
     };
     store
         .create_admin_sso_request(&pending("old", 10), 0)
@@ -1743,9 +1744,16 @@ async fn sso_admin_users_and_pending_sign_ins(store: Store) {
             taken.binding_hash.as_str(),
             taken.nonce.as_str(),
             taken.pkce_verifier.as_str(),
-            taken.created_at
+            taken.created_at,
+            taken.previous_session_hash.as_deref(),
         ),
-        ("binding-new", "nonce-new", "verifier-new", 1_000)
+        (
+            "binding-new",
+            "nonce-new",
+            "verifier-new",
+            1_000,
+            Some("previous-session-hash")
+        )
     );
     // A state is taken once.
     assert!(
