@@ -32,13 +32,35 @@ enum Ours {
 }
 
 fn classify(service: &TokenService, token: &str, now: i64) -> Ours {
-    let Ok(unverified) = inspect(token, service.config.tokens.max_token_bytes) else {
+    classify_token(
+        token,
+        &service.config.issuer,
+        &service.keys.jwks_json(),
+        service.config.tokens.max_token_bytes,
+        service.config.tokens.clock_skew_secs,
+        now,
+    )
+}
+
+/// What `token` is to the issuer `issuer` whose published keys are `jwks_json`. Expiry is exact
+/// (an expired token is never active), but `iat` gets the configured clock skew: several
+/// instances behind one load balancer do not share a clock, and a token issued a second ago by
+/// an instance whose clock runs ahead must not read as inactive at its neighbour.
+fn classify_token(
+    token: &str,
+    issuer: &str,
+    jwks_json: &[u8],
+    max_token_bytes: usize,
+    clock_skew_secs: u64,
+    now: i64,
+) -> Ours {
+    let Ok(unverified) = inspect(token, max_token_bytes) else {
         return Ours::Unknown;
     };
-    if unverified.unverified_iss() != Some(service.config.issuer.as_str()) {
+    if unverified.unverified_iss() != Some(issuer) {
         return Ours::Unknown;
     }
-    let Ok(set) = serde_json::from_slice::<KeySet>(&service.keys.jwks_json()) else {
+    let Ok(set) = serde_json::from_slice::<KeySet>(jwks_json) else {
         return Ours::Unknown;
     };
     let Some(key) = set.select(&unverified) else {
@@ -48,12 +70,14 @@ fn classify(service: &TokenService, token: &str, now: i64) -> Ours {
     let mut rules = VerifyRules::new(
         OUR_ALGORITHMS.to_vec(),
         TypRule::AnyExcept(vec![]),
-        service.config.issuer.clone(),
+        issuer.to_string(),
         AudienceRule::Present,
     );
-    rules.leeway_secs = 0;
+    rules.leeway_secs = clock_skew_secs;
     rules.require_jti = true;
     match verify(&unverified, token, key, &rules, now) {
+        // The leeway is for `iat` only: expiry stays exact.
+        Ok(claims) if claims.exp() <= now => Ours::Unknown,
         Ok(claims)
             if claims
                 .typ()
@@ -485,6 +509,65 @@ mod tests {
                 "{label}"
             );
         }
+    }
+
+    /// Several instances do not share a clock: a token whose `iat` is a few seconds ahead of
+    /// this instance's clock is still one of ours, while expiry stays exact and an `iat`
+    /// beyond the skew is refused.
+    #[test]
+    fn introspection_allows_clock_skew_on_iat_but_not_on_exp() {
+        use crate::jose::testutil::{ec_key, es256};
+        let issuer = "https://sts.example.com";
+        let key = ec_key();
+        let jwks = json!({ "keys": [key.jwk_value()] }).to_string();
+        let now = 1_800_000_000;
+        let token = |iat: i64, exp: i64| {
+            es256(
+                key,
+                &json!({ "alg": "ES256", "typ": "at+jwt", "kid": key.kid }),
+                &json!({
+                    "iss": issuer, "sub": "alice", "aud": "https://api.example.com",
+                    "client_id": "agent", "jti": "j-1", "iat": iat, "exp": exp,
+                }),
+            )
+        };
+        let kind =
+            |token: &str| match classify_token(token, issuer, jwks.as_bytes(), 16_384, 60, now) {
+                Ours::AccessToken(_) => "access token",
+                Ours::OtherKind => "other kind",
+                Ours::Unknown => "unknown",
+            };
+        assert_eq!(kind(&token(now - 10, now + 300)), "access token");
+        assert_eq!(
+            kind(&token(now + 5, now + 300)),
+            "access token",
+            "iat 5 s ahead"
+        );
+        assert_eq!(
+            kind(&token(now + 120, now + 300)),
+            "unknown",
+            "iat beyond the skew"
+        );
+        assert_eq!(kind(&token(now - 300, now)), "unknown", "expired, exactly");
+        assert_eq!(
+            kind(&token(now - 300, now - 1)),
+            "unknown",
+            "expired within the skew"
+        );
+        assert!(
+            matches!(
+                classify_token(
+                    &token(now, now + 300),
+                    "https://other.example",
+                    jwks.as_bytes(),
+                    16_384,
+                    60,
+                    now
+                ),
+                Ours::Unknown
+            ),
+            "another issuer's token"
+        );
     }
 
     #[test]
