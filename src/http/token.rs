@@ -198,8 +198,8 @@ fn transport_checks(uri: &Uri, headers: &HeaderMap) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// Other methods on `/token`, `/introspect`, `/revoke` and `/issuer-acceptance` (TOK-01): 405 with an OAuth error body,
-/// audited like any refusal.
+/// Other methods on `/token`, `/introspect`, `/revoke` and `/issuer-acceptance` (TOK-01): 405
+/// with an OAuth error body, audited like any refusal.
 pub async fn method_not_allowed(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let error =
         OAuthError::invalid_request("method_not_allowed", "This endpoint accepts POST only");
