@@ -139,6 +139,10 @@ pub enum SamlError {
     /// Past its `NotOnOrAfter` (the conditions' or the bearer confirmation's).
     #[error("The SAML assertion has expired.")]
     Expired,
+    /// Past its `AuthnStatement`'s `SessionNotOnOrAfter`: the identity provider has ended the
+    /// session it vouches for.
+    #[error("The session of the SAML assertion's sign-in has ended.")]
+    SessionEnded,
     /// Before its `NotBefore`.
     #[error("The SAML assertion is not yet valid.")]
     NotYetValid,
@@ -183,6 +187,7 @@ impl SamlError {
             Self::NotBearer => "subject_saml_not_bearer",
             Self::NoExpiry => "subject_saml_no_expiry",
             Self::Expired => "subject_token_expired",
+            Self::SessionEnded => "subject_saml_session_ended",
             Self::NotYetValid => "subject_not_yet_valid",
             Self::IssuedInFuture => "subject_issued_in_future",
             Self::TooOld => "subject_token_too_old",
@@ -209,6 +214,7 @@ impl SamlError {
             | Self::NotBearer
             | Self::NoExpiry
             | Self::Expired
+            | Self::SessionEnded
             | Self::NotYetValid
             | Self::IssuedInFuture
             | Self::TooOld
@@ -342,6 +348,10 @@ pub struct VerifiedAssertion {
     pub id: String,
     /// When the assertion stops being acceptable, unix seconds: how long its `ID` is kept.
     pub expires_at: i64,
+    /// The `AuthnStatement`'s `SessionNotOnOrAfter` (SAML core §2.7.2), unix seconds: the
+    /// identity provider's upper bound on sessions derived from the assertion, which a refresh
+    /// token issued for it (ID-JAG draft §4.5) must not outlive.
+    pub session_ends_at: Option<i64>,
 }
 
 fn malformed(detail: &'static str) -> SamlError {
@@ -487,9 +497,18 @@ impl UnverifiedAssertion {
         claims.insert("exp".into(), json!(expires_at));
         claims.insert("jti".into(), json!(id));
         claims.insert("saml_nameid".into(), name_id_claim);
+        let mut session_ends_at = None;
         if let Some(statement) = self.only_child(root, "AuthnStatement")? {
             if let Some(at) = doc.get_attribute(statement, "AuthnInstant") {
                 claims.insert("auth_time".into(), json!(instant(at)?));
+            }
+            if let Some(at) = doc.get_attribute(statement, "SessionNotOnOrAfter") {
+                let at = instant(at)?;
+                // The identity provider has already ended the sign-in's session.
+                if at <= rules.now - rules.skew {
+                    return Err(SamlError::SessionEnded);
+                }
+                session_ends_at = Some(at);
             }
             if let Some(class) = self
                 .child(statement, "AuthnContext")
@@ -503,6 +522,7 @@ impl UnverifiedAssertion {
             claims,
             id,
             expires_at,
+            session_ends_at,
         })
     }
 

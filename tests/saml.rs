@@ -944,3 +944,61 @@ fn the_saml_settings_of_an_identity_provider_are_validated() {
         );
     }
 }
+
+/// A minimal assertion for the agent's SP about `frank`, issued now for five minutes, whose
+/// `AuthnStatement` says the sign-in's session ends at `session_ends_at` (SAML core §2.7.2),
+/// signed by xmlsec1 (the npm peer cannot write SessionNotOnOrAfter).
+async fn assertion_with_session_end(session_ends_at: i64) -> anyhow::Result<String> {
+    let now = now();
+    let id = format!("_session-{session_ends_at}");
+    let template = format!(
+        r##"<saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" IssueInstant="{issued}" Version="2.0"><saml2:Issuer>{SAML_ISSUER}</saml2:Issuer><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#{id}"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/><ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue/></ds:Reference></ds:SignedInfo><ds:SignatureValue/></ds:Signature><saml2:Subject><saml2:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">frank</saml2:NameID><saml2:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml2:SubjectConfirmationData NotOnOrAfter="{expires}" Recipient="https://agent.example.com/acs"/></saml2:SubjectConfirmation></saml2:Subject><saml2:Conditions NotBefore="{issued}" NotOnOrAfter="{expires}"><saml2:AudienceRestriction><saml2:Audience>{AGENT_SP}</saml2:Audience></saml2:AudienceRestriction></saml2:Conditions><saml2:AuthnStatement AuthnInstant="{issued}" SessionNotOnOrAfter="{session}"><saml2:AuthnContext><saml2:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml2:AuthnContextClassRef></saml2:AuthnContext></saml2:AuthnStatement><saml2:AttributeStatement><saml2:Attribute Name="groups"><saml2:AttributeValue>eng</saml2:AttributeValue></saml2:Attribute></saml2:AttributeStatement></saml2:Assertion>"##,
+        issued = utc(now),
+        expires = utc(now + 300),
+        session = utc(session_ends_at),
+    );
+    sign_with_xmlsec1(&template, "idp.key").await
+}
+
+#[tokio::test]
+async fn idjag_saml_01_the_refresh_token_ends_with_the_sign_ins_session() -> anyhow::Result<()> {
+    // SAML core §2.7.2: SessionNotOnOrAfter bounds the sessions derived from the assertion; the
+    // §4.5 refresh token is one, so it does not live the configured fourteen days past it.
+    let env = start().await?;
+    let session_ends_at = now() + 8 * 3600;
+    let xml = assertion_with_session_end(session_ends_at).await?;
+    let form = |xml: &str| {
+        vec![
+            ("grant_type", TOKEN_EXCHANGE.to_string()),
+            ("requested_token_type", REFRESH_TOKEN.to_string()),
+            ("scope", "openid offline_access".to_string()),
+            ("subject_token", URL_SAFE_NO_PAD.encode(xml)),
+            ("subject_token_type", SAML2.to_string()),
+        ]
+    };
+    let (status, body) = env.exchange_as_agent(&form(&xml)).await?;
+    anyhow::ensure!(status == 200, "SAML for a refresh token: {status} {body}");
+    let record = last_exchange(&env).await?;
+    assert_eq!(record.event.decision, Decision::Issued);
+    assert_eq!(record.event.issued_expires_at, Some(session_ends_at));
+    let expires_in = body["expires_in"].as_i64().unwrap_or_default();
+    assert!(
+        expires_in <= 8 * 3600 && expires_in > 7 * 3600,
+        "expires_in {expires_in}"
+    );
+
+    // A sign-in whose session the IdP has already ended vouches for nothing lasting.
+    let ended = assertion_with_session_end(now() - 3600).await?;
+    let (status, body) = env.exchange_as_agent(&form(&ended)).await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_request")),
+        "{body}"
+    );
+    let record = last_exchange(&env).await?;
+    assert_eq!(
+        record.event.reason.as_deref(),
+        Some("subject_saml_session_ended")
+    );
+    Ok(())
+}

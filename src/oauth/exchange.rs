@@ -84,6 +84,10 @@ pub(super) struct Subject {
     /// A subject token accepted once: the replay key (issuer-qualified id) and until when it is
     /// kept. SAML assertions (IDJAG-SAML-04).
     single_use: Option<(String, String, i64)>,
+    /// When the identity provider ends sessions derived from the subject token (a SAML
+    /// `AuthnStatement`'s `SessionNotOnOrAfter`, SAML core §2.7.2): nothing lasting, such as a
+    /// §4.5 refresh token, outlives it.
+    pub(super) session_ends_at: Option<i64>,
 }
 
 /// The scopes a subject token carries itself: `scope` (RFC 9068, space-separated) or `scp`
@@ -133,6 +137,7 @@ impl Subject {
             claims,
             token_scopes,
             single_use: None,
+            session_ends_at: None,
         }
     }
 
@@ -487,6 +492,7 @@ pub(super) async fn verify_saml_subject(
             verified.id,
             verified.expires_at.saturating_add(rules.skew),
         )),
+        session_ends_at: verified.session_ends_at,
     })
 }
 
@@ -950,6 +956,7 @@ pub async fn exchange(
                 claims,
                 token_scopes: Some(record.scopes.clone()),
                 single_use: None,
+                session_ends_at: None,
             }
         }
         None if subject_type == SubjectTokenType::Saml2 => {
@@ -1526,6 +1533,7 @@ fn explain_into(
         token_scopes: token_scopes(&question.claims, subject_type),
         claims: question.claims.clone(),
         single_use: None,
+        session_ends_at: None,
     };
     if let Some(details) = &question.authorization_details {
         super::authorization_details::parse(Some(&details.to_string()))?;

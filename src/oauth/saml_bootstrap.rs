@@ -59,6 +59,13 @@ fn grant_scopes(
     Ok(granted)
 }
 
+/// When a refresh token issued at `now` for an assertion expires: after the configured
+/// lifetime, or when the assertion's `SessionNotOnOrAfter` ends its session, whichever is first.
+fn refresh_token_expiry(now: i64, lifetime_secs: u64, session_ends_at: Option<i64>) -> i64 {
+    let configured = now.saturating_add(i64::try_from(lifetime_secs).unwrap_or(i64::MAX / 2));
+    session_ends_at.map_or(configured, |at| at.min(configured))
+}
+
 /// Exchanges a SAML 2.0 assertion for a refresh token (IDJAG-SAML-01), after every check an
 /// assertion gets for an ID-JAG: issuer, signature, the audience mapped to this client
 /// (IDJAG-SAML-02), conditions, the identity provider's policy, and single use.
@@ -96,8 +103,11 @@ pub(super) async fn exchange(
             tracing::error!(%error, "remembering the user's attributes failed");
             OAuthError::server_error()
         })?;
-    let lifetime = service.config.authorization.refresh_token_lifetime_secs;
-    let expires_at = now.saturating_add(i64::try_from(lifetime).unwrap_or(i64::MAX / 2));
+    let configured = service.config.authorization.refresh_token_lifetime_secs;
+    // SAML core §2.7.2: the refresh token is a session derived from the assertion, so it ends
+    // when the identity provider says such sessions end, if that is sooner.
+    let expires_at = refresh_token_expiry(now, configured, subject.session_ends_at);
+    let lifetime = u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0);
     let family_id = crate::jose::new_jti();
     let refresh_token = super::code_grant::store_refresh_token(
         service,
@@ -135,4 +145,27 @@ pub(super) async fn exchange(
         body["scope"] = json!(scopes.join(" "));
     }
     Ok(TokenResponse { body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_token_expiry;
+
+    #[test]
+    fn a_refresh_token_ends_with_the_sign_ins_session_if_that_is_sooner() {
+        let now = 1_900_000_000;
+        let fourteen_days = 14 * 86_400;
+        assert_eq!(
+            refresh_token_expiry(now, fourteen_days, None),
+            now + 14 * 86_400
+        );
+        assert_eq!(
+            refresh_token_expiry(now, fourteen_days, Some(now + 8 * 3600)),
+            now + 8 * 3600
+        );
+        assert_eq!(
+            refresh_token_expiry(now, 3600, Some(now + 8 * 3600)),
+            now + 3600
+        );
+    }
 }

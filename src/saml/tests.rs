@@ -349,6 +349,7 @@ fn every_failure_has_an_audit_reason_and_a_safe_description() {
         SamlError::UnsupportedCondition,
         SamlError::KeysUnavailable,
         SamlError::NoExpiry,
+        SamlError::SessionEnded,
     ] {
         assert!(error.reason().starts_with("subject_"));
         let description = error.to_string();
@@ -1076,5 +1077,35 @@ fn a_processing_instruction_splitting_the_name_id_is_refused() {
     assert_eq!(
         check_signed(&split).unwrap_err(),
         SamlError::Malformed("processing instructions are not allowed")
+    );
+}
+
+#[test]
+fn the_sign_ins_session_end_is_kept_and_an_ended_session_refused() {
+    // SAML core §2.7.2: SessionNotOnOrAfter bounds every session derived from the assertion.
+    let with_session_end = |at: i64| {
+        signed(
+            "alice@example.com",
+            &format!(
+                "<saml:AuthnStatement AuthnInstant=\"{}\" SessionNotOnOrAfter=\"{}\"/>",
+                utc(NOW),
+                utc(at)
+            ),
+        )
+    };
+    let verified = check_signed(&with_session_end(NOW + 8 * 3600)).expect("valid");
+    assert_eq!(verified.session_ends_at, Some(NOW + 8 * 3600));
+    assert_eq!(verified.claims["auth_time"], json!(NOW));
+    let error = check_signed(&with_session_end(NOW - 120)).unwrap_err();
+    assert_eq!(error, SamlError::SessionEnded);
+    assert!(!error.suggests_forgery());
+    // Within the skew it has not ended yet.
+    assert!(check_signed(&with_session_end(NOW - 30)).is_ok());
+    // Without one, nothing bounds it but frontdesk's own lifetimes.
+    assert_eq!(
+        check_signed(&signed("alice@example.com", ""))
+            .expect("valid")
+            .session_ends_at,
+        None
     );
 }
