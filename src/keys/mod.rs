@@ -140,6 +140,11 @@ impl KeyRing {
 
     /// Opens the key ring, creating and activating a first key if the database has none.
     /// Promotes a due `next` key. Fails if stored keys cannot be decrypted with this KEK.
+    ///
+    /// Several instances may open the same empty database at once (a deployment's replicas
+    /// started together): each generates a first key, the first to commit stores it, and the
+    /// others discard theirs and load it ([`KeyStore::insert_first_key`]), so they all sign with
+    /// and publish the same key.
     pub async fn open(
         store: Store,
         kek: Kek,
@@ -161,7 +166,9 @@ impl KeyRing {
             if let Some(next) = keys.iter().find(|key| key.state == KeyState::Next) {
                 ring.store.promote_key(&next.kid, now, now, None).await?;
             } else {
-                ring.create_key(KeyState::Active, now).await?;
+                let (record, _) = ring.new_key(KeyState::Active, now).await?;
+                // `false`: another instance's first key was stored first; the tick loads it.
+                ring.store.insert_first_key(&record).await?;
             }
         }
         ring.tick(now).await?;
@@ -451,12 +458,6 @@ impl KeyRing {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
-    }
-
-    async fn create_key(&self, state: KeyState, now: i64) -> Result<String, KeyError> {
-        let (record, kid) = self.new_key(state, now).await?;
-        self.store.insert_key(&record, None, None).await?;
-        Ok(kid)
     }
 
     /// Generates and seals a key; not stored yet.

@@ -1,5 +1,13 @@
 //! Signing-key rows. State changes are conditional updates, so two instances promoting at the
 //! same moment cannot both win, and the partial unique index keeps at most one active key.
+//!
+//! Every transaction that changes keys begins by taking the key-change lock ([`lock_key_changes`]):
+//! on PostgreSQL a transaction-scoped advisory lock, on SQLite the database's one writer lock
+//! (each of these transactions begins with a write). Key changes therefore run one at a time
+//! across every instance and the CLI, and each statement of one sees every change committed
+//! before it: a scheduled rotation and a `keys rotate --now` arriving together are applied one
+//! after the other, never interleaved (under PostgreSQL's READ COMMITTED alone the emergency
+//! rotation could miss a `next` key inserted while it ran, and leave it waiting to take over).
 
 use sqlx::{AssertSqlSafe, Row};
 
@@ -98,6 +106,14 @@ pub trait KeyStore {
         activate: Option<(i64, i64)>,
         event: Option<&AuditEvent>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores `key` as the first active key, unless an active key exists already: several
+    /// instances starting together on an empty database each generate one, the first to commit
+    /// wins and the others are told `false` and adopt its key (they reload). Any other failure
+    /// (a duplicate kid, the database) is an error as before.
+    fn insert_first_key(
+        &self,
+        key: &KeyRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The scheduled rotation (`keys.rotate_after_days`): inserts `key`, a `next` key, and
     /// records `event` in one transaction, but only if the active key was activated at or
     /// before `activated_by` and no `next` key is waiting. Every instance attempts it when the
@@ -154,6 +170,26 @@ macro_rules! commit_if_changed {
         }
         $tx.commit().await?;
         Ok(true)
+    }};
+}
+
+/// The advisory lock's key: "fd-keys" in ASCII, an arbitrary constant of this application
+/// (sqlx's migration lock, the only other advisory lock taken, uses a checksum of the database
+/// name times 0x3d32ad9e).
+const KEY_CHANGES_LOCK: i64 = 0x0066_642d_6b65_7973;
+
+/// Takes the key-change lock as the first statement of a key change's transaction `$tx` of
+/// `$store`: on PostgreSQL `pg_advisory_xact_lock`, released at commit or rollback (so also when
+/// the transaction is dropped on an error or an early `Ok(false)`). On SQLite nothing: the
+/// transaction's first statement is a write, which takes the database's writer lock.
+macro_rules! lock_key_changes {
+    ($store:expr, $tx:ident) => {{
+        if $store.backend() == super::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(KEY_CHANGES_LOCK)
+                .execute(&mut *$tx)
+                .await?;
+        }
     }};
 }
 
@@ -228,6 +264,7 @@ impl KeyStore for Store {
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_key_changes!(self, tx);
             insert_key_row!(&mut *tx, key)?;
             if let Some((now, retired_publish_until)) = activate {
                 // Before the active key: a concurrent promotion of a waiting key that commits
@@ -261,6 +298,34 @@ impl KeyStore for Store {
         Ok(())
     }
 
+    async fn insert_first_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+        let sql = format!(
+            "INSERT INTO signing_keys ({COLUMNS}) VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (state) WHERE state = 'active' DO NOTHING"
+        );
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            lock_key_changes!(self, tx);
+            // The conflict target is the partial unique index of the active key: a concurrent
+            // first key committed before this one makes this insert do nothing, where a plain
+            // insert failed on the index and the instance exited.
+            let inserted = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(&key.kid)
+                .bind(&key.algorithm)
+                .bind(&key.sealed_private_key)
+                .bind(&key.public_jwk)
+                .bind(key.created_at)
+                .bind(key.activate_at)
+                .bind(key.activated_at)
+                .bind(key.retired_at)
+                .bind(key.publish_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::classify)?;
+            commit_if_changed!(tx, inserted.rows_affected() == 1, None::<&AuditEvent>)
+        })
+    }
+
     async fn insert_scheduled_key(
         &self,
         key: &KeyRecord,
@@ -269,6 +334,7 @@ impl KeyStore for Store {
     ) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_key_changes!(self, tx);
             // Lock the active key's row (on SQLite, the database) with an update that changes
             // nothing: a concurrent scheduler waits here until this transaction ends, and its
             // next statement then sees the `next` key this one inserted.
@@ -302,6 +368,7 @@ impl KeyStore for Store {
     ) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_key_changes!(self, tx);
             // Claim the candidate first: a concurrent promoter blocks on this row and then finds
             // nothing to claim, so it never retires the key this transaction activates.
             let claimed = sqlx::query(
@@ -338,6 +405,7 @@ impl KeyStore for Store {
     ) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_key_changes!(self, tx);
             let done = sqlx::query(
                 "UPDATE signing_keys SET state = 'retired', retired_at = COALESCE(retired_at, $1), publish_until = $1 WHERE kid = $2 AND state <> 'active' AND (publish_until IS NULL OR publish_until > $1)",
             )
@@ -358,6 +426,7 @@ impl KeyStore for Store {
     ) -> Result<bool, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            lock_key_changes!(self, tx);
             let done = sqlx::query(
                 "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE kid = $3 AND state = 'next'",
             )
