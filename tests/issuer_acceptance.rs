@@ -275,7 +275,7 @@ async fn an_unauthenticated_caller_learns_nothing_idjag_accept_27() -> anyhow::R
 }
 
 /// IDJAG-ACCEPT-27: a client authenticating with `private_key_jwt` is answered for itself too;
-/// its assertion's `jti` is spent, as at the token endpoint (CAUTH-06).
+/// its assertion's `jti` is spent, as at the token endpoint.
 #[tokio::test]
 async fn a_private_key_jwt_client_is_answered_idjag_accept_27() -> anyhow::Result<()> {
     let (legs, key) = start().await?;
@@ -318,8 +318,8 @@ async fn a_private_key_jwt_client_is_answered_idjag_accept_27() -> anyhow::Resul
 }
 
 /// IDJAG-ACCEPT-27: `issuer` is required, exactly once: missing or repeated is `400
-/// invalid_request` (TOK-04), as are the token endpoint's transport refusals (TOK-02, TOK-13);
-/// other methods are 405 (TOK-01).
+/// invalid_request`, as are the token endpoint's transport refusals (parameters in the URL, a
+/// body that is not a form); other methods are 405.
 #[tokio::test]
 async fn a_missing_or_repeated_issuer_is_invalid_request() -> anyhow::Result<()> {
     let (legs, _) = start().await?;
