@@ -11,17 +11,18 @@ export function check(condition, message) {
 }
 
 /**
- * A headless Chromium with a fresh profile (and the given viewport, for screenshots);
+ * A headless Chromium with a fresh profile (and the given viewport, for screenshots, and extra
+ * command-line `args`);
  * `close()` closes it and deletes the profile.
  * Returns `{ context, page, close }`; the page's default timeout is 15 s.
  */
-export async function launchBrowser({ viewport = { width: 1280, height: 800 } } = {}) {
+export async function launchBrowser({ viewport = { width: 1280, height: 800 }, args = [] } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'frontdesk-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
+      '--disable-component-update', '--disable-sync', '--no-first-run', ...args],
     viewport,
   });
   const page = context.pages()[0] ?? await context.newPage();
