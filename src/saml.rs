@@ -791,16 +791,29 @@ impl UnverifiedAssertion {
                     .filter_map(|node| text_only(doc, node).ok())
                     .map(Value::String)
                     .collect();
-                all.insert(name.to_string(), Value::Array(values.clone()));
-                if RESERVED_CLAIMS.contains(&name) {
-                    continue;
+                // The same Name twice (two statements, or an IdP's rules each adding values):
+                // one attribute with every value, never the last one alone, which would hide
+                // a value a policy denies on.
+                match all.get_mut(name) {
+                    Some(Value::Array(held)) => held.extend(values),
+                    _ => {
+                        all.insert(name.to_string(), Value::Array(values));
+                    }
                 }
-                let value = match <[Value; 1]>::try_from(values) {
-                    Ok([one]) => one,
-                    Err(values) if values.is_empty() => continue,
-                    Err(values) => Value::Array(values),
-                };
-                claims.insert(name.to_string(), value);
+            }
+        }
+        for (name, values) in &all {
+            if RESERVED_CLAIMS.contains(&name.as_str()) {
+                continue;
+            }
+            let values: Vec<String> = values
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|value| value.as_str().map(str::to_string))
+                .collect();
+            if let Some(value) = claim_value(name, values) {
+                claims.insert(name.clone(), value);
             }
         }
         claims.insert("saml_attributes".into(), Value::Object(all));
@@ -821,6 +834,41 @@ impl UnverifiedAssertion {
             return Err(malformed("an element the schema allows once appears twice"));
         }
         Ok(first)
+    }
+}
+
+/// Claims that are lists by definition (RFC 9068 §2.2.3.1, OpenID Connect Core §2), whatever
+/// the attribute's count: a resource AS testing `"admins" in groups` on a string would test a
+/// substring.
+const LIST_CLAIMS: &[&str] = &["groups", "roles", "entitlements", "amr"];
+
+/// The claim an attribute `name` with `values` becomes, in the JSON type the claim has wherever
+/// it is released (`crate::trust::RELEASABLE_CLAIMS`): SAML values are strings, and a resource
+/// AS reading `"email_verified": "false"` in JavaScript or Python reads true. An OpenID Connect
+/// claim whose values cannot have its type (several emails, an address, `email_verified` of
+/// `maybe`) is no claim; every attribute stays under `saml_attributes` as sent. Other names: a
+/// string for one value, an array for several.
+fn claim_value(name: &str, values: Vec<String>) -> Option<Value> {
+    if LIST_CLAIMS.contains(&name) {
+        return (!values.is_empty()).then(|| json!(values));
+    }
+    let typed = crate::trust::RELEASABLE_CLAIMS.contains(&name);
+    let one = match <[String; 1]>::try_from(values) {
+        Ok([one]) => one,
+        Err(values) if values.is_empty() || typed => return None,
+        Err(values) => return Some(json!(values)),
+    };
+    match name {
+        // xs:boolean's lexical forms.
+        "email_verified" | "phone_number_verified" => match one.as_str() {
+            "true" | "1" => Some(Value::Bool(true)),
+            "false" | "0" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        "updated_at" => one.parse::<i64>().ok().map(Value::from),
+        // A JSON object (OpenID Connect Core §5.1.1), which one string is not.
+        "address" => None,
+        _ => Some(Value::String(one)),
     }
 }
 

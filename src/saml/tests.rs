@@ -1109,3 +1109,86 @@ fn the_sign_ins_session_end_is_kept_and_an_ended_session_refused() {
         None
     );
 }
+
+fn attribute_of(name: &str, values: &[&str]) -> String {
+    let values: String = values
+        .iter()
+        .map(|value| format!("<saml:AttributeValue>{value}</saml:AttributeValue>"))
+        .collect();
+    format!(r#"<saml:Attribute Name="{name}">{values}</saml:Attribute>"#)
+}
+
+#[test]
+fn released_claims_have_their_json_type_whatever_the_attributes_count() {
+    // A resource AS reads "email_verified": "false" as true in JavaScript or Python, and tests a
+    // substring with `"admins" in groups` on a string: attributes named like the claims an
+    // audience may release become them only in their type.
+    let statement = format!(
+        "<saml:AttributeStatement>{}</saml:AttributeStatement>",
+        [
+            attribute_of("email_verified", &["false"]),
+            attribute_of("phone_number_verified", &["maybe"]),
+            attribute_of("groups", &["admins-readonly"]),
+            attribute_of("amr", &["mfa"]),
+            attribute_of("email", &["alice@example.com", "alice@evil.example"]),
+            attribute_of("updated_at", &["1700000000"]),
+            attribute_of("address", &["1 Main St"]),
+            attribute_of("department", &["eng"]),
+            attribute_of("office", &["Paris", "Berlin"]),
+        ]
+        .concat()
+    );
+    let claims = check_signed(&signed("alice@example.com", &statement))
+        .expect("valid")
+        .claims;
+    assert_eq!(claims["email_verified"], json!(false));
+    assert_eq!(claims["groups"], json!(["admins-readonly"]));
+    assert_eq!(claims["amr"], json!(["mfa"]));
+    assert_eq!(claims["updated_at"], json!(1_700_000_000));
+    for absent in ["phone_number_verified", "email", "address"] {
+        assert!(claims.get(absent).is_none(), "{absent}: {claims:?}");
+    }
+    // Other names keep their shape; every attribute is under saml_attributes as sent.
+    assert_eq!(claims["department"], json!("eng"));
+    assert_eq!(claims["office"], json!(["Paris", "Berlin"]));
+    assert_eq!(
+        claims["saml_attributes"]["email"],
+        json!(["alice@example.com", "alice@evil.example"])
+    );
+    assert_eq!(
+        claims["saml_attributes"]["phone_number_verified"],
+        json!(["maybe"])
+    );
+    let truthy = signed(
+        "alice@example.com",
+        &format!(
+            "<saml:AttributeStatement>{}</saml:AttributeStatement>",
+            attribute_of("email_verified", &["1"])
+        ),
+    );
+    assert_eq!(
+        check_signed(&truthy).expect("valid").claims["email_verified"],
+        json!(true)
+    );
+}
+
+#[test]
+fn an_attribute_sent_twice_keeps_every_value() {
+    // Two statements (or two rules of the IdP) naming the same attribute: the claim is never
+    // the last one alone, which would hide a value a policy denies on.
+    let statements = format!(
+        "<saml:AttributeStatement>{}</saml:AttributeStatement><saml:AttributeStatement>{}{}</saml:AttributeStatement>",
+        attribute_of("groups", &["contractors"]),
+        attribute_of("groups", &["eng"]),
+        attribute_of("cost_center", &["42"]),
+    );
+    let claims = check_signed(&signed("alice@example.com", &statements))
+        .expect("valid")
+        .claims;
+    assert_eq!(claims["groups"], json!(["contractors", "eng"]));
+    assert_eq!(
+        claims["saml_attributes"]["groups"],
+        json!(["contractors", "eng"])
+    );
+    assert_eq!(claims["cost_center"], json!("42"));
+}
