@@ -3,7 +3,10 @@
 //! providers. An assertion is accepted only when it is exactly what an IdP signs for single
 //! sign-on: a bare `<saml:Assertion>` (base64url or base64, TX-10), signed as a whole with one
 //! enveloped XML signature, by a certificate configured for its issuer, with an audience naming
-//! the client (IDJAG-ISSUE-10), a live bearer confirmation and live conditions (IDJAG-SAML-04).
+//! the client (IDJAG-ISSUE-10), a live bearer confirmation and live conditions (IDJAG-SAML-04),
+//! valid for no longer than the identity provider's cap (IDJAG-ACCEPT-08's rule), about a
+//! subject whose `NameID` format names the same user at every sign-in (never `transient` unless
+//! the identity provider is configured for it).
 //!
 //! XML signatures have a long record of bypasses (signature wrapping, comments splitting a
 //! `NameID`, document-supplied keys, DTD tricks). The defences here are structural and checked
@@ -341,8 +344,9 @@ pub struct VerifiedAssertion {
     /// `iss`, `sub` (the `NameID`), `aud`, `exp`, `iat`, `jti` (the assertion `ID`),
     /// `auth_time` and `acr` (the `AuthnStatement`), `saml_nameid` (the `NameID` and its
     /// qualifiers, the ID-JAG draft's `saml-nameid` members), each attribute by its `Name` (a
-    /// string, or an array when it has several values), and `saml_attributes`, every attribute
-    /// as an array whatever its count: the stable shape for policy over multi-valued attributes.
+    /// string, or an array when it has several values; a claim an audience may release in its
+    /// own JSON type, see `claim_value`), and `saml_attributes`, every attribute as an array
+    /// whatever its count: the stable shape for policy over multi-valued attributes.
     pub claims: Map<String, Value>,
     /// The assertion's `ID`, recorded so it is accepted once (IDJAG-SAML-04).
     pub id: String,
