@@ -5,7 +5,7 @@
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
-use super::client_auth::{AssertionReplay, AuthenticatedClient, ClientAuthContext, authenticate};
+use super::client_auth::AuthenticatedClient;
 use super::exchange::TYP_ACCESS_TOKEN;
 use super::request::FormParams;
 use super::service::{RequestContext, TokenService};
@@ -90,43 +90,6 @@ fn classify_token(
     }
 }
 
-async fn authenticate_caller(
-    service: &TokenService,
-    form: &FormParams,
-    context: &RequestContext,
-    audit: &mut AuditEvent,
-) -> Result<AuthenticatedClient, OAuthError> {
-    // The client it claims to be, for the audit of a refusal; replaced once it is proven.
-    audit.client_id = form
-        .single("client_id")
-        .ok()
-        .flatten()
-        .map(|id| super::request::clip(id, 200));
-    form.reject_repeats()?;
-    // TOK-14: the same per-address quota of failed authentications as the token endpoint.
-    service.refuse_throttled_address(context)?;
-    let registry = service.trust.current();
-    let attempt = service.client_auth_attempt(context);
-    let auth_context = ClientAuthContext {
-        issuer: &service.config.issuer,
-        token_endpoint: &service.token_endpoint,
-        registry: &registry,
-        secrets: &service.secrets,
-        client_metadata: &service.client_metadata,
-        jwks: &service.jwks,
-        replay: AssertionReplay::Now(&service.replay),
-        now: context.now,
-        attempt: &attempt,
-    };
-    let authorization = context.authorization.as_ref().map(|value| value.expose());
-    let result = authenticate(authorization, form, &auth_context).await;
-    match &result {
-        Ok(caller) => audit.client_id = Some(caller.client.config.client_id.clone()),
-        Err(error) => service.count_failed_authentication(error, &attempt),
-    }
-    result
-}
-
 /// A refused introspection or revocation request goes into the audit log (`audit`, with what
 /// was learnt of the caller and the token before the refusal), as a refused token request does:
 /// failed client authentications and attempts on other clients' tokens (REVOKE-03) are what an
@@ -172,7 +135,9 @@ async fn introspect_token(
     context: &RequestContext,
     refusal: &mut AuditEvent,
 ) -> Result<Value, OAuthError> {
-    let caller = authenticate_caller(service, form, context, refusal).await?;
+    let caller = service
+        .authenticate_endpoint_caller(form, context, refusal)
+        .await?;
     // Introspection reveals token contents: it is for resource servers that can authenticate,
     // not for public clients (RFC 7662 §4). Public clients may still revoke (RFC 7009 §2.1).
     if caller.client.is_public() {
@@ -352,7 +317,9 @@ async fn revoke_token(
     context: &RequestContext,
     refusal: &mut AuditEvent,
 ) -> Result<(), OAuthError> {
-    let client = authenticate_caller(service, form, context, refusal).await?;
+    let client = service
+        .authenticate_endpoint_caller(form, context, refusal)
+        .await?;
     let token = form.required("token")?;
     let claims = match classify(service, token, context.now) {
         Ours::AccessToken(claims) => claims,

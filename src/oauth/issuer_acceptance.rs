@@ -14,7 +14,6 @@
 
 use serde_json::{Value, json};
 
-use super::client_auth::{AssertionReplay, AuthenticatedClient, ClientAuthContext, authenticate};
 use super::jwt_bearer::{self, Profile};
 use super::request::{FormParams, clip};
 use super::service::{RequestContext, TokenService};
@@ -177,7 +176,9 @@ async fn decide_request(
     context: &RequestContext,
     audit: &mut AuditEvent,
 ) -> Result<(Acceptance, Value), OAuthError> {
-    let client = authenticate_client(service, form, context, audit).await?;
+    let client = service
+        .authenticate_endpoint_caller(form, context, audit)
+        .await?;
     client_may_redeem(&client.client)?;
     // Asked only of a client that proved its identity: nothing about the issuer is said, or
     // recorded, before that.
@@ -207,39 +208,6 @@ async fn decide_request(
     );
     let body = acceptance.body(issuer, resource);
     Ok((acceptance, body))
-}
-
-/// Client authentication as at the token endpoint (TOK-14's quota checked first, a client
-/// assertion's `jti` recorded at once), with the claimed client in the audit of a failure.
-async fn authenticate_client(
-    service: &TokenService,
-    form: &FormParams,
-    context: &RequestContext,
-    audit: &mut AuditEvent,
-) -> Result<AuthenticatedClient, OAuthError> {
-    let authorization = context.authorization.as_ref().map(|value| value.expose());
-    audit.client_id = super::client_auth::claimed_client_id(authorization, form);
-    form.reject_repeats()?;
-    service.refuse_throttled_address(context)?;
-    let registry = service.trust.current();
-    let attempt = service.client_auth_attempt(context);
-    let auth_context = ClientAuthContext {
-        issuer: &service.config.issuer,
-        token_endpoint: &service.token_endpoint,
-        registry: &registry,
-        secrets: &service.secrets,
-        client_metadata: &service.client_metadata,
-        jwks: &service.jwks,
-        replay: AssertionReplay::Now(&service.replay),
-        now: context.now,
-        attempt: &attempt,
-    };
-    let result = authenticate(authorization, form, &auth_context).await;
-    match &result {
-        Ok(client) => audit.client_id = Some(client.client.config.client_id.clone()),
-        Err(error) => service.count_failed_authentication(error, &attempt),
-    }
-    result
 }
 
 #[cfg(test)]

@@ -285,6 +285,42 @@ impl TokenService {
         }
     }
 
+    /// Authenticates the caller of an endpoint beside `/token` (introspection, revocation,
+    /// issuer acceptance) exactly as the token endpoint does: the same methods, TOK-14's quota
+    /// checked first and argon2 admitted against it, a client assertion's `jti` recorded at
+    /// once (these endpoints have no audit event to commit it with). `audit` names the client a
+    /// refused request claimed to be, or the one it proved to be.
+    pub(crate) async fn authenticate_endpoint_caller(
+        &self,
+        form: &FormParams,
+        context: &RequestContext,
+        audit: &mut AuditEvent,
+    ) -> Result<AuthenticatedClient, OAuthError> {
+        let authorization = context.authorization.as_ref().map(|value| value.expose());
+        audit.client_id = super::client_auth::claimed_client_id(authorization, form);
+        form.reject_repeats()?;
+        self.refuse_throttled_address(context)?;
+        let registry = self.trust.current();
+        let attempt = self.client_auth_attempt(context);
+        let auth_context = ClientAuthContext {
+            issuer: &self.config.issuer,
+            token_endpoint: &self.token_endpoint,
+            registry: &registry,
+            secrets: &self.secrets,
+            client_metadata: &self.client_metadata,
+            jwks: &self.jwks,
+            replay: AssertionReplay::Now(&self.replay),
+            now: context.now,
+            attempt: &attempt,
+        };
+        let result = authenticate(authorization, form, &auth_context).await;
+        match &result {
+            Ok(caller) => audit.client_id = Some(caller.client.config.client_id.clone()),
+            Err(error) => self.count_failed_authentication(error, &attempt),
+        }
+        result
+    }
+
     /// Audits a request refused before its form could be handled (body too large, wrong content
     /// type, query parameters). `Err` means the audit write failed.
     pub async fn audit_rejection(
