@@ -473,7 +473,11 @@ impl TypedUsername {
         }
         static KEY: OnceLock<aws_lc_rs::hmac::Key> = OnceLock::new();
         let key = KEY.get_or_init(|| {
-            let secret = URL_SAFE_NO_PAD.decode(random_token()).unwrap_or_default();
+            let mut secret = [0u8; 32];
+            // As with tokens (`token_from`): without randomness, no key everyone could guess.
+            if SystemRandom::new().fill(&mut secret).is_err() {
+                panic!("the system random number generator failed");
+            }
             aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret)
         });
         let tag = aws_lc_rs::hmac::sign(key, typed.as_bytes());
