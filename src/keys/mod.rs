@@ -240,23 +240,11 @@ impl KeyRing {
         actor: Option<&str>,
     ) -> Result<String, KeyError> {
         let before = self.active_kid().map(|(kid, _)| kid);
-        let waiting: Vec<String> = if immediately && actor.is_some() {
-            self.store
-                .published_keys(now)
-                .await?
-                .into_iter()
-                .filter(|key| key.state == KeyState::Next)
-                .map(|key| key.kid)
-                .collect()
-        } else {
-            Vec::new()
-        };
         let (record, kid) = self.new_key(KeyState::Next, now).await?;
+        // The keys an emergency rotation withdraws are added to the event by the store, as
+        // found under its key-change lock.
         let event = actor.map(|actor| {
-            let mut after = serde_json::json!({ "kid": kid, "immediately": immediately });
-            if !waiting.is_empty() {
-                after["withdrawn_next"] = serde_json::json!(waiting);
-            }
+            let after = serde_json::json!({ "kid": kid, "immediately": immediately });
             key_event(
                 now,
                 "key_rotated",

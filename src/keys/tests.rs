@@ -858,3 +858,222 @@ async fn retiring_the_active_key_never_hands_over_to_a_key_published_too_recentl
         [(successor.clone(), "active"), (first.clone(), "retired")]
     );
 }
+
+/// Sessions of `monitor`'s database other than its own that wait for a lock (a table, a row,
+/// an advisory lock).
+async fn lock_waiters(monitor: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(monitor)
+    .await
+    .expect("count lock waiters")
+}
+
+/// Waits (polling, bounded) until `count` sessions wait for a lock; fails at once if one of
+/// `tasks` ended instead of waiting.
+async fn until_waiting<T>(
+    monitor: &mut sqlx::PgConnection,
+    count: i64,
+    tasks: &[&tokio::task::JoinHandle<T>],
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lock_waiters(monitor).await < count {
+        assert!(
+            !tasks.iter().any(|task| task.is_finished()),
+            "a task ended before reaching the lock"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} sessions never waited for the held lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Instances opening one empty PostgreSQL database together, released at the same moment into
+/// the creation of the first key (the test holds `signing_keys` locked until all three wait),
+/// all open, with the same single active key: the first to commit wins and the others load
+/// it. Each used to insert its own, and all but one failed on the active key's unique index.
+#[tokio::test]
+async fn instances_opening_an_empty_database_together_share_one_first_key() {
+    let Some(database) =
+        TestDatabase::postgres("instances_opening_an_empty_database_together_share_one_first_key")
+            .await
+    else {
+        return;
+    };
+    let first = store(&database).await;
+    let mut holder = sqlx::PgConnection::connect(database.url())
+        .await
+        .expect("holder");
+    let mut monitor = sqlx::PgConnection::connect(database.url())
+        .await
+        .expect("monitor");
+    sqlx::raw_sql("BEGIN; LOCK TABLE signing_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .expect("lock");
+    let mut opening = Vec::new();
+    for index in 0..3 {
+        let store = if index == 0 {
+            first.clone()
+        } else {
+            Store::connect(database.url(), 2).await.expect("connect")
+        };
+        opening.push(tokio::spawn(KeyRing::open(
+            store,
+            kek(),
+            policy(SigningAlgorithm::Es256),
+            T0,
+        )));
+    }
+    until_waiting(&mut monitor, 3, &opening.iter().collect::<Vec<_>>()).await;
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    let mut kids = Vec::new();
+    for task in opening {
+        let ring = task.await.expect("task").expect("every instance opens");
+        kids.push(ring.active_kid().expect("active").0);
+        assert_eq!(published_kids(&ring).len(), 1, "one key published");
+    }
+    assert!(kids.iter().all(|kid| *kid == kids[0]), "{kids:?}");
+    assert_eq!(
+        KeyRing::list(&first).await.expect("list").len(),
+        1,
+        "the losers' keys were discarded"
+    );
+}
+
+/// A scheduled rotation and an emergency rotation (`keys rotate --now`) committing at the same
+/// moment, in either order, on PostgreSQL: they are applied one after the other, so the
+/// emergency key signs and no key is left waiting to take over from it. Each transaction is
+/// held at its audit insert (the test holds `audit_events` locked) while the other starts.
+/// Scheduled first used to leave its `next` key: the emergency rotation's withdrawal of waiting
+/// keys ran while the scheduled key was not committed yet, and did not see it.
+#[tokio::test]
+async fn a_scheduled_and_an_emergency_rotation_at_once_leave_no_key_waiting() {
+    use crate::store::{AuditFilter, AuditLog};
+    const EVERY: i64 = 10 * 86_400;
+    for scheduled_first in [true, false] {
+        let Some(database) = TestDatabase::postgres(
+            "a_scheduled_and_an_emergency_rotation_at_once_leave_no_key_waiting",
+        )
+        .await
+        else {
+            return;
+        };
+        let scheduled = KeyPolicy {
+            rotate_after_secs: EVERY,
+            ..policy(SigningAlgorithm::Es256)
+        };
+        let server = KeyRing::open(store(&database).await, kek(), scheduled.clone(), T0)
+            .await
+            .expect("server");
+        let cli_store = Store::connect(database.url(), 2).await.expect("connect");
+        let cli = KeyRing::open(cli_store, kek(), scheduled, T0)
+            .await
+            .expect("cli");
+        let (old, _) = server.active_kid().expect("active");
+        let now = T0 + EVERY;
+
+        let mut holder = sqlx::PgConnection::connect(database.url())
+            .await
+            .expect("holder");
+        let mut monitor = sqlx::PgConnection::connect(database.url())
+            .await
+            .expect("monitor");
+        sqlx::raw_sql("BEGIN; LOCK TABLE audit_events IN SHARE MODE")
+            .execute(&mut holder)
+            .await
+            .expect("lock");
+        let tick = || {
+            tokio::spawn(async move {
+                let changed = server.tick(now).await;
+                (server, changed)
+            })
+        };
+        let rotate = || {
+            tokio::spawn(async move {
+                let urgent = cli.rotate(now, true, Some("cli")).await;
+                (cli, urgent)
+            })
+        };
+        let (ticking, rotating) = if scheduled_first {
+            let ticking = tick();
+            until_waiting(&mut monitor, 1, &[&ticking]).await;
+            let rotating = rotate();
+            until_waiting(&mut monitor, 2, &[&rotating]).await;
+            (ticking, rotating)
+        } else {
+            let rotating = rotate();
+            until_waiting(&mut monitor, 1, &[&rotating]).await;
+            let ticking = tick();
+            until_waiting(&mut monitor, 2, &[&ticking]).await;
+            (ticking, rotating)
+        };
+        sqlx::raw_sql("COMMIT")
+            .execute(&mut holder)
+            .await
+            .expect("release");
+        let (server, changed) = ticking.await.expect("tick task");
+        changed.expect("tick");
+        let (cli, urgent) = rotating.await.expect("rotate task");
+        let urgent = urgent.expect("rotate --now");
+
+        let keys = KeyRing::list(&server.store).await.expect("list");
+        let state_of = |kid: &str| keys.iter().find(|key| key.kid == kid).map(|key| key.state);
+        assert_eq!(state_of(&urgent), Some("active"), "{keys:?}");
+        assert_eq!(state_of(&old), Some("retired"), "{keys:?}");
+        let waiting: Vec<&str> = keys
+            .iter()
+            .filter(|key| key.state == "next")
+            .map(|key| key.kid.as_str())
+            .collect();
+        assert!(
+            waiting.is_empty(),
+            "scheduled first: {scheduled_first}; a key still waits to replace the emergency key: {keys:?}"
+        );
+        // Its due time passes: the emergency key keeps signing on every instance.
+        server.tick(now + PROMOTE_AFTER).await.expect("tick");
+        cli.tick(now + PROMOTE_AFTER).await.expect("tick");
+        assert_eq!(sign(&server).1, urgent);
+        assert_eq!(sign(&cli).1, urgent);
+
+        // The audit log names what happened: the emergency rotation's event names the key it
+        // withdrew when the scheduled one came first; otherwise the schedule did nothing.
+        let events = server
+            .store
+            .audit_events(&AuditFilter::default())
+            .await
+            .expect("audit");
+        let rotations: Vec<Value> = events
+            .iter()
+            .filter(|record| record.event.event == "key_rotated")
+            .filter_map(|record| record.event.detail.as_ref().map(|d| d.value()))
+            .collect();
+        let by = |actor: &str| {
+            rotations
+                .iter()
+                .filter(|detail| detail["actor"] == actor)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let emergency = by("cli");
+        assert_eq!(emergency.len(), 1, "{rotations:?}");
+        if scheduled_first {
+            let published = by("schedule");
+            assert_eq!(published.len(), 1, "{rotations:?}");
+            let next = published[0]["after"]["kid"].clone();
+            assert_eq!(state_of(next.as_str().unwrap_or("")), Some("retired"));
+            assert_eq!(emergency[0]["after"]["withdrawn_next"], json!([next]));
+        } else {
+            assert!(by("schedule").is_empty(), "{rotations:?}");
+            assert_eq!(keys.len(), 2, "{keys:?}");
+            assert!(emergency[0]["after"].get("withdrawn_next").is_none());
+        }
+    }
+}

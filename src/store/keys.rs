@@ -99,7 +99,8 @@ pub trait KeyStore {
     /// the emergency, is as exposed as the key being replaced, and must neither stay in the JWKS
     /// nor be promoted later over the new key. It never signed, so nothing needs it published.
     /// `event`, if any, is recorded in that transaction too, so the audit log has every key
-    /// change and only changes that happened.
+    /// change and only changes that happened; the keys withdrawn are named in it
+    /// (`after.withdrawn_next`), as found in the transaction.
     fn insert_key(
         &self,
         key: &KeyRecord,
@@ -237,6 +238,25 @@ macro_rules! key_from_row {
     }};
 }
 
+/// Records in an emergency rotation's event, as `after.withdrawn_next` (sorted), the `next` keys
+/// it withdrew, when there were any.
+fn name_withdrawn_keys(event: &mut AuditEvent, mut withdrawn: Vec<String>) {
+    if withdrawn.is_empty() {
+        return;
+    }
+    withdrawn.sort();
+    let mut detail = event
+        .detail
+        .as_ref()
+        .map(super::AuditDetail::value)
+        .unwrap_or_else(|| serde_json::json!({}));
+    if !detail["after"].is_object() {
+        detail["after"] = serde_json::json!({});
+    }
+    detail["after"]["withdrawn_next"] = serde_json::json!(withdrawn);
+    event.detail = Some(super::AuditDetail::of(&detail));
+}
+
 impl KeyStore for Store {
     async fn published_keys(&self, now: i64) -> Result<Vec<KeyRecord>, StoreError> {
         let sql = format!(
@@ -266,16 +286,21 @@ impl KeyStore for Store {
             let mut tx = pool.begin().await?;
             lock_key_changes!(self, tx);
             insert_key_row!(&mut *tx, key)?;
+            let mut event = event.cloned();
             if let Some((now, retired_publish_until)) = activate {
-                // Before the active key: a concurrent promotion of a waiting key that commits
-                // first makes it active, and the next statement then retires it as the active key.
-                sqlx::query(
-                    "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $1 WHERE state = 'next' AND kid <> $2",
+                // Read under the key-change lock, so this is every key waiting when the
+                // emergency rotation is applied, including one a scheduled rotation published
+                // a moment ago; the audit event names exactly these.
+                let withdrawn: Vec<String> = sqlx::query_scalar(
+                    "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $1 WHERE state = 'next' AND kid <> $2 RETURNING kid",
                 )
                 .bind(now)
                 .bind(&key.kid)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
+                if let Some(event) = event.as_mut() {
+                    name_withdrawn_keys(event, withdrawn);
+                }
                 sqlx::query(
                     "UPDATE signing_keys SET state = 'retired', retired_at = $1, publish_until = $2 WHERE state = 'active'",
                 )
@@ -290,7 +315,7 @@ impl KeyStore for Store {
                     .await
                     .map_err(StoreError::classify)?;
             }
-            if let Some(event) = event {
+            if let Some(event) = &event {
                 super::audit::insert_event!(&mut *tx, event)?;
             }
             tx.commit().await?;
