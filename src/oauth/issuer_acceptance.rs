@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use super::jwt_bearer::{self, Profile};
 use super::request::{FormParams, clip};
 use super::service::{RequestContext, TokenService};
-use super::{ErrorCode, GrantType, OAuthError};
-use crate::registry::{Client, Registry};
+use super::{GrantType, OAuthError};
+use crate::registry::Registry;
 use crate::store::{AuditDetail, AuditEvent, Decision};
 
 /// The audit event of every request to the endpoint, answered or refused.
@@ -112,28 +112,6 @@ pub fn decide(registry: &Registry, our_issuer: &str, client_id: &str, issuer: &s
     Acceptance::Accepted(profiles)
 }
 
-/// The token endpoint's refusals of this client for the jwt-bearer grant, whatever the issuer:
-/// a public client (IDJAG-ACCEPT-03, CMETA-04) and a client not registered for the grant, with
-/// the grant's codes (`unauthorized_client`).
-pub fn client_may_redeem(client: &Client) -> Result<(), OAuthError> {
-    if client.is_public() && !crate::trust::PUBLIC_CLIENT_GRANTS.contains(&GrantType::JwtBearer) {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "public_client",
-            "The jwt-bearer grant needs a confidential client, so no issuer's grants are \
-             accepted for a public client",
-        ));
-    }
-    if !client.grant_types.contains(&GrantType::JwtBearer) {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "grant_not_allowed",
-            "The client is not allowed to use the jwt-bearer grant",
-        ));
-    }
-    Ok(())
-}
-
 /// `POST /issuer-acceptance`: authenticates the client exactly as the token endpoint does
 /// (the same methods, the failed-authentication quota, argon2 admitted against it), then
 /// answers for `issuer` and the optional `resource`. Every request is audited as
@@ -179,7 +157,9 @@ async fn decide_request(
     let client = service
         .authenticate_endpoint_caller(form, context, audit)
         .await?;
-    client_may_redeem(&client.client)?;
+    // The grant's own refusals of this client, whatever the issuer (a public client, one not
+    // registered for jwt-bearer), with its codes.
+    super::service::client_may_use_grant(&client.client, GrantType::JwtBearer)?;
     // Asked only of a client that proved its identity: nothing about the issuer is said, or
     // recorded, before that.
     let issuer = form.required("issuer")?;

@@ -422,22 +422,7 @@ impl TokenService {
                 wait,
             ));
         }
-        // CMETA-04, IDJAG §9.1: a client that cannot authenticate gets no token exchange or
-        // jwt-bearer grant, whatever its registration says.
-        if client.client.is_public() && !crate::trust::PUBLIC_CLIENT_GRANTS.contains(&grant) {
-            return Err(OAuthError::new(
-                ErrorCode::UnauthorizedClient,
-                "public_client",
-                "This grant needs a confidential client; public clients may only use authorization_code and refresh_token",
-            ));
-        }
-        if !client.client.grant_types.contains(&grant) {
-            return Err(OAuthError::new(
-                ErrorCode::UnauthorizedClient,
-                "grant_not_allowed",
-                "The client is not allowed to use this grant type",
-            ));
-        }
+        client_may_use_grant(&client.client, grant)?;
         audit.event = match grant {
             GrantType::TokenExchange => "token_exchange",
             GrantType::JwtBearer => "jwt_bearer",
@@ -539,4 +524,29 @@ fn decision_counter(event: &str, error: Option<&'static str>) -> metrics::Counte
     };
     write.push((event.to_owned(), error, counter.clone()));
     counter
+}
+
+/// Whether `client` may use `grant` at all, whatever the request says: CMETA-04 and IDJAG §9.1
+/// (a client that cannot authenticate gets no token exchange or jwt-bearer grant, whatever its
+/// registration says), then its registered `grant_types`. Shared with the issuer-acceptance
+/// endpoint, which must refuse exactly the clients the grant refuses.
+pub(crate) fn client_may_use_grant(
+    client: &crate::registry::Client,
+    grant: GrantType,
+) -> Result<(), OAuthError> {
+    if client.is_public() && !crate::trust::PUBLIC_CLIENT_GRANTS.contains(&grant) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "public_client",
+            "This grant needs a confidential client; public clients may only use authorization_code and refresh_token",
+        ));
+    }
+    if !client.grant_types.contains(&grant) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "grant_not_allowed",
+            "The client is not allowed to use this grant type",
+        ));
+    }
+    Ok(())
 }
