@@ -65,6 +65,12 @@ const POSTGRES_FILES: &[(&str, &str)] = &[
     migration!("postgres", "0017_admin_sso_previous_session.sql"),
 ];
 
+// Several instances starting together on one PostgreSQL database run these at the same time.
+// sqlx's migrator holds a session advisory lock (`pg_advisory_lock`, keyed by the database name)
+// for the whole run while its `locking` is on, which `Migrator::with_migrations` leaves on: one
+// instance applies the pending migrations, the others wait, then find nothing left to apply. A
+// test below keeps it on. (On SQLite the file admits one server, and its writer lock one writer.)
+
 /// SQLite's migrations.
 pub(super) static SQLITE: LazyLock<Migrator> = LazyLock::new(|| migrator(SQLITE_FILES));
 
@@ -98,9 +104,18 @@ fn migration(name: &'static str, sql: &'static str) -> Migration {
     )
 }
 
+// Also included by src/store/tests.rs and src/keys/tests.rs; a private copy keeps each test
+// module self-contained. (Declared here, not in `tests`: a path in an inline module is resolved
+// from a directory that does not exist.)
+#[cfg(test)]
+#[allow(clippy::duplicate_mod, dead_code)]
+#[path = "../../tests/support/test_db.rs"]
+mod test_db;
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use super::test_db;
     use super::*;
     use std::path::Path;
 
@@ -136,6 +151,57 @@ mod tests {
             "{backend}: the embedded migrations differ from migrations/{backend}; list every file in src/store/migrations.rs"
         );
         assert!(embedded.iter().all(|m| m.version > 0));
+    }
+
+    /// Replicas started together migrate one at a time: sqlx's advisory lock is on for both
+    /// backends' migrators (turning it off would let two instances apply one migration twice).
+    #[test]
+    fn migrations_hold_the_database_lock_while_they_run() {
+        assert!(SQLITE.locking);
+        assert!(POSTGRES.locking);
+    }
+
+    /// Three stores migrating one empty PostgreSQL database at once all succeed, and the schema
+    /// is applied once.
+    #[tokio::test]
+    async fn concurrent_migrations_of_one_postgres_database_all_succeed() {
+        let Some(database) = test_db::TestDatabase::postgres(
+            "concurrent_migrations_of_one_postgres_database_all_succeed",
+        )
+        .await
+        else {
+            return;
+        };
+        let mut stores = Vec::new();
+        for _ in 0..3 {
+            stores.push(
+                crate::store::Store::connect(database.url(), 2)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let runs: Vec<_> = stores
+            .iter()
+            .map(|store| {
+                let store = store.clone();
+                tokio::spawn(async move { store.migrate().await })
+            })
+            .collect();
+        for run in runs {
+            run.await
+                .expect("task")
+                .expect("every instance's migration succeeds");
+        }
+        let pool = sqlx::PgPool::connect(database.url()).await.expect("pool");
+        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(applied, POSTGRES_FILES.len() as i64);
+        pool.close().await;
+        for store in stores {
+            store.close().await;
+        }
     }
 
     #[tokio::test]
