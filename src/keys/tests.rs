@@ -864,7 +864,8 @@ async fn retiring_the_active_key_never_hands_over_to_a_key_published_too_recentl
 async fn lock_waiters(monitor: &mut sqlx::PgConnection) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+         AND backend_type = 'client backend' AND wait_event_type = 'Lock' \
+         AND pid <> pg_backend_pid()",
     )
     .fetch_one(monitor)
     .await

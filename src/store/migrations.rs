@@ -108,7 +108,7 @@ fn migration(name: &'static str, sql: &'static str) -> Migration {
 // module self-contained. (Declared here, not in `tests`: a path in an inline module is resolved
 // from a directory that does not exist.)
 #[cfg(test)]
-#[allow(clippy::duplicate_mod, dead_code)]
+#[allow(clippy::duplicate_mod)]
 #[path = "../../tests/support/test_db.rs"]
 mod test_db;
 
