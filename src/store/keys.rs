@@ -1,9 +1,9 @@
 //! Signing-key rows. State changes are conditional updates, so two instances promoting at the
 //! same moment cannot both win, and the partial unique index keeps at most one active key.
 //!
-//! Every transaction that changes keys begins by taking the key-change lock ([`lock_key_changes`]):
-//! on PostgreSQL a transaction-scoped advisory lock, on SQLite the database's one writer lock
-//! (each of these transactions begins with a write). Key changes therefore run one at a time
+//! Every transaction that changes keys begins by taking the key-change lock
+//! (`lock_key_changes!`): on PostgreSQL a transaction-scoped advisory lock, on SQLite the
+//! database's one writer lock (each of these transactions begins with a write). Key changes therefore run one at a time
 //! across every instance and the CLI, and each statement of one sees every change committed
 //! before it: a scheduled rotation and a `keys rotate --now` arriving together are applied one
 //! after the other, never interleaved (under PostgreSQL's READ COMMITTED alone the emergency
