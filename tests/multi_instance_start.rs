@@ -44,6 +44,8 @@ const INSTANCES: usize = 3;
 /// Generous: each process may migrate the database and generate a key.
 const WAIT: Duration = Duration::from_secs(60);
 const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+/// A KEK of another deployment (32 bytes of 0x2a).
+const OTHER_KEK: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
 
 /// Where the instances are made to meet.
 #[derive(Clone, Copy, Debug)]
@@ -380,8 +382,53 @@ async fn all_instances_come_up_and_agree(test: &str, barrier: Barrier) -> anyhow
         .await?;
     assert_eq!(configured, 1, "the configured client, once");
     db.close().await?;
+
+    // A failure that is no race still stops a replica with its one clear line: one given
+    // another key-encryption key cannot open the shared signing key.
+    let mut command = frontdesk(&config, database.url(), &["serve"]);
+    command.env("FRONTDESK_KEY_ENCRYPTION_KEY", OTHER_KEK);
+    let (status, stderr) = exit_of(command);
+    assert!(!status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("frontdesk: "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("cannot load the signing keys") && line.contains("key-encryption key"),
+        "{stderr}"
+    );
     drop(instances);
     Ok(())
+}
+
+/// Runs `command` to its end (bounded: killed by its id after [`WAIT`]) and returns its exit
+/// status and stderr.
+fn exit_of(mut command: Command) -> (std::process::ExitStatus, String) {
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn frontdesk");
+    let pid = child.id();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(WAIT) {
+        Ok(output) => {
+            let output = output.expect("wait");
+            (
+                output.status,
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("frontdesk (pid {pid}) with another KEK did not exit within {WAIT:?}");
+        }
+    }
 }
 
 /// A database nobody migrated: the instances migrate, import the trust and create the first
