@@ -285,6 +285,8 @@ fn config(keys: &Keys, database_url: String) -> Config {
         jwks: Some(serde_json::to_string(&keys.idp_set).unwrap()),
         saml_certificates: None,
         saml_metadata_url: None,
+        saml_max_lifetime_secs: None,
+        saml_name_id_formats: vec![],
         algorithms: vec!["RS256".into(), "ES256".into()],
         token_types: vec!["id_token".into()],
         audiences: vec![],
