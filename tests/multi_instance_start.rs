@@ -1,8 +1,8 @@
 //! Several `frontdesk serve` processes started at the same moment on one empty PostgreSQL
 //! database — a deployment's replicas rolled out together — must all come up, and agree: one
 //! signing key, published by every instance, so a token issued by one verifies with the JWKS
-//! of any other (JWKS-05: relying parties may fetch the JWKS from any instance behind the load
-//! balancer).
+//! of any other (JWKS-04: every token we sign has a `kid` in the current JWKS, and a relying
+//! party may fetch the JWKS from any instance behind the load balancer).
 //!
 //! The instances are real processes (the binary), configured the way an operator would: one
 //! TOML file with the trust (an identity provider, an audience, a client) and the database and
@@ -434,13 +434,14 @@ fn exit_of(mut command: Command) -> (std::process::ExitStatus, String) {
 /// A database nobody migrated: the instances migrate, import the trust and create the first
 /// key at their own pace, all at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_started_together_on_an_unmigrated_database_all_come_up() -> anyhow::Result<()> {
+async fn replicas_started_together_on_an_unmigrated_database_all_come_up_jwks_04()
+-> anyhow::Result<()> {
     all_instances_come_up_and_agree("replicas_unmigrated", Barrier::None).await
 }
 
 /// The instances released together into the import of the configured trust.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_meeting_at_the_trust_import_all_come_up() -> anyhow::Result<()> {
+async fn replicas_meeting_at_the_trust_import_all_come_up_jwks_04() -> anyhow::Result<()> {
     all_instances_come_up_and_agree(
         "replicas_trust_import",
         Barrier::Tables("identity_providers, audiences, clients, trust_generation"),
@@ -452,7 +453,7 @@ async fn replicas_meeting_at_the_trust_import_all_come_up() -> anyhow::Result<()
 /// commits first wins, the others adopt its key (one key, not three; none exits on the unique
 /// index of the active key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_meeting_at_the_first_signing_key_all_come_up_with_one_key() -> anyhow::Result<()>
-{
+async fn replicas_meeting_at_the_first_signing_key_all_come_up_with_one_key_jwks_04()
+-> anyhow::Result<()> {
     all_instances_come_up_and_agree("replicas_first_key", Barrier::Tables("signing_keys")).await
 }
