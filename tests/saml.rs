@@ -864,7 +864,7 @@ async fn a_transient_name_id_is_refused_unless_the_identity_provider_lists_its_f
 }
 
 #[tokio::test]
-async fn idjag_accept_08_an_assertion_valid_for_an_hour_is_refused_unless_the_idp_allows_it()
+async fn idjag_saml_04_an_assertion_valid_for_an_hour_is_refused_unless_the_idp_allows_it()
 -> anyhow::Result<()> {
     // Auth0's default: an hour, in the conditions and the bearer confirmation alike.
     let env = start().await?;

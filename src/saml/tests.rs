@@ -751,7 +751,7 @@ fn check_signed_with<'a>(
 const NAME_ID: &str = "<saml:NameID>alice@example.com</saml:NameID>";
 
 #[test]
-fn idjag_accept_08_an_assertion_valid_for_longer_than_the_cap_is_refused() {
+fn idjag_saml_04_an_assertion_valid_for_longer_than_the_cap_is_refused() {
     // The npm peer's fixture lives exactly the default ten minutes: accepted at the edge.
     assert_eq!(
         issued_at(ASSERTION) + DEFAULT_MAX_LIFETIME_SECS as i64,
