@@ -3145,3 +3145,78 @@ async fn family_revoked_at(store: &Store, hash: &str) -> Option<i64> {
         .expect("get")
         .and_then(|state| state.revoked_at)
 }
+
+/// Two instances syncing the same configuration objects listed in other orders (a rolling
+/// update of a file whose entries were reordered) must both succeed on PostgreSQL. Each sync is
+/// one transaction locking its rows one by one; in file order, each could hold the row the
+/// other needs next, and PostgreSQL would abort one as a deadlock, failing that instance's
+/// start-up. The test holds both rows locked until both syncs wait, then releases them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_syncs_listing_objects_in_other_orders_both_succeed() {
+    use sqlx::Connection;
+    let Some(database) = TestDatabase::postgres("config_sync_orders").await else {
+        return;
+    };
+    let kind = TrustKind::Audience;
+    let first = open(&database).await;
+    let second = Store::connect(database.url(), 2).await.expect("connect");
+    first
+        .sync_config_trust(
+            kind,
+            &[document("a", 1, true, 10), document("b", 1, true, 10)],
+        )
+        .await
+        .expect("initial sync");
+    let mut holder = sqlx::PgConnection::connect(database.url())
+        .await
+        .expect("holder");
+    let mut monitor = sqlx::PgConnection::connect(database.url())
+        .await
+        .expect("monitor");
+    sqlx::raw_sql("BEGIN; SELECT id FROM audiences WHERE id IN ('a', 'b') FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .expect("lock both rows");
+    let sync = |store: Store, ids: [&'static str; 2]| {
+        tokio::spawn(async move {
+            let documents = ids.map(|id| document(id, 2, true, 20));
+            store.sync_config_trust(kind, &documents).await
+        })
+    };
+    let forward = sync(first.clone(), ["a", "b"]);
+    let backward = sync(second.clone(), ["b", "a"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut monitor)
+        .await
+        .expect("count waiters");
+        if waiting >= 2 {
+            break;
+        }
+        assert!(
+            !forward.is_finished() && !backward.is_finished(),
+            "a sync did not wait"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the syncs never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    forward.await.expect("task").expect("the forward sync");
+    backward.await.expect("task").expect("the backward sync");
+    assert_eq!(
+        first.list_trust(kind).await.expect("list"),
+        [document("a", 2, true, 20), document("b", 2, true, 20)]
+    );
+    second.close().await;
+    first.close().await;
+}

@@ -183,9 +183,10 @@ impl TrustStore for Store {
             " ON CONFLICT ({id}) DO UPDATE SET document = excluded.document, managed_by_config = TRUE, updated_at = excluded.updated_at \
              WHERE {table}.document <> excluded.document OR {table}.managed_by_config = FALSE"
         );
-        let select = format!("SELECT {id} AS id FROM {table} WHERE managed_by_config = TRUE");
+        let select =
+            format!("SELECT {id} AS id FROM {table} WHERE managed_by_config = TRUE ORDER BY {id}");
         let delete = format!("DELETE FROM {table} WHERE {id} = $1");
-        let rows: Vec<(&str, String, i64)> = documents
+        let mut rows: Vec<(&str, String, i64)> = documents
             .iter()
             .map(|document| {
                 (
@@ -195,6 +196,10 @@ impl TrustStore for Store {
                 )
             })
             .collect();
+        // Rows are locked in the order they are written: by id, not in the file's order, so two
+        // instances syncing a reordered file (a rolling update) wait for each other instead of
+        // each holding a row the other needs next, which PostgreSQL aborts as a deadlock.
+        rows.sort_unstable_by(|left, right| left.0.cmp(right.0));
         let wanted: std::collections::HashSet<&str> = documents
             .iter()
             .map(|document| document.id.as_str())
