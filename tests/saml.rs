@@ -1002,3 +1002,40 @@ async fn idjag_saml_01_the_refresh_token_ends_with_the_sign_ins_session() -> any
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn idjag_saml_01_no_refresh_token_is_issued_for_a_session_ended_within_the_clock_skew()
+-> anyhow::Result<()> {
+    // SAML core §2.7.2: an assertion whose SessionNotOnOrAfter passed a few seconds ago is still
+    // accepted under the identity provider's clock skew (30 s here), but a refresh token ending
+    // with that session would be born expired: issued, audited as issued, `expires_in: 0`, and
+    // refused at its first use. The exchange is refused instead, as for a session long over,
+    // and the assertion is not spent.
+    let env = start().await?;
+    let xml = assertion_with_session_end(now() - 5).await?;
+    let form = vec![
+        ("grant_type", TOKEN_EXCHANGE.to_string()),
+        ("requested_token_type", REFRESH_TOKEN.to_string()),
+        ("scope", "openid offline_access".to_string()),
+        ("subject_token", URL_SAFE_NO_PAD.encode(&xml)),
+        ("subject_token_type", SAML2.to_string()),
+    ];
+    let (status, body) = env.exchange_as_agent(&form).await?;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_request")),
+        "{body}"
+    );
+    let record = last_exchange(&env).await?;
+    assert_eq!(record.event.decision, Decision::Denied);
+    assert_eq!(
+        record.event.reason.as_deref(),
+        Some("subject_saml_session_ended")
+    );
+    // The short-lived ID-JAG path keeps the skew: the session ended within it.
+    let (status, body) = env
+        .exchange_as_agent(&id_jag_form(&URL_SAFE_NO_PAD.encode(&xml)))
+        .await?;
+    anyhow::ensure!(status == 200, "ID-JAG within the skew: {status} {body}");
+    Ok(())
+}

@@ -568,7 +568,9 @@ fn check_token_type(
     }
 }
 
-fn subject_error_code(config: &Config) -> ErrorCode {
+/// The error code of a refused subject token: `invalid_request` (RFC 8693 §2.2.2), or
+/// `invalid_grant` where `tokens.subject_token_error` asks for it.
+pub(super) fn subject_error_code(config: &Config) -> ErrorCode {
     if config.tokens.subject_token_error == "invalid_grant" {
         ErrorCode::InvalidGrant
     } else {

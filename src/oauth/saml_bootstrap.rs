@@ -88,6 +88,17 @@ pub(super) async fn exchange(
     let scopes = grant_scopes(registry, client, requested_scopes)?;
     audit.scopes_granted = scopes.clone();
     let subject = verify_saml_subject(service, registry, client, subject_token, now, audit).await?;
+    // An assertion is accepted until its session ended more than the clock skew ago; a refresh
+    // token ending with that session would be issued expired. Refused before the assertion is
+    // spent, as a session over for longer is.
+    if subject.session_ends_at.is_some_and(|at| at <= now) {
+        let ended = crate::saml::SamlError::SessionEnded;
+        return Err(OAuthError::new(
+            super::exchange::subject_error_code(&service.config),
+            ended.reason(),
+            ended.to_string(),
+        ));
+    }
     let idp = subject.idp.clone();
     service
         .limits
