@@ -20,6 +20,13 @@ use serde_json::{Value, json};
 const SSO_CLIENT_ID: &str = "frontdesk-admin";
 
 async fn start() -> anyhow::Result<(Env, reqwest::Client)> {
+    start_configured(|_| {}).await
+}
+
+/// [`start`], then `customize` changes the configuration before the server starts.
+async fn start_configured(
+    customize: impl FnOnce(&mut frontdesk::config::Config),
+) -> anyhow::Result<(Env, reqwest::Client)> {
     let env = Env::start_with(|config| {
         config.admin_sso = AdminSsoConfig {
             idp: Some("corp".into()),
@@ -31,6 +38,7 @@ async fn start() -> anyhow::Result<(Env, reqwest::Client)> {
             auditor_condition: Some(r#"subject.email.endsWith("@example.com")"#.into()),
             button_label: Some("Sign in with Corp".into()),
         };
+        customize(config);
     })
     .await?;
     Ok((env, browser()?))
@@ -636,5 +644,96 @@ async fn a_single_sign_on_ends_the_session_the_browser_held_before() -> anyhow::
             .await?,
         1
     );
+    Ok(())
+}
+
+/// On an https issuer the SSO browser-binding cookie is `__Secure-frontdesk_admin_sso`
+/// (`Secure`; it keeps `Path=/admin/sso`, which `__Host-` does not allow), so a plain-http page
+/// of the same host cannot plant or overwrite it — the same rule as the session cookie's name.
+/// Only that name binds: the value under the bare name is another browser. With it, the sign-in
+/// works and gives the issuer's prefixed session cookie. (The server is reached over plain http
+/// here, as behind a TLS-terminating proxy; the IdP's redirect to the https callback is followed
+/// to the server's own address.)
+#[tokio::test]
+async fn an_https_issuer_names_the_sso_binding_cookie_with_the_secure_prefix_and_sign_in_works()
+-> anyhow::Result<()> {
+    for (path, session_name) in [
+        ("", "__Host-frontdesk_admin"),
+        ("/sts", "__Secure-frontdesk_admin"),
+    ] {
+        let issuer = format!("https://admin.frontdesk.test{path}");
+        let configured = issuer.clone();
+        let (env, browser) = start_configured(move |config| config.issuer = configured).await?;
+        env.idp
+            .set_id_token_claims(json!({ "email": "ada@example.com", "groups": ["idp-admins"] }))
+            .await?;
+        let base = format!("http://{}{path}", env.server.addr);
+        // /admin/sso/start, the IdP, and the callback URL on the server's own address.
+        let through = || async {
+            let response = browser
+                .get(format!("{base}/admin/sso/start"))
+                .send()
+                .await?;
+            assert_eq!(response.status(), 303, "{:?}", response.text().await);
+            assert!(cookie(&response, "frontdesk_admin_sso").is_none());
+            let (binding, attributes) = cookie(&response, "__Secure-frontdesk_admin_sso")
+                .ok_or_else(|| anyhow::anyhow!("no prefixed binding cookie"))?;
+            for attribute in [
+                "HttpOnly",
+                "SameSite=Lax",
+                &format!("Path={path}/admin/sso;"),
+                "Secure",
+            ] {
+                assert!(
+                    format!("{attributes};").contains(attribute),
+                    "{attribute} missing: {attributes}"
+                );
+            }
+            let at_idp = browser.get(location(&response)?).send().await?;
+            let callback = location(&at_idp)?;
+            assert!(
+                callback
+                    .as_str()
+                    .starts_with(&format!("{issuer}/admin/sso/callback?")),
+                "{callback}"
+            );
+            let callback = format!(
+                "{base}/admin/sso/callback?{}",
+                callback.query().unwrap_or_default()
+            );
+            anyhow::Ok((binding, callback))
+        };
+
+        let (binding, callback) = through().await?;
+        let value = binding.split_once('=').map_or("", |(_, value)| value);
+        let response = browser
+            .get(&callback)
+            .header("cookie", format!("frontdesk_admin_sso={value}"))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 400, "the bare name binds nothing");
+        assert!(cookie(&response, session_name).is_none());
+
+        let (binding, callback) = through().await?;
+        let response = browser
+            .get(&callback)
+            .header("cookie", &binding)
+            .send()
+            .await?;
+        assert_eq!(response.status(), 200);
+        let (session, _) = cookie(&response, session_name)
+            .ok_or_else(|| anyhow::anyhow!("no {session_name} session cookie"))?;
+        let cleared = cookie(&response, "__Secure-frontdesk_admin_sso").map(|(_, a)| a);
+        assert!(
+            cleared.is_some_and(|a| a.contains("Max-Age=0") && a.contains("Secure")),
+            "the binding cookie is cleared under its prefixed name"
+        );
+        let dashboard = browser
+            .get(format!("{base}/admin"))
+            .header("cookie", &session)
+            .send()
+            .await?;
+        assert_eq!(dashboard.status(), 200);
+    }
     Ok(())
 }

@@ -14,7 +14,9 @@ mod idp;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use code_flow::{CHALLENGE, REDIRECT, RESOURCE, RP_CLIENT_ID, VERIFIER, hidden, location, query};
+use code_flow::{
+    CHALLENGE, REDIRECT, RESOURCE, RP_CLIENT_ID, VERIFIER, hidden, location, origin_of, query,
+};
 use env::*;
 use frontdesk::config::{ClientConfig, ResourceConfig};
 use frontdesk::secret::{SecretString, hash_secret};
@@ -213,6 +215,7 @@ async fn authorize_and_approve_with(
     ];
     let response = browser
         .post(format!("{}/authorize/consent", env.url))
+        .header("origin", origin_of(&env.url)?)
         .header("cookie", &started.cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(serde_urlencoded::to_string(form)?)
@@ -1144,6 +1147,7 @@ async fn consent_needs_the_csrf_token_and_deny_redirects_access_denied() -> anyh
     let post = |csrf: String, decision: &'static str, cookie: String| {
         let request = browser
             .post(format!("{}/authorize/consent", env.url))
+            .header("origin", &env.url)
             .header("cookie", cookie)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(
@@ -1169,6 +1173,201 @@ async fn consent_needs_the_csrf_token_and_deny_redirects_access_denied() -> anyh
     // Decided once.
     let response = post(csrf, "approve", started.cookie.clone()).await?;
     assert_eq!(response.status(), 400);
+    Ok(())
+}
+
+/// Consent CSRF (RFC 6749 §10.12, RFC 9700 §4.7): the consent form must be posted from
+/// frontdesk's own page. A post naming another site (its `Origin`, or `Sec-Fetch-Site:
+/// cross-site` beside the `Origin: null` of a no-referrer page) or naming no origin at all is
+/// refused with a 403 page saying why before anything is decided — even with the request's
+/// CSRF token and the browser's binding cookie, as a page that had learnt them would send. The
+/// refusals are audited and issue no code; the user's own post from the page, as a browser
+/// sends it (`Sec-Fetch-Site: same-origin`, `Origin: null`), then still approves.
+#[tokio::test]
+async fn a_consent_post_from_another_site_or_naming_no_origin_is_refused_and_issues_nothing()
+-> anyhow::Result<()> {
+    let (env, browser) = start().await?;
+    let started = begin(&env, &browser, &authorize_params(APP)).await?;
+    let back = at_idp(&browser, &started).await?;
+    let html = callback(&browser, &started, back).await?.text().await?;
+    let form = serde_urlencoded::to_string([
+        ("request_id", hidden(&html, "request_id")?),
+        ("csrf_token", hidden(&html, "csrf_token")?),
+        ("decision", "approve".to_string()),
+    ])?;
+    let post = |headers: &[(&'static str, &'static str)]| {
+        let mut request = browser
+            .post(format!("{}/authorize/consent", env.url))
+            .header("cookie", &started.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.clone());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            assert!(response.headers().get("location").is_none());
+            assert_secure_page(&response);
+            anyhow::Ok((status, response.text().await?))
+        }
+    };
+    let issuer = origin_of(&env.url)?;
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+        &[("origin", "null"), ("sec-fetch-site", "same-site")],
+    ] {
+        let (status, page) = post(headers).await?;
+        assert_eq!(status, 403, "{headers:?}");
+        assert!(
+            page.contains(&format!("must be submitted from {issuer}")),
+            "{page}"
+        );
+    }
+    let (status, page) = post(&[]).await?;
+    assert_eq!(status, 403);
+    assert!(
+        page.contains("without an Origin or Sec-Fetch-Site header"),
+        "{page}"
+    );
+
+    let events = env.audit_log().await?;
+    let consents: Vec<_> = events
+        .iter()
+        .filter(|r| r.event.event == "authorize_consent")
+        .collect();
+    let mut reasons: Vec<_> = consents
+        .iter()
+        .filter_map(|r| r.event.reason.as_deref())
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        [
+            "cross_site_post",
+            "cross_site_post",
+            "cross_site_post",
+            "origin_missing"
+        ]
+    );
+    assert!(
+        consents
+            .iter()
+            .all(|r| r.event.decision == frontdesk::store::Decision::Denied)
+    );
+
+    // Nothing was decided: the user's own post from the page approves.
+    let response = browser
+        .post(format!("{}/authorize/consent", env.url))
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .header("cookie", &started.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 303);
+    let redirect = location(&response)?;
+    assert!(query(&redirect, "code").is_some(), "{redirect}");
+    Ok(())
+}
+
+/// On an https issuer the browser-binding cookie of a pending request is `__Secure-fd_authz_…`
+/// (`Secure`; it keeps `Path=/authorize`, so not `__Host-`): a plain-http page of the same host
+/// cannot plant or overwrite it — the admin session cookie's naming rule. Only that name binds:
+/// the same value under the bare name is another browser. The flow works with it, and the
+/// cookie is cleared under its prefixed name. (The server is reached over plain http, as behind
+/// a TLS-terminating proxy, with the `Origin` the browser would send; the IdP's redirect to the
+/// https callback is followed to the server's own address.)
+#[tokio::test]
+async fn an_https_issuer_prefixes_the_browser_binding_cookie_and_the_flow_still_works()
+-> anyhow::Result<()> {
+    for path in ["", "/sts"] {
+        let issuer = format!("https://login.frontdesk.test{path}");
+        let configured = issuer.clone();
+        let (env, browser) =
+            start_configured(None, move |config| config.issuer = configured).await?;
+        let base = format!("http://{}{path}", env.server.addr);
+        let response = browser
+            .get(format!(
+                "{base}/authorize?{}",
+                serde_urlencoded::to_string(authorize_params(APP))?
+            ))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 303, "{:?}", response.text().await);
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(set_cookie.starts_with("__Secure-fd_authz_"), "{set_cookie}");
+        for attribute in [
+            "HttpOnly",
+            "SameSite=Lax",
+            &format!("Path={path}/authorize;"),
+            "Secure",
+        ] {
+            assert!(
+                format!("{set_cookie};").contains(attribute),
+                "{attribute} missing: {set_cookie}"
+            );
+        }
+        let cookie = set_cookie.split(';').next().unwrap_or_default().to_string();
+        let at_idp = browser.get(location(&response)?).send().await?;
+        let back = location(&at_idp)?;
+        assert!(
+            back.as_str()
+                .starts_with(&format!("{issuer}/authorize/callback?")),
+            "{back}"
+        );
+        let back = format!(
+            "{base}/authorize/callback?{}",
+            back.query().unwrap_or_default()
+        );
+
+        let bare = cookie.trim_start_matches("__Secure-");
+        let response = browser.get(&back).header("cookie", bare).send().await?;
+        assert_eq!(response.status(), 400, "the bare name binds nothing");
+
+        let response = browser.get(&back).header("cookie", &cookie).send().await?;
+        assert_eq!(response.status(), 200);
+        let html = response.text().await?;
+        assert!(
+            html.contains(&format!(r#"action="{path}/authorize/consent""#)),
+            "{html}"
+        );
+        let response = browser
+            .post(format!("{base}/authorize/consent"))
+            .header("origin", "https://login.frontdesk.test")
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string([
+                ("request_id", hidden(&html, "request_id")?),
+                ("csrf_token", hidden(&html, "csrf_token")?),
+                ("decision", "approve".to_string()),
+            ])?)
+            .send()
+            .await?;
+        assert_eq!(response.status(), 303);
+        let redirect = location(&response)?;
+        assert!(query(&redirect, "code").is_some(), "{redirect}");
+        assert_eq!(query(&redirect, "iss").as_deref(), Some(issuer.as_str()));
+        let cleared = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let name = cookie.split('=').next().unwrap_or_default();
+        assert!(
+            cleared.starts_with(&format!("{name}=;"))
+                && cleared.contains("Max-Age=0")
+                && cleared.contains("Secure"),
+            "{cleared}"
+        );
+    }
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! The admin session cookie: its name, its attributes, and reading it back.
+//! The admin session cookie: its name, its attributes, and reading it back; and the naming rule
+//! every other cookie frontdesk sets follows ([`path_scoped_cookie_name`]).
 //!
 //! Its name carries a cookie prefix whenever the issuer allows one, so a browser accepts a
 //! cookie of that name only from this origin over https (RFC 6265bis §4.1.3): `__Host-` when
@@ -7,6 +8,10 @@
 //! session fixation a bare name leaves open), `__Secure-` when the issuer is https under a path
 //! (the cookie keeps `Path=<path>/admin`, which `__Host-` does not allow), no prefix on a plain
 //! http development issuer, where a browser would refuse a prefixed cookie.
+//!
+//! The browser-binding cookies of a pending sign-in (the admin single sign-on's, scoped to
+//! `/admin/sso`, and the authorization endpoint's, scoped to `/authorize`) follow the same rule,
+//! but need their path, so they get `__Secure-` on an https issuer and never `__Host-`.
 
 use http::{HeaderMap, HeaderValue, header};
 
@@ -19,14 +24,56 @@ pub const HOST_ADMIN_COOKIE: &str = "__Host-frontdesk_admin";
 /// The name on an https issuer with a path.
 pub const SECURE_ADMIN_COOKIE: &str = "__Secure-frontdesk_admin";
 
+/// The prefix of a cookie's name, which makes browsers enforce how it was set (RFC 6265bis
+/// §4.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookiePrefix {
+    /// `__Host-`: `Secure`, no `Domain`, `Path=/`.
+    Host,
+    /// `__Secure-`: `Secure`.
+    Secure,
+    /// No prefix: a plain http issuer, where a browser would refuse a prefixed cookie.
+    Bare,
+}
+
+impl CookiePrefix {
+    /// The prefix as it begins the name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CookiePrefix::Host => "__Host-",
+            CookiePrefix::Secure => "__Secure-",
+            CookiePrefix::Bare => "",
+        }
+    }
+}
+
+/// The prefix a cookie set by `config`'s issuer carries: `__Host-` on an https issuer when the
+/// cookie may be scoped to `Path=/` (`at_root`), `__Secure-` on an https issuer otherwise, none
+/// on a plain http issuer (see the module documentation).
+pub fn cookie_prefix(config: &Config, at_root: bool) -> CookiePrefix {
+    let https = url::Url::parse(&config.issuer).is_ok_and(|url| url.scheme() == "https");
+    match (https, at_root) {
+        (true, true) => CookiePrefix::Host,
+        (true, false) => CookiePrefix::Secure,
+        (false, _) => CookiePrefix::Bare,
+    }
+}
+
 /// The session cookie's name for the issuer of `config` (see the module documentation).
 pub fn session_cookie_name(config: &Config) -> &'static str {
-    let https = url::Url::parse(&config.issuer).is_ok_and(|url| url.scheme() == "https");
-    match (https, config.issuer_path().is_empty()) {
-        (true, true) => HOST_ADMIN_COOKIE,
-        (true, false) => SECURE_ADMIN_COOKIE,
-        (false, _) => ADMIN_COOKIE,
+    match cookie_prefix(config, config.issuer_path().is_empty()) {
+        CookiePrefix::Host => HOST_ADMIN_COOKIE,
+        CookiePrefix::Secure => SECURE_ADMIN_COOKIE,
+        CookiePrefix::Bare => ADMIN_COOKIE,
     }
+}
+
+/// The name under which `config`'s issuer sets the cookie `name` that must keep a path below
+/// the root (a browser binding scoped to `/admin/sso` or `/authorize`): `__Secure-name` on an
+/// https issuer, so no plain-http page can plant or overwrite it, and `name` on a plain http
+/// development issuer. Read it back under this name only.
+pub fn path_scoped_cookie_name(config: &Config, name: &str) -> String {
+    format!("{}{name}", cookie_prefix(config, false).as_str())
 }
 
 /// The `Set-Cookie` value that sets the session cookie to `value` (or, with `max_age`
@@ -128,6 +175,22 @@ mod tests {
         );
         let under_path = config("http://localhost:8080/sts");
         assert_eq!(session_cookie_name(&under_path), "frontdesk_admin");
+    }
+
+    #[test]
+    fn a_path_scoped_cookie_gets_the_secure_prefix_on_https_only() {
+        for issuer in ["https://login.example.com", "https://login.example.com/sts"] {
+            assert_eq!(
+                path_scoped_cookie_name(&config(issuer), "frontdesk_admin_sso"),
+                "__Secure-frontdesk_admin_sso"
+            );
+        }
+        for issuer in ["http://127.0.0.1:8080", "http://localhost:8080/sts"] {
+            assert_eq!(
+                path_scoped_cookie_name(&config(issuer), "frontdesk_admin_sso"),
+                "frontdesk_admin_sso"
+            );
+        }
     }
 
     /// With a prefixed name configured, a cookie of the bare name (which anyone able to set

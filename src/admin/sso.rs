@@ -34,9 +34,18 @@ use crate::store::{
     AdminRole, AdminSsoRequest, AdminStore, AuditDetail, AuditEvent, AuditLog, Decision,
 };
 
-/// The browser-binding cookie of a pending sign-in. `SameSite=Lax`, because it must come back
-/// on the IdP's top-level redirect to the callback; scoped to `/admin/sso`.
+/// The browser-binding cookie of a pending sign-in, without its prefix. `SameSite=Lax`, because
+/// it must come back on the IdP's top-level redirect to the callback; scoped to `/admin/sso`, so
+/// it cannot be `__Host-`: on an https issuer it is `__Secure-frontdesk_admin_sso`
+/// ([`sso_cookie_name`]).
 pub const SSO_COOKIE: &str = "frontdesk_admin_sso";
+
+/// The binding cookie's name on `config`'s issuer: `__Secure-frontdesk_admin_sso` on https
+/// (a plain-http page of the same host cannot plant one), `frontdesk_admin_sso` on a plain http
+/// development issuer. Only this name is read back.
+pub fn sso_cookie_name(config: &Config) -> String {
+    super::cookie::path_scoped_cookie_name(config, SSO_COOKIE)
+}
 
 /// How long a user has to sign in at the IdP.
 pub const SSO_REQUEST_TTL_SECS: i64 = 600;
@@ -164,7 +173,8 @@ fn sso_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
         "; Secure"
     };
     HeaderValue::from_str(&format!(
-        "{SSO_COOKIE}={value}; HttpOnly; SameSite=Lax; Path={}/admin/sso; Max-Age={max_age}{secure}",
+        "{}={value}; HttpOnly; SameSite=Lax; Path={}/admin/sso; Max-Age={max_age}{secure}",
+        sso_cookie_name(&state.config),
         state.config.issuer_path()
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("frontdesk_admin_sso=; Max-Age=0"))
@@ -346,7 +356,7 @@ pub async fn callback(
     if let Some(previous) = &pending.previous_session_hash {
         state.store.delete_admin_session(previous).await?;
     }
-    let bound = named_cookie(&headers, SSO_COOKIE).is_some_and(|cookie| {
+    let bound = named_cookie(&headers, &sso_cookie_name(&state.config)).is_some_and(|cookie| {
         crate::secret::constant_time_eq(sha256(&cookie).as_bytes(), pending.binding_hash.as_bytes())
     });
     if !bound {

@@ -6,15 +6,20 @@
 use http::HeaderMap;
 use http::header::COOKIE;
 
+use crate::config::Config;
 use crate::http::AppState;
 use crate::store::AuthorizationRequest;
 
 use super::codes::{constant_time_eq, hash_token};
 
 /// The browser-binding cookie of one pending request (one per request, so two tabs with two
-/// flows do not overwrite each other).
-pub fn cookie_name(request_id: &str) -> String {
-    format!("fd_authz_{}", request_id.get(..16).unwrap_or(request_id))
+/// flows do not overwrite each other), named by the issuer's rule for cookies scoped to a path
+/// ([`crate::admin::cookie::path_scoped_cookie_name`]): `__Secure-fd_authz_…` on an https
+/// issuer, so a plain-http page of the same host cannot plant or overwrite it, `fd_authz_…` on
+/// a plain http development issuer. Only this name is read back.
+pub fn cookie_name(config: &Config, request_id: &str) -> String {
+    let name = format!("fd_authz_{}", request_id.get(..16).unwrap_or(request_id));
+    crate::admin::cookie::path_scoped_cookie_name(config, &name)
 }
 
 /// The value of the cookie `name` in the request's `Cookie` headers.
@@ -29,9 +34,9 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// A `Set-Cookie` value: scoped to `/authorize` under the server's path, HttpOnly, SameSite=Lax (the identity provider's
-/// redirect back is a top-level GET), Secure unless the issuer is plain-HTTP loopback
-/// (development). `max_age` 0 clears it.
+/// A `Set-Cookie` value: scoped to `/authorize` under the server's path, HttpOnly, SameSite=Lax
+/// (the identity provider's redirect back is a top-level GET), Secure unless the issuer is
+/// plain-HTTP loopback (development). `max_age` 0 clears it.
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> String {
     let secure = if state.config.issuer_is_loopback_http() {
         ""
@@ -45,7 +50,11 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> St
 }
 
 /// True if the request comes from the browser that started `request`.
-pub fn browser_matches(headers: &HeaderMap, request: &AuthorizationRequest) -> bool {
-    cookie_value(headers, &cookie_name(&request.id))
+pub fn browser_matches(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: &AuthorizationRequest,
+) -> bool {
+    cookie_value(headers, &cookie_name(&state.config, &request.id))
         .is_some_and(|value| constant_time_eq(&hash_token(value), &request.browser_hash))
 }

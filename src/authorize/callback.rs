@@ -64,7 +64,7 @@ pub async fn callback(
     audit.client_id = Some(pending.client_id.clone());
     audit.resources = vec![pending.resource.clone()];
     audit.scopes_requested = pending.scopes.clone();
-    if !browser_matches(&headers, &pending) {
+    if !browser_matches(&state, &headers, &pending) {
         return refuse(
             &state,
             audit,
@@ -90,7 +90,7 @@ pub async fn callback(
         }
         Err(error) => return unavailable(&state, &error, "updating the authorization request"),
     }
-    let cookie = cookie_name(&pending.id);
+    let cookie = cookie_name(&state.config, &pending.id);
     // From here on the request is known: failures go back to the client as access_denied.
     let fail = |audit: AuditEvent, reason: &'static str| {
         let mut audit = audit;

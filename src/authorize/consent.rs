@@ -52,7 +52,7 @@ pub async fn consent(
     // The CSRF token is bound to the pending request and the request to this browser.
     let Some(pending) = pending.filter(|pending| {
         constant_time_eq(&form.csrf_token, &pending.csrf_token)
-            && browser_matches(&headers, pending)
+            && browser_matches(&state, &headers, pending)
     }) else {
         audit.reason = Some("csrf_mismatch".into());
         let response = error_page(
@@ -84,7 +84,7 @@ pub async fn consent(
         pending.state.as_deref(),
         "access_denied",
         "The user denied the request",
-        Some(&cookie_name(&pending.id)),
+        Some(&cookie_name(&state.config, &pending.id)),
     );
     audited(&state, audit, response).await
 }
@@ -133,7 +133,7 @@ pub async fn approve(
         &pending.redirect_uri,
         pending.state.as_deref(),
         &[("code", &code)],
-        Some(&cookie_name(&pending.id)),
+        Some(&cookie_name(&state.config, &pending.id)),
     );
     audited(state, audit, response).await
 }

@@ -9,8 +9,8 @@
 //!    code, ID token with nonce and audience), applies that provider's `condition`, and shows the
 //!    consent page (skipped for pre-approved clients).
 //! 3. `POST /authorize/consent` ([`consent`]; CSRF token bound to the pending request, checked in
-//!    constant time) issues a code ([`codes`]) or refuses, redirecting with `state` and `iss`
-//!    (RFC 9207).
+//!    constant time; the post must come from frontdesk's own page, [`origin`]) issues a code
+//!    ([`codes`]) or refuses, redirecting with `state` and `iss` (RFC 9207).
 //!
 //! An unknown client or a redirect URI that is not registered is answered with an error page,
 //! never a redirect. Every decision is audited. The pages ([`pages`]) are askama templates with
@@ -20,6 +20,7 @@ mod browser;
 mod callback;
 pub mod codes;
 mod consent;
+mod origin;
 mod pages;
 mod redirect;
 mod request;
@@ -55,6 +56,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/authorize", get(request::authorize))
         .route("/authorize/callback", get(callback::callback))
         .route("/authorize/consent", post(consent::consent))
+        // Only on the methods a route serves: a POST to a GET-only path stays a 405.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::require_same_origin,
+        ))
         .layer(Extension(Arc::new(rp)))
         .layer(axum::middleware::map_response(pages::security_headers))
 }

@@ -371,7 +371,12 @@ async fn start_sign_in(
     }
     Ok(see_other(
         &url,
-        Some(set_cookie(state, &cookie_name(&id), &binding, lifetime)),
+        Some(set_cookie(
+            state,
+            &cookie_name(&state.config, &id),
+            &binding,
+            lifetime,
+        )),
     ))
 }
 

@@ -8,6 +8,7 @@ mod metadata;
 mod metrics;
 mod register;
 mod request_id;
+pub mod same_origin;
 pub mod serve;
 mod state;
 mod status_list;

@@ -151,9 +151,13 @@ class HeadlessBrowser:
                     continue
                 consent = re.search(r'action="([^"]*/authorize/consent)"', response.text)
                 if response.status_code == 200 and consent:
-                    # The consent page: approve, as the signed-in user, where its form posts.
+                    # The consent page: approve, as the signed-in user, where its form posts,
+                    # from the page's origin as a browser says (frontdesk refuses form posts
+                    # that name no origin or another one).
+                    page = urlparse(url)
                     response = await browser.post(
                         urljoin(url, unescape(consent.group(1))),
+                        headers={"Origin": f"{page.scheme}://{page.netloc}"},
                         data={
                             "request_id": self.hidden(response.text, "request_id"),
                             "csrf_token": self.hidden(response.text, "csrf_token"),

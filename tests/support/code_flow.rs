@@ -141,6 +141,7 @@ pub async fn approve(
     ];
     let response = browser
         .post(format!("{}/authorize/consent", env.url))
+        .header("origin", origin_of(&env.url)?)
         .header("cookie", cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(serde_urlencoded::to_string(form)?)
@@ -148,6 +149,12 @@ pub async fn approve(
         .await?;
     anyhow::ensure!(response.status() == 303, "consent: {}", response.status());
     location(&response)
+}
+
+/// The origin of `url` (`http://127.0.0.1:4000` for `http://127.0.0.1:4000/sts`): what a browser
+/// sends as `Origin` on a form posted from frontdesk's own page.
+pub fn origin_of(url: &str) -> anyhow::Result<String> {
+    Ok(url::Url::parse(url)?.origin().ascii_serialization())
 }
 
 /// `POST /token` with a form and no client authentication (a public client).
