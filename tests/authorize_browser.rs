@@ -56,20 +56,28 @@ async fn client_listener() -> anyhow::Result<ClientListener> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let redirect_uri = format!("http://{}/callback", listener.local_addr()?);
     let (sender, received) = mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/callback",
-        axum::routing::get(
-            move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
-                let sender = sender.clone();
-                async move {
-                    let _ = sender.send(query.unwrap_or_default());
-                    axum::response::Html(
-                        "<!doctype html><title>client</title><p>Back at the client.</p>",
-                    )
-                }
-            },
-        ),
-    );
+    let app = axum::Router::new()
+        // Another page of the client's origin, where a forged consent form is built.
+        .route(
+            "/elsewhere",
+            axum::routing::get(|| async {
+                axum::response::Html("<!doctype html><title>elsewhere</title><p>Another page.</p>")
+            }),
+        )
+        .route(
+            "/callback",
+            axum::routing::get(
+                move |axum::extract::RawQuery(query): axum::extract::RawQuery| {
+                    let sender = sender.clone();
+                    async move {
+                        let _ = sender.send(query.unwrap_or_default());
+                        axum::response::Html(
+                            "<!doctype html><title>client</title><p>Back at the client.</p>",
+                        )
+                    }
+                },
+            ),
+        );
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(ClientListener {
         redirect_uri,
@@ -203,7 +211,14 @@ async fn walk(setup: &Setup, challenge: &str, decision: &str) -> anyhow::Result<
         let Some(url) = landed.filter(|_| status.success()) else {
             bail!("the browser script failed ({status})");
         };
-        assert_eq!(steps, ["IDP_LOGIN", "IDP_CONSENT"], "the steps at the IdP");
+        let mut expected = vec!["IDP_LOGIN", "IDP_CONSENT"];
+        if decision == "forged-then-approve" {
+            expected.push("FORGED_REFUSED");
+        }
+        assert_eq!(
+            steps, expected,
+            "the steps at the IdP (and the forged post)"
+        );
         Ok(url::Url::parse(&url)?)
     })
     .await
@@ -344,5 +359,33 @@ async fn a_user_denies_on_the_consent_page_and_nothing_is_issued() -> anyhow::Re
         .map(|record| record.event.event.as_str())
         .collect();
     assert!(issued.is_empty(), "issued after a denial: {issued:?}");
+    Ok(())
+}
+
+/// Consent CSRF in a real browser (RFC 6749 §10.12, RFC 9700 §4.7): a page on another origin of
+/// the same site (the client's listener: same host, another port) that had learnt the consent
+/// page's request id and CSRF token submits the approval in the user's browser. Chromium sends
+/// the `SameSite=Lax` binding cookie with it (same site), so token and cookie alone would have
+/// approved; its `Origin` and `Sec-Fetch-Site: same-site` get it refused with frontdesk's "from
+/// another site" page, audited, and nothing decided: the user then approves on the real page
+/// (whose own post Chromium sends as `Sec-Fetch-Site: same-origin`) and the client gets its code.
+#[tokio::test]
+async fn a_consent_post_from_another_origin_is_refused_and_the_users_own_approval_still_works()
+-> anyhow::Result<()> {
+    let mut setup = setup().await?;
+    let (_, challenge) = pkce();
+    let landed = walk(&setup, &challenge, "forged-then-approve").await?;
+    let params = received_by_client(&mut setup, &landed).await?;
+    assert!(params.contains_key("code"), "{landed}");
+    assert!(setup.client.received.try_recv().is_err(), "one answer only");
+    let events = setup.env.audit_log().await?;
+    let consents: Vec<(Decision, Option<&str>)> = events
+        .iter()
+        .filter(|record| record.event.event == "authorize_consent")
+        .map(|record| (record.event.decision, record.event.reason.as_deref()))
+        .collect();
+    assert_eq!(consents.len(), 2, "{consents:?}");
+    assert!(consents.contains(&(Decision::Denied, Some("cross_site_post"))));
+    assert!(consents.contains(&(Decision::Issued, Some("user_approved"))));
     Ok(())
 }

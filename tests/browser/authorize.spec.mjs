@@ -2,7 +2,7 @@
 // /usr/bin/chromium), for tests/authorize_browser.rs. Usage:
 //
 //   node tests/browser/authorize.spec.mjs <authorize-url> <frontdesk-url> <redirect-uri> \
-//        <approve|deny> <expect-json> <screenshot-dir>
+//        <approve|deny|forged-then-approve> <expect-json> <screenshot-dir>
 //
 // <expect-json> is {"login": ..., "user": ..., "client_id": ..., "resource": ..., "scopes": [...]}.
 // Opens frontdesk's /authorize, signs in at the interactive IdP (tests/oidc-idp: its login form,
@@ -10,14 +10,19 @@
 // the admin page's stylesheet applied, no console errors), saves consent.png, clicks Approve or
 // Deny, and prints `LANDED <url>` once the browser is at the client's redirect URI. It prints
 // `IDP_LOGIN` and `IDP_CONSENT` when it fills in the IdP's login form and confirms the IdP's
-// consent page. Any failure exits non-zero with the reason on stderr.
+// consent page. With `forged-then-approve`, before approving, a second tab on the client's
+// origin (another port of the same host: same site, so the SameSite=Lax binding cookie goes
+// along) submits a copy of the consent form with the page's request id and CSRF token, as a
+// page that had learnt them would; the script prints `FORGED_REFUSED` once frontdesk has
+// answered it with its "from another site" page, then approves in the first tab. Any failure
+// exits non-zero with the reason on stderr.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { check, launchBrowser, reportFailure } from './lib.mjs';
 
 const [authorizeUrl, frontdesk, redirectUri, decision, expectJson, shots] = process.argv.slice(2);
-if (!shots || !['approve', 'deny'].includes(decision)) {
-  console.error('usage: authorize.spec.mjs <authorize-url> <frontdesk-url> <redirect-uri> <approve|deny> <expect-json> <screenshot-dir>');
+if (!shots || !['approve', 'deny', 'forged-then-approve'].includes(decision)) {
+  console.error('usage: authorize.spec.mjs <authorize-url> <frontdesk-url> <redirect-uri> <approve|deny|forged-then-approve> <expect-json> <screenshot-dir>');
   process.exit(2);
 }
 const expect = JSON.parse(expectJson);
@@ -72,10 +77,42 @@ try {
   await page.screenshot({ path: join(shots, 'consent.png') });
   check(errors.length === 0, `console errors on frontdesk's pages: ${errors.join('; ')}`);
 
+  // 3b. A forged approval from another origin of the same site, with the page's own fields.
+  if (decision === 'forged-then-approve') {
+    const field = async (name) => page.locator(`input[name=${name}]`).first().getAttribute('value');
+    const fields = { request_id: await field('request_id'), csrf_token: await field('csrf_token'), decision: 'approve' };
+    const action = new URL(await page.locator('form').first().getAttribute('action'), page.url()).href;
+    const attacker = await browser.context.newPage();
+    // A page of the client's origin that is not its redirect URI (the test's listener reports
+    // only /callback).
+    await attacker.goto(new URL('/elsewhere', redirectUri).href);
+    await attacker.evaluate(({ action, fields }) => {
+      const form = document.createElement('form');
+      form.method = 'post';
+      form.action = action;
+      for (const [name, value] of Object.entries(fields)) {
+        const input = document.createElement('input');
+        input.type = 'hidden';
+        input.name = name;
+        input.value = value;
+        form.append(input);
+      }
+      document.body.append(form);
+    }, { action, fields });
+    await Promise.all([
+      attacker.waitForURL(action),
+      attacker.evaluate(() => document.forms[0].submit()),
+    ]);
+    const refused = (await attacker.textContent('#error-message')) ?? '';
+    check(refused.includes('it came from another site'), `the forged post was not refused as cross-site: ${await attacker.content()}`);
+    await attacker.close();
+    console.log('FORGED_REFUSED');
+  }
+
   // 4. The decision; the browser lands at the client's redirect URI.
   await Promise.all([
     page.waitForURL((url) => url.href.startsWith(redirectUri)),
-    page.click(decision === 'approve' ? '#approve' : '#deny'),
+    page.click(decision === 'deny' ? '#deny' : '#approve'),
   ]);
   console.log(`LANDED ${page.url()}`);
 } catch (error) {
