@@ -556,13 +556,26 @@ class Suite:
         report.run("META-09", "id-jag profile implies the jwt-bearer grant", meta09)
 
         def meta10(outcome: Outcome) -> str:
+            own = origin(self.issuer)
+
+            def own_endpoint(name: str, value: object) -> bool:
+                # One URL of this server naming an endpoint (IDJAG §9.5's protected acceptance
+                # discovery, say) lists no one, whatever its name says.
+                return (
+                    name.endswith("_endpoint")
+                    and isinstance(value, str)
+                    and re.match(r"^https?://", value, re.I) is not None
+                    and origin(value) == own
+                )
+
             suspicious = [
                 name
-                for name in meta
-                if name not in STANDARD_MEMBERS and TRUST_LIKE_NAME.search(name)
+                for name, value in meta.items()
+                if name not in STANDARD_MEMBERS
+                and TRUST_LIKE_NAME.search(name)
+                and not own_endpoint(name, value)
             ]
             require(not suspicious, f"members that look like trust lists: {suspicious}")
-            own = origin(self.issuer)
             foreign = []
             for name, value in meta.items():
                 if name in STANDARD_MEMBERS:
