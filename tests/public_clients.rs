@@ -343,3 +343,75 @@ async fn a_public_clients_request_limit_is_counted_per_address() -> anyhow::Resu
     );
     Ok(())
 }
+
+/// RFC 9700 §4.11.2 (the authorization server as open redirector): anyone may register a client
+/// at `POST /register`, with a redirect URI of their choosing, and then hand out links to
+/// frontdesk's `/authorize` carrying a deliberately bad request (here a scope that does not
+/// exist). frontdesk used to answer such a link with an immediate 303 to that redirect URI: a
+/// redirect through the trusted sign-in host to a phishing page, without the user doing
+/// anything. A self-registered (or metadata-document) client's redirect URI was vetted by no
+/// administrator, so its refusals are now shown on a page whose link leads back to the client
+/// only if the user follows it; a client an administrator registered is still redirected at
+/// once (RFC 6749 §4.1.2.1).
+#[tokio::test]
+async fn a_self_registered_clients_refused_request_is_not_redirected_without_the_user()
+-> anyhow::Result<()> {
+    const PHISHING: &str = "https://phish.example/landing";
+    let mut public = client(PUBLIC, "none", &[]);
+    public.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    public.redirect_uris = vec![REDIRECT.into()];
+    let env = Env::start_with(move |config| {
+        enable_code_flow(config);
+        config.registration.enabled = true;
+        config.clients.push(public);
+    })
+    .await?;
+    let registered = env
+        .http
+        .post(format!("{}/register", env.url))
+        .header("content-type", "application/json")
+        .body(
+            json!({
+                "client_name": "Totally legit",
+                "redirect_uris": [PHISHING],
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+            })
+            .to_string(),
+        )
+        .send()
+        .await?;
+    assert_eq!(registered.status(), 201);
+    let registered: serde_json::Value = registered.json().await?;
+    let client_id = registered["client_id"].as_str().expect("client_id");
+    let browser = browser()?;
+    let mut params = authorize_params(client_id, PHISHING);
+    params.retain(|(name, _)| *name != "scope");
+    params.push(("scope", "no-such-scope".into()));
+    let response = authorize(&env, &browser, &params).await?;
+    assert_eq!(response.status(), 400, "an error page, not a redirect");
+    assert!(response.headers().get("location").is_none());
+    let html = response.text().await?;
+    // The page offers the way back to the client, which gets its error if the user goes.
+    assert!(
+        html.contains("href=\"https://phish.example/landing?error=invalid_scope"),
+        "{html}"
+    );
+    assert!(html.contains("phish.example"), "{html}");
+    let events = env.audit_log().await?;
+    assert!(events.iter().any(|record| record.event.event == "authorize"
+        && record.event.reason.as_deref() == Some("scope_not_allowed")
+        && record.event.client_id.as_deref() == Some(client_id)));
+
+    // A client the administrator registered is answered with the redirect, as before.
+    let mut params = authorize_params(PUBLIC, REDIRECT);
+    params.retain(|(name, _)| *name != "scope");
+    params.push(("scope", "no-such-scope".into()));
+    let response = authorize(&env, &browser, &params).await?;
+    assert_eq!(response.status(), 303);
+    let url = location(&response)?;
+    assert!(url.as_str().starts_with(REDIRECT), "{url}");
+    assert_eq!(query(&url, "error").as_deref(), Some("invalid_scope"));
+    Ok(())
+}

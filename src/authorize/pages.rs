@@ -28,6 +28,18 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
+/// The page of a refused request whose client's redirect URI no administrator vetted: the
+/// error, where the link leads, and the link carrying the error to the client, followed only if
+/// the user chooses to ([`super::redirect::error_return_page`]).
+#[derive(Debug, Template)]
+#[template(path = "authorize/return.html")]
+struct ReturnPage<'a> {
+    layout: PageLayout,
+    message: &'a str,
+    host: &'a str,
+    url: &'a str,
+}
+
 /// The consent page: who is asking (client name and id), for what (resource and scopes), on
 /// whose behalf (the signed-in user), and where the answer goes. The forms carry the request id
 /// and its CSRF token; the browser-binding cookie travels with them. No `Debug`: it holds the
@@ -99,6 +111,27 @@ pub fn error_page(base: &str, status: StatusCode, message: &str) -> Response {
                 base: base.to_string(),
             },
             message,
+        },
+    )
+}
+
+/// A 400 page with `message` and a link to `url` (the client's redirect URI with the error),
+/// which the browser is not sent to by itself. The link's host is shown next to it.
+pub fn return_page(base: &str, message: &str, url: &str) -> Response {
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|parsed| parsed.host_str().map(str::to_string))
+        .unwrap_or_default();
+    render(
+        StatusCode::BAD_REQUEST,
+        &ReturnPage {
+            layout: PageLayout {
+                title: "Authorization failed",
+                base: base.to_string(),
+            },
+            message,
+            host: &host,
+            url,
         },
     )
 }

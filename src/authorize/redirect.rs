@@ -7,9 +7,10 @@ use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
 
 use crate::http::AppState;
+use crate::registry::Client;
 
 use super::browser::set_cookie;
-use super::pages::error_page;
+use super::pages::{error_page, return_page};
 
 /// The redirect URI an authorization request is answered at: the one it names, if registered;
 /// when it names none, the client's only registered one (OAuth 2.1 §4.1.1: the parameter is
@@ -83,13 +84,22 @@ pub fn client_redirect(
     params: &[(&str, &str)],
     clear_cookie: Option<&str>,
 ) -> Response {
-    let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return error_page(
-            state.config.issuer_path(),
-            StatusCode::BAD_REQUEST,
-            "The redirect URI is not valid.",
-        );
+    let Some(url) = response_url(state, redirect_uri, client_state, params) else {
+        return invalid_redirect_uri(state);
     };
+    let cookie = clear_cookie.map(|name| set_cookie(state, name, "", 0));
+    see_other(&url, cookie)
+}
+
+/// `redirect_uri` with `params`, `state` and `iss` (RFC 9207) added to its query: where the
+/// client gets its answer. `None` if it is not a URL.
+fn response_url(
+    state: &AppState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    params: &[(&str, &str)],
+) -> Option<String> {
+    let mut url = url::Url::parse(redirect_uri).ok()?;
     {
         let mut query = url.query_pairs_mut();
         for (key, value) in params {
@@ -100,8 +110,44 @@ pub fn client_redirect(
         }
         query.append_pair("iss", &state.config.issuer);
     }
-    let cookie = clear_cookie.map(|name| set_cookie(state, name, "", 0));
-    see_other(url.as_str(), cookie)
+    Some(url.into())
+}
+
+fn invalid_redirect_uri(state: &AppState) -> Response {
+    error_page(
+        state.config.issuer_path(),
+        StatusCode::BAD_REQUEST,
+        "The redirect URI is not valid.",
+    )
+}
+
+/// True if an administrator registered `client` (configuration file, CLI, admin page or API),
+/// and so vetted its redirect URIs. A self-registered client (`POST /register`) or a Client ID
+/// Metadata Document names whatever redirect URI its author likes, so frontdesk does not send
+/// the browser there on its own for an error nobody has seen (RFC 9700 §4.11.2).
+pub fn redirect_uris_vetted(client: &Client) -> bool {
+    client.config.source.is_none()
+}
+
+/// An authorization request's refusal for a client whose redirect URIs no administrator vetted
+/// ([`redirect_uris_vetted`]): shown on a page whose link carries the RFC 6749 §4.1.2.1 error to
+/// the client if the user follows it, instead of a redirect. Otherwise anyone could register a
+/// client with a phishing page as its redirect URI and hand out links to `/authorize` with a
+/// deliberately bad request, which frontdesk would answer with a redirect there: an open
+/// redirector on the sign-in host (RFC 9700 §4.11.2: redirect without the user only to a
+/// trusted redirect URI; otherwise inform the user and let them decide).
+pub fn error_return_page(
+    state: &AppState,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    error: &str,
+    description: &str,
+) -> Response {
+    let params = [("error", error), ("error_description", description)];
+    let Some(url) = response_url(state, redirect_uri, client_state, &params) else {
+        return invalid_redirect_uri(state);
+    };
+    return_page(state.config.issuer_path(), description, &url)
 }
 
 /// The redirect back to the client with an RFC 6749 §4.1.2.1 error.

@@ -20,7 +20,7 @@ use crate::store::{AuditEvent, AuthorizationRequest, CodeStore};
 use super::browser::{cookie_name, set_cookie};
 use super::codes::{hash_token, random_token, valid_challenge, valid_thumbprint};
 use super::pages::error_page;
-use super::redirect::{error_redirect, see_other};
+use super::redirect::{error_redirect, error_return_page, redirect_uris_vetted, see_other};
 use super::rp::RelyingParty;
 use super::{audited, callback_url, denial, refuse, sign_in_idp};
 
@@ -152,14 +152,26 @@ pub async fn authorize(
         Err(refusal) => {
             audit.error_code = Some(refusal.error.to_string());
             audit.reason = Some(refusal.reason.to_string());
-            let response = error_redirect(
-                &state,
-                &redirect_uri,
-                client_state.as_deref(),
-                refusal.error,
-                refusal.description,
-                None,
-            );
+            // Nobody has seen anything of this request yet: the browser is sent on by itself
+            // only to a redirect URI an administrator vetted (RFC 9700 §4.11.2).
+            let response = if redirect_uris_vetted(&client) {
+                error_redirect(
+                    &state,
+                    &redirect_uri,
+                    client_state.as_deref(),
+                    refusal.error,
+                    refusal.description,
+                    None,
+                )
+            } else {
+                error_return_page(
+                    &state,
+                    &redirect_uri,
+                    client_state.as_deref(),
+                    refusal.error,
+                    refusal.description,
+                )
+            };
             audited(&state, audit, response).await
         }
     }
