@@ -545,3 +545,20 @@ async fn cauth_10_keys_on_a_host_that_is_not_allowed_are_refused() -> anyhow::Re
     assert_eq!(setup.docs.hits("keys.json"), 0, "no key was fetched");
     Ok(())
 }
+
+/// The consent page shows a document's `client_name` followed by the document's host, the hint
+/// that says who really stands behind the name. Bidirectional-text controls would let the name
+/// reorder that host (U+202E shows it backwards) and invisible characters would let it pass for
+/// another name, so such a document is refused like any other unacceptable one.
+#[tokio::test]
+async fn cauth_10_a_client_name_with_bidi_controls_is_refused() -> anyhow::Result<()> {
+    let setup = start(true).await?;
+    let mut document = setup.document("bidi.json");
+    document["client_name"] = json!("Corp Wiki (wiki.corp.example)\u{202E}");
+    setup.publish("bidi.json", &document);
+    let html = setup
+        .refused(&setup.url("bidi.json"), "client_metadata_invalid")
+        .await?;
+    assert!(html.contains("client_name"), "{html}");
+    Ok(())
+}

@@ -1131,3 +1131,58 @@ async fn registrations_from_one_ipv6_64_share_one_limit() -> anyhow::Result<()> 
     assert_eq!(register_from("192.0.2.1").await?, 201);
     Ok(())
 }
+
+/// The consent page shows a self-registered client's `client_name` followed by
+/// "(self-registered)", the one hint that the name was chosen by a stranger. Bidirectional-text
+/// controls would let the name reorder that hint (U+202E shows it backwards) and invisible
+/// characters would let it pass for another name, so a registration or an update carrying them
+/// is `invalid_client_metadata` (RFC 7591 §3.2.2). Scripts' own joiners (ZWNJ in Persian) stay.
+#[tokio::test]
+async fn a_client_name_with_bidi_controls_or_invisible_characters_is_refused() -> anyhow::Result<()>
+{
+    let env = start(|_| {}).await?;
+    for name in [
+        "Corp Wiki\u{202E}",
+        "Corp\u{2067} Wiki",
+        "Corp\u{200B}Wiki",
+        "\u{FEFF}Corp Wiki",
+        "Corp Wiki\u{E0041}",
+    ] {
+        let mut request = public_request();
+        request["client_name"] = json!(name);
+        let (status, body, _) = register(&env, &request, None).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_client_metadata")),
+            "{name:?}: {body}"
+        );
+    }
+    assert!(audited(&env, "client_registration", Some("client_name_invalid")).await?);
+
+    let mut request = public_request();
+    request["client_name"] = json!("\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}");
+    let (status, body, _) = register(&env, &request, None).await?;
+    assert_eq!(status, 201, "a name with a zero-width non-joiner: {body}");
+
+    // RFC 7592 §2.2: an update is held to the same rule.
+    let client_id = text(&body, "client_id");
+    let token = text(&body, "registration_access_token");
+    let uri = text(&body, "registration_client_uri");
+    let mut update = public_request();
+    update["client_id"] = json!(client_id);
+    update["client_name"] = json!("Corp Wiki\u{202E}");
+    let (status, body, _) = manage(
+        &env,
+        reqwest::Method::PUT,
+        &uri,
+        Some(&token),
+        Some(&update),
+    )
+    .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_client_metadata")),
+        "{body}"
+    );
+    Ok(())
+}

@@ -570,6 +570,15 @@ pub fn client_from_document(
         }
     }
     let client_name = text(document, "client_name")?;
+    // Shown on the consent page before the document's host, which it must not disguise.
+    if client_name
+        .as_deref()
+        .is_some_and(crate::oauth::registration::client_name_disguised)
+    {
+        return Err(invalid(
+            "client_name must not contain bidirectional-text controls or invisible characters",
+        ));
+    }
     let jwks = match document.get("jwks") {
         None | Some(Value::Null) => None,
         Some(keys @ Value::Object(_)) => Some(keys.to_string()),

@@ -66,6 +66,41 @@ fn string_list(
     }
 }
 
+/// True for a character that changes how the text around it is displayed, or that cannot be
+/// seen at all: the bidirectional-text controls (Unicode TR9 §2: ALM, LRM, RLM, the embeddings
+/// and overrides, the isolates), zero-width space, word joiner and the invisible operators,
+/// the byte order mark, the Mongolian vowel separator, the Hangul fillers and the tag
+/// characters. The zero-width joiner and non-joiner are not among them: scripts (Persian,
+/// Indic) and emoji need them, and they reorder nothing.
+pub fn disguising_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200B}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{FEFF}'
+            | '\u{180E}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{3164}'
+            | '\u{FFA0}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
+/// A stranger's `client_name` (self-registered or from a Client ID Metadata Document) is shown on
+/// the consent page next to the hint that names its origin ("(self-registered)", the document's
+/// host). Characters that reorder the text after them (U+202E shows that hint backwards) or that
+/// cannot be seen (a name passing for another) would disguise both, so they are refused here;
+/// an administrator's names are the administrator's business.
+pub fn client_name_disguised(name: &str) -> bool {
+    name.chars().any(disguising_char)
+}
+
 fn optional_string(
     request: &Map<String, Value>,
     key: &str,
@@ -220,6 +255,12 @@ pub fn client_document(
             )
         })?;
     let client_name = optional_string(request, "client_name")?;
+    if client_name.as_deref().is_some_and(client_name_disguised) {
+        return Err(metadata_error(
+            "client_name_invalid",
+            "client_name must not contain bidirectional-text controls or invisible characters: the consent page shows it to users",
+        ));
+    }
     // RFC 9449 §5.2: the client asks for every token request of its own to need a proof.
     let dpop_bound_access_tokens = match request.get("dpop_bound_access_tokens") {
         None | Some(Value::Null) => false,
