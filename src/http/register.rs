@@ -27,6 +27,32 @@ use crate::store::{AuditEvent, Decision};
 /// Registrations per peer address; shared by every request to this instance.
 pub struct RegistrationLimiter(DefaultKeyedRateLimiter<IpAddr>);
 
+/// Addresses the registration limiter tracks before it forgets those whose allowance has
+/// refilled. Such an address is indistinguishable from one never seen, so nothing is lost; without
+/// it every address that ever registered or updated (or tried to) would stay in memory for the
+/// life of the process, as many entries as an attacker has addresses (an IPv6 /48 holds 65 536
+/// of the /64s the limiter counts by).
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
+/// Forgets the addresses whose allowance has refilled once `max` are tracked (the other
+/// per-address limits do the same: `oauth::request_limit`, `oauth::throttle`).
+fn forget_refilled<C>(
+    limiter: &RateLimiter<
+        IpAddr,
+        governor::state::keyed::DefaultKeyedStateStore<IpAddr>,
+        C,
+        governor::middleware::NoOpMiddleware<C::Instant>,
+    >,
+    max: usize,
+) where
+    C: governor::clock::Clock,
+{
+    if limiter.len() >= max {
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+    }
+}
+
 impl std::fmt::Debug for RegistrationLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RegistrationLimiter")
@@ -378,6 +404,7 @@ async fn throttled(
     peer: IpAddr,
     client_id: Option<&str>,
 ) -> Option<Response> {
+    forget_refilled(&limiter.0, MAX_TRACKED_ADDRESSES);
     let not_until = limiter.0.check_key(&peer).err()?;
     let wait = not_until
         .wait_time_from(governor::clock::Clock::now(
@@ -661,4 +688,47 @@ fn parse_metadata(headers: &HeaderMap, body: &[u8]) -> Result<Value, Registratio
         reason: "body_not_json",
         description: "The body is not valid JSON".into(),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+    use governor::state::keyed::DefaultKeyedStateStore;
+    use std::time::Duration;
+
+    #[test]
+    fn the_limiter_forgets_refilled_addresses_once_it_tracks_the_most() {
+        let clock = FakeRelativeClock::default();
+        let limiter: RateLimiter<
+            IpAddr,
+            DefaultKeyedStateStore<IpAddr>,
+            FakeRelativeClock,
+            governor::middleware::NoOpMiddleware<_>,
+        > = RateLimiter::new(
+            Quota::per_minute(NonZeroU32::new(10).expect("non-zero")),
+            DefaultKeyedStateStore::<IpAddr>::default(),
+            clock.clone(),
+        );
+        for n in 0..4u8 {
+            assert!(
+                limiter
+                    .check_key(&IpAddr::V4(Ipv4Addr::new(192, 0, 2, n)))
+                    .is_ok()
+            );
+        }
+        clock.advance(Duration::from_secs(60));
+        // Below the bound, nothing is forgotten (pruning is not free).
+        forget_refilled(&limiter, 5);
+        assert_eq!(limiter.len(), 4);
+        // At it, the addresses whose allowance has refilled go; a recent one stays.
+        assert!(
+            limiter
+                .check_key(&IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)))
+                .is_ok()
+        );
+        forget_refilled(&limiter, 5);
+        assert_eq!(limiter.len(), 1);
+    }
 }
