@@ -415,3 +415,88 @@ async fn a_self_registered_clients_refused_request_is_not_redirected_without_the
     assert_eq!(query(&url, "error").as_deref(), Some("invalid_scope"));
     Ok(())
 }
+
+/// RFC 9700 §4.11.2 again, after the sign-in: a user the sign-in identity provider's
+/// `condition` refuses (or whom the provider itself turns away, possibly without showing
+/// anything under single sign-on) used to be redirected at once to the self-registered
+/// client's redirect URI — the same open redirector for every such user. The refusal is now
+/// a page with the link back; an administrator-registered client is still redirected.
+#[tokio::test]
+async fn a_self_registered_clients_refused_sign_in_is_not_redirected_without_the_user()
+-> anyhow::Result<()> {
+    const PHISHING: &str = "https://phish.example/landing";
+    let mut public = client(PUBLIC, "none", &[]);
+    public.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+    public.redirect_uris = vec![REDIRECT.into()];
+    let env = Env::start_with(move |config| {
+        enable_code_flow(config);
+        config.registration.enabled = true;
+        config.clients.push(public);
+        for idp in &mut config.identity_providers {
+            if idp.id == "corp" {
+                idp.condition = Some("false".into());
+            }
+        }
+    })
+    .await?;
+    let registered = env
+        .http
+        .post(format!("{}/register", env.url))
+        .header("content-type", "application/json")
+        .body(
+            json!({
+                "client_name": "Totally legit",
+                "redirect_uris": [PHISHING],
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+            })
+            .to_string(),
+        )
+        .send()
+        .await?;
+    assert_eq!(registered.status(), 201);
+    let registered: serde_json::Value = registered.json().await?;
+    let client_id = registered["client_id"].as_str().expect("client_id");
+    let browser = browser()?;
+    let signed_in = |client_id: String, redirect: &'static str| {
+        let (env, browser) = (&env, &browser);
+        async move {
+            let response = authorize(env, browser, &authorize_params(&client_id, redirect)).await?;
+            assert_eq!(response.status(), 303);
+            let cookie = response
+                .headers()
+                .get("set-cookie")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.split(';').next())
+                .unwrap_or_default()
+                .to_string();
+            let response = browser.get(location(&response)?).send().await?;
+            let back = location(&response)?;
+            anyhow::Ok(browser.get(back).header("cookie", cookie).send().await?)
+        }
+    };
+    let response = signed_in(client_id.to_string(), PHISHING).await?;
+    assert_eq!(response.status(), 400, "an error page, not a redirect");
+    assert!(response.headers().get("location").is_none());
+    let html = response.text().await?;
+    assert!(
+        html.contains("href=\"https://phish.example/landing?error=access_denied"),
+        "{html}"
+    );
+    let events = env.audit_log().await?;
+    assert!(
+        events
+            .iter()
+            .any(|record| record.event.event == "authorize_callback"
+                && record.event.reason.as_deref() == Some("idp_condition_denied")
+                && record.event.client_id.as_deref() == Some(client_id))
+    );
+
+    let response = signed_in(PUBLIC.to_string(), REDIRECT).await?;
+    assert_eq!(response.status(), 303);
+    let url = location(&response)?;
+    assert!(url.as_str().starts_with(REDIRECT), "{url}");
+    assert_eq!(query(&url, "error").as_deref(), Some("access_denied"));
+    Ok(())
+}

@@ -21,7 +21,7 @@ use crate::store::{AuditEvent, AuthorizationRequest, CodeStore, Decision, TokenS
 use super::browser::{browser_matches, cookie_name};
 use super::consent::approve;
 use super::pages::consent_page;
-use super::redirect::error_redirect;
+use super::redirect::{error_redirect, error_return_page, redirect_uris_vetted};
 use super::request::parse_query;
 use super::rp::RelyingParty;
 use super::{audited, callback_url, denial, refuse, sign_in_idp, unavailable};
@@ -91,18 +91,40 @@ pub async fn callback(
         Err(error) => return unavailable(&state, &error, "updating the authorization request"),
     }
     let cookie = cookie_name(&state.config, &pending.id);
+    let client = state
+        .tokens
+        .client_metadata
+        .find_client(&registry, &pending.client_id)
+        .await
+        .ok()
+        .flatten();
+    // RFC 9700 §4.11.2: the identity provider or its condition may turn a user away without
+    // showing anything (single sign-on), so a client whose redirect URI no administrator vetted
+    // gets the refusal through a page the user leaves by choice, never a redirect.
+    let vetted = client.as_deref().is_some_and(redirect_uris_vetted);
     // From here on the request is known: failures go back to the client as access_denied.
     let fail = |audit: AuditEvent, reason: &'static str| {
         let mut audit = audit;
         audit.reason = Some(reason.to_string());
-        let response = error_redirect(
-            &state,
-            &pending.redirect_uri,
-            pending.state.as_deref(),
-            "access_denied",
-            "The user could not be signed in",
-            Some(&cookie),
-        );
+        let (error, description) = ("access_denied", "The user could not be signed in");
+        let response = if vetted {
+            error_redirect(
+                &state,
+                &pending.redirect_uri,
+                pending.state.as_deref(),
+                error,
+                description,
+                Some(&cookie),
+            )
+        } else {
+            error_return_page(
+                &state,
+                &pending.redirect_uri,
+                pending.state.as_deref(),
+                error,
+                description,
+            )
+        };
         audited(&state, audit, response)
     };
     if get("error").is_some() {
@@ -207,13 +229,6 @@ pub async fn callback(
         auth_time: signed_in.auth_time,
         ..pending
     };
-    let client = state
-        .tokens
-        .client_metadata
-        .find_client(&registry, &pending.client_id)
-        .await
-        .ok()
-        .flatten();
     // A public client's identity cannot be assured (anyone can send its client_id, and any local
     // app can listen on a loopback redirect URI), so its requests always ask the user, even if
     // it is listed as pre-approved (RFC 6749 §10.2, RFC 8252 §8.6).
