@@ -478,7 +478,9 @@ async fn every_admin_response_carries_the_security_headers() -> anyhow::Result<(
             frontdesk::admin::CONTENT_SECURITY_POLICY
         );
         assert_eq!(header("x-frame-options"), "DENY");
-        assert_eq!(header("referrer-policy"), "no-referrer");
+        // `same-origin`, not `no-referrer`: the pages' own form posts then carry their real
+        // `Origin`, so `Origin: null` can be refused (no referrer still leaves for other sites).
+        assert_eq!(header("referrer-policy"), "same-origin");
         assert_eq!(header("x-content-type-options"), "nosniff");
         assert_eq!(header("cache-control"), "no-store");
     };
@@ -1569,10 +1571,11 @@ fn bare_client() -> anyhow::Result<reqwest::Client> {
 /// Every state-changing form of the admin page — the sign-in and bootstrap forms, which have
 /// no session and so no CSRF token to check, and every form behind a session — refuses a post
 /// that carries neither `Origin` nor `Sec-Fetch-Site` (every browser that can run the page
-/// sends `Origin` with a form post) and one from another site, and does nothing; a post a
-/// browser makes from the page itself (`Sec-Fetch-Site: same-origin`, with `Origin: null`
-/// under the page's no-referrer policy, or the page's `Origin`) passes. The JSON API, which
-/// takes bearer tokens and no cookies, needs neither header.
+/// sends `Origin` with a form post), one from another site, and one saying only `Origin: null`
+/// (what a page of another site with its own `no-referrer` policy makes a browser without Fetch
+/// metadata send), and does nothing; a post a browser makes from the page itself
+/// (`Sec-Fetch-Site: same-origin`, even beside `Origin: null`, or the page's `Origin`) passes.
+/// The JSON API, which takes bearer tokens and no cookies, needs neither header.
 #[tokio::test]
 async fn every_admin_form_refuses_a_post_that_names_no_origin_or_another_site() -> anyhow::Result<()>
 {
@@ -1672,6 +1675,16 @@ async fn every_admin_form_refuses_a_post_that_names_no_origin_or_another_site() 
             assert_eq!(status, StatusCode::FORBIDDEN, "{path} with {headers:?}");
             assert!(html.contains("came from another site"), "{path}: {html}");
         }
+        let (status, html) = post(path, form.clone(), vec![("origin", "null")]).await?;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{path} with Origin: null alone"
+        );
+        assert!(
+            html.contains("with `Origin: null` and without a Sec-Fetch-Site header"),
+            "{path}: {html}"
+        );
     }
     assert_eq!(changed(&admin).await?, before, "nothing was done");
     assert_eq!(
@@ -1722,6 +1735,61 @@ async fn every_admin_form_refuses_a_post_that_names_no_origin_or_another_site() 
         .send()
         .await?;
     assert_eq!(response.status(), StatusCode::CREATED);
+    Ok(())
+}
+
+/// Login CSRF through an opaque origin: a page of another site that sets its own
+/// `Referrer-Policy: no-referrer` makes the browser say `Origin: null` on its forged sign-in
+/// post, and a browser without Fetch metadata (Safari before 16.4, older Firefox) adds nothing
+/// else. The sign-in form refuses that post with the right credentials — no session cookie, no
+/// sign-in audited — since frontdesk's own pages (`Referrer-Policy: same-origin`) make a browser
+/// send their real origin; `null` beside `Sec-Fetch-Site: same-origin`, or the real `Origin`
+/// alone, still signs in.
+#[tokio::test]
+async fn the_sign_in_form_refuses_a_null_origin_without_fetch_metadata() -> anyhow::Result<()> {
+    let admin = Admin::start().await?;
+    let bare = bare_client()?;
+    let sign_in = |headers: Vec<(&'static str, String)>| {
+        let mut request = bare
+            .post(admin.url("/admin/sign-in"))
+            .form(&[("username", ADMIN), ("password", PASSWORD)]);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let sign_ins = async || {
+        let log = admin.env.audit_log().await?;
+        anyhow::Ok(
+            log.iter()
+                .filter(|record| record.event.event == "admin_sign_in")
+                .count(),
+        )
+    };
+
+    let before = sign_ins().await?;
+    let forged = sign_in(vec![("origin", "null".into())]).await?;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.headers().get("set-cookie").is_none());
+    let page = forged.text().await?;
+    assert!(
+        page.contains("with `Origin: null` and without a Sec-Fetch-Site header"),
+        "{page}"
+    );
+    assert_eq!(sign_ins().await?, before, "nothing was signed in");
+
+    let origin = origin_of(&admin.env.url)?;
+    for headers in [
+        vec![
+            ("origin", "null".to_string()),
+            ("sec-fetch-site", "same-origin".to_string()),
+        ],
+        vec![("origin", origin)],
+    ] {
+        let response = sign_in(headers.clone()).await?;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{headers:?}");
+        assert!(set_cookie_pair(&response).is_some(), "{headers:?}");
+    }
     Ok(())
 }
 

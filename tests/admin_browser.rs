@@ -206,9 +206,12 @@ async fn sign_in_through_single_sign_on(path: &str) -> anyhow::Result<()> {
         .await
 }
 
-/// The guards in a real browser: a form without its CSRF token is refused, an auditor sees no
-/// change controls and a change built in their page is refused, and an idle session expires
-/// (the server's admin clock is moved forward; nothing sleeps).
+/// The guards in a real browser: the sign-in form's post carries the page's real `Origin`, not
+/// `null` (the pages' `Referrer-Policy: same-origin`; under `no-referrer` Chromium sent `null`,
+/// which the same-origin check now refuses without `Sec-Fetch-Site`), a form without its CSRF
+/// token is refused, an auditor sees no change controls and a change built in their page is
+/// refused, and an idle session expires (the server's admin clock is moved forward; nothing
+/// sleeps).
 #[tokio::test]
 async fn csrf_auditor_and_session_expiry_hold_in_the_browser() -> anyhow::Result<()> {
     const AUDITOR: &str = "grace";

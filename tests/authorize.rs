@@ -180,7 +180,9 @@ fn assert_page_headers(response: &reqwest::Response, policy: &str) {
     // The admin page's policy: one for every HTML page frontdesk serves.
     assert_eq!(header("content-security-policy"), policy);
     assert_eq!(header("x-frame-options"), "DENY");
-    assert_eq!(header("referrer-policy"), "no-referrer");
+    // `same-origin`, not `no-referrer`: the consent form's post then carries the page's real
+    // `Origin`, so `Origin: null` can be refused; no referrer leaves for another origin.
+    assert_eq!(header("referrer-policy"), "same-origin");
     assert_eq!(header("cache-control"), "no-store");
     assert!(response.headers().get("location").is_none());
 }
@@ -1178,11 +1180,13 @@ async fn consent_needs_the_csrf_token_and_deny_redirects_access_denied() -> anyh
 
 /// Consent CSRF (RFC 6749 §10.12, RFC 9700 §4.7): the consent form must be posted from
 /// frontdesk's own page. A post naming another site (its `Origin`, or `Sec-Fetch-Site:
-/// cross-site` beside the `Origin: null` of a no-referrer page) or naming no origin at all is
-/// refused with a 403 page saying why before anything is decided — even with the request's
-/// CSRF token and the browser's binding cookie, as a page that had learnt them would send. The
-/// refusals are audited and issue no code; the user's own post from the page, as a browser
-/// sends it (`Sec-Fetch-Site: same-origin`, `Origin: null`), then still approves.
+/// cross-site` beside the `Origin: null` of a no-referrer page), saying only `Origin: null` (a
+/// page of another site with its own `no-referrer` policy, in a browser without Fetch metadata)
+/// or naming no origin at all is refused with a 403 page saying why before anything is decided —
+/// even with the request's CSRF token and the browser's binding cookie, as a page that had
+/// learnt them would send. The refusals are audited and issue no code; the user's own post from
+/// the page, as a browser sends it (`Sec-Fetch-Site: same-origin`, even beside `Origin: null`),
+/// then still approves.
 #[tokio::test]
 async fn a_consent_post_from_another_site_or_naming_no_origin_is_refused_and_issues_nothing()
 -> anyhow::Result<()> {
@@ -1231,6 +1235,12 @@ async fn a_consent_post_from_another_site_or_naming_no_origin_is_refused_and_iss
         page.contains("without an Origin or Sec-Fetch-Site header"),
         "{page}"
     );
+    let (status, page) = post(&[("origin", "null")]).await?;
+    assert_eq!(status, 403, "Origin: null alone");
+    assert!(
+        page.contains("with `Origin: null` and without a Sec-Fetch-Site header"),
+        "{page}"
+    );
 
     let events = env.audit_log().await?;
     let consents: Vec<_> = events
@@ -1248,7 +1258,8 @@ async fn a_consent_post_from_another_site_or_naming_no_origin_is_refused_and_iss
             "cross_site_post",
             "cross_site_post",
             "cross_site_post",
-            "origin_missing"
+            "origin_missing",
+            "origin_null"
         ]
     );
     assert!(

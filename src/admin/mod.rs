@@ -175,13 +175,18 @@ async fn favicon() -> Response {
 
 /// Sets the security headers of every HTML page frontdesk serves (the admin page and the
 /// sign-in and consent pages of [`crate::authorize`]), so there is one policy to review: no
-/// scripts ([`CONTENT_SECURITY_POLICY`]), never framed, no referrer, no sniffing, no caching.
+/// scripts ([`CONTENT_SECURITY_POLICY`]), never framed, no sniffing, no caching, and no
+/// referrer to any other origin. The referrer policy is `same-origin`, not `no-referrer`: under
+/// `no-referrer` a browser sends `Origin: null` on the pages' own form posts, which a page of
+/// another site can make it send too, so the same-origin check ([`crate::http::same_origin`])
+/// could not refuse `null` from a browser without Fetch metadata. A page's URL (a bootstrap
+/// token, a callback's code) still goes only to frontdesk itself, which already has it.
 pub async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::CACHE_CONTROL, "no-store"),
     ] {

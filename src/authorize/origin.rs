@@ -1,10 +1,11 @@
 //! The same-origin check of the flow's state-changing form posts — today the consent form,
 //! `POST /authorize/consent` — run as a route layer so a new form cannot forget it. The decision
 //! is the admin page's ([`crate::http::same_origin`]): `Sec-Fetch-Site: same-origin` or an
-//! `Origin` equal to the issuer's (or `null`, which the pages' `Referrer-Policy: no-referrer`
-//! makes browsers send); a post from another site, or naming no origin at all, is refused with
-//! a 403 page, audited, before its handler reads the form, so no code is issued and the pending
-//! request stays undecided.
+//! `Origin` equal to the issuer's (which the pages' `Referrer-Policy: same-origin` lets browsers
+//! send); a post from another site, naming no origin at all, or saying only `Origin: null`
+//! (which a page of another site can make a browser without Fetch metadata send), is refused
+//! with a 403 page, audited, before its handler reads the form, so no code is issued and the
+//! pending request stays undecided.
 //!
 //! The consent form is also bound to the pending request (CSRF token) and to the browser (a
 //! `SameSite=Lax` cookie). This check adds a refusal that depends on no secret staying secret

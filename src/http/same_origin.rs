@@ -20,6 +20,10 @@ pub enum OriginRefusal {
     CrossSite,
     /// Neither header: not something a browser that can use frontdesk's pages sends.
     Unattributed,
+    /// `Origin: null` and no `Sec-Fetch-Site`: an opaque origin, which any page can make a
+    /// browser send (its own `Referrer-Policy: no-referrer`, a sandboxed frame) and which
+    /// frontdesk's own pages never cause (their `Referrer-Policy` is `same-origin`).
+    OpaqueOrigin,
 }
 
 impl OriginRefusal {
@@ -28,6 +32,7 @@ impl OriginRefusal {
         match self {
             OriginRefusal::CrossSite => "cross_site_post",
             OriginRefusal::Unattributed => "origin_missing",
+            OriginRefusal::OpaqueOrigin => "origin_null",
         }
     }
 
@@ -41,6 +46,9 @@ impl OriginRefusal {
             OriginRefusal::Unattributed => format!(
                 "This form came without an Origin or Sec-Fetch-Site header, so the server cannot tell that it was submitted from its own page at {expected}; nothing was done. Use a current browser; a script must send `Origin: {expected}`."
             ),
+            OriginRefusal::OpaqueOrigin => format!(
+                "This form came with `Origin: null` and without a Sec-Fetch-Site header, so the server cannot tell that it was submitted from its own page at {expected} (a page of any site can make a browser send `null`); nothing was done. Submit it from the page at {expected}, in a browser that does not hide its origin; a script must send `Origin: {expected}`."
+            ),
         }
     }
 }
@@ -49,9 +57,13 @@ impl OriginRefusal {
 /// page at `expected` (the issuer's origin).
 ///
 /// - `Sec-Fetch-Site`, when sent, must be `same-origin` (or `none`: started by the user).
-/// - `Origin`, when it names an origin, must be `expected`. frontdesk's pages'
-///   `Referrer-Policy: no-referrer` makes browsers send `Origin: null` on their own form posts
-///   (Fetch, "serializing a request origin"), so `null` counts as sent but proves nothing.
+/// - `Origin`, when it names an origin, must be `expected`.
+/// - `Origin: null` passes only beside `Sec-Fetch-Site: same-origin`/`none`. frontdesk's pages
+///   are served with `Referrer-Policy: same-origin`, under which a browser sends their real
+///   origin on their own form posts (Fetch, "serializing a request origin"); `null` is what a
+///   page of another site gets by setting `no-referrer` itself (or from a sandboxed frame), and
+///   a browser without Fetch metadata (Safari before 16.4, older Firefox) would send it with
+///   nothing else to tell the two apart (login CSRF).
 /// - With neither header the post is refused: every browser that can run frontdesk's pages
 ///   sends `Origin` on a form post (Chrome, Firefox since 70, Safari), and current ones
 ///   `Sec-Fetch-Site` too. A post without them is a script, which must send `Origin` itself.
@@ -67,6 +79,7 @@ pub fn check(
         return Err(OriginRefusal::CrossSite);
     }
     match origin {
+        Some("null") if sec_fetch_site.is_none() => Err(OriginRefusal::OpaqueOrigin),
         Some(origin) if origin != "null" && origin != expected => Err(OriginRefusal::CrossSite),
         None if sec_fetch_site.is_none() => Err(OriginRefusal::Unattributed),
         _ => Ok(()),
@@ -118,9 +131,26 @@ mod tests {
         assert_eq!(check(ISSUER, Some("same-origin"), None), Ok(()));
         assert_eq!(check(ISSUER, None, Some(ISSUER)), Ok(()));
         assert_eq!(check(ISSUER, Some("same-origin"), Some(ISSUER)), Ok(()));
-        // Under Referrer-Policy: no-referrer a browser's own form post says `Origin: null`.
+        // A browser that says where the post came from may still hide its origin.
         assert_eq!(check(ISSUER, Some("same-origin"), Some("null")), Ok(()));
-        assert_eq!(check(ISSUER, None, Some("null")), Ok(()));
+        assert_eq!(check(ISSUER, Some("none"), Some("null")), Ok(()));
+    }
+
+    /// `Origin: null` alone is what a page of another site with its own `Referrer-Policy:
+    /// no-referrer` makes a browser without Fetch metadata send (login CSRF); frontdesk's own
+    /// pages (`Referrer-Policy: same-origin`) make it send their real origin.
+    #[test]
+    fn a_null_origin_without_fetch_metadata_is_refused() {
+        assert_eq!(
+            check(ISSUER, None, Some("null")),
+            Err(OriginRefusal::OpaqueOrigin)
+        );
+        assert_eq!(OriginRefusal::OpaqueOrigin.reason(), "origin_null");
+        assert!(
+            OriginRefusal::OpaqueOrigin
+                .explain(ISSUER)
+                .contains("Origin: null")
+        );
     }
 
     #[test]

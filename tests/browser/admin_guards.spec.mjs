@@ -3,6 +3,7 @@
 //
 //   node tests/browser/admin_guards.spec.mjs <frontdesk-url> <admin> <auditor> <password> <screenshot-dir>
 //
+// 0. Each sign-in form post carries the page's real Origin (not `null`).
 // 1. An admin's form posted without its CSRF token (the hidden field removed from the real form
 //    before clicking) is refused with 403 and changes nothing.
 // 2. An auditor sees no change controls, and a change form built in their page (with their own
@@ -28,11 +29,21 @@ const nextLine = () => new Promise((resolve, reject) => {
   lines.once('close', () => reject(new Error('stdin closed before ADVANCED')));
 });
 
+// Signs in through the sign-in form and checks that Chromium's post carried the page's real
+// `Origin`: under the pages' `Referrer-Policy: same-origin` a browser names their origin, not
+// `null` (which `no-referrer` made it send), so the server can refuse a bare `Origin: null`
+// without locking out a browser that sends no `Sec-Fetch-Site`.
 async function signIn(page, username) {
   await page.goto(`${url}/admin/sign-in`);
   await page.fill('#username', username);
   await page.fill('#password', password);
-  await Promise.all([page.waitForURL(`${url}/admin`), page.click('button[type=submit]')]);
+  const [post] = await Promise.all([
+    page.waitForRequest((request) => request.method() === 'POST' && request.url() === `${url}/admin/sign-in`),
+    page.waitForURL(`${url}/admin`),
+    page.click('button[type=submit]'),
+  ]);
+  const sent = await post.allHeaders();
+  check(sent.origin === new URL(url).origin, `the sign-in form was posted with Origin: ${sent.origin}`);
   check((await page.textContent('h1')) === 'Dashboard', `no dashboard for ${username}`);
 }
 

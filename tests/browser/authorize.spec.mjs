@@ -8,7 +8,8 @@
 // Opens frontdesk's /authorize, signs in at the interactive IdP (tests/oidc-idp: its login form,
 // then its own consent page), checks frontdesk's consent page (client, resource, scopes, user,
 // the admin page's stylesheet applied, no console errors), saves consent.png, clicks Approve or
-// Deny, and prints `LANDED <url>` once the browser is at the client's redirect URI. It prints
+// Deny (checking that the post carries frontdesk's real Origin, not `null`), and prints
+// `LANDED <url>` once the browser is at the client's redirect URI. It prints
 // `IDP_LOGIN` and `IDP_CONSENT` when it fills in the IdP's login form and confirms the IdP's
 // consent page. With `forged-then-approve`, before approving, a second tab on the client's
 // origin (another port of the same host: same site, so the SameSite=Lax binding cookie goes
@@ -109,11 +110,18 @@ try {
     console.log('FORGED_REFUSED');
   }
 
-  // 4. The decision; the browser lands at the client's redirect URI.
-  await Promise.all([
+  // 4. The decision; the browser lands at the client's redirect URI. The consent form's post
+  //    carries the page's real Origin, not `null` (the page's Referrer-Policy is same-origin),
+  //    so frontdesk can refuse a bare `Origin: null` without locking out a browser that sends
+  //    no Sec-Fetch-Site.
+  const consentUrl = `${frontdesk}/authorize/consent`;
+  const [post] = await Promise.all([
+    page.waitForRequest((request) => request.method() === 'POST' && request.url() === consentUrl),
     page.waitForURL((url) => url.href.startsWith(redirectUri)),
     page.click(decision === 'deny' ? '#deny' : '#approve'),
   ]);
+  const sent = await post.allHeaders();
+  check(sent.origin === new URL(frontdesk).origin, `the consent form was posted with Origin: ${sent.origin}`);
   console.log(`LANDED ${page.url()}`);
 } catch (error) {
   await reportFailure('authorize.spec.mjs', error, page, shots, 'failure.png');
