@@ -1186,3 +1186,32 @@ async fn a_client_name_with_bidi_controls_or_invisible_characters_is_refused() -
     );
     Ok(())
 }
+
+/// A scope parameter is split and de-duplicated wherever it is read (registration, `/authorize`,
+/// `/token`); with no bound on its values, one request of tens of thousands of distinct values
+/// costs the server a quadratic amount of work. More than 256 values is refused: here
+/// `invalid_client_metadata` naming the bound, and the registration is not stored.
+#[tokio::test]
+async fn a_scope_of_more_than_256_values_is_refused() -> anyhow::Result<()> {
+    let env = start(|_| {}).await?;
+    let many: Vec<String> = (0..257).map(|n| format!("s{n}")).collect();
+    let mut request = public_request();
+    request["scope"] = json!(many.join(" "));
+    let (status, body, _) = register(&env, &request, None).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_client_metadata")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|text| text.contains("256")),
+        "{body}"
+    );
+    assert!(audited(&env, "client_registration", Some("scope_invalid")).await?);
+    request["scope"] = json!(many[..256].join(" "));
+    let (status, body, _) = register(&env, &request, None).await?;
+    assert_eq!(status, 201, "256 values are fine: {body}");
+    Ok(())
+}

@@ -248,10 +248,17 @@ pub fn client_document(
     }
     // RFC 7591 §2: scope values as RFC 6749 §3.3 defines them, the syntax `/token` accepts.
     let scopes = crate::oauth::request::parse_scope(optional_string(request, "scope")?.as_deref())
-        .map_err(|_| {
+        .map_err(|error| {
             metadata_error(
                 "scope_invalid",
-                "scope must be space-separated scope values of visible ASCII characters other than \" and \\ (RFC 6749 §3.3)",
+                if error.reason == "too_many_scopes" {
+                    format!(
+                        "scope may hold at most {} values",
+                        crate::oauth::request::MAX_SCOPE_VALUES
+                    )
+                } else {
+                    "scope must be space-separated scope values of visible ASCII characters other than \" and \\ (RFC 6749 §3.3)".into()
+                },
             )
         })?;
     let client_name = optional_string(request, "client_name")?;
