@@ -673,3 +673,94 @@ async fn audience_condition_sees_the_current_claims() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// REVOKE-05 under concurrency (RFC 9700 §4.14.2): an administrator's kill switch for a user
+/// (`revoke_tokens`, as `POST /admin/api/v1/revocations` runs it) that lands while a refresh of
+/// that user's refresh token is being answered — after the token was rotated, before its
+/// successor was stored — revoked the presented token and what existed, but the successor the
+/// refresh then stored was live: a client refreshing in a loop (an attacker with a stolen
+/// token) could outlast the kill switch. The refresh now re-reads the presented token after
+/// storing its successor and, finding it revoked, revokes the family and answers
+/// `invalid_grant`. The refresh is held on a PostgreSQL table lock between the two steps
+/// (event-driven: the lock waiter is polled in `pg_stat_activity`, bounded).
+#[tokio::test]
+async fn a_kill_switch_during_a_refresh_leaves_no_refresh_token_alive_revoke_05()
+-> anyhow::Result<()> {
+    use frontdesk::store::{AuditEvent, Decision, RevocationScope, TokenStore};
+    use sqlx::Connection;
+    let Some(database) = TestDatabase::postgres("kill_switch_during_refresh").await else {
+        return Ok(());
+    };
+    let env = start(Some(&database)).await?;
+    let token = sign_in(&env, "read").await?;
+    let mut holder = sqlx::PgConnection::connect(database.url()).await?;
+    let mut monitor = sqlx::PgConnection::connect(database.url()).await?;
+    // The refresh rotates the token and records the new access token, then waits here to link
+    // it to the family, before the new refresh token is stored.
+    sqlx::raw_sql("BEGIN; LOCK TABLE grant_family_tokens IN EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await?;
+    let refreshing = {
+        let (url, token) = (env.url.clone(), token.clone());
+        let http = env.http.clone();
+        tokio::spawn(async move {
+            let response = http
+                .post(format!("{url}/token"))
+                .basic_auth(APP, Some(SECRET))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", &token)])
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            anyhow::Ok((status, response.json::<Value>().await?))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut monitor)
+        .await?;
+        if waiting >= 1 {
+            break;
+        }
+        assert!(!refreshing.is_finished(), "the refresh did not wait");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let revoked = env
+        .server
+        .state
+        .store
+        .revoke_tokens(
+            RevocationScope::Subject(USER),
+            now(),
+            AuditEvent::new(now(), "tokens_revoked", Decision::Changed),
+        )
+        .await?;
+    assert!(revoked.refresh_tokens >= 1, "{revoked:?}");
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await?;
+    let (status, body) = refreshing.await??;
+    if status == 200 {
+        let successor = body["refresh_token"].as_str().expect("refresh token");
+        let (status, body) = refresh_grant(&env, successor).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "the successor of a revoked refresh token outlived the kill switch: {body}"
+        );
+    } else {
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+        assert!(body.get("refresh_token").is_none(), "{body}");
+        assert!(body.get("access_token").is_none(), "{body}");
+    }
+    Ok(())
+}

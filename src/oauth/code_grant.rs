@@ -338,7 +338,7 @@ pub async fn refresh(
     } else {
         requested_scopes
     };
-    issue(
+    let response = issue(
         service,
         registry,
         client,
@@ -361,7 +361,29 @@ pub async fn refresh(
         now,
         audit,
     )
-    .await
+    .await?;
+    // A revocation of the user, the client or the identity provider (`revoke_tokens`, the
+    // administrator's kill switch) that ran after this token was rotated but before its
+    // successor was stored revoked everything but the successor: the rotated token carries its
+    // mark, so the family goes now (RFC 9700 §4.14.2, as for a replay above).
+    let revoked_meanwhile = service
+        .store
+        .refresh_token(&hash)
+        .await
+        .map_err(store_failure)?
+        .is_some_and(|state| state.revoked_at.is_some());
+    if revoked_meanwhile {
+        return Err(revoke_leaked_family(
+            service,
+            &record.family_id,
+            now,
+            audit,
+            "refresh_token_revoked_while_issuing",
+            "The refresh token was revoked while this request was answered; its token family is revoked",
+        )
+        .await);
+    }
+    Ok(response)
 }
 
 /// What a refresh request asks of `record` besides the token itself: the resource it was issued
