@@ -1215,3 +1215,29 @@ async fn a_scope_of_more_than_256_values_is_refused() -> anyhow::Result<()> {
     assert_eq!(status, 201, "256 values are fine: {body}");
     Ok(())
 }
+
+/// Every self-registered client is kept in each instance's memory, and each registration
+/// reloads the trust configuration with all of them, so `max_clients` bounds the memory only if
+/// each registration is bounded too: metadata that would be stored beyond 8 KiB (here, hundreds
+/// of redirect URIs) is `invalid_client_metadata`, and nothing is stored.
+#[tokio::test]
+async fn metadata_stored_beyond_8_kib_is_refused() -> anyhow::Result<()> {
+    let env = start(|_| {}).await?;
+    let uris: Vec<String> = (0..200)
+        .map(|n| format!("https://app.example/callback/{n}/{}", "x".repeat(64)))
+        .collect();
+    let mut request = public_request();
+    request["redirect_uris"] = json!(uris);
+    let (status, body, _) = register(&env, &request, None).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_client_metadata")),
+        "{body}"
+    );
+    assert!(audited(&env, "client_registration", Some("metadata_too_large")).await?);
+    // A few redirect URIs and inline keys are far below the bound.
+    request["redirect_uris"] = json!(uris[..3]);
+    let (status, body, _) = register(&env, &request, None).await?;
+    assert_eq!(status, 201, "{body}");
+    Ok(())
+}

@@ -299,8 +299,24 @@ pub fn client_document(
     if dpop_bound_access_tokens {
         document["dpop_bound_access_tokens"] = json!(true);
     }
+    if document.to_string().len() > MAX_STORED_METADATA_BYTES {
+        return Err(metadata_error(
+            "metadata_too_large",
+            format!(
+                "the client metadata to store (redirect URIs, scope, keys, grant types, name) exceeds {MAX_STORED_METADATA_BYTES} bytes"
+            ),
+        ));
+    }
     Ok(document)
 }
+
+/// Most bytes of metadata a self-registered client may have stored (the document this module
+/// returns, as JSON). Every such client is held in each instance's memory and read again by each
+/// trust reload, which every registration triggers, so `registration.max_clients` bounds that
+/// memory and work only together with this; a request body may be larger
+/// (`server.max_body_bytes`), since metadata this server ignores is not stored. A few redirect
+/// URIs, scopes and inline keys take a fraction of it.
+pub const MAX_STORED_METADATA_BYTES: usize = 8 * 1024;
 
 /// The RFC 7591 §3.2.1 response for a stored client document.
 pub fn registration_response(
