@@ -500,3 +500,69 @@ async fn a_self_registered_clients_refused_sign_in_is_not_redirected_without_the
     assert_eq!(query(&url, "error").as_deref(), Some("access_denied"));
     Ok(())
 }
+
+/// RFC 9700 §4.11.2, the user's own refusal: a user who denies a self-registered client's
+/// request on the consent page — the user who found it suspicious — used to be sent straight to
+/// that client's redirect URI all the same, which is where a phishing client wants them. The
+/// denial is now a page with the link back; an administrator-registered client's denial is
+/// still redirected.
+#[tokio::test]
+async fn denying_a_self_registered_client_does_not_redirect_without_the_user() -> anyhow::Result<()>
+{
+    const PHISHING: &str = "https://phish.example/landing";
+    let env = Env::start_with(|config| {
+        enable_code_flow(config);
+        config.registration.enabled = true;
+    })
+    .await?;
+    let registered = env
+        .http
+        .post(format!("{}/register", env.url))
+        .header("content-type", "application/json")
+        .body(
+            json!({
+                "client_name": "Totally legit",
+                "redirect_uris": [PHISHING],
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+            })
+            .to_string(),
+        )
+        .send()
+        .await?;
+    assert_eq!(registered.status(), 201);
+    let registered: serde_json::Value = registered.json().await?;
+    let client_id = registered["client_id"].as_str().expect("client_id");
+    let browser = browser()?;
+    let (html, cookie) = to_consent(&env, &browser, &authorize_params(client_id, PHISHING)).await?;
+    let form = [
+        ("request_id", hidden(&html, "request_id")?),
+        ("csrf_token", hidden(&html, "csrf_token")?),
+        ("decision", "deny".to_string()),
+    ];
+    let response = browser
+        .post(format!("{}/authorize/consent", env.url))
+        .header("origin", origin_of(&env.url)?)
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form)?)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400, "a page, not a redirect");
+    assert!(response.headers().get("location").is_none());
+    let html = response.text().await?;
+    assert!(
+        html.contains("href=\"https://phish.example/landing?error=access_denied"),
+        "{html}"
+    );
+    let events = env.audit_log().await?;
+    assert!(
+        events
+            .iter()
+            .any(|record| record.event.event == "authorize_consent"
+                && record.event.reason.as_deref() == Some("user_denied")
+                && record.event.client_id.as_deref() == Some(client_id))
+    );
+    Ok(())
+}

@@ -15,7 +15,7 @@ use crate::store::{AuditDetail, AuditEvent, AuthorizationRequest, CodeStore, Dec
 use super::browser::{browser_matches, cookie_name};
 use super::codes::{self, constant_time_eq};
 use super::pages::error_page;
-use super::redirect::{client_redirect, error_redirect};
+use super::redirect::{client_redirect, error_redirect, error_return_page, redirect_uris_vetted};
 use super::{audited, denial, refuse, unavailable};
 
 /// Shown when a request is decided twice or too late.
@@ -78,14 +78,36 @@ pub async fn consent(
         Err(error) => return unavailable(&state, &error, "updating the authorization request"),
     }
     audit.reason = Some("user_denied".into());
-    let response = error_redirect(
-        &state,
-        &pending.redirect_uri,
-        pending.state.as_deref(),
-        "access_denied",
-        "The user denied the request",
-        Some(&cookie_name(&state.config, &pending.id)),
-    );
+    // RFC 9700 §4.11.2: a user who refused a client whose redirect URI no administrator vetted
+    // is not sent there by frontdesk; the page's link takes the denial back if they choose.
+    let registry = state.tokens.trust.current();
+    let vetted = state
+        .tokens
+        .client_metadata
+        .find_client(&registry, &pending.client_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|client| redirect_uris_vetted(&client));
+    let (error, description) = ("access_denied", "The user denied the request");
+    let response = if vetted {
+        error_redirect(
+            &state,
+            &pending.redirect_uri,
+            pending.state.as_deref(),
+            error,
+            description,
+            Some(&cookie_name(&state.config, &pending.id)),
+        )
+    } else {
+        error_return_page(
+            &state,
+            &pending.redirect_uri,
+            pending.state.as_deref(),
+            error,
+            description,
+        )
+    };
     audited(&state, audit, response).await
 }
 
