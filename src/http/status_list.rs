@@ -73,15 +73,14 @@ pub async fn list(State(state): State<AppState>, Path(list): Path<String>) -> Re
         Err(response) => return response,
     }
     let start = list * LIST_ENTRIES;
-    let revoked = match state
-        .store
-        .revoked_status_indexes(start, start + LIST_ENTRIES)
-        .await
-    {
-        Ok(revoked) => revoked,
-        Err(error) => return unavailable(&error),
-    };
     let now = unix_now();
+    let query = || async {
+        state
+            .store
+            .revoked_status_indexes(start, start + LIST_ENTRIES)
+            .await
+            .map_err(|error| error.to_string())
+    };
     let build = |revoked: &[i64]| {
         let claims = status_list::list_token_claims(
             &state.config.issuer,
@@ -99,7 +98,7 @@ pub async fn list(State(state): State<AppState>, Path(list): Path<String>) -> Re
     let token = match state
         .tokens
         .status_list_tokens
-        .get_or_build(list, revoked, now, build)
+        .fetch(list, now, query, build)
         .await
     {
         Ok(token) => token,

@@ -38,11 +38,16 @@ pub const LIST_TOKEN_LIFETIME_SECS: i64 = 3_600;
 pub const REUSE_SECS: i64 = 10;
 
 /// The last signed token of each list, reused while the list's revoked indexes are the same and
-/// the token is younger than [`REUSE_SECS`]. The endpoint is public, and the database query is
-/// cheap while the bit array, its compression and the signature are not: a burst of fetches
-/// (every resource server of a fleet at the top of its `ttl`, or someone hammering it) costs one
-/// build, and a revocation is never served stale, since the query runs for every fetch. The lock
-/// is held while building, so concurrent fetches wait for one build instead of each making one.
+/// the token is younger than [`REUSE_SECS`]. The endpoint is public, and the bit array, its
+/// compression and the signature are costly: a burst of fetches (every resource server of a
+/// fleet at the top of its `ttl`, or someone hammering it) costs one build. The lock is held
+/// while building, so concurrent fetches wait for one build instead of each making one.
+///
+/// The revoked-index query is not free either: after a mass revocation (a kill switch, a busy
+/// client deleted) it returns up to a whole list's indexes. So fetches of one list query one at
+/// a time, and one that waited for its turn takes the answer of a query that began after it
+/// arrived, if one did ([`ListTokens::fetch`]): a flood of fetches costs one query at a time
+/// per list, however many wait, and a revocation is still never served stale.
 ///
 /// It also keeps the aggregation's answer (the lists holding an unexpired token) for
 /// [`REUSE_SECS`]: that query reads every unexpired token's row, so on a busy deployment it is
@@ -52,6 +57,10 @@ pub const REUSE_SECS: i64 = 10;
 pub struct ListTokens {
     built: tokio::sync::Mutex<std::collections::HashMap<i64, Built>>,
     live: tokio::sync::Mutex<Option<(i64, std::sync::Arc<[i64]>)>>,
+    /// Revoked-index queries begun so far: the number of the next one.
+    queries: std::sync::atomic::AtomicU64,
+    /// Per list, the turn its fetches take to query (at most one per list that exists).
+    turns: std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Debug)]
@@ -59,24 +68,64 @@ struct Built {
     revoked: Vec<i64>,
     iat: i64,
     token: std::sync::Arc<str>,
+    /// The number of the latest query whose answer this token matches.
+    query: u64,
 }
 
 impl ListTokens {
-    /// The token of `list` for the revoked indexes `revoked` (any order) at `now`: the kept one
-    /// if it still fits, else `build(&revoked_sorted)`, kept for next time.
-    pub async fn get_or_build<E>(
+    /// The token of `list` at `now`, its revoked indexes read by `query` (any order) and signed
+    /// by `build` (given them sorted) unless a kept token fits. A query that began after this
+    /// fetch arrived saw every revocation committed before it, so its answer is reused instead
+    /// of asking again; any earlier one is not.
+    pub async fn fetch<E, F>(
+        &self,
+        list: i64,
+        now: i64,
+        query: impl FnOnce() -> F,
+        build: impl FnOnce(&[i64]) -> Result<String, E>,
+    ) -> Result<std::sync::Arc<str>, E>
+    where
+        F: Future<Output = Result<Vec<i64>, E>>,
+    {
+        use std::sync::atomic::Ordering::SeqCst;
+        let arrived = self.queries.load(SeqCst);
+        let turn = {
+            let mut turns = match self.turns.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            turns.entry(list).or_default().clone()
+        };
+        let _turn = turn.lock().await;
+        if let Some(kept) = self.built.lock().await.get(&list)
+            && kept.query >= arrived
+            && (0..REUSE_SECS).contains(&(now - kept.iat))
+        {
+            return Ok(kept.token.clone());
+        }
+        let number = self.queries.fetch_add(1, SeqCst);
+        let revoked = query().await?;
+        self.get_or_build(list, revoked, now, number, build).await
+    }
+
+    /// The token of `list` for the revoked indexes `revoked` (any order), answer of query
+    /// `query`, at `now`: the kept one if it still fits, else `build(&revoked_sorted)`, kept for
+    /// next time.
+    async fn get_or_build<E>(
         &self,
         list: i64,
         mut revoked: Vec<i64>,
         now: i64,
+        query: u64,
         build: impl FnOnce(&[i64]) -> Result<String, E>,
     ) -> Result<std::sync::Arc<str>, E> {
         revoked.sort_unstable();
         let mut built = self.built.lock().await;
-        if let Some(kept) = built.get(&list)
+        if let Some(kept) = built.get_mut(&list)
             && kept.revoked == revoked
             && (0..REUSE_SECS).contains(&(now - kept.iat))
         {
+            kept.query = kept.query.max(query);
             return Ok(kept.token.clone());
         }
         let token: std::sync::Arc<str> = build(&revoked)?.into();
@@ -86,6 +135,7 @@ impl ListTokens {
                 revoked,
                 iat: now,
                 token: token.clone(),
+                query,
             },
         );
         Ok(token)
@@ -265,21 +315,74 @@ mod tests {
             builds.set(builds.get() + 1);
             Ok::<_, ()>(format!("{revoked:?}#{}", builds.get()))
         };
-        let first = tokens.get_or_build(0, vec![9, 2], 100, build).await;
+        let first = tokens.get_or_build(0, vec![9, 2], 100, 0, build).await;
         assert_eq!(first.as_deref(), Ok("[2, 9]#1"));
         // The same set in another order, a few seconds later: the same token.
-        let again = tokens.get_or_build(0, vec![2, 9], 105, build).await;
+        let again = tokens.get_or_build(0, vec![2, 9], 105, 1, build).await;
         assert_eq!(again.as_deref(), Ok("[2, 9]#1"));
         // A new revocation: built anew at once.
-        let changed = tokens.get_or_build(0, vec![2, 9, 4], 106, build).await;
+        let changed = tokens.get_or_build(0, vec![2, 9, 4], 106, 2, build).await;
         assert_eq!(changed.as_deref(), Ok("[2, 4, 9]#2"));
         // Too old: built anew; another list has its own.
         let old = tokens
-            .get_or_build(0, vec![2, 9, 4], 106 + REUSE_SECS, build)
+            .get_or_build(0, vec![2, 9, 4], 106 + REUSE_SECS, 3, build)
             .await;
         assert_eq!(old.as_deref(), Ok("[2, 4, 9]#3"));
-        let other = tokens.get_or_build(1, vec![], 116, build).await;
+        let other = tokens.get_or_build(1, vec![], 116, 4, build).await;
         assert_eq!(other.as_deref(), Ok("[]#4"));
+    }
+
+    /// A flood of fetches of one list: those that arrive while a query runs wait for their turn,
+    /// then share one new query (the running one may predate a revocation they must see);
+    /// a fetch after them queries again.
+    #[tokio::test]
+    async fn fetches_waiting_for_a_running_query_share_the_next_one() {
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+        let tokens = ListTokens::default();
+        let queries = std::cell::Cell::new(0);
+        let counted = || {
+            queries.set(queries.get() + 1);
+            std::future::ready(Ok::<_, ()>(vec![7]))
+        };
+        let build = |revoked: &[i64]| Ok::<_, ()>(format!("{revoked:?}"));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let mut running = Box::pin(tokens.fetch(
+            0,
+            100,
+            || async {
+                queries.set(queries.get() + 1);
+                let _ = released.await;
+                Ok(vec![7])
+            },
+            build,
+        ));
+        assert!(
+            running.as_mut().poll(&mut cx).is_pending(),
+            "its query runs"
+        );
+        let mut waiting: Vec<Pin<Box<dyn Future<Output = Result<std::sync::Arc<str>, ()>> + '_>>> =
+            (0..3)
+                .map(|_| Box::pin(tokens.fetch(0, 100, counted, build)) as Pin<Box<_>>)
+                .collect();
+        for fetch in &mut waiting {
+            assert!(fetch.as_mut().poll(&mut cx).is_pending(), "waits its turn");
+        }
+        release.send(()).expect("the query waits");
+        assert_eq!(running.await.as_deref(), Ok("[7]"));
+        for fetch in waiting {
+            assert_eq!(fetch.await.as_deref(), Ok("[7]"));
+        }
+        assert_eq!(queries.get(), 2, "one query for the three that waited");
+        assert!(matches!(
+            Box::pin(tokens.fetch(0, 100, counted, build))
+                .as_mut()
+                .poll(&mut cx),
+            Poll::Ready(Ok(_))
+        ));
+        assert_eq!(queries.get(), 3, "a later fetch queries again");
     }
 
     #[tokio::test]
