@@ -363,10 +363,10 @@ mod tests {
             running.as_mut().poll(&mut cx).is_pending(),
             "its query runs"
         );
-        let mut waiting: Vec<Pin<Box<dyn Future<Output = Result<std::sync::Arc<str>, ()>> + '_>>> =
-            (0..3)
-                .map(|_| Box::pin(tokens.fetch(0, 100, counted, build)) as Pin<Box<_>>)
-                .collect();
+        type Fetch<'a> = Pin<Box<dyn Future<Output = Result<std::sync::Arc<str>, ()>> + 'a>>;
+        let mut waiting: Vec<Fetch<'_>> = (0..3)
+            .map(|_| Box::pin(tokens.fetch(0, 100, counted, build)) as Fetch<'_>)
+            .collect();
         for fetch in &mut waiting {
             assert!(fetch.as_mut().poll(&mut cx).is_pending(), "waits its turn");
         }
