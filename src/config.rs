@@ -107,6 +107,11 @@ pub struct AuthorizationConfig {
     pub request_lifetime_secs: u64,
     /// Clients whose requests skip the consent page.
     pub pre_approved_clients: Vec<String>,
+    /// Authorization requests (`GET /authorize`) one address may start per minute, in bursts of
+    /// as many; 0: no limit. Starting needs no credentials and stores a pending request for
+    /// `request_lifetime_secs`, so without a limit anyone could fill the database (and the
+    /// audit log, with refused ones) at the rate they can send requests.
+    pub requests_per_minute_per_address: u32,
 }
 
 impl Default for AuthorizationConfig {
@@ -119,6 +124,7 @@ impl Default for AuthorizationConfig {
             refresh_token_lifetime_secs: 14 * 86400,
             request_lifetime_secs: 600,
             pre_approved_clients: Vec::new(),
+            requests_per_minute_per_address: 60,
         }
     }
 }
@@ -1125,6 +1131,12 @@ impl Config {
             return err(
                 "authorization.request_lifetime_secs",
                 "must be between 60 and 3600",
+            );
+        }
+        if self.authorization.requests_per_minute_per_address > 1_000_000 {
+            return err(
+                "authorization.requests_per_minute_per_address",
+                "must be at most 1000000 (0 for no limit)",
             );
         }
         let cimd = &self.client_id_metadata;

@@ -1489,3 +1489,47 @@ async fn concurrent_reuse_rounds(env: &Env, browser: &reqwest::Client) -> anyhow
     }
     Ok(())
 }
+
+/// Starting an authorization request needs no credentials but stores a pending request, so one
+/// address may start `authorization.requests_per_minute_per_address` a minute: past it, a 429
+/// page with `Retry-After`, no cookie, nothing stored or audited — whatever the request.
+#[tokio::test]
+async fn an_address_starting_too_many_authorization_requests_gets_429() -> anyhow::Result<()> {
+    let (env, browser) = start_configured(None, |config| {
+        config.authorization.requests_per_minute_per_address = 3;
+    })
+    .await?;
+    for _ in 0..3 {
+        begin(&env, &browser, &authorize_params(APP)).await?;
+    }
+    let audited_before = env.audit_log().await?.len();
+    for params in [
+        authorize_params(APP),
+        vec![("client_id", "nobody".to_string())],
+    ] {
+        let response = browser
+            .get(format!(
+                "{}/authorize?{}",
+                env.url,
+                serde_urlencoded::to_string(&params)?
+            ))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 429);
+        let retry_after: u64 = response
+            .headers()
+            .get("retry-after")
+            .ok_or_else(|| anyhow::anyhow!("no Retry-After"))?
+            .to_str()?
+            .parse()?;
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        assert!(response.headers().get("set-cookie").is_none());
+        assert!(response.text().await?.contains("Too many sign-ins"));
+    }
+    assert_eq!(
+        env.audit_log().await?.len(),
+        audited_before,
+        "refusals past the quota write nothing"
+    );
+    Ok(())
+}

@@ -52,6 +52,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         Duration::from_secs(federation.jwks_default_ttl_secs),
         state.config.tokens.clock_skew_secs,
     );
+    let starts = Arc::new(AuthorizeStarts(
+        crate::oauth::throttle::FailureThrottle::new(
+            state.config.authorization.requests_per_minute_per_address,
+        ),
+    ));
     Router::new()
         .route("/authorize", get(request::authorize))
         .route("/authorize/callback", get(callback::callback))
@@ -62,8 +67,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
             origin::require_same_origin,
         ))
         .layer(Extension(Arc::new(rp)))
+        .layer(Extension(starts))
         .layer(axum::middleware::map_response(pages::security_headers))
 }
+
+/// Authorization requests started per address (`authorization.requests_per_minute_per_address`):
+/// starting one needs no credentials but stores a pending request, so each address gets a quota.
+pub(crate) struct AuthorizeStarts(pub(crate) crate::oauth::throttle::FailureThrottle<String>);
 
 /// Records `event`; a failed write turns the answer into a 500 page (nothing unaudited).
 async fn audited(state: &AppState, event: AuditEvent, response: Response) -> Response {

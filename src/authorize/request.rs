@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Extension, RawQuery, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 
+use crate::admin::auth::ClientIp;
 use crate::clock::unix_now;
 use crate::http::AppState;
 use crate::oauth::GrantType;
@@ -22,7 +24,7 @@ use super::codes::{hash_token, random_token, valid_challenge, valid_thumbprint};
 use super::pages::error_page;
 use super::redirect::{error_redirect, error_return_page, redirect_uris_vetted, see_other};
 use super::rp::RelyingParty;
-use super::{audited, callback_url, denial, refuse, sign_in_idp};
+use super::{AuthorizeStarts, audited, callback_url, denial, refuse, sign_in_idp};
 
 /// The longest `state` accepted. It is stored with the pending request before anyone has signed
 /// in, so without a bound anyone could have the server store a few hundred kilobytes (all a URL
@@ -48,6 +50,20 @@ const fn refusal(error: &'static str, reason: &'static str, description: &'stati
     }
 }
 
+/// The 429 page of an address past its quota of authorization requests, with `Retry-After`.
+fn too_many_requests(state: &AppState, wait: Duration) -> Response {
+    let mut page = error_page(
+        state.config.issuer_path(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-ins were started from your network in the last minute. Wait a moment, then \
+         try again from the application.",
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        page.headers_mut().insert(http::header::RETRY_AFTER, value);
+    }
+    page
+}
+
 /// What a request asks for, once checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Checked {
@@ -61,9 +77,26 @@ struct Checked {
 pub async fn authorize(
     State(state): State<AppState>,
     Extension(rp): Extension<Arc<RelyingParty>>,
+    Extension(starts): Extension<Arc<AuthorizeStarts>>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    // Counted before anything is read, fetched, stored or audited; the request past the quota
+    // is refused too. Not audited: a flood would otherwise write the audit log at its own rate.
+    let key = crate::http::forwarded::limit_key_text(&ip);
+    if let Some(wait) = starts.0.retry_after(key.as_str()) {
+        return too_many_requests(&state, wait);
+    }
+    if starts.0.record_failure(key.clone()) {
+        return too_many_requests(
+            &state,
+            starts
+                .0
+                .retry_after(key.as_str())
+                .unwrap_or(Duration::from_secs(1)),
+        );
+    }
     let registry = state.tokens.trust.current();
     let mut audit = denial("authorize", "invalid_request", &headers);
     if state.config.authorization.sign_in_idp.is_none() {

@@ -220,6 +220,10 @@ fn invalid_values_name_the_key_and_the_file() {
         ("[server]\nmax_body_bytes = 10\n", "server.max_body_bytes"),
         ("[server]\nmax_connections = 0\n", "server.max_connections"),
         (
+            "[authorization]\nrequests_per_minute_per_address = 1000001\n",
+            "authorization.requests_per_minute_per_address",
+        ),
+        (
             "[server]\nmax_connections = 1000001\n",
             "server.max_connections",
         ),
