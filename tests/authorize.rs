@@ -943,6 +943,17 @@ async fn bad_authorization_requests() -> anyhow::Result<()> {
     let mut params = authorize_params(APP);
     params[7].1 = "admin".into();
     expect_error(get(params).await?, "invalid_scope")?;
+    // More scope values than any request needs: refused before the quadratic de-duplication.
+    let mut params = authorize_params(APP);
+    params[7].1 = vec!["mcp:read"; 257].join(" ");
+    let response = get(params).await?;
+    let url = location(&response)?;
+    assert!(
+        query(&url, "error_description")
+            .is_some_and(|text| text.contains("more values than this server accepts")),
+        "{url}"
+    );
+    expect_error(response, "invalid_scope")?;
     // A client not allowed the grant.
     let mut params = authorize_params(APP);
     params[1].1 = AGENT.into();
@@ -958,6 +969,10 @@ async fn bad_authorization_requests() -> anyhow::Result<()> {
     assert!(events.iter().any(
         |r| r.event.event == "authorize" && r.event.reason.as_deref() == Some("unknown_client")
     ));
+    assert!(
+        events.iter().any(|r| r.event.event == "authorize"
+            && r.event.reason.as_deref() == Some("too_many_scopes"))
+    );
     Ok(())
 }
 

@@ -322,12 +322,22 @@ fn check(
         ));
     };
     audit.resources = vec![resource.resource.clone()];
-    let Ok(scopes) = crate::oauth::request::parse_scope(get("scope")) else {
-        return Err(refusal(
-            "invalid_scope",
-            "scope_malformed",
-            "The scope is malformed",
-        ));
+    let scopes = match crate::oauth::request::parse_scope(get("scope")) {
+        Ok(scopes) => scopes,
+        Err(error) if error.reason == "too_many_scopes" => {
+            return Err(refusal(
+                "invalid_scope",
+                "too_many_scopes",
+                "The scope holds more values than this server accepts",
+            ));
+        }
+        Err(_) => {
+            return Err(refusal(
+                "invalid_scope",
+                "scope_malformed",
+                "The scope is malformed",
+            ));
+        }
     };
     audit.scopes_requested = scopes.clone();
     let client_scopes = &client.config.scopes;
