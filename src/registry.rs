@@ -130,7 +130,9 @@ impl Client {
 
     /// What the consent page calls the client, next to its id: its name; for a metadata-document
     /// client also the host that published the document, and a self-registered client is marked
-    /// as such, so the user can tell who asks — a name alone is whatever its author chose.
+    /// as such, so the user can tell who asks — a name alone is whatever its author chose. The
+    /// host or the mark is shown even when the client has no `client_name`: those are the only
+    /// hints that no administrator vetted the client, so they never depend on what it sent.
     pub fn display_name(&self) -> Option<String> {
         let name = self.config.client_name.as_deref();
         match self.config.source.as_deref() {
@@ -141,7 +143,10 @@ impl Client {
                     .unwrap_or_default();
                 Some(format!("{} ({host})", name.unwrap_or("Unnamed client")))
             }
-            Some("dcr") => name.map(|name| format!("{name} (self-registered)")),
+            Some("dcr") => Some(format!(
+                "{} (self-registered)",
+                name.unwrap_or("Unnamed client")
+            )),
             _ => name.map(str::to_string),
         }
     }

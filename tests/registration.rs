@@ -1241,3 +1241,29 @@ async fn metadata_stored_beyond_8_kib_is_refused() -> anyhow::Result<()> {
     assert_eq!(status, 201, "{body}");
     Ok(())
 }
+
+/// The consent page marks a self-registered client "(self-registered)" — the one hint that no
+/// administrator vetted it — even when the registration carried no `client_name`: the mark must
+/// not depend on what the stranger chose to send.
+#[tokio::test]
+async fn the_consent_page_marks_a_self_registered_client_without_a_name() -> anyhow::Result<()> {
+    let env = start(|_| {}).await?;
+    let mut request = public_request();
+    request
+        .as_object_mut()
+        .expect("object")
+        .remove("client_name");
+    let (status, body, _) = register(&env, &request, None).await?;
+    assert_eq!(status, 201, "{body}");
+    let client_id = text(&body, "client_id");
+    let browser = browser()?;
+    let (html, _) = to_consent(&env, &browser, &authorize_params(&client_id, REDIRECT)).await?;
+    let shown = html
+        .split("id=\"consent-client\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</dd>").next())
+        .unwrap_or_default();
+    assert!(shown.contains("(self-registered)"), "{shown}");
+    assert!(shown.contains(&client_id), "{shown}");
+    Ok(())
+}
