@@ -562,3 +562,56 @@ async fn cauth_10_a_client_name_with_bidi_controls_is_refused() -> anyhow::Resul
     assert!(html.contains("client_name"), "{html}");
     Ok(())
 }
+
+/// CAUTH-10 (CIMD §3: a client identifier URL "SHOULD NOT include a query string component"): a
+/// URL client id with a query — or a fragment — is refused before any fetch, at `/authorize`
+/// (an error page) and at `/token` (`invalid_client`), audited as such. Otherwise every `?n=…`
+/// would be a new client id for the same document: a new cache entry and a new fetch each.
+#[tokio::test]
+async fn cauth_10_a_client_id_with_a_query_or_fragment_is_refused_without_fetching()
+-> anyhow::Result<()> {
+    let setup = start(true).await?;
+    for (client_id, reason) in [
+        (
+            format!("{}?v=1", setup.url("query.json")),
+            "client_id_has_query",
+        ),
+        (
+            format!("{}?", setup.url("query.json")),
+            "client_id_has_query",
+        ),
+        (
+            format!("{}#v1", setup.url("query.json")),
+            "client_id_url_malformed",
+        ),
+    ] {
+        // The document names the client id exactly as sent, so only the URL rule can refuse it.
+        let mut document = setup.document("query.json");
+        document["client_id"] = json!(client_id);
+        setup.publish("query.json", &document);
+        setup.refused(&client_id, reason).await?;
+        let (status, body) = post_form(
+            &setup.env,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", "x"),
+                ("client_id", &client_id),
+            ],
+        )
+        .await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{client_id}: {body}"
+        );
+    }
+    let events = setup.env.audit_log().await?;
+    assert!(
+        events.iter().any(|record| record.event.event != "authorize"
+            && record.event.reason.as_deref() == Some("client_id_has_query")
+            && record.event.error_code.as_deref() == Some("invalid_client")),
+        "the token endpoint's refusal is audited with the reason"
+    );
+    assert_eq!(setup.docs.hits("query.json"), 0, "nothing fetched");
+    Ok(())
+}

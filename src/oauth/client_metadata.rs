@@ -222,6 +222,9 @@ impl ClientMetadataResolver {
                 "This server does not accept URL client identifiers (client metadata documents)",
             ));
         }
+        // The URL's own rules need no fetch: a malformed id is refused here, before it takes a
+        // fetch slot or a cache entry (each variant of a URL would otherwise take its own).
+        self.check_url(client_id)?;
         self.resolve(client_id).await.map(Some)
     }
 
@@ -290,7 +293,11 @@ impl ClientMetadataResolver {
             .clone()
     }
 
-    /// Checks the URL itself: scheme, allowed host, no credentials or fragment (CIMD §3).
+    /// Checks the URL itself: scheme, allowed host, no credentials, fragment or query (CIMD §3).
+    /// The draft says a client id URL SHOULD NOT have a query; one is refused, as the server
+    /// fetching it cannot tell a query the document depends on from one added to it, and every
+    /// `?x=1`, `?x=2`… would be a new client id for one document: another cache entry, another
+    /// fetch.
     fn check_url(&self, text: &str) -> Result<url::Url, ClientMetadataError> {
         let refused = |reason, text: &str| Err(ClientMetadataError::new(reason, text));
         let Ok(url) = url::Url::parse(text) else {
@@ -313,6 +320,12 @@ impl ClientMetadataResolver {
             return refused(
                 "client_id_url_malformed",
                 "A URL client_id needs a path, and no fragment, credentials or dot segments",
+            );
+        }
+        if url.query().is_some() {
+            return refused(
+                "client_id_has_query",
+                "A URL client_id must not have a query string (client metadata documents)",
             );
         }
         let host = url.host_str().unwrap_or("");
