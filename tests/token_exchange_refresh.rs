@@ -85,6 +85,32 @@ async fn start_with(
 /// Signs the user in through /authorize (a browser played by reqwest, one redirect at a time),
 /// redeems the code and returns the refresh token.
 async fn sign_in(env: &Env, scope: &str) -> anyhow::Result<String> {
+    let code = authorization_code(env, scope).await?;
+    let (status, body) = redeem(env, &code).await?;
+    anyhow::ensure!(status == 200, "code redemption: {body}");
+    body["refresh_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no refresh token: {body}"))
+}
+
+/// `grant_type=authorization_code` for `code`, as the app.
+async fn redeem(env: &Env, code: &str) -> anyhow::Result<(u16, Value)> {
+    env.post_token(
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        Some((APP, SECRET)),
+    )
+    .await
+}
+
+/// Signs the user in through /authorize (a browser played by reqwest, one redirect at a time)
+/// and returns the authorization code, not redeemed.
+async fn authorization_code(env: &Env, scope: &str) -> anyhow::Result<String> {
     let browser = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -119,23 +145,7 @@ async fn sign_in(env: &Env, scope: &str) -> anyhow::Result<String> {
     let back = location(&at_idp)?;
     let response = browser.get(back).header("cookie", cookie).send().await?;
     anyhow::ensure!(response.status() == 303, "callback: {}", response.status());
-    let code = query(&location(&response)?, "code").ok_or_else(|| anyhow::anyhow!("no code"))?;
-    let (status, body) = env
-        .post_token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", VERIFIER),
-            ],
-            Some((APP, SECRET)),
-        )
-        .await?;
-    anyhow::ensure!(status == 200, "code redemption: {body}");
-    body["refresh_token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no refresh token: {body}"))
+    query(&location(&response)?, "code").ok_or_else(|| anyhow::anyhow!("no code"))
 }
 
 /// An ID-JAG request with `refresh_token` as the subject, plus `extra` parameters.
@@ -762,5 +772,126 @@ async fn a_kill_switch_during_a_refresh_leaves_no_refresh_token_alive_revoke_05(
         assert!(body.get("refresh_token").is_none(), "{body}");
         assert!(body.get("access_token").is_none(), "{body}");
     }
+    Ok(())
+}
+
+/// REVOKE-05 under concurrency (RFC 9700 §4.14.2): an administrator's kill switch for a user
+/// (`revoke_tokens`, as `POST /admin/api/v1/revocations` runs it) that lands while a code of
+/// that user is being redeemed — after the code was spent and the access token recorded, before
+/// the refresh token was stored — revoked what existed, but the refresh token the redemption
+/// then stored was live, and nothing recorded the kill switch for the redemption to notice. The
+/// kill switch now marks the families of the user's codes first, and the redemption, checking
+/// its family after storing its tokens, revokes them and answers `invalid_grant`
+/// (`revoked_while_issuing`). The redemption is held on a PostgreSQL table lock between the two
+/// steps (event-driven: the lock waiter is polled in `pg_stat_activity`, bounded).
+#[tokio::test]
+async fn a_kill_switch_during_a_code_redemption_leaves_no_token_alive_revoke_05()
+-> anyhow::Result<()> {
+    use frontdesk::store::{AuditEvent, Decision, RevocationScope, TokenStore};
+    use sqlx::Connection;
+    let Some(database) = TestDatabase::postgres("kill_switch_during_redemption").await else {
+        return Ok(());
+    };
+    let env = start(Some(&database)).await?;
+    let code = authorization_code(&env, "read").await?;
+    let mut holder = sqlx::PgConnection::connect(database.url()).await?;
+    let mut monitor = sqlx::PgConnection::connect(database.url()).await?;
+    // The redemption spends the code and records the access token, then waits here to link it
+    // to the family, before the refresh token is stored.
+    sqlx::raw_sql("BEGIN; LOCK TABLE grant_family_tokens IN EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await?;
+    let redeeming = {
+        let (url, code) = (env.url.clone(), code.clone());
+        let http = env.http.clone();
+        tokio::spawn(async move {
+            let response = http
+                .post(format!("{url}/token"))
+                .basic_auth(APP, Some(SECRET))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                ])
+                .send()
+                .await?;
+            let status = response.status().as_u16();
+            anyhow::Ok((status, response.json::<Value>().await?))
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut monitor)
+        .await?;
+        if waiting >= 1 {
+            break;
+        }
+        assert!(!redeeming.is_finished(), "the redemption did not wait");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the redemption never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let revoked = env
+        .server
+        .state
+        .store
+        .revoke_tokens(
+            RevocationScope::Subject(USER),
+            now(),
+            AuditEvent::new(now(), "tokens_revoked", Decision::Changed),
+        )
+        .await?;
+    assert_eq!(
+        revoked.access_tokens, 1,
+        "the access token recorded: {revoked:?}"
+    );
+    assert_eq!(revoked.refresh_tokens, 0, "none stored yet: {revoked:?}");
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await?;
+    let (status, body) = redeeming.await??;
+    if let Some(access_token) = body["access_token"].as_str() {
+        assert!(
+            !env.introspect_active(access_token).await?,
+            "the access token outlived the kill switch: {body}"
+        );
+    }
+    if let Some(refresh_token) = body["refresh_token"].as_str() {
+        let (status, refreshed) = refresh_grant(&env, refresh_token).await?;
+        assert_eq!(
+            (status, refreshed["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "the refresh token outlived the kill switch: {refreshed}"
+        );
+    }
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none(), "{body}");
+    let record = audited(&env, "revoked_while_issuing").await?;
+    // What the redemption issued before it was refused is revoked too.
+    let jti = record.event.issued_jti.clone().expect("issued jti");
+    let issued = env.server.state.store.issued_token(&jti).await?;
+    assert!(
+        issued.is_some_and(|token| token.revoked_at.is_some()),
+        "the access token it recorded is live"
+    );
+    let live_refresh_tokens: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM refresh_tokens WHERE subject = $1 AND revoked_at IS NULL",
+    )
+    .bind(USER)
+    .fetch_one(&mut monitor)
+    .await?;
+    assert_eq!(
+        live_refresh_tokens, 0,
+        "a refresh token outlived the kill switch"
+    );
     Ok(())
 }

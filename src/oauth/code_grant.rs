@@ -16,8 +16,8 @@ use crate::config::ResourceConfig;
 use crate::jose::dpop::DpopProof;
 use crate::registry::Registry;
 use crate::store::{
-    AuditDetail, AuditEvent, CodeStore, IssuedToken, Redemption, RefreshRecord, StoreError,
-    TokenStore,
+    AuditDetail, AuditEvent, CodeStore, FamilyRevocation, IssuedToken, Redemption, RefreshRecord,
+    StoreError, TokenStore,
 };
 
 fn invalid_grant(reason: &'static str, description: &str) -> OAuthError {
@@ -362,10 +362,11 @@ pub async fn refresh(
         audit,
     )
     .await?;
-    // A revocation of the user, the client or the identity provider (`revoke_tokens`, the
-    // administrator's kill switch) that ran after this token was rotated but before its
+    // A revocation of the presented token that ran after it was rotated but before its
     // successor was stored revoked everything but the successor: the rotated token carries its
-    // mark, so the family goes now (RFC 9700 §4.14.2, as for a replay above).
+    // mark, so the family goes now (RFC 9700 §4.14.2, as for a replay above). The kill switch
+    // (`revoke_tokens`) is caught already by the family check in `issue`, which it marks first;
+    // this read still catches a revocation that marks no family (deleting the client).
     let revoked_meanwhile = service
         .store
         .refresh_token(&hash)
@@ -616,21 +617,32 @@ async fn issue(
         .await?;
         body["refresh_token"] = json!(refresh_token);
     }
-    // RFC 9700 §4.14.2: a replay of this code or refresh token that arrived while the grant was
-    // being issued revoked the family before the new tokens existed; they must not outlive it.
-    if service
+    // RFC 9700 §4.14.2: a replay of this code or refresh token, or a kill switch for the user,
+    // the client or the identity provider (REVOKE-05), that arrived while the grant was being
+    // issued revoked the family before the new tokens existed; they must not outlive it.
+    let revoked = service
         .store
         .family_revoked(grant.family_id)
         .await
-        .map_err(store_failure)?
-    {
+        .map_err(store_failure)?;
+    if let Some(revoked) = revoked {
+        let (reason, description) = match revoked {
+            FamilyRevocation::Leaked => (
+                "family_revoked_while_issuing",
+                "The grant was used again while this request was answered; its token family is revoked",
+            ),
+            FamilyRevocation::KillSwitch => (
+                "revoked_while_issuing",
+                "The tokens of this user, client or identity provider were revoked while this request was answered; nothing it issued is valid",
+            ),
+        };
         return Err(revoke_leaked_family(
             service,
             grant.family_id,
             now,
             audit,
-            "family_revoked_while_issuing",
-            "The grant was used again while this request was answered; its token family is revoked",
+            reason,
+            description,
         )
         .await);
     }

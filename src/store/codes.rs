@@ -148,6 +148,19 @@ pub enum Redemption<T> {
     Replayed(T),
 }
 
+/// Why a grant family was revoked ([`CodeStore::family_revoked`]): a grant being issued in it
+/// answers differently, since a client whose grant was reused has leaked it and one caught by
+/// a kill switch has not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FamilyRevocation {
+    /// One of its codes or refresh tokens was used again, or it was revoked at /revoke
+    /// ([`CodeStore::revoke_family`]).
+    Leaked,
+    /// An administrator revoked every token of its user, client or identity provider
+    /// ([`super::TokenStore::revoke_tokens`]).
+    KillSwitch,
+}
+
 /// Persistence of the authorization code flow.
 pub trait CodeStore {
     /// Stores a new pending request.
@@ -239,14 +252,18 @@ pub trait CodeStore {
         family_id: &str,
         now: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Whether [`Self::revoke_family`] has revoked `family_id`: a grant checks it after storing
-    /// its new tokens, so that a replay revoking the family before they existed still reaches
-    /// them (RFC 9700 §4.14.2).
+    /// Whether, and why, `family_id` was revoked — by [`Self::revoke_family`] or by a kill
+    /// switch ([`super::TokenStore::revoke_tokens`]) that reached it: a grant checks it after
+    /// storing its new tokens, so that a replay or a kill switch that revoked the family's
+    /// tokens before they existed still reaches them (RFC 9700 §4.14.2, REVOKE-05).
     fn family_revoked(
         &self,
         family_id: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<FamilyRevocation>, StoreError>> + Send;
 }
+
+/// `revoked_families.cause` of a family marked by a kill switch (NULL: leaked).
+pub(super) const KILL_SWITCH: &str = "kill_switch";
 
 fn split_scopes(text: &str) -> Vec<String> {
     text.split(' ')
@@ -672,14 +689,20 @@ impl CodeStore for Store {
         })
     }
 
-    async fn family_revoked(&self, family_id: &str) -> Result<bool, StoreError> {
+    async fn family_revoked(
+        &self,
+        family_id: &str,
+    ) -> Result<Option<FamilyRevocation>, StoreError> {
         on_pool!(self, pool => {
-            let row: Option<(i64,)> =
-                sqlx::query_as("SELECT revoked_at FROM revoked_families WHERE family_id = $1")
+            let row: Option<(Option<String>,)> =
+                sqlx::query_as("SELECT cause FROM revoked_families WHERE family_id = $1")
                     .bind(family_id)
                     .fetch_optional(pool)
                     .await?;
-            Ok(row.is_some())
+            Ok(row.map(|(cause,)| match cause.as_deref() {
+                Some(KILL_SWITCH) => FamilyRevocation::KillSwitch,
+                _ => FamilyRevocation::Leaked,
+            }))
         })
     }
 }

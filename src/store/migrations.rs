@@ -46,6 +46,7 @@ const SQLITE_FILES: &[(&str, &str)] = &[
     migration!("sqlite", "0015_issued_token_issuer.sql"),
     migration!("sqlite", "0016_revoked_families.sql"),
     migration!("sqlite", "0017_admin_sso_previous_session.sql"),
+    migration!("sqlite", "0018_kill_switch_families.sql"),
 ];
 
 const POSTGRES_FILES: &[(&str, &str)] = &[
@@ -63,6 +64,7 @@ const POSTGRES_FILES: &[(&str, &str)] = &[
     migration!("postgres", "0015_issued_token_issuer.sql"),
     migration!("postgres", "0016_revoked_families.sql"),
     migration!("postgres", "0017_admin_sso_previous_session.sql"),
+    migration!("postgres", "0018_kill_switch_families.sql"),
 ];
 
 // Several instances starting together on one PostgreSQL database run these at the same time.

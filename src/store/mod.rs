@@ -37,7 +37,8 @@ pub use admin::{
 pub use audit::{AuditDetail, AuditEvent, AuditFilter, AuditLog, AuditRecord, Decision};
 pub use audit_writer::{AuditWriter, ReplayWriter};
 pub use codes::{
-    AuthorizationRequest, CodeRecord, CodeStore, Redemption, RefreshRecord, RefreshState,
+    AuthorizationRequest, CodeRecord, CodeStore, FamilyRevocation, Redemption, RefreshRecord,
+    RefreshState,
 };
 pub use keys::{KeyRecord, KeyState, KeyStore};
 pub use replay::{PendingReplay, ReplayStore};

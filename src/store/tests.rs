@@ -54,6 +54,7 @@ both_backends!(
     status_indexes_are_reserved_in_disjoint_blocks_and_revocations_show_in_their_range,
     the_status_lists_with_live_tokens_are_those_holding_an_unexpired_one,
     revoking_a_subject_or_a_client_revokes_only_its_live_tokens_and_codes,
+    a_kill_switch_marks_the_families_of_its_codes_and_live_refresh_tokens_revoke_05,
     audit_batches_commit_every_event_in_order,
     audit_events_commit_with_their_replay_records,
     authorization_codes_single_use_rotation_and_family_revocation,
@@ -1260,18 +1261,30 @@ async fn authorization_codes_single_use_rotation_and_family_revocation(store: St
     assert_eq!(token.revoked_at, Some(222));
     // RFC 9700 §4.14.2: the revocation is remembered for a grant still being issued in the
     // family, until the purge of expired codes passes it.
-    assert!(store.family_revoked("fam").await.expect("marked"));
-    assert!(!store.family_revoked("another").await.expect("not marked"));
+    assert_eq!(
+        store.family_revoked("fam").await.expect("marked"),
+        Some(FamilyRevocation::Leaked)
+    );
+    assert_eq!(
+        store.family_revoked("another").await.expect("not marked"),
+        None
+    );
     store
         .purge_authorization_state(200, 222)
         .await
         .expect("purge before the mark");
-    assert!(store.family_revoked("fam").await.expect("still marked"));
+    assert!(
+        store
+            .family_revoked("fam")
+            .await
+            .expect("still marked")
+            .is_some()
+    );
     store
         .purge_authorization_state(200, 223)
         .await
         .expect("purge past the mark");
-    assert!(!store.family_revoked("fam").await.expect("purged"));
+    assert_eq!(store.family_revoked("fam").await.expect("purged"), None);
 }
 
 fn refresh_record(family_id: &str, expires_at: i64) -> RefreshRecord {
@@ -3126,6 +3139,144 @@ async fn revoking_a_subject_or_a_client_revokes_only_its_live_tokens_and_codes(s
     assert_eq!(revoked.access_tokens, 1);
     assert_eq!(access_revoked_at(&store, "eve-1").await, Some(later));
     assert_eq!(access_revoked_at(&store, "fay-1").await, None);
+}
+
+/// REVOKE-05 under concurrency: the kill switch marks the grant families it reaches — of its
+/// codes, redeemed or not (one may be being redeemed), and of its live refresh tokens (one may
+/// be being rotated) — so that a grant storing its tokens after the revocation read the tables
+/// finds the mark. A family marked for a leak stays so; the marks go with the purge.
+async fn a_kill_switch_marks_the_families_of_its_codes_and_live_refresh_tokens_revoke_05(
+    store: Store,
+) {
+    let now = 1_000;
+    let code = |family: &str, subject: &str, issuer: &str| CodeRecord {
+        family_id: family.into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_challenge: "challenge".into(),
+        subject: subject.into(),
+        subject_issuer: issuer.into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec![],
+        auth_time: None,
+        created_at: 990,
+        expires_at: 1_050,
+        dpop_jkt: None,
+    };
+    let refresh = |family: &str, subject: &str, client: &str, expires_at: i64| RefreshRecord {
+        family_id: family.into(),
+        client_id: client.into(),
+        subject: subject.into(),
+        subject_issuer: "https://idp".into(),
+        resource: "https://mcp.example/mcp".into(),
+        scopes: vec![],
+        auth_time: None,
+        issued_at: 900,
+        expires_at,
+        dpop_jkt: None,
+    };
+    for (hash, family, subject, issuer) in [
+        ("code-ada", "fam-code-ada", "ada", "https://idp"),
+        ("code-ada-leaked", "fam-leaked", "ada", "https://idp"),
+        ("code-bob", "fam-code-bob", "bob", "https://idp"),
+        ("code-eve", "fam-code-eve", "eve", "https://other-idp"),
+    ] {
+        store
+            .insert_code(hash, &code(family, subject, issuer))
+            .await
+            .expect("code");
+    }
+    // Ada's code is being redeemed: spent already, its tokens not stored yet.
+    assert!(matches!(
+        store.consume_code("code-ada", now).await.expect("consume"),
+        Redemption::Fresh(_)
+    ));
+    store.revoke_family("fam-leaked", now).await.expect("leak");
+    for (hash, family, subject, client, expires_at) in [
+        ("rt-ada", "fam-rt-ada", "ada", "app", 5_000),
+        ("rt-ada-old", "fam-rt-ada-old", "ada", "app", 500),
+        ("rt-bob", "fam-rt-bob", "bob", "app", 5_000),
+        ("rt-bob-other", "fam-rt-bob-other", "bob", "other", 5_000),
+    ] {
+        store
+            .insert_refresh_token(hash, &refresh(family, subject, client, expires_at))
+            .await
+            .expect("refresh");
+    }
+    // Ada's refresh token is being rotated: its successor is not stored yet.
+    assert!(matches!(
+        store
+            .rotate_refresh_token("rt-ada", now)
+            .await
+            .expect("rotate"),
+        Redemption::Fresh(_)
+    ));
+    let revoked = |family: &'static str| {
+        let store = store.clone();
+        async move { store.family_revoked(family).await.expect("read") }
+    };
+
+    let event = AuditEvent::new(now, "subject_tokens_revoked", Decision::Changed);
+    store
+        .revoke_tokens(RevocationScope::Subject("ada"), now, event)
+        .await
+        .expect("revoke ada");
+    assert_eq!(
+        revoked("fam-code-ada").await,
+        Some(FamilyRevocation::KillSwitch)
+    );
+    assert_eq!(
+        revoked("fam-rt-ada").await,
+        Some(FamilyRevocation::KillSwitch)
+    );
+    assert_eq!(
+        revoked("fam-leaked").await,
+        Some(FamilyRevocation::Leaked),
+        "a leak stays a leak"
+    );
+    assert_eq!(revoked("fam-rt-ada-old").await, None, "expired: left alone");
+    for family in [
+        "fam-code-bob",
+        "fam-rt-bob",
+        "fam-rt-bob-other",
+        "fam-code-eve",
+    ] {
+        assert_eq!(revoked(family).await, None, "{family}");
+    }
+
+    let event = AuditEvent::new(now, "client_tokens_revoked", Decision::Changed);
+    store
+        .revoke_tokens(RevocationScope::Client("app"), now, event)
+        .await
+        .expect("revoke app");
+    for family in ["fam-code-bob", "fam-rt-bob"] {
+        assert_eq!(
+            revoked(family).await,
+            Some(FamilyRevocation::KillSwitch),
+            "{family}"
+        );
+    }
+    assert_eq!(revoked("fam-rt-bob-other").await, None, "another client's");
+
+    let event = AuditEvent::new(now, "issuer_tokens_revoked", Decision::Changed);
+    store
+        .revoke_tokens(RevocationScope::Issuer("https://other-idp"), now, event)
+        .await
+        .expect("revoke issuer");
+    assert_eq!(
+        revoked("fam-code-eve").await,
+        Some(FamilyRevocation::KillSwitch)
+    );
+    assert_eq!(revoked("fam-rt-bob-other").await, None, "another issuer's");
+
+    // The marks matter only while a grant is being issued: they go with the expired codes.
+    store
+        .purge_authorization_state(now, now + 1)
+        .await
+        .expect("purge");
+    for family in ["fam-code-ada", "fam-rt-ada", "fam-code-eve", "fam-leaked"] {
+        assert_eq!(revoked(family).await, None, "{family}");
+    }
 }
 
 /// When the issued access token `jti` was revoked, if it was.

@@ -64,6 +64,34 @@ impl<'a> RevocationScope<'a> {
         }
     }
 
+    /// Marks the grant families it reaches as revoked by a kill switch (`$1` the time, `$2` the
+    /// scope's value, `$3` the cause): those of its authorization codes, used or not (one may
+    /// be being redeemed), and of its live refresh tokens (one may be being rotated). A grant
+    /// of such a family that stores its tokens after the revocation read the tables finds the
+    /// mark when it checks its family (RFC 9700 §4.14.2, REVOKE-05).
+    fn family_marks(self) -> &'static str {
+        match self {
+            Self::Subject(_) => {
+                "INSERT INTO revoked_families (family_id, revoked_at, cause) \
+                 SELECT family_id, $1, $3 FROM authorization_codes WHERE subject = $2 \
+                 UNION SELECT family_id, $1, $3 FROM refresh_tokens WHERE subject = $2 AND revoked_at IS NULL AND expires_at > $1 \
+                 ON CONFLICT (family_id) DO NOTHING"
+            }
+            Self::Client(_) => {
+                "INSERT INTO revoked_families (family_id, revoked_at, cause) \
+                 SELECT family_id, $1, $3 FROM authorization_codes WHERE client_id = $2 \
+                 UNION SELECT family_id, $1, $3 FROM refresh_tokens WHERE client_id = $2 AND revoked_at IS NULL AND expires_at > $1 \
+                 ON CONFLICT (family_id) DO NOTHING"
+            }
+            Self::Issuer(_) => {
+                "INSERT INTO revoked_families (family_id, revoked_at, cause) \
+                 SELECT family_id, $1, $3 FROM authorization_codes WHERE subject_issuer = $2 \
+                 UNION SELECT family_id, $1, $3 FROM refresh_tokens WHERE subject_issuer = $2 AND revoked_at IS NULL AND expires_at > $1 \
+                 ON CONFLICT (family_id) DO NOTHING"
+            }
+        }
+    }
+
     /// The user, client or issuer it names.
     pub fn value(self) -> &'a str {
         match self {
@@ -116,7 +144,9 @@ pub trait TokenStore {
     /// Revokes everything frontdesk issued in `scope` (to a user, or to a client) that is still
     /// live: access tokens, refresh tokens, and codes not yet redeemed (spent, so they yield
     /// nothing). The kill switch (PEERS §4 item 7), committed with `event` — its detail gets the
-    /// counts — in one transaction.
+    /// counts — in one transaction. Before it, the grant families of the scope's codes and live
+    /// refresh tokens are marked revoked ([`super::CodeStore::family_revoked`]), so that a code
+    /// redemption or a refresh under way does not leave its new tokens live (REVOKE-05).
     fn revoke_tokens(
         &self,
         scope: RevocationScope<'_>,
@@ -281,6 +311,20 @@ impl TokenStore for Store {
         mut event: AuditEvent,
     ) -> Result<TokenRevocation, StoreError> {
         on_pool!(self, pool => {
+            // The families are marked, and the mark committed, before anything is revoked: a
+            // code being redeemed or a refresh token being rotated meanwhile either stored its
+            // new tokens before the statements below read the tables (and they are revoked), or
+            // checks its family after storing them and finds the mark (RFC 9700 §4.14.2,
+            // REVOKE-05). In the revocation's transaction the mark would be invisible to that
+            // check until the commit, while the revocation no longer sees tokens stored after
+            // its statements began. Should the revocation then fail, the marked families were
+            // to be revoked anyway, and running the kill switch again revokes them.
+            sqlx::query(scope.family_marks())
+                .bind(now)
+                .bind(scope.value())
+                .bind(super::codes::KILL_SWITCH)
+                .execute(pool)
+                .await?;
             let mut tx = pool.begin().await?;
             let mut counts = [0u64; 3];
             for (count, sql) in counts.iter_mut().zip(scope.statements()) {
