@@ -324,6 +324,7 @@ async fn spawn_on_with(
             Duration::from_secs(config.federation.http_timeout_secs),
             &config,
         )),
+        readiness: Default::default(),
     });
     let app = router(state.clone());
     let (shutdown, mut stop) = watch::channel(false);

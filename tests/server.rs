@@ -674,3 +674,31 @@ async fn the_shared_states_debug_form_holds_no_secret() {
     assert!(!printed.contains("BwcHBwcH"), "the KEK: {printed}");
     harness.server.shutdown().await.expect("graceful shutdown");
 }
+
+/// `/readyz` is public, so its database answer is cached for about a second (one ping at a
+/// time, shared by concurrent probes; the single-flight count is a unit test in
+/// `src/http/health.rs`). The cache must not hide an outage for longer: once the answer has
+/// expired — the readiness clock moved on instead of sleeping — a closed database shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_cached_briefly_and_still_shows_a_lost_database() {
+    let database = TestDatabase::sqlite();
+    let harness = Harness::start(&database).await;
+    let state = &harness.server.state;
+    let (_, ready) = harness.get_json("/readyz").await;
+    assert_eq!(ready["database"], "ok");
+    let pings = state.readiness.pings();
+    assert!(pings >= 1, "the first probe pinged");
+
+    state.store.close().await;
+    state
+        .readiness
+        .advance_clock(std::time::Duration::from_secs(2));
+    let response = harness.get("/readyz").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(
+        body,
+        json!({"status": "not_ready", "database": "unreachable", "signing_key": "active"})
+    );
+    assert_eq!(state.readiness.pings(), pings + 1);
+}

@@ -28,6 +28,8 @@ pub struct Shared {
     pub tokens: Arc<crate::oauth::TokenService>,
     /// The admin page's in-memory state (rate limiter, bootstrap token, test clock).
     pub admin: Arc<crate::admin::AdminRuntime>,
+    /// `/readyz`'s cached database answer (one ping a second at most: the endpoint is public).
+    pub readiness: super::health::Readiness,
 }
 
 /// Names the instance only. Why not derived: the handles reach secrets whose own `Debug` is
