@@ -1267,3 +1267,57 @@ async fn the_consent_page_marks_a_self_registered_client_without_a_name() -> any
     assert!(shown.contains(&client_id), "{shown}");
     Ok(())
 }
+
+/// RFC 7592 §2 / RFC 6750 §5.2 (a bearer token must not be guessable by trying): a request to
+/// the client configuration endpoint with a wrong registration access token — DELETE as much
+/// as GET or PUT — counts against the per-address failure throttle that also guards client
+/// authentication at `/token` (`server.failed_auth_per_minute`). Each method is needed here to
+/// pass the quota, so one that did not count would leave the address unblocked. Once blocked,
+/// the address is refused (429 `slow_down`, audited `throttled`) even with the right token, and
+/// the registration survives.
+#[tokio::test]
+async fn wrong_registration_tokens_on_every_method_count_against_the_failure_throttle()
+-> anyhow::Result<()> {
+    let env = start(|config| config.server.failed_auth_per_minute = 3).await?;
+    let (status, registered, _) = register(&env, &public_request(), None).await?;
+    assert_eq!(status, 201, "{registered}");
+    let client_id = text(&registered, "client_id");
+    let token = text(&registered, "registration_access_token");
+    let uri = text(&registered, "registration_client_uri");
+    let mut update = public_request();
+    update["client_id"] = json!(client_id);
+    // Three failures are within the quota; the fourth blocks the address.
+    for (method, body) in [
+        (reqwest::Method::DELETE, None),
+        (reqwest::Method::GET, None),
+        (reqwest::Method::PUT, Some(&update)),
+        (reqwest::Method::DELETE, None),
+    ] {
+        let (status, answer, _) = manage(&env, method.clone(), &uri, Some("guess"), body).await?;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (401, Some("invalid_token")),
+            "{method}: {answer}"
+        );
+    }
+    let (status, answer, headers) =
+        manage(&env, reqwest::Method::DELETE, &uri, Some(&token), None).await?;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (429, Some("slow_down")),
+        "{answer}"
+    );
+    assert!(headers.get("retry-after").is_some());
+    assert!(audited(&env, "client_registration", Some("throttled")).await?);
+    assert!(
+        env.server
+            .state
+            .tokens
+            .trust
+            .current()
+            .client(&client_id)
+            .is_some(),
+        "not deleted"
+    );
+    Ok(())
+}
