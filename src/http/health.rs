@@ -121,30 +121,30 @@ mod tests {
 
     use super::*;
 
-    /// A flood of concurrent probes shares one ping: the first caller pings (held until every
-    /// other caller is queued behind it), the rest read its answer. The answer lasts an hour
-    /// here, so the count cannot depend on how fast the machine is.
+    /// A flood of concurrent probes shares one ping: the first caller pings (held until it is
+    /// inside its ping; the others queue behind it), the rest read its answer. The answer lasts
+    /// an hour here, so the count cannot depend on how fast the machine is. The gate lets every
+    /// ping through once opened, so a cache that did not share would fail here, not hang.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_probes_share_one_ping() {
         let readiness = Arc::new(Readiness::with_ttl(Duration::from_secs(3600)));
-        let release = Arc::new(tokio::sync::Notify::new());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let mut probes = tokio::task::JoinSet::new();
         for _ in 0..32 {
-            let (readiness, release) = (readiness.clone(), release.clone());
+            let (readiness, gate) = (readiness.clone(), gate.clone());
             probes.spawn(async move {
                 readiness
                     .database(|| async move {
-                        release.notified().await;
+                        gate.acquire().await.expect("gate").forget();
                         true
                     })
                     .await
             });
         }
-        // Wait until the first probe is inside its ping (the others queue on the lock).
         while readiness.pings() == 0 {
             tokio::task::yield_now().await;
         }
-        release.notify_one();
+        gate.add_permits(64);
         while let Some(answer) = probes.join_next().await {
             assert!(answer.unwrap());
         }
