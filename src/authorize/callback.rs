@@ -21,7 +21,7 @@ use crate::store::{AuditEvent, AuthorizationRequest, CodeStore, Decision, TokenS
 use super::browser::{browser_matches, cookie_name};
 use super::consent::approve;
 use super::pages::consent_page;
-use super::redirect::{error_redirect, error_return_page, redirect_uris_vetted};
+use super::redirect::{error_to_client, redirect_uris_vetted};
 use super::request::parse_query;
 use super::rp::RelyingParty;
 use super::{audited, callback_url, denial, refuse, sign_in_idp, unavailable};
@@ -107,24 +107,15 @@ pub async fn callback(
         let mut audit = audit;
         audit.reason = Some(reason.to_string());
         let (error, description) = ("access_denied", "The user could not be signed in");
-        let response = if vetted {
-            error_redirect(
-                &state,
-                &pending.redirect_uri,
-                pending.state.as_deref(),
-                error,
-                description,
-                Some(&cookie),
-            )
-        } else {
-            error_return_page(
-                &state,
-                &pending.redirect_uri,
-                pending.state.as_deref(),
-                error,
-                description,
-            )
-        };
+        let response = error_to_client(
+            &state,
+            vetted,
+            &pending.redirect_uri,
+            pending.state.as_deref(),
+            error,
+            description,
+            Some(&cookie),
+        );
         audited(&state, audit, response)
     };
     if get("error").is_some() {

@@ -15,7 +15,7 @@ use crate::store::{AuditDetail, AuditEvent, AuthorizationRequest, CodeStore, Dec
 use super::browser::{browser_matches, cookie_name};
 use super::codes::{self, constant_time_eq};
 use super::pages::error_page;
-use super::redirect::{client_redirect, error_redirect, error_return_page, redirect_uris_vetted};
+use super::redirect::{client_redirect, error_to_client, redirect_uris_vetted};
 use super::{audited, denial, refuse, unavailable};
 
 /// Shown when a request is decided twice or too late.
@@ -90,24 +90,15 @@ pub async fn consent(
         .flatten()
         .is_some_and(|client| redirect_uris_vetted(&client));
     let (error, description) = ("access_denied", "The user denied the request");
-    let response = if vetted {
-        error_redirect(
-            &state,
-            &pending.redirect_uri,
-            pending.state.as_deref(),
-            error,
-            description,
-            Some(&cookie_name(&state.config, &pending.id)),
-        )
-    } else {
-        error_return_page(
-            &state,
-            &pending.redirect_uri,
-            pending.state.as_deref(),
-            error,
-            description,
-        )
-    };
+    let response = error_to_client(
+        &state,
+        vetted,
+        &pending.redirect_uri,
+        pending.state.as_deref(),
+        error,
+        description,
+        Some(&cookie_name(&state.config, &pending.id)),
+    );
     audited(&state, audit, response).await
 }
 

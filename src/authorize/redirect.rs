@@ -129,6 +129,34 @@ pub fn redirect_uris_vetted(client: &Client) -> bool {
     client.config.source.is_none()
 }
 
+/// A refusal reported to the client at `redirect_uri`: redirected at once when an
+/// administrator vetted the client's redirect URIs (`vetted`, [`redirect_uris_vetted`]),
+/// otherwise through [`error_return_page`], which the user leaves by choice — anyone chose a
+/// self-registered or metadata-document client's redirect URI, and frontdesk must not be an
+/// open redirector to it (RFC 9700 §4.11.2).
+pub fn error_to_client(
+    state: &AppState,
+    vetted: bool,
+    redirect_uri: &str,
+    client_state: Option<&str>,
+    error: &str,
+    description: &str,
+    clear_cookie: Option<&str>,
+) -> Response {
+    if vetted {
+        error_redirect(
+            state,
+            redirect_uri,
+            client_state,
+            error,
+            description,
+            clear_cookie,
+        )
+    } else {
+        error_return_page(state, redirect_uri, client_state, error, description)
+    }
+}
+
 /// An authorization request's refusal for a client whose redirect URIs no administrator vetted
 /// ([`redirect_uris_vetted`]): shown on a page whose link carries the RFC 6749 §4.1.2.1 error to
 /// the client if the user follows it, instead of a redirect. Otherwise anyone could register a

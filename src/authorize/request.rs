@@ -22,7 +22,7 @@ use crate::store::{AuditEvent, AuthorizationRequest, CodeStore};
 use super::browser::{cookie_name, set_cookie};
 use super::codes::{hash_token, random_token, valid_challenge, valid_thumbprint};
 use super::pages::error_page;
-use super::redirect::{error_redirect, error_return_page, redirect_uris_vetted, see_other};
+use super::redirect::{error_to_client, redirect_uris_vetted, see_other};
 use super::rp::RelyingParty;
 use super::{AuthorizeStarts, audited, callback_url, denial, refuse, sign_in_idp};
 
@@ -187,24 +187,15 @@ pub async fn authorize(
             audit.reason = Some(refusal.reason.to_string());
             // Nobody has seen anything of this request yet: the browser is sent on by itself
             // only to a redirect URI an administrator vetted (RFC 9700 §4.11.2).
-            let response = if redirect_uris_vetted(&client) {
-                error_redirect(
-                    &state,
-                    &redirect_uri,
-                    client_state.as_deref(),
-                    refusal.error,
-                    refusal.description,
-                    None,
-                )
-            } else {
-                error_return_page(
-                    &state,
-                    &redirect_uri,
-                    client_state.as_deref(),
-                    refusal.error,
-                    refusal.description,
-                )
-            };
+            let response = error_to_client(
+                &state,
+                redirect_uris_vetted(&client),
+                &redirect_uri,
+                client_state.as_deref(),
+                refusal.error,
+                refusal.description,
+                None,
+            );
             audited(&state, audit, response).await
         }
     }
