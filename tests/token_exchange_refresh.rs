@@ -724,24 +724,7 @@ async fn a_kill_switch_during_a_refresh_leaves_no_refresh_token_alive_revoke_05(
             anyhow::Ok((status, response.json::<Value>().await?))
         })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&mut monitor)
-        .await?;
-        if waiting >= 1 {
-            break;
-        }
-        assert!(!refreshing.is_finished(), "the refresh did not wait");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the refresh never waited"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    env::test_db::until_waiting(&mut monitor, 1, &[&refreshing]).await;
     let revoked = env
         .server
         .state
@@ -820,24 +803,7 @@ async fn a_kill_switch_during_a_code_redemption_leaves_no_token_alive_revoke_05(
             anyhow::Ok((status, response.json::<Value>().await?))
         })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&mut monitor)
-        .await?;
-        if waiting >= 1 {
-            break;
-        }
-        assert!(!redeeming.is_finished(), "the redemption did not wait");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the redemption never waited"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    env::test_db::until_waiting(&mut monitor, 1, &[&redeeming]).await;
     let revoked = env
         .server
         .state

@@ -14,7 +14,7 @@ use super::*;
 #[path = "../../tests/support/test_db.rs"]
 mod test_db;
 
-use test_db::TestDatabase;
+use test_db::{TestDatabase, until_waiting};
 
 const T0: i64 = 1_700_000_000;
 const PROMOTE_AFTER: i64 = 3_600;
@@ -857,40 +857,6 @@ async fn retiring_the_active_key_never_hands_over_to_a_key_published_too_recentl
         states(&ring).await,
         [(successor.clone(), "active"), (first.clone(), "retired")]
     );
-}
-
-/// Sessions of `monitor`'s database other than its own that wait for a lock (a table, a row,
-/// an advisory lock).
-async fn lock_waiters(monitor: &mut sqlx::PgConnection) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND backend_type = 'client backend' AND wait_event_type = 'Lock' \
-         AND pid <> pg_backend_pid()",
-    )
-    .fetch_one(monitor)
-    .await
-    .expect("count lock waiters")
-}
-
-/// Waits (polling, bounded) until `count` sessions wait for a lock; fails at once if one of
-/// `tasks` ended instead of waiting.
-async fn until_waiting<T>(
-    monitor: &mut sqlx::PgConnection,
-    count: i64,
-    tasks: &[&tokio::task::JoinHandle<T>],
-) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while lock_waiters(monitor).await < count {
-        assert!(
-            !tasks.iter().any(|task| task.is_finished()),
-            "a task ended before reaching the lock"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{count} sessions never waited for the held lock"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
 }
 
 /// Instances opening one empty PostgreSQL database together, released at the same moment into

@@ -3336,28 +3336,7 @@ async fn config_syncs_listing_objects_in_other_orders_both_succeed() {
     };
     let forward = sync(first.clone(), ["a", "b"]);
     let backward = sync(second.clone(), ["b", "a"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(&mut monitor)
-        .await
-        .expect("count waiters");
-        if waiting >= 2 {
-            break;
-        }
-        assert!(
-            !forward.is_finished() && !backward.is_finished(),
-            "a sync did not wait"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the syncs never waited"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    test_db::until_waiting(&mut monitor, 2, &[&forward, &backward]).await;
     sqlx::raw_sql("COMMIT")
         .execute(&mut holder)
         .await

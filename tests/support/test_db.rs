@@ -120,3 +120,38 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// Sessions of `monitor`'s database other than its own that wait for a lock (a table, a row,
+/// an advisory lock).
+pub async fn lock_waiters(monitor: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND backend_type = 'client backend' AND wait_event_type = 'Lock' \
+         AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(monitor)
+    .await
+    .expect("count lock waiters")
+}
+
+/// Waits (polling, bounded) until `count` sessions wait for a lock; fails at once if one of
+/// `tasks` ended instead of waiting. The barrier of the tests that hold a lock while concurrent
+/// work piles up behind it, then release it at once.
+pub async fn until_waiting<T>(
+    monitor: &mut sqlx::PgConnection,
+    count: i64,
+    tasks: &[&tokio::task::JoinHandle<T>],
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lock_waiters(monitor).await < count {
+        assert!(
+            !tasks.iter().any(|task| task.is_finished()),
+            "a task ended before reaching the lock"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} sessions never waited for the held lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
